@@ -1,0 +1,64 @@
+// The change record: the unit the whole pipeline moves, from RESP pairing
+// through the log and the WAN to the replayer. In-memory representation only;
+// logstore/log_format.h and ship/wire_format.h own the bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/hlc.h"
+
+namespace kvf {
+
+using SiteId = uint16_t;
+
+// What the replayer does with a record.
+enum class RecordOp : uint8_t {
+  // `args` is a complete Redis command (name first) whose effect does not
+  // depend on the target's prior state of `key` (SET … KEEPTTL, HSET, ZADD,
+  // PEXPIREAT, DEL, XADD with an explicit id, …). Safe to apply twice.
+  kIdempotent = 1,
+  // `args` is a command whose effect depends on prior state (APPEND, LINSERT,
+  // EVAL, SORT … STORE): applied exactly once, in order. Always comes with
+  // kNeedsReadback so the key is later overwritten with the source's truth.
+  kOrdered = 2,
+  // No command: the value of `key` must be read from the source Redis and
+  // shipped (after a gap, an ambiguous order, or an unknowable effect).
+  kReadback = 3,
+  // Database-wide operations; `args` carries the command (FLUSHDB [ASYNC],
+  // FLUSHALL, SWAPDB a b). `key` is empty.
+  kDatabase = 4,
+};
+
+enum RecordFlags : uint16_t {
+  kFlagNone = 0,
+  kNeedsReadback = 1u << 0,   // the key's value must be re-read from the source
+  kAfterGap = 1u << 1,        // the connection lost bytes before this record
+  kAmbiguousOrder = 1u << 2,  // another connection wrote the key within the window
+  kInTransaction = 1u << 3,   // part of a MULTI/EXEC that applied atomically
+  kUnknownDb = 1u << 4,       // db could not be proven (mid-stream join)
+};
+
+struct ChangeRecord {
+  uint64_t seq = 0;            // dense, assigned by the origin's log
+  Hlc hlc;                     // origin's hybrid clock at capture
+  uint64_t capture_ns = 0;     // capture timestamp of the reply (CLOCK_REALTIME)
+  SiteId origin = 0;           // site whose clients wrote it (loop prevention)
+  uint16_t db = 0;             // Redis logical database
+  RecordOp op = RecordOp::kIdempotent;
+  uint16_t flags = kFlagNone;
+  std::string key;             // the key this record orders and conflicts on
+  std::vector<std::string> args;  // command to apply, name first (see RecordOp)
+
+  bool HasFlag(RecordFlags f) const { return (flags & f) != 0; }
+  // Bytes the record occupies in memory, for queue caps.
+  size_t ApproxBytes() const;
+
+  friend bool operator==(const ChangeRecord&, const ChangeRecord&) = default;
+};
+
+std::string_view RecordOpName(RecordOp op);
+
+}  // namespace kvf
