@@ -90,7 +90,7 @@ Result<int> OpenTun(const std::string& netns, const std::string& name) {
       return Status::FromErrno(err, "setns " + netns);
     }
   }
-  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   Status st;
   if (fd < 0) {
     st = Status::FromErrno(errno, "open /dev/net/tun");
