@@ -8,11 +8,13 @@
 #                      │ lan        │ mirror            │
 #                  kvfX-app (appliance) ── TUN kvfwan ══ kvf-wanem ══ kvfwan ── kvfB-app
 #
-# Usage: lab.sh up [options] | down | env | status | wan [wan options]
+# Usage: lab.sh up [options] | down | env | status | wan [wan options] | mirror --rate-mbit N
 #   up options: --delay-ms N --jitter-ms N --loss PCT --rate-mbit N --queue-pkts N (WAN, each way)
 #               --offloads on|off (TSO/GSO/GRO on the site LANs; default off = MTU-sized mirror frames)
 #               --no-redis (do not start redis-server at the sites)
+#               --mirror-rate-mbit N (an oversubscribed SPAN port: the mirror drops what exceeds N)
 #   wan: restarts only the WAN emulator with new options (same flags as up).
+#   mirror --rate-mbit N|0: makes site A's mirror port lossy above N Mbit/s (0: lossless again).
 #   env: prints KVF_...=... shell assignments naming every namespace, interface and address.
 # Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking range) and exist only inside the lab.
 set -euo pipefail
@@ -134,7 +136,7 @@ wan_addresses() {
 start_redis() {
   local s=$1 rds
   rds=$(ns "$s" rds)
-  ip netns exec "$rds" redis-server --port "$REDIS_PORT" --bind 0.0.0.0 --protected-mode no \
+  ip netns exec "$rds" redis-server --port "$REDIS_PORT" --bind 0.0.0.0 --protected-mode no --enable-debug-command local \
     --save '' --appendonly no --daemonize yes --dir "$STATE" \
     --pidfile "$STATE/redis-$s.pid" --logfile "$STATE/redis-$s.log" >/dev/null
   for _ in $(seq 1 50); do
@@ -182,14 +184,26 @@ down() {
   rm -f "$STATE"/wanem.json "$STATE"/wanem.json.tmp
 }
 
-parse_wan_opts() {  # sets WAN_OPTS, OFFLOADS, WITH_REDIS
-  WAN_OPTS=(); OFFLOADS=off; WITH_REDIS=1
+# mirror_rate SITE MBIT: a TBF with a small buffer on the switch's mirror port,
+# so the mirror drops frames beyond MBIT as an oversubscribed SPAN port does.
+mirror_rate() {
+  local sw
+  sw=$(ns "$1" sw)
+  ip netns exec "$sw" tc qdisc del dev p-mir root 2>/dev/null || true
+  if [ "$2" != 0 ]; then
+    ip netns exec "$sw" tc qdisc add dev p-mir root tbf rate "${2}mbit" burst 32kb limit 64kb
+  fi
+}
+
+parse_wan_opts() {  # sets WAN_OPTS, OFFLOADS, WITH_REDIS, MIRROR_RATE
+  WAN_OPTS=(); OFFLOADS=off; WITH_REDIS=1; MIRROR_RATE=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --delay-ms|--jitter-ms|--loss|--rate-mbit|--queue-pkts|--burst-bytes|--seed)
         [ $# -ge 2 ] || die "$1 needs a value"; WAN_OPTS+=("$1" "$2"); shift 2 ;;
       --offloads) [ $# -ge 2 ] || die "--offloads needs on|off"; OFFLOADS=$2; shift 2 ;;
       --no-redis) WITH_REDIS=0; shift ;;
+      --mirror-rate-mbit) [ $# -ge 2 ] || die "$1 needs a value"; MIRROR_RATE=$2; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -232,6 +246,7 @@ case "$cmd" in
     wan_addresses
     start_wan "${WAN_OPTS[@]}"
     if [ "$WITH_REDIS" = 1 ]; then for s in "${SITES[@]}"; do start_redis "$s"; done; fi
+    mirror_rate A "$MIRROR_RATE"
     log "up (offloads $OFFLOADS, wan: ${WAN_OPTS[*]:-no impairment})"
     ;;
   wan)
@@ -240,8 +255,14 @@ case "$cmd" in
     start_wan "${WAN_OPTS[@]}"
     log "wan restarted: ${WAN_OPTS[*]:-no impairment}"
     ;;
+  mirror)
+    require_root
+    [ "${1:-}" = --rate-mbit ] && [ $# -ge 2 ] || die "usage: lab.sh mirror --rate-mbit N"
+    mirror_rate A "$2"
+    log "site A mirror: ${2} Mbit/s (0 = lossless)"
+    ;;
   down) require_root; down; log "down" ;;
   env) print_env ;;
   status) status ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
