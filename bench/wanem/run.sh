@@ -34,13 +34,16 @@ PY
 "$LAB" up --no-redis >/dev/null
 eval "$("$LAB" env)"
 stats() { python3 -c "import json; d=json.load(open('$KVF_WANEM_STATS')); print(d['a_to_b']['forwarded'], d['b_to_a']['forwarded'], d['a_to_b']['received'], d['b_to_a']['received'])"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$(cat "$KVF_LAB_STATE/wanem.pid")/stat"; }
 read -r f0ab f0ba r0ab r0ba <<<"$(stats)"
+c0=$(cpu_ticks)
 t0=$(date +%s.%N)
 read -r wan_ab wan_ba <<<"$(udp_pair "$KVF_A_NS_APPLIANCE" "$KVF_A_WAN_IP" "$KVF_B_NS_APPLIANCE" "$KVF_B_WAN_IP")"
 t1=$(date +%s.%N)
 sleep 0.3
 read -r f1ab f1ba r1ab r1ba <<<"$(stats)"
-cpu=$(ps -o times= -p "$(cat "$KVF_LAB_STATE/wanem.pid")")
+c1=$(cpu_ticks)
+hz=$(getconf CLK_TCK)
 "$LAB" down >/dev/null
 
 ip netns add kvfbw1; ip netns add kvfbw2
@@ -55,5 +58,7 @@ echo "kvf-wanem forwarded (receiver-measured pps): a_to_b=$wan_ab b_to_a=$wan_ba
 python3 -c "
 dt=$t1-$t0
 print('kvf-wanem counters: a_to_b forwarded %d pps (offered %d), b_to_a forwarded %d pps (offered %d), over %.1f s' % (($f1ab-$f0ab)/dt, ($r1ab-$r0ab)/dt, ($f1ba-$f0ba)/dt, ($r1ba-$r0ba)/dt, dt))"
-echo "kvf-wanem cpu time (both threads, whole run): $cpu"
+python3 -c "
+cpu=($c1-$c0)/$hz; pk=($f1ab-$f0ab)+($f1ba-$f0ba)
+print('kvf-wanem cpu: %.2f s for %d packets = %.2f us/packet -> %d packets/s per core' % (cpu, pk, 1e6*cpu/pk, pk/cpu))"
 echo "baseline plain veth (receiver-measured pps): a_to_b=$veth_ab b_to_a=$veth_ba"

@@ -264,6 +264,18 @@ def multi_db(host, port, rnd):
     r.close()
 
 
+def authenticated(r, rnd):
+    # An ACL user whose password crosses the wire in AUTH: kvferry must never
+    # let it out of its RESP layer (the round-trip test greps every output).
+    r.execute_command("ACL", "SETUSER", "kvfuser", "on", ">kvf-test-password", "~*", "+@all")
+    kw = r.connection_pool.connection_kwargs
+    u = redis.Redis(host=kw["host"], port=kw["port"], username="kvfuser", password="kvf-test-password")
+    u.set("auth:written-by", "kvfuser")
+    u.execute_command("AUTH", "kvfuser", "kvf-test-password")
+    u.incr("auth:count")
+    u.close()
+
+
 def pipelined_bulk(r, rnd):
     p = r.pipeline(transaction=False)
     for i in range(2000):
@@ -311,7 +323,7 @@ def main() -> int:
         return 0
     r = redis.Redis(host=a.host, port=a.port)
     families = [strings, counters, hashes, lists, sets, zsets, streams, misc_types, expiries, keyspace,
-                transactions, scripts, rejected, pipelined_bulk]
+                transactions, scripts, rejected, authenticated, pipelined_bulk]
     for f in families:
         f(r, rnd)
     multi_db(a.host, a.port, rnd)
