@@ -14,7 +14,7 @@ pcap=$(mktemp /tmp/kvf-mirror-XXXXXX.pcap)
 trap 'rc=$?; rm -f "$pcap"; "$LAB" down >/dev/null 2>&1 || true; exit $rc' EXIT
 info_in() { in_ns "$KVF_A_NS_REDIS" redis-cli -p "$KVF_REDIS_PORT" info stats | tr -d '\r' | sed -n 's/^total_net_input_bytes://p'; }
 in0=$(info_in)
-in_ns "$KVF_A_NS_APPLIANCE" tcpdump -i "$KVF_A_MIRROR_IF" -B 16384 -s 0 -w "$pcap" -U "tcp port $KVF_REDIS_PORT" 2>"$pcap.log" &
+ip netns exec "$KVF_A_NS_APPLIANCE" tcpdump -i "$KVF_A_MIRROR_IF" -B 16384 -s 0 -w "$pcap" -U "tcp port $KVF_REDIS_PORT" 2>"$pcap.log" &
 dump=$!
 sleep 1
 in_ns "$KVF_A_NS_CLIENT" redis-benchmark -h "$KVF_A_REDIS_IP" -p "$KVF_REDIS_PORT" -c 1 -n 3000 -t set,get -d 64 -q >/dev/null
@@ -23,7 +23,9 @@ sleep 1
 kill -TERM $dump 2>/dev/null || true
 wait $dump 2>/dev/null || true
 in1=$(info_in)
-cat "$pcap.log"; rm -f "$pcap.log"
+cat "$pcap.log"
+grep -q "^0 packets dropped by kernel" "$pcap.log" || fail "tcpdump dropped packets"
+rm -f "$pcap.log"
 # The second INFO's own request (25 bytes over loopback) is in the delta but not on the mirror.
 expected=$(( in1 - in0 - 25 ))
 counts=$(python3 "$ROOT/tests/lab/pcap_tcp_bytes.py" "$pcap" "$KVF_REDIS_PORT")
