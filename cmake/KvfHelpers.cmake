@@ -20,7 +20,12 @@ function(kvf_test name)
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 120)
   endif()
-  set(props TIMEOUT ${A_TIMEOUT} ENVIRONMENT "KVF_SOURCE_DIR=${PROJECT_SOURCE_DIR};KVF_BINARY_DIR=${PROJECT_BINARY_DIR}")
+  # One variable per property: a ';' inside a property value would be split
+  # by gtest_discover_tests.
+  set(props TIMEOUT ${A_TIMEOUT} ENVIRONMENT "KVF_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+      ENVIRONMENT_MODIFICATION "KVF_BINARY_DIR=set:${PROJECT_BINARY_DIR}")
+  target_compile_definitions(${name} PRIVATE KVF_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                             KVF_BINARY_DIR="${PROJECT_BINARY_DIR}")
   if(A_LABELS)
     list(APPEND props LABELS "${A_LABELS}")
   endif()

@@ -1,0 +1,188 @@
+// Dispatcher: RX-side decode and hashing, per-worker SPSC rings of segment
+// slots (payload copied into the slot, so the RX burst can be recycled), and
+// the worker loop that drives one FlowTable shard.
+#include "dataplane/dispatcher.h"
+
+#include <time.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+
+namespace kvf::dataplane {
+namespace {
+
+size_t RoundUpPow2(size_t n) {
+  size_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+struct Dispatcher::Worker {
+  Worker(const DispatcherConfig& c, StreamConsumerFactory* factory)
+      : slots(RoundUpPow2(c.queue_slots)),
+        payload(slots.size() * c.max_segment_payload),
+        mask(slots.size() - 1),
+        table(c.flow_table, factory) {}
+
+  // Ring: the producer owns `head`, the consumer owns `tail`.
+  std::vector<TcpSegment> slots;
+  std::vector<uint8_t> payload;
+  size_t mask;
+  alignas(64) std::atomic<uint64_t> head{0};
+  alignas(64) std::atomic<uint64_t> tail{0};
+
+  // Idle workers sleep here; the producer wakes them only when `sleeping`
+  // is set, so a busy worker costs the RX thread nothing.
+  std::atomic<bool> sleeping{false};
+  std::mutex wake_mu;
+  std::condition_variable wake_cv;
+
+  FlowTable table;  // touched only by the worker thread (or by Stop after join)
+  std::thread thread;
+  mutable std::mutex stats_mu;
+  FlowTableStats published;
+};
+
+Dispatcher::Dispatcher(DispatcherConfig config, std::vector<StreamConsumerFactory*> factories)
+    : config_(std::move(config)) {
+  if (config_.workers == 0) config_.workers = 1;
+  for (size_t i = 0; i < config_.workers; ++i) {
+    workers_.push_back(std::make_unique<Worker>(config_, i < factories.size() ? factories[i] : nullptr));
+  }
+}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+void Dispatcher::Start() {
+  if (started_) return;
+  started_ = true;
+  for (auto& w : workers_) {
+    Worker* raw = w.get();
+    w->thread = std::thread([this, raw] { RunWorker(raw); });
+  }
+}
+
+size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
+  size_t queued = 0;
+  for (const Packet& p : packets) {
+    TcpSegment seg;
+    const DecodeStatus st = DecodeFrame(p.data, p.len, p.ts_ns, &seg);
+    rx_.decode.Add(st);
+    if (st != DecodeStatus::kOk) continue;
+    if (seg.payload_len > config_.max_segment_payload) {
+      ++rx_.oversize_payload_drops;
+      continue;
+    }
+    Worker& w = *workers_[WorkerFor(FlowKey::Of(seg.src, seg.dst), workers_.size())];
+    const uint64_t h = w.head.load(std::memory_order_relaxed);
+    if (h - w.tail.load(std::memory_order_acquire) >= w.slots.size()) {
+      ++rx_.queue_full_drops;
+      continue;
+    }
+    const size_t idx = h & w.mask;
+    uint8_t* dst = w.payload.data() + idx * config_.max_segment_payload;
+    if (seg.payload_len > 0) std::memcpy(dst, seg.payload, seg.payload_len);
+    seg.payload = dst;
+    w.slots[idx] = seg;
+    w.head.store(h + 1, std::memory_order_release);
+    ++queued;
+  }
+  // Pairs with the fence in RunWorker: either the worker sees the new head
+  // before sleeping, or we see `sleeping` and wake it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (auto& w : workers_) {
+    if (w->sleeping.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lock(w->wake_mu);
+      w->wake_cv.notify_one();
+    }
+  }
+  rx_.segments_queued += queued;
+  std::lock_guard<std::mutex> lock(rx_mu_);
+  rx_published_ = rx_;
+  return queued;
+}
+
+void Dispatcher::RunWorker(Worker* w) {
+  using Clock = std::chrono::steady_clock;
+  auto next_tick = Clock::now();
+  uint64_t newest_ts = 0;
+  int idle_spins = 0;
+  auto tick = [&] {
+    w->table.Tick(config_.wall_clock_ticks ? RealtimeNs() : newest_ts);
+    std::lock_guard<std::mutex> lock(w->stats_mu);
+    w->published = w->table.stats();
+  };
+  for (;;) {
+    const uint64_t h = w->head.load(std::memory_order_acquire);
+    uint64_t t = w->tail.load(std::memory_order_relaxed);
+    if (h == t) {
+      if (stopping_.load(std::memory_order_acquire) && w->head.load(std::memory_order_acquire) == t) break;
+      if (++idle_spins < 64) {
+        std::this_thread::yield();
+      } else {
+        std::unique_lock<std::mutex> lock(w->wake_mu);
+        w->sleeping.store(true, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (w->head.load(std::memory_order_acquire) == t && !stopping_.load(std::memory_order_acquire)) {
+          w->wake_cv.wait_until(lock, next_tick);
+        }
+        w->sleeping.store(false, std::memory_order_relaxed);
+      }
+    } else {
+      idle_spins = 0;
+    }
+    for (int n = 0; t != h && n < 256; ++t, ++n) {
+      const TcpSegment& seg = w->slots[t & w->mask];
+      if (seg.ts_ns > newest_ts) newest_ts = seg.ts_ns;
+      w->table.Process(seg);
+    }
+    w->tail.store(t, std::memory_order_release);
+    if (Clock::now() >= next_tick) {
+      tick();
+      next_tick = Clock::now() + std::chrono::nanoseconds(config_.tick_interval_ns);
+    }
+  }
+  w->table.CloseAll(CloseReason::kShutdown);
+  std::lock_guard<std::mutex> lock(w->stats_mu);
+  w->published = w->table.stats();
+}
+
+void Dispatcher::Stop() {
+  if (!started_) Start();  // drain whatever was queued before Start
+  const bool already = stopping_.exchange(true);
+  for (auto& w : workers_) {
+    std::lock_guard<std::mutex> lock(w->wake_mu);
+    w->wake_cv.notify_one();
+  }
+  if (already) {
+    for (auto& w : workers_) {
+      if (w->thread.joinable()) w->thread.join();
+    }
+    return;
+  }
+  for (auto& w : workers_) w->thread.join();
+}
+
+DispatcherStats Dispatcher::Stats() const {
+  DispatcherStats s;
+  {
+    std::lock_guard<std::mutex> lock(rx_mu_);
+    s = rx_published_;
+  }
+  for (const auto& w : workers_) {
+    std::lock_guard<std::mutex> lock(w->stats_mu);
+    s.flows += w->published;
+  }
+  return s;
+}
+
+}  // namespace kvf::dataplane

@@ -1,0 +1,74 @@
+// Addresses, endpoints and the direction-independent flow key shared by packet
+// decode, the flow table and the worker dispatcher. IPv4 addresses are held as
+// IPv4-mapped IPv6 (::ffff:a.b.c.d) so both families compare and hash alike.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace kvf::dataplane {
+
+struct IpAddress {
+  std::array<uint8_t, 16> bytes{};
+
+  static IpAddress FromV4(const uint8_t v4[4]) {
+    IpAddress a;
+    a.bytes[10] = 0xff;
+    a.bytes[11] = 0xff;
+    std::memcpy(&a.bytes[12], v4, 4);
+    return a;
+  }
+  static IpAddress FromV6(const uint8_t v6[16]) {
+    IpAddress a;
+    std::memcpy(a.bytes.data(), v6, 16);
+    return a;
+  }
+  bool IsV4() const {
+    static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return std::memcmp(bytes.data(), kPrefix, 12) == 0;
+  }
+  // Parses dotted IPv4 or textual IPv6 (no brackets).
+  static Result<IpAddress> Parse(std::string_view text);
+  std::string ToString() const;
+
+  friend bool operator==(const IpAddress&, const IpAddress&) = default;
+  friend auto operator<=>(const IpAddress&, const IpAddress&) = default;
+};
+
+struct Endpoint {
+  IpAddress addr;
+  uint16_t port = 0;
+
+  // "1.2.3.4:6379", "[::1]:6379" or "localhost:6379" is refused: no name lookup here.
+  static Result<Endpoint> Parse(std::string_view text);
+  std::string ToString() const;
+
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+  friend auto operator<=>(const Endpoint&, const Endpoint&) = default;
+};
+
+// A TCP connection named without direction: `lo` is the smaller endpoint, so
+// both directions of one connection produce the same key and the same hash.
+struct FlowKey {
+  Endpoint lo;
+  Endpoint hi;
+
+  static FlowKey Of(const Endpoint& a, const Endpoint& b) {
+    return a < b ? FlowKey{a, b} : FlowKey{b, a};
+  }
+  // Symmetric by construction; used for the worker choice and the flow table.
+  uint64_t Hash() const;
+
+  friend bool operator==(const FlowKey&, const FlowKey&) = default;
+};
+
+struct FlowKeyHasher {
+  size_t operator()(const FlowKey& k) const { return static_cast<size_t>(k.Hash()); }
+};
+
+}  // namespace kvf::dataplane

@@ -1,0 +1,463 @@
+// Flow table and TCP reassembly. Stream positions are 64-bit offsets from the
+// start of each direction (its SYN + 1, or the first byte seen on a mid-stream
+// join); 32-bit sequence numbers are turned into offsets relative to the next
+// expected byte, which is what makes sequence wrap-around a non-event.
+#include "dataplane/flow_table.h"
+
+#include <algorithm>
+#include <iterator>
+
+namespace kvf::dataplane {
+namespace {
+
+// A segment more than this far (either way) from the next expected byte is
+// not believed: real TCP windows are at most 1 GiB.
+constexpr int64_t kMaxSequenceJump = int64_t{1} << 30;
+
+size_t Idx(Direction d) { return static_cast<size_t>(d); }
+
+}  // namespace
+
+std::string_view DirectionName(Direction d) {
+  return d == Direction::kClientToServer ? "client_to_server" : "server_to_client";
+}
+
+std::string_view CloseReasonName(CloseReason r) {
+  switch (r) {
+    case CloseReason::kFin: return "fin";
+    case CloseReason::kReset: return "reset";
+    case CloseReason::kIdle: return "idle_timeout";
+    case CloseReason::kFlowTableFull: return "evicted_flow_table_full";
+    case CloseReason::kMemoryCap: return "evicted_memory_cap";
+    case CloseReason::kReplaced: return "replaced_by_new_syn";
+    case CloseReason::kShutdown: return "shutdown";
+    case CloseReason::kCount: break;
+  }
+  return "unknown";
+}
+
+FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
+  segments += o.segments;
+  segments_not_for_server += o.segments_not_for_server;
+  ack_without_flow += o.ack_without_flow;
+  rst_without_flow += o.rst_without_flow;
+  segments_src_equals_dst += o.segments_src_equals_dst;
+  flows_created += o.flows_created;
+  flows_joined_mid_stream += o.flows_joined_mid_stream;
+  for (size_t i = 0; i < std::size(flows_closed); ++i) flows_closed[i] += o.flows_closed[i];
+  payload_bytes_delivered += o.payload_bytes_delivered;
+  retransmitted_bytes += o.retransmitted_bytes;
+  out_of_order_segments += o.out_of_order_segments;
+  out_of_window_segments += o.out_of_window_segments;
+  gaps += o.gaps;
+  gap_bytes += o.gap_bytes;
+  gaps_forced_by_memory_cap += o.gaps_forced_by_memory_cap;
+  buffered_bytes += o.buffered_bytes;
+  active_flows += o.active_flows;
+  return *this;
+}
+
+std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
+  std::vector<std::pair<std::string, uint64_t>> v = {
+      {"tcp_segments", segments},
+      {"segments_not_for_server", segments_not_for_server},
+      {"ack_without_flow", ack_without_flow},
+      {"rst_without_flow", rst_without_flow},
+      {"segments_src_equals_dst", segments_src_equals_dst},
+      {"flows_created", flows_created},
+      {"flows_joined_mid_stream", flows_joined_mid_stream},
+      {"active_flows", active_flows},
+      {"payload_bytes_delivered", payload_bytes_delivered},
+      {"retransmitted_bytes_dropped", retransmitted_bytes},
+      {"out_of_order_segments", out_of_order_segments},
+      {"out_of_window_segments", out_of_window_segments},
+      {"gaps", gaps},
+      {"gap_bytes", gap_bytes},
+      {"gaps_forced_by_memory_cap", gaps_forced_by_memory_cap},
+      {"buffered_bytes", buffered_bytes},
+  };
+  for (size_t i = 0; i < std::size(flows_closed); ++i) {
+    v.emplace_back("flows_closed_" + std::string(CloseReasonName(static_cast<CloseReason>(i))), flows_closed[i]);
+  }
+  return v;
+}
+
+FlowTable::FlowTable(FlowTableConfig config, StreamConsumerFactory* factory)
+    : config_(std::move(config)), factory_(factory) {}
+
+FlowTable::~FlowTable() = default;
+
+FlowTableStats FlowTable::stats() const {
+  FlowTableStats s = stats_;
+  s.buffered_bytes = total_buffered_;
+  s.active_flows = flows_.size();
+  return s;
+}
+
+size_t FlowTable::memory_bytes() const { return total_buffered_ + flows_.size() * kFlowOverheadBytes; }
+
+bool FlowTable::IsServer(const Endpoint& e) const {
+  for (const Endpoint& s : config_.servers) {
+    if (s == e) return true;
+  }
+  return false;
+}
+
+bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
+  const int64_t diff = static_cast<int32_t>(seq - h.next_seq());
+  if (diff > kMaxSequenceJump || diff < -kMaxSequenceJump) return false;
+  *offset = static_cast<int64_t>(h.next_offset) + diff;
+  return true;
+}
+
+FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg) {
+  if (flows_.size() >= config_.max_flows && !lru_.empty()) CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
+  auto owned = std::make_unique<Flow>();
+  Flow* f = owned.get();
+  f->key = key;
+  const bool syn = seg.Has(kTcpSyn);
+  const bool ack = seg.Has(kTcpAck);
+  bool src_is_client;
+  if (syn) {
+    src_is_client = !ack;
+  } else if (!config_.servers.empty()) {
+    src_is_client = IsServer(seg.dst);
+  } else {
+    src_is_client = true;
+  }
+  f->info.client = src_is_client ? seg.src : seg.dst;
+  f->info.server = src_is_client ? seg.dst : seg.src;
+  f->info.first_ts_ns = seg.ts_ns;
+  if (syn && ack) {
+    // The client's SYN was missed, but the SYN-ACK acknowledges its ISN + 1.
+    HalfStream& c = f->half[Idx(Direction::kClientToServer)];
+    c.synced = true;
+    c.base_seq = seg.ack;
+    f->syn_synced_client = true;
+  }
+  f->info.joined_mid_stream = !syn;
+  f->last_seen_ns = seg.ts_ns;
+  f->lru_it = lru_.insert(lru_.end(), f);
+  if (factory_ != nullptr) f->consumer = factory_->NewFlow(f->info);
+  ++stats_.flows_created;
+  if (!syn) ++stats_.flows_joined_mid_stream;
+  flows_.emplace(key, std::move(owned));
+  return f;
+}
+
+void FlowTable::Process(const TcpSegment& seg) {
+  ++stats_.segments;
+  if (!config_.servers.empty() && !IsServer(seg.src) && !IsServer(seg.dst)) {
+    ++stats_.segments_not_for_server;
+    return;
+  }
+  if (seg.src == seg.dst) {
+    ++stats_.segments_src_equals_dst;
+    return;
+  }
+  const bool syn = seg.Has(kTcpSyn);
+  const bool ack = seg.Has(kTcpAck);
+  const bool rst = seg.Has(kTcpRst);
+  const bool fin = seg.Has(kTcpFin);
+  const FlowKey key = FlowKey::Of(seg.src, seg.dst);
+  auto it = flows_.find(key);
+  Flow* f = it == flows_.end() ? nullptr : it->second.get();
+
+  if (f != nullptr && syn && !ack && !rst && seg.src == f->info.client) {
+    // A SYN with a new ISN on a tracked 4-tuple is a new connection; the same
+    // ISN is a SYN retransmission.
+    const HalfStream& c = f->half[Idx(Direction::kClientToServer)];
+    if (!f->syn_synced_client || seg.seq + 1 != c.base_seq) {
+      CloseFlow(f, CloseReason::kReplaced);
+      f = nullptr;
+    }
+  }
+  if (f == nullptr) {
+    if (rst) {
+      ++stats_.rst_without_flow;
+      return;
+    }
+    if (!syn && !fin && seg.payload_len == 0) {
+      ++stats_.ack_without_flow;
+      return;
+    }
+    f = CreateFlow(key, seg);
+  }
+  f->last_seen_ns = std::max(f->last_seen_ns, seg.ts_ns);
+  lru_.splice(lru_.end(), lru_, f->lru_it);
+  if (rst) {
+    CloseFlow(f, CloseReason::kReset);
+    return;
+  }
+
+  const Direction d = seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient;
+  HalfStream& h = f->half[Idx(d)];
+  uint32_t data_seq = seg.seq;
+  if (syn) {
+    data_seq = seg.seq + 1;
+    if (!h.synced) {
+      h.synced = true;
+      h.base_seq = data_seq;
+      if (d == Direction::kClientToServer) f->syn_synced_client = true;
+    }
+  }
+  if (seg.payload_len > 0) {
+    if (!h.synced) {
+      h.synced = true;
+      h.base_seq = data_seq;
+    }
+    AddData(f, d, data_seq, seg.payload, seg.payload_len, seg.ts_ns);
+  }
+  if (fin) {
+    const uint32_t fin_seq = data_seq + seg.payload_len;
+    if (!h.synced) {
+      h.synced = true;
+      h.base_seq = fin_seq;
+    }
+    int64_t off = 0;
+    if (!h.fin_seen && OffsetOf(h, fin_seq, &off)) {
+      h.fin_seen = true;
+      h.fin_offset = static_cast<uint64_t>(std::max<int64_t>(off, static_cast<int64_t>(h.next_offset)));
+    }
+  }
+  const Direction other = d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
+  if (ack) NoteAck(f, other, seg.ack, seg.ts_ns);
+  CheckGaps(f, d, seg.ts_ns, false);
+  if (!MaybeFinish(f)) {
+    CheckGaps(f, other, seg.ts_ns, false);
+    MaybeFinish(f);
+  }
+  EnforceCaps();
+}
+
+void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns) {
+  HalfStream& h = f->half[Idx(d)];
+  int64_t off = 0;
+  if (!OffsetOf(h, seq, &off)) {
+    ++stats_.out_of_window_segments;
+    return;
+  }
+  const int64_t end = off + static_cast<int64_t>(len);
+  const int64_t next = static_cast<int64_t>(h.next_offset);
+  if (end <= next) {
+    stats_.retransmitted_bytes += len;
+    return;
+  }
+  if (off < next) {
+    const size_t trim = static_cast<size_t>(next - off);
+    stats_.retransmitted_bytes += trim;
+    data += trim;
+    off = next;
+  }
+  uint64_t pos = static_cast<uint64_t>(off);
+  const uint64_t e = static_cast<uint64_t>(end);
+  const uint8_t* base = data;  // the byte at stream offset `base_off`
+  const uint64_t base_off = pos;
+
+  if (pos == h.next_offset) {
+    // In order. Buffered bytes were seen first and win, so deliver only up to
+    // the next buffered chunk, let Drain deliver the chunk, and go on.
+    while (pos < e) {
+      if (pos < h.next_offset) {
+        const uint64_t skip = std::min(e, h.next_offset) - pos;
+        stats_.retransmitted_bytes += skip;
+        pos += skip;
+        continue;
+      }
+      uint64_t limit = e;
+      if (!h.pending.empty()) limit = std::min(limit, h.pending.begin()->first);
+      if (limit > pos) {
+        Deliver(f, d, base + (pos - base_off), static_cast<size_t>(limit - pos), ts_ns);
+        h.next_offset = limit;
+        pos = limit;
+      }
+      Drain(f, d);
+    }
+    UpdatePendingList(f);
+    return;
+  }
+
+  // Out of order: buffer the pieces not buffered already (first seen wins).
+  ++stats_.out_of_order_segments;
+  const bool was_empty = h.pending.empty();
+  auto it = h.pending.upper_bound(pos);
+  if (it != h.pending.begin()) {
+    auto prev = std::prev(it);
+    const uint64_t prev_end = prev->first + prev->second.bytes.size();
+    if (prev_end > pos) {
+      const uint64_t covered = std::min(prev_end, e);
+      stats_.retransmitted_bytes += covered - pos;
+      pos = covered;
+    }
+  }
+  while (pos < e) {
+    const uint64_t limit = (it != h.pending.end() && it->first < e) ? it->first : e;
+    if (limit > pos) {
+      const uint8_t* p = base + (pos - base_off);
+      Chunk chunk{std::vector<uint8_t>(p, p + (limit - pos)), ts_ns};
+      h.pending.emplace_hint(it, pos, std::move(chunk));
+      h.pending_bytes += limit - pos;
+      total_buffered_ += limit - pos;
+    }
+    if (it == h.pending.end() || it->first >= e) break;
+    const uint64_t it_end = it->first + it->second.bytes.size();
+    const uint64_t covered = std::min(it_end, e);
+    stats_.retransmitted_bytes += covered - it->first;
+    pos = std::max(limit, covered);
+    ++it;
+  }
+  if (was_empty && !h.pending.empty()) h.pending_since_ns = ts_ns;
+  UpdatePendingList(f);
+}
+
+void FlowTable::Deliver(Flow* f, Direction d, const uint8_t* data, size_t len, uint64_t ts_ns) {
+  stats_.payload_bytes_delivered += len;
+  if (f->consumer) f->consumer->OnData(d, ByteSpan(data, len), ts_ns);
+}
+
+void FlowTable::Drain(Flow* f, Direction d) {
+  HalfStream& h = f->half[Idx(d)];
+  bool removed = false;
+  while (!h.pending.empty() && h.pending.begin()->first <= h.next_offset) {
+    auto it = h.pending.begin();
+    const std::vector<uint8_t>& bytes = it->second.bytes;
+    const uint64_t chunk_end = it->first + bytes.size();
+    if (chunk_end > h.next_offset) {
+      const size_t skip = static_cast<size_t>(h.next_offset - it->first);
+      Deliver(f, d, bytes.data() + skip, bytes.size() - skip, it->second.ts_ns);
+      h.next_offset = chunk_end;
+    }
+    h.pending_bytes -= bytes.size();
+    total_buffered_ -= bytes.size();
+    h.pending.erase(it);
+    removed = true;
+  }
+  if (removed && !h.pending.empty()) {
+    uint64_t oldest = UINT64_MAX;
+    for (const auto& [off, chunk] : h.pending) oldest = std::min(oldest, chunk.ts_ns);
+    h.pending_since_ns = oldest;
+  }
+}
+
+void FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) {
+  HalfStream& h = f->half[Idx(d)];
+  int64_t off = 0;
+  if (!h.synced || !OffsetOf(h, ack, &off) || off <= static_cast<int64_t>(h.next_offset)) return;
+  uint64_t acked = static_cast<uint64_t>(off);
+  if (h.fin_seen) acked = std::min(acked, h.fin_offset);  // the FIN's sequence number is not data
+  if (acked <= h.next_offset) return;
+  h.acked_offset = std::max(h.acked_offset, acked);
+  if (!h.ack_hole) {
+    h.ack_hole = true;
+    h.ack_hole_since_ns = ts_ns;
+  }
+  UpdatePendingList(f);
+}
+
+void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
+  HalfStream& h = f->half[Idx(d)];
+  if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
+  const bool ack_timed_out =
+      h.ack_hole && now_ns >= h.ack_hole_since_ns && now_ns - h.ack_hole_since_ns >= config_.gap_timeout_ns;
+  while (!h.pending.empty()) {
+    const bool timed_out = now_ns >= h.pending_since_ns && now_ns - h.pending_since_ns >= config_.gap_timeout_ns;
+    const bool over = all || timed_out || ack_timed_out || h.pending_bytes > config_.max_buffered_bytes_per_direction ||
+                      h.pending.size() > config_.max_buffered_segments_per_direction;
+    if (!over) break;
+    const uint64_t first = h.pending.begin()->first;
+    const uint64_t missing = first - h.next_offset;  // > 0: Drain ran after every insert
+    ++stats_.gaps;
+    stats_.gap_bytes += missing;
+    if (f->consumer) f->consumer->OnGap(d, missing);
+    h.next_offset = first;
+    Drain(f, d);
+  }
+  if (h.ack_hole && (all || ack_timed_out) && h.pending.empty() && h.next_offset < h.acked_offset) {
+    const uint64_t missing = h.acked_offset - h.next_offset;
+    ++stats_.gaps;
+    stats_.gap_bytes += missing;
+    if (f->consumer) f->consumer->OnGap(d, missing);
+    h.next_offset = h.acked_offset;
+  }
+  if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
+  if (all && h.fin_seen && h.next_offset < h.fin_offset) {
+    const uint64_t missing = h.fin_offset - h.next_offset;
+    ++stats_.gaps;
+    stats_.gap_bytes += missing;
+    if (f->consumer) f->consumer->OnGap(d, missing);
+    h.next_offset = h.fin_offset;
+  }
+  UpdatePendingList(f);
+}
+
+bool FlowTable::MaybeFinish(Flow* f) {
+  if (f->half[0].finished() && f->half[1].finished()) {
+    CloseFlow(f, CloseReason::kFin);
+    return true;
+  }
+  return false;
+}
+
+void FlowTable::UpdatePendingList(Flow* f) {
+  const bool has = !f->half[0].pending.empty() || !f->half[1].pending.empty() || f->half[0].ack_hole ||
+                   f->half[1].ack_hole;
+  if (has && !f->in_pending_list) {
+    f->pending_it = pending_.insert(pending_.end(), f);
+    f->in_pending_list = true;
+  } else if (!has && f->in_pending_list) {
+    pending_.erase(f->pending_it);
+    f->in_pending_list = false;
+  }
+}
+
+void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
+  CheckGaps(f, Direction::kClientToServer, 0, true);
+  CheckGaps(f, Direction::kServerToClient, 0, true);
+  if (f->consumer) f->consumer->OnClose(reason);
+  ++stats_.flows_closed[static_cast<size_t>(reason)];
+  lru_.erase(f->lru_it);
+  if (f->in_pending_list) pending_.erase(f->pending_it);
+  flows_.erase(f->key);  // destroys *f
+}
+
+void FlowTable::EnforceCaps() {
+  while (memory_bytes() > config_.max_memory_bytes) {
+    Flow* f = nullptr;
+    for (Flow* p : pending_) {
+      if (!p->half[0].pending.empty() || !p->half[1].pending.empty()) {
+        f = p;
+        break;
+      }
+    }
+    if (f != nullptr) {
+      ++stats_.gaps_forced_by_memory_cap;
+      CheckGaps(f, Direction::kClientToServer, 0, true);
+      CheckGaps(f, Direction::kServerToClient, 0, true);
+      MaybeFinish(f);
+      continue;
+    }
+    if (lru_.empty()) break;
+    CloseFlow(lru_.front(), CloseReason::kMemoryCap);
+  }
+}
+
+void FlowTable::Tick(uint64_t now_ns) {
+  while (!lru_.empty()) {
+    Flow* f = lru_.front();
+    if (now_ns < f->last_seen_ns || now_ns - f->last_seen_ns < config_.idle_timeout_ns) break;
+    CloseFlow(f, CloseReason::kIdle);
+  }
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    Flow* f = *it;
+    ++it;
+    CheckGaps(f, Direction::kClientToServer, now_ns, false);
+    CheckGaps(f, Direction::kServerToClient, now_ns, false);
+    MaybeFinish(f);
+  }
+}
+
+void FlowTable::CloseAll(CloseReason reason) {
+  while (!lru_.empty()) CloseFlow(lru_.front(), reason);
+}
+
+}  // namespace kvf::dataplane

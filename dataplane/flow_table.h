@@ -1,0 +1,203 @@
+// The flow table and TCP reassembly: turns decoded segments of connections to
+// the configured servers into per-connection, per-direction ordered byte
+// streams with explicit, counted gaps. A pure library: no I/O, no threads.
+//
+// Policy (docs/capture.md has the long form):
+//  * Overlaps and retransmissions: the first bytes seen for a stream offset
+//    win; later copies are dropped and counted (retransmitted_bytes).
+//  * A hole is declared a gap when it has not been filled while more than
+//    max_buffered_bytes_per_direction (or _segments_) wait beyond it, or when
+//    the oldest waiting segment is older than gap_timeout_ns, or when the
+//    flow closes. OnGap reports the exact number of missing bytes.
+//  * The peer's ACKs prove bytes exist even when nothing after them was
+//    captured (the last request of a burst lost): bytes acknowledged but not
+//    seen for gap_timeout_ns are declared a gap too. An ACK covering a FIN
+//    that was never captured counts the FIN's sequence number as one byte.
+//  * Mid-stream join: a flow first seen without a SYN starts each direction at
+//    the first payload byte seen; the client is the side that is not a
+//    configured server endpoint. FlowInfo::joined_mid_stream tells consumers.
+//  * Caps: max_flows (the least recently active flow is evicted) and
+//    max_memory_bytes (the flow buffering out-of-order data longest is forced
+//    to declare its gaps; then least recently active flows are evicted).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/bytes.h"
+#include "dataplane/decode.h"
+#include "dataplane/endpoint.h"
+
+namespace kvf::dataplane {
+
+enum class Direction : uint8_t { kClientToServer = 0, kServerToClient = 1 };
+std::string_view DirectionName(Direction d);
+
+enum class CloseReason : uint8_t {
+  kFin = 0,        // both directions finished with FIN and every byte accounted for
+  kReset,          // RST seen (from either side)
+  kIdle,           // no segment for idle_timeout_ns
+  kFlowTableFull,  // evicted to admit a new flow (max_flows)
+  kMemoryCap,      // evicted by the global memory cap
+  kReplaced,       // a new SYN reused the 4-tuple
+  kShutdown,       // CloseAll()
+  kCount
+};
+std::string_view CloseReasonName(CloseReason r);
+
+struct FlowInfo {
+  Endpoint client;
+  Endpoint server;
+  bool joined_mid_stream = false;  // no client SYN seen: the stream starts mid-way
+  uint64_t first_ts_ns = 0;
+};
+
+// Receives one flow's streams. Calls come from the thread that drives the
+// FlowTable, in stream order; `bytes` is valid only during the call.
+class StreamConsumer {
+ public:
+  virtual ~StreamConsumer() = default;
+  virtual void OnData(Direction dir, ByteSpan bytes, uint64_t capture_ts_ns) = 0;
+  // `missing_bytes` bytes of `dir` were lost between the previous OnData and
+  // the next one (or the end of the stream).
+  virtual void OnGap(Direction dir, uint64_t missing_bytes) = 0;
+  // The last call for this flow; the consumer is destroyed right after.
+  virtual void OnClose(CloseReason reason) = 0;
+};
+
+class StreamConsumerFactory {
+ public:
+  virtual ~StreamConsumerFactory() = default;
+  // Called on the FlowTable's thread for each new flow. May return nullptr to
+  // track the flow without consuming its bytes.
+  virtual std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) = 0;
+};
+
+struct FlowTableConfig {
+  // Connections to or from these endpoints are tracked; every other segment
+  // is counted (segments_not_for_server) and ignored. Empty: track all flows
+  // (the destination of a flow's first segment is then taken as the server).
+  std::vector<Endpoint> servers;
+  size_t max_flows = 65536;
+  size_t max_buffered_bytes_per_direction = 1 << 20;
+  size_t max_buffered_segments_per_direction = 1024;
+  size_t max_memory_bytes = size_t{256} << 20;  // buffered bytes + per-flow overhead
+  uint64_t gap_timeout_ns = 500'000'000;
+  uint64_t idle_timeout_ns = 300'000'000'000;
+};
+
+// Counters named for an operator; `buffered_bytes` and `active_flows` are
+// gauges, the rest only grow.
+struct FlowTableStats {
+  uint64_t segments = 0;                 // TCP segments offered
+  uint64_t segments_not_for_server = 0;  // neither side is a configured server
+  uint64_t ack_without_flow = 0;         // payload-less segment of an unknown flow
+  uint64_t rst_without_flow = 0;
+  uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
+  uint64_t flows_created = 0;
+  uint64_t flows_joined_mid_stream = 0;
+  uint64_t flows_closed[static_cast<size_t>(CloseReason::kCount)] = {};
+  uint64_t payload_bytes_delivered = 0;
+  uint64_t retransmitted_bytes = 0;      // already delivered or buffered: dropped
+  uint64_t out_of_order_segments = 0;    // buffered behind a hole
+  uint64_t out_of_window_segments = 0;   // sequence number implausibly far away
+  uint64_t gaps = 0;
+  uint64_t gap_bytes = 0;
+  uint64_t gaps_forced_by_memory_cap = 0;
+  uint64_t buffered_bytes = 0;
+  uint64_t active_flows = 0;
+
+  FlowTableStats& operator+=(const FlowTableStats& o);
+  // (name, value) pairs for printing; names are stable.
+  std::vector<std::pair<std::string, uint64_t>> Named() const;
+};
+
+class FlowTable {
+ public:
+  // `factory` must outlive the table.
+  FlowTable(FlowTableConfig config, StreamConsumerFactory* factory);
+  ~FlowTable();  // frees state without calling consumers; call CloseAll first to flush
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  // Feeds one segment. Its `ts_ns` is the table's clock for timeouts.
+  void Process(const TcpSegment& seg);
+  // Applies gap and idle timeouts as of `now_ns` (same clock as ts_ns).
+  void Tick(uint64_t now_ns);
+  // Flushes every flow (declaring remaining holes as gaps) and closes it.
+  void CloseAll(CloseReason reason = CloseReason::kShutdown);
+
+  // A snapshot, gauges included.
+  FlowTableStats stats() const;
+  size_t flow_count() const { return flows_.size(); }
+  // Buffered out-of-order bytes plus per-flow overhead, as counted against max_memory_bytes.
+  size_t memory_bytes() const;
+  static constexpr size_t kFlowOverheadBytes = 512;
+
+ private:
+  struct Chunk {
+    std::vector<uint8_t> bytes;
+    uint64_t ts_ns;
+  };
+  struct HalfStream {
+    bool synced = false;
+    uint32_t base_seq = 0;       // sequence number of stream offset 0
+    uint64_t next_offset = 0;    // bytes delivered or declared lost so far
+    bool fin_seen = false;
+    uint64_t fin_offset = 0;
+    std::map<uint64_t, Chunk> pending;  // out-of-order data by stream offset
+    size_t pending_bytes = 0;
+    uint64_t pending_since_ns = 0;      // arrival of the oldest pending chunk
+    uint64_t acked_offset = 0;          // highest offset the peer acknowledged
+    bool ack_hole = false;              // acked_offset > next_offset: bytes exist we have not seen
+    uint64_t ack_hole_since_ns = 0;
+
+    uint32_t next_seq() const { return base_seq + static_cast<uint32_t>(next_offset); }
+    bool finished() const { return fin_seen && next_offset >= fin_offset; }
+  };
+  struct Flow {
+    FlowKey key;
+    FlowInfo info;
+    HalfStream half[2];
+    bool syn_synced_client = false;  // client direction started from a SYN
+    std::unique_ptr<StreamConsumer> consumer;
+    uint64_t last_seen_ns = 0;
+    std::list<Flow*>::iterator lru_it;
+    bool in_pending_list = false;
+    std::list<Flow*>::iterator pending_it;
+  };
+
+  bool IsServer(const Endpoint& e) const;
+  Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);
+  void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns);
+  void Deliver(Flow* f, Direction d, const uint8_t* data, size_t len, uint64_t ts_ns);
+  void Drain(Flow* f, Direction d);
+  // Records that the other side acknowledged `ack` of direction `d`.
+  void NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns);
+  // Declares holes as gaps until the pending data no longer exceeds the
+  // window (or, with `all`, until nothing is pending).
+  void CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all);
+  // Closes `f` when both directions are finished; true if it did.
+  bool MaybeFinish(Flow* f);
+  void UpdatePendingList(Flow* f);
+  void CloseFlow(Flow* f, CloseReason reason);
+  void EnforceCaps();
+  // Stream offset of `seq` in `h`, or false when implausibly far from next_offset.
+  static bool OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset);
+
+  FlowTableConfig config_;
+  StreamConsumerFactory* factory_;
+  std::unordered_map<FlowKey, std::unique_ptr<Flow>, FlowKeyHasher> flows_;
+  std::list<Flow*> lru_;      // least recently active first
+  std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
+  size_t total_buffered_ = 0;
+  FlowTableStats stats_;
+};
+
+}  // namespace kvf::dataplane

@@ -1,0 +1,250 @@
+// libpcap backend. Offline reads use pcap_next_ex in a loop; live reads use
+// pcap_dispatch, which returns after the poll timeout when idle. Both copy
+// each frame into the arena so a whole burst stays valid until the next call.
+#include "dataplane/pcap_source.h"
+
+#include <fcntl.h>
+#include <pcap/pcap.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace kvf::dataplane {
+
+PcapSource::PcapSource(pcap_t* handle, bool live, std::string description)
+    : handle_(handle),
+      live_(live),
+      nano_(handle != nullptr && pcap_get_tstamp_precision(handle) == PCAP_TSTAMP_PRECISION_NANO),
+      max_caplen_(handle != nullptr
+                      ? std::clamp<size_t>(static_cast<size_t>(pcap_snapshot(handle)), 64, kArenaBytes / 4)
+                      : 0),
+      description_(std::move(description)) {
+  datalink_ = handle != nullptr ? pcap_datalink(handle) : DLT_EN10MB;
+  if (handle != nullptr) arena_.resize(kArenaBytes);
+}
+
+PcapSource::~PcapSource() {
+  if (handle_ != nullptr) pcap_close(handle_);
+  if (map_ != nullptr) munmap(const_cast<uint8_t*>(map_), map_len_);
+}
+
+// Classic pcap: a 24-byte file header (magic, version, zone, sigfigs,
+// snaplen, link type) then records of [ts_sec, ts_frac, caplen, len] + frame.
+// Magic a1b2c3d4 means microsecond timestamps, a1b23c4d nanoseconds; either
+// byte-swapped means the other byte order.
+Result<std::unique_ptr<PcapSource>> PcapSource::OpenMapped(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    return Status::FromErrno(e, "fstat " + path);
+  }
+  const size_t len = static_cast<size_t>(st.st_size);
+  if (len < 24) {
+    close(fd);
+    return std::unique_ptr<PcapSource>();  // let libpcap produce its error
+  }
+  void* m = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  close(fd);
+  if (m == MAP_FAILED) return Status::FromErrno(e, "mmap " + path);
+  const auto* p = static_cast<const uint8_t*>(m);
+  uint32_t magic;
+  std::memcpy(&magic, p, 4);
+  bool swapped = false, nano = false;
+  switch (magic) {
+    case 0xa1b2c3d4: break;
+    case 0xa1b23c4d: nano = true; break;
+    case 0xd4c3b2a1: swapped = true; break;
+    case 0x4d3cb2a1: swapped = nano = true; break;
+    default:
+      munmap(m, len);
+      return std::unique_ptr<PcapSource>();  // pcapng or not a capture: libpcap decides
+  }
+  uint32_t linktype;
+  std::memcpy(&linktype, p + 20, 4);
+  if (swapped) linktype = __builtin_bswap32(linktype);
+  if ((linktype & 0xffff) != DLT_EN10MB) {
+    munmap(m, len);
+    return Unsupported("pcap: " + path + " has link type " + std::to_string(linktype & 0xffff) +
+                       ", only Ethernet is decoded");
+  }
+  madvise(m, len, MADV_SEQUENTIAL);
+  auto src = std::unique_ptr<PcapSource>(new PcapSource(nullptr, false, "pcap file " + path));
+  src->map_ = p;
+  src->map_len_ = len;
+  src->map_pos_ = 24;
+  src->map_swapped_ = swapped;
+  src->nano_ = nano;
+  return src;
+}
+
+size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
+  size_t n = 0;
+  while (n < out.size()) {
+    if (map_pos_ == map_len_) {
+      exhausted_ = true;
+      break;
+    }
+    if (map_len_ - map_pos_ < 16) {
+      error_ = Corruption("pcap: truncated record header at offset " + std::to_string(map_pos_));
+      exhausted_ = true;
+      break;
+    }
+    uint32_t h[4];
+    std::memcpy(h, map_ + map_pos_, 16);
+    if (map_swapped_) {
+      for (uint32_t& v : h) v = __builtin_bswap32(v);
+    }
+    const uint32_t caplen = h[2];
+    if (caplen > kMaxFrameBytes || caplen > map_len_ - map_pos_ - 16) {
+      error_ = Corruption("pcap: bad or truncated record of " + std::to_string(caplen) + " bytes at offset " +
+                          std::to_string(map_pos_));
+      exhausted_ = true;
+      break;
+    }
+    Packet& pkt = out[n++];
+    pkt.data = map_ + map_pos_ + 16;
+    pkt.len = caplen;
+    pkt.wire_len = h[3];
+    pkt.ts_ns = uint64_t{h[0]} * 1'000'000'000ull + uint64_t{h[1]} * (nano_ ? 1u : 1000u);
+    pkt.rx_queue = 0;
+    stats_.frames_received++;
+    stats_.bytes_received += h[3];
+    if (caplen < h[3]) stats_.snap_truncated++;
+    map_pos_ += 16 + caplen;
+  }
+  return n;
+}
+
+Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& path) {
+  {
+    Result<std::unique_ptr<PcapSource>> mapped = OpenMapped(path);
+    if (!mapped.ok() || *mapped != nullptr) return mapped;
+  }
+  char err[PCAP_ERRBUF_SIZE] = {0};
+  pcap_t* h = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+  if (h == nullptr) return InvalidArgument("pcap: cannot open " + path + ": " + err);
+  if (pcap_datalink(h) != DLT_EN10MB) {
+    const int dlt = pcap_datalink(h);
+    pcap_close(h);
+    return Unsupported("pcap: " + path + " has link type " + std::to_string(dlt) + ", only Ethernet is decoded");
+  }
+  return std::unique_ptr<PcapSource>(new PcapSource(h, false, "pcap file " + path));
+}
+
+Result<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const PcapLiveOptions& o) {
+  char err[PCAP_ERRBUF_SIZE] = {0};
+  pcap_t* h = pcap_create(o.iface.c_str(), err);
+  if (h == nullptr) return Unavailable("pcap: cannot open " + o.iface + ": " + err);
+  auto fail = [&](const std::string& what) -> Status {
+    std::string msg = "pcap: " + what + " on " + o.iface + ": " + pcap_geterr(h);
+    pcap_close(h);
+    return Unavailable(msg);
+  };
+  pcap_set_snaplen(h, o.snaplen);
+  pcap_set_promisc(h, o.promiscuous ? 1 : 0);
+  pcap_set_timeout(h, o.poll_timeout_ms);
+  pcap_set_buffer_size(h, o.kernel_buffer_bytes);
+  pcap_set_tstamp_precision(h, PCAP_TSTAMP_PRECISION_NANO);  // falls back to micro if unsupported
+  const int rc = pcap_activate(h);
+  if (rc < 0) return fail("activate");
+  if (pcap_datalink(h) != DLT_EN10MB) {
+    pcap_close(h);
+    return Unsupported("pcap: " + o.iface + " is not an Ethernet interface");
+  }
+  if (pcap_setnonblock(h, 1, err) != 0) return fail("setnonblock");
+  if (!o.bpf_filter.empty()) {
+    bpf_program prog;
+    if (pcap_compile(h, &prog, o.bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) return fail("filter compile");
+    const int set = pcap_setfilter(h, &prog);
+    pcap_freecode(&prog);
+    if (set != 0) return fail("setfilter");
+  }
+  auto src = std::unique_ptr<PcapSource>(new PcapSource(h, true, "pcap live " + o.iface));
+  src->poll_timeout_ms_ = o.poll_timeout_ms;
+  return src;
+}
+
+void PcapSource::OnFrame(unsigned char* user, const ::pcap_pkthdr* hdr, const unsigned char* bytes) {
+  auto* self = reinterpret_cast<PcapSource*>(user);
+  self->stats_.frames_received++;
+  self->stats_.bytes_received += hdr->len;
+  if (hdr->caplen < hdr->len) self->stats_.snap_truncated++;
+  if (hdr->caplen > self->arena_.size() - self->arena_used_ || self->burst_n_ >= self->burst_out_.size()) {
+    self->stats_.oversize_frames++;  // larger than the snap length libpcap promised: not expected
+    return;
+  }
+  uint8_t* dst = self->arena_.data() + self->arena_used_;
+  std::memcpy(dst, bytes, hdr->caplen);
+  self->arena_used_ += hdr->caplen;
+  Packet& p = self->burst_out_[self->burst_n_++];
+  p.data = dst;
+  p.len = hdr->caplen;
+  p.wire_len = hdr->len;
+  p.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(hdr->ts.tv_usec) *
+                (self->nano_ ? 1u : 1000u);
+  p.rx_queue = 0;
+}
+
+size_t PcapSource::RxBurst(std::span<Packet> out) {
+  if (exhausted_ || out.empty()) return 0;
+  if (map_ != nullptr) return RxBurstMapped(out);
+  arena_used_ = 0;
+  burst_out_ = out;
+  burst_n_ = 0;
+  if (live_) {
+    // At most as many frames as the arena holds at the snap length.
+    const int want = static_cast<int>(std::min<size_t>(out.size(), arena_.size() / max_caplen_));
+    int rc = pcap_dispatch(handle_, want, &PcapSource::OnFrame, reinterpret_cast<unsigned char*>(this));
+    if (rc == 0) {
+      // Non-blocking handle: wait here, bounded, instead of inside libpcap
+      // (whose read timeout may never fire on an idle TPACKET_V3 ring).
+      pollfd pfd{pcap_get_selectable_fd(handle_), POLLIN, 0};
+      if (pfd.fd >= 0 && poll(&pfd, 1, poll_timeout_ms_) > 0) {
+        rc = pcap_dispatch(handle_, want, &PcapSource::OnFrame, reinterpret_cast<unsigned char*>(this));
+      }
+    }
+    if (rc == PCAP_ERROR) {
+      error_ = Unavailable(std::string("pcap: read failed: ") + pcap_geterr(handle_));
+      exhausted_ = true;
+    }
+    return burst_n_;
+  }
+  // Stop while the arena still has room for a frame of the largest size
+  // this capture can hold, so no frame is ever left over between bursts.
+  while (burst_n_ < out.size() && arena_.size() - arena_used_ >= max_caplen_) {
+    pcap_pkthdr* hdr = nullptr;
+    const unsigned char* bytes = nullptr;
+    const int rc = pcap_next_ex(handle_, &hdr, &bytes);
+    if (rc == 1) {
+      OnFrame(reinterpret_cast<unsigned char*>(this), hdr, bytes);
+      continue;
+    }
+    if (rc != PCAP_ERROR_BREAK) error_ = Corruption(std::string("pcap: read failed: ") + pcap_geterr(handle_));
+    exhausted_ = true;
+    break;
+  }
+  return burst_n_;
+}
+
+CaptureStats PcapSource::Stats() const {
+  CaptureStats s = stats_;
+  if (live_) {
+    pcap_stat ps{};
+    if (pcap_stats(handle_, &ps) == 0) {
+      s.ring_full_drops = ps.ps_drop;  // the kernel's capture buffer was full
+      s.nic_drops = ps.ps_ifdrop;
+    }
+  }
+  return s;
+}
+
+}  // namespace kvf::dataplane

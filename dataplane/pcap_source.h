@@ -1,0 +1,78 @@
+// The pcap capture backend: offline files and live interfaces (libpcap),
+// delivering Packet bursts through PacketSource. Classic pcap files are
+// memory-mapped and read in place (zero copy); pcapng files and live captures
+// go through libpcap, whose frames are copied into a burst arena owned by the
+// source because libpcap reuses its buffer on every read.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "dataplane/packet.h"
+
+typedef struct pcap pcap_t;
+struct pcap_pkthdr;
+
+namespace kvf::dataplane {
+
+struct PcapLiveOptions {
+  std::string iface;
+  int snaplen = 65535;
+  bool promiscuous = true;
+  int poll_timeout_ms = 50;        // RxBurst returns 0 after this long without frames
+  int kernel_buffer_bytes = 64 << 20;
+  std::string bpf_filter;          // optional kernel filter, e.g. "tcp port 6379"
+};
+
+class PcapSource final : public PacketSource {
+ public:
+  // Bytes of the burst arena: a burst ends early when it is full.
+  static constexpr size_t kArenaBytes = 4 << 20;
+  // Largest record accepted from a file (libpcap's own limit).
+  static constexpr size_t kMaxFrameBytes = 262144;
+
+  static Result<std::unique_ptr<PcapSource>> OpenOffline(const std::string& path);
+  static Result<std::unique_ptr<PcapSource>> OpenLive(const PcapLiveOptions& options);
+  ~PcapSource() override;
+
+  size_t RxBurst(std::span<Packet> out) override;
+  bool Exhausted() const override { return exhausted_; }
+  CaptureStats Stats() const override;
+  std::string Describe() const override { return description_; }
+  // Link type of the capture (DLT_EN10MB = 1 is the only one decoded).
+  int datalink() const { return datalink_; }
+  // Set when libpcap reported a read error; the source is then exhausted.
+  const Status& error() const { return error_; }
+
+ private:
+  PcapSource(pcap_t* handle, bool live, std::string description);
+  // Reads a classic pcap file in place; nullptr when `path` is not one (pcapng).
+  static Result<std::unique_ptr<PcapSource>> OpenMapped(const std::string& path);
+  size_t RxBurstMapped(std::span<Packet> out);
+  static void OnFrame(unsigned char* user, const ::pcap_pkthdr* h, const unsigned char* bytes);
+
+  pcap_t* handle_;
+  bool live_;
+  bool nano_;          // timestamps are in nanoseconds (else microseconds)
+  size_t max_caplen_;  // the capture's snap length, bounded by the arena
+  int poll_timeout_ms_ = 0;
+  int datalink_ = 0;
+  // Mapped classic pcap file (handle_ is null then).
+  const uint8_t* map_ = nullptr;
+  size_t map_len_ = 0;
+  size_t map_pos_ = 0;
+  bool map_swapped_ = false;  // file written on a host of the other byte order
+  std::string description_;
+  bool exhausted_ = false;
+  Status error_;
+  std::vector<uint8_t> arena_;
+  size_t arena_used_ = 0;
+  std::span<Packet> burst_out_;
+  size_t burst_n_ = 0;
+  CaptureStats stats_;
+};
+
+}  // namespace kvf::dataplane

@@ -1,0 +1,95 @@
+// `kvferryctl capture --pcap`: the operator's view of a capture file with a
+// known loss: the json totals name the flows, the delivered payload and the
+// exact gap. Skips when kvferryctl has not been built in this build tree.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "tests/dataplane/pcap_writer.h"
+
+namespace {
+
+namespace tb = kvf::testing;
+
+std::string Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+TEST(CtlCaptureTest, OfflineJsonTotalsShowFlowsAndExactGaps) {
+  // KVF_BINARY_DIR when set; else this binary sits in <build>/tests/dataplane/.
+  std::string bin_dir;
+  if (const char* env = std::getenv("KVF_BINARY_DIR"); env != nullptr) {
+    bin_dir = env;
+  } else {
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    ASSERT_GT(n, 0);
+    const std::string exe(self, static_cast<size_t>(n));
+    bin_dir = exe.substr(0, exe.rfind('/')) + "/../..";
+  }
+  const std::string ctl = bin_dir + "/ctl/kvferryctl";
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+
+  std::vector<tb::TimedFrame> frames;
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  auto add = [&](uint16_t cport, bool c2s, uint32_t seq, uint8_t flags, std::string payload) {
+    tb::TcpSpec s;
+    s.sport = c2s ? cport : 6379;
+    s.dport = c2s ? 6379 : cport;
+    s.seq = seq;
+    s.flags = flags;
+    s.payload = std::move(payload);
+    frames.push_back({c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
+    ts += 400'000'000;  // 0.4 s apart: the file spans several capture seconds
+  };
+  for (uint16_t port : {41000, 41001}) {
+    add(port, true, 99, tb::kTcpSyn, "");
+    add(port, false, 499, tb::kTcpSyn | tb::kTcpAck, "");
+    add(port, true, 100, tb::kTcpAck, "0123456789");
+    if (port == 41001) add(port, true, 117, tb::kTcpAck, "HIJ");  // 110..116 never captured
+    add(port, true, port == 41001 ? 120 : 110, tb::kTcpFin | tb::kTcpAck, "");
+    add(port, false, 500, tb::kTcpFin | tb::kTcpAck, "");
+  }
+  {
+    tb::TcpSpec other;  // a connection to another service: ignored
+    other.sport = 5555;
+    other.dport = 7000;
+    other.payload = "elsewhere";
+    frames.push_back({tb::TcpFrame("10.0.0.1", "10.0.0.2", other), ts});
+  }
+  const std::string path = std::string(::testing::TempDir()) + "kvf_ctl_capture_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+
+  const std::string out = Shell(ctl + " capture --pcap " + path + " --server 10.0.0.2:6379 --format json");
+  std::remove(path.c_str());
+  const size_t last = out.rfind("{\"at\":\"total\"");
+  ASSERT_NE(last, std::string::npos) << out;
+  const nlohmann::json total = nlohmann::json::parse(out.substr(last));
+  const nlohmann::json& t = total["totals"];
+  EXPECT_EQ(t["frames_received"], frames.size());
+  EXPECT_EQ(t["flows_created"], 2);
+  EXPECT_EQ(t["flows_closed_fin"], 2);
+  EXPECT_EQ(t["payload_bytes_delivered"], 10 + 10 + 3);
+  EXPECT_EQ(t["gaps"], 1);
+  EXPECT_EQ(t["gap_bytes"], 7);
+  EXPECT_EQ(t["segments_not_for_server"], 1);
+  EXPECT_EQ(t["decode_failures"], 0);
+  // One line per capture second before the total.
+  size_t lines = 0;
+  for (char c : out) lines += c == '\n';
+  EXPECT_GE(lines, 4u);
+}
+
+}  // namespace

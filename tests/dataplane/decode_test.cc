@@ -1,0 +1,268 @@
+// Packet decode: each encapsulation and address family decodes to the right
+// segment; malformed and unsupported frames are refused with their reason and
+// never read out of bounds (every truncation offset is tried).
+#include "dataplane/decode.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <set>
+
+#include "tests/common/packet_builder.h"
+
+namespace kvf::dataplane {
+namespace {
+
+using kvf::testing::Bytes;
+namespace tb = kvf::testing;
+
+tb::TcpSpec Spec(std::string payload = "*1\r\n$4\r\nPING\r\n") {
+  tb::TcpSpec s;
+  s.sport = 40001;
+  s.dport = 6379;
+  s.seq = 0xfffffff0u;
+  s.ack = 77;
+  s.flags = tb::kTcpAck | tb::kTcpPsh;
+  s.window = 1234;
+  s.payload = std::move(payload);
+  return s;
+}
+
+Bytes InnerV4() { return tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec()); }
+
+DecodeStatus Decode(const Bytes& f, TcpSegment* seg) { return DecodeFrame(f.data(), f.size(), 42, seg); }
+
+void ExpectInnerV4(const Bytes& frame, int encaps) {
+  TcpSegment seg;
+  ASSERT_EQ(Decode(frame, &seg), DecodeStatus::kOk) << DecodeStatusName(Decode(frame, &seg));
+  EXPECT_EQ(seg.src.ToString(), "10.1.0.1:40001");
+  EXPECT_EQ(seg.dst.ToString(), "10.2.0.2:6379");
+  EXPECT_EQ(seg.seq, 0xfffffff0u);
+  EXPECT_EQ(seg.ack, 77u);
+  EXPECT_EQ(seg.window, 1234);
+  EXPECT_EQ(seg.flags, tb::kTcpAck | tb::kTcpPsh);
+  EXPECT_EQ(seg.ts_ns, 42u);
+  EXPECT_EQ(seg.encapsulations, encaps);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(seg.payload), seg.payload_len), "*1\r\n$4\r\nPING\r\n");
+}
+
+// Every strict prefix of a valid frame must be refused (not crash, not read
+// past the end: the copy is exactly `n` bytes so ASan would catch it).
+void ExpectAllPrefixesRefused(const Bytes& frame) {
+  for (size_t n = 0; n < frame.size(); ++n) {
+    auto copy = std::make_unique<uint8_t[]>(n + 1);
+    std::memcpy(copy.get(), frame.data(), n);
+    TcpSegment seg;
+    EXPECT_NE(DecodeFrame(copy.get(), n, 0, &seg), DecodeStatus::kOk) << "prefix " << n;
+  }
+}
+
+TEST(DecodeTest, PlainIpv4) {
+  ExpectInnerV4(InnerV4(), 0);
+  ExpectAllPrefixesRefused(InnerV4());
+}
+
+TEST(DecodeTest, PlainIpv6WithExtensionHeaders) {
+  const Bytes tcp = tb::Tcp(Spec());
+  const Bytes frame = tb::Ethernet(
+      tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tcp, {{0, 6}, {60, 14}, {43, 6}, {51, 10}}));
+  TcpSegment seg;
+  ASSERT_EQ(Decode(frame, &seg), DecodeStatus::kOk);
+  EXPECT_EQ(seg.src.ToString(), "[fd00::1]:40001");
+  EXPECT_EQ(seg.dst.ToString(), "[fd00::2]:6379");
+  EXPECT_EQ(seg.payload_len, Spec().payload.size());
+  ExpectAllPrefixesRefused(frame);
+}
+
+TEST(DecodeTest, Ipv6ExtensionChainIsBounded) {
+  std::vector<tb::Ipv6Extension> chain(kMaxIpv6Extensions + 1, tb::Ipv6Extension{60, 6});
+  const Bytes frame = tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), chain));
+  TcpSegment seg;
+  EXPECT_EQ(Decode(frame, &seg), DecodeStatus::kIpv6TooManyExtensions);
+  chain.resize(kMaxIpv6Extensions - 1);
+  const Bytes ok = tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), chain));
+  EXPECT_EQ(Decode(ok, &seg), DecodeStatus::kOk);
+}
+
+TEST(DecodeTest, Ipv6FragmentIsCountedNotParsed) {
+  const Bytes frame =
+      tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), {{44, 0}}));
+  TcpSegment seg;
+  EXPECT_EQ(Decode(frame, &seg), DecodeStatus::kIpv6Fragment);
+}
+
+TEST(DecodeTest, VlanAndQinQ) {
+  const Bytes ip = tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tb::Tcp(Spec()));
+  ExpectInnerV4(tb::Ethernet(tb::kEthIpv4, ip, {{tb::kEthVlan, 10}}), 0);
+  const Bytes qinq = tb::Ethernet(tb::kEthIpv4, ip, {{tb::kEthQinQ, 10}, {tb::kEthVlan, 20}});
+  ExpectInnerV4(qinq, 0);
+  ExpectAllPrefixesRefused(qinq);
+  TcpSegment seg;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, ip, {{tb::kEthQinQ, 1}, {tb::kEthVlan, 2}, {tb::kEthVlan, 3}}), &seg),
+            DecodeStatus::kTooManyVlanTags);
+}
+
+TEST(DecodeTest, Vxlan) {
+  const Bytes frame = tb::Ethernet(
+      tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp, tb::Udp(5555, 4789, tb::Vxlan(7, InnerV4()))));
+  ExpectInnerV4(frame, 1);
+  ExpectAllPrefixesRefused(frame);
+  TcpSegment seg;
+  const Bytes bad = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp,
+                                                        tb::Udp(5555, 4789, tb::Vxlan(7, InnerV4(), 0x00))));
+  EXPECT_EQ(Decode(bad, &seg), DecodeStatus::kBadVxlan);
+  const Bytes other_udp =
+      tb::Ethernet(tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp, tb::Udp(5555, 53, InnerV4())));
+  EXPECT_EQ(Decode(other_udp, &seg), DecodeStatus::kUnsupportedTransport);
+}
+
+TEST(DecodeTest, VxlanOverIpv6) {
+  const Bytes frame =
+      tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::a", "fd00::b", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, InnerV4()))));
+  ExpectInnerV4(frame, 1);
+}
+
+TEST(DecodeTest, GreVariants) {
+  const Bytes inner_ip = tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tb::Tcp(Spec()));
+  for (const tb::GreOptions& o : {tb::GreOptions{}, tb::GreOptions{true, false, false},
+                                  tb::GreOptions{false, true, false}, tb::GreOptions{true, true, true}}) {
+    const Bytes teb = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthTeb, InnerV4(), o)));
+    ExpectInnerV4(teb, 1);
+    ExpectAllPrefixesRefused(teb);
+    const Bytes ip = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthIpv4, inner_ip, o)));
+    ExpectInnerV4(ip, 1);
+  }
+  TcpSegment seg;
+  tb::GreOptions v1;
+  v1.version = 1;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthTeb, InnerV4(), v1))), &seg),
+            DecodeStatus::kUnsupportedGre);
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(0x1234, InnerV4()))), &seg),
+            DecodeStatus::kUnsupportedGre);
+}
+
+TEST(DecodeTest, Erspan) {
+  tb::GreOptions seq;
+  seq.sequence = true;
+  const Bytes type2 = tb::Ethernet(
+      tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan2, tb::ErspanII(5, InnerV4()), seq)));
+  ExpectInnerV4(type2, 1);
+  ExpectAllPrefixesRefused(type2);
+  const Bytes type1 =
+      tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan2, InnerV4())));
+  ExpectInnerV4(type1, 1);
+  for (bool sub : {false, true}) {
+    const Bytes type3 = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre,
+                                                            tb::Gre(tb::kEthErspan3, tb::ErspanIII(5, InnerV4(), sub), seq)));
+    ExpectInnerV4(type3, 1);
+    ExpectAllPrefixesRefused(type3);
+  }
+  TcpSegment seg;
+  const Bytes wrong_version = tb::Ethernet(
+      tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan3, tb::ErspanII(5, InnerV4()), seq)));
+  EXPECT_EQ(Decode(wrong_version, &seg), DecodeStatus::kBadErspan);
+}
+
+TEST(DecodeTest, NestedTunnelsAreBounded) {
+  Bytes f = InnerV4();
+  for (int i = 0; i < kMaxEncapsulations; ++i) {
+    f = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, f))));
+  }
+  ExpectInnerV4(f, kMaxEncapsulations);
+  f = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, f))));
+  TcpSegment seg;
+  EXPECT_EQ(Decode(f, &seg), DecodeStatus::kTooManyEncapsulations);
+}
+
+TEST(DecodeTest, Ipv4HeaderChecks) {
+  TcpSegment seg;
+  const Bytes tcp = tb::Tcp(Spec());
+  tb::Ipv4Options o;
+  o.option_words = 3;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp, o)), &seg),
+            DecodeStatus::kOk);
+  o = {};
+  o.ihl_override = 4;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp, o)), &seg),
+            DecodeStatus::kBadIpv4Header);
+  o = {};
+  o.ihl_override = 15;  // 60-byte header claimed by a 30-byte packet
+  o.total_length_override = 30;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp, o)), &seg),
+            DecodeStatus::kBadIpv4Header);
+  o = {};
+  o.more_fragments = true;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp, o)), &seg),
+            DecodeStatus::kIpv4Fragment);
+  o = {};
+  o.fragment_offset_units = 3;
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp, o)), &seg),
+            DecodeStatus::kIpv4Fragment);
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthArp, Bytes(28, 0)), &seg), DecodeStatus::kUnsupportedEthertype);
+}
+
+TEST(DecodeTest, EthernetPaddingIsNotPayload) {
+  tb::TcpSpec s = Spec("");
+  Bytes frame = tb::TcpFrame("10.1.0.1", "10.2.0.2", s);
+  frame.resize(60, 0xee);  // minimum Ethernet frame, padded
+  TcpSegment seg;
+  ASSERT_EQ(Decode(frame, &seg), DecodeStatus::kOk);
+  EXPECT_EQ(seg.payload_len, 0u);
+}
+
+TEST(DecodeTest, SnapLengthCutIsRefused) {
+  const Bytes frame = tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec(std::string(500, 'x')));
+  TcpSegment seg;
+  EXPECT_EQ(DecodeFrame(frame.data(), 96, 0, &seg), DecodeStatus::kPayloadTruncated);
+}
+
+TEST(DecodeTest, TcpDataOffsetChecks) {
+  TcpSegment seg;
+  tb::TcpSpec s = Spec();
+  s.data_offset_words = 8;  // 12 option bytes
+  ASSERT_EQ(Decode(tb::TcpFrame("10.1.0.1", "10.2.0.2", s), &seg), DecodeStatus::kOk);
+  EXPECT_EQ(seg.payload_len, s.payload.size());
+  s.data_offset_words = 4;
+  EXPECT_EQ(Decode(tb::TcpFrame("10.1.0.1", "10.2.0.2", s), &seg), DecodeStatus::kBadTcpDataOffset);
+  s.data_offset_words = 15;
+  s.payload = "";  // header claims 60 bytes, IP says only 32 exist
+  Bytes tcp = tb::Tcp(s);
+  tcp.resize(20);
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp)), &seg),
+            DecodeStatus::kBadTcpDataOffset);
+}
+
+TEST(DecodeTest, CounterNamesAreDistinct) {
+  std::set<std::string_view> names;
+  for (size_t i = 0; i < static_cast<size_t>(DecodeStatus::kCount); ++i) {
+    names.insert(DecodeStatusName(static_cast<DecodeStatus>(i)));
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(DecodeStatus::kCount));
+  EXPECT_EQ(names.count("unknown"), 0u);
+  DecodeCounters c;
+  c.Add(DecodeStatus::kOk);
+  c.Add(DecodeStatus::kIpv4Fragment);
+  c.Add(DecodeStatus::kIpv4Fragment);
+  EXPECT_EQ(c.decoded(), 1u);
+  EXPECT_EQ(c.failures(), 2u);
+}
+
+TEST(EndpointTest, ParseAndSymmetricKey) {
+  auto a = Endpoint::Parse("10.0.0.1:6379");
+  auto b = Endpoint::Parse("[fd00::5]:40000");
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(a->ToString(), "10.0.0.1:6379");
+  EXPECT_EQ(b->ToString(), "[fd00::5]:40000");
+  EXPECT_FALSE(Endpoint::Parse("10.0.0.1").ok());
+  EXPECT_FALSE(Endpoint::Parse("10.0.0.1:0").ok());
+  EXPECT_FALSE(Endpoint::Parse("10.0.0.1:65536").ok());
+  EXPECT_FALSE(Endpoint::Parse("host:80").ok());
+  EXPECT_EQ(FlowKey::Of(*a, *b), FlowKey::Of(*b, *a));
+  EXPECT_EQ(FlowKey::Of(*a, *b).Hash(), FlowKey::Of(*b, *a).Hash());
+  auto c = Endpoint::Parse("10.0.0.1:6380");
+  EXPECT_NE(FlowKey::Of(*a, *b).Hash(), FlowKey::Of(*c, *b).Hash());
+}
+
+}  // namespace
+}  // namespace kvf::dataplane

@@ -1,0 +1,48 @@
+// Test helper: writes crafted frames to a pcap file with libpcap's own dumper
+// (nanosecond timestamps), so the pcap backend is tested against the library's
+// real file format rather than ours.
+#pragma once
+
+#include <pcap/pcap.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/common/packet_builder.h"
+
+namespace kvf::testing {
+
+struct TimedFrame {
+  Bytes bytes;
+  uint64_t ts_ns;
+  uint32_t wire_len = 0;  // 0: same as bytes.size()
+};
+
+// Returns false (with a message in *err) when libpcap refuses.
+inline bool WritePcap(const std::string& path, const std::vector<TimedFrame>& frames, std::string* err,
+                      int snaplen = 262144) {
+  pcap_t* dead = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, snaplen, PCAP_TSTAMP_PRECISION_NANO);
+  if (dead == nullptr) {
+    *err = "pcap_open_dead failed";
+    return false;
+  }
+  pcap_dumper_t* d = pcap_dump_open(dead, path.c_str());
+  if (d == nullptr) {
+    *err = pcap_geterr(dead);
+    pcap_close(dead);
+    return false;
+  }
+  for (const TimedFrame& f : frames) {
+    pcap_pkthdr h{};
+    h.ts.tv_sec = static_cast<time_t>(f.ts_ns / 1'000'000'000ull);
+    h.ts.tv_usec = static_cast<suseconds_t>(f.ts_ns % 1'000'000'000ull);  // nanoseconds in a nano file
+    h.caplen = static_cast<bpf_u_int32>(f.bytes.size());
+    h.len = f.wire_len != 0 ? f.wire_len : h.caplen;
+    pcap_dump(reinterpret_cast<u_char*>(d), &h, f.bytes.data());
+  }
+  pcap_dump_close(d);
+  pcap_close(dead);
+  return true;
+}
+
+}  // namespace kvf::testing
