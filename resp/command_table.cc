@@ -1,0 +1,186 @@
+// Lookup and key extraction over the generated command table.
+#include "resp/command_table.h"
+
+#include <charconv>
+#include <cstring>
+#include <string>
+
+namespace kvf::resp {
+
+namespace {
+
+inline char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+// Open-addressing hash table over the generated table: FNV-1a of the
+// lower-cased name, linear probing, at most half full. Built once.
+class Index {
+ public:
+  struct Entry {
+    const CommandSpec* spec;
+    bool has_subcommands;
+  };
+
+  Index() {
+    size_t cap = 16;
+    while (cap < kCommandTableSize * 4) cap <<= 1;
+    slots_.assign(cap, Slot{});
+    mask_ = cap - 1;
+    entries_.resize(kCommandTableSize);
+    for (size_t i = 0; i < kCommandTableSize; ++i) {
+      entries_[i] = Entry{&kCommandTable[i], false};
+      const std::string_view name = kCommandTable[i].name;
+      const uint32_t h = Hash(name);
+      size_t at = h & mask_;
+      while (slots_[at].index != 0) at = (at + 1) & mask_;
+      slots_[at] = Slot{h, static_cast<uint32_t>(i + 1), static_cast<uint32_t>(name.size())};
+    }
+    for (size_t i = 0; i < kCommandTableSize; ++i) {
+      const std::string_view name = kCommandTable[i].name;
+      const size_t bar = name.find('|');
+      if (bar == std::string_view::npos) continue;
+      if (const Entry* parent = Find(name.substr(0, bar), Hash(name.substr(0, bar)))) {
+        entries_[static_cast<size_t>(parent->spec - kCommandTable)].has_subcommands = true;
+      }
+    }
+  }
+  static uint32_t Hash(std::string_view lower) {
+    uint32_t h = 2166136261u;
+    for (char c : lower) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+    return h;
+  }
+  const Entry* Find(std::string_view lower, uint32_t h) const {
+    for (size_t at = h & mask_;; at = (at + 1) & mask_) {
+      const Slot& s = slots_[at];
+      if (s.index == 0) return nullptr;
+      if (s.hash == h && s.len == lower.size() &&
+          std::memcmp(kCommandTable[s.index - 1].name, lower.data(), lower.size()) == 0) {
+        return &entries_[s.index - 1];
+      }
+    }
+  }
+  const Entry* Find(std::string_view lower) const { return Find(lower, Hash(lower)); }
+
+ private:
+  struct Slot {
+    uint32_t hash = 0;
+    uint32_t index = 0;  // table index + 1; 0 = empty
+    uint32_t len = 0;    // name length (no strlen on lookups)
+  };
+  std::vector<Slot> slots_;
+  std::vector<Entry> entries_;
+  size_t mask_ = 0;
+};
+
+const Index& TheIndex() {
+  static const Index index;
+  return index;
+}
+
+// Longest command name is well below this; longer names are unknown.
+constexpr size_t kMaxNameLen = 64;
+
+bool ParseInt(std::string_view s, long long* out) {
+  const char* end = s.data() + s.size();
+  auto r = std::from_chars(s.data(), end, *out);
+  return r.ec == std::errc() && r.ptr == end;
+}
+
+}  // namespace
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (Lower(a[i]) != Lower(b[i])) return false;
+  }
+  return true;
+}
+
+const CommandSpec* LookupCommandName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLen) return nullptr;
+  char buf[kMaxNameLen];
+  for (size_t i = 0; i < name.size(); ++i) buf[i] = Lower(name[i]);
+  const auto* e = TheIndex().Find(std::string_view(buf, name.size()));
+  return e == nullptr ? nullptr : e->spec;
+}
+
+const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
+  if (argv.empty() || argv[0].empty() || argv[0].size() > kMaxNameLen) return nullptr;
+  char buf[kMaxNameLen];
+  size_t n = 0;
+  for (char c : argv[0]) buf[n++] = Lower(c);
+  const auto* top = TheIndex().Find(std::string_view(buf, n));
+  if (top == nullptr) return nullptr;
+  if (!top->has_subcommands || argv.size() < 2 || n + argv[1].size() + 1 > kMaxNameLen) return top->spec;
+  buf[n++] = '|';
+  for (char c : argv[1]) buf[n++] = Lower(c);
+  const auto* sub = TheIndex().Find(std::string_view(buf, n));
+  return sub != nullptr ? sub->spec : top->spec;
+}
+
+bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, std::vector<KeyRef>* out) {
+  bool ok = true;
+  const int argc = static_cast<int>(argv.size());
+  for (size_t s = 0; s < spec.num_specs; ++s) {
+    const KeySpec& ks = spec.specs[s];
+    int begin = -1;
+    if (ks.begin == KeyBegin::kIndex) {
+      begin = ks.begin_arg;
+    } else if (ks.begin == KeyBegin::kKeyword) {
+      if (ks.begin_arg >= 0) {
+        for (int i = ks.begin_arg; i < argc; ++i) {
+          if (EqualsIgnoreCase(argv[i], ks.keyword)) { begin = i + 1; break; }
+        }
+      } else {
+        for (int i = argc + ks.begin_arg; i > 0; --i) {
+          if (EqualsIgnoreCase(argv[i], ks.keyword)) { begin = i + 1; break; }
+        }
+      }
+      if (begin < 0) continue;  // keyword absent: this spec finds no key
+    } else if (std::strcmp(spec.name, "sort") == 0 && (ks.flags & kKeyOw)) {
+      // SORT … STORE dst: the one key spec Redis leaves "unknown".
+      for (int i = argc - 2; i >= 2; --i) {
+        if (EqualsIgnoreCase(argv[i], "store")) {
+          out->push_back({static_cast<uint32_t>(i + 1), ks.flags});
+          break;
+        }
+      }
+      continue;
+    } else {
+      if (!(ks.flags & kKeyRo)) ok = false;  // SORT's BY/GET patterns are not keys
+      continue;
+    }
+    if (begin >= argc) continue;
+    // MIGRATE host port "" db timeout … KEYS k…: the empty key means "see KEYS".
+    if (ks.begin == KeyBegin::kIndex && argv[begin].empty() && std::strcmp(spec.name, "migrate") == 0) continue;
+    if (ks.find == KeyFind::kRange) {
+      int last;
+      if (ks.a >= 0) {
+        last = begin + ks.a;
+      } else {
+        // -1 = last arg, -2 = one before, …; a limit keeps 1/limit of the rest.
+        last = ks.c > 0 ? begin + (argc - begin) / ks.c + ks.a : argc + ks.a;
+      }
+      const int step = ks.b > 0 ? ks.b : 1;
+      for (int i = begin; i <= last && i < argc; i += step) out->push_back({static_cast<uint32_t>(i), ks.flags});
+    } else if (ks.find == KeyFind::kKeynum) {
+      const int numidx = begin + ks.a;
+      long long num = 0;
+      if (numidx >= argc || !ParseInt(argv[numidx], &num) || num < 0 || num > argc) {
+        ok = false;
+        continue;
+      }
+      const int first = begin + ks.b;
+      const int step = ks.c > 0 ? ks.c : 1;
+      for (long long k = 0; k < num; ++k) {
+        const long long i = first + k * step;
+        if (i >= argc) { ok = false; break; }
+        out->push_back({static_cast<uint32_t>(i), ks.flags});
+      }
+    } else {
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+}  // namespace kvf::resp

@@ -1,0 +1,556 @@
+// Pairing state machine for one connection: see connection.h and docs/resp.md
+// (section "Pairing") for the rules, in particular what happens after a gap.
+#include "resp/connection.h"
+
+#include <charconv>
+
+#include "resp/convert.h"
+
+namespace kvf::resp {
+
+namespace {
+
+bool IsError(const Node& n) { return n.type == Type::kError || n.type == Type::kBulkError; }
+
+bool ParseI64(std::string_view s, int64_t* out) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool IsReplayerName(std::string_view name) { return name.substr(0, 8) == "kvferry:"; }
+
+constexpr size_t kReclaimSpans = 4096;
+
+}  // namespace
+
+std::string_view OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kApplied: return "applied";
+    case Outcome::kNoEffect: return "no_effect";
+    case Outcome::kRejected: return "rejected";
+    case Outcome::kReadOnly: return "read_only";
+    case Outcome::kUnpaired: return "unpaired";
+    case Outcome::kReplayer: return "replayer";
+    case Outcome::kCount: break;
+  }
+  return "?";
+}
+
+ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
+  requests += o.requests;
+  replies += o.replies;
+  reads += o.reads;
+  writes_applied += o.writes_applied;
+  writes_no_effect += o.writes_no_effect;
+  writes_rejected += o.writes_rejected;
+  writes_unacked += o.writes_unacked;
+  replayer_writes += o.replayer_writes;
+  records += o.records;
+  transactions += o.transactions;
+  exec_aborted += o.exec_aborted;
+  watch_aborted += o.watch_aborted;
+  unpaired_replies += o.unpaired_replies;
+  unpaired_requests += o.unpaired_requests;
+  bad_shapes += o.bad_shapes;
+  unknown_commands += o.unknown_commands;
+  pushes += o.pushes;
+  parse_errors += o.parse_errors;
+  gaps += o.gaps;
+  gap_bytes += o.gap_bytes;
+  desyncs += o.desyncs;
+  overflows += o.overflows;
+  ignored_bytes += o.ignored_bytes;
+  return *this;
+}
+
+std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
+  return {
+      {"requests", requests},
+      {"replies", replies},
+      {"reads", reads},
+      {"writes_applied", writes_applied},
+      {"writes_no_effect", writes_no_effect},
+      {"writes_rejected", writes_rejected},
+      {"writes_unacked", writes_unacked},
+      {"replayer_writes", replayer_writes},
+      {"records", records},
+      {"transactions", transactions},
+      {"exec_aborted", exec_aborted},
+      {"watch_aborted", watch_aborted},
+      {"unpaired_replies", unpaired_replies},
+      {"unpaired_requests", unpaired_requests},
+      {"bad_shapes", bad_shapes},
+      {"unknown_commands", unknown_commands},
+      {"pushes", pushes},
+      {"parse_errors", parse_errors},
+      {"gaps", gaps},
+      {"gap_bytes", gap_bytes},
+      {"desyncs", desyncs},
+      {"overflows", overflows},
+      {"ignored_bytes", ignored_bytes},
+  };
+}
+
+Connection::Kind Connection::KindOf(const CommandSpec* spec) {
+  if (spec == nullptr) return Kind::kPlain;
+  static const std::vector<Kind> by_index = [] {
+    std::vector<Kind> v(kCommandTableSize, Kind::kPlain);
+    const std::pair<const char*, Kind> special[] = {
+        {"auth", Kind::kAuth}, {"multi", Kind::kMulti}, {"exec", Kind::kExec}, {"discard", Kind::kDiscard},
+        {"select", Kind::kSelect}, {"hello", Kind::kHello}, {"reset", Kind::kReset},
+        {"monitor", Kind::kMonitor}, {"subscribe", Kind::kSubscribe}, {"psubscribe", Kind::kSubscribe},
+        {"ssubscribe", Kind::kSubscribe}, {"unsubscribe", Kind::kUnsubscribe},
+        {"punsubscribe", Kind::kUnsubscribe}, {"sunsubscribe", Kind::kUnsubscribe},
+        {"client|setname", Kind::kSetName}, {"client|reply", Kind::kClientReply},
+    };
+    for (size_t i = 0; i < kCommandTableSize; ++i) {
+      const CommandSpec& s = kCommandTable[i];
+      if (s.Has(kCmdWrite) || IsScriptCall(s)) v[i] = Kind::kWrite;
+      for (const auto& [name, kind] : special) {
+        if (std::string_view(s.name) == name) v[i] = kind;
+      }
+    }
+    return v;
+  }();
+  const size_t i = static_cast<size_t>(spec - kCommandTable);
+  return i < by_index.size() ? by_index[i] : Kind::kPlain;
+}
+
+Connection::Connection(RecordSink* sink, ConnectionOptions options)
+    : sink_(sink),
+      opts_(options),
+      requests_(Parser::Mode::kRequest, options.request_limits),
+      replies_(Parser::Mode::kReply, options.reply_limits) {
+  if (opts_.joined_mid_stream) {
+    // Nothing before the join is known: not the db, not the requests whose
+    // replies are still to come. Start out of sync (see docs/resp.md).
+    db_known_ = false;
+    desync_ = true;
+    ++stats_.desyncs;
+    requests_.OnGap();
+    replies_.OnGap();
+  }
+}
+
+std::span<const std::string_view> Connection::Args(const Pending& p) {
+  argv_.clear();
+  for (uint32_t i = 0; i < p.argc; ++i) {
+    const auto& s = spans_[p.arg_begin + i];
+    argv_.emplace_back(arena_.data() + s.first, s.second);
+  }
+  return argv_;
+}
+
+uint16_t Connection::FlagsFor(bool in_tx) {
+  uint16_t f = 0;
+  if (in_tx) f |= kInTransaction;
+  if (!db_known_) f |= kUnknownDb;
+  if (after_gap_left_ > 0) {
+    f |= kAfterGap | kNeedsReadback;
+    --after_gap_left_;
+  }
+  return f;
+}
+
+void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
+  if (ignored_) {
+    stats_.ignored_bytes += bytes.size();
+    return;
+  }
+  Parser& parser = dir == Direction::kClientToServer ? requests_ : replies_;
+  parser.Feed(bytes);
+  for (;;) {
+    const ParseStatus s = parser.Next();
+    if (s == ParseStatus::kNeedMore) break;
+    if (s == ParseStatus::kError) {
+      ++stats_.parse_errors;
+      parser.Resync();
+      EnterDesync();
+      continue;
+    }
+    if (dir == Direction::kClientToServer) {
+      OnRequest(parser.args(), capture_ns);
+    } else {
+      OnReply(parser.nodes(), capture_ns);
+    }
+    if (ignored_) {
+      // The rest of this chunk (and of the connection) is pub/sub or MONITOR traffic.
+      parser.OnGap();
+      return;
+    }
+  }
+}
+
+void Connection::OnGap(Direction dir, uint64_t missing) {
+  ++stats_.gaps;
+  stats_.gap_bytes += missing;
+  if (ignored_) return;
+  if (dir == Direction::kClientToServer) {
+    requests_.OnGap();
+    db_known_ = false;  // a SELECT may have been lost
+    reply_off_ = skip_next_ = false;
+  } else {
+    replies_.OnGap();
+  }
+  EnterDesync();
+}
+
+void Connection::OnClose(CloseReason) {
+  for (const Pending& p : pending_) {
+    if (p.kind == Kind::kWrite) {
+      ++stats_.unpaired_requests;
+      Unanswered(p, p.ts, 0);
+    } else {
+      ++stats_.unpaired_requests;
+    }
+  }
+  pending_.clear();
+  multi_queue_.clear();  // never EXECed: never applied
+  in_multi_ = false;
+  Reclaim();
+}
+
+void Connection::EnterDesync() {
+  if (!desync_) ++stats_.desyncs;
+  desync_ = true;
+  // Requests still waiting may or may not have been executed, and their
+  // replies can no longer be matched: read their keys back.
+  for (const Pending& p : pending_) {
+    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+  }
+  for (const Pending& p : multi_queue_) {
+    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+  }
+  pending_.clear();
+  multi_queue_.clear();
+  in_multi_ = false;
+  Reclaim();
+}
+
+void Connection::Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags) {
+  if (p.spec == nullptr) return;
+  if (replayer_) {
+    ++stats_.replayer_writes;
+    Observe(p.spec, Outcome::kReplayer);
+    return;
+  }
+  ++stats_.writes_unacked;
+  Observe(p.spec, Outcome::kUnpaired);
+  ConvertContext ctx;
+  ctx.db = db_;
+  ctx.capture_ns = ts;
+  ctx.flags = static_cast<uint16_t>(extra_flags | (db_known_ ? 0 : kUnknownDb));
+  ctx.connection_id = opts_.connection_id;
+  stats_.records += ReadbackWrite(*p.spec, Args(p), ctx, sink_);
+}
+
+void Connection::Reclaim() {
+  if (pending_.empty() && multi_queue_.empty()) {
+    arena_.clear();
+    spans_.clear();
+    return;
+  }
+  // Entries take their spans in arrival order and queued MULTI commands are
+  // older than every pending one: the oldest live span is at a front.
+  const uint32_t lo = multi_queue_.empty() ? pending_.front().arg_begin : multi_queue_.front().arg_begin;
+  if (lo < kReclaimSpans || lo < spans_.size() / 2 || lo >= spans_.size()) return;
+  const uint32_t byte_lo = spans_[lo].first;
+  arena_.erase(0, byte_lo);
+  spans_.erase(spans_.begin(), spans_.begin() + lo);
+  for (auto& s : spans_) s.first -= byte_lo;
+  for (Pending& p : pending_) p.arg_begin -= lo;
+  for (Pending& p : multi_queue_) p.arg_begin -= lo;
+}
+
+void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
+  ++stats_.requests;
+  if (args.empty()) return;
+  if (desync_ && pending_.empty() && !replies_.HasPartial() && ts >= last_reply_ts_) {
+    // Every request seen so far has been answered and the client spoke
+    // after the last answer: replies from here on pair with requests from
+    // here on. Flag the next writes in case a lost request is still pending.
+    desync_ = false;
+    after_gap_left_ = opts_.after_gap_records;
+  }
+  const CommandSpec* spec = LookupCommand(args);
+  Pending p{KindOf(spec), false, spec, static_cast<uint32_t>(spans_.size()), 0, 0, ts};
+  size_t keep = 0;  // arguments to store
+  bool client_reply_on = false;
+  switch (p.kind) {
+    case Kind::kWrite:
+      keep = args.size();
+      break;
+    case Kind::kSelect:
+      if (args.size() != 2 || !ParseI64(args[1], &p.param) || p.param < 0 || p.param > 0xfffe) p.param = -1;
+      break;
+    case Kind::kHello:
+      p.param = 0;
+      if (args.size() >= 2 && (!ParseI64(args[1], &p.param) || (p.param != 2 && p.param != 3))) p.param = -1;
+      if (p.param > 0) req_protocol_ = static_cast<int>(p.param);
+      // Keep only a SETNAME name (HELLO may carry AUTH user password).
+      for (size_t i = 2; i + 1 < args.size(); ++i) {
+        if (EqualsIgnoreCase(args[i], "auth")) {
+          i += 2;
+        } else if (EqualsIgnoreCase(args[i], "setname")) {
+          spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(args[i + 1].size()));
+          p.argc = 1;
+          arena_.append(args[i + 1]);
+          ++i;
+        }
+      }
+      break;
+    case Kind::kReset:
+      reply_off_ = skip_next_ = false;
+      req_protocol_ = 2;
+      break;
+    case Kind::kSubscribe:
+    case Kind::kUnsubscribe:
+      if (req_protocol_ == 3) p.no_reply = true;  // confirmed by pushes
+      break;
+    case Kind::kSetName:
+      if (args.size() == 3) keep = 3;
+      else p.kind = Kind::kPlain;
+      break;
+    case Kind::kClientReply:
+      if (args.size() == 3 && EqualsIgnoreCase(args[2], "off")) {
+        reply_off_ = true;
+        p.no_reply = true;
+      } else if (args.size() == 3 && EqualsIgnoreCase(args[2], "skip")) {
+        if (!reply_off_) skip_next_ = true;
+        p.no_reply = true;
+      } else if (args.size() == 3 && EqualsIgnoreCase(args[2], "on")) {
+        reply_off_ = skip_next_ = false;
+        client_reply_on = true;
+      }
+      break;
+    default:
+      break;  // AUTH: the password is never stored
+  }
+  if (!p.no_reply && !client_reply_on) {
+    if (reply_off_) {
+      p.no_reply = true;
+    } else if (skip_next_) {
+      p.no_reply = true;
+      skip_next_ = false;
+    }
+  }
+  if (keep > 0) {
+    p.argc = static_cast<uint32_t>(keep);
+    for (size_t i = 0; i < keep; ++i) {
+      spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(args[i].size()));
+      arena_.append(args[i]);
+    }
+  }
+  pending_.push_back(p);
+  if (pending_.size() > opts_.max_pending_requests || arena_.size() > opts_.max_pending_bytes) {
+    ++stats_.overflows;
+    EnterDesync();
+    return;
+  }
+  DrainNoReply();
+}
+
+void Connection::DrainNoReply() {
+  while (!pending_.empty() && pending_.front().no_reply) {
+    const Pending p = pending_.front();
+    pending_.pop_front();
+    switch (p.kind) {
+      case Kind::kWrite:
+        if (in_multi_) {
+          multi_queue_.push_back(p);
+        } else {
+          Unanswered(p, p.ts, desync_ ? kAfterGap : 0);
+        }
+        break;
+      case Kind::kSelect:
+        if (p.param >= 0) db_ = static_cast<uint16_t>(p.param);
+        break;
+      case Kind::kMulti:
+        in_multi_ = true;
+        break;
+      case Kind::kExec:
+      case Kind::kDiscard:
+        for (const Pending& q : multi_queue_) {
+          if (p.kind == Kind::kExec && q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
+        }
+        multi_queue_.clear();
+        in_multi_ = false;
+        break;
+      default:
+        break;
+    }
+  }
+  Reclaim();
+}
+
+void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
+  ++stats_.replies;
+  if (reply[0].type == Type::kPush) {
+    ++stats_.pushes;
+    return;
+  }
+  last_reply_ts_ = ts;
+  if (pending_.empty()) {
+    ++stats_.unpaired_replies;
+    if (!desync_) EnterDesync();
+    return;
+  }
+  const Pending p = pending_.front();
+  pending_.pop_front();
+  if (desync_) {
+    if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
+    if (p.kind == Kind::kSelect && p.param >= 0 && !IsError(reply[0])) db_ = static_cast<uint16_t>(p.param);
+  } else {
+    Handle(p, reply, ts, false);
+  }
+  DrainNoReply();
+}
+
+void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
+  const Node& root = reply[0];
+  const bool is_error = IsError(root);
+  const bool queued = root.type == Type::kSimpleString && root.str == "QUEUED";
+  if (!in_tx && p.kind != Kind::kExec && p.kind != Kind::kDiscard && p.kind != Kind::kMulti &&
+      p.kind != Kind::kReset) {
+    if (queued) {
+      // Queued for EXEC. Seen outside MULTI it means the MULTI was lost.
+      in_multi_ = true;
+      multi_queue_.push_back(p);
+      return;
+    }
+    if (in_multi_) {
+      // A command refused while queueing: EXEC will answer -EXECABORT.
+      if (is_error) return;
+    }
+  }
+  switch (p.kind) {
+    case Kind::kPlain:
+    case Kind::kUnsubscribe:
+    case Kind::kClientReply:
+      if (!is_error) {
+        if (p.spec == nullptr) ++stats_.unknown_commands;
+        else ++stats_.reads;
+      }
+      Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+      return;
+    case Kind::kAuth:
+      return;
+    case Kind::kMulti:
+      if (!is_error) {
+        in_multi_ = true;
+        multi_queue_.clear();
+      }
+      return;
+    case Kind::kDiscard:
+      if (!is_error) {
+        in_multi_ = false;
+        multi_queue_.clear();
+      }
+      return;
+    case Kind::kExec: {
+      if (!in_multi_ && is_error) return;  // EXEC without MULTI
+      in_multi_ = false;
+      std::vector<Pending> queue;
+      queue.swap(multi_queue_);
+      if (root.type == Type::kNull) {
+        ++stats_.watch_aborted;
+      } else if (is_error) {
+        ++stats_.exec_aborted;
+      } else if (root.type == Type::kArray && root.children == queue.size()) {
+        ++stats_.transactions;
+        size_t i = 1;
+        for (const Pending& q : queue) {
+          Handle(q, reply.subspan(i, reply[i].subtree), ts, true);
+          i += reply[i].subtree;
+        }
+      } else {
+        // The transaction ran, but we cannot tell which reply is whose.
+        ++stats_.bad_shapes;
+        for (const Pending& q : queue) {
+          if (q.kind == Kind::kWrite) Unanswered(q, ts, 0);
+        }
+      }
+      return;
+    }
+    case Kind::kSelect:
+      if (!is_error && p.param >= 0) {
+        db_ = static_cast<uint16_t>(p.param);
+        db_known_ = true;
+      }
+      return;
+    case Kind::kHello:
+      if (!is_error) {
+        if (p.param > 0) protocol_ = static_cast<int>(p.param);
+        if (p.argc == 1) replayer_ = IsReplayerName(Args(p)[0]);
+      }
+      return;
+    case Kind::kSetName:
+      if (!is_error) replayer_ = IsReplayerName(Args(p)[2]);
+      return;
+    case Kind::kReset:
+      if (!is_error) {
+        db_ = 0;
+        db_known_ = true;
+        in_multi_ = false;
+        multi_queue_.clear();
+        protocol_ = 2;
+      }
+      return;
+    case Kind::kSubscribe:
+      if (!is_error && protocol_ == 2) ignored_ = true;
+      return;
+    case Kind::kMonitor:
+      if (!is_error) ignored_ = true;
+      return;
+    case Kind::kWrite:
+      HandleWrite(p, reply, ts, in_tx);
+      return;
+  }
+}
+
+void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
+  if (IsError(reply[0])) {
+    ++stats_.writes_rejected;
+    Observe(p.spec, Outcome::kRejected);
+    return;
+  }
+  if (replayer_) {
+    ++stats_.replayer_writes;
+    Observe(p.spec, Outcome::kReplayer);
+    return;
+  }
+  ConvertContext ctx;
+  ctx.db = db_;
+  ctx.capture_ns = ts;
+  ctx.flags = FlagsFor(in_tx);
+  ctx.connection_id = opts_.connection_id;
+  struct Counting : RecordSink {
+    RecordSink* next;
+    uint64_t n = 0;
+    void Emit(ChangeRecord&& r, uint64_t id) override {
+      ++n;
+      next->Emit(std::move(r), id);
+    }
+  } counting;
+  counting.next = sink_;
+  const ConvertOutcome outcome = ConvertWrite(*p.spec, Args(p), reply, ctx, &counting);
+  stats_.records += counting.n;
+  switch (outcome) {
+    case ConvertOutcome::kRecorded:
+      ++stats_.writes_applied;
+      Observe(p.spec, Outcome::kApplied);
+      break;
+    case ConvertOutcome::kNoEffect:
+      ++stats_.writes_no_effect;
+      Observe(p.spec, Outcome::kNoEffect);
+      break;
+    case ConvertOutcome::kBadShape:
+      ++stats_.bad_shapes;
+      Observe(p.spec, Outcome::kUnpaired);
+      if (!in_tx) EnterDesync();
+      break;
+  }
+}
+
+}  // namespace kvf::resp

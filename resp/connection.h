@@ -1,0 +1,168 @@
+// Request/reply pairing for one captured TCP connection to a Redis server.
+// Consumes the capture side's per-flow events (OnData/OnGap/OnClose), pairs
+// every request with its reply in FIFO order, follows connection state
+// (MULTI/EXEC, SELECT, HELLO, CLIENT REPLY, RESET, subscriber/MONITOR mode,
+// replayer name) and emits change records for acknowledged writes.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/bytes.h"
+#include "resp/command_table.h"
+#include "resp/parser.h"
+#include "resp/sink.h"
+
+namespace kvf::resp {
+
+enum class Direction : uint8_t { kClientToServer = 0, kServerToClient = 1 };
+enum class CloseReason : uint8_t { kFin, kReset, kIdle, kEvicted, kCaptureEnd };
+
+// What became of one request, for per-command accounting (decode --format stats).
+enum class Outcome : uint8_t {
+  kApplied,    // acknowledged write that produced records
+  kNoEffect,   // acknowledged write, reply says nothing changed
+  kRejected,   // the server answered with an error
+  kReadOnly,   // not a write
+  kUnpaired,   // no usable reply (gap, CLIENT REPLY OFF, closed): read back
+  kReplayer,   // write of a kvferry replayer connection
+  kCount
+};
+std::string_view OutcomeName(Outcome o);
+
+class OutcomeObserver {
+ public:
+  virtual ~OutcomeObserver() = default;
+  // `command` is the table name ("set", "client|setname") or "unknown".
+  virtual void OnOutcome(std::string_view command, Outcome outcome) = 0;
+};
+
+struct ConnectionOptions {
+  OutcomeObserver* observer = nullptr;  // optional; must outlive the connection
+  uint64_t connection_id = 0;      // passed to the sink with every record
+  bool joined_mid_stream = false;  // capture did not see the connection start
+  uint32_t after_gap_records = 64; // writes flagged kAfterGap|kNeedsReadback after a resync
+  size_t max_pending_requests = 1u << 16;  // unanswered requests kept (then: desync)
+  size_t max_pending_bytes = 64u << 20;    // bytes of their arguments kept
+  Limits request_limits;
+  Limits reply_limits;
+};
+
+// Counters, named for an operator. "writes" are requests whose command may
+// change data.
+struct ConnectionStats {
+  uint64_t requests = 0;
+  uint64_t replies = 0;
+  uint64_t reads = 0;              // non-write commands answered
+  uint64_t writes_applied = 0;     // acknowledged writes that produced records
+  uint64_t writes_no_effect = 0;   // acknowledged, but the reply says nothing changed
+  uint64_t writes_rejected = 0;    // the server answered with an error
+  uint64_t writes_unacked = 0;     // no reply to pair (CLIENT REPLY OFF, gap): read back
+  uint64_t replayer_writes = 0;    // writes of a kvferry replayer connection: not captured
+  uint64_t records = 0;
+  uint64_t transactions = 0;       // EXEC that applied
+  uint64_t exec_aborted = 0;       // EXEC answered -EXECABORT / error
+  uint64_t watch_aborted = 0;      // EXEC answered nil (WATCH)
+  uint64_t unpaired_replies = 0;   // replies with no request to pair
+  uint64_t unpaired_requests = 0;  // requests still unanswered at close
+  uint64_t bad_shapes = 0;         // reply did not fit its command: pairing suspect
+  uint64_t unknown_commands = 0;   // not in the command table, answered without error
+  uint64_t pushes = 0;             // RESP3 out-of-band pushes skipped
+  uint64_t parse_errors = 0;
+  uint64_t gaps = 0;
+  uint64_t gap_bytes = 0;
+  uint64_t desyncs = 0;            // times pairing was abandoned and later re-established
+  uint64_t overflows = 0;          // pending caps hit
+  uint64_t ignored_bytes = 0;      // subscriber / MONITOR connection traffic
+
+  ConnectionStats& operator+=(const ConnectionStats& o);
+  // (name, value) pairs for printing; names are stable.
+  std::vector<std::pair<std::string, uint64_t>> Named() const;
+};
+
+class Connection {
+ public:
+  // `sink` must outlive the connection. Thread confinement: one thread.
+  explicit Connection(RecordSink* sink, ConnectionOptions options = {});
+
+  // `bytes` of one direction, in stream order, captured at `capture_ns`
+  // (CLOCK_REALTIME). Bytes need not be valid after the call.
+  void OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns);
+  void OnData(Direction dir, std::string_view s, uint64_t capture_ns) { OnData(dir, AsBytes(s), capture_ns); }
+  // `missing` bytes of `dir` were lost (reassembly hole, join, drop).
+  void OnGap(Direction dir, uint64_t missing);
+  // The flow ended. Unanswered writes become read-backs.
+  void OnClose(CloseReason reason);
+
+  const ConnectionStats& stats() const { return stats_; }
+  uint16_t db() const { return db_; }
+  bool db_known() const { return db_known_; }
+  int protocol() const { return protocol_; }
+  bool in_multi() const { return in_multi_; }
+  bool ignored() const { return ignored_; }    // subscriber or MONITOR
+  bool replayer() const { return replayer_; }  // named kvferry:*
+  bool in_sync() const { return !desync_; }
+  uint64_t skipped_bytes() const { return requests_.skipped_bytes() + replies_.skipped_bytes(); }
+
+ private:
+  enum class Kind : uint8_t {
+    kPlain, kWrite, kAuth, kMulti, kExec, kDiscard, kSelect, kHello, kSetName, kReset, kSubscribe, kMonitor,
+    kUnsubscribe, kClientReply,
+  };
+  static Kind KindOf(const CommandSpec* spec);
+  struct Pending {
+    Kind kind;
+    bool no_reply;  // the server will not answer (CLIENT REPLY OFF/SKIP, RESP3 subscribe)
+    const CommandSpec* spec;
+    uint32_t arg_begin;  // index into spans_
+    uint32_t argc;
+    int64_t param;       // SELECT db, HELLO protover
+    uint64_t ts;
+  };
+
+  void OnRequest(std::span<const std::string_view> args, uint64_t ts);
+  void OnReply(std::span<const Node> reply, uint64_t ts);
+  void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
+  void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
+  void Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags);
+  void Observe(const CommandSpec* spec, Outcome o) {
+    if (opts_.observer != nullptr) opts_.observer->OnOutcome(spec != nullptr ? spec->name : "unknown", o);
+  }
+  void DrainNoReply();
+  void EnterDesync();
+  void Reclaim();
+  uint16_t FlagsFor(bool in_tx);
+  std::span<const std::string_view> Args(const Pending& p);
+
+  RecordSink* sink_;
+  ConnectionOptions opts_;
+  ConnectionStats stats_;
+  Parser requests_;
+  Parser replies_;
+
+  std::deque<Pending> pending_;
+  std::vector<Pending> multi_queue_;
+  std::string arena_;                                 // argument bytes of pending requests
+  std::vector<std::pair<uint32_t, uint32_t>> spans_;  // (offset, length) into arena_
+  std::vector<std::string_view> argv_;                // scratch
+
+  uint16_t db_ = 0;
+  bool db_known_ = true;
+  int protocol_ = 2;
+  int req_protocol_ = 2;  // as of the last request parsed (HELLO is optimistic)
+  bool in_multi_ = false;
+  bool reply_off_ = false;
+  bool skip_next_ = false;
+  bool ignored_ = false;
+  bool replayer_ = false;
+  bool desync_ = false;
+  uint32_t after_gap_left_ = 0;
+  uint64_t last_reply_ts_ = 0;
+};
+
+}  // namespace kvf::resp

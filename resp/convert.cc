@@ -1,0 +1,606 @@
+// Per-command record production. Each handler reads the reply (the ground
+// truth of what the server did) and emits the smallest set of records whose
+// effect on the target equals the effect on the source. Anything whose effect
+// cannot be read off the wire is shipped as an ordered command that also
+// marks its keys for read-back.
+#include "resp/convert.h"
+
+#include <charconv>
+#include <initializer_list>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace kvf::resp {
+
+namespace {
+
+enum class Rule : uint8_t {
+  kDefault,      // ordered + read-back on the written keys
+  kAsIs,         // the command itself is idempotent: ship it unchanged
+  kSet, kSetex, kPsetex, kSetnx, kGetset, kGetdel, kGetex, kMset, kMsetnx,
+  kIncr, kHincr, kHsetnx, kZincrby, kZadd,
+  kExpire, kPexpire, kExpireat, kPexpireat, kPersist,
+  kDel, kSpop, kZpop, kBzpop, kZmpop, kBzmpop,
+  kLpop, kRpop, kBlpop, kBrpop, kLmpop, kBlmpop, kLmove, kBlmove, kRpoplpush, kBrpoplpush,
+  kSmove, kXadd, kDatabase, kMove, kMigrate, kScript,
+};
+
+const std::unordered_map<std::string_view, Rule>& Rules() {
+  static const std::unordered_map<std::string_view, Rule> rules = {
+      {"set", Rule::kSet}, {"setex", Rule::kSetex}, {"psetex", Rule::kPsetex}, {"setnx", Rule::kSetnx},
+      {"getset", Rule::kGetset}, {"getdel", Rule::kGetdel}, {"getex", Rule::kGetex},
+      {"mset", Rule::kMset}, {"msetnx", Rule::kMsetnx},
+      {"incr", Rule::kIncr}, {"decr", Rule::kIncr}, {"incrby", Rule::kIncr}, {"decrby", Rule::kIncr},
+      {"incrbyfloat", Rule::kIncr}, {"hincrby", Rule::kHincr}, {"hincrbyfloat", Rule::kHincr},
+      {"hsetnx", Rule::kHsetnx}, {"zincrby", Rule::kZincrby}, {"zadd", Rule::kZadd},
+      {"expire", Rule::kExpire}, {"pexpire", Rule::kPexpire}, {"expireat", Rule::kExpireat},
+      {"pexpireat", Rule::kPexpireat}, {"persist", Rule::kPersist},
+      {"del", Rule::kDel}, {"unlink", Rule::kDel},
+      {"spop", Rule::kSpop}, {"zpopmin", Rule::kZpop}, {"zpopmax", Rule::kZpop},
+      {"bzpopmin", Rule::kBzpop}, {"bzpopmax", Rule::kBzpop}, {"zmpop", Rule::kZmpop},
+      {"bzmpop", Rule::kBzmpop}, {"lpop", Rule::kLpop}, {"rpop", Rule::kRpop}, {"blpop", Rule::kBlpop},
+      {"brpop", Rule::kBrpop}, {"lmpop", Rule::kLmpop}, {"blmpop", Rule::kBlmpop}, {"lmove", Rule::kLmove},
+      {"blmove", Rule::kBlmove}, {"rpoplpush", Rule::kRpoplpush}, {"brpoplpush", Rule::kBrpoplpush},
+      {"smove", Rule::kSmove}, {"xadd", Rule::kXadd},
+      {"flushdb", Rule::kDatabase}, {"flushall", Rule::kDatabase}, {"swapdb", Rule::kDatabase},
+      {"move", Rule::kMove}, {"migrate", Rule::kMigrate},
+      {"eval", Rule::kScript}, {"evalsha", Rule::kScript}, {"fcall", Rule::kScript},
+      // Idempotent as sent: the result does not depend on how often or on
+      // what state they are applied to, given the server accepted them.
+      {"sadd", Rule::kAsIs}, {"srem", Rule::kAsIs}, {"hset", Rule::kAsIs}, {"hmset", Rule::kAsIs},
+      {"hdel", Rule::kAsIs}, {"zrem", Rule::kAsIs}, {"setbit", Rule::kAsIs}, {"pfadd", Rule::kAsIs},
+      {"xdel", Rule::kAsIs}, {"geoadd", Rule::kZadd},
+  };
+  return rules;
+}
+
+// The rule of each command-table entry, by index, built once.
+Rule RuleFor(const CommandSpec& spec) {
+  static const std::vector<Rule> by_index = [] {
+    std::vector<Rule> v(kCommandTableSize, Rule::kDefault);
+    for (size_t i = 0; i < kCommandTableSize; ++i) {
+      auto it = Rules().find(kCommandTable[i].name);
+      if (it != Rules().end()) v[i] = it->second;
+    }
+    return v;
+  }();
+  const size_t i = static_cast<size_t>(&spec - kCommandTable);
+  if (i < by_index.size()) return by_index[i];
+  auto it = Rules().find(spec.name);  // a spec from outside the table (tests)
+  return it == Rules().end() ? Rule::kDefault : it->second;
+}
+
+bool ParseI64(std::string_view s, int64_t* out) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool MulAdd(int64_t a, int64_t mul, int64_t add, int64_t* out) {
+  int64_t m;
+  if (__builtin_mul_overflow(a, mul, &m)) return false;
+  return !__builtin_add_overflow(m, add, out);
+}
+
+bool IsNull(std::span<const Node> r) { return r.empty() || r[0].type == Type::kNull; }
+bool IsAggregate(const Node& n) {
+  return n.type == Type::kArray || n.type == Type::kSet || n.type == Type::kMap || n.type == Type::kPush;
+}
+bool IsString(const Node& n) {
+  return n.type == Type::kBulkString || n.type == Type::kSimpleString || n.type == Type::kVerbatim;
+}
+// A numeric result rendered as the text a command argument needs: an integer,
+// a RESP3 double, or the bulk string RESP2 uses for floats. A status reply
+// (+OK) is not one: seeing it means the pairing is off.
+bool Scalar(const Node& n, std::string_view* out) {
+  switch (n.type) {
+    case Type::kInteger: case Type::kDouble: case Type::kBigNumber: case Type::kBulkString:
+      *out = n.str;
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The direct children of the aggregate at r[0], as sub-spans.
+std::vector<std::span<const Node>> Children(std::span<const Node> r) {
+  std::vector<std::span<const Node>> out;
+  if (r.empty() || !IsAggregate(r[0])) return out;
+  size_t i = 1;
+  for (uint32_t c = 0; c < r[0].children && i < r.size(); ++c) {
+    out.push_back(r.subspan(i, r[i].subtree));
+    i += r[i].subtree;
+  }
+  return out;
+}
+
+// Members of a popped-with-scores reply: flat [m, s, m, s] or nested
+// [[m, s], …] (RESP3 with COUNT). False when the shape is neither.
+bool PoppedMembers(std::span<const Node> r, std::vector<std::string_view>* members) {
+  if (IsNull(r)) return true;
+  auto kids = Children(r);
+  if (r.empty() || !IsAggregate(r[0])) return false;
+  if (!kids.empty() && IsAggregate(kids[0][0])) {
+    for (auto& k : kids) {
+      auto pair = Children(k);
+      if (pair.empty() || !IsString(pair[0][0])) return false;
+      members->push_back(pair[0][0].str);
+    }
+    return true;
+  }
+  if (kids.size() % 2 != 0) return false;
+  for (size_t i = 0; i < kids.size(); i += 2) {
+    if (!IsString(kids[i][0])) return false;
+    members->push_back(kids[i][0].str);
+  }
+  return true;
+}
+
+class Emitter {
+ public:
+  Emitter(const ConvertContext& ctx, RecordSink* sink) : ctx_(ctx), sink_(sink) {}
+
+  void Emit(RecordOp op, uint16_t extra_flags, std::string_view key, std::initializer_list<std::string_view> args,
+            uint16_t db_override = 0xffff) {
+    ChangeRecord r = Base(op, extra_flags, key, db_override);
+    r.args.reserve(args.size());
+    for (auto a : args) r.args.emplace_back(a);
+    Send(std::move(r));
+  }
+  void EmitArgs(RecordOp op, uint16_t extra_flags, std::string_view key, std::span<const std::string_view> args) {
+    ChangeRecord r = Base(op, extra_flags, key, 0xffff);
+    r.args.reserve(args.size());
+    for (auto a : args) r.args.emplace_back(a);
+    Send(std::move(r));
+  }
+  void Readback(std::string_view key, uint16_t db_override = 0xffff) {
+    Send(Base(RecordOp::kReadback, kNeedsReadback, key, db_override));
+  }
+  size_t count() const { return count_; }
+
+ private:
+  ChangeRecord Base(RecordOp op, uint16_t extra_flags, std::string_view key, uint16_t db_override) {
+    ChangeRecord r;
+    r.capture_ns = ctx_.capture_ns;
+    r.db = db_override == 0xffff ? ctx_.db : db_override;
+    r.op = op;
+    r.flags = static_cast<uint16_t>(ctx_.flags | extra_flags);
+    r.key.assign(key);
+    return r;
+  }
+  void Send(ChangeRecord&& r) {
+    ++count_;
+    sink_->Emit(std::move(r), ctx_.connection_id);
+  }
+
+  const ConvertContext& ctx_;
+  RecordSink* sink_;
+  size_t count_ = 0;
+};
+
+constexpr uint16_t kOrderedFlags = kNeedsReadback;
+
+// Ordered + read-back on every written key; keyless writes are database-wide.
+ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view> argv, Emitter& out) {
+  std::vector<KeyRef> keys;
+  FindKeys(spec, argv, &keys);
+  std::string_view first;
+  bool have_first = false;
+  for (const KeyRef& k : keys) {
+    if (!(k.flags & kKeyRo)) {
+      if (!have_first) {
+        first = argv[k.arg];
+        have_first = true;
+        out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, first, argv);
+      } else if (argv[k.arg] != first) {
+        out.Readback(argv[k.arg]);
+      }
+    }
+  }
+  if (!have_first) out.EmitArgs(spec.Has(kCmdWrite) ? RecordOp::kDatabase : RecordOp::kOrdered,
+                                spec.Has(kCmdWrite) ? 0 : kOrderedFlags, {}, argv);
+  return ConvertOutcome::kRecorded;
+}
+
+// Relative/absolute expiry option at argv[i] ("EX" 10 …) to an absolute ms.
+// Returns 0 when argv[i] is not an expiry option, -1 when malformed, else 1.
+int ExpiryOption(std::span<const std::string_view> argv, size_t i, uint64_t capture_ms, int64_t* abs_ms) {
+  const std::string_view o = argv[i];
+  int64_t mul = 0, base = 0;
+  if (EqualsIgnoreCase(o, "ex")) { mul = 1000; base = static_cast<int64_t>(capture_ms); }
+  else if (EqualsIgnoreCase(o, "px")) { mul = 1; base = static_cast<int64_t>(capture_ms); }
+  else if (EqualsIgnoreCase(o, "exat")) { mul = 1000; }
+  else if (EqualsIgnoreCase(o, "pxat")) { mul = 1; }
+  else return 0;
+  int64_t v;
+  if (i + 1 >= argv.size() || !ParseI64(argv[i + 1], &v) || !MulAdd(v, mul, base, abs_ms)) return -1;
+  return 1;
+}
+
+ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node> reply, const ConvertContext& ctx,
+                   Emitter& out, const CommandSpec& spec) {
+  if (argv.size() < 3) return Default(spec, argv, out);
+  bool nx = false, xx = false, get = false, keepttl = false;
+  int64_t abs_ms = -1;
+  const uint64_t capture_ms = ctx.capture_ns / 1000000;
+  for (size_t i = 3; i < argv.size(); ++i) {
+    int64_t t;
+    const int e = ExpiryOption(argv, i, capture_ms, &t);
+    if (e < 0) return Default(spec, argv, out);
+    if (e > 0) { abs_ms = t; ++i; continue; }
+    if (EqualsIgnoreCase(argv[i], "nx")) nx = true;
+    else if (EqualsIgnoreCase(argv[i], "xx")) xx = true;
+    else if (EqualsIgnoreCase(argv[i], "get")) get = true;
+    else if (EqualsIgnoreCase(argv[i], "keepttl")) keepttl = true;
+    else return Default(spec, argv, out);
+  }
+  bool applied;
+  if (get) {
+    applied = nx ? IsNull(reply) : xx ? !IsNull(reply) : true;
+  } else {
+    applied = !IsNull(reply);
+  }
+  if (!applied) return ConvertOutcome::kNoEffect;
+  if (abs_ms >= 0) {
+    const std::string at = std::to_string(abs_ms);
+    out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2], "PXAT", at});
+  } else if (keepttl) {
+    out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2], "KEEPTTL"});
+  } else {
+    out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2]});
+  }
+  return ConvertOutcome::kRecorded;
+}
+
+void SetWithAbs(Emitter& out, std::string_view key, std::string_view value, int64_t abs_ms) {
+  const std::string at = std::to_string(abs_ms);
+  out.Emit(RecordOp::kIdempotent, 0, key, {"SET", key, value, "PXAT", at});
+}
+
+void Pexpireat(Emitter& out, std::string_view key, int64_t abs_ms) {
+  const std::string at = std::to_string(abs_ms);
+  out.Emit(RecordOp::kIdempotent, 0, key, {"PEXPIREAT", key, at});
+}
+
+// LTRIM equivalent of popping `n` elements from the head (left) or tail.
+void TrimPopped(Emitter& out, std::string_view key, bool left, size_t n) {
+  if (n == 0) return;
+  const std::string a = left ? std::to_string(n) : "0";
+  const std::string b = left ? "-1" : std::to_string(-static_cast<int64_t>(n) - 1);
+  out.Emit(RecordOp::kOrdered, kOrderedFlags, key, {"LTRIM", key, a, b});
+}
+
+bool ParseSide(std::string_view s, bool* left) {
+  if (EqualsIgnoreCase(s, "left")) { *left = true; return true; }
+  if (EqualsIgnoreCase(s, "right")) { *left = false; return true; }
+  return false;
+}
+
+// [key, [elements…]] (LMPOP) or [key, [[member, score]…]] (ZMPOP) replies.
+bool KeyAndList(std::span<const Node> reply, std::string_view* key, std::span<const Node>* list) {
+  auto kids = Children(reply);
+  if (kids.size() != 2 || !IsString(kids[0][0]) || !IsAggregate(kids[1][0])) return false;
+  *key = kids[0][0].str;
+  *list = kids[1];
+  return true;
+}
+
+ConvertOutcome BadShape(const CommandSpec& spec, std::span<const std::string_view> argv, const ConvertContext& ctx,
+                        RecordSink* sink) {
+  ReadbackWrite(spec, argv, ctx, sink);
+  return ConvertOutcome::kBadShape;
+}
+
+}  // namespace
+
+bool IsScriptCall(const CommandSpec& spec) { return RuleFor(spec) == Rule::kScript; }
+
+size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv, const ConvertContext& ctx,
+                     RecordSink* sink) {
+  Emitter out(ctx, sink);
+  std::vector<KeyRef> keys;
+  FindKeys(spec, argv, &keys);
+  bool any = false;
+  for (const KeyRef& k : keys) {
+    if ((k.flags & kKeyRo) && !IsScriptCall(spec)) continue;
+    out.Readback(argv[k.arg]);
+    any = true;
+  }
+  if (!any && spec.Has(kCmdWrite)) {
+    // A keyless write with an unknown outcome (FLUSHDB, FUNCTION LOAD…):
+    // nothing to read back key by key; ship it database-wide, flagged.
+    out.EmitArgs(RecordOp::kDatabase, kNeedsReadback, {}, argv);
+  }
+  return out.count();
+}
+
+ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
+                            std::span<const Node> reply, const ConvertContext& ctx, RecordSink* sink) {
+  Emitter out(ctx, sink);
+  // The server refuses a wrong argument count, so a non-error reply to one
+  // means the pairing is off.
+  const long argc = static_cast<long>(argv.size());
+  if (spec.arity >= 0 ? argc != spec.arity : argc < -spec.arity) return BadShape(spec, argv, ctx, sink);
+  const Rule rule = RuleFor(spec);
+  const uint64_t capture_ms = ctx.capture_ns / 1000000;
+  const Node* root = reply.empty() ? nullptr : &reply[0];
+  auto bad = [&] { return BadShape(spec, argv, ctx, sink); };
+  int64_t n = 0;
+  switch (rule) {
+    case Rule::kDefault:
+      return Default(spec, argv, out);
+    case Rule::kAsIs:
+      if (argv.size() < 2) return bad();
+      out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], argv);
+      return ConvertOutcome::kRecorded;
+    case Rule::kSet:
+      return Set(argv, reply, ctx, out, spec);
+    case Rule::kSetex:
+    case Rule::kPsetex: {
+      int64_t abs_ms;
+      if (argv.size() != 4 || !ParseI64(argv[2], &n) ||
+          !MulAdd(n, rule == Rule::kSetex ? 1000 : 1, static_cast<int64_t>(capture_ms), &abs_ms)) return bad();
+      SetWithAbs(out, argv[1], argv[3], abs_ms);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kSetnx:
+    case Rule::kHsetnx:
+      if (root == nullptr || root->type != Type::kInteger) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      if (rule == Rule::kSetnx) {
+        if (argv.size() != 3) return bad();
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2]});
+      } else {
+        if (argv.size() != 4) return bad();
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"HSET", argv[1], argv[2], argv[3]});
+      }
+      return ConvertOutcome::kRecorded;
+    case Rule::kGetset:
+      if (argv.size() != 3) return bad();
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2]});
+      return ConvertOutcome::kRecorded;
+    case Rule::kGetdel:
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"DEL", argv[1]});
+      return ConvertOutcome::kRecorded;
+    case Rule::kGetex: {
+      if (IsNull(reply) || argv.size() < 3) return ConvertOutcome::kNoEffect;
+      if (EqualsIgnoreCase(argv[2], "persist")) {
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"PERSIST", argv[1]});
+        return ConvertOutcome::kRecorded;
+      }
+      int64_t abs_ms;
+      if (ExpiryOption(argv, 2, capture_ms, &abs_ms) <= 0) return bad();
+      Pexpireat(out, argv[1], abs_ms);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kMset:
+    case Rule::kMsetnx:
+      if (argv.size() < 3 || argv.size() % 2 != 1) return bad();
+      if (rule == Rule::kMsetnx) {
+        if (root == nullptr || root->type != Type::kInteger) return bad();
+        if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      }
+      for (size_t i = 1; i + 1 < argv.size(); i += 2) {
+        out.Emit(RecordOp::kIdempotent, 0, argv[i], {"SET", argv[i], argv[i + 1]});
+      }
+      return ConvertOutcome::kRecorded;
+    case Rule::kIncr: {
+      std::string_view v;
+      if (root == nullptr || !Scalar(*root, &v) || argv.size() < 2) return bad();
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], v, "KEEPTTL"});
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kHincr: {
+      std::string_view v;
+      if (root == nullptr || !Scalar(*root, &v) || argv.size() != 4) return bad();
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"HSET", argv[1], argv[2], v});
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kZincrby: {
+      std::string_view v;
+      if (root == nullptr || !Scalar(*root, &v) || argv.size() != 4) return bad();
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"ZADD", argv[1], v, argv[3]});
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kZadd: {
+      // ZADD/GEOADD key [NX|XX] [GT|LT] [CH] [INCR] …: conditional forms
+      // depend on the target's state; INCR's reply is the new score.
+      bool conditional = false, incr = false;
+      size_t i = 2;
+      for (; i < argv.size(); ++i) {
+        const std::string_view o = argv[i];
+        if (EqualsIgnoreCase(o, "nx") || EqualsIgnoreCase(o, "xx") || EqualsIgnoreCase(o, "gt") ||
+            EqualsIgnoreCase(o, "lt")) conditional = true;
+        else if (EqualsIgnoreCase(o, "incr")) incr = true;
+        else if (!EqualsIgnoreCase(o, "ch")) break;
+      }
+      if (incr && rule == Rule::kZadd && std::string_view(spec.name) == "zadd") {
+        if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+        std::string_view v;
+        if (root == nullptr || !Scalar(*root, &v) || i + 2 != argv.size()) return bad();
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"ZADD", argv[1], v, argv[i + 1]});
+        return ConvertOutcome::kRecorded;
+      }
+      if (conditional) return Default(spec, argv, out);
+      out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], argv);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kExpire:
+    case Rule::kPexpire:
+    case Rule::kExpireat:
+    case Rule::kPexpireat: {
+      if (root == nullptr || root->type != Type::kInteger || argv.size() < 3) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      const int64_t mul = (rule == Rule::kExpire || rule == Rule::kExpireat) ? 1000 : 1;
+      const int64_t base = (rule == Rule::kExpire || rule == Rule::kPexpire) ? static_cast<int64_t>(capture_ms) : 0;
+      int64_t abs_ms;
+      if (!ParseI64(argv[2], &n) || !MulAdd(n, mul, base, &abs_ms)) return bad();
+      Pexpireat(out, argv[1], abs_ms);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kPersist:
+      if (root == nullptr || root->type != Type::kInteger) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"PERSIST", argv[1]});
+      return ConvertOutcome::kRecorded;
+    case Rule::kDel: {
+      if (root == nullptr || root->type != Type::kInteger) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      const std::string_view name = (spec.name[0] == 'u') ? "UNLINK" : "DEL";
+      for (size_t i = 1; i < argv.size(); ++i) out.Emit(RecordOp::kIdempotent, 0, argv[i], {name, argv[i]});
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kSpop: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      std::vector<std::string_view> args = {"SREM", argv[1]};
+      if (IsString(*root)) {
+        args.push_back(root->str);
+      } else {
+        auto kids = Children(reply);
+        if (!IsAggregate(*root)) return bad();
+        for (auto& k : kids) {
+          if (!IsString(k[0])) return bad();
+          args.push_back(k[0].str);
+        }
+      }
+      if (args.size() == 2) return ConvertOutcome::kNoEffect;
+      out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], args);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kZpop: {
+      std::vector<std::string_view> members;
+      if (!PoppedMembers(reply, &members)) return bad();
+      if (members.empty()) return ConvertOutcome::kNoEffect;
+      std::vector<std::string_view> args = {"ZREM", argv[1]};
+      args.insert(args.end(), members.begin(), members.end());
+      out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], args);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kBzpop: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      auto kids = Children(reply);
+      if (kids.size() != 3 || !IsString(kids[0][0]) || !IsString(kids[1][0])) return bad();
+      out.Emit(RecordOp::kIdempotent, 0, kids[0][0].str, {"ZREM", kids[0][0].str, kids[1][0].str});
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kZmpop:
+    case Rule::kBzmpop: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      std::string_view key;
+      std::span<const Node> list;
+      std::vector<std::string_view> members;
+      if (!KeyAndList(reply, &key, &list) || !PoppedMembers(list, &members)) return bad();
+      if (members.empty()) return ConvertOutcome::kNoEffect;
+      std::vector<std::string_view> args = {"ZREM", key};
+      args.insert(args.end(), members.begin(), members.end());
+      out.EmitArgs(RecordOp::kIdempotent, 0, key, args);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kLpop:
+    case Rule::kRpop: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      size_t count = 0;
+      if (IsString(*root)) count = 1;
+      else if (root->type == Type::kArray) count = root->children;
+      else return bad();
+      TrimPopped(out, argv[1], rule == Rule::kLpop, count);
+      return count ? ConvertOutcome::kRecorded : ConvertOutcome::kNoEffect;
+    }
+    case Rule::kBlpop:
+    case Rule::kBrpop: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      auto kids = Children(reply);
+      if (kids.size() != 2 || !IsString(kids[0][0])) return bad();
+      TrimPopped(out, kids[0][0].str, rule == Rule::kBlpop, 1);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kLmpop:
+    case Rule::kBlmpop: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      // [BLMPOP timeout] numkeys key… LEFT|RIGHT [COUNT n]
+      const size_t numidx = rule == Rule::kLmpop ? 1 : 2;
+      if (argv.size() <= numidx || !ParseI64(argv[numidx], &n) || n <= 0 ||
+          numidx + 1 + static_cast<size_t>(n) >= argv.size()) return bad();
+      bool left;
+      if (!ParseSide(argv[numidx + 1 + static_cast<size_t>(n)], &left)) return bad();
+      std::string_view key;
+      std::span<const Node> list;
+      if (!KeyAndList(reply, &key, &list)) return bad();
+      TrimPopped(out, key, left, list[0].children);
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kLmove:
+    case Rule::kBlmove:
+    case Rule::kRpoplpush:
+    case Rule::kBrpoplpush: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      if (!IsString(*root) || argv.size() < 3) return bad();
+      bool from_left = false, to_left = true;
+      if (rule == Rule::kLmove || rule == Rule::kBlmove) {
+        if (argv.size() < 5 || !ParseSide(argv[3], &from_left) || !ParseSide(argv[4], &to_left)) return bad();
+      }
+      TrimPopped(out, argv[1], from_left, 1);
+      out.Emit(RecordOp::kOrdered, kOrderedFlags, argv[2], {to_left ? "LPUSH" : "RPUSH", argv[2], root->str});
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kSmove:
+      if (root == nullptr || root->type != Type::kInteger || argv.size() != 4) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SREM", argv[1], argv[3]});
+      out.Emit(RecordOp::kIdempotent, 0, argv[2], {"SADD", argv[2], argv[3]});
+      return ConvertOutcome::kRecorded;
+    case Rule::kXadd: {
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      if (!IsString(*root)) return bad();
+      // XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT n]] id field value …
+      std::vector<std::string_view> args(argv.begin(), argv.end());
+      size_t i = 2;
+      bool trims = false;
+      if (i < args.size() && EqualsIgnoreCase(args[i], "nomkstream")) ++i;
+      if (i < args.size() && (EqualsIgnoreCase(args[i], "maxlen") || EqualsIgnoreCase(args[i], "minid"))) {
+        trims = true;
+        ++i;
+        if (i < args.size() && (args[i] == "=" || args[i] == "~")) ++i;
+        ++i;  // threshold
+        if (i < args.size() && EqualsIgnoreCase(args[i], "limit")) i += 2;
+      }
+      if (i >= args.size()) return bad();
+      args[i] = root->str;  // the id the server assigned
+      if (trims) {
+        // An approximate (or exact) trim removes entries we cannot name:
+        // ship it ordered and read the stream back.
+        out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, argv[1], args);
+      } else {
+        out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], args);
+      }
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kDatabase:
+      out.EmitArgs(RecordOp::kDatabase, 0, {}, argv);
+      return ConvertOutcome::kRecorded;
+    case Rule::kMove: {
+      if (root == nullptr || root->type != Type::kInteger || argv.size() != 3) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      if (!ParseI64(argv[2], &n) || n < 0 || n > 0xfffe) return bad();
+      // Ordered MOVE (replays exactly on an exact replica) and a read-back of
+      // the key in the target db (repairs it where the replica was not).
+      out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, argv[1], argv);
+      out.Readback(argv[1], static_cast<uint16_t>(n));
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kMigrate:
+      // Its arguments may hold a password: read the keys back instead.
+      if (root != nullptr && root->type == Type::kSimpleString && root->str == "NOKEY") {
+        return ConvertOutcome::kNoEffect;
+      }
+      ReadbackWrite(spec, argv, ctx, sink);
+      return ConvertOutcome::kRecorded;
+    case Rule::kScript:
+      return Default(spec, argv, out);
+  }
+  return Default(spec, argv, out);
+}
+
+}  // namespace kvf::resp

@@ -1,0 +1,45 @@
+// Turns one acknowledged Redis write (request argv + the server's reply) into
+// change records, idempotent where the reply carries the result (DESIGN.md
+// decision 2). The per-command rules are listed in docs/resp.md.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "resp/command_table.h"
+#include "resp/parser.h"
+#include "resp/sink.h"
+
+namespace kvf::resp {
+
+struct ConvertContext {
+  uint16_t db = 0;
+  uint64_t capture_ns = 0;  // of the reply
+  uint16_t flags = 0;       // RecordFlags every record gets (kInTransaction, kAfterGap, …)
+  uint64_t connection_id = 0;
+};
+
+enum class ConvertOutcome : uint8_t {
+  kRecorded,    // zero or more records emitted; the reply fits the command
+  kNoEffect,    // the reply says nothing changed (SETNX 0, EXPIRE 0, nil pop, …)
+  kBadShape,    // the reply does not fit the command: pairing is suspect;
+                // read-back records were emitted for the written keys instead
+};
+
+// `reply` is the reply subtree (root first) and is not an error. `spec` is
+// the command's spec (a write, or a script call).
+ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
+                            std::span<const Node> reply, const ConvertContext& ctx, RecordSink* sink);
+
+// For a write whose reply is unknown (lost in a gap, CLIENT REPLY OFF, out of
+// sync): one kReadback record per written key; a keyless write becomes a
+// kDatabase record. Returns the number of records emitted.
+size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv, const ConvertContext& ctx,
+                     RecordSink* sink);
+
+// True for commands that may write although COMMAND INFO has no write flag
+// (EVAL, EVALSHA, FCALL).
+bool IsScriptCall(const CommandSpec& spec);
+
+}  // namespace kvf::resp

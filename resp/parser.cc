@@ -1,0 +1,519 @@
+// Incremental RESP parser: see parser.h for the contract. The state between
+// calls is a stack of open aggregates plus the offsets of the values parsed so
+// far, all relative to the first byte of the message in progress, so the
+// bytes can move from the caller's chunk into our buffer without fix-ups.
+#include "resp/parser.h"
+
+#include <charconv>
+#include <cstring>
+
+namespace kvf::resp {
+
+namespace {
+
+bool ParseInt64(const char* p, size_t n, int64_t* out) {
+  if (n == 0 || n > 20) return false;
+  auto r = std::from_chars(p, p + n, *out);
+  return r.ec == std::errc() && r.ptr == p + n;
+}
+
+bool IsBigNumber(const char* p, size_t n) {
+  size_t i = (n > 0 && (p[0] == '-' || p[0] == '+')) ? 1 : 0;
+  if (i == n) return false;
+  for (; i < n; ++i) {
+    if (p[i] < '0' || p[i] > '9') return false;
+  }
+  return true;
+}
+
+// Reads "<digits>\r\n" at v[*q] (no sign, at most 18 digits). False when
+// malformed or incomplete; the general path then decides which.
+inline bool ReadCount(const char* v, size_t len, size_t* q, int64_t* out) {
+  size_t i = *q;
+  const size_t start = i;
+  int64_t n = 0;
+  while (i < len && v[i] >= '0' && v[i] <= '9') {
+    n = n * 10 + (v[i] - '0');
+    if (++i - start > 18) return false;
+  }
+  if (i == start || i + 1 >= len || v[i] != '\r' || v[i + 1] != '\n') return false;
+  *q = i + 2;
+  *out = n;
+  return true;
+}
+
+bool IsReplyType(char c) { return std::strchr("+-:$*_#,(!=%~>|", c) != nullptr && c != '\0'; }
+
+}  // namespace
+
+std::string_view TypeName(Type t) {
+  switch (t) {
+    case Type::kSimpleString: return "simple-string";
+    case Type::kError: return "error";
+    case Type::kInteger: return "integer";
+    case Type::kBulkString: return "bulk-string";
+    case Type::kArray: return "array";
+    case Type::kNull: return "null";
+    case Type::kBoolean: return "boolean";
+    case Type::kDouble: return "double";
+    case Type::kBigNumber: return "big-number";
+    case Type::kBulkError: return "bulk-error";
+    case Type::kVerbatim: return "verbatim";
+    case Type::kMap: return "map";
+    case Type::kSet: return "set";
+    case Type::kPush: return "push";
+  }
+  return "?";
+}
+
+std::string_view ParseErrorName(ParseError e) {
+  switch (e) {
+    case ParseError::kNone: return "none";
+    case ParseError::kBadType: return "unknown type byte";
+    case ParseError::kBadLength: return "malformed length or count";
+    case ParseError::kBadInteger: return "malformed integer, boolean or big number";
+    case ParseError::kBadTerminator: return "missing CRLF";
+    case ParseError::kBulkTooLong: return "bulk string longer than the limit";
+    case ParseError::kTooManyElements: return "aggregate larger than the limit";
+    case ParseError::kTooDeep: return "aggregates nested deeper than the limit";
+    case ParseError::kLineTooLong: return "line longer than the limit";
+    case ParseError::kMessageTooLarge: return "message larger than the buffer limit";
+    case ParseError::kNotBulkInRequest: return "request element is not a bulk string";
+  }
+  return "?";
+}
+
+Parser::Parser(Mode mode, Limits limits) : mode_(mode), limits_(limits) {
+  nodes_.reserve(64);
+  spans_.reserve(64);
+  args_.reserve(64);
+  frames_.reserve(8);
+}
+
+void Parser::Stash() {
+  // Keep the unfinished message (or the partial resync candidate) and drop
+  // everything before it; the caller's chunk is not touched after this.
+  const size_t len = view_len();
+  const size_t keep_from = in_message_ ? msg_start_ : (pos_ < len ? pos_ : len);
+  if (in_buf_) {
+    buf_.erase(0, keep_from);
+  } else {
+    buf_.assign(ext_ + keep_from, len - keep_from);
+  }
+  pos_ -= keep_from;
+  if (in_message_) msg_start_ -= keep_from;
+  in_buf_ = !buf_.empty();
+  ext_ = nullptr;
+  ext_len_ = 0;
+  if (!in_buf_) {
+    pos_ = 0;
+    msg_start_ = 0;
+  }
+}
+
+void Parser::Feed(ByteSpan bytes) {
+  if (ext_ != nullptr) Stash();  // the previous chunk was not fully parsed
+  ext_ = reinterpret_cast<const char*>(bytes.data());
+  ext_len_ = bytes.size();
+  if (!buf_.empty()) {
+    ext_base_ = buf_.size();
+    buf_.append(ext_, ext_len_);
+    in_buf_ = true;
+  } else {
+    in_buf_ = false;
+    pos_ = 0;
+    msg_start_ = 0;
+  }
+}
+
+ParseStatus Parser::Fail(ParseError e) {
+  error_ = e;
+  return ParseStatus::kError;
+}
+
+ParseStatus Parser::NeedMore() {
+  const size_t len = view_len();
+  if (in_message_ && len - msg_start_ > limits_.max_message_bytes) return Fail(ParseError::kMessageTooLarge);
+  Stash();
+  return ParseStatus::kNeedMore;
+}
+
+void Parser::Resync() {
+  if (in_message_) {
+    pos_ = msg_start_ + 1;
+    ++skipped_bytes_;
+  }
+  in_message_ = false;
+  error_ = ParseError::kNone;
+  frames_.clear();
+  nodes_.clear();
+  spans_.clear();
+  resyncing_ = true;
+  resync_first_is_candidate_ = false;
+  ++resyncs_;
+}
+
+void Parser::OnGap() {
+  if (ext_ != nullptr) {
+    skipped_bytes_ += view_len() - (in_message_ ? msg_start_ : pos_);
+  } else {
+    skipped_bytes_ += buf_.size();
+  }
+  buf_.clear();
+  in_buf_ = false;
+  ext_ = nullptr;
+  ext_len_ = 0;
+  pos_ = msg_start_ = 0;
+  in_message_ = false;
+  error_ = ParseError::kNone;
+  frames_.clear();
+  nodes_.clear();
+  spans_.clear();
+  resyncing_ = true;
+  resync_first_is_candidate_ = true;  // the gap may end exactly at a message start
+  ++resyncs_;
+}
+
+bool Parser::AtBoundary() const {
+  return !in_message_ && !resyncing_ && error_ == ParseError::kNone && pos_ >= view_len();
+}
+
+Parser::Candidate Parser::CheckCandidate(size_t at) const {
+  const char* v = view();
+  const size_t len = view_len();
+  if (mode_ == Mode::kRequest) {
+    // "*<count>\r\n$": a multibulk header followed by a bulk header.
+    if (v[at] != '*') return Candidate::kNo;
+    size_t i = at + 1;
+    size_t digits = 0;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; ++i) {
+      if (++digits > 7) return Candidate::kNo;
+    }
+    if (i == len) return Candidate::kMore;
+    if (digits == 0 || v[at + 1] == '0') return Candidate::kNo;
+    if (v[i] != '\r') return Candidate::kNo;
+    if (i + 1 == len) return Candidate::kMore;
+    if (v[i + 1] != '\n') return Candidate::kNo;
+    if (i + 2 == len) return Candidate::kMore;
+    return v[i + 2] == '$' ? Candidate::kYes : Candidate::kNo;
+  }
+  const char t = v[at];
+  if (!IsReplyType(t)) return Candidate::kNo;
+  const size_t avail = len - at;
+  const char* nl = static_cast<const char*>(std::memchr(v + at, '\n', std::min(avail, limits_.max_inline_len + 2)));
+  if (nl == nullptr) return avail > limits_.max_inline_len + 1 ? Candidate::kNo : Candidate::kMore;
+  const size_t line = static_cast<size_t>(nl - (v + at));
+  if (line < 2 || nl[-1] != '\r') return Candidate::kNo;
+  const char* c = v + at + 1;
+  const size_t n = line - 2;
+  int64_t num = 0;
+  switch (t) {
+    case ':': case '$': case '*': case '%': case '~': case '>': case '|': case '!': case '=':
+      if (!ParseInt64(c, n, &num) || num < -1) return Candidate::kNo;
+      return Candidate::kYes;
+    case '_': return n == 0 ? Candidate::kYes : Candidate::kNo;
+    case '#': return (n == 1 && (c[0] == 't' || c[0] == 'f')) ? Candidate::kYes : Candidate::kNo;
+    case '(': return IsBigNumber(c, n) ? Candidate::kYes : Candidate::kNo;
+    default: return Candidate::kYes;
+  }
+}
+
+bool Parser::SkipToCandidate() {
+  const char* v = view();
+  const size_t len = view_len();
+  while (pos_ < len) {
+    if (resync_first_is_candidate_) {
+      const Candidate c = CheckCandidate(pos_);
+      if (c == Candidate::kYes) {
+        resyncing_ = false;
+        resync_first_is_candidate_ = false;
+        return true;
+      }
+      if (c == Candidate::kMore) return false;
+      resync_first_is_candidate_ = false;
+    }
+    const void* nl = std::memchr(v + pos_, '\n', len - pos_);
+    const size_t next = nl == nullptr ? len : static_cast<size_t>(static_cast<const char*>(nl) - v) + 1;
+    skipped_bytes_ += next - pos_;
+    pos_ = next;
+    resync_first_is_candidate_ = nl != nullptr;
+  }
+  return false;
+}
+
+bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute) {
+  if (nodes_.size() >= limits_.max_nodes) return false;
+  if (!frames_.empty()) --frames_.back().remaining;
+  const uint32_t idx = static_cast<uint32_t>(nodes_.size());
+  Node n;
+  n.type = type;
+  n.children = count;
+  n.integer = integer;
+  nodes_.push_back(n);
+  spans_.emplace_back(str_off, str_len);
+  if (count > 0) {
+    frames_.push_back({idx, count, attribute});
+    return true;
+  }
+  if (attribute) {  // empty attribute map: gone at once
+    nodes_.pop_back();
+    spans_.pop_back();
+    if (!frames_.empty()) ++frames_.back().remaining;
+    return true;
+  }
+  while (!frames_.empty() && frames_.back().remaining == 0) {
+    const Frame f = frames_.back();
+    frames_.pop_back();
+    if (f.attribute) {
+      nodes_.resize(f.node);
+      spans_.resize(f.node);
+      if (!frames_.empty()) ++frames_.back().remaining;
+    } else {
+      nodes_[f.node].subtree = static_cast<uint32_t>(nodes_.size() - f.node);
+    }
+  }
+  return true;
+}
+
+void Parser::Finish() {
+  const char* base = view() + msg_start_;
+  for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i].str = std::string_view(base + spans_[i].first, spans_[i].second);
+  if (mode_ == Mode::kRequest) {
+    args_.clear();
+    for (size_t i = 1; i < nodes_.size(); ++i) args_.push_back(nodes_[i].str);
+  }
+  message_bytes_ = pos_ - msg_start_;
+  last_inline_ = false;
+  in_message_ = false;
+}
+
+ParseStatus Parser::ParseInline(const char* v, size_t len) {
+  const char* line = v + pos_;
+  const size_t avail = len - pos_;
+  const char* nl = static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 1)));
+  if (nl == nullptr) {
+    if (avail > limits_.max_inline_len) return Fail(ParseError::kLineTooLong);
+    return NeedMore();
+  }
+  const char* end = (nl > line && nl[-1] == '\r') ? nl - 1 : nl;
+  args_.clear();
+  const char* p = line;
+  while (p < end) {
+    while (p < end && (*p == ' ' || *p == '\t')) ++p;
+    const char* s = p;
+    while (p < end && *p != ' ' && *p != '\t') ++p;
+    if (p > s) args_.emplace_back(s, static_cast<size_t>(p - s));
+  }
+  pos_ = static_cast<size_t>(nl - v) + 1;
+  message_bytes_ = pos_ - msg_start_;
+  in_message_ = false;
+  inline_msg_ = false;
+  last_inline_ = true;
+  return ParseStatus::kMessage;
+}
+
+// Fast path for the common case: a whole multibulk request inside the view,
+// parsed straight into args_. Anything unusual returns false untouched.
+bool Parser::FastRequest(const char* v, size_t len) {
+  size_t q = pos_ + 1;
+  int64_t n;
+  if (!ReadCount(v, len, &q, &n) || n <= 0 || static_cast<uint64_t>(n) > limits_.max_elements) return false;
+  args_.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t bl;
+    if (q >= len || v[q] != '$') return false;
+    ++q;
+    if (!ReadCount(v, len, &q, &bl) || static_cast<uint64_t>(bl) > limits_.max_bulk_len) return false;
+    const size_t b = static_cast<size_t>(bl);
+    if (len - q < b + 2 || v[q + b] != '\r' || v[q + b + 1] != '\n') return false;
+    args_.emplace_back(v + q, b);
+    q += b + 2;
+  }
+  if (q - pos_ > limits_.max_message_bytes) return false;
+  message_bytes_ = q - pos_;
+  pos_ = q;
+  last_inline_ = false;
+  return true;
+}
+
+// Fast path for one-line replies (+OK, -ERR…, :n) and complete bulk strings.
+bool Parser::FastReply(const char* v, size_t len) {
+  const char t = v[pos_];
+  if (t != '+' && t != '-' && t != ':' && t != '$') return false;
+  Node n;
+  size_t end;
+  if (t == '$') {
+    size_t q = pos_ + 1;
+    int64_t bl;
+    if (!ReadCount(v, len, &q, &bl) || static_cast<uint64_t>(bl) > limits_.max_bulk_len) return false;
+    const size_t b = static_cast<size_t>(bl);
+    if (len - q < b + 2 || v[q + b] != '\r' || v[q + b + 1] != '\n') return false;
+    if (q - pos_ + b + 2 > limits_.max_message_bytes) return false;
+    n.type = Type::kBulkString;
+    n.str = std::string_view(v + q, b);
+    end = q + b + 2;
+  } else {
+    const size_t avail = std::min(len - pos_, limits_.max_inline_len + 2);
+    const char* nl = static_cast<const char*>(std::memchr(v + pos_, '\n', avail));
+    if (nl == nullptr || nl - (v + pos_) < 2 || nl[-1] != '\r') return false;
+    const size_t n_len = static_cast<size_t>(nl - (v + pos_)) - 2;
+    n.str = std::string_view(v + pos_ + 1, n_len);
+    if (t == ':') {
+      if (!ParseInt64(n.str.data(), n_len, &n.integer)) return false;
+      n.type = Type::kInteger;
+    } else {
+      n.type = t == '+' ? Type::kSimpleString : Type::kError;
+    }
+    end = static_cast<size_t>(nl - v) + 1;
+  }
+  nodes_.clear();
+  nodes_.push_back(n);
+  message_bytes_ = end - pos_;
+  pos_ = end;
+  return true;
+}
+
+ParseStatus Parser::Next() {
+  if (error_ != ParseError::kNone) return ParseStatus::kError;
+  // Leave our buffer as soon as everything left lies in the caller's chunk.
+  if (in_buf_ && !in_message_ && ext_ != nullptr && pos_ >= ext_base_) {
+    pos_ -= ext_base_;
+    in_buf_ = false;
+    buf_.clear();
+  }
+  const char* v = view();
+  const size_t len = view_len();
+  if (resyncing_ && !SkipToCandidate()) return NeedMore();
+
+  for (;;) {
+    if (!in_message_) {
+      if (pos_ >= len) return NeedMore();
+      if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
+        return ParseStatus::kMessage;
+      }
+      msg_start_ = pos_;
+      in_message_ = true;
+      nodes_.clear();
+      spans_.clear();
+      frames_.clear();
+      inline_msg_ = mode_ == Mode::kRequest && v[pos_] != '*';
+    }
+    if (inline_msg_) {
+      const ParseStatus s = ParseInline(v, len);
+      if (s == ParseStatus::kMessage && args_.empty()) continue;  // blank line: Redis ignores it
+      return s;
+    }
+    if (pos_ >= len) return NeedMore();
+    const char* line = v + pos_;
+    const size_t avail = len - pos_;
+    const char* nl = static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 2)));
+    if (nl == nullptr) {
+      if (avail > limits_.max_inline_len + 1) return Fail(ParseError::kLineTooLong);
+      return NeedMore();
+    }
+    const size_t line_len = static_cast<size_t>(nl - line) + 1;  // with CRLF
+    if (line_len < 3 || nl[-1] != '\r') return Fail(ParseError::kBadTerminator);
+    const char t = line[0];
+    const char* c = line + 1;
+    const size_t n = line_len - 3;
+    const size_t c_off = pos_ + 1 - msg_start_;
+    const size_t next = pos_ + line_len;
+    if (mode_ == Mode::kRequest && !frames_.empty() && t != '$') return Fail(ParseError::kNotBulkInRequest);
+    int64_t num = 0;
+    bool ok = true;
+    switch (t) {
+      case '+':
+      case '-':
+        ok = AddNode(t == '+' ? Type::kSimpleString : Type::kError, c_off, n, 0, 0, false);
+        pos_ = next;
+        break;
+      case ':':
+        if (!ParseInt64(c, n, &num)) return Fail(ParseError::kBadInteger);
+        ok = AddNode(Type::kInteger, c_off, n, num, 0, false);
+        pos_ = next;
+        break;
+      case '#':
+        if (n != 1 || (c[0] != 't' && c[0] != 'f')) return Fail(ParseError::kBadInteger);
+        ok = AddNode(Type::kBoolean, c_off, n, c[0] == 't' ? 1 : 0, 0, false);
+        pos_ = next;
+        break;
+      case ',':
+        if (n == 0) return Fail(ParseError::kBadInteger);
+        ok = AddNode(Type::kDouble, c_off, n, 0, 0, false);
+        pos_ = next;
+        break;
+      case '(':
+        if (!IsBigNumber(c, n)) return Fail(ParseError::kBadInteger);
+        ok = AddNode(Type::kBigNumber, c_off, n, 0, 0, false);
+        pos_ = next;
+        break;
+      case '_':
+        if (n != 0) return Fail(ParseError::kBadLength);
+        ok = AddNode(Type::kNull, c_off, 0, 0, 0, false);
+        pos_ = next;
+        break;
+      case '$':
+      case '!':
+      case '=': {
+        if (!ParseInt64(c, n, &num)) return Fail(ParseError::kBadLength);
+        if (num == -1 && t == '$' && mode_ == Mode::kReply) {
+          ok = AddNode(Type::kNull, c_off, 0, 0, 0, false);
+          pos_ = next;
+          break;
+        }
+        if (num < 0) return Fail(ParseError::kBadLength);
+        if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
+        const size_t blen = static_cast<size_t>(num);
+        if (next - msg_start_ + blen + 2 > limits_.max_message_bytes) return Fail(ParseError::kMessageTooLarge);
+        if (len - next < blen + 2) return NeedMore();
+        if (v[next + blen] != '\r' || v[next + blen + 1] != '\n') return Fail(ParseError::kBadTerminator);
+        size_t off = next - msg_start_;
+        size_t slen = blen;
+        Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
+        if (t == '=') {
+          if (blen < 4 || v[next + 3] != ':') return Fail(ParseError::kBadLength);
+          off += 4;
+          slen -= 4;
+        }
+        ok = AddNode(type, off, slen, 0, 0, false);
+        pos_ = next + blen + 2;
+        break;
+      }
+      case '*':
+      case '%':
+      case '~':
+      case '>':
+      case '|': {
+        if (!ParseInt64(c, n, &num)) return Fail(ParseError::kBadLength);
+        if (mode_ == Mode::kRequest && num <= 0) {  // Redis ignores empty multibulks
+          pos_ = next;
+          in_message_ = false;
+          continue;
+        }
+        if (num == -1 && (t == '*' || t == '>' || t == '%' || t == '~')) {
+          ok = AddNode(Type::kNull, c_off, 0, 0, 0, false);
+          pos_ = next;
+          break;
+        }
+        if (num < 0) return Fail(ParseError::kBadLength);
+        if (static_cast<uint64_t>(num) > limits_.max_elements) return Fail(ParseError::kTooManyElements);
+        if (frames_.size() + 1 > limits_.max_depth) return Fail(ParseError::kTooDeep);
+        const uint32_t count = static_cast<uint32_t>((t == '%' || t == '|') ? num * 2 : num);
+        const Type type = t == '*' ? Type::kArray : t == '%' ? Type::kMap : t == '~' ? Type::kSet
+                        : t == '>' ? Type::kPush : Type::kMap;
+        ok = AddNode(type, c_off, 0, 0, count, t == '|');
+        pos_ = next;
+        break;
+      }
+      default:
+        return Fail(ParseError::kBadType);
+    }
+    if (!ok) return Fail(ParseError::kTooManyElements);
+    if (frames_.empty() && !nodes_.empty()) {
+      Finish();
+      return ParseStatus::kMessage;
+    }
+  }
+}
+
+}  // namespace kvf::resp

@@ -1,0 +1,169 @@
+// Push-style incremental RESP parser for one direction of one connection:
+// requests (multibulk and inline) or replies (every RESP2 and RESP3 type).
+// Resumable at any byte boundary, bounded by hard limits, zero-copy when a
+// message lies inside one fed chunk; resynchronises after gaps and errors.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/bytes.h"
+
+namespace kvf::resp {
+
+// Hard limits. Anything beyond them is a parse error (the stream is then
+// resynchronised), never an allocation.
+struct Limits {
+  uint64_t max_bulk_len = 512ull << 20;      // one bulk string (Redis proto-max-bulk-len)
+  uint32_t max_elements = 1u << 20;          // elements of one aggregate
+  uint32_t max_depth = 32;                   // nesting of aggregates
+  size_t max_inline_len = 64u << 10;         // one inline command / simple-string line
+  size_t max_message_bytes = 64u << 20;      // bytes buffered for one unfinished message
+  size_t max_nodes = 4u << 20;               // values in one reply tree
+};
+
+enum class Type : uint8_t {
+  kSimpleString,  // +
+  kError,         // -
+  kInteger,       // :
+  kBulkString,    // $
+  kArray,         // *
+  kNull,          // _  and RESP2 $-1 / *-1
+  kBoolean,       // #
+  kDouble,        // ,  (text kept in `str`)
+  kBigNumber,     // (  (digits kept in `str`)
+  kBulkError,     // !
+  kVerbatim,      // =  (`str` excludes the "txt:" format prefix)
+  kMap,           // %  (children = 2 * pairs, key then value)
+  kSet,           // ~
+  kPush,          // >
+};
+std::string_view TypeName(Type t);
+
+// One value of a reply, in a pre-order flattened tree: an aggregate is
+// followed by its `children` direct children, each with its own subtree.
+// RESP3 attributes (|) are parsed and dropped: they never appear as nodes.
+struct Node {
+  Type type = Type::kNull;
+  uint32_t children = 0;  // direct children (aggregates only)
+  uint32_t subtree = 1;   // nodes in this subtree, itself included
+  int64_t integer = 0;    // kInteger value; kBoolean 0/1
+  std::string_view str;   // payload of string-like types
+};
+
+enum class ParseStatus : uint8_t {
+  kNeedMore,  // everything fed is consumed or buffered; Feed() more
+  kMessage,   // a message is ready: args() / nodes()
+  kError,     // protocol error or limit hit: error(); call Resync() to go on
+};
+
+enum class ParseError : uint8_t {
+  kNone,
+  kBadType,          // unknown type byte
+  kBadLength,        // length / count not a number or out of range
+  kBadInteger,       // :, #, ( payload malformed
+  kBadTerminator,    // missing \r\n
+  kBulkTooLong,      // > max_bulk_len
+  kTooManyElements,  // > max_elements or > max_nodes
+  kTooDeep,          // > max_depth
+  kLineTooLong,      // inline command / line > max_inline_len
+  kMessageTooLarge,  // > max_message_bytes buffered
+  kNotBulkInRequest, // a multibulk request element that is not $
+};
+std::string_view ParseErrorName(ParseError e);
+
+class Parser {
+ public:
+  enum class Mode : uint8_t { kRequest, kReply };
+  explicit Parser(Mode mode, Limits limits = {});
+
+  // Hands over the next bytes of the stream. Call it only when Next() last
+  // returned kNeedMore (or before the first Next()). `bytes` must stay valid
+  // until Next() returns kNeedMore again; the parser copies what it still
+  // needs at that point, and nothing otherwise.
+  void Feed(ByteSpan bytes);
+  void Feed(std::string_view s) { Feed(AsBytes(s)); }
+
+  // Parses the next message. After kMessage, args() (request mode) or
+  // nodes() (reply mode) describe it; their views stay valid until the next
+  // Feed() or Next() call.
+  ParseStatus Next();
+
+  // Request mode: the command, name first. Inline commands are split on
+  // blanks (quotes are not interpreted).
+  std::span<const std::string_view> args() const { return args_; }
+  bool last_was_inline() const { return last_inline_; }
+  // Reply mode: the reply tree, root first.
+  std::span<const Node> nodes() const { return nodes_; }
+  // Wire bytes of the last message (attributes included).
+  size_t message_bytes() const { return message_bytes_; }
+
+  ParseError error() const { return error_; }
+  // After kError: skips forward to the next plausible message start.
+  void Resync();
+  // The stream lost bytes (a capture gap): drops any partial message and
+  // skips to the next plausible message start in what is fed next.
+  void OnGap();
+  // True when no partial message is buffered and no resync is pending.
+  bool AtBoundary() const;
+  // True while bytes of an unfinished message (or resync candidate) are held.
+  bool HasPartial() const { return in_message_ || !buf_.empty(); }
+
+  uint64_t skipped_bytes() const { return skipped_bytes_; }  // dropped by resyncs and gaps
+  uint64_t resyncs() const { return resyncs_; }
+  size_t buffered_bytes() const { return buf_.size(); }
+
+ private:
+  enum class Candidate : uint8_t { kNo, kYes, kMore };
+  struct Frame {
+    uint32_t node;       // index of the aggregate node
+    uint32_t remaining;  // children still to parse
+    bool attribute;      // a | map: dropped when complete
+  };
+
+  const char* view() const { return in_buf_ ? buf_.data() : ext_; }
+  size_t view_len() const { return in_buf_ ? buf_.size() : ext_len_; }
+  ParseStatus Fail(ParseError e);
+  ParseStatus NeedMore();
+  ParseStatus ParseInline(const char* p, size_t len);
+  bool FastRequest(const char* v, size_t len);
+  bool FastReply(const char* v, size_t len);
+  bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
+  void Stash();
+  void Finish();
+  Candidate CheckCandidate(size_t at) const;
+  bool SkipToCandidate();
+
+  Mode mode_;
+  Limits limits_;
+  // Input view: either the caller's chunk (ext_) or our own buffer holding a
+  // partial message plus, appended, the caller's chunk from ext_base_ on.
+  const char* ext_ = nullptr;
+  size_t ext_len_ = 0;
+  std::string buf_;
+  bool in_buf_ = false;
+  size_t ext_base_ = 0;
+  size_t pos_ = 0;        // next unparsed byte in the view
+  size_t msg_start_ = 0;  // first byte of the message in progress
+  bool in_message_ = false;
+  bool inline_msg_ = false;  // the message in progress is an inline command
+
+  std::vector<Frame> frames_;
+  std::vector<Node> nodes_;
+  std::vector<std::pair<size_t, size_t>> spans_;  // str offsets relative to msg_start_
+  std::vector<std::string_view> args_;
+  size_t message_bytes_ = 0;
+  bool last_inline_ = false;
+
+  ParseError error_ = ParseError::kNone;
+  bool resyncing_ = false;
+  bool resync_first_is_candidate_ = false;
+  uint64_t skipped_bytes_ = 0;
+  uint64_t resyncs_ = 0;
+};
+
+}  // namespace kvf::resp

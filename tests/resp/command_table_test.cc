@@ -1,0 +1,198 @@
+// The checked-in command table (resp/command_table_gen.cc) against the
+// redis-server installed here, read with our own reply parser; and key
+// extraction from key specs.
+#include "resp/command_table.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "tests/resp/live_redis.h"
+
+namespace kvf::resp {
+namespace {
+
+using testing::Cmd;
+using testing::LiveRedis;
+using testing::RawClient;
+
+constexpr int kPort = 16410;
+
+std::vector<std::string> KeysOf(std::initializer_list<std::string_view> args, bool writes_only = false) {
+  std::vector<std::string_view> argv(args);
+  const CommandSpec* spec = LookupCommand(argv);
+  EXPECT_NE(spec, nullptr);
+  if (spec == nullptr) return {};
+  std::vector<KeyRef> keys;
+  FindKeys(*spec, argv, &keys);
+  std::vector<std::string> out;
+  for (auto k : keys) {
+    if (!writes_only || !(k.flags & kKeyRo)) out.emplace_back(argv[k.arg]);
+  }
+  return out;
+}
+
+TEST(CommandTable, LookupIsCaseInsensitiveAndFindsSubcommands) {
+  std::vector<std::string_view> a = {"SeT", "k", "v"};
+  const CommandSpec* set = LookupCommand(a);
+  ASSERT_NE(set, nullptr);
+  EXPECT_STREQ(set->name, "set");
+  EXPECT_TRUE(set->Has(kCmdWrite));
+  std::vector<std::string_view> b = {"client", "SETNAME", "x"};
+  ASSERT_NE(LookupCommand(b), nullptr);
+  EXPECT_STREQ(LookupCommand(b)->name, "client|setname");
+  std::vector<std::string_view> c = {"nosuchcommand"};
+  EXPECT_EQ(LookupCommand(c), nullptr);
+  EXPECT_FALSE(LookupCommandName("get")->Has(kCmdWrite));
+  EXPECT_TRUE(LookupCommandName("blpop")->Has(kCmdBlocking));
+}
+
+TEST(CommandTable, KeySpecs) {
+  EXPECT_EQ(KeysOf({"mset", "a", "1", "b", "2"}), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(KeysOf({"del", "a", "b", "c"}), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(KeysOf({"blpop", "a", "b", "0"}), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(KeysOf({"eval", "return 1", "2", "k1", "k2", "arg"}), (std::vector<std::string>{"k1", "k2"}));
+  EXPECT_EQ(KeysOf({"zunionstore", "dst", "2", "s1", "s2", "weights", "1", "2"}),
+            (std::vector<std::string>{"dst", "s1", "s2"}));
+  EXPECT_EQ(KeysOf({"zunionstore", "dst", "2", "s1", "s2"}, true), (std::vector<std::string>{"dst"}));
+  EXPECT_EQ(KeysOf({"lmpop", "2", "l1", "l2", "LEFT"}), (std::vector<std::string>{"l1", "l2"}));
+  EXPECT_EQ(KeysOf({"sort", "src", "BY", "w_*", "STORE", "dst"}, true), (std::vector<std::string>{"dst"}));
+  EXPECT_EQ(KeysOf({"xread", "COUNT", "2", "STREAMS", "s1", "s2", "0", "0"}),
+            (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_EQ(KeysOf({"migrate", "h", "1", "", "0", "5", "KEYS", "a", "b"}, true),
+            (std::vector<std::string>{"a", "b"}));
+  // A numkeys larger than the arguments finds nothing past the end.
+  std::vector<std::string_view> bad = {"eval", "s", "5", "k"};
+  std::vector<KeyRef> keys;
+  EXPECT_FALSE(FindKeys(*LookupCommand(bad), bad, &keys));
+}
+
+// Flattens a RESP2 key spec ([name, value, …] with nested [name, value, …])
+// into "begin_search.type=index", "begin_search.spec.index=1", … entries.
+void Flatten(std::span<const Node> n, size_t* i, const std::string& prefix, std::map<std::string, std::string>* out) {
+  const Node& agg = n[(*i)++];
+  for (uint32_t c = 0; c + 1 < agg.children + 1 && c < agg.children; c += 2) {
+    const std::string key = prefix + std::string(n[*i].str);
+    ++*i;
+    const Node& v = n[*i];
+    if (v.type == Type::kArray && key.size() >= 5 && key.compare(key.size() - 5, 5, "flags") == 0) {
+      std::string flags;
+      for (uint32_t f = 0; f < v.children; ++f) flags += std::string(n[*i + 1 + f].str) + ",";
+      (*out)[key] = flags;
+      *i += v.subtree;
+    } else if (v.type == Type::kArray) {
+      Flatten(n, i, key + ".", out);
+    } else {
+      (*out)[key] = v.type == Type::kInteger ? std::to_string(v.integer) : std::string(v.str);
+      ++*i;
+    }
+  }
+}
+
+void CheckKeySpec(std::span<const Node> n, const KeySpec& ks, const std::string& name) {
+  std::map<std::string, std::string> m;
+  size_t i = 0;
+  Flatten(n, &i, "", &m);
+  const std::string& bt = m["begin_search.type"];
+  const std::string& ft = m["find_keys.type"];
+  if (bt == "index") {
+    EXPECT_EQ(ks.begin, KeyBegin::kIndex) << name;
+    EXPECT_EQ(std::to_string(ks.begin_arg), m["begin_search.spec.index"]) << name;
+  } else if (bt == "keyword") {
+    EXPECT_EQ(ks.begin, KeyBegin::kKeyword) << name;
+    EXPECT_EQ(std::to_string(ks.begin_arg), m["begin_search.spec.startfrom"]) << name;
+    EXPECT_EQ(std::string(ks.keyword ? ks.keyword : ""), m["begin_search.spec.keyword"]) << name;
+  } else {
+    EXPECT_EQ(ks.begin, KeyBegin::kUnknown) << name;
+  }
+  if (ft == "range") {
+    EXPECT_EQ(ks.find, KeyFind::kRange) << name;
+    EXPECT_EQ(std::to_string(ks.a), m["find_keys.spec.lastkey"]) << name;
+    EXPECT_EQ(std::to_string(ks.b), m["find_keys.spec.keystep"]) << name;
+    EXPECT_EQ(std::to_string(ks.c), m["find_keys.spec.limit"]) << name;
+  } else if (ft == "keynum") {
+    EXPECT_EQ(ks.find, KeyFind::kKeynum) << name;
+    EXPECT_EQ(std::to_string(ks.a), m["find_keys.spec.keynumidx"]) << name;
+    EXPECT_EQ(std::to_string(ks.b), m["find_keys.spec.firstkey"]) << name;
+    EXPECT_EQ(std::to_string(ks.c), m["find_keys.spec.keystep"]) << name;
+  } else {
+    EXPECT_EQ(ks.find, KeyFind::kUnknown) << name;
+  }
+  const std::string& flags = m["flags"];
+  EXPECT_EQ((ks.flags & kKeyRo) != 0, flags.find("RO,") != std::string::npos) << name;
+  EXPECT_EQ((ks.flags & kKeyRw) != 0, flags.find("RW,") != std::string::npos) << name;
+  EXPECT_EQ((ks.flags & kKeyOw) != 0, flags.find("OW,") != std::string::npos) << name;
+  EXPECT_EQ((ks.flags & kKeyRm) != 0, flags.find("RM,") != std::string::npos) << name;
+  EXPECT_EQ((ks.flags & kKeyDelete) != 0, flags.find("delete,") != std::string::npos) << name;
+}
+
+// Walks a COMMAND INFO entry (RESP2) and checks it against our table.
+void CheckEntry(std::span<const Node> n, size_t* i, std::set<std::string>* seen) {
+  const Node& entry = n[*i];
+  ASSERT_EQ(entry.type, Type::kArray);
+  const size_t end = *i + entry.subtree;
+  size_t j = *i + 1;
+  std::string name(n[j++].str);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const int64_t arity = n[j++].integer;
+  const CommandSpec* spec = LookupCommandName(name);
+  ASSERT_NE(spec, nullptr) << "missing from the table: " << name;
+  seen->insert(name);
+  EXPECT_EQ(spec->arity, arity) << name;
+  std::set<std::string> flags;
+  const Node& fl = n[j];
+  for (uint32_t k = 0; k < fl.children; ++k) flags.insert(std::string(n[j + 1 + k].str));
+  j += fl.subtree;
+  EXPECT_EQ(spec->Has(kCmdWrite), flags.count("write") == 1) << name;
+  EXPECT_EQ(spec->Has(kCmdReadonly), flags.count("readonly") == 1) << name;
+  EXPECT_EQ(spec->Has(kCmdBlocking), flags.count("blocking") == 1) << name;
+  EXPECT_EQ(spec->Has(kCmdMovablekeys), flags.count("movablekeys") == 1) << name;
+  EXPECT_EQ(spec->first_key, n[j++].integer) << name;
+  EXPECT_EQ(spec->last_key, n[j++].integer) << name;
+  EXPECT_EQ(spec->key_step, n[j++].integer) << name;
+  j += n[j].subtree;  // ACL categories
+  if (j < end) j += n[j].subtree;  // tips
+  if (j < end) {
+    // Key specs: count them and check the begin/find types.
+    const Node& specs = n[j];
+    EXPECT_EQ(spec->num_specs, specs.children) << name;
+    size_t k = j + 1;
+    for (uint32_t s = 0; s < specs.children && s < spec->num_specs; ++s) {
+      CheckKeySpec(n.subspan(k, n[k].subtree), spec->specs[s], name);
+      k += n[k].subtree;
+    }
+    j += specs.subtree;
+  }
+  if (j < end && n[j].type == Type::kArray) {
+    const Node& subs = n[j];
+    size_t k = j + 1;
+    for (uint32_t s = 0; s < subs.children; ++s) CheckEntry(n, &k, seen);
+    j += subs.subtree;
+  }
+  *i = end;
+}
+
+TEST(CommandTable, MatchesTheInstalledRedisServer) {
+  if (!testing::HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  LiveRedis redis(kPort);
+  ASSERT_TRUE(redis.ok());
+  RawClient c(kPort);
+  ASSERT_TRUE(c.ok());
+  const std::string info = c.Send(Cmd({"INFO", "server"}), 1);
+  EXPECT_NE(info.find(std::string("redis_version:") + kCommandTableRedisVersion), std::string::npos)
+      << "table generated from another Redis version: regenerate with resp/tools/gen_command_table.py";
+  const std::string reply = c.Send(Cmd({"COMMAND", "INFO"}), 1);
+  Parser p(Parser::Mode::kReply);
+  p.Feed(reply);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  auto nodes = p.nodes();
+  std::set<std::string> seen;
+  size_t i = 1;
+  for (uint32_t k = 0; k < nodes[0].children; ++k) CheckEntry(nodes, &i, &seen);
+  EXPECT_EQ(seen.size(), kCommandTableSize) << "the table has commands the server does not";
+  EXPECT_GT(seen.size(), 200u);
+}
+
+}  // namespace
+}  // namespace kvf::resp

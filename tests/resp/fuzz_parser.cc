@@ -1,0 +1,112 @@
+// Fuzz target for the RESP parser in both modes. The first byte picks the
+// mode and a chunk size; the rest is the stream. Oracle: fed whole or fed in
+// chunks, the parser must produce the same messages up to the first error,
+// never buffer more than its limit plus one chunk, and build consistent trees.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "resp/parser.h"
+
+namespace {
+
+using kvf::resp::Limits;
+using kvf::resp::Node;
+using kvf::resp::Parser;
+using kvf::resp::ParseStatus;
+
+std::string Describe(const Parser& p, Parser::Mode mode) {
+  std::string out;
+  if (mode == Parser::Mode::kRequest) {
+    for (auto a : p.args()) {
+      out += std::to_string(a.size()) + ":";
+      out.append(a);
+    }
+    return out;
+  }
+  auto nodes = p.nodes();
+  // Tree consistency: every aggregate's subtree is 1 + its children's subtrees.
+  std::vector<size_t> stack;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = nodes[i];
+    size_t sum = 1, j = i + 1;
+    for (uint32_t c = 0; c < n.children; ++c) {
+      if (j >= nodes.size()) std::abort();
+      sum += nodes[j].subtree;
+      j += nodes[j].subtree;
+    }
+    if (sum != n.subtree) std::abort();
+    out += std::to_string(static_cast<int>(n.type)) + "/" + std::to_string(n.integer) + "/";
+    out.append(n.str);
+    out += ";";
+  }
+  if (nodes.empty() || nodes[0].subtree != nodes.size()) std::abort();
+  return out;
+}
+
+std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk, bool* errored) {
+  Limits l;
+  l.max_bulk_len = 1 << 16;
+  l.max_elements = 1024;
+  l.max_depth = 8;
+  l.max_inline_len = 1024;
+  l.max_message_bytes = 1 << 16;
+  Parser p(mode, l);
+  std::vector<std::string> out;
+  *errored = false;
+  for (size_t off = 0; off < size; off += chunk) {
+    const size_t n = std::min(chunk, size - off);
+    std::string piece(reinterpret_cast<const char*>(data + off), n);  // dies after this round
+    p.Feed(piece);
+    for (;;) {
+      const ParseStatus s = p.Next();
+      if (s == ParseStatus::kNeedMore) break;
+      if (s == ParseStatus::kError) {
+        *errored = true;
+        return out;
+      }
+      out.push_back(Describe(p, mode));
+    }
+    if (p.buffered_bytes() > l.max_message_bytes + chunk + 16) std::abort();
+  }
+  return out;
+}
+
+// A second pass that keeps going through errors and gaps: must not crash.
+void RunWithResync(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk) {
+  Limits l;
+  l.max_message_bytes = 1 << 14;
+  l.max_depth = 4;
+  Parser p(mode, l);
+  size_t round = 0;
+  for (size_t off = 0; off < size; off += chunk, ++round) {
+    if (round % 5 == 4) p.OnGap();
+    p.Feed(kvf::ByteSpan(data + off, std::min(chunk, size - off)));
+    for (ParseStatus s; (s = p.Next()) != ParseStatus::kNeedMore;) {
+      if (s == ParseStatus::kError) p.Resync();
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const Parser::Mode mode = (data[0] & 1) ? Parser::Mode::kReply : Parser::Mode::kRequest;
+  const size_t chunk = 1 + (data[0] >> 1) % 17;
+  ++data;
+  --size;
+  bool err_whole = false, err_split = false;
+  const auto whole = Run(mode, data, size, size ? size : 1, &err_whole);
+  const auto split = Run(mode, data, size, chunk, &err_split);
+  // Up to the first error the two must agree message for message. (An error
+  // may surface later when split, e.g. a limit checked on buffered bytes.)
+  const size_t common = std::min(whole.size(), split.size());
+  for (size_t i = 0; i < common; ++i) {
+    if (whole[i] != split[i]) std::abort();
+  }
+  if (!err_whole && !err_split && whole.size() != split.size()) std::abort();
+  RunWithResync(mode, data, size, chunk);
+  return 0;
+}

@@ -1,0 +1,243 @@
+// RESP parser: every request and reply type, fed whole and one byte at a
+// time, limits, resynchronisation after gaps and errors.
+#include "resp/parser.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace kvf::resp {
+namespace {
+
+// Renders a parsed reply as a compact string, so tests compare shapes.
+std::string Render(std::span<const Node> nodes, size_t* i) {
+  const Node& n = nodes[(*i)++];
+  std::string out(TypeName(n.type));
+  switch (n.type) {
+    case Type::kInteger: case Type::kBoolean:
+      out += "(" + std::to_string(n.integer) + ")";
+      break;
+    case Type::kArray: case Type::kMap: case Type::kSet: case Type::kPush:
+      out += "[";
+      for (uint32_t c = 0; c < n.children; ++c) {
+        if (c) out += ",";
+        out += Render(nodes, i);
+      }
+      out += "]";
+      break;
+    case Type::kNull:
+      break;
+    default:
+      out += "'" + std::string(n.str) + "'";
+  }
+  return out;
+}
+
+std::vector<std::string> ParseAll(Parser::Mode mode, const std::string& input, size_t chunk, Limits limits = {}) {
+  Parser p(mode, limits);
+  std::vector<std::string> out;
+  for (size_t off = 0; off < input.size(); off += chunk) {
+    // A fresh copy per chunk that dies right after: the parser must not keep
+    // pointers into it.
+    std::string piece = input.substr(off, chunk);
+    p.Feed(piece);
+    for (;;) {
+      const ParseStatus s = p.Next();
+      if (s == ParseStatus::kNeedMore) break;
+      if (s == ParseStatus::kError) {
+        out.push_back("ERROR:" + std::string(ParseErrorName(p.error())));
+        return out;
+      }
+      if (mode == Parser::Mode::kRequest) {
+        std::string r = p.last_was_inline() ? "inline:" : "";
+        for (auto a : p.args()) r += "<" + std::string(a) + ">";
+        out.push_back(r);
+      } else {
+        size_t i = 0;
+        out.push_back(Render(p.nodes(), &i));
+        EXPECT_EQ(i, p.nodes().size());
+        EXPECT_EQ(p.nodes()[0].subtree, p.nodes().size());
+      }
+    }
+    piece.assign(piece.size(), '#');  // scribble over the caller's bytes
+  }
+  return out;
+}
+
+// Every input must give the same result whether fed whole, byte by byte, or
+// in odd-sized chunks.
+void ExpectSame(Parser::Mode mode, const std::string& input, const std::vector<std::string>& want) {
+  for (size_t chunk : {input.size() ? input.size() : 1, size_t{1}, size_t{2}, size_t{3}, size_t{7}}) {
+    EXPECT_EQ(ParseAll(mode, input, chunk), want) << "chunk size " << chunk;
+  }
+}
+
+TEST(RespParser, MultibulkRequestsPipelined) {
+  ExpectSame(Parser::Mode::kRequest,
+             "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$0\r\n\r\n",
+             {"<SET><k><hello>", "<PING>", "<GET><>"});
+}
+
+TEST(RespParser, BinarySafeBulk) {
+  std::string v("a\r\nb\0c", 6);
+  ExpectSame(Parser::Mode::kRequest, "*2\r\n$4\r\nECHO\r\n$6\r\n" + v + "\r\n", {"<ECHO><" + v + ">"});
+}
+
+TEST(RespParser, InlineRequestsAndBlankLines) {
+  ExpectSame(Parser::Mode::kRequest, "PING\r\n\r\n  set  k\tv \r\n\nget k\n*1\r\n$4\r\nPING\r\n",
+             {"inline:<PING>", "inline:<set><k><v>", "inline:<get><k>", "<PING>"});
+}
+
+TEST(RespParser, EmptyMultibulkIgnored) {
+  ExpectSame(Parser::Mode::kRequest, "*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n", {"<PING>"});
+}
+
+TEST(RespParser, Resp2Replies) {
+  ExpectSame(Parser::Mode::kReply,
+             "+OK\r\n-ERR bad\r\n:-42\r\n$3\r\nabc\r\n$-1\r\n*-1\r\n*0\r\n*2\r\n$1\r\na\r\n*1\r\n:1\r\n",
+             {"simple-string'OK'", "error'ERR bad'", "integer(-42)", "bulk-string'abc'", "null", "null",
+              "array[]", "array[bulk-string'a',array[integer(1)]]"});
+}
+
+TEST(RespParser, Resp3Replies) {
+  ExpectSame(Parser::Mode::kReply,
+             "_\r\n#t\r\n#f\r\n,3.14\r\n,inf\r\n(3492890328409238509324850943850943825024385\r\n"
+             "!21\r\nSYNTAX invalid syntax\r\n=15\r\ntxt:Some string\r\n"
+             "%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n~2\r\n+a\r\n+b\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+             {"null", "boolean(1)", "boolean(0)", "double'3.14'", "double'inf'",
+              "big-number'3492890328409238509324850943850943825024385'", "bulk-error'SYNTAX invalid syntax'",
+              "verbatim'Some string'", "map[simple-string'first',integer(1),simple-string'second',integer(2)]",
+              "set[simple-string'a',simple-string'b']",
+              "push[bulk-string'message',bulk-string'ch',bulk-string'hi']"});
+}
+
+TEST(RespParser, AttributesAreDropped) {
+  // An attribute before a top-level reply and one before an array element.
+  ExpectSame(Parser::Mode::kReply,
+             "|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:2\r\n|1\r\n+x\r\n+y\r\n:3\r\n|0\r\n+OK\r\n",
+             {"array[integer(2),integer(3)]", "simple-string'OK'"});
+}
+
+TEST(RespParser, ZeroCopyWithinOneChunk) {
+  std::string in = "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
+  Parser p(Parser::Mode::kRequest);
+  p.Feed(in);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_EQ(p.args()[1].data(), in.data() + 17);
+  EXPECT_EQ(p.buffered_bytes(), 0u);
+  EXPECT_EQ(p.message_bytes(), in.size());
+  EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+}
+
+TEST(RespParser, LimitsGiveClearErrors) {
+  Limits l;
+  l.max_bulk_len = 10;
+  l.max_elements = 3;
+  l.max_depth = 2;
+  l.max_inline_len = 16;
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n$4294967296\r\n", 100, l),
+            std::vector<std::string>{"ERROR:bulk string longer than the limit"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*4\r\n", 100, l),
+            std::vector<std::string>{"ERROR:aggregate larger than the limit"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, "*1\r\n*1\r\n*1\r\n:1\r\n", 100, l),
+            std::vector<std::string>{"ERROR:aggregates nested deeper than the limit"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, std::string(40, 'x'), 100, l),
+            std::vector<std::string>{"ERROR:line longer than the limit"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n:1\r\n", 100, l),
+            std::vector<std::string>{"ERROR:request element is not a bulk string"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, "?x\r\n", 100, l), std::vector<std::string>{"ERROR:unknown type byte"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, "$3\r\nabcd\r\n", 100, l),
+            std::vector<std::string>{"ERROR:missing CRLF"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, ":12a\r\n", 100, l),
+            std::vector<std::string>{"ERROR:malformed integer, boolean or big number"});
+  Limits m;
+  m.max_message_bytes = 64;
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n$100\r\n", 100, m),
+            std::vector<std::string>{"ERROR:message larger than the buffer limit"});
+}
+
+TEST(RespParser, BufferedBytesStayBoundedByTheLimit) {
+  Limits m;
+  m.max_message_bytes = 1000;
+  Parser p(Parser::Mode::kReply, m);
+  std::string in = "*100000\r\n";
+  p.Feed(in);
+  EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+  std::string el = ":1\r\n";
+  ParseStatus s = ParseStatus::kNeedMore;
+  for (int i = 0; i < 1000 && s == ParseStatus::kNeedMore; ++i) {
+    p.Feed(el);
+    s = p.Next();
+    EXPECT_LE(p.buffered_bytes(), 1004u);
+  }
+  EXPECT_EQ(s, ParseStatus::kError);
+  EXPECT_EQ(p.error(), ParseError::kMessageTooLarge);
+}
+
+TEST(RespParser, ResyncAfterGapSkipsToNextRequest) {
+  Parser p(Parser::Mode::kRequest);
+  std::string a = "*3\r\n$3\r\nSET\r\n$1\r\nk";  // cut mid-request
+  p.Feed(a);
+  EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+  p.OnGap();
+  EXPECT_EQ(p.skipped_bytes(), a.size());
+  // The stream resumes inside a value that itself looks like RESP.
+  std::string b = "lue*1\r\n:1\r\n\r\n*1\r\n$4\r\nPING\r\n";
+  p.Feed(b);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_EQ(p.args()[0], "PING");
+  EXPECT_EQ(p.skipped_bytes(), a.size() + 13);
+  EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+}
+
+TEST(RespParser, ResyncCandidateSplitAcrossChunks) {
+  Parser p(Parser::Mode::kRequest);
+  p.OnGap();
+  for (std::string piece : {"xx\r\n*", "1", "\r", "\n", "$4\r\nPI", "NG\r\n"}) {
+    p.Feed(piece);
+    if (piece == "NG\r\n") {
+      ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+      EXPECT_EQ(p.args()[0], "PING");
+    } else {
+      EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    }
+  }
+  EXPECT_EQ(p.skipped_bytes(), 4u);
+}
+
+TEST(RespParser, ResyncAfterProtocolError) {
+  Parser p(Parser::Mode::kReply);
+  std::string in = "$abc\r\n+OK\r\n";
+  p.Feed(in);
+  ASSERT_EQ(p.Next(), ParseStatus::kError);
+  p.Resync();
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_EQ(p.nodes()[0].str, "OK");
+  EXPECT_EQ(p.skipped_bytes(), 6u);
+}
+
+TEST(RespParser, GarbageNeverCrashesAndStaysBounded) {
+  Limits l;
+  l.max_message_bytes = 4096;
+  for (auto mode : {Parser::Mode::kRequest, Parser::Mode::kReply}) {
+    Parser p(mode, l);
+    uint32_t x = 12345;
+    std::string chunk(97, '\0');
+    for (int round = 0; round < 2000; ++round) {
+      for (char& c : chunk) {
+        x = x * 1103515245 + 12345;
+        const char* alphabet = "*$:+-\r\n0123456789%~>|_#,(!=abc";
+        c = alphabet[(x >> 16) % 30];
+      }
+      p.Feed(chunk);
+      for (ParseStatus s; (s = p.Next()) != ParseStatus::kNeedMore;) {
+        if (s == ParseStatus::kError) p.Resync();
+      }
+      ASSERT_LE(p.buffered_bytes(), 4096u + chunk.size());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvf::resp
