@@ -52,7 +52,10 @@ inline void AppendVarint(std::string* dst, uint64_t v) {
 }
 inline size_t VarintLength(uint64_t v) {
   size_t n = 1;
-  while (v >= 0x80) { v >>= 7; ++n; }
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
   return n;
 }
 

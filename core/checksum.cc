@@ -94,6 +94,8 @@ uint32_t Crc32c(uint32_t crc, const void* data, size_t n) {
   return Crc32cPortable(crc, data, n);
 }
 
-uint64_t Xxh3(const void* data, size_t n, uint64_t seed) { return XXH3_64bits_withSeed(data, n, seed); }
+uint64_t Xxh3(const void* data, size_t n, uint64_t seed) {
+  return XXH3_64bits_withSeed(data, n, seed);
+}
 
 }  // namespace kvf

@@ -31,14 +31,16 @@ uint64_t HybridClock::Advance(uint64_t floor) {
   }
 }
 
-Hlc HybridClock::Now() { return Hlc::FromPacked(Advance(0)); }
+Hlc HybridClock::Now() {
+  return Hlc::FromPacked(Advance(0));
+}
 
 Result<Hlc> HybridClock::Update(Hlc remote) {
   const uint64_t wall_ms = physical_();
   if (remote.physical_ms() > wall_ms + max_forward_skew_ms_) {
-    return InvalidArgument("remote clock " + std::to_string(remote.physical_ms()) +
-                           " ms is more than " + std::to_string(max_forward_skew_ms_) +
-                           " ms ahead of local " + std::to_string(wall_ms) + " ms");
+    return InvalidArgument("remote clock " + std::to_string(remote.physical_ms()) + " ms is more than " +
+                           std::to_string(max_forward_skew_ms_) + " ms ahead of local " +
+                           std::to_string(wall_ms) + " ms");
   }
   return Hlc::FromPacked(Advance(remote.packed() + 1));
 }

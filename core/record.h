@@ -42,14 +42,14 @@ enum RecordFlags : uint16_t {
 };
 
 struct ChangeRecord {
-  uint64_t seq = 0;            // dense, assigned by the origin's log
-  Hlc hlc;                     // origin's hybrid clock at capture
-  uint64_t capture_ns = 0;     // capture timestamp of the reply (CLOCK_REALTIME)
-  SiteId origin = 0;           // site whose clients wrote it (loop prevention)
-  uint16_t db = 0;             // Redis logical database
+  uint64_t seq = 0;         // dense, assigned by the origin's log
+  Hlc hlc;                  // origin's hybrid clock at capture
+  uint64_t capture_ns = 0;  // capture timestamp of the reply (CLOCK_REALTIME)
+  SiteId origin = 0;        // site whose clients wrote it (loop prevention)
+  uint16_t db = 0;          // Redis logical database
   RecordOp op = RecordOp::kIdempotent;
   uint16_t flags = kFlagNone;
-  std::string key;             // the key this record orders and conflicts on
+  std::string key;                // the key this record orders and conflicts on
   std::vector<std::string> args;  // command to apply, name first (see RecordOp)
 
   bool HasFlag(RecordFlags f) const { return (flags & f) != 0; }

@@ -16,11 +16,11 @@ enum class StatusCode : int {
   kInvalidArgument,  // caller passed something malformed (config, flags)
   kCorruption,       // bytes on disk or wire failed a check
   kNotFound,
-  kIoError,          // the OS refused; errno() says why
-  kUnavailable,      // peer/device gone, try again later
+  kIoError,            // the OS refused; errno() says why
+  kUnavailable,        // peer/device gone, try again later
   kResourceExhausted,  // a cap was hit (buffer, queue, disk budget)
-  kUnsupported,      // kernel or library lacks a feature we need
-  kAborted,          // stopped on request
+  kUnsupported,        // kernel or library lacks a feature we need
+  kAborted,            // stopped on request
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -48,18 +48,30 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-inline Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
-inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
-inline Status Unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
+inline Status Corruption(std::string m) {
+  return {StatusCode::kCorruption, std::move(m)};
+}
+inline Status NotFound(std::string m) {
+  return {StatusCode::kNotFound, std::move(m)};
+}
+inline Status Unavailable(std::string m) {
+  return {StatusCode::kUnavailable, std::move(m)};
+}
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
+inline Status Unsupported(std::string m) {
+  return {StatusCode::kUnsupported, std::move(m)};
+}
 
 // Either a T or a non-ok Status. Accessing value() of an error is a bug.
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok() && "Result built from an ok Status");
   }
@@ -85,8 +97,8 @@ class [[nodiscard]] Result {
 }  // namespace kvf
 
 // Returns early from the enclosing function when `expr` yields a non-ok Status.
-#define KVF_RETURN_IF_ERROR(expr)            \
-  do {                                       \
-    ::kvf::Status kvf_status_ = (expr);      \
+#define KVF_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::kvf::Status kvf_status_ = (expr);        \
     if (!kvf_status_.ok()) return kvf_status_; \
   } while (0)

@@ -56,7 +56,7 @@ bool Parse(const std::vector<std::string>& args, LogArgs* out) {
 }
 
 Json DropJson(const DropReport& d) {
-  return Json{{"segment", d.segment}, {"offset", d.offset},       {"bytes", d.bytes},
+  return Json{{"segment", d.segment},     {"offset", d.offset},     {"bytes", d.bytes},
               {"first_seq", d.first_seq}, {"last_seq", d.last_seq}, {"reason", d.reason},
               {"torn_tail", d.torn_tail}};
 }
@@ -107,9 +107,15 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
   kvf::ChangeRecord r;
   while ((*reader)->Next(&r)) {
     if (a.json) {
-      Json j{{"seq", r.seq},       {"hlc", r.hlc.packed()}, {"capture_ns", r.capture_ns},
-             {"origin", r.origin}, {"db", r.db},            {"op", std::string(kvf::RecordOpName(r.op))},
-             {"flags", r.flags},   {"key", r.key},          {"args", r.args}};
+      Json j{{"seq", r.seq},
+             {"hlc", r.hlc.packed()},
+             {"capture_ns", r.capture_ns},
+             {"origin", r.origin},
+             {"db", r.db},
+             {"op", std::string(kvf::RecordOpName(r.op))},
+             {"flags", r.flags},
+             {"key", r.key},
+             {"args", r.args}};
       std::printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
     } else {
       std::string line = std::to_string(r.seq) + " hlc=" + std::to_string(r.hlc.physical_ms()) + "." +
@@ -137,8 +143,8 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
   kvf::logstore::CursorStore cursors(fs, a.dir);
   const kvf::Status cs = cursors.Load();
   if (a.json) {
-    Json j{{"segments", sum->segments.size()}, {"records", sum->records},
-           {"first_seq", sum->first_seq},       {"last_seq", sum->last_seq},
+    Json j{{"segments", sum->segments.size()},      {"records", sum->records},
+           {"first_seq", sum->first_seq},           {"last_seq", sum->last_seq},
            {"recycled_files", sum->recycled_files}, {"disk_bytes", sum->disk_bytes}};
     if (full) {
       j["ok"] = sum->ok();
@@ -146,11 +152,12 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
       j["damage"] = Json::array();
       for (const auto& d : sum->damage) j["damage"].push_back(DropJson(d));
       j["gaps"] = Json::array();
-      for (const auto& g : sum->gaps) j["gaps"].push_back(Json{{"first_seq", g.first}, {"last_seq", g.second}});
+      for (const auto& g : sum->gaps)
+        j["gaps"].push_back(Json{{"first_seq", g.first}, {"last_seq", g.second}});
     }
     Json segs = Json::array();
     for (const auto& s : sum->segments) {
-      Json sj{{"number", s.number}, {"header_ok", s.header_ok}, {"first_seq", s.first_seq},
+      Json sj{{"number", s.number},         {"header_ok", s.header_ok},   {"first_seq", s.first_seq},
               {"created_ms", s.created_ms}, {"file_bytes", s.file_bytes}, {"disk_bytes", s.disk_bytes}};
       if (full) {
         sj["records"] = s.records;
@@ -167,9 +174,11 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
                 static_cast<unsigned long long>(sum->recycled_files),
                 static_cast<unsigned long long>(sum->disk_bytes));
     std::printf("seq: first %llu last %llu, records %llu\n", static_cast<unsigned long long>(sum->first_seq),
-                static_cast<unsigned long long>(sum->last_seq), static_cast<unsigned long long>(sum->records));
+                static_cast<unsigned long long>(sum->last_seq),
+                static_cast<unsigned long long>(sum->records));
     if (full) {
-      std::printf("durable and contiguous up to seq %llu\n", static_cast<unsigned long long>(sum->contiguous_to));
+      std::printf("durable and contiguous up to seq %llu\n",
+                  static_cast<unsigned long long>(sum->contiguous_to));
       for (const auto& s : sum->segments) {
         std::printf("  segment %llu: %s, seqs %llu..%llu, %llu records, valid bytes %llu of %llu\n",
                     static_cast<unsigned long long>(s.number), s.header_ok ? "header ok" : "HEADER BAD",

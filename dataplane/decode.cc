@@ -7,7 +7,9 @@
 namespace kvf::dataplane {
 namespace {
 
-inline uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+inline uint16_t Be16(const uint8_t* p) {
+  return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
 inline uint32_t Be32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
@@ -92,16 +94,12 @@ DecodeStatus Gre(Cursor c, int depth, TcpSegment* out) {
   if (!c.Has(hlen)) return DecodeStatus::kTruncatedGre;
   c.Skip(hlen);
   switch (proto) {
-    case kEthTeb:
-      return Ethernet(c, depth + 1, out);
+    case kEthTeb: return Ethernet(c, depth + 1, out);
     case kEthIpv4:
-    case kEthIpv6:
-      return Network(proto, c, depth + 1, out);
+    case kEthIpv6: return Network(proto, c, depth + 1, out);
     case kEthErspan2:
-    case kEthErspan3:
-      return Erspan(proto, has_seq, c, depth + 1, out);
-    default:
-      return DecodeStatus::kUnsupportedGre;
+    case kEthErspan3: return Erspan(proto, has_seq, c, depth + 1, out);
+    default: return DecodeStatus::kUnsupportedGre;
   }
 }
 
@@ -118,14 +116,10 @@ DecodeStatus Udp(Cursor c, int depth, TcpSegment* out) {
 
 DecodeStatus Transport(uint8_t proto, Cursor c, int depth, TcpSegment* out) {
   switch (proto) {
-    case kIpProtoTcp:
-      return Tcp(c, out);
-    case kIpProtoUdp:
-      return Udp(c, depth, out);
-    case kIpProtoGre:
-      return Gre(c, depth, out);
-    default:
-      return DecodeStatus::kUnsupportedTransport;
+    case kIpProtoTcp: return Tcp(c, out);
+    case kIpProtoUdp: return Udp(c, depth, out);
+    case kIpProtoGre: return Gre(c, depth, out);
+    default: return DecodeStatus::kUnsupportedTransport;
   }
 }
 
@@ -177,15 +171,12 @@ DecodeStatus Ipv6(Cursor c, int depth, TcpSegment* out) {
         if (!c.Has(2)) return DecodeStatus::kTruncatedIpv6;
         hlen = (static_cast<size_t>(c.p[1]) + 2) * 4;
         break;
-      case 44:
-        return DecodeStatus::kIpv6Fragment;
+      case 44: return DecodeStatus::kIpv6Fragment;
       case 50:  // ESP: the payload is encrypted
       case 135:
       case 139:
-      case 140:
-        return DecodeStatus::kUnsupportedIpv6Extension;
-      default:
-        return Transport(next, c, depth, out);
+      case 140: return DecodeStatus::kUnsupportedIpv6Extension;
+      default: return Transport(next, c, depth, out);
     }
     if (i + 1 >= kMaxIpv6Extensions) return DecodeStatus::kIpv6TooManyExtensions;
     if (!c.Has(hlen)) return DecodeStatus::kTruncatedIpv6;

@@ -17,28 +17,28 @@ namespace kvf::dataplane {
 enum class DecodeStatus : uint8_t {
   kOk = 0,
   kTruncatedEthernet,
-  kTooManyVlanTags,        // more than two 802.1Q/802.1ad tags
-  kUnsupportedEthertype,   // not IPv4/IPv6 (ARP, LLDP, MPLS, ...)
+  kTooManyVlanTags,       // more than two 802.1Q/802.1ad tags
+  kUnsupportedEthertype,  // not IPv4/IPv6 (ARP, LLDP, MPLS, ...)
   kTruncatedIpv4,
-  kBadIpv4Header,          // version != 4, IHL < 5, total length < IHL
-  kIpv4Fragment,           // fragments are counted and ignored
+  kBadIpv4Header,  // version != 4, IHL < 5, total length < IHL
+  kIpv4Fragment,   // fragments are counted and ignored
   kTruncatedIpv6,
-  kBadIpv6Header,          // version != 6 or jumbogram
+  kBadIpv6Header,  // version != 6 or jumbogram
   kIpv6Fragment,
-  kIpv6TooManyExtensions,  // more than kMaxIpv6Extensions extension headers
+  kIpv6TooManyExtensions,     // more than kMaxIpv6Extensions extension headers
   kUnsupportedIpv6Extension,  // ESP or an unknown extension chain
-  kUnsupportedTransport,   // neither TCP nor a mirror tunnel (ICMP, plain UDP, ...)
+  kUnsupportedTransport,      // neither TCP nor a mirror tunnel (ICMP, plain UDP, ...)
   kTruncatedUdp,
   kTruncatedVxlan,
-  kBadVxlan,               // VXLAN "I" flag not set
+  kBadVxlan,  // VXLAN "I" flag not set
   kTruncatedGre,
-  kUnsupportedGre,         // GRE version != 0, routing present, unknown protocol
+  kUnsupportedGre,  // GRE version != 0, routing present, unknown protocol
   kTruncatedErspan,
   kBadErspan,              // ERSPAN version field does not match the GRE protocol
   kTooManyEncapsulations,  // tunnels nested deeper than kMaxEncapsulations
   kTruncatedTcp,
-  kBadTcpDataOffset,       // data offset < 5 words
-  kPayloadTruncated,       // snap length cut the TCP payload: unusable for reassembly
+  kBadTcpDataOffset,  // data offset < 5 words
+  kPayloadTruncated,  // snap length cut the TCP payload: unusable for reassembly
   kCount
 };
 

@@ -60,7 +60,9 @@ Dispatcher::Dispatcher(DispatcherConfig config, std::vector<StreamConsumerFactor
   }
 }
 
-Dispatcher::~Dispatcher() { Stop(); }
+Dispatcher::~Dispatcher() {
+  Stop();
+}
 
 void Dispatcher::Start() {
   if (started_) return;

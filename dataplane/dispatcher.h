@@ -22,9 +22,9 @@ namespace kvf::dataplane {
 
 struct DispatcherConfig {
   size_t workers = 2;
-  size_t queue_slots = 2048;            // per worker; rounded up to a power of two
-  size_t max_segment_payload = 9000;    // larger payloads are dropped (oversize_payload_drops)
-  FlowTableConfig flow_table;           // each worker's shard gets this config
+  size_t queue_slots = 2048;          // per worker; rounded up to a power of two
+  size_t max_segment_payload = 9000;  // larger payloads are dropped (oversize_payload_drops)
+  FlowTableConfig flow_table;         // each worker's shard gets this config
   uint64_t tick_interval_ns = 50'000'000;
   // Live capture: timeouts run on CLOCK_REALTIME, so idle flows and holes
   // time out without traffic. Offline: on the newest packet timestamp seen.

@@ -43,7 +43,8 @@ Result<Endpoint> Endpoint::Parse(std::string_view text) {
     port = text.substr(close + 2);
   } else {
     const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return InvalidArgument("expected HOST:PORT, got " + std::string(text));
+    if (colon == std::string_view::npos)
+      return InvalidArgument("expected HOST:PORT, got " + std::string(text));
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
   }

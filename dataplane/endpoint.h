@@ -58,9 +58,7 @@ struct FlowKey {
   Endpoint lo;
   Endpoint hi;
 
-  static FlowKey Of(const Endpoint& a, const Endpoint& b) {
-    return a < b ? FlowKey{a, b} : FlowKey{b, a};
-  }
+  static FlowKey Of(const Endpoint& a, const Endpoint& b) { return a < b ? FlowKey{a, b} : FlowKey{b, a}; }
   // Symmetric by construction; used for the worker choice and the flow table.
   uint64_t Hash() const;
 

@@ -14,7 +14,9 @@ namespace {
 // not believed: real TCP windows are at most 1 GiB.
 constexpr int64_t kMaxSequenceJump = int64_t{1} << 30;
 
-size_t Idx(Direction d) { return static_cast<size_t>(d); }
+size_t Idx(Direction d) {
+  return static_cast<size_t>(d);
+}
 
 }  // namespace
 
@@ -77,7 +79,8 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"buffered_bytes", buffered_bytes},
   };
   for (size_t i = 0; i < std::size(flows_closed); ++i) {
-    v.emplace_back("flows_closed_" + std::string(CloseReasonName(static_cast<CloseReason>(i))), flows_closed[i]);
+    v.emplace_back("flows_closed_" + std::string(CloseReasonName(static_cast<CloseReason>(i))),
+                   flows_closed[i]);
   }
   return v;
 }
@@ -94,7 +97,9 @@ FlowTableStats FlowTable::stats() const {
   return s;
 }
 
-size_t FlowTable::memory_bytes() const { return total_buffered_ + flows_.size() * kFlowOverheadBytes; }
+size_t FlowTable::memory_bytes() const {
+  return total_buffered_ + flows_.size() * kFlowOverheadBytes;
+}
 
 bool FlowTable::IsServer(const Endpoint& e) const {
   for (const Endpoint& s : config_.servers) {
@@ -111,7 +116,8 @@ bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
 }
 
 FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg) {
-  if (flows_.size() >= config_.max_flows && !lru_.empty()) CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
+  if (flows_.size() >= config_.max_flows && !lru_.empty())
+    CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
   auto owned = std::make_unique<Flow>();
   Flow* f = owned.get();
   f->key = key;
@@ -220,7 +226,8 @@ void FlowTable::Process(const TcpSegment& seg) {
       h.fin_offset = static_cast<uint64_t>(std::max<int64_t>(off, static_cast<int64_t>(h.next_offset)));
     }
   }
-  const Direction other = d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
+  const Direction other =
+      d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
   if (ack) NoteAck(f, other, seg.ack, seg.ts_ns);
   CheckGaps(f, d, seg.ts_ns, false);
   if (!MaybeFinish(f)) {
@@ -360,8 +367,10 @@ void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
   const bool ack_timed_out =
       h.ack_hole && now_ns >= h.ack_hole_since_ns && now_ns - h.ack_hole_since_ns >= config_.gap_timeout_ns;
   while (!h.pending.empty()) {
-    const bool timed_out = now_ns >= h.pending_since_ns && now_ns - h.pending_since_ns >= config_.gap_timeout_ns;
-    const bool over = all || timed_out || ack_timed_out || h.pending_bytes > config_.max_buffered_bytes_per_direction ||
+    const bool timed_out =
+        now_ns >= h.pending_since_ns && now_ns - h.pending_since_ns >= config_.gap_timeout_ns;
+    const bool over = all || timed_out || ack_timed_out ||
+                      h.pending_bytes > config_.max_buffered_bytes_per_direction ||
                       h.pending.size() > config_.max_buffered_segments_per_direction;
     if (!over) break;
     const uint64_t first = h.pending.begin()->first;

@@ -104,9 +104,9 @@ struct FlowTableStats {
   uint64_t flows_joined_mid_stream = 0;
   uint64_t flows_closed[static_cast<size_t>(CloseReason::kCount)] = {};
   uint64_t payload_bytes_delivered = 0;
-  uint64_t retransmitted_bytes = 0;      // already delivered or buffered: dropped
-  uint64_t out_of_order_segments = 0;    // buffered behind a hole
-  uint64_t out_of_window_segments = 0;   // sequence number implausibly far away
+  uint64_t retransmitted_bytes = 0;     // already delivered or buffered: dropped
+  uint64_t out_of_order_segments = 0;   // buffered behind a hole
+  uint64_t out_of_window_segments = 0;  // sequence number implausibly far away
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
   uint64_t gaps_forced_by_memory_cap = 0;
@@ -147,15 +147,15 @@ class FlowTable {
   };
   struct HalfStream {
     bool synced = false;
-    uint32_t base_seq = 0;       // sequence number of stream offset 0
-    uint64_t next_offset = 0;    // bytes delivered or declared lost so far
+    uint32_t base_seq = 0;     // sequence number of stream offset 0
+    uint64_t next_offset = 0;  // bytes delivered or declared lost so far
     bool fin_seen = false;
     uint64_t fin_offset = 0;
     std::map<uint64_t, Chunk> pending;  // out-of-order data by stream offset
     size_t pending_bytes = 0;
-    uint64_t pending_since_ns = 0;      // arrival of the oldest pending chunk
-    uint64_t acked_offset = 0;          // highest offset the peer acknowledged
-    bool ack_hole = false;              // acked_offset > next_offset: bytes exist we have not seen
+    uint64_t pending_since_ns = 0;  // arrival of the oldest pending chunk
+    uint64_t acked_offset = 0;      // highest offset the peer acknowledged
+    bool ack_hole = false;          // acked_offset > next_offset: bytes exist we have not seen
     uint64_t ack_hole_since_ns = 0;
 
     uint32_t next_seq() const { return base_seq + static_cast<uint32_t>(next_offset); }

@@ -22,16 +22,16 @@ struct Packet {
 
 // Drop and delivery counters a backend keeps, named for an operator.
 struct CaptureStats {
-  uint64_t frames_received = 0;     // frames handed to user space
+  uint64_t frames_received = 0;  // frames handed to user space
   uint64_t bytes_received = 0;
-  uint64_t nic_drops = 0;           // dropped by the NIC/driver (imissed, rx_nombuf)
-  uint64_t kernel_seen = 0;         // frames the BPF filter looked at
-  uint64_t kernel_matched = 0;      // frames to or from a configured server
-  uint64_t kernel_filtered = 0;     // not for us, or pure ACKs: dropped in the kernel on purpose
-  uint64_t kernel_parse_errors = 0; // malformed or unsupported headers
-  uint64_t ring_full_drops = 0;     // matched, but the kernel-to-user ring was full
-  uint64_t oversize_frames = 0;     // larger than a capture buffer (GSO): counted, not parsed
-  uint64_t snap_truncated = 0;      // captured shorter than on the wire
+  uint64_t nic_drops = 0;            // dropped by the NIC/driver (imissed, rx_nombuf)
+  uint64_t kernel_seen = 0;          // frames the BPF filter looked at
+  uint64_t kernel_matched = 0;       // frames to or from a configured server
+  uint64_t kernel_filtered = 0;      // not for us, or pure ACKs: dropped in the kernel on purpose
+  uint64_t kernel_parse_errors = 0;  // malformed or unsupported headers
+  uint64_t ring_full_drops = 0;      // matched, but the kernel-to-user ring was full
+  uint64_t oversize_frames = 0;      // larger than a capture buffer (GSO): counted, not parsed
+  uint64_t snap_truncated = 0;       // captured shorter than on the wire
 };
 
 // A capture backend. Thread confinement: one thread calls RxBurst on a given

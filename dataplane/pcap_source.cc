@@ -135,7 +135,8 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& p
   if (pcap_datalink(h) != DLT_EN10MB) {
     const int dlt = pcap_datalink(h);
     pcap_close(h);
-    return Unsupported("pcap: " + path + " has link type " + std::to_string(dlt) + ", only Ethernet is decoded");
+    return Unsupported("pcap: " + path + " has link type " + std::to_string(dlt) +
+                       ", only Ethernet is decoded");
   }
   return std::unique_ptr<PcapSource>(new PcapSource(h, false, "pcap file " + path));
 }
@@ -163,7 +164,8 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const PcapLiveOptions& 
   if (pcap_setnonblock(h, 1, err) != 0) return fail("setnonblock");
   if (!o.bpf_filter.empty()) {
     bpf_program prog;
-    if (pcap_compile(h, &prog, o.bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) return fail("filter compile");
+    if (pcap_compile(h, &prog, o.bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0)
+      return fail("filter compile");
     const int set = pcap_setfilter(h, &prog);
     pcap_freecode(&prog);
     if (set != 0) return fail("setfilter");
@@ -189,8 +191,8 @@ void PcapSource::OnFrame(unsigned char* user, const ::pcap_pkthdr* hdr, const un
   p.data = dst;
   p.len = hdr->caplen;
   p.wire_len = hdr->len;
-  p.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(hdr->ts.tv_usec) *
-                (self->nano_ ? 1u : 1000u);
+  p.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000ull +
+            static_cast<uint64_t>(hdr->ts.tv_usec) * (self->nano_ ? 1u : 1000u);
   p.rx_queue = 0;
 }
 
@@ -228,7 +230,8 @@ size_t PcapSource::RxBurst(std::span<Packet> out) {
       OnFrame(reinterpret_cast<unsigned char*>(this), hdr, bytes);
       continue;
     }
-    if (rc != PCAP_ERROR_BREAK) error_ = Corruption(std::string("pcap: read failed: ") + pcap_geterr(handle_));
+    if (rc != PCAP_ERROR_BREAK)
+      error_ = Corruption(std::string("pcap: read failed: ") + pcap_geterr(handle_));
     exhausted_ = true;
     break;
   }

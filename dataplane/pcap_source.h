@@ -22,9 +22,9 @@ struct PcapLiveOptions {
   std::string iface;
   int snaplen = 65535;
   bool promiscuous = true;
-  int poll_timeout_ms = 50;        // RxBurst returns 0 after this long without frames
+  int poll_timeout_ms = 50;  // RxBurst returns 0 after this long without frames
   int kernel_buffer_bytes = 64 << 20;
-  std::string bpf_filter;          // optional kernel filter, e.g. "tcp port 6379"
+  std::string bpf_filter;  // optional kernel filter, e.g. "tcp port 6379"
 };
 
 class PcapSource final : public PacketSource {

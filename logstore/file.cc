@@ -420,7 +420,9 @@ Result<std::vector<std::string>> MemFileSystem::ListDir(const std::string& dir) 
   return out;
 }
 
-Status MemFileSystem::CreateDir(const std::string&) { return Status::Ok(); }
+Status MemFileSystem::CreateDir(const std::string&) {
+  return Status::Ok();
+}
 
 Status MemFileSystem::Rename(const std::string& from, const std::string& to) {
   std::lock_guard<std::mutex> l(mu_);

@@ -50,9 +50,9 @@ class RandomAccessFile {
 };
 
 struct WritableOptions {
-  bool truncate = true;      // false: keep the old bytes (recycled segment)
+  bool truncate = true;       // false: keep the old bytes (recycled segment)
   uint64_t start_offset = 0;  // where Append starts writing
-  uint64_t preallocate = 0;  // fallocate this many bytes (size grows, zeros)
+  uint64_t preallocate = 0;   // fallocate this many bytes (size grows, zeros)
 };
 
 class FileSystem {

@@ -24,7 +24,9 @@ constexpr const char* kRecyclePrefix = "recycle-";
 constexpr const char* kReserveName = "reserve";
 constexpr uint64_t kReserveBytes = 64 << 10;
 
-uint64_t NowMs() { return HybridClock::SystemMs(); }
+uint64_t NowMs() {
+  return HybridClock::SystemMs();
+}
 
 // Forwards to the user's reporter and keeps a copy for RecoveryInfo.
 class TeeReporter : public Reporter {
@@ -46,9 +48,13 @@ class TeeReporter : public Reporter {
 Log::Log(LogOptions options, std::unique_ptr<FileSystem> owned_fs, FileSystem* fs)
     : options_(std::move(options)), owned_fs_(std::move(owned_fs)), fs_(fs), cursors_(fs, options_.dir) {}
 
-Log::~Log() { (void)Close(); }
+Log::~Log() {
+  (void)Close();
+}
 
-std::string Log::PathOf(uint64_t segment) const { return options_.dir + "/" + SegmentFileName(segment); }
+std::string Log::PathOf(uint64_t segment) const {
+  return options_.dir + "/" + SegmentFileName(segment);
+}
 
 std::string Log::RecyclePath(uint64_t n) const {
   char buf[48];
@@ -255,7 +261,8 @@ Status Log::Recover() {
 
 Status Log::WaitForSpaceLocked(std::unique_lock<std::mutex>& lock, size_t bytes) {
   space_cv_.wait(lock, [&] {
-    return !error_.ok() || stop_ || pending_bytes_ == 0 || pending_bytes_ + bytes <= options_.max_pending_bytes;
+    return !error_.ok() || stop_ || pending_bytes_ == 0 ||
+           pending_bytes_ + bytes <= options_.max_pending_bytes;
   });
   if (!error_.ok()) return error_;
   if (stop_) return Status(StatusCode::kAborted, "log is closed");
@@ -324,7 +331,9 @@ bool Log::IoShouldWakeLocked() const {
   }
 }
 
-Result<uint64_t> Log::Append(const ChangeRecord& record) { return AppendBatch(std::span(&record, 1)); }
+Result<uint64_t> Log::Append(const ChangeRecord& record) {
+  return AppendBatch(std::span(&record, 1));
+}
 
 Result<uint64_t> Log::AppendBatch(std::span<const ChangeRecord> records) {
   if (records.empty()) return InvalidArgument("log: empty batch");
@@ -369,7 +378,8 @@ Status Log::Sync() {
 
 Status Log::WaitDurable(uint64_t seq, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  const bool ok = progress_cv_.wait_for(lock, timeout, [&] { return durable_seq_.load() >= seq || !error_.ok(); });
+  const bool ok =
+      progress_cv_.wait_for(lock, timeout, [&] { return durable_seq_.load() >= seq || !error_.ok(); });
   if (!error_.ok()) return error_;
   if (!ok) return Unavailable("timed out waiting for durability");
   return Status::Ok();
@@ -433,7 +443,8 @@ Status Log::OpenSegmentFile(uint64_t number, bool at_open) {
       }
       return s;
     }
-    if (options_.disk_budget_bytes != 0 && DiskBytes() + options_.segment_bytes > options_.disk_budget_bytes) {
+    if (options_.disk_budget_bytes != 0 &&
+        DiskBytes() + options_.segment_bytes > options_.disk_budget_bytes) {
       s = ResourceExhausted("log: disk budget exhausted");
     } else {
       WritableOptions wo;
@@ -450,8 +461,8 @@ Status Log::OpenSegmentFile(uint64_t number, bool at_open) {
       s = f.status();
       (void)fs_->Remove(path);
     }
-    const bool full = s.code() == StatusCode::kResourceExhausted || s.sys_errno() == ENOSPC ||
-                      s.sys_errno() == EDQUOT;
+    const bool full =
+        s.code() == StatusCode::kResourceExhausted || s.sys_errno() == ENOSPC || s.sys_errno() == EDQUOT;
     if (!full) return s;
     // Out of space: retire what retention allows, then apply the policy.
     auto retired = RunRetention();
@@ -498,7 +509,8 @@ Status Log::DropOldestSegment() {
     segments_.pop_front();
     for (const auto& [dest, cursor] : cursors_.Snapshot()) {
       const uint64_t from = std::max(cursor + 1, victim.first_seq);
-      if (victim.last_known && victim.last_seq >= from) stats_.dropped_unshipped[dest] += victim.last_seq - from + 1;
+      if (victim.last_known && victim.last_seq >= from)
+        stats_.dropped_unshipped[dest] += victim.last_seq - from + 1;
     }
     ++stats_.segments_deleted;
     to = RecyclePath(++recycle_counter_);
@@ -578,7 +590,8 @@ void Log::IoLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     auto deadline = Clock::now() + std::chrono::milliseconds(100);
-    const bool timed = options_.sync_mode == SyncMode::kEveryMs || options_.sync_mode == SyncMode::kEveryBytes;
+    const bool timed =
+        options_.sync_mode == SyncMode::kEveryMs || options_.sync_mode == SyncMode::kEveryBytes;
     if (timed && (unsynced_seq_ != 0 || !pending_.empty())) {
       deadline = std::min(deadline, last_sync_ + std::chrono::milliseconds(options_.sync_every_ms));
     } else if (!pending_.empty()) {
@@ -680,7 +693,8 @@ void Log::IoLoop() {
       auto r = RunRetention();
       if (!r.ok()) s = r.status();
     }
-    if (s.ok() && Clock::now() - last_cursor_persist > std::chrono::milliseconds(options_.cursor_persist_ms)) {
+    if (s.ok() &&
+        Clock::now() - last_cursor_persist > std::chrono::milliseconds(options_.cursor_persist_ms)) {
       last_cursor_persist = Clock::now();
       // A failure here is not the writer's: it is retried on the next tick.
       Status cs = PersistCursors();

@@ -153,10 +153,10 @@ class Log {
   struct Segment {
     uint64_t number = 0;
     uint64_t first_seq = 0;
-    uint64_t last_seq = 0;     // last seq appended into it (0: none yet)
-    bool last_known = true;    // false: recovered segment whose end was not derived
+    uint64_t last_seq = 0;   // last seq appended into it (0: none yet)
+    bool last_known = true;  // false: recovered segment whose end was not derived
     uint64_t created_ms = 0;
-    uint64_t end_offset = 0;   // bytes written (sealed or active); 0: unknown
+    uint64_t end_offset = 0;                           // bytes written (sealed or active); 0: unknown
     std::vector<std::pair<uint64_t, uint64_t>> index;  // sparse (seq, offset)
   };
   struct Chunk {
@@ -193,8 +193,8 @@ class Log {
   ReadView Snapshot(bool durable_only) const;
   bool IoShouldWakeLocked() const;
   bool io_sleeping_ = false;
-  bool io_idle_ = false;          // the I/O thread sleeps with nothing to write or sync
-  uint64_t active_segment_ = 0;   // segment being written or opened; lower ones are sealed
+  bool io_idle_ = false;         // the I/O thread sleeps with nothing to write or sync
+  uint64_t active_segment_ = 0;  // segment being written or opened; lower ones are sealed
   std::vector<std::pair<uint64_t, uint64_t>> IndexOf(uint64_t segment) const;
   bool WaitForMore(uint64_t after_seq, bool durable_only, std::chrono::milliseconds timeout) const;
 
@@ -206,8 +206,8 @@ class Log {
   int eventfd_ = -1;
 
   mutable std::mutex mu_;
-  std::condition_variable io_cv_;       // wakes the I/O thread
-  std::condition_variable space_cv_;    // wakes blocked producers
+  std::condition_variable io_cv_;                // wakes the I/O thread
+  std::condition_variable space_cv_;             // wakes blocked producers
   mutable std::condition_variable progress_cv_;  // written/durable advanced
   std::deque<Segment> segments_;
   std::vector<Chunk> pending_;
@@ -248,8 +248,8 @@ class Log {
 class LogReader {
  public:
   // Offline reader over a directory nothing is writing to.
-  static Result<std::unique_ptr<LogReader>> OpenDir(FileSystem* fs, const std::string& dir,
-                                                    uint64_t from_seq, Reporter* reporter);
+  static Result<std::unique_ptr<LogReader>> OpenDir(FileSystem* fs, const std::string& dir, uint64_t from_seq,
+                                                    Reporter* reporter);
   ~LogReader();
 
   // The next record; false when caught up (status() ok) or on an I/O error.

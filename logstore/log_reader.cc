@@ -18,8 +18,8 @@ LogReader::LogReader(const Log* log, FileSystem* fs, std::string dir, uint64_t f
 
 LogReader::~LogReader() = default;
 
-Result<std::unique_ptr<LogReader>> LogReader::OpenDir(FileSystem* fs, const std::string& dir, uint64_t from_seq,
-                                                      Reporter* reporter) {
+Result<std::unique_ptr<LogReader>> LogReader::OpenDir(FileSystem* fs, const std::string& dir,
+                                                      uint64_t from_seq, Reporter* reporter) {
   auto names = fs->ListDir(dir);
   if (!names.ok()) return names.status();
   std::vector<uint64_t> numbers;
@@ -68,7 +68,8 @@ Log::ReadView LogReader::View() const {
 bool LogReader::OpenSegmentFor(const Log::ReadView& view) {
   for (const auto& s : view.segments) {
     if (s.number <= segment_) continue;
-    if (s.last_known && (s.last_seq < next_seq_ || s.last_seq < s.first_seq)) continue;  // behind us, or empty
+    if (s.last_known && (s.last_seq < next_seq_ || s.last_seq < s.first_seq))
+      continue;  // behind us, or empty
     auto f = fs_->OpenReadable(dir_ + "/" + SegmentFileName(s.number));
     if (!f.ok()) {
       status_ = f.status();

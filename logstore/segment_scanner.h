@@ -18,12 +18,12 @@ namespace kvf::logstore {
 // One span of bytes a reader refused.
 struct DropReport {
   uint64_t segment = 0;
-  uint64_t offset = 0;      // where the refused bytes start in the segment file
-  uint64_t bytes = 0;       // how many
-  uint64_t first_seq = 0;   // seq range known to be lost (0/0 when none)
+  uint64_t offset = 0;     // where the refused bytes start in the segment file
+  uint64_t bytes = 0;      // how many
+  uint64_t first_seq = 0;  // seq range known to be lost (0/0 when none)
   uint64_t last_seq = 0;
   std::string reason;
-  bool torn_tail = false;   // true: the bytes ended the segment (nothing valid after)
+  bool torn_tail = false;  // true: the bytes ended the segment (nothing valid after)
 };
 
 // Receives drop reports. Called on the reading thread.

@@ -75,8 +75,8 @@ Result<LogSummary> InspectLog(FileSystem* fs, const std::string& dir, bool full)
           } else {
             DropReport r;
             r.segment = s.number;
-            r.reason = "segment starts at seq " + std::to_string(first_found) + ", not after the previous one's " +
-                       std::to_string(prev_last);
+            r.reason = "segment starts at seq " + std::to_string(first_found) +
+                       ", not after the previous one's " + std::to_string(prev_last);
             rep.Dropped(r);
           }
         }
@@ -90,7 +90,8 @@ Result<LogSummary> InspectLog(FileSystem* fs, const std::string& dir, bool full)
   }
   if (!full && !out.segments.empty()) {
     out.last_seq = out.segments.back().last_seq;
-    if (out.last_seq == 0 && out.segments.back().first_seq > 0) out.last_seq = out.segments.back().first_seq - 1;
+    if (out.last_seq == 0 && out.segments.back().first_seq > 0)
+      out.last_seq = out.segments.back().first_seq - 1;
     if (out.first_seq != 0 && out.last_seq >= out.first_seq) out.records = out.last_seq - out.first_seq + 1;
   }
   out.damage = std::move(rep.reports);

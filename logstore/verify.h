@@ -18,9 +18,9 @@ struct SegmentSummary {
   bool header_ok = false;
   uint64_t first_seq = 0;  // from the header (0: unknown)
   uint64_t created_ms = 0;
-  uint64_t records = 0;    // valid change records (full verify only)
-  uint64_t last_seq = 0;   // last valid seq found (full verify only)
-  uint64_t end_offset = 0; // where the valid records end (full verify only)
+  uint64_t records = 0;     // valid change records (full verify only)
+  uint64_t last_seq = 0;    // last valid seq found (full verify only)
+  uint64_t end_offset = 0;  // where the valid records end (full verify only)
   uint64_t file_bytes = 0;
   uint64_t disk_bytes = 0;
 };
@@ -28,12 +28,12 @@ struct SegmentSummary {
 struct LogSummary {
   std::vector<SegmentSummary> segments;
   uint64_t records = 0;
-  uint64_t first_seq = 0;       // lowest seq present (0: empty)
-  uint64_t last_seq = 0;        // highest seq present
-  uint64_t contiguous_to = 0;   // every seq from first_seq to here is present and valid
+  uint64_t first_seq = 0;      // lowest seq present (0: empty)
+  uint64_t last_seq = 0;       // highest seq present
+  uint64_t contiguous_to = 0;  // every seq from first_seq to here is present and valid
   uint64_t recycled_files = 0;
   uint64_t disk_bytes = 0;
-  std::vector<DropReport> damage;                 // everything a reader would drop
+  std::vector<DropReport> damage;                   // everything a reader would drop
   std::vector<std::pair<uint64_t, uint64_t>> gaps;  // missing seq ranges between segments
   bool ok() const { return damage.empty() && gaps.empty(); }
 };

@@ -95,7 +95,9 @@ Workload& Small() {
   static FileRemover rm{w.path};
   return w;
 }
-Workload& Pick(int which) { return which == 0 ? Pipelined() : Small(); }
+Workload& Pick(int which) {
+  return which == 0 ? Pipelined() : Small();
+}
 
 // A consumer that reads every delivered byte (so delivery is not free).
 class Sum : public StreamConsumerFactory {
@@ -139,7 +141,8 @@ void BM_OfflineReassembly(benchmark::State& state, int which) {
       const size_t n = (*src)->RxBurst(burst);
       for (size_t i = 0; i < n; ++i) {
         TcpSegment seg;
-        if (DecodeFrame(burst[i].data, burst[i].len, burst[i].ts_ns, &seg) == DecodeStatus::kOk) table.Process(seg);
+        if (DecodeFrame(burst[i].data, burst[i].len, burst[i].ts_ns, &seg) == DecodeStatus::kOk)
+          table.Process(seg);
       }
     }
     table.CloseAll();

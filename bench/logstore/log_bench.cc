@@ -104,7 +104,8 @@ void RunLog(benchmark::State& state, uint64_t rate) {
     records += kBatch;
   }
   (void)(*log)->Sync();
-  state.counters["records_per_s"] = benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
+  state.counters["records_per_s"] =
+      benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
   state.counters["MB_per_s"] =
       benchmark::Counter(static_cast<double>(records * record_bytes) / 1e6, benchmark::Counter::kIsRate);
   state.counters["ack_p50_us"] = acks.Percentile(0.50);
@@ -117,7 +118,9 @@ void RunLog(benchmark::State& state, uint64_t rate) {
 }
 
 // As fast as the producer can go: throughput (ack latency includes queueing).
-void BM_LogAppend(benchmark::State& state) { RunLog(state, 0); }
+void BM_LogAppend(benchmark::State& state) {
+  RunLog(state, 0);
+}
 
 // At a fixed offered load (~40 MB/s, at most 300k records/s): ack latency.
 void BM_LogDurableAck(benchmark::State& state) {
@@ -158,7 +161,8 @@ void BM_PwriteFdatasync(benchmark::State& state) {
   }
   ::fdatasync(fd);
   ::close(fd);
-  state.counters["records_per_s"] = benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
+  state.counters["records_per_s"] =
+      benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
   state.counters["MB_per_s"] =
       benchmark::Counter(static_cast<double>(records * record_bytes) / 1e6, benchmark::Counter::kIsRate);
   state.counters["syncs"] = static_cast<double>(syncs);
@@ -170,7 +174,10 @@ void Args(benchmark::internal::Benchmark* b) {
   for (int64_t bytes : {64, 128, 512, 4096}) {
     for (int64_t ms : {1, 5, 20}) b->Args({bytes, ms, 16});
   }
-  b->ArgNames({"bytes", "fsync_ms", "segment_mb"})->UseRealTime()->MinTime(1.0)->Unit(benchmark::kMicrosecond);
+  b->ArgNames({"bytes", "fsync_ms", "segment_mb"})
+      ->UseRealTime()
+      ->MinTime(1.0)
+      ->Unit(benchmark::kMicrosecond);
 }
 
 BENCHMARK(BM_LogAppend)->Apply(Args);

@@ -50,11 +50,11 @@ int64_t NowNs() {
 }
 
 struct PathModel {
-  double delay_ms = 0;       // one-way propagation delay
-  double jitter_ms = 0;      // uniform in [-jitter, +jitter], clamped at 0 total
-  double loss_pct = 0;       // independent random loss
-  double rate_mbit = 0;      // 0 = unlimited
-  uint64_t burst_bytes = 0;  // token bucket depth; 0 = automatic
+  double delay_ms = 0;         // one-way propagation delay
+  double jitter_ms = 0;        // uniform in [-jitter, +jitter], clamped at 0 total
+  double loss_pct = 0;         // independent random loss
+  double rate_mbit = 0;        // 0 = unlimited
+  uint64_t burst_bytes = 0;    // token bucket depth; 0 = automatic
   uint32_t queue_pkts = 1000;  // bottleneck queue limit (tail drop)
 };
 
@@ -115,8 +115,8 @@ Result<int> OpenTun(const std::string& netns, const std::string& name) {
 // One direction of the path: a ring of packet slots ordered by delivery time.
 class Direction {
  public:
-  Direction(std::string name, int in_fd, int out_fd, const PathModel& model, size_t slots,
-            size_t slot_bytes, uint64_t seed)
+  Direction(std::string name, int in_fd, int out_fd, const PathModel& model, size_t slots, size_t slot_bytes,
+            uint64_t seed)
       : name_(std::move(name)),
         in_fd_(in_fd),
         out_fd_(out_fd),
@@ -310,10 +310,14 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--burst-bytes", model.burst_bytes, "token bucket depth (0: max(16 KiB, 1 ms at rate))");
   app.add_option("--queue-pkts", model.queue_pkts, "bottleneck queue limit in packets (tail drop)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--inflight-pkts", slots, "delay-line capacity in packets per direction")
-      ->capture_default_str()->check(CLI::Range(size_t{16}, size_t{1} << 22));
-  app.add_option("--mtu", mtu, "largest packet forwarded")->capture_default_str()->check(CLI::Range(576, 65535));
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{16}, size_t{1} << 22));
+  app.add_option("--mtu", mtu, "largest packet forwarded")
+      ->capture_default_str()
+      ->check(CLI::Range(576, 65535));
   app.add_option("--seed", seed, "random seed for loss and jitter")->capture_default_str();
   app.add_option("--stats-file", stats_file, "write JSON counters here every 200 ms and on exit");
   CLI11_PARSE(app, argc, argv);

@@ -59,10 +59,12 @@ int main(int argc, char** argv) {
 
   LogOptions lo;
   lo.dir = opt.dir;
-  lo.io = opt.io == "uring" ? kvf::logstore::IoBackend::kUring
+  lo.io = opt.io == "uring"   ? kvf::logstore::IoBackend::kUring
           : opt.io == "posix" ? kvf::logstore::IoBackend::kPosix
                               : kvf::logstore::IoBackend::kAuto;
-  lo.sync_mode = opt.sync == "batch" ? SyncMode::kPerBatch : opt.sync == "never" ? SyncMode::kNever : SyncMode::kEveryMs;
+  lo.sync_mode = opt.sync == "batch"   ? SyncMode::kPerBatch
+                 : opt.sync == "never" ? SyncMode::kNever
+                                       : SyncMode::kEveryMs;
   lo.sync_every_ms = opt.fsync_ms;
   lo.segment_bytes = opt.segment_mb << 20;
   CollectingReporter reporter;
@@ -104,7 +106,8 @@ int main(int argc, char** argv) {
       }
       std::lock_guard<std::mutex> l(mu);
       while (!samples.empty() && samples.front().first <= d) {
-        latencies_us.push_back(std::chrono::duration<double, std::micro>(now - samples.front().second).count());
+        latencies_us.push_back(
+            std::chrono::duration<double, std::micro>(now - samples.front().second).count());
         samples.pop_front();
       }
     }
@@ -125,7 +128,8 @@ int main(int argc, char** argv) {
       }
     }
     const uint64_t now_ms = kvf::HybridClock::SystemMs();
-    for (size_t i = 0; i < batch.size(); ++i) batch[i] = SyntheticRecord(next_seq + i, opt.record_bytes, now_ms);
+    for (size_t i = 0; i < batch.size(); ++i)
+      batch[i] = SyntheticRecord(next_seq + i, opt.record_bytes, now_ms);
     auto first = log.AppendBatch(batch);
     if (!first.ok()) {
       std::fprintf(stderr, "append: %s\n", first.status().ToString().c_str());
@@ -164,11 +168,12 @@ int main(int argc, char** argv) {
     return latencies_us[std::min(latencies_us.size() - 1, static_cast<size_t>(q * latencies_us.size()))];
   };
   const double bytes = static_cast<double>(appended) * static_cast<double>(opt.record_bytes);
-  std::printf("result records=%llu seconds=%.3f records_per_s=%.0f MB_per_s=%.1f syncs=%llu "
-              "ack_p50_us=%.0f ack_p99_us=%.0f ack_max_us=%.0f durable=%llu io=%s\n",
-              static_cast<unsigned long long>(appended), total_s, appended / append_s, bytes / append_s / 1e6,
-              static_cast<unsigned long long>(st.syncs), pct(0.5), pct(0.99),
-              latencies_us.empty() ? 0.0 : latencies_us.back(), static_cast<unsigned long long>(st.durable_seq),
-              st.io_backend.c_str());
+  std::printf(
+      "result records=%llu seconds=%.3f records_per_s=%.0f MB_per_s=%.1f syncs=%llu "
+      "ack_p50_us=%.0f ack_p99_us=%.0f ack_max_us=%.0f durable=%llu io=%s\n",
+      static_cast<unsigned long long>(appended), total_s, appended / append_s, bytes / append_s / 1e6,
+      static_cast<unsigned long long>(st.syncs), pct(0.5), pct(0.99),
+      latencies_us.empty() ? 0.0 : latencies_us.back(), static_cast<unsigned long long>(st.durable_seq),
+      st.io_backend.c_str());
   return rc;
 }

@@ -27,7 +27,8 @@ inline ChangeRecord SyntheticRecord(uint64_t seq, size_t record_bytes, uint64_t 
 
 // Whether `r` (read back from a log) is what SyntheticRecord wrote for r.seq.
 inline bool IsSyntheticRecord(const ChangeRecord& r) {
-  if (r.key != "k" + std::to_string(r.seq) || r.args.size() != 3 || r.args[0] != "SET" || r.args[1] != r.key) {
+  if (r.key != "k" + std::to_string(r.seq) || r.args.size() != 3 || r.args[0] != "SET" ||
+      r.args[1] != r.key) {
     return false;
   }
   const char want = static_cast<char>('a' + r.seq % 26);

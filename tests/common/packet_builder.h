@@ -39,8 +39,12 @@ inline void Put32(Bytes* b, uint32_t v) {
   Put16(b, static_cast<uint16_t>(v >> 16));
   Put16(b, static_cast<uint16_t>(v));
 }
-inline void Append(Bytes* b, const Bytes& tail) { b->insert(b->end(), tail.begin(), tail.end()); }
-inline Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
+inline void Append(Bytes* b, const Bytes& tail) {
+  b->insert(b->end(), tail.begin(), tail.end());
+}
+inline Bytes ToBytes(std::string_view s) {
+  return Bytes(s.begin(), s.end());
+}
 
 // An IPv4 ("10.0.0.1") or IPv6 ("fd00::1") address as raw bytes (4 or 16).
 inline Bytes Addr(const std::string& text) {
@@ -110,7 +114,8 @@ inline Bytes Ipv4(const std::string& src, const std::string& dst, uint8_t proto,
                   const Ipv4Options& o = {}) {
   const size_t hlen = 20 + size_t{o.option_words} * 4;
   Bytes b;
-  const uint8_t ihl = o.ihl_override >= 0 ? static_cast<uint8_t>(o.ihl_override) : static_cast<uint8_t>(hlen / 4);
+  const uint8_t ihl =
+      o.ihl_override >= 0 ? static_cast<uint8_t>(o.ihl_override) : static_cast<uint8_t>(hlen / 4);
   b.push_back(static_cast<uint8_t>(0x40 | (ihl & 0x0f)));
   b.push_back(0);
   Put16(&b, o.total_length_override >= 0 ? static_cast<uint16_t>(o.total_length_override)
@@ -202,8 +207,8 @@ struct GreOptions {
 };
 inline Bytes Gre(uint16_t proto, const Bytes& payload, const GreOptions& o = {}) {
   Bytes b;
-  Put16(&b, static_cast<uint16_t>((o.checksum ? 0x8000 : 0) | (o.key ? 0x2000 : 0) | (o.sequence ? 0x1000 : 0) |
-                                  (o.version & 7)));
+  Put16(&b, static_cast<uint16_t>((o.checksum ? 0x8000 : 0) | (o.key ? 0x2000 : 0) |
+                                  (o.sequence ? 0x1000 : 0) | (o.version & 7)));
   Put16(&b, proto);
   if (o.checksum) Put32(&b, 0);
   if (o.key) Put32(&b, 0xabcd);

@@ -28,8 +28,8 @@ TEST(Bytes, FixedLittleEndian) {
 }
 
 TEST(Bytes, VarintRoundTripAndLengths) {
-  const uint64_t values[] = {0, 1, 127, 128, 300, 16383, 16384, (1ull << 32) - 1, 1ull << 63,
-                             std::numeric_limits<uint64_t>::max()};
+  const uint64_t values[] = {
+      0, 1, 127, 128, 300, 16383, 16384, (1ull << 32) - 1, 1ull << 63, std::numeric_limits<uint64_t>::max()};
   std::string s;
   for (uint64_t v : values) AppendVarint(&s, v);
   ByteReader r(s);

@@ -50,7 +50,8 @@ TEST(CtlCaptureTest, OfflineJsonTotalsShowFlowsAndExactGaps) {
     s.seq = seq;
     s.flags = flags;
     s.payload = std::move(payload);
-    frames.push_back({c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
+    frames.push_back(
+        {c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
     ts += 400'000'000;  // 0.4 s apart: the file spans several capture seconds
   };
   for (uint16_t port : {41000, 41001}) {
@@ -68,7 +69,8 @@ TEST(CtlCaptureTest, OfflineJsonTotalsShowFlowsAndExactGaps) {
     other.payload = "elsewhere";
     frames.push_back({tb::TcpFrame("10.0.0.1", "10.0.0.2", other), ts});
   }
-  const std::string path = std::string(::testing::TempDir()) + "kvf_ctl_capture_" + std::to_string(getpid()) + ".pcap";
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_capture_" + std::to_string(getpid()) + ".pcap";
   std::string err;
   ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
 

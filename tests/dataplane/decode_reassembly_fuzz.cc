@@ -66,8 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const DecodeStatus st = DecodeFrame(frame.get(), len, now, &seg);
     counters.Add(st);
     if (st == DecodeStatus::kOk) {
-      Check(seg.payload_len <= len && (seg.payload_len == 0 || (seg.payload >= frame.get() &&
-                                                                  seg.payload + seg.payload_len <= frame.get() + len)));
+      Check(seg.payload_len <= len &&
+            (seg.payload_len == 0 ||
+             (seg.payload >= frame.get() && seg.payload + seg.payload_len <= frame.get() + len)));
       table.Process(seg);
     }
     if (control & 0x80) table.Tick(now * 100);

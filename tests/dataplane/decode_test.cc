@@ -28,9 +28,13 @@ tb::TcpSpec Spec(std::string payload = "*1\r\n$4\r\nPING\r\n") {
   return s;
 }
 
-Bytes InnerV4() { return tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec()); }
+Bytes InnerV4() {
+  return tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec());
+}
 
-DecodeStatus Decode(const Bytes& f, TcpSegment* seg) { return DecodeFrame(f.data(), f.size(), 42, seg); }
+DecodeStatus Decode(const Bytes& f, TcpSegment* seg) {
+  return DecodeFrame(f.data(), f.size(), 42, seg);
+}
 
 void ExpectInnerV4(const Bytes& frame, int encaps) {
   TcpSegment seg;
@@ -76,11 +80,13 @@ TEST(DecodeTest, PlainIpv6WithExtensionHeaders) {
 
 TEST(DecodeTest, Ipv6ExtensionChainIsBounded) {
   std::vector<tb::Ipv6Extension> chain(kMaxIpv6Extensions + 1, tb::Ipv6Extension{60, 6});
-  const Bytes frame = tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), chain));
+  const Bytes frame =
+      tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), chain));
   TcpSegment seg;
   EXPECT_EQ(Decode(frame, &seg), DecodeStatus::kIpv6TooManyExtensions);
   chain.resize(kMaxIpv6Extensions - 1);
-  const Bytes ok = tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), chain));
+  const Bytes ok =
+      tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()), chain));
   EXPECT_EQ(Decode(ok, &seg), DecodeStatus::kOk);
 }
 
@@ -98,27 +104,28 @@ TEST(DecodeTest, VlanAndQinQ) {
   ExpectInnerV4(qinq, 0);
   ExpectAllPrefixesRefused(qinq);
   TcpSegment seg;
-  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, ip, {{tb::kEthQinQ, 1}, {tb::kEthVlan, 2}, {tb::kEthVlan, 3}}), &seg),
-            DecodeStatus::kTooManyVlanTags);
+  EXPECT_EQ(
+      Decode(tb::Ethernet(tb::kEthIpv4, ip, {{tb::kEthQinQ, 1}, {tb::kEthVlan, 2}, {tb::kEthVlan, 3}}), &seg),
+      DecodeStatus::kTooManyVlanTags);
 }
 
 TEST(DecodeTest, Vxlan) {
-  const Bytes frame = tb::Ethernet(
-      tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp, tb::Udp(5555, 4789, tb::Vxlan(7, InnerV4()))));
+  const Bytes frame = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp,
+                                                          tb::Udp(5555, 4789, tb::Vxlan(7, InnerV4()))));
   ExpectInnerV4(frame, 1);
   ExpectAllPrefixesRefused(frame);
   TcpSegment seg;
   const Bytes bad = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp,
                                                         tb::Udp(5555, 4789, tb::Vxlan(7, InnerV4(), 0x00))));
   EXPECT_EQ(Decode(bad, &seg), DecodeStatus::kBadVxlan);
-  const Bytes other_udp =
-      tb::Ethernet(tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp, tb::Udp(5555, 53, InnerV4())));
+  const Bytes other_udp = tb::Ethernet(
+      tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp, tb::Udp(5555, 53, InnerV4())));
   EXPECT_EQ(Decode(other_udp, &seg), DecodeStatus::kUnsupportedTransport);
 }
 
 TEST(DecodeTest, VxlanOverIpv6) {
-  const Bytes frame =
-      tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::a", "fd00::b", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, InnerV4()))));
+  const Bytes frame = tb::Ethernet(
+      tb::kEthIpv6, tb::Ipv6("fd00::a", "fd00::b", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, InnerV4()))));
   ExpectInnerV4(frame, 1);
 }
 
@@ -126,18 +133,24 @@ TEST(DecodeTest, GreVariants) {
   const Bytes inner_ip = tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tb::Tcp(Spec()));
   for (const tb::GreOptions& o : {tb::GreOptions{}, tb::GreOptions{true, false, false},
                                   tb::GreOptions{false, true, false}, tb::GreOptions{true, true, true}}) {
-    const Bytes teb = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthTeb, InnerV4(), o)));
+    const Bytes teb = tb::Ethernet(
+        tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthTeb, InnerV4(), o)));
     ExpectInnerV4(teb, 1);
     ExpectAllPrefixesRefused(teb);
-    const Bytes ip = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthIpv4, inner_ip, o)));
+    const Bytes ip = tb::Ethernet(
+        tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthIpv4, inner_ip, o)));
     ExpectInnerV4(ip, 1);
   }
   TcpSegment seg;
   tb::GreOptions v1;
   v1.version = 1;
-  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthTeb, InnerV4(), v1))), &seg),
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre,
+                                                       tb::Gre(tb::kEthTeb, InnerV4(), v1))),
+                   &seg),
             DecodeStatus::kUnsupportedGre);
-  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(0x1234, InnerV4()))), &seg),
+  EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4,
+                                tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(0x1234, InnerV4()))),
+                   &seg),
             DecodeStatus::kUnsupportedGre);
 }
 
@@ -145,31 +158,36 @@ TEST(DecodeTest, Erspan) {
   tb::GreOptions seq;
   seq.sequence = true;
   const Bytes type2 = tb::Ethernet(
-      tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan2, tb::ErspanII(5, InnerV4()), seq)));
+      tb::kEthIpv4,
+      tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan2, tb::ErspanII(5, InnerV4()), seq)));
   ExpectInnerV4(type2, 1);
   ExpectAllPrefixesRefused(type2);
-  const Bytes type1 =
-      tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan2, InnerV4())));
+  const Bytes type1 = tb::Ethernet(
+      tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan2, InnerV4())));
   ExpectInnerV4(type1, 1);
   for (bool sub : {false, true}) {
-    const Bytes type3 = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre,
-                                                            tb::Gre(tb::kEthErspan3, tb::ErspanIII(5, InnerV4(), sub), seq)));
+    const Bytes type3 =
+        tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre,
+                                            tb::Gre(tb::kEthErspan3, tb::ErspanIII(5, InnerV4(), sub), seq)));
     ExpectInnerV4(type3, 1);
     ExpectAllPrefixesRefused(type3);
   }
   TcpSegment seg;
   const Bytes wrong_version = tb::Ethernet(
-      tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan3, tb::ErspanII(5, InnerV4()), seq)));
+      tb::kEthIpv4,
+      tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpGre, tb::Gre(tb::kEthErspan3, tb::ErspanII(5, InnerV4()), seq)));
   EXPECT_EQ(Decode(wrong_version, &seg), DecodeStatus::kBadErspan);
 }
 
 TEST(DecodeTest, NestedTunnelsAreBounded) {
   Bytes f = InnerV4();
   for (int i = 0; i < kMaxEncapsulations; ++i) {
-    f = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, f))));
+    f = tb::Ethernet(tb::kEthIpv4,
+                     tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, f))));
   }
   ExpectInnerV4(f, kMaxEncapsulations);
-  f = tb::Ethernet(tb::kEthIpv4, tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, f))));
+  f = tb::Ethernet(tb::kEthIpv4,
+                   tb::Ipv4("1.1.1.1", "2.2.2.2", tb::kIpUdp, tb::Udp(1, 4789, tb::Vxlan(1, f))));
   TcpSegment seg;
   EXPECT_EQ(Decode(f, &seg), DecodeStatus::kTooManyEncapsulations);
 }

@@ -26,7 +26,9 @@ class WorkerSink : public StreamConsumerFactory {
   };
   struct Consumer : StreamConsumer {
     explicit Consumer(Flow* f) : f(f) {}
-    void OnData(Direction d, ByteSpan b, uint64_t) override { f->data[static_cast<int>(d)].append(AsChars(b)); }
+    void OnData(Direction d, ByteSpan b, uint64_t) override {
+      f->data[static_cast<int>(d)].append(AsChars(b));
+    }
     void OnGap(Direction, uint64_t n) override { f->gaps += n; }
     void OnClose(CloseReason) override { f->closed = true; }
     Flow* f;
@@ -56,15 +58,16 @@ Traffic MakeTraffic(int flows, int exchanges) {
       s.seq = seq;
       s.flags = flags;
       s.payload = p;
-      t.frames.push_back(c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s));
+      t.frames.push_back(c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s)
+                             : tb::TcpFrame("10.0.0.2", "10.0.0.1", s));
       ++ts;
     };
     frame(true, 1000, tb::kTcpSyn, "");
     frame(false, 9000, tb::kTcpSyn | tb::kTcpAck, "");
     uint32_t cseq = 1001, sseq = 9001;
     for (int i = 0; i < exchanges; ++i) {
-      const std::string req = "*2\r\n$3\r\nGET\r\n$" + std::to_string(std::to_string(f * 1000 + i).size()) + "\r\n" +
-                              std::to_string(f * 1000 + i) + "\r\n";
+      const std::string req = "*2\r\n$3\r\nGET\r\n$" + std::to_string(std::to_string(f * 1000 + i).size()) +
+                              "\r\n" + std::to_string(f * 1000 + i) + "\r\n";
       const std::string rep = "$-1\r\n";
       frame(true, cseq, tb::kTcpAck, req);
       frame(false, sseq, tb::kTcpAck, rep);

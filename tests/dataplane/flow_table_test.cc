@@ -60,7 +60,9 @@ class Recorder : public StreamConsumerFactory {
   std::vector<std::unique_ptr<Recorded>> flows;
 };
 
-Endpoint Ep(const char* s) { return *Endpoint::Parse(s); }
+Endpoint Ep(const char* s) {
+  return *Endpoint::Parse(s);
+}
 
 const Endpoint kClient = Ep("10.0.0.1:40000");
 const Endpoint kServer = Ep("10.0.0.2:6379");
@@ -154,9 +156,9 @@ TEST_F(FlowTableTest, DuplicatesAreDroppedAndCounted) {
 
 TEST_F(FlowTableTest, OverlapsFirstSeenBytesWin) {
   Handshake(100, 5000);
-  Send(true, 105, "efgh");         // buffered first
-  Send(true, 103, "CDxxxxIJ");     // overlaps the buffered chunk on both sides
-  Send(true, 101, "ABzz");         // in order, overlaps buffered "CD"
+  Send(true, 105, "efgh");      // buffered first
+  Send(true, 103, "CDxxxxIJ");  // overlaps the buffered chunk on both sides
+  Send(true, 101, "ABzz");      // in order, overlaps buffered "CD"
   EXPECT_EQ(Flow().data[0], "ABCDefghIJ");
   EXPECT_EQ(table_->stats().retransmitted_bytes, 4u + 2u);
 }
@@ -221,7 +223,7 @@ TEST_F(FlowTableTest, SequenceWrapAround) {
   Handshake(isn, 0xfffffffeu);
   Send(true, isn + 1 + 8, "IJKLMNOP");  // crosses 2^32 and arrives first
   Send(true, isn + 1, "ABCDEFGH");
-  Send(false, 0xffffffffu, "0123");     // server data wraps too
+  Send(false, 0xffffffffu, "0123");  // server data wraps too
   Send(true, isn + 1 + 16, "QR");
   EXPECT_EQ(Flow().data[0], "ABCDEFGHIJKLMNOPQR");
   EXPECT_EQ(Flow().data[1], "0123");
@@ -364,8 +366,8 @@ void RandomStreamRound(uint32_t seed, bool lossy, bool acks = false) {
   for (uint32_t off = 0; off < stream.size();) {
     const uint32_t len = std::min<uint32_t>(1 + rng() % 1400, static_cast<uint32_t>(stream.size()) - off);
     pieces.push_back({off, len});
-    if (rng() % 5 == 0) pieces.push_back({off, len});                        // duplicate
-    if (rng() % 7 == 0 && len > 4) pieces.push_back({off + 2, len - 3});    // overlapping partial copy
+    if (rng() % 5 == 0) pieces.push_back({off, len});                     // duplicate
+    if (rng() % 7 == 0 && len > 4) pieces.push_back({off + 2, len - 3});  // overlapping partial copy
     off += len;
   }
   std::vector<char> lost(pieces.size(), 0);

@@ -62,7 +62,8 @@ TEST(PcapSourceTest, OfflineReadBackAndReassemble) {
     s.seq = seq;
     s.flags = flags;
     s.payload = std::move(payload);
-    frames.push_back({c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
+    frames.push_back(
+        {c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
     ts += 1000;
   };
   add(true, 99, tb::kTcpSyn, "");
@@ -154,7 +155,9 @@ void WriteFile(const std::string& path, const std::vector<uint8_t>& v) {
   std::fwrite(v.data(), 1, v.size(), f);
   std::fclose(f);
 }
-void Swap32(std::vector<uint8_t>* v, size_t off) { std::reverse(v->begin() + off, v->begin() + off + 4); }
+void Swap32(std::vector<uint8_t>* v, size_t off) {
+  std::reverse(v->begin() + off, v->begin() + off + 4);
+}
 
 // Microsecond files, files from a host of the other byte order, and a file
 // cut in the middle of a record (the frames before the cut are delivered and
@@ -325,7 +328,8 @@ TEST(PcapSourceTest, LiveLoopbackConnectionReassembles) {
   if (!src.ok()) GTEST_SKIP() << "live capture unavailable: " << src.status().ToString();
 
   std::string request;
-  for (int i = 0; i < 2000; ++i) request += "*2\r\n$3\r\nGET\r\n$6\r\nkey" + std::to_string(100 + i % 900) + "\r\n";
+  for (int i = 0; i < 2000; ++i)
+    request += "*2\r\n$3\r\nGET\r\n$6\r\nkey" + std::to_string(100 + i % 900) + "\r\n";
   std::thread peer([&] {
     const int c = socket(AF_INET, SOCK_STREAM, 0);
     connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
@@ -358,7 +362,8 @@ TEST(PcapSourceTest, LiveLoopbackConnectionReassembles) {
     const size_t n = (*src)->RxBurst(burst);
     for (size_t i = 0; i < n; ++i) {
       TcpSegment seg;
-      if (DecodeFrame(burst[i].data, burst[i].len, burst[i].ts_ns, &seg) == DecodeStatus::kOk) table.Process(seg);
+      if (DecodeFrame(burst[i].data, burst[i].len, burst[i].ts_ns, &seg) == DecodeStatus::kOk)
+        table.Process(seg);
     }
   }
   peer.join();

@@ -104,9 +104,9 @@ class StreamCounter : public StreamConsumerFactory {
 };
 
 struct Outcome {
-  uint64_t server_sets = 0;   // INFO commandstats delta
-  uint64_t parsed_sets = 0;   // SETs parsed from reassembled streams
-  uint64_t gap_bytes = 0;     // reported to consumers
+  uint64_t server_sets = 0;            // INFO commandstats delta
+  uint64_t parsed_sets = 0;            // SETs parsed from reassembled streams
+  uint64_t gap_bytes = 0;              // reported to consumers
   uint64_t dropped_payload_bytes = 0;  // what the test removed on purpose
   uint64_t parse_errors = 0;
   DispatcherStats stats;
@@ -183,8 +183,9 @@ class RedisCaptureTest : public ::testing::Test {
              "--save", "", "--appendonly", "no", "--logfile", "/dev/null", static_cast<char*>(nullptr));
       _exit(127);
     }
-    for (int i = 0; i < 100 && Shell("redis-cli -p " + std::to_string(kPort) + " ping 2>/dev/null").find("PONG") ==
-                                   std::string::npos;
+    for (int i = 0;
+         i < 100 && Shell("redis-cli -p " + std::to_string(kPort) + " ping 2>/dev/null").find("PONG") ==
+                        std::string::npos;
          ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

@@ -48,10 +48,16 @@ int main(int argc, char** argv) {
     const int edits = 1 + static_cast<int>(rng() % 8);
     for (int e = 0; e < edits; ++e) {
       switch (rng() % 4) {
-        case 0: if (!s.empty()) s[rng() % s.size()] = static_cast<char>(rng()); break;
+        case 0:
+          if (!s.empty()) s[rng() % s.size()] = static_cast<char>(rng());
+          break;
         case 1: s.insert(s.empty() ? 0 : rng() % s.size(), 1, static_cast<char>(rng())); break;
-        case 2: if (!s.empty()) s.erase(rng() % s.size(), 1 + rng() % 16); break;
-        case 3: if (!s.empty()) s.resize(rng() % s.size()); break;
+        case 2:
+          if (!s.empty()) s.erase(rng() % s.size(), 1 + rng() % 16);
+          break;
+        case 3:
+          if (!s.empty()) s.resize(rng() % s.size());
+          break;
       }
     }
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(s.data()), s.size());

@@ -44,7 +44,8 @@ struct Child {
     while ((nl = buf.find('\n')) != std::string::npos) {
       const std::string line = buf.substr(0, nl);
       buf.erase(0, nl + 1);
-      if (line.rfind("durable ", 0) == 0) watermark = std::max<uint64_t>(watermark, std::stoull(line.substr(8)));
+      if (line.rfind("durable ", 0) == 0)
+        watermark = std::max<uint64_t>(watermark, std::stoull(line.substr(8)));
       if (line.rfind("open ", 0) == 0) opened = true;
     }
     return true;
@@ -60,8 +61,8 @@ Child Spawn(const std::string& dir) {
     ::dup2(fds[1], 1);
     ::close(fds[0]);
     ::close(fds[1]);
-    ::execl(KVF_LOGBENCH_PATH, KVF_LOGBENCH_PATH, "--dir", dir.c_str(), "--record-bytes", "128", "--fsync-ms", "5",
-            "--seconds", "60", "--rate", "100000", "--segment-mb", "1", "--batch", "16", nullptr);
+    ::execl(KVF_LOGBENCH_PATH, KVF_LOGBENCH_PATH, "--dir", dir.c_str(), "--record-bytes", "128", "--fsync-ms",
+            "5", "--seconds", "60", "--rate", "100000", "--segment-mb", "1", "--batch", "16", nullptr);
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -95,7 +96,8 @@ TEST(CrashTest, SigkillAtRandomMomentsLosesNothingDurable) {
       deadline = Clock::now() + delay;
     }
     while (Clock::now() < deadline) {
-      const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      const int left = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
       if (!c.Pump(std::max(left, 0))) break;
     }
     ::kill(c.pid, SIGKILL);

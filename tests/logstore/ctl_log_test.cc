@@ -51,7 +51,8 @@ TEST(CtlLog, VerifyStatsDumpOnHealthyAndDamagedLogs) {
   ASSERT_EQ(s.code, 0);
   EXPECT_EQ(nlohmann::json::parse(s.out)["last_seq"].get<uint64_t>(), last);
 
-  ShellResult d = Sh(ctl + " log dump --dir " + dir + " --from " + std::to_string(last - 1) + " --format json");
+  ShellResult d =
+      Sh(ctl + " log dump --dir " + dir + " --from " + std::to_string(last - 1) + " --format json");
   ASSERT_EQ(d.code, 0);
   const size_t nl = d.out.find('\n');
   ASSERT_NE(nl, std::string::npos);
@@ -61,7 +62,8 @@ TEST(CtlLog, VerifyStatsDumpOnHealthyAndDamagedLogs) {
 
   // Damage one byte in the middle of the first segment: verify must fail.
   {
-    std::fstream f(dir + "/" + kvf::logstore::SegmentFileName(1), std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(dir + "/" + kvf::logstore::SegmentFileName(1),
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(5000);
     f.put('\x7f');
   }

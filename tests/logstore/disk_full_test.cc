@@ -133,7 +133,8 @@ TEST(DiskFull, DropOldestKeepsWritingAndCountsWhatWasLost) {
   EXPECT_EQ((*log)->Stats().dropped_unshipped.at("slow"), first - 1);
   Status cs = (*log)->Close();
   ASSERT_TRUE(cs.ok()) << cs.ToString();
-  const uint64_t dropped_before = (*log)->Stats().dropped_unshipped.at("slow");  // Close may drop to save cursors
+  const uint64_t dropped_before =
+      (*log)->Stats().dropped_unshipped.at("slow");  // Close may drop to save cursors
   auto again = Log::Open(o);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ((*again)->recovery().last_seq, kTotal);

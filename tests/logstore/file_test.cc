@@ -42,7 +42,8 @@ class PosixFiles : public ::testing::TestWithParam<IoBackend> {};
 
 TEST_P(PosixFiles, WriteSyncReadRecycle) {
   auto fs = NewPosixFileSystem(GetParam());
-  if (!fs.ok() && GetParam() == IoBackend::kUring) GTEST_SKIP() << "needs io_uring: " << fs.status().ToString();
+  if (!fs.ok() && GetParam() == IoBackend::kUring)
+    GTEST_SKIP() << "needs io_uring: " << fs.status().ToString();
   ASSERT_TRUE(fs.ok()) << fs.status().ToString();
   if (GetParam() == IoBackend::kUring) {
     EXPECT_EQ((*fs)->backend_name(), "io_uring");

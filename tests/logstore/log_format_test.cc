@@ -184,9 +184,11 @@ TEST(WorkedExample, MatchesDocsLogFormatMd) {
   EncodeSegmentHeader(SegmentHeader{1, 1, 1'700'000'000'000, 7}, reinterpret_cast<uint8_t*>(seg.data()));
   EXPECT_EQ(Hex(seg),
             "4b56464c010040000100000000000000"
-            "0100000000000000" "0068e5cf8b010000"
+            "0100000000000000"
+            "0068e5cf8b010000"
             "07000000000000000000000000000000"
-            "000000000000000000000000" "41a08f78");
+            "000000000000000000000000"
+            "41a08f78");
   ChangeRecord r;
   r.hlc = Hlc::FromParts(1'700'000'000'000, 3);
   r.capture_ns = 1'700'000'000'000ull * 1'000'000 + 250'000;
@@ -200,7 +202,8 @@ TEST(WorkedExample, MatchesDocsLogFormatMd) {
   AppendFramedRecord(&rec, kChangeType, 1, 1, r.hlc.packed(), payload);
   EXPECT_EQ(Hex(rec),
             "46a21e5f120000000100000001000000"
-            "01000000000000000300" "0068e5cf8b01"
+            "01000000000000000300"
+            "0068e5cf8b01"
             "07000100a0c21e016b0303534554016b"
             "0176");
 }

@@ -114,7 +114,8 @@ TEST_P(SyncModes, DurableWatermarkAdvancesAndNotifies) {
   }
   ASSERT_TRUE((*log)->WaitDurable(last, 5s).ok());
   EXPECT_GE((*log)->durable_seq(), last);
-  for (int i = 0; i < 1000 && callback_seq.load() != (*log)->durable_seq(); ++i) std::this_thread::sleep_for(1ms);
+  for (int i = 0; i < 1000 && callback_seq.load() != (*log)->durable_seq(); ++i)
+    std::this_thread::sleep_for(1ms);
   EXPECT_EQ(callback_seq.load(), (*log)->durable_seq());
   pollfd p{(*log)->durable_eventfd(), POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, 0), 1);
@@ -161,7 +162,7 @@ TEST(Log, FailedFsyncStopsTheWriterAndNeverClaimsDurability) {
   EXPECT_EQ(s.sys_errno(), EIO) << s.ToString();
   fs.SetSyncError(0);  // the device "recovers": a later fsync would succeed
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ((*log)->durable_seq(), 1u);  // record 2 is never claimed durable
+  EXPECT_EQ((*log)->durable_seq(), 1u);                                // record 2 is never claimed durable
   EXPECT_EQ((*log)->Append(MakeRecord(3)).status().sys_errno(), EIO);  // sticky
   EXPECT_NE((*log)->Stats().error.find("memfs sync"), std::string::npos);
   EXPECT_FALSE((*log)->Close().ok());
