@@ -20,9 +20,12 @@ enum class RecordOp : uint8_t {
   // depend on the target's prior state of `key` (SET … KEEPTTL, HSET, ZADD,
   // PEXPIREAT, DEL, XADD with an explicit id, …). Safe to apply twice.
   kIdempotent = 1,
-  // `args` is a command whose effect depends on prior state (APPEND, LINSERT,
-  // EVAL, SORT … STORE): applied exactly once, in order. Always comes with
-  // kNeedsReadback so the key is later overwritten with the source's truth.
+  // `args` is a command whose effect depends on prior state (LPUSH, LTRIM,
+  // APPEND, LINSERT, EVAL, SORT … STORE): applied exactly once, in order. It
+  // is exact on a target that holds the same prior state of `key`; it comes
+  // with kNeedsReadback when the effect cannot be derived from that state and
+  // the arguments (scripts, commands that read other keys, random effects) or
+  // when the prior state may differ (after a gap, an ambiguous order).
   kOrdered = 2,
   // No command: the value of `key` must be read from the source Redis and
   // shipped (after a gap, an ambiguous order, or an unknowable effect).

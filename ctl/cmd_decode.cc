@@ -18,6 +18,7 @@
 #include "dataplane/pcap_source.h"
 #include "resp/ambiguity.h"
 #include "resp/connection.h"
+#include "resp/script_cache.h"
 
 namespace {
 
@@ -27,7 +28,8 @@ namespace dp = kvf::dataplane;
 // Prints records as they leave the ambiguity window; assigns the dense seq.
 class Printer : public resp::RecordSink {
  public:
-  explicit Printer(std::string format) : format_(std::move(format)) {}
+  // Records are given back to `pool` once printed.
+  Printer(std::string format, resp::RecordPool* pool) : format_(std::move(format)), pool_(pool) {}
 
   void Emit(ChangeRecord&& r, uint64_t) override {
     r.seq = ++seq_;
@@ -35,7 +37,7 @@ class Printer : public resp::RecordSink {
     if (r.flags != 0) ++flagged_;
     ++per_op_[static_cast<size_t>(r.op) & 7];
     if (!r.args.empty()) {
-      if (last_command_ == per_command_.end() || last_command_->first != r.args[0]) {
+      if (last_command_ == per_command_.end() || !SameName(last_command_->first, r.args[0])) {
         last_command_ = per_command_.find(std::string_view(r.args[0]));
         if (last_command_ == per_command_.end()) last_command_ = per_command_.emplace(r.args[0], 0).first;
       }
@@ -43,8 +45,17 @@ class Printer : public resp::RecordSink {
     }
     if (format_ == "json") PrintJson(r);
     if (format_ == "resp") PrintResp(r);
+    pool_->Give(std::move(r));
   }
   uint64_t records() const { return records_; }
+  // Command names are short: an inline loop beats a memcmp call per record.
+  static bool SameName(const std::string& a, const std::string& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i] != b[i]) return false;
+    }
+    return true;
+  }
   uint64_t flagged() const { return flagged_; }
   uint64_t readbacks_skipped() const { return readbacks_skipped_; }
   const std::map<std::string, uint64_t, std::less<>>& per_command() const { return per_command_; }
@@ -96,6 +107,7 @@ class Printer : public resp::RecordSink {
   }
 
   std::string format_;
+  resp::RecordPool* pool_;
   uint64_t seq_ = 0, records_ = 0, flagged_ = 0, readbacks_skipped_ = 0;
   uint16_t db_ = 0;
   std::map<std::string, uint64_t, std::less<>> per_command_;
@@ -106,12 +118,16 @@ class Printer : public resp::RecordSink {
 // One resp::Connection per reassembled flow; shifts capture times.
 class FlowConsumer : public dp::StreamConsumer {
  public:
-  FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, int64_t shift_ns, resp::ConnectionStats* totals)
+  FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, int64_t shift_ns,
+               resp::ConnectionStats* totals)
       : conn_(sink, o), shift_ns_(shift_ns), totals_(totals) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
-    conn_.OnData(static_cast<resp::Direction>(dir), bytes, static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_));
+    conn_.OnData(static_cast<resp::Direction>(dir), bytes,
+                 static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_));
   }
-  void OnGap(dp::Direction dir, uint64_t missing) override { conn_.OnGap(static_cast<resp::Direction>(dir), missing); }
+  void OnGap(dp::Direction dir, uint64_t missing) override {
+    conn_.OnGap(static_cast<resp::Direction>(dir), missing);
+  }
   void OnClose(dp::CloseReason) override {
     conn_.OnClose(resp::CloseReason::kFin);
     *totals_ += conn_.stats();
@@ -146,13 +162,16 @@ class Outcomes : public resp::OutcomeObserver {
 
 class Factory : public dp::StreamConsumerFactory {
  public:
-  Factory(resp::RecordSink* sink, int64_t shift_ns, resp::ConnectionStats* totals, resp::OutcomeObserver* observer)
-      : sink_(sink), shift_ns_(shift_ns), totals_(totals), observer_(observer) {}
+  Factory(resp::RecordSink* sink, int64_t shift_ns, resp::ConnectionStats* totals,
+          resp::OutcomeObserver* observer, resp::RecordPool* pool)
+      : sink_(sink), shift_ns_(shift_ns), totals_(totals), observer_(observer), pool_(pool) {}
   std::unique_ptr<dp::StreamConsumer> NewFlow(const dp::FlowInfo& info) override {
     resp::ConnectionOptions o;
     o.connection_id = ++next_id_;
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = observer_;
+    o.scripts = &scripts_;
+    o.pool = pool_;
     return std::make_unique<FlowConsumer>(sink_, o, shift_ns_, totals_);
   }
 
@@ -161,6 +180,11 @@ class Factory : public dp::StreamConsumerFactory {
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
   resp::OutcomeObserver* observer_;
+  resp::RecordPool* pool_;
+  // One script cache for all flows: a script loaded on one connection is
+  // often run from another (offline, all servers share it; SHA-1 names the
+  // body, so a shared cache can never substitute a wrong script).
+  resp::ScriptCache scripts_;
   uint64_t next_id_ = 0;
 };
 
@@ -187,7 +211,8 @@ int RunDecode(const std::vector<std::string>& args) {
   app.add_option("--server", servers, "HOST:PORT of a Redis server (repeatable)")->required();
   app.add_option("--format", format, "json | resp | stats")->check(CLI::IsMember({"json", "resp", "stats"}));
   app.add_flag("--rebase-time", rebase, "shift capture times so that the capture ends now");
-  app.add_option("--ambiguity-window-ms", window_ms, "writes to one key from two connections closer than this are flagged");
+  app.add_option("--ambiguity-window-ms", window_ms,
+                 "writes to one key from two connections closer than this are flagged");
   std::vector<std::string> argv_rev(args.rbegin(), args.rend());
   try {
     app.parse(argv_rev);
@@ -211,7 +236,8 @@ int RunDecode(const std::vector<std::string>& args) {
       return 1;
     }
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::system_clock::now().time_since_epoch()).count();
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
     shift_ns = now - static_cast<int64_t>(*last);
   }
   auto src = dp::PcapSource::OpenOffline(pcap_file);
@@ -220,13 +246,14 @@ int RunDecode(const std::vector<std::string>& args) {
     return 1;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  Printer printer(format);
+  resp::RecordPool pool;
+  Printer printer(format, &pool);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
   resp::AmbiguityTracker tracker(&printer, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
-  Factory factory(&tracker, shift_ns, &totals, format == "stats" ? &outcomes : nullptr);
+  Factory factory(&tracker, shift_ns, &totals, format == "stats" ? &outcomes : nullptr, &pool);
   dp::FlowTable table(cfg, &factory);
   dp::DecodeCounters dec;
   std::vector<dp::Packet> burst(256);
@@ -255,17 +282,21 @@ int RunDecode(const std::vector<std::string>& args) {
   if (format == "stats") {
     std::printf("frames %llu bytes %llu decoded_segments %llu seconds %.3f\n", (unsigned long long)frames,
                 (unsigned long long)bytes, (unsigned long long)dec.decoded(), secs);
-    std::printf("throughput commands/s %.0f MB/s %.1f\n", secs > 0 ? static_cast<double>(totals.requests) / secs : 0.0,
+    std::printf("throughput commands/s %.0f MB/s %.1f\n",
+                secs > 0 ? static_cast<double>(totals.requests) / secs : 0.0,
                 secs > 0 ? static_cast<double>(bytes) / secs / 1e6 : 0.0);
-    for (const auto& [name, v] : totals.Named()) std::printf("conn %s %llu\n", name.c_str(), (unsigned long long)v);
-    for (const auto& [name, v] : table.stats().Named()) std::printf("flow %s %llu\n", name.c_str(), (unsigned long long)v);
+    for (const auto& [name, v] : totals.Named())
+      std::printf("conn %s %llu\n", name.c_str(), (unsigned long long)v);
+    for (const auto& [name, v] : table.stats().Named())
+      std::printf("flow %s %llu\n", name.c_str(), (unsigned long long)v);
     std::printf("records %llu flagged %llu ambiguous %llu\n", (unsigned long long)printer.records(),
                 (unsigned long long)printer.flagged(), (unsigned long long)tracker.stats().ambiguous);
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),
                   (unsigned long long)printer.per_op()[op]);
     }
-    for (const auto& [c, v] : printer.per_command()) std::printf("record_command %s %llu\n", c.c_str(), (unsigned long long)v);
+    for (const auto& [c, v] : printer.per_command())
+      std::printf("record_command %s %llu\n", c.c_str(), (unsigned long long)v);
     for (const auto& [c, row] : outcomes.counts()) {
       std::printf("command %s", c.c_str());
       for (size_t i = 0; i < row.size(); ++i) {
@@ -275,14 +306,16 @@ int RunDecode(const std::vector<std::string>& args) {
       std::printf("\n");
     }
   } else {
-    std::fprintf(stderr, "kvferryctl decode: %llu records (%llu flagged, %llu read-backs %s), %llu requests, %.3f s\n",
-                 (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
-                 (unsigned long long)printer.readbacks_skipped(), format == "resp" ? "not applicable offline" : "listed",
-                 (unsigned long long)totals.requests, secs);
+    std::fprintf(
+        stderr, "kvferryctl decode: %llu records (%llu flagged, %llu read-backs %s), %llu requests, %.3f s\n",
+        (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
+        (unsigned long long)printer.readbacks_skipped(),
+        format == "resp" ? "not applicable offline" : "listed", (unsigned long long)totals.requests, secs);
   }
   return 0;
 }
 
 }  // namespace
 
-KVF_CTL_COMMAND("decode", "decode a pcap of Redis traffic into change records (json | resp | stats)", RunDecode);
+KVF_CTL_COMMAND("decode", "decode a pcap of Redis traffic into change records (json | resp | stats)",
+                RunDecode);

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 #include <deque>
-#include <unordered_map>
+#include <vector>
 
 #include "resp/sink.h"
 
@@ -21,10 +21,10 @@ struct AmbiguityOptions {
 
 struct AmbiguityStats {
   uint64_t records = 0;
-  uint64_t ambiguous = 0;       // records flagged
-  uint64_t late_partner = 0;    // partner record already released unflagged (cap hit)
-  uint64_t keys_evicted = 0;    // entries dropped by the key cap before their window closed
-  uint64_t forced_releases = 0; // records released early by the hold cap
+  uint64_t ambiguous = 0;        // records flagged
+  uint64_t late_partner = 0;     // partner record already released unflagged (cap hit)
+  uint64_t keys_evicted = 0;     // entries dropped by the key cap before their window closed
+  uint64_t forced_releases = 0;  // records released early by the hold cap
 };
 
 // Thread confinement: one thread (the shard's). Records leave in the order
@@ -41,8 +41,8 @@ class AmbiguityTracker : public RecordSink {
   void Flush();
 
   const AmbiguityStats& stats() const { return stats_; }
-  size_t held() const { return held_.size(); }
-  size_t tracked_keys() const { return last_.size(); }
+  size_t held() const { return held_count_; }
+  size_t tracked_keys() const { return used_; }
 
  private:
   struct Held {
@@ -60,17 +60,35 @@ class AmbiguityTracker : public RecordSink {
     Write other;
     bool has_other;
   };
+  // Open-addressing slot (linear probing); map_key 0 marks an empty slot.
+  struct Slot {
+    uint64_t map_key;
+    Last last;
+  };
   void FlagPartner(const Write& w, ChangeRecord* record);
   void ReleaseFront();
-  // XXH3 of (db, key). A collision can only add a flag, never remove one.
+  Held& HeldAt(size_t i) { return held_[(held_head_ + i) & (held_.size() - 1)]; }
+  void PushHeld(ChangeRecord&& record, uint64_t connection_id);
+  // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
+  // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
   static uint64_t MapKey(const ChangeRecord& r);
+  Slot* FindSlot(uint64_t map_key);
+  Slot* InsertSlot(uint64_t map_key);  // map_key must be absent
+  void EraseSlot(Slot* slot);
+  // Drops key_order_.front() and, if it is still that key's latest write, the key.
+  void PopKeyOrder(bool count_eviction);
 
   RecordSink* downstream_;
   AmbiguityOptions opts_;
   AmbiguityStats stats_;
-  std::deque<Held> held_;
-  uint64_t first_held_id_ = 0;  // id of held_.front()
-  std::unordered_map<uint64_t, Last> last_;
+  // Records held back, a ring whose size is a power of two (no allocation
+  // per record once grown).
+  std::vector<Held> held_;
+  size_t held_head_ = 0;
+  size_t held_count_ = 0;
+  uint64_t first_held_id_ = 0;  // id of the oldest held record
+  std::vector<Slot> slots_;     // size a power of two, at most half full
+  size_t used_ = 0;
   std::deque<std::pair<uint64_t, uint64_t>> key_order_;  // (map key, capture_ns) in arrival order
 };
 

@@ -9,7 +9,9 @@ namespace kvf::resp {
 
 namespace {
 
-inline char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+inline char Lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 // Open-addressing hash table over the generated table: FNV-1a of the
 // lower-cased name, linear probing, at most half full. Built once.
@@ -105,12 +107,29 @@ const CommandSpec* LookupCommandName(std::string_view name) {
 
 const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
   if (argv.empty() || argv[0].empty() || argv[0].size() > kMaxNameLen) return nullptr;
+  // Pipelines repeat one command: remember the last name as sent (any case)
+  // and its entry, per thread.
+  struct LastHit {
+    size_t len = 0;
+    char raw[kMaxNameLen];
+    const Index::Entry* top = nullptr;
+  };
+  thread_local LastHit hit;
   char buf[kMaxNameLen];
-  size_t n = 0;
-  for (char c : argv[0]) buf[n++] = Lower(c);
-  const auto* top = TheIndex().Find(std::string_view(buf, n));
-  if (top == nullptr) return nullptr;
+  size_t n = argv[0].size();
+  const Index::Entry* top;
+  if (n == hit.len && std::memcmp(argv[0].data(), hit.raw, n) == 0) {
+    top = hit.top;
+  } else {
+    for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);
+    top = TheIndex().Find(std::string_view(buf, n));
+    if (top == nullptr) return nullptr;
+    hit.len = n;
+    std::memcpy(hit.raw, argv[0].data(), n);
+    hit.top = top;
+  }
   if (!top->has_subcommands || argv.size() < 2 || n + argv[1].size() + 1 > kMaxNameLen) return top->spec;
+  for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);
   buf[n++] = '|';
   for (char c : argv[1]) buf[n++] = Lower(c);
   const auto* sub = TheIndex().Find(std::string_view(buf, n));
@@ -128,11 +147,17 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
     } else if (ks.begin == KeyBegin::kKeyword) {
       if (ks.begin_arg >= 0) {
         for (int i = ks.begin_arg; i < argc; ++i) {
-          if (EqualsIgnoreCase(argv[i], ks.keyword)) { begin = i + 1; break; }
+          if (EqualsIgnoreCase(argv[i], ks.keyword)) {
+            begin = i + 1;
+            break;
+          }
         }
       } else {
         for (int i = argc + ks.begin_arg; i > 0; --i) {
-          if (EqualsIgnoreCase(argv[i], ks.keyword)) { begin = i + 1; break; }
+          if (EqualsIgnoreCase(argv[i], ks.keyword)) {
+            begin = i + 1;
+            break;
+          }
         }
       }
       if (begin < 0) continue;  // keyword absent: this spec finds no key
@@ -151,7 +176,8 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
     }
     if (begin >= argc) continue;
     // MIGRATE host port "" db timeout … KEYS k…: the empty key means "see KEYS".
-    if (ks.begin == KeyBegin::kIndex && argv[begin].empty() && std::strcmp(spec.name, "migrate") == 0) continue;
+    if (ks.begin == KeyBegin::kIndex && argv[begin].empty() && std::strcmp(spec.name, "migrate") == 0)
+      continue;
     if (ks.find == KeyFind::kRange) {
       int last;
       if (ks.a >= 0) {
@@ -161,7 +187,8 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
         last = ks.c > 0 ? begin + (argc - begin) / ks.c + ks.a : argc + ks.a;
       }
       const int step = ks.b > 0 ? ks.b : 1;
-      for (int i = begin; i <= last && i < argc; i += step) out->push_back({static_cast<uint32_t>(i), ks.flags});
+      for (int i = begin; i <= last && i < argc; i += step)
+        out->push_back({static_cast<uint32_t>(i), ks.flags});
     } else if (ks.find == KeyFind::kKeynum) {
       const int numidx = begin + ks.a;
       long long num = 0;
@@ -173,7 +200,10 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
       const int step = ks.c > 0 ? ks.c : 1;
       for (long long k = 0; k < num; ++k) {
         const long long i = first + k * step;
-        if (i >= argc) { ok = false; break; }
+        if (i >= argc) {
+          ok = false;
+          break;
+        }
         out->push_back({static_cast<uint32_t>(i), ks.flags});
       }
     } else {

@@ -10,7 +10,9 @@ namespace kvf::resp {
 
 namespace {
 
-bool IsError(const Node& n) { return n.type == Type::kError || n.type == Type::kBulkError; }
+bool IsError(const Node& n) {
+  return n.type == Type::kError || n.type == Type::kBulkError;
+}
 
 bool ParseI64(std::string_view s, int64_t* out) {
   if (s.empty()) return false;
@@ -18,9 +20,21 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
-bool IsReplayerName(std::string_view name) { return name.substr(0, 8) == "kvferry:"; }
+bool IsReplayerName(std::string_view name) {
+  return name.substr(0, 8) == "kvferry:";
+}
 
 constexpr size_t kReclaimSpans = 4096;
+
+enum class ScriptKind : uint8_t { kNone, kEval, kEvalsha };
+
+ScriptKind ScriptKindOf(const CommandSpec* spec) {
+  static const CommandSpec* const eval = LookupCommandName("eval");
+  static const CommandSpec* const evalsha = LookupCommandName("evalsha");
+  if (spec == eval) return ScriptKind::kEval;
+  if (spec == evalsha) return ScriptKind::kEvalsha;
+  return ScriptKind::kNone;
+}
 
 }  // namespace
 
@@ -32,6 +46,7 @@ std::string_view OutcomeName(Outcome o) {
     case Outcome::kReadOnly: return "read_only";
     case Outcome::kUnpaired: return "unpaired";
     case Outcome::kReplayer: return "replayer";
+    case Outcome::kScriptUnknown: return "script_unknown";
     case Outcome::kCount: break;
   }
   return "?";
@@ -46,6 +61,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   writes_rejected += o.writes_rejected;
   writes_unacked += o.writes_unacked;
   replayer_writes += o.replayer_writes;
+  script_unknown += o.script_unknown;
   records += o.records;
   transactions += o.transactions;
   exec_aborted += o.exec_aborted;
@@ -74,6 +90,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"writes_rejected", writes_rejected},
       {"writes_unacked", writes_unacked},
       {"replayer_writes", replayer_writes},
+      {"script_unknown", script_unknown},
       {"records", records},
       {"transactions", transactions},
       {"exec_aborted", exec_aborted},
@@ -97,12 +114,23 @@ Connection::Kind Connection::KindOf(const CommandSpec* spec) {
   static const std::vector<Kind> by_index = [] {
     std::vector<Kind> v(kCommandTableSize, Kind::kPlain);
     const std::pair<const char*, Kind> special[] = {
-        {"auth", Kind::kAuth}, {"multi", Kind::kMulti}, {"exec", Kind::kExec}, {"discard", Kind::kDiscard},
-        {"select", Kind::kSelect}, {"hello", Kind::kHello}, {"reset", Kind::kReset},
-        {"monitor", Kind::kMonitor}, {"subscribe", Kind::kSubscribe}, {"psubscribe", Kind::kSubscribe},
-        {"ssubscribe", Kind::kSubscribe}, {"unsubscribe", Kind::kUnsubscribe},
-        {"punsubscribe", Kind::kUnsubscribe}, {"sunsubscribe", Kind::kUnsubscribe},
-        {"client|setname", Kind::kSetName}, {"client|reply", Kind::kClientReply},
+        {"auth", Kind::kAuth},
+        {"multi", Kind::kMulti},
+        {"exec", Kind::kExec},
+        {"discard", Kind::kDiscard},
+        {"select", Kind::kSelect},
+        {"hello", Kind::kHello},
+        {"reset", Kind::kReset},
+        {"monitor", Kind::kMonitor},
+        {"subscribe", Kind::kSubscribe},
+        {"psubscribe", Kind::kSubscribe},
+        {"ssubscribe", Kind::kSubscribe},
+        {"unsubscribe", Kind::kUnsubscribe},
+        {"punsubscribe", Kind::kUnsubscribe},
+        {"sunsubscribe", Kind::kUnsubscribe},
+        {"client|setname", Kind::kSetName},
+        {"client|reply", Kind::kClientReply},
+        {"script|load", Kind::kScriptLoad},
     };
     for (size_t i = 0; i < kCommandTableSize; ++i) {
       const CommandSpec& s = kCommandTable[i];
@@ -122,6 +150,8 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
       opts_(options),
       requests_(Parser::Mode::kRequest, options.request_limits),
       replies_(Parser::Mode::kReply, options.reply_limits) {
+  if (opts_.scripts == nullptr) own_scripts_ = std::make_unique<ScriptCache>();
+  scripts_ = opts_.scripts != nullptr ? opts_.scripts : own_scripts_.get();
   if (opts_.joined_mid_stream) {
     // Nothing before the join is known: not the db, not the requests whose
     // replies are still to come. Start out of sync (see docs/resp.md).
@@ -242,6 +272,7 @@ void Connection::Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags)
   ctx.capture_ns = ts;
   ctx.flags = static_cast<uint16_t>(extra_flags | (db_known_ ? 0 : kUnknownDb));
   ctx.connection_id = opts_.connection_id;
+  ctx.pool = opts_.pool;
   stats_.records += ReadbackWrite(*p.spec, Args(p), ctx, sink_);
 }
 
@@ -278,9 +309,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
   switch (p.kind) {
-    case Kind::kWrite:
-      keep = args.size();
-      break;
+    case Kind::kWrite: keep = args.size(); break;
     case Kind::kSelect:
       if (args.size() != 2 || !ParseI64(args[1], &p.param) || p.param < 0 || p.param > 0xfffe) p.param = -1;
       break;
@@ -293,7 +322,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         if (EqualsIgnoreCase(args[i], "auth")) {
           i += 2;
         } else if (EqualsIgnoreCase(args[i], "setname")) {
-          spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(args[i + 1].size()));
+          spans_.emplace_back(static_cast<uint32_t>(arena_.size()),
+                              static_cast<uint32_t>(args[i + 1].size()));
           p.argc = 1;
           arena_.append(args[i + 1]);
           ++i;
@@ -309,8 +339,16 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       if (req_protocol_ == 3) p.no_reply = true;  // confirmed by pushes
       break;
     case Kind::kSetName:
-      if (args.size() == 3) keep = 3;
-      else p.kind = Kind::kPlain;
+      if (args.size() == 3)
+        keep = 3;
+      else
+        p.kind = Kind::kPlain;
+      break;
+    case Kind::kScriptLoad:  // SCRIPT LOAD body: kept to learn the body's digest from the reply
+      if (args.size() == 3)
+        keep = 3;
+      else
+        p.kind = Kind::kPlain;
       break;
     case Kind::kClientReply:
       if (args.size() == 3 && EqualsIgnoreCase(args[2], "off")) {
@@ -324,8 +362,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         client_reply_on = true;
       }
       break;
-    default:
-      break;  // AUTH: the password is never stored
+    default: break;  // AUTH: the password is never stored
   }
   if (!p.no_reply && !client_reply_on) {
     if (reply_off_) {
@@ -366,9 +403,7 @@ void Connection::DrainNoReply() {
       case Kind::kSelect:
         if (p.param >= 0) db_ = static_cast<uint16_t>(p.param);
         break;
-      case Kind::kMulti:
-        in_multi_ = true;
-        break;
+      case Kind::kMulti: in_multi_ = true; break;
       case Kind::kExec:
       case Kind::kDiscard:
         for (const Pending& q : multi_queue_) {
@@ -377,8 +412,7 @@ void Connection::DrainNoReply() {
         multi_queue_.clear();
         in_multi_ = false;
         break;
-      default:
-        break;
+      default: break;
     }
   }
   Reclaim();
@@ -429,13 +463,14 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kUnsubscribe:
     case Kind::kClientReply:
       if (!is_error) {
-        if (p.spec == nullptr) ++stats_.unknown_commands;
-        else ++stats_.reads;
+        if (p.spec == nullptr)
+          ++stats_.unknown_commands;
+        else
+          ++stats_.reads;
       }
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
       return;
-    case Kind::kAuth:
-      return;
+    case Kind::kAuth: return;
     case Kind::kMulti:
       if (!is_error) {
         in_multi_ = true;
@@ -488,6 +523,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kSetName:
       if (!is_error) replayer_ = IsReplayerName(Args(p)[2]);
       return;
+    case Kind::kScriptLoad:
+      Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+      if (!is_error && root.type == Type::kBulkString) scripts_->Learn(root.str, Args(p)[2]);
+      return;
     case Kind::kReset:
       if (!is_error) {
         db_ = 0;
@@ -503,13 +542,17 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kMonitor:
       if (!is_error) ignored_ = true;
       return;
-    case Kind::kWrite:
-      HandleWrite(p, reply, ts, in_tx);
-      return;
+    case Kind::kWrite: HandleWrite(p, reply, ts, in_tx); return;
   }
 }
 
 void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
+  std::span<const std::string_view> argv = Args(p);
+  const ScriptKind script = ScriptKindOf(p.spec);
+  // The server caches every script EVAL compiles, even one that then fails;
+  // an EVALSHA that succeeds names a script the server had, so learning a
+  // body here can never make a successful EVALSHA run the wrong script.
+  if (script == ScriptKind::kEval && argv.size() >= 2) scripts_->LearnBody(argv[1]);
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
     Observe(p.spec, Outcome::kRejected);
@@ -525,6 +568,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   ctx.capture_ns = ts;
   ctx.flags = FlagsFor(in_tx);
   ctx.connection_id = opts_.connection_id;
+  ctx.pool = opts_.pool;
   struct Counting : RecordSink {
     RecordSink* next;
     uint64_t n = 0;
@@ -534,7 +578,22 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     }
   } counting;
   counting.next = sink_;
-  const ConvertOutcome outcome = ConvertWrite(*p.spec, Args(p), reply, ctx, &counting);
+  if (script == ScriptKind::kEvalsha && argv.size() >= 3) {
+    const std::string* body = scripts_->Find(argv[1]);
+    if (body == nullptr) {
+      // Shipping EVALSHA would fail on a target that never saw the script:
+      // read its keys back instead.
+      ++stats_.script_unknown;
+      Observe(p.spec, Outcome::kScriptUnknown);
+      stats_.records += ReadbackWrite(*p.spec, argv, ctx, sink_);
+      return;
+    }
+    script_argv_.assign(argv.begin(), argv.end());
+    script_argv_[0] = "EVAL";
+    script_argv_[1] = *body;
+    argv = script_argv_;
+  }
+  const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);
   stats_.records += counting.n;
   switch (outcome) {
     case ConvertOutcome::kRecorded:

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include "core/bytes.h"
 #include "resp/command_table.h"
 #include "resp/parser.h"
+#include "resp/script_cache.h"
 #include "resp/sink.h"
 
 namespace kvf::resp {
@@ -25,12 +27,13 @@ enum class CloseReason : uint8_t { kFin, kReset, kIdle, kEvicted, kCaptureEnd };
 
 // What became of one request, for per-command accounting (decode --format stats).
 enum class Outcome : uint8_t {
-  kApplied,    // acknowledged write that produced records
-  kNoEffect,   // acknowledged write, reply says nothing changed
-  kRejected,   // the server answered with an error
-  kReadOnly,   // not a write
-  kUnpaired,   // no usable reply (gap, CLIENT REPLY OFF, closed): read back
-  kReplayer,   // write of a kvferry replayer connection
+  kApplied,        // acknowledged write that produced records
+  kNoEffect,       // acknowledged write, reply says nothing changed
+  kRejected,       // the server answered with an error
+  kReadOnly,       // not a write
+  kUnpaired,       // no usable reply (gap, CLIENT REPLY OFF, closed): read back
+  kReplayer,       // write of a kvferry replayer connection
+  kScriptUnknown,  // EVALSHA of a script never seen loaded: its keys are read back
   kCount
 };
 std::string_view OutcomeName(Outcome o);
@@ -44,9 +47,15 @@ class OutcomeObserver {
 
 struct ConnectionOptions {
   OutcomeObserver* observer = nullptr;  // optional; must outlive the connection
-  uint64_t connection_id = 0;      // passed to the sink with every record
-  bool joined_mid_stream = false;  // capture did not see the connection start
-  uint32_t after_gap_records = 64; // writes flagged kAfterGap|kNeedsReadback after a resync
+  // Script bodies learned from SCRIPT LOAD / EVAL, shared by the connections
+  // to one server (a script loaded on one connection is often run from
+  // another). Optional, must outlive the connection; null: a private cache.
+  ScriptCache* scripts = nullptr;
+  // Optional record recycling (see RecordPool); must outlive the connection.
+  RecordPool* pool = nullptr;
+  uint64_t connection_id = 0;              // passed to the sink with every record
+  bool joined_mid_stream = false;          // capture did not see the connection start
+  uint32_t after_gap_records = 64;         // writes flagged kAfterGap|kNeedsReadback after a resync
   size_t max_pending_requests = 1u << 16;  // unanswered requests kept (then: desync)
   size_t max_pending_bytes = 64u << 20;    // bytes of their arguments kept
   Limits request_limits;
@@ -58,12 +67,13 @@ struct ConnectionOptions {
 struct ConnectionStats {
   uint64_t requests = 0;
   uint64_t replies = 0;
-  uint64_t reads = 0;              // non-write commands answered
-  uint64_t writes_applied = 0;     // acknowledged writes that produced records
-  uint64_t writes_no_effect = 0;   // acknowledged, but the reply says nothing changed
-  uint64_t writes_rejected = 0;    // the server answered with an error
-  uint64_t writes_unacked = 0;     // no reply to pair (CLIENT REPLY OFF, gap): read back
-  uint64_t replayer_writes = 0;    // writes of a kvferry replayer connection: not captured
+  uint64_t reads = 0;             // non-write commands answered
+  uint64_t writes_applied = 0;    // acknowledged writes that produced records
+  uint64_t writes_no_effect = 0;  // acknowledged, but the reply says nothing changed
+  uint64_t writes_rejected = 0;   // the server answered with an error
+  uint64_t writes_unacked = 0;    // no reply to pair (CLIENT REPLY OFF, gap): read back
+  uint64_t replayer_writes = 0;   // writes of a kvferry replayer connection: not captured
+  uint64_t script_unknown = 0;    // EVALSHA whose body was never seen: keys read back, no command
   uint64_t records = 0;
   uint64_t transactions = 0;       // EXEC that applied
   uint64_t exec_aborted = 0;       // EXEC answered -EXECABORT / error
@@ -76,9 +86,9 @@ struct ConnectionStats {
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
-  uint64_t desyncs = 0;            // times pairing was abandoned and later re-established
-  uint64_t overflows = 0;          // pending caps hit
-  uint64_t ignored_bytes = 0;      // subscriber / MONITOR connection traffic
+  uint64_t desyncs = 0;        // times pairing was abandoned and later re-established
+  uint64_t overflows = 0;      // pending caps hit
+  uint64_t ignored_bytes = 0;  // subscriber / MONITOR connection traffic
 
   ConnectionStats& operator+=(const ConnectionStats& o);
   // (name, value) pairs for printing; names are stable.
@@ -111,8 +121,21 @@ class Connection {
 
  private:
   enum class Kind : uint8_t {
-    kPlain, kWrite, kAuth, kMulti, kExec, kDiscard, kSelect, kHello, kSetName, kReset, kSubscribe, kMonitor,
-    kUnsubscribe, kClientReply,
+    kPlain,
+    kWrite,
+    kAuth,
+    kMulti,
+    kExec,
+    kDiscard,
+    kSelect,
+    kHello,
+    kSetName,
+    kReset,
+    kSubscribe,
+    kMonitor,
+    kUnsubscribe,
+    kClientReply,
+    kScriptLoad,
   };
   static Kind KindOf(const CommandSpec* spec);
   struct Pending {
@@ -121,7 +144,7 @@ class Connection {
     const CommandSpec* spec;
     uint32_t arg_begin;  // index into spans_
     uint32_t argc;
-    int64_t param;       // SELECT db, HELLO protover
+    int64_t param;  // SELECT db, HELLO protover
     uint64_t ts;
   };
 
@@ -150,6 +173,9 @@ class Connection {
   std::string arena_;                                 // argument bytes of pending requests
   std::vector<std::pair<uint32_t, uint32_t>> spans_;  // (offset, length) into arena_
   std::vector<std::string_view> argv_;                // scratch
+  std::vector<std::string_view> script_argv_;         // scratch: EVALSHA rewritten as EVAL
+  std::unique_ptr<ScriptCache> own_scripts_;          // when opts_.scripts is null
+  ScriptCache* scripts_;
 
   uint16_t db_ = 0;
   bool db_known_ = true;

@@ -16,41 +16,138 @@ namespace kvf::resp {
 namespace {
 
 enum class Rule : uint8_t {
-  kDefault,      // ordered + read-back on the written keys
-  kAsIs,         // the command itself is idempotent: ship it unchanged
-  kSet, kSetex, kPsetex, kSetnx, kGetset, kGetdel, kGetex, kMset, kMsetnx,
-  kIncr, kHincr, kHsetnx, kZincrby, kZadd,
-  kExpire, kPexpire, kExpireat, kPexpireat, kPersist,
-  kDel, kSpop, kZpop, kBzpop, kZmpop, kBzmpop,
-  kLpop, kRpop, kBlpop, kBrpop, kLmpop, kBlmpop, kLmove, kBlmove, kRpoplpush, kBrpoplpush,
-  kSmove, kXadd, kDatabase, kMove, kMigrate, kScript,
+  kDefault,  // ordered + read-back on the written keys
+  kAsIs,     // the command itself is idempotent: ship it unchanged
+  kSet,
+  kSetex,
+  kPsetex,
+  kSetnx,
+  kGetset,
+  kGetdel,
+  kGetex,
+  kMset,
+  kMsetnx,
+  kIncr,
+  kHincr,
+  kHsetnx,
+  kZincrby,
+  kZadd,
+  kExpire,
+  kPexpire,
+  kExpireat,
+  kPexpireat,
+  kPersist,
+  kDel,
+  kSpop,
+  kZpop,
+  kBzpop,
+  kZmpop,
+  kBzmpop,
+  kLpop,
+  kRpop,
+  kBlpop,
+  kBrpop,
+  kLmpop,
+  kBlmpop,
+  kLmove,
+  kBlmove,
+  kRpoplpush,
+  kBrpoplpush,
+  kSmove,
+  kXadd,
+  kDatabase,
+  kMove,
+  kMigrate,
+  kScript,
+  kFunctionLoad,
+  kExact,  // ordered, no read-back: the effect follows from the prior value + the arguments
 };
 
 const std::unordered_map<std::string_view, Rule>& Rules() {
   static const std::unordered_map<std::string_view, Rule> rules = {
-      {"set", Rule::kSet}, {"setex", Rule::kSetex}, {"psetex", Rule::kPsetex}, {"setnx", Rule::kSetnx},
-      {"getset", Rule::kGetset}, {"getdel", Rule::kGetdel}, {"getex", Rule::kGetex},
-      {"mset", Rule::kMset}, {"msetnx", Rule::kMsetnx},
-      {"incr", Rule::kIncr}, {"decr", Rule::kIncr}, {"incrby", Rule::kIncr}, {"decrby", Rule::kIncr},
-      {"incrbyfloat", Rule::kIncr}, {"hincrby", Rule::kHincr}, {"hincrbyfloat", Rule::kHincr},
-      {"hsetnx", Rule::kHsetnx}, {"zincrby", Rule::kZincrby}, {"zadd", Rule::kZadd},
-      {"expire", Rule::kExpire}, {"pexpire", Rule::kPexpire}, {"expireat", Rule::kExpireat},
-      {"pexpireat", Rule::kPexpireat}, {"persist", Rule::kPersist},
-      {"del", Rule::kDel}, {"unlink", Rule::kDel},
-      {"spop", Rule::kSpop}, {"zpopmin", Rule::kZpop}, {"zpopmax", Rule::kZpop},
-      {"bzpopmin", Rule::kBzpop}, {"bzpopmax", Rule::kBzpop}, {"zmpop", Rule::kZmpop},
-      {"bzmpop", Rule::kBzmpop}, {"lpop", Rule::kLpop}, {"rpop", Rule::kRpop}, {"blpop", Rule::kBlpop},
-      {"brpop", Rule::kBrpop}, {"lmpop", Rule::kLmpop}, {"blmpop", Rule::kBlmpop}, {"lmove", Rule::kLmove},
-      {"blmove", Rule::kBlmove}, {"rpoplpush", Rule::kRpoplpush}, {"brpoplpush", Rule::kBrpoplpush},
-      {"smove", Rule::kSmove}, {"xadd", Rule::kXadd},
-      {"flushdb", Rule::kDatabase}, {"flushall", Rule::kDatabase}, {"swapdb", Rule::kDatabase},
-      {"move", Rule::kMove}, {"migrate", Rule::kMigrate},
-      {"eval", Rule::kScript}, {"evalsha", Rule::kScript}, {"fcall", Rule::kScript},
+      {"set", Rule::kSet},
+      {"setex", Rule::kSetex},
+      {"psetex", Rule::kPsetex},
+      {"setnx", Rule::kSetnx},
+      {"getset", Rule::kGetset},
+      {"getdel", Rule::kGetdel},
+      {"getex", Rule::kGetex},
+      {"mset", Rule::kMset},
+      {"msetnx", Rule::kMsetnx},
+      {"incr", Rule::kIncr},
+      {"decr", Rule::kIncr},
+      {"incrby", Rule::kIncr},
+      {"decrby", Rule::kIncr},
+      {"incrbyfloat", Rule::kIncr},
+      {"hincrby", Rule::kHincr},
+      {"hincrbyfloat", Rule::kHincr},
+      {"hsetnx", Rule::kHsetnx},
+      {"zincrby", Rule::kZincrby},
+      {"zadd", Rule::kZadd},
+      {"expire", Rule::kExpire},
+      {"pexpire", Rule::kPexpire},
+      {"expireat", Rule::kExpireat},
+      {"pexpireat", Rule::kPexpireat},
+      {"persist", Rule::kPersist},
+      {"del", Rule::kDel},
+      {"unlink", Rule::kDel},
+      {"spop", Rule::kSpop},
+      {"zpopmin", Rule::kZpop},
+      {"zpopmax", Rule::kZpop},
+      {"bzpopmin", Rule::kBzpop},
+      {"bzpopmax", Rule::kBzpop},
+      {"zmpop", Rule::kZmpop},
+      {"bzmpop", Rule::kBzmpop},
+      {"lpop", Rule::kLpop},
+      {"rpop", Rule::kRpop},
+      {"blpop", Rule::kBlpop},
+      {"brpop", Rule::kBrpop},
+      {"lmpop", Rule::kLmpop},
+      {"blmpop", Rule::kBlmpop},
+      {"lmove", Rule::kLmove},
+      {"blmove", Rule::kBlmove},
+      {"rpoplpush", Rule::kRpoplpush},
+      {"brpoplpush", Rule::kBrpoplpush},
+      {"smove", Rule::kSmove},
+      {"xadd", Rule::kXadd},
+      {"flushdb", Rule::kDatabase},
+      {"flushall", Rule::kDatabase},
+      {"swapdb", Rule::kDatabase},
+      {"move", Rule::kMove},
+      {"migrate", Rule::kMigrate},
+      {"eval", Rule::kScript},
+      {"evalsha", Rule::kScript},
+      {"fcall", Rule::kScript},
+      {"function|load", Rule::kFunctionLoad},
+      // Single-key commands whose effect is a function of the key's prior
+      // value and the arguments only: applied once, in order, to a replica
+      // that holds the same prior value, they produce the same value. They
+      // read no other key and nothing random, so no read-back is needed
+      // unless a gap or an ambiguous order says the prior value may differ
+      // (those flags are added by the connection and the ambiguity tracker).
+      {"lpush", Rule::kExact},
+      {"rpush", Rule::kExact},
+      {"lpushx", Rule::kExact},
+      {"rpushx", Rule::kExact},
+      {"linsert", Rule::kExact},
+      {"lset", Rule::kExact},
+      {"lrem", Rule::kExact},
+      {"ltrim", Rule::kExact},
+      {"append", Rule::kExact},
+      {"setrange", Rule::kExact},
+      {"bitfield", Rule::kExact},
       // Idempotent as sent: the result does not depend on how often or on
       // what state they are applied to, given the server accepted them.
-      {"sadd", Rule::kAsIs}, {"srem", Rule::kAsIs}, {"hset", Rule::kAsIs}, {"hmset", Rule::kAsIs},
-      {"hdel", Rule::kAsIs}, {"zrem", Rule::kAsIs}, {"setbit", Rule::kAsIs}, {"pfadd", Rule::kAsIs},
-      {"xdel", Rule::kAsIs}, {"geoadd", Rule::kZadd},
+      {"sadd", Rule::kAsIs},
+      {"srem", Rule::kAsIs},
+      {"hset", Rule::kAsIs},
+      {"hmset", Rule::kAsIs},
+      {"hdel", Rule::kAsIs},
+      {"zrem", Rule::kAsIs},
+      {"setbit", Rule::kAsIs},
+      {"pfadd", Rule::kAsIs},
+      {"xdel", Rule::kAsIs},
+      {"geoadd", Rule::kZadd},
   };
   return rules;
 }
@@ -83,7 +180,9 @@ bool MulAdd(int64_t a, int64_t mul, int64_t add, int64_t* out) {
   return !__builtin_add_overflow(m, add, out);
 }
 
-bool IsNull(std::span<const Node> r) { return r.empty() || r[0].type == Type::kNull; }
+bool IsNull(std::span<const Node> r) {
+  return r.empty() || r[0].type == Type::kNull;
+}
 bool IsAggregate(const Node& n) {
   return n.type == Type::kArray || n.type == Type::kSet || n.type == Type::kMap || n.type == Type::kPush;
 }
@@ -95,11 +194,11 @@ bool IsString(const Node& n) {
 // (+OK) is not one: seeing it means the pairing is off.
 bool Scalar(const Node& n, std::string_view* out) {
   switch (n.type) {
-    case Type::kInteger: case Type::kDouble: case Type::kBigNumber: case Type::kBulkString:
-      *out = n.str;
-      return true;
-    default:
-      return false;
+    case Type::kInteger:
+    case Type::kDouble:
+    case Type::kBigNumber:
+    case Type::kBulkString: *out = n.str; return true;
+    default: return false;
   }
 }
 
@@ -141,27 +240,33 @@ class Emitter {
  public:
   Emitter(const ConvertContext& ctx, RecordSink* sink) : ctx_(ctx), sink_(sink) {}
 
-  void Emit(RecordOp op, uint16_t extra_flags, std::string_view key, std::initializer_list<std::string_view> args,
-            uint16_t db_override = 0xffff) {
+  void Emit(RecordOp op, uint16_t extra_flags, std::string_view key,
+            std::initializer_list<std::string_view> args, uint16_t db_override = 0xffff) {
     ChangeRecord r = Base(op, extra_flags, key, db_override);
-    r.args.reserve(args.size());
-    for (auto a : args) r.args.emplace_back(a);
+    AssignArgs(&r, std::span<const std::string_view>(args.begin(), args.size()));
     Send(std::move(r));
   }
-  void EmitArgs(RecordOp op, uint16_t extra_flags, std::string_view key, std::span<const std::string_view> args) {
+  void EmitArgs(RecordOp op, uint16_t extra_flags, std::string_view key,
+                std::span<const std::string_view> args) {
     ChangeRecord r = Base(op, extra_flags, key, 0xffff);
-    r.args.reserve(args.size());
-    for (auto a : args) r.args.emplace_back(a);
+    AssignArgs(&r, args);
     Send(std::move(r));
   }
   void Readback(std::string_view key, uint16_t db_override = 0xffff) {
-    Send(Base(RecordOp::kReadback, kNeedsReadback, key, db_override));
+    ChangeRecord r = Base(RecordOp::kReadback, kNeedsReadback, key, db_override);
+    r.args.clear();
+    Send(std::move(r));
   }
   size_t count() const { return count_; }
 
  private:
+  // Reuses the strings a recycled record still holds.
+  static void AssignArgs(ChangeRecord* r, std::span<const std::string_view> args) {
+    r->args.resize(args.size());
+    for (size_t i = 0; i < args.size(); ++i) r->args[i].assign(args[i]);
+  }
   ChangeRecord Base(RecordOp op, uint16_t extra_flags, std::string_view key, uint16_t db_override) {
-    ChangeRecord r;
+    ChangeRecord r = ctx_.pool != nullptr ? ctx_.pool->TakeForReuse() : ChangeRecord{};
     r.capture_ns = ctx_.capture_ns;
     r.db = db_override == 0xffff ? ctx_.db : db_override;
     r.op = op;
@@ -179,7 +284,11 @@ class Emitter {
   size_t count_ = 0;
 };
 
+// Flags of an ordered record whose effect cannot be derived from the prior
+// state and the arguments (scripts, multi-key reads, unknown commands).
 constexpr uint16_t kOrderedFlags = kNeedsReadback;
+// Flags of an ordered record that is exact given the same prior state.
+constexpr uint16_t kExactFlags = 0;
 
 // Ordered + read-back on every written key; keyless writes are database-wide.
 ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view> argv, Emitter& out) {
@@ -198,8 +307,9 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
       }
     }
   }
-  if (!have_first) out.EmitArgs(spec.Has(kCmdWrite) ? RecordOp::kDatabase : RecordOp::kOrdered,
-                                spec.Has(kCmdWrite) ? 0 : kOrderedFlags, {}, argv);
+  if (!have_first)
+    out.EmitArgs(spec.Has(kCmdWrite) ? RecordOp::kDatabase : RecordOp::kOrdered,
+                 spec.Has(kCmdWrite) ? 0 : kOrderedFlags, {}, argv);
   return ConvertOutcome::kRecorded;
 }
 
@@ -208,18 +318,25 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
 int ExpiryOption(std::span<const std::string_view> argv, size_t i, uint64_t capture_ms, int64_t* abs_ms) {
   const std::string_view o = argv[i];
   int64_t mul = 0, base = 0;
-  if (EqualsIgnoreCase(o, "ex")) { mul = 1000; base = static_cast<int64_t>(capture_ms); }
-  else if (EqualsIgnoreCase(o, "px")) { mul = 1; base = static_cast<int64_t>(capture_ms); }
-  else if (EqualsIgnoreCase(o, "exat")) { mul = 1000; }
-  else if (EqualsIgnoreCase(o, "pxat")) { mul = 1; }
-  else return 0;
+  if (EqualsIgnoreCase(o, "ex")) {
+    mul = 1000;
+    base = static_cast<int64_t>(capture_ms);
+  } else if (EqualsIgnoreCase(o, "px")) {
+    mul = 1;
+    base = static_cast<int64_t>(capture_ms);
+  } else if (EqualsIgnoreCase(o, "exat")) {
+    mul = 1000;
+  } else if (EqualsIgnoreCase(o, "pxat")) {
+    mul = 1;
+  } else
+    return 0;
   int64_t v;
   if (i + 1 >= argv.size() || !ParseI64(argv[i + 1], &v) || !MulAdd(v, mul, base, abs_ms)) return -1;
   return 1;
 }
 
-ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node> reply, const ConvertContext& ctx,
-                   Emitter& out, const CommandSpec& spec) {
+ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node> reply,
+                   const ConvertContext& ctx, Emitter& out, const CommandSpec& spec) {
   if (argv.size() < 3) return Default(spec, argv, out);
   bool nx = false, xx = false, get = false, keepttl = false;
   int64_t abs_ms = -1;
@@ -228,12 +345,21 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
     int64_t t;
     const int e = ExpiryOption(argv, i, capture_ms, &t);
     if (e < 0) return Default(spec, argv, out);
-    if (e > 0) { abs_ms = t; ++i; continue; }
-    if (EqualsIgnoreCase(argv[i], "nx")) nx = true;
-    else if (EqualsIgnoreCase(argv[i], "xx")) xx = true;
-    else if (EqualsIgnoreCase(argv[i], "get")) get = true;
-    else if (EqualsIgnoreCase(argv[i], "keepttl")) keepttl = true;
-    else return Default(spec, argv, out);
+    if (e > 0) {
+      abs_ms = t;
+      ++i;
+      continue;
+    }
+    if (EqualsIgnoreCase(argv[i], "nx"))
+      nx = true;
+    else if (EqualsIgnoreCase(argv[i], "xx"))
+      xx = true;
+    else if (EqualsIgnoreCase(argv[i], "get"))
+      get = true;
+    else if (EqualsIgnoreCase(argv[i], "keepttl"))
+      keepttl = true;
+    else
+      return Default(spec, argv, out);
   }
   bool applied;
   if (get) {
@@ -268,12 +394,18 @@ void TrimPopped(Emitter& out, std::string_view key, bool left, size_t n) {
   if (n == 0) return;
   const std::string a = left ? std::to_string(n) : "0";
   const std::string b = left ? "-1" : std::to_string(-static_cast<int64_t>(n) - 1);
-  out.Emit(RecordOp::kOrdered, kOrderedFlags, key, {"LTRIM", key, a, b});
+  out.Emit(RecordOp::kOrdered, kExactFlags, key, {"LTRIM", key, a, b});
 }
 
 bool ParseSide(std::string_view s, bool* left) {
-  if (EqualsIgnoreCase(s, "left")) { *left = true; return true; }
-  if (EqualsIgnoreCase(s, "right")) { *left = false; return true; }
+  if (EqualsIgnoreCase(s, "left")) {
+    *left = true;
+    return true;
+  }
+  if (EqualsIgnoreCase(s, "right")) {
+    *left = false;
+    return true;
+  }
   return false;
 }
 
@@ -286,18 +418,20 @@ bool KeyAndList(std::span<const Node> reply, std::string_view* key, std::span<co
   return true;
 }
 
-ConvertOutcome BadShape(const CommandSpec& spec, std::span<const std::string_view> argv, const ConvertContext& ctx,
-                        RecordSink* sink) {
+ConvertOutcome BadShape(const CommandSpec& spec, std::span<const std::string_view> argv,
+                        const ConvertContext& ctx, RecordSink* sink) {
   ReadbackWrite(spec, argv, ctx, sink);
   return ConvertOutcome::kBadShape;
 }
 
 }  // namespace
 
-bool IsScriptCall(const CommandSpec& spec) { return RuleFor(spec) == Rule::kScript; }
+bool IsScriptCall(const CommandSpec& spec) {
+  return RuleFor(spec) == Rule::kScript;
+}
 
-size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv, const ConvertContext& ctx,
-                     RecordSink* sink) {
+size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
+                     const ConvertContext& ctx, RecordSink* sink) {
   Emitter out(ctx, sink);
   std::vector<KeyRef> keys;
   FindKeys(spec, argv, &keys);
@@ -328,19 +462,18 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
   auto bad = [&] { return BadShape(spec, argv, ctx, sink); };
   int64_t n = 0;
   switch (rule) {
-    case Rule::kDefault:
-      return Default(spec, argv, out);
+    case Rule::kDefault: return Default(spec, argv, out);
     case Rule::kAsIs:
       if (argv.size() < 2) return bad();
       out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], argv);
       return ConvertOutcome::kRecorded;
-    case Rule::kSet:
-      return Set(argv, reply, ctx, out, spec);
+    case Rule::kSet: return Set(argv, reply, ctx, out, spec);
     case Rule::kSetex:
     case Rule::kPsetex: {
       int64_t abs_ms;
       if (argv.size() != 4 || !ParseI64(argv[2], &n) ||
-          !MulAdd(n, rule == Rule::kSetex ? 1000 : 1, static_cast<int64_t>(capture_ms), &abs_ms)) return bad();
+          !MulAdd(n, rule == Rule::kSetex ? 1000 : 1, static_cast<int64_t>(capture_ms), &abs_ms))
+        return bad();
       SetWithAbs(out, argv[1], argv[3], abs_ms);
       return ConvertOutcome::kRecorded;
     }
@@ -412,9 +545,12 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       for (; i < argv.size(); ++i) {
         const std::string_view o = argv[i];
         if (EqualsIgnoreCase(o, "nx") || EqualsIgnoreCase(o, "xx") || EqualsIgnoreCase(o, "gt") ||
-            EqualsIgnoreCase(o, "lt")) conditional = true;
-        else if (EqualsIgnoreCase(o, "incr")) incr = true;
-        else if (!EqualsIgnoreCase(o, "ch")) break;
+            EqualsIgnoreCase(o, "lt"))
+          conditional = true;
+        else if (EqualsIgnoreCase(o, "incr"))
+          incr = true;
+        else if (!EqualsIgnoreCase(o, "ch"))
+          break;
       }
       if (incr && rule == Rule::kZadd && std::string_view(spec.name) == "zadd") {
         if (IsNull(reply)) return ConvertOutcome::kNoEffect;
@@ -434,7 +570,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (root == nullptr || root->type != Type::kInteger || argv.size() < 3) return bad();
       if (root->integer == 0) return ConvertOutcome::kNoEffect;
       const int64_t mul = (rule == Rule::kExpire || rule == Rule::kExpireat) ? 1000 : 1;
-      const int64_t base = (rule == Rule::kExpire || rule == Rule::kPexpire) ? static_cast<int64_t>(capture_ms) : 0;
+      const int64_t base =
+          (rule == Rule::kExpire || rule == Rule::kPexpire) ? static_cast<int64_t>(capture_ms) : 0;
       int64_t abs_ms;
       if (!ParseI64(argv[2], &n) || !MulAdd(n, mul, base, &abs_ms)) return bad();
       Pexpireat(out, argv[1], abs_ms);
@@ -502,9 +639,12 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
     case Rule::kRpop: {
       if (IsNull(reply)) return ConvertOutcome::kNoEffect;
       size_t count = 0;
-      if (IsString(*root)) count = 1;
-      else if (root->type == Type::kArray) count = root->children;
-      else return bad();
+      if (IsString(*root))
+        count = 1;
+      else if (root->type == Type::kArray)
+        count = root->children;
+      else
+        return bad();
       TrimPopped(out, argv[1], rule == Rule::kLpop, count);
       return count ? ConvertOutcome::kRecorded : ConvertOutcome::kNoEffect;
     }
@@ -522,7 +662,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // [BLMPOP timeout] numkeys key… LEFT|RIGHT [COUNT n]
       const size_t numidx = rule == Rule::kLmpop ? 1 : 2;
       if (argv.size() <= numidx || !ParseI64(argv[numidx], &n) || n <= 0 ||
-          numidx + 1 + static_cast<size_t>(n) >= argv.size()) return bad();
+          numidx + 1 + static_cast<size_t>(n) >= argv.size())
+        return bad();
       bool left;
       if (!ParseSide(argv[numidx + 1 + static_cast<size_t>(n)], &left)) return bad();
       std::string_view key;
@@ -542,7 +683,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         if (argv.size() < 5 || !ParseSide(argv[3], &from_left) || !ParseSide(argv[4], &to_left)) return bad();
       }
       TrimPopped(out, argv[1], from_left, 1);
-      out.Emit(RecordOp::kOrdered, kOrderedFlags, argv[2], {to_left ? "LPUSH" : "RPUSH", argv[2], root->str});
+      out.Emit(RecordOp::kOrdered, kExactFlags, argv[2], {to_left ? "LPUSH" : "RPUSH", argv[2], root->str});
       return ConvertOutcome::kRecorded;
     }
     case Rule::kSmove:
@@ -577,9 +718,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       return ConvertOutcome::kRecorded;
     }
-    case Rule::kDatabase:
-      out.EmitArgs(RecordOp::kDatabase, 0, {}, argv);
-      return ConvertOutcome::kRecorded;
+    case Rule::kDatabase: out.EmitArgs(RecordOp::kDatabase, 0, {}, argv); return ConvertOutcome::kRecorded;
     case Rule::kMove: {
       if (root == nullptr || root->type != Type::kInteger || argv.size() != 3) return bad();
       if (root->integer == 0) return ConvertOutcome::kNoEffect;
@@ -597,8 +736,19 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       ReadbackWrite(spec, argv, ctx, sink);
       return ConvertOutcome::kRecorded;
-    case Rule::kScript:
-      return Default(spec, argv, out);
+    case Rule::kScript: return Default(spec, argv, out);
+    case Rule::kExact:
+      if (argv.size() < 2) return bad();
+      out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
+      return ConvertOutcome::kRecorded;
+    case Rule::kFunctionLoad: {
+      // FUNCTION LOAD [REPLACE] code, answered with the library name: ship
+      // it with REPLACE so that applying it twice (or over an older version
+      // of the library on the target) succeeds and leaves this code.
+      if (root == nullptr || !IsString(*root) || argv.size() < 3) return bad();
+      out.Emit(RecordOp::kDatabase, 0, {}, {"FUNCTION", "LOAD", "REPLACE", argv.back()});
+      return ConvertOutcome::kRecorded;
+    }
   }
   return Default(spec, argv, out);
 }

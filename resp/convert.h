@@ -18,13 +18,14 @@ struct ConvertContext {
   uint64_t capture_ns = 0;  // of the reply
   uint16_t flags = 0;       // RecordFlags every record gets (kInTransaction, kAfterGap, …)
   uint64_t connection_id = 0;
+  RecordPool* pool = nullptr;  // optional: records are built from recycled ones
 };
 
 enum class ConvertOutcome : uint8_t {
-  kRecorded,    // zero or more records emitted; the reply fits the command
-  kNoEffect,    // the reply says nothing changed (SETNX 0, EXPIRE 0, nil pop, …)
-  kBadShape,    // the reply does not fit the command: pairing is suspect;
-                // read-back records were emitted for the written keys instead
+  kRecorded,  // zero or more records emitted; the reply fits the command
+  kNoEffect,  // the reply says nothing changed (SETNX 0, EXPIRE 0, nil pop, …)
+  kBadShape,  // the reply does not fit the command: pairing is suspect;
+              // read-back records were emitted for the written keys instead
 };
 
 // `reply` is the reply subtree (root first) and is not an error. `spec` is
@@ -35,8 +36,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
 // For a write whose reply is unknown (lost in a gap, CLIENT REPLY OFF, out of
 // sync): one kReadback record per written key; a keyless write becomes a
 // kDatabase record. Returns the number of records emitted.
-size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv, const ConvertContext& ctx,
-                     RecordSink* sink);
+size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
+                     const ConvertContext& ctx, RecordSink* sink);
 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).

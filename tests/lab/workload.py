@@ -233,6 +233,12 @@ def scripts(r, rnd):
            "lua:a", "lua:b", "from-lua")
     sha = r.script_load("return redis.call('HSET', KEYS[1], 'f', ARGV[1])")
     r.evalsha(sha, 1, "lua:h", "hashed")
+    # Redis 7 functions: the library is server state that must replicate too.
+    r.execute_command("FUNCTION", "LOAD", "REPLACE",
+                      "#!lua name=kvflib\nredis.register_function('kvf_bump', function(keys, args) "
+                      "return redis.call('INCRBY', keys[1], args[1]) end)")
+    r.execute_command("FCALL", "kvf_bump", 1, "fn:counter", 5)
+    r.execute_command("FCALL", "kvf_bump", 1, "fn:counter", 7)
 
 
 def rejected(r, rnd):

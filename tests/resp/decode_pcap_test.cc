@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "tests/resp/workload.h"
@@ -35,8 +37,8 @@ class Tcpdump {
       FILE* f = std::freopen(log.c_str(), "w", stderr);
       (void)f;
       const std::string filter = "tcp port " + std::to_string(port);
-      ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", "lo", "-s", "0", "-w", pcap.c_str(), filter.c_str(),
-               static_cast<char*>(nullptr));
+      ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", "lo", "-s", "0", "-w",
+               pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     for (int i = 0; i < 200 && ReadFile(log).find("listening") == std::string::npos; ++i) {
@@ -59,7 +61,8 @@ class Tcpdump {
 
 TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root: tcpdump on lo";
-  if (std::system("command -v tcpdump >/dev/null && command -v redis-cli >/dev/null") != 0 || !HaveRedisServer()) {
+  if (std::system("command -v tcpdump >/dev/null && command -v redis-cli >/dev/null") != 0 ||
+      !HaveRedisServer()) {
     GTEST_SKIP() << "needs tcpdump, redis-cli and redis-server";
   }
   // KVF_BINARY_DIR, or else two levels above this binary (tests/resp/).
@@ -89,10 +92,12 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     dump.Stop();
   }
   const std::string dump_log = ReadFile(dir + "/tcpdump.log");
-  ASSERT_NE(dump_log.find("\n0 packets dropped by kernel"), std::string::npos) << "capture incomplete: " << dump_log;
-  const std::string cmd = ctl + " decode --pcap " + pcap + " --server 127.0.0.1:" + std::to_string(kSourcePort) +
-                          " --format resp 2>" + dir + "/decode.err | redis-cli -p " +
-                          std::to_string(kReplicaPort) + " --pipe >" + dir + "/pipe.out 2>&1";
+  ASSERT_NE(dump_log.find("\n0 packets dropped by kernel"), std::string::npos)
+      << "capture incomplete: " << dump_log;
+  const std::string cmd = ctl + " decode --pcap " + pcap +
+                          " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format resp 2>" + dir +
+                          "/decode.err | redis-cli -p " + std::to_string(kReplicaPort) + " --pipe >" + dir +
+                          "/pipe.out 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadFile(dir + "/pipe.out");
   EXPECT_NE(ReadFile(dir + "/pipe.out").find("errors: 0"), std::string::npos) << ReadFile(dir + "/pipe.out");
   const auto src = Snapshot(kSourcePort, 4);
@@ -101,8 +106,9 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
   for (const auto& [db, key] : diff) ADD_FAILURE() << "db" << db << " key " << key << " differs";
 
   // The stats format accounts for every request.
-  const std::string stats_cmd = ctl + " decode --pcap " + pcap + " --server 127.0.0.1:" +
-                                std::to_string(kSourcePort) + " --format stats >" + dir + "/stats.out";
+  const std::string stats_cmd = ctl + " decode --pcap " + pcap +
+                                " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format stats >" +
+                                dir + "/stats.out";
   ASSERT_EQ(std::system(stats_cmd.c_str()), 0);
   const std::string stats = ReadFile(dir + "/stats.out");
   EXPECT_NE(stats.find("conn unpaired_replies 0"), std::string::npos) << stats;
@@ -111,6 +117,36 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
   EXPECT_NE(stats.find("command incr applied="), std::string::npos) << stats;
   EXPECT_NE(stats.find("command setnx applied=1 no_effect=1 rejected=0"), std::string::npos) << stats;
   EXPECT_NE(stats.find("command lpush applied=1 no_effect=0 rejected=2"), std::string::npos) << stats;
+  // EVALSHA after SCRIPT LOAD was shipped as EVAL (the pipe above proved it ran).
+  EXPECT_NE(stats.find("command evalsha applied=1 "), std::string::npos) << stats;
+  EXPECT_NE(stats.find("conn script_unknown 0"), std::string::npos) << stats;
+
+  // --rebase-time moves capture times only: a relative expiry (EXPIRE e:1
+  // 300) moves with its record's capture time, an absolute one (EXPIREAT e:3)
+  // stays as the client gave it.
+  std::map<std::string, std::pair<int64_t, int64_t>> plain, rebased;  // key -> (capture ms, PEXPIREAT ms)
+  for (auto [flag, out] :
+       {std::pair<std::string, decltype(&plain)>{"", &plain}, {" --rebase-time", &rebased}}) {
+    const std::string json_cmd = ctl + " decode --pcap " + pcap +
+                                 " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format json" +
+                                 flag + " >" + dir + "/out.json";
+    ASSERT_EQ(std::system(json_cmd.c_str()), 0);
+    std::istringstream lines(ReadFile(dir + "/out.json"));
+    for (std::string line; std::getline(lines, line);) {
+      const auto j = nlohmann::json::parse(line);
+      const auto& args = j["args"];
+      if (args.size() == 3 && args[0] == "PEXPIREAT") {
+        (*out)[args[1].get<std::string>()] = {static_cast<int64_t>(j["capture_ns"].get<uint64_t>() / 1000000),
+                                              std::stoll(args[2].get<std::string>())};
+      }
+    }
+  }
+  ASSERT_TRUE(plain.count("e:1") && plain.count("e:3") && rebased.count("e:1") && rebased.count("e:3"));
+  const int64_t shift_ms = rebased["e:1"].first - plain["e:1"].first;
+  EXPECT_GT(shift_ms, 0);
+  EXPECT_NEAR(rebased["e:1"].second - plain["e:1"].second, shift_ms, 1);
+  EXPECT_NEAR(rebased["e:1"].second - rebased["e:1"].first, 300000, 1);
+  EXPECT_EQ(rebased["e:3"].second, plain["e:3"].second);
   if (!HasFailure()) std::system(("rm -rf " + dir).c_str());  // kept for inspection otherwise
 }
 

@@ -139,11 +139,23 @@ inline void RunWorkload(MirroredClient& c, MirroredClient& other) {
   c.Do({"SET", "t:w", "0"});
   c.Do({"WATCH", "t:w"});
   other.Do({"SET", "t:w", "changed-by-other"});
-  c.Do(Cmd({"MULTI"}) + Cmd({"SET", "t:w", "lost"}) + Cmd({"SET", "t:never", "x"}) + Cmd({"EXEC"}), 4);  // nil
+  c.Do(Cmd({"MULTI"}) + Cmd({"SET", "t:w", "lost"}) + Cmd({"SET", "t:never", "x"}) + Cmd({"EXEC"}),
+       4);  // nil
   c.Do(Cmd({"MULTI"}) + Cmd({"SET", "t:d", "x"}) + Cmd({"DISCARD"}), 3);
   // Scripts.
   c.Do({"EVAL", "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])", "2", "lua:a",
         "lua:n", "from-lua"});
+  {
+    // SCRIPT LOAD is not a write: EVALSHA must reach the replica as EVAL.
+    const std::string body = "return redis.call('SET', KEYS[1], ARGV[1])";
+    const std::string loaded = c.Do({"SCRIPT", "LOAD", body});  // $40\r\n<sha>\r\n
+    const std::string sha = loaded.size() >= 45 ? loaded.substr(5, 40) : "";
+    c.Do({"EVALSHA", sha, "1", "lua:sha", "via-evalsha"});
+    c.Do({"FUNCTION", "LOAD", "REPLACE",
+          "#!lua name=kvftlib\nredis.register_function('kvft_set', function(keys, args) "
+          "return redis.call('SET', keys[1], args[1]) end)"});
+    c.Do({"FCALL", "kvft_set", "1", "fn:k", "via-fcall"});
+  }
   // Databases.
   c.Do({"SELECT", "1"});
   c.Do({"SET", "db1:k", "one"});
