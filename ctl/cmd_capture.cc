@@ -1,8 +1,10 @@
 // `kvferryctl capture`: the first tool an operator runs to check that the
-// mirror delivers. Captures (pcap file, or a live interface through the pcap
-// or xdp backend), reassembles the connections to the given servers and
-// prints, every second, packets, bytes, flows, gaps and the drops of every
-// layer (NIC, kernel/BPF, ring, decode, worker queues, reassembly).
+// mirror delivers. Captures (pcap file, or a live interface through the pcap,
+// xdp or dpdk backend), reassembles the connections to the given servers,
+// parses and pairs their RESP streams, and prints, every second, packets,
+// bytes, flows, gaps, requests parsed per command, change records and the
+// drops of every layer (NIC, kernel/BPF, ring, decode, worker queues,
+// reassembly, RESP pairing); or, with --format records, the records.
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,8 +13,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -24,6 +28,8 @@
 #include "dataplane/flow_table.h"
 #include "dataplane/pcap_source.h"
 #include "kvf_build_info.h"
+#include "resp/connection.h"
+#include "resp/script_cache.h"
 
 #if KVF_HAVE_BPF && __has_include("dataplane/xdp/xdp_source.h")
 #include "dataplane/xdp/xdp_source.h"
@@ -43,12 +49,197 @@ namespace {
 using namespace kvf::dataplane;
 using Counters = std::map<std::string, uint64_t>;
 
-std::atomic<bool> g_interrupted{false};
-void OnSignal(int) { g_interrupted.store(true); }
+constexpr const char* kPerCommandPrefix = "requests_parsed.";
+constexpr size_t kDispatchSlice = 32;
 
-// Every counter of every layer, flat, cumulative.
+std::atomic<bool> g_interrupted{false};
+void OnSignal(int) {
+  g_interrupted.store(true);
+}
+
+// ---------------------------------------------------------------------------
+// RESP: one resp::Connection per reassembled flow, per worker shard.
+// ---------------------------------------------------------------------------
+
+// The RESP counters the capture reports, summed over connections.
+struct RespCounters {
+  uint64_t requests = 0, replies = 0, records = 0, gaps = 0, gap_bytes = 0, desyncs = 0, parse_errors = 0,
+           overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0;
+  std::map<std::string, uint64_t, std::less<>> requests_by_command;  // table name ("set") -> requests
+
+  // Adds the growth of `now` over `before` (both cumulative, one connection).
+  void AddDelta(const kvf::resp::ConnectionStats& now, const kvf::resp::ConnectionStats& before) {
+    requests += now.requests - before.requests;
+    replies += now.replies - before.replies;
+    gaps += now.gaps - before.gaps;
+    gap_bytes += now.gap_bytes - before.gap_bytes;
+    desyncs += now.desyncs - before.desyncs;
+    parse_errors += now.parse_errors - before.parse_errors;
+    overflows += now.overflows - before.overflows;
+    unpaired_replies += now.unpaired_replies - before.unpaired_replies;
+    unpaired_requests += now.unpaired_requests - before.unpaired_requests;
+    bad_shapes += now.bad_shapes - before.bad_shapes;
+    writes_unacked += now.writes_unacked - before.writes_unacked;
+  }
+};
+
+// Serialises record lines of all workers on stdout and numbers them.
+class RecordPrinter {
+ public:
+  void Print(kvf::ChangeRecord&& r) {
+    nlohmann::json j;
+    std::lock_guard<std::mutex> lock(mu_);
+    r.seq = ++seq_;
+    j["seq"] = r.seq;
+    j["capture_ns"] = r.capture_ns;
+    j["hlc"] = r.hlc.packed();
+    j["db"] = r.db;
+    j["op"] = std::string(kvf::RecordOpName(r.op));
+    j["key"] = r.key;
+    j["args"] = r.args;
+    std::vector<std::string> flags;
+    if (r.HasFlag(kvf::kNeedsReadback)) flags.push_back("needs_readback");
+    if (r.HasFlag(kvf::kAfterGap)) flags.push_back("after_gap");
+    if (r.HasFlag(kvf::kAmbiguousOrder)) flags.push_back("ambiguous_order");
+    if (r.HasFlag(kvf::kInTransaction)) flags.push_back("in_transaction");
+    if (r.HasFlag(kvf::kUnknownDb)) flags.push_back("unknown_db");
+    j["flags"] = flags;
+    // Values are binary: invalid UTF-8 is replaced for display.
+    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+  }
+
+ private:
+  std::mutex mu_;
+  uint64_t seq_ = 0;
+};
+
+// The RESP side of one worker: creates a Connection per flow, counts their
+// outcomes and records, and publishes the counts to the reporting thread.
+// Thread confinement: everything but Snapshot() runs on the worker's thread;
+// Snapshot() may be called from any thread. Ambiguity tracking across
+// connections is not done here (flows of one key may sit in different shards);
+// the script cache is per shard, so an EVALSHA whose SCRIPT LOAD went through
+// another shard falls back to read-back records.
+class RespShard : public StreamConsumerFactory,
+                  public kvf::resp::RecordSink,
+                  public kvf::resp::OutcomeObserver {
+ public:
+  // `printer` may be null (records are only counted); it must outlive the shard.
+  explicit RespShard(RecordPrinter* printer) : printer_(printer) {}
+
+  std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) override {
+    kvf::resp::ConnectionOptions o;
+    o.connection_id = ++next_id_;
+    o.joined_mid_stream = info.joined_mid_stream;
+    o.observer = this;
+    o.scripts = &scripts_;
+    return std::make_unique<Consumer>(this, o);
+  }
+  void Emit(kvf::ChangeRecord&& r, uint64_t) override {
+    ++local_records_;
+    if (printer_ != nullptr) printer_->Print(std::move(r));
+  }
+  // `command` points into the static command table (or is "unknown").
+  void OnOutcome(std::string_view command, kvf::resp::Outcome) override {
+    for (auto& [name, n] : local_commands_) {
+      if (name.data() == command.data()) {
+        ++n;
+        return;
+      }
+    }
+    local_commands_.emplace_back(command, 1);
+  }
+  RespCounters Snapshot() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return shared_;
+  }
+
+ private:
+  class Consumer : public StreamConsumer {
+   public:
+    Consumer(RespShard* shard, kvf::resp::ConnectionOptions o) : shard_(shard), conn_(shard, o) {}
+    void OnData(Direction dir, kvf::ByteSpan bytes, uint64_t ts) override {
+      conn_.OnData(static_cast<kvf::resp::Direction>(dir), bytes, ts);
+      Publish();
+    }
+    void OnGap(Direction dir, uint64_t missing) override {
+      conn_.OnGap(static_cast<kvf::resp::Direction>(dir), missing);
+      Publish();
+    }
+    void OnClose(CloseReason reason) override {
+      kvf::resp::CloseReason r = kvf::resp::CloseReason::kEvicted;
+      switch (reason) {
+        case CloseReason::kFin: r = kvf::resp::CloseReason::kFin; break;
+        case CloseReason::kReset: r = kvf::resp::CloseReason::kReset; break;
+        case CloseReason::kIdle: r = kvf::resp::CloseReason::kIdle; break;
+        case CloseReason::kShutdown: r = kvf::resp::CloseReason::kCaptureEnd; break;
+        default: break;
+      }
+      conn_.OnClose(r);
+      Publish();
+    }
+
+   private:
+    void Publish() {
+      shard_->Publish(conn_.stats(), published_);
+      published_ = conn_.stats();
+    }
+    RespShard* shard_;
+    kvf::resp::Connection conn_;
+    kvf::resp::ConnectionStats published_;
+  };
+
+  // Moves this worker's local counts into the shared snapshot.
+  void Publish(const kvf::resp::ConnectionStats& now, const kvf::resp::ConnectionStats& before) {
+    std::lock_guard<std::mutex> lock(mu_);
+    shared_.AddDelta(now, before);
+    shared_.records += local_records_;
+    local_records_ = 0;
+    for (auto& [name, n] : local_commands_) {
+      if (n == 0) continue;
+      auto it = shared_.requests_by_command.find(name);
+      if (it == shared_.requests_by_command.end()) it = shared_.requests_by_command.emplace(name, 0).first;
+      it->second += n;
+      n = 0;
+    }
+  }
+
+  RecordPrinter* printer_;
+  uint64_t next_id_ = 0;
+  uint64_t local_records_ = 0;
+  std::vector<std::pair<std::string_view, uint64_t>> local_commands_;  // few distinct commands: linear
+  mutable std::mutex mu_;
+  RespCounters shared_;             // guarded by mu_
+  kvf::resp::ScriptCache scripts_;  // worker thread only
+};
+
+RespCounters SumShards(const std::vector<std::unique_ptr<RespShard>>& shards) {
+  RespCounters sum;
+  for (const auto& s : shards) {
+    const RespCounters c = s->Snapshot();
+    sum.requests += c.requests;
+    sum.replies += c.replies;
+    sum.records += c.records;
+    sum.gaps += c.gaps;
+    sum.gap_bytes += c.gap_bytes;
+    sum.desyncs += c.desyncs;
+    sum.parse_errors += c.parse_errors;
+    sum.overflows += c.overflows;
+    sum.unpaired_replies += c.unpaired_replies;
+    sum.unpaired_requests += c.unpaired_requests;
+    sum.bad_shapes += c.bad_shapes;
+    sum.writes_unacked += c.writes_unacked;
+    for (const auto& [name, n] : c.requests_by_command) sum.requests_by_command[name] += n;
+  }
+  return sum;
+}
+
+// Every counter of every layer, flat, cumulative. Requests per command are
+// named "requests_parsed.<command>".
 Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowTableStats& flows,
-                 uint64_t queue_full, uint64_t oversize) {
+                 uint64_t queue_full, uint64_t oversize, const RespCounters& resp) {
   Counters c;
   c["frames_received"] = cap.frames_received;
   c["bytes_received"] = cap.bytes_received;
@@ -67,6 +258,19 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["worker_queue_full_drops"] = queue_full;
   c["worker_oversize_payload_drops"] = oversize;
   for (const auto& [name, v] : flows.Named()) c[name] = v;
+  c["requests_parsed"] = resp.requests;
+  c["replies_parsed"] = resp.replies;
+  c["records"] = resp.records;
+  c["resp_gaps"] = resp.gaps;
+  c["resp_gap_bytes"] = resp.gap_bytes;
+  c["resp_desyncs"] = resp.desyncs;
+  c["resp_parse_errors"] = resp.parse_errors;
+  c["resp_overflows"] = resp.overflows;
+  c["resp_unpaired_replies"] = resp.unpaired_replies;
+  c["resp_unpaired_requests"] = resp.unpaired_requests;
+  c["resp_bad_shapes"] = resp.bad_shapes;
+  c["resp_writes_unacked"] = resp.writes_unacked;
+  for (const auto& [name, v] : resp.requests_by_command) c[kPerCommandPrefix + name] = v;
   return c;
 }
 
@@ -82,6 +286,8 @@ std::string Human(double v) {
   return buf;
 }
 
+// One report: json (one object per line) on stdout, or one stats line on
+// stdout (--format stats) or stderr (--format records: stdout has the records).
 void Print(const std::string& format, const std::string& label, const Counters& now, const Counters& prev,
            double seconds) {
   auto d = [&](const char* k) {
@@ -89,36 +295,53 @@ void Print(const std::string& format, const std::string& label, const Counters& 
     return now.at(k) - (p == prev.end() ? 0 : p->second);
   };
   const uint64_t kernel_drops = d("ring_full_drops");
-  const uint64_t decode_drops = d("decode_failures") - d("decode_not_ip_ignored") - d("decode_not_tcp_ignored");
+  const uint64_t decode_drops =
+      d("decode_failures") - d("decode_not_ip_ignored") - d("decode_not_tcp_ignored");
   if (format == "json") {
     nlohmann::json j;
     j["at"] = label;
     j["interval_seconds"] = seconds;
     nlohmann::json iv;
-    for (const char* k : {"frames_received", "bytes_received", "tcp_segments", "payload_bytes_delivered",
-                          "flows_created", "gaps", "gap_bytes", "nic_drops", "ring_full_drops", "decode_failures",
-                          "worker_queue_full_drops", "segments_not_for_server"}) {
+    for (const char* k :
+         {"frames_received", "bytes_received", "tcp_segments", "payload_bytes_delivered", "flows_created",
+          "gaps", "gap_bytes", "nic_drops", "ring_full_drops", "decode_failures", "worker_queue_full_drops",
+          "segments_not_for_server", "requests_parsed", "records", "resp_gaps", "resp_gap_bytes",
+          "resp_desyncs", "resp_parse_errors"}) {
       iv[k] = d(k);
     }
+    nlohmann::json iv_cmd = nlohmann::json::object(), tot_cmd = nlohmann::json::object();
+    const size_t plen = std::strlen(kPerCommandPrefix);
+    for (const auto& [k, v] : now) {
+      if (k.compare(0, plen, kPerCommandPrefix) != 0) continue;
+      const auto p = prev.find(k);
+      iv_cmd[k.substr(plen)] = v - (p == prev.end() ? 0 : p->second);
+      tot_cmd[k.substr(plen)] = v;
+    }
+    iv["requests_parsed_by_command"] = iv_cmd;
     j["interval"] = iv;
     j["totals"] = now;
+    j["totals"]["requests_parsed_by_command"] = tot_cmd;
     std::printf("%s\n", j.dump().c_str());
   } else {
     auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     auto h = [](uint64_t v) { return Human(static_cast<double>(v)); };
-    std::printf(
-        "%s pkts=%s bytes=%s tcp=%s payload=%sB flows=%llu(+%llu) gaps=%llu(%sB)"
-        " | drops nic=%llu kernel_parse=%llu ring=%llu oversize=%llu snap=%llu decode=%llu queue=%llu"
-        " | ignored kernel_filtered=%s not_server=%s not_tcp=%s retrans=%sB\n",
-        label.c_str(), h(d("frames_received")).c_str(), h(d("bytes_received")).c_str(), h(d("tcp_segments")).c_str(),
-        h(d("payload_bytes_delivered")).c_str(), u(now.at("active_flows")), u(d("flows_created")), u(d("gaps")),
-        h(d("gap_bytes")).c_str(), u(d("nic_drops")), u(d("kernel_parse_errors")), u(kernel_drops),
-        u(d("oversize_frames") + d("worker_oversize_payload_drops")), u(d("snap_truncated")), u(decode_drops),
-        u(d("worker_queue_full_drops")), h(d("kernel_filtered")).c_str(), h(d("segments_not_for_server")).c_str(),
+    std::fprintf(
+        format == "records" ? stderr : stdout,
+        "%s pkts=%s bytes=%s tcp=%s payload=%sB flows=%llu(+%llu) gaps=%llu(%sB) requests=%s records=%s"
+        " resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu ring=%llu oversize=%llu snap=%llu decode=%llu"
+        " queue=%llu | ignored kernel_filtered=%s not_server=%s not_tcp=%s retrans=%sB\n",
+        label.c_str(), h(d("frames_received")).c_str(), h(d("bytes_received")).c_str(),
+        h(d("tcp_segments")).c_str(), h(d("payload_bytes_delivered")).c_str(), u(now.at("active_flows")),
+        u(d("flows_created")), u(d("gaps")), h(d("gap_bytes")).c_str(), h(d("requests_parsed")).c_str(),
+        h(d("records")).c_str(), u(d("resp_desyncs")), u(d("nic_drops")), u(d("kernel_parse_errors")),
+        u(kernel_drops), u(d("oversize_frames") + d("worker_oversize_payload_drops")), u(d("snap_truncated")),
+        u(decode_drops), u(d("worker_queue_full_drops")), h(d("kernel_filtered")).c_str(),
+        h(d("segments_not_for_server")).c_str(),
         h(d("decode_not_ip_ignored") + d("decode_not_tcp_ignored")).c_str(),
         h(d("retransmitted_bytes_dropped")).c_str());
   }
   std::fflush(stdout);
+  std::fflush(stderr);
 }
 
 std::string TimeLabel(uint64_t ts_ns) {
@@ -131,19 +354,22 @@ std::string TimeLabel(uint64_t ts_ns) {
 }
 
 // Offline: one thread, timeouts on packet time, one line per capture second.
-int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::string& format, int max_seconds) {
+int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::string& format,
+               int max_seconds) {
   auto src = PcapSource::OpenOffline(path);
   if (!src.ok()) {
     std::fprintf(stderr, "kvferryctl capture: %s\n", src.status().ToString().c_str());
     return 1;
   }
-  FlowTable table(cfg, nullptr);
+  RecordPrinter printer;
+  RespShard shard(format == "records" ? &printer : nullptr);
+  FlowTable table(cfg, &shard);
   DecodeCounters dec;
   std::vector<Packet> burst(256);
   Counters prev;
   uint64_t first_ts = 0, second_start = 0, last_ts = 0;
   auto report = [&](uint64_t at) {
-    Counters now = Collect((*src)->Stats(), dec, table.stats(), 0, 0);
+    Counters now = Collect((*src)->Stats(), dec, table.stats(), 0, 0, shard.Snapshot());
     Print(format, TimeLabel(at), now, prev, 1.0);
     prev = std::move(now);
   };
@@ -165,23 +391,31 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
     }
     if (max_seconds > 0 && last_ts >= first_ts + static_cast<uint64_t>(max_seconds) * 1'000'000'000ull) break;
   }
-  if (!(*src)->error().ok()) std::fprintf(stderr, "kvferryctl capture: %s\n", (*src)->error().ToString().c_str());
+  if (!(*src)->error().ok())
+    std::fprintf(stderr, "kvferryctl capture: %s\n", (*src)->error().ToString().c_str());
   table.CloseAll();
   report(second_start);
-  Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0);
+  Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, shard.Snapshot());
   Print(format, "total", totals, {}, static_cast<double>(last_ts - first_ts) / 1e9);
   return (*src)->error().ok() ? 0 : 1;
 }
 
 // Live: the RX loop on this thread, reassembly on `workers` threads.
 int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const std::string& format,
-            int max_seconds, size_t workers) {
+            int max_seconds, size_t workers, size_t queue_slots) {
   DispatcherConfig dc;
   dc.workers = workers;
   dc.flow_table = cfg;
   dc.max_segment_payload = 65536;
-  dc.queue_slots = 1024;
-  Dispatcher dispatcher(dc, std::vector<StreamConsumerFactory*>(workers, nullptr));
+  dc.queue_slots = queue_slots;
+  RecordPrinter printer;
+  std::vector<std::unique_ptr<RespShard>> shards;
+  std::vector<StreamConsumerFactory*> factories;
+  for (size_t i = 0; i < workers; ++i) {
+    shards.push_back(std::make_unique<RespShard>(format == "records" ? &printer : nullptr));
+    factories.push_back(shards.back().get());
+  }
+  Dispatcher dispatcher(dc, factories);
   dispatcher.Start();
   std::vector<Packet> burst(256);
   const auto start = std::chrono::steady_clock::now();
@@ -189,18 +423,24 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   Counters prev;
   auto report = [&](const std::string& label, double secs, const Counters* base) {
     const DispatcherStats ds = dispatcher.Stats();
-    Counters now = Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops);
+    Counters now = Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops,
+                           SumShards(shards));
     Print(format, label, now, base != nullptr ? *base : prev, secs);
     prev = std::move(now);
   };
   while (!g_interrupted.load() && !src->Exhausted()) {
     const size_t n = src->RxBurst(burst);
-    if (n > 0) dispatcher.Dispatch(std::span<const Packet>(burst.data(), n));
+    // Small slices: the workers are woken after each Dispatch, so a large
+    // burst (pcap hands over up to 4 MB at once) does not overrun a queue
+    // while its worker still sleeps.
+    for (size_t i = 0; i < n; i += kDispatchSlice) {
+      dispatcher.Dispatch(std::span<const Packet>(burst.data() + i, std::min(kDispatchSlice, n - i)));
+    }
     const auto t = std::chrono::steady_clock::now();
     if (t >= next) {
-      report(TimeLabel(static_cast<uint64_t>(
-                 std::chrono::duration_cast<std::chrono::nanoseconds>(
-                     std::chrono::system_clock::now().time_since_epoch()).count())),
+      report(TimeLabel(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count())),
              1.0, nullptr);
       next += std::chrono::seconds(1);
       if (max_seconds > 0 && t - start >= std::chrono::seconds(max_seconds)) break;
@@ -220,17 +460,31 @@ int RunCapture(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   int seconds = 0;
   size_t workers = 2;
+  size_t queue_slots = 4096;
   std::string dpdk_port, eal;
-  app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
+  bool pass = false;
+  app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
+      ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
   app.add_option("--pcap", pcap_file, "offline capture file (pcap/pcapng, Ethernet)");
   app.add_option("--server", servers, "HOST:PORT of a Redis server (repeatable)")->required();
   app.add_option("--seconds", seconds, "stop after N seconds (0: until the file ends or Ctrl-C)");
-  app.add_option("--format", format, "stats | json")->check(CLI::IsMember({"stats", "json"}));
-  app.add_option("--workers", workers, "reassembly worker threads for live capture")->check(CLI::Range(1, 64));
+  app.add_option("--format", format,
+                 "stats | json | records (one JSON change record per line; stats on stderr)")
+      ->check(CLI::IsMember({"stats", "json", "records"}));
+  app.add_option("--workers", workers, "reassembly worker threads for live capture")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--queue-slots", queue_slots,
+                 "live: segments each worker queue holds (64 KB of payload space each); pcap delivers "
+                 "frames in kernel blocks, so bursts of thousands are normal")
+      ->check(CLI::Range(64, 65536));
   app.add_option("--dpdk-port", dpdk_port,
                  "dpdk: ethdev to read (e.g. a PCI address); default: net_af_packet on --iface");
-  app.add_option("--eal", eal, "dpdk: EAL arguments, space-separated (default: no hugepages, 256 MB, core 0)");
+  app.add_option("--eal", eal,
+                 "dpdk: EAL arguments, space-separated (default: no hugepages, 256 MB, core 0)");
+  app.add_flag("--pass", pass,
+               "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
+               "for an interface that also carries host traffic");
   std::vector<std::string> argv_rev(args.rbegin(), args.rend());
   try {
     app.parse(argv_rev);
@@ -274,7 +528,7 @@ int RunCapture(const std::vector<std::string>& args) {
     XdpOptions o;
     o.iface = iface;
     o.servers = cfg.servers;
-    o.pass_frames = true;  // a diagnostic must not black-hole an interface that also carries host traffic
+    o.pass_frames = pass;  // default: a dedicated mirror port, frames end in the program
     auto r = OpenXdpSource(o);
     if (!r.ok()) {
       std::fprintf(stderr, "kvferryctl capture: %s\n", r.status().ToString().c_str());
@@ -290,8 +544,14 @@ int RunCapture(const std::vector<std::string>& args) {
     std::vector<std::string> eal_args;
     if (eal.empty()) {
       // --no-huge excludes --in-memory; --no-shconf leaves no runtime files behind.
-      eal_args = {"--no-huge", "--no-shconf", "-m", "256", "--file-prefix=kvferryctl" + std::to_string(getpid()),
-                  "-l", "0", "--log-level=*:warning"};
+      eal_args = {"--no-huge",
+                  "--no-shconf",
+                  "-m",
+                  "256",
+                  "--file-prefix=kvferryctl" + std::to_string(getpid()),
+                  "-l",
+                  "0",
+                  "--log-level=*:warning"};
       if (dpdk_port.empty()) eal_args.push_back("--no-pci");  // af_packet on a kernel interface
     } else {
       for (size_t pos = 0; pos < eal.size();) {
@@ -302,22 +562,30 @@ int RunCapture(const std::vector<std::string>& args) {
     }
     const kvf::Status st = InitDpdkEal(eal_args);
     if (!st.ok()) {
+      ShutdownDpdkEal();
       std::fprintf(stderr, "kvferryctl capture: %s\n", st.ToString().c_str());
       return 1;
     }
     DpdkOptions o;
     if (dpdk_port.empty()) {
       o.device = "net_af_packet0";
-      o.vdev_args = "net_af_packet0,iface=" + iface;
+      // The PMD's default ring (512 frames) overflows at lab rates, and DPDK
+      // 22.11 does not count those kernel drops: only gaps would show them.
+      o.vdev_args = "net_af_packet0,iface=" + iface + ",framecnt=16384";
     } else {
       o.device = dpdk_port;
     }
     auto r = OpenDpdkSource(o);
     if (!r.ok()) {
       std::fprintf(stderr, "kvferryctl capture: %s\n", r.status().ToString().c_str());
+      ShutdownDpdkEal();
       return 1;
     }
-    src = std::move(*r);
+    std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", (*r)->Describe().c_str(),
+                 cfg.servers.size());
+    const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots);  // destroys the source
+    ShutdownDpdkEal();
+    return rc;
 #else
     std::fprintf(stderr, "kvferryctl capture: this build has no dpdk backend (KVF_WITH_DPDK=OFF)\n");
     return 2;
@@ -325,9 +593,11 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", src->Describe().c_str(),
                cfg.servers.size());
-  return RunLive(std::move(src), cfg, format, seconds, workers);
+  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots);
 }
 
 }  // namespace
 
-KVF_CTL_COMMAND("capture", "capture mirrored traffic and print per-second packets, flows, gaps and drops", RunCapture);
+KVF_CTL_COMMAND(
+    "capture", "capture mirrored traffic; print per-second packets, flows, gaps, drops, requests and records",
+    RunCapture);

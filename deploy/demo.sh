@@ -2,8 +2,10 @@
 # kvferry's main job on its embedded default, end to end on one machine:
 # brings up the two-site lab (deploy/lab/lab.sh), drives Redis traffic from
 # site A's client, shows what the appliance at site A receives on its mirror
-# port and what kvferry makes of it, shows the WAN between the sites, and
-# tears everything down. Needs root (namespaces, TUN, tc, XDP).
+# port and the change records kvferry makes of it, replays those records into
+# site B's Redis and compares the two datasets key by key, shows the WAN
+# between the sites, and tears everything down. Needs root (namespaces, TUN,
+# tc). The live daemon and WAN shipper replace the offline steps as they land.
 #   ./deploy/demo.sh [--seconds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +27,7 @@ BIN="$ROOT/build/ci"
 export KVF_WANEM="$BIN/deploy/lab/kvf-wanem"
 LAB="$ROOT/deploy/lab/lab.sh"
 
-trap '"$LAB" down >/dev/null 2>&1 || true; rm -f "${pcap:-}"' EXIT
+trap '"$LAB" down >/dev/null 2>&1 || true; rm -f "${pcap:-}"*' EXIT
 echo "demo: lab up — two sites, mirror at site A, WAN 20 ms each way, 0.5 % loss, 200 Mbit/s"
 "$LAB" up --delay-ms 20 --loss 0.5 --rate-mbit 200
 eval "$("$LAB" env)"
@@ -41,8 +43,9 @@ dump=$!
 sleep 1
 ip netns exec "$KVF_A_NS_CLIENT" redis-benchmark -h "$KVF_A_REDIS_IP" -p "$KVF_REDIS_PORT" \
   -c 4 -n 20000 -P 8 -r 1000 -t set,incr,lpush,hset,sadd -q | tr '\r' '\n' | grep -v '^$'
-ip netns exec "$KVF_A_NS_CLIENT" redis-cli -h "$KVF_A_REDIS_IP" -p "$KVF_REDIS_PORT" \
-  set demo:greeting "hello from site A" EX 600 >/dev/null
+echo "and a client library (python3-redis) writing every data type, MULTI/EXEC, Lua, several dbs:"
+ip netns exec "$KVF_A_NS_CLIENT" /usr/bin/python3 "$ROOT/tests/lab/workload.py" \
+  --host "$KVF_A_REDIS_IP" --port "$KVF_REDIS_PORT"
 sleep 1
 kill -TERM "$dump" 2>/dev/null || true
 wait "$dump" 2>/dev/null || true
@@ -52,13 +55,22 @@ import json, sys
 d = json.load(sys.stdin)
 print("  client -> redis: %7d segments %10d bytes" % (d["to_server"]["segments"], d["to_server"]["payload"]))
 print("  redis -> client: %7d segments %10d bytes" % (d["from_server"]["segments"], d["from_server"]["payload"]))'
-if "$BIN/ctl/kvferryctl" help | grep -q '^  decode'; then
-  echo; echo "== What kvferry understands of it (kvferryctl decode --format stats)"
-  "$BIN/ctl/kvferryctl" decode --pcap "$pcap" --server "$KVF_A_REDIS_IP:$KVF_REDIS_PORT" --format stats
-elif "$BIN/ctl/kvferryctl" help | grep -q '^  capture'; then
-  echo; echo "== kvferry's view of the same capture (kvferryctl capture --pcap)"
-  "$BIN/ctl/kvferryctl" capture --backend pcap --pcap "$pcap" --server "$KVF_A_REDIS_IP:$KVF_REDIS_PORT" --format stats
-fi
+
+CTL="$BIN/ctl/kvferryctl"
+server="$KVF_A_REDIS_IP:$KVF_REDIS_PORT"
+echo; echo "== What kvferry understands of it: acknowledged writes -> change records"
+"$CTL" decode --pcap "$pcap" --server "$server" --format stats 2>&1 | grep -E '^(requests|records|op |gaps|kvferryctl)' || true
+echo "a few records (json):"
+"$CTL" decode --pcap "$pcap" --server "$server" --format json 2>/dev/null | grep -E '"(INCR|SET|HINCRBY|EXPIRE|LPOP)"|KEEPTTL|PEXPIREAT' | head -4 | cut -c1-200
+
+echo; echo "== Replaying the records into site B's Redis (from appliance B, over its LAN)"
+"$CTL" decode --pcap "$pcap" --server "$server" --format resp 2>/dev/null >"$pcap.resp"
+ip netns exec "$KVF_B_NS_APPLIANCE" redis-cli -h "$KVF_B_REDIS_IP" -p "$KVF_REDIS_PORT" --pipe <"$pcap.resp" | tail -1
+ip netns exec "$KVF_A_NS_REDIS" /usr/bin/python3 "$ROOT/tests/lab/redis_snapshot.py" --port "$KVF_REDIS_PORT" >"$pcap.a.json"
+ip netns exec "$KVF_B_NS_REDIS" /usr/bin/python3 "$ROOT/tests/lab/redis_snapshot.py" --port "$KVF_REDIS_PORT" >"$pcap.b.json"
+/usr/bin/python3 "$ROOT/tests/lab/redis_snapshot.py" --compare "$pcap.a.json" "$pcap.b.json" | tail -3 || true
+rm -f "$pcap.resp" "$pcap.a.json" "$pcap.b.json"
+
 echo; echo "== WAN emulator counters"
 "$LAB" status | sed -n 's/^wan counters: //p'
 echo; echo "demo: done; tearing the lab down"

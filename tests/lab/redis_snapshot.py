@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Snapshot of a Redis dataset for comparisons: every key of every db with its
-type, DEBUG DIGEST-VALUE and PTTL, as JSON. The server must allow DEBUG from
+type, DEBUG DIGEST-VALUE and absolute expiry time, as JSON. The server must allow DEBUG from
 this connection (enable-debug-command yes|local).
 
 usage: redis_snapshot.py --port P [--host H] > snap.json
@@ -11,6 +11,7 @@ exits 1 if a key differs that is not listed in --flagged (lines "db key").
 import argparse
 import json
 import sys
+import time
 
 
 def snapshot(host, port):
@@ -25,7 +26,11 @@ def snapshot(host, port):
             t = r.type(key).decode()
             digest = r.execute_command("DEBUG", "DIGEST-VALUE", key)[0]
             pttl = r.pttl(key)
-            out[f"{db} {key.decode('latin-1')}"] = {"type": t, "digest": digest.decode(), "pttl": pttl}
+            # Absolute expiry (ms since the epoch, -1 for none): a snapshot of
+            # thousands of keys takes seconds, so relative TTLs of two servers
+            # read one after the other would differ by that time.
+            expire_at = int(time.time() * 1000) + pttl if pttl >= 0 else -1
+            out[f"{db} {key.decode('latin-1')}"] = {"type": t, "digest": digest.decode(), "expire_at": expire_at}
         r.close()
     return out
 
@@ -48,9 +53,9 @@ def compare(a_path, b_path, flagged_path, tol):
         elif a[k]["digest"] != b[k]["digest"]:
             why = "value differs"
         else:
-            ta, tb = a[k]["pttl"], b[k]["pttl"]
+            ta, tb = a[k]["expire_at"], b[k]["expire_at"]
             if (ta < 0) != (tb < 0) or (ta >= 0 and abs(ta - tb) > tol):
-                why = f"ttl {ta} != {tb}"
+                why = f"expiry {ta} != {tb} (ms since the epoch)"
         if why:
             (excused if k in flagged else bad).append((k, why))
     for k, why in bad:
