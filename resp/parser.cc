@@ -42,7 +42,9 @@ inline bool ReadCount(const char* v, size_t len, size_t* q, int64_t* out) {
   return true;
 }
 
-bool IsReplyType(char c) { return std::strchr("+-:$*_#,(!=%~>|", c) != nullptr && c != '\0'; }
+bool IsReplyType(char c) {
+  return std::strchr("+-:$*_#,(!=%~>|", c) != nullptr && c != '\0';
+}
 
 }  // namespace
 
@@ -200,7 +202,8 @@ Parser::Candidate Parser::CheckCandidate(size_t at) const {
   const char t = v[at];
   if (!IsReplyType(t)) return Candidate::kNo;
   const size_t avail = len - at;
-  const char* nl = static_cast<const char*>(std::memchr(v + at, '\n', std::min(avail, limits_.max_inline_len + 2)));
+  const char* nl =
+      static_cast<const char*>(std::memchr(v + at, '\n', std::min(avail, limits_.max_inline_len + 2)));
   if (nl == nullptr) return avail > limits_.max_inline_len + 1 ? Candidate::kNo : Candidate::kMore;
   const size_t line = static_cast<size_t>(nl - (v + at));
   if (line < 2 || nl[-1] != '\r') return Candidate::kNo;
@@ -208,7 +211,15 @@ Parser::Candidate Parser::CheckCandidate(size_t at) const {
   const size_t n = line - 2;
   int64_t num = 0;
   switch (t) {
-    case ':': case '$': case '*': case '%': case '~': case '>': case '|': case '!': case '=':
+    case ':':
+    case '$':
+    case '*':
+    case '%':
+    case '~':
+    case '>':
+    case '|':
+    case '!':
+    case '=':
       if (!ParseInt64(c, n, &num) || num < -1) return Candidate::kNo;
       return Candidate::kYes;
     case '_': return n == 0 ? Candidate::kYes : Candidate::kNo;
@@ -241,7 +252,8 @@ bool Parser::SkipToCandidate() {
   return false;
 }
 
-bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute) {
+bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count,
+                     bool attribute) {
   if (nodes_.size() >= limits_.max_nodes) return false;
   if (!frames_.empty()) --frames_.back().remaining;
   const uint32_t idx = static_cast<uint32_t>(nodes_.size());
@@ -277,7 +289,8 @@ bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer,
 
 void Parser::Finish() {
   const char* base = view() + msg_start_;
-  for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i].str = std::string_view(base + spans_[i].first, spans_[i].second);
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    nodes_[i].str = std::string_view(base + spans_[i].first, spans_[i].second);
   if (mode_ == Mode::kRequest) {
     args_.clear();
     for (size_t i = 1; i < nodes_.size(); ++i) args_.push_back(nodes_[i].str);
@@ -290,7 +303,8 @@ void Parser::Finish() {
 ParseStatus Parser::ParseInline(const char* v, size_t len) {
   const char* line = v + pos_;
   const size_t avail = len - pos_;
-  const char* nl = static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 1)));
+  const char* nl =
+      static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 1)));
   if (nl == nullptr) {
     if (avail > limits_.max_inline_len) return Fail(ParseError::kLineTooLong);
     return NeedMore();
@@ -406,7 +420,8 @@ ParseStatus Parser::Next() {
     if (pos_ >= len) return NeedMore();
     const char* line = v + pos_;
     const size_t avail = len - pos_;
-    const char* nl = static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 2)));
+    const char* nl =
+        static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 2)));
     if (nl == nullptr) {
       if (avail > limits_.max_inline_len + 1) return Fail(ParseError::kLineTooLong);
       return NeedMore();
@@ -464,7 +479,8 @@ ParseStatus Parser::Next() {
         if (num < 0) return Fail(ParseError::kBadLength);
         if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
-        if (next - msg_start_ + blen + 2 > limits_.max_message_bytes) return Fail(ParseError::kMessageTooLarge);
+        if (next - msg_start_ + blen + 2 > limits_.max_message_bytes)
+          return Fail(ParseError::kMessageTooLarge);
         if (len - next < blen + 2) return NeedMore();
         if (v[next + blen] != '\r' || v[next + blen + 1] != '\n') return Fail(ParseError::kBadTerminator);
         size_t off = next - msg_start_;
@@ -499,14 +515,16 @@ ParseStatus Parser::Next() {
         if (static_cast<uint64_t>(num) > limits_.max_elements) return Fail(ParseError::kTooManyElements);
         if (frames_.size() + 1 > limits_.max_depth) return Fail(ParseError::kTooDeep);
         const uint32_t count = static_cast<uint32_t>((t == '%' || t == '|') ? num * 2 : num);
-        const Type type = t == '*' ? Type::kArray : t == '%' ? Type::kMap : t == '~' ? Type::kSet
-                        : t == '>' ? Type::kPush : Type::kMap;
+        const Type type = t == '*'   ? Type::kArray
+                          : t == '%' ? Type::kMap
+                          : t == '~' ? Type::kSet
+                          : t == '>' ? Type::kPush
+                                     : Type::kMap;
         ok = AddNode(type, c_off, 0, 0, count, t == '|');
         pos_ = next;
         break;
       }
-      default:
-        return Fail(ParseError::kBadType);
+      default: return Fail(ParseError::kBadType);
     }
     if (!ok) return Fail(ParseError::kTooManyElements);
     if (frames_.empty() && !nodes_.empty()) {

@@ -18,12 +18,12 @@ namespace kvf::resp {
 // Hard limits. Anything beyond them is a parse error (the stream is then
 // resynchronised), never an allocation.
 struct Limits {
-  uint64_t max_bulk_len = 512ull << 20;      // one bulk string (Redis proto-max-bulk-len)
-  uint32_t max_elements = 1u << 20;          // elements of one aggregate
-  uint32_t max_depth = 32;                   // nesting of aggregates
-  size_t max_inline_len = 64u << 10;         // one inline command / simple-string line
-  size_t max_message_bytes = 64u << 20;      // bytes buffered for one unfinished message
-  size_t max_nodes = 4u << 20;               // values in one reply tree
+  uint64_t max_bulk_len = 512ull << 20;  // one bulk string (Redis proto-max-bulk-len)
+  uint32_t max_elements = 1u << 20;      // elements of one aggregate
+  uint32_t max_depth = 32;               // nesting of aggregates
+  size_t max_inline_len = 64u << 10;     // one inline command / simple-string line
+  size_t max_message_bytes = 64u << 20;  // bytes buffered for one unfinished message
+  size_t max_nodes = 4u << 20;           // values in one reply tree
 };
 
 enum class Type : uint8_t {
@@ -63,16 +63,16 @@ enum class ParseStatus : uint8_t {
 
 enum class ParseError : uint8_t {
   kNone,
-  kBadType,          // unknown type byte
-  kBadLength,        // length / count not a number or out of range
-  kBadInteger,       // :, #, ( payload malformed
-  kBadTerminator,    // missing \r\n
-  kBulkTooLong,      // > max_bulk_len
-  kTooManyElements,  // > max_elements or > max_nodes
-  kTooDeep,          // > max_depth
-  kLineTooLong,      // inline command / line > max_inline_len
-  kMessageTooLarge,  // > max_message_bytes buffered
-  kNotBulkInRequest, // a multibulk request element that is not $
+  kBadType,           // unknown type byte
+  kBadLength,         // length / count not a number or out of range
+  kBadInteger,        // :, #, ( payload malformed
+  kBadTerminator,     // missing \r\n
+  kBulkTooLong,       // > max_bulk_len
+  kTooManyElements,   // > max_elements or > max_nodes
+  kTooDeep,           // > max_depth
+  kLineTooLong,       // inline command / line > max_inline_len
+  kMessageTooLarge,   // > max_message_bytes buffered
+  kNotBulkInRequest,  // a multibulk request element that is not $
 };
 std::string_view ParseErrorName(ParseError e);
 

@@ -70,7 +70,8 @@ TEST(CommandTable, KeySpecs) {
 
 // Flattens a RESP2 key spec ([name, value, …] with nested [name, value, …])
 // into "begin_search.type=index", "begin_search.spec.index=1", … entries.
-void Flatten(std::span<const Node> n, size_t* i, const std::string& prefix, std::map<std::string, std::string>* out) {
+void Flatten(std::span<const Node> n, size_t* i, const std::string& prefix,
+             std::map<std::string, std::string>* out) {
   const Node& agg = n[(*i)++];
   for (uint32_t c = 0; c + 1 < agg.children + 1 && c < agg.children; c += 2) {
     const std::string key = prefix + std::string(n[*i].str);
@@ -151,7 +152,7 @@ void CheckEntry(std::span<const Node> n, size_t* i, std::set<std::string>* seen)
   EXPECT_EQ(spec->first_key, n[j++].integer) << name;
   EXPECT_EQ(spec->last_key, n[j++].integer) << name;
   EXPECT_EQ(spec->key_step, n[j++].integer) << name;
-  j += n[j].subtree;  // ACL categories
+  j += n[j].subtree;               // ACL categories
   if (j < end) j += n[j].subtree;  // tips
   if (j < end) {
     // Key specs: count them and check the begin/find types.

@@ -45,7 +45,8 @@ std::string Describe(const Parser& p, Parser::Mode mode) {
   return out;
 }
 
-std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk, bool* errored) {
+std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk,
+                             bool* errored) {
   Limits l;
   l.max_bulk_len = 1 << 16;
   l.max_elements = 1024;

@@ -39,7 +39,9 @@ inline std::string Cmd(const std::vector<std::string>& args) {
   return out;
 }
 
-inline bool HaveRedisServer() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
+inline bool HaveRedisServer() {
+  return std::system("command -v redis-server >/dev/null 2>&1") == 0;
+}
 
 // A blocking client socket.
 class RawClient {

@@ -17,9 +17,9 @@
 namespace kvf::resp::testing {
 
 inline uint64_t NowNs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 class MirroredClient {
@@ -63,7 +63,9 @@ class MirroredClient {
   uint64_t pending_request_ts_ = 0;
 };
 
-inline bool IsErrorReply(const std::string& r) { return !r.empty() && (r[0] == '-' || r[0] == '!'); }
+inline bool IsErrorReply(const std::string& r) {
+  return !r.empty() && (r[0] == '-' || r[0] == '!');
+}
 
 // Applies records to a replica server the way the replayer would, each
 // kIdempotent record twice (it must be safe to). Read-back records (and the
@@ -109,7 +111,8 @@ class Replica {
       std::string pttl = src.Send(Cmd({"PTTL", key}), 1);
       pttl = pttl.substr(1, pttl.size() - 3);
       if (pttl == "-1") pttl = "0";
-      const std::string rep = client_.Send(Cmd(std::vector<std::string>{"RESTORE", key, pttl, payload, "REPLACE"}), 1);
+      const std::string rep =
+          client_.Send(Cmd(std::vector<std::string>{"RESTORE", key, pttl, payload, "REPLACE"}), 1);
       EXPECT_FALSE(IsErrorReply(rep)) << rep;
     }
   }
@@ -171,8 +174,9 @@ inline std::map<std::pair<int, std::string>, KeyState> Snapshot(int port, int db
 }
 
 // Keys whose state differs between the two snapshots (TTL within 1 s).
-inline std::set<std::pair<int, std::string>> Differences(const std::map<std::pair<int, std::string>, KeyState>& a,
-                                                        const std::map<std::pair<int, std::string>, KeyState>& b) {
+inline std::set<std::pair<int, std::string>> Differences(
+    const std::map<std::pair<int, std::string>, KeyState>& a,
+    const std::map<std::pair<int, std::string>, KeyState>& b) {
   std::set<std::pair<int, std::string>> out;
   for (const auto& [k, s] : a) {
     auto it = b.find(k);

@@ -15,10 +15,12 @@ std::string Render(std::span<const Node> nodes, size_t* i) {
   const Node& n = nodes[(*i)++];
   std::string out(TypeName(n.type));
   switch (n.type) {
-    case Type::kInteger: case Type::kBoolean:
-      out += "(" + std::to_string(n.integer) + ")";
-      break;
-    case Type::kArray: case Type::kMap: case Type::kSet: case Type::kPush:
+    case Type::kInteger:
+    case Type::kBoolean: out += "(" + std::to_string(n.integer) + ")"; break;
+    case Type::kArray:
+    case Type::kMap:
+    case Type::kSet:
+    case Type::kPush:
       out += "[";
       for (uint32_t c = 0; c < n.children; ++c) {
         if (c) out += ",";
@@ -26,15 +28,14 @@ std::string Render(std::span<const Node> nodes, size_t* i) {
       }
       out += "]";
       break;
-    case Type::kNull:
-      break;
-    default:
-      out += "'" + std::string(n.str) + "'";
+    case Type::kNull: break;
+    default: out += "'" + std::string(n.str) + "'";
   }
   return out;
 }
 
-std::vector<std::string> ParseAll(Parser::Mode mode, const std::string& input, size_t chunk, Limits limits = {}) {
+std::vector<std::string> ParseAll(Parser::Mode mode, const std::string& input, size_t chunk,
+                                  Limits limits = {}) {
   Parser p(mode, limits);
   std::vector<std::string> out;
   for (size_t off = 0; off < input.size(); off += chunk) {
@@ -101,22 +102,25 @@ TEST(RespParser, Resp2Replies) {
 }
 
 TEST(RespParser, Resp3Replies) {
-  ExpectSame(Parser::Mode::kReply,
-             "_\r\n#t\r\n#f\r\n,3.14\r\n,inf\r\n(3492890328409238509324850943850943825024385\r\n"
-             "!21\r\nSYNTAX invalid syntax\r\n=15\r\ntxt:Some string\r\n"
-             "%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n~2\r\n+a\r\n+b\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
-             {"null", "boolean(1)", "boolean(0)", "double'3.14'", "double'inf'",
-              "big-number'3492890328409238509324850943850943825024385'", "bulk-error'SYNTAX invalid syntax'",
-              "verbatim'Some string'", "map[simple-string'first',integer(1),simple-string'second',integer(2)]",
-              "set[simple-string'a',simple-string'b']",
-              "push[bulk-string'message',bulk-string'ch',bulk-string'hi']"});
+  ExpectSame(
+      Parser::Mode::kReply,
+      "_\r\n#t\r\n#f\r\n,3.14\r\n,inf\r\n(3492890328409238509324850943850943825024385\r\n"
+      "!21\r\nSYNTAX invalid syntax\r\n=15\r\ntxt:Some string\r\n"
+      "%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n~2\r\n+a\r\n+b\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$"
+      "2\r\nhi\r\n",
+      {"null", "boolean(1)", "boolean(0)", "double'3.14'", "double'inf'",
+       "big-number'3492890328409238509324850943850943825024385'", "bulk-error'SYNTAX invalid syntax'",
+       "verbatim'Some string'", "map[simple-string'first',integer(1),simple-string'second',integer(2)]",
+       "set[simple-string'a',simple-string'b']",
+       "push[bulk-string'message',bulk-string'ch',bulk-string'hi']"});
 }
 
 TEST(RespParser, AttributesAreDropped) {
   // An attribute before a top-level reply and one before an array element.
-  ExpectSame(Parser::Mode::kReply,
-             "|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:2\r\n|1\r\n+x\r\n+y\r\n:3\r\n|0\r\n+OK\r\n",
-             {"array[integer(2),integer(3)]", "simple-string'OK'"});
+  ExpectSame(
+      Parser::Mode::kReply,
+      "|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n*2\r\n:2\r\n|1\r\n+x\r\n+y\r\n:3\r\n|0\r\n+OK\r\n",
+      {"array[integer(2),integer(3)]", "simple-string'OK'"});
 }
 
 TEST(RespParser, ZeroCopyWithinOneChunk) {
@@ -146,7 +150,8 @@ TEST(RespParser, LimitsGiveClearErrors) {
             std::vector<std::string>{"ERROR:line longer than the limit"});
   EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n:1\r\n", 100, l),
             std::vector<std::string>{"ERROR:request element is not a bulk string"});
-  EXPECT_EQ(ParseAll(Parser::Mode::kReply, "?x\r\n", 100, l), std::vector<std::string>{"ERROR:unknown type byte"});
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, "?x\r\n", 100, l),
+            std::vector<std::string>{"ERROR:unknown type byte"});
   EXPECT_EQ(ParseAll(Parser::Mode::kReply, "$3\r\nabcd\r\n", 100, l),
             std::vector<std::string>{"ERROR:missing CRLF"});
   EXPECT_EQ(ParseAll(Parser::Mode::kReply, ":12a\r\n", 100, l),

@@ -53,7 +53,8 @@ TEST(RespRoundTrip, EveryWriteFamilyRebuildsTheSource) {
   EXPECT_LT(before.size(), src.size() / 2);
   r.RepairFrom(kSourcePort);
   const auto after = Differences(src, Snapshot(kReplicaPort, kDbs));
-  for (const auto& [db, key] : after) ADD_FAILURE() << "db" << db << " key " << key << " differs after repair";
+  for (const auto& [db, key] : after)
+    ADD_FAILURE() << "db" << db << " key " << key << " differs after repair";
   // No record ever carries a refused or never-applied write.
   for (const ChangeRecord& rec : sink.records) {
     for (const auto& a : rec.args) {
@@ -80,7 +81,8 @@ TEST(RespRoundTrip, ConcurrentWritersDifferOnlyOnFlaggedKeys) {
     // Each client pipelines its writes; we mirror them in an interleaving
     // that does not match the server's execution order for the shared keys.
     std::vector<std::unique_ptr<MirroredClient>> clients;
-    for (int i = 0; i < 3; ++i) clients.push_back(std::make_unique<MirroredClient>(kSourcePort, &tracker, 10 + i));
+    for (int i = 0; i < 3; ++i)
+      clients.push_back(std::make_unique<MirroredClient>(kSourcePort, &tracker, 10 + i));
     std::vector<std::string> bursts(3);
     for (int i = 0; i < 3; ++i) {
       for (int k = 0; k < 20; ++k) {
