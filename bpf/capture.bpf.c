@@ -453,26 +453,10 @@ static __always_inline void deliver(void *ctx, bool xdp, __u32 wire_len, __u32 r
 		cnt->ring_full++;
 }
 
-/* Runs the filter on one frame and updates the counters. */
-static __always_inline void process(void *ctx, bool xdp, void *data, void *data_end, __u32 wire_len,
-				    __u32 rx_queue)
+/* Counts a frame classify() did not keep under the reason it gave. */
+static __always_inline void count_refusal(struct kvf_cap_counters *cnt, int verdict)
 {
-	struct segment seg = {};
-	struct kvf_cap_counters *cnt;
-	__u32 zero = 0;
-	int r;
-
-	cnt = bpf_map_lookup_elem(&counters, &zero);
-	/* Verifier only: a one-slot array lookup of key 0 cannot fail. */
-	if (!cnt)
-		return;
-	cnt->seen++;
-	r = classify(data, data_end, wire_len, &seg);
-	switch (r) {
-	case KVF_KEEP:
-		cnt->matched++;
-		deliver(ctx, xdp, wire_len, rx_queue, cnt);
-		break;
+	switch (verdict) {
 	case KVF_NOT_TCP:
 		cnt->not_tcp++;
 		break;
@@ -488,6 +472,29 @@ static __always_inline void process(void *ctx, bool xdp, void *data, void *data_
 	default:
 		cnt->parse_errors++;
 		break;
+	}
+}
+
+/* Runs the filter on one frame and updates the counters. */
+static __always_inline void process(void *ctx, bool xdp, void *data, void *data_end, __u32 wire_len,
+				    __u32 rx_queue)
+{
+	struct segment seg = {};
+	struct kvf_cap_counters *cnt;
+	__u32 zero = 0;
+	int r;
+
+	cnt = bpf_map_lookup_elem(&counters, &zero);
+	/* Verifier only: a one-slot array lookup of key 0 cannot fail. */
+	if (!cnt)
+		return;
+	cnt->seen++;
+	r = classify(data, data_end, wire_len, &seg);
+	if (r == KVF_KEEP) {
+		cnt->matched++;
+		deliver(ctx, xdp, wire_len, rx_queue, cnt);
+	} else {
+		count_refusal(cnt, r);
 	}
 }
 

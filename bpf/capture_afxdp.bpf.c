@@ -50,20 +50,8 @@ int kvf_capture_afxdp(struct xdp_md *ctx)
 			cnt->ring_full++;
 		}
 		return act;
-	case KVF_NOT_TCP:
-		cnt->not_tcp++;
-		break;
-	case KVF_NO_MATCH:
-		cnt->no_match++;
-		break;
-	case KVF_PURE_ACK:
-		cnt->pure_ack++;
-		break;
-	case KVF_FRAGMENT:
-		cnt->fragments++;
-		break;
 	default:
-		cnt->parse_errors++;
+		count_refusal(cnt, r);
 		break;
 	}
 	return fallback;
