@@ -55,16 +55,16 @@ uint64_t RealtimeNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// Two namespaces joined by a veth pair: "va" (10.77.0.1) in a_, "vb"
-// (10.77.0.2) in b_. Deleted by the destructor.
+// Two namespaces joined by a veth pair: "va" (198.18.77.1) in a_, "vb"
+// (198.18.77.2) in b_. Deleted by the destructor.
 class VethLab {
  public:
   VethLab() : a_("kvftx" + std::to_string(getpid()) + "a"), b_("kvftx" + std::to_string(getpid()) + "b") {
     RemoveLeftovers();
     ok_ = Sh("ip netns add " + a_) == 0 && Sh("ip netns add " + b_) == 0 &&
           Sh("ip -n " + a_ + " link add va type veth peer name vb netns " + b_) == 0 &&
-          Sh("ip -n " + a_ + " addr add 10.77.0.1/24 dev va") == 0 &&
-          Sh("ip -n " + b_ + " addr add 10.77.0.2/24 dev vb") == 0 &&
+          Sh("ip -n " + a_ + " addr add 198.18.77.1/24 dev va") == 0 &&
+          Sh("ip -n " + b_ + " addr add 198.18.77.2/24 dev vb") == 0 &&
           Sh("ip -n " + a_ + " link set va up") == 0 && Sh("ip -n " + b_ + " link set vb up") == 0 &&
           Sh("ip -n " + a_ + " link set lo up") == 0 && Sh("ip -n " + b_ + " link set lo up") == 0;
   }
@@ -122,7 +122,7 @@ class XdpSourceTest : public ::testing::TestWithParam<XdpAttachMode> {
   XdpOptions Options(XdpAttachMode mode) {
     XdpOptions o;
     o.iface = "vb";
-    o.servers.push_back(Endpoint::Parse("10.77.0.2:7000").value());
+    o.servers.push_back(Endpoint::Parse("198.18.77.2:7000").value());
     o.servers.push_back(Endpoint::Parse("[fd77::2]:7000").value());
     o.mode = mode;
     o.ring_bytes = 1 << 20;
@@ -167,7 +167,7 @@ class XdpSourceTest : public ::testing::TestWithParam<XdpAttachMode> {
 
 Bytes ToServer(int i, uint16_t port = 7000, uint8_t flags = kAck | kPsh) {
   const std::string payload = flags == kAck ? "" : "*1\r\n$4\r\nPING\r\n#" + std::to_string(i);
-  return Eth(kEthIpv4, Ipv4("10.77.0.1", "10.77.0.2", kProtoTcp, Tcp(40000, port, flags, payload)));
+  return Eth(kEthIpv4, Ipv4("198.18.77.1", "198.18.77.2", kProtoTcp, Tcp(40000, port, flags, payload)));
 }
 
 TEST_P(XdpSourceTest, MatchingFramesArriveInOrderOthersAreCountedAndDropped) {
@@ -193,7 +193,7 @@ TEST_P(XdpSourceTest, MatchingFramesArriveInOrderOthersAreCountedAndDropped) {
       f = ToServer(i);
     } else if (i % 3 == 1) {  // VXLAN-mirrored IPv6 segment
       f = Eth(kEthIpv4,
-              Ipv4("10.77.0.1", "10.77.0.2", kProtoUdp,
+              Ipv4("198.18.77.1", "198.18.77.2", kProtoUdp,
                    Udp(999, 4789,
                        Vxlan(7, Eth(kEthIpv6, Ipv6("fd77::1", "fd77::2", kProtoTcp,
                                                    Tcp(40000, 7000, kAck, "v6#" + std::to_string(i))))))));
@@ -252,7 +252,7 @@ TEST_P(XdpSourceTest, RealTcpConnectionIsCapturedInPassMode) {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(7000);
-    inet_pton(AF_INET, "10.77.0.2", &addr.sin_addr);
+    inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
     ASSERT_EQ(0, bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
     ASSERT_EQ(0, listen(listener, 4));
   });
@@ -262,7 +262,7 @@ TEST_P(XdpSourceTest, RealTcpConnectionIsCapturedInPassMode) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(7000);
-  inet_pton(AF_INET, "10.77.0.2", &addr.sin_addr);
+  inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
   ASSERT_EQ(0, connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
   const std::string msg = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
   ASSERT_EQ(static_cast<ssize_t>(msg.size()), send(client, msg.data(), msg.size(), 0));
@@ -316,7 +316,7 @@ TEST_P(XdpSourceTest, GsoSuperFramesAreCountedAndNeverMisparsed) {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(7000);
-    inet_pton(AF_INET, "10.77.0.2", &addr.sin_addr);
+    inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
     ASSERT_EQ(0, bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
     ASSERT_EQ(0, listen(listener, 4));
   });
@@ -326,7 +326,7 @@ TEST_P(XdpSourceTest, GsoSuperFramesAreCountedAndNeverMisparsed) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(7000);
-  inet_pton(AF_INET, "10.77.0.2", &addr.sin_addr);
+  inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
   ASSERT_EQ(0, connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
   const int conn = accept(listener, nullptr, nullptr);
   ASSERT_GE(conn, 0);
