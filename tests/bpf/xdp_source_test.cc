@@ -57,6 +57,15 @@ uint64_t RealtimeNs() {
 
 // Two namespaces joined by a veth pair: "va" (198.18.77.1) in a_, "vb"
 // (198.18.77.2) in b_. Deleted by the destructor.
+// The TCP server the real-connection tests listen on, in namespace b_.
+sockaddr_in ServerAddr() {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(7000);
+  inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
+  return addr;
+}
+
 class VethLab {
  public:
   VethLab() : a_("kvftx" + std::to_string(getpid()) + "a"), b_("kvftx" + std::to_string(getpid()) + "b") {
@@ -249,21 +258,15 @@ TEST_P(XdpSourceTest, RealTcpConnectionIsCapturedInPassMode) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     src = std::move(r.value());
     listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(7000);
-    inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
-    ASSERT_EQ(0, bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+    const sockaddr_in addr = ServerAddr();
+    ASSERT_EQ(0, bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
     ASSERT_EQ(0, listen(listener, 4));
   });
   ASSERT_TRUE(src);
   int client = -1;
   VethLab::In(lab_.a(), [&] { client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(7000);
-  inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
-  ASSERT_EQ(0, connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+  const sockaddr_in addr = ServerAddr();
+  ASSERT_EQ(0, connect(client, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
   const std::string msg = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
   ASSERT_EQ(static_cast<ssize_t>(msg.size()), send(client, msg.data(), msg.size(), 0));
   const int conn = accept(listener, nullptr, nullptr);
@@ -313,21 +316,15 @@ TEST_P(XdpSourceTest, GsoSuperFramesAreCountedAndNeverMisparsed) {
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     src = std::move(r.value());
     listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(7000);
-    inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
-    ASSERT_EQ(0, bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+    const sockaddr_in addr = ServerAddr();
+    ASSERT_EQ(0, bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
     ASSERT_EQ(0, listen(listener, 4));
   });
   ASSERT_TRUE(src);
   int client = -1;
   VethLab::In(lab_.a(), [&] { client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(7000);
-  inet_pton(AF_INET, "198.18.77.2", &addr.sin_addr);
-  ASSERT_EQ(0, connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)));
+  const sockaddr_in addr = ServerAddr();
+  ASSERT_EQ(0, connect(client, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
   const int conn = accept(listener, nullptr, nullptr);
   ASSERT_GE(conn, 0);
   constexpr size_t kTotal = 512 * 1024;
