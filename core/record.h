@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,41 @@ struct ChangeRecord {
 
   friend bool operator==(const ChangeRecord&, const ChangeRecord&) = default;
 };
+
+// A change record whose strings live elsewhere (a parser's buffer, an arena):
+// what a producer hands to the next stage without copying. Valid only for the
+// duration of the call that receives it; ToRecord() makes an owning copy.
+struct RecordView {
+  uint64_t seq = 0;
+  Hlc hlc;
+  uint64_t capture_ns = 0;
+  SiteId origin = 0;
+  uint16_t db = 0;
+  RecordOp op = RecordOp::kIdempotent;
+  uint16_t flags = kFlagNone;
+  std::string_view key;
+  std::span<const std::string_view> args;
+
+  bool HasFlag(RecordFlags f) const { return (flags & f) != 0; }
+  ChangeRecord ToRecord() const;
+  // A view of `r`; `arg_views` receives the argument views and must outlive
+  // the result (as must `r`).
+  static RecordView Of(const ChangeRecord& r, std::vector<std::string_view>* arg_views);
+};
+
+// Copies the fixed fields (all but key and args) between record forms that
+// name them alike: ChangeRecord, RecordView, and the compact entries that
+// stages keep (RecordBatch, the ambiguity tracker).
+template <typename From, typename To>
+void CopyRecordFields(const From& from, To* to) {
+  to->seq = from.seq;
+  to->hlc = from.hlc;
+  to->capture_ns = from.capture_ns;
+  to->origin = from.origin;
+  to->db = from.db;
+  to->op = from.op;
+  to->flags = from.flags;
+}
 
 std::string_view RecordOpName(RecordOp op);
 

@@ -119,27 +119,29 @@ class RecordPrinter {
 // outcomes and records, and publishes the counts to the reporting thread.
 // Thread confinement: everything but Snapshot() runs on the worker's thread;
 // Snapshot() may be called from any thread. Ambiguity tracking across
-// connections is not done here (flows of one key may sit in different shards);
-// the script cache is per shard, so an EVALSHA whose SCRIPT LOAD went through
-// another shard falls back to read-back records.
+// connections is not done here (flows of one key may sit in different shards).
+// The script cache is one per capture, shared by every shard (ScriptCache is
+// thread-safe), so an EVALSHA whose SCRIPT LOAD or EVAL went through another
+// shard is still shipped as EVAL with its body.
 class RespShard : public StreamConsumerFactory,
                   public kvf::resp::RecordSink,
                   public kvf::resp::OutcomeObserver {
  public:
-  // `printer` may be null (records are only counted); it must outlive the shard.
-  explicit RespShard(RecordPrinter* printer) : printer_(printer) {}
+  // `printer` may be null (records are only counted). `printer` and `scripts`
+  // must outlive the shard; `scripts` is shared with the other shards.
+  RespShard(RecordPrinter* printer, kvf::resp::ScriptCache* scripts) : printer_(printer), scripts_(scripts) {}
 
   std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) override {
     kvf::resp::ConnectionOptions o;
     o.connection_id = ++next_id_;
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = this;
-    o.scripts = &scripts_;
+    o.scripts = scripts_;
     return std::make_unique<Consumer>(this, o);
   }
-  void Emit(kvf::ChangeRecord&& r, uint64_t) override {
+  void Emit(const kvf::RecordView& r, uint64_t) override {
     ++local_records_;
-    if (printer_ != nullptr) printer_->Print(std::move(r));
+    if (printer_ != nullptr) printer_->Print(r.ToRecord());
   }
   // `command` points into the static command table (or is "unknown").
   void OnOutcome(std::string_view command, kvf::resp::Outcome) override {
@@ -211,8 +213,8 @@ class RespShard : public StreamConsumerFactory,
   uint64_t local_records_ = 0;
   std::vector<std::pair<std::string_view, uint64_t>> local_commands_;  // few distinct commands: linear
   mutable std::mutex mu_;
-  RespCounters shared_;             // guarded by mu_
-  kvf::resp::ScriptCache scripts_;  // worker thread only
+  RespCounters shared_;              // guarded by mu_
+  kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
 };
 
 RespCounters SumShards(const std::vector<std::unique_ptr<RespShard>>& shards) {
@@ -362,7 +364,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
     return 1;
   }
   RecordPrinter printer;
-  RespShard shard(format == "records" ? &printer : nullptr);
+  kvf::resp::ScriptCache scripts;
+  RespShard shard(format == "records" ? &printer : nullptr, &scripts);
   FlowTable table(cfg, &shard);
   DecodeCounters dec;
   std::vector<Packet> burst(256);
@@ -409,10 +412,11 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   dc.max_segment_payload = 65536;
   dc.queue_slots = queue_slots;
   RecordPrinter printer;
+  kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(std::make_unique<RespShard>(format == "records" ? &printer : nullptr));
+    shards.push_back(std::make_unique<RespShard>(format == "records" ? &printer : nullptr, &scripts));
     factories.push_back(shards.back().get());
   }
   Dispatcher dispatcher(dc, factories);

@@ -8,10 +8,17 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
+#include "core/record_batch.h"
 #include "ctl/command.h"
 #include "dataplane/decode.h"
 #include "dataplane/flow_table.h"
@@ -28,28 +35,29 @@ namespace dp = kvf::dataplane;
 // Prints records as they leave the ambiguity window; assigns the dense seq.
 class Printer : public resp::RecordSink {
  public:
-  // Records are given back to `pool` once printed.
-  Printer(std::string format, resp::RecordPool* pool) : format_(std::move(format)), pool_(pool) {}
+  explicit Printer(const std::string& format)
+      : format_(format == "json"   ? Format::kJson
+                : format == "resp" ? Format::kResp
+                                   : Format::kStats) {}
 
-  void Emit(ChangeRecord&& r, uint64_t) override {
-    r.seq = ++seq_;
+  void Emit(const RecordView& r, uint64_t) override {
+    const uint64_t seq = ++seq_;
     ++records_;
     if (r.flags != 0) ++flagged_;
     ++per_op_[static_cast<size_t>(r.op) & 7];
     if (!r.args.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, r.args[0])) {
-        last_command_ = per_command_.find(std::string_view(r.args[0]));
+        last_command_ = per_command_.find(r.args[0]);
         if (last_command_ == per_command_.end()) last_command_ = per_command_.emplace(r.args[0], 0).first;
       }
       ++last_command_->second;
     }
-    if (format_ == "json") PrintJson(r);
-    if (format_ == "resp") PrintResp(r);
-    pool_->Give(std::move(r));
+    if (format_ == Format::kJson) PrintJson(r, seq);
+    if (format_ == Format::kResp) PrintResp(r);
   }
   uint64_t records() const { return records_; }
   // Command names are short: an inline loop beats a memcmp call per record.
-  static bool SameName(const std::string& a, const std::string& b) {
+  static bool SameName(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i) {
       if (a[i] != b[i]) return false;
@@ -62,15 +70,17 @@ class Printer : public resp::RecordSink {
   const std::array<uint64_t, 8>& per_op() const { return per_op_; }
 
  private:
-  void PrintJson(const ChangeRecord& r) {
+  void PrintJson(const RecordView& r, uint64_t seq) {
     nlohmann::json j;
-    j["seq"] = r.seq;
+    j["seq"] = seq;
     j["capture_ns"] = r.capture_ns;
     j["hlc"] = r.hlc.packed();
     j["db"] = r.db;
     j["op"] = std::string(RecordOpName(r.op));
-    j["key"] = r.key;
-    j["args"] = r.args;
+    j["key"] = std::string(r.key);
+    nlohmann::json args = nlohmann::json::array();
+    for (std::string_view a : r.args) args.push_back(std::string(a));
+    j["args"] = std::move(args);
     std::vector<std::string> flags;
     if (r.HasFlag(kNeedsReadback)) flags.push_back("needs_readback");
     if (r.HasFlag(kAfterGap)) flags.push_back("after_gap");
@@ -83,31 +93,39 @@ class Printer : public resp::RecordSink {
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fputc('\n', stdout);
   }
-  void PrintResp(const ChangeRecord& r) {
+  void PrintResp(const RecordView& r) {
     if (r.op == RecordOp::kReadback || r.args.empty()) {
       ++readbacks_skipped_;  // offline: there is no source to read from
       return;
     }
     if (r.op != RecordOp::kDatabase || r.args[0] != "FLUSHALL") {
       if (r.db != db_) {
-        WriteCommand({"SELECT", std::to_string(r.db)});
+        const std::string db = std::to_string(r.db);
+        const std::string_view select[] = {"SELECT", db};
+        WriteCommand(select);
         db_ = r.db;
       }
     }
     WriteCommand(r.args);
   }
-  static void WriteCommand(const std::vector<std::string>& args) {
-    std::string out = "*" + std::to_string(args.size()) + "\r\n";
-    for (const auto& a : args) {
-      out += "$" + std::to_string(a.size()) + "\r\n";
-      out += a;
-      out += "\r\n";
+  void WriteCommand(std::span<const std::string_view> args) {
+    out_.clear();
+    out_ += '*';
+    out_ += std::to_string(args.size());
+    out_ += "\r\n";
+    for (std::string_view a : args) {
+      out_ += '$';
+      out_ += std::to_string(a.size());
+      out_ += "\r\n";
+      out_ += a;
+      out_ += "\r\n";
     }
-    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fwrite(out_.data(), 1, out_.size(), stdout);
   }
 
-  std::string format_;
-  resp::RecordPool* pool_;
+  enum class Format : uint8_t { kJson, kResp, kStats };
+  Format format_;
+  std::string out_;
   uint64_t seq_ = 0, records_ = 0, flagged_ = 0, readbacks_skipped_ = 0;
   uint16_t db_ = 0;
   std::map<std::string, uint64_t, std::less<>> per_command_;
@@ -163,15 +181,14 @@ class Outcomes : public resp::OutcomeObserver {
 class Factory : public dp::StreamConsumerFactory {
  public:
   Factory(resp::RecordSink* sink, int64_t shift_ns, resp::ConnectionStats* totals,
-          resp::OutcomeObserver* observer, resp::RecordPool* pool)
-      : sink_(sink), shift_ns_(shift_ns), totals_(totals), observer_(observer), pool_(pool) {}
+          resp::OutcomeObserver* observer)
+      : sink_(sink), shift_ns_(shift_ns), totals_(totals), observer_(observer) {}
   std::unique_ptr<dp::StreamConsumer> NewFlow(const dp::FlowInfo& info) override {
     resp::ConnectionOptions o;
     o.connection_id = ++next_id_;
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = observer_;
     o.scripts = &scripts_;
-    o.pool = pool_;
     return std::make_unique<FlowConsumer>(sink_, o, shift_ns_, totals_);
   }
 
@@ -180,12 +197,254 @@ class Factory : public dp::StreamConsumerFactory {
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
   resp::OutcomeObserver* observer_;
-  resp::RecordPool* pool_;
   // One script cache for all flows: a script loaded on one connection is
   // often run from another (offline, all servers share it; SHA-1 names the
   // body, so a shared cache can never substitute a wrong script).
   resp::ScriptCache scripts_;
   uint64_t next_id_ = 0;
+};
+
+// A bounded hand-over of batches from one producer thread to one consumer
+// thread. At most `max_batches` exist (in flight + free), so memory stays
+// bounded and a fast producer waits for a slow consumer. Batches are
+// recycled with their capacity. Wake-ups cost a system call each, so the
+// other side is only signalled when it sleeps.
+template <typename Batch>
+class Pipe {
+ public:
+  explicit Pipe(size_t max_batches) : max_batches_(max_batches) {}
+
+  // Producer: an empty batch to fill.
+  std::unique_ptr<Batch> Take() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (free_.empty() && made_ < max_batches_) {
+      ++made_;
+      return std::make_unique<Batch>();
+    }
+    producer_waiting_ = true;
+    free_cv_.wait(lock, [&] { return !free_.empty(); });
+    producer_waiting_ = false;
+    std::unique_ptr<Batch> b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  void Push(std::unique_ptr<Batch> b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_.push_back(std::move(b));
+    if (consumer_waiting_) ready_cv_.notify_one();
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    if (consumer_waiting_) ready_cv_.notify_one();
+  }
+
+  // Consumer: the next batch, or null once closed and drained.
+  std::unique_ptr<Batch> Pop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    consumer_waiting_ = true;
+    ready_cv_.wait(lock, [&] { return !ready_.empty() || closed_; });
+    consumer_waiting_ = false;
+    if (ready_.empty()) return nullptr;
+    std::unique_ptr<Batch> b = std::move(ready_.front());
+    ready_.pop_front();
+    return b;
+  }
+  void Recycle(std::unique_ptr<Batch> b) {
+    b->Clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(b));
+    if (producer_waiting_) free_cv_.notify_one();
+  }
+
+ private:
+  const size_t max_batches_;
+  size_t made_ = 0;
+  std::mutex mu_;
+  std::condition_variable ready_cv_, free_cv_;
+  std::deque<std::unique_ptr<Batch>> ready_;
+  std::vector<std::unique_ptr<Batch>> free_;
+  bool closed_ = false;
+  bool consumer_waiting_ = false;  // both guarded by mu_
+  bool producer_waiting_ = false;
+};
+
+// Records on their way to the output thread (--threads 2 and 3). A batch
+// remembers where the one-thread loop would have advanced the ambiguity
+// window, and to what time, so the output thread makes the same calls in the
+// same order: the output is identical.
+struct RecordBatchWithAdvances {
+  RecordBatch records;
+  // (number of records before it, now_ns): Advance calls, in order.
+  std::vector<std::pair<size_t, uint64_t>> advances;
+  void Clear() {
+    records.Clear();
+    advances.clear();
+  }
+};
+
+class RecordPipe : public resp::RecordSink {
+ public:
+  RecordPipe() : pipe_(16), cur_(pipe_.Take()) {}
+
+  // Producer side.
+  void Emit(const RecordView& r, uint64_t connection_id) override {
+    cur_->records.Add(r, connection_id);
+    if (cur_->records.bytes() > kMaxBatchBytes) Hand();
+  }
+  // Where the one-thread loop advances the window. Batches are handed over
+  // once large enough (a burst of 256 frames may hold few records).
+  void Advance(uint64_t now_ns) {
+    cur_->advances.emplace_back(cur_->records.size(), now_ns);
+    if (cur_->records.size() >= kBatchRecords || cur_->advances.size() >= kBatchRecords) Hand();
+  }
+  void Close() {
+    Hand();
+    pipe_.Close();
+  }
+
+  // Consumer side: feeds everything to `tracker` until the producer closes.
+  void Drain(resp::AmbiguityTracker* tracker) {
+    std::vector<std::string_view> args;
+    while (std::unique_ptr<RecordBatchWithAdvances> b = pipe_.Pop()) {
+      size_t i = 0;
+      for (const auto& [before, now] : b->advances) {
+        for (; i < before; ++i) tracker->Emit(b->records.Get(i, &args), b->records.connection_id(i));
+        tracker->Advance(now);
+      }
+      for (; i < b->records.size(); ++i) tracker->Emit(b->records.Get(i, &args), b->records.connection_id(i));
+      pipe_.Recycle(std::move(b));
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxBatchBytes = 4u << 20;
+  static constexpr size_t kBatchRecords = 2048;
+
+  void Hand() {
+    if (cur_->records.empty() && cur_->advances.empty()) return;
+    pipe_.Push(std::move(cur_));
+    cur_ = pipe_.Take();
+  }
+
+  Pipe<RecordBatchWithAdvances> pipe_;
+  std::unique_ptr<RecordBatchWithAdvances> cur_;  // producer thread only
+};
+
+// Reassembled stream events on their way from the packet thread to the
+// RESP thread (--threads 3), with their bytes copied into one arena.
+struct FlowEvent {
+  enum class Kind : uint8_t { kNew, kData, kGap, kClose, kAdvance };
+  Kind kind;
+  dp::Direction dir;
+  bool joined_mid_stream;  // kNew
+  uint64_t flow;
+  uint64_t ts;      // kData: capture time; kAdvance: the window's now
+  uint64_t offset;  // kData: bytes in the arena; kGap: missing bytes
+  uint64_t len;
+};
+struct FlowEventBatch {
+  std::vector<FlowEvent> events;
+  std::string bytes;
+  void Clear() {
+    events.clear();
+    bytes.clear();
+  }
+};
+
+class FlowEventPipe : public dp::StreamConsumerFactory {
+ public:
+  FlowEventPipe() : pipe_(16), cur_(pipe_.Take()) {}
+
+  // Producer side (the FlowTable's thread).
+  std::unique_ptr<dp::StreamConsumer> NewFlow(const dp::FlowInfo& info) override {
+    const uint64_t id = ++next_flow_;
+    Add(FlowEvent{FlowEvent::Kind::kNew, dp::Direction::kClientToServer, info.joined_mid_stream, id, 0, 0,
+                  0});
+    return std::make_unique<Forwarder>(this, id);
+  }
+  void Advance(uint64_t now_ns) {
+    Add(FlowEvent{FlowEvent::Kind::kAdvance, dp::Direction::kClientToServer, false, 0, now_ns, 0, 0});
+  }
+  void Close() {
+    Hand();
+    pipe_.Close();
+  }
+
+  // Consumer side: replays the events into connections made by `factory`,
+  // and the advances into `records`, until the producer closes.
+  void Drain(dp::StreamConsumerFactory* factory, RecordPipe* records) {
+    std::unordered_map<uint64_t, std::unique_ptr<dp::StreamConsumer>> flows;
+    while (std::unique_ptr<FlowEventBatch> b = pipe_.Pop()) {
+      for (const FlowEvent& e : b->events) {
+        if (e.kind == FlowEvent::Kind::kAdvance) {
+          records->Advance(e.ts);
+          continue;
+        }
+        if (e.kind == FlowEvent::Kind::kNew) {
+          dp::FlowInfo info;
+          info.joined_mid_stream = e.joined_mid_stream;
+          flows[e.flow] = factory->NewFlow(info);
+          continue;
+        }
+        auto it = flows.find(e.flow);
+        if (it == flows.end() || it->second == nullptr) continue;
+        switch (e.kind) {
+          case FlowEvent::Kind::kData:
+            it->second->OnData(
+                e.dir, ByteSpan(reinterpret_cast<const uint8_t*>(b->bytes.data()) + e.offset, e.len), e.ts);
+            break;
+          case FlowEvent::Kind::kGap: it->second->OnGap(e.dir, e.offset); break;
+          case FlowEvent::Kind::kClose:
+            it->second->OnClose(static_cast<dp::CloseReason>(e.len));
+            flows.erase(it);
+            break;
+          default: break;
+        }
+      }
+      pipe_.Recycle(std::move(b));
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxBatchBytes = 4u << 20;
+  static constexpr size_t kBatchEvents = 4096;
+
+  class Forwarder : public dp::StreamConsumer {
+   public:
+    Forwarder(FlowEventPipe* pipe, uint64_t id) : pipe_(pipe), id_(id) {}
+    void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
+      FlowEventBatch& b = *pipe_->cur_;
+      const uint64_t at = b.bytes.size();
+      b.bytes.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, at, bytes.size()});
+    }
+    void OnGap(dp::Direction dir, uint64_t missing) override {
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kGap, dir, false, id_, 0, missing, 0});
+    }
+    void OnClose(dp::CloseReason reason) override {
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kClose, dp::Direction::kClientToServer, false, id_, 0, 0,
+                           static_cast<uint64_t>(reason)});
+    }
+
+   private:
+    FlowEventPipe* pipe_;
+    uint64_t id_;
+  };
+
+  void Add(const FlowEvent& e) {
+    cur_->events.push_back(e);
+    if (cur_->events.size() >= kBatchEvents || cur_->bytes.size() >= kMaxBatchBytes) Hand();
+  }
+  void Hand() {
+    if (cur_->events.empty()) return;
+    pipe_.Push(std::move(cur_));
+    cur_ = pipe_.Take();
+  }
+
+  Pipe<FlowEventBatch> pipe_;
+  std::unique_ptr<FlowEventBatch> cur_;  // producer thread only
+  uint64_t next_flow_ = 0;
 };
 
 // The last capture timestamp of the file (for --rebase-time).
@@ -207,12 +466,16 @@ int RunDecode(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   bool rebase = false;
   double window_ms = 1.0;
+  int threads = 1;
   app.add_option("--pcap", pcap_file, "capture file (pcap/pcapng, Ethernet)")->required();
   app.add_option("--server", servers, "HOST:PORT of a Redis server (repeatable)")->required();
   app.add_option("--format", format, "json | resp | stats")->check(CLI::IsMember({"json", "resp", "stats"}));
   app.add_flag("--rebase-time", rebase, "shift capture times so that the capture ends now");
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged");
+  app.add_option("--threads", threads,
+                 "1: one thread; 2: packets+RESP | output; 3: packets | RESP | output (same output)")
+      ->check(CLI::Range(1, 3));
   std::vector<std::string> argv_rev(args.rbegin(), args.rend());
   try {
     app.parse(argv_rev);
@@ -246,36 +509,74 @@ int RunDecode(const std::vector<std::string>& args) {
     return 1;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  resp::RecordPool pool;
-  Printer printer(format, &pool);
+  Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
   resp::AmbiguityTracker tracker(&printer, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
-  Factory factory(&tracker, shift_ns, &totals, format == "stats" ? &outcomes : nullptr, &pool);
-  dp::FlowTable table(cfg, &factory);
+  // --threads 1: one loop does everything. 2: the packet and RESP work on a
+  // second thread, records handed to this one (tracker, printer). 3: packets
+  // (decode, reassembly) on one thread, RESP (pairing, records) on another,
+  // output on this one. Every hand-over preserves the order of calls, so the
+  // output is the same for every choice.
+  std::unique_ptr<RecordPipe> records;
+  std::unique_ptr<FlowEventPipe> events;
+  if (threads >= 2) records = std::make_unique<RecordPipe>();
+  if (threads >= 3) events = std::make_unique<FlowEventPipe>();
+  resp::RecordSink* records_to = records ? static_cast<resp::RecordSink*>(records.get()) : &tracker;
+  Factory factory(records_to, shift_ns, &totals, format == "stats" ? &outcomes : nullptr);
+  dp::FlowTable table(cfg, events ? static_cast<dp::StreamConsumerFactory*>(events.get()) : &factory);
   dp::DecodeCounters dec;
-  std::vector<dp::Packet> burst(256);
   uint64_t frames = 0, bytes = 0;
-  while (!(*src)->Exhausted()) {
-    const size_t n = (*src)->RxBurst(burst);
-    for (size_t i = 0; i < n; ++i) {
-      const dp::Packet& p = burst[i];
-      ++frames;
-      bytes += p.len;
-      dp::TcpSegment seg;
-      const dp::DecodeStatus st = dp::DecodeFrame(p.data, p.len, p.ts_ns, &seg);
-      dec.Add(st);
-      if (st != dp::DecodeStatus::kOk) continue;
-      table.Process(seg);
+  auto packet_side = [&] {
+    std::vector<dp::Packet> burst(256);
+    while (!(*src)->Exhausted()) {
+      const size_t n = (*src)->RxBurst(burst);
+      for (size_t i = 0; i < n; ++i) {
+        const dp::Packet& p = burst[i];
+        ++frames;
+        bytes += p.len;
+        dp::TcpSegment seg;
+        const dp::DecodeStatus st = dp::DecodeFrame(p.data, p.len, p.ts_ns, &seg);
+        dec.Add(st);
+        if (st != dp::DecodeStatus::kOk) continue;
+        table.Process(seg);
+      }
+      if (n > 0) {
+        table.Tick(burst[n - 1].ts_ns);
+        const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(burst[n - 1].ts_ns) + shift_ns);
+        if (events) {
+          events->Advance(now);
+        } else if (records) {
+          records->Advance(now);
+        } else {
+          tracker.Advance(now);
+        }
+      }
     }
-    if (n > 0) {
-      table.Tick(burst[n - 1].ts_ns);
-      tracker.Advance(static_cast<uint64_t>(static_cast<int64_t>(burst[n - 1].ts_ns) + shift_ns));
+    table.CloseAll(dp::CloseReason::kShutdown);
+    if (events) {
+      events->Close();
+    } else if (records) {
+      records->Close();
     }
+  };
+  if (threads == 1) {
+    packet_side();
+  } else {
+    std::thread packets(packet_side);
+    std::thread resp_side;
+    if (events) {
+      resp_side = std::thread([&] {
+        events->Drain(&factory, records.get());
+        records->Close();
+      });
+    }
+    records->Drain(&tracker);
+    packets.join();
+    if (resp_side.joinable()) resp_side.join();
   }
-  table.CloseAll(dp::CloseReason::kShutdown);
   tracker.Flush();
   std::fflush(stdout);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -6,8 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "core/checksum.h"
-
 namespace kvf::dataplane {
 
 Result<IpAddress> IpAddress::Parse(std::string_view text) {
@@ -63,17 +61,6 @@ Result<Endpoint> Endpoint::Parse(std::string_view text) {
 std::string Endpoint::ToString() const {
   std::string s = addr.IsV4() ? addr.ToString() : "[" + addr.ToString() + "]";
   return s + ":" + std::to_string(port);
-}
-
-uint64_t FlowKey::Hash() const {
-  uint8_t buf[36];
-  std::memcpy(buf, lo.addr.bytes.data(), 16);
-  std::memcpy(buf + 16, hi.addr.bytes.data(), 16);
-  buf[32] = static_cast<uint8_t>(lo.port >> 8);
-  buf[33] = static_cast<uint8_t>(lo.port);
-  buf[34] = static_cast<uint8_t>(hi.port >> 8);
-  buf[35] = static_cast<uint8_t>(hi.port);
-  return Xxh3(buf, sizeof(buf));
 }
 
 }  // namespace kvf::dataplane

@@ -60,7 +60,22 @@ struct FlowKey {
 
   static FlowKey Of(const Endpoint& a, const Endpoint& b) { return a < b ? FlowKey{a, b} : FlowKey{b, a}; }
   // Symmetric by construction; used for the worker choice and the flow table.
-  uint64_t Hash() const;
+  // Computed for every packet, so a few multiplies rather than a byte hash:
+  // each 64-bit word is mixed in, then a splitmix64 finalizer spreads every
+  // input bit over the low bits that table masks and `% workers` use.
+  uint64_t Hash() const {
+    uint64_t w[4];
+    std::memcpy(w, lo.addr.bytes.data(), 16);
+    std::memcpy(w + 2, hi.addr.bytes.data(), 16);
+    uint64_t h = ((uint64_t{lo.port} << 16) | hi.port) * 0x9e3779b97f4a7c15ull;
+    for (uint64_t x : w) {
+      h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
+      h ^= h >> 29;
+    }
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+  }
 
   friend bool operator==(const FlowKey&, const FlowKey&) = default;
 };

@@ -93,12 +93,59 @@ FlowTable::~FlowTable() = default;
 FlowTableStats FlowTable::stats() const {
   FlowTableStats s = stats_;
   s.buffered_bytes = total_buffered_;
-  s.active_flows = flows_.size();
+  s.active_flows = flow_count_;
   return s;
 }
 
 size_t FlowTable::memory_bytes() const {
-  return total_buffered_ + flows_.size() * kFlowOverheadBytes;
+  return total_buffered_ + flow_count_ * kFlowOverheadBytes;
+}
+
+FlowTable::Flow* FlowTable::FindFlow(const FlowKey& key, uint64_t hash) const {
+  if (slots_.empty()) return nullptr;
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.flow == nullptr) return nullptr;
+    if (s.hash == hash && s.flow->key == key) return s.flow.get();
+  }
+}
+
+void FlowTable::InsertFlow(std::unique_ptr<Flow> f) {
+  if (2 * (flow_count_ + 1) > slots_.size()) {
+    std::vector<Slot> old(std::max<size_t>(64, slots_.size() * 2));
+    old.swap(slots_);
+    const size_t mask = slots_.size() - 1;
+    for (Slot& s : old) {
+      if (s.flow == nullptr) continue;
+      size_t i = s.hash & mask;
+      while (slots_[i].flow != nullptr) i = (i + 1) & mask;
+      slots_[i] = std::move(s);
+    }
+  }
+  const size_t mask = slots_.size() - 1;
+  size_t i = f->hash & mask;
+  while (slots_[i].flow != nullptr) i = (i + 1) & mask;
+  slots_[i].hash = f->hash;
+  slots_[i].flow = std::move(f);
+  ++flow_count_;
+}
+
+void FlowTable::EraseFlow(Flow* f) {
+  const size_t mask = slots_.size() - 1;
+  size_t hole = f->hash & mask;
+  while (slots_[hole].flow.get() != f) hole = (hole + 1) & mask;
+  slots_[hole].flow.reset();
+  --flow_count_;
+  // Backward shift: pull later members of the probe run into the hole so
+  // that lookups never stop early.
+  for (size_t i = (hole + 1) & mask; slots_[i].flow != nullptr; i = (i + 1) & mask) {
+    const size_t home = slots_[i].hash & mask;
+    if (((i - home) & mask) >= ((i - hole) & mask)) {
+      slots_[hole] = std::move(slots_[i]);
+      hole = i;
+    }
+  }
 }
 
 bool FlowTable::IsServer(const Endpoint& e) const {
@@ -116,11 +163,11 @@ bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
 }
 
 FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg) {
-  if (flows_.size() >= config_.max_flows && !lru_.empty())
-    CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
+  if (flow_count_ >= config_.max_flows && !lru_.empty()) CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
   auto owned = std::make_unique<Flow>();
   Flow* f = owned.get();
   f->key = key;
+  f->hash = key.Hash();
   const bool syn = seg.Has(kTcpSyn);
   const bool ack = seg.Has(kTcpAck);
   bool src_is_client;
@@ -147,7 +194,7 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
   if (factory_ != nullptr) f->consumer = factory_->NewFlow(f->info);
   ++stats_.flows_created;
   if (!syn) ++stats_.flows_joined_mid_stream;
-  flows_.emplace(key, std::move(owned));
+  InsertFlow(std::move(owned));
   return f;
 }
 
@@ -166,8 +213,7 @@ void FlowTable::Process(const TcpSegment& seg) {
   const bool rst = seg.Has(kTcpRst);
   const bool fin = seg.Has(kTcpFin);
   const FlowKey key = FlowKey::Of(seg.src, seg.dst);
-  auto it = flows_.find(key);
-  Flow* f = it == flows_.end() ? nullptr : it->second.get();
+  Flow* f = FindFlow(key, key.Hash());
 
   if (f != nullptr && syn && !ack && !rst && seg.src == f->info.client) {
     // A SYN with a new ISN on a tracked 4-tuple is a new connection; the same
@@ -190,7 +236,7 @@ void FlowTable::Process(const TcpSegment& seg) {
     f = CreateFlow(key, seg);
   }
   f->last_seen_ns = std::max(f->last_seen_ns, seg.ts_ns);
-  lru_.splice(lru_.end(), lru_, f->lru_it);
+  if (lru_.back() != f) lru_.splice(lru_.end(), lru_, f->lru_it);
   if (rst) {
     CloseFlow(f, CloseReason::kReset);
     return;
@@ -426,7 +472,7 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
   ++stats_.flows_closed[static_cast<size_t>(reason)];
   lru_.erase(f->lru_it);
   if (f->in_pending_list) pending_.erase(f->pending_it);
-  flows_.erase(f->key);  // destroys *f
+  EraseFlow(f);  // destroys *f
 }
 
 void FlowTable::EnforceCaps() {

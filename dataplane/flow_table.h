@@ -135,7 +135,7 @@ class FlowTable {
 
   // A snapshot, gauges included.
   FlowTableStats stats() const;
-  size_t flow_count() const { return flows_.size(); }
+  size_t flow_count() const { return flow_count_; }
   // Buffered out-of-order bytes plus per-flow overhead, as counted against max_memory_bytes.
   size_t memory_bytes() const;
   static constexpr size_t kFlowOverheadBytes = 512;
@@ -163,6 +163,7 @@ class FlowTable {
   };
   struct Flow {
     FlowKey key;
+    uint64_t hash = 0;  // key.Hash()
     FlowInfo info;
     HalfStream half[2];
     bool syn_synced_client = false;  // client direction started from a SYN
@@ -172,6 +173,17 @@ class FlowTable {
     bool in_pending_list = false;
     std::list<Flow*>::iterator pending_it;
   };
+
+  // Flows by key: open addressing with linear probing over a power-of-two
+  // array at most half full (std::unordered_map's modulo and node walk were
+  // the biggest per-packet cost). A slot owns its flow; empty: null.
+  struct Slot {
+    uint64_t hash = 0;
+    std::unique_ptr<Flow> flow;
+  };
+  Flow* FindFlow(const FlowKey& key, uint64_t hash) const;
+  void InsertFlow(std::unique_ptr<Flow> f);
+  void EraseFlow(Flow* f);  // destroys *f
 
   bool IsServer(const Endpoint& e) const;
   Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);
@@ -193,7 +205,8 @@ class FlowTable {
 
   FlowTableConfig config_;
   StreamConsumerFactory* factory_;
-  std::unordered_map<FlowKey, std::unique_ptr<Flow>, FlowKeyHasher> flows_;
+  std::vector<Slot> slots_;
+  size_t flow_count_ = 0;
   std::list<Flow*> lru_;      // least recently active first
   std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
   size_t total_buffered_ = 0;

@@ -14,9 +14,10 @@
 namespace kvf::resp {
 
 struct AmbiguityOptions {
-  uint64_t window_ns = 1'000'000;  // replies closer than this are ambiguous
-  size_t max_keys = 1u << 20;      // (db, key) entries remembered
-  size_t max_held = 1u << 16;      // records held back while their window is open
+  uint64_t window_ns = 1'000'000;     // replies closer than this are ambiguous
+  size_t max_keys = 1u << 20;         // (db, key) entries remembered (then records leave early)
+  size_t max_held = 1u << 16;         // records held back while their window is open
+  size_t max_held_bytes = 64u << 20;  // bytes of those records (keys, arguments)
 };
 
 struct AmbiguityStats {
@@ -24,17 +25,18 @@ struct AmbiguityStats {
   uint64_t ambiguous = 0;        // records flagged
   uint64_t late_partner = 0;     // partner record already released unflagged (cap hit)
   uint64_t keys_evicted = 0;     // entries dropped by the key cap before their window closed
-  uint64_t forced_releases = 0;  // records released early by the hold cap
+  uint64_t forced_releases = 0;  // records released early by the hold caps
 };
 
 // Thread confinement: one thread (the shard's). Records leave in the order
-// they arrived.
+// they arrived. A held record's strings are copied into one byte ring, so the
+// steady state allocates nothing per record.
 class AmbiguityTracker : public RecordSink {
  public:
   // `downstream` must outlive the tracker.
   AmbiguityTracker(RecordSink* downstream, AmbiguityOptions options = {});
 
-  void Emit(ChangeRecord&& record, uint64_t connection_id) override;
+  void Emit(const RecordView& record, uint64_t connection_id) override;
   // Releases every record whose window closed before `now_ns` (capture time).
   void Advance(uint64_t now_ns);
   // Releases everything held (end of capture).
@@ -42,12 +44,26 @@ class AmbiguityTracker : public RecordSink {
 
   const AmbiguityStats& stats() const { return stats_; }
   size_t held() const { return held_count_; }
+  size_t held_bytes() const { return held_count_ == 0 ? 0 : write_pos_ - HeldAt(0).offset; }
   size_t tracked_keys() const { return used_; }
 
  private:
+  // A held record: its fixed fields, and where its strings sit in ring_:
+  // argc uint32 lengths, then the key bytes, then the argument bytes.
   struct Held {
-    ChangeRecord record;
+    uint64_t capture_ns;
+    Hlc hlc;
+    uint64_t seq;
     uint64_t connection_id;
+    uint64_t map_key;  // MapKey of (db, key); 0 for database records
+    uint64_t offset;   // monotonic position in ring_ (modulo its size)
+    uint32_t bytes;
+    uint32_t argc;
+    uint32_t key_len;
+    SiteId origin;
+    uint16_t db;
+    uint16_t flags;
+    RecordOp op;
   };
   struct Write {
     uint64_t connection_id;
@@ -65,18 +81,28 @@ class AmbiguityTracker : public RecordSink {
     uint64_t map_key;
     Last last;
   };
-  void FlagPartner(const Write& w, ChangeRecord* record);
+  void FlagPartner(const Write& w, uint64_t ts, uint16_t* flags);
   void ReleaseFront();
   Held& HeldAt(size_t i) { return held_[(held_head_ + i) & (held_.size() - 1)]; }
-  void PushHeld(ChangeRecord&& record, uint64_t connection_id);
+  const Held& HeldAt(size_t i) const { return held_[(held_head_ + i) & (held_.size() - 1)]; }
+  // Copies `record` into the ring; false when it cannot be held (larger than
+  // the byte cap allows).
+  bool PushHeld(const RecordView& record, uint16_t flags, uint64_t connection_id);
+  // Space for `n` contiguous bytes in ring_, releasing or growing as needed;
+  // returns the monotonic offset. False: `n` can never fit.
+  bool Reserve(size_t n, uint64_t* offset);
+  void GrowRing(size_t min_size);
   // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
   // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
-  static uint64_t MapKey(const ChangeRecord& r);
+  static uint64_t MapKey(uint16_t db, std::string_view key);
   Slot* FindSlot(uint64_t map_key);
   Slot* InsertSlot(uint64_t map_key);  // map_key must be absent
   void EraseSlot(Slot* slot);
-  // Drops key_order_.front() and, if it is still that key's latest write, the key.
-  void PopKeyOrder(bool count_eviction);
+  // Forgets `map_key` if its latest write is record `id` (which is leaving).
+  // True if an entry was erased.
+  bool ForgetKey(uint64_t map_key, uint64_t id);
+  // Makes room for one more key under max_keys (releases the oldest records).
+  void EnforceKeyCap();
 
   RecordSink* downstream_;
   AmbiguityOptions opts_;
@@ -86,10 +112,20 @@ class AmbiguityTracker : public RecordSink {
   std::vector<Held> held_;
   size_t held_head_ = 0;
   size_t held_count_ = 0;
-  uint64_t first_held_id_ = 0;  // id of the oldest held record
-  std::vector<Slot> slots_;     // size a power of two, at most half full
+  uint64_t first_held_id_ = 0;                  // id of the oldest held record
+  std::vector<char> ring_;                      // held records' strings; size a power of two
+  uint64_t write_pos_ = 0;                      // monotonic; ring_[write_pos_ % size] is next
+  std::vector<std::string_view> release_args_;  // scratch for ReleaseFront
+  std::vector<Slot> slots_;                     // size a power of two, at most half full
   size_t used_ = 0;
-  std::deque<std::pair<uint64_t, uint64_t>> key_order_;  // (map key, capture_ns) in arrival order
+  // Keys of records passed through unheld (too large for the ring), kept for
+  // one window so that later writes to the key are still flagged.
+  struct Unheld {
+    uint64_t map_key;
+    uint64_t capture_ns;
+    uint64_t id;
+  };
+  std::deque<Unheld> unheld_;
 };
 
 }  // namespace kvf::resp

@@ -105,6 +105,16 @@ const CommandSpec* LookupCommandName(std::string_view name) {
   return e == nullptr ? nullptr : e->spec;
 }
 
+std::string_view CommandName(const CommandSpec& spec) {
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> v(kCommandTableSize);
+    for (size_t i = 0; i < kCommandTableSize; ++i) v[i] = kCommandTable[i].name;
+    return v;
+  }();
+  const size_t i = static_cast<size_t>(&spec - kCommandTable);
+  return i < names.size() ? names[i] : std::string_view(spec.name);  // a spec from outside the table
+}
+
 const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
   if (argv.empty() || argv[0].empty() || argv[0].size() > kMaxNameLen) return nullptr;
   // Pipelines repeat one command: remember the last name as sent (any case)
@@ -118,7 +128,10 @@ const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
   char buf[kMaxNameLen];
   size_t n = argv[0].size();
   const Index::Entry* top;
-  if (n == hit.len && std::memcmp(argv[0].data(), hit.raw, n) == 0) {
+  // Names are a few bytes: an inline loop beats a memcmp call.
+  bool same = n == hit.len;
+  for (size_t i = 0; same && i < n; ++i) same = argv[0][i] == hit.raw[i];
+  if (same) {
     top = hit.top;
   } else {
     for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);

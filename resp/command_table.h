@@ -85,6 +85,9 @@ extern const char kCommandTableRedisVersion[];
 // (CLIENT, CONFIG, XGROUP, …) returns the subcommand's spec when argv[1]
 // names one. nullptr for unknown commands or an empty argv.
 const CommandSpec* LookupCommand(std::span<const std::string_view> argv);
+// The spec's name as a view, without a strlen per call (pointer into the
+// static table).
+std::string_view CommandName(const CommandSpec& spec);
 // Plain lookup by (case-insensitive) name, e.g. "set" or "client|setname".
 const CommandSpec* LookupCommandName(std::string_view name);
 

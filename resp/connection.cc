@@ -272,7 +272,6 @@ void Connection::Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags)
   ctx.capture_ns = ts;
   ctx.flags = static_cast<uint16_t>(extra_flags | (db_known_ ? 0 : kUnknownDb));
   ctx.connection_id = opts_.connection_id;
-  ctx.pool = opts_.pool;
   stats_.records += ReadbackWrite(*p.spec, Args(p), ctx, sink_);
 }
 
@@ -568,18 +567,18 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   ctx.capture_ns = ts;
   ctx.flags = FlagsFor(in_tx);
   ctx.connection_id = opts_.connection_id;
-  ctx.pool = opts_.pool;
   struct Counting : RecordSink {
     RecordSink* next;
     uint64_t n = 0;
-    void Emit(ChangeRecord&& r, uint64_t id) override {
+    void Emit(const RecordView& r, uint64_t id) override {
       ++n;
-      next->Emit(std::move(r), id);
+      next->Emit(r, id);
     }
   } counting;
   counting.next = sink_;
+  std::shared_ptr<const std::string> body;  // the script, alive until ConvertWrite is done
   if (script == ScriptKind::kEvalsha && argv.size() >= 3) {
-    const std::string* body = scripts_->Find(argv[1]);
+    body = scripts_->Find(argv[1]);
     if (body == nullptr) {
       // Shipping EVALSHA would fail on a target that never saw the script:
       // read its keys back instead.

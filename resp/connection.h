@@ -6,7 +6,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <string>
@@ -51,8 +51,6 @@ struct ConnectionOptions {
   // to one server (a script loaded on one connection is often run from
   // another). Optional, must outlive the connection; null: a private cache.
   ScriptCache* scripts = nullptr;
-  // Optional record recycling (see RecordPool); must outlive the connection.
-  RecordPool* pool = nullptr;
   uint64_t connection_id = 0;              // passed to the sink with every record
   bool joined_mid_stream = false;          // capture did not see the connection start
   uint32_t after_gap_records = 64;         // writes flagged kAfterGap|kNeedsReadback after a resync
@@ -93,6 +91,36 @@ struct ConnectionStats {
   ConnectionStats& operator+=(const ConnectionStats& o);
   // (name, value) pairs for printing; names are stable.
   std::vector<std::pair<std::string, uint64_t>> Named() const;
+};
+
+// A FIFO over a vector with a moving head: the steady state of a pipelining
+// connection (fill, drain to empty, repeat) allocates nothing, unlike
+// std::deque's node per few entries. Compacts when the head passes half.
+template <typename T>
+class FifoVector {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  size_t size() const { return items_.size() - head_; }
+  T& front() { return items_[head_]; }
+  void push_back(const T& v) { items_.push_back(v); }
+  void pop_front() {
+    if (++head_ == items_.size()) {
+      clear();
+    } else if (head_ >= 1024 && 2 * head_ >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+  void clear() {
+    items_.clear();
+    head_ = 0;
+  }
+  T* begin() { return items_.data() + head_; }
+  T* end() { return items_.data() + items_.size(); }
+
+ private:
+  std::vector<T> items_;
+  size_t head_ = 0;
 };
 
 class Connection {
@@ -154,7 +182,8 @@ class Connection {
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags);
   void Observe(const CommandSpec* spec, Outcome o) {
-    if (opts_.observer != nullptr) opts_.observer->OnOutcome(spec != nullptr ? spec->name : "unknown", o);
+    if (opts_.observer != nullptr)
+      opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
   }
   void DrainNoReply();
   void EnterDesync();
@@ -168,7 +197,7 @@ class Connection {
   Parser requests_;
   Parser replies_;
 
-  std::deque<Pending> pending_;
+  FifoVector<Pending> pending_;
   std::vector<Pending> multi_queue_;
   std::string arena_;                                 // argument bytes of pending requests
   std::vector<std::pair<uint32_t, uint32_t>> spans_;  // (offset, length) into arena_

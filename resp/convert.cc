@@ -240,43 +240,33 @@ class Emitter {
  public:
   Emitter(const ConvertContext& ctx, RecordSink* sink) : ctx_(ctx), sink_(sink) {}
 
+  // Records are views of `key` and `args` (the request's and reply's bytes,
+  // or locals of the caller): nothing is copied here.
   void Emit(RecordOp op, uint16_t extra_flags, std::string_view key,
             std::initializer_list<std::string_view> args, uint16_t db_override = 0xffff) {
-    ChangeRecord r = Base(op, extra_flags, key, db_override);
-    AssignArgs(&r, std::span<const std::string_view>(args.begin(), args.size()));
-    Send(std::move(r));
+    Send(op, extra_flags, key, std::span<const std::string_view>(args.begin(), args.size()), db_override);
   }
   void EmitArgs(RecordOp op, uint16_t extra_flags, std::string_view key,
                 std::span<const std::string_view> args) {
-    ChangeRecord r = Base(op, extra_flags, key, 0xffff);
-    AssignArgs(&r, args);
-    Send(std::move(r));
+    Send(op, extra_flags, key, args, 0xffff);
   }
   void Readback(std::string_view key, uint16_t db_override = 0xffff) {
-    ChangeRecord r = Base(RecordOp::kReadback, kNeedsReadback, key, db_override);
-    r.args.clear();
-    Send(std::move(r));
+    Send(RecordOp::kReadback, kNeedsReadback, key, {}, db_override);
   }
   size_t count() const { return count_; }
 
  private:
-  // Reuses the strings a recycled record still holds.
-  static void AssignArgs(ChangeRecord* r, std::span<const std::string_view> args) {
-    r->args.resize(args.size());
-    for (size_t i = 0; i < args.size(); ++i) r->args[i].assign(args[i]);
-  }
-  ChangeRecord Base(RecordOp op, uint16_t extra_flags, std::string_view key, uint16_t db_override) {
-    ChangeRecord r = ctx_.pool != nullptr ? ctx_.pool->TakeForReuse() : ChangeRecord{};
+  void Send(RecordOp op, uint16_t extra_flags, std::string_view key, std::span<const std::string_view> args,
+            uint16_t db_override) {
+    RecordView r;
     r.capture_ns = ctx_.capture_ns;
     r.db = db_override == 0xffff ? ctx_.db : db_override;
     r.op = op;
     r.flags = static_cast<uint16_t>(ctx_.flags | extra_flags);
-    r.key.assign(key);
-    return r;
-  }
-  void Send(ChangeRecord&& r) {
+    r.key = key;
+    r.args = args;
     ++count_;
-    sink_->Emit(std::move(r), ctx_.connection_id);
+    sink_->Emit(r, ctx_.connection_id);
   }
 
   const ConvertContext& ctx_;

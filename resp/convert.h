@@ -18,7 +18,6 @@ struct ConvertContext {
   uint64_t capture_ns = 0;  // of the reply
   uint16_t flags = 0;       // RecordFlags every record gets (kInTransaction, kAfterGap, …)
   uint64_t connection_id = 0;
-  RecordPool* pool = nullptr;  // optional: records are built from recycled ones
 };
 
 enum class ConvertOutcome : uint8_t {

@@ -42,6 +42,35 @@ inline bool ReadCount(const char* v, size_t len, size_t* q, int64_t* out) {
   return true;
 }
 
+// isspace() in the C locale, which redis-server runs its parsing in.
+inline bool IsCSpace(char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+// The bytes that end an unquoted inline argument (a subset of IsCSpace).
+inline bool EndsBareArg(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The byte for \c inside double quotes (other than \xHH).
+char UnescapeDoubleQuoted(char c) {
+  switch (c) {
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'b': return '\b';
+    case 'a': return '\a';
+    default: return c;
+  }
+}
+
 bool IsReplyType(char c) {
   return std::strchr("+-:$*_#,(!=%~>|", c) != nullptr && c != '\0';
 }
@@ -81,6 +110,8 @@ std::string_view ParseErrorName(ParseError e) {
     case ParseError::kLineTooLong: return "line longer than the limit";
     case ParseError::kMessageTooLarge: return "message larger than the buffer limit";
     case ParseError::kNotBulkInRequest: return "request element is not a bulk string";
+    case ParseError::kUnbalancedQuotes: return "unbalanced quotes in inline command";
+    case ParseError::kInlineNul: return "NUL byte in inline command";
   }
   return "?";
 }
@@ -141,6 +172,7 @@ ParseStatus Parser::NeedMore() {
 }
 
 void Parser::Resync() {
+  if (error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) ended_ = true;
   if (in_message_) {
     pos_ = msg_start_ + 1;
     ++skipped_bytes_;
@@ -300,6 +332,22 @@ void Parser::Finish() {
   in_message_ = false;
 }
 
+// ---- Inline commands ------------------------------------------------------
+// redis-server 7 (processInlineBuffer + sdssplitargs) reads an inline command
+// as follows, and so do we:
+//  - the line ends at the first '\n'; one '\r' right before it is dropped. A
+//    NUL byte before the '\n' hides the line end from the server (it searches
+//    with strchr), which then never answers: kInlineNul here.
+//  - between arguments any C-locale isspace byte is skipped (space \t \n \v
+//    \f \r); an unquoted argument ends only at space, \t, \r or \n, so \v
+//    and \f inside it are kept.
+//  - a '"' anywhere in an argument opens a double-quoted part: \xHH (two hex
+//    digits, either case) is that byte; \n \r \t \b \a are the control
+//    bytes; any other \c is c. A '\'' opens a single-quoted part where only
+//    \' is an escape. The closing quote ends the argument and must be
+//    followed by an isspace byte or the line end, else the whole line is
+//    rejected; so is an unterminated quote (kUnbalancedQuotes).
+//  - "" and '' are empty arguments; a line with no argument is no command.
 ParseStatus Parser::ParseInline(const char* v, size_t len) {
   const char* line = v + pos_;
   const size_t avail = len - pos_;
@@ -310,13 +358,21 @@ ParseStatus Parser::ParseInline(const char* v, size_t len) {
     return NeedMore();
   }
   const char* end = (nl > line && nl[-1] == '\r') ? nl - 1 : nl;
+  const size_t n = static_cast<size_t>(end - line);
+  if (std::memchr(line, '\0', n) != nullptr) return Fail(ParseError::kInlineNul);
   args_.clear();
-  const char* p = line;
-  while (p < end) {
-    while (p < end && (*p == ' ' || *p == '\t')) ++p;
-    const char* s = p;
-    while (p < end && *p != ' ' && *p != '\t') ++p;
-    if (p > s) args_.emplace_back(s, static_cast<size_t>(p - s));
+  if (std::memchr(line, '"', n) == nullptr && std::memchr(line, '\'', n) == nullptr) {
+    // No quotes (the usual case): arguments are views into the line.
+    const char* p = line;
+    for (;;) {
+      while (p < end && IsCSpace(*p)) ++p;
+      if (p == end) break;
+      const char* s = p;
+      while (p < end && !EndsBareArg(*p)) ++p;
+      args_.emplace_back(s, static_cast<size_t>(p - s));
+    }
+  } else if (!SplitQuoted(line, end)) {
+    return Fail(ParseError::kUnbalancedQuotes);
   }
   pos_ = static_cast<size_t>(nl - v) + 1;
   message_bytes_ = pos_ - msg_start_;
@@ -324,6 +380,59 @@ ParseStatus Parser::ParseInline(const char* v, size_t len) {
   inline_msg_ = false;
   last_inline_ = true;
   return ParseStatus::kMessage;
+}
+
+// Splits [line, end) (no NUL inside) into args_, unescaping into
+// inline_scratch_. Every input byte yields at most one output byte, so the
+// scratch is sized once to the line (<= max_inline_len) and never moves while
+// views into it are taken. False when the quotes are unbalanced.
+bool Parser::SplitQuoted(const char* line, const char* end) {
+  // Reserved once at the cap so that resizing never reallocates past it.
+  if (inline_scratch_.capacity() < limits_.max_inline_len) inline_scratch_.reserve(limits_.max_inline_len);
+  inline_scratch_.resize(static_cast<size_t>(end - line));
+  char* const out = inline_scratch_.data();
+  size_t w = 0;
+  const char* p = line;
+  for (;;) {
+    while (p < end && IsCSpace(*p)) ++p;
+    if (p == end) return true;
+    const size_t start = w;
+    char quote = 0;  // '"' or '\'' while inside a quoted part
+    for (;;) {
+      if (quote == 0) {
+        if (p == end || EndsBareArg(*p)) break;  // the separator is skipped with the blanks
+        if (*p == '"' || *p == '\'') {
+          quote = *p;
+        } else {
+          out[w++] = *p;
+        }
+        ++p;
+        continue;
+      }
+      if (p == end) return false;  // unterminated
+      const char c = *p;
+      if (c == quote) {
+        if (p + 1 < end && !IsCSpace(p[1])) return false;
+        ++p;
+        break;
+      }
+      if (c == '\\' && quote == '"' && end - p >= 4 && p[1] == 'x' && HexValue(p[2]) >= 0 &&
+          HexValue(p[3]) >= 0) {
+        out[w++] = static_cast<char>(HexValue(p[2]) * 16 + HexValue(p[3]));
+        p += 4;
+      } else if (c == '\\' && quote == '"' && end - p >= 2) {
+        out[w++] = UnescapeDoubleQuoted(p[1]);
+        p += 2;
+      } else if (c == '\\' && quote == '\'' && end - p >= 2 && p[1] == '\'') {
+        out[w++] = '\'';
+        p += 2;
+      } else {
+        out[w++] = c;
+        ++p;
+      }
+    }
+    args_.emplace_back(out + start, w - start);
+  }
 }
 
 // Fast path for the common case: a whole multibulk request inside the view,
@@ -397,6 +506,11 @@ ParseStatus Parser::Next() {
   }
   const char* v = view();
   const size_t len = view_len();
+  if (ended_) {
+    skipped_bytes_ += len - std::min(pos_, len);
+    pos_ = len;
+    return NeedMore();
+  }
   if (resyncing_ && !SkipToCandidate()) return NeedMore();
 
   for (;;) {

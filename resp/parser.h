@@ -73,6 +73,8 @@ enum class ParseError : uint8_t {
   kLineTooLong,       // inline command / line > max_inline_len
   kMessageTooLarge,   // > max_message_bytes buffered
   kNotBulkInRequest,  // a multibulk request element that is not $
+  kUnbalancedQuotes,  // inline command: unterminated quote, or a closing quote not followed by a blank
+  kInlineNul,         // inline command line holding a NUL byte (Redis never answers it)
 };
 std::string_view ParseErrorName(ParseError e);
 
@@ -93,8 +95,13 @@ class Parser {
   // Feed() or Next() call.
   ParseStatus Next();
 
-  // Request mode: the command, name first. Inline commands are split on
-  // blanks (quotes are not interpreted).
+  // Request mode: the command, name first. Inline commands are split and
+  // unquoted exactly as redis-server does it (see ParseInline in parser.cc and
+  // docs/resp.md): views into the fed bytes when the line has no quotes, else
+  // into a per-parser scratch of at most max_inline_len bytes. A line Redis
+  // rejects is an error: kUnbalancedQuotes (Redis answers "-ERR Protocol
+  // error: unbalanced quotes in request" and closes the connection) or
+  // kInlineNul (Redis never finds the line end and answers nothing).
   std::span<const std::string_view> args() const { return args_; }
   bool last_was_inline() const { return last_inline_; }
   // Reply mode: the reply tree, root first.
@@ -103,8 +110,15 @@ class Parser {
   size_t message_bytes() const { return message_bytes_; }
 
   ParseError error() const { return error_; }
-  // After kError: skips forward to the next plausible message start.
+  // After kError: skips forward to the next plausible message start. After
+  // kUnbalancedQuotes or kInlineNul it skips everything fed from then on
+  // instead: redis-server closes the connection after answering the former
+  // and never reads past the latter, so no later request is executed (and
+  // none may be paired with a reply). See ended().
   void Resync();
+  // True once Resync() followed kUnbalancedQuotes or kInlineNul (request mode):
+  // the server executes nothing more on this connection; bytes are skipped.
+  bool ended() const { return ended_; }
   // The stream lost bytes (a capture gap): drops any partial message and
   // skips to the next plausible message start in what is fed next.
   void OnGap();
@@ -130,6 +144,7 @@ class Parser {
   ParseStatus Fail(ParseError e);
   ParseStatus NeedMore();
   ParseStatus ParseInline(const char* p, size_t len);
+  bool SplitQuoted(const char* line, const char* end);
   bool FastRequest(const char* v, size_t len);
   bool FastReply(const char* v, size_t len);
   bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
@@ -156,11 +171,13 @@ class Parser {
   std::vector<Node> nodes_;
   std::vector<std::pair<size_t, size_t>> spans_;  // str offsets relative to msg_start_
   std::vector<std::string_view> args_;
+  std::string inline_scratch_;  // unquoted inline arguments; size <= max_inline_len
   size_t message_bytes_ = 0;
   bool last_inline_ = false;
 
   ParseError error_ = ParseError::kNone;
   bool resyncing_ = false;
+  bool ended_ = false;  // see ended(); never cleared
   bool resync_first_is_candidate_ = false;
   uint64_t skipped_bytes_ = 0;
   uint64_t resyncs_ = 0;

@@ -91,24 +91,48 @@ void ScriptCache::Learn(std::string_view sha, std::string_view body) {
   std::array<char, 40> norm;
   if (!Normalize(sha, &norm) || body.size() > opts_.max_bytes || opts_.max_scripts == 0) return;
   std::string key(norm.data(), norm.size());
-  if (bodies_.count(key) != 0) return;  // same digest, same body
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bodies_.count(key) != 0) return;  // same digest, same body
+  }
+  // Copy the body outside the lock; a racing Learn of the same digest wins.
+  auto value = std::make_shared<const std::string>(body);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (bodies_.count(key) != 0) return;
   while (!order_.empty() && (bodies_.size() >= opts_.max_scripts || bytes_ + body.size() > opts_.max_bytes)) {
     auto it = bodies_.find(order_.front());
-    bytes_ -= it->second.size();
+    bytes_ -= it->second->size();
     bodies_.erase(it);
     order_.pop_front();
     ++evictions_;
   }
   bytes_ += body.size();
   order_.push_back(key);
-  bodies_.emplace(std::move(key), std::string(body));
+  bodies_.emplace(std::move(key), std::move(value));
 }
 
-const std::string* ScriptCache::Find(std::string_view sha) const {
+std::shared_ptr<const std::string> ScriptCache::Find(std::string_view sha) const {
   std::array<char, 40> norm;
   if (!Normalize(sha, &norm)) return nullptr;
-  auto it = bodies_.find(std::string(norm.data(), norm.size()));
-  return it == bodies_.end() ? nullptr : &it->second;
+  const std::string key(norm.data(), norm.size());
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = bodies_.find(key);
+  return it == bodies_.end() ? nullptr : it->second;
+}
+
+size_t ScriptCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bodies_.size();
+}
+
+size_t ScriptCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+uint64_t ScriptCache::evictions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return evictions_;
 }
 
 }  // namespace kvf::resp

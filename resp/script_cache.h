@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,7 +24,11 @@ struct ScriptCacheOptions {
   size_t max_bytes = 16u << 20;  // bytes of script bodies kept
 };
 
-// Thread confinement: one thread (shared by the connections of one shard).
+// Thread-safe: one cache may be shared by the connections of every capture
+// worker, so that a script loaded through one worker's connection names the
+// body for an EVALSHA that another worker's connection decodes. One mutex
+// guards the map; it is taken once per SCRIPT LOAD / EVAL / EVALSHA, never
+// per packet, and SHA-1 is computed outside it.
 class ScriptCache {
  public:
   explicit ScriptCache(ScriptCacheOptions options = {}) : opts_(options) {}
@@ -32,20 +38,24 @@ class ScriptCache {
   void Learn(std::string_view sha, std::string_view body);
   // Remembers `body` under its computed SHA-1 (what EVAL makes the server cache).
   void LearnBody(std::string_view body) { Learn(Sha1Hex(body), body); }
-  // The body of `sha` (any case), or nullptr. Valid until the next Learn.
-  const std::string* Find(std::string_view sha) const;
+  // The body of `sha` (any case), or null. The body is immutable and stays
+  // valid for as long as the caller holds the pointer, even if it is evicted
+  // meanwhile (the bounds count only bodies still in the cache).
+  std::shared_ptr<const std::string> Find(std::string_view sha) const;
 
-  size_t size() const { return bodies_.size(); }
-  size_t bytes() const { return bytes_; }
-  uint64_t evictions() const { return evictions_; }
+  size_t size() const;
+  size_t bytes() const;
+  uint64_t evictions() const;
 
  private:
   // 40 lowercase hex digits, or false.
   static bool Normalize(std::string_view sha, std::array<char, 40>* out);
 
-  ScriptCacheOptions opts_;
-  std::unordered_map<std::string, std::string> bodies_;  // lowercase sha -> body
-  std::deque<std::string> order_;                        // shas, oldest first
+  const ScriptCacheOptions opts_;
+  mutable std::mutex mu_;
+  // Guarded by mu_:
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> bodies_;  // lowercase sha -> body
+  std::deque<std::string> order_;                                               // shas, oldest first
   size_t bytes_ = 0;
   uint64_t evictions_ = 0;
 };

@@ -76,11 +76,15 @@ bench() { in_ns "$KVF_A_NS_CLIENT" timeout 60 redis-benchmark -h "$KVF_A_REDIS_I
 # Phase 1: lossless mirror, pipelined and not. Parsed requests == server calls, no gaps.
 out="$work/lossless.json"
 before=$(commandstats)
-start_capture 12 "$out"
+# The capture runs until the traffic is over (SIGINT ends it like --seconds),
+# however long the benchmarks take on a busy machine.
+start_capture 120 "$out"
 bench -c 4 -n 20000 -t set,incr,lpush -d 64
 bench -c 8 -n 20000 -P 16 -t set,incr,lpush -d 64
 bench -c 8 -n 10000 -P 16 -t set -d 1000  # large writes: GSO super-frames when offloads are on
 after=$(commandstats)
+sleep 1  # the last replies cross the mirror
+kill -INT "$cap_pid"
 stop_capture "$out" json
 python3 - "$out" "$backend" "$offloads" <<PY || fail "$backend (offloads $offloads): parsed requests differ from INFO commandstats"
 import json, sys

@@ -34,6 +34,11 @@ server="$KVF_A_REDIS_IP:$KVF_REDIS_PORT"
 "$CTL" decode --pcap "$work/a.pcap" --server "$server" --format stats
 "$CTL" decode --pcap "$work/a.pcap" --server "$server" --format json >"$work/records.json"
 "$CTL" decode --pcap "$work/a.pcap" --server "$server" --format resp >"$work/replay.resp"
+# The same decode split over two and three threads prints the same records.
+for t in 2 3; do
+  "$CTL" decode --pcap "$work/a.pcap" --server "$server" --format json --threads $t >"$work/records.t$t.json"
+  cmp -s "$work/records.json" "$work/records.t$t.json" || fail "decode --threads $t differs from one thread"
+done
 if grep -a -q 'kvf-test-password' "$work/records.json" "$work/replay.resp"; then
   fail "a password seen on the wire leaked into decode output"
 fi

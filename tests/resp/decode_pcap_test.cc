@@ -147,6 +147,25 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
   EXPECT_NEAR(rebased["e:1"].second - plain["e:1"].second, shift_ms, 1);
   EXPECT_NEAR(rebased["e:1"].second - rebased["e:1"].first, 300000, 1);
   EXPECT_EQ(rebased["e:3"].second, plain["e:3"].second);
+
+  // --threads 2 and 3 (work split over threads, handed over in batches)
+  // print exactly what one thread prints, in every format (stats minus its
+  // timing lines).
+  for (const std::string format : {"json", "resp", "stats"}) {
+    std::string outs[3];
+    for (int threads = 1; threads <= 3; ++threads) {
+      const std::string file = dir + "/threads" + std::to_string(threads) + "." + format;
+      const std::string c = ctl + " decode --pcap " + pcap +
+                            " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format " + format +
+                            " --threads " + std::to_string(threads) +
+                            " 2>/dev/null | grep -v -e '^frames ' -e '^throughput ' >" + file;
+      ASSERT_EQ(std::system(c.c_str()), 0);
+      outs[threads - 1] = ReadFile(file);
+    }
+    EXPECT_GT(outs[0].size(), 1000u) << format;
+    EXPECT_TRUE(outs[0] == outs[1]) << "--threads 2 differs from --threads 1 in format " << format;
+    EXPECT_TRUE(outs[0] == outs[2]) << "--threads 3 differs from --threads 1 in format " << format;
+  }
   if (!HasFailure()) std::system(("rm -rf " + dir).c_str());  // kept for inspection otherwise
 }
 

@@ -3,9 +3,12 @@
 // bit 2 = close and reopen. Oracle: no crash, bounded pending state, bounded
 // ambiguity tracker and script cache, no record is ever a command that can
 // carry a password (AUTH, HELLO, MIGRATE), and no record is an EVALSHA (it is
-// shipped as EVAL or read back). Records are recycled through a RecordPool.
+// shipped as EVAL or read back). The records pass through the ambiguity
+// tracker, whose output must be its input in the same order, byte for byte,
+// with at most the ambiguity flags added.
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <string_view>
 
@@ -16,42 +19,66 @@
 
 namespace {
 
-class CheckingSink : public kvf::resp::RecordSink {
+bool IsForbidden(std::string_view name) {
+  return kvf::resp::EqualsIgnoreCase(name, "auth") || kvf::resp::EqualsIgnoreCase(name, "hello") ||
+         kvf::resp::EqualsIgnoreCase(name, "migrate") || kvf::resp::EqualsIgnoreCase(name, "evalsha");
+}
+
+// Between the connection and the tracker: checks each record and remembers
+// an owning copy of it.
+class Tee : public kvf::resp::RecordSink {
  public:
-  explicit CheckingSink(kvf::resp::RecordPool* pool) : pool_(pool) {}
-  void Emit(kvf::ChangeRecord&& r, uint64_t) override {
-    ++count;
-    if (!r.args.empty() &&
-        (kvf::resp::EqualsIgnoreCase(r.args[0], "auth") || kvf::resp::EqualsIgnoreCase(r.args[0], "hello") ||
-         kvf::resp::EqualsIgnoreCase(r.args[0], "migrate") ||
-         kvf::resp::EqualsIgnoreCase(r.args[0], "evalsha"))) {
-      std::abort();
-    }
-    if (r.op == kvf::RecordOp::kReadback && !r.args.empty()) std::abort();  // recycled args must not leak
-    pool_->Give(std::move(r));
+  Tee(kvf::resp::RecordSink* next, std::deque<kvf::ChangeRecord>* expected)
+      : next_(next), expected_(expected) {}
+  void Emit(const kvf::RecordView& r, uint64_t id) override {
+    if (!r.args.empty() && IsForbidden(r.args[0])) std::abort();
+    if (r.op == kvf::RecordOp::kReadback && !r.args.empty()) std::abort();
+    expected_->push_back(r.ToRecord());
+    next_->Emit(r, id);
   }
-  uint64_t count = 0;
 
  private:
-  kvf::resp::RecordPool* pool_;
+  kvf::resp::RecordSink* next_;
+  std::deque<kvf::ChangeRecord>* expected_;
+};
+
+// After the tracker: every record must be the oldest one not yet seen.
+class CheckingSink : public kvf::resp::RecordSink {
+ public:
+  explicit CheckingSink(std::deque<kvf::ChangeRecord>* expected) : expected_(expected) {}
+  void Emit(const kvf::RecordView& r, uint64_t) override {
+    if (expected_->empty()) std::abort();
+    kvf::ChangeRecord got = r.ToRecord();
+    const kvf::ChangeRecord& want = expected_->front();
+    constexpr uint16_t kAdded = kvf::kAmbiguousOrder | kvf::kNeedsReadback;
+    if ((got.flags & ~kAdded) != (want.flags & ~kAdded) || (got.flags & want.flags) != want.flags)
+      std::abort();
+    got.flags = want.flags;
+    if (!(got == want)) std::abort();
+    expected_->pop_front();
+  }
+
+ private:
+  std::deque<kvf::ChangeRecord>* expected_;
 };
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  kvf::resp::RecordPool pool(64);
-  CheckingSink sink(&pool);
-  kvf::resp::AmbiguityTracker tracker(&sink, {.window_ns = 5000, .max_keys = 8, .max_held = 16});
+  std::deque<kvf::ChangeRecord> expected;
+  CheckingSink sink(&expected);
+  kvf::resp::AmbiguityTracker tracker(
+      &sink, {.window_ns = 5000, .max_keys = 8, .max_held = 16, .max_held_bytes = 600});
+  Tee tee(&tracker, &expected);
   kvf::resp::ScriptCache scripts({.max_scripts = 4, .max_bytes = 256});
   kvf::resp::ConnectionOptions o;
   o.scripts = &scripts;
-  o.pool = &pool;
   o.max_pending_requests = 64;
   o.max_pending_bytes = 1 << 16;
   o.request_limits.max_message_bytes = 1 << 16;
   o.reply_limits.max_message_bytes = 1 << 16;
   o.joined_mid_stream = size > 0 && (data[0] & 0x80);
-  auto conn = std::make_unique<kvf::resp::Connection>(&tracker, o);
+  auto conn = std::make_unique<kvf::resp::Connection>(&tee, o);
   uint64_t ts = 1'000'000'000;
   size_t i = 0;
   while (i + 2 <= size) {
@@ -63,16 +90,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (op & 2) conn->OnGap(dir, len);
     if (op & 4) {
       conn->OnClose(kvf::resp::CloseReason::kFin);
-      conn = std::make_unique<kvf::resp::Connection>(&tracker, o);
+      conn = std::make_unique<kvf::resp::Connection>(&tee, o);
     }
     ts += 1000 * (op >> 3);
     conn->OnData(dir, kvf::ByteSpan(data + i, len), ts);
     i += len;
-    if (tracker.held() > 16 || tracker.tracked_keys() > 8 || scripts.size() > 4 || scripts.bytes() > 256) {
+    if (tracker.held() > 16 || tracker.held_bytes() > 1024 || tracker.tracked_keys() > 8 ||
+        scripts.size() > 4 || scripts.bytes() > 256 || expected.size() > 17) {
       std::abort();
     }
   }
   conn->OnClose(kvf::resp::CloseReason::kCaptureEnd);
   tracker.Flush();
+  if (!expected.empty()) std::abort();
   return 0;
 }

@@ -2,8 +2,11 @@
 // mode and a chunk size; the rest is the stream. Oracle: fed whole or fed in
 // chunks, the parser must produce the same messages up to the first error,
 // never buffer more than its limit plus one chunk, and build consistent trees.
+// In request mode the first line, read as an inline command, must also split
+// exactly as a reference model of redis-server's splitting does.
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -13,8 +16,106 @@ namespace {
 
 using kvf::resp::Limits;
 using kvf::resp::Node;
+using kvf::resp::ParseError;
 using kvf::resp::Parser;
 using kvf::resp::ParseStatus;
+
+// Reference model of redis-server's inline splitting, kept deliberately naive
+// (byte by byte over a NUL-terminated copy, as the server scans its C string)
+// and separate from the parser's code. False: unbalanced quotes.
+bool ModelSplit(const std::string& line, std::vector<std::string>* out) {
+  const std::string s = line + '\0';
+  auto blank = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+  };
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  size_t i = 0;
+  out->clear();
+  for (;;) {
+    while (s[i] != '\0' && blank(s[i])) ++i;
+    if (s[i] == '\0') return true;
+    std::string arg;
+    enum { kBare, kDouble, kSingle } state = kBare;
+    bool done = false;
+    while (!done) {
+      const char c = s[i];
+      if (state == kDouble) {
+        if (c == '\0') return false;
+        if (c == '\\' && s[i + 1] == 'x' && hex(s[i + 2]) >= 0 && hex(s[i + 3]) >= 0) {
+          arg += static_cast<char>(hex(s[i + 2]) * 16 + hex(s[i + 3]));
+          i += 3;
+        } else if (c == '\\' && s[i + 1] != '\0') {
+          ++i;
+          const char e = s[i];
+          arg += e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : e == 'b' ? '\b' : e == 'a' ? '\a' : e;
+        } else if (c == '"') {
+          if (s[i + 1] != '\0' && !blank(s[i + 1])) return false;
+          done = true;
+        } else {
+          arg += c;
+        }
+      } else if (state == kSingle) {
+        if (c == '\0') return false;
+        if (c == '\\' && s[i + 1] == '\'') {
+          ++i;
+          arg += '\'';
+        } else if (c == '\'') {
+          if (s[i + 1] != '\0' && !blank(s[i + 1])) return false;
+          done = true;
+        } else {
+          arg += c;
+        }
+      } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\0') {
+        done = true;
+      } else if (c == '"') {
+        state = kDouble;
+      } else if (c == '\'') {
+        state = kSingle;
+      } else {
+        arg += c;
+      }
+      if (s[i] != '\0') ++i;
+    }
+    out->push_back(std::move(arg));
+  }
+}
+
+// The first line of `data` as an inline command: parser against model.
+void CheckInlineAgainstModel(const uint8_t* data, size_t size) {
+  const char* p = reinterpret_cast<const char*>(data);
+  const void* nl = std::memchr(p, '\n', size);
+  if (size == 0 || p[0] == '*' || nl == nullptr) return;
+  const std::string line(p, static_cast<size_t>(static_cast<const char*>(nl) - p) + 1);
+  if (line.size() > 1024) return;
+  std::string body = line.substr(0, line.size() - 1);
+  if (!body.empty() && body.back() == '\r') body.pop_back();
+  Parser parser(Parser::Mode::kRequest);
+  parser.Feed(line);
+  const ParseStatus s = parser.Next();
+  if (body.find('\0') != std::string::npos) {  // the server never answers such a line
+    if (s != ParseStatus::kError || parser.error() != ParseError::kInlineNul) std::abort();
+    return;
+  }
+  std::vector<std::string> want;
+  if (!ModelSplit(body, &want)) {
+    if (s != ParseStatus::kError || parser.error() != ParseError::kUnbalancedQuotes) std::abort();
+    return;
+  }
+  if (want.empty()) {  // a blank line is no command
+    if (s != ParseStatus::kNeedMore) std::abort();
+    return;
+  }
+  if (s != ParseStatus::kMessage || !parser.last_was_inline() || parser.args().size() != want.size())
+    std::abort();
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (parser.args()[i] != want[i]) std::abort();
+  }
+}
 
 std::string Describe(const Parser& p, Parser::Mode mode) {
   std::string out;
@@ -109,5 +210,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!err_whole && !err_split && whole.size() != split.size()) std::abort();
   RunWithResync(mode, data, size, chunk);
+  if (mode == Parser::Mode::kRequest) CheckInlineAgainstModel(data, size);
   return 0;
 }

@@ -525,11 +525,12 @@ TEST(Ambiguity, WritesFromTwoConnectionsInsideTheWindowAreBothFlagged) {
     r.args = {"SET", r.key, "v"};
     return r;
   };
-  t.Emit(rec("k", 10'000), 1);
-  t.Emit(rec("k", 10'500), 2);  // other connection, 500 ns later: ambiguous
-  t.Emit(rec("k", 10'600), 2);  // same connection: ordered by the wire... but still inside c1's window
-  t.Emit(rec("j", 10'700), 1);
-  t.Emit(rec("j", 12'000), 2);  // outside the window
+  EmitRecord(&t, rec("k", 10'000), 1);
+  EmitRecord(&t, rec("k", 10'500), 2);  // other connection, 500 ns later: ambiguous
+  EmitRecord(&t, rec("k", 10'600),
+             2);  // same connection: ordered by the wire... but still inside c1's window
+  EmitRecord(&t, rec("j", 10'700), 1);
+  EmitRecord(&t, rec("j", 12'000), 2);  // outside the window
   EXPECT_EQ(out.records.size(), 0u) << "records are held for one window";
   t.Advance(13'000);
   EXPECT_EQ(out.records.size(), 4u);
@@ -544,6 +545,59 @@ TEST(Ambiguity, WritesFromTwoConnectionsInsideTheWindowAreBothFlagged) {
   EXPECT_EQ(t.stats().ambiguous, 3u);
 }
 
+// Held records' strings live in the tracker's byte ring: they must come out
+// byte for byte as they went in, in order, while the ring wraps, grows, hits
+// its byte cap, and meets a record too large to hold at all.
+TEST(Ambiguity, HeldRecordsSurviveRingWrapGrowthAndByteCap) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 50'000;
+  o.max_held_bytes = 256u << 10;
+  AmbiguityTracker t(&out, o);
+  std::vector<ChangeRecord> in;
+  uint64_t seed = 7;
+  auto next = [&] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    ChangeRecord r;
+    r.seq = static_cast<uint64_t>(i);
+    r.capture_ns = 1'000'000 + static_cast<uint64_t>(i) * 100;
+    r.db = static_cast<uint16_t>(next() % 4);
+    r.origin = 3;
+    r.hlc = Hlc::FromParts(r.capture_ns / 1000, static_cast<uint16_t>(i));
+    r.key = "key:" + std::to_string(next() % 5000);
+    // Mostly small values, some of tens of KiB, a few larger than the whole
+    // byte cap (passed through unheld), and records with no arguments.
+    const uint64_t kind = next() % 100;
+    const size_t vlen = kind < 90 ? next() % 64 : kind < 99 ? 1000 + next() % 40000 : 300000;
+    std::string v(vlen, static_cast<char>('a' + i % 26));
+    if (kind % 7 == 0) {
+      r.op = RecordOp::kReadback;
+    } else {
+      r.args = {"SET", r.key, v};
+    }
+    in.push_back(r);
+    EmitRecord(&t, r, static_cast<uint64_t>(i % 5));
+    ASSERT_LE(t.held_bytes(), 256u << 10);
+    if (i % 50 == 0) t.Advance(r.capture_ns);
+  }
+  t.Flush();
+  ASSERT_EQ(out.records.size(), in.size());
+  size_t big = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    ChangeRecord got = out.records[i];
+    EXPECT_EQ(got.flags & ~(kAmbiguousOrder | kNeedsReadback), in[i].flags) << i;
+    got.flags = in[i].flags;
+    ASSERT_EQ(got, in[i]) << "record " << i;
+    big += !in[i].args.empty() && in[i].args[2].size() >= 300000;
+  }
+  EXPECT_GT(big, 0u);
+  EXPECT_GT(t.stats().forced_releases, 0u);
+  EXPECT_GT(t.stats().ambiguous, 0u);
+}
+
 TEST(Ambiguity, MemoryStaysBounded) {
   VectorSink out;
   AmbiguityOptions o;
@@ -555,7 +609,7 @@ TEST(Ambiguity, MemoryStaysBounded) {
     ChangeRecord r;
     r.key = "k" + std::to_string(i % 1000);
     r.capture_ns = 1000 + i;
-    t.Emit(std::move(r), i % 3);
+    EmitRecord(&t, r, i % 3);
     ASSERT_LE(t.held(), 50u);
     ASSERT_LE(t.tracked_keys(), 100u);
   }
@@ -599,7 +653,7 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
     r.key = writes[i].key;
     r.db = writes[i].db;
     r.capture_ns = writes[i].ts;
-    t.Emit(std::move(r), writes[i].conn);
+    EmitRecord(&t, r, writes[i].conn);
     if (i % 1000 == 0) t.Advance(writes[i].ts);
   }
   t.Flush();

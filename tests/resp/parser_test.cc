@@ -90,6 +90,105 @@ TEST(RespParser, InlineRequestsAndBlankLines) {
              {"inline:<PING>", "inline:<set><k><v>", "inline:<get><k>", "<PING>"});
 }
 
+// Inline lines split and unescaped as redis-server does (sdssplitargs); the
+// expectations were checked against redis-server 7.0 (see inline_test.cc).
+TEST(RespParser, InlineQuotesAndEscapes) {
+  struct Case {
+    std::string line;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {"SET k \"a b\"\r\n", "inline:<SET><k><a b>"},
+      {"SET k \"\\x41\\x4a\\x4G\\xZ\\x4\"\r\n", "inline:<SET><k><AJx4GxZx4>"},
+      {"SET k \"\\n\\r\\t\\b\\a\\\\\\\"\\q\\'\"\r\n", "inline:<SET><k><\n\r\t\b\a\\\"q'>"},
+      {"SET k 'it\\'s \\n \"x\"'\r\n", "inline:<SET><k><it's \\n \"x\">"},
+      {"SET k \"\" ''\r\n", "inline:<SET><k><><>"},
+      {"SET a\"b c\" d' e'  f\r\n", "inline:<SET><ab c><d e><f>"},
+      {"SET k \"v\"\t\"w\"\x0b\r\n", "inline:<SET><k><v><w>"},
+      {"SET k\x0bx \x0c\"v\"\r\n", "inline:<SET><k\x0bx><v>"},
+      {"SET k \"\\x00\\xff\"\r\n", std::string("inline:<SET><k><\0\xff>", 19)},
+      {"SET k \x80\xff\r\n", "inline:<SET><k><\x80\xff>"},
+      {"SET k v\r\r\n", "inline:<SET><k><v>"},
+      {"SET k \"a\rb\"\n", "inline:<SET><k><a\rb>"},
+      {"  \t\x0b\r\n", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.line);
+    std::vector<std::string> want;
+    if (!c.want.empty()) want.push_back(c.want);
+    want.push_back("inline:<PING>");
+    ExpectSame(Parser::Mode::kRequest, c.line + "PING\r\n", want);
+  }
+}
+
+TEST(RespParser, InlineUnbalancedQuotesAndNulAreErrors) {
+  const std::string unbalanced = "ERROR:unbalanced quotes in inline command";
+  for (std::string line : {"SET k \"v\r\n", "SET k 'v\r\n", "SET \"k\"x v\r\n", "SET k 'v''w'\r\n",
+                           "SET k a\"b c\"d\r\n", "SET k \"v\\\"\r\n", "SET k \"v\\\r\n", "\"\r\n"}) {
+    SCOPED_TRACE(line);
+    ExpectSame(Parser::Mode::kRequest, "PING\r\n" + line + "PING\r\n", {"inline:<PING>", unbalanced});
+  }
+  ExpectSame(Parser::Mode::kRequest, std::string("PING\r\nSET k a\0b\r\nPING\r\n", 22),
+             {"inline:<PING>", "ERROR:NUL byte in inline command"});
+  // The server executes nothing after such a line: Resync skips all the rest.
+  for (const std::string& bad : {std::string("SET k \"v\r\n"), std::string("SET k a\0b\r\n", 12)}) {
+    Parser p(Parser::Mode::kRequest);
+    std::string in = "PING\r\n" + bad + "GET k\r\n*1\r\n$4\r\nPING\r\n";
+    p.Feed(in);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    ASSERT_EQ(p.Next(), ParseStatus::kError);
+    EXPECT_FALSE(p.ended());
+    p.Resync();
+    EXPECT_TRUE(p.ended());
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    EXPECT_EQ(p.skipped_bytes(), in.size() - 6);
+    std::string more = "*1\r\n$4\r\nPING\r\n";
+    p.Feed(more);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    p.OnGap();
+    p.Feed(more);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    EXPECT_EQ(p.skipped_bytes(), in.size() - 6 + 2 * more.size());
+    EXPECT_EQ(p.buffered_bytes(), 0u);
+  }
+  // Other errors resynchronise to the next multibulk request as before.
+  Parser p(Parser::Mode::kRequest);
+  std::string in = "*1\r\n:1\r\nGET k\r\n*1\r\n$4\r\nPING\r\n";
+  p.Feed(in);
+  ASSERT_EQ(p.Next(), ParseStatus::kError);
+  p.Resync();
+  EXPECT_FALSE(p.ended());
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_EQ(p.args()[0], "PING");
+}
+
+TEST(RespParser, InlineArgsZeroCopyWithoutQuotesScratchOtherwise) {
+  Limits l;
+  l.max_inline_len = 64;
+  Parser p(Parser::Mode::kRequest, l);
+  std::string in = "SET key value\r\nSET k \"a\\x41\" 'b' c\r\n";
+  p.Feed(in);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_EQ(p.args()[1].data(), in.data() + 4);  // a view into the fed bytes
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  ASSERT_EQ(p.args().size(), 5u);
+  EXPECT_EQ(p.args()[2], "aA");
+  EXPECT_EQ(p.args()[3], "b");
+  EXPECT_EQ(p.args()[4], "c");
+  // Quoted lines are unescaped into the parser's own scratch.
+  EXPECT_TRUE(p.args()[2].data() < in.data() || p.args()[2].data() >= in.data() + in.size());
+  // A line at the limit (64 bytes before the '\n'), with quotes, still parses.
+  std::string longest = "S \"" + std::string(59, 'x') + "\"\r\n";
+  ASSERT_EQ(longest.size(), 65u);
+  p.Feed(longest);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_EQ(p.args()[1], std::string(59, 'x'));
+  std::string too_long = "S \"" + std::string(60, 'x') + "\"\r\n";
+  p.Feed(too_long);
+  EXPECT_EQ(p.Next(), ParseStatus::kError);
+  EXPECT_EQ(p.error(), ParseError::kLineTooLong);
+}
+
 TEST(RespParser, EmptyMultibulkIgnored) {
   ExpectSame(Parser::Mode::kRequest, "*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n", {"<PING>"});
 }

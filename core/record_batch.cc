@@ -1,0 +1,45 @@
+// RecordBatch: see record_batch.h.
+#include "core/record_batch.h"
+
+namespace kvf {
+
+void RecordBatch::Add(const RecordView& r, uint64_t connection_id) {
+  Entry e;
+  CopyRecordFields(r, &e);
+  e.connection_id = connection_id;
+  e.offset = bytes_.size();
+  e.first_len = lens_.size();
+  e.key_len = static_cast<uint32_t>(r.key.size());
+  e.argc = static_cast<uint32_t>(r.args.size());
+  bytes_.append(r.key);
+  for (std::string_view a : r.args) {
+    lens_.push_back(static_cast<uint32_t>(a.size()));
+    bytes_.append(a);
+  }
+  entries_.push_back(e);
+}
+
+RecordView RecordBatch::Get(size_t i, std::vector<std::string_view>* args) const {
+  const Entry& e = entries_[i];
+  const char* p = bytes_.data() + e.offset;
+  RecordView v;
+  CopyRecordFields(e, &v);
+  v.key = std::string_view(p, e.key_len);
+  p += e.key_len;
+  args->resize(e.argc);
+  for (uint32_t a = 0; a < e.argc; ++a) {
+    const uint32_t len = lens_[e.first_len + a];
+    (*args)[a] = std::string_view(p, len);
+    p += len;
+  }
+  v.args = *args;
+  return v;
+}
+
+void RecordBatch::Clear() {
+  entries_.clear();
+  lens_.clear();
+  bytes_.clear();
+}
+
+}  // namespace kvf

@@ -1,0 +1,52 @@
+// A batch of change records in two flat buffers (fixed fields + one byte
+// arena): how records cross a thread boundary or wait in memory without one
+// allocation per record. Add copies a RecordView in; Get gives a view back.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/record.h"
+
+namespace kvf {
+
+class RecordBatch {
+ public:
+  // Copies `record` (its key and arguments) into the batch.
+  void Add(const RecordView& record, uint64_t connection_id);
+  // Record `i` as a view into the batch; `args` receives the argument views.
+  // Valid until the batch is changed or `args` is reused.
+  RecordView Get(size_t i, std::vector<std::string_view>* args) const;
+  uint64_t connection_id(size_t i) const { return entries_[i].connection_id; }
+
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  // Bytes held: keys and arguments plus the fixed part, for batch caps.
+  size_t bytes() const { return bytes_.size() + entries_.size() * sizeof(Entry) + lens_.size() * 4; }
+  // Empties the batch, keeping its capacity.
+  void Clear();
+
+ private:
+  struct Entry {
+    uint64_t seq;
+    Hlc hlc;
+    uint64_t capture_ns;
+    uint64_t connection_id;
+    size_t offset;     // key bytes at bytes_[offset], then the arguments
+    size_t first_len;  // index in lens_ of the first argument's length
+    uint32_t key_len;
+    uint32_t argc;
+    SiteId origin;
+    uint16_t db;
+    uint16_t flags;
+    RecordOp op;
+  };
+  std::vector<Entry> entries_;
+  std::vector<uint32_t> lens_;  // argument lengths, all records in order
+  std::string bytes_;
+};
+
+}  // namespace kvf
