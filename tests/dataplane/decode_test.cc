@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "tests/common/packet_builder.h"
 
@@ -280,6 +283,35 @@ TEST(EndpointTest, ParseAndSymmetricKey) {
   EXPECT_EQ(FlowKey::Of(*a, *b).Hash(), FlowKey::Of(*b, *a).Hash());
   auto c = Endpoint::Parse("10.0.0.1:6380");
   EXPECT_NE(FlowKey::Of(*a, *b).Hash(), FlowKey::Of(*c, *b).Hash());
+}
+
+// The flow hash picks workers (% N) and flow-table slots (low bits): both
+// must spread the typical case, many clients of one server, where only the
+// client's address and port differ, and one client with many ports.
+TEST(EndpointTest, FlowHashSpreadsClientsOverWorkersAndSlots) {
+  const Endpoint server = *Endpoint::Parse("10.0.0.1:6379");
+  std::vector<FlowKey> keys;
+  for (int i = 0; i < 16384; ++i) {
+    const std::string ip = "10.1." + std::to_string(i % 64) + "." + std::to_string(1 + i / 64 % 200);
+    keys.push_back(FlowKey::Of(*Endpoint::Parse(ip + ":" + std::to_string(32768 + i)), server));
+  }
+  const Endpoint one = *Endpoint::Parse("[fd00::7]:1");
+  for (int port = 1024; port < 1024 + 16384; ++port) {
+    keys.push_back(FlowKey::Of(Endpoint{one.addr, static_cast<uint16_t>(port)}, server));
+  }
+  for (size_t workers : {2u, 3u, 4u}) {
+    std::vector<size_t> per(workers);
+    for (const FlowKey& k : keys) ++per[k.Hash() % workers];
+    for (size_t n : per) {
+      EXPECT_NEAR(static_cast<double>(n), static_cast<double>(keys.size()) / workers, keys.size() * 0.02)
+          << workers << " workers";
+    }
+  }
+  std::vector<size_t> slots(1024);
+  for (const FlowKey& k : keys) ++slots[k.Hash() & 1023];
+  const size_t expected = keys.size() / slots.size();  // 32
+  EXPECT_LT(*std::max_element(slots.begin(), slots.end()), 2 * expected);
+  EXPECT_GT(*std::min_element(slots.begin(), slots.end()), expected / 4);
 }
 
 }  // namespace
