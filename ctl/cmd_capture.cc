@@ -405,12 +405,13 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
 
 // Live: the RX loop on this thread, reassembly on `workers` threads.
 int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const std::string& format,
-            int max_seconds, size_t workers, size_t queue_slots) {
+            int max_seconds, size_t workers, size_t queue_slots, size_t queue_bytes) {
   DispatcherConfig dc;
   dc.workers = workers;
   dc.flow_table = cfg;
   dc.max_segment_payload = 65536;
   dc.queue_slots = queue_slots;
+  dc.queue_bytes = queue_bytes;
   RecordPrinter printer;
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
   std::vector<std::unique_ptr<RespShard>> shards;
@@ -464,7 +465,8 @@ int RunCapture(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   int seconds = 0;
   size_t workers = 2;
-  size_t queue_slots = 4096;
+  size_t queue_slots = 16384;
+  size_t queue_mb = 64;
   std::string dpdk_port, eal;
   bool pass = false;
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
@@ -479,9 +481,12 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--workers", workers, "reassembly worker threads for live capture")
       ->check(CLI::Range(1, 64));
   app.add_option("--queue-slots", queue_slots,
-                 "live: segments each worker queue holds (64 KB of payload space each); pcap delivers "
-                 "frames in kernel blocks, so bursts of thousands are normal")
-      ->check(CLI::Range(64, 65536));
+                 "live: segments each worker queue holds; pcap delivers frames in kernel blocks, so "
+                 "bursts of thousands are normal")
+      ->check(CLI::Range(64, 1 << 20));
+  app.add_option("--queue-mb", queue_mb,
+                 "live: MiB of payload each worker queue holds (>= one 64 KiB segment)")
+      ->check(CLI::Range(1, 4096));
   app.add_option("--dpdk-port", dpdk_port,
                  "dpdk: ethdev to read (e.g. a PCI address); default: net_af_packet on --iface");
   app.add_option("--eal", eal,
@@ -587,7 +592,8 @@ int RunCapture(const std::vector<std::string>& args) {
     }
     std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", (*r)->Describe().c_str(),
                  cfg.servers.size());
-    const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots);  // destroys the source
+    const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots,
+                           queue_mb << 20);  // destroys the source
     ShutdownDpdkEal();
     return rc;
 #else
@@ -597,7 +603,7 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", src->Describe().c_str(),
                cfg.servers.size());
-  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots);
+  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20);
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 // Dispatcher: RX-side decode and hashing, per-worker SPSC rings of segment
-// slots (payload copied into the slot, so the RX burst can be recycled), and
-// the worker loop that drives one FlowTable shard.
+// slots and of payload bytes (the payload is copied, so the RX burst can be
+// recycled), and the worker loop that drives one FlowTable shard.
 #include "dataplane/dispatcher.h"
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -29,16 +30,25 @@ uint64_t RealtimeNs() {
 struct Dispatcher::Worker {
   Worker(const DispatcherConfig& c, StreamConsumerFactory* factory)
       : slots(RoundUpPow2(c.queue_slots)),
-        payload(slots.size() * c.max_segment_payload),
+        payload_end(slots.size()),
         mask(slots.size() - 1),
+        bytes_size(RoundUpPow2(std::max(c.queue_bytes, c.max_segment_payload))),
+        bytes(new uint8_t[bytes_size]),  // not zeroed: pages are touched as the ring fills
         table(c.flow_table, factory) {}
 
-  // Ring: the producer owns `head`, the consumer owns `tail`.
+  // Slot ring: the producer owns `head`, the consumer owns `tail`.
   std::vector<TcpSegment> slots;
-  std::vector<uint8_t> payload;
+  // Byte ring: a payload never wraps (the producer skips the ring's tail
+  // instead). Positions are monotonic; payload_end[i] is where slot i's bytes
+  // end, so the consumer frees bytes up to it once the segment is processed.
+  std::vector<uint64_t> payload_end;
   size_t mask;
+  size_t bytes_size;
+  std::unique_ptr<uint8_t[]> bytes;
+  uint64_t bytes_head = 0;  // producer only
   alignas(64) std::atomic<uint64_t> head{0};
   alignas(64) std::atomic<uint64_t> tail{0};
+  alignas(64) std::atomic<uint64_t> bytes_tail{0};
 
   // Idle workers sleep here; the producer wakes them only when `sleeping`
   // is set, so a busy worker costs the RX thread nothing.
@@ -90,10 +100,19 @@ size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
       ++rx_.queue_full_drops;
       continue;
     }
+    const size_t len = seg.payload_len;
+    const size_t pos = w.bytes_head & (w.bytes_size - 1);
+    const uint64_t start = pos + len > w.bytes_size ? w.bytes_head + (w.bytes_size - pos) : w.bytes_head;
+    if (start + len - w.bytes_tail.load(std::memory_order_acquire) > w.bytes_size) {
+      ++rx_.queue_full_drops;
+      continue;
+    }
     const size_t idx = h & w.mask;
-    uint8_t* dst = w.payload.data() + idx * config_.max_segment_payload;
-    if (seg.payload_len > 0) std::memcpy(dst, seg.payload, seg.payload_len);
+    uint8_t* dst = w.bytes.get() + (start & (w.bytes_size - 1));
+    if (len > 0) std::memcpy(dst, seg.payload, len);
     seg.payload = dst;
+    w.bytes_head = start + len;
+    w.payload_end[idx] = start + len;
     w.slots[idx] = seg;
     w.head.store(h + 1, std::memory_order_release);
     ++queued;
@@ -142,11 +161,16 @@ void Dispatcher::RunWorker(Worker* w) {
     } else {
       idle_spins = 0;
     }
+    uint64_t freed = 0;
+    bool any = false;
     for (int n = 0; t != h && n < 256; ++t, ++n) {
       const TcpSegment& seg = w->slots[t & w->mask];
       if (seg.ts_ns > newest_ts) newest_ts = seg.ts_ns;
-      w->table.Process(seg);
+      w->table.Process(seg);  // keeps no pointer into the payload (it copies what it buffers)
+      freed = w->payload_end[t & w->mask];
+      any = true;
     }
+    if (any) w->bytes_tail.store(freed, std::memory_order_release);
     w->tail.store(t, std::memory_order_release);
     if (Clock::now() >= next_tick) {
       tick();

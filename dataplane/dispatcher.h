@@ -3,7 +3,9 @@
 // hash so both directions of a connection meet in one worker's FlowTable
 // shard. Each worker has a bounded single-producer/single-consumer queue;
 // a full queue drops the segment and counts it (reassembly then reports the
-// hole as a gap, so nothing is lost silently).
+// hole as a gap, so nothing is lost silently). A queue is a ring of segment
+// slots plus a ring of payload bytes: memory follows the bytes in flight, not
+// slots × the largest payload.
 #pragma once
 
 #include <atomic>
@@ -22,7 +24,8 @@ namespace kvf::dataplane {
 
 struct DispatcherConfig {
   size_t workers = 2;
-  size_t queue_slots = 2048;          // per worker; rounded up to a power of two
+  size_t queue_slots = 2048;          // segments per worker; rounded up to a power of two
+  size_t queue_bytes = 16u << 20;     // payload bytes per worker; rounded up to a power of two
   size_t max_segment_payload = 9000;  // larger payloads are dropped (oversize_payload_drops)
   FlowTableConfig flow_table;         // each worker's shard gets this config
   uint64_t tick_interval_ns = 50'000'000;
@@ -34,7 +37,7 @@ struct DispatcherConfig {
 struct DispatcherStats {
   DecodeCounters decode;
   uint64_t segments_queued = 0;
-  uint64_t queue_full_drops = 0;        // a worker's queue was full
+  uint64_t queue_full_drops = 0;        // a worker's queue (slots or bytes) was full
   uint64_t oversize_payload_drops = 0;  // payload larger than max_segment_payload
   FlowTableStats flows;                 // summed over workers (as of their last tick)
 };
