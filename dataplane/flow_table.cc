@@ -46,6 +46,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   segments_src_equals_dst += o.segments_src_equals_dst;
   flows_created += o.flows_created;
   flows_joined_mid_stream += o.flows_joined_mid_stream;
+  evicted_before_data += o.evicted_before_data;
   for (size_t i = 0; i < std::size(flows_closed); ++i) flows_closed[i] += o.flows_closed[i];
   payload_bytes_delivered += o.payload_bytes_delivered;
   retransmitted_bytes += o.retransmitted_bytes;
@@ -68,6 +69,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"flows_created", flows_created},
       {"flows_joined_mid_stream", flows_joined_mid_stream},
+      {"flows_evicted_before_data", evicted_before_data},
       {"active_flows", active_flows},
       {"payload_bytes_delivered", payload_bytes_delivered},
       {"retransmitted_bytes_dropped", retransmitted_bytes},
@@ -163,7 +165,14 @@ bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
 }
 
 FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg) {
-  if (flow_count_ >= config_.max_flows && !lru_.empty()) CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
+  if (flow_count_ >= config_.max_flows && !lru_.empty()) {
+    if (!quiet_.empty()) {
+      ++stats_.evicted_before_data;
+      CloseFlow(quiet_.front(), CloseReason::kFlowTableFull);
+    } else {
+      CloseFlow(lru_.front(), CloseReason::kFlowTableFull);
+    }
+  }
   auto owned = std::make_unique<Flow>();
   Flow* f = owned.get();
   f->key = key;
@@ -191,6 +200,8 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
   f->info.joined_mid_stream = !syn;
   f->last_seen_ns = seg.ts_ns;
   f->lru_it = lru_.insert(lru_.end(), f);
+  f->carried_data = seg.payload_len > 0;
+  if (!f->carried_data) f->quiet_it = quiet_.insert(quiet_.end(), f);
   if (factory_ != nullptr) f->consumer = factory_->NewFlow(f->info);
   ++stats_.flows_created;
   if (!syn) ++stats_.flows_joined_mid_stream;
@@ -254,6 +265,10 @@ void FlowTable::Process(const TcpSegment& seg) {
     }
   }
   if (seg.payload_len > 0) {
+    if (!f->carried_data) {
+      f->carried_data = true;
+      quiet_.erase(f->quiet_it);
+    }
     if (!h.synced) {
       h.synced = true;
       h.base_seq = data_seq;
@@ -471,6 +486,7 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
   if (f->consumer) f->consumer->OnClose(reason);
   ++stats_.flows_closed[static_cast<size_t>(reason)];
   lru_.erase(f->lru_it);
+  if (!f->carried_data) quiet_.erase(f->quiet_it);
   if (f->in_pending_list) pending_.erase(f->pending_it);
   EraseFlow(f);  // destroys *f
 }

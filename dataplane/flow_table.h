@@ -102,6 +102,9 @@ struct FlowTableStats {
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;
+  // Of the flow-table-full evictions, those of flows that never carried
+  // payload (handshakes only: half-open, scans, SYN floods), evicted first.
+  uint64_t evicted_before_data = 0;
   uint64_t flows_closed[static_cast<size_t>(CloseReason::kCount)] = {};
   uint64_t payload_bytes_delivered = 0;
   uint64_t retransmitted_bytes = 0;     // already delivered or buffered: dropped
@@ -170,6 +173,8 @@ class FlowTable {
     std::unique_ptr<StreamConsumer> consumer;
     uint64_t last_seen_ns = 0;
     std::list<Flow*>::iterator lru_it;
+    bool carried_data = false;            // some payload seen in either direction
+    std::list<Flow*>::iterator quiet_it;  // in quiet_ while !carried_data
     bool in_pending_list = false;
     std::list<Flow*>::iterator pending_it;
   };
@@ -207,7 +212,11 @@ class FlowTable {
   StreamConsumerFactory* factory_;
   std::vector<Slot> slots_;
   size_t flow_count_ = 0;
-  std::list<Flow*> lru_;      // least recently active first
+  std::list<Flow*> lru_;  // least recently active first
+  // Flows that have carried no payload yet, oldest first. A full table evicts
+  // these before any flow that carried data, so a SYN flood or a port scan
+  // cannot push established (and perhaps idle) connections out.
+  std::list<Flow*> quiet_;
   std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
   size_t total_buffered_ = 0;
   FlowTableStats stats_;

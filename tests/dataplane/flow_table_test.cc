@@ -323,6 +323,57 @@ TEST_F(FlowTableTest, FlowCapEvictsLeastRecentlyActive) {
   EXPECT_EQ(table_->stats().flows_closed[static_cast<int>(CloseReason::kFlowTableFull)], 1u);
 }
 
+// A SYN flood (or a scan) against a full table evicts flows that never
+// carried data, oldest first; established connections stay, even the idle
+// ones that an LRU alone would push out first.
+TEST_F(FlowTableTest, FullTableEvictsHandshakeOnlyFlowsBeforeEstablishedOnes) {
+  FlowTableConfig c = Config();
+  c.max_flows = 64;
+  Make(c);
+  auto seg = [&](const std::string& client, uint8_t flags, uint32_t seq, const std::string& payload,
+                 bool c2s) {
+    TcpSegment s;
+    const Endpoint cl = Ep(client.c_str());
+    s.src = c2s ? cl : kServer;
+    s.dst = c2s ? kServer : cl;
+    s.flags = flags;
+    s.seq = seq;
+    s.payload = reinterpret_cast<const uint8_t*>(payload.data());
+    s.payload_len = static_cast<uint32_t>(payload.size());
+    s.ts_ns = now_ += kMs;
+    table_->Process(s);
+  };
+  // 32 established connections that exchange one request and then go idle.
+  for (int i = 0; i < 32; ++i) {
+    const std::string cl = "10.0.1.1:" + std::to_string(2000 + i);
+    seg(cl, kSyn, 100, "", true);
+    seg(cl, kSyn | kAck, 500, "", false);
+    seg(cl, kAck, 101, "PING\r\n", true);
+    seg(cl, kAck, 501, "+PONG\r\n", false);
+  }
+  // 10,000 SYNs from other ports, all more recent than the idle connections.
+  for (int i = 0; i < 10000; ++i) seg("10.0.9.9:" + std::to_string(10000 + i), kSyn, 7, "", true);
+  EXPECT_EQ(table_->flow_count(), 64u);
+  const FlowTableStats st = table_->stats();
+  EXPECT_EQ(st.flows_closed[static_cast<int>(CloseReason::kFlowTableFull)], 10000u - 32u);
+  EXPECT_EQ(st.evicted_before_data, 10000u - 32u);
+  // The idle connections are still tracked: their next bytes continue the stream, no gap.
+  for (int i = 0; i < 32; ++i) seg("10.0.1.1:" + std::to_string(2000 + i), kAck, 107, "PING\r\n", true);
+  for (size_t i = 0; i < 32; ++i) {
+    EXPECT_FALSE(Flow(i).closed) << i;
+    EXPECT_EQ(Flow(i).data[0], "PING\r\nPING\r\n") << i;
+  }
+  // With no handshake-only flow left to take, the least recently active goes.
+  FlowTableConfig small = Config();
+  small.max_flows = 2;
+  Make(small);
+  seg("10.0.2.1:1", kAck, 1, "a", true);
+  seg("10.0.2.1:2", kAck, 1, "b", true);
+  seg("10.0.2.1:3", kAck, 1, "c", true);
+  EXPECT_EQ(table_->stats().evicted_before_data, 0u);
+  EXPECT_EQ(table_->stats().flows_closed[static_cast<int>(CloseReason::kFlowTableFull)], 1u);
+}
+
 TEST_F(FlowTableTest, MemoryCapForcesOldestPendingFlowToGap) {
   FlowTableConfig c = Config();
   c.max_memory_bytes = 2 * FlowTable::kFlowOverheadBytes + 100;
