@@ -66,11 +66,32 @@ class DpdkSource final : public PacketSource {
     held_n_ = n;
     if (n == 0) return 0;
     const uint64_t now = RealtimeNs();
+    // A frame larger than one mbuf (jumbo frames with scattered RX, net_pcap
+    // reading a large frame) arrives as a chain of segments: such frames are
+    // copied whole into one buffer per burst, sized once for the burst so
+    // that the Packets' pointers stay valid until the next RxBurst.
+    size_t chained_bytes = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+      if (held_[i]->nb_segs > 1) chained_bytes += std::min<size_t>(held_[i]->pkt_len, kMaxFrameBytes);
+    }
+    if (linear_.size() < chained_bytes) linear_.resize(chained_bytes);
+    size_t linear_used = 0;
     for (uint16_t i = 0; i < n; ++i) {
       rte_mbuf* m = held_[i];
       Packet& p = out[i];
-      p.data = rte_pktmbuf_mtod(m, const uint8_t*);
-      p.len = m->data_len;  // first segment; chained mbufs are cut here
+      if (m->nb_segs > 1) {
+        const uint32_t len = std::min<uint32_t>(m->pkt_len, kMaxFrameBytes);  // longer: cut, counted below
+        uint8_t* dst = linear_.data() + linear_used;
+        const void* src = rte_pktmbuf_read(m, 0, len, dst);
+        if (src != dst && src != nullptr) std::memcpy(dst, src, len);
+        p.data = src == nullptr ? rte_pktmbuf_mtod(m, const uint8_t*) : dst;
+        p.len = src == nullptr ? m->data_len : len;
+        linear_used += len;
+        ++chained_;
+      } else {
+        p.data = rte_pktmbuf_mtod(m, const uint8_t*);
+        p.len = m->data_len;
+      }
       p.wire_len = m->pkt_len;
       if (ts_offset_ >= 0 && (m->ol_flags & ts_flag_) != 0) {
         p.ts_ns = *RTE_MBUF_DYNFIELD(m, ts_offset_, rte_mbuf_timestamp_t*) * ts_ns_per_unit_;
@@ -104,6 +125,7 @@ class DpdkSource final : public PacketSource {
       n.rx_nombuf = st.rx_nombuf;
       n.ierrors = st.ierrors;
     }
+    n.chained_frames = chained_;
     return n;
   }
 
@@ -130,7 +152,9 @@ class DpdkSource final : public PacketSource {
   bool started_ = false;
   std::string vdev_name_;
   rte_mempool* pool_ = nullptr;
-  std::vector<rte_mbuf*> held_;  // the last burst, freed on the next RxBurst
+  static constexpr uint32_t kMaxFrameBytes = 65536 + 256;  // a GSO super-frame plus headers
+  std::vector<rte_mbuf*> held_;                            // the last burst, freed on the next RxBurst
+  std::vector<uint8_t> linear_;                            // chained frames of the last burst, copied whole
   uint16_t held_n_ = 0;
   int ts_offset_ = -1;
   uint64_t ts_flag_ = 0;
@@ -138,6 +162,7 @@ class DpdkSource final : public PacketSource {
   uint64_t frames_ = 0;
   uint64_t bytes_ = 0;
   uint64_t truncated_ = 0;
+  uint64_t chained_ = 0;
   std::string description_;
 };
 

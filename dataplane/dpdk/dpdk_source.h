@@ -49,6 +49,9 @@ struct DpdkNicStats {
   uint64_t imissed = 0;    // dropped by the NIC: RX ring full
   uint64_t rx_nombuf = 0;  // dropped: mbuf pool empty
   uint64_t ierrors = 0;    // bad frames (CRC, length)
+  // Not a NIC counter: frames that arrived as a chain of mbufs (larger than
+  // one mbuf: jumbo frames with scattered RX) and were copied whole.
+  uint64_t chained_frames = 0;
 };
 
 // Opens and starts the port. Requires InitDpdkEal() to have succeeded.
