@@ -613,6 +613,12 @@ int RunDecode(const std::vector<std::string>& args) {
         (unsigned long long)printer.readbacks_skipped(),
         format == "resp" ? "not applicable offline" : "listed", (unsigned long long)totals.requests, secs);
   }
+  // A damaged file (a truncated or corrupt record) ends the read early: what
+  // came before it was decoded and printed, and the exit status says so.
+  if (!(*src)->error().ok()) {
+    std::fprintf(stderr, "kvferryctl decode: %s\n", (*src)->error().ToString().c_str());
+    return 1;
+  }
   return 0;
 }
 
