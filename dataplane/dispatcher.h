@@ -61,7 +61,7 @@ class Dispatcher {
   // Any thread.
   DispatcherStats Stats() const;
 
-  static size_t WorkerFor(const FlowKey& key, size_t workers) { return key.Hash() % workers; }
+  static size_t WorkerFor(const FlowKey& key, size_t workers) { return key.WorkerOf(workers); }
 
  private:
   struct Worker;

@@ -76,6 +76,12 @@ struct FlowKey {
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
     return h ^ (h >> 31);
   }
+  // The worker (of `workers`) for this flow: from the hash's high bits, so
+  // that the low bits, which index each worker's flow table, stay uniform
+  // within a worker's share of the flows.
+  size_t WorkerOf(size_t workers) const {
+    return static_cast<size_t>(((Hash() >> 32) * static_cast<uint64_t>(workers)) >> 32);
+  }
 
   friend bool operator==(const FlowKey&, const FlowKey&) = default;
 };

@@ -94,6 +94,18 @@ bool AmbiguityTracker::ForgetKey(uint64_t map_key, uint64_t id) {
   return true;
 }
 
+void AmbiguityTracker::RememberUnheld(uint64_t map_key, uint64_t capture_ns, uint64_t id) {
+  const Slot* s = FindSlot(map_key);
+  if (s == nullptr || s->last.latest.held_id != id) return;  // a later write owns the key
+  unheld_.push_back(Unheld{map_key, capture_ns, id});
+  if (unheld_.size() > opts_.max_held) {  // bounded like the held records
+    const size_t before = used_;
+    ForgetKey(unheld_.front().map_key, unheld_.front().id);
+    unheld_.pop_front();
+    stats_.keys_evicted += before - used_;
+  }
+}
+
 void AmbiguityTracker::EnforceKeyCap() {
   // Every live key is the latest write of a held (or recently unheld)
   // record: releasing the oldest records early frees keys.
@@ -104,7 +116,7 @@ void AmbiguityTracker::EnforceKeyCap() {
       unheld_.pop_front();
     } else if (held_count_ > 0) {
       ++stats_.forced_releases;
-      ReleaseFront();
+      ReleaseFront(/*window_closed=*/false);
     } else {
       break;
     }
@@ -136,7 +148,8 @@ bool AmbiguityTracker::Reserve(size_t n, uint64_t* offset) {
     const size_t pos = write_pos_ & (size - 1);
     const uint64_t start = pos + n > size ? write_pos_ + (size - pos) : write_pos_;  // never wrap a record
     const uint64_t read = held_count_ == 0 ? write_pos_ : HeldAt(0).offset;
-    if (start + n - read <= size) {
+    // The ring is a power of two for masking; the cap itself is exact.
+    if (start + n - read <= std::min(size, opts_.max_held_bytes)) {
       write_pos_ = start + n;
       *offset = start;
       return true;
@@ -145,7 +158,7 @@ bool AmbiguityTracker::Reserve(size_t n, uint64_t* offset) {
       GrowRing(write_pos_ - read + n);
     } else {
       ++stats_.forced_releases;
-      ReleaseFront();
+      ReleaseFront(/*window_closed=*/false);
     }
   }
 }
@@ -186,13 +199,21 @@ bool AmbiguityTracker::PushHeld(const RecordView& record, uint16_t flags, uint64
   return true;
 }
 
-void AmbiguityTracker::ReleaseFront() {
+void AmbiguityTracker::ReleaseFront(bool window_closed) {
   const Held h = HeldAt(0);
   held_head_ = (held_head_ + 1) & (held_.size() - 1);
   --held_count_;
   // The key entry goes with the record whose window closed, unless a later
-  // write of the key (still held) owns it now.
-  if (h.map_key != 0) ForgetKey(h.map_key, first_held_id_);
+  // write of the key (still held) owns it now. A record pushed out early by
+  // a cap keeps its entry for the rest of its window (as an unheld key), so
+  // that a write of another connection in that window is still flagged.
+  if (h.map_key != 0) {
+    if (window_closed) {
+      ForgetKey(h.map_key, first_held_id_);
+    } else {
+      RememberUnheld(h.map_key, h.capture_ns, first_held_id_);
+    }
+  }
   ++first_held_id_;
   // The bytes stay in place until the next PushHeld: the view is valid for
   // the downstream call.
@@ -274,18 +295,18 @@ void AmbiguityTracker::Emit(const RecordView& record, uint64_t connection_id) {
     // order), then pass this one through; its key is remembered for one
     // window so that later writes of the key are still flagged.
     ++stats_.forced_releases;
-    while (held_count_ > 0) ReleaseFront();
+    while (held_count_ > 0) ReleaseFront(/*window_closed=*/false);
     RecordView v = record;
     v.flags = flags;
     ++first_held_id_;
-    if (k != 0) unheld_.push_back(Unheld{k, ts, id});
+    if (k != 0) RememberUnheld(k, ts, id);
     downstream_->Emit(v, connection_id);
     return;
   }
   HeldAt(held_count_ - 1).map_key = k;
   if (held_count_ > opts_.max_held) {
     ++stats_.forced_releases;
-    ReleaseFront();
+    ReleaseFront(/*window_closed=*/false);
   }
 }
 

@@ -82,7 +82,12 @@ class AmbiguityTracker : public RecordSink {
     Last last;
   };
   void FlagPartner(const Write& w, uint64_t ts, uint16_t* flags);
-  void ReleaseFront();
+  // Emits the oldest held record. `window_closed` false: a cap pushed it out
+  // early, and its key stays known until its window closes (RememberUnheld).
+  void ReleaseFront(bool window_closed = true);
+  // Keeps `map_key` for one window after record `id` left unheld, if `id` is
+  // still the key's latest write. Bounded by max_held entries.
+  void RememberUnheld(uint64_t map_key, uint64_t capture_ns, uint64_t id);
   Held& HeldAt(size_t i) { return held_[(held_head_ + i) & (held_.size() - 1)]; }
   const Held& HeldAt(size_t i) const { return held_[(held_head_ + i) & (held_.size() - 1)]; }
   // Copies `record` into the ring; false when it cannot be held (larger than
@@ -118,8 +123,9 @@ class AmbiguityTracker : public RecordSink {
   std::vector<std::string_view> release_args_;  // scratch for ReleaseFront
   std::vector<Slot> slots_;                     // size a power of two, at most half full
   size_t used_ = 0;
-  // Keys of records passed through unheld (too large for the ring), kept for
-  // one window so that later writes to the key are still flagged.
+  // Keys of records that left before their window closed (too large for the
+  // ring, or pushed out by a cap), kept for the rest of the window so that
+  // later writes to the key are still flagged.
   struct Unheld {
     uint64_t map_key;
     uint64_t capture_ns;

@@ -136,7 +136,7 @@ class DpdkSource final : public PacketSource {
   uint32_t WorkerFor(const Packet& p) const {
     TcpSegment seg;
     if (DecodeFrame(p.data, p.len, 0, &seg) != DecodeStatus::kOk) return 0;
-    return static_cast<uint32_t>(FlowKey::Of(seg.src, seg.dst).Hash() % workers_);
+    return static_cast<uint32_t>(FlowKey::Of(seg.src, seg.dst).WorkerOf(workers_));
   }
 
   void FreeHeld() {

@@ -95,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ts += 1000 * (op >> 3);
     conn->OnData(dir, kvf::ByteSpan(data + i, len), ts);
     i += len;
-    if (tracker.held() > 16 || tracker.held_bytes() > 1024 || tracker.tracked_keys() > 8 ||
+    if (tracker.held() > 16 || tracker.held_bytes() > 600 || tracker.tracked_keys() > 8 ||
         scripts.size() > 4 || scripts.bytes() > 256 || expected.size() > 17) {
       std::abort();
     }

@@ -598,6 +598,67 @@ TEST(Ambiguity, HeldRecordsSurviveRingWrapGrowthAndByteCap) {
   EXPECT_GT(t.stats().ambiguous, 0u);
 }
 
+// A record pushed out early by a cap (held count or bytes) has left
+// unflagged, but its key stays known for the rest of its window: a write of
+// another connection in that window is still flagged, and counted as a late
+// partner. (An earlier version forgot the key with the record.)
+TEST(Ambiguity, CapsReleaseEarlyButKeepTheKeyForItsWindow) {
+  auto rec = [](std::string key, uint64_t ts, size_t value_bytes = 1) {
+    ChangeRecord r;
+    r.key = std::move(key);
+    r.capture_ns = ts;
+    r.args = {"SET", r.key, std::string(value_bytes, 'v')};
+    return r;
+  };
+  const uint16_t both = kAmbiguousOrder | kNeedsReadback;
+  {  // the held-records cap
+    VectorSink out;
+    AmbiguityOptions o;
+    o.window_ns = 1'000'000;
+    o.max_held = 2;
+    AmbiguityTracker t(&out, o);
+    EmitRecord(&t, rec("k", 1000), 1);
+    EmitRecord(&t, rec("a", 1100), 1);
+    EmitRecord(&t, rec("b", 1200), 1);  // pushes "k" out early
+    EXPECT_EQ(out.records.size(), 1u);
+    EmitRecord(&t, rec("k", 1300), 2);  // another connection, inside k's window
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 4u);
+    EXPECT_EQ(out.records[3].key, "k");
+    EXPECT_EQ(out.records[3].flags, both);
+    EXPECT_EQ(t.stats().late_partner, 1u);
+    EXPECT_GE(t.stats().forced_releases, 1u);
+  }
+  {  // the byte cap, which is exact (the ring itself is a power of two)
+    VectorSink out;
+    AmbiguityOptions o;
+    o.window_ns = 1'000'000;
+    o.max_held_bytes = 3000;
+    AmbiguityTracker t(&out, o);
+    EmitRecord(&t, rec("k", 1000, 1000), 1);
+    ASSERT_LE(t.held_bytes(), 3000u);
+    EmitRecord(&t, rec("x", 1100, 1000), 1);
+    ASSERT_LE(t.held_bytes(), 3000u);
+    EmitRecord(&t, rec("y", 1200, 1000), 1);  // 3 × ~1020 bytes > 3000: "k" leaves early
+    ASSERT_LE(t.held_bytes(), 3000u);
+    EXPECT_EQ(out.records.size(), 1u);
+    EmitRecord(&t, rec("k", 1300), 2);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 4u);
+    EXPECT_EQ(out.records[3].flags, both);
+  }
+  {  // without any cap the same writes flag both records
+    VectorSink out;
+    AmbiguityTracker t(&out, {});
+    EmitRecord(&t, rec("k", 1000), 1);
+    EmitRecord(&t, rec("k", 1300), 2);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 2u);
+    EXPECT_EQ(out.records[0].flags, both);
+    EXPECT_EQ(out.records[1].flags, both);
+  }
+}
+
 TEST(Ambiguity, MemoryStaysBounded) {
   VectorSink out;
   AmbiguityOptions o;
