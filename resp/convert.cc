@@ -423,6 +423,9 @@ bool IsScriptCall(const CommandSpec& spec) {
 size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                      const ConvertContext& ctx, RecordSink* sink) {
   Emitter out(ctx, sink);
+  // The server refuses a wrong argument count without executing anything.
+  const long argc = static_cast<long>(argv.size());
+  if (spec.arity >= 0 ? argc != spec.arity : argc < -spec.arity) return 0;
   std::vector<KeyRef> keys;
   FindKeys(spec, argv, &keys);
   bool any = false;
@@ -431,9 +434,12 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
     out.Readback(argv[k.arg]);
     any = true;
   }
-  if (!any && spec.Has(kCmdWrite)) {
-    // A keyless write with an unknown outcome (FLUSHDB, FUNCTION LOAD…):
-    // nothing to read back key by key; ship it database-wide, flagged.
+  if (!any && spec.Has(kCmdWrite) && spec.num_specs == 0) {
+    // A keyless write with an unknown outcome (FLUSHDB, FLUSHALL, SWAPDB,
+    // FUNCTION LOAD…): nothing to read back key by key; ship it
+    // database-wide, flagged. A command that has keys but whose keys were
+    // not found (MIGRATE with an empty KEYS list…) is never shipped as is:
+    // the server refuses it, and its arguments may hold a password.
     out.EmitArgs(RecordOp::kDatabase, kNeedsReadback, {}, argv);
   }
   return out.count();

@@ -474,6 +474,34 @@ TEST(ScriptCacheTest, Sha1AndBounds) {
   EXPECT_EQ(cache.size(), 2u);
 }
 
+// Writes whose reply never came (the connection closed) become read-backs of
+// their keys. A keyless write is shipped database-wide; a command with keys
+// whose keys were not found, or with an argument count the server refuses,
+// produces nothing: it never ran, and MIGRATE's arguments may hold a
+// password. (Found by resp_pairing_fuzz: an unanswered inline `migrate`
+// used to be shipped whole.)
+TEST(PairingOffline, UnansweredWritesNeverShipArgumentsThatMayHoldSecrets) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"MIGRATE", "10.0.0.9", "6379", "", "0", "5000", "AUTH", "s3cret-pw", "KEYS", "a", "b"}) +
+                  Cmd({"MIGRATE", "10.0.0.9", "6379", "", "0", "5000", "AUTH2", "u", "s3cret-pw"}) +
+                  "migrate\r\n" + Cmd({"SET", "c"}) + Cmd({"FLUSHDB"}),
+              1000);
+  conn.OnClose(CloseReason::kFin);
+  std::vector<std::string> got;
+  for (const ChangeRecord& r : sink.records) {
+    std::string line = std::string(RecordOpName(r.op)) + ":" + r.key;
+    for (const auto& a : r.args) {
+      line += " " + a;
+      EXPECT_EQ(a.find("s3cret"), std::string::npos) << line;
+    }
+    got.push_back(line);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"readback:a", "readback:b", "database: FLUSHDB"}));
+  for (const ChangeRecord& r : sink.records) EXPECT_TRUE(r.HasFlag(kNeedsReadback));
+}
+
 TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   VectorSink sink;
   Connection conn(&sink, {});
