@@ -49,14 +49,7 @@ TEST(CtlCaptureTest, OfflineJsonTotalsShowFlowsAndExactGaps) {
   std::vector<tb::TimedFrame> frames;
   uint64_t ts = 1'700'000'000'000'000'000ull;
   auto add = [&](uint16_t cport, bool c2s, uint32_t seq, uint8_t flags, std::string payload) {
-    tb::TcpSpec s;
-    s.sport = c2s ? cport : 6379;
-    s.dport = c2s ? 6379 : cport;
-    s.seq = seq;
-    s.flags = flags;
-    s.payload = std::move(payload);
-    frames.push_back(
-        {c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
+    frames.push_back(tb::ClientServerFrame(cport, c2s, seq, flags, std::move(payload), ts));
     ts += 400'000'000;  // 0.4 s apart: the file spans several capture seconds
   };
   for (uint16_t port : {41000, 41001}) {
@@ -108,14 +101,7 @@ TEST(CtlCaptureTest, DecodeOfATruncatedPcapReportsTheDamage) {
   std::vector<tb::TimedFrame> frames;
   uint64_t ts = 1'700'000'000'000'000'000ull;
   auto add = [&](bool c2s, uint32_t seq, uint8_t flags, std::string payload) {
-    tb::TcpSpec s;
-    s.sport = c2s ? 41000 : 6379;
-    s.dport = c2s ? 6379 : 41000;
-    s.seq = seq;
-    s.flags = flags;
-    s.payload = std::move(payload);
-    frames.push_back({c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s),
-                      ts += 1000});
+    frames.push_back(tb::ClientServerFrame(41000, c2s, seq, flags, std::move(payload), ts += 1000));
   };
   add(true, 99, tb::kTcpSyn, "");
   add(false, 499, tb::kTcpSyn | tb::kTcpAck, "");

@@ -56,14 +56,7 @@ TEST(PcapSourceTest, OfflineReadBackAndReassemble) {
   std::vector<tb::TimedFrame> frames;
   uint64_t ts = 1'700'000'000'123'456'789ull;
   auto add = [&](bool c2s, uint32_t seq, uint8_t flags, std::string payload) {
-    tb::TcpSpec s;
-    s.sport = c2s ? 40000 : 6379;
-    s.dport = c2s ? 6379 : 40000;
-    s.seq = seq;
-    s.flags = flags;
-    s.payload = std::move(payload);
-    frames.push_back(
-        {c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", s) : tb::TcpFrame("10.0.0.2", "10.0.0.1", s), ts});
+    frames.push_back(tb::ClientServerFrame(40000, c2s, seq, flags, std::move(payload), ts));
     ts += 1000;
   };
   add(true, 99, tb::kTcpSyn, "");

@@ -18,6 +18,19 @@ struct TimedFrame {
   uint32_t wire_len = 0;  // 0: same as bytes.size()
 };
 
+// A frame of the connection between client 10.0.0.1:`client_port` and server
+// 10.0.0.2:6379, in the direction `c2s` says, captured at `ts_ns`.
+inline TimedFrame ClientServerFrame(uint16_t client_port, bool c2s, uint32_t seq, uint8_t flags,
+                                    std::string payload, uint64_t ts_ns) {
+  TcpSpec s;
+  s.sport = c2s ? client_port : 6379;
+  s.dport = c2s ? 6379 : client_port;
+  s.seq = seq;
+  s.flags = flags;
+  s.payload = std::move(payload);
+  return {c2s ? TcpFrame("10.0.0.1", "10.0.0.2", s) : TcpFrame("10.0.0.2", "10.0.0.1", s), ts_ns};
+}
+
 // Returns false (with a message in *err) when libpcap refuses.
 inline bool WritePcap(const std::string& path, const std::vector<TimedFrame>& frames, std::string* err,
                       int snaplen = 262144) {
