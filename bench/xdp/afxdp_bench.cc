@@ -28,6 +28,7 @@
 
 #include "capture_afxdp.skel.h"
 #include "capture_shared.h"
+#include "bench/xdp/flood_batch.h"
 #include "dataplane/packet.h"
 #include "dataplane/xdp/xdp_source.h"
 #include "tests/bpf/frame_builder.h"
@@ -296,18 +297,8 @@ void Measure(benchmark::State& state, const VethLab& lab, const std::function<si
   std::atomic<double> sender_cpu{0};
   std::atomic<bool> measuring{false};
   std::thread sender([&] {
-    sockaddr_ll to{};
-    to.sll_family = AF_PACKET;
-    to.sll_ifindex = static_cast<int>(va);
-    to.sll_halen = 6;
-    iovec iov{const_cast<uint8_t*>(frame.data()), frame.size()};
-    mmsghdr msgs[64]{};
-    for (auto& m : msgs) {
-      m.msg_hdr.msg_name = &to;
-      m.msg_hdr.msg_namelen = sizeof(to);
-      m.msg_hdr.msg_iov = &iov;
-      m.msg_hdr.msg_iovlen = 1;
-    }
+    FloodBatch batch;
+    batch.Fill(va, frame.data(), frame.size());
     double cpu0 = 0;
     bool started = false;
     while (!stop.load(std::memory_order_relaxed)) {
@@ -315,7 +306,7 @@ void Measure(benchmark::State& state, const VethLab& lab, const std::function<si
         cpu0 = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
         started = true;
       }
-      const int n = sendmmsg(raw, msgs, 64, 0);
+      const int n = sendmmsg(raw, batch.msgs, FloodBatch::kSize, 0);
       if (n > 0) sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
     }
     sender_cpu = started ? CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - cpu0 : 0.0;

@@ -25,6 +25,7 @@
 
 #include "capture.skel.h"
 #include "capture_shared.h"
+#include "bench/xdp/flood_batch.h"
 #include "dataplane/xdp/xdp_source.h"
 #include "tests/bpf/frame_builder.h"
 
@@ -167,20 +168,10 @@ void BM_VethDelivery(benchmark::State& state) {
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> sent{0};
     std::thread sender([&] {
-      sockaddr_ll to{};
-      to.sll_family = AF_PACKET;
-      to.sll_ifindex = static_cast<int>(va);
-      to.sll_halen = 6;
-      iovec iov{const_cast<uint8_t*>(frame.data()), frame.size()};
-      mmsghdr msgs[64]{};
-      for (auto& m : msgs) {
-        m.msg_hdr.msg_name = &to;
-        m.msg_hdr.msg_namelen = sizeof(to);
-        m.msg_hdr.msg_iov = &iov;
-        m.msg_hdr.msg_iovlen = 1;
-      }
+      FloodBatch batch;
+      batch.Fill(va, frame.data(), frame.size());
       while (!stop.load(std::memory_order_relaxed)) {
-        const int n = sendmmsg(raw, msgs, 64, 0);
+        const int n = sendmmsg(raw, batch.msgs, FloodBatch::kSize, 0);
         if (n > 0) sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       }
     });
