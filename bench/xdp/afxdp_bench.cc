@@ -28,7 +28,7 @@
 
 #include "capture_afxdp.skel.h"
 #include "capture_shared.h"
-#include "bench/xdp/flood_batch.h"
+#include "bench/xdp/veth_bench_util.h"
 #include "dataplane/packet.h"
 #include "dataplane/xdp/xdp_source.h"
 #include "tests/bpf/frame_builder.h"
@@ -211,19 +211,6 @@ class XskSocket {
 Bytes Request(size_t payload) {
   return Eth(kEthIpv4, Ipv4("10.0.0.9", "10.0.0.1", kProtoTcp,
                             Tcp(40000, 6379, kAck | kPsh, std::string(payload, 'x'))));
-}
-
-int Sh(const std::string& cmd) {
-  return std::system((cmd + " >/dev/null 2>&1").c_str());
-}
-
-void InNs(const std::string& ns, const std::function<void()>& fn) {
-  const int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  const int target = open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  if (setns(target, CLONE_NEWNET) == 0) fn();
-  setns(self, CLONE_NEWNET);
-  close(self);
-  close(target);
 }
 
 kvf_cap_counters SumCounters(capture_afxdp* skel) {

@@ -25,7 +25,7 @@
 
 #include "capture.skel.h"
 #include "capture_shared.h"
-#include "bench/xdp/flood_batch.h"
+#include "bench/xdp/veth_bench_util.h"
 #include "dataplane/xdp/xdp_source.h"
 #include "tests/bpf/frame_builder.h"
 
@@ -117,19 +117,6 @@ BENCHMARK(BM_Filter)
     ->Unit(benchmark::kMicrosecond);
 
 // --- live veth -----------------------------------------------------------
-
-int Sh(const std::string& cmd) {
-  return std::system((cmd + " >/dev/null 2>&1").c_str());
-}
-
-void InNs(const std::string& ns, const std::function<void()>& fn) {
-  const int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  const int target = open(("/var/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  if (setns(target, CLONE_NEWNET) == 0) fn();
-  setns(self, CLONE_NEWNET);
-  close(self);
-  close(target);
-}
 
 // range(0): wake-up batch (records per forced wake-up); range(1): 1 = the
 // server matches (delivery), 0 = filter-only baseline.
