@@ -10,6 +10,7 @@
 #include <memory>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -228,6 +229,21 @@ class Pipe {
     free_.pop_back();
     return b;
   }
+  // Producer: like Take, but gives up (null) after `wait` without a batch.
+  std::unique_ptr<Batch> TakeFor(std::chrono::microseconds wait) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (free_.empty() && made_ < max_batches_) {
+      ++made_;
+      return std::make_unique<Batch>();
+    }
+    producer_waiting_ = true;
+    const bool got = free_cv_.wait_for(lock, wait, [&] { return !free_.empty(); });
+    producer_waiting_ = false;
+    if (!got) return nullptr;
+    std::unique_ptr<Batch> b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
   void Push(std::unique_ptr<Batch> b) {
     std::lock_guard<std::mutex> lock(mu_);
     ready_.push_back(std::move(b));
@@ -239,6 +255,14 @@ class Pipe {
     if (consumer_waiting_) ready_cv_.notify_one();
   }
 
+  // Consumer: the next batch if one is ready, else null (never waits).
+  std::unique_ptr<Batch> TryPop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ready_.empty()) return nullptr;
+    std::unique_ptr<Batch> b = std::move(ready_.front());
+    ready_.pop_front();
+    return b;
+  }
   // Consumer: the next batch, or null once closed and drained.
   std::unique_ptr<Batch> Pop() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -305,16 +329,17 @@ class RecordPipe : public resp::RecordSink {
 
   // Consumer side: feeds everything to `tracker` until the producer closes.
   void Drain(resp::AmbiguityTracker* tracker) {
-    std::vector<std::string_view> args;
-    while (std::unique_ptr<RecordBatchWithAdvances> b = pipe_.Pop()) {
-      size_t i = 0;
-      for (const auto& [before, now] : b->advances) {
-        for (; i < before; ++i) tracker->Emit(b->records.Get(i, &args), b->records.connection_id(i));
-        tracker->Advance(now);
-      }
-      for (; i < b->records.size(); ++i) tracker->Emit(b->records.Get(i, &args), b->records.connection_id(i));
-      pipe_.Recycle(std::move(b));
+    while (std::unique_ptr<RecordBatchWithAdvances> b = pipe_.Pop()) Feed(std::move(b), tracker);
+  }
+  // Consumer side: feeds the batches ready now, without waiting for more.
+  // True if there was any.
+  bool DrainReady(resp::AmbiguityTracker* tracker) {
+    bool any = false;
+    while (std::unique_ptr<RecordBatchWithAdvances> b = pipe_.TryPop()) {
+      Feed(std::move(b), tracker);
+      any = true;
     }
+    return any;
   }
 
  private:
@@ -326,8 +351,18 @@ class RecordPipe : public resp::RecordSink {
     pipe_.Push(std::move(cur_));
     cur_ = pipe_.Take();
   }
+  void Feed(std::unique_ptr<RecordBatchWithAdvances> b, resp::AmbiguityTracker* tracker) {
+    size_t i = 0;
+    for (const auto& [before, now] : b->advances) {
+      for (; i < before; ++i) tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i));
+      tracker->Advance(now);
+    }
+    for (; i < b->records.size(); ++i) tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i));
+    pipe_.Recycle(std::move(b));
+  }
 
   Pipe<RecordBatchWithAdvances> pipe_;
+  std::vector<std::string_view> args_;            // consumer thread only
   std::unique_ptr<RecordBatchWithAdvances> cur_;  // producer thread only
 };
 
@@ -366,6 +401,11 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   void Advance(uint64_t now_ns) {
     Add(FlowEvent{FlowEvent::Kind::kAdvance, dp::Direction::kClientToServer, false, 0, now_ns, 0, 0});
   }
+  // While every batch is in flight, the producer calls `work` (and waits a
+  // little between calls) instead of sleeping until one comes back: the
+  // thread that fills this pipe may be the one that must drain the pipe the
+  // consumer fills (--threads 2), so it must not block on it.
+  void WhileFull(std::function<bool()> work) { while_full_ = std::move(work); }
   void Close() {
     Hand();
     pipe_.Close();
@@ -374,7 +414,9 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   // Consumer side: replays the events into connections made by `factory`,
   // and the advances into `records`, until the producer closes.
   void Drain(dp::StreamConsumerFactory* factory, RecordPipe* records) {
-    std::unordered_map<uint64_t, std::unique_ptr<dp::StreamConsumer>> flows;
+    // Flow ids are dense (1, 2, …): a vector finds a flow's consumer without
+    // hashing, one slot per flow of the file.
+    std::vector<std::unique_ptr<dp::StreamConsumer>> flows;
     while (std::unique_ptr<FlowEventBatch> b = pipe_.Pop()) {
       for (const FlowEvent& e : b->events) {
         if (e.kind == FlowEvent::Kind::kAdvance) {
@@ -384,20 +426,21 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
         if (e.kind == FlowEvent::Kind::kNew) {
           dp::FlowInfo info;
           info.joined_mid_stream = e.joined_mid_stream;
+          if (flows.size() <= e.flow) flows.resize(e.flow + 1);
           flows[e.flow] = factory->NewFlow(info);
           continue;
         }
-        auto it = flows.find(e.flow);
-        if (it == flows.end() || it->second == nullptr) continue;
+        if (e.flow >= flows.size() || flows[e.flow] == nullptr) continue;
+        dp::StreamConsumer* flow = flows[e.flow].get();
         switch (e.kind) {
           case FlowEvent::Kind::kData:
-            it->second->OnData(
-                e.dir, ByteSpan(reinterpret_cast<const uint8_t*>(b->bytes.data()) + e.offset, e.len), e.ts);
+            flow->OnData(e.dir, ByteSpan(reinterpret_cast<const uint8_t*>(b->bytes.data()) + e.offset, e.len),
+                         e.ts);
             break;
-          case FlowEvent::Kind::kGap: it->second->OnGap(e.dir, e.offset); break;
+          case FlowEvent::Kind::kGap: flow->OnGap(e.dir, e.offset); break;
           case FlowEvent::Kind::kClose:
-            it->second->OnClose(static_cast<dp::CloseReason>(e.len));
-            flows.erase(it);
+            flow->OnClose(static_cast<dp::CloseReason>(e.len));
+            flows[e.flow].reset();
             break;
           default: break;
         }
@@ -439,10 +482,17 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   void Hand() {
     if (cur_->events.empty()) return;
     pipe_.Push(std::move(cur_));
-    cur_ = pipe_.Take();
+    if (!while_full_) {
+      cur_ = pipe_.Take();
+      return;
+    }
+    while ((cur_ = pipe_.TakeFor(std::chrono::microseconds(0))) == nullptr) {
+      if (!while_full_() && (cur_ = pipe_.TakeFor(std::chrono::microseconds(100))) != nullptr) return;
+    }
   }
 
   Pipe<FlowEventBatch> pipe_;
+  std::function<bool()> while_full_;     // producer thread only
   std::unique_ptr<FlowEventBatch> cur_;  // producer thread only
   uint64_t next_flow_ = 0;
 };
@@ -474,7 +524,7 @@ int RunDecode(const std::vector<std::string>& args) {
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged");
   app.add_option("--threads", threads,
-                 "1: one thread; 2: packets+RESP | output; 3: packets | RESP | output (same output)")
+                 "1: one thread; 2: packets+output | RESP; 3: packets | RESP | output (same output)")
       ->check(CLI::Range(1, 3));
   std::vector<std::string> argv_rev(args.rbegin(), args.rend());
   try {
@@ -515,15 +565,22 @@ int RunDecode(const std::vector<std::string>& args) {
   resp::AmbiguityTracker tracker(&printer, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
-  // --threads 1: one loop does everything. 2: the packet and RESP work on a
-  // second thread, records handed to this one (tracker, printer). 3: packets
-  // (decode, reassembly) on one thread, RESP (pairing, records) on another,
-  // output on this one. Every hand-over preserves the order of calls, so the
-  // output is the same for every choice.
+  // --threads 1: one loop does everything. 2: RESP (pairing, records) on a
+  // second thread; this one reads packets (decode, reassembly) and, between
+  // bursts, passes the records that came back through the tracker and the
+  // printer: two threads of about equal work, for a two-core machine. 3:
+  // packets, RESP and output each on a thread of their own. Every hand-over
+  // preserves the order of calls, so the output is the same for every choice.
   std::unique_ptr<RecordPipe> records;
   std::unique_ptr<FlowEventPipe> events;
-  if (threads >= 2) records = std::make_unique<RecordPipe>();
-  if (threads >= 3) events = std::make_unique<FlowEventPipe>();
+  if (threads >= 2) {
+    records = std::make_unique<RecordPipe>();
+    events = std::make_unique<FlowEventPipe>();
+  }
+  // With two threads this one fills the event pipe and drains the record
+  // pipe: while the former is full it drains the latter, so neither side can
+  // wait for the other forever.
+  if (threads == 2) events->WhileFull([&] { return records->DrainReady(&tracker); });
   resp::RecordSink* records_to = records ? static_cast<resp::RecordSink*>(records.get()) : &tracker;
   Factory factory(records_to, shift_ns, &totals, format == "stats" ? &outcomes : nullptr);
   dp::FlowTable table(cfg, events ? static_cast<dp::StreamConsumerFactory*>(events.get()) : &factory);
@@ -548,34 +605,31 @@ int RunDecode(const std::vector<std::string>& args) {
         const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(burst[n - 1].ts_ns) + shift_ns);
         if (events) {
           events->Advance(now);
-        } else if (records) {
-          records->Advance(now);
         } else {
           tracker.Advance(now);
         }
       }
+      if (threads == 2) records->DrainReady(&tracker);
     }
     table.CloseAll(dp::CloseReason::kShutdown);
-    if (events) {
-      events->Close();
-    } else if (records) {
-      records->Close();
-    }
+    if (events) events->Close();
   };
   if (threads == 1) {
     packet_side();
   } else {
-    std::thread packets(packet_side);
-    std::thread resp_side;
-    if (events) {
-      resp_side = std::thread([&] {
-        events->Drain(&factory, records.get());
-        records->Close();
-      });
+    std::thread resp_side([&] {
+      events->Drain(&factory, records.get());
+      records->Close();
+    });
+    if (threads == 2) {
+      packet_side();
+      records->Drain(&tracker);
+    } else {
+      std::thread packets(packet_side);
+      records->Drain(&tracker);
+      packets.join();
     }
-    records->Drain(&tracker);
-    packets.join();
-    if (resp_side.joinable()) resp_side.join();
+    resp_side.join();
   }
   tracker.Flush();
   std::fflush(stdout);

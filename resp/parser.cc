@@ -477,7 +477,18 @@ bool Parser::FastReply(const char* v, size_t len) {
     end = q + b + 2;
   } else {
     const size_t avail = std::min(len - pos_, limits_.max_inline_len + 2);
-    const char* nl = static_cast<const char*>(std::memchr(v + pos_, '\n', avail));
+    // Replies like +OK, :1 and -ERR… are a few bytes: look at them in place
+    // before paying for a memchr call.
+    const char* nl = nullptr;
+    const size_t near = std::min<size_t>(avail, 16);
+    for (size_t i = 1; i < near; ++i) {
+      if (v[pos_ + i] == '\n') {
+        nl = v + pos_ + i;
+        break;
+      }
+    }
+    if (nl == nullptr && avail > near)
+      nl = static_cast<const char*>(std::memchr(v + pos_ + near, '\n', avail - near));
     if (nl == nullptr || nl - (v + pos_) < 2 || nl[-1] != '\r') return false;
     const size_t n_len = static_cast<size_t>(nl - (v + pos_)) - 2;
     n.str = std::string_view(v + pos_ + 1, n_len);
