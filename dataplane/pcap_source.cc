@@ -86,6 +86,20 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenMapped(const std::string& pa
   return src;
 }
 
+void PcapSource::Populate() {
+  // Maps the next pages in one call (MADV_POPULATE_READ, Linux 5.14) instead
+  // of a page fault every few pages while reading; on older kernels the
+  // call fails and the faults happen as before.
+  const uintptr_t page = 4096;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(map_);
+  const uintptr_t from = (base + populated_) & ~(page - 1);
+  const size_t end = std::min(map_len_, std::max(populated_, map_pos_) + kPopulateChunk);
+  if (end > populated_) {
+    madvise(reinterpret_cast<void*>(from), base + end - from, MADV_POPULATE_READ);
+    populated_ = end;
+  }
+}
+
 size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
   size_t n = 0;
   while (n < out.size()) {
@@ -120,6 +134,7 @@ size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
     stats_.bytes_received += h[3];
     if (caplen < h[3]) stats_.snap_truncated++;
     map_pos_ += 16 + caplen;
+    if (map_pos_ + kPopulateChunk / 2 > populated_) Populate();
     // Frames are read once, in order, from page-cache pages that are not
     // physically contiguous: fetch ahead across page boundaries, where the
     // hardware prefetcher stops.

@@ -52,6 +52,9 @@ class PcapSource final : public PacketSource {
   // Reads a classic pcap file in place; nullptr when `path` is not one (pcapng).
   static Result<std::unique_ptr<PcapSource>> OpenMapped(const std::string& path);
   size_t RxBurstMapped(std::span<Packet> out);
+  // Makes the next kPopulateChunk bytes of the mapping present in one call.
+  void Populate();
+  static constexpr size_t kPopulateChunk = 8u << 20;
   static void OnFrame(unsigned char* user, const ::pcap_pkthdr* h, const unsigned char* bytes);
 
   pcap_t* handle_;
@@ -64,6 +67,7 @@ class PcapSource final : public PacketSource {
   const uint8_t* map_ = nullptr;
   size_t map_len_ = 0;
   size_t map_pos_ = 0;
+  size_t populated_ = 0;      // bytes of the mapping made present (Populate)
   bool map_swapped_ = false;  // file written on a host of the other byte order
   std::string description_;
   bool exhausted_ = false;
