@@ -377,6 +377,7 @@ struct FlowEvent {
   uint64_t ts;      // kData: capture time; kAdvance: the window's now
   uint64_t offset;  // kData: bytes in the arena; kGap: missing bytes
   uint64_t len;
+  const uint8_t* data;  // kData: the bytes, when they lie in the mapped file (no copy)
 };
 struct FlowEventBatch {
   std::vector<FlowEvent> events;
@@ -394,18 +395,22 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   // Producer side (the FlowTable's thread).
   std::unique_ptr<dp::StreamConsumer> NewFlow(const dp::FlowInfo& info) override {
     const uint64_t id = ++next_flow_;
-    Add(FlowEvent{FlowEvent::Kind::kNew, dp::Direction::kClientToServer, info.joined_mid_stream, id, 0, 0,
-                  0});
+    Add(FlowEvent{FlowEvent::Kind::kNew, dp::Direction::kClientToServer, info.joined_mid_stream, id, 0, 0, 0,
+                  nullptr});
     return std::make_unique<Forwarder>(this, id);
   }
   void Advance(uint64_t now_ns) {
-    Add(FlowEvent{FlowEvent::Kind::kAdvance, dp::Direction::kClientToServer, false, 0, now_ns, 0, 0});
+    Add(FlowEvent{FlowEvent::Kind::kAdvance, dp::Direction::kClientToServer, false, 0, now_ns, 0, 0,
+                  nullptr});
   }
   // While every batch is in flight, the producer calls `work` (and waits a
   // little between calls) instead of sleeping until one comes back: the
   // thread that fills this pipe may be the one that must drain the pipe the
   // consumer fills (--threads 2), so it must not block on it.
   void WhileFull(std::function<bool()> work) { while_full_ = std::move(work); }
+  // Bytes that stay valid until the consumer is done (the mapped file):
+  // data inside them is passed by address instead of copied.
+  void SetStable(ByteSpan bytes) { stable_ = bytes; }
   void Close() {
     Hand();
     pipe_.Close();
@@ -434,8 +439,12 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
         dp::StreamConsumer* flow = flows[e.flow].get();
         switch (e.kind) {
           case FlowEvent::Kind::kData:
-            flow->OnData(e.dir, ByteSpan(reinterpret_cast<const uint8_t*>(b->bytes.data()) + e.offset, e.len),
-                         e.ts);
+            flow->OnData(
+                e.dir,
+                ByteSpan(
+                    e.data != nullptr ? e.data : reinterpret_cast<const uint8_t*>(b->bytes.data()) + e.offset,
+                    e.len),
+                e.ts);
             break;
           case FlowEvent::Kind::kGap: flow->OnGap(e.dir, e.offset); break;
           case FlowEvent::Kind::kClose:
@@ -457,17 +466,25 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
    public:
     Forwarder(FlowEventPipe* pipe, uint64_t id) : pipe_(pipe), id_(id) {}
     void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
+      // In-order payload comes straight from the frame: when that lies in
+      // the mapped file it stays valid, and only its address crosses.
+      const ByteSpan file = pipe_->stable_;
+      if (!file.empty() && bytes.data() >= file.data() &&
+          bytes.data() + bytes.size() <= file.data() + file.size()) {
+        pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, 0, bytes.size(), bytes.data()});
+        return;
+      }
       FlowEventBatch& b = *pipe_->cur_;
       const uint64_t at = b.bytes.size();
       b.bytes.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-      pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, at, bytes.size()});
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, at, bytes.size(), nullptr});
     }
     void OnGap(dp::Direction dir, uint64_t missing) override {
-      pipe_->Add(FlowEvent{FlowEvent::Kind::kGap, dir, false, id_, 0, missing, 0});
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kGap, dir, false, id_, 0, missing, 0, nullptr});
     }
     void OnClose(dp::CloseReason reason) override {
       pipe_->Add(FlowEvent{FlowEvent::Kind::kClose, dp::Direction::kClientToServer, false, id_, 0, 0,
-                           static_cast<uint64_t>(reason)});
+                           static_cast<uint64_t>(reason), nullptr});
     }
 
    private:
@@ -492,7 +509,8 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   }
 
   Pipe<FlowEventBatch> pipe_;
-  std::function<bool()> while_full_;     // producer thread only
+  std::function<bool()> while_full_;  // producer thread only
+  ByteSpan stable_;
   std::unique_ptr<FlowEventBatch> cur_;  // producer thread only
   uint64_t next_flow_ = 0;
 };
@@ -582,6 +600,7 @@ int RunDecode(const std::vector<std::string>& args) {
   // pipe: while the former is full it drains the latter, so neither side can
   // wait for the other forever.
   if (threads == 2) events->WhileFull([&] { return records->DrainReady(&tracker); });
+  if (events) events->SetStable((*src)->mapped_file());
   resp::RecordSink* records_to = records ? static_cast<resp::RecordSink*>(records.get()) : &tracker;
   Factory factory(records_to, shift_ns, &totals, format == "stats" ? &outcomes : nullptr);
   dp::FlowTable table(cfg, events ? static_cast<dp::StreamConsumerFactory*>(events.get()) : &factory);

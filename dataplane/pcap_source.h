@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.h"
 #include "core/status.h"
 #include "dataplane/packet.h"
 
@@ -46,6 +47,9 @@ class PcapSource final : public PacketSource {
   int datalink() const { return datalink_; }
   // Set when libpcap reported a read error; the source is then exhausted.
   const Status& error() const { return error_; }
+  // A classic pcap file is read in place: its whole mapping, valid as long
+  // as the source (frame data handed out lies in it). Empty otherwise.
+  ByteSpan mapped_file() const { return map_ != nullptr ? ByteSpan(map_, map_len_) : ByteSpan(); }
 
  private:
   PcapSource(pcap_t* handle, bool live, std::string description);
