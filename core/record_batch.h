@@ -21,6 +21,7 @@ class RecordBatch {
   // Valid until the batch is changed or `args` is reused.
   RecordView Get(size_t i, std::vector<std::string_view>* args) const;
   uint64_t connection_id(size_t i) const { return entries_[i].connection_id; }
+  uint64_t capture_ns(size_t i) const { return entries_[i].capture_ns; }
 
   size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }

@@ -28,7 +28,9 @@
 #include "dataplane/flow_table.h"
 #include "dataplane/pcap_source.h"
 #include "kvf_build_info.h"
+#include "resp/ambiguity.h"
 #include "resp/connection.h"
+#include "resp/merge.h"
 #include "resp/script_cache.h"
 
 #if KVF_HAVE_BPF && __has_include("dataplane/xdp/xdp_source.h")
@@ -65,6 +67,10 @@ void OnSignal(int) {
 struct RespCounters {
   uint64_t requests = 0, replies = 0, records = 0, gaps = 0, gap_bytes = 0, desyncs = 0, parse_errors = 0,
            overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0;
+  // After the ambiguity tracker (filled in by the caller, not AddDelta):
+  // records flagged for an ambiguous order, and records that reached it
+  // after their window had closed (see resp/merge.h).
+  uint64_t ambiguous = 0, late = 0;
   std::map<std::string, uint64_t, std::less<>> requests_by_command;  // table name ("set") -> requests
 
   // Adds the growth of `now` over `before` (both cumulative, one connection).
@@ -115,21 +121,43 @@ class RecordPrinter {
   uint64_t seq_ = 0;
 };
 
+// Where records go once the ambiguity tracker lets them out: counted, and
+// printed with --format records. Used on one thread (the tracker's); the
+// counts are read from the reporting thread.
+class RecordOutput : public kvf::resp::RecordSink {
+ public:
+  explicit RecordOutput(RecordPrinter* printer) : printer_(printer) {}
+  void Emit(const kvf::RecordView& r, uint64_t) override {
+    if (r.HasFlag(kvf::kAmbiguousOrder)) ambiguous_.fetch_add(1, std::memory_order_relaxed);
+    if (printer_ != nullptr) printer_->Print(r.ToRecord());
+  }
+  uint64_t ambiguous() const { return ambiguous_.load(std::memory_order_relaxed); }
+
+ private:
+  RecordPrinter* printer_;
+  std::atomic<uint64_t> ambiguous_{0};
+};
+
 // The RESP side of one worker: creates a Connection per flow, counts their
 // outcomes and records, and publishes the counts to the reporting thread.
 // Thread confinement: everything but Snapshot() runs on the worker's thread;
-// Snapshot() may be called from any thread. Ambiguity tracking across
-// connections is not done here (flows of one key may sit in different shards).
-// The script cache is one per capture, shared by every shard (ScriptCache is
-// thread-safe), so an EVALSHA whose SCRIPT LOAD or EVAL went through another
-// shard is still shipped as EVAL with its body.
+// Snapshot() may be called from any thread. Records go on to `out`: with
+// several workers, one ShardMerge input, which merges the workers' records
+// in capture-time order in front of one ambiguity tracker (flows writing one
+// key may sit in different workers); the worker's progress reaches the merge
+// as watermarks. The script cache is one per capture, shared by every shard
+// (ScriptCache is thread-safe), so an EVALSHA whose SCRIPT LOAD or EVAL went
+// through another shard is still shipped as EVAL with its body.
 class RespShard : public StreamConsumerFactory,
                   public kvf::resp::RecordSink,
                   public kvf::resp::OutcomeObserver {
  public:
-  // `printer` may be null (records are only counted). `printer` and `scripts`
-  // must outlive the shard; `scripts` is shared with the other shards.
-  RespShard(RecordPrinter* printer, kvf::resp::ScriptCache* scripts) : printer_(printer), scripts_(scripts) {}
+  // `out`, `scripts` and `merge` must outlive the shard; `scripts` is shared
+  // with the other shards. `merge` (may be null) gets the worker's progress
+  // as shard `index`.
+  RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts,
+            kvf::resp::ShardMerge* merge = nullptr, size_t index = 0)
+      : out_(out), scripts_(scripts), merge_(merge), index_(index) {}
 
   std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) override {
     kvf::resp::ConnectionOptions o;
@@ -139,9 +167,15 @@ class RespShard : public StreamConsumerFactory,
     o.scripts = scripts_;
     return std::make_unique<Consumer>(this, o);
   }
-  void Emit(const kvf::RecordView& r, uint64_t) override {
+  void Emit(const kvf::RecordView& r, uint64_t connection_id) override {
     ++local_records_;
-    if (printer_ != nullptr) printer_->Print(r.ToRecord());
+    out_->Emit(r, connection_id);
+  }
+  void OnProgress(uint64_t watermark_ns) override {
+    if (merge_ != nullptr) merge_->Progress(index_, watermark_ns);
+  }
+  void OnStop() override {
+    if (merge_ != nullptr) merge_->Finish(index_);
   }
   // `command` points into the static command table (or is "unknown").
   void OnOutcome(std::string_view command, kvf::resp::Outcome) override {
@@ -208,13 +242,15 @@ class RespShard : public StreamConsumerFactory,
     }
   }
 
-  RecordPrinter* printer_;
+  kvf::resp::RecordSink* out_;
   uint64_t next_id_ = 0;
   uint64_t local_records_ = 0;
   std::vector<std::pair<std::string_view, uint64_t>> local_commands_;  // few distinct commands: linear
   mutable std::mutex mu_;
   RespCounters shared_;              // guarded by mu_
   kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
+  kvf::resp::ShardMerge* merge_;
+  size_t index_;
 };
 
 RespCounters SumShards(const std::vector<std::unique_ptr<RespShard>>& shards) {
@@ -263,6 +299,8 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["requests_parsed"] = resp.requests;
   c["replies_parsed"] = resp.replies;
   c["records"] = resp.records;
+  c["records_ambiguous"] = resp.ambiguous;
+  c["records_late"] = resp.late;
   c["resp_gaps"] = resp.gaps;
   c["resp_gap_bytes"] = resp.gap_bytes;
   c["resp_desyncs"] = resp.desyncs;
@@ -307,8 +345,8 @@ void Print(const std::string& format, const std::string& label, const Counters& 
     for (const char* k :
          {"frames_received", "bytes_received", "tcp_segments", "payload_bytes_delivered", "flows_created",
           "gaps", "gap_bytes", "nic_drops", "ring_full_drops", "decode_failures", "worker_queue_full_drops",
-          "segments_not_for_server", "requests_parsed", "records", "resp_gaps", "resp_gap_bytes",
-          "resp_desyncs", "resp_parse_errors"}) {
+          "segments_not_for_server", "requests_parsed", "records", "records_ambiguous", "resp_gaps",
+          "resp_gap_bytes", "resp_desyncs", "resp_parse_errors"}) {
       iv[k] = d(k);
     }
     nlohmann::json iv_cmd = nlohmann::json::object(), tot_cmd = nlohmann::json::object();
@@ -330,14 +368,16 @@ void Print(const std::string& format, const std::string& label, const Counters& 
     std::fprintf(
         format == "records" ? stderr : stdout,
         "%s pkts=%s bytes=%s tcp=%s payload=%sB flows=%llu(+%llu) gaps=%llu(%sB) requests=%s records=%s"
-        " resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu ring=%llu oversize=%llu snap=%llu decode=%llu"
+        " ambiguous=%llu resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu ring=%llu oversize=%llu "
+        "snap=%llu decode=%llu"
         " queue=%llu | ignored kernel_filtered=%s not_server=%s not_tcp=%s retrans=%sB\n",
         label.c_str(), h(d("frames_received")).c_str(), h(d("bytes_received")).c_str(),
         h(d("tcp_segments")).c_str(), h(d("payload_bytes_delivered")).c_str(), u(now.at("active_flows")),
         u(d("flows_created")), u(d("gaps")), h(d("gap_bytes")).c_str(), h(d("requests_parsed")).c_str(),
-        h(d("records")).c_str(), u(d("resp_desyncs")), u(d("nic_drops")), u(d("kernel_parse_errors")),
-        u(kernel_drops), u(d("oversize_frames") + d("worker_oversize_payload_drops")), u(d("snap_truncated")),
-        u(decode_drops), u(d("worker_queue_full_drops")), h(d("kernel_filtered")).c_str(),
+        h(d("records")).c_str(), u(d("records_ambiguous")), u(d("resp_desyncs")), u(d("nic_drops")),
+        u(d("kernel_parse_errors")), u(kernel_drops),
+        u(d("oversize_frames") + d("worker_oversize_payload_drops")), u(d("snap_truncated")), u(decode_drops),
+        u(d("worker_queue_full_drops")), h(d("kernel_filtered")).c_str(),
         h(d("segments_not_for_server")).c_str(),
         h(d("decode_not_ip_ignored") + d("decode_not_tcp_ignored")).c_str(),
         h(d("retransmitted_bytes_dropped")).c_str());
@@ -357,22 +397,29 @@ std::string TimeLabel(uint64_t ts_ns) {
 
 // Offline: one thread, timeouts on packet time, one line per capture second.
 int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::string& format,
-               int max_seconds) {
+               int max_seconds, const kvf::resp::AmbiguityOptions& ambiguity) {
   auto src = PcapSource::OpenOffline(path);
   if (!src.ok()) {
     std::fprintf(stderr, "kvferryctl capture: %s\n", src.status().ToString().c_str());
     return 1;
   }
   RecordPrinter printer;
+  RecordOutput output(format == "records" ? &printer : nullptr);
+  kvf::resp::AmbiguityTracker tracker(&output, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
-  RespShard shard(format == "records" ? &printer : nullptr, &scripts);
+  RespShard shard(&tracker, &scripts);
   FlowTable table(cfg, &shard);
+  auto resp_counters = [&] {
+    RespCounters c = shard.Snapshot();
+    c.ambiguous = output.ambiguous();
+    return c;
+  };
   DecodeCounters dec;
   std::vector<Packet> burst(256);
   Counters prev;
   uint64_t first_ts = 0, second_start = 0, last_ts = 0;
   auto report = [&](uint64_t at) {
-    Counters now = Collect((*src)->Stats(), dec, table.stats(), 0, 0, shard.Snapshot());
+    Counters now = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
     Print(format, TimeLabel(at), now, prev, 1.0);
     prev = std::move(now);
   };
@@ -392,20 +439,23 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
       dec.Add(st);
       if (st == DecodeStatus::kOk) table.Process(seg);
     }
+    if (n > 0) tracker.Advance(last_ts);
     if (max_seconds > 0 && last_ts >= first_ts + static_cast<uint64_t>(max_seconds) * 1'000'000'000ull) break;
   }
   if (!(*src)->error().ok())
     std::fprintf(stderr, "kvferryctl capture: %s\n", (*src)->error().ToString().c_str());
   table.CloseAll();
+  tracker.Flush();
   report(second_start);
-  Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, shard.Snapshot());
+  Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
   Print(format, "total", totals, {}, static_cast<double>(last_ts - first_ts) / 1e9);
   return (*src)->error().ok() ? 0 : 1;
 }
 
 // Live: the RX loop on this thread, reassembly on `workers` threads.
 int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const std::string& format,
-            int max_seconds, size_t workers, size_t queue_slots, size_t queue_bytes) {
+            int max_seconds, size_t workers, size_t queue_slots, size_t queue_bytes,
+            const kvf::resp::AmbiguityOptions& ambiguity) {
   DispatcherConfig dc;
   dc.workers = workers;
   dc.flow_table = cfg;
@@ -413,13 +463,19 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   dc.queue_slots = queue_slots;
   dc.queue_bytes = queue_bytes;
   RecordPrinter printer;
+  RecordOutput output(format == "records" ? &printer : nullptr);
+  // The workers' records meet in capture-time order in one tracker, on a
+  // thread of its own.
+  kvf::resp::AmbiguityTracker tracker(&output, ambiguity);
+  kvf::resp::ShardMerge merge(workers, &tracker);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(std::make_unique<RespShard>(format == "records" ? &printer : nullptr, &scripts));
+    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i));
     factories.push_back(shards.back().get());
   }
+  std::thread merging([&] { merge.Run(); });
   Dispatcher dispatcher(dc, factories);
   dispatcher.Start();
   std::vector<Packet> burst(256);
@@ -428,8 +484,11 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   Counters prev;
   auto report = [&](const std::string& label, double secs, const Counters* base) {
     const DispatcherStats ds = dispatcher.Stats();
-    Counters now = Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops,
-                           SumShards(shards));
+    RespCounters rc = SumShards(shards);
+    rc.ambiguous = output.ambiguous();
+    rc.late = merge.stats().late;
+    Counters now =
+        Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops, rc);
     Print(format, label, now, base != nullptr ? *base : prev, secs);
     prev = std::move(now);
   };
@@ -451,7 +510,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
       if (max_seconds > 0 && t - start >= std::chrono::seconds(max_seconds)) break;
     }
   }
-  dispatcher.Stop();
+  dispatcher.Stop();  // the workers finish their merge inputs
+  merging.join();     // and the merge flushes the tracker
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const Counters empty;
   report("total", secs, &empty);
@@ -469,6 +529,7 @@ int RunCapture(const std::vector<std::string>& args) {
   size_t queue_mb = 64;
   std::string dpdk_port, eal;
   bool pass = false;
+  double window_ms = 1.0;
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
       ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
@@ -491,6 +552,9 @@ int RunCapture(const std::vector<std::string>& args) {
                  "dpdk: ethdev to read (e.g. a PCI address); default: net_af_packet on --iface");
   app.add_option("--eal", eal,
                  "dpdk: EAL arguments, space-separated (default: no hugepages, 256 MB, core 0)");
+  app.add_option("--ambiguity-window-ms", window_ms,
+                 "writes to one key from two connections closer than this are flagged")
+      ->check(CLI::Range(0.0, 60000.0));
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
                "for an interface that also carries host traffic");
@@ -513,6 +577,8 @@ int RunCapture(const std::vector<std::string>& args) {
     }
     cfg.servers.push_back(*ep);
   }
+  kvf::resp::AmbiguityOptions ambiguity;
+  ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!pcap_file.empty()) {
@@ -520,7 +586,7 @@ int RunCapture(const std::vector<std::string>& args) {
       std::fprintf(stderr, "kvferryctl capture: --pcap needs --backend pcap\n");
       return 2;
     }
-    return RunOffline(pcap_file, cfg, format, seconds);
+    return RunOffline(pcap_file, cfg, format, seconds, ambiguity);
   }
   std::unique_ptr<PacketSource> src;
   if (backend == "pcap") {
@@ -592,8 +658,8 @@ int RunCapture(const std::vector<std::string>& args) {
     }
     std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", (*r)->Describe().c_str(),
                  cfg.servers.size());
-    const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots,
-                           queue_mb << 20);  // destroys the source
+    const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots, queue_mb << 20,
+                           ambiguity);  // destroys the source
     ShutdownDpdkEal();
     return rc;
 #else
@@ -603,7 +669,7 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", src->Describe().c_str(),
                cfg.servers.size());
-  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20);
+  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20, ambiguity);
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ struct Dispatcher::Worker {
         mask(slots.size() - 1),
         bytes_size(RoundUpPow2(std::max(c.queue_bytes, c.max_segment_payload))),
         bytes(new uint8_t[bytes_size]),  // not zeroed: pages are touched as the ring fills
-        table(c.flow_table, factory) {}
+        table(c.flow_table, factory),
+        factory(factory) {}
 
   // Slot ring: the producer owns `head`, the consumer owns `tail`.
   std::vector<TcpSegment> slots;
@@ -57,6 +58,7 @@ struct Dispatcher::Worker {
   std::condition_variable wake_cv;
 
   FlowTable table;  // touched only by the worker thread (or by Stop after join)
+  StreamConsumerFactory* factory;
   std::thread thread;
   mutable std::mutex stats_mu;
   FlowTableStats published;
@@ -85,7 +87,9 @@ void Dispatcher::Start() {
 
 size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
   size_t queued = 0;
+  uint64_t newest = 0;
   for (const Packet& p : packets) {
+    newest = std::max(newest, p.ts_ns);
     TcpSegment seg;
     const DecodeStatus st = DecodeFrame(p.data, p.len, p.ts_ns, &seg);
     rx_.decode.Add(st);
@@ -127,6 +131,10 @@ size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
     }
   }
   rx_.segments_queued += queued;
+  // After the segments: a worker that reads this and then finds its queue
+  // empty has processed every segment up to this time.
+  if (newest > dispatched_ts_.load(std::memory_order_relaxed))
+    dispatched_ts_.store(newest, std::memory_order_release);
   std::lock_guard<std::mutex> lock(rx_mu_);
   rx_published_ = rx_;
   return queued;
@@ -138,7 +146,19 @@ void Dispatcher::RunWorker(Worker* w) {
   uint64_t newest_ts = 0;
   int idle_spins = 0;
   auto tick = [&] {
-    w->table.Tick(config_.wall_clock_ticks ? RealtimeNs() : newest_ts);
+    const uint64_t now = RealtimeNs();
+    w->table.Tick(config_.wall_clock_ticks ? now : newest_ts);
+    if (w->factory != nullptr) {
+      // Nothing queued: every segment dispatched so far is processed, and
+      // (live) nothing older than the RX lag allowance is still to come.
+      const uint64_t dispatched = dispatched_ts_.load(std::memory_order_acquire);
+      if (w->head.load(std::memory_order_acquire) == w->tail.load(std::memory_order_relaxed)) {
+        uint64_t mark = std::max(newest_ts, dispatched);
+        if (config_.wall_clock_ticks && now > config_.rx_lag_ns)
+          mark = std::max(mark, now - config_.rx_lag_ns);
+        w->factory->OnProgress(mark);
+      }
+    }
     std::lock_guard<std::mutex> lock(w->stats_mu);
     w->published = w->table.stats();
   };
@@ -171,6 +191,7 @@ void Dispatcher::RunWorker(Worker* w) {
       any = true;
     }
     if (any) w->bytes_tail.store(freed, std::memory_order_release);
+    if (any && w->factory != nullptr) w->factory->OnProgress(newest_ts);
     w->tail.store(t, std::memory_order_release);
     if (Clock::now() >= next_tick) {
       tick();
@@ -178,6 +199,7 @@ void Dispatcher::RunWorker(Worker* w) {
     }
   }
   w->table.CloseAll(CloseReason::kShutdown);
+  if (w->factory != nullptr) w->factory->OnStop();
   std::lock_guard<std::mutex> lock(w->stats_mu);
   w->published = w->table.stats();
 }

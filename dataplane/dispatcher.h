@@ -32,6 +32,10 @@ struct DispatcherConfig {
   // Live capture: timeouts run on CLOCK_REALTIME, so idle flows and holes
   // time out without traffic. Offline: on the newest packet timestamp seen.
   bool wall_clock_ticks = true;
+  // Live: a worker with nothing queued tells its factory (OnProgress) that
+  // nothing older than this long before the wall clock is still to come:
+  // frames can wait that long between the capture and the dispatcher.
+  uint64_t rx_lag_ns = 100'000'000;
 };
 
 struct DispatcherStats {
@@ -71,6 +75,8 @@ class Dispatcher {
   std::vector<std::unique_ptr<Worker>> workers_;
   bool started_ = false;
   std::atomic<bool> stopping_{false};
+  // Newest capture time of a segment queued so far (stored after the segments).
+  std::atomic<uint64_t> dispatched_ts_{0};
 
   // RX-thread counters, published under rx_mu_ at the end of each Dispatch.
   DispatcherStats rx_;

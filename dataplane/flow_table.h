@@ -77,6 +77,13 @@ class StreamConsumerFactory {
   // Called on the FlowTable's thread for each new flow. May return nullptr to
   // track the flow without consuming its bytes.
   virtual std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) = 0;
+  // Capture workers (Dispatcher) only, on the worker's thread: every segment
+  // this table gets from now on is not older than `watermark_ns` (frames
+  // that arrive out of time order aside). Called after each slice of
+  // segments, and at each tick while the worker has nothing queued.
+  virtual void OnProgress(uint64_t /*watermark_ns*/) {}
+  // Capture workers only: the worker closed its flows and stops.
+  virtual void OnStop() {}
 };
 
 struct FlowTableConfig {

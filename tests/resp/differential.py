@@ -15,6 +15,8 @@ usage: differential.py [--seed S] [--runs R] [--count N] [--keys K] [--keep DIR]
   --only/--exclude  comma-separated generator families (see FAMILIES) to narrow a reproduction
   --skip CMDS   comma-separated command names never generated (to mask a known bug)
   --keep DIR    keep pcap/resp/json/log of every run under DIR
+  --drop-flagged  flag audit: needs_readback records are not applied (a read-back would repair their
+                keys), so any other key they touched shows up as an unflagged difference
   --replay FILE run the commands of FILE (one command per line, shlex-split; `|` separates a pipelined
                 batch on one line) instead of random ones: for minimal repros.
 Needs root (tcpdump) and loopback only. Uses /usr/bin/python3 with python3-redis for the snapshots.
@@ -297,7 +299,7 @@ class Gen:
             return [[r.choice(["RENAME", "RENAMENX"]), k, self.key(t)]]
         if c == 8:
             cmd = ["COPY", k, self.key(t)]
-            if r.random() < 0.4:
+            if r.random() < 0.4 and "COPYDB" not in self.skip:
                 cmd += ["DB", r.randrange(NDB)]
             if r.random() < 0.5:
                 cmd.append("REPLACE")
@@ -568,9 +570,10 @@ class Gen:
             body = r.choice([b for b in SCRIPTS if "KEYS[2]" not in b or "PARTIALSCRIPT" not in self.skip])
             return [["EVAL", body, 2, k1, k2, r.randint(1, 9)]]
         if c == 3:
-            return [["SCRIPT", "LOAD", r.choice(SCRIPTS)]]
+            return [["SCRIPT", "LOAD", r.choice([b for b in SCRIPTS if "KEYS[2]" not in b or "PARTIALSCRIPT" not in self.skip])]]
         if c == 4 and self.shas:
-            return [["EVALSHA", r.choice(self.shas), 2, k1, k2, r.randint(1, 9)]]
+            sha = r.choice(self.shas)
+            return [["EVALSHA", sha.upper() if r.random() < 0.2 else sha, 2, k1, k2, r.randint(1, 9)]]
         if c == 5:
             return [["EVALSHA", self.pre_sha, 1, self.key("str")]]
         if c == 6:
@@ -592,12 +595,27 @@ class Gen:
                 return cmds
 
     def item(self, fams):
-        """One unit of traffic: (mode, commands). mode: single | pipe | multi | multi-pipe | hello"""
+        """One unit of traffic: (mode, commands).
+        mode: single | pipe | multi | multi-pipe | inline | skip | off (see drive())"""
+        mode, cmds = self._item(fams)
+        r = self.r
+        for i, c in enumerate(cmds):
+            if r.random() < 0.1:  # command names and keywords are case-insensitive
+                c = list(c)
+                c[0] = r.choice([str.lower, str.title, lambda x: x[0].lower() + x[1:]])(c[0])
+                for j in range(1, len(c)):
+                    if isinstance(c[j], str) and c[j].isalpha() and c[j].isupper() and r.random() < 0.5:
+                        c[j] = c[j].lower()
+                cmds[i] = c
+        return mode, cmds
+
+    def _item(self, fams):
         r = self.r
         x = r.random()
         if x < 0.06:
             cmds = []
-            for _ in range(r.randint(2, 12)):
+            big = r.random() < 0.08 and "BIGPIPE" not in self.skip
+            for _ in range(r.randint(100, 400) if big else r.randint(2, 12)):
                 cmds += self.one(fams)
             return "pipe", cmds
         if x < 0.10:
@@ -612,11 +630,53 @@ class Gen:
                 cmds += self.one(fams)
             if r.random() < 0.05:
                 cmds.append(["SET", "str:0"])  # wrong arity: EXECABORT
+            if r.random() < 0.05:
+                cmds.append(["SELECT", 99])  # queued, fails at EXEC
             cmds.append(["DISCARD"] if r.random() < 0.1 else ["EXEC"])
             return ("multi-pipe" if r.random() < 0.5 else "multi"), cmds
         if x < 0.11:
             return "single", [["HELLO", r.choice([2, 3, 3])]]
+        if x < 0.13 and "INLINE" not in self.skip:
+            cmds = self.one(fams)
+            if len(cmds) == 1 and all(len(enc(a)) < 2000 for a in cmds[0]):
+                return "inline", cmds
+            return "single", cmds
+        if x < 0.135 and "NOREPLY" not in self.skip:
+            return "skip", [["CLIENT", "REPLY", "SKIP"]] + self.one(fams)[:1]
+        if x < 0.137 and "NOREPLY" not in self.skip:
+            cmds = [["CLIENT", "REPLY", "OFF"]]
+            for _ in range(r.randint(1, 3)):
+                cmds += self.one(fams)[:1]
+            return "off", cmds + [["CLIENT", "REPLY", "ON"]]
+        if x < 0.139:
+            return "single", [["RESET"]]
+        if x < 0.13905:
+            return "single", [["FLUSHALL"]]
+        if x < 0.141:
+            return "single", [["SELECT", r.choice([99, -1, "x"])]]
         return "single", self.one(fams)
+
+    def inline(self, cmd):
+        r = self.r
+        parts = []
+        for a in cmd:
+            b = enc(a)
+            x = r.random()
+            if b and all(33 <= c < 127 and c not in b"\"'\\" for c in b) and x < 0.7:
+                parts.append(b)
+            elif b and all(32 <= c < 127 for c in b) and b"'" not in b and b"\\" not in b and x < 0.85:
+                parts.append(b"'" + b + b"'")
+            else:
+                q = []
+                for c in b:
+                    if c in b'"\\':
+                        q.append(b"\\" + bytes([c]))
+                    elif 32 <= c < 127:
+                        q.append(bytes([c]))
+                    else:
+                        q.append(b"\\x%02x" % c if r.random() < 0.5 else b"\\x%02X" % c)
+                parts.append(b'"' + b"".join(q) + b'"')
+        return r.choice([b" ", b"  ", b"\t"]).join(parts) + r.choice([b"\r\n", b"\n"])
 
 
 # ---------------------------------------------------------------------------- processes
@@ -718,8 +778,10 @@ def drive(conn, gen, count, fams, log, script_lines=None):
     state = {"db": 0, "proto": 2, "multi": False, "queue": []}
 
     def note(cmd, reply):
-        name = enc(cmd[0]).upper()
         log.append((state["db"], state["proto"], cmd, reply))
+        if cmd[0] == "(inline)":
+            cmd = cmd[1:]
+        name = enc(cmd[0]).upper()
         if name == b"XADD" and type(reply) is bytes:
             gen.ids.setdefault(enc(cmd[1]).decode(), []).append(bytes(reply))
             gen.ids[enc(cmd[1]).decode()] = gen.ids[enc(cmd[1]).decode()][-8:]
@@ -728,6 +790,9 @@ def drive(conn, gen, count, fams, log, script_lines=None):
                 gen.shas.append(bytes(reply))
         if name == b"HELLO" and isinstance(reply, (list, dict)):
             state["proto"] = int(cmd[1])
+        if name == b"RESET" and reply == b"RESET":
+            state.update(db=0, proto=2, multi=False, queue=[])
+            return
         if name == b"MULTI" and reply == b"OK":
             state["multi"], state["queue"] = True, []
             return
@@ -757,6 +822,29 @@ def drive(conn, gen, count, fams, log, script_lines=None):
         return sent
     while sent < count:
         mode, cmds = gen.item(fams)
+        if mode == "inline":
+            conn.sock.sendall(gen.inline(cmds[0]))
+            note(["(inline)"] + list(cmds[0]), conn.read())
+            sent += 1
+            continue
+        if mode in ("skip", "off"):
+            # CLIENT REPLY SKIP|OFF: the server answers nothing until CLIENT REPLY ON.
+            conn.send(cmds)
+            for cmd in cmds[:-1]:
+                log.append((state["db"], state["proto"], cmd, "(no reply)"))
+                if enc(cmd[0]).upper() == b"SELECT":
+                    state["db"] = None  # unknown: the reply is suppressed
+            if mode == "off":
+                note(cmds[-1], conn.read())
+            else:
+                log.append((state["db"], state["proto"], cmds[-1], "(no reply)"))
+            if state["db"] is None:
+                conn.send([["SELECT", 0]])
+                state["db"] = 0
+                note(["SELECT", 0], conn.read())
+                sent += 1
+            sent += len(cmds)
+            continue
         if mode in ("pipe", "multi-pipe"):
             conn.send(cmds)
             for cmd in cmds:
@@ -767,6 +855,43 @@ def drive(conn, gen, count, fams, log, script_lines=None):
                 note(cmd, conn.read())
         sent += len(cmds)
     return sent
+
+
+def parse_requests(buf):
+    i = 0
+    while i < len(buf):
+        assert buf[i:i + 1] == b"*", buf[i:i + 20]
+        j = buf.index(b"\r\n", i)
+        n = int(buf[i + 1:j])
+        i = j + 2
+        cmd = []
+        for _ in range(n):
+            j = buf.index(b"\r\n", i)
+            ln = int(buf[i + 1:j])
+            cmd.append(buf[j + 2:j + 2 + ln])
+            i = j + 2 + ln + 2
+        yield cmd
+
+
+def drop_flagged(resp_bytes, records):
+    """The resp stream without the commands of needs_readback records (key-less database records are
+    kept): their keys are to be read back, so nothing else may depend on them (a flag audit)."""
+    cmds = list(parse_requests(resp_bytes))
+    out, i, db = [], 0, 0
+    for rec in records:
+        if rec["op"] == "readback" or not rec["args"]:
+            continue
+        if not (rec["op"] == "database" and rec["args"][0].upper() == "FLUSHALL") and rec["db"] != db:
+            assert cmds[i][0] == b"SELECT", cmds[i]
+            out.append(cmds[i])
+            i += 1
+            db = rec["db"]
+        assert cmds[i][0].decode("latin-1").upper() == rec["args"][0].upper(), (cmds[i][:2], rec["args"][:2])
+        if "needs_readback" not in rec["flags"] or rec["op"] == "database":
+            out.append(cmds[i])
+        i += 1
+    assert i == len(cmds)
+    return b"".join(encode(c) for c in out)
 
 
 def stream_meta(port):
@@ -823,9 +948,25 @@ def run_one(lab, a, seed, workdir):
     stats = subprocess.run(ctl + ["--format", "stats"], capture_output=True, check=True).stdout.decode()
     open(f"{workdir}/run.resp", "wb").write(resp.stdout)
     open(f"{workdir}/run.json", "w").write(js)
-    pipe = subprocess.run(["redis-cli", "-p", str(DST), "--pipe"], input=resp.stdout, capture_output=True)
-    pipe_out = pipe.stdout.decode(errors="replace")
     records = [json.loads(line) for line in js.split("\n") if line.strip()]
+    resp_bytes = resp.stdout
+    if a.drop_flagged:
+        resp_bytes = drop_flagged(resp_bytes, records)
+    pipe = subprocess.run(["redis-cli", "-p", str(DST), "--pipe"], input=resp_bytes, capture_output=True)
+    pipe_out = pipe.stdout.decode(errors="replace")
+    if "errors: 0," not in pipe_out:
+        # redis-cli --pipe only counts errors: replay the same stream with our client to name them
+        # (the replica ends in the same state).
+        c = Raw(DST)
+        c.call("FLUSHALL")
+        c.call("SCRIPT", "FLUSH")
+        c.call("FUNCTION", "FLUSH")
+        c.call("SELECT", 0)
+        for cmd in parse_requests(resp_bytes):
+            rep = c.call(*cmd)
+            if isinstance(rep, Err):
+                print(f"  REPLAY ERROR {fmt_cmd(cmd)} -> {short(rep)}")
+        c.close()
     flagged = set()
     for rec in records:
         if "needs_readback" in rec["flags"] or rec["op"] == "readback":
@@ -840,6 +981,15 @@ def run_one(lab, a, seed, workdir):
     snap_b = redis_snapshot.snapshot("127.0.0.1", DST)
     meta_a, meta_b = stream_meta(SRC), stream_meta(DST)
     bad, excused = [], []
+    funcs = []
+    for port in (SRC, DST):
+        c = Raw(port)
+        libs = c.call("FUNCTION", "LIST", "WITHCODE") or []
+        libs = [dict(zip(map(bytes, lib[0::2]), lib[1::2])) if isinstance(lib, list) else lib for lib in libs]
+        funcs.append(repr(sorted((lib.get(b"library_name"), lib.get(b"library_code")) for lib in libs)))
+        c.close()
+    if funcs[0] != funcs[1]:
+        bad.append(("(functions)", f"FUNCTION LIST differs: {short(funcs[0], 300)} != {short(funcs[1], 300)}"))
     for k in sorted(set(snap_a) | set(snap_b)):
         why = None
         if k not in snap_b:
@@ -872,8 +1022,10 @@ def run_one(lab, a, seed, workdir):
     if a.verbose:
         print("  stats:", stat_line[:600])
     for k, why in bad:
-        db, key = k.split(" ", 1)
         print(f"  DIFF {k!r}: {why}")
+        if k == "(functions)":
+            continue
+        db, key = k.split(" ", 1)
         print(f"    source: {snap_a.get(k)}  replica: {snap_b.get(k)}")
         touching = [e for e in log if any(enc(x).decode("latin-1") == key for x in e[2]) or
                     enc(e[2][0]).upper() in (b"SWAPDB", b"FLUSHDB", b"FLUSHALL")]
@@ -906,8 +1058,10 @@ def main():
     ap.add_argument("--only")
     ap.add_argument("--exclude")
     ap.add_argument("--replay")
+    ap.add_argument("--drop-flagged", action="store_true",
+                    help="flag audit: do not apply needs_readback records at all (their keys stay excused)")
     ap.add_argument("--skip", help="comma-separated commands never generated (e.g. known bugs); PARTIALSCRIPT: no script "
-                         "that writes two keys")
+                         "that writes two keys; COPYDB: no COPY … DB; INLINE, NOREPLY, BIGPIPE: no such items")
     ap.add_argument("--keep")
     ap.add_argument("--show", type=int, default=25, help="commands shown per differing key")
     ap.add_argument("--show-flagged", type=int, default=0)

@@ -1,0 +1,181 @@
+// ShardMerge: see merge.h. Shards fill batches on their own threads and
+// queue them under one mutex, once per batch or watermark; the merge thread
+// works on the batches it took without the lock.
+#include "resp/merge.h"
+
+#include <algorithm>
+#include <limits>
+#include <string_view>
+
+namespace kvf::resp {
+
+class ShardMerge::Input : public RecordSink {
+ public:
+  Input(ShardMerge* merge, size_t index) : merge_(merge), index_(index) {}
+
+  void Emit(const RecordView& record, uint64_t connection_id) override {
+    if (batch_ == nullptr) batch_ = merge_->TakeSpare();
+    batch_->records.Add(record, connection_id);
+    if (batch_->records.size() >= merge_->opts_.batch_records) Hand(false);
+  }
+  void Progress(uint64_t watermark_ns) {
+    watermark_ = std::max(watermark_, watermark_ns);
+    Hand(false);
+  }
+  void Hand(bool finish) { merge_->Hand(index_, std::move(batch_), watermark_, finish); }
+
+ private:
+  ShardMerge* merge_;
+  size_t index_;
+  std::unique_ptr<Batch> batch_;
+  uint64_t watermark_ = 0;
+};
+
+ShardMerge::ShardMerge(size_t shards, AmbiguityTracker* tracker, MergeOptions options)
+    : tracker_(tracker), opts_(options), shared_(shards) {
+  opts_.batch_records = std::max<size_t>(opts_.batch_records, 1);
+  opts_.max_batches = std::max<size_t>(opts_.max_batches, 1);
+  for (size_t i = 0; i < shards; ++i) inputs_.push_back(std::make_unique<Input>(this, i));
+}
+
+ShardMerge::~ShardMerge() = default;
+
+RecordSink* ShardMerge::input(size_t i) {
+  return inputs_[i].get();
+}
+
+void ShardMerge::Progress(size_t i, uint64_t watermark_ns) {
+  inputs_[i]->Progress(watermark_ns);
+}
+
+void ShardMerge::Finish(size_t i) {
+  inputs_[i]->Hand(true);
+}
+
+std::unique_ptr<ShardMerge::Batch> ShardMerge::TakeSpare() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!spare_.empty()) {
+      std::unique_ptr<Batch> b = std::move(spare_.back());
+      spare_.pop_back();
+      return b;
+    }
+  }
+  return std::make_unique<Batch>();
+}
+
+void ShardMerge::Hand(size_t i, std::unique_ptr<Batch> batch, uint64_t watermark, bool finish) {
+  std::unique_lock<std::mutex> lock(mu_);
+  Shared& s = shared_[i];
+  if (batch != nullptr && !batch->records.empty()) {
+    if (s.queue.size() >= opts_.max_batches) {
+      ++stats_.shard_waits;
+      shard_cv_.wait(lock, [&] { return s.queue.size() < opts_.max_batches; });
+    }
+    s.queue.push_back(std::move(batch));
+    ++stats_.queued_batches;
+  } else if (batch != nullptr) {
+    spare_.push_back(std::move(batch));
+  }
+  s.watermark = std::max(s.watermark, watermark);
+  s.finished = s.finished || finish;
+  ++generation_;
+  if (merge_waiting_) merge_cv_.notify_one();
+}
+
+void ShardMerge::Run() {
+  constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+  const size_t n = shared_.size();
+  std::vector<Cursor> cursors(n);
+  // Per shard, as of the last look under the lock: its watermark (kNever
+  // once it finished and everything it queued was taken).
+  std::vector<uint64_t> watermark(n, 0);
+  std::vector<std::string_view> args;
+  uint64_t advanced = 0;  // the tracker's window was advanced to this
+  uint64_t records = 0, late = 0;
+  uint64_t seen_generation = 0;
+  auto at = [](const Cursor& c) { return c.batch->records.capture_ns(c.next); };
+  for (;;) {
+    bool all_done = true;
+    {
+      // Take the next batch of every shard whose batch is used up.
+      std::unique_lock<std::mutex> lock(mu_);
+      stats_.records += records;
+      stats_.late += late;
+      records = late = 0;
+      for (size_t i = 0; i < n; ++i) {
+        Cursor& c = cursors[i];
+        Shared& s = shared_[i];
+        if (c.batch != nullptr && c.next >= c.batch->records.size()) {
+          c.batch->records.Clear();
+          spare_.push_back(std::move(c.batch));
+        }
+        if (c.batch == nullptr && !s.queue.empty()) {
+          c.batch = std::move(s.queue.front());
+          c.next = 0;
+          s.queue.pop_front();
+          --stats_.queued_batches;
+          shard_cv_.notify_all();
+        }
+        watermark[i] = s.finished && s.queue.empty() ? kNever : s.watermark;
+        if (c.batch != nullptr || watermark[i] != kNever) all_done = false;
+      }
+      seen_generation = generation_;
+    }
+    if (all_done) break;
+    // Pass on every record that no shard can still precede: the oldest next
+    // record, while it is not newer than any other shard's bound (its next
+    // record, or its watermark when it has none).
+    bool exhausted = false;
+    bool moved = false;
+    while (!exhausted) {
+      size_t best = n;
+      uint64_t best_ts = 0;
+      uint64_t limit = kNever;
+      for (size_t i = 0; i < n; ++i) {
+        const uint64_t b = cursors[i].batch != nullptr ? at(cursors[i]) : watermark[i];
+        if (cursors[i].batch != nullptr && (best == n || b < best_ts)) {
+          if (best != n) limit = std::min(limit, best_ts);
+          best = i;
+          best_ts = b;
+        } else {
+          limit = std::min(limit, b);
+        }
+      }
+      if (best == n || best_ts > limit) break;
+      Cursor& c = cursors[best];
+      if (best_ts < advanced) ++late;
+      tracker_->Emit(c.batch->records.Get(c.next, &args), c.batch->records.connection_id(c.next));
+      ++records;
+      moved = true;
+      if (++c.next >= c.batch->records.size()) exhausted = true;  // take its next batch first
+    }
+    if (exhausted) continue;
+    // Nothing older can come from any shard: the window advances to the
+    // oldest bound.
+    uint64_t bound = kNever;
+    for (size_t i = 0; i < n; ++i)
+      bound = std::min(bound, cursors[i].batch != nullptr ? at(cursors[i]) : watermark[i]);
+    if (bound != kNever && bound > advanced) {
+      advanced = bound;
+      tracker_->Advance(bound);
+      moved = true;
+    }
+    if (moved) continue;
+    std::unique_lock<std::mutex> lock(mu_);
+    merge_waiting_ = true;
+    merge_cv_.wait(lock, [&] { return generation_ != seen_generation; });
+    merge_waiting_ = false;
+  }
+  tracker_->Flush();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.records += records;
+  stats_.late += late;
+}
+
+MergeStats ShardMerge::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace kvf::resp

@@ -1,0 +1,100 @@
+// The flow shards' record streams merged into one, in capture-time order, in
+// front of the ambiguity tracker (DESIGN.md decision 3): connections writing
+// one key may sit in different shards (capture workers), and the tracker
+// must see their writes in the order they happened to pair them.
+//
+// Each shard hands over batches of records and watermarks: Progress(i, w)
+// promises that shard i's later records are not older than w. A record
+// leaves for the tracker once no shard can still produce an older one, and
+// the tracker's window advances to the oldest watermark. A record older than
+// what already left (an unanswered write found at a close or a gap carries
+// its request's time) still goes through at once and is counted as late: a
+// partner already released cannot be flagged then, but such records ask for
+// a read-back of their keys anyway.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "core/record_batch.h"
+#include "resp/ambiguity.h"
+#include "resp/sink.h"
+
+namespace kvf::resp {
+
+struct MergeOptions {
+  size_t batch_records = 512;  // a shard hands its batch over at this size, or at Progress
+  size_t max_batches = 64;     // batches per shard waiting for the merge; then the shard waits
+};
+
+struct MergeStats {
+  uint64_t records = 0;         // passed to the tracker
+  uint64_t late = 0;            // older than a record that had already left
+  uint64_t shard_waits = 0;     // a shard found its hand-over full and waited
+  uint64_t queued_batches = 0;  // waiting now, all shards
+};
+
+// Thread confinement: input(i), Progress(i, …) and Finish(i) on shard i's
+// thread only; Run() on one merging thread; stats() anywhere.
+class ShardMerge {
+ public:
+  // `tracker` (and its downstream) is used on the Run() thread only and must
+  // outlive the merge.
+  ShardMerge(size_t shards, AmbiguityTracker* tracker, MergeOptions options = {});
+  ~ShardMerge();
+  ShardMerge(const ShardMerge&) = delete;
+  ShardMerge& operator=(const ShardMerge&) = delete;
+
+  // Where shard i's connections emit their records.
+  RecordSink* input(size_t i);
+  // Shard i will emit no record older than `watermark_ns` from now on (its
+  // pending records are handed over first).
+  void Progress(size_t i, uint64_t watermark_ns);
+  // Shard i will emit nothing more.
+  void Finish(size_t i);
+
+  // Merges until every shard finished, then flushes the tracker.
+  void Run();
+
+  MergeStats stats() const;
+
+ private:
+  struct Batch {
+    RecordBatch records;
+  };
+  class Input;
+  // Merge side, per shard.
+  struct Cursor {
+    std::unique_ptr<Batch> batch;
+    size_t next = 0;
+  };
+  // Queues shard i's batch (null or empty: none) and raises its watermark;
+  // waits while the shard's hand-over is full.
+  void Hand(size_t i, std::unique_ptr<Batch> batch, uint64_t watermark, bool finish);
+  std::unique_ptr<Batch> TakeSpare();
+
+  AmbiguityTracker* tracker_;
+  MergeOptions opts_;
+  std::vector<std::unique_ptr<Input>> inputs_;
+
+  mutable std::mutex mu_;
+  std::condition_variable merge_cv_;  // the merge waits for batches or watermarks
+  std::condition_variable shard_cv_;  // shards wait for room
+  struct Shared {
+    std::deque<std::unique_ptr<Batch>> queue;
+    uint64_t watermark = 0;  // of the last batch queued, or a later Progress
+    bool finished = false;
+  };
+  std::vector<Shared> shared_;                 // guarded by mu_
+  std::vector<std::unique_ptr<Batch>> spare_;  // emptied batches for reuse; guarded by mu_
+  MergeStats stats_;                           // guarded by mu_
+  bool merge_waiting_ = false;                 // guarded by mu_
+  uint64_t generation_ = 0;                    // counts hand-overs; guarded by mu_
+};
+
+}  // namespace kvf::resp
