@@ -9,8 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include <thread>
+
 #include "resp/ambiguity.h"
 #include "resp/connection.h"
+#include "resp/merge.h"
 #include "resp/parser.h"
 
 namespace {
@@ -157,6 +160,48 @@ void BM_ParseAndPair(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kCommands);
 }
 
+// Live capture's record path after pairing: `shards` producer threads (the
+// capture workers) hand SET records to one ShardMerge, whose thread merges
+// them by capture time into the ambiguity tracker. Compare with
+// BM_ParseAndPair/kind:1/tracker:1, the one-thread path.
+void BM_ShardMergeIntoTracker(benchmark::State& state) {
+  const size_t shards = static_cast<size_t>(state.range(0));
+  constexpr size_t kRecords = 200000;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 1000; ++i) keys.push_back("key:" + std::to_string(i));
+  const std::string value = "value-1234";
+  class Count : public kvf::resp::RecordSink {
+   public:
+    void Emit(const kvf::RecordView&, uint64_t) override { ++n; }
+    uint64_t n = 0;
+  } sink;
+  for (auto _ : state) {
+    kvf::resp::AmbiguityTracker tracker(&sink);
+    kvf::resp::ShardMerge merge(shards, &tracker);
+    std::vector<std::thread> producers;
+    for (size_t s = 0; s < shards; ++s) {
+      producers.emplace_back([&, s] {
+        // 1 M records/s of capture time, shard s taking every shards-th one.
+        for (size_t i = s; i < kRecords; i += shards) {
+          const std::string_view args[] = {"SET", keys[i % keys.size()], value};
+          kvf::RecordView v;
+          v.capture_ns = 1'700'000'000'000'000'000ull + i * 1000;
+          v.key = keys[i % keys.size()];
+          v.args = args;
+          merge.input(s)->Emit(v, s + 1);
+          if (i % 256 < shards) merge.Progress(s, v.capture_ns);
+        }
+        merge.Finish(s);
+      });
+    }
+    merge.Run();
+    for (std::thread& t : producers) t.join();
+  }
+  if (sink.n != kRecords * state.iterations()) state.SkipWithError("records lost");
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kRecords));
+}
+
+BENCHMARK(BM_ShardMergeIntoTracker)->Arg(1)->Arg(2)->ArgName("shards")->UseRealTime();
 BENCHMARK(BM_Baseline_MemchrCrlf)->Arg(0)->Arg(1)->ArgName("kind");
 BENCHMARK(BM_ParseRequests)->Arg(0)->Arg(1)->ArgName("kind");
 BENCHMARK(BM_ParseReplies)->Arg(0)->Arg(1)->ArgName("kind");

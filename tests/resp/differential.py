@@ -450,6 +450,8 @@ class Gen:
             ks = self.keys("zset", 1, 3)
             cmd = [r.choice(["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]), self.key("zset"), len(ks)] + ks
             if cmd[0] != "ZDIFFSTORE" and r.random() < 0.3:
+                cmd += ["WEIGHTS"] + [r.choice([1, 2, "0.5", -1]) for _ in ks]
+            if cmd[0] != "ZDIFFSTORE" and r.random() < 0.3:
                 cmd += ["AGGREGATE", r.choice(["SUM", "MIN", "MAX"])]
             return [cmd]
         return [["ZRANGE", k, 0, -1, "WITHSCORES"]]
@@ -495,6 +497,8 @@ class Gen:
             cmd = ["XREADGROUP", "GROUP", r.choice(["g1", "g2"]), r.choice(["c1", "c2"]), "COUNT", r.randint(1, 3)]
             if r.random() < 0.2:
                 cmd.append("NOACK")
+            if r.random() < 0.3:
+                return [cmd + ["STREAMS", k, self.key("stream"), ">", r.choice([">", "0"])]]
             return [cmd + ["STREAMS", k, r.choice([">", ">", "0"])]]
         if c == 12:
             return [["XACK", k, r.choice(["g1", "g2"])] + [self.stream_id(k) for _ in range(r.randint(1, 2))]]
@@ -560,6 +564,17 @@ class Gen:
             if r.random() < 0.3:
                 cmd += ["LIMIT", 0, 3]
             return [cmd + ["STORE", self.key(r.choice(["list", "str"]))]]
+        if c == 9:
+            store = [r.choice(["STORE", "STOREDIST"]), self.key("geo")]
+            if r.random() < 0.5:
+                return [["GEORADIUS", self.key("geo"), 0, 45, r.choice([100, 2000]), "km"] + store]
+            return [["GEORADIUSBYMEMBER", self.key("geo"), self.member(), 2000, "km"] + store]
+        if c == 10:
+            src = self.key(r.choice(["list", "set", "zset"]))
+            cmd = ["SORT", src, "BY", r.choice(["nosort", "str:*", "hash:*->m1"])]
+            if r.random() < 0.5:
+                cmd += ["GET", "#", "GET", r.choice(["str:*", "hash:*->m2"])]
+            return [cmd + ["ALPHA", "STORE", self.key("list")]]
         return [["BITCOUNT", self.key("bit")]]
 
     def f_script(self):
