@@ -154,14 +154,17 @@ class RespShard : public StreamConsumerFactory,
  public:
   // `out`, `scripts` and `merge` must outlive the shard; `scripts` is shared
   // with the other shards. `merge` (may be null) gets the worker's progress
-  // as shard `index`.
+  // as shard `index` of `shards`. Connection ids are unique across shards
+  // (index + 1, then every `shards`-th number): the tracker tells
+  // connections apart by them.
   RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts,
-            kvf::resp::ShardMerge* merge = nullptr, size_t index = 0)
-      : out_(out), scripts_(scripts), merge_(merge), index_(index) {}
+            kvf::resp::ShardMerge* merge = nullptr, size_t index = 0, size_t shards = 1)
+      : out_(out), scripts_(scripts), merge_(merge), index_(index), next_id_(index + 1), id_step_(shards) {}
 
   std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) override {
     kvf::resp::ConnectionOptions o;
-    o.connection_id = ++next_id_;
+    o.connection_id = next_id_;
+    next_id_ += id_step_;
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = this;
     o.scripts = scripts_;
@@ -243,7 +246,6 @@ class RespShard : public StreamConsumerFactory,
   }
 
   kvf::resp::RecordSink* out_;
-  uint64_t next_id_ = 0;
   uint64_t local_records_ = 0;
   std::vector<std::pair<std::string_view, uint64_t>> local_commands_;  // few distinct commands: linear
   mutable std::mutex mu_;
@@ -251,6 +253,8 @@ class RespShard : public StreamConsumerFactory,
   kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
   kvf::resp::ShardMerge* merge_;
   size_t index_;
+  uint64_t next_id_;
+  uint64_t id_step_;
 };
 
 RespCounters SumShards(const std::vector<std::unique_ptr<RespShard>>& shards) {
@@ -342,11 +346,26 @@ void Print(const std::string& format, const std::string& label, const Counters& 
     j["at"] = label;
     j["interval_seconds"] = seconds;
     nlohmann::json iv;
-    for (const char* k :
-         {"frames_received", "bytes_received", "tcp_segments", "payload_bytes_delivered", "flows_created",
-          "gaps", "gap_bytes", "nic_drops", "ring_full_drops", "decode_failures", "worker_queue_full_drops",
-          "segments_not_for_server", "requests_parsed", "records", "records_ambiguous", "resp_gaps",
-          "resp_gap_bytes", "resp_desyncs", "resp_parse_errors"}) {
+    for (const char* k : {"frames_received",
+                          "bytes_received",
+                          "tcp_segments",
+                          "payload_bytes_delivered",
+                          "flows_created",
+                          "gaps",
+                          "gap_bytes",
+                          "nic_drops",
+                          "ring_full_drops",
+                          "decode_failures",
+                          "worker_queue_full_drops",
+                          "segments_not_for_server",
+                          "requests_parsed",
+                          "records",
+                          "records_ambiguous",
+                          "records_late",
+                          "resp_gaps",
+                          "resp_gap_bytes",
+                          "resp_desyncs",
+                          "resp_parse_errors"}) {
       iv[k] = d(k);
     }
     nlohmann::json iv_cmd = nlohmann::json::object(), tot_cmd = nlohmann::json::object();
@@ -368,14 +387,15 @@ void Print(const std::string& format, const std::string& label, const Counters& 
     std::fprintf(
         format == "records" ? stderr : stdout,
         "%s pkts=%s bytes=%s tcp=%s payload=%sB flows=%llu(+%llu) gaps=%llu(%sB) requests=%s records=%s"
-        " ambiguous=%llu resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu ring=%llu oversize=%llu "
+        " ambiguous=%llu late=%llu resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu ring=%llu "
+        "oversize=%llu "
         "snap=%llu decode=%llu"
         " queue=%llu | ignored kernel_filtered=%s not_server=%s not_tcp=%s retrans=%sB\n",
         label.c_str(), h(d("frames_received")).c_str(), h(d("bytes_received")).c_str(),
         h(d("tcp_segments")).c_str(), h(d("payload_bytes_delivered")).c_str(), u(now.at("active_flows")),
         u(d("flows_created")), u(d("gaps")), h(d("gap_bytes")).c_str(), h(d("requests_parsed")).c_str(),
-        h(d("records")).c_str(), u(d("records_ambiguous")), u(d("resp_desyncs")), u(d("nic_drops")),
-        u(d("kernel_parse_errors")), u(kernel_drops),
+        h(d("records")).c_str(), u(d("records_ambiguous")), u(d("records_late")), u(d("resp_desyncs")),
+        u(d("nic_drops")), u(d("kernel_parse_errors")), u(kernel_drops),
         u(d("oversize_frames") + d("worker_oversize_payload_drops")), u(d("snap_truncated")), u(decode_drops),
         u(d("worker_queue_full_drops")), h(d("kernel_filtered")).c_str(),
         h(d("segments_not_for_server")).c_str(),
@@ -472,11 +492,11 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i));
+    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i, workers));
     factories.push_back(shards.back().get());
   }
+  Dispatcher dispatcher(dc, factories);  // allocates the queues: before any thread starts
   std::thread merging([&] { merge.Run(); });
-  Dispatcher dispatcher(dc, factories);
   dispatcher.Start();
   std::vector<Packet> burst(256);
   const auto start = std::chrono::steady_clock::now();
@@ -494,6 +514,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   };
   while (!g_interrupted.load() && !src->Exhausted()) {
     const size_t n = src->RxBurst(burst);
+    if (n == 0) dispatcher.NoteRxIdle();
     // Small slices: the workers are woken after each Dispatch, so a large
     // burst (pcap hands over up to 4 MB at once) does not overrun a queue
     // while its worker still sleeps.

@@ -133,11 +133,19 @@ size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
   rx_.segments_queued += queued;
   // After the segments: a worker that reads this and then finds its queue
   // empty has processed every segment up to this time.
-  if (newest > dispatched_ts_.load(std::memory_order_relaxed))
-    dispatched_ts_.store(newest, std::memory_order_release);
+  if (newest > 0) {
+    rx_idle_.store(false, std::memory_order_relaxed);
+    dispatched_wall_ns_.store(RealtimeNs(), std::memory_order_relaxed);
+    if (newest > dispatched_ts_.load(std::memory_order_relaxed))
+      dispatched_ts_.store(newest, std::memory_order_release);
+  }
   std::lock_guard<std::mutex> lock(rx_mu_);
   rx_published_ = rx_;
   return queued;
+}
+
+void Dispatcher::NoteRxIdle() {
+  rx_idle_.store(true, std::memory_order_release);
 }
 
 void Dispatcher::RunWorker(Worker* w) {
@@ -149,14 +157,21 @@ void Dispatcher::RunWorker(Worker* w) {
     const uint64_t now = RealtimeNs();
     w->table.Tick(config_.wall_clock_ticks ? now : newest_ts);
     if (w->factory != nullptr) {
-      // Nothing queued: every segment dispatched so far is processed, and
-      // (live) nothing older than the RX lag allowance is still to come.
+      // Nothing queued: every segment dispatched so far is processed.
+      const bool rx_idle = rx_idle_.load(std::memory_order_acquire);
       const uint64_t dispatched = dispatched_ts_.load(std::memory_order_acquire);
+      const uint64_t dispatched_wall = dispatched_wall_ns_.load(std::memory_order_relaxed);
       if (w->head.load(std::memory_order_acquire) == w->tail.load(std::memory_order_relaxed)) {
         uint64_t mark = std::max(newest_ts, dispatched);
-        if (config_.wall_clock_ticks && now > config_.rx_lag_ns)
-          mark = std::max(mark, now - config_.rx_lag_ns);
-        w->factory->OnProgress(mark);
+        // The source is empty too: only frames still in the capture path
+        // can come, none older than the lag allowance, on the frames' clock.
+        if (config_.wall_clock_ticks && rx_idle && dispatched > 0 && now > dispatched_wall) {
+          const uint64_t clock = dispatched + (now - dispatched_wall);
+          if (clock > config_.rx_lag_ns) mark = std::max(mark, clock - config_.rx_lag_ns);
+        }
+        // Out-of-order data waiting for a hole is delivered later with its
+        // own, older time.
+        w->factory->OnProgress(std::min(mark, w->table.OldestPendingNs()));
       }
     }
     std::lock_guard<std::mutex> lock(w->stats_mu);
@@ -191,7 +206,7 @@ void Dispatcher::RunWorker(Worker* w) {
       any = true;
     }
     if (any) w->bytes_tail.store(freed, std::memory_order_release);
-    if (any && w->factory != nullptr) w->factory->OnProgress(newest_ts);
+    if (any && w->factory != nullptr) w->factory->OnProgress(std::min(newest_ts, w->table.OldestPendingNs()));
     w->tail.store(t, std::memory_order_release);
     if (Clock::now() >= next_tick) {
       tick();

@@ -32,9 +32,13 @@ struct DispatcherConfig {
   // Live capture: timeouts run on CLOCK_REALTIME, so idle flows and holes
   // time out without traffic. Offline: on the newest packet timestamp seen.
   bool wall_clock_ticks = true;
-  // Live: a worker with nothing queued tells its factory (OnProgress) that
-  // nothing older than this long before the wall clock is still to come:
-  // frames can wait that long between the capture and the dispatcher.
+  // Live: while the source has nothing to deliver (NoteRxIdle), a worker
+  // with nothing queued tells its factory (OnProgress) that nothing captured
+  // more than this long before now is still to come: a frame can wait that
+  // long in the capture path (pcap blocks time out after 50 ms). "Now" is
+  // the newest frame's time plus the wall time since it was dispatched, so
+  // sources whose clock is not CLOCK_REALTIME (a pcap file through DPDK's
+  // net_pcap) work too.
   uint64_t rx_lag_ns = 100'000'000;
 };
 
@@ -59,6 +63,9 @@ class Dispatcher {
   void Start();
   // RX thread only. Decodes and enqueues; returns how many segments were queued.
   size_t Dispatch(std::span<const Packet> packets);
+  // RX thread only: the source had nothing to deliver (until the next
+  // Dispatch with frames). Lets idle workers' watermarks follow the clock.
+  void NoteRxIdle();
   // Lets the workers drain their queues, closes every flow (kShutdown) and
   // joins the threads. Idempotent.
   void Stop();
@@ -75,8 +82,12 @@ class Dispatcher {
   std::vector<std::unique_ptr<Worker>> workers_;
   bool started_ = false;
   std::atomic<bool> stopping_{false};
-  // Newest capture time of a segment queued so far (stored after the segments).
+  // Newest capture time of a segment queued so far (stored after the
+  // segments), the wall time of that Dispatch, and whether the source has
+  // been found empty since.
   std::atomic<uint64_t> dispatched_ts_{0};
+  std::atomic<uint64_t> dispatched_wall_ns_{0};
+  std::atomic<bool> rx_idle_{false};
 
   // RX-thread counters, published under rx_mu_ at the end of each Dispatch.
   DispatcherStats rx_;

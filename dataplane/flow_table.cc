@@ -491,6 +491,16 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
   EraseFlow(f);  // destroys *f
 }
 
+uint64_t FlowTable::OldestPendingNs() const {
+  uint64_t oldest = UINT64_MAX;
+  for (const Flow* f : pending_) {
+    for (const HalfStream& h : f->half) {
+      if (!h.pending.empty()) oldest = std::min(oldest, h.pending_since_ns);
+    }
+  }
+  return oldest;
+}
+
 void FlowTable::EnforceCaps() {
   while (memory_bytes() > config_.max_memory_bytes) {
     Flow* f = nullptr;

@@ -148,6 +148,10 @@ class FlowTable {
   size_t flow_count() const { return flow_count_; }
   // Buffered out-of-order bytes plus per-flow overhead, as counted against max_memory_bytes.
   size_t memory_bytes() const;
+  // Capture time of the oldest out-of-order chunk still waiting for a hole
+  // to fill (it is delivered later with that time), or UINT64_MAX. Scans the
+  // flows that have one.
+  uint64_t OldestPendingNs() const;
   static constexpr size_t kFlowOverheadBytes = 512;
 
  private:

@@ -95,7 +95,9 @@ void PcapSource::Populate() {
   const uintptr_t from = (base + populated_) & ~(page - 1);
   const size_t end = std::min(map_len_, std::max(populated_, map_pos_) + kPopulateChunk);
   if (end > populated_) {
+#ifdef MADV_POPULATE_READ
     madvise(reinterpret_cast<void*>(from), base + end - from, MADV_POPULATE_READ);
+#endif
     populated_ = end;
   }
 }

@@ -16,11 +16,19 @@ class ShardMerge::Input : public RecordSink {
   void Emit(const RecordView& record, uint64_t connection_id) override {
     if (batch_ == nullptr) batch_ = merge_->TakeSpare();
     batch_->records.Add(record, connection_id);
-    if (batch_->records.size() >= merge_->opts_.batch_records) Hand(false);
+    if (batch_->records.size() >= merge_->opts_.batch_records ||
+        batch_->records.bytes() >= merge_->opts_.batch_bytes)
+      Hand(false);
   }
+  // The watermark covers the records not handed over yet, so it is
+  // published with them: at once when there are none, else when the merge
+  // waits or the batch is full (rather than a hand-over per slice of a few
+  // records).
   void Progress(uint64_t watermark_ns) {
     watermark_ = std::max(watermark_, watermark_ns);
-    Hand(false);
+    if (batch_ == nullptr || batch_->records.empty() ||
+        merge_->merge_waiting_.load(std::memory_order_relaxed))
+      Hand(false);
   }
   void Hand(bool finish) { merge_->Hand(index_, std::move(batch_), watermark_, finish); }
 
@@ -68,10 +76,15 @@ void ShardMerge::Hand(size_t i, std::unique_ptr<Batch> batch, uint64_t watermark
   std::unique_lock<std::mutex> lock(mu_);
   Shared& s = shared_[i];
   if (batch != nullptr && !batch->records.empty()) {
-    if (s.queue.size() >= opts_.max_batches) {
+    auto room = [&] {
+      return s.queue.empty() ||
+             (s.queue.size() < opts_.max_batches && s.queued_bytes < opts_.max_queued_bytes);
+    };
+    if (!room()) {
       ++stats_.shard_waits;
-      shard_cv_.wait(lock, [&] { return s.queue.size() < opts_.max_batches; });
+      shard_cv_.wait(lock, room);
     }
+    s.queued_bytes += batch->records.bytes();
     s.queue.push_back(std::move(batch));
     ++stats_.queued_batches;
   } else if (batch != nullptr) {
@@ -114,6 +127,7 @@ void ShardMerge::Run() {
           c.batch = std::move(s.queue.front());
           c.next = 0;
           s.queue.pop_front();
+          s.queued_bytes -= c.batch->records.bytes();
           --stats_.queued_batches;
           shard_cv_.notify_all();
         }
@@ -163,9 +177,9 @@ void ShardMerge::Run() {
     }
     if (moved) continue;
     std::unique_lock<std::mutex> lock(mu_);
-    merge_waiting_ = true;
+    merge_waiting_.store(true, std::memory_order_relaxed);
     merge_cv_.wait(lock, [&] { return generation_ != seen_generation; });
-    merge_waiting_ = false;
+    merge_waiting_.store(false, std::memory_order_relaxed);
   }
   tracker_->Flush();
   std::lock_guard<std::mutex> lock(mu_);

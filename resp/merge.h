@@ -7,12 +7,15 @@
 // promises that shard i's later records are not older than w. A record
 // leaves for the tracker once no shard can still produce an older one, and
 // the tracker's window advances to the oldest watermark. A record older than
-// what already left (an unanswered write found at a close or a gap carries
-// its request's time) still goes through at once and is counted as late: a
-// partner already released cannot be flagged then, but such records ask for
-// a read-back of their keys anyway.
+// that (a broken promise: frames out of time order, an unanswered write found
+// at a close carrying its request's time) still goes through at once and is
+// counted as late: a partner already released cannot be flagged then.
+// A shard hands its batch over when it is full, or at a Progress while the
+// merge waits for it; a shard whose hand-over is full waits (for a capture
+// worker that means its queue fills and the dispatcher drops, counted).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -28,13 +31,15 @@
 namespace kvf::resp {
 
 struct MergeOptions {
-  size_t batch_records = 512;  // a shard hands its batch over at this size, or at Progress
-  size_t max_batches = 64;     // batches per shard waiting for the merge; then the shard waits
+  size_t batch_records = 512;           // a shard hands its batch over at this size,
+  size_t batch_bytes = 1u << 20;        // or this many bytes of records
+  size_t max_batches = 64;              // per shard waiting for the merge; then the shard waits,
+  size_t max_queued_bytes = 64u << 20;  // as it does past this many bytes (one batch always fits)
 };
 
 struct MergeStats {
   uint64_t records = 0;         // passed to the tracker
-  uint64_t late = 0;            // older than a record that had already left
+  uint64_t late = 0;            // older than the window the tracker had been advanced to
   uint64_t shard_waits = 0;     // a shard found its hand-over full and waited
   uint64_t queued_batches = 0;  // waiting now, all shards
 };
@@ -87,13 +92,14 @@ class ShardMerge {
   std::condition_variable shard_cv_;  // shards wait for room
   struct Shared {
     std::deque<std::unique_ptr<Batch>> queue;
+    size_t queued_bytes = 0;
     uint64_t watermark = 0;  // of the last batch queued, or a later Progress
     bool finished = false;
   };
   std::vector<Shared> shared_;                 // guarded by mu_
   std::vector<std::unique_ptr<Batch>> spare_;  // emptied batches for reuse; guarded by mu_
   MergeStats stats_;                           // guarded by mu_
-  bool merge_waiting_ = false;                 // guarded by mu_
+  std::atomic<bool> merge_waiting_{false};     // written under mu_; shards peek without it
   uint64_t generation_ = 0;                    // counts hand-overs; guarded by mu_
 };
 
