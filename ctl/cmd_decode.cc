@@ -301,12 +301,9 @@ struct RecordBatchWithAdvances {
   RecordBatch records;
   // (number of records before it, now_ns): Advance calls, in order.
   std::vector<std::pair<size_t, uint64_t>> advances;
-  // Per record, the tracker's key hash, computed on the producing thread.
-  std::vector<uint64_t> key_hashes;
   void Clear() {
     records.Clear();
     advances.clear();
-    key_hashes.clear();
   }
 };
 
@@ -317,8 +314,6 @@ class RecordPipe : public resp::RecordSink {
   // Producer side.
   void Emit(const RecordView& r, uint64_t connection_id) override {
     cur_->records.Add(r, connection_id);
-    cur_->key_hashes.push_back(r.op == RecordOp::kDatabase ? 0
-                                                           : resp::AmbiguityTracker::KeyHash(r.db, r.key));
     if (cur_->records.bytes() > kMaxBatchBytes) Hand();
   }
   // Where the one-thread loop advances the window. Batches are handed over
@@ -357,21 +352,12 @@ class RecordPipe : public resp::RecordSink {
     cur_ = pipe_.Take();
   }
   void Feed(std::unique_ptr<RecordBatchWithAdvances> b, resp::AmbiguityTracker* tracker) {
-    // The tracker's table is looked up at random: fetch the entry of a
-    // record a few places ahead while this one is handled.
-    constexpr size_t kAhead = 8;
-    const size_t n = b->records.size();
-    auto emit = [&](size_t i) {
-      if (i + kAhead < n) tracker->Prefetch(b->key_hashes[i + kAhead]);
-      tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i), b->key_hashes[i]);
-    };
-    for (size_t i = 0; i < std::min(kAhead, n); ++i) tracker->Prefetch(b->key_hashes[i]);
     size_t i = 0;
     for (const auto& [before, now] : b->advances) {
-      for (; i < before; ++i) emit(i);
+      for (; i < before; ++i) tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i));
       tracker->Advance(now);
     }
-    for (; i < n; ++i) emit(i);
+    for (; i < b->records.size(); ++i) tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i));
     pipe_.Recycle(std::move(b));
   }
 

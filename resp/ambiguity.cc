@@ -16,7 +16,6 @@ namespace {
 constexpr size_t kInitialSlots = 1024;
 constexpr size_t kInitialHeld = 256;
 constexpr size_t kInitialRing = 64u << 10;
-constexpr size_t kReleaseAhead = 4;
 
 size_t NextPow2(size_t n) {
   size_t p = 1;
@@ -32,7 +31,7 @@ AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions opti
       ring_(std::min(kInitialRing, NextPow2(std::max<size_t>(options.max_held_bytes, 1)))),
       slots_(kInitialSlots) {}
 
-uint64_t AmbiguityTracker::KeyHash(uint16_t db, std::string_view key) {
+uint64_t AmbiguityTracker::MapKey(uint16_t db, std::string_view key) {
   // Not Xxh3(key, seed = db): XXH3 adds the seed without mixing for 1-3 byte
   // inputs, so ("k81", db 0) and ("k86", db 1) hashed alike. Mix the db in
   // with a bijective finalizer (splitmix64) instead.
@@ -201,12 +200,6 @@ bool AmbiguityTracker::PushHeld(const RecordView& record, uint16_t flags, uint64
 }
 
 void AmbiguityTracker::ReleaseFront(bool window_closed) {
-  // Records leave in runs: fetch the key entry of one a few places behind
-  // this one now, so that its lookup finds it in cache.
-  if (held_count_ > kReleaseAhead) {
-    const uint64_t ahead = HeldAt(kReleaseAhead).map_key;
-    if (ahead != 0) __builtin_prefetch(&slots_[ahead & (slots_.size() - 1)]);
-  }
   const Held h = HeldAt(0);
   held_head_ = (held_head_ + 1) & (held_.size() - 1);
   --held_count_;
@@ -272,17 +265,13 @@ void AmbiguityTracker::FlagPartner(const Write& w, uint64_t ts, uint16_t* flags)
 }
 
 void AmbiguityTracker::Emit(const RecordView& record, uint64_t connection_id) {
-  Emit(record, connection_id, record.op == RecordOp::kDatabase ? 0 : KeyHash(record.db, record.key));
-}
-
-void AmbiguityTracker::Emit(const RecordView& record, uint64_t connection_id, uint64_t key_hash) {
   ++stats_.records;
   const uint64_t ts = record.capture_ns;
   Advance(ts > opts_.window_ns ? ts - opts_.window_ns : 0);
   uint16_t flags = record.flags;
   uint64_t k = 0;
   if (record.op != RecordOp::kDatabase) {
-    k = key_hash;
+    k = MapKey(record.db, record.key);
     Slot* slot = FindSlot(k);
     if (slot == nullptr) {
       EnforceKeyCap();  // may release records: ids are taken after it

@@ -37,15 +37,6 @@ class AmbiguityTracker : public RecordSink {
   AmbiguityTracker(RecordSink* downstream, AmbiguityOptions options = {});
 
   void Emit(const RecordView& record, uint64_t connection_id) override;
-  // The same, with `key_hash` = KeyHash(record.db, record.key) computed
-  // beforehand (by the stage that produced the record, on its thread).
-  void Emit(const RecordView& record, uint64_t connection_id, uint64_t key_hash);
-  // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
-  // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
-  static uint64_t KeyHash(uint16_t db, std::string_view key);
-  // Fetches the table entry of `key_hash` into cache ahead of its Emit (a
-  // caller that holds a batch of records looks a few records ahead).
-  void Prefetch(uint64_t key_hash) const { __builtin_prefetch(&slots_[key_hash & (slots_.size() - 1)]); }
   // Releases every record whose window closed before `now_ns` (capture time).
   void Advance(uint64_t now_ns);
   // Releases everything held (end of capture).
@@ -64,7 +55,7 @@ class AmbiguityTracker : public RecordSink {
     Hlc hlc;
     uint64_t seq;
     uint64_t connection_id;
-    uint64_t map_key;  // KeyHash of (db, key); 0 for database records
+    uint64_t map_key;  // MapKey of (db, key); 0 for database records
     uint64_t offset;   // monotonic position in ring_ (modulo its size)
     uint32_t bytes;
     uint32_t argc;
@@ -106,6 +97,9 @@ class AmbiguityTracker : public RecordSink {
   // returns the monotonic offset. False: `n` can never fit.
   bool Reserve(size_t n, uint64_t* offset);
   void GrowRing(size_t min_size);
+  // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
+  // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
+  static uint64_t MapKey(uint16_t db, std::string_view key);
   Slot* FindSlot(uint64_t map_key);
   Slot* InsertSlot(uint64_t map_key);  // map_key must be absent
   void EraseSlot(Slot* slot);
