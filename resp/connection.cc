@@ -134,7 +134,7 @@ Connection::Kind Connection::KindOf(const CommandSpec* spec) {
     };
     for (size_t i = 0; i < kCommandTableSize; ++i) {
       const CommandSpec& s = kCommandTable[i];
-      if (s.Has(kCmdWrite) || IsScriptCall(s)) v[i] = Kind::kWrite;
+      if (s.Has(kCmdWrite) || IsScriptCall(s) || std::string_view(s.name) == "pfcount") v[i] = Kind::kWrite;
       for (const auto& [name, kind] : special) {
         if (std::string_view(s.name) == name) v[i] = kind;
       }
@@ -184,7 +184,7 @@ uint16_t Connection::FlagsFor(bool in_tx) {
 }
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
-  if (ignored_) {
+  if (ignored_ && (dir == Direction::kServerToClient || requests_.ended())) {
     stats_.ignored_bytes += bytes.size();
     return;
   }
@@ -200,14 +200,19 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
       continue;
     }
     if (dir == Direction::kClientToServer) {
-      OnRequest(parser.args(), capture_ns);
+      if (ignored_) {
+        OnIgnoredRequest(parser.args(), capture_ns);
+      } else {
+        OnRequest(parser.args(), capture_ns);
+      }
     } else {
       OnReply(parser.nodes(), capture_ns);
-    }
-    if (ignored_) {
-      // The rest of this chunk (and of the connection) is pub/sub or MONITOR traffic.
-      parser.OnGap();
-      return;
+      if (ignored_) {
+        // The rest of this chunk (and the replies from here on) is pub/sub
+        // or MONITOR traffic.
+        parser.OnGap();
+        return;
+      }
     }
   }
 }
@@ -244,6 +249,10 @@ void Connection::OnClose(CloseReason) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
+  ReadBackWaiting();
+}
+
+void Connection::ReadBackWaiting() {
   // Requests still waiting may or may not have been executed, and their
   // replies can no longer be matched: read their keys back.
   for (const Pending& p : pending_) {
@@ -387,6 +396,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   DrainNoReply();
 }
 
+void Connection::SelectUnanswered(const Pending& p) {
+  // The server may have refused it (an index past its databases): the db
+  // is a guess until a SELECT or RESET is answered.
+  if (p.param < 0) return;  // malformed: refused
+  db_ = static_cast<uint16_t>(p.param);
+  db_known_ = false;
+}
+
 void Connection::DrainNoReply() {
   while (!pending_.empty() && pending_.front().no_reply) {
     const Pending p = pending_.front();
@@ -400,13 +417,21 @@ void Connection::DrainNoReply() {
         }
         break;
       case Kind::kSelect:
-        if (p.param >= 0) db_ = static_cast<uint16_t>(p.param);
+        if (in_multi_) {
+          multi_queue_.push_back(p);  // takes effect at EXEC, in order
+        } else {
+          SelectUnanswered(p);
+        }
         break;
       case Kind::kMulti: in_multi_ = true; break;
       case Kind::kExec:
       case Kind::kDiscard:
+        // Queued commands run at EXEC in order, each in the db selected
+        // before it; DISCARD runs none.
         for (const Pending& q : multi_queue_) {
-          if (p.kind == Kind::kExec && q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
+          if (p.kind != Kind::kExec) break;
+          if (q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
+          if (q.kind == Kind::kSelect) SelectUnanswered(q);
         }
         multi_queue_.clear();
         in_multi_ = false;
@@ -417,11 +442,59 @@ void Connection::DrainNoReply() {
   Reclaim();
 }
 
+void Connection::EnterIgnored() {
+  ignored_ = true;
+  // Requests already sent are answered among the messages, which are not
+  // read.
+  ReadBackWaiting();
+}
+
+void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
+  ++stats_.requests;
+  const CommandSpec* spec = LookupCommand(args);
+  const Kind kind = KindOf(spec);
+  if (kind == Kind::kReset) {
+    // RESET ends subscriber and MONITOR mode. Its +RESET reply comes after
+    // whatever pub/sub or MONITOR output is still on its way: replies are
+    // read again, skipped up to +RESET, and pairing resumes after it.
+    ignored_ = false;
+    awaiting_reset_ = true;
+    replies_.OnGap();
+    pending_.clear();
+    pending_.push_back(Pending{Kind::kReset, false, spec, static_cast<uint32_t>(spans_.size()), 0, 0, ts});
+    return;
+  }
+  if (kind == Kind::kWrite) {
+    // Refused while the client is subscribed, executed once it has left the
+    // mode (UNSUBSCRIBE down to no channel): the replies cannot tell, so
+    // its keys are read back.
+    size_t at = arena_.size();
+    Pending p{kind, false, spec, static_cast<uint32_t>(spans_.size()), static_cast<uint32_t>(args.size()),
+              0,    ts};
+    for (std::string_view a : args) {
+      spans_.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(a.size()));
+      arena_.append(a);
+      at += a.size();
+    }
+    Unanswered(p, ts, kAfterGap);
+    arena_.clear();
+    spans_.clear();
+  }
+}
+
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
     return;
+  }
+  if (awaiting_reset_) {
+    // Pub/sub messages or MONITOR lines still in flight before +RESET.
+    if (reply[0].type != Type::kSimpleString || reply[0].str != "RESET") {
+      ++stats_.pushes;
+      return;
+    }
+    awaiting_reset_ = false;
   }
   last_reply_ts_ = ts;
   if (pending_.empty()) {
@@ -536,10 +609,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kSubscribe:
-      if (!is_error && protocol_ == 2) ignored_ = true;
+      if (!is_error && protocol_ == 2) EnterIgnored();
       return;
     case Kind::kMonitor:
-      if (!is_error) ignored_ = true;
+      if (!is_error) EnterIgnored();
       return;
     case Kind::kWrite: HandleWrite(p, reply, ts, in_tx); return;
   }
@@ -552,14 +625,25 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   // an EVALSHA that succeeds names a script the server had, so learning a
   // body here can never make a successful EVALSHA run the wrong script.
   if (script == ScriptKind::kEval && argv.size() >= 2) scripts_->LearnBody(argv[1]);
-  if (IsError(reply[0])) {
-    ++stats_.writes_rejected;
-    Observe(p.spec, Outcome::kRejected);
-    return;
-  }
   if (replayer_) {
     ++stats_.replayer_writes;
     Observe(p.spec, Outcome::kReplayer);
+    return;
+  }
+  if (IsError(reply[0])) {
+    ++stats_.writes_rejected;
+    Observe(p.spec, Outcome::kRejected);
+    // A script is not rolled back: what it wrote before its error stays.
+    // Read its keys back, unless the error says it never ran (NOSCRIPT;
+    // other refusals before running cost a needless read).
+    if (IsScriptCall(*p.spec) && reply[0].str.substr(0, 8) != "NOSCRIPT") {
+      ConvertContext ctx;
+      ctx.db = db_;
+      ctx.capture_ns = ts;
+      ctx.flags = FlagsFor(in_tx);
+      ctx.connection_id = opts_.connection_id;
+      stats_.records += ReadbackWrite(*p.spec, argv, ctx, sink_);
+    }
     return;
   }
   ConvertContext ctx;

@@ -177,6 +177,9 @@ class Connection {
   };
 
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
+  // A request of a subscriber or MONITOR connection (ignored()).
+  void OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts);
+  void EnterIgnored();
   void OnReply(std::span<const Node> reply, uint64_t ts);
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
@@ -186,7 +189,11 @@ class Connection {
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
   }
   void DrainNoReply();
+  // A SELECT the server executed (or refused) without answering.
+  void SelectUnanswered(const Pending& p);
   void EnterDesync();
+  // Writes still waiting for a reply (or for EXEC) become read-backs.
+  void ReadBackWaiting();
   void Reclaim();
   uint16_t FlagsFor(bool in_tx);
   std::span<const std::string_view> Args(const Pending& p);
@@ -214,6 +221,7 @@ class Connection {
   bool reply_off_ = false;
   bool skip_next_ = false;
   bool ignored_ = false;
+  bool awaiting_reset_ = false;  // RESET left ignored mode: replies before +RESET are skipped
   bool replayer_ = false;
   bool desync_ = false;
   uint32_t after_gap_left_ = 0;

@@ -57,6 +57,9 @@ enum class Rule : uint8_t {
   kXadd,
   kDatabase,
   kMove,
+  kCopy,
+  kRenamenx,
+  kPfcount,
   kMigrate,
   kScript,
   kFunctionLoad,
@@ -114,6 +117,13 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       {"flushall", Rule::kDatabase},
       {"swapdb", Rule::kDatabase},
       {"move", Rule::kMove},
+      {"copy", Rule::kCopy},
+      {"renamenx", Rule::kRenamenx},
+      // Not a write by COMMAND INFO, but a count over one key stores the
+      // cardinality in the HyperLogLog's header when it was stale, and the
+      // server propagates it to its own replicas: without it the replica's
+      // bytes (DEBUG DIGEST-VALUE, GET) differ.
+      {"pfcount", Rule::kPfcount},
       {"migrate", Rule::kMigrate},
       {"eval", Rule::kScript},
       {"evalsha", Rule::kScript},
@@ -725,6 +735,33 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       out.Readback(argv[1], static_cast<uint16_t>(n));
       return ConvertOutcome::kRecorded;
     }
+    case Rule::kCopy: {
+      // COPY src dst [DB n] [REPLACE], answered 1 when it copied.
+      if (root == nullptr || root->type != Type::kInteger || argv.size() < 3) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      int64_t db = ctx.db;
+      for (size_t i = 3; i + 1 < argv.size(); ++i) {
+        if (EqualsIgnoreCase(argv[i], "db") && (!ParseI64(argv[i + 1], &db) || db < 0 || db > 0xfffe))
+          return bad();
+      }
+      if (db == ctx.db) return Default(spec, argv, out);
+      // Another db: the command runs here (it reads src here) and writes
+      // dst there. Like MOVE: ordered COPY on src, and a read-back of dst
+      // in the target db (the record that repairs a replica that differs).
+      out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, argv[1], argv);
+      out.Readback(argv[2], static_cast<uint16_t>(db));
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kRenamenx:
+      if (root == nullptr || root->type != Type::kInteger) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;  // the target existed: nothing renamed
+      return Default(spec, argv, out);
+    case Rule::kPfcount:
+      // Several keys are merged into a scratch copy: nothing is stored.
+      if (root == nullptr || root->type != Type::kInteger) return bad();
+      if (argv.size() != 2) return ConvertOutcome::kNoEffect;
+      out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
+      return ConvertOutcome::kRecorded;
     case Rule::kMigrate:
       // Its arguments may hold a password: read the keys back instead.
       if (root != nullptr && root->type == Type::kSimpleString && root->str == "NOKEY") {

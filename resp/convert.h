@@ -28,7 +28,7 @@ enum class ConvertOutcome : uint8_t {
 };
 
 // `reply` is the reply subtree (root first) and is not an error. `spec` is
-// the command's spec (a write, or a script call).
+// the command's spec (a write, a script call, or PFCOUNT).
 ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                             std::span<const Node> reply, const ConvertContext& ctx, RecordSink* sink);
 

@@ -188,6 +188,129 @@ TEST(PairingReplica, QueueWorkloadNeedsNoReadback) {
   EXPECT_TRUE(Differences(Snapshot(16510, 1), Snapshot(16511, 1)).empty());
 }
 
+// Runs `steps` (requests and how many replies each waits for; a negative
+// count sends it on a connection the capture does not see) on one
+// mirrored connection to a fresh source server, applies the records to an
+// empty replica, and checks the contract: every key that differs before
+// the read-back repair was flagged for it, and none differs after.
+// `clean` expects no difference even before the repair.
+void RoundTrip(const std::vector<std::pair<std::string, int>>& steps, bool clean, int dbs = 2) {
+  LiveRedis source(16514), replica(16515);
+  ASSERT_TRUE(source.ok() && replica.ok());
+  VectorSink sink;
+  {
+    MirroredClient c(16514, &sink, 1);
+    RawClient hidden(16514);
+    ASSERT_TRUE(c.ok() && hidden.ok());
+    for (const auto& [request, replies] : steps) {
+      if (replies < 0) {
+        hidden.Send(request, -replies);
+      } else {
+        c.Do(request, replies);
+      }
+    }
+  }
+  Replica r(16515);
+  ASSERT_TRUE(r.ok());
+  r.Apply(sink.records);
+  std::string records;
+  for (const ChangeRecord& rec : sink.records) records += Replica::Describe(rec) + "\n";
+  for (const auto& [db, key] : Differences(Snapshot(16514, dbs), Snapshot(16515, dbs))) {
+    EXPECT_TRUE(r.readback_keys().count({static_cast<uint16_t>(db), key}))
+        << "db" << db << " " << key << " differs unflagged; records:\n"
+        << records;
+    EXPECT_FALSE(clean) << "db" << db << " " << key << " differs; records:\n" << records;
+  }
+  r.RepairFrom(16514);
+  EXPECT_TRUE(Differences(Snapshot(16514, dbs), Snapshot(16515, dbs)).empty()) << records;
+}
+
+// PFCOUNT of one key stores the count in the HyperLogLog's header (Redis
+// propagates it to its replicas): without it the replica's bytes differ.
+TEST(PairingReplica, PfcountOfOneKeyIsReplicated) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  RoundTrip({{Cmd({"PFADD", "h", "a", "b", "c"}), 1},
+             {Cmd({"PFCOUNT", "h"}), 1},
+             {Cmd({"PFADD", "h2", "x"}), 1},
+             {Cmd({"PFCOUNT", "h", "h2"}), 1}},  // merged in a scratch copy: stores nothing
+            true);
+}
+
+// A script is not rolled back: a write before its error stays, so an error
+// reply reads the script's keys back (also inside EXEC). NOSCRIPT did not run.
+TEST(PairingReplica, AScriptThatFailsHalfwayIsReadBack) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  const std::string body = "redis.call('sadd', KEYS[1], 'a') redis.call('sadd', KEYS[2], 'b')";
+  RoundTrip({{Cmd({"SET", "k2", "x"}), 1},
+             {Cmd({"EVAL", body, "2", "k1", "k2"}), 1},  // WRONGTYPE at the second call
+             {Cmd({"MULTI"}) + Cmd({"EVAL", body, "2", "k3", "k2"}) + Cmd({"EXEC"}), 3},
+             {Cmd({"FUNCTION", "LOAD",
+                   "#!lua name=t\nredis.register_function('f', function(k) "
+                   "redis.call('sadd', k[1], 'a') return redis.call('sadd', k[2], 'b') end)"}),
+              1},
+             {Cmd({"FCALL", "f", "2", "k4", "k2"}), 1}},
+            false);
+}
+
+// COPY … DB n writes the copy in db n: that is where it is read back. (The
+// source's value was written where the capture did not see it, so the
+// replica's copy differs until the read-back.)
+TEST(PairingReplica, CopyToAnotherDbIsReadBackThere) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  RoundTrip({{Cmd({"SET", "src", "v"}), 1},
+             {Cmd({"SET", "src", "unseen"}), -1},
+             {Cmd({"COPY", "src", "dst", "DB", "1"}), 1},
+             {Cmd({"COPY", "src", "dst", "DB", "1"}), 1},  // answered 0: nothing copied
+             {Cmd({"COPY", "src", "same"}), 1},
+             {Cmd({"SET", "a", "1"}) + Cmd({"SET", "b", "2"}) + Cmd({"RENAMENX", "a", "b"}), 3}},
+            false);
+}
+
+// A SELECT the server does not answer may have been refused: the db is
+// unknown until one is answered. Inside MULTI it runs at EXEC, in order,
+// and not at all after DISCARD.
+TEST_F(Pairing, UnansweredSelectsFollowTheTransactionAndMakeTheDbUnknown) {
+  const std::string off = Cmd({"CLIENT", "REPLY", "OFF"}), on = Cmd({"CLIENT", "REPLY", "ON"});
+  c_->Do(off + Cmd({"MULTI"}) + Cmd({"SELECT", "1"}) + Cmd({"DISCARD"}) + on, 1);
+  c_->Do({"SET", "k", "v"});
+  c_->Do(off + Cmd({"MULTI"}) + Cmd({"SET", "a", "1"}) + Cmd({"SELECT", "1"}) + Cmd({"EXEC"}) + on, 1);
+  c_->Do({"SET", "b", "1"});
+  c_->Do(off + Cmd({"SELECT", "99"}) + Cmd({"SET", "x", "y"}) + on, 1);  // refused: the server stays in 1
+  c_->Do({"SET", "z", "1"});
+  c_->Do({"SELECT", "0"});
+  c_->Do({"SET", "w", "1"});
+  const std::string unknown = " f" + std::to_string(kUnknownDb);
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+  const std::string rb_unknown =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kUnknownDb);
+  EXPECT_EQ(
+      Take(),
+      (V{"0 " + kIdem + " k: SET k v", "0 " + rb + " a:", "1 " + kIdem + unknown + " b: SET b 1",
+         "99 " + rb_unknown + " x:", "99 " + kIdem + unknown + " z: SET z 1", "0 " + kIdem + " w: SET w 1"}));
+}
+
+// RESP2 subscriber and MONITOR connections can leave their mode: RESET
+// brings pairing back after its +RESET; writes sent while subscribed (run
+// once UNSUBSCRIBE left the mode, refused before) are read back.
+TEST_F(Pairing, SubscriberAndMonitorConnectionsComeBackAfterReset) {
+  c_->Do({"SUBSCRIBE", "ch"});
+  EXPECT_TRUE(c_->conn().ignored());
+  c_->Do({"UNSUBSCRIBE", "ch"});
+  c_->Do({"SET", "k1", "v"});
+  c_->Do({"SUBSCRIBE", "ch"});
+  c_->Do({"RESET"});
+  EXPECT_FALSE(c_->conn().ignored());
+  c_->Do({"SET", "k2", "v"});
+  c_->Do({"MONITOR"});
+  EXPECT_TRUE(c_->conn().ignored());
+  c_->Do({"RESET"});
+  c_->Do({"SET", "k3", "v"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " k1:", "0 " + kIdem + " k2: SET k2 v", "0 " + kIdem + " k3: SET k3 v"}));
+}
+
 TEST_F(Pairing, EvalshaAfterScriptLoadOnAnotherConnectionBecomesEval) {
   ScriptCache cache;
   ConnectionOptions o;
