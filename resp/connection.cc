@@ -70,6 +70,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   unpaired_requests += o.unpaired_requests;
   bad_shapes += o.bad_shapes;
   unknown_commands += o.unknown_commands;
+  keyless_unconfirmed += o.keyless_unconfirmed;
   pushes += o.pushes;
   parse_errors += o.parse_errors;
   gaps += o.gaps;
@@ -99,6 +100,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"unpaired_requests", unpaired_requests},
       {"bad_shapes", bad_shapes},
       {"unknown_commands", unknown_commands},
+      {"keyless_unconfirmed", keyless_unconfirmed},
       {"pushes", pushes},
       {"parse_errors", parse_errors},
       {"gaps", gaps},
@@ -220,7 +222,14 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
 void Connection::OnGap(Direction dir, uint64_t missing) {
   ++stats_.gaps;
   stats_.gap_bytes += missing;
-  if (ignored_) return;
+  if (ignored_) {
+    // Replies are not read; requests are (OnIgnoredRequest).
+    if (dir == Direction::kClientToServer) {
+      requests_.OnGap();
+      db_known_ = false;
+    }
+    return;
+  }
   if (dir == Direction::kClientToServer) {
     requests_.OnGap();
     db_known_ = false;  // a SELECT may have been lost
@@ -249,17 +258,25 @@ void Connection::OnClose(CloseReason) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
+  if (awaiting_reset_) {
+    // The RESET's reply may be lost: its db is not proven.
+    awaiting_reset_ = false;
+    db_known_ = false;
+  }
   ReadBackWaiting();
 }
 
 void Connection::ReadBackWaiting() {
   // Requests still waiting may or may not have been executed, and their
   // replies can no longer be matched: read their keys back.
-  for (const Pending& p : pending_) {
-    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
-  }
+  // A SELECT among them may or may not have run: the db after it is a
+  // guess (multi_queue_ is older: in order, it goes first).
   for (const Pending& p : multi_queue_) {
     if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+  }
+  for (const Pending& p : pending_) {
+    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+    if (p.kind == Kind::kSelect) SelectUnanswered(p);
   }
   pending_.clear();
   multi_queue_.clear();
@@ -443,43 +460,83 @@ void Connection::DrainNoReply() {
 }
 
 void Connection::EnterIgnored() {
-  ignored_ = true;
   // Requests already sent are answered among the messages, which are not
-  // read.
-  ReadBackWaiting();
+  // read: read back their writes. A RESET among them ends the mode again:
+  // it and what follows it stay pending, and replies are skipped up to its
+  // +RESET.
+  size_t reset = 0;
+  for (const Pending& p : pending_) {
+    if (p.kind == Kind::kReset) break;
+    ++reset;
+  }
+  if (reset == pending_.size()) {
+    ignored_ = true;
+    ReadBackWaiting();
+    return;
+  }
+  for (size_t i = 0; i < reset; ++i) {
+    const Pending& p = pending_.front();
+    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+    if (p.kind == Kind::kSelect) SelectUnanswered(p);
+    pending_.pop_front();
+  }
+  awaiting_reset_ = true;
 }
 
 void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
-  ++stats_.requests;
   const CommandSpec* spec = LookupCommand(args);
   const Kind kind = KindOf(spec);
   if (kind == Kind::kReset) {
-    // RESET ends subscriber and MONITOR mode. Its +RESET reply comes after
+    // RESET ends subscriber and MONITOR mode. Its +RESET comes after
     // whatever pub/sub or MONITOR output is still on its way: replies are
     // read again, skipped up to +RESET, and pairing resumes after it.
     ignored_ = false;
     awaiting_reset_ = true;
     replies_.OnGap();
     pending_.clear();
-    pending_.push_back(Pending{Kind::kReset, false, spec, static_cast<uint32_t>(spans_.size()), 0, 0, ts});
+    OnRequest(args, ts);  // resets what RESET resets, and waits for its reply
     return;
   }
-  if (kind == Kind::kWrite) {
-    // Refused while the client is subscribed, executed once it has left the
-    // mode (UNSUBSCRIBE down to no channel): the replies cannot tell, so
-    // its keys are read back.
-    size_t at = arena_.size();
-    Pending p{kind, false, spec, static_cast<uint32_t>(spans_.size()), static_cast<uint32_t>(args.size()),
-              0,    ts};
-    for (std::string_view a : args) {
-      spans_.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(a.size()));
-      arena_.append(a);
-      at += a.size();
+  ++stats_.requests;
+  switch (kind) {
+    case Kind::kSelect: {
+      // Runs in MONITOR mode and after UNSUBSCRIBE down to no channel; its
+      // reply is not read.
+      Pending p{kind, true, spec, 0, 0, -1, ts};
+      int64_t db;
+      if (args.size() == 2 && ParseI64(args[1], &db) && db >= 0 && db <= 0xfffe) p.param = db;
+      SelectUnanswered(p);
+      return;
     }
-    Unanswered(p, ts, kAfterGap);
-    arena_.clear();
-    spans_.clear();
+    case Kind::kSetName:
+      // Loop prevention errs on the side of not capturing.
+      if (args.size() == 3 && IsReplayerName(args[2])) replayer_ = true;
+      return;
+    case Kind::kWrite: break;
+    default: return;
   }
+  // A write: refused while the client is subscribed, executed in MONITOR
+  // mode or once it has left the mode; the replies are not read to tell, so
+  // its keys are read back. A key-less write (FLUSHALL, SWAPDB…) cannot be
+  // read back, and shipping one the server refused would wipe or scramble
+  // the replica: it is counted, not shipped.
+  if (spec->num_specs == 0) {
+    ++stats_.writes_unacked;
+    ++stats_.keyless_unconfirmed;
+    Observe(spec, Outcome::kUnpaired);
+    return;
+  }
+  size_t at = arena_.size();
+  Pending p{kind, false, spec, static_cast<uint32_t>(spans_.size()), static_cast<uint32_t>(args.size()),
+            0,    ts};
+  for (std::string_view a : args) {
+    spans_.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(a.size()));
+    arena_.append(a);
+    at += a.size();
+  }
+  Unanswered(p, ts, kAfterGap);
+  arena_.clear();
+  spans_.clear();
 }
 
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
@@ -571,6 +628,11 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
           Handle(q, reply.subspan(i, reply[i].subtree), ts, true);
           i += reply[i].subtree;
         }
+        // A SUBSCRIBE or MONITOR in the transaction takes effect after it.
+        if (ignore_after_exec_) {
+          ignore_after_exec_ = false;
+          EnterIgnored();
+        }
       } else {
         // The transaction ran, but we cannot tell which reply is whose.
         ++stats_.bad_shapes;
@@ -609,10 +671,13 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kSubscribe:
-      if (!is_error && protocol_ == 2) EnterIgnored();
-      return;
     case Kind::kMonitor:
-      if (!is_error) EnterIgnored();
+      if (is_error || (p.kind == Kind::kSubscribe && protocol_ != 2)) return;
+      if (in_tx) {
+        ignore_after_exec_ = true;  // the rest of the EXEC reply is still to be paired
+      } else {
+        EnterIgnored();
+      }
       return;
     case Kind::kWrite: HandleWrite(p, reply, ts, in_tx); return;
   }

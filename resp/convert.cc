@@ -444,6 +444,18 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
     out.Readback(argv[k.arg]);
     any = true;
   }
+  // MOVE k db and COPY src dst DB n also write in another db.
+  int64_t db;
+  const Rule rule = RuleFor(spec);
+  if (rule == Rule::kMove && argv.size() == 3 && ParseI64(argv[2], &db) && db >= 0 && db <= 0xfffe) {
+    out.Readback(argv[1], static_cast<uint16_t>(db));
+  }
+  if (rule == Rule::kCopy) {
+    for (size_t i = 3; i + 1 < argv.size(); ++i) {
+      if (EqualsIgnoreCase(argv[i], "db") && ParseI64(argv[i + 1], &db) && db >= 0 && db <= 0xfffe)
+        out.Readback(argv[2], static_cast<uint16_t>(db));
+    }
+  }
   if (!any && spec.Has(kCmdWrite) && spec.num_specs == 0) {
     // A keyless write with an unknown outcome (FLUSHDB, FLUSHALL, SWAPDB,
     // FUNCTION LOAD…): nothing to read back key by key; ship it

@@ -455,6 +455,35 @@ TEST_F(Pairing, SubscriberAndMonitorConnectionsAreIgnored) {
   EXPECT_GT(sub.conn().stats().ignored_bytes + mon.conn().stats().ignored_bytes, 0u);
 }
 
+// Pub/sub mode entered inside EXEC (the transaction's later replies still
+// pair), a RESET pipelined behind SUBSCRIBE (pairing resumes after its
+// +RESET), key-less writes while subscribed (refused: never shipped), and a
+// SELECT in MONITOR mode (it runs, unanswered: the db becomes a guess).
+TEST_F(Pairing, PubSubModeEdgesKeepPairingAndShipNothingRefused) {
+  c_->Do(Cmd({"MULTI"}) + Cmd({"SUBSCRIBE", "ch"}) + Cmd({"SET", "k1", "v"}) + Cmd({"EXEC"}), 4);
+  EXPECT_TRUE(c_->conn().ignored());
+  c_->Do({"RESET"});
+  EXPECT_FALSE(c_->conn().ignored());
+  c_->Do(Cmd({"SUBSCRIBE", "ch"}) + Cmd({"SET", "k2", "v"}) + Cmd({"RESET"}) + Cmd({"SET", "k3", "v"}), 4);
+  EXPECT_FALSE(c_->conn().ignored());
+  c_->Do({"SET", "k4", "v"});
+  c_->Do({"SUBSCRIBE", "ch"});
+  c_->Do({"FLUSHALL"});
+  c_->Do({"RESET"});
+  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 1u);
+  c_->Do({"MONITOR"});
+  c_->Do(Cmd({"SELECT", "1"}) + Cmd({"SET", "k5", "v"}), 2);
+  c_->Do({"RESET"});
+  c_->Do({"SET", "k6", "v"});
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + " f";
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " f" + std::to_string(kInTransaction) + " k1: SET k1 v",
+                       "0 " + rb + std::to_string(kNeedsReadback | kAfterGap) + " k2:",
+                       "0 " + kIdem + " k3: SET k3 v", "0 " + kIdem + " k4: SET k4 v",
+                       "1 " + rb + std::to_string(kNeedsReadback | kAfterGap | kUnknownDb) + " k5:",
+                       "0 " + kIdem + " k6: SET k6 v"}));
+  EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+}
+
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
   c_->Do({"HELLO", "3"});
   c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);  // answered by a push
