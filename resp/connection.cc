@@ -2,6 +2,7 @@
 // (section "Pairing") for the rules, in particular what happens after a gap.
 #include "resp/connection.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "resp/convert.h"
@@ -71,6 +72,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   bad_shapes += o.bad_shapes;
   unknown_commands += o.unknown_commands;
   keyless_unconfirmed += o.keyless_unconfirmed;
+  skipped_before_reset += o.skipped_before_reset;
   pushes += o.pushes;
   parse_errors += o.parse_errors;
   gaps += o.gaps;
@@ -101,6 +103,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"bad_shapes", bad_shapes},
       {"unknown_commands", unknown_commands},
       {"keyless_unconfirmed", keyless_unconfirmed},
+      {"skipped_before_reset", skipped_before_reset},
       {"pushes", pushes},
       {"parse_errors", parse_errors},
       {"gaps", gaps},
@@ -258,11 +261,9 @@ void Connection::OnClose(CloseReason) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
-  if (awaiting_reset_) {
-    // The RESET's reply may be lost: its db is not proven.
-    awaiting_reset_ = false;
-    db_known_ = false;
-  }
+  // Still waiting for a +RESET: keep skipping up to it (MONITOR lines or
+  // messages must not resync against requests), but its db is not proven.
+  if (awaiting_reset_) db_known_ = false;
   ReadBackWaiting();
 }
 
@@ -273,6 +274,7 @@ void Connection::ReadBackWaiting() {
   // guess (multi_queue_ is older: in order, it goes first).
   for (const Pending& p : multi_queue_) {
     if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+    if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if an EXEC ran it
   }
   for (const Pending& p : pending_) {
     if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
@@ -331,6 +333,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   }
   const CommandSpec* spec = LookupCommand(args);
   Pending p{KindOf(spec), false, spec, static_cast<uint32_t>(spans_.size()), 0, 0, ts};
+  if (p.kind == Kind::kMulti) req_in_multi_ = true;
+  if (p.kind == Kind::kExec || p.kind == Kind::kDiscard) req_in_multi_ = false;
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
   switch (p.kind) {
@@ -358,10 +362,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     case Kind::kReset:
       reply_off_ = skip_next_ = false;
       req_protocol_ = 2;
+      req_in_multi_ = false;
       break;
     case Kind::kSubscribe:
     case Kind::kUnsubscribe:
-      if (req_protocol_ == 3) p.no_reply = true;  // confirmed by pushes
+      // RESP3: confirmed by pushes (inside MULTI it is answered +QUEUED).
+      // RESP2: one reply per channel (one for a bare UNSUBSCRIBE).
+      if (req_protocol_ == 3 && !req_in_multi_) p.no_reply = true;
+      p.param = static_cast<int64_t>(std::max<size_t>(args.size(), 2) - 1);
       break;
     case Kind::kSetName:
       if (args.size() == 3)
@@ -481,6 +489,7 @@ void Connection::EnterIgnored() {
     pending_.pop_front();
   }
   awaiting_reset_ = true;
+  skipped_before_reset_ = 0;
 }
 
 void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
@@ -492,6 +501,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
     // read again, skipped up to +RESET, and pairing resumes after it.
     ignored_ = false;
     awaiting_reset_ = true;
+    skipped_before_reset_ = 0;
     replies_.OnGap();
     pending_.clear();
     OnRequest(args, ts);  // resets what RESET resets, and waits for its reply
@@ -520,7 +530,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
   // its keys are read back. A key-less write (FLUSHALL, SWAPDB…) cannot be
   // read back, and shipping one the server refused would wipe or scramble
   // the replica: it is counted, not shipped.
-  if (spec->num_specs == 0) {
+  if (spec->num_specs == 0 && !monitor_ && !replayer_) {
     ++stats_.writes_unacked;
     ++stats_.keyless_unconfirmed;
     Observe(spec, Outcome::kUnpaired);
@@ -548,10 +558,26 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   if (awaiting_reset_) {
     // Pub/sub messages or MONITOR lines still in flight before +RESET.
     if (reply[0].type != Type::kSimpleString || reply[0].str != "RESET") {
-      ++stats_.pushes;
+      ++stats_.skipped_before_reset;
+      if (++skipped_before_reset_ > opts_.max_pending_requests) {
+        // No +RESET in sight (lost, or the RESET was refused): give up.
+        awaiting_reset_ = false;
+        db_known_ = false;
+        EnterDesync();
+      }
       return;
     }
     awaiting_reset_ = false;
+    if (pending_.empty() || pending_.front().kind != Kind::kReset) {
+      // A desync read the RESET back before its reply came: apply it here.
+      last_reply_ts_ = ts;
+      db_ = 0;
+      db_known_ = true;
+      in_multi_ = false;
+      multi_queue_.clear();
+      protocol_ = 2;
+      return;
+    }
   }
   last_reply_ts_ = ts;
   if (pending_.empty()) {
@@ -559,11 +585,28 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     if (!desync_) EnterDesync();
     return;
   }
-  const Pending p = pending_.front();
+  Pending& front = pending_.front();
+  if ((front.kind == Kind::kSubscribe || front.kind == Kind::kUnsubscribe) && front.param > 1 &&
+      !IsError(reply[0])) {
+    // One of several per-channel replies; the last one pairs.
+    --front.param;
+    if (front.kind == Kind::kSubscribe && protocol_ == 2 && !desync_) {
+      monitor_ = false;
+      EnterIgnored();
+    }
+    return;
+  }
+  const Pending p = front;
   pending_.pop_front();
   if (desync_) {
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
     if (p.kind == Kind::kSelect && p.param >= 0 && !IsError(reply[0])) db_ = static_cast<uint16_t>(p.param);
+    // Pub/sub or MONITOR output would otherwise resync against requests.
+    if (!IsError(reply[0]) && (p.kind == Kind::kMonitor || (p.kind == Kind::kSubscribe && protocol_ == 2))) {
+      monitor_ = p.kind == Kind::kMonitor;
+      EnterIgnored();
+      return;
+    }
   } else {
     Handle(p, reply, ts, false);
   }
@@ -617,6 +660,19 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       in_multi_ = false;
       std::vector<Pending> queue;
       queue.swap(multi_queue_);
+      // A (UN)SUBSCRIBE of several channels answers once per channel, past
+      // the EXEC array's own count: which reply is whose cannot be told.
+      const bool spills = std::any_of(queue.begin(), queue.end(), [](const Pending& q) {
+        return (q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe) && q.param > 1;
+      });
+      if (spills && root.type == Type::kArray) {
+        ++stats_.bad_shapes;
+        for (const Pending& q : queue) {
+          if (q.kind == Kind::kWrite) Unanswered(q, ts, 0);
+        }
+        EnterDesync();
+        return;
+      }
       if (root.type == Type::kNull) {
         ++stats_.watch_aborted;
       } else if (is_error) {
@@ -673,6 +729,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kSubscribe:
     case Kind::kMonitor:
       if (is_error || (p.kind == Kind::kSubscribe && protocol_ != 2)) return;
+      monitor_ = p.kind == Kind::kMonitor;
       if (in_tx) {
         ignore_after_exec_ = true;  // the rest of the EXEC reply is still to be paired
       } else {

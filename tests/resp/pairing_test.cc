@@ -654,6 +654,44 @@ TEST(PairingOffline, UnansweredWritesNeverShipArgumentsThatMayHoldSecrets) {
   for (const ChangeRecord& r : sink.records) EXPECT_TRUE(r.HasFlag(kNeedsReadback));
 }
 
+// MONITOR mode runs commands: a key-less write there is shipped (flagged),
+// unlike one sent while subscribed. An UNSUBSCRIBE of several channels is
+// answered once per channel; the request after it pairs with its own reply.
+TEST_F(Pairing, MonitorWritesShipAndMultiChannelRepliesPairInStep) {
+  c_->Do({"SET", "k", "old"});
+  c_->Do(Cmd({"UNSUBSCRIBE", "a", "b"}) + Cmd({"SET", "k", "v", "NX"}) + Cmd({"GET", "k"}), 4);
+  c_->Do({"MONITOR"});
+  c_->Do({"FLUSHDB"});
+  c_->Do({"RESET"});
+  c_->Do({"SET", "j", "1"});
+  const std::string db =
+      std::string(RecordOpName(RecordOp::kDatabase)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
+  EXPECT_EQ(Take(),
+            (V{"0 " + kIdem + " k: SET k old", "0 " + db + " : FLUSHDB", "0 " + kIdem + " j: SET j 1"}));
+  EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 0u);
+}
+
+// A gap while waiting for +RESET must not let MONITOR output pair with the
+// requests after it: replies are skipped up to +RESET whatever happens.
+TEST(PairingOffline, AGapWhileWaitingForResetKeepsSkippingMonitorOutput) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"MONITOR"}), 1);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 2);
+  ASSERT_TRUE(conn.ignored());
+  conn.OnData(Direction::kClientToServer, Cmd({"RESET"}), 3);
+  conn.OnGap(Direction::kClientToServer, 10);
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "k", "v", "NX"}), 5);
+  conn.OnData(Direction::kServerToClient, "+1763000000.123456 [0 127.0.0.1:5000] \"get\" \"x\"\r\n", 6);
+  conn.OnData(Direction::kServerToClient, "+RESET\r\n", 7);
+  conn.OnData(Direction::kServerToClient, "$-1\r\n", 8);  // SET … NX: not set
+  for (const ChangeRecord& r : sink.records) EXPECT_NE(r.op, RecordOp::kIdempotent) << r.key;
+  EXPECT_EQ(conn.stats().unpaired_replies, 0u);
+  EXPECT_EQ(conn.stats().skipped_before_reset, 1u);
+  EXPECT_EQ(conn.db(), 0);
+}
+
 TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   VectorSink sink;
   Connection conn(&sink, {});
