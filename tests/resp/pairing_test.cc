@@ -692,6 +692,44 @@ TEST(PairingOffline, AGapWhileWaitingForResetKeepsSkippingMonitorOutput) {
   EXPECT_EQ(conn.db(), 0);
 }
 
+// A desync reads back what waits, SELECTs queued in MULTI included: the
+// writes after them are read back in the db they selected, flagged unknown.
+TEST(PairingOffline, ADesyncKeepsTheDbOfQueuedSelects) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"MULTI"}) + Cmd({"SELECT", "1"}) + Cmd({"SET", "k", "v"}), 1);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n+QUEUED\r\n+QUEUED\r\n", 2);
+  conn.OnData(Direction::kClientToServer, Cmd({"EXEC"}) + Cmd({"SET", "j", "v"}), 3);
+  conn.OnGap(Direction::kServerToClient, 100);
+  ASSERT_EQ(sink.records.size(), 2u);
+  for (const ChangeRecord& r : sink.records) {
+    EXPECT_EQ(r.op, RecordOp::kReadback) << r.key;
+    EXPECT_EQ(r.db, 1) << r.key;
+    EXPECT_TRUE(r.HasFlag(kUnknownDb)) << r.key;
+  }
+}
+
+// A SUBSCRIBE answered while the connection is out of sync still puts it in
+// subscriber mode: the messages that follow must not pair with requests.
+TEST(PairingOffline, ASubscribeAnsweredOutOfSyncStillIgnoresTheMessages) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}), 10);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  conn.OnData(Direction::kClientToServer, Cmd({"GET", "x"}), 12);
+  conn.OnGap(Direction::kServerToClient, 100);
+  // Captured slightly out of time order: the connection stays out of sync.
+  conn.OnData(Direction::kClientToServer, Cmd({"SUBSCRIBE", "ch"}), 5);
+  conn.OnData(Direction::kServerToClient, "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", 13);
+  EXPECT_TRUE(conn.ignored());
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "k", "v"}), 14);
+  conn.OnData(Direction::kServerToClient, "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n", 15);
+  ASSERT_EQ(sink.records.size(), 2u);
+  EXPECT_EQ(sink.records[0].args, (std::vector<std::string>{"SET", "a", "1"}));
+  EXPECT_EQ(sink.records[1].op, RecordOp::kReadback);  // SET k: refused while subscribed, or not
+  EXPECT_EQ(sink.records[1].key, "k");
+}
+
 TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   VectorSink sink;
   Connection conn(&sink, {});
