@@ -287,20 +287,25 @@ void Connection::ReadBackWaiting() {
 }
 
 void Connection::Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags) {
-  if (p.spec == nullptr) return;
+  Unanswered(p.spec, Args(p), ts, extra_flags);
+}
+
+void Connection::Unanswered(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts,
+                            uint16_t extra_flags) {
+  if (spec == nullptr) return;
   if (replayer_) {
     ++stats_.replayer_writes;
-    Observe(p.spec, Outcome::kReplayer);
+    Observe(spec, Outcome::kReplayer);
     return;
   }
   ++stats_.writes_unacked;
-  Observe(p.spec, Outcome::kUnpaired);
+  Observe(spec, Outcome::kUnpaired);
   ConvertContext ctx;
   ctx.db = db_;
   ctx.capture_ns = ts;
   ctx.flags = static_cast<uint16_t>(extra_flags | (db_known_ ? 0 : kUnknownDb));
   ctx.connection_id = opts_.connection_id;
-  stats_.records += ReadbackWrite(*p.spec, Args(p), ctx, sink_);
+  stats_.records += ReadbackWrite(*spec, argv, ctx, sink_);
 }
 
 void Connection::Reclaim() {
@@ -421,6 +426,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   DrainNoReply();
 }
 
+void Connection::ApplyReset() {
+  db_ = 0;
+  db_known_ = true;
+  in_multi_ = false;
+  multi_queue_.clear();
+  protocol_ = 2;
+}
+
 void Connection::SelectUnanswered(const Pending& p) {
   // The server may have refused it (an index past its databases): the db
   // is a guess until a SELECT or RESET is answered.
@@ -536,17 +549,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
     Observe(spec, Outcome::kUnpaired);
     return;
   }
-  size_t at = arena_.size();
-  Pending p{kind, false, spec, static_cast<uint32_t>(spans_.size()), static_cast<uint32_t>(args.size()),
-            0,    ts};
-  for (std::string_view a : args) {
-    spans_.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(a.size()));
-    arena_.append(a);
-    at += a.size();
-  }
-  Unanswered(p, ts, kAfterGap);
-  arena_.clear();
-  spans_.clear();
+  Unanswered(spec, args, ts, kAfterGap);
 }
 
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
@@ -571,11 +574,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     if (pending_.empty() || pending_.front().kind != Kind::kReset) {
       // A desync read the RESET back before its reply came: apply it here.
       last_reply_ts_ = ts;
-      db_ = 0;
-      db_known_ = true;
-      in_multi_ = false;
-      multi_queue_.clear();
-      protocol_ = 2;
+      ApplyReset();
       return;
     }
   }
@@ -718,13 +717,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error && root.type == Type::kBulkString) scripts_->Learn(root.str, Args(p)[2]);
       return;
     case Kind::kReset:
-      if (!is_error) {
-        db_ = 0;
-        db_known_ = true;
-        in_multi_ = false;
-        multi_queue_.clear();
-        protocol_ = 2;
-      }
+      if (!is_error) ApplyReset();
       return;
     case Kind::kSubscribe:
     case Kind::kMonitor:
@@ -752,6 +745,16 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     Observe(p.spec, Outcome::kReplayer);
     return;
   }
+  // Built only for a write that produces records: FlagsFor counts down the
+  // after-gap budget.
+  auto context = [&] {
+    ConvertContext c;
+    c.db = db_;
+    c.capture_ns = ts;
+    c.flags = FlagsFor(in_tx);
+    c.connection_id = opts_.connection_id;
+    return c;
+  };
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
     Observe(p.spec, Outcome::kRejected);
@@ -759,20 +762,11 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     // Read its keys back, unless the error says it never ran (NOSCRIPT;
     // other refusals before running cost a needless read).
     if (IsScriptCall(*p.spec) && reply[0].str.substr(0, 8) != "NOSCRIPT") {
-      ConvertContext ctx;
-      ctx.db = db_;
-      ctx.capture_ns = ts;
-      ctx.flags = FlagsFor(in_tx);
-      ctx.connection_id = opts_.connection_id;
-      stats_.records += ReadbackWrite(*p.spec, argv, ctx, sink_);
+      stats_.records += ReadbackWrite(*p.spec, argv, context(), sink_);
     }
     return;
   }
-  ConvertContext ctx;
-  ctx.db = db_;
-  ctx.capture_ns = ts;
-  ctx.flags = FlagsFor(in_tx);
-  ctx.connection_id = opts_.connection_id;
+  const ConvertContext ctx = context();
   struct Counting : RecordSink {
     RecordSink* next;
     uint64_t n = 0;

@@ -186,6 +186,10 @@ class Connection {
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags);
+  void Unanswered(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts,
+                  uint16_t extra_flags);
+  // What an answered RESET does: db 0 (proven), out of MULTI, RESP2.
+  void ApplyReset();
   void Observe(const CommandSpec* spec, Outcome o) {
     if (opts_.observer != nullptr)
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
