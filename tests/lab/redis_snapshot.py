@@ -35,6 +35,24 @@ def snapshot(host, port):
     return out
 
 
+def key_difference(a, b, tol, missing="missing at target", extra="extra at target"):
+    """Why one key's snapshot entries differ (a: source, b: target; None when absent), or None."""
+    if a is None and b is None:
+        return None
+    if b is None:
+        return missing
+    if a is None:
+        return extra
+    if a["type"] != b["type"]:
+        return f"type {a['type']} != {b['type']}"
+    if a["digest"] != b["digest"]:
+        return "value differs"
+    ta, tb = a["expire_at"], b["expire_at"]
+    if (ta < 0) != (tb < 0) or (ta >= 0 and abs(ta - tb) > tol):
+        return f"expiry {ta} != {tb} (ms since the epoch)"
+    return None
+
+
 def compare(a_path, b_path, flagged_path, tol):
     a = json.load(open(a_path))
     b = json.load(open(b_path))
@@ -43,19 +61,7 @@ def compare(a_path, b_path, flagged_path, tol):
         flagged = {line.rstrip("\n") for line in open(flagged_path, encoding="latin-1") if line.strip()}
     bad, excused = [], []
     for k in sorted(set(a) | set(b)):
-        why = None
-        if k not in b:
-            why = "missing at target"
-        elif k not in a:
-            why = "extra at target"
-        elif a[k]["type"] != b[k]["type"]:
-            why = f"type {a[k]['type']} != {b[k]['type']}"
-        elif a[k]["digest"] != b[k]["digest"]:
-            why = "value differs"
-        else:
-            ta, tb = a[k]["expire_at"], b[k]["expire_at"]
-            if (ta < 0) != (tb < 0) or (ta >= 0 and abs(ta - tb) > tol):
-                why = f"expiry {ta} != {tb} (ms since the epoch)"
+        why = key_difference(a.get(k), b.get(k), tol)
         if why:
             (excused if k in flagged else bad).append((k, why))
     for k, why in bad:

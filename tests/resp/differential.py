@@ -1037,21 +1037,10 @@ def run_one(lab, a, seed, workdir):
     if funcs[0] != funcs[1]:
         bad.append(("(functions)", f"FUNCTION LIST differs: {short(funcs[0], 300)} != {short(funcs[1], 300)}"))
     for k in sorted(set(snap_a) | set(snap_b)):
-        why = None
-        if k not in snap_b:
-            why = "missing at replica"
-        elif k not in snap_a:
-            why = "extra at replica"
-        elif snap_a[k]["type"] != snap_b[k]["type"]:
-            why = f"type {snap_a[k]['type']} != {snap_b[k]['type']}"
-        elif snap_a[k]["digest"] != snap_b[k]["digest"]:
-            why = "value differs"
-        else:
-            ta, tb = snap_a[k]["expire_at"], snap_b[k]["expire_at"]
-            if (ta < 0) != (tb < 0) or (ta >= 0 and abs(ta - tb) > a.ttl_tolerance_ms):
-                why = f"expiry {ta} != {tb}"
-            elif meta_a.get(k) != meta_b.get(k):
-                why = f"stream metadata {meta_a.get(k)} != {meta_b.get(k)}"
+        why = redis_snapshot.key_difference(snap_a.get(k), snap_b.get(k), a.ttl_tolerance_ms,
+                                            "missing at replica", "extra at replica")
+        if why is None and meta_a.get(k) != meta_b.get(k):
+            why = f"stream metadata {meta_a.get(k)} != {meta_b.get(k)}"
         if why:
             (excused if k in flagged or k.split(" ", 1)[1] in flagged_any_db else bad).append((k, why))
     stat_line = " ".join(ln.strip() for ln in stats.splitlines()
