@@ -22,6 +22,28 @@ class RecordBatch {
   RecordView Get(size_t i, std::vector<std::string_view>* args) const;
   uint64_t connection_id(size_t i) const { return entries_[i].connection_id; }
   uint64_t capture_ns(size_t i) const { return entries_[i].capture_ns; }
+  // Single fields of record `i`, for stages that need only these (the
+  // ambiguity tracker, counters) and would waste a Get.
+  std::string_view key(size_t i) const {
+    return std::string_view(bytes_.data() + entries_[i].offset, entries_[i].key_len);
+  }
+  // The command name (first argument); empty for a record without arguments.
+  std::string_view first_arg(size_t i) const {
+    const Entry& e = entries_[i];
+    if (e.argc == 0) return {};
+    return std::string_view(bytes_.data() + e.offset + e.key_len, lens_[e.first_len]);
+  }
+  uint16_t db(size_t i) const { return entries_[i].db; }
+  RecordOp op(size_t i) const { return entries_[i].op; }
+  uint16_t flags(size_t i) const { return entries_[i].flags; }
+  void AddFlags(size_t i, uint16_t flags) { entries_[i].flags |= flags; }
+  // Bytes of record `i`'s strings and their lengths (key, arguments, 4 per
+  // argument): what a stage that holds records counts against its cap.
+  size_t record_bytes(size_t i) const {
+    const Entry& e = entries_[i];
+    const size_t end = i + 1 < entries_.size() ? entries_[i + 1].offset : bytes_.size();
+    return end - e.offset + sizeof(uint32_t) * e.argc;
+  }
 
   size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
@@ -29,6 +51,13 @@ class RecordBatch {
   size_t bytes() const { return bytes_.size() + entries_.size() * sizeof(Entry) + lens_.size() * 4; }
   // Empties the batch, keeping its capacity.
   void Clear();
+  // Exchanges contents (and capacity) with `other`: a stage takes a batch's
+  // records without copying them and hands back an empty one.
+  void Swap(RecordBatch& other) noexcept {
+    entries_.swap(other.entries_);
+    lens_.swap(other.lens_);
+    bytes_.swap(other.bytes_);
+  }
 
  private:
   struct Entry {

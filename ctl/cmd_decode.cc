@@ -43,18 +43,15 @@ class Printer : public resp::RecordSink {
 
   void Emit(const RecordView& r, uint64_t) override {
     const uint64_t seq = ++seq_;
-    ++records_;
-    if (r.flags != 0) ++flagged_;
-    ++per_op_[static_cast<size_t>(r.op) & 7];
-    if (!r.args.empty()) {
-      if (last_command_ == per_command_.end() || !SameName(last_command_->first, r.args[0])) {
-        last_command_ = per_command_.find(r.args[0]);
-        if (last_command_ == per_command_.end()) last_command_ = per_command_.emplace(r.args[0], 0).first;
-      }
-      ++last_command_->second;
-    }
+    Count(r.flags, r.op, r.args.empty() ? std::string_view() : r.args[0]);
     if (format_ == Format::kJson) PrintJson(r, seq);
     if (format_ == Format::kResp) PrintResp(r);
+  }
+  // Counting needs three fields: read them from the batch in place.
+  void EmitBatch(const RecordBatch& batch, size_t begin, size_t end) override {
+    if (format_ != Format::kStats) return resp::RecordSink::EmitBatch(batch, begin, end);
+    seq_ += end - begin;
+    for (size_t i = begin; i < end; ++i) Count(batch.flags(i), batch.op(i), batch.first_arg(i));
   }
   uint64_t records() const { return records_; }
   // Command names are short: an inline loop beats a memcmp call per record.
@@ -71,6 +68,19 @@ class Printer : public resp::RecordSink {
   const std::array<uint64_t, 8>& per_op() const { return per_op_; }
 
  private:
+  // `name` is the command (first argument), empty for a read-back.
+  void Count(uint16_t flags, RecordOp op, std::string_view name) {
+    ++records_;
+    if (flags != 0) ++flagged_;
+    ++per_op_[static_cast<size_t>(op) & 7];
+    if (!name.empty()) {
+      if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
+        last_command_ = per_command_.find(name);
+        if (last_command_ == per_command_.end()) last_command_ = per_command_.emplace(name, 0).first;
+      }
+      ++last_command_->second;
+    }
+  }
   void PrintJson(const RecordView& r, uint64_t seq) {
     nlohmann::json j;
     j["seq"] = seq;
@@ -351,18 +361,15 @@ class RecordPipe : public resp::RecordSink {
     pipe_.Push(std::move(cur_));
     cur_ = pipe_.Take();
   }
+  // The tracker keeps the records where they are and gives back an empty
+  // batch with capacity.
   void Feed(std::unique_ptr<RecordBatchWithAdvances> b, resp::AmbiguityTracker* tracker) {
-    size_t i = 0;
-    for (const auto& [before, now] : b->advances) {
-      for (; i < before; ++i) tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i));
-      tracker->Advance(now);
-    }
-    for (; i < b->records.size(); ++i) tracker->Emit(b->records.Get(i, &args_), b->records.connection_id(i));
+    tracker->TakeBatch(&b->records, b->advances);
+    b->Clear();
     pipe_.Recycle(std::move(b));
   }
 
   Pipe<RecordBatchWithAdvances> pipe_;
-  std::vector<std::string_view> args_;            // consumer thread only
   std::unique_ptr<RecordBatchWithAdvances> cur_;  // producer thread only
 };
 
@@ -602,7 +609,14 @@ int RunDecode(const std::vector<std::string>& args) {
   // wait for the other forever.
   if (threads == 2) events->WhileFull([&] { return records->DrainReady(&tracker); });
   if (events) events->SetStable((*src)->mapped_file());
-  resp::RecordSink* records_to = records ? static_cast<resp::RecordSink*>(records.get()) : &tracker;
+  // One thread: the records of a burst gather in a batch that the tracker
+  // then takes whole, as it does the batches that come back from the RESP
+  // thread (it holds them without a copy and looks their keys up ahead).
+  struct BatchSink : resp::RecordSink {
+    void Emit(const RecordView& r, uint64_t connection_id) override { batch.Add(r, connection_id); }
+    RecordBatch batch;
+  } burst_records;
+  resp::RecordSink* records_to = records ? static_cast<resp::RecordSink*>(records.get()) : &burst_records;
   Factory factory(records_to, shift_ns, &totals, format == "stats" ? &outcomes : nullptr);
   dp::FlowTable table(cfg, events ? static_cast<dp::StreamConsumerFactory*>(events.get()) : &factory);
   dp::DecodeCounters dec;
@@ -627,13 +641,15 @@ int RunDecode(const std::vector<std::string>& args) {
         if (events) {
           events->Advance(now);
         } else {
-          tracker.Advance(now);
+          const std::pair<size_t, uint64_t> advance[] = {{burst_records.batch.size(), now}};
+          tracker.TakeBatch(&burst_records.batch, advance);
         }
       }
       if (threads == 2) records->DrainReady(&tracker);
     }
     table.CloseAll(dp::CloseReason::kShutdown);
     if (events) events->Close();
+    if (!events) tracker.TakeBatch(&burst_records.batch);
   };
   if (threads == 1) {
     packet_side();

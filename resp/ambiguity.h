@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "resp/sink.h"
@@ -29,109 +31,105 @@ struct AmbiguityStats {
 };
 
 // Thread confinement: one thread (the shard's). Records leave in the order
-// they arrived. A held record's strings are copied into one byte ring, so the
-// steady state allocates nothing per record.
+// they arrived, each once its own window has closed. Held records stay in
+// record batches (core/record_batch.h): a batch handed over whole (TakeBatch)
+// is held where it is, and records passed one by one are copied into an open
+// batch, so the steady state allocates nothing per record.
 class AmbiguityTracker : public RecordSink {
  public:
   // `downstream` must outlive the tracker.
   AmbiguityTracker(RecordSink* downstream, AmbiguityOptions options = {});
 
   void Emit(const RecordView& record, uint64_t connection_id) override;
+  // Takes every record of `batch` as Emit would, in order, calling
+  // Advance(now) before record `before` for each (before, now) of `advances`
+  // (ascending `before`; those equal to the size come after the last record).
+  // The records are held without a copy: `batch` is left empty (it receives
+  // a spare batch's capacity), its flags set as the records are flagged.
+  void TakeBatch(RecordBatch* batch, std::span<const std::pair<size_t, uint64_t>> advances = {});
   // Releases every record whose window closed before `now_ns` (capture time).
   void Advance(uint64_t now_ns);
-  // Releases everything held (end of capture).
+  // Releases everything held (end of capture) and forgets every key.
   void Flush();
 
   const AmbiguityStats& stats() const { return stats_; }
   size_t held() const { return held_count_; }
-  size_t held_bytes() const { return held_count_ == 0 ? 0 : write_pos_ - HeldAt(0).offset; }
+  size_t held_bytes() const { return held_bytes_; }
+  // Keys in the table, including those whose window has closed and that a
+  // later insert will clear out (never more than max_keys).
   size_t tracked_keys() const { return used_; }
 
  private:
-  // A held record: its fixed fields, and where its strings sit in ring_:
-  // argc uint32 lengths, then the key bytes, then the argument bytes.
-  struct Held {
-    uint64_t capture_ns;
-    Hlc hlc;
-    uint64_t seq;
-    uint64_t connection_id;
-    uint64_t map_key;  // MapKey of (db, key); 0 for database records
-    uint64_t offset;   // monotonic position in ring_ (modulo its size)
-    uint32_t bytes;
-    uint32_t argc;
-    uint32_t key_len;
-    SiteId origin;
-    uint16_t db;
-    uint16_t flags;
-    RecordOp op;
+  // Held records, in batches. Record `i` of `batch` has id first_id + i (ids
+  // grow by one per record taken); [next, end) are held, [end, size) not yet
+  // taken (TakeBatch is still walking the batch).
+  struct Chunk {
+    RecordBatch batch;
+    uint64_t first_id = 0;
+    size_t next = 0;
+    size_t end = 0;
+    bool open = false;  // Emit appends to it
   };
   struct Write {
     uint64_t connection_id;
     uint64_t capture_ns;
-    uint64_t held_id;  // id of the record in held_ (ids grow by one per record)
+    uint64_t id;  // the record's id
   };
-  // The latest write of a key, and the latest by any other connection.
-  struct Last {
+  // Open-addressing slot (linear probing); map_key 0 marks an empty slot.
+  // The latest write of a key, and the latest by any other connection. A
+  // slot whose latest write's window has closed is stale: it behaves as
+  // absent and is cleared when the table is rebuilt (no erase per record).
+  struct Slot {
+    uint64_t map_key;
     Write latest;
     Write other;
     bool has_other;
   };
-  // Open-addressing slot (linear probing); map_key 0 marks an empty slot.
-  struct Slot {
-    uint64_t map_key;
-    Last last;
-  };
+
+  // Record `i` of `c` joins the held records: the window advances to its
+  // time, its key is looked up and flagged, then the caps apply.
+  // `map_key` is KeyOf(c.batch, i).
+  void Take(Chunk& c, size_t i, uint64_t map_key);
+  // MapKey of record `i`, 0 for a database-wide record (no key).
+  static uint64_t KeyOf(const RecordBatch& b, size_t i);
   void FlagPartner(const Write& w, uint64_t ts, uint16_t* flags);
-  // Emits the oldest held record. `window_closed` false: a cap pushed it out
-  // early, and its key stays known until its window closes (RememberUnheld).
-  void ReleaseFront(bool window_closed = true);
-  // Keeps `map_key` for one window after record `id` left unheld, if `id` is
-  // still the key's latest write. Bounded by max_held entries.
-  void RememberUnheld(uint64_t map_key, uint64_t capture_ns, uint64_t id);
-  Held& HeldAt(size_t i) { return held_[(held_head_ + i) & (held_.size() - 1)]; }
-  const Held& HeldAt(size_t i) const { return held_[(held_head_ + i) & (held_.size() - 1)]; }
-  // Copies `record` into the ring; false when it cannot be held (larger than
-  // the byte cap allows).
-  bool PushHeld(const RecordView& record, uint16_t flags, uint64_t connection_id);
-  // Space for `n` contiguous bytes in ring_, releasing or growing as needed;
-  // returns the monotonic offset. False: `n` can never fit.
-  bool Reserve(size_t n, uint64_t* offset);
-  void GrowRing(size_t min_size);
+  // Releases held records from the front while `more(chunk, index)` says
+  // so, handing each run of one batch downstream at once.
+  template <typename More>
+  void ReleaseWhile(More more);
+  // Releases the oldest `n` held records before their window closed (a cap).
+  void ReleaseEarly(size_t n);
+  Chunk& OpenChunk();
+  Chunk& NewChunk();
+  uint64_t FirstHeldId() const;
+  bool Stale(const Slot& s) const { return s.latest.capture_ns + opts_.window_ns < horizon_; }
   // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
   // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
   static uint64_t MapKey(uint16_t db, std::string_view key);
   Slot* FindSlot(uint64_t map_key);
-  Slot* InsertSlot(uint64_t map_key);  // map_key must be absent
-  void EraseSlot(Slot* slot);
-  // Forgets `map_key` if its latest write is record `id` (which is leaving).
-  // True if an entry was erased.
-  bool ForgetKey(uint64_t map_key, uint64_t id);
-  // Makes room for one more key under max_keys (releases the oldest records).
-  void EnforceKeyCap();
+  // Adds an entry for `map_key` (absent), keeping the table under max_keys
+  // and at most half full; may release records early (MakeRoom).
+  Slot* InsertSlot(uint64_t map_key);
+  // Rebuilds the table with `size` slots, keeping the entries `keep` accepts.
+  template <typename Keep>
+  void Rebuild(size_t size, Keep keep);
+  // Brings the table below max_keys: drops stale entries, then (counted as
+  // evictions) keys whose records already left early, then releases the
+  // oldest records early and drops their keys.
+  void MakeRoom();
 
   RecordSink* downstream_;
   AmbiguityOptions opts_;
   AmbiguityStats stats_;
-  // Records held back, a ring whose size is a power of two (no allocation
-  // per record once grown).
-  std::vector<Held> held_;
-  size_t held_head_ = 0;
+  std::deque<Chunk> chunks_;
+  std::vector<RecordBatch> spare_;  // emptied batches, capacity kept
   size_t held_count_ = 0;
-  uint64_t first_held_id_ = 0;                  // id of the oldest held record
-  std::vector<char> ring_;                      // held records' strings; size a power of two
-  uint64_t write_pos_ = 0;                      // monotonic; ring_[write_pos_ % size] is next
-  std::vector<std::string_view> release_args_;  // scratch for ReleaseFront
-  std::vector<Slot> slots_;                     // size a power of two, at most half full
+  size_t held_bytes_ = 0;
+  uint64_t next_id_ = 0;           // id of the next record taken
+  uint64_t horizon_ = 0;           // the furthest the window was advanced to
+  std::vector<Slot> slots_;        // size a power of two, at most half full
+  std::vector<Slot> spare_slots_;  // what Rebuild fills next
   size_t used_ = 0;
-  // Keys of records that left before their window closed (too large for the
-  // ring, or pushed out by a cap), kept for the rest of the window so that
-  // later writes to the key are still flagged.
-  struct Unheld {
-    uint64_t map_key;
-    uint64_t capture_ns;
-    uint64_t id;
-  };
-  std::deque<Unheld> unheld_;
 };
 
 }  // namespace kvf::resp

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/record.h"
+#include "core/record_batch.h"
 
 namespace kvf::resp {
 
@@ -19,6 +20,12 @@ class RecordSink {
   // connection arrive in the order their replies were captured. `record` and
   // the bytes it points to are valid until Emit returns.
   virtual void Emit(const RecordView& record, uint64_t connection_id) = 0;
+  // Takes records [begin, end) of `batch`, in order, as if each were passed
+  // to Emit (which the default does). Valid until EmitBatch returns.
+  virtual void EmitBatch(const RecordBatch& batch, size_t begin, size_t end) {
+    std::vector<std::string_view> args;
+    for (size_t i = begin; i < end; ++i) Emit(batch.Get(i, &args), batch.connection_id(i));
+  }
 };
 
 // Hands an owning record to `sink` (tests, tools).
