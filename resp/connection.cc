@@ -21,6 +21,15 @@ bool ParseI64(std::string_view s, int64_t* out) {
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
+// A RESP2 pub/sub message: *3 message channel payload, *4 pmessage pattern
+// channel payload, *3 smessage channel payload.
+bool IsPubSubMessage(std::span<const Node> reply) {
+  if (reply.size() < 2 || reply[0].type != Type::kArray || reply[1].type != Type::kBulkString) return false;
+  const std::string_view kind = reply[1].str;
+  return (reply[0].children == 3 && (kind == "message" || kind == "smessage")) ||
+         (reply[0].children == 4 && kind == "pmessage");
+}
+
 bool IsReplayerName(std::string_view name) {
   return name.substr(0, 8) == "kvferry:";
 }
@@ -74,6 +83,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   keyless_unconfirmed += o.keyless_unconfirmed;
   skipped_before_reset += o.skipped_before_reset;
   pushes += o.pushes;
+  messages += o.messages;
   parse_errors += o.parse_errors;
   gaps += o.gaps;
   gap_bytes += o.gap_bytes;
@@ -105,6 +115,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"keyless_unconfirmed", keyless_unconfirmed},
       {"skipped_before_reset", skipped_before_reset},
       {"pushes", pushes},
+      {"messages", messages},
       {"parse_errors", parse_errors},
       {"gaps", gaps},
       {"gap_bytes", gap_bytes},
@@ -161,6 +172,7 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
     // Nothing before the join is known: not the db, not the requests whose
     // replies are still to come. Start out of sync (see docs/resp.md).
     db_known_ = false;
+    subs_known_ = false;
     desync_ = true;
     ++stats_.desyncs;
     requests_.OnGap();
@@ -261,6 +273,15 @@ void Connection::OnClose(CloseReason) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
+  subs_known_ = false;
+  if (pubsub_) {
+    // Messages would now pair with requests: stop reading replies until a
+    // RESET, as for a subscription seen out of sync.
+    pubsub_ = false;
+    monitor_ = false;
+    EnterIgnored();
+    return;
+  }
   // Still waiting for a +RESET: keep skipping up to it (MONITOR lines or
   // messages must not resync against requests), but its db is not proven.
   if (awaiting_reset_) db_known_ = false;
@@ -373,8 +394,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     case Kind::kUnsubscribe:
       // RESP3: confirmed by pushes (inside MULTI it is answered +QUEUED).
       // RESP2: one reply per channel (one for a bare UNSUBSCRIBE).
-      if (req_protocol_ == 3 && !req_in_multi_) p.no_reply = true;
-      p.param = static_cast<int64_t>(std::max<size_t>(args.size(), 2) - 1);
+      if (req_protocol_ == 3 && !req_in_multi_) {
+        p.no_reply = true;
+        subs_known_ = false;  // RESP3 subscriptions are not counted (pushes)
+      }
+      p.param = static_cast<int64_t>(args.size() - 1);
+      if (spec->name[0] == 'p') p.family = Family::kPattern;  // psubscribe, punsubscribe
+      if (std::string_view(spec->name) == "ssubscribe" || std::string_view(spec->name) == "sunsubscribe")
+        p.family = Family::kShard;
       break;
     case Kind::kSetName:
       if (args.size() == 3)
@@ -432,6 +459,38 @@ void Connection::ApplyReset() {
   in_multi_ = false;
   multi_queue_.clear();
   protocol_ = 2;
+  SetSubscriptionsZero();
+}
+
+void Connection::SetSubscriptionsZero() {
+  pubsub_ = false;
+  subs_known_ = true;
+  sub_channels_ = sub_patterns_ = sub_shard_ = 0;
+}
+
+bool Connection::OnSubscriptionReply(Pending& front, std::span<const Node> reply) {
+  // *3: kind, channel (nil for a bare UNSUBSCRIBE with none left), count.
+  if (!subs_known_ || reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
+      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger || reply[3].integer < 0) {
+    return false;
+  }
+  uint64_t* count = front.family == Family::kChannel   ? &sub_channels_
+                    : front.family == Family::kPattern ? &sub_patterns_
+                                                       : &sub_shard_;
+  // A bare UNSUBSCRIBE answers once per subscription of its family, once
+  // when there is none.
+  if (front.param == 0) front.param = static_cast<int64_t>(std::max<uint64_t>(*count, 1));
+  // Channels and patterns share one count in the replies.
+  const uint64_t n = static_cast<uint64_t>(reply[3].integer);
+  const uint64_t other = front.family == Family::kChannel   ? sub_patterns_
+                         : front.family == Family::kPattern ? sub_channels_
+                                                            : 0;
+  if (n < other) return false;
+  *count = n - other;
+  --front.param;
+  // Redis leaves pub/sub mode when no subscription of any family is left.
+  pubsub_ = sub_channels_ + sub_patterns_ + sub_shard_ > 0;
+  return true;
 }
 
 void Connection::SelectUnanswered(const Pending& p) {
@@ -578,6 +637,11 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
       return;
     }
   }
+  if (pubsub_ && IsPubSubMessage(reply)) {
+    // Delivered between replies, answering no request.
+    ++stats_.messages;
+    return;
+  }
   last_reply_ts_ = ts;
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
@@ -585,15 +649,26 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     return;
   }
   Pending& front = pending_.front();
-  if ((front.kind == Kind::kSubscribe || front.kind == Kind::kUnsubscribe) && front.param > 1 &&
-      !IsError(reply[0])) {
-    // One of several per-channel replies; the last one pairs.
-    --front.param;
-    if (front.kind == Kind::kSubscribe && protocol_ == 2 && !desync_) {
-      monitor_ = false;
-      EnterIgnored();
+  if ((front.kind == Kind::kSubscribe || front.kind == Kind::kUnsubscribe) && !IsError(reply[0])) {
+    if (protocol_ == 2 && !desync_ && OnSubscriptionReply(front, reply)) {
+      if (front.param > 0) return;  // more confirmations of this request to come
+      const Pending p = front;
+      pending_.pop_front();
+      ++stats_.reads;
+      Observe(p.spec, Outcome::kReadOnly);
+      DrainNoReply();
+      return;
     }
-    return;
+    if (front.param > 1) {
+      // Subscriptions not counted: one of several per-channel replies, the
+      // last one pairs; a subscribed connection is ignored from here.
+      --front.param;
+      if (front.kind == Kind::kSubscribe && protocol_ == 2 && !desync_) {
+        monitor_ = false;
+        EnterIgnored();
+      }
+      return;
+    }
   }
   const Pending p = front;
   pending_.pop_front();
@@ -608,6 +683,11 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     }
   } else {
     Handle(p, reply, ts, false);
+    // RESP2 answers a write, SELECT or MULTI only outside pub/sub mode.
+    if (!subs_known_ && protocol_ == 2 && !IsError(reply[0]) &&
+        (p.kind == Kind::kWrite || p.kind == Kind::kSelect || p.kind == Kind::kMulti)) {
+      SetSubscriptionsZero();
+    }
   }
   DrainNoReply();
 }
@@ -631,7 +711,6 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   }
   switch (p.kind) {
     case Kind::kPlain:
-    case Kind::kUnsubscribe:
     case Kind::kClientReply:
       if (!is_error) {
         if (p.spec == nullptr)
@@ -662,7 +741,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       // A (UN)SUBSCRIBE of several channels answers once per channel, past
       // the EXEC array's own count: which reply is whose cannot be told.
       const bool spills = std::any_of(queue.begin(), queue.end(), [](const Pending& q) {
-        return (q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe) && q.param > 1;
+        return (q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe) && q.param != 1;
       });
       if (spills && root.type == Type::kArray) {
         ++stats_.bad_shapes;
@@ -720,9 +799,31 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error) ApplyReset();
       return;
     case Kind::kSubscribe:
+    case Kind::kUnsubscribe:
+      if (!is_error && protocol_ == 2) {
+        Pending counted = p;  // inside EXEC: one confirmation (one channel named)
+        if (OnSubscriptionReply(counted, reply)) {
+          ++stats_.reads;
+          Observe(p.spec, Outcome::kReadOnly);
+          return;
+        }
+      }
+      if (is_error || protocol_ != 2 || p.kind == Kind::kUnsubscribe) {
+        if (!is_error) ++stats_.reads;
+        Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+        return;
+      }
+      // Subscriptions not counted (after a desync): ignore the connection.
+      monitor_ = false;
+      if (in_tx) {
+        ignore_after_exec_ = true;
+      } else {
+        EnterIgnored();
+      }
+      return;
     case Kind::kMonitor:
-      if (is_error || (p.kind == Kind::kSubscribe && protocol_ != 2)) return;
-      monitor_ = p.kind == Kind::kMonitor;
+      if (is_error) return;
+      monitor_ = true;
       if (in_tx) {
         ignore_after_exec_ = true;  // the rest of the EXEC reply is still to be paired
       } else {

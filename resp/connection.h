@@ -83,6 +83,7 @@ struct ConnectionStats {
   uint64_t keyless_unconfirmed = 0;   // key-less write of a subscriber connection: not shipped
   uint64_t skipped_before_reset = 0;  // replies skipped while waiting for +RESET (pub/sub, MONITOR)
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
+  uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
@@ -144,7 +145,9 @@ class Connection {
   bool db_known() const { return db_known_; }
   int protocol() const { return protocol_; }
   bool in_multi() const { return in_multi_; }
-  bool ignored() const { return ignored_; }    // subscriber or MONITOR
+  bool ignored() const { return ignored_; }  // subscriber or MONITOR
+  // RESP2 pub/sub mode followed reply by reply (subscriptions counted).
+  bool subscribed() const { return pubsub_; }
   bool replayer() const { return replayer_; }  // named kvferry:*
   bool in_sync() const { return !desync_; }
   uint64_t skipped_bytes() const { return requests_.skipped_bytes() + replies_.skipped_bytes(); }
@@ -168,20 +171,31 @@ class Connection {
     kScriptLoad,
   };
   static Kind KindOf(const CommandSpec* spec);
+  // Which subscriptions a (UN)SUBSCRIBE-family command counts in.
+  enum class Family : uint8_t { kChannel, kPattern, kShard };
   struct Pending {
     Kind kind;
     bool no_reply;  // the server will not answer (CLIENT REPLY OFF/SKIP, RESP3 subscribe)
     const CommandSpec* spec;
     uint32_t arg_begin;  // index into spans_
     uint32_t argc;
-    int64_t param;  // SELECT db, HELLO protover
+    // SELECT db, HELLO protover; (UN)SUBSCRIBE: channels named, so replies
+    // still to come (0: a bare UNSUBSCRIBE, one reply per subscription).
+    int64_t param;
     uint64_t ts;
+    Family family = Family::kChannel;  // (UN)SUBSCRIBE family
   };
 
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
   // A request of a subscriber or MONITOR connection (ignored()).
   void OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts);
   void EnterIgnored();
+  // A RESP2 (un)subscribe confirmation for `front`, a (UN)SUBSCRIBE-family
+  // request: the subscription counts and pub/sub mode follow it. False when
+  // the counts are not known or the reply is no confirmation (the caller
+  // falls back to ignoring the connection).
+  bool OnSubscriptionReply(Pending& front, std::span<const Node> reply);
+  void SetSubscriptionsZero();
   void OnReply(std::span<const Node> reply, uint64_t ts);
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
@@ -231,6 +245,13 @@ class Connection {
   bool ignore_after_exec_ = false;  // a SUBSCRIBE/MONITOR inside the EXEC being paired
   bool monitor_ = false;            // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
   bool req_in_multi_ = false;       // as of the last request parsed
+  // RESP2 subscriptions, from the servers' confirmations (each carries the
+  // count of its family: channels + patterns, or shard channels). Known
+  // from the start of the connection, a RESET, or a plain reply (RESP2
+  // answers those only outside pub/sub mode); lost in a desync.
+  bool pubsub_ = false;  // the server holds the connection in pub/sub mode
+  bool subs_known_ = true;
+  uint64_t sub_channels_ = 0, sub_patterns_ = 0, sub_shard_ = 0;
   uint64_t skipped_before_reset_ = 0;
   bool replayer_ = false;
   bool desync_ = false;

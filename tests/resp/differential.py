@@ -617,7 +617,7 @@ class Gen:
 
     def item(self, fams):
         """One unit of traffic: (mode, commands).
-        mode: single | pipe | multi | multi-pipe | inline | skip | off (see drive())"""
+        mode: single | pipe | multi | multi-pipe | inline | skip | off | pubsub (see drive())"""
         mode, cmds = self._item(fams)
         r = self.r
         for i, c in enumerate(cmds):
@@ -676,6 +676,13 @@ class Gen:
             if tx:
                 cmds.append([r.choice(["EXEC", "EXEC", "DISCARD"])])
             return "off", cmds + [["CLIENT", "REPLY", "ON"]]
+        if 0.90 < x < 0.915 and "PUBSUB" not in self.skip:
+            # RESP2 pub/sub: writes sent while subscribed (refused), then an
+            # UNSUBSCRIBE down to nothing and writes that run (see drive()).
+            refused = [c for _ in range(r.randint(0, 2)) for c in self.one(fams)]
+            run = [c for _ in range(r.randint(1, 3)) for c in self.one(fams)]
+            self.pubsub_split = len(refused)
+            return "pubsub", refused + run
         if x < 0.147:
             return "single", [["RESET"]]
         if x < 0.14705:
@@ -840,6 +847,7 @@ def drive(conn, gen, count, fams, log, script_lines=None):
             state["db"] = int(cmd[1])
 
     sent = 0
+    publisher = None
     if script_lines is not None:
         for line in script_lines:
             if line.startswith("inline "):  # raw inline command: Python escapes (\\t, \\x0b, …) decoded
@@ -886,7 +894,35 @@ def drive(conn, gen, count, fams, log, script_lines=None):
                 sent += 1
             sent += len(cmds)
             continue
-        if mode in ("pipe", "multi-pipe"):
+        if mode == "pubsub" and state["proto"] == 2:
+            # SUBSCRIBE two channels (and a pattern), messages published by
+            # another connection, then one pipeline: writes (refused while
+            # subscribed), PING, a bare UNSUBSCRIBE (one reply per channel),
+            # PUNSUBSCRIBE, and writes that run once nothing is subscribed.
+            split = gen.pubsub_split
+            psub = gen.r.random() < 0.5
+            subs = [["SUBSCRIBE", "kvfch1", "kvfch2"]] + ([["PSUBSCRIBE", "kvfp*"]] if psub else [])
+            conn.send(subs)
+            for _ in range(2 + psub):
+                log.append((state["db"], state["proto"], ["(subscribed)"], conn.read()))
+            npub = gen.r.randint(0, 3)
+            if npub and publisher is None:
+                publisher = Raw(SRC)
+            for i in range(npub):
+                publisher.call("PUBLISH", "kvfch1", f"m{i}")
+            for _ in range(npub):
+                log.append((state["db"], state["proto"], ["(message)"], conn.read()))
+            unsub = [["PING"], ["UNSUBSCRIBE"]] + ([["PUNSUBSCRIBE"]] if psub else [])
+            conn.send(cmds[:split] + unsub + cmds[split:])
+            for cmd in cmds[:split] + unsub:
+                # A bare UNSUBSCRIBE answers once per channel: twice.
+                for _ in range(2 if cmd == ["UNSUBSCRIBE"] else 1):
+                    log.append((state["db"], state["proto"], cmd, conn.read()))
+            for cmd in cmds[split:]:
+                note(cmd, conn.read())
+            sent += len(subs) + len(cmds) + len(unsub) + npub
+            continue
+        if mode in ("pipe", "multi-pipe", "pubsub"):
             conn.send(cmds)
             for cmd in cmds:
                 note(cmd, conn.read())
@@ -895,6 +931,8 @@ def drive(conn, gen, count, fams, log, script_lines=None):
                 conn.send([cmd])
                 note(cmd, conn.read())
         sent += len(cmds)
+    if publisher is not None:
+        publisher.close()
     return sent
 
 
@@ -1097,7 +1135,7 @@ def main():
                     help="flag audit: do not apply needs_readback records at all (their keys stay excused)")
     ap.add_argument("--skip", help="comma-separated commands never generated (e.g. known bugs); PARTIALSCRIPT: no script "
                          "that writes two keys; COPYDB: no COPY … DB; NOREPLYSELECT/NOREPLYTX: no SELECT/MULTI under CLIENT REPLY OFF; "
-                         "INLINE, NOREPLY, BIGPIPE: no such items")
+                         "INLINE, NOREPLY, BIGPIPE, PUBSUB: no such items")
     ap.add_argument("--keep")
     ap.add_argument("--show", type=int, default=25, help="commands shown per differing key")
     ap.add_argument("--show-flagged", type=int, default=0)

@@ -290,25 +290,26 @@ TEST_F(Pairing, UnansweredSelectsFollowTheTransactionAndMakeTheDbUnknown) {
          "99 " + rb_unknown + " x:", "99 " + kIdem + unknown + " z: SET z 1", "0 " + kIdem + " w: SET w 1"}));
 }
 
-// RESP2 subscriber and MONITOR connections can leave their mode: RESET
-// brings pairing back after its +RESET; writes sent while subscribed (run
-// once UNSUBSCRIBE left the mode, refused before) are read back.
+// RESP2 subscriber and MONITOR connections can leave their mode: an
+// UNSUBSCRIBE down to no subscription, or a RESET (after its +RESET), and
+// pairing goes on with the next request.
 TEST_F(Pairing, SubscriberAndMonitorConnectionsComeBackAfterReset) {
   c_->Do({"SUBSCRIBE", "ch"});
-  EXPECT_TRUE(c_->conn().ignored());
+  EXPECT_TRUE(c_->conn().subscribed());
+  EXPECT_FALSE(c_->conn().ignored());
   c_->Do({"UNSUBSCRIBE", "ch"});
+  EXPECT_FALSE(c_->conn().subscribed());
   c_->Do({"SET", "k1", "v"});
   c_->Do({"SUBSCRIBE", "ch"});
   c_->Do({"RESET"});
-  EXPECT_FALSE(c_->conn().ignored());
+  EXPECT_FALSE(c_->conn().subscribed());
   c_->Do({"SET", "k2", "v"});
   c_->Do({"MONITOR"});
   EXPECT_TRUE(c_->conn().ignored());
   c_->Do({"RESET"});
   c_->Do({"SET", "k3", "v"});
-  const std::string rb =
-      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
-  EXPECT_EQ(Take(), (V{"0 " + rb + " k1:", "0 " + kIdem + " k2: SET k2 v", "0 " + kIdem + " k3: SET k3 v"}));
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k1: SET k1 v", "0 " + kIdem + " k2: SET k2 v",
+                       "0 " + kIdem + " k3: SET k3 v"}));
 }
 
 TEST_F(Pairing, EvalshaAfterScriptLoadOnAnotherConnectionBecomesEval) {
@@ -444,7 +445,7 @@ TEST_F(Pairing, ReplayerConnectionsAreNotCaptured) {
 TEST_F(Pairing, SubscriberAndMonitorConnectionsAreIgnored) {
   MirroredClient sub(kPort, &sink_, 9), mon(kPort, &sink_, 10);
   sub.Do({"SUBSCRIBE", "ch"});
-  EXPECT_TRUE(sub.conn().ignored());
+  EXPECT_TRUE(sub.conn().subscribed());
   mon.Do({"MONITOR"});
   EXPECT_TRUE(mon.conn().ignored());
   c_->Do({"PUBLISH", "ch", "hello"});
@@ -452,36 +453,68 @@ TEST_F(Pairing, SubscriberAndMonitorConnectionsAreIgnored) {
   sub.ReceiveMirrored(1);
   mon.ReceiveMirrored(2);
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " a: SET a 1"}));
-  EXPECT_GT(sub.conn().stats().ignored_bytes + mon.conn().stats().ignored_bytes, 0u);
+  EXPECT_EQ(sub.conn().stats().messages, 1u);
+  EXPECT_GT(mon.conn().stats().ignored_bytes, 0u);
 }
 
 // Pub/sub mode entered inside EXEC (the transaction's later replies still
 // pair), a RESET pipelined behind SUBSCRIBE (pairing resumes after its
-// +RESET), key-less writes while subscribed (refused: never shipped), and a
-// SELECT in MONITOR mode (it runs, unanswered: the db becomes a guess).
+// +RESET), writes while subscribed (refused: never shipped), and a SELECT
+// in MONITOR mode (it runs, unanswered: the db becomes a guess).
 TEST_F(Pairing, PubSubModeEdgesKeepPairingAndShipNothingRefused) {
   c_->Do(Cmd({"MULTI"}) + Cmd({"SUBSCRIBE", "ch"}) + Cmd({"SET", "k1", "v"}) + Cmd({"EXEC"}), 4);
-  EXPECT_TRUE(c_->conn().ignored());
+  EXPECT_TRUE(c_->conn().subscribed());
   c_->Do({"RESET"});
-  EXPECT_FALSE(c_->conn().ignored());
+  EXPECT_FALSE(c_->conn().subscribed());
   c_->Do(Cmd({"SUBSCRIBE", "ch"}) + Cmd({"SET", "k2", "v"}) + Cmd({"RESET"}) + Cmd({"SET", "k3", "v"}), 4);
-  EXPECT_FALSE(c_->conn().ignored());
+  EXPECT_FALSE(c_->conn().subscribed());
   c_->Do({"SET", "k4", "v"});
   c_->Do({"SUBSCRIBE", "ch"});
   c_->Do({"FLUSHALL"});
   c_->Do({"RESET"});
-  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 1u);
+  EXPECT_EQ(c_->conn().stats().writes_rejected, 2u);  // SET k2 and FLUSHALL, refused while subscribed
   c_->Do({"MONITOR"});
   c_->Do(Cmd({"SELECT", "1"}) + Cmd({"SET", "k5", "v"}), 2);
   c_->Do({"RESET"});
   c_->Do({"SET", "k6", "v"});
   const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + " f";
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " f" + std::to_string(kInTransaction) + " k1: SET k1 v",
-                       "0 " + rb + std::to_string(kNeedsReadback | kAfterGap) + " k2:",
                        "0 " + kIdem + " k3: SET k3 v", "0 " + kIdem + " k4: SET k4 v",
                        "1 " + rb + std::to_string(kNeedsReadback | kAfterGap | kUnknownDb) + " k5:",
                        "0 " + kIdem + " k6: SET k6 v"}));
   EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+}
+
+// A RESP2 connection that subscribes and then unsubscribes down to nothing
+// (a pooled connection given back after pub/sub, as Jedis does) pairs all
+// along: messages between replies are skipped, writes sent while any
+// subscription is left are refused (nothing shipped), a bare UNSUBSCRIBE
+// answers once per channel, and what follows the last unsubscription,
+// pipelined behind it or not, pairs as usual.
+TEST_F(Pairing, UnsubscribingToNothingPairsTheWritesAfter) {
+  MirroredClient pub(kPort, &sink_, 13);
+  c_->Do(Cmd({"SUBSCRIBE", "a", "b"}) + Cmd({"PSUBSCRIBE", "p*"}) + Cmd({"SSUBSCRIBE", "s"}), 4);
+  EXPECT_TRUE(c_->conn().subscribed());
+  pub.Do({"PUBLISH", "a", "m1"});
+  pub.Do({"PUBLISH", "pq", "m2"});
+  pub.Do({"SPUBLISH", "s", "m3"});
+  c_->ReceiveMirrored(3);
+  c_->Do(Cmd({"SET", "refused1", "v"}) + Cmd({"PING"}) + Cmd({"UNSUBSCRIBE"}) + Cmd({"FLUSHALL"}), 5);
+  c_->Do(Cmd({"PUNSUBSCRIBE"}) + Cmd({"SET", "refused2", "v"}), 2);  // the shard channel is left
+  EXPECT_TRUE(c_->conn().subscribed());
+  c_->Do(Cmd({"SUNSUBSCRIBE"}) + Cmd({"SET", "k1", "v"}) + Cmd({"SELECT", "2"}) + Cmd({"INCR", "n"}), 4);
+  EXPECT_FALSE(c_->conn().subscribed());
+  c_->Do({"UNSUBSCRIBE"});  // none left: one reply, nil channel, count 0
+  c_->Do(Cmd({"SET", "k2", "v", "NX"}) + Cmd({"SET", "k2", "w", "NX"}), 2);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k1: SET k1 v", "2 " + kIdem + " n: SET n 1 KEEPTTL",
+                       "2 " + kIdem + " k2: SET k2 v"}));
+  const ConnectionStats& st = c_->conn().stats();
+  EXPECT_EQ(st.messages, 3u);
+  EXPECT_EQ(st.writes_rejected, 3u);
+  EXPECT_EQ(st.unpaired_replies, 0u);
+  EXPECT_EQ(st.desyncs, 0u);
+  EXPECT_EQ(st.keyless_unconfirmed, 0u);
+  EXPECT_FALSE(c_->conn().ignored());
 }
 
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
