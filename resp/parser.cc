@@ -33,8 +33,9 @@ inline bool ReadCount(const char* v, size_t len, size_t* q, int64_t* out) {
   const size_t start = i;
   int64_t n = 0;
   while (i < len && v[i] >= '0' && v[i] <= '9') {
+    if (i - start == 18) return false;  // checked before the multiply can overflow
     n = n * 10 + (v[i] - '0');
-    if (++i - start > 18) return false;
+    ++i;
   }
   if (i == start || i + 1 >= len || v[i] != '\r' || v[i + 1] != '\n') return false;
   *q = i + 2;

@@ -261,6 +261,25 @@ TEST(RespParser, LimitsGiveClearErrors) {
             std::vector<std::string>{"ERROR:message larger than the buffer limit"});
 }
 
+// Counts of 19 digits and more (past what fits in int64) are errors, found
+// without overflowing on the way (UBSan in the fuzz build checks that).
+TEST(RespParser, CountsTooLongForSixtyFourBitsAreErrors) {
+  const std::string nines(19, '9');
+  for (const std::string& head : {"*" + nines, "*1\r\n$" + nines, "*2\r\n$1\r\nx\r\n$1" + nines}) {
+    const auto got = ParseAll(Parser::Mode::kRequest, head + "\r\n", 100);
+    ASSERT_EQ(got.size(), 1u) << head;
+    EXPECT_EQ(got[0].substr(0, 6), "ERROR:") << head;
+  }
+  for (const std::string& head : {"$" + nines, "*" + nines, ":" + nines + "9"}) {
+    const auto got = ParseAll(Parser::Mode::kReply, head + "\r\n", 100);
+    ASSERT_EQ(got.size(), 1u) << head;
+    EXPECT_EQ(got[0].substr(0, 6), "ERROR:") << head;
+  }
+  // 18 digits still parse as a count (here refused by the bulk limit).
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n$" + std::string(18, '9') + "\r\n", 100),
+            std::vector<std::string>{"ERROR:bulk string longer than the limit"});
+}
+
 TEST(RespParser, BufferedBytesStayBoundedByTheLimit) {
   Limits m;
   m.max_message_bytes = 1000;
