@@ -30,6 +30,17 @@ bool IsPubSubMessage(std::span<const Node> reply) {
          (reply[0].children == 4 && kind == "pmessage");
 }
 
+// A RESP2 confirmation that leaves the connection subscribed:
+// *3 (p|s)subscribe channel count, count >= 1.
+bool IsSubscribeConfirmation(std::span<const Node> reply) {
+  if (reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
+      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger || reply[3].integer < 1) {
+    return false;
+  }
+  const std::string_view kind = reply[1].str;
+  return kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe";
+}
+
 bool IsReplayerName(std::string_view name) {
   return name.substr(0, 8) == "kvferry:";
 }
@@ -359,7 +370,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   }
   const CommandSpec* spec = LookupCommand(args);
   Pending p{KindOf(spec), false, spec, static_cast<uint32_t>(spans_.size()), 0, 0, ts};
-  if (p.kind == Kind::kMulti) req_in_multi_ = true;
+  // MULTI is refused in pub/sub mode; a transaction assumed open while it is
+  // not only makes the (UN)SUBSCRIBEs after it count as uncertain.
+  if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes) req_in_multi_ = true;
   if (p.kind == Kind::kExec || p.kind == Kind::kDiscard) req_in_multi_ = false;
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
@@ -371,7 +384,20 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     case Kind::kHello:
       p.param = 0;
       if (args.size() >= 2 && (!ParseI64(args[1], &p.param) || (p.param != 2 && p.param != 3))) p.param = -1;
-      if (p.param > 0) req_protocol_ = static_cast<int>(p.param);
+      if (p.param == 3 && req_protocol_ == 2) {
+        // Refused in RESP2 pub/sub mode: the (UN)SUBSCRIBEs after it are
+        // then still answered in RESP2.
+        const SubState sub = PredictSubscribed();
+        if (sub == SubState::kMaybe && IgnoreFromHere()) return;
+        if (sub == SubState::kNo) req_protocol_ = 3;
+      } else if (p.param == 2 && req_protocol_ == 3 && resp3_subs_) {
+        // Back to RESP2, maybe still subscribed (RESP3 confirmations are
+        // pushes, not counted): messages would now look like replies.
+        if (IgnoreFromHere()) return;
+        req_protocol_ = 2;
+      } else if (p.param > 0) {
+        req_protocol_ = static_cast<int>(p.param);
+      }
       // Keep only a SETNAME name (HELLO may carry AUTH user password).
       for (size_t i = 2; i + 1 < args.size(); ++i) {
         if (EqualsIgnoreCase(args[i], "auth")) {
@@ -389,16 +415,24 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       reply_off_ = skip_next_ = false;
       req_protocol_ = 2;
       req_in_multi_ = false;
+      resp3_subs_ = false;
       break;
     case Kind::kSubscribe:
     case Kind::kUnsubscribe:
       // RESP3: confirmed by pushes (inside MULTI it is answered +QUEUED).
       // RESP2: one reply per channel (one for a bare UNSUBSCRIBE).
-      if (req_protocol_ == 3 && !req_in_multi_) {
-        p.no_reply = true;
-        subs_known_ = false;  // RESP3 subscriptions are not counted (pushes)
+      if (req_protocol_ == 3) {
+        if (p.kind == Kind::kSubscribe) resp3_subs_ = true;
+        if (!req_in_multi_) {
+          p.no_reply = true;
+          subs_known_ = false;  // RESP3 subscriptions are not counted (pushes)
+        }
+      } else {
+        sub_seen_ = true;
       }
       p.param = static_cast<int64_t>(args.size() - 1);
+      p.bare = p.param == 0;
+      p.queued = req_in_multi_;
       if (spec->name[0] == 'p') p.family = Family::kPattern;  // psubscribe, punsubscribe
       if (std::string_view(spec->name) == "ssubscribe" || std::string_view(spec->name) == "sunsubscribe")
         p.family = Family::kShard;
@@ -415,18 +449,29 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       else
         p.kind = Kind::kPlain;
       break;
-    case Kind::kClientReply:
-      if (args.size() == 3 && EqualsIgnoreCase(args[2], "off")) {
+    case Kind::kClientReply: {
+      // Refused in RESP2 pub/sub mode: then it changes nothing, and is
+      // answered (with an error) unless replies are off already.
+      const bool off = args.size() == 3 && EqualsIgnoreCase(args[2], "off");
+      const bool skip = args.size() == 3 && EqualsIgnoreCase(args[2], "skip");
+      const bool on = args.size() == 3 && EqualsIgnoreCase(args[2], "on");
+      if ((off || skip || (on && (reply_off_ || skip_next_))) && req_protocol_ == 2) {
+        const SubState sub = PredictSubscribed();
+        if (sub == SubState::kMaybe && IgnoreFromHere()) return;
+        if (sub == SubState::kYes) break;
+      }
+      if (off) {
         reply_off_ = true;
         p.no_reply = true;
-      } else if (args.size() == 3 && EqualsIgnoreCase(args[2], "skip")) {
+      } else if (skip) {
         if (!reply_off_) skip_next_ = true;
         p.no_reply = true;
-      } else if (args.size() == 3 && EqualsIgnoreCase(args[2], "on")) {
+      } else if (on) {
         reply_off_ = skip_next_ = false;
         client_reply_on = true;
       }
       break;
+    }
     default: break;  // AUTH: the password is never stored
   }
   if (!p.no_reply && !client_reply_on) {
@@ -451,6 +496,48 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     return;
   }
   DrainNoReply();
+}
+
+Connection::SubState Connection::PredictSubscribed() const {
+  // RESP3 does not restrict a subscribed connection; counts not known fall
+  // back to ignoring the connection once a subscription is confirmed.
+  if (!sub_seen_ || !subs_known_ || req_protocol_ != 2) return SubState::kNo;
+  // Bounds on each family's count once what is unanswered has run.
+  uint64_t lo[3] = {sub_channels_, sub_patterns_, sub_shard_};
+  uint64_t hi[3] = {sub_channels_, sub_patterns_, sub_shard_};
+  auto apply = [&](const Pending& q, bool certain) {
+    if (q.kind == Kind::kReset) {
+      for (int f = 0; f < 3; ++f) lo[f] = hi[f] = 0;
+      return;
+    }
+    if ((q.kind != Kind::kSubscribe && q.kind != Kind::kUnsubscribe) || q.no_reply) return;
+    const int f = static_cast<int>(q.family);
+    const uint64_t n = q.param > 0 ? static_cast<uint64_t>(q.param) : 0;  // confirmations still to come
+    if (q.kind == Kind::kSubscribe) {
+      hi[f] += n;
+      if (certain && n > 0) lo[f] = std::max<uint64_t>(lo[f], 1);
+    } else if (q.bare) {
+      lo[f] = 0;
+      if (certain) hi[f] = 0;
+    } else {
+      lo[f] -= std::min(lo[f], n);
+    }
+  };
+  // Queued commands run at an EXEC that may not come (or abort).
+  for (const Pending& q : multi_queue_) apply(q, false);
+  for (const Pending& q : pending_) apply(q, !q.queued);
+  if (lo[0] + lo[1] + lo[2] > 0) return SubState::kYes;
+  if (hi[0] + hi[1] + hi[2] == 0) return SubState::kNo;
+  return SubState::kMaybe;
+}
+
+bool Connection::IgnoreFromHere() {
+  for (const Pending& q : pending_) {
+    if (q.kind == Kind::kReset) return false;
+  }
+  monitor_ = false;
+  EnterIgnored();
+  return true;
 }
 
 void Connection::ApplyReset() {
@@ -642,6 +729,17 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     ++stats_.messages;
     return;
   }
+  if (desync_ && protocol_ == 2 &&
+      (IsSubscribeConfirmation(reply) || (pending_.empty() && IsPubSubMessage(reply)))) {
+    // Out of step, a subscription is confirmed (its request lost, or read
+    // back already) or a message comes with nothing to answer: the
+    // connection is a subscriber, and its messages must not pair with the
+    // requests to come.
+    if (pending_.empty() || pending_.front().kind != Kind::kSubscribe) ++stats_.unpaired_replies;
+    monitor_ = false;
+    EnterIgnored();
+    return;
+  }
   last_reply_ts_ = ts;
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
@@ -739,9 +837,15 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       std::vector<Pending> queue;
       queue.swap(multi_queue_);
       // A (UN)SUBSCRIBE of several channels answers once per channel, past
-      // the EXEC array's own count: which reply is whose cannot be told.
-      const bool spills = std::any_of(queue.begin(), queue.end(), [](const Pending& q) {
-        return (q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe) && q.param != 1;
+      // the EXEC array's own count: which reply is whose cannot be told. A
+      // bare UNSUBSCRIBE answers once when nothing is subscribed (RESP2
+      // refuses MULTI while subscribed, so only the queue can subscribe).
+      bool subscribed_before = !subs_known_ || protocol_ != 2;
+      const bool spills = std::any_of(queue.begin(), queue.end(), [&](const Pending& q) {
+        if (q.kind != Kind::kSubscribe && q.kind != Kind::kUnsubscribe) return false;
+        const bool one = q.param == 1 || (q.bare && !subscribed_before);
+        if (q.kind == Kind::kSubscribe) subscribed_before = true;
+        return !one;
       });
       if (spills && root.type == Type::kArray) {
         ++stats_.bad_shapes;

@@ -120,6 +120,8 @@ class FifoVector {
   }
   T* begin() { return items_.data() + head_; }
   T* end() { return items_.data() + items_.size(); }
+  const T* begin() const { return items_.data() + head_; }
+  const T* end() const { return items_.data() + items_.size(); }
 
  private:
   std::vector<T> items_;
@@ -184,7 +186,20 @@ class Connection {
     int64_t param;
     uint64_t ts;
     Family family = Family::kChannel;  // (UN)SUBSCRIBE family
+    bool bare = false;                 // an (UN)SUBSCRIBE naming no channel
+    bool queued = false;               // parsed inside MULTI: runs at EXEC, if at all
   };
+  // Whether the server will hold the connection in RESP2 pub/sub mode when
+  // it runs the request being parsed (it then refuses all but (UN)SUBSCRIBE,
+  // PING, QUIT and RESET): from the counts confirmed so far and the
+  // requests still unanswered.
+  enum class SubState : uint8_t { kNo, kYes, kMaybe };
+  SubState PredictSubscribed() const;
+  // A request whose effect cannot be known (it may be refused in pub/sub
+  // mode, or may leave RESP3 pub/sub for RESP2): ignore the connection from
+  // here, as for a subscriber whose counts are not known. False (nothing
+  // done) when a RESET is still unanswered: it ends the mode anyway.
+  bool IgnoreFromHere();
 
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
   // A request of a subscriber or MONITOR connection (ignored()).
@@ -251,6 +266,8 @@ class Connection {
   // answers those only outside pub/sub mode); lost in a desync.
   bool pubsub_ = false;  // the server holds the connection in pub/sub mode
   bool subs_known_ = true;
+  bool sub_seen_ = false;    // a RESP2 (UN)SUBSCRIBE-family request was parsed
+  bool resp3_subs_ = false;  // a RESP3 subscription was requested since the last RESET
   uint64_t sub_channels_ = 0, sub_patterns_ = 0, sub_shard_ = 0;
   uint64_t skipped_before_reset_ = 0;
   bool replayer_ = false;

@@ -482,7 +482,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
   switch (rule) {
     case Rule::kDefault: return Default(spec, argv, out);
     case Rule::kAsIs:
-      if (argv.size() < 2) return bad();
+      // An integer (+OK for HMSET): an aggregate answers another request.
+      if (argv.size() < 2 || root == nullptr || IsAggregate(*root)) return bad();
       out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], argv);
       return ConvertOutcome::kRecorded;
     case Rule::kSet: return Set(argv, reply, ctx, out, spec);
@@ -508,15 +509,18 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       return ConvertOutcome::kRecorded;
     case Rule::kGetset:
-      if (argv.size() != 3) return bad();
+      if (argv.size() != 3 || (!IsNull(reply) && (root == nullptr || !IsString(*root)))) return bad();
       out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2]});
       return ConvertOutcome::kRecorded;
     case Rule::kGetdel:
       if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      if (root == nullptr || !IsString(*root)) return bad();
       out.Emit(RecordOp::kIdempotent, 0, argv[1], {"DEL", argv[1]});
       return ConvertOutcome::kRecorded;
     case Rule::kGetex: {
-      if (IsNull(reply) || argv.size() < 3) return ConvertOutcome::kNoEffect;
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      if (root == nullptr || !IsString(*root)) return bad();
+      if (argv.size() < 3) return ConvertOutcome::kNoEffect;
       if (EqualsIgnoreCase(argv[2], "persist")) {
         out.Emit(RecordOp::kIdempotent, 0, argv[1], {"PERSIST", argv[1]});
         return ConvertOutcome::kRecorded;

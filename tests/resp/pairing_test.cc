@@ -517,6 +517,63 @@ TEST_F(Pairing, UnsubscribingToNothingPairsTheWritesAfter) {
   EXPECT_FALSE(c_->conn().ignored());
 }
 
+// While a RESP2 connection is subscribed the server refuses everything but
+// (P|S)(UN)SUBSCRIBE, PING, QUIT and RESET: a CLIENT REPLY or HELLO sent
+// then changes nothing, and the requests after it are still answered.
+TEST_F(Pairing, CommandsRefusedWhileSubscribedChangeNoReplyMode) {
+  c_->Do(Cmd({"SUBSCRIBE", "a", "b"}), 2);
+  // CLIENT REPLY OFF refused: the FLUSHALL behind it is answered, refused too.
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"FLUSHALL"}), 2);
+  // HELLO 3 refused: the UNSUBSCRIBE is confirmed in RESP2, and the GETSET
+  // after it (one channel still left) refused.
+  c_->Do(Cmd({"HELLO", "3"}) + Cmd({"UNSUBSCRIBE", "a"}) + Cmd({"GETSET", "k", "v"}), 3);
+  EXPECT_TRUE(c_->conn().subscribed());
+  c_->Do(Cmd({"UNSUBSCRIBE"}) + Cmd({"CLIENT", "REPLY", "SKIP"}) + Cmd({"SET", "skipped", "v"}) +
+             Cmd({"SET", "k2", "v"}),
+         2);
+  EXPECT_FALSE(c_->conn().subscribed());
+  const ConnectionStats& st = c_->conn().stats();
+  EXPECT_EQ(st.writes_rejected, 2u);
+  EXPECT_EQ(st.keyless_unconfirmed, 0u);
+  EXPECT_EQ(st.unpaired_replies, 0u);
+  EXPECT_EQ(st.desyncs, 0u);
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback));
+  EXPECT_EQ(Take(), (V{"0 " + rb + " f" + std::to_string(kNeedsReadback) + " skipped:",
+                       "0 " + kIdem + " k2: SET k2 v"}));
+}
+
+// A RESP3 subscriber that switches back to RESP2 stays subscribed, and its
+// messages now come as arrays that look like replies: with its
+// subscriptions not counted (RESP3 confirmations are pushes), the
+// connection is ignored until a RESET.
+TEST_F(Pairing, Resp3SubscriberSwitchingToResp2IsIgnoredUntilReset) {
+  MirroredClient pub(kPort, &sink_, 14);
+  c_->Do({"HELLO", "3"});
+  c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);  // the confirmation push
+  c_->Do({"HELLO", "2"});
+  pub.Do({"PUBLISH", "ch", "m"});
+  c_->ReceiveMirrored(1);              // *3 message ch m
+  c_->Do(Cmd({"SADD", "s", "x"}), 1);  // refused: RESP2 and subscribed
+  c_->Do(Cmd({"FLUSHALL"}), 1);        // refused too: never shipped
+  EXPECT_TRUE(c_->conn().ignored());
+  c_->Do({"RESET"});
+  c_->Do({"SET", "k", "v"});
+  EXPECT_FALSE(c_->conn().ignored());
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback));
+  EXPECT_EQ(Take(), (V{"0 " + rb + " f" + std::to_string(kNeedsReadback | kAfterGap) + " s:",
+                       "0 " + kIdem + " k: SET k v"}));
+  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 1u);
+}
+
+// A bare UNSUBSCRIBE queued in a transaction of a connection with no
+// subscription answers once: the EXEC array still maps reply to command.
+TEST_F(Pairing, BareUnsubscribeInATransactionPairsWhenNothingIsSubscribed) {
+  c_->Do(Cmd({"MULTI"}) + Cmd({"UNSUBSCRIBE"}) + Cmd({"SET", "k", "v"}) + Cmd({"EXEC"}), 4);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " f" + std::to_string(kInTransaction) + " k: SET k v"}));
+  EXPECT_EQ(c_->conn().stats().bad_shapes, 0u);
+  EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+}
+
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
   c_->Do({"HELLO", "3"});
   c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);  // answered by a push
@@ -763,6 +820,25 @@ TEST(PairingOffline, ASubscribeAnsweredOutOfSyncStillIgnoresTheMessages) {
   EXPECT_EQ(sink.records[1].key, "k");
 }
 
+// A SUBSCRIBE whose request was lost with a gap is confirmed with no
+// request left to pair with: the confirmation alone says the connection is
+// now a subscriber, so its messages never pair with later requests.
+TEST(PairingOffline, AConfirmationAfterAGapStillIgnoresTheMessages) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}), 10);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  conn.OnGap(Direction::kClientToServer, 30);  // SUBSCRIBE ch, lost
+  conn.OnData(Direction::kServerToClient, "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", 13);
+  EXPECT_TRUE(conn.ignored());
+  conn.OnData(Direction::kClientToServer, Cmd({"SADD", "k", "v"}), 14);
+  conn.OnData(Direction::kServerToClient, "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n", 15);
+  ASSERT_EQ(sink.records.size(), 2u);
+  EXPECT_EQ(sink.records[0].args, (std::vector<std::string>{"SET", "a", "1"}));
+  EXPECT_EQ(sink.records[1].op, RecordOp::kReadback);
+  EXPECT_EQ(sink.records[1].key, "k");
+}
+
 TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   VectorSink sink;
   Connection conn(&sink, {});
@@ -782,6 +858,27 @@ TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   ASSERT_EQ(sink.records.size(), 3u);
   EXPECT_EQ(sink.records[2].args, (std::vector<std::string>{"SET", "a", "1"}));
   EXPECT_TRUE(sink.records[2].HasFlag(kAfterGap));
+}
+
+// Writes shipped as the request says (GETSET, SADD…) still check that the
+// reply is one their command gives: an array (a subscription confirmation,
+// a message) means it answers another request.
+TEST(PairingOffline, ShippedAsIsWritesRefuseRepliesOfTheWrongShape) {
+  const std::string confirmation = "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n";
+  for (const auto& [request, key] :
+       std::vector<std::pair<std::string, std::string>>{{Cmd({"GETSET", "g", "v"}), "g"},
+                                                        {Cmd({"SADD", "s", "m"}), "s"},
+                                                        {Cmd({"GETDEL", "d"}), "d"},
+                                                        {Cmd({"GETEX", "e", "PERSIST"}), "e"}}) {
+    VectorSink sink;
+    Connection conn(&sink, {});
+    conn.OnData(Direction::kClientToServer, request, 1);
+    conn.OnData(Direction::kServerToClient, confirmation, 2);
+    ASSERT_EQ(sink.records.size(), 1u) << request;
+    EXPECT_EQ(sink.records[0].op, RecordOp::kReadback) << request;
+    EXPECT_EQ(sink.records[0].key, key);
+    EXPECT_EQ(conn.stats().bad_shapes, 1u) << request;
+  }
 }
 
 TEST(PairingOffline, GarbageAndRepliesWithoutRequestsStayBounded) {
