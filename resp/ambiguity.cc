@@ -69,16 +69,19 @@ void AmbiguityTracker::MakeRoom() {
   // Leave a quarter of the cap free, so that the rebuilds stay rare.
   const size_t target = std::min(opts_.max_keys - 1, opts_.max_keys - opts_.max_keys / 4);
   Rebuild(slots_.size(), [&](const Slot& s) { return !Stale(s); });
+  size_t release = 0;
   while (used_ > target) {
     // Keys of records that already left (pushed out early, or passed
-    // through) go first; then the oldest half of the held records leaves
-    // early, and their keys with them.
+    // through) go first; then the oldest held records leave early, and
+    // their keys with them: as many as keys are missing, doubled each round
+    // (a key whose latest record is newer stays).
     const uint64_t first_held = FirstHeldId();
     const size_t before = used_;
     Rebuild(slots_.size(), [&](const Slot& s) { return s.latest.id >= first_held; });
     stats_.keys_evicted += before - used_;
     if (used_ <= target || held_count_ == 0) break;
-    ReleaseEarly((held_count_ + 1) / 2);
+    release = release == 0 ? used_ - target : 2 * release;
+    ReleaseEarly(std::min(release, held_count_));
   }
 }
 

@@ -46,6 +46,8 @@ bool IsReplayerName(std::string_view name) {
 }
 
 constexpr size_t kReclaimSpans = 4096;
+// Requests PredictSubscribed looks through at most.
+constexpr size_t kMaxPredictScan = 1024;
 
 enum class ScriptKind : uint8_t { kNone, kEval, kEvalsha };
 
@@ -92,6 +94,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   bad_shapes += o.bad_shapes;
   unknown_commands += o.unknown_commands;
   keyless_unconfirmed += o.keyless_unconfirmed;
+  subscriber_doubts += o.subscriber_doubts;
   skipped_before_reset += o.skipped_before_reset;
   pushes += o.pushes;
   messages += o.messages;
@@ -124,6 +127,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"bad_shapes", bad_shapes},
       {"unknown_commands", unknown_commands},
       {"keyless_unconfirmed", keyless_unconfirmed},
+      {"subscriber_doubts", subscriber_doubts},
       {"skipped_before_reset", skipped_before_reset},
       {"pushes", pushes},
       {"messages", messages},
@@ -285,9 +289,11 @@ void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
   subs_known_ = false;
-  if (pubsub_) {
-    // Messages would now pair with requests: stop reading replies until a
-    // RESET, as for a subscription seen out of sync.
+  const bool marked = std::any_of(pending_.begin(), pending_.end(),
+                                  [](const Pending& p) { return p.kind == Kind::kIgnoreMark; });
+  if (pubsub_ || marked) {
+    // Messages would now pair with requests (or may: IgnoreFromHere): stop
+    // reading replies until a RESET, as for a subscription seen out of sync.
     pubsub_ = false;
     monitor_ = false;
     EnterIgnored();
@@ -299,19 +305,23 @@ void Connection::EnterDesync() {
   ReadBackWaiting();
 }
 
-void Connection::ReadBackWaiting() {
+void Connection::ReadBackWaiting(bool ignoring) {
   // Requests still waiting may or may not have been executed, and their
   // replies can no longer be matched: read their keys back.
   // A SELECT among them may or may not have run: the db after it is a
   // guess (multi_queue_ is older: in order, it goes first).
-  for (const Pending& p : multi_queue_) {
-    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
-    if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if an EXEC ran it
-  }
-  for (const Pending& p : pending_) {
-    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
-    if (p.kind == Kind::kSelect) SelectUnanswered(p);
-  }
+  auto read_back = [&](const Pending& p) {
+    if (p.kind == Kind::kWrite) {
+      if (ignoring) {
+        UnansweredWhileIgnored(p.spec, Args(p), p.ts);
+      } else {
+        Unanswered(p, p.ts, kAfterGap);
+      }
+    }
+    if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if it (or an EXEC) ran
+  };
+  for (const Pending& p : multi_queue_) read_back(p);
+  for (const Pending& p : pending_) read_back(p);
   pending_.clear();
   multi_queue_.clear();
   in_multi_ = false;
@@ -369,7 +379,12 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     after_gap_left_ = opts_.after_gap_records;
   }
   const CommandSpec* spec = LookupCommand(args);
-  Pending p{KindOf(spec), false, spec, static_cast<uint32_t>(spans_.size()), 0, 0, ts};
+  Pending p{.kind = KindOf(spec),
+            .no_reply = false,
+            .spec = spec,
+            .arg_begin = static_cast<uint32_t>(spans_.size()),
+            .ts = ts,
+            .seq = next_seq_++};
   // MULTI is refused in pub/sub mode; a transaction assumed open while it is
   // not only makes the (UN)SUBSCRIBEs after it count as uncertain.
   if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes) req_in_multi_ = true;
@@ -388,13 +403,12 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         // Refused in RESP2 pub/sub mode: the (UN)SUBSCRIBEs after it are
         // then still answered in RESP2.
         const SubState sub = PredictSubscribed();
-        if (sub == SubState::kMaybe && IgnoreFromHere()) return;
+        if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
         if (sub == SubState::kNo) req_protocol_ = 3;
       } else if (p.param == 2 && req_protocol_ == 3 && resp3_subs_) {
         // Back to RESP2, maybe still subscribed (RESP3 confirmations are
         // pushes, not counted): messages would now look like replies.
-        if (IgnoreFromHere()) return;
-        req_protocol_ = 2;
+        return IgnoreFromHere(ts);
       } else if (p.param > 0) {
         req_protocol_ = static_cast<int>(p.param);
       }
@@ -416,6 +430,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       req_protocol_ = 2;
       req_in_multi_ = false;
       resp3_subs_ = false;
+      last_sub_seq_ = p.seq;
       break;
     case Kind::kSubscribe:
     case Kind::kUnsubscribe:
@@ -429,6 +444,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         }
       } else {
         sub_seen_ = true;
+        last_sub_seq_ = p.seq;
       }
       p.param = static_cast<int64_t>(args.size() - 1);
       p.bare = p.param == 0;
@@ -455,9 +471,12 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       const bool off = args.size() == 3 && EqualsIgnoreCase(args[2], "off");
       const bool skip = args.size() == 3 && EqualsIgnoreCase(args[2], "skip");
       const bool on = args.size() == 3 && EqualsIgnoreCase(args[2], "on");
-      if ((off || skip || (on && (reply_off_ || skip_next_))) && req_protocol_ == 2) {
-        const SubState sub = PredictSubscribed();
-        if (sub == SubState::kMaybe && IgnoreFromHere()) return;
+      if (off || skip || (on && (reply_off_ || skip_next_))) {
+        // Queued in MULTI it takes effect inside EXEC: the EXEC array then
+        // lacks the replies it silenced.
+        if (req_in_multi_) return IgnoreFromHere(ts);
+        const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
+        if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
         if (sub == SubState::kYes) break;
       }
       if (off) {
@@ -475,10 +494,13 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     default: break;  // AUTH: the password is never stored
   }
   if (!p.no_reply && !client_reply_on) {
+    // RESP2 (un)subscribe confirmations are sent as pushes are, through
+    // CLIENT REPLY OFF or SKIP (which the request still uses up).
+    const bool confirmed = (p.kind == Kind::kSubscribe || p.kind == Kind::kUnsubscribe) && !req_in_multi_;
     if (reply_off_) {
-      p.no_reply = true;
+      p.no_reply = !confirmed;
     } else if (skip_next_) {
-      p.no_reply = true;
+      p.no_reply = !confirmed;
       skip_next_ = false;
     }
   }
@@ -502,6 +524,14 @@ Connection::SubState Connection::PredictSubscribed() const {
   // RESP3 does not restrict a subscribed connection; counts not known fall
   // back to ignoring the connection once a subscription is confirmed.
   if (!sub_seen_ || !subs_known_ || req_protocol_ != 2) return SubState::kNo;
+  // Nothing that changes the counts unanswered (or queued): they tell.
+  const uint64_t oldest = !multi_queue_.empty() ? multi_queue_.front().seq
+                          : !pending_.empty()   ? pending_.front().seq
+                                                : next_seq_;
+  if (last_sub_seq_ < oldest) return pubsub_ ? SubState::kYes : SubState::kNo;
+  // Bounded work per request: a backlog this deep behind an unanswered
+  // (UN)SUBSCRIBE is not told apart.
+  if (multi_queue_.size() + pending_.size() > kMaxPredictScan) return SubState::kMaybe;
   // Bounds on each family's count once what is unanswered has run.
   uint64_t lo[3] = {sub_channels_, sub_patterns_, sub_shard_};
   uint64_t hi[3] = {sub_channels_, sub_patterns_, sub_shard_};
@@ -531,13 +561,10 @@ Connection::SubState Connection::PredictSubscribed() const {
   return SubState::kMaybe;
 }
 
-bool Connection::IgnoreFromHere() {
-  for (const Pending& q : pending_) {
-    if (q.kind == Kind::kReset) return false;
-  }
-  monitor_ = false;
-  EnterIgnored();
-  return true;
+void Connection::IgnoreFromHere(uint64_t ts) {
+  ++stats_.subscriber_doubts;
+  pending_.push_back(Pending{.kind = Kind::kIgnoreMark, .no_reply = true, .ts = ts, .seq = next_seq_++});
+  DrainNoReply();
 }
 
 void Connection::ApplyReset() {
@@ -608,6 +635,10 @@ void Connection::DrainNoReply() {
         }
         break;
       case Kind::kMulti: in_multi_ = true; break;
+      case Kind::kIgnoreMark:
+        monitor_ = false;
+        EnterIgnored();
+        break;
       case Kind::kExec:
       case Kind::kDiscard:
         // Queued commands run at EXEC in order, each in the db selected
@@ -638,12 +669,12 @@ void Connection::EnterIgnored() {
   }
   if (reset == pending_.size()) {
     ignored_ = true;
-    ReadBackWaiting();
+    ReadBackWaiting(true);
     return;
   }
   for (size_t i = 0; i < reset; ++i) {
     const Pending& p = pending_.front();
-    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, kAfterGap);
+    if (p.kind == Kind::kWrite) UnansweredWhileIgnored(p.spec, Args(p), p.ts);
     if (p.kind == Kind::kSelect) SelectUnanswered(p);
     pending_.pop_front();
   }
@@ -671,7 +702,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
     case Kind::kSelect: {
       // Runs in MONITOR mode and after UNSUBSCRIBE down to no channel; its
       // reply is not read.
-      Pending p{kind, true, spec, 0, 0, -1, ts};
+      Pending p{.kind = kind, .no_reply = true, .spec = spec, .param = -1, .ts = ts};
       int64_t db;
       if (args.size() == 2 && ParseI64(args[1], &db) && db >= 0 && db <= 0xfffe) p.param = db;
       SelectUnanswered(p);
@@ -684,18 +715,23 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
     case Kind::kWrite: break;
     default: return;
   }
-  // A write: refused while the client is subscribed, executed in MONITOR
-  // mode or once it has left the mode; the replies are not read to tell, so
-  // its keys are read back. A key-less write (FLUSHALL, SWAPDB…) cannot be
-  // read back, and shipping one the server refused would wipe or scramble
-  // the replica: it is counted, not shipped.
-  if (spec->num_specs == 0 && !monitor_ && !replayer_) {
+  UnansweredWhileIgnored(spec, args, ts);
+}
+
+void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv,
+                                        uint64_t ts) {
+  // Refused while the client is subscribed, executed in MONITOR mode or
+  // once it has left the mode; the replies are not read to tell, so the
+  // keys are read back. A key-less write (FLUSHALL, SWAPDB…) cannot be read
+  // back, and shipping one the server refused would wipe or scramble the
+  // replica: it is counted, not shipped.
+  if (spec != nullptr && spec->num_specs == 0 && !monitor_ && !replayer_) {
     ++stats_.writes_unacked;
     ++stats_.keyless_unconfirmed;
     Observe(spec, Outcome::kUnpaired);
     return;
   }
-  Unanswered(spec, args, ts, kAfterGap);
+  Unanswered(spec, argv, ts, kAfterGap);
 }
 
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
@@ -800,6 +836,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       // Queued for EXEC. Seen outside MULTI it means the MULTI was lost.
       in_multi_ = true;
       multi_queue_.push_back(p);
+      if (multi_queue_.size() > opts_.max_pending_requests) {
+        ++stats_.overflows;
+        EnterDesync();
+      }
       return;
     }
     if (in_multi_) {
@@ -935,6 +975,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kWrite: HandleWrite(p, reply, ts, in_tx); return;
+    case Kind::kIgnoreMark: return;  // never answered (no_reply)
   }
 }
 

@@ -73,14 +73,15 @@ struct ConnectionStats {
   uint64_t replayer_writes = 0;   // writes of a kvferry replayer connection: not captured
   uint64_t script_unknown = 0;    // EVALSHA whose body was never seen: keys read back, no command
   uint64_t records = 0;
-  uint64_t transactions = 0;          // EXEC that applied
-  uint64_t exec_aborted = 0;          // EXEC answered -EXECABORT / error
-  uint64_t watch_aborted = 0;         // EXEC answered nil (WATCH)
-  uint64_t unpaired_replies = 0;      // replies with no request to pair
-  uint64_t unpaired_requests = 0;     // requests still unanswered at close
-  uint64_t bad_shapes = 0;            // reply did not fit its command: pairing suspect
-  uint64_t unknown_commands = 0;      // not in the command table, answered without error
-  uint64_t keyless_unconfirmed = 0;   // key-less write of a subscriber connection: not shipped
+  uint64_t transactions = 0;         // EXEC that applied
+  uint64_t exec_aborted = 0;         // EXEC answered -EXECABORT / error
+  uint64_t watch_aborted = 0;        // EXEC answered nil (WATCH)
+  uint64_t unpaired_replies = 0;     // replies with no request to pair
+  uint64_t unpaired_requests = 0;    // requests still unanswered at close
+  uint64_t bad_shapes = 0;           // reply did not fit its command: pairing suspect
+  uint64_t unknown_commands = 0;     // not in the command table, answered without error
+  uint64_t keyless_unconfirmed = 0;  // key-less write of a subscriber connection: not shipped
+  uint64_t subscriber_doubts = 0;    // requests whose effect pub/sub mode made unknowable: ignored from there
   uint64_t skipped_before_reset = 0;  // replies skipped while waiting for +RESET (pub/sub, MONITOR)
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
   uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
@@ -105,6 +106,7 @@ class FifoVector {
   bool empty() const { return head_ == items_.size(); }
   size_t size() const { return items_.size() - head_; }
   T& front() { return items_[head_]; }
+  const T& front() const { return items_[head_]; }
   void push_back(const T& v) { items_.push_back(v); }
   void pop_front() {
     if (++head_ == items_.size()) {
@@ -171,23 +173,27 @@ class Connection {
     kUnsubscribe,
     kClientReply,
     kScriptLoad,
+    // Not a request: where the connection starts being ignored once every
+    // request before it is answered (IgnoreFromHere).
+    kIgnoreMark,
   };
   static Kind KindOf(const CommandSpec* spec);
   // Which subscriptions a (UN)SUBSCRIBE-family command counts in.
   enum class Family : uint8_t { kChannel, kPattern, kShard };
   struct Pending {
     Kind kind;
-    bool no_reply;  // the server will not answer (CLIENT REPLY OFF/SKIP, RESP3 subscribe)
-    const CommandSpec* spec;
-    uint32_t arg_begin;  // index into spans_
-    uint32_t argc;
-    // SELECT db, HELLO protover; (UN)SUBSCRIBE: channels named, so replies
-    // still to come (0: a bare UNSUBSCRIBE, one reply per subscription).
-    int64_t param;
-    uint64_t ts;
+    bool no_reply;                     // the server will not answer (CLIENT REPLY OFF/SKIP, RESP3 subscribe)
     Family family = Family::kChannel;  // (UN)SUBSCRIBE family
     bool bare = false;                 // an (UN)SUBSCRIBE naming no channel
     bool queued = false;               // parsed inside MULTI: runs at EXEC, if at all
+    const CommandSpec* spec = nullptr;
+    uint32_t arg_begin = 0;  // index into spans_
+    uint32_t argc = 0;
+    // SELECT db, HELLO protover; (UN)SUBSCRIBE: channels named, so replies
+    // still to come (0: a bare UNSUBSCRIBE, one reply per subscription).
+    int64_t param = 0;
+    uint64_t ts = 0;
+    uint64_t seq = 0;  // order of arrival
   };
   // Whether the server will hold the connection in RESP2 pub/sub mode when
   // it runs the request being parsed (it then refuses all but (UN)SUBSCRIBE,
@@ -196,15 +202,20 @@ class Connection {
   enum class SubState : uint8_t { kNo, kYes, kMaybe };
   SubState PredictSubscribed() const;
   // A request whose effect cannot be known (it may be refused in pub/sub
-  // mode, or may leave RESP3 pub/sub for RESP2): ignore the connection from
-  // here, as for a subscriber whose counts are not known. False (nothing
-  // done) when a RESET is still unanswered: it ends the mode anyway.
-  bool IgnoreFromHere();
+  // mode, or may leave RESP3 pub/sub for RESP2) takes this instead: the
+  // requests before it pair with their replies, and once they are answered
+  // the connection is ignored (EnterIgnored) as a subscriber whose counts
+  // are not known.
+  void IgnoreFromHere(uint64_t ts);
 
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
   // A request of a subscriber or MONITOR connection (ignored()).
   void OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts);
   void EnterIgnored();
+  // A write whose reply is not read in ignored mode: its keys are read back;
+  // a key-less one (FLUSHALL…) is shipped only in MONITOR mode, where it
+  // surely ran (a subscriber's server may have refused it).
+  void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
   // A RESP2 (un)subscribe confirmation for `front`, a (UN)SUBSCRIBE-family
   // request: the subscription counts and pub/sub mode follow it. False when
   // the counts are not known or the reply is no confirmation (the caller
@@ -227,8 +238,9 @@ class Connection {
   // A SELECT the server executed (or refused) without answering.
   void SelectUnanswered(const Pending& p);
   void EnterDesync();
-  // Writes still waiting for a reply (or for EXEC) become read-backs.
-  void ReadBackWaiting();
+  // Writes still waiting for a reply (or for EXEC) become read-backs
+  // (`ignoring`: as UnansweredWhileIgnored).
+  void ReadBackWaiting(bool ignoring = false);
   void Reclaim();
   uint16_t FlagsFor(bool in_tx);
   std::span<const std::string_view> Args(const Pending& p);
@@ -268,6 +280,8 @@ class Connection {
   bool subs_known_ = true;
   bool sub_seen_ = false;    // a RESP2 (UN)SUBSCRIBE-family request was parsed
   bool resp3_subs_ = false;  // a RESP3 subscription was requested since the last RESET
+  uint64_t next_seq_ = 1;
+  uint64_t last_sub_seq_ = 0;  // seq of the last RESP2 (UN)SUBSCRIBE-family request or RESET
   uint64_t sub_channels_ = 0, sub_patterns_ = 0, sub_shard_ = 0;
   uint64_t skipped_before_reset_ = 0;
   bool replayer_ = false;

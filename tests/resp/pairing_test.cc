@@ -574,6 +574,73 @@ TEST_F(Pairing, BareUnsubscribeInATransactionPairsWhenNothingIsSubscribed) {
   EXPECT_EQ(c_->conn().stats().desyncs, 0u);
 }
 
+// When it cannot be told whether the server will still be in pub/sub mode
+// (an UNSUBSCRIBE of named channels unanswered), a CLIENT REPLY or HELLO 3
+// makes the connection ignored once the requests before it are answered:
+// those pair exactly, what follows is read back, and a key-less write that
+// may have been refused is never shipped.
+TEST_F(Pairing, AnUnknowableSubscriptionStateIgnoresTheConnectionAfterWhatPairs) {
+  c_->Do({"SET", "s", "x"});
+  c_->Do(Cmd({"SUBSCRIBE", "a"}) + Cmd({"UNSUBSCRIBE", "b"}) + Cmd({"FLUSHALL"}) +
+             Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"RESET"}),
+         5);  // all refused but the (UN)SUBSCRIBEs and RESET
+  c_->Do(Cmd({"RESET"}) + Cmd({"SUBSCRIBE", "a"}) + Cmd({"UNSUBSCRIBE", "b"}) +
+             Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"FLUSHALL"}) + Cmd({"RESET"}),
+         6);
+  EXPECT_FALSE(c_->conn().ignored());
+  // HELLO 3 accepted here (UNSUBSCRIBE a left no subscription): RESP3 from
+  // it on, which the connection does not assume; nothing is lost.
+  c_->Do(Cmd({"SUBSCRIBE", "a"}) + Cmd({"UNSUBSCRIBE", "a"}) + Cmd({"HELLO", "3"}) + Cmd({"SUBSCRIBE", "b"}) +
+             Cmd({"SET", "k", "v"}) + Cmd({"INCR", "s"}) + Cmd({"SET", "k2", "v"}),
+         7);
+  EXPECT_TRUE(c_->conn().ignored());
+  c_->Do({"RESET"});
+  c_->Do({"SET", "k3", "v"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " s: SET s x", "0 " + rb + " k:", "0 " + rb + " s:", "0 " + rb + " k2:",
+                       "0 " + kIdem + " k3: SET k3 v"}));
+  const ConnectionStats& st = c_->conn().stats();
+  EXPECT_EQ(st.writes_rejected, 1u);  // the first FLUSHALL, paired with its error
+  EXPECT_EQ(st.keyless_unconfirmed, 1u);
+  EXPECT_EQ(st.subscriber_doubts, 3u);
+}
+
+// RESP2 (un)subscribe confirmations (and messages) reach the client through
+// CLIENT REPLY OFF; the commands it sends meanwhile are refused silently.
+TEST_F(Pairing, SubscribeConfirmationsComeThroughClientReplyOff) {
+  c_->Do({"SADD", "sk", "message", "a", "hi", "other"});
+  Take();
+  MirroredClient pub(kPort, &sink_, 15);
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SUBSCRIBE", "a"}) + Cmd({"CLIENT", "REPLY", "ON"}) +
+             Cmd({"SPOP", "sk", "3"}),
+         1);
+  EXPECT_TRUE(c_->conn().subscribed());
+  pub.Do({"PUBLISH", "a", "hi"});
+  c_->ReceiveMirrored(1);
+  c_->Do({"RESET"});
+  c_->Do({"SET", "k", "v"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " sk:", "0 " + kIdem + " k: SET k v"}));
+  EXPECT_EQ(c_->conn().stats().messages, 1u);
+  EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+  EXPECT_EQ(c_->raw().Send(Cmd({"SCARD", "sk"}), 1), ":4\r\n");
+}
+
+// CLIENT REPLY OFF queued in MULTI silences the replies inside EXEC: the
+// EXEC array arrives without them, so the connection is ignored from there.
+TEST_F(Pairing, ClientReplyQueuedInATransactionIgnoresTheConnection) {
+  c_->Do(Cmd({"MULTI"}) + Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SET", "x", "2"}) + Cmd({"EXEC"}) +
+             Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}) + Cmd({"PING"}) + Cmd({"RESET"}),
+         6);  // +OK +QUEUED +QUEUED *2 (+OK +PONG) +PONG +RESET
+  c_->Do({"SET", "y", "1"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " x:", "0 " + kIdem + " y: SET y 1"}));
+  EXPECT_FALSE(c_->conn().ignored());
+}
+
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
   c_->Do({"HELLO", "3"});
   c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);  // answered by a push
@@ -1043,6 +1110,30 @@ TEST(Ambiguity, CapsReleaseEarlyButKeepTheKeyForItsWindow) {
     EXPECT_EQ(out.records[0].flags, both);
     EXPECT_EQ(out.records[1].flags, both);
   }
+}
+
+// The key cap pushes out only as many held records as it needs keys for
+// (a quarter of the cap, so rebuilds stay rare), not half of what is held.
+TEST(Ambiguity, TheKeyCapPushesOutOnlyWhatItNeeds) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1'000'000'000;
+  o.max_keys = 100;
+  AmbiguityTracker t(&out, o);
+  ChangeRecord r;
+  for (int i = 0; i <= 100; ++i) {
+    r.key = "k" + std::to_string(i);
+    r.capture_ns = 1000 + static_cast<uint64_t>(i);
+    r.args = {"SET", r.key, "v"};
+    EmitRecord(&t, r, 1);
+  }
+  // 100 keys held at the cap: the 101st makes room for 75 of them.
+  EXPECT_EQ(t.stats().forced_releases, 25u);
+  EXPECT_EQ(t.stats().keys_evicted, 25u);
+  ASSERT_EQ(out.records.size(), 25u);
+  EXPECT_EQ(out.records.back().key, "k24");
+  t.Flush();
+  EXPECT_EQ(out.records.size(), 101u);
 }
 
 TEST(Ambiguity, MemoryStaysBounded) {
