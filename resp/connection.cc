@@ -41,6 +41,17 @@ bool IsSubscribeConfirmation(std::span<const Node> reply) {
   return kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe";
 }
 
+// Any RESP2 (un)subscribe confirmation: *3 kind channel-or-nil count.
+bool IsSubscriptionConfirmation(std::span<const Node> reply) {
+  if (reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
+      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger) {
+    return false;
+  }
+  const std::string_view kind = reply[1].str;
+  return kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe" || kind == "unsubscribe" ||
+         kind == "punsubscribe" || kind == "sunsubscribe";
+}
+
 bool IsReplayerName(std::string_view name) {
   return name.substr(0, 8) == "kvferry:";
 }
@@ -474,8 +485,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       if (off || skip || (on && (reply_off_ || skip_next_))) {
         // Queued in MULTI it takes effect inside EXEC: the EXEC array then
         // lacks the replies it silenced.
-        if (req_in_multi_) return IgnoreFromHere(ts);
         const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
+        if (req_in_multi_) return IgnoreFromHere(ts, sub == SubState::kNo);
         if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
         if (sub == SubState::kYes) break;
       }
@@ -493,16 +504,18 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     }
     default: break;  // AUTH: the password is never stored
   }
-  if (!p.no_reply && !client_reply_on) {
+  if (!p.no_reply && !client_reply_on && (reply_off_ || skip_next_)) {
     // RESP2 (un)subscribe confirmations are sent as pushes are, through
-    // CLIENT REPLY OFF or SKIP (which the request still uses up).
-    const bool confirmed = (p.kind == Kind::kSubscribe || p.kind == Kind::kUnsubscribe) && !req_in_multi_;
-    if (reply_off_) {
-      p.no_reply = !confirmed;
-    } else if (skip_next_) {
-      p.no_reply = !confirmed;
-      skip_next_ = false;
+    // CLIENT REPLY OFF or SKIP (which the request still uses up); a refusal
+    // (an ACL, no channel) is silenced like any reply.
+    const bool sub = p.kind == Kind::kSubscribe || p.kind == Kind::kUnsubscribe;
+    if (sub && req_in_multi_) {
+      // Its confirmations come from a silenced EXEC: unpairable.
+      return IgnoreFromHere(ts);
     }
+    p.confirm_only = sub && (p.kind == Kind::kUnsubscribe || p.param > 0);
+    p.no_reply = !p.confirm_only;
+    skip_next_ = false;
   }
   if (keep > 0) {
     p.argc = static_cast<uint32_t>(keep);
@@ -545,7 +558,8 @@ Connection::SubState Connection::PredictSubscribed() const {
     const uint64_t n = q.param > 0 ? static_cast<uint64_t>(q.param) : 0;  // confirmations still to come
     if (q.kind == Kind::kSubscribe) {
       hi[f] += n;
-      if (certain && n > 0) lo[f] = std::max<uint64_t>(lo[f], 1);
+      // Under CLIENT REPLY OFF a refusal (an ACL) is silent: not certain.
+      if (certain && n > 0 && !q.confirm_only) lo[f] = std::max<uint64_t>(lo[f], 1);
     } else if (q.bare) {
       lo[f] = 0;
       if (certain) hi[f] = 0;
@@ -561,9 +575,13 @@ Connection::SubState Connection::PredictSubscribed() const {
   return SubState::kMaybe;
 }
 
-void Connection::IgnoreFromHere(uint64_t ts) {
+void Connection::IgnoreFromHere(uint64_t ts, bool surely_runs) {
   ++stats_.subscriber_doubts;
-  pending_.push_back(Pending{.kind = Kind::kIgnoreMark, .no_reply = true, .ts = ts, .seq = next_seq_++});
+  pending_.push_back(Pending{.kind = Kind::kIgnoreMark,
+                             .no_reply = true,
+                             .param = surely_runs ? 1 : 0,
+                             .ts = ts,
+                             .seq = next_seq_++});
   DrainNoReply();
 }
 
@@ -636,7 +654,11 @@ void Connection::DrainNoReply() {
         break;
       case Kind::kMulti: in_multi_ = true; break;
       case Kind::kIgnoreMark:
-        monitor_ = false;
+        // Not subscribed (a CLIENT REPLY queued in MULTI; or, now that
+        // everything before the mark is answered, the counts say so): the
+        // server runs what follows, so key-less writes still ship, as in
+        // MONITOR mode.
+        monitor_ = p.param == 1 || (protocol_ == 2 && subs_known_ && !pubsub_);
         EnterIgnored();
         break;
       case Kind::kExec:
@@ -653,6 +675,10 @@ void Connection::DrainNoReply() {
         break;
       default: break;
     }
+  }
+  if (multi_queue_.size() > opts_.max_pending_requests) {
+    ++stats_.overflows;
+    EnterDesync();
   }
   Reclaim();
 }
@@ -672,10 +698,17 @@ void Connection::EnterIgnored() {
     ReadBackWaiting(true);
     return;
   }
-  for (size_t i = 0; i < reset; ++i) {
-    const Pending& p = pending_.front();
+  // Queued commands are older (and run at an EXEC before the RESET, if
+  // any); the RESET discards the transaction otherwise.
+  auto read_back = [&](const Pending& p) {
     if (p.kind == Kind::kWrite) UnansweredWhileIgnored(p.spec, Args(p), p.ts);
     if (p.kind == Kind::kSelect) SelectUnanswered(p);
+  };
+  for (const Pending& p : multi_queue_) read_back(p);
+  multi_queue_.clear();
+  in_multi_ = false;
+  for (size_t i = 0; i < reset; ++i) {
+    read_back(pending_.front());
     pending_.pop_front();
   }
   awaiting_reset_ = true;
@@ -713,6 +746,9 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
       if (args.size() == 3 && IsReplayerName(args[2])) replayer_ = true;
       return;
     case Kind::kWrite: break;
+    case Kind::kSubscribe:
+      monitor_ = false;  // from here the server may refuse writes
+      return;
     default: return;
   }
   UnansweredWhileIgnored(spec, args, ts);
@@ -781,6 +817,20 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     ++stats_.unpaired_replies;
     if (!desync_) EnterDesync();
     return;
+  }
+  while (pending_.front().confirm_only && !IsSubscriptionConfirmation(reply)) {
+    // Sent while replies were off and refused (silently): the reply is the
+    // next request's.
+    const Pending p = pending_.front();
+    pending_.pop_front();
+    Observe(p.spec, Outcome::kRejected);
+    DrainNoReply();
+    if (ignored_ || awaiting_reset_) return;  // a mark behind it was reached
+    if (pending_.empty()) {
+      ++stats_.unpaired_replies;
+      if (!desync_) EnterDesync();
+      return;
+    }
   }
   Pending& front = pending_.front();
   if ((front.kind == Kind::kSubscribe || front.kind == Kind::kUnsubscribe) && !IsError(reply[0])) {

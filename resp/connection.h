@@ -186,6 +186,7 @@ class Connection {
     Family family = Family::kChannel;  // (UN)SUBSCRIBE family
     bool bare = false;                 // an (UN)SUBSCRIBE naming no channel
     bool queued = false;               // parsed inside MULTI: runs at EXEC, if at all
+    bool confirm_only = false;         // (UN)SUBSCRIBE under CLIENT REPLY OFF|SKIP: confirmed, or silent
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -206,7 +207,9 @@ class Connection {
   // requests before it pair with their replies, and once they are answered
   // the connection is ignored (EnterIgnored) as a subscriber whose counts
   // are not known.
-  void IgnoreFromHere(uint64_t ts);
+  // `surely_runs`: not subscribed, so the server runs every command that
+  // follows (key-less writes among them are shipped, flagged).
+  void IgnoreFromHere(uint64_t ts, bool surely_runs = false);
 
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
   // A request of a subscriber or MONITOR connection (ignored()).

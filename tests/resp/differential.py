@@ -37,6 +37,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Sent among the writes of a RESP2 subscriber, which the server refuses:
+# they must change nothing.
+PUBSUB_REFUSED = [["CLIENT", "REPLY", "OFF"], ["CLIENT", "REPLY", "SKIP"], ["HELLO", "3"], ["MULTI"], ["FLUSHALL"]]
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 import redis_snapshot  # noqa: E402
@@ -680,6 +683,11 @@ class Gen:
             # RESP2 pub/sub: writes sent while subscribed (refused), then an
             # UNSUBSCRIBE down to nothing and writes that run (see drive()).
             refused = [c for _ in range(r.randint(0, 2)) for c in self.one(fams)]
+            if r.random() < 0.5:
+                # Commands that change how later replies come, refused too
+                # while subscribed: they must change nothing.
+                ctl = r.choice(PUBSUB_REFUSED)
+                refused.insert(r.randint(0, len(refused)), ctl)
             run = [c for _ in range(r.randint(1, 3)) for c in self.one(fams)]
             self.pubsub_split = len(refused)
             return "pubsub", refused + run
@@ -922,6 +930,10 @@ def drive(conn, gen, count, fams, log, script_lines=None):
                 note(cmd, conn.read())
             sent += len(subs) + len(cmds) + len(unsub) + npub
             continue
+        if mode == "pubsub":
+            # RESP3: nothing is refused (nor subscribed); the control
+            # commands meant to be refused would run.
+            cmds = [c for c in cmds if [str(x).upper() for x in c] not in PUBSUB_REFUSED]
         if mode in ("pipe", "multi-pipe", "pubsub"):
             conn.send(cmds)
             for cmd in cmds:

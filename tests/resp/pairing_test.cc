@@ -607,7 +607,10 @@ TEST_F(Pairing, AnUnknowableSubscriptionStateIgnoresTheConnectionAfterWhatPairs)
 }
 
 // RESP2 (un)subscribe confirmations (and messages) reach the client through
-// CLIENT REPLY OFF; the commands it sends meanwhile are refused silently.
+// CLIENT REPLY OFF; the commands it sends meanwhile are refused silently. A
+// refused SUBSCRIBE would be silent too, so whether the CLIENT REPLY ON
+// behind it runs cannot be told: the connection is ignored from there (the
+// message never pairs with the SPOP) until RESET.
 TEST_F(Pairing, SubscribeConfirmationsComeThroughClientReplyOff) {
   c_->Do({"SADD", "sk", "message", "a", "hi", "other"});
   Take();
@@ -615,15 +618,15 @@ TEST_F(Pairing, SubscribeConfirmationsComeThroughClientReplyOff) {
   c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SUBSCRIBE", "a"}) + Cmd({"CLIENT", "REPLY", "ON"}) +
              Cmd({"SPOP", "sk", "3"}),
          1);
-  EXPECT_TRUE(c_->conn().subscribed());
   pub.Do({"PUBLISH", "a", "hi"});
   c_->ReceiveMirrored(1);
+  EXPECT_TRUE(c_->conn().ignored());
   c_->Do({"RESET"});
   c_->Do({"SET", "k", "v"});
   const std::string rb =
-      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
   EXPECT_EQ(Take(), (V{"0 " + rb + " sk:", "0 " + kIdem + " k: SET k v"}));
-  EXPECT_EQ(c_->conn().stats().messages, 1u);
+  EXPECT_EQ(c_->conn().stats().subscriber_doubts, 1u);
   EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
   EXPECT_EQ(c_->raw().Send(Cmd({"SCARD", "sk"}), 1), ":4\r\n");
 }
@@ -639,6 +642,86 @@ TEST_F(Pairing, ClientReplyQueuedInATransactionIgnoresTheConnection) {
       std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
   EXPECT_EQ(Take(), (V{"0 " + rb + " x:", "0 " + kIdem + " y: SET y 1"}));
   EXPECT_FALSE(c_->conn().ignored());
+}
+
+// A mark with a RESET behind it still reads back what a transaction queued
+// before it ran.
+TEST_F(Pairing, AMarkBeforeAResetReadsBackTheQueuedTransaction) {
+  c_->Do(Cmd({"SUBSCRIBE", "a"}), 1);
+  c_->Do(Cmd({"UNSUBSCRIBE", "a"}) + Cmd({"MULTI"}) + Cmd({"SET", "k", "v"}) + Cmd({"HELLO", "3"}) +
+             Cmd({"EXEC"}) + Cmd({"RESET"}),
+         6);
+  c_->Do({"SET", "k2", "v"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kAfterGap);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " k:", "0 " + kIdem + " k2: SET k2 v"}));
+  EXPECT_EQ(c_->raw().Send(Cmd({"GET", "k"}), 1), "$1\r\nv\r\n");
+}
+
+// A (UN)SUBSCRIBE sent while replies are off is confirmed, unless the server
+// refuses it (an ACL, no channel): then it stays silent, and the next reply
+// is the next request's. Whether CLIENT REPLY ON behind it ran cannot be
+// told when it is parsed: the connection is ignored from it, and as the
+// counts say nothing is subscribed once the SUBSCRIBE is found refused, its
+// key-less writes still ship.
+TEST_F(Pairing, ASubscribeRefusedWhileRepliesAreOffIsSilent) {
+  c_->Do({"ACL", "SETUSER", "limited", "on", ">pw", "resetchannels", "&allowed", "+@all", "~*"});
+  c_->Do({"AUTH", "limited", "pw"});
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SUBSCRIBE", "forbidden"}) + Cmd({"SET", "x", "1"}) +
+             Cmd({"SUBSCRIBE"}) + Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"SET", "y", "2"}),
+         2);
+  c_->Do({"FLUSHALL"});
+  c_->Do({"SET", "w", "3"});
+  EXPECT_TRUE(c_->conn().ignored());
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + " f";
+  const std::string g = std::to_string(kNeedsReadback | kAfterGap);
+  const std::string db = std::string(RecordOpName(RecordOp::kDatabase)) + " f" + g;
+  EXPECT_EQ(Take(), (V{"0 " + rb + std::to_string(kNeedsReadback) + " x:", "0 " + rb + g + " y:",
+                       "0 " + db + " : FLUSHALL", "0 " + rb + g + " w:"}));
+  EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 0u);
+  c_->Do({"RESET"});
+  c_->Do({"SET", "v", "4"});
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " v: SET v 4"}));
+}
+
+// A SUBSCRIBE queued in MULTI while replies are off is confirmed from inside
+// a silenced EXEC: unpairable, the connection is ignored until RESET, and
+// the message that follows never pairs with a refused write.
+TEST_F(Pairing, ASubscribeQueuedWhileRepliesAreOffIgnoresTheConnection) {
+  c_->Do({"SADD", "s", "m1", "m2", "m3"});
+  Take();
+  MirroredClient pub(kPort, &sink_, 16);
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"MULTI"}) + Cmd({"SUBSCRIBE", "a"}) + Cmd({"EXEC"}) +
+             Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"SPOP", "s", "3"}),
+         1);  // only the confirmation
+  pub.Do({"PUBLISH", "a", "hello"});
+  c_->ReceiveMirrored(1);
+  EXPECT_TRUE(c_->conn().ignored());
+  c_->Do({"RESET"});
+  c_->Do({"SET", "k", "v"});
+  for (const std::string& r : Take()) EXPECT_EQ(r.find(kIdem + " s:"), std::string::npos) << r;
+  EXPECT_EQ(c_->raw().Send(Cmd({"SCARD", "s"}), 1), ":3\r\n");
+  EXPECT_FALSE(c_->conn().ignored());
+}
+
+// Ignored for a reason that is not pub/sub (CLIENT REPLY SKIP queued in
+// MULTI leaves the EXEC array short), the connection's key-less writes
+// surely run: they are still shipped, flagged.
+TEST_F(Pairing, IgnoredWithoutSubscriptionsKeyLessWritesStillShip) {
+  // +OK +QUEUED +QUEUED, then EXEC's *2 and no element: the PINGs' replies
+  // complete it.
+  c_->Do(Cmd({"MULTI"}) + Cmd({"CLIENT", "REPLY", "SKIP"}) + Cmd({"INCR", "n"}) + Cmd({"EXEC"}) +
+             Cmd({"PING"}) + Cmd({"PING"}),
+         4);
+  c_->Do({"FLUSHALL"});
+  c_->Do({"SET", "w", "3"});
+  EXPECT_TRUE(c_->conn().ignored());
+  const std::string f = " f" + std::to_string(kNeedsReadback | kAfterGap);
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + f;
+  const std::string db = std::string(RecordOpName(RecordOp::kDatabase)) + f;
+  EXPECT_EQ(Take(), (V{"0 " + rb + " n:", "0 " + db + " : FLUSHALL", "0 " + rb + " w:"}));
+  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 0u);
 }
 
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
