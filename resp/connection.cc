@@ -41,17 +41,6 @@ bool IsSubscribeConfirmation(std::span<const Node> reply) {
   return kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe";
 }
 
-// Any RESP2 (un)subscribe confirmation: *3 kind channel-or-nil count.
-bool IsSubscriptionConfirmation(std::span<const Node> reply) {
-  if (reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
-      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger) {
-    return false;
-  }
-  const std::string_view kind = reply[1].str;
-  return kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe" || kind == "unsubscribe" ||
-         kind == "punsubscribe" || kind == "sunsubscribe";
-}
-
 bool IsReplayerName(std::string_view name) {
   return name.substr(0, 8) == "kvferry:";
 }
@@ -486,7 +475,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         // Queued in MULTI it takes effect inside EXEC: the EXEC array then
         // lacks the replies it silenced.
         const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
-        if (req_in_multi_) return IgnoreFromHere(ts, sub == SubState::kNo);
+        if (req_in_multi_) return IgnoreFromHere(ts);
         if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
         if (sub == SubState::kYes) break;
       }
@@ -575,13 +564,20 @@ Connection::SubState Connection::PredictSubscribed() const {
   return SubState::kMaybe;
 }
 
-void Connection::IgnoreFromHere(uint64_t ts, bool surely_runs) {
+bool Connection::ConfirmsRequest(const Pending& p, std::span<const Node> reply) {
+  // *3 kind channel-or-nil count, kind naming the request's command.
+  if (reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
+      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger) {
+    return false;
+  }
+  static constexpr std::string_view kKinds[2][3] = {{"subscribe", "psubscribe", "ssubscribe"},
+                                                    {"unsubscribe", "punsubscribe", "sunsubscribe"}};
+  return reply[1].str == kKinds[p.kind == Kind::kUnsubscribe ? 1 : 0][static_cast<int>(p.family)];
+}
+
+void Connection::IgnoreFromHere(uint64_t ts) {
   ++stats_.subscriber_doubts;
-  pending_.push_back(Pending{.kind = Kind::kIgnoreMark,
-                             .no_reply = true,
-                             .param = surely_runs ? 1 : 0,
-                             .ts = ts,
-                             .seq = next_seq_++});
+  pending_.push_back(Pending{.kind = Kind::kIgnoreMark, .no_reply = true, .ts = ts, .seq = next_seq_++});
   DrainNoReply();
 }
 
@@ -654,11 +650,7 @@ void Connection::DrainNoReply() {
         break;
       case Kind::kMulti: in_multi_ = true; break;
       case Kind::kIgnoreMark:
-        // Not subscribed (a CLIENT REPLY queued in MULTI; or, now that
-        // everything before the mark is answered, the counts say so): the
-        // server runs what follows, so key-less writes still ship, as in
-        // MONITOR mode.
-        monitor_ = p.param == 1 || (protocol_ == 2 && subs_known_ && !pubsub_);
+        monitor_ = false;
         EnterIgnored();
         break;
       case Kind::kExec:
@@ -746,9 +738,6 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
       if (args.size() == 3 && IsReplayerName(args[2])) replayer_ = true;
       return;
     case Kind::kWrite: break;
-    case Kind::kSubscribe:
-      monitor_ = false;  // from here the server may refuse writes
-      return;
     default: return;
   }
   UnansweredWhileIgnored(spec, args, ts);
@@ -756,12 +745,13 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
 
 void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv,
                                         uint64_t ts) {
-  // Refused while the client is subscribed, executed in MONITOR mode or
-  // once it has left the mode; the replies are not read to tell, so the
-  // keys are read back. A key-less write (FLUSHALL, SWAPDB…) cannot be read
-  // back, and shipping one the server refused would wipe or scramble the
-  // replica: it is counted, not shipped.
-  if (spec != nullptr && spec->num_specs == 0 && !monitor_ && !replayer_) {
+  // Refused while the client is subscribed or in MONITOR mode (a MONITOR
+  // client "can't interact with the keyspace"), discarded with a
+  // transaction, or run; the replies are not read to tell, so the keys are
+  // read back. A key-less write (FLUSHALL, SWAPDB…) cannot be read back,
+  // and shipping one the server refused would wipe or scramble the
+  // replica: it is counted, never shipped.
+  if (spec != nullptr && spec->num_specs == 0 && !replayer_) {
     ++stats_.writes_unacked;
     ++stats_.keyless_unconfirmed;
     Observe(spec, Outcome::kUnpaired);
@@ -818,14 +808,20 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     if (!desync_) EnterDesync();
     return;
   }
-  while (pending_.front().confirm_only && !IsSubscriptionConfirmation(reply)) {
+  while (pending_.front().confirm_only && !ConfirmsRequest(pending_.front(), reply)) {
     // Sent while replies were off and refused (silently): the reply is the
     // next request's.
     const Pending p = pending_.front();
     pending_.pop_front();
     Observe(p.spec, Outcome::kRejected);
     DrainNoReply();
-    if (ignored_ || awaiting_reset_) return;  // a mark behind it was reached
+    if (ignored_) return;  // a mark behind it was reached
+    if (awaiting_reset_) {
+      // A mark with a RESET behind it: this reply may be its +RESET.
+      --stats_.replies;
+      OnReply(reply, ts);
+      return;
+    }
     if (pending_.empty()) {
       ++stats_.unpaired_replies;
       if (!desync_) EnterDesync();

@@ -207,17 +207,17 @@ class Connection {
   // requests before it pair with their replies, and once they are answered
   // the connection is ignored (EnterIgnored) as a subscriber whose counts
   // are not known.
-  // `surely_runs`: not subscribed, so the server runs every command that
-  // follows (key-less writes among them are shipped, flagged).
-  void IgnoreFromHere(uint64_t ts, bool surely_runs = false);
+  void IgnoreFromHere(uint64_t ts);
+  // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
+  static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
 
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
   // A request of a subscriber or MONITOR connection (ignored()).
   void OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts);
   void EnterIgnored();
   // A write whose reply is not read in ignored mode: its keys are read back;
-  // a key-less one (FLUSHALL…) is shipped only in MONITOR mode, where it
-  // surely ran (a subscriber's server may have refused it).
+  // a key-less one (FLUSHALL…) is counted, never shipped (the server may
+  // have refused it: subscribed, MONITOR, a discarded transaction).
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
   // A RESP2 (un)subscribe confirmation for `front`, a (UN)SUBSCRIBE-family
   // request: the subscription counts and pub/sub mode follow it. False when
