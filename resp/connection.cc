@@ -30,15 +30,21 @@ bool IsPubSubMessage(std::span<const Node> reply) {
          (reply[0].children == 4 && kind == "pmessage");
 }
 
-// A RESP2 confirmation that leaves the connection subscribed:
-// *3 (p|s)subscribe channel count, count >= 1.
-bool IsSubscribeConfirmation(std::span<const Node> reply) {
+// The kind of a RESP2 (un)subscribe confirmation, *3 kind channel-or-nil
+// count ("subscribe", "punsubscribe"…); empty for any other reply.
+std::string_view ConfirmationKind(std::span<const Node> reply) {
   if (reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
-      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger || reply[3].integer < 1) {
-    return false;
+      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger) {
+    return {};
   }
-  const std::string_view kind = reply[1].str;
-  return kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe";
+  return reply[1].str;
+}
+
+// A RESP2 confirmation that leaves the connection subscribed: a
+// (p|s)subscribe one with a count of at least 1.
+bool IsSubscribeConfirmation(std::span<const Node> reply) {
+  const std::string_view kind = ConfirmationKind(reply);
+  return (kind == "subscribe" || kind == "psubscribe" || kind == "ssubscribe") && reply[3].integer >= 1;
 }
 
 bool IsReplayerName(std::string_view name) {
@@ -305,23 +311,24 @@ void Connection::EnterDesync() {
   ReadBackWaiting();
 }
 
+void Connection::ReadBack(const Pending& p, bool ignoring) {
+  if (p.kind == Kind::kWrite) {
+    if (ignoring) {
+      UnansweredWhileIgnored(p.spec, Args(p), p.ts);
+    } else {
+      Unanswered(p, p.ts, kAfterGap);
+    }
+  }
+  if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if it (or an EXEC) ran
+}
+
 void Connection::ReadBackWaiting(bool ignoring) {
   // Requests still waiting may or may not have been executed, and their
   // replies can no longer be matched: read their keys back.
   // A SELECT among them may or may not have run: the db after it is a
   // guess (multi_queue_ is older: in order, it goes first).
-  auto read_back = [&](const Pending& p) {
-    if (p.kind == Kind::kWrite) {
-      if (ignoring) {
-        UnansweredWhileIgnored(p.spec, Args(p), p.ts);
-      } else {
-        Unanswered(p, p.ts, kAfterGap);
-      }
-    }
-    if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if it (or an EXEC) ran
-  };
-  for (const Pending& p : multi_queue_) read_back(p);
-  for (const Pending& p : pending_) read_back(p);
+  for (const Pending& p : multi_queue_) ReadBack(p, ignoring);
+  for (const Pending& p : pending_) ReadBack(p, ignoring);
   pending_.clear();
   multi_queue_.clear();
   in_multi_ = false;
@@ -474,8 +481,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       if (off || skip || (on && (reply_off_ || skip_next_))) {
         // Queued in MULTI it takes effect inside EXEC: the EXEC array then
         // lacks the replies it silenced.
-        const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
         if (req_in_multi_) return IgnoreFromHere(ts);
+        const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
         if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
         if (sub == SubState::kYes) break;
       }
@@ -565,14 +572,10 @@ Connection::SubState Connection::PredictSubscribed() const {
 }
 
 bool Connection::ConfirmsRequest(const Pending& p, std::span<const Node> reply) {
-  // *3 kind channel-or-nil count, kind naming the request's command.
-  if (reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
-      reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger) {
-    return false;
-  }
   static constexpr std::string_view kKinds[2][3] = {{"subscribe", "psubscribe", "ssubscribe"},
                                                     {"unsubscribe", "punsubscribe", "sunsubscribe"}};
-  return reply[1].str == kKinds[p.kind == Kind::kUnsubscribe ? 1 : 0][static_cast<int>(p.family)];
+  const std::string_view kind = ConfirmationKind(reply);
+  return !kind.empty() && kind == kKinds[p.kind == Kind::kUnsubscribe ? 1 : 0][static_cast<int>(p.family)];
 }
 
 void Connection::IgnoreFromHere(uint64_t ts) {
@@ -692,15 +695,11 @@ void Connection::EnterIgnored() {
   }
   // Queued commands are older (and run at an EXEC before the RESET, if
   // any); the RESET discards the transaction otherwise.
-  auto read_back = [&](const Pending& p) {
-    if (p.kind == Kind::kWrite) UnansweredWhileIgnored(p.spec, Args(p), p.ts);
-    if (p.kind == Kind::kSelect) SelectUnanswered(p);
-  };
-  for (const Pending& p : multi_queue_) read_back(p);
+  for (const Pending& p : multi_queue_) ReadBack(p, true);
   multi_queue_.clear();
   in_multi_ = false;
   for (size_t i = 0; i < reset; ++i) {
-    read_back(pending_.front());
+    ReadBack(pending_.front(), true);
     pending_.pop_front();
   }
   awaiting_reset_ = true;

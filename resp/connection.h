@@ -80,7 +80,7 @@ struct ConnectionStats {
   uint64_t unpaired_requests = 0;    // requests still unanswered at close
   uint64_t bad_shapes = 0;           // reply did not fit its command: pairing suspect
   uint64_t unknown_commands = 0;     // not in the command table, answered without error
-  uint64_t keyless_unconfirmed = 0;  // key-less write of a subscriber connection: not shipped
+  uint64_t keyless_unconfirmed = 0;  // key-less write of an ignored connection: not shipped
   uint64_t subscriber_doubts = 0;    // requests whose effect pub/sub mode made unknowable: ignored from there
   uint64_t skipped_before_reset = 0;  // replies skipped while waiting for +RESET (pub/sub, MONITOR)
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
@@ -244,6 +244,8 @@ class Connection {
   // Writes still waiting for a reply (or for EXEC) become read-backs
   // (`ignoring`: as UnansweredWhileIgnored).
   void ReadBackWaiting(bool ignoring = false);
+  // One such request (`ignoring`: as UnansweredWhileIgnored).
+  void ReadBack(const Pending& p, bool ignoring);
   void Reclaim();
   uint16_t FlagsFor(bool in_tx);
   std::span<const std::string_view> Args(const Pending& p);
