@@ -218,7 +218,10 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   if (k != 0) {
     const Write w{c.batch.connection_id(i), ts, id};
     Slot* slot = FindSlot(k);
-    if (slot != nullptr && !Stale(*slot)) {
+    // Whether the last write is inside this record's window: by the
+    // record's own time, not the horizon, which a merge's watermark may have
+    // moved past it (Stale() only decides what memory may be reused).
+    if (slot != nullptr && slot->latest.capture_ns + opts_.window_ns >= ts) {
       uint16_t flags = c.batch.flags(i);
       if (slot->latest.connection_id != w.connection_id) {
         FlagPartner(slot->latest, ts, &flags);
