@@ -189,11 +189,10 @@ TEST(CtlCaptureTest, LiveWorkersMeetInOneAmbiguityTracker) {
   }
   ASSERT_GE(fds[0], 0);
   ASSERT_GE(fds[1], 0);
-  const std::string pid =
-      Shell(ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
-            " --workers 2 --format records --seconds 60 --ambiguity-window-ms " +
-            std::to_string(kWindowNs / 1e6) + " >" + dir + "/records.json 2>" + dir +
-            "/stats.txt & echo -n $!");
+  const std::string pid = Shell(
+      ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
+      " --workers 2 --format records --seconds 60 --ambiguity-window-ms " + std::to_string(kWindowNs / 1e6) +
+      " >" + dir + "/records.json 2>" + dir + "/stats.txt & echo -n $!");
   for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
        ++i)
     usleep(100'000);
