@@ -652,6 +652,13 @@ void Connection::DrainNoReply() {
         }
         break;
       case Kind::kMulti: in_multi_ = true; break;
+      case Kind::kHello:
+        if (in_multi_) {
+          multi_queue_.push_back(p);
+        } else {
+          HelloUnanswered(p);
+        }
+        break;
       case Kind::kIgnoreMark:
         monitor_ = false;
         EnterIgnored();
@@ -664,6 +671,7 @@ void Connection::DrainNoReply() {
           if (p.kind != Kind::kExec) break;
           if (q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
           if (q.kind == Kind::kSelect) SelectUnanswered(q);
+          if (q.kind == Kind::kHello) HelloUnanswered(q);
         }
         multi_queue_.clear();
         in_multi_ = false;
@@ -676,6 +684,15 @@ void Connection::DrainNoReply() {
     EnterDesync();
   }
   Reclaim();
+}
+
+void Connection::HelloUnanswered(const Pending& p) {
+  // It ran silently, as the parse side assumed (req_protocol_): later
+  // replies come in the protocol it chose. (Refused, as with a wrong AUTH,
+  // it left the protocol as it was: the reply shapes after it then
+  // resynchronise the connection, counted.)
+  if (p.param > 0) protocol_ = static_cast<int>(p.param);
+  if (p.argc == 1) replayer_ = IsReplayerName(Args(p)[0]);
 }
 
 void Connection::EnterIgnored() {

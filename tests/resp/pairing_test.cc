@@ -712,6 +712,39 @@ TEST_F(Pairing, ASubscribeQueuedWhileRepliesAreOffIgnoresTheConnection) {
   EXPECT_FALSE(c_->conn().ignored());
 }
 
+// HELLO runs while replies are off, silently: the protocol still switches.
+// Back in RESP2, a subscriber's messages are arrays again (not pushes): they
+// must not pair with the requests behind them.
+TEST_F(Pairing, HelloWhileRepliesAreOffStillSwitchesTheProtocol) {
+  c_->Do({"SADD", "s", "m1", "m2", "m3"});
+  c_->Do({"HELLO", "3"});
+  Take();
+  MirroredClient pub(kPort, &sink_, 17);
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"HELLO", "2"}) + Cmd({"CLIENT", "REPLY", "ON"}) +
+             Cmd({"SUBSCRIBE", "a"}),
+         1);  // *3 subscribe a 1
+  pub.Do({"PUBLISH", "a", "hi"});
+  c_->ReceiveMirrored(1);
+  c_->Do(Cmd({"UNSUBSCRIBE", "a"}) + Cmd({"SPOP", "s", "1"}), 2);
+  // The same with HELLO 2 queued in a transaction: it runs at EXEC.
+  c_->Do({"HELLO", "3"});
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"MULTI"}) + Cmd({"HELLO", "2"}) + Cmd({"EXEC"}) +
+             Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"SUBSCRIBE", "b"}),
+         1);
+  pub.Do({"PUBLISH", "b", "hi"});
+  c_->ReceiveMirrored(1);
+  c_->Do(Cmd({"UNSUBSCRIBE", "b"}) + Cmd({"SPOP", "s", "1"}), 2);
+  c_->Do({"SET", "k", "v"});
+  EXPECT_FALSE(c_->conn().ignored());
+  const std::vector<std::string> got = Take();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].rfind("0 " + kIdem + " s: SREM s m", 0), 0u) << got[0];
+  EXPECT_EQ(got[1].rfind("0 " + kIdem + " s: SREM s m", 0), 0u) << got[1];
+  EXPECT_EQ(got[2], "0 " + kIdem + " k: SET k v");
+  EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+  EXPECT_EQ(c_->conn().stats().subscriber_doubts, 0u);
+}
+
 // Ignored for a reason that is not pub/sub (CLIENT REPLY SKIP queued in
 // MULTI leaves the EXEC array short), the connection's key-less writes are
 // still never shipped: a transaction may discard them, a subscription or
