@@ -114,6 +114,37 @@ TEST_F(Pairing, Resp3ShapesConvertTheSame) {
                        "0 " + kIdem + " z: ZREM z c"}));
 }
 
+// Client-side caching (RESP3 CLIENT TRACKING): invalidation pushes arrive
+// after the replies, for the client's own writes too, and at any time for
+// other clients' writes. They are not replies: the requests after them pair
+// as before, in and out of transactions.
+TEST_F(Pairing, TrackingInvalidationPushesNeverPair) {
+  c_->Do({"HELLO", "3"});
+  c_->Do({"CLIENT", "TRACKING", "ON"});
+  c_->Do({"GET", "k"});
+  c_->Do(Cmd({"SET", "k", "v"}), 2);  // +OK, then >2 invalidate [k]
+  c_->Do({"GET", "k"});
+  MirroredClient other(kPort, &sink_, 18);
+  other.Do({"SET", "k", "w"});
+  c_->ReceiveMirrored(1);  // >2 invalidate [k]
+  c_->Do({"GET", "k"});
+  c_->Do(Cmd({"MULTI"}) + Cmd({"SET", "k", "1"}) + Cmd({"INCR", "n"}) + Cmd({"EXEC"}), 5);
+  c_->Do({"INCRBY", "n", "4"});
+  c_->Do(Cmd({"CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "p:"}), 1);  // refused: already on
+  c_->Do({"CLIENT", "TRACKING", "OFF"});
+  c_->Do(Cmd({"CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "p:"}), 1);
+  other.Do({"SET", "p:1", "x"});
+  c_->ReceiveMirrored(1);  // >2 invalidate [p:1]
+  c_->Do(Cmd({"DEL", "p:1"}), 2);
+  const std::string tx = " f" + std::to_string(kInTransaction);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k: SET k v", "0 " + kIdem + " k: SET k w",
+                       "0 " + kIdem + tx + " k: SET k 1", "0 " + kIdem + tx + " n: SET n 1 KEEPTTL",
+                       "0 " + kIdem + " n: SET n 5 KEEPTTL", "0 " + kIdem + " p:1: SET p:1 x",
+                       "0 " + kIdem + " p:1: DEL p:1"}));
+  EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+  EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+}
+
 TEST_F(Pairing, XaddRecordsTheAssignedId) {
   const std::string reply = c_->Do({"XADD", "x", "*", "f", "v"});
   const std::string id = reply.substr(reply.find("\r\n") + 2, reply.size() - reply.find("\r\n") - 4);
