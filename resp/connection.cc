@@ -104,6 +104,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   skipped_before_reset += o.skipped_before_reset;
   pushes += o.pushes;
   messages += o.messages;
+  replication_links += o.replication_links;
   parse_errors += o.parse_errors;
   gaps += o.gaps;
   gap_bytes += o.gap_bytes;
@@ -137,6 +138,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"skipped_before_reset", skipped_before_reset},
       {"pushes", pushes},
       {"messages", messages},
+      {"replication_links", replication_links},
       {"parse_errors", parse_errors},
       {"gaps", gaps},
       {"gap_bytes", gap_bytes},
@@ -168,6 +170,9 @@ Connection::Kind Connection::KindOf(const CommandSpec* spec) {
         {"client|setname", Kind::kSetName},
         {"client|reply", Kind::kClientReply},
         {"script|load", Kind::kScriptLoad},
+        {"sync", Kind::kSync},
+        {"psync", Kind::kSync},
+        {"replconf", Kind::kReplconf},
     };
     for (size_t i = 0; i < kCommandTableSize; ++i) {
       const CommandSpec& s = kCommandTable[i];
@@ -222,7 +227,7 @@ uint16_t Connection::FlagsFor(bool in_tx) {
 }
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
-  if (ignored_ && (dir == Direction::kServerToClient || requests_.ended())) {
+  if (ignored_ && (dir == Direction::kServerToClient || requests_.ended() || replica_link_)) {
     stats_.ignored_bytes += bytes.size();
     return;
   }
@@ -243,6 +248,7 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
       } else {
         OnRequest(parser.args(), capture_ns);
       }
+      if (replica_link_) return;  // the rest is the link's, never parsed
     } else {
       OnReply(parser.nodes(), capture_ns);
       if (ignored_) {
@@ -498,6 +504,23 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       }
       break;
     }
+    case Kind::kSync:
+      // Refused inside MULTI (no-multi). Otherwise the reply (+FULLRESYNC,
+      // +CONTINUE) starts the replication stream: an RDB payload that is not
+      // RESP, then the writes the server relays to the replica, as
+      // "replies". Once everything before it is answered, the connection is
+      // the replica's link (DrainNoReply).
+      if (req_in_multi_) break;
+      p.no_reply = true;
+      break;
+    case Kind::kReplconf:
+      // A replica acknowledges its offset on its link only (no reply): a
+      // capture that joined the link after PSYNC knows it from there.
+      if (args.size() >= 2 && EqualsIgnoreCase(args[1], "ack")) {
+        EnterReplicaLink();
+        return;
+      }
+      break;
     default: break;  // AUTH: the password is never stored
   }
   if (!p.no_reply && !client_reply_on && (reply_off_ || skip_next_)) {
@@ -663,6 +686,7 @@ void Connection::DrainNoReply() {
         monitor_ = false;
         EnterIgnored();
         break;
+      case Kind::kSync: EnterReplicaLink(); return;
       case Kind::kExec:
       case Kind::kDiscard:
         // Queued commands run at EXEC in order, each in the db selected
@@ -721,6 +745,17 @@ void Connection::EnterIgnored() {
   }
   awaiting_reset_ = true;
   skipped_before_reset_ = 0;
+}
+
+void Connection::EnterReplicaLink() {
+  ++stats_.replication_links;
+  // What is still waiting (nothing, on a replica's link) cannot be paired.
+  ReadBackWaiting(true);
+  ignored_ = true;
+  replica_link_ = true;
+  monitor_ = awaiting_reset_ = false;
+  requests_.OnGap();
+  replies_.OnGap();
 }
 
 void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
@@ -912,6 +947,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   switch (p.kind) {
     case Kind::kPlain:
     case Kind::kClientReply:
+    case Kind::kSync:      // answered only when refused (inside MULTI)
+    case Kind::kReplconf:  // the handshake's, before PSYNC
       if (!is_error) {
         if (p.spec == nullptr)
           ++stats_.unknown_commands;

@@ -85,12 +85,13 @@ struct ConnectionStats {
   uint64_t skipped_before_reset = 0;  // replies skipped while waiting for +RESET (pub/sub, MONITOR)
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
   uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
+  uint64_t replication_links = 0;     // a replica's link (PSYNC, REPLCONF ACK): ignored from there
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
   uint64_t desyncs = 0;        // times pairing was abandoned and later re-established
   uint64_t overflows = 0;      // pending caps hit
-  uint64_t ignored_bytes = 0;  // subscriber / MONITOR connection traffic
+  uint64_t ignored_bytes = 0;  // subscriber / MONITOR / replication link traffic
 
   ConnectionStats& operator+=(const ConnectionStats& o);
   // (name, value) pairs for printing; names are stable.
@@ -173,6 +174,8 @@ class Connection {
     kUnsubscribe,
     kClientReply,
     kScriptLoad,
+    kSync,      // SYNC, PSYNC: what follows is a replication stream
+    kReplconf,  // REPLCONF; ACK is sent only on a replication link
     // Not a request: where the connection starts being ignored once every
     // request before it is answered (IgnoreFromHere).
     kIgnoreMark,
@@ -246,6 +249,8 @@ class Connection {
   // Writes still waiting for a reply (or for EXEC) become read-backs
   // (`ignoring`: as UnansweredWhileIgnored).
   void ReadBackWaiting(bool ignoring = false);
+  // A replica's link: everything from here on, both ways, is ignored.
+  void EnterReplicaLink();
   // One such request (`ignoring`: as UnansweredWhileIgnored).
   void ReadBack(const Pending& p, bool ignoring);
   void Reclaim();
@@ -278,6 +283,7 @@ class Connection {
   bool awaiting_reset_ = false;     // RESET left ignored mode: replies before +RESET are skipped
   bool ignore_after_exec_ = false;  // a SUBSCRIBE/MONITOR inside the EXEC being paired
   bool monitor_ = false;            // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
+  bool replica_link_ = false;       // ignored_ for good, both ways: a replica's replication link
   bool req_in_multi_ = false;       // as of the last request parsed
   // RESP2 subscriptions, from the servers' confirmations (each carries the
   // count of its family: channels + patterns, or shard channels). Known

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -79,6 +80,19 @@ class RawClient {
       off += static_cast<size_t>(n);
     }
     return Receive(replies);
+  }
+  // Whatever arrives within `ms` milliseconds of quiet (bytes that need not
+  // be RESP: a replication stream's RDB payload).
+  std::string ReceiveFor(int ms) {
+    std::string out;
+    for (;;) {
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, ms) <= 0) return out;
+      char buf[65536];
+      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
   }
   std::string Receive(int replies) {
     std::string out;

@@ -50,6 +50,12 @@ class MirroredClient {
     conn_.OnData(Direction::kServerToClient, reply, NowNs());
     return reply;
   }
+  // Mirrors whatever arrives within `ms` of quiet (RawClient::ReceiveFor).
+  std::string ReceiveMirroredFor(int ms) {
+    std::string bytes = client_.ReceiveFor(ms);
+    if (!bytes.empty()) conn_.OnData(Direction::kServerToClient, bytes, NowNs());
+    return bytes;
+  }
   Connection& conn() { return conn_; }
   RawClient& raw() { return client_; }
 

@@ -137,12 +137,65 @@ TEST_F(Pairing, TrackingInvalidationPushesNeverPair) {
   c_->ReceiveMirrored(1);  // >2 invalidate [p:1]
   c_->Do(Cmd({"DEL", "p:1"}), 2);
   const std::string tx = " f" + std::to_string(kInTransaction);
-  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k: SET k v", "0 " + kIdem + " k: SET k w",
-                       "0 " + kIdem + tx + " k: SET k 1", "0 " + kIdem + tx + " n: SET n 1 KEEPTTL",
-                       "0 " + kIdem + " n: SET n 5 KEEPTTL", "0 " + kIdem + " p:1: SET p:1 x",
-                       "0 " + kIdem + " p:1: DEL p:1"}));
+  EXPECT_EQ(Take(),
+            (V{"0 " + kIdem + " k: SET k v", "0 " + kIdem + " k: SET k w", "0 " + kIdem + tx + " k: SET k 1",
+               "0 " + kIdem + tx + " n: SET n 1 KEEPTTL", "0 " + kIdem + " n: SET n 5 KEEPTTL",
+               "0 " + kIdem + " p:1: SET p:1 x", "0 " + kIdem + " p:1: DEL p:1"}));
   EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
   EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+}
+
+// A replica's link to this server (PSYNC, then an RDB payload and the
+// replication stream as "replies", REPLCONF ACKs as requests without a
+// reply) carries no client write: it is ignored from PSYNC on, both ways,
+// without parse errors, desyncs or unpaired replies, and for good. The
+// commands it relays are the other clients' writes.
+TEST_F(Pairing, ReplicationLinksAreIgnored) {
+  c_->Do({"CONFIG", "SET", "repl-diskless-sync-delay", "0"});
+  for (const char* diskless : {"yes", "no"}) {
+    c_->Do({"CONFIG", "SET", "repl-diskless-sync", diskless});
+    c_->Do({"SET", "before", diskless});
+    MirroredClient repl(kPort, &sink_, 20);
+    repl.Do({"PING"});
+    repl.Do({"REPLCONF", "listening-port", "6380"});
+    repl.Do({"REPLCONF", "capa", "eof", "capa", "psync2"});
+    repl.SendOnly(Cmd({"PSYNC", "?", "-1"}));
+    std::string stream = repl.ReceiveMirroredFor(500);  // +FULLRESYNC, the RDB payload
+    ASSERT_EQ(stream.rfind("+FULLRESYNC", 0), 0u) << stream;
+    // After a diskless transfer the server waits for the first ACK.
+    repl.SendOnly(Cmd({"REPLCONF", "ACK", "0"}));
+    c_->Do({"SET", "during", diskless});
+    c_->Do({"LPUSH", "l", "a", "b"});
+    stream = repl.ReceiveMirroredFor(300);  // the relayed writes
+    EXPECT_NE(stream.find("during"), std::string::npos);
+    repl.SendOnly(Cmd({"REPLCONF", "ACK", "12345"}));
+    c_->Do({"SET", "after", diskless});
+    EXPECT_EQ(Take(), (V{"0 " + kIdem + " before: SET before " + diskless,
+                         "0 " + kIdem + " during: SET during " + diskless, "0 " + kOrd + " l: LPUSH l a b",
+                         "0 " + kIdem + " after: SET after " + diskless}));
+    const ConnectionStats& st = repl.conn().stats();
+    EXPECT_TRUE(repl.conn().ignored());
+    EXPECT_EQ(st.replication_links, 1u);
+    EXPECT_EQ(st.unpaired_replies, 0u);
+    EXPECT_EQ(st.parse_errors, 0u);
+    EXPECT_EQ(st.desyncs, 0u);
+    EXPECT_GT(st.ignored_bytes, 0u);
+  }
+}
+
+// Joined after the link was set up, a replica's connection shows itself by
+// its REPLCONF ACK: ignored from there on.
+TEST_F(Pairing, AReplicaLinkJoinedMidStreamIsIgnoredFromItsFirstAck) {
+  ConnectionOptions o;
+  o.joined_mid_stream = true;
+  Connection conn(&sink_, o);
+  conn.OnData(Direction::kClientToServer, Cmd({"REPLCONF", "ACK", "100"}), 1);
+  conn.OnData(Direction::kServerToClient, Cmd({"SET", "k", "v"}) + Cmd({"REPLCONF", "GETACK", "*"}), 2);
+  conn.OnData(Direction::kClientToServer, Cmd({"REPLCONF", "ACK", "200"}) + Cmd({"SET", "fake", "1"}), 3);
+  EXPECT_TRUE(conn.ignored());
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(conn.stats().replication_links, 1u);
+  EXPECT_EQ(conn.stats().unpaired_replies, 0u);
 }
 
 TEST_F(Pairing, XaddRecordsTheAssignedId) {
