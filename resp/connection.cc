@@ -105,6 +105,8 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   pushes += o.pushes;
   messages += o.messages;
   replication_links += o.replication_links;
+  writes_oversized += o.writes_oversized;
+  oversized_keys += o.oversized_keys;
   parse_errors += o.parse_errors;
   gaps += o.gaps;
   gap_bytes += o.gap_bytes;
@@ -139,6 +141,8 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"pushes", pushes},
       {"messages", messages},
       {"replication_links", replication_links},
+      {"writes_oversized", writes_oversized},
+      {"oversized_keys", oversized_keys},
       {"parse_errors", parse_errors},
       {"gaps", gaps},
       {"gap_bytes", gap_bytes},
@@ -523,6 +527,21 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       break;
     default: break;  // AUTH: the password is never stored
   }
+  if (requests_.elided()) {
+    // An argument too large to hold came as an empty view (Parser::elided).
+    if (p.kind == Kind::kWrite) {
+      if (KeyElided(*spec, args)) {
+        ++stats_.oversized_keys;  // nothing to read back by
+        p.kind = Kind::kPlain;
+        keep = 0;
+      } else {
+        p.elided = true;  // its keys are read back once it is acknowledged
+      }
+    } else if (p.kind == Kind::kScriptLoad || p.kind == Kind::kSetName) {
+      p.kind = Kind::kPlain;  // an elided body or name must not be learned
+      keep = 0;
+    }
+  }
   if (!p.no_reply && !client_reply_on && (reply_off_ || skip_next_)) {
     // RESP2 (un)subscribe confirmations are sent as pushes are, through
     // CLIENT REPLY OFF or SKIP (which the request still uses up); a refusal
@@ -747,6 +766,12 @@ void Connection::EnterIgnored() {
   skipped_before_reset_ = 0;
 }
 
+bool Connection::KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const {
+  std::vector<KeyRef> keys;
+  FindKeys(spec, args, &keys);
+  return std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return requests_.arg_elided(k.arg); });
+}
+
 void Connection::EnterReplicaLink() {
   ++stats_.replication_links;
   // What is still waiting (nothing, on a replica's link) cannot be paired.
@@ -788,7 +813,12 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
       // Loop prevention errs on the side of not capturing.
       if (args.size() == 3 && IsReplayerName(args[2])) replayer_ = true;
       return;
-    case Kind::kWrite: break;
+    case Kind::kWrite:
+      if (requests_.elided() && KeyElided(*spec, args)) {
+        ++stats_.oversized_keys;
+        return;
+      }
+      break;
     default: return;
   }
   UnansweredWhileIgnored(spec, args, ts);
@@ -1084,7 +1114,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   // The server caches every script EVAL compiles, even one that then fails;
   // an EVALSHA that succeeds names a script the server had, so learning a
   // body here can never make a successful EVALSHA run the wrong script.
-  if (script == ScriptKind::kEval && argv.size() >= 2) scripts_->LearnBody(argv[1]);
+  if (script == ScriptKind::kEval && argv.size() >= 2 && !p.elided) scripts_->LearnBody(argv[1]);
   if (replayer_) {
     ++stats_.replayer_writes;
     Observe(p.spec, Outcome::kReplayer);
@@ -1112,6 +1142,15 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     return;
   }
   const ConvertContext ctx = context();
+  if (p.elided || (replies_.elided() &&
+                   std::any_of(reply.begin(), reply.end(), [](const Node& n) { return n.elided; }))) {
+    // What it wrote (an argument) or what it answered (a popped or
+    // previous value) was too large to hold: its keys are read back.
+    ++stats_.writes_oversized;
+    Observe(p.spec, Outcome::kApplied);
+    stats_.records += ReadbackWrite(*p.spec, argv, ctx, sink_);
+    return;
+  }
   struct Counting : RecordSink {
     RecordSink* next;
     uint64_t n = 0;

@@ -86,6 +86,8 @@ struct ConnectionStats {
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
   uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
   uint64_t replication_links = 0;     // a replica's link (PSYNC, REPLCONF ACK): ignored from there
+  uint64_t writes_oversized = 0;      // an argument or the reply too large to hold: keys read back
+  uint64_t oversized_keys = 0;        // writes to a key too large to hold: lost (counted only)
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
@@ -190,6 +192,7 @@ class Connection {
     bool bare = false;                 // an (UN)SUBSCRIBE naming no channel
     bool queued = false;               // parsed inside MULTI: runs at EXEC, if at all
     bool confirm_only = false;         // (UN)SUBSCRIBE under CLIENT REPLY OFF|SKIP: confirmed, or silent
+    bool elided = false;               // a write with an argument too large to hold (Parser::elided)
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -251,6 +254,8 @@ class Connection {
   void ReadBackWaiting(bool ignoring = false);
   // A replica's link: everything from here on, both ways, is ignored.
   void EnterReplicaLink();
+  // Whether a key of the request just parsed was too large to hold.
+  bool KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const;
   // One such request (`ignoring`: as UnansweredWhileIgnored).
   void ReadBack(const Pending& p, bool ignoring);
   void Reclaim();

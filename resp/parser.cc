@@ -147,6 +147,13 @@ void Parser::Stash() {
 
 void Parser::Feed(ByteSpan bytes) {
   if (ext_ != nullptr) Stash();  // the previous chunk was not fully parsed
+  if (skip_body_ > 0) {
+    // The rest of an elided bulk: never looked at, never held.
+    const size_t drop = static_cast<size_t>(std::min<uint64_t>(skip_body_, bytes.size()));
+    skip_body_ -= drop;
+    elided_bytes_ += drop;
+    bytes = bytes.subspan(drop);
+  }
   ext_ = reinterpret_cast<const char*>(bytes.data());
   ext_len_ = bytes.size();
   if (!buf_.empty()) {
@@ -167,7 +174,8 @@ ParseStatus Parser::Fail(ParseError e) {
 
 ParseStatus Parser::NeedMore() {
   const size_t len = view_len();
-  if (in_message_ && len - msg_start_ > limits_.max_message_bytes) return Fail(ParseError::kMessageTooLarge);
+  if (in_message_ && len - msg_start_ - elided_in_view_ > limits_.max_message_bytes)
+    return Fail(ParseError::kMessageTooLarge);
   Stash();
   return ParseStatus::kNeedMore;
 }
@@ -183,6 +191,7 @@ void Parser::Resync() {
   frames_.clear();
   nodes_.clear();
   spans_.clear();
+  skip_body_ = 0;
   resyncing_ = true;
   resync_first_is_candidate_ = false;
   ++resyncs_;
@@ -204,13 +213,14 @@ void Parser::OnGap() {
   frames_.clear();
   nodes_.clear();
   spans_.clear();
+  skip_body_ = 0;  // the gap may have held the rest of an elided bulk, or more
   resyncing_ = true;
   resync_first_is_candidate_ = true;  // the gap may end exactly at a message start
   ++resyncs_;
 }
 
 bool Parser::AtBoundary() const {
-  return !in_message_ && !resyncing_ && error_ == ParseError::kNone && pos_ >= view_len();
+  return !in_message_ && !resyncing_ && error_ == ParseError::kNone && pos_ >= view_len() && skip_body_ == 0;
 }
 
 Parser::Candidate Parser::CheckCandidate(size_t at) const {
@@ -528,11 +538,13 @@ ParseStatus Parser::Next() {
   for (;;) {
     if (!in_message_) {
       if (pos_ >= len) return NeedMore();
+      elided_msg_ = false;
       if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
         return ParseStatus::kMessage;
       }
       msg_start_ = pos_;
       in_message_ = true;
+      elided_in_view_ = 0;
       nodes_.clear();
       spans_.clear();
       frames_.clear();
@@ -605,13 +617,42 @@ ParseStatus Parser::Next() {
         if (num < 0) return Fail(ParseError::kBadLength);
         if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
-        if (next - msg_start_ + blen + 2 > limits_.max_message_bytes)
-          return Fail(ParseError::kMessageTooLarge);
+        Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
+        if (next - msg_start_ - elided_in_view_ + blen + 2 > limits_.max_message_bytes) {
+          // Too large to hold: an empty node marked elided, and its bytes
+          // (CRLF included, unchecked) skipped as they come. The message
+          // may complete before they have all arrived.
+          const size_t idx = nodes_.size();
+          if (!AddNode(type, next - msg_start_, 0, 0, 0, false)) return Fail(ParseError::kTooManyElements);
+          if (idx < nodes_.size()) nodes_[idx].elided = true;  // (gone if inside a completed attribute)
+          elided_msg_ = true;
+          const size_t here = std::min(len - next, blen + 2);
+          elided_bytes_ += here;
+          if (here == blen + 2) {
+            pos_ = next + here;
+            elided_in_view_ += here;
+            break;
+          }
+          // The rest comes in later chunks: the view ends where the bulk
+          // starts (nothing of it is stashed) and Feed drops what follows.
+          skip_body_ = blen + 2 - here;
+          if (in_buf_) {
+            buf_.resize(next);
+            ext_len_ = next >= ext_base_ ? next - ext_base_ : 0;
+          } else {
+            ext_len_ = next;
+          }
+          pos_ = next;
+          if (frames_.empty() && !nodes_.empty()) {
+            Finish();
+            return ParseStatus::kMessage;
+          }
+          return NeedMore();
+        }
         if (len - next < blen + 2) return NeedMore();
         if (v[next + blen] != '\r' || v[next + blen + 1] != '\n') return Fail(ParseError::kBadTerminator);
         size_t off = next - msg_start_;
         size_t slen = blen;
-        Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
         if (t == '=') {
           if (blen < 4 || v[next + 3] != ':') return Fail(ParseError::kBadLength);
           off += 4;

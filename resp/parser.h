@@ -22,8 +22,10 @@ struct Limits {
   uint32_t max_elements = 1u << 20;      // elements of one aggregate
   uint32_t max_depth = 32;               // nesting of aggregates
   size_t max_inline_len = 64u << 10;     // one inline command / simple-string line
-  size_t max_message_bytes = 64u << 20;  // bytes buffered for one unfinished message
-  size_t max_nodes = 4u << 20;           // values in one reply tree
+  // Bytes held for one message: a bulk string that would take a message
+  // past this is elided (Node::elided, Parser::elided()), not buffered.
+  size_t max_message_bytes = 64u << 20;
+  size_t max_nodes = 4u << 20;  // values in one reply tree
 };
 
 enum class Type : uint8_t {
@@ -49,11 +51,15 @@ std::string_view TypeName(Type t);
 // RESP3 attributes (|) are parsed and dropped: they never appear as nodes.
 struct Node {
   Type type = Type::kNull;
+  // A bulk (or verbatim, blob error) too large to hold: `str` is empty and
+  // its bytes were skipped unread (Limits::max_message_bytes).
+  bool elided = false;
   uint32_t children = 0;  // direct children (aggregates only)
   uint32_t subtree = 1;   // nodes in this subtree, itself included
   int64_t integer = 0;    // kInteger value; kBoolean 0/1
   std::string_view str;   // payload of string-like types
 };
+static_assert(sizeof(Node) == 40, "Node stays five words: replies are vectors of them");
 
 enum class ParseStatus : uint8_t {
   kNeedMore,  // everything fed is consumed or buffered; Feed() more
@@ -103,6 +109,11 @@ class Parser {
   // error: unbalanced quotes in request" and closes the connection) or
   // kInlineNul (Redis never finds the line end and answers nothing).
   std::span<const std::string_view> args() const { return args_; }
+  // The last message held an elided bulk (see Limits::max_message_bytes):
+  // request mode, arg_elided(i) says which argument is empty for it; reply
+  // mode, the node says so.
+  bool elided() const { return elided_msg_; }
+  bool arg_elided(size_t i) const { return elided_msg_ && i + 1 < nodes_.size() && nodes_[i + 1].elided; }
   bool last_was_inline() const { return last_inline_; }
   // Reply mode: the reply tree, root first.
   std::span<const Node> nodes() const { return nodes_; }
@@ -125,9 +136,10 @@ class Parser {
   // True when no partial message is buffered and no resync is pending.
   bool AtBoundary() const;
   // True while bytes of an unfinished message (or resync candidate) are held.
-  bool HasPartial() const { return in_message_ || !buf_.empty(); }
+  bool HasPartial() const { return in_message_ || !buf_.empty() || skip_body_ > 0; }
 
   uint64_t skipped_bytes() const { return skipped_bytes_; }  // dropped by resyncs and gaps
+  uint64_t elided_bytes() const { return elided_bytes_; }    // of elided bulks, skipped unread
   uint64_t resyncs() const { return resyncs_; }
   size_t buffered_bytes() const { return buf_.size(); }
 
@@ -181,6 +193,12 @@ class Parser {
   bool resync_first_is_candidate_ = false;
   uint64_t skipped_bytes_ = 0;
   uint64_t resyncs_ = 0;
+  bool elided_msg_ = false;  // see elided()
+  uint64_t skip_body_ = 0;   // bytes of an elided bulk (CRLF included) still to come: Feed drops them
+  // Bytes of elided bulks inside the view of the message in progress (a
+  // chunk that held one whole): not counted against max_message_bytes.
+  size_t elided_in_view_ = 0;
+  uint64_t elided_bytes_ = 0;
 };
 
 }  // namespace kvf::resp

@@ -75,8 +75,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.scripts = &scripts;
   o.max_pending_requests = 64;
   o.max_pending_bytes = 1 << 16;
-  o.request_limits.max_message_bytes = 1 << 16;
-  o.reply_limits.max_message_bytes = 1 << 16;
+  // Small, so that elided bulks (values too large to hold) are explored.
+  o.request_limits.max_message_bytes = 700;
+  o.reply_limits.max_message_bytes = 700;
   o.joined_mid_stream = size > 0 && (data[0] & 0x80);
   auto conn = std::make_unique<kvf::resp::Connection>(&tee, o);
   uint64_t ts = 1'000'000'000;

@@ -120,7 +120,13 @@ void CheckInlineAgainstModel(const uint8_t* data, size_t size) {
 std::string Describe(const Parser& p, Parser::Mode mode) {
   std::string out;
   if (mode == Parser::Mode::kRequest) {
-    for (auto a : p.args()) {
+    for (size_t i = 0; i < p.args().size(); ++i) {
+      const std::string_view a = p.args()[i];
+      if (p.arg_elided(i)) {
+        if (!a.empty()) std::abort();
+        out += "elided;";
+        continue;
+      }
       out += std::to_string(a.size()) + ":";
       out.append(a);
     }
@@ -139,7 +145,8 @@ std::string Describe(const Parser& p, Parser::Mode mode) {
     }
     if (sum != n.subtree) std::abort();
     out += std::to_string(static_cast<int>(n.type)) + "/" + std::to_string(n.integer) + "/";
-    out.append(n.str);
+    if (n.elided && !n.str.empty()) std::abort();
+    out += n.elided ? "elided" : n.str;
     out += ";";
   }
   if (nodes.empty() || nodes[0].subtree != nodes.size()) std::abort();
@@ -152,8 +159,9 @@ std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size
   l.max_bulk_len = 1 << 16;
   l.max_elements = 1024;
   l.max_depth = 8;
-  l.max_inline_len = 1024;
-  l.max_message_bytes = 1 << 16;
+  l.max_inline_len = 512;
+  // Small, so that bulks past it (elided, skipped unread) are explored.
+  l.max_message_bytes = 600;
   Parser p(mode, l);
   std::vector<std::string> out;
   *errored = false;

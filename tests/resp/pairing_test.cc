@@ -198,6 +198,42 @@ TEST_F(Pairing, AReplicaLinkJoinedMidStreamIsIgnoredFromItsFirstAck) {
   EXPECT_EQ(conn.stats().unpaired_replies, 0u);
 }
 
+// Values too large to hold (here: past a 4 KiB message limit; by default
+// 64 MiB, while Redis takes up to 512 MiB) are elided by the parser: the
+// write still pairs, and its keys are read back instead of being lost. A
+// reply too large to hold (GETSET's previous value, a pop) reads the keys
+// back too. A key too large to hold cannot be read back: counted.
+TEST_F(Pairing, WritesOfValuesTooLargeToHoldAreReadBack) {
+  ConnectionOptions o;
+  o.request_limits.max_message_bytes = 4096;
+  o.reply_limits.max_message_bytes = 4096;
+  MirroredClient big(kPort, &sink_, 21, o);
+  const std::string v(10000, 'v');
+  big.Do({"SET", "s", v});
+  big.Do({"MSET", "a", v, "b", "2"});
+  big.Do({"GET", "s"});  // a read: nothing
+  big.Do({"GETSET", "s", "small"});
+  big.Do({"RPUSH", "l", "x", v});
+  big.Do({"RPOP", "l"});
+  big.Do({"SET", std::string(5000, 'k'), "1"});
+  big.Do(Cmd({"MULTI"}) + Cmd({"SET", "t", v}) + Cmd({"INCR", "n"}) + Cmd({"EXEC"}), 4);
+  big.Do({"SET", "after", "1"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+  const std::string rb_tx =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback | kInTransaction);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " s:", "0 " + rb + " a:", "0 " + rb + " b:", "0 " + rb + " s:",
+                       "0 " + rb + " l:", "0 " + rb + " l:", "0 " + rb_tx + " t:",
+                       "0 " + kIdem + " f" + std::to_string(kInTransaction) + " n: SET n 1 KEEPTTL",
+                       "0 " + kIdem + " after: SET after 1"}));
+  const ConnectionStats& st = big.conn().stats();
+  EXPECT_EQ(st.writes_oversized, 6u);
+  EXPECT_EQ(st.oversized_keys, 1u);
+  EXPECT_EQ(st.parse_errors, 0u);
+  EXPECT_EQ(st.desyncs, 0u);
+  EXPECT_EQ(st.unpaired_replies, 0u);
+}
+
 TEST_F(Pairing, XaddRecordsTheAssignedId) {
   const std::string reply = c_->Do({"XADD", "x", "*", "f", "v"});
   const std::string id = reply.substr(reply.find("\r\n") + 2, reply.size() - reply.find("\r\n") - 4);

@@ -29,7 +29,7 @@ std::string Render(std::span<const Node> nodes, size_t* i) {
       out += "]";
       break;
     case Type::kNull: break;
-    default: out += "'" + std::string(n.str) + "'";
+    default: out += n.elided ? "#elided" : "'" + std::string(n.str) + "'";
   }
   return out;
 }
@@ -52,7 +52,8 @@ std::vector<std::string> ParseAll(Parser::Mode mode, const std::string& input, s
       }
       if (mode == Parser::Mode::kRequest) {
         std::string r = p.last_was_inline() ? "inline:" : "";
-        for (auto a : p.args()) r += "<" + std::string(a) + ">";
+        for (size_t a = 0; a < p.args().size(); ++a)
+          r += p.arg_elided(a) ? "<#elided>" : "<" + std::string(p.args()[a]) + ">";
         out.push_back(r);
       } else {
         size_t i = 0;
@@ -255,10 +256,51 @@ TEST(RespParser, LimitsGiveClearErrors) {
             std::vector<std::string>{"ERROR:missing CRLF"});
   EXPECT_EQ(ParseAll(Parser::Mode::kReply, ":12a\r\n", 100, l),
             std::vector<std::string>{"ERROR:malformed integer, boolean or big number"});
+}
+
+// A bulk string that would take its message past max_message_bytes is not
+// held: it comes out empty and marked elided, its bytes skipped unread as
+// they arrive, and the stream goes on right after it, whatever the chunking
+// (a 70 MB SET must still be seen as a SET of its key).
+TEST(RespParser, BulksTooLargeToHoldAreElided) {
   Limits m;
-  m.max_message_bytes = 64;
-  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n$100\r\n", 100, m),
-            std::vector<std::string>{"ERROR:message larger than the buffer limit"});
+  m.max_message_bytes = 256;
+  const std::string big(1000, 'v');
+  const std::string req = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000\r\n" + big + "\r\n" +
+                          "*5\r\n$4\r\nMSET\r\n$1\r\na\r\n$1000\r\n" + big + "\r\n$1\r\nb\r\n$1\r\n2\r\n" +
+                          "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+  const std::vector<std::string> want_req = {"<SET><k><#elided>", "<MSET><a><#elided><b><2>", "<GET><k>"};
+  const std::string rep = "$1000\r\n" + big + "\r\n+OK\r\n*2\r\n$1000\r\n" + big + "\r\n$1\r\nx\r\n:1\r\n";
+  const std::vector<std::string> want_rep = {"bulk-string#elided", "simple-string'OK'",
+                                             "array[bulk-string#elided,bulk-string'x']", "integer(1)"};
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{64}, size_t{300}, size_t{1003}, size_t{5000}}) {
+    EXPECT_EQ(ParseAll(Parser::Mode::kRequest, req, chunk, m), want_req) << "chunk " << chunk;
+    EXPECT_EQ(ParseAll(Parser::Mode::kReply, rep, chunk, m), want_rep) << "chunk " << chunk;
+  }
+  // Nothing of the bulk is buffered, and its bytes are counted.
+  Parser p(Parser::Mode::kRequest, m);
+  const std::string head = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n";
+  p.Feed(head);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_TRUE(p.elided());
+  EXPECT_FALSE(p.arg_elided(1));
+  EXPECT_TRUE(p.arg_elided(2));
+  EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+  EXPECT_TRUE(p.HasPartial());  // the rest of the bulk is still to come
+  const std::string body(4096, 'z');
+  for (int i = 0; i < 244; ++i) {
+    p.Feed(body);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    EXPECT_EQ(p.buffered_bytes(), 0u);
+  }
+  const std::string tail = std::string(1000000 - 244 * 4096, 'z') + "\r\n*1\r\n$4\r\nPING\r\n";
+  p.Feed(tail);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_FALSE(p.elided());
+  ASSERT_EQ(p.args().size(), 1u);
+  EXPECT_EQ(p.args()[0], "PING");
+  EXPECT_EQ(p.elided_bytes(), 1000002u);
+  EXPECT_FALSE(p.HasPartial());
 }
 
 // Counts of 19 digits and more (past what fits in int64) are errors, found
