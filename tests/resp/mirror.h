@@ -69,6 +69,13 @@ class MirroredClient {
   uint64_t pending_request_ts_ = 0;
 };
 
+// Every reply paired with its request: no parse error, desync or stray reply.
+inline void ExpectPairedCleanly(const ConnectionStats& st) {
+  EXPECT_EQ(st.parse_errors, 0u);
+  EXPECT_EQ(st.desyncs, 0u);
+  EXPECT_EQ(st.unpaired_replies, 0u);
+}
+
 inline bool IsErrorReply(const std::string& r) {
   return !r.empty() && (r[0] == '-' || r[0] == '!');
 }
