@@ -402,6 +402,10 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
             .seq = next_seq_++};
+  // DEBUG POPULATE creates keys (convert.cc); no other DEBUG does.
+  static const CommandSpec* const debug = LookupCommandName("debug");
+  if (spec == debug && spec != nullptr && args.size() >= 2 && EqualsIgnoreCase(args[1], "populate"))
+    p.kind = Kind::kWrite;
   // MULTI is refused in pub/sub mode; a transaction assumed open while it is
   // not only makes the (UN)SUBSCRIBEs after it count as uncertain.
   if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes) req_in_multi_ = true;

@@ -61,6 +61,7 @@ enum class Rule : uint8_t {
   kRenamenx,
   kPfcount,
   kMigrate,
+  kDebugPopulate,
   kScript,
   kFunctionLoad,
   kExact,  // ordered, no read-back: the effect follows from the prior value + the arguments
@@ -125,6 +126,10 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       // bytes (DEBUG DIGEST-VALUE, GET) differ.
       {"pfcount", Rule::kPfcount},
       {"migrate", Rule::kMigrate},
+      // Not a write by COMMAND INFO (and refused unless enable-debug-command
+      // allows it), but DEBUG POPULATE creates keys; test suites use it.
+      // The connection passes only that subcommand on as a write.
+      {"debug", Rule::kDebugPopulate},
       {"eval", Rule::kScript},
       {"evalsha", Rule::kScript},
       {"fcall", Rule::kScript},
@@ -778,6 +783,27 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (argv.size() != 2) return ConvertOutcome::kNoEffect;
       out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
       return ConvertOutcome::kRecorded;
+    case Rule::kDebugPopulate: {
+      // DEBUG POPULATE count [prefix [size]] (redis 7.0 debug.c): keys
+      // "<prefix>:<i>" (prefix "key", a C string; the name cut to 127
+      // bytes) for i < count, each set to "value:<i>" (with a size: cut
+      // or padded with zero bytes to it) unless it exists.
+      int64_t count = 0, size = 0;
+      if (root == nullptr || root->type != Type::kSimpleString) return bad();
+      if (argv.size() < 3 || argv.size() > 5 || !ParseI64(argv[2], &count) || count < 0) return bad();
+      if (argv.size() == 5 && (!ParseI64(argv[4], &size) || size < 0)) return bad();
+      std::string_view prefix = argv.size() >= 4 ? argv[3] : std::string_view("key");
+      prefix = prefix.substr(0, prefix.find('\0'));
+      std::string key, value;
+      for (int64_t i = 0; i < count; ++i) {
+        key.assign(prefix).append(":").append(std::to_string(i));
+        if (key.size() > 127) key.resize(127);
+        value = "value:" + std::to_string(i);
+        if (size > 0) value.resize(static_cast<size_t>(size), '\0');
+        out.Emit(RecordOp::kOrdered, kExactFlags, key, {"SET", key, value, "NX"});
+      }
+      return count > 0 ? ConvertOutcome::kRecorded : ConvertOutcome::kNoEffect;
+    }
     case Rule::kMigrate:
       // Its arguments may hold a password: read the keys back instead.
       if (root != nullptr && root->type == Type::kSimpleString && root->str == "NOKEY") {

@@ -352,6 +352,23 @@ TEST(PairingReplica, PfcountOfOneKeyIsReplicated) {
             true);
 }
 
+// DEBUG POPULATE (enable-debug-command; test suites use it) creates keys
+// the server names itself: they replicate, with their zero-padded values,
+// cut key names, and the keys that already existed left alone.
+TEST(PairingReplica, DebugPopulateIsReplicated) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  RoundTrip({{Cmd({"SET", "key:1", "mine"}), 1},
+             {Cmd({"DEBUG", "POPULATE", "5"}), 1},
+             {Cmd({"debug", "populate", "3", "p", "12"}), 1},
+             {Cmd({"DEBUG", "POPULATE", "2", "q", "3"}), 1},
+             {Cmd({"DEBUG", "POPULATE", "2", std::string(130, 'x')}), 1},
+             {Cmd({"SELECT", "1"}), 1},
+             {Cmd({"DEBUG", "POPULATE", "2"}), 1},
+             {Cmd({"DEBUG", "POPULATE", "x"}), 1},  // refused: nothing
+             {Cmd({"DEBUG", "SLEEP", "0"}), 1}},
+            true);
+}
+
 // A script is not rolled back: a write before its error stays, so an error
 // reply reads the script's keys back (also inside EXEC). NOSCRIPT did not run.
 TEST(PairingReplica, AScriptThatFailsHalfwayIsReadBack) {
