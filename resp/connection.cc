@@ -3,6 +3,7 @@
 #include "resp/connection.h"
 
 #include <algorithm>
+#include <optional>
 #include <charconv>
 
 #include "resp/convert.h"
@@ -106,7 +107,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   messages += o.messages;
   replication_links += o.replication_links;
   writes_oversized += o.writes_oversized;
-  oversized_keys += o.oversized_keys;
+  oversized_lost += o.oversized_lost;
   parse_errors += o.parse_errors;
   gaps += o.gaps;
   gap_bytes += o.gap_bytes;
@@ -142,7 +143,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"messages", messages},
       {"replication_links", replication_links},
       {"writes_oversized", writes_oversized},
-      {"oversized_keys", oversized_keys},
+      {"oversized_lost", oversized_lost},
       {"parse_errors", parse_errors},
       {"gaps", gaps},
       {"gap_bytes", gap_bytes},
@@ -231,7 +232,7 @@ uint16_t Connection::FlagsFor(bool in_tx) {
 }
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
-  if (ignored_ && (dir == Direction::kServerToClient || requests_.ended() || replica_link_)) {
+  if (ignored_ && (dir == Direction::kServerToClient || requests_.ended())) {
     stats_.ignored_bytes += bytes.size();
     return;
   }
@@ -252,7 +253,6 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
       } else {
         OnRequest(parser.args(), capture_ns);
       }
-      if (replica_link_) return;  // the rest is the link's, never parsed
     } else {
       OnReply(parser.nodes(), capture_ns);
       if (ignored_) {
@@ -417,9 +417,26 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     case Kind::kSelect:
       if (args.size() != 2 || !ParseI64(args[1], &p.param) || p.param < 0 || p.param > 0xfffe) p.param = -1;
       break;
-    case Kind::kHello:
+    case Kind::kHello: {
       p.param = 0;
       if (args.size() >= 2 && (!ParseI64(args[1], &p.param) || (p.param != 2 && p.param != 3))) p.param = -1;
+      // Options as redis 7.0 reads them: AUTH user password, SETNAME name
+      // (printable, no space); anything else refuses the whole HELLO, which
+      // then changes nothing (param -1).
+      std::optional<std::string_view> name;
+      for (size_t i = 2; p.param >= 0 && i < args.size(); ++i) {
+        const size_t more = args.size() - 1 - i;
+        if (EqualsIgnoreCase(args[i], "auth") && more >= 2) {
+          i += 2;  // the password is never stored
+        } else if (EqualsIgnoreCase(args[i], "setname") && more >= 1) {
+          name = args[++i];
+          if (std::any_of(name->begin(), name->end(), [](char ch) { return ch < '!' || ch > '~'; }))
+            p.param = -1;
+        } else {
+          p.param = -1;
+        }
+      }
+      if (p.param < 0) break;
       if (p.param == 3 && req_protocol_ == 2) {
         // Refused in RESP2 pub/sub mode: the (UN)SUBSCRIBEs after it are
         // then still answered in RESP2.
@@ -433,19 +450,13 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       } else if (p.param > 0) {
         req_protocol_ = static_cast<int>(p.param);
       }
-      // Keep only a SETNAME name (HELLO may carry AUTH user password).
-      for (size_t i = 2; i + 1 < args.size(); ++i) {
-        if (EqualsIgnoreCase(args[i], "auth")) {
-          i += 2;
-        } else if (EqualsIgnoreCase(args[i], "setname")) {
-          spans_.emplace_back(static_cast<uint32_t>(arena_.size()),
-                              static_cast<uint32_t>(args[i + 1].size()));
-          p.argc = 1;
-          arena_.append(args[i + 1]);
-          ++i;
-        }
+      if (name) {  // kept as the only argument
+        spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(name->size()));
+        p.argc = 1;
+        arena_.append(*name);
       }
       break;
+    }
     case Kind::kReset:
       reply_off_ = skip_next_ = false;
       req_protocol_ = 2;
@@ -513,20 +524,31 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       break;
     }
     case Kind::kSync:
-      // Refused inside MULTI (no-multi). Otherwise the reply (+FULLRESYNC,
-      // +CONTINUE) starts the replication stream: an RDB payload that is not
-      // RESP, then the writes the server relays to the replica, as
-      // "replies". Once everything before it is answered, the connection is
-      // the replica's link (DrainNoReply).
-      if (req_in_multi_) break;
-      p.no_reply = true;
+      // Refused inside MULTI (no-multi): answered with an error. PSYNC is
+      // answered +FULLRESYNC or +CONTINUE, then the replication stream
+      // follows (an RDB payload that is not RESP, then the writes the
+      // server relays to the replica, as "replies"): the connection is the
+      // replica's link from that answer on (Handle). SYNC is answered by
+      // the RDB payload itself: its link starts once every request before
+      // it is answered (DrainNoReply).
+      if (req_in_multi_) {
+        p.kind = Kind::kPlain;
+      } else if (spec->name[0] == 's') {
+        p.no_reply = true;
+      }
       break;
     case Kind::kReplconf:
-      // A replica acknowledges its offset on its link only (no reply): a
-      // capture that joined the link after PSYNC knows it from there.
-      if (args.size() >= 2 && EqualsIgnoreCase(args[1], "ack")) {
-        EnterReplicaLink();
-        return;
+      // REPLCONF ACK and GETACK are never answered (with an odd argument
+      // count; redis 7.0 replconfCommand), whoever sends them. A capture
+      // that joined a replica's link after its PSYNC knows the link by its
+      // ACKs (one a second).
+      if (args.size() % 2 == 1 && (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack"))) {
+        if (opts_.joined_mid_stream && EqualsIgnoreCase(args[1], "ack")) {
+          ++stats_.requests;
+          EnterReplicaLink();
+          return;
+        }
+        p.no_reply = true;
       }
       break;
     default: break;  // AUTH: the password is never stored
@@ -535,13 +557,15 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     // An argument too large to hold came as an empty view (Parser::elided).
     if (p.kind == Kind::kWrite) {
       if (KeyElided(*spec, args)) {
-        ++stats_.oversized_keys;  // nothing to read back by
+        // A key too large to hold, or a key-less write (FUNCTION LOAD or
+        // RESTORE of a huge payload) that could only be shipped whole.
+        ++stats_.oversized_lost;
         p.kind = Kind::kPlain;
         keep = 0;
       } else {
         p.elided = true;  // its keys are read back once it is acknowledged
       }
-    } else if (p.kind == Kind::kScriptLoad || p.kind == Kind::kSetName) {
+    } else if (p.kind == Kind::kScriptLoad || p.kind == Kind::kSetName || p.kind == Kind::kHello) {
       p.kind = Kind::kPlain;  // an elided body or name must not be learned
       keep = 0;
     }
@@ -738,6 +762,7 @@ void Connection::HelloUnanswered(const Pending& p) {
   // replies come in the protocol it chose. (Refused, as with a wrong AUTH,
   // it left the protocol as it was: the reply shapes after it then
   // resynchronise the connection, counted.)
+  if (p.param < 0) return;  // refused (a bad version or option): changes nothing
   if (p.param > 0) protocol_ = static_cast<int>(p.param);
   if (p.argc == 1) replayer_ = IsReplayerName(Args(p)[0]);
 }
@@ -771,6 +796,7 @@ void Connection::EnterIgnored() {
 }
 
 bool Connection::KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const {
+  if (spec.num_specs == 0) return true;  // key-less: shipped whole, or not at all
   std::vector<KeyRef> keys;
   FindKeys(spec, args, &keys);
   return std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return requests_.arg_elided(k.arg); });
@@ -783,13 +809,26 @@ void Connection::EnterReplicaLink() {
   ignored_ = true;
   replica_link_ = true;
   monitor_ = awaiting_reset_ = false;
-  requests_.OnGap();
-  replies_.OnGap();
+  replies_.OnGap();  // not read again unless the link turns out not to be one
 }
 
 void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
   const CommandSpec* spec = LookupCommand(args);
   const Kind kind = KindOf(spec);
+  if (replica_link_) {
+    // A replica sends only REPLCONF on its link. Anything else means it was
+    // not one (a client that sent REPLCONF ACK): pair again from here, out
+    // of sync with the replies skipped meanwhile.
+    if (kind == Kind::kReplconf) {
+      ++stats_.requests;
+      return;
+    }
+    replica_link_ = false;
+    ignored_ = false;
+    EnterDesync();
+    OnRequest(args, ts);
+    return;
+  }
   if (kind == Kind::kReset) {
     // RESET ends subscriber and MONITOR mode. Its +RESET comes after
     // whatever pub/sub or MONITOR output is still on its way: replies are
@@ -819,7 +858,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
       return;
     case Kind::kWrite:
       if (requests_.elided() && KeyElided(*spec, args)) {
-        ++stats_.oversized_keys;
+        ++stats_.oversized_lost;
         return;
       }
       break;
@@ -946,6 +985,10 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
       EnterIgnored();
       return;
     }
+    if (!IsError(reply[0]) && p.kind == Kind::kSync) {
+      EnterReplicaLink();
+      return;
+    }
   } else {
     Handle(p, reply, ts, false);
     // RESP2 answers a write, SELECT or MULTI only outside pub/sub mode.
@@ -979,9 +1022,14 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     }
   }
   switch (p.kind) {
+    case Kind::kSync:  // PSYNC (SYNC is never answered in RESP)
+      if (!is_error) {
+        EnterReplicaLink();
+        return;
+      }
+      [[fallthrough]];
     case Kind::kPlain:
     case Kind::kClientReply:
-    case Kind::kSync:      // answered only when refused (inside MULTI)
     case Kind::kReplconf:  // the handshake's, before PSYNC
       if (!is_error) {
         if (p.spec == nullptr)

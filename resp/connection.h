@@ -87,7 +87,7 @@ struct ConnectionStats {
   uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
   uint64_t replication_links = 0;     // a replica's link (PSYNC, REPLCONF ACK): ignored from there
   uint64_t writes_oversized = 0;      // an argument or the reply too large to hold: keys read back
-  uint64_t oversized_keys = 0;        // writes to a key too large to hold: lost (counted only)
+  uint64_t oversized_lost = 0;        // a key (or a key-less write's argument) too large to hold: lost
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;

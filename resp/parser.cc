@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <limits>
 
 namespace kvf::resp {
 
@@ -148,8 +149,11 @@ void Parser::Stash() {
 void Parser::Feed(ByteSpan bytes) {
   if (ext_ != nullptr) Stash();  // the previous chunk was not fully parsed
   if (skip_body_ > 0) {
-    // The rest of an elided bulk: never looked at, never held.
+    // The rest of an elided bulk: never held, only its CRLF is looked at.
     const size_t drop = static_cast<size_t>(std::min<uint64_t>(skip_body_, bytes.size()));
+    const auto at = [&](uint64_t from_end) { return skip_body_ >= from_end && skip_body_ - from_end < drop; };
+    if ((at(2) && bytes[skip_body_ - 2] != '\r') || (at(1) && bytes[skip_body_ - 1] != '\n'))
+      error_ = ParseError::kBadTerminator;  // reported by the next Next()
     skip_body_ -= drop;
     elided_bytes_ += drop;
     bytes = bytes.subspan(drop);
@@ -174,8 +178,7 @@ ParseStatus Parser::Fail(ParseError e) {
 
 ParseStatus Parser::NeedMore() {
   const size_t len = view_len();
-  if (in_message_ && len - msg_start_ - elided_in_view_ > limits_.max_message_bytes)
-    return Fail(ParseError::kMessageTooLarge);
+  if (in_message_ && len - msg_start_ > limits_.max_message_bytes) return Fail(ParseError::kMessageTooLarge);
   Stash();
   return ParseStatus::kNeedMore;
 }
@@ -192,6 +195,7 @@ void Parser::Resync() {
   nodes_.clear();
   spans_.clear();
   skip_body_ = 0;
+  trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = false;
   ++resyncs_;
@@ -214,6 +218,7 @@ void Parser::OnGap() {
   nodes_.clear();
   spans_.clear();
   skip_body_ = 0;  // the gap may have held the rest of an elided bulk, or more
+  trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = true;  // the gap may end exactly at a message start
   ++resyncs_;
@@ -341,6 +346,23 @@ void Parser::Finish() {
   message_bytes_ = pos_ - msg_start_;
   last_inline_ = false;
   in_message_ = false;
+  trust_lengths_ = true;
+}
+
+void Parser::CutFromView(size_t at, size_t n) {
+  // Into our buffer, from the message start on, without [at, at + n): the
+  // message's spans are relative to its start and all lie before `at`.
+  if (in_buf_) {
+    buf_.erase(at, n);
+    buf_.erase(0, msg_start_);
+  } else {
+    buf_.assign(ext_ + msg_start_, at - msg_start_);
+    buf_.append(ext_ + at + n, ext_len_ - at - n);
+  }
+  in_buf_ = true;
+  // The buffer no longer lines up with the caller's chunk: stay in it until
+  // the next Feed.
+  ext_base_ = std::numeric_limits<size_t>::max();
 }
 
 // ---- Inline commands ------------------------------------------------------
@@ -527,7 +549,7 @@ ParseStatus Parser::Next() {
     buf_.clear();
   }
   const char* v = view();
-  const size_t len = view_len();
+  size_t len = view_len();
   if (ended_) {
     skipped_bytes_ += len - std::min(pos_, len);
     pos_ = len;
@@ -540,11 +562,11 @@ ParseStatus Parser::Next() {
       if (pos_ >= len) return NeedMore();
       elided_msg_ = false;
       if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
+        trust_lengths_ = true;
         return ParseStatus::kMessage;
       }
       msg_start_ = pos_;
       in_message_ = true;
-      elided_in_view_ = 0;
       nodes_.clear();
       spans_.clear();
       frames_.clear();
@@ -618,36 +640,36 @@ ParseStatus Parser::Next() {
         if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
         Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
-        if (next - msg_start_ - elided_in_view_ + blen + 2 > limits_.max_message_bytes) {
-          // Too large to hold: an empty node marked elided, and its bytes
-          // (CRLF included, unchecked) skipped as they come. The message
-          // may complete before they have all arrived.
+        if (next - msg_start_ + blen + 2 > limits_.max_message_bytes) {
+          // Too large to hold: an empty node marked elided, its bytes cut
+          // out of what is held, and those still to come dropped by Feed.
+          // Not right after a resync: a length there may be a false start
+          // that would skip (up to max_bulk_len of) real messages.
+          if (!trust_lengths_) return Fail(ParseError::kMessageTooLarge);
+          const size_t here = std::min(len - next, blen + 2);
+          if ((here > blen && v[next + blen] != '\r') || (here > blen + 1 && v[next + blen + 1] != '\n'))
+            return Fail(ParseError::kBadTerminator);
+          // Its header goes too: nothing of it is held.
+          const size_t head = pos_ - msg_start_;
           const size_t idx = nodes_.size();
-          if (!AddNode(type, next - msg_start_, 0, 0, 0, false)) return Fail(ParseError::kTooManyElements);
+          if (!AddNode(type, head, 0, 0, 0, false)) return Fail(ParseError::kTooManyElements);
           if (idx < nodes_.size()) nodes_[idx].elided = true;  // (gone if inside a completed attribute)
           elided_msg_ = true;
-          const size_t here = std::min(len - next, blen + 2);
           elided_bytes_ += here;
-          if (here == blen + 2) {
-            pos_ = next + here;
-            elided_in_view_ += here;
-            break;
-          }
-          // The rest comes in later chunks: the view ends where the bulk
-          // starts (nothing of it is stashed) and Feed drops what follows.
           skip_body_ = blen + 2 - here;
-          if (in_buf_) {
-            buf_.resize(next);
-            ext_len_ = next >= ext_base_ ? next - ext_base_ : 0;
-          } else {
-            ext_len_ = next;
+          CutFromView(pos_, next - pos_ + here);
+          v = view();
+          len = view_len();
+          pos_ = head;  // CutFromView starts the view at the message
+          msg_start_ = 0;
+          if (skip_body_ > 0) {
+            if (frames_.empty() && !nodes_.empty()) {
+              Finish();
+              return ParseStatus::kMessage;
+            }
+            return NeedMore();
           }
-          pos_ = next;
-          if (frames_.empty() && !nodes_.empty()) {
-            Finish();
-            return ParseStatus::kMessage;
-          }
-          return NeedMore();
+          break;
         }
         if (len - next < blen + 2) return NeedMore();
         if (v[next + blen] != '\r' || v[next + blen + 1] != '\n') return Fail(ParseError::kBadTerminator);

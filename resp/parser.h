@@ -161,6 +161,9 @@ class Parser {
   bool FastReply(const char* v, size_t len);
   bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
   void Stash();
+  // Drops bytes [at, at + n) of the view (an elided bulk) and moves the
+  // message in progress to the start of our buffer.
+  void CutFromView(size_t at, size_t n);
   void Finish();
   Candidate CheckCandidate(size_t at) const;
   bool SkipToCandidate();
@@ -195,9 +198,9 @@ class Parser {
   uint64_t resyncs_ = 0;
   bool elided_msg_ = false;  // see elided()
   uint64_t skip_body_ = 0;   // bytes of an elided bulk (CRLF included) still to come: Feed drops them
-  // Bytes of elided bulks inside the view of the message in progress (a
-  // chunk that held one whole): not counted against max_message_bytes.
-  size_t elided_in_view_ = 0;
+  // Lengths are trusted (bulks past the limit elided, not failed) except in
+  // the first message after a resync or gap, where a false start is likely.
+  bool trust_lengths_ = true;
   uint64_t elided_bytes_ = 0;
 };
 

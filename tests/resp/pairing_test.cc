@@ -183,17 +183,46 @@ TEST_F(Pairing, ReplicationLinksAreIgnored) {
 
 // Joined after the link was set up, a replica's connection shows itself by
 // its REPLCONF ACK: ignored from there on.
+// A request other than REPLCONF shows it was not one after all (REPLCONF
+// ACK is accepted, unanswered, from any client): pairing resumes.
 TEST_F(Pairing, AReplicaLinkJoinedMidStreamIsIgnoredFromItsFirstAck) {
   ConnectionOptions o;
   o.joined_mid_stream = true;
   Connection conn(&sink_, o);
   conn.OnData(Direction::kClientToServer, Cmd({"REPLCONF", "ACK", "100"}), 1);
   conn.OnData(Direction::kServerToClient, Cmd({"SET", "k", "v"}) + Cmd({"REPLCONF", "GETACK", "*"}), 2);
-  conn.OnData(Direction::kClientToServer, Cmd({"REPLCONF", "ACK", "200"}) + Cmd({"SET", "fake", "1"}), 3);
+  conn.OnData(Direction::kClientToServer, Cmd({"REPLCONF", "ACK", "200"}), 3);
   EXPECT_TRUE(conn.ignored());
   EXPECT_TRUE(Take().empty());
   EXPECT_EQ(conn.stats().replication_links, 1u);
   EXPECT_EQ(conn.stats().unpaired_replies, 0u);
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "x", "1"}), 4);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 5);
+  EXPECT_FALSE(conn.ignored());
+  const std::string gap = " f" + std::to_string(kNeedsReadback | kAfterGap | kUnknownDb);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + gap + " x: SET x 1"}));
+}
+
+// From an ordinary client, REPLCONF ACK and GETACK are accepted and never
+// answered (an even argument count is a syntax error, answered); PSYNC
+// refused inside a transaction leaves the connection a client's.
+TEST_F(Pairing, ReplconfFromAClientIsUnansweredAndARefusedPsyncChangesNothing) {
+  c_->Do(Cmd({"REPLCONF", "ACK", "0"}) + Cmd({"REPLCONF", "GETACK", "*"}) + Cmd({"REPLCONF", "ACK"}) +
+             Cmd({"SET", "k", "v"}),
+         2);  // -ERR syntax error, +OK
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"MULTI"}) + Cmd({"PSYNC", "?", "-1"}) +
+             Cmd({"SET", "t", "1"}) + Cmd({"EXEC"}) + Cmd({"CLIENT", "REPLY", "ON"}) +
+             Cmd({"SET", "k2", "v"}),
+         1);  // all silenced (the EXEC aborts), then +OK
+  c_->Do(Cmd({"MULTI"}) + Cmd({"PSYNC", "?", "-1"}) + Cmd({"EXEC"}), 3);  // +OK -ERR -EXECABORT
+  c_->Do({"SET", "k3", "v"});
+  EXPECT_FALSE(c_->conn().ignored());
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k: SET k v", "0 " + rb + " t:", "0 " + kIdem + " k2: SET k2 v",
+                       "0 " + kIdem + " k3: SET k3 v"}));
+  EXPECT_EQ(c_->conn().stats().replication_links, 0u);
+  ExpectPairedCleanly(c_->conn().stats());
 }
 
 // Values too large to hold (here: past a 4 KiB message limit; by default
@@ -226,7 +255,7 @@ TEST_F(Pairing, WritesOfValuesTooLargeToHoldAreReadBack) {
                        "0 " + kIdem + " after: SET after 1"}));
   const ConnectionStats& st = big.conn().stats();
   EXPECT_EQ(st.writes_oversized, 6u);
-  EXPECT_EQ(st.oversized_keys, 1u);
+  EXPECT_EQ(st.oversized_lost, 1u);
   ExpectPairedCleanly(st);
 }
 
@@ -849,6 +878,11 @@ TEST_F(Pairing, ASubscribeQueuedWhileRepliesAreOffIgnoresTheConnection) {
 // Back in RESP2, a subscriber's messages are arrays again (not pushes): they
 // must not pair with the requests behind them.
 TEST_F(Pairing, HelloWhileRepliesAreOffStillSwitchesTheProtocol) {
+  // A HELLO the server refuses (a bad option or name) changes nothing.
+  c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"HELLO", "3", "SETNAME", "a b"}) + Cmd({"HELLO", "3", "X"}) +
+             Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}),
+         1);
+  EXPECT_EQ(c_->conn().protocol(), 2);
   c_->Do({"SADD", "s", "m1", "m2", "m3"});
   c_->Do({"HELLO", "3"});
   Take();

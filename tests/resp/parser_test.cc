@@ -303,6 +303,70 @@ TEST(RespParser, BulksTooLargeToHoldAreElided) {
   EXPECT_FALSE(p.HasPartial());
 }
 
+// Elided bulks are not held even when one arrives whole inside a chunk: a
+// reply of many values past the limit keeps the parser's buffer under the
+// limit plus a chunk, element after element.
+TEST(RespParser, ElidedBulksAreNeverHeld) {
+  Limits m;
+  m.max_message_bytes = 16 << 10;
+  std::string rep = "*3000\r\n";
+  for (int i = 0; i < 3000; ++i) rep += "$3000\r\n" + std::string(3000, 'a' + i % 26) + "\r\n";
+  rep += ":7\r\n";
+  for (size_t chunk : {size_t{1000}, size_t{64} << 10}) {
+    Parser p(Parser::Mode::kReply, m);
+    std::vector<std::string> got;
+    for (size_t off = 0; off < rep.size(); off += chunk) {
+      const std::string piece = rep.substr(off, chunk);
+      p.Feed(piece);
+      for (ParseStatus st; (st = p.Next()) != ParseStatus::kNeedMore;) {
+        ASSERT_EQ(st, ParseStatus::kMessage) << ParseErrorName(p.error());
+        const auto nodes = p.nodes();
+        size_t elided = 0, held = 0;
+        for (const Node& n : nodes) {
+          elided += n.elided;
+          held += !n.elided && n.type == Type::kBulkString;
+          if (!n.elided && n.type == Type::kBulkString) EXPECT_EQ(n.str.size(), 3000u);
+        }
+        got.push_back(std::to_string(nodes.size()) + "/" + std::to_string(held) + "/" +
+                      std::to_string(elided));
+      }
+      EXPECT_LE(p.buffered_bytes(), m.max_message_bytes + chunk) << "at " << off;
+    }
+    // 5 values fit in 16 KiB (with the array header); the other 2995 are elided.
+    EXPECT_EQ(got, (std::vector<std::string>{"3001/5/2995", "1/0/0"})) << "chunk " << chunk;
+  }
+}
+
+// An elided bulk must still end in CRLF (in view or in a later chunk); and
+// right after a gap a huge length is an error, not a reason to skip: it may
+// be a false start inside a value.
+TEST(RespParser, ElidedBulksAreCheckedAndNotTrustedAfterAGap) {
+  Limits m;
+  m.max_message_bytes = 256;
+  const std::string bad = "$1000\r\n" + std::string(1000, 'x') + "XY+OK\r\n";
+  for (size_t chunk : {size_t{1}, size_t{100}, size_t{2000}}) {
+    const auto got = ParseAll(Parser::Mode::kReply, bad, chunk, m);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got.back(), "ERROR:missing CRLF") << "chunk " << chunk;
+  }
+  Parser p(Parser::Mode::kReply, m);
+  p.OnGap();
+  const std::string after_gap = "$1000\r\n" + std::string(1000, 'x') + "\r\n";
+  p.Feed(after_gap);
+  EXPECT_EQ(p.Next(), ParseStatus::kError);
+  EXPECT_EQ(p.error(), ParseError::kMessageTooLarge);
+  // Once a message went through, lengths are trusted again.
+  p.Resync();
+  const std::string next = "+OK\r\n$1000\r\n" + std::string(1000, 'x') + "\r\n";
+  p.Feed(next);
+  ParseStatus st;
+  while ((st = p.Next()) == ParseStatus::kError) p.Resync();
+  ASSERT_EQ(st, ParseStatus::kMessage);
+  EXPECT_EQ(p.nodes()[0].type, Type::kSimpleString);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_TRUE(p.nodes()[0].elided);
+}
+
 // Counts of 19 digits and more (past what fits in int64) are errors, found
 // without overflowing on the way (UBSan in the fuzz build checks that).
 TEST(RespParser, CountsTooLongForSixtyFourBitsAreErrors) {
