@@ -419,7 +419,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       break;
     case Kind::kHello: {
       p.param = 0;
-      if (args.size() >= 2 && (!ParseI64(args[1], &p.param) || (p.param != 2 && p.param != 3))) p.param = -1;
+      // "2" or "3" exactly: redis reads the version with string2ll (no
+      // leading zero, no sign).
+      if (args.size() >= 2) p.param = args[1] == "2" ? 2 : args[1] == "3" ? 3 : -1;
       // Options as redis 7.0 reads them: AUTH user password, SETNAME name
       // (printable, no space); anything else refuses the whole HELLO, which
       // then changes nothing (param -1).
@@ -542,10 +544,16 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // count; redis 7.0 replconfCommand), whoever sends them. A capture
       // that joined a replica's link after its PSYNC knows the link by its
       // ACKs (one a second).
-      if (args.size() % 2 == 1 && (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack"))) {
+      // (Queued in MULTI they are answered +QUEUED; a RESP2 subscriber is
+      // refused them, with an error.)
+      if (args.size() % 2 == 1 && (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack")) &&
+          !req_in_multi_) {
+        const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
+        if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
+        if (sub == SubState::kYes) break;
         if (opts_.joined_mid_stream && EqualsIgnoreCase(args[1], "ack")) {
-          ++stats_.requests;
           EnterReplicaLink();
+          link_from_ack_ = true;
           return;
         }
         p.no_reply = true;
@@ -565,9 +573,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       } else {
         p.elided = true;  // its keys are read back once it is acknowledged
       }
-    } else if (p.kind == Kind::kScriptLoad || p.kind == Kind::kSetName || p.kind == Kind::kHello) {
+    } else if (p.kind == Kind::kScriptLoad || p.kind == Kind::kSetName) {
       p.kind = Kind::kPlain;  // an elided body or name must not be learned
       keep = 0;
+    } else if (p.kind == Kind::kHello) {
+      p.argc = 0;  // its protocol switch stands; its name (maybe elided) is not learned
     }
   }
   if (!p.no_reply && !client_reply_on && (reply_off_ || skip_next_)) {
@@ -796,10 +806,12 @@ void Connection::EnterIgnored() {
 }
 
 bool Connection::KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const {
-  if (spec.num_specs == 0) return true;  // key-less: shipped whole, or not at all
+  // Key-less (here: EVAL … 0 too): shipped whole, or not at all.
+  if (spec.num_specs == 0) return true;
   std::vector<KeyRef> keys;
   FindKeys(spec, args, &keys);
-  return std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return requests_.arg_elided(k.arg); });
+  return keys.empty() ||
+         std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return requests_.arg_elided(k.arg); });
 }
 
 void Connection::EnterReplicaLink() {
@@ -809,22 +821,25 @@ void Connection::EnterReplicaLink() {
   ignored_ = true;
   replica_link_ = true;
   monitor_ = awaiting_reset_ = false;
-  replies_.OnGap();  // not read again unless the link turns out not to be one
+  // Replies are not read from here (OnData drops them; one being paired
+  // now still holds the parser's nodes).
 }
 
 void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
   const CommandSpec* spec = LookupCommand(args);
   const Kind kind = KindOf(spec);
   if (replica_link_) {
-    // A replica sends only REPLCONF on its link. Anything else means it was
-    // not one (a client that sent REPLCONF ACK): pair again from here, out
-    // of sync with the replies skipped meanwhile.
-    if (kind == Kind::kReplconf) {
+    // A replica sends only REPLCONF on its link. Anything else on a link
+    // known only by an ACK means it was not one (a client that sent
+    // REPLCONF ACK): pair again from here, out of sync, the reply parser
+    // starting over. A link that PSYNC's answer proved stays one.
+    if (kind == Kind::kReplconf || !link_from_ack_) {
       ++stats_.requests;
       return;
     }
-    replica_link_ = false;
+    replica_link_ = link_from_ack_ = false;
     ignored_ = false;
+    replies_.OnGap();
     EnterDesync();
     OnRequest(args, ts);
     return;
@@ -991,6 +1006,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     }
   } else {
     Handle(p, reply, ts, false);
+    if (replica_link_) return;  // PSYNC answered: the rest is the link's
     // RESP2 answers a write, SELECT or MULTI only outside pub/sub mode.
     if (!subs_known_ && protocol_ == 2 && !IsError(reply[0]) &&
         (p.kind == Kind::kWrite || p.kind == Kind::kSelect || p.kind == Kind::kMulti)) {

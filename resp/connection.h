@@ -288,7 +288,8 @@ class Connection {
   bool awaiting_reset_ = false;     // RESET left ignored mode: replies before +RESET are skipped
   bool ignore_after_exec_ = false;  // a SUBSCRIBE/MONITOR inside the EXEC being paired
   bool monitor_ = false;            // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
-  bool replica_link_ = false;       // ignored_ for good, both ways: a replica's replication link
+  bool replica_link_ = false;       // ignored_: a replica's replication link (replies skipped)
+  bool link_from_ack_ = false;      // known only by a REPLCONF ACK: a request of another kind ends it
   bool req_in_multi_ = false;       // as of the last request parsed
   // RESP2 subscriptions, from the servers' confirmations (each carries the
   // count of its family: channels + patterns, or shard channels). Known

@@ -6,7 +6,6 @@
 
 #include <charconv>
 #include <cstring>
-#include <limits>
 
 namespace kvf::resp {
 
@@ -129,6 +128,33 @@ void Parser::Stash() {
   // Keep the unfinished message (or the partial resync candidate) and drop
   // everything before it; the caller's chunk is not touched after this.
   const size_t len = view_len();
+  if (in_message_ && !holes_.empty()) {
+    // Without its elided bulks, which are never held: the spans after
+    // each hole move down by it (spans and holes both ascend).
+    const char* v = view() + msg_start_;
+    std::string kept;
+    kept.reserve(len - msg_start_ - hole_bytes_);
+    size_t from = 0;
+    for (const auto& [at, n] : holes_) {
+      kept.append(v + from, at - from);
+      from = at + n;
+    }
+    kept.append(v + from, len - msg_start_ - from);
+    size_t h = 0, shift = 0;
+    for (auto& span : spans_) {
+      for (; h < holes_.size() && holes_[h].first < span.first; ++h) shift += holes_[h].second;
+      span.first -= shift;
+    }
+    pos_ -= msg_start_ + hole_bytes_;
+    msg_start_ = 0;
+    buf_.swap(kept);
+    in_buf_ = true;
+    holes_.clear();
+    hole_bytes_ = 0;
+    ext_ = nullptr;
+    ext_len_ = 0;
+    return;
+  }
   const size_t keep_from = in_message_ ? msg_start_ : (pos_ < len ? pos_ : len);
   if (in_buf_) {
     buf_.erase(0, keep_from);
@@ -178,7 +204,12 @@ ParseStatus Parser::Fail(ParseError e) {
 
 ParseStatus Parser::NeedMore() {
   const size_t len = view_len();
-  if (in_message_ && len - msg_start_ > limits_.max_message_bytes) return Fail(ParseError::kMessageTooLarge);
+  // Complete elements held past the limit, or more than a line after them
+  // (a bulk that fits was checked whole when its header was read).
+  if (in_message_ &&
+      (pos_ - msg_start_ - hole_bytes_ > limits_.max_message_bytes ||
+       len - msg_start_ - hole_bytes_ > limits_.max_message_bytes + limits_.max_inline_len + 2))
+    return Fail(ParseError::kMessageTooLarge);
   Stash();
   return ParseStatus::kNeedMore;
 }
@@ -195,6 +226,8 @@ void Parser::Resync() {
   nodes_.clear();
   spans_.clear();
   skip_body_ = 0;
+  holes_.clear();
+  hole_bytes_ = 0;
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = false;
@@ -218,6 +251,8 @@ void Parser::OnGap() {
   nodes_.clear();
   spans_.clear();
   skip_body_ = 0;  // the gap may have held the rest of an elided bulk, or more
+  holes_.clear();
+  hole_bytes_ = 0;
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = true;  // the gap may end exactly at a message start
@@ -347,22 +382,8 @@ void Parser::Finish() {
   last_inline_ = false;
   in_message_ = false;
   trust_lengths_ = true;
-}
-
-void Parser::CutFromView(size_t at, size_t n) {
-  // Into our buffer, from the message start on, without [at, at + n): the
-  // message's spans are relative to its start and all lie before `at`.
-  if (in_buf_) {
-    buf_.erase(at, n);
-    buf_.erase(0, msg_start_);
-  } else {
-    buf_.assign(ext_ + msg_start_, at - msg_start_);
-    buf_.append(ext_ + at + n, ext_len_ - at - n);
-  }
-  in_buf_ = true;
-  // The buffer no longer lines up with the caller's chunk: stay in it until
-  // the next Feed.
-  ext_base_ = std::numeric_limits<size_t>::max();
+  holes_.clear();
+  hole_bytes_ = 0;
 }
 
 // ---- Inline commands ------------------------------------------------------
@@ -549,7 +570,7 @@ ParseStatus Parser::Next() {
     buf_.clear();
   }
   const char* v = view();
-  size_t len = view_len();
+  const size_t len = view_len();
   if (ended_) {
     skipped_bytes_ += len - std::min(pos_, len);
     pos_ = len;
@@ -567,6 +588,8 @@ ParseStatus Parser::Next() {
       }
       msg_start_ = pos_;
       in_message_ = true;
+      holes_.clear();
+      hole_bytes_ = 0;
       nodes_.clear();
       spans_.clear();
       frames_.clear();
@@ -640,36 +663,40 @@ ParseStatus Parser::Next() {
         if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
         Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
-        if (next - msg_start_ + blen + 2 > limits_.max_message_bytes) {
-          // Too large to hold: an empty node marked elided, its bytes cut
-          // out of what is held, and those still to come dropped by Feed.
-          // Not right after a resync: a length there may be a false start
-          // that would skip (up to max_bulk_len of) real messages.
+        if (next - msg_start_ - hole_bytes_ + blen + 2 > limits_.max_message_bytes) {
+          // Too large to hold: an empty node marked elided. Its header and
+          // body are never held: a hole in the view that Stash leaves out,
+          // or, when the body runs past the view, the end of the view, with
+          // the rest dropped by Feed. Not right after a resync: a length
+          // there may be a false start that would skip real messages.
           if (!trust_lengths_) return Fail(ParseError::kMessageTooLarge);
           const size_t here = std::min(len - next, blen + 2);
           if ((here > blen && v[next + blen] != '\r') || (here > blen + 1 && v[next + blen + 1] != '\n'))
             return Fail(ParseError::kBadTerminator);
-          // Its header goes too: nothing of it is held.
           const size_t head = pos_ - msg_start_;
           const size_t idx = nodes_.size();
           if (!AddNode(type, head, 0, 0, 0, false)) return Fail(ParseError::kTooManyElements);
           if (idx < nodes_.size()) nodes_[idx].elided = true;  // (gone if inside a completed attribute)
           elided_msg_ = true;
           elided_bytes_ += here;
-          skip_body_ = blen + 2 - here;
-          CutFromView(pos_, next - pos_ + here);
-          v = view();
-          len = view_len();
-          pos_ = head;  // CutFromView starts the view at the message
-          msg_start_ = 0;
-          if (skip_body_ > 0) {
-            if (frames_.empty() && !nodes_.empty()) {
-              Finish();
-              return ParseStatus::kMessage;
-            }
-            return NeedMore();
+          if (here == blen + 2) {
+            holes_.emplace_back(head, next - pos_ + here);
+            hole_bytes_ += next - pos_ + here;
+            pos_ = next + here;
+            break;
           }
-          break;
+          skip_body_ = blen + 2 - here;
+          if (in_buf_) {
+            buf_.resize(pos_);
+            ext_len_ = pos_ >= ext_base_ ? pos_ - ext_base_ : 0;
+          } else {
+            ext_len_ = pos_;
+          }
+          if (frames_.empty() && !nodes_.empty()) {
+            Finish();
+            return ParseStatus::kMessage;
+          }
+          return NeedMore();
         }
         if (len - next < blen + 2) return NeedMore();
         if (v[next + blen] != '\r' || v[next + blen + 1] != '\n') return Fail(ParseError::kBadTerminator);

@@ -161,9 +161,6 @@ class Parser {
   bool FastReply(const char* v, size_t len);
   bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
   void Stash();
-  // Drops bytes [at, at + n) of the view (an elided bulk) and moves the
-  // message in progress to the start of our buffer.
-  void CutFromView(size_t at, size_t n);
   void Finish();
   Candidate CheckCandidate(size_t at) const;
   bool SkipToCandidate();
@@ -201,6 +198,10 @@ class Parser {
   // Lengths are trusted (bulks past the limit elided, not failed) except in
   // the first message after a resync or gap, where a false start is likely.
   bool trust_lengths_ = true;
+  // Elided bulks (header and body) inside the view of the message in
+  // progress, as (offset from msg_start_, bytes), ascending: not held.
+  std::vector<std::pair<size_t, size_t>> holes_;
+  size_t hole_bytes_ = 0;
   uint64_t elided_bytes_ = 0;
 };
 

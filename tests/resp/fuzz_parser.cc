@@ -178,7 +178,8 @@ std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size
       }
       out.push_back(Describe(p, mode));
     }
-    if (p.buffered_bytes() > l.max_message_bytes + chunk + 16) std::abort();
+    // Complete elements up to the limit, a partial line after them, a chunk.
+    if (p.buffered_bytes() > l.max_message_bytes + l.max_inline_len + 2 + chunk + 16) std::abort();
   }
   return out;
 }

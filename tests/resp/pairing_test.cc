@@ -169,6 +169,7 @@ TEST_F(Pairing, ReplicationLinksAreIgnored) {
     stream = repl.ReceiveMirroredFor(300);  // the relayed writes
     EXPECT_NE(stream.find("during"), std::string::npos);
     repl.SendOnly(Cmd({"REPLCONF", "ACK", "12345"}));
+    repl.SendOnly(Cmd({"PING"}));  // never answered to a replica: the link stays one
     c_->Do({"SET", "after", diskless});
     EXPECT_EQ(Take(), (V{"0 " + kIdem + " before: SET before " + diskless,
                          "0 " + kIdem + " during: SET during " + diskless, "0 " + kOrd + " l: LPUSH l a b",
@@ -880,7 +881,7 @@ TEST_F(Pairing, ASubscribeQueuedWhileRepliesAreOffIgnoresTheConnection) {
 TEST_F(Pairing, HelloWhileRepliesAreOffStillSwitchesTheProtocol) {
   // A HELLO the server refuses (a bad option or name) changes nothing.
   c_->Do(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"HELLO", "3", "SETNAME", "a b"}) + Cmd({"HELLO", "3", "X"}) +
-             Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}),
+             Cmd({"HELLO", "03"}) + Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}),
          1);
   EXPECT_EQ(c_->conn().protocol(), 2);
   c_->Do({"SADD", "s", "m1", "m2", "m3"});
