@@ -27,6 +27,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'echo "FAIL: line $LINENO: \"$BASH_COMMAND\" exited $?"' ERR
 start() {
   redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
     --enable-debug-command yes --pidfile "$W/r$1.pid" --logfile "$W/r$1.log" "${@:2}"
@@ -39,8 +40,8 @@ tcpdump -i lo -s 0 -B 65536 -w "$W/a.pcap" "tcp port $SRC" 2>"$W/tcpdump.log" &
 TD=$!
 for _ in $(seq 100); do grep -q listening "$W/tcpdump.log" && break; sleep 0.1; done
 sleep 0.5
-start $REPL --replicaof 127.0.0.1 $SRC --repl-diskless-load disabled
 redis-cli -p $SRC config set repl-diskless-sync-delay 0 >/dev/null
+start $REPL --replicaof 127.0.0.1 $SRC
 redis-benchmark -p $SRC -n 5000 -r 100000 -P 4 -c 4 -q >/dev/null 2>&1
 /usr/bin/python3 -c "
 import redis
