@@ -736,7 +736,7 @@ void Connection::DrainNoReply() {
         if (in_multi_) {
           multi_queue_.push_back(p);
         } else {
-          HelloUnanswered(p);
+          ApplyHello(p);
         }
         break;
       case Kind::kIgnoreMark:
@@ -752,7 +752,7 @@ void Connection::DrainNoReply() {
           if (p.kind != Kind::kExec) break;
           if (q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
           if (q.kind == Kind::kSelect) SelectUnanswered(q);
-          if (q.kind == Kind::kHello) HelloUnanswered(q);
+          if (q.kind == Kind::kHello) ApplyHello(q);
         }
         multi_queue_.clear();
         in_multi_ = false;
@@ -767,11 +767,11 @@ void Connection::DrainNoReply() {
   Reclaim();
 }
 
-void Connection::HelloUnanswered(const Pending& p) {
-  // It ran silently, as the parse side assumed (req_protocol_): later
-  // replies come in the protocol it chose. (Refused, as with a wrong AUTH,
-  // it left the protocol as it was: the reply shapes after it then
-  // resynchronise the connection, counted.)
+void Connection::ApplyHello(const Pending& p) {
+  // Answered without an error, or run silently, as the parse side assumed
+  // (req_protocol_): later replies come in the protocol it chose. (Silently
+  // refused, as with a wrong AUTH, it left the protocol as it was: the reply
+  // shapes after it then resynchronise the connection, counted.)
   if (p.param < 0) return;  // refused (a bad version or option): changes nothing
   if (p.param > 0) protocol_ = static_cast<int>(p.param);
   if (p.argc == 1) replayer_ = IsReplayerName(Args(p)[0]);
@@ -1124,10 +1124,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kHello:
-      if (!is_error) {
-        if (p.param > 0) protocol_ = static_cast<int>(p.param);
-        if (p.argc == 1) replayer_ = IsReplayerName(Args(p)[0]);
-      }
+      if (!is_error) ApplyHello(p);
       return;
     case Kind::kSetName:
       if (!is_error) replayer_ = IsReplayerName(Args(p)[2]);

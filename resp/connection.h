@@ -246,8 +246,8 @@ class Connection {
   void DrainNoReply();
   // A SELECT the server executed (or refused) without answering.
   void SelectUnanswered(const Pending& p);
-  // A HELLO the server executed without answering.
-  void HelloUnanswered(const Pending& p);
+  // A HELLO the server executed (answered or not).
+  void ApplyHello(const Pending& p);
   void EnterDesync();
   // Writes still waiting for a reply (or for EXEC) become read-backs
   // (`ignoring`: as UnansweredWhileIgnored).

@@ -172,6 +172,12 @@ void Parser::Stash() {
   }
 }
 
+void Parser::ForgetElisions() {
+  skip_body_ = 0;
+  holes_.clear();
+  hole_bytes_ = 0;
+}
+
 void Parser::Feed(ByteSpan bytes) {
   if (ext_ != nullptr) Stash();  // the previous chunk was not fully parsed
   if (skip_body_ > 0) {
@@ -225,9 +231,7 @@ void Parser::Resync() {
   frames_.clear();
   nodes_.clear();
   spans_.clear();
-  skip_body_ = 0;
-  holes_.clear();
-  hole_bytes_ = 0;
+  ForgetElisions();
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = false;
@@ -250,9 +254,7 @@ void Parser::OnGap() {
   frames_.clear();
   nodes_.clear();
   spans_.clear();
-  skip_body_ = 0;  // the gap may have held the rest of an elided bulk, or more
-  holes_.clear();
-  hole_bytes_ = 0;
+  ForgetElisions();  // the gap may have held the rest of an elided bulk, or more
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = true;  // the gap may end exactly at a message start

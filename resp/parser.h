@@ -161,6 +161,8 @@ class Parser {
   bool FastReply(const char* v, size_t len);
   bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
   void Stash();
+  // Drops the elided bulks' holes and the rest still to skip (resync, gap).
+  void ForgetElisions();
   void Finish();
   Candidate CheckCandidate(size_t at) const;
   bool SkipToCandidate();
