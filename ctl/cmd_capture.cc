@@ -455,7 +455,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
       }
       last_ts = std::max(last_ts, p.ts_ns);
       TcpSegment seg;
-      const DecodeStatus st = DecodeFrame(p.data, p.len, p.ts_ns, &seg);
+      const DecodeStatus st = DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
       dec.Add(st);
       if (st == DecodeStatus::kOk) table.Process(seg);
     }
@@ -554,7 +554,7 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
       ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
-  app.add_option("--pcap", pcap_file, "offline capture file (pcap/pcapng, Ethernet)");
+  app.add_option("--pcap", pcap_file, "offline capture file (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback)");
   app.add_option("--server", servers, "HOST:PORT of a Redis server (repeatable)")->required();
   app.add_option("--seconds", seconds, "stop after N seconds (0: until the file ends or Ctrl-C)");
   app.add_option("--format", format,

@@ -630,7 +630,7 @@ int RunDecode(const std::vector<std::string>& args) {
         ++frames;
         bytes += p.len;
         dp::TcpSegment seg;
-        const dp::DecodeStatus st = dp::DecodeFrame(p.data, p.len, p.ts_ns, &seg);
+        const dp::DecodeStatus st = dp::DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
         dec.Add(st);
         if (st != dp::DecodeStatus::kOk) continue;
         table.Process(seg);

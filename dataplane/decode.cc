@@ -193,11 +193,8 @@ DecodeStatus Network(uint16_t ethertype, Cursor c, int depth, TcpSegment* out) {
   return DecodeStatus::kUnsupportedEthertype;
 }
 
-DecodeStatus Ethernet(Cursor c, int depth, TcpSegment* out) {
-  if (depth > kMaxEncapsulations) return DecodeStatus::kTooManyEncapsulations;
-  if (!c.Has(14)) return DecodeStatus::kTruncatedEthernet;
-  uint16_t ethertype = Be16(c.p + 12);
-  c.Skip(14);
+// What follows an ethertype: 802.1Q/802.1ad tags, then IPv4 or IPv6.
+DecodeStatus Tagged(uint16_t ethertype, Cursor c, int depth, TcpSegment* out) {
   for (int tags = 0; ethertype == kEthVlan || ethertype == kEthQinQ || ethertype == kEthQinQOld; ++tags) {
     if (tags == kMaxVlanTags) return DecodeStatus::kTooManyVlanTags;
     if (!c.Has(4)) return DecodeStatus::kTruncatedEthernet;
@@ -207,17 +204,105 @@ DecodeStatus Ethernet(Cursor c, int depth, TcpSegment* out) {
   return Network(ethertype, c, depth, out);
 }
 
+DecodeStatus Ethernet(Cursor c, int depth, TcpSegment* out) {
+  if (depth > kMaxEncapsulations) return DecodeStatus::kTooManyEncapsulations;
+  if (!c.Has(14)) return DecodeStatus::kTruncatedEthernet;
+  const uint16_t ethertype = Be16(c.p + 12);
+  c.Skip(14);
+  return Tagged(ethertype, c, depth, out);
+}
+
+// Bare IP: the version nibble says which.
+DecodeStatus RawIp(Cursor c, TcpSegment* out) {
+  if (!c.Has(1)) return DecodeStatus::kTruncatedLinkHeader;
+  switch (c.p[0] >> 4) {
+    case 4: return Network(kEthIpv4, c, 0, out);
+    case 6: return Network(kEthIpv6, c, 0, out);
+    default: return DecodeStatus::kUnsupportedEthertype;
+  }
+}
+
+// BSD loopback: a 4-byte address family, in the byte order of the host that
+// wrote it (DLT_NULL) or big-endian (DLT_LOOP); IPv6's value differs between
+// systems (Linux 10, the BSDs 24, FreeBSD 28, Darwin 30).
+DecodeStatus Loopback(Cursor c, TcpSegment* out) {
+  if (!c.Has(4)) return DecodeStatus::kTruncatedLinkHeader;
+  uint32_t family = Be32(c.p);
+  if (family > 0xffff) family = __builtin_bswap32(family);
+  c.Skip(4);
+  switch (family) {
+    case 2: return Network(kEthIpv4, c, 0, out);
+    case 10:
+    case 24:
+    case 28:
+    case 30: return Network(kEthIpv6, c, 0, out);
+    default: return DecodeStatus::kUnsupportedEthertype;
+  }
+}
+
+// Linux cooked capture v1: packet type, ARPHRD type, address length, 8
+// address bytes, protocol (an ethertype for the frames decoded here).
+DecodeStatus LinuxSll(Cursor c, TcpSegment* out) {
+  if (!c.Has(16)) return DecodeStatus::kTruncatedLinkHeader;
+  const uint16_t protocol = Be16(c.p + 14);
+  c.Skip(16);
+  return Tagged(protocol, c, 0, out);
+}
+
+// Linux cooked capture v2: protocol, reserved, interface index, ARPHRD
+// type, packet type, address length, 8 address bytes.
+DecodeStatus LinuxSll2(Cursor c, TcpSegment* out) {
+  if (!c.Has(20)) return DecodeStatus::kTruncatedLinkHeader;
+  const uint16_t protocol = Be16(c.p);
+  c.Skip(20);
+  return Tagged(protocol, c, 0, out);
+}
+
 }  // namespace
+
+bool LinkTypeFromPcap(int linktype, LinkType* out) {
+  switch (linktype) {
+    case 0: *out = LinkType::kNull; return true;
+    case 1: *out = LinkType::kEthernet; return true;
+    case 12:  // DLT_RAW on Linux and most systems
+    case 14:  // DLT_RAW on BSD/OS
+    case 101: *out = LinkType::kRaw; return true;
+    case 108: *out = LinkType::kLoop; return true;
+    case 113: *out = LinkType::kLinuxSll; return true;
+    case 228: *out = LinkType::kIpv4; return true;
+    case 229: *out = LinkType::kIpv6; return true;
+    case 276: *out = LinkType::kLinuxSll2; return true;
+    default: return false;
+  }
+}
 
 DecodeStatus DecodeFrame(const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out) {
   out->ts_ns = ts_ns;
   return Ethernet(Cursor{data, len, false}, 0, out);
 }
 
+DecodeStatus DecodeFrame(LinkType link, const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out) {
+  if (link == LinkType::kEthernet) return DecodeFrame(data, len, ts_ns, out);
+  out->ts_ns = ts_ns;
+  const Cursor c{data, len, false};
+  switch (link) {
+    case LinkType::kRaw: return RawIp(c, out);
+    case LinkType::kIpv4: return Network(kEthIpv4, c, 0, out);
+    case LinkType::kIpv6: return Network(kEthIpv6, c, 0, out);
+    case LinkType::kNull:
+    case LinkType::kLoop: return Loopback(c, out);
+    case LinkType::kLinuxSll: return LinuxSll(c, out);
+    case LinkType::kLinuxSll2: return LinuxSll2(c, out);
+    case LinkType::kEthernet: break;
+  }
+  return DecodeStatus::kUnsupportedEthertype;
+}
+
 std::string_view DecodeStatusName(DecodeStatus s) {
   switch (s) {
     case DecodeStatus::kOk: return "tcp_segments_decoded";
     case DecodeStatus::kTruncatedEthernet: return "ethernet_header_truncated";
+    case DecodeStatus::kTruncatedLinkHeader: return "link_header_truncated";
     case DecodeStatus::kTooManyVlanTags: return "too_many_vlan_tags";
     case DecodeStatus::kUnsupportedEthertype: return "not_ip_ignored";
     case DecodeStatus::kTruncatedIpv4: return "ipv4_header_truncated";

@@ -1,5 +1,6 @@
-// Packet decode: from a captured frame (outermost Ethernet header) to the TCP
-// segment it carries, through 802.1Q/QinQ tags, IPv4/IPv6 and the mirror
+// Packet decode: from a captured frame (outermost Ethernet header, or the
+// link header of a pcap capture: Linux cooked, bare IP, BSD loopback) to the
+// TCP segment it carries, through 802.1Q/QinQ tags, IPv4/IPv6 and the mirror
 // encapsulations VXLAN (UDP 4789), GRE (keyed/sequenced/checksummed) and
 // ERSPAN type I/II/III. Every read is bounds-checked; every refusal has a
 // reason with a counter name an operator can read.
@@ -11,6 +12,7 @@
 #include <string_view>
 
 #include "dataplane/endpoint.h"
+#include "dataplane/packet.h"
 
 namespace kvf::dataplane {
 
@@ -37,8 +39,9 @@ enum class DecodeStatus : uint8_t {
   kBadErspan,              // ERSPAN version field does not match the GRE protocol
   kTooManyEncapsulations,  // tunnels nested deeper than kMaxEncapsulations
   kTruncatedTcp,
-  kBadTcpDataOffset,  // data offset < 5 words
-  kPayloadTruncated,  // snap length cut the TCP payload: unusable for reassembly
+  kBadTcpDataOffset,     // data offset < 5 words
+  kPayloadTruncated,     // snap length cut the TCP payload: unusable for reassembly
+  kTruncatedLinkHeader,  // shorter than a Linux cooked / loopback / IP link header
   kCount
 };
 
@@ -79,6 +82,8 @@ struct TcpSegment {
 // `*out` is filled; otherwise `*out` is unspecified. Never reads outside
 // [data, data + len).
 DecodeStatus DecodeFrame(const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out);
+// The same for a frame that starts with a `link` header.
+DecodeStatus DecodeFrame(LinkType link, const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out);
 
 // One counter per DecodeStatus; index kOk counts decoded segments.
 struct DecodeCounters {

@@ -91,7 +91,7 @@ size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
   for (const Packet& p : packets) {
     newest = std::max(newest, p.ts_ns);
     TcpSegment seg;
-    const DecodeStatus st = DecodeFrame(p.data, p.len, p.ts_ns, &seg);
+    const DecodeStatus st = DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
     rx_.decode.Add(st);
     if (st != DecodeStatus::kOk) continue;
     if (seg.payload_len > config_.max_segment_payload) {

@@ -1,6 +1,7 @@
 // The unit every capture backend (xdp, dpdk, pcap) hands to the flow
-// workers: a captured frame, starting at its outermost Ethernet header, with
-// its capture timestamp. Backends deliver bursts through PacketSource.
+// workers: a captured frame, starting at its outermost link-layer header
+// (Ethernet, except for pcap captures of other link types), with its capture
+// timestamp. Backends deliver bursts through PacketSource.
 #pragma once
 
 #include <cstddef>
@@ -12,12 +13,32 @@
 
 namespace kvf::dataplane {
 
+// The link layer a frame starts with, as pcap files and libpcap name it
+// (LINKTYPE_* values). XDP and DPDK deliver Ethernet only; pcap captures
+// also come as Linux cooked frames (`tcpdump -i any`: SLL2 since libpcap
+// 1.10, SLL before), bare IP (tun devices, DLT_RAW) and BSD loopback.
+enum class LinkType : uint16_t {
+  kNull = 0,  // BSD loopback: 4-byte address family in the writer's byte order
+  kEthernet = 1,
+  kRaw = 101,   // bare IPv4/IPv6 (LINKTYPE_RAW; DLT_RAW is 12 or 14 in memory)
+  kLoop = 108,  // OpenBSD loopback: 4-byte address family, network byte order
+  kLinuxSll = 113,
+  kIpv4 = 228,
+  kIpv6 = 229,
+  kLinuxSll2 = 276,
+};
+
+// The link type a pcap file header (LINKTYPE_*) or libpcap (DLT_*) names,
+// or false when frames of that type are not decoded.
+bool LinkTypeFromPcap(int linktype, LinkType* out);
+
 struct Packet {
-  const uint8_t* data = nullptr;  // frame bytes from the Ethernet header on
+  const uint8_t* data = nullptr;  // frame bytes from the link-layer header on
   uint32_t len = 0;               // bytes available at `data`
   uint32_t wire_len = 0;          // length on the wire (> len when truncated/snapped)
   uint64_t ts_ns = 0;             // capture time, CLOCK_REALTIME nanoseconds
   uint32_t rx_queue = 0;          // backend queue / worker the frame arrived on
+  LinkType link = LinkType::kEthernet;
 };
 
 // Drop and delivery counters a backend keeps, named for an operator.

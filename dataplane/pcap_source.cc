@@ -24,9 +24,19 @@ PcapSource::PcapSource(pcap_t* handle, bool live, std::string description)
                       ? std::clamp<size_t>(static_cast<size_t>(pcap_snapshot(handle)), 64, kArenaBytes / 4)
                       : 0),
       description_(std::move(description)) {
-  datalink_ = handle != nullptr ? pcap_datalink(handle) : DLT_EN10MB;
-  if (handle != nullptr) arena_.resize(kArenaBytes);
+  if (handle != nullptr) {
+    LinkTypeFromPcap(pcap_datalink(handle), &link_);  // checked by the Open* that made the handle
+    arena_.resize(kArenaBytes);
+  }
 }
+
+namespace {
+Status UnsupportedLink(const std::string& what, int linktype) {
+  return Unsupported(what + " has link type " + std::to_string(linktype) +
+                     "; decoded are Ethernet (1), Linux cooked (113, 276: tcpdump -i any), "
+                     "bare IP (12, 101, 228, 229) and BSD loopback (0, 108)");
+}
+}  // namespace
 
 PcapSource::~PcapSource() {
   if (handle_ != nullptr) pcap_close(handle_);
@@ -71,13 +81,14 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenMapped(const std::string& pa
   uint32_t linktype;
   std::memcpy(&linktype, p + 20, 4);
   if (swapped) linktype = __builtin_bswap32(linktype);
-  if ((linktype & 0xffff) != DLT_EN10MB) {
+  LinkType link;
+  if (!LinkTypeFromPcap(static_cast<int>(linktype & 0xffff), &link)) {
     munmap(m, len);
-    return Unsupported("pcap: " + path + " has link type " + std::to_string(linktype & 0xffff) +
-                       ", only Ethernet is decoded");
+    return UnsupportedLink("pcap: " + path, static_cast<int>(linktype & 0xffff));
   }
   madvise(m, len, MADV_SEQUENTIAL);
   auto src = std::unique_ptr<PcapSource>(new PcapSource(nullptr, false, "pcap file " + path));
+  src->link_ = link;
   src->map_ = p;
   src->map_len_ = len;
   src->map_pos_ = 24;
@@ -132,6 +143,7 @@ size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
     pkt.wire_len = h[3];
     pkt.ts_ns = uint64_t{h[0]} * 1'000'000'000ull + uint64_t{h[1]} * (nano_ ? 1u : 1000u);
     pkt.rx_queue = 0;
+    pkt.link = link_;
     stats_.frames_received++;
     stats_.bytes_received += h[3];
     if (caplen < h[3]) stats_.snap_truncated++;
@@ -153,11 +165,11 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& p
   char err[PCAP_ERRBUF_SIZE] = {0};
   pcap_t* h = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
   if (h == nullptr) return InvalidArgument("pcap: cannot open " + path + ": " + err);
-  if (pcap_datalink(h) != DLT_EN10MB) {
+  LinkType link;
+  if (!LinkTypeFromPcap(pcap_datalink(h), &link)) {
     const int dlt = pcap_datalink(h);
     pcap_close(h);
-    return Unsupported("pcap: " + path + " has link type " + std::to_string(dlt) +
-                       ", only Ethernet is decoded");
+    return UnsupportedLink("pcap: " + path, dlt);
   }
   return std::unique_ptr<PcapSource>(new PcapSource(h, false, "pcap file " + path));
 }
@@ -178,9 +190,11 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const PcapLiveOptions& 
   pcap_set_tstamp_precision(h, PCAP_TSTAMP_PRECISION_NANO);  // falls back to micro if unsupported
   const int rc = pcap_activate(h);
   if (rc < 0) return fail("activate");
-  if (pcap_datalink(h) != DLT_EN10MB) {
+  LinkType link;
+  if (!LinkTypeFromPcap(pcap_datalink(h), &link)) {
+    const int dlt = pcap_datalink(h);
     pcap_close(h);
-    return Unsupported("pcap: " + o.iface + " is not an Ethernet interface");
+    return UnsupportedLink("pcap: " + o.iface, dlt);
   }
   if (pcap_setnonblock(h, 1, err) != 0) return fail("setnonblock");
   if (!o.bpf_filter.empty()) {
@@ -215,6 +229,7 @@ void PcapSource::OnFrame(unsigned char* user, const ::pcap_pkthdr* hdr, const un
   p.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000ull +
             static_cast<uint64_t>(hdr->ts.tv_usec) * (self->nano_ ? 1u : 1000u);
   p.rx_queue = 0;
+  p.link = self->link_;
 }
 
 size_t PcapSource::RxBurst(std::span<Packet> out) {

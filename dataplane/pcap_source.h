@@ -43,8 +43,8 @@ class PcapSource final : public PacketSource {
   bool Exhausted() const override { return exhausted_; }
   CaptureStats Stats() const override;
   std::string Describe() const override { return description_; }
-  // Link type of the capture (DLT_EN10MB = 1 is the only one decoded).
-  int datalink() const { return datalink_; }
+  // Link type of the capture's frames (every Packet carries it too).
+  LinkType link_type() const { return link_; }
   // Set when libpcap reported a read error; the source is then exhausted.
   const Status& error() const { return error_; }
   // A classic pcap file is read in place: its whole mapping, valid as long
@@ -66,7 +66,7 @@ class PcapSource final : public PacketSource {
   bool nano_;          // timestamps are in nanoseconds (else microseconds)
   size_t max_caplen_;  // the capture's snap length, bounded by the arena
   int poll_timeout_ms_ = 0;
-  int datalink_ = 0;
+  LinkType link_ = LinkType::kEthernet;
   // Mapped classic pcap file (handle_ is null then).
   const uint8_t* map_ = nullptr;
   size_t map_len_ = 0;

@@ -27,7 +27,7 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-redis-server --port $PORT --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+redis-server --port $PORT --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --dir "$DIR" \
   --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log"
 sleep 0.5
 

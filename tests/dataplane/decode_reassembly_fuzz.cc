@@ -1,10 +1,12 @@
 // Fuzz target over packet decode + reassembly. Input: records of
 // [u8 control][u16 little-endian length][frame bytes]; control's low bits
-// advance the clock, bit 7 runs a Tick. Small caps make eviction, gap and
+// advance the clock, bit 6 makes the frame's first byte pick a link type
+// other than Ethernet, bit 7 runs a Tick. Small caps make eviction, gap and
 // memory-cap paths reachable. Checks the consumer contract and the caps.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -63,7 +65,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     pos += len;
     now += control & 0x3f;
     TcpSegment seg;
-    const DecodeStatus st = DecodeFrame(frame.get(), len, now, &seg);
+    DecodeStatus st;
+    if ((control & 0x40) != 0 && len > 0) {
+      // A pcap capture's other link types: the frame's first byte picks one,
+      // and the frame itself starts after it.
+      static constexpr LinkType kLinks[] = {LinkType::kNull,     LinkType::kRaw,  LinkType::kLoop,
+                                            LinkType::kLinuxSll, LinkType::kIpv4, LinkType::kIpv6,
+                                            LinkType::kLinuxSll2};
+      const LinkType link = kLinks[frame[0] % std::size(kLinks)];
+      st = DecodeFrame(link, frame.get() + 1, len - 1, now, &seg);
+    } else {
+      st = DecodeFrame(frame.get(), len, now, &seg);
+    }
     counters.Add(st);
     if (st == DecodeStatus::kOk) {
       Check(seg.payload_len <= len &&

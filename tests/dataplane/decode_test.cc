@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <string>
@@ -251,6 +252,102 @@ TEST(DecodeTest, TcpDataOffsetChecks) {
   tcp.resize(20);
   EXPECT_EQ(Decode(tb::Ethernet(tb::kEthIpv4, tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tcp)), &seg),
             DecodeStatus::kBadTcpDataOffset);
+}
+
+// The link headers of pcap captures that are not Ethernet, around the same
+// IPv4 packet: each decodes to the same segment, and every strict prefix is
+// refused.
+TEST(DecodeTest, PcapLinkTypesOtherThanEthernet) {
+  const Bytes ip = tb::Ipv4("10.1.0.1", "10.2.0.2", tb::kIpTcp, tb::Tcp(Spec()));
+  auto with = [&](Bytes header) {
+    header.insert(header.end(), ip.begin(), ip.end());
+    return header;
+  };
+  // Linux cooked v1: packet type 4 (outgoing), ARPHRD_ETHER, 6-byte address, protocol.
+  const Bytes sll = with({0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00});
+  // Linux cooked v2: protocol, reserved, ifindex 1, ARPHRD_LOOPBACK, packet type 0, address.
+  const Bytes sll2 = with({0x08, 0x00, 0, 0, 0, 0, 0, 1, 0x03, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0});
+  const Bytes null_le = with({2, 0, 0, 0});  // AF_INET written by a little-endian host
+  const Bytes null_be = with({0, 0, 0, 2});
+  const struct {
+    LinkType link;
+    const Bytes& frame;
+  } cases[] = {{LinkType::kLinuxSll, sll}, {LinkType::kLinuxSll2, sll2}, {LinkType::kNull, null_le},
+               {LinkType::kNull, null_be}, {LinkType::kLoop, null_be},   {LinkType::kRaw, ip},
+               {LinkType::kIpv4, ip}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(static_cast<int>(c.link));
+    TcpSegment seg;
+    ASSERT_EQ(DecodeFrame(c.link, c.frame.data(), c.frame.size(), 42, &seg), DecodeStatus::kOk);
+    EXPECT_EQ(seg.src.ToString(), "10.1.0.1:40001");
+    EXPECT_EQ(seg.dst.ToString(), "10.2.0.2:6379");
+    EXPECT_EQ(seg.seq, 0xfffffff0u);
+    EXPECT_EQ(seg.ts_ns, 42u);
+    EXPECT_EQ(seg.encapsulations, 0);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(seg.payload), seg.payload_len), Spec().payload);
+    for (size_t n = 0; n < c.frame.size(); ++n) {
+      auto copy = std::make_unique<uint8_t[]>(n + 1);
+      std::memcpy(copy.get(), c.frame.data(), n);
+      EXPECT_NE(DecodeFrame(c.link, copy.get(), n, 0, &seg), DecodeStatus::kOk) << "prefix " << n;
+    }
+  }
+  TcpSegment seg;
+  EXPECT_EQ(DecodeFrame(LinkType::kLinuxSll2, sll2.data(), 10, 0, &seg), DecodeStatus::kTruncatedLinkHeader);
+  EXPECT_EQ(DecodeFrame(LinkType::kNull, null_le.data(), 3, 0, &seg), DecodeStatus::kTruncatedLinkHeader);
+
+  // IPv6: bare (version nibble), in a cooked frame, after a BSD AF_INET6 (Darwin's 30).
+  const Bytes ip6 = tb::Ipv6("fd00::1", "fd00::2", tb::kIpTcp, tb::Tcp(Spec()));
+  Bytes sll2_v6 = {0x86, 0xdd, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0};
+  sll2_v6.insert(sll2_v6.end(), ip6.begin(), ip6.end());
+  Bytes darwin = {30, 0, 0, 0};
+  darwin.insert(darwin.end(), ip6.begin(), ip6.end());
+  for (const auto& [link, frame] : {std::pair<LinkType, const Bytes&>{LinkType::kRaw, ip6},
+                                    {LinkType::kIpv6, ip6},
+                                    {LinkType::kLinuxSll2, sll2_v6},
+                                    {LinkType::kNull, darwin}}) {
+    ASSERT_EQ(DecodeFrame(link, frame.data(), frame.size(), 0, &seg), DecodeStatus::kOk);
+    EXPECT_EQ(seg.dst.ToString(), "[fd00::2]:6379");
+  }
+  // A VLAN tag kept in a cooked frame is stripped as in Ethernet.
+  Bytes sll_vlan = {0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x81, 0x00, 0x00, 0x0a, 0x08, 0x00};
+  sll_vlan.insert(sll_vlan.end(), ip.begin(), ip.end());
+  ASSERT_EQ(DecodeFrame(LinkType::kLinuxSll, sll_vlan.data(), sll_vlan.size(), 0, &seg), DecodeStatus::kOk);
+  EXPECT_EQ(seg.dst.ToString(), "10.2.0.2:6379");
+  // Not IP: ARP in a cooked frame, an unknown address family, a bare frame of version 5.
+  Bytes arp = {0x08, 0x06, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0};
+  arp.resize(arp.size() + 28, 0);
+  EXPECT_EQ(DecodeFrame(LinkType::kLinuxSll2, arp.data(), arp.size(), 0, &seg),
+            DecodeStatus::kUnsupportedEthertype);
+  Bytes appletalk = {16, 0, 0, 0};
+  appletalk.insert(appletalk.end(), ip.begin(), ip.end());
+  EXPECT_EQ(DecodeFrame(LinkType::kNull, appletalk.data(), appletalk.size(), 0, &seg),
+            DecodeStatus::kUnsupportedEthertype);
+  Bytes v5 = ip;
+  v5[0] = 0x55;
+  EXPECT_EQ(DecodeFrame(LinkType::kRaw, v5.data(), v5.size(), 0, &seg), DecodeStatus::kUnsupportedEthertype);
+  // Ethernet through the link-typed entry point decodes as before.
+  ExpectInnerV4(InnerV4(), 0);
+  const Bytes eth = InnerV4();
+  ASSERT_EQ(DecodeFrame(LinkType::kEthernet, eth.data(), eth.size(), 42, &seg), DecodeStatus::kOk);
+  EXPECT_EQ(seg.src.ToString(), "10.1.0.1:40001");
+}
+
+TEST(DecodeTest, PcapLinkTypeNumbers) {
+  LinkType l;
+  for (const auto& [number, want] : {std::pair<int, LinkType>{0, LinkType::kNull},
+                                     {1, LinkType::kEthernet},
+                                     {12, LinkType::kRaw},
+                                     {101, LinkType::kRaw},
+                                     {108, LinkType::kLoop},
+                                     {113, LinkType::kLinuxSll},
+                                     {228, LinkType::kIpv4},
+                                     {229, LinkType::kIpv6},
+                                     {276, LinkType::kLinuxSll2}}) {
+    ASSERT_TRUE(LinkTypeFromPcap(number, &l)) << number;
+    EXPECT_EQ(l, want) << number;
+  }
+  EXPECT_FALSE(LinkTypeFromPcap(105, &l));  // 802.11
+  EXPECT_FALSE(LinkTypeFromPcap(127, &l));  // radiotap
 }
 
 TEST(DecodeTest, CounterNamesAreDistinct) {

@@ -233,8 +233,9 @@ void Put32Le(std::vector<uint8_t>* v, uint32_t x) {
   for (int i = 0; i < 4; ++i) v->push_back(static_cast<uint8_t>(x >> (8 * i)));
 }
 
-// pcapng is not mapped: it goes through libpcap and the burst arena.
-TEST(PcapSourceTest, PcapngGoesThroughLibpcap) {
+// A pcapng file: one section, one interface of `link_type` (microsecond
+// timestamps), one enhanced packet block per frame, the i-th at 7 s + i µs.
+std::vector<uint8_t> Pcapng(uint32_t link_type, const std::vector<tb::Bytes>& frames) {
   std::vector<uint8_t> f;
   // Section header block.
   Put32Le(&f, 0x0a0d0d0a);
@@ -244,21 +245,16 @@ TEST(PcapSourceTest, PcapngGoesThroughLibpcap) {
   Put32Le(&f, 0xffffffff);
   Put32Le(&f, 0xffffffff);  // section length unknown
   Put32Le(&f, 28);
-  // Interface description block: Ethernet, default microsecond resolution.
+  // Interface description block: default microsecond resolution.
   Put32Le(&f, 1);
   Put32Le(&f, 20);
-  Put32Le(&f, 1);  // link type 1, reserved 0
+  Put32Le(&f, link_type);  // reserved 0 in the high half
   Put32Le(&f, 65535);
   Put32Le(&f, 20);
-  std::vector<tb::Bytes> frames;
-  for (int i = 0; i < 3; ++i) {
-    tb::TcpSpec s;
-    s.seq = 100 + static_cast<uint32_t>(i);
-    s.payload = std::string(1 + i, 'x');
-    frames.push_back(tb::TcpFrame("10.0.0.1", "10.0.0.2", s));
-    const tb::Bytes& fr = frames.back();
+  for (size_t i = 0; i < frames.size(); ++i) {
+    const tb::Bytes& fr = frames[i];
     const uint32_t padded = static_cast<uint32_t>((fr.size() + 3) / 4 * 4);
-    const uint64_t ts_us = 7'000'000ull + static_cast<uint64_t>(i);
+    const uint64_t ts_us = 7'000'000ull + i;
     Put32Le(&f, 6);
     Put32Le(&f, 32 + padded);
     Put32Le(&f, 0);
@@ -270,6 +266,19 @@ TEST(PcapSourceTest, PcapngGoesThroughLibpcap) {
     f.resize(f.size() + (padded - fr.size()), 0);
     Put32Le(&f, 32 + padded);
   }
+  return f;
+}
+
+// pcapng is not mapped: it goes through libpcap and the burst arena.
+TEST(PcapSourceTest, PcapngGoesThroughLibpcap) {
+  std::vector<tb::Bytes> frames;
+  for (int i = 0; i < 3; ++i) {
+    tb::TcpSpec s;
+    s.seq = 100 + static_cast<uint32_t>(i);
+    s.payload = std::string(1 + i, 'x');
+    frames.push_back(tb::TcpFrame("10.0.0.1", "10.0.0.2", s));
+  }
+  const std::vector<uint8_t> f = Pcapng(1, frames);
   const std::string path = TempPath("capture.pcapng");
   WriteFile(path, f);
   auto src = PcapSource::OpenOffline(path);
@@ -283,6 +292,63 @@ TEST(PcapSourceTest, PcapngGoesThroughLibpcap) {
   EXPECT_EQ((*src)->RxBurst(burst), 0u);
   EXPECT_TRUE((*src)->Exhausted());
   EXPECT_TRUE((*src)->error().ok());
+  std::remove(path.c_str());
+}
+
+// `tcpdump -i any` writes Linux cooked frames (SLL2 since libpcap 1.10):
+// read in place from a classic file and through libpcap from pcapng, each
+// packet says its link type and decodes; a link type that is not decoded
+// (802.11) is refused at open with a message naming it.
+TEST(PcapSourceTest, LinkTypesOtherThanEthernet) {
+  std::vector<tb::TimedFrame> frames;
+  for (int i = 0; i < 3; ++i) {
+    tb::TcpSpec s;
+    s.seq = 100 + static_cast<uint32_t>(i);
+    s.payload = std::string(5 + i, 'a');
+    const tb::Bytes ip = tb::Ipv4("10.0.0.1", "10.0.0.2", tb::kIpTcp, tb::Tcp(s));
+    tb::Bytes f = {0x08, 0x00, 0, 0, 0, 0, 0, 1, 0x03, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0};
+    f.insert(f.end(), ip.begin(), ip.end());
+    frames.push_back({f, 9'000'000'000ull + static_cast<uint64_t>(i)});
+  }
+  const std::string path = TempPath("cooked.pcap");
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err, 262144, DLT_LINUX_SLL2)) << err;
+  auto src = PcapSource::OpenOffline(path);
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  EXPECT_EQ((*src)->link_type(), LinkType::kLinuxSll2);
+  ASSERT_FALSE((*src)->mapped_file().empty());  // the classic file is read in place
+  Packet burst[8];
+  ASSERT_EQ((*src)->RxBurst(burst), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(burst[i].link, LinkType::kLinuxSll2);
+    TcpSegment seg;
+    ASSERT_EQ(DecodeFrame(burst[i].link, burst[i].data, burst[i].len, burst[i].ts_ns, &seg),
+              DecodeStatus::kOk);
+    EXPECT_EQ(seg.seq, 100 + i);
+    EXPECT_EQ(seg.payload_len, 5 + i);
+    EXPECT_EQ(seg.dst.ToString(), "10.0.0.2:6379");
+  }
+
+  // The same frames through libpcap (a pcapng file: the reader is not ours).
+  const std::string ng = TempPath("cooked.pcapng");
+  std::vector<tb::Bytes> bare;
+  for (const tb::TimedFrame& f : frames) bare.push_back(f.bytes);
+  WriteFile(ng, Pcapng(276, bare));
+  auto via = PcapSource::OpenOffline(ng);
+  ASSERT_TRUE(via.ok()) << via.status().ToString();
+  EXPECT_TRUE((*via)->mapped_file().empty());
+  EXPECT_EQ((*via)->link_type(), LinkType::kLinuxSll2);
+  ASSERT_EQ((*via)->RxBurst(burst), 3u);
+  TcpSegment seg;
+  EXPECT_EQ(burst[2].link, LinkType::kLinuxSll2);
+  ASSERT_EQ(DecodeFrame(burst[2].link, burst[2].data, burst[2].len, 0, &seg), DecodeStatus::kOk);
+  EXPECT_EQ(seg.payload_len, 7u);
+  std::remove(ng.c_str());
+
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err, 262144, DLT_IEEE802_11)) << err;
+  auto wifi = PcapSource::OpenOffline(path);
+  ASSERT_FALSE(wifi.ok());
+  EXPECT_NE(wifi.status().ToString().find("link type 105"), std::string::npos) << wifi.status().ToString();
   std::remove(path.c_str());
 }
 

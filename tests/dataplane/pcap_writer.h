@@ -33,8 +33,8 @@ inline TimedFrame ClientServerFrame(uint16_t client_port, bool c2s, uint32_t seq
 
 // Returns false (with a message in *err) when libpcap refuses.
 inline bool WritePcap(const std::string& path, const std::vector<TimedFrame>& frames, std::string* err,
-                      int snaplen = 262144) {
-  pcap_t* dead = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, snaplen, PCAP_TSTAMP_PRECISION_NANO);
+                      int snaplen = 262144, int dlt = DLT_EN10MB) {
+  pcap_t* dead = pcap_open_dead_with_tstamp_precision(dlt, snaplen, PCAP_TSTAMP_PRECISION_NANO);
   if (dead == nullptr) {
     *err = "pcap_open_dead failed";
     return false;

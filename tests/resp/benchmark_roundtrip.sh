@@ -30,7 +30,7 @@ trap cleanup EXIT
 trap 'echo "FAIL: line $LINENO: \"$BASH_COMMAND\" exited $?"' ERR
 start() {
   redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-    --enable-debug-command yes --pidfile "$W/r$1.pid" --logfile "$W/r$1.log" "${@:2}"
+    --enable-debug-command yes --dir "$W" --pidfile "$W/r$1.pid" --logfile "$W/r$1.log" "${@:2}"
   for _ in $(seq 50); do redis-cli -p "$1" ping 2>/dev/null | grep -q PONG && return; sleep 0.1; done
   echo "FAIL: redis-server on $1 did not start"; exit 1
 }

@@ -29,16 +29,25 @@ std::string ReadFile(const std::string& path) {
 }
 
 // tcpdump child writing `pcap`, stopped (SIGINT, so it flushes) and reaped.
+// `link` picks the link type (-y) when not empty: on `-i any` tcpdump writes
+// Linux cooked v2 frames by default, LINUX_SLL asks for v1.
 class Tcpdump {
  public:
-  Tcpdump(const std::string& pcap, const std::string& log, int port) : log_(log) {
+  Tcpdump(const std::string& pcap, const std::string& log, int port, const char* iface = "lo",
+          const char* link = nullptr)
+      : log_(log) {
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* f = std::freopen(log.c_str(), "w", stderr);
       (void)f;
       const std::string filter = "tcp port " + std::to_string(port);
-      ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", "lo", "-s", "0", "-w",
-               pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
+      if (link != nullptr) {
+        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", iface, "-y", link, "-s", "0",
+                 "-w", pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
+      } else {
+        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", iface, "-s", "0", "-w",
+                 pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
+      }
       ::_exit(127);
     }
     for (int i = 0; i < 200 && ReadFile(log).find("listening") == std::string::npos; ++i) {
@@ -84,26 +93,41 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
 
   LiveRedis source(kSourcePort), replica(kReplicaPort);
   ASSERT_TRUE(source.ok() && replica.ok());
+  // The same traffic captured three ways: on lo (Ethernet), and as
+  // `tcpdump -i any` writes it, Linux cooked v2 (its default) and v1.
+  const std::string cooked2 = dir + "/any.pcap", cooked1 = dir + "/any-sll.pcap";
   {
     Tcpdump dump(pcap, dir + "/tcpdump.log", kSourcePort);
+    Tcpdump any(cooked2, dir + "/tcpdump-any.log", kSourcePort, "any");
+    Tcpdump any_v1(cooked1, dir + "/tcpdump-any-sll.log", kSourcePort, "any", "LINUX_SLL");
     VectorSink unused;
     MirroredClient c(kSourcePort, &unused, 1), other(kSourcePort, &unused, 2);
     RunWorkload(c, other);
     dump.Stop();
+    any.Stop();
+    any_v1.Stop();
   }
-  const std::string dump_log = ReadFile(dir + "/tcpdump.log");
-  ASSERT_NE(dump_log.find("\n0 packets dropped by kernel"), std::string::npos)
-      << "capture incomplete: " << dump_log;
-  const std::string cmd = ctl + " decode --pcap " + pcap +
-                          " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format resp 2>" + dir +
-                          "/decode.err | redis-cli -p " + std::to_string(kReplicaPort) + " --pipe >" + dir +
-                          "/pipe.out 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadFile(dir + "/pipe.out");
-  EXPECT_NE(ReadFile(dir + "/pipe.out").find("errors: 0"), std::string::npos) << ReadFile(dir + "/pipe.out");
+  for (const char* log : {"/tcpdump.log", "/tcpdump-any.log", "/tcpdump-any-sll.log"}) {
+    const std::string dump_log = ReadFile(dir + log);
+    ASSERT_NE(dump_log.find("\n0 packets dropped by kernel"), std::string::npos)
+        << log << ": capture incomplete: " << dump_log;
+  }
   const auto src = Snapshot(kSourcePort, 4);
   EXPECT_GT(src.size(), 80u);
-  const auto diff = Differences(src, Snapshot(kReplicaPort, 4));
-  for (const auto& [db, key] : diff) ADD_FAILURE() << "db" << db << " key " << key << " differs";
+  for (const std::string& file : {pcap, cooked2, cooked1}) {
+    SCOPED_TRACE(file);
+    ASSERT_EQ(std::system(("redis-cli -p " + std::to_string(kReplicaPort) + " flushall >/dev/null").c_str()),
+              0);
+    const std::string cmd = ctl + " decode --pcap " + file +
+                            " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format resp 2>" + dir +
+                            "/decode.err | redis-cli -p " + std::to_string(kReplicaPort) + " --pipe >" + dir +
+                            "/pipe.out 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadFile(dir + "/pipe.out") << ReadFile(dir + "/decode.err");
+    EXPECT_NE(ReadFile(dir + "/pipe.out").find("errors: 0"), std::string::npos)
+        << ReadFile(dir + "/pipe.out");
+    const auto diff = Differences(src, Snapshot(kReplicaPort, 4));
+    for (const auto& [db, key] : diff) ADD_FAILURE() << "db" << db << " key " << key << " differs";
+  }
 
   // The stats format accounts for every request.
   const std::string stats_cmd = ctl + " decode --pcap " + pcap +

@@ -116,16 +116,20 @@ class RawClient {
   int fd_ = -1;
 };
 
-// A redis-server child process, killed (and reaped) on destruction.
+// A redis-server child process, killed (and reaped) on destruction. Its RDB
+// file (written only when a replica syncs from disk) is its own, so that no
+// server starts with another test's data, and is removed with it.
 class LiveRedis {
  public:
-  explicit LiveRedis(int port) : port_(port) {
+  explicit LiveRedis(int port)
+      : port_(port), rdb_("kvft-live-" + std::to_string(::getpid()) + "-" + std::to_string(port) + ".rdb") {
+    ::unlink(("/tmp/" + rdb_).c_str());
     pid_ = ::fork();
     if (pid_ == 0) {
       const std::string p = std::to_string(port);
       ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "yes", "--logfile",
-               "/dev/null", "--dir", "/tmp", static_cast<char*>(nullptr));
+               "/dev/null", "--dir", "/tmp", "--dbfilename", rdb_.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     for (int i = 0; i < 200; ++i) {
@@ -142,6 +146,7 @@ class LiveRedis {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
+    ::unlink(("/tmp/" + rdb_).c_str());
   }
   LiveRedis(const LiveRedis&) = delete;
   LiveRedis& operator=(const LiveRedis&) = delete;
@@ -150,6 +155,7 @@ class LiveRedis {
 
  private:
   int port_;
+  std::string rdb_;
   pid_t pid_ = -1;
   bool ok_ = false;
 };
