@@ -27,6 +27,10 @@ const volatile __u32 cfg_wakeup_every = 64;
 const volatile __u64 cfg_wakeup_bytes = 1 << 20;
 /* UDP destination port of VXLAN, network byte order. */
 const volatile __u16 cfg_vxlan_port = bpf_htons(4789);
+/* Non-zero: some server is configured with the unspecified address (all
+ * zero in `servers`), which matches any address on its port.
+ */
+const volatile __u8 cfg_any_address = 0;
 
 /* ---------------------------------------------------------------------
  * Constants missing from vmlinux.h (they are #defines in UAPI headers)
@@ -361,6 +365,16 @@ static __always_inline int classify(void *data, void *data_end, __u32 wire_len, 
 	hit = bpf_map_lookup_elem(&servers, &seg->dst);
 	if (!hit)
 		hit = bpf_map_lookup_elem(&servers, &seg->src);
+	if (!hit && cfg_any_address) {
+		struct kvf_cap_endpoint any = {};
+
+		any.port = seg->dst.port;
+		hit = bpf_map_lookup_elem(&servers, &any);
+		if (!hit) {
+			any.port = seg->src.port;
+			hit = bpf_map_lookup_elem(&servers, &any);
+		}
+	}
 	if (!hit)
 		return KVF_NO_MATCH;
 	if (seg->payload_len == 0 && !(seg->tcp_flags & (KVF_TCP_SYN | KVF_TCP_FIN | KVF_TCP_RST)))

@@ -554,8 +554,11 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
       ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
-  app.add_option("--pcap", pcap_file, "offline capture file (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback)");
-  app.add_option("--server", servers, "HOST:PORT of a Redis server (repeatable)")->required();
+  app.add_option("--pcap", pcap_file,
+                 "offline capture file (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback)");
+  app.add_option("--server", servers,
+                 "HOST:PORT of a Redis server (repeatable; a name is looked up, *:PORT is any address)")
+      ->required();
   app.add_option("--seconds", seconds, "stop after N seconds (0: until the file ends or Ctrl-C)");
   app.add_option("--format", format,
                  "stats | json | records (one JSON change record per line; stats on stderr)")
@@ -591,12 +594,12 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   FlowTableConfig cfg;
   for (const std::string& s : servers) {
-    auto ep = Endpoint::Parse(s);
+    auto ep = ResolveServer(s);
     if (!ep.ok()) {
       std::fprintf(stderr, "kvferryctl capture: --server %s: %s\n", s.c_str(), ep.status().message().c_str());
       return 2;
     }
-    cfg.servers.push_back(*ep);
+    cfg.servers.insert(cfg.servers.end(), ep->begin(), ep->end());
   }
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);

@@ -543,8 +543,12 @@ int RunDecode(const std::vector<std::string>& args) {
   bool rebase = false;
   double window_ms = 1.0;
   int threads = 1;
-  app.add_option("--pcap", pcap_file, "capture file (pcap/pcapng, Ethernet)")->required();
-  app.add_option("--server", servers, "HOST:PORT of a Redis server (repeatable)")->required();
+  app.add_option("--pcap", pcap_file,
+                 "capture file (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback)")
+      ->required();
+  app.add_option("--server", servers,
+                 "HOST:PORT of a Redis server (repeatable; a name is looked up, *:PORT is any address)")
+      ->required();
   app.add_option("--format", format, "json | resp | stats")->check(CLI::IsMember({"json", "resp", "stats"}));
   app.add_flag("--rebase-time", rebase, "shift capture times so that the capture ends now");
   app.add_option("--ambiguity-window-ms", window_ms,
@@ -560,12 +564,12 @@ int RunDecode(const std::vector<std::string>& args) {
   }
   dp::FlowTableConfig cfg;
   for (const std::string& s : servers) {
-    auto ep = dp::Endpoint::Parse(s);
+    auto ep = dp::ResolveServer(s);
     if (!ep.ok()) {
       std::fprintf(stderr, "kvferryctl decode: --server %s: %s\n", s.c_str(), ep.status().message().c_str());
       return 2;
     }
-    cfg.servers.push_back(*ep);
+    cfg.servers.insert(cfg.servers.end(), ep->begin(), ep->end());
   }
   int64_t shift_ns = 0;
   if (rebase) {

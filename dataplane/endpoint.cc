@@ -2,7 +2,11 @@
 #include "dataplane/endpoint.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -53,6 +57,7 @@ Result<Endpoint> Endpoint::Parse(std::string_view text) {
     p = p * 10 + static_cast<uint32_t>(c - '0');
   }
   if (p == 0 || p > 65535) return InvalidArgument("port out of range in " + std::string(text));
+  if (host.empty() || host == "*") return Endpoint{IpAddress{}, static_cast<uint16_t>(p)};
   Result<IpAddress> addr = IpAddress::Parse(host);
   if (!addr.ok()) return addr.status();
   return Endpoint{*addr, static_cast<uint16_t>(p)};
@@ -61,6 +66,43 @@ Result<Endpoint> Endpoint::Parse(std::string_view text) {
 std::string Endpoint::ToString() const {
   std::string s = addr.IsV4() ? addr.ToString() : "[" + addr.ToString() + "]";
   return s + ":" + std::to_string(port);
+}
+
+Result<std::vector<Endpoint>> ResolveServer(std::string_view text) {
+  Result<Endpoint> literal = Endpoint::Parse(text);
+  if (literal.ok()) return std::vector<Endpoint>{*literal};
+  // Only a HOST:PORT whose host is not an address is looked up.
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || text.front() == '[') return literal.status();
+  const std::string host(text.substr(0, colon));
+  const std::string port(text.substr(colon + 1));
+  Result<Endpoint> port_check = Endpoint::Parse("*:" + port);
+  if (!port_check.ok()) return InvalidArgument("bad port in " + std::string(text));
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0) {
+    return InvalidArgument("cannot resolve " + host + " (in " + std::string(text) + "): " + gai_strerror(rc));
+  }
+  std::vector<Endpoint> out;
+  for (const addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    Endpoint e{{}, port_check->port};
+    if (a->ai_family == AF_INET) {
+      e.addr = IpAddress::FromV4(
+          reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr));
+    } else if (a->ai_family == AF_INET6) {
+      e.addr = IpAddress::FromV6(
+          reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr));
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+  }
+  freeaddrinfo(res);
+  if (out.empty()) return InvalidArgument("no IPv4 or IPv6 address for " + host);
+  return out;
 }
 
 }  // namespace kvf::dataplane

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.h"
 
@@ -28,6 +29,12 @@ struct IpAddress {
     std::memcpy(a.bytes.data(), v6, 16);
     return a;
   }
+  // :: or 0.0.0.0, which a server endpoint uses to mean any address.
+  bool IsUnspecified() const {
+    static constexpr uint8_t kV4Any[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0};
+    static constexpr uint8_t kV6Any[16] = {};
+    return std::memcmp(bytes.data(), kV6Any, 16) == 0 || std::memcmp(bytes.data(), kV4Any, 16) == 0;
+  }
   bool IsV4() const {
     static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     return std::memcmp(bytes.data(), kPrefix, 12) == 0;
@@ -44,13 +51,23 @@ struct Endpoint {
   IpAddress addr;
   uint16_t port = 0;
 
-  // "1.2.3.4:6379", "[::1]:6379" or "localhost:6379" is refused: no name lookup here.
+  // "1.2.3.4:6379", "[::1]:6379"; "*:6379" or ":6379" is the unspecified
+  // address (as does "0.0.0.0:6379"). "localhost:6379" is refused: no name
+  // lookup here (ResolveServer does it).
   static Result<Endpoint> Parse(std::string_view text);
   std::string ToString() const;
+  // Whether `e` is this server endpoint, or has its port when this one's
+  // address is unspecified (a server bound to every address: "*:6379").
+  bool Matches(const Endpoint& e) const { return port == e.port && (addr == e.addr || addr.IsUnspecified()); }
 
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
   friend auto operator<=>(const Endpoint&, const Endpoint&) = default;
 };
+
+// The endpoints a --server argument names: an address as Endpoint::Parse
+// reads it, or a host name looked up (every IPv4 and IPv6 address it has,
+// each once; "localhost:6379" is 127.0.0.1 and ::1).
+Result<std::vector<Endpoint>> ResolveServer(std::string_view text);
 
 // A TCP connection named without direction: `lo` is the smaller endpoint, so
 // both directions of one connection produce the same key and the same hash.

@@ -152,7 +152,7 @@ void FlowTable::EraseFlow(Flow* f) {
 
 bool FlowTable::IsServer(const Endpoint& e) const {
   for (const Endpoint& s : config_.servers) {
-    if (s == e) return true;
+    if (s.Matches(e)) return true;
   }
   return false;
 }

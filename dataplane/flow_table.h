@@ -90,6 +90,8 @@ struct FlowTableConfig {
   // Connections to or from these endpoints are tracked; every other segment
   // is counted (segments_not_for_server) and ignored. Empty: track all flows
   // (the destination of a flow's first segment is then taken as the server).
+  // An endpoint with the unspecified address (*:6379) matches any address on
+  // its port (Endpoint::Matches).
   std::vector<Endpoint> servers;
   size_t max_flows = 65536;
   size_t max_buffered_bytes_per_direction = 1 << 20;

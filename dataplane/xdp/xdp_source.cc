@@ -11,8 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -267,6 +269,8 @@ Status XdpSource::LoadAndConfigure(const XdpOptions& o) {
   skel_->rodata->cfg_pass_frames = o.pass_frames ? 1 : 0;
   skel_->rodata->cfg_wakeup_every = o.wakeup_every == 0 ? 1 : o.wakeup_every;
   skel_->rodata->cfg_wakeup_bytes = o.ring_bytes / 4;
+  skel_->rodata->cfg_any_address = std::any_of(o.servers.begin(), o.servers.end(),
+                                               [](const Endpoint& e) { return e.addr.IsUnspecified(); });
   const bool tc = o.mode == XdpAttachMode::kTc;
   bpf_program__set_autoload(skel_->progs.kvf_capture_xdp, !tc);
   bpf_program__set_autoload(skel_->progs.kvf_capture_tc, tc);
@@ -280,8 +284,8 @@ Status XdpSource::LoadAndConfigure(const XdpOptions& o) {
   err = capture__load(skel_.get());
   if (err) return Status::FromErrno(-err, "load capture BPF program (verifier log above)");
   for (const Endpoint& e : o.servers) {
-    kvf_cap_endpoint key{};
-    std::memcpy(key.addr, e.addr.bytes.data(), 16);
+    kvf_cap_endpoint key{};  // the unspecified address (:: or 0.0.0.0) is stored all zero
+    if (!e.addr.IsUnspecified()) std::memcpy(key.addr, e.addr.bytes.data(), 16);
     key.port = htons(e.port);
     const uint32_t value = 0;
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.servers), &key, &value, BPF_ANY) != 0) {

@@ -24,7 +24,7 @@ enum class XdpAttachMode : uint8_t {
 
 struct XdpOptions {
   std::string iface;
-  std::vector<Endpoint> servers;  // segments to or from these are captured
+  std::vector<Endpoint> servers;  // segments to or from these are captured (*:PORT: any address)
   XdpAttachMode mode = XdpAttachMode::kAuto;
   // BPF ring buffer size: a power of two, at least one page.
   uint32_t ring_bytes = 16u << 20;

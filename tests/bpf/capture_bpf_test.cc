@@ -47,6 +47,7 @@ struct SkelDeleter {
 
 struct Options {
   bool pass_frames = false;
+  bool any_address = false;  // cfg_any_address: all-zero servers match any address
   uint32_t wakeup_every = 1;
   uint64_t wakeup_bytes = 1 << 20;
   uint32_t ring_bytes = 1 << 20;
@@ -66,6 +67,7 @@ class CaptureBpfTest : public ::testing::Test {
     skel_->rodata->cfg_pass_frames = o.pass_frames ? 1 : 0;
     skel_->rodata->cfg_wakeup_every = o.wakeup_every;
     skel_->rodata->cfg_wakeup_bytes = o.wakeup_bytes;
+    skel_->rodata->cfg_any_address = o.any_address ? 1 : 0;
     ASSERT_EQ(0, bpf_map__set_max_entries(skel_->maps.events, o.ring_bytes));
     ASSERT_EQ(0, capture__load(skel_.get())) << "verifier rejected the program";
     AddServer(V4Mapped("10.0.0.1"), kRedisPort);
@@ -399,6 +401,32 @@ TEST_F(CaptureBpfTest, OversizeFrameIsDeliveredTruncatedAndCounted) {
   EXPECT_EQ(1u, c.oversize);
   EXPECT_EQ(1u, c.delivered);
   EXPECT_EQ(frame.size(), c.bytes);
+}
+
+// A server given as *:7001 is stored with the all-zero address: with
+// cfg_any_address set, segments to or from any address on port 7001 match,
+// in both families; without it (no such server configured) the entry is
+// never looked up.
+TEST_F(CaptureBpfTest, UnspecifiedAddressMatchesAnyAddressOnItsPort) {
+  const Bytes to_any_v4 = Eth(kEthIpv4, Ipv4("10.0.0.9", "10.7.7.7", kProtoTcp, Tcp(40000, 7001, kAck, "x")));
+  const Bytes from_any_v6 =
+      Eth(kEthIpv6, Ipv6("fd00::77", "fd00::9", kProtoTcp, Tcp(7001, 40000, kAck, "+OK\r\n")));
+  const Bytes other_port =
+      Eth(kEthIpv4, Ipv4("10.0.0.9", "10.7.7.7", kProtoTcp, Tcp(40000, 7002, kAck, "x")));
+  AddServer(Bytes(16, 0), 7001);
+  EXPECT_EQ(kXdpDrop, RunAndDrain(to_any_v4));
+  EXPECT_EQ(1u, Counters().no_match);
+  EXPECT_TRUE(records_.empty());
+
+  Load(Options{.any_address = true});
+  AddServer(Bytes(16, 0), 7001);
+  ExpectDelivered(to_any_v4);
+  ExpectDelivered(from_any_v6);
+  ExpectDelivered(Eth(kEthIpv4, ToServerV4()));  // the exact servers still match
+  EXPECT_EQ(kXdpDrop, RunAndDrain(other_port));
+  const kvf_cap_counters c = Counters();
+  EXPECT_EQ(3u, c.delivered);
+  EXPECT_EQ(1u, c.no_match);
 }
 
 TEST_F(CaptureBpfTest, PassModeLetsEveryFrameThrough) {

@@ -248,6 +248,40 @@ TEST_P(XdpSourceTest, MatchingFramesArriveInOrderOthersAreCountedAndDropped) {
   });
 }
 
+// `--server *:7002` on a real interface: the loader stores the unspecified
+// address and switches the any-address lookup on; segments to any address on
+// port 7002 arrive, those to port 7000 (not configured here) do not.
+TEST_P(XdpSourceTest, UnspecifiedServerAddressMatchesAnyAddress) {
+  std::unique_ptr<PacketSource> src;
+  XdpOptions o = Options(GetParam());
+  o.servers = {Endpoint::Parse("*:7002").value()};
+  VethLab::In(lab_.b(), [&] {
+    auto r = OpenXdpSource(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    src = std::move(r.value());
+  });
+  ASSERT_TRUE(src);
+  VethLab::In(lab_.a(), [&] { va_index_ = if_nametoindex("va"); });
+  const int raw = RawSocket();
+  ASSERT_GE(raw, 0);
+  std::vector<Bytes> sent;
+  for (int i = 0; i < 10; ++i) {
+    sent.push_back(ToServer(i, 7002));
+    sent.push_back(Eth(kEthIpv4, Ipv4("198.18.77.1", "203.0.113.9", kProtoTcp,
+                                      Tcp(40000, 7002, kAck | kPsh, "#" + std::to_string(i)))));
+    SendRaw(raw, sent[sent.size() - 2]);
+    SendRaw(raw, sent.back());
+    SendRaw(raw, ToServer(i, 7000));  // not a configured server now
+  }
+  const std::vector<Bytes> got = Receive(src.get(), sent.size());
+  ASSERT_EQ(sent.size(), got.size());
+  for (size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sent[i], got[i]) << "frame " << i;
+  Packet extra[4];
+  EXPECT_EQ(0u, src->RxBurst(extra));
+  EXPECT_EQ(sent.size(), src->Stats().kernel_matched);
+  close(raw);
+}
+
 TEST_P(XdpSourceTest, RealTcpConnectionIsCapturedInPassMode) {
   std::unique_ptr<PacketSource> src;
   int listener = -1;

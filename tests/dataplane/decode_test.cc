@@ -385,6 +385,38 @@ TEST(EndpointTest, ParseAndSymmetricKey) {
 // The flow hash picks workers (% N) and flow-table slots (low bits): both
 // must spread the typical case, many clients of one server, where only the
 // client's address and port differ, and one client with many ports.
+TEST(EndpointTest, UnspecifiedAddressAndHostNames) {
+  for (const char* any : {"*:6379", ":6379", "0.0.0.0:6379", "[::]:6379"}) {
+    auto e = Endpoint::Parse(any);
+    ASSERT_TRUE(e.ok()) << any;
+    EXPECT_TRUE(e->addr.IsUnspecified()) << any;
+    EXPECT_TRUE(e->Matches(*Endpoint::Parse("10.1.2.3:6379"))) << any;
+    EXPECT_TRUE(e->Matches(*Endpoint::Parse("[fd00::5]:6379"))) << any;
+    EXPECT_FALSE(e->Matches(*Endpoint::Parse("10.1.2.3:6380"))) << any;
+  }
+  const Endpoint exact = *Endpoint::Parse("10.1.2.3:6379");
+  EXPECT_TRUE(exact.Matches(exact));
+  EXPECT_FALSE(exact.Matches(*Endpoint::Parse("10.1.2.4:6379")));
+  EXPECT_FALSE(Endpoint::Parse("*:0").ok());
+  EXPECT_FALSE(Endpoint::Parse("localhost:6379").ok());  // no lookup in Parse
+
+  auto literal = ResolveServer("[fd00::1]:7000");
+  ASSERT_TRUE(literal.ok());
+  ASSERT_EQ(literal->size(), 1u);
+  EXPECT_EQ((*literal)[0].ToString(), "[fd00::1]:7000");
+  auto local = ResolveServer("localhost:6379");
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  EXPECT_NE(std::find(local->begin(), local->end(), *Endpoint::Parse("127.0.0.1:6379")), local->end());
+  for (size_t i = 0; i < local->size(); ++i) {
+    for (size_t j = i + 1; j < local->size(); ++j) EXPECT_NE((*local)[i], (*local)[j]);
+  }
+  EXPECT_FALSE(ResolveServer("no-such-host.invalid:6379").ok());
+  const auto bad_port = ResolveServer("localhost:0");
+  ASSERT_FALSE(bad_port.ok());
+  EXPECT_NE(bad_port.status().message().find("localhost:0"), std::string::npos)
+      << bad_port.status().message();
+}
+
 TEST(EndpointTest, FlowHashSpreadsClientsOverWorkersAndSlots) {
   const Endpoint server = *Endpoint::Parse("10.0.0.1:6379");
   std::vector<FlowKey> keys;

@@ -293,6 +293,31 @@ TEST_F(FlowTableTest, FiltersUnrelatedTraffic) {
   EXPECT_EQ(table_->flow_count(), 0u);
 }
 
+// A server configured as *:6379 (a Redis bound to every address): flows to
+// any address on that port are tracked, a mid-stream join still knows which
+// side is the server, and other ports are filtered.
+TEST_F(FlowTableTest, UnspecifiedServerAddressMatchesAnyAddressOnItsPort) {
+  FlowTableConfig c = Config();
+  c.servers = {Ep("*:6379")};
+  Make(c);
+  Send(false, 777, "+OK\r\n");  // joined mid-stream, the server speaks first
+  Send(true, 333, "PING\r\n");
+  ASSERT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(Flow().info.server, kServer);
+  EXPECT_EQ(Flow().info.client, kClient);
+  TcpSegment s;
+  s.src = Ep("10.9.9.9:1234");
+  s.dst = Ep("10.9.9.8:6380");
+  s.flags = kSyn;
+  table_->Process(s);
+  EXPECT_EQ(table_->stats().segments_not_for_server, 1u);
+  s.dst = Ep("[fd00::8]:6379");
+  s.src = Ep("[fd00::9]:1234");
+  table_->Process(s);
+  EXPECT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(rec_.flows[1]->info.server.ToString(), "[fd00::8]:6379");
+}
+
 TEST_F(FlowTableTest, NewSynOnSameTupleReplacesFlow) {
   Handshake(100, 5000);
   Send(true, 101, "one");
