@@ -708,6 +708,23 @@ int RunDecode(const std::vector<std::string>& args) {
         (unsigned long long)printer.readbacks_skipped(),
         format == "resp" ? "not applicable offline" : "listed", (unsigned long long)totals.requests, secs);
   }
+  // What an operator would otherwise puzzle over: nothing matched --server,
+  // or the connections were encrypted.
+  if (table.stats().flows_created == 0) {
+    std::string names;
+    for (const dp::Endpoint& e : cfg.servers) names += (names.empty() ? "" : ", ") + e.ToString();
+    std::fprintf(stderr,
+                 "kvferryctl decode: no connection to %s in the capture (%llu TCP segments were to or from "
+                 "other endpoints; check --server)\n",
+                 names.c_str(), (unsigned long long)table.stats().segments_not_for_server);
+  }
+  if (totals.tls_connections > 0) {
+    std::fprintf(
+        stderr,
+        "kvferryctl decode: %llu connection(s) carried TLS: encrypted traffic cannot be decoded from "
+        "a capture, and was ignored\n",
+        (unsigned long long)totals.tls_connections);
+  }
   // A damaged file (a truncated or corrupt record) ends the read early: what
   // came before it was decoded and printed, and the exit status says so.
   if (!(*src)->error().ok()) {

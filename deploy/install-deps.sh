@@ -16,7 +16,7 @@ PACKAGES=(
   nlohmann-json3-dev libssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server redis-tools python3 python3-redis
+  redis-server redis-tools python3 python3-redis openssl
   iproute2 ethtool tcpdump iputils-ping iperf3 fio procps psmisc util-linux kmod
 )
 

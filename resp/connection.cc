@@ -114,6 +114,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   desyncs += o.desyncs;
   overflows += o.overflows;
   ignored_bytes += o.ignored_bytes;
+  tls_connections += o.tls_connections;
   return *this;
 }
 
@@ -150,6 +151,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"desyncs", desyncs},
       {"overflows", overflows},
       {"ignored_bytes", ignored_bytes},
+      {"tls_connections", tls_connections},
   };
 }
 
@@ -231,7 +233,31 @@ uint16_t Connection::FlagsFor(bool in_tx) {
   return f;
 }
 
+namespace {
+// A TLS record header: content type (change_cipher_spec, alert, handshake,
+// application_data), then version 3.x. No RESP message starts so: a request
+// is an array or an inline command (never a control byte), a reply's first
+// byte is a RESP type.
+bool LooksLikeTls(ByteSpan b) {
+  return b.size() >= 3 && b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03 && b[2] <= 0x04;
+}
+}  // namespace
+
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
+  bool& first = first_bytes_[static_cast<int>(dir)];
+  if (first) {
+    // A Redis with TLS on (tls-port) seen on the wire: the connection is
+    // told apart and ignored instead of being read as garbled RESP.
+    first = false;
+    if (!encrypted_ && LooksLikeTls(bytes)) {
+      encrypted_ = true;
+      ++stats_.tls_connections;
+    }
+  }
+  if (encrypted_) {
+    stats_.ignored_bytes += bytes.size();
+    return;
+  }
   if (ignored_ && (dir == Direction::kServerToClient || requests_.ended())) {
     stats_.ignored_bytes += bytes.size();
     return;
@@ -268,6 +294,7 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
 void Connection::OnGap(Direction dir, uint64_t missing) {
   ++stats_.gaps;
   stats_.gap_bytes += missing;
+  if (encrypted_) return;
   if (ignored_) {
     // Replies are not read; requests are (OnIgnoredRequest).
     if (dir == Direction::kClientToServer) {

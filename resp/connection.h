@@ -91,9 +91,10 @@ struct ConnectionStats {
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
-  uint64_t desyncs = 0;        // times pairing was abandoned and later re-established
-  uint64_t overflows = 0;      // pending caps hit
-  uint64_t ignored_bytes = 0;  // subscriber / MONITOR / replication link traffic
+  uint64_t desyncs = 0;          // times pairing was abandoned and later re-established
+  uint64_t overflows = 0;        // pending caps hit
+  uint64_t ignored_bytes = 0;    // subscriber / MONITOR / replication link / TLS traffic
+  uint64_t tls_connections = 0;  // began with a TLS record: encrypted, nothing decodable
 
   ConnectionStats& operator+=(const ConnectionStats& o);
   // (name, value) pairs for printing; names are stable.
@@ -285,12 +286,14 @@ class Connection {
   bool reply_off_ = false;
   bool skip_next_ = false;
   bool ignored_ = false;
-  bool awaiting_reset_ = false;     // RESET left ignored mode: replies before +RESET are skipped
-  bool ignore_after_exec_ = false;  // a SUBSCRIBE/MONITOR inside the EXEC being paired
-  bool monitor_ = false;            // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
-  bool replica_link_ = false;       // ignored_: a replica's replication link (replies skipped)
-  bool link_from_ack_ = false;      // known only by a REPLCONF ACK: a request of another kind ends it
-  bool req_in_multi_ = false;       // as of the last request parsed
+  bool encrypted_ = false;              // TLS: every byte is ignored
+  bool first_bytes_[2] = {true, true};  // per direction: the next chunk is the first
+  bool awaiting_reset_ = false;         // RESET left ignored mode: replies before +RESET are skipped
+  bool ignore_after_exec_ = false;      // a SUBSCRIBE/MONITOR inside the EXEC being paired
+  bool monitor_ = false;                // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
+  bool replica_link_ = false;           // ignored_: a replica's replication link (replies skipped)
+  bool link_from_ack_ = false;          // known only by a REPLCONF ACK: a request of another kind ends it
+  bool req_in_multi_ = false;           // as of the last request parsed
   // RESP2 subscriptions, from the servers' confirmations (each carries the
   // count of its family: channels + patterns, or shard channels). Known
   // from the start of the connection, a RESET, or a plain reply (RESP2
