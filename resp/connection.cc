@@ -263,6 +263,13 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
     return;
   }
   Parser& parser = dir == Direction::kClientToServer ? requests_ : replies_;
+  if (dir == Direction::kClientToServer) {
+    first_request_of_chunk_ = true;
+    chunk_start_ = requests_.AtBoundary()   ? ChunkStart::kBoundary
+                   : requests_.HasPartial() ? ChunkStart::kCut
+                                            : ChunkStart::kSeeking;
+    chunk_skipped_ = requests_.skipped_bytes();
+  }
   parser.Feed(bytes);
   for (;;) {
     const ParseStatus s = parser.Next();
@@ -331,6 +338,7 @@ void Connection::OnClose(CloseReason) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
+  quiet_points_ = 0;
   subs_known_ = false;
   const bool marked = std::any_of(pending_.begin(), pending_.end(),
                                   [](const Pending& p) { return p.kind == Kind::kIgnoreMark; });
@@ -415,12 +423,37 @@ void Connection::Reclaim() {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
-  if (desync_ && pending_.empty() && !replies_.HasPartial() && ts >= last_reply_ts_) {
-    // Every request seen so far has been answered and the client spoke
-    // after the last answer: replies from here on pair with requests from
-    // here on. Flag the next writes in case a lost request is still pending.
-    desync_ = false;
-    after_gap_left_ = opts_.after_gap_records;
+  const bool chunk_began_clean =
+      chunk_start_ == ChunkStart::kBoundary ||
+      (chunk_start_ == ChunkStart::kSeeking && requests_.skipped_bytes() == chunk_skipped_);
+  const bool first_of_chunk = first_request_of_chunk_;
+  first_request_of_chunk_ = false;
+  if (desync_ && first_of_chunk && chunk_began_clean && !replies_.HasPartial() && ts >= last_reply_ts_) {
+    // A quiet point: the client starts a write, at a request boundary, after
+    // the last answer. A client that waits for its answers has had every
+    // earlier request answered by now. Out of sync, pairing resumes at the
+    // second quiet point in a row that finds nothing pending, so that the
+    // requests and answers between the two balanced: one quiet point is not
+    // enough, because a capture that joins (or resumes after a gap) exactly
+    // where a large value starts, a value whose bytes look like requests,
+    // finds the same clean start; its text would then pair with the answers
+    // and shift every pair after it. Requests still pending at a quiet point
+    // were never answered in step (that text, or a client that does not
+    // wait): their writes are read back, and the count starts over.
+    if (!pending_.empty()) {
+      for (const Pending& q : pending_) {
+        ++stats_.unpaired_requests;
+        if (q.kind == Kind::kWrite) Unanswered(q, q.ts, kAfterGap);
+      }
+      pending_.clear();
+      quiet_points_ = 1;
+    } else if (++quiet_points_ >= 2) {
+      // Replies from here on pair with requests from here on. Flag the next
+      // writes in case a lost request is still pending.
+      desync_ = false;
+      quiet_points_ = 0;
+      after_gap_left_ = opts_.after_gap_records;
+    }
   }
   const CommandSpec* spec = LookupCommand(args);
   Pending p{.kind = KindOf(spec),

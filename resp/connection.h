@@ -310,6 +310,16 @@ class Connection {
   bool desync_ = false;
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
+  // Where the client chunk being parsed began: at a message boundary; inside
+  // a message cut by the chunk before; or with the parser seeking a message
+  // start (after a gap), which is a boundary if nothing was skipped up to
+  // the request at hand (the parser's skipped_bytes() still chunk_skipped_).
+  enum class ChunkStart : uint8_t { kBoundary, kCut, kSeeking };
+  ChunkStart chunk_start_ = ChunkStart::kCut;
+  uint64_t chunk_skipped_ = 0;
+  bool first_request_of_chunk_ = false;
+  // Out of sync: quiet points in a row with nothing pending (see OnRequest).
+  uint32_t quiet_points_ = 0;
 };
 
 }  // namespace kvf::resp

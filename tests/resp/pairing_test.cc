@@ -200,8 +200,11 @@ TEST_F(Pairing, AReplicaLinkJoinedMidStreamIsIgnoredFromItsFirstAck) {
   conn.OnData(Direction::kClientToServer, Cmd({"SET", "x", "1"}), 4);
   conn.OnData(Direction::kServerToClient, "+OK\r\n", 5);
   EXPECT_FALSE(conn.ignored());
+  // Pairing resumes at the second quiet point: x is read back, y paired.
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "y", "1"}), 6);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 7);
   const std::string gap = " f" + std::to_string(kNeedsReadback | kAfterGap | kUnknownDb);
-  EXPECT_EQ(Take(), (V{"0 " + kIdem + gap + " x: SET x 1"}));
+  EXPECT_EQ(Take(), (V{"0 readback" + gap + " x:", "0 " + kIdem + gap + " y: SET y 1"}));
 }
 
 // From an ordinary client, REPLCONF ACK and GETACK are accepted and never
@@ -992,10 +995,14 @@ TEST_F(Pairing, GapsFlagAndReadBackThenResync) {
   exchange(Cmd({"SET", "b", "1"}), 40);
   exchange(Cmd({"SET", "c", "1"}), 50);
   exchange(Cmd({"SET", "d", "1"}), 60);
+  exchange(Cmd({"SET", "d2", "1"}), 65);
+  // b is sent at the first quiet point after the gap and read back; pairing
+  // resumes at the second (c), whose next two writes are flagged.
   const uint16_t g = kAfterGap | kNeedsReadback | kUnknownDb;
-  EXPECT_EQ(Take(), (V{"3 " + kIdem + " a: SET a 1", "3 " + kIdem + " f" + std::to_string(g) + " b: SET b 1",
+  EXPECT_EQ(Take(), (V{"3 " + kIdem + " a: SET a 1", "3 readback f" + std::to_string(g) + " b:",
                        "3 " + kIdem + " f" + std::to_string(g) + " c: SET c 1",
-                       "3 " + kIdem + " f" + std::to_string(kUnknownDb) + " d: SET d 1"}));
+                       "3 " + kIdem + " f" + std::to_string(g) + " d: SET d 1",
+                       "3 " + kIdem + " f" + std::to_string(kUnknownDb) + " d2: SET d2 1"}));
   EXPECT_EQ(conn.stats().gaps, 1u);
   EXPECT_EQ(conn.stats().unpaired_replies, 1u);
   exchange(Cmd({"SELECT", "3"}), 70);  // proves the db again
@@ -1011,11 +1018,17 @@ TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   // The join happens mid-reply of an earlier request.
   const std::string r0 = c_->raw().Send(Cmd({"ECHO", "hello world"}), 1);
   conn.OnData(Direction::kServerToClient, r0.substr(6), 1);
-  const std::string req = Cmd({"SET", "a", "1"});
-  conn.OnData(Direction::kClientToServer, req, 2);
-  conn.OnData(Direction::kServerToClient, c_->raw().Send(req, 1), 3);
+  // The first request after the join is read back; pairing resumes at the
+  // second quiet point.
+  uint64_t t = 2;
+  for (const char* key : {"a", "b"}) {
+    const std::string req = Cmd({"SET", key, "1"});
+    conn.OnData(Direction::kClientToServer, req, t++);
+    conn.OnData(Direction::kServerToClient, c_->raw().Send(req, 1), t++);
+  }
   EXPECT_FALSE(conn.db_known());
-  EXPECT_EQ(Take(), (V{"0 " + kIdem + " f" + std::to_string(kUnknownDb) + " a: SET a 1"}));
+  EXPECT_EQ(Take(), (V{"0 readback f" + std::to_string(kUnknownDb | kAfterGap | kNeedsReadback) + " a:",
+                       "0 " + kIdem + " f" + std::to_string(kUnknownDb) + " b: SET b 1"}));
 }
 
 // --rebase-time shifts capture timestamps only: relative expiries follow the
@@ -1208,13 +1221,19 @@ TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   EXPECT_TRUE(sink.records[1].HasFlag(kAfterGap));
   EXPECT_EQ(conn.stats().bad_shapes, 1u);
   EXPECT_FALSE(conn.in_sync());
-  // The next request after a quiet point re-establishes pairing.
+  // Two quiet points in a row with nothing pending re-establish pairing:
+  // the request at the first is read back, the one at the second paired.
   conn.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}), 3);
   conn.OnData(Direction::kServerToClient, "+OK\r\n", 4);
+  EXPECT_FALSE(conn.in_sync());
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "b", "1"}), 5);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 6);
   EXPECT_TRUE(conn.in_sync());
-  ASSERT_EQ(sink.records.size(), 3u);
-  EXPECT_EQ(sink.records[2].args, (std::vector<std::string>{"SET", "a", "1"}));
-  EXPECT_TRUE(sink.records[2].HasFlag(kAfterGap));
+  ASSERT_EQ(sink.records.size(), 4u);
+  EXPECT_EQ(sink.records[2].op, RecordOp::kReadback);
+  EXPECT_EQ(sink.records[2].key, "a");
+  EXPECT_EQ(sink.records[3].args, (std::vector<std::string>{"SET", "b", "1"}));
+  EXPECT_TRUE(sink.records[3].HasFlag(kAfterGap));
 }
 
 // Writes shipped as the request says (GETSET, SADD…) still check that the
