@@ -417,7 +417,9 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   void WhileFull(std::function<bool()> work) { while_full_ = std::move(work); }
   // Bytes that stay valid until the consumer is done (the mapped file):
   // data inside them is passed by address instead of copied.
-  void SetStable(ByteSpan bytes) { stable_ = bytes; }
+  void AddStable(ByteSpan bytes) {
+    if (!bytes.empty()) stable_.push_back(bytes);
+  }
   void Close() {
     Hand();
     pipe_.Close();
@@ -475,12 +477,13 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
     void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
       // In-order payload comes straight from the frame: when that lies in
       // the mapped file it stays valid, and only its address crosses.
-      const ByteSpan file = pipe_->stable_;
       const auto addr = reinterpret_cast<uintptr_t>(bytes.data());  // unrelated objects: compare addresses
-      const auto file_at = reinterpret_cast<uintptr_t>(file.data());
-      if (!file.empty() && addr >= file_at && addr + bytes.size() <= file_at + file.size()) {
-        pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, 0, bytes.size(), bytes.data()});
-        return;
+      for (const ByteSpan& file : pipe_->stable_) {
+        const auto file_at = reinterpret_cast<uintptr_t>(file.data());
+        if (addr >= file_at && addr + bytes.size() <= file_at + file.size()) {
+          pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, 0, bytes.size(), bytes.data()});
+          return;
+        }
       }
       FlowEventBatch& b = *pipe_->cur_;
       const uint64_t at = b.bytes.size();
@@ -517,8 +520,8 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   }
 
   Pipe<FlowEventBatch> pipe_;
-  std::function<bool()> while_full_;  // producer thread only
-  ByteSpan stable_;
+  std::function<bool()> while_full_;     // producer thread only
+  std::vector<ByteSpan> stable_;         // mapped files, valid to the end
   std::unique_ptr<FlowEventBatch> cur_;  // producer thread only
   uint64_t next_flow_ = 0;
 };
@@ -536,15 +539,37 @@ Result<uint64_t> LastTimestamp(const std::string& path) {
   return last;
 }
 
+// The files of one capture in the order they were written, which is the
+// order of their first frames (`tcpdump -C/-G` rotation: a shell glob sorts
+// cap.pcap10 before cap.pcap2). Ties and empty files keep the order given.
+Result<std::vector<std::string>> InCaptureOrder(const std::vector<std::string>& paths) {
+  if (paths.size() < 2) return paths;
+  std::vector<std::pair<uint64_t, std::string>> keyed;
+  for (const std::string& path : paths) {
+    auto src = dp::PcapSource::OpenOffline(path);
+    if (!src.ok()) return src.status();
+    dp::Packet first[1];
+    const size_t n = (*src)->RxBurst(first);
+    keyed.emplace_back(n == 1 ? first[0].ts_ns : UINT64_MAX, path);
+  }
+  std::stable_sort(keyed.begin(), keyed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (auto& k : keyed) out.push_back(std::move(k.second));
+  return out;
+}
+
 int RunDecode(const std::vector<std::string>& args) {
   CLI::App app{"Decode a pcap of Redis traffic into change records"};
-  std::string pcap_file, format = "json";
+  std::vector<std::string> pcap_args;
+  std::string format = "json";
   std::vector<std::string> servers;
   bool rebase = false;
   double window_ms = 1.0;
   int threads = 1;
-  app.add_option("--pcap", pcap_file,
-                 "capture file (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback)")
+  app.add_option("--pcap", pcap_args,
+                 "capture file(s) (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback); several "
+                 "files are one capture, read in the order of their first frames (rotated files)")
       ->required();
   app.add_option("--server", servers,
                  "HOST:PORT of a Redis server (repeatable; a name is looked up, *:PORT is any address)")
@@ -571,24 +596,39 @@ int RunDecode(const std::vector<std::string>& args) {
     }
     cfg.servers.insert(cfg.servers.end(), ep->begin(), ep->end());
   }
+  auto pcap_files = InCaptureOrder(pcap_args);
+  if (!pcap_files.ok()) {
+    std::fprintf(stderr, "kvferryctl decode: %s\n", pcap_files.status().ToString().c_str());
+    return 1;
+  }
   int64_t shift_ns = 0;
   if (rebase) {
-    auto last = LastTimestamp(pcap_file);
-    if (!last.ok()) {
-      std::fprintf(stderr, "kvferryctl decode: %s\n", last.status().ToString().c_str());
-      return 1;
+    uint64_t last_ts = 0;
+    for (const std::string& f : *pcap_files) {
+      auto last = LastTimestamp(f);
+      if (!last.ok()) {
+        std::fprintf(stderr, "kvferryctl decode: %s\n", last.status().ToString().c_str());
+        return 1;
+      }
+      last_ts = std::max(last_ts, *last);
     }
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    shift_ns = now - static_cast<int64_t>(*last);
+    shift_ns = now - static_cast<int64_t>(last_ts);
   }
-  // The clock starts before the file is opened: mapping it is part of the job.
+  // The clock starts before the files are opened: mapping them is part of
+  // the job. Every file stays open (and mapped) to the end: payload handed
+  // to the RESP thread by address lies in them.
   const auto t0 = std::chrono::steady_clock::now();
-  auto src = dp::PcapSource::OpenOffline(pcap_file);
-  if (!src.ok()) {
-    std::fprintf(stderr, "kvferryctl decode: %s\n", src.status().ToString().c_str());
-    return 1;
+  std::vector<std::unique_ptr<dp::PcapSource>> sources;
+  for (const std::string& f : *pcap_files) {
+    auto src = dp::PcapSource::OpenOffline(f);
+    if (!src.ok()) {
+      std::fprintf(stderr, "kvferryctl decode: %s\n", src.status().ToString().c_str());
+      return 1;
+    }
+    sources.push_back(std::move(*src));
   }
   Printer printer(format);
   resp::AmbiguityOptions ao;
@@ -612,7 +652,11 @@ int RunDecode(const std::vector<std::string>& args) {
   // pipe: while the former is full it drains the latter, so neither side can
   // wait for the other forever.
   if (threads == 2) events->WhileFull([&] { return records->DrainReady(&tracker); });
-  if (events) events->SetStable((*src)->mapped_file());
+  // Payload that lies in a mapped file crosses to the RESP thread by address
+  // (from pcapng, read through libpcap, it is copied).
+  if (events) {
+    for (const auto& src : sources) events->AddStable(src->mapped_file());
+  }
   // One thread: the records of a burst gather in a batch that the tracker
   // then takes whole, as it does the batches that come back from the RESP
   // thread (it holds them without a copy and looks their keys up ahead).
@@ -627,29 +671,31 @@ int RunDecode(const std::vector<std::string>& args) {
   uint64_t frames = 0, bytes = 0;
   auto packet_side = [&] {
     std::vector<dp::Packet> burst(256);
-    while (!(*src)->Exhausted()) {
-      const size_t n = (*src)->RxBurst(burst);
-      for (size_t i = 0; i < n; ++i) {
-        const dp::Packet& p = burst[i];
-        ++frames;
-        bytes += p.len;
-        dp::TcpSegment seg;
-        const dp::DecodeStatus st = dp::DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
-        dec.Add(st);
-        if (st != dp::DecodeStatus::kOk) continue;
-        table.Process(seg);
-      }
-      if (n > 0) {
-        table.Tick(burst[n - 1].ts_ns);
-        const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(burst[n - 1].ts_ns) + shift_ns);
-        if (events) {
-          events->Advance(now);
-        } else {
-          const std::pair<size_t, uint64_t> advance[] = {{burst_records.batch.size(), now}};
-          tracker.TakeBatch(&burst_records.batch, advance);
+    for (const auto& src : sources) {
+      while (!src->Exhausted()) {
+        const size_t n = src->RxBurst(burst);
+        for (size_t i = 0; i < n; ++i) {
+          const dp::Packet& p = burst[i];
+          ++frames;
+          bytes += p.len;
+          dp::TcpSegment seg;
+          const dp::DecodeStatus st = dp::DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
+          dec.Add(st);
+          if (st != dp::DecodeStatus::kOk) continue;
+          table.Process(seg);
         }
+        if (n > 0) {
+          table.Tick(burst[n - 1].ts_ns);
+          const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(burst[n - 1].ts_ns) + shift_ns);
+          if (events) {
+            events->Advance(now);
+          } else {
+            const std::pair<size_t, uint64_t> advance[] = {{burst_records.batch.size(), now}};
+            tracker.TakeBatch(&burst_records.batch, advance);
+          }
+        }
+        if (threads == 2) records->DrainReady(&tracker);
       }
-      if (threads == 2) records->DrainReady(&tracker);
     }
     table.CloseAll(dp::CloseReason::kShutdown);
     if (events) events->Close();
@@ -725,12 +771,16 @@ int RunDecode(const std::vector<std::string>& args) {
         "a capture, and was ignored\n",
         (unsigned long long)totals.tls_connections);
   }
-  // A damaged file (a truncated or corrupt record) ends the read early: what
-  // came before it was decoded and printed, and the exit status says so.
-  if (!(*src)->error().ok()) {
-    std::fprintf(stderr, "kvferryctl decode: %s\n", (*src)->error().ToString().c_str());
-    return 1;
+  // A damaged file (a truncated or corrupt record) ends that file's read
+  // early: what came before it was decoded and printed, the next file (if
+  // any) is read as usual (its flows see a gap), and the exit status says so.
+  bool damaged = false;
+  for (const auto& src : sources) {
+    if (src->error().ok()) continue;
+    std::fprintf(stderr, "kvferryctl decode: %s\n", src->error().ToString().c_str());
+    damaged = true;
   }
+  if (damaged) return 1;
   return 0;
 }
 
