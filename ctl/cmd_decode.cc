@@ -569,7 +569,8 @@ int RunDecode(const std::vector<std::string>& args) {
   int threads = 1;
   app.add_option("--pcap", pcap_args,
                  "capture file(s) (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback); several "
-                 "files are one capture, read in the order of their first frames (rotated files)")
+                 "files are one capture, read in the order of their first frames (rotated files); - reads "
+                 "standard input")
       ->required();
   app.add_option("--server", servers,
                  "HOST:PORT of a Redis server (repeatable; a name is looked up, *:PORT is any address)")
@@ -595,6 +596,13 @@ int RunDecode(const std::vector<std::string>& args) {
       return 2;
     }
     cfg.servers.insert(cfg.servers.end(), ep->begin(), ep->end());
+  }
+  const bool from_stdin = std::find(pcap_args.begin(), pcap_args.end(), "-") != pcap_args.end();
+  if (from_stdin && (pcap_args.size() > 1 || rebase)) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: --pcap - (standard input) is read alone, and cannot be "
+                 "combined with --rebase-time (which reads the capture twice)\n");
+    return 2;
   }
   auto pcap_files = InCaptureOrder(pcap_args);
   if (!pcap_files.ok()) {

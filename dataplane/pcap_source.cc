@@ -158,20 +158,24 @@ size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
 }
 
 Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& path) {
-  {
+  if (path != "-") {  // "-" is standard input: read through libpcap, never mapped
     Result<std::unique_ptr<PcapSource>> mapped = OpenMapped(path);
     if (!mapped.ok() || *mapped != nullptr) return mapped;
   }
   char err[PCAP_ERRBUF_SIZE] = {0};
   pcap_t* h = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
-  if (h == nullptr) return InvalidArgument("pcap: cannot open " + path + ": " + err);
+  if (h == nullptr) {
+    return InvalidArgument("pcap: cannot open " + (path == "-" ? std::string("standard input") : path) +
+                           ": " + err);
+  }
   LinkType link;
   if (!LinkTypeFromPcap(pcap_datalink(h), &link)) {
     const int dlt = pcap_datalink(h);
     pcap_close(h);
     return UnsupportedLink("pcap: " + path, dlt);
   }
-  return std::unique_ptr<PcapSource>(new PcapSource(h, false, "pcap file " + path));
+  return std::unique_ptr<PcapSource>(
+      new PcapSource(h, false, path == "-" ? std::string("pcap from standard input") : "pcap file " + path));
 }
 
 Result<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const PcapLiveOptions& o) {

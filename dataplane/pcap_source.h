@@ -35,6 +35,8 @@ class PcapSource final : public PacketSource {
   // Largest record accepted from a file (libpcap's own limit).
   static constexpr size_t kMaxFrameBytes = 262144;
 
+  // A classic pcap or pcapng file; "-" reads one from standard input
+  // (`tcpdump -w - | kvferryctl decode --pcap -`).
   static Result<std::unique_ptr<PcapSource>> OpenOffline(const std::string& path);
   static Result<std::unique_ptr<PcapSource>> OpenLive(const PcapLiveOptions& options);
   ~PcapSource() override;

@@ -255,6 +255,15 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     EXPECT_TRUE(ReadFile(dir + "/rot.json") == whole_json)
         << "rotated files decode differently, threads " << threads;
   }
+  // From standard input (`zcat cap.pcap.gz | kvferryctl decode --pcap -`):
+  // the same records.
+  ASSERT_EQ(std::system(("cat " + pcap + " | " + ctl +
+                         " decode --pcap - --server 127.0.0.1:" + std::to_string(kSourcePort) +
+                         " --format json 2>" + dir + "/stdin.err >" + dir + "/stdin.json")
+                            .c_str()),
+            0)
+      << ReadFile(dir + "/stdin.err");
+  EXPECT_TRUE(ReadFile(dir + "/stdin.json") == whole_json) << "decode of standard input differs";
   // A damaged file among them is reported (exit 1); the others are still read.
   {
     std::ofstream cut(parts[2], std::ios::binary | std::ios::app);
