@@ -98,6 +98,9 @@ Result<std::vector<Endpoint>> ResolveServer(std::string_view text) {
     } else {
       continue;
     }
+    // Only the literal forms (*:PORT, 0.0.0.0:PORT…) mean "any address": a
+    // name that resolves to 0.0.0.0 (a hosts-file block list) matches nothing.
+    if (e.addr.IsUnspecified()) continue;
     if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
   }
   freeaddrinfo(res);

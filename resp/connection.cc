@@ -238,8 +238,22 @@ namespace {
 // application_data), then version 3.x. No RESP message starts so: a request
 // is an array or an inline command (never a control byte), a reply's first
 // byte is a RESP type.
-bool LooksLikeTls(ByteSpan b) {
-  return b.size() >= 3 && b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03 && b[2] <= 0x04;
+bool TlsRecordHeader(ByteSpan b, size_t at, size_t* record_len) {
+  if (b.size() < at + 5 || b[at] < 0x14 || b[at] > 0x17 || b[at + 1] != 0x03 || b[at + 2] > 0x04)
+    return false;
+  *record_len = (size_t{b[at + 3]} << 8) | b[at + 4];
+  return *record_len <= (1u << 14) + 2048;  // TLSCiphertext limit
+}
+
+// `at_start`: these are the first bytes of the direction. Otherwise (a
+// capture that joined the connection, or lost its first bytes) they may be
+// any part of a binary value, and two records in a row must be seen.
+bool LooksLikeTls(ByteSpan b, bool at_start) {
+  size_t len = 0;
+  if (!TlsRecordHeader(b, 0, &len)) return false;
+  if (at_start) return true;
+  size_t next = 0;
+  return TlsRecordHeader(b, 5 + len, &next);
 }
 }  // namespace
 
@@ -249,7 +263,7 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
     // A Redis with TLS on (tls-port) seen on the wire: the connection is
     // told apart and ignored instead of being read as garbled RESP.
     first = false;
-    if (!encrypted_ && LooksLikeTls(bytes)) {
+    if (!encrypted_ && LooksLikeTls(bytes, !opts_.joined_mid_stream && !gap_seen_)) {
       encrypted_ = true;
       ++stats_.tls_connections;
     }
@@ -263,12 +277,17 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
     return;
   }
   Parser& parser = dir == Direction::kClientToServer ? requests_ : replies_;
-  if (dir == Direction::kClientToServer) {
+  if (dir == Direction::kClientToServer && !(first_request_of_chunk_ && requests_.HasPartial())) {
+    // (A chunk that goes on with a message begun at the start of a chunk
+    // that completed no request is still that message's first chunk: a
+    // request larger than a segment, or a client that sends a large value
+    // with a send of its own, keeps where and when it began.)
     first_request_of_chunk_ = true;
     chunk_start_ = requests_.AtBoundary()   ? ChunkStart::kBoundary
                    : requests_.HasPartial() ? ChunkStart::kCut
                                             : ChunkStart::kSeeking;
     chunk_skipped_ = requests_.skipped_bytes();
+    chunk_ts_ = capture_ns;
   }
   parser.Feed(bytes);
   for (;;) {
@@ -301,6 +320,7 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
 void Connection::OnGap(Direction dir, uint64_t missing) {
   ++stats_.gaps;
   stats_.gap_bytes += missing;
+  gap_seen_ = true;
   if (encrypted_) return;
   if (ignored_) {
     // Replies are not read; requests are (OnIgnoredRequest).
@@ -428,7 +448,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       (chunk_start_ == ChunkStart::kSeeking && requests_.skipped_bytes() == chunk_skipped_);
   const bool first_of_chunk = first_request_of_chunk_;
   first_request_of_chunk_ = false;
-  if (desync_ && first_of_chunk && chunk_began_clean && !replies_.HasPartial() && ts >= last_reply_ts_) {
+  if (desync_ && first_of_chunk && chunk_began_clean && !replies_.HasPartial() &&
+      chunk_ts_ >= last_reply_ts_) {
     // A quiet point: the client starts a write, at a request boundary, after
     // the last answer. A client that waits for its answers has had every
     // earlier request answered by now. Out of sync, pairing resumes at the
@@ -441,12 +462,27 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     // were never answered in step (that text, or a client that does not
     // wait): their writes are read back, and the count starts over.
     if (!pending_.empty()) {
-      for (const Pending& q : pending_) {
-        ++stats_.unpaired_requests;
-        if (q.kind == Kind::kWrite) Unanswered(q, q.ts, kAfterGap);
+      // (Replies to them may still be on their way, from a client that does
+      // not wait: the count starts from nothing, and an unpaired reply
+      // starts it over again.)
+      stats_.unpaired_requests += pending_.size();
+      quiet_points_ = 0;
+      const bool special = std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
+        return q.kind == Kind::kIgnoreMark || q.kind == Kind::kReset;
+      });
+      if (!special) {
+        ReadBackWaiting();
+      } else {
+        // A subscription may have started among them (messages would pair
+        // with requests), or a RESET is on its way: as when a subscription
+        // is seen out of step (a RESET and what follows it stay).
+        EnterIgnored();
+        if (ignored_) {
+          OnIgnoredRequest(args, ts);
+          --stats_.requests;  // counted above
+          return;
+        }
       }
-      pending_.clear();
-      quiet_points_ = 1;
     } else if (++quiet_points_ >= 2) {
       // Replies from here on pair with requests from here on. Flag the next
       // writes in case a lost request is still pending.
@@ -1005,6 +1041,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
     if (!desync_) EnterDesync();
+    quiet_points_ = 0;  // the requests and replies since the last quiet point did not balance
     return;
   }
   while (pending_.front().confirm_only && !ConfirmsRequest(pending_.front(), reply)) {
@@ -1024,6 +1061,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     if (pending_.empty()) {
       ++stats_.unpaired_replies;
       if (!desync_) EnterDesync();
+      quiet_points_ = 0;
       return;
     }
   }
@@ -1052,6 +1090,17 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   const Pending p = front;
   pending_.pop_front();
   if (desync_) {
+    if (p.kind == Kind::kReset && reply[0].type == Type::kSimpleString && reply[0].str == "RESET") {
+      // Only RESET is answered +RESET: the pair is certain, and so is the
+      // state after it (db 0, RESP2, no MULTI): pairing resumes here.
+      ReadBackWaiting();
+      ApplyReset();
+      desync_ = false;
+      quiet_points_ = 0;
+      after_gap_left_ = opts_.after_gap_records;
+      DrainNoReply();
+      return;
+    }
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
     if (p.kind == Kind::kSelect && p.param >= 0 && !IsError(reply[0])) db_ = static_cast<uint16_t>(p.param);
     // Pub/sub or MONITOR output would otherwise resync against requests.

@@ -288,6 +288,7 @@ class Connection {
   bool ignored_ = false;
   bool encrypted_ = false;              // TLS: every byte is ignored
   bool first_bytes_[2] = {true, true};  // per direction: the next chunk is the first
+  bool gap_seen_ = false;               // bytes were lost (the first ones seen may not be the first)
   bool awaiting_reset_ = false;         // RESET left ignored mode: replies before +RESET are skipped
   bool ignore_after_exec_ = false;      // a SUBSCRIBE/MONITOR inside the EXEC being paired
   bool monitor_ = false;                // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
@@ -318,6 +319,7 @@ class Connection {
   ChunkStart chunk_start_ = ChunkStart::kCut;
   uint64_t chunk_skipped_ = 0;
   bool first_request_of_chunk_ = false;
+  uint64_t chunk_ts_ = 0;  // capture time of that chunk
   // Out of sync: quiet points in a row with nothing pending (see OnRequest).
   uint32_t quiet_points_ = 0;
 };

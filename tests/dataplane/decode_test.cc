@@ -58,7 +58,7 @@ void ExpectInnerV4(const Bytes& frame, int encaps) {
 // past the end: the copy is exactly `n` bytes so ASan would catch it).
 void ExpectAllPrefixesRefused(const Bytes& frame) {
   for (size_t n = 0; n < frame.size(); ++n) {
-    auto copy = std::make_unique<uint8_t[]>(n + 1);
+    auto copy = std::make_unique<uint8_t[]>(n);  // exactly n: ASan catches a read past the end
     std::memcpy(copy.get(), frame.data(), n);
     TcpSegment seg;
     EXPECT_NE(DecodeFrame(copy.get(), n, 0, &seg), DecodeStatus::kOk) << "prefix " << n;
@@ -286,7 +286,7 @@ TEST(DecodeTest, PcapLinkTypesOtherThanEthernet) {
     EXPECT_EQ(seg.encapsulations, 0);
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(seg.payload), seg.payload_len), Spec().payload);
     for (size_t n = 0; n < c.frame.size(); ++n) {
-      auto copy = std::make_unique<uint8_t[]>(n + 1);
+      auto copy = std::make_unique<uint8_t[]>(n);  // exactly n: ASan catches a read past the end
       std::memcpy(copy.get(), c.frame.data(), n);
       EXPECT_NE(DecodeFrame(c.link, copy.get(), n, 0, &seg), DecodeStatus::kOk) << "prefix " << n;
     }
@@ -411,6 +411,8 @@ TEST(EndpointTest, UnspecifiedAddressAndHostNames) {
     for (size_t j = i + 1; j < local->size(); ++j) EXPECT_NE((*local)[i], (*local)[j]);
   }
   EXPECT_FALSE(ResolveServer("no-such-host.invalid:6379").ok());
+  // "0" resolves to 0.0.0.0 (legacy numeric form): a name never means "any address".
+  EXPECT_FALSE(ResolveServer("0:6379").ok());
   const auto bad_port = ResolveServer("localhost:0");
   ASSERT_FALSE(bad_port.ok());
   EXPECT_NE(bad_port.status().message().find("localhost:0"), std::string::npos)

@@ -1239,6 +1239,125 @@ TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
 // Writes shipped as the request says (GETSET, SADD…) still check that the
 // reply is one their command gives: an array (a subscription confirmation,
 // a message) means it answers another request.
+// A capture that joins exactly where a large value starts (redis-py sends a
+// value over 6 kB with a send of its own, so it starts a segment): the
+// value's text is made of requests. Taken for requests, they would pair with
+// the replies and shift every pair after them. Pairing resumes only after
+// two quiet points in a row found nothing pending: the text's "requests"
+// never become writes, only read-backs.
+TEST(PairingOffline, TextInsideAValueAtTheJoinNeverBecomesWrites) {
+  VectorSink sink;
+  ConnectionOptions o;
+  o.joined_mid_stream = true;
+  o.after_gap_records = 0;
+  Connection conn(&sink, o);
+  std::string value;
+  for (int i = 0; i < 10; ++i) value += Cmd({"SET", "fake:" + std::to_string(i), "x"});
+  uint64_t t = 1;
+  // The value (its header was sent before the capture), the rest of the batch.
+  conn.OnData(Direction::kClientToServer, value, t++);
+  conn.OnData(Direction::kClientToServer, "\r\n" + Cmd({"INCR", "n"}), t++);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n:5\r\n", t++);
+  // Batches after it, each sent after the replies to the one before.
+  for (const char* key : {"a", "b", "c", "d"}) {
+    conn.OnData(Direction::kClientToServer, Cmd({"SET", key, "1"}), t++);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n", t++);
+  }
+  std::vector<std::string> idempotent;
+  for (const ChangeRecord& r : sink.records) {
+    if (r.key.rfind("fake:", 0) == 0) EXPECT_EQ(r.op, RecordOp::kReadback) << r.key;
+    if (r.op == RecordOp::kIdempotent) idempotent.push_back(r.key);
+  }
+  // The join is a first quiet point (the value's first byte looks like a
+  // request start); the next chunk, sent before any reply, is a second one,
+  // but the text is still pending there: dropped and read back, the count
+  // starts over. a: first quiet point with nothing pending (read back); b:
+  // the second, pairing resumes.
+  EXPECT_EQ(idempotent, (std::vector<std::string>{"b", "c", "d"}));
+  EXPECT_TRUE(conn.in_sync());
+}
+
+// A request larger than a segment (or a value sent with a send of its own)
+// ends in a later chunk than it began: its quiet point is judged where it
+// began. Such a client used to stay out of sync for good.
+TEST(PairingOffline, RequestsSpanningChunksStillResumePairing) {
+  VectorSink sink;
+  ConnectionOptions o;
+  o.joined_mid_stream = true;
+  o.after_gap_records = 0;
+  Connection conn(&sink, o);
+  const std::string value(7000, 'v');
+  uint64_t t = 1;
+  for (const char* key : {"k1", "k2", "k3"}) {
+    const std::string req = Cmd({"SET", key, value});
+    const size_t header = req.find(value);
+    conn.OnData(Direction::kClientToServer, req.substr(0, header), t++);
+    conn.OnData(Direction::kClientToServer, req.substr(header, value.size()), t++);
+    conn.OnData(Direction::kClientToServer, req.substr(header + value.size()), t++);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n", t++);
+  }
+  // k1 at the first quiet point (read back), k2 at the second: paired.
+  EXPECT_TRUE(conn.in_sync());
+  ASSERT_EQ(sink.records.size(), 3u);
+  EXPECT_EQ(sink.records[0].op, RecordOp::kReadback);
+  EXPECT_EQ(sink.records[1].op, RecordOp::kIdempotent);
+  EXPECT_EQ(sink.records[1].key, "k2");
+  EXPECT_EQ(sink.records[2].op, RecordOp::kIdempotent);
+}
+
+// Out of sync, +RESET pairs with RESET for certain: the state after it (db
+// 0, proven) holds and pairing resumes there. Before, a subscriber that lost
+// replies and then sent RESET kept its old db.
+TEST(PairingOffline, ResetAnsweredOutOfSyncResumesPairingInDbZero) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"SELECT", "3"}), 1);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 2);
+  conn.OnData(Direction::kClientToServer, Cmd({"SUBSCRIBE", "ch"}), 3);
+  conn.OnGap(Direction::kServerToClient, 40);  // the confirmation and some messages
+  conn.OnData(Direction::kServerToClient, "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n", 4);
+  conn.OnData(Direction::kClientToServer, Cmd({"RESET"}), 5);
+  conn.OnData(Direction::kServerToClient, "+RESET\r\n", 6);
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}), 7);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 8);
+  EXPECT_TRUE(conn.in_sync());
+  EXPECT_FALSE(conn.ignored());
+  EXPECT_EQ(conn.db(), 0);
+  EXPECT_TRUE(conn.db_known());
+  ASSERT_FALSE(sink.records.empty());
+  const ChangeRecord& last = sink.records.back();
+  EXPECT_EQ(last.key, "a");
+  EXPECT_EQ(last.op, RecordOp::kIdempotent);
+  EXPECT_EQ(last.db, 0);
+}
+
+// TLS is told from the first bytes of a direction. Bytes seen after a join
+// or a gap may be any part of a value: there, two record headers in a row
+// are needed; a single one is read as RESP (here: an error, then resync).
+TEST(PairingOffline, TlsNeedsTwoRecordsWhenTheStartWasNotSeen) {
+  const std::string one = std::string("\x17\x03\x03\x00\x04", 5) + "abcd";
+  const std::string two = one + std::string("\x17\x03\x03\x00\x02", 5) + "ef";
+  struct Case {
+    bool joined;
+    std::string bytes;
+    uint64_t tls;
+  } cases[] = {{false, one, 1}, {true, one, 0}, {true, two, 1}, {true, one + "garbage", 0}};
+  for (const Case& c : cases) {
+    VectorSink sink;
+    ConnectionOptions o;
+    o.joined_mid_stream = c.joined;
+    Connection conn(&sink, o);
+    conn.OnData(Direction::kClientToServer, c.bytes, 1);
+    EXPECT_EQ(conn.stats().tls_connections, c.tls) << c.joined << " " << c.bytes.size();
+  }
+  // A gap before the first bytes counts as a join.
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnGap(Direction::kClientToServer, 100);
+  conn.OnData(Direction::kClientToServer, one, 1);
+  EXPECT_EQ(conn.stats().tls_connections, 0u);
+}
+
 TEST(PairingOffline, ShippedAsIsWritesRefuseRepliesOfTheWrongShape) {
   const std::string confirmation = "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n";
   for (const auto& [request, key] :
