@@ -43,6 +43,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   segments_not_for_server += o.segments_not_for_server;
   ack_without_flow += o.ack_without_flow;
   rst_without_flow += o.rst_without_flow;
+  fin_without_flow += o.fin_without_flow;
   segments_src_equals_dst += o.segments_src_equals_dst;
   flows_created += o.flows_created;
   flows_joined_mid_stream += o.flows_joined_mid_stream;
@@ -66,6 +67,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"segments_not_for_server", segments_not_for_server},
       {"ack_without_flow", ack_without_flow},
       {"rst_without_flow", rst_without_flow},
+      {"fin_without_flow", fin_without_flow},
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"flows_created", flows_created},
       {"flows_joined_mid_stream", flows_joined_mid_stream},
@@ -240,8 +242,16 @@ void FlowTable::Process(const TcpSegment& seg) {
       ++stats_.rst_without_flow;
       return;
     }
-    if (!syn && !fin && seg.payload_len == 0) {
-      ++stats_.ack_without_flow;
+    if (!syn && seg.payload_len == 0) {
+      // A bare FIN opens nothing either: once both FINs and the last ACK
+      // closed a flow, a retransmitted FIN (or a second copy of the frame,
+      // as `tcpdump -i any` shows one that crossed a bridge) would otherwise
+      // start a flow joined mid-stream with nothing in it.
+      if (fin) {
+        ++stats_.fin_without_flow;
+      } else {
+        ++stats_.ack_without_flow;
+      }
       return;
     }
     f = CreateFlow(key, seg);

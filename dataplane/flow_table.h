@@ -108,6 +108,7 @@ struct FlowTableStats {
   uint64_t segments_not_for_server = 0;  // neither side is a configured server
   uint64_t ack_without_flow = 0;         // payload-less segment of an unknown flow
   uint64_t rst_without_flow = 0;
+  uint64_t fin_without_flow = 0;  // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;

@@ -128,6 +128,15 @@ TEST_F(FlowTableTest, InOrderWithHandshakeAndFin) {
   EXPECT_EQ(Flow().info.server, kServer);
   EXPECT_EQ(table_->stats().payload_bytes_delivered, 10u);
   EXPECT_EQ(table_->stats().flows_closed[static_cast<int>(CloseReason::kFin)], 1u);
+  // The FINs again (retransmitted, or the same frames captured twice) and the
+  // last ACK: no new flow.
+  Send(true, 108, "", kFin | kAck);
+  Send(false, 5004, "", kFin | kAck);
+  Send(true, 109, "", kAck);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(table_->stats().fin_without_flow, 2u);
+  EXPECT_EQ(table_->stats().flows_created, 1u);
 }
 
 TEST_F(FlowTableTest, ReorderIsRepaired) {
