@@ -104,7 +104,10 @@ Result<std::vector<Endpoint>> ResolveServer(std::string_view text) {
     if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
   }
   freeaddrinfo(res);
-  if (out.empty()) return InvalidArgument("no IPv4 or IPv6 address for " + host);
+  if (out.empty()) {
+    return InvalidArgument(host + " resolves to no usable IPv4 or IPv6 address (0.0.0.0 and :: are " +
+                           "refused: write *:PORT for any address)");
+  }
   return out;
 }
 

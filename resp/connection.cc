@@ -247,11 +247,13 @@ bool TlsRecordHeader(ByteSpan b, size_t at, size_t* record_len) {
 
 // `at_start`: these are the first bytes of the direction. Otherwise (a
 // capture that joined the connection, or lost its first bytes) they may be
-// any part of a binary value, and two records in a row must be seen.
+// any part of a binary value: a record must fill the chunk exactly (one
+// record per segment, as request/response TLS sends them), or a second
+// record header must follow the first.
 bool LooksLikeTls(ByteSpan b, bool at_start) {
   size_t len = 0;
   if (!TlsRecordHeader(b, 0, &len)) return false;
-  if (at_start) return true;
+  if (at_start || 5 + len == b.size()) return true;  // or one record exactly filling the chunk
   size_t next = 0;
   return TlsRecordHeader(b, 5 + len, &next);
 }
@@ -443,9 +445,10 @@ void Connection::Reclaim() {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
+  // (Nothing skipped since the chunk began, either way: a parse error and
+  // a resync inside it mean this request did not begin where it did.)
   const bool chunk_began_clean =
-      chunk_start_ == ChunkStart::kBoundary ||
-      (chunk_start_ == ChunkStart::kSeeking && requests_.skipped_bytes() == chunk_skipped_);
+      chunk_start_ != ChunkStart::kCut && requests_.skipped_bytes() == chunk_skipped_;
   const bool first_of_chunk = first_request_of_chunk_;
   first_request_of_chunk_ = false;
   if (desync_ && first_of_chunk && chunk_began_clean && !replies_.HasPartial() &&
@@ -465,18 +468,24 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // (Replies to them may still be on their way, from a client that does
       // not wait: the count starts from nothing, and an unpaired reply
       // starts it over again.)
-      stats_.unpaired_requests += pending_.size();
+      auto requests_waiting = [this] {
+        return static_cast<uint64_t>(std::count_if(
+            pending_.begin(), pending_.end(), [](const Pending& q) { return q.kind != Kind::kIgnoreMark; }));
+      };
+      const uint64_t waiting = requests_waiting();
       quiet_points_ = 0;
       const bool special = std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
         return q.kind == Kind::kIgnoreMark || q.kind == Kind::kReset;
       });
       if (!special) {
         ReadBackWaiting();
+        stats_.unpaired_requests += waiting;
       } else {
         // A subscription may have started among them (messages would pair
         // with requests), or a RESET is on its way: as when a subscription
         // is seen out of step (a RESET and what follows it stay).
         EnterIgnored();
+        stats_.unpaired_requests += waiting - requests_waiting();
         if (ignored_) {
           OnIgnoredRequest(args, ts);
           --stats_.requests;  // counted above
@@ -931,6 +940,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
     // starting over. A link that PSYNC's answer proved stays one.
     if (kind == Kind::kReplconf || !link_from_ack_) {
       ++stats_.requests;
+      first_request_of_chunk_ = false;  // consumed here: the next of its chunk is not the first
       return;
     }
     replica_link_ = link_from_ack_ = false;
@@ -953,6 +963,7 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
     return;
   }
   ++stats_.requests;
+  first_request_of_chunk_ = false;  // (a RESET after it in its chunk is not the first of a write)
   switch (kind) {
     case Kind::kSelect: {
       // Runs in MONITOR mode and after UNSUBSCRIBE down to no channel; its
@@ -1087,20 +1098,29 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
       return;
     }
   }
+  if (desync_ && reply[0].type == Type::kSimpleString && reply[0].str == "RESET" &&
+      std::any_of(pending_.begin(), pending_.end(),
+                  [](const Pending& q) { return q.kind == Kind::kReset; })) {
+    // Only RESET is answered +RESET: the pair is certain (what waits ahead
+    // of the RESET was answered unseen: read back), and so is the state after
+    // it (db 0, RESP2, no MULTI). Pairing resumes here; the requests after
+    // the RESET are in step.
+    while (pending_.front().kind != Kind::kReset) {
+      if (pending_.front().kind != Kind::kIgnoreMark) ++stats_.unpaired_requests;
+      ReadBack(pending_.front(), false);
+      pending_.pop_front();
+    }
+    pending_.pop_front();
+    ApplyReset();
+    desync_ = false;
+    quiet_points_ = 0;
+    after_gap_left_ = opts_.after_gap_records;
+    DrainNoReply();
+    return;
+  }
   const Pending p = front;
   pending_.pop_front();
   if (desync_) {
-    if (p.kind == Kind::kReset && reply[0].type == Type::kSimpleString && reply[0].str == "RESET") {
-      // Only RESET is answered +RESET: the pair is certain, and so is the
-      // state after it (db 0, RESP2, no MULTI): pairing resumes here.
-      ReadBackWaiting();
-      ApplyReset();
-      desync_ = false;
-      quiet_points_ = 0;
-      after_gap_left_ = opts_.after_gap_records;
-      DrainNoReply();
-      return;
-    }
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
     if (p.kind == Kind::kSelect && p.param >= 0 && !IsError(reply[0])) db_ = static_cast<uint16_t>(p.param);
     // Pub/sub or MONITOR output would otherwise resync against requests.

@@ -214,11 +214,11 @@ def main():
                 p2_flagged += doubtful
             if key.startswith("fake:"):
                 # Text inside a value that the capture joined in the middle of is indistinguishable from
-                # requests; realignment may take some, and must flag them (a read-back then finds no
-                # such key at the source and removes it).
+                # requests: out of sync, such "requests" may be read back (the source has no such key, so
+                # the read-back removes nothing), never shipped as writes.
                 fakes += 1
-                if not doubtful:
-                    print(f"FAIL: a command inside a value was taken for a request, unflagged: {ln}")
+                if rec.get("op") != "readback":
+                    print(f"FAIL: a command inside a value became a write: {ln}")
                     return 1
         src, dst = snapshot(SRC, "p2:"), snapshot(DST, "p2:")
         bad = []
@@ -229,7 +229,7 @@ def main():
             if not same and k.decode() not in flagged:
                 bad.append(f"{k.decode()}: source {s} replica {d}")
         print(f"phase 2: {len(src)} keys, {p2_records} records, {p2_flagged} flagged; "
-              f"{fakes} flagged records from text inside values; "
+              f"{fakes} read-backs of text inside values; "
               f"pipe: {pipe.stdout.decode().strip().splitlines()[-1] if pipe.stdout else pipe.stderr}")
         rc = 0
         if bad:

@@ -1236,9 +1236,6 @@ TEST(PairingOffline, AReplyThatDoesNotFitItsCommandMeansLostSync) {
   EXPECT_TRUE(sink.records[3].HasFlag(kAfterGap));
 }
 
-// Writes shipped as the request says (GETSET, SADD…) still check that the
-// reply is one their command gives: an array (a subscription confirmation,
-// a message) means it answers another request.
 // A capture that joins exactly where a large value starts (redis-py sends a
 // value over 6 kB with a send of its own, so it starts a segment): the
 // value's text is made of requests. Taken for requests, they would pair with
@@ -1332,8 +1329,9 @@ TEST(PairingOffline, ResetAnsweredOutOfSyncResumesPairingInDbZero) {
 }
 
 // TLS is told from the first bytes of a direction. Bytes seen after a join
-// or a gap may be any part of a value: there, two record headers in a row
-// are needed; a single one is read as RESP (here: an error, then resync).
+// or a gap may be any part of a value: there, a record must fill the chunk
+// exactly or be followed by a second record header; otherwise the bytes are
+// read as RESP (here: an error, then resync).
 TEST(PairingOffline, TlsNeedsTwoRecordsWhenTheStartWasNotSeen) {
   const std::string one = std::string("\x17\x03\x03\x00\x04", 5) + "abcd";
   const std::string two = one + std::string("\x17\x03\x03\x00\x02", 5) + "ef";
@@ -1341,7 +1339,11 @@ TEST(PairingOffline, TlsNeedsTwoRecordsWhenTheStartWasNotSeen) {
     bool joined;
     std::string bytes;
     uint64_t tls;
-  } cases[] = {{false, one, 1}, {true, one, 0}, {true, two, 1}, {true, one + "garbage", 0}};
+  } cases[] = {{false, one, 1},
+               {true, one, 1},  // one record exactly filling the chunk
+               {true, two, 1},
+               {true, one + "garbage", 0},
+               {true, one.substr(0, 7), 0}};
   for (const Case& c : cases) {
     VectorSink sink;
     ConnectionOptions o;
@@ -1354,10 +1356,51 @@ TEST(PairingOffline, TlsNeedsTwoRecordsWhenTheStartWasNotSeen) {
   VectorSink sink;
   Connection conn(&sink, {});
   conn.OnGap(Direction::kClientToServer, 100);
-  conn.OnData(Direction::kClientToServer, one, 1);
+  conn.OnData(Direction::kClientToServer, one + "x", 1);
   EXPECT_EQ(conn.stats().tls_connections, 0u);
 }
 
+// Out of sync, a pipelined RESET, SELECT 3, SET: +RESET proves the pair and
+// the requests after it are in step: SET lands in db 3, and a HELLO 3 after
+// a RESET keeps its protocol. Entries ahead of the RESET (a request whose
+// reply was lost) are read back.
+TEST(PairingOffline, ResetOutOfSyncKeepsTheRequestsAfterIt) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "lost", "1"}), 1);
+  conn.OnGap(Direction::kServerToClient, 5);  // its +OK
+  ASSERT_FALSE(conn.in_sync());
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"SET", "before", "1"}) + Cmd({"RESET"}) + Cmd({"SELECT", "3"}) + Cmd({"SET", "k", "v"}),
+              2);
+  // The reply to SET before was lost too: +RESET comes first.
+  conn.OnData(Direction::kServerToClient, "+RESET\r\n+OK\r\n+OK\r\n", 3);
+  EXPECT_TRUE(conn.in_sync());
+  EXPECT_EQ(conn.db(), 3);
+  EXPECT_TRUE(conn.db_known());
+  ASSERT_FALSE(sink.records.empty());
+  EXPECT_EQ(sink.records.back().key, "k");
+  EXPECT_EQ(sink.records.back().op, RecordOp::kIdempotent);
+  EXPECT_EQ(sink.records.back().db, 3);
+  for (const ChangeRecord& r : sink.records) {
+    if (r.key == "before" || r.key == "lost") EXPECT_EQ(r.op, RecordOp::kReadback) << r.key;
+  }
+  // HELLO 3 after a RESET answered out of sync: RESP3 from there.
+  VectorSink sink3;
+  Connection conn3(&sink3, {});
+  conn3.OnGap(Direction::kClientToServer, 10);
+  conn3.OnData(Direction::kClientToServer, Cmd({"RESET"}) + Cmd({"HELLO", "3"}) + Cmd({"INCR", "n"}), 2);
+  conn3.OnData(Direction::kServerToClient, "+RESET\r\n%1\r\n+proto\r\n:3\r\n:7\r\n", 3);
+  EXPECT_TRUE(conn3.in_sync());
+  EXPECT_EQ(conn3.protocol(), 3);
+  ASSERT_FALSE(sink3.records.empty());
+  EXPECT_EQ(sink3.records.back().key, "n");
+  EXPECT_EQ(sink3.records.back().op, RecordOp::kIdempotent);
+}
+
+// Writes shipped as the request says (GETSET, SADD…) still check that the
+// reply is one their command gives: an array (a subscription confirmation,
+// a message) means it answers another request.
 TEST(PairingOffline, ShippedAsIsWritesRefuseRepliesOfTheWrongShape) {
   const std::string confirmation = "*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n";
   for (const auto& [request, key] :
