@@ -772,6 +772,13 @@ int RunDecode(const std::vector<std::string>& args) {
                  "other endpoints; check --server)\n",
                  names.c_str(), (unsigned long long)table.stats().segments_not_for_server);
   }
+  if (const uint64_t cut = dec.Get(dp::DecodeStatus::kPayloadTruncated); cut > 0) {
+    std::fprintf(
+        stderr,
+        "kvferryctl decode: %llu frames were cut short by the capture's snap length: their bytes are "
+        "gaps (capture with tcpdump -s 0)\n",
+        (unsigned long long)cut);
+  }
   if (totals.tls_connections > 0) {
     std::fprintf(
         stderr,

@@ -140,6 +140,16 @@ TEST(CtlCaptureTest, DecodeOfATruncatedPcapReportsTheDamage) {
     EXPECT_NE(out.find("truncated record"), std::string::npos) << out;
     EXPECT_NE(out.find("rc=1"), std::string::npos) << out;
   }
+  // A capture taken with a short snap length (tcpdump -s 80): the frames
+  // whose payload was cut are counted and the user is told how to capture.
+  std::vector<tb::TimedFrame> snapped = {frames.begin(), frames.end() - 1};
+  snapped[4].wire_len = static_cast<uint32_t>(snapped[4].bytes.size());
+  snapped[4].bytes.resize(snapped[4].bytes.size() - 10);  // SET k2, cut by the snap length
+  ASSERT_TRUE(tb::WritePcap(path, snapped, &err, 80)) << err;
+  const std::string out =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
+  EXPECT_NE(out.find("\"key\":\"k1\""), std::string::npos) << out;
+  EXPECT_NE(out.find("1 frames were cut short by the capture's snap length"), std::string::npos) << out;
   std::remove(path.c_str());
 }
 
