@@ -40,14 +40,15 @@ Status UnsupportedLink(const std::string& what, int linktype) {
 
 PcapSource::~PcapSource() {
   if (handle_ != nullptr) pcap_close(handle_);
-  if (map_ != nullptr) munmap(const_cast<uint8_t*>(map_), map_len_);
+  if (map_ != nullptr && !streamed_) munmap(const_cast<uint8_t*>(map_), map_len_);
+  if (fd_ >= 0) close(fd_);
 }
 
 // Classic pcap: a 24-byte file header (magic, version, zone, sigfigs,
 // snaplen, link type) then records of [ts_sec, ts_frac, caplen, len] + frame.
 // Magic a1b2c3d4 means microsecond timestamps, a1b23c4d nanoseconds; either
 // byte-swapped means the other byte order.
-Result<std::unique_ptr<PcapSource>> PcapSource::OpenMapped(const std::string& path) {
+Result<std::unique_ptr<PcapSource>> PcapSource::OpenClassic(const std::string& path, bool map) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno(errno, "open " + path);
   struct stat st;
@@ -56,45 +57,90 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenMapped(const std::string& pa
     close(fd);
     return Status::FromErrno(e, "fstat " + path);
   }
-  const size_t len = static_cast<size_t>(st.st_size);
-  if (len < 24) {
+  uint8_t header[24];
+  const ssize_t got = pread(fd, header, sizeof(header), 0);
+  if (got < 0) {
+    const int e = errno;
     close(fd);
-    return std::unique_ptr<PcapSource>();  // let libpcap produce its error
+    return Status::FromErrno(e, "read " + path);
   }
-  void* m = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  close(fd);
-  if (m == MAP_FAILED) return Status::FromErrno(e, "mmap " + path);
-  const auto* p = static_cast<const uint8_t*>(m);
+  if (got < static_cast<ssize_t>(sizeof(header))) {
+    close(fd);
+    return std::unique_ptr<PcapSource>();  // shorter than a header: let libpcap produce its error
+  }
   uint32_t magic;
-  std::memcpy(&magic, p, 4);
+  std::memcpy(&magic, header, 4);
   bool swapped = false, nano = false;
   switch (magic) {
     case 0xa1b2c3d4: break;
     case 0xa1b23c4d: nano = true; break;
     case 0xd4c3b2a1: swapped = true; break;
     case 0x4d3cb2a1: swapped = nano = true; break;
-    default:
-      munmap(m, len);
-      return std::unique_ptr<PcapSource>();  // pcapng or not a capture: libpcap decides
+    default: close(fd); return std::unique_ptr<PcapSource>();  // pcapng or not a capture: libpcap decides
   }
   uint32_t linktype;
-  std::memcpy(&linktype, p + 20, 4);
+  std::memcpy(&linktype, header + 20, 4);
   if (swapped) linktype = __builtin_bswap32(linktype);
   LinkType link;
   if (!LinkTypeFromPcap(static_cast<int>(linktype & 0xffff), &link)) {
-    munmap(m, len);
+    close(fd);
     return UnsupportedLink("pcap: " + path, static_cast<int>(linktype & 0xffff));
   }
-  madvise(m, len, MADV_SEQUENTIAL);
   auto src = std::unique_ptr<PcapSource>(new PcapSource(nullptr, false, "pcap file " + path));
   src->link_ = link;
-  src->map_ = p;
-  src->map_len_ = len;
   src->map_pos_ = 24;
   src->map_swapped_ = swapped;
   src->nano_ = nano;
+  if (!map) {
+    // Read into one window, reused: no page of the file is ever mapped.
+    if (lseek(fd, 24, SEEK_SET) != 24) {
+      const int e = errno;
+      close(fd);
+      return Status::FromErrno(e, "seek " + path);
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    src->fd_ = fd;
+    src->streamed_ = true;
+    src->window_.reset(new uint8_t[kWindowBytes]);
+    src->map_ = src->window_.get();
+    src->map_len_ = 0;
+    src->map_pos_ = 0;
+    src->window_off_ = 24;
+    return src;
+  }
+  const size_t len = static_cast<size_t>(st.st_size);
+  void* m = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  close(fd);
+  if (m == MAP_FAILED) return Status::FromErrno(e, "mmap " + path);
+  madvise(m, len, MADV_SEQUENTIAL);
+  src->map_ = static_cast<const uint8_t*>(m);
+  src->map_len_ = len;
   return src;
+}
+
+bool PcapSource::Refill() {
+  // The unread tail (part of a record) moves to the front, then one read.
+  const size_t tail = map_len_ - map_pos_;
+  std::memmove(window_.get(), window_.get() + map_pos_, tail);
+  window_off_ += map_pos_;
+  map_pos_ = 0;
+  map_len_ = tail;
+  for (;;) {
+    const ssize_t r = read(fd_, window_.get() + map_len_, kWindowBytes - map_len_);
+    if (r > 0) {
+      map_len_ += static_cast<size_t>(r);
+      return true;
+    }
+    if (r == 0) {
+      eof_ = true;
+      return true;
+    }
+    if (errno != EINTR) {
+      error_ = Status::FromErrno(errno, "pcap: read");
+      return false;
+    }
+  }
 }
 
 void PcapSource::Populate() {
@@ -116,24 +162,40 @@ void PcapSource::Populate() {
 size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
   size_t n = 0;
   while (n < out.size()) {
-    if (map_pos_ == map_len_) {
-      exhausted_ = true;
-      break;
-    }
-    if (map_len_ - map_pos_ < 16) {
-      error_ = Corruption("pcap: truncated record header at offset " + std::to_string(map_pos_));
-      exhausted_ = true;
-      break;
-    }
+    const size_t avail = map_len_ - map_pos_;
     uint32_t h[4];
-    std::memcpy(h, map_ + map_pos_, 16);
-    if (map_swapped_) {
-      for (uint32_t& v : h) v = __builtin_bswap32(v);
+    const bool have_header = avail >= 16;
+    if (have_header) {
+      std::memcpy(h, map_ + map_pos_, 16);
+      if (map_swapped_) {
+        for (uint32_t& v : h) v = __builtin_bswap32(v);
+      }
+    }
+    if (!have_header || (h[2] <= kMaxFrameBytes && h[2] > avail - 16)) {
+      // The record is not all in view.
+      if (streamed_ && !eof_) {
+        if (n > 0) break;  // the packets handed out point into the window: refill next time
+        if (!Refill()) {
+          exhausted_ = true;
+          break;
+        }
+        continue;
+      }
+      if (avail == 0) {
+        exhausted_ = true;
+        break;
+      }
+      const uint64_t at = window_off_ + map_pos_;
+      error_ = !have_header ? Corruption("pcap: truncated record header at offset " + std::to_string(at))
+                            : Corruption("pcap: bad or truncated record of " + std::to_string(h[2]) +
+                                         " bytes at offset " + std::to_string(at));
+      exhausted_ = true;
+      break;
     }
     const uint32_t caplen = h[2];
-    if (caplen > kMaxFrameBytes || caplen > map_len_ - map_pos_ - 16) {
+    if (caplen > kMaxFrameBytes) {
       error_ = Corruption("pcap: bad or truncated record of " + std::to_string(caplen) + " bytes at offset " +
-                          std::to_string(map_pos_));
+                          std::to_string(window_off_ + map_pos_));
       exhausted_ = true;
       break;
     }
@@ -148,19 +210,19 @@ size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
     stats_.bytes_received += h[3];
     if (caplen < h[3]) stats_.snap_truncated++;
     map_pos_ += 16 + caplen;
-    if (map_pos_ + kPopulateChunk / 2 > populated_) Populate();
-    // Frames are read once, in order, from page-cache pages that are not
-    // physically contiguous: fetch ahead across page boundaries, where the
-    // hardware prefetcher stops.
+    if (!streamed_ && map_pos_ + kPopulateChunk / 2 > populated_) Populate();
+    // Frames are read once, in order, from pages that are not physically
+    // contiguous: fetch ahead across page boundaries, where the hardware
+    // prefetcher stops.
     __builtin_prefetch(map_ + map_pos_ + 1024);
   }
   return n;
 }
 
-Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& path) {
+Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& path, bool map) {
   if (path != "-") {  // "-" is standard input: read through libpcap, never mapped
-    Result<std::unique_ptr<PcapSource>> mapped = OpenMapped(path);
-    if (!mapped.ok() || *mapped != nullptr) return mapped;
+    Result<std::unique_ptr<PcapSource>> classic = OpenClassic(path, map);
+    if (!classic.ok() || *classic != nullptr) return classic;
   }
   char err[PCAP_ERRBUF_SIZE] = {0};
   pcap_t* h = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);

@@ -34,10 +34,18 @@ class PcapSource final : public PacketSource {
   static constexpr size_t kArenaBytes = 4 << 20;
   // Largest record accepted from a file (libpcap's own limit).
   static constexpr size_t kMaxFrameBytes = 262144;
+  // Window of a classic file read without mapping: 1 MiB stays in the
+  // second-level cache, and holds the largest record.
+  static constexpr size_t kWindowBytes = 1u << 20;
+  static_assert(kWindowBytes >= 16 + kMaxFrameBytes);
 
   // A classic pcap or pcapng file; "-" reads one from standard input
-  // (`tcpdump -w - | kvferryctl decode --pcap -`).
-  static Result<std::unique_ptr<PcapSource>> OpenOffline(const std::string& path);
+  // (`tcpdump -w - | kvferryctl decode --pcap -`). A classic file is mapped
+  // (`map`: frames stay valid as long as the source, see mapped_file()) or
+  // read through one reused window (frames valid until the next RxBurst;
+  // cheaper where first touching mapped pages is dear, as under a
+  // hypervisor's shadow paging).
+  static Result<std::unique_ptr<PcapSource>> OpenOffline(const std::string& path, bool map = true);
   static Result<std::unique_ptr<PcapSource>> OpenLive(const PcapLiveOptions& options);
   ~PcapSource() override;
 
@@ -51,13 +59,19 @@ class PcapSource final : public PacketSource {
   const Status& error() const { return error_; }
   // A classic pcap file is read in place: its whole mapping, valid as long
   // as the source (frame data handed out lies in it). Empty otherwise.
-  ByteSpan mapped_file() const { return map_ != nullptr ? ByteSpan(map_, map_len_) : ByteSpan(); }
+  ByteSpan mapped_file() const {
+    return map_ != nullptr && !streamed_ ? ByteSpan(map_, map_len_) : ByteSpan();
+  }
 
  private:
   PcapSource(pcap_t* handle, bool live, std::string description);
-  // Reads a classic pcap file in place; nullptr when `path` is not one (pcapng).
-  static Result<std::unique_ptr<PcapSource>> OpenMapped(const std::string& path);
+  // Reads a classic pcap file, mapped or through the window; nullptr when
+  // `path` is not one (pcapng).
+  static Result<std::unique_ptr<PcapSource>> OpenClassic(const std::string& path, bool map);
+  // Classic records from map_ (the mapping, or the window).
   size_t RxBurstMapped(std::span<Packet> out);
+  // Window: moves the unread tail to the front and reads on; false on error.
+  bool Refill();
   // Makes the next kPopulateChunk bytes of the mapping present in one call.
   void Populate();
   static constexpr size_t kPopulateChunk = 8u << 20;
@@ -75,6 +89,13 @@ class PcapSource final : public PacketSource {
   size_t map_pos_ = 0;
   size_t populated_ = 0;      // bytes of the mapping made present (Populate)
   bool map_swapped_ = false;  // file written on a host of the other byte order
+  // Read through a window instead (map_ is window_.data(), map_len_ the
+  // bytes in it, window_off_ the file offset of its first byte).
+  bool streamed_ = false;
+  int fd_ = -1;
+  bool eof_ = false;
+  std::unique_ptr<uint8_t[]> window_;  // kWindowBytes, not zero-filled
+  uint64_t window_off_ = 0;
   std::string description_;
   bool exhausted_ = false;
   Status error_;

@@ -155,7 +155,12 @@ void Swap32(std::vector<uint8_t>* v, size_t off) {
 // Microsecond files, files from a host of the other byte order, and a file
 // cut in the middle of a record (the frames before the cut are delivered and
 // the cut is an error, never a crash or a short frame).
-TEST(PcapSourceTest, MappedFileVariants) {
+// Classic files, mapped and read through the window (map = false): the
+// same frames, timestamps and errors either way.
+class PcapClassicTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(PcapClassicTest, FileVariants) {
+  const bool map = GetParam();
   std::vector<tb::TimedFrame> frames;
   for (int i = 0; i < 3; ++i) {
     tb::TcpSpec s;
@@ -170,8 +175,9 @@ TEST(PcapSourceTest, MappedFileVariants) {
   auto read_all = [&](const std::vector<uint8_t>& bytes, std::vector<std::vector<uint8_t>>* out,
                       std::vector<uint64_t>* ts) -> kvf::Status {
     WriteFile(path, bytes);
-    auto src = PcapSource::OpenOffline(path);
+    auto src = PcapSource::OpenOffline(path, map);
     if (!src.ok()) return src.status();
+    EXPECT_EQ((*src)->mapped_file().empty(), !map);
     Packet burst[2];
     while (!(*src)->Exhausted()) {
       const size_t n = (*src)->RxBurst(burst);
@@ -226,6 +232,44 @@ TEST(PcapSourceTest, MappedFileVariants) {
     ASSERT_EQ(got.size(), 2u);
     EXPECT_EQ(got[1], frames[1].bytes);
   }
+  std::remove(path.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(MappedOrRead, PcapClassicTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Mapped" : "Window";
+                         });
+
+// Through the window, a file several windows long, with frames of every
+// size up to the largest record, read in bursts of every size: each frame
+// arrives whole and in order, records straddling a window edge included.
+TEST(PcapSourceTest, WindowReadsRecordsAcrossItsEdges) {
+  std::vector<tb::TimedFrame> frames;
+  size_t total = 0;
+  for (uint32_t i = 0; total < 3 * PcapSource::kWindowBytes; ++i) {
+    const size_t size = i % 37 == 0 ? PcapSource::kMaxFrameBytes : 60 + (i * 7919) % 3000;
+    tb::Bytes f(size);
+    for (size_t k = 0; k < size; ++k) f[k] = static_cast<uint8_t>(i * 31 + k);
+    total += 16 + size;
+    frames.push_back({std::move(f), 1'000'000'000ull + i});
+  }
+  const std::string path = TempPath("window.pcap");
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  auto src = PcapSource::OpenOffline(path, /*map=*/false);
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  std::vector<Packet> burst(64);
+  size_t got = 0;
+  for (size_t want = 1; !(*src)->Exhausted(); want = want % 64 + 1) {
+    const size_t n = (*src)->RxBurst(std::span<Packet>(burst.data(), want));
+    for (size_t i = 0; i < n; ++i, ++got) {
+      ASSERT_LT(got, frames.size());
+      ASSERT_EQ(tb::Bytes(burst[i].data, burst[i].data + burst[i].len), frames[got].bytes) << got;
+      EXPECT_EQ(burst[i].ts_ns, frames[got].ts_ns);
+    }
+  }
+  EXPECT_EQ(got, frames.size());
+  EXPECT_TRUE((*src)->error().ok()) << (*src)->error().ToString();
   std::remove(path.c_str());
 }
 
