@@ -2,6 +2,8 @@
 // pcap, reassembles the connections to the given Redis servers, pairs
 // requests with replies and prints the change records (json), the commands a
 // replica would apply (resp, for `redis-cli --pipe`), or counts (stats).
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <array>
 #include <chrono>
@@ -478,9 +480,10 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
       // In-order payload comes straight from the frame: when that lies in
       // the mapped file it stays valid, and only its address crosses.
       const auto addr = reinterpret_cast<uintptr_t>(bytes.data());  // unrelated objects: compare addresses
-      for (const ByteSpan& file : pipe_->stable_) {
-        const auto file_at = reinterpret_cast<uintptr_t>(file.data());
-        if (addr >= file_at && addr + bytes.size() <= file_at + file.size()) {
+      // Files are read in turn: the newest mapping is the one to look in.
+      for (auto it = pipe_->stable_.rbegin(); it != pipe_->stable_.rend(); ++it) {
+        const auto file_at = reinterpret_cast<uintptr_t>(it->data());
+        if (addr >= file_at && addr + bytes.size() <= file_at + it->size()) {
           pipe_->Add(FlowEvent{FlowEvent::Kind::kData, dir, false, id_, ts, 0, bytes.size(), bytes.data()});
           return;
         }
@@ -546,7 +549,7 @@ Result<std::vector<std::string>> InCaptureOrder(const std::vector<std::string>& 
   if (paths.size() < 2) return paths;
   std::vector<std::pair<uint64_t, std::string>> keyed;
   for (const std::string& path : paths) {
-    auto src = dp::PcapSource::OpenOffline(path, /*map=*/false);
+    auto src = dp::PcapSource::OpenOffline(path, /*map=*/true);  // touches the first page only
     if (!src.ok()) return src.status();
     dp::Packet first[1];
     const size_t n = (*src)->RxBurst(first);
@@ -597,11 +600,17 @@ int RunDecode(const std::vector<std::string>& args) {
     }
     cfg.servers.insert(cfg.servers.end(), ep->begin(), ep->end());
   }
-  const bool from_stdin = std::find(pcap_args.begin(), pcap_args.end(), "-") != pcap_args.end();
-  if (from_stdin && (pcap_args.size() > 1 || rebase)) {
+  // Standard input, a pipe (<(zcat f.gz)) or a device can be read once
+  // only: alone (the order of several files is read from them first), and
+  // not with --rebase-time (which reads the capture twice).
+  const bool one_pass = std::any_of(pcap_args.begin(), pcap_args.end(), [](const std::string& f) {
+    struct stat st;
+    return f == "-" || (::stat(f.c_str(), &st) == 0 && !S_ISREG(st.st_mode));
+  });
+  if (one_pass && (pcap_args.size() > 1 || rebase)) {
     std::fprintf(stderr,
-                 "kvferryctl decode: --pcap - (standard input) is read alone, and cannot be "
-                 "combined with --rebase-time (which reads the capture twice)\n");
+                 "kvferryctl decode: standard input or a pipe can be read only once: give it as the "
+                 "only --pcap, and without --rebase-time\n");
     return 2;
   }
   auto pcap_files = InCaptureOrder(pcap_args);
@@ -633,14 +642,15 @@ int RunDecode(const std::vector<std::string>& args) {
   // (under a hypervisor's shadow paging, a sixth of a pipelined decode).
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<dp::PcapSource>> sources;
-  for (const std::string& f : *pcap_files) {
-    auto src = dp::PcapSource::OpenOffline(f, /*map=*/threads > 1);
-    if (!src.ok()) {
-      std::fprintf(stderr, "kvferryctl decode: %s\n", src.status().ToString().c_str());
+  {
+    auto first = dp::PcapSource::OpenOffline(pcap_files->front(), /*map=*/threads > 1);
+    if (!first.ok()) {
+      std::fprintf(stderr, "kvferryctl decode: %s\n", first.status().ToString().c_str());
       return 1;
     }
-    sources.push_back(std::move(*src));
+    sources.push_back(std::move(*first));
   }
+  std::vector<std::string> open_errors;  // of later files (InCaptureOrder opened each once already)
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
@@ -665,9 +675,7 @@ int RunDecode(const std::vector<std::string>& args) {
   if (threads == 2) events->WhileFull([&] { return records->DrainReady(&tracker); });
   // Payload that lies in a mapped file crosses to the RESP thread by address
   // (from pcapng, read through libpcap, it is copied).
-  if (events) {
-    for (const auto& src : sources) events->AddStable(src->mapped_file());
-  }
+  if (events) events->AddStable(sources.front()->mapped_file());
   // One thread: the records of a burst gather in a batch that the tracker
   // then takes whole, as it does the batches that come back from the RESP
   // thread (it holds them without a copy and looks their keys up ahead).
@@ -679,10 +687,27 @@ int RunDecode(const std::vector<std::string>& args) {
   Factory factory(records_to, shift_ns, &totals, format == "stats" ? &outcomes : nullptr);
   dp::FlowTable table(cfg, events ? static_cast<dp::StreamConsumerFactory*>(events.get()) : &factory);
   dp::DecodeCounters dec;
-  uint64_t frames = 0, bytes = 0;
+  uint64_t frames = 0, bytes = 0, server_frames_cut = 0;
+  auto is_server = [&](const dp::TcpSegment& seg) {
+    return std::any_of(cfg.servers.begin(), cfg.servers.end(),
+                       [&](const dp::Endpoint& e) { return e.Matches(seg.src) || e.Matches(seg.dst); });
+  };
   auto packet_side = [&] {
     std::vector<dp::Packet> burst(256);
-    for (const auto& src : sources) {
+    // The files in turn, each opened when reached: with one thread a done
+    // file's window and descriptor go (thousands of rotated files), with
+    // threads its mapping stays, since payload in it crossed by address.
+    for (size_t k = 0; k < pcap_files->size(); ++k) {
+      if (k > 0) {
+        auto next = dp::PcapSource::OpenOffline((*pcap_files)[k], /*map=*/threads > 1);
+        if (!next.ok()) {
+          open_errors.push_back(next.status().ToString());
+          continue;
+        }
+        sources.push_back(std::move(*next));
+        if (events) events->AddStable(sources.back()->mapped_file());
+      }
+      dp::PcapSource* src = sources.back().get();
       while (!src->Exhausted()) {
         const size_t n = src->RxBurst(burst);
         for (size_t i = 0; i < n; ++i) {
@@ -692,7 +717,10 @@ int RunDecode(const std::vector<std::string>& args) {
           dp::TcpSegment seg;
           const dp::DecodeStatus st = dp::DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
           dec.Add(st);
-          if (st != dp::DecodeStatus::kOk) continue;
+          if (st != dp::DecodeStatus::kOk) {
+            if (st == dp::DecodeStatus::kPayloadTruncated && is_server(seg)) ++server_frames_cut;
+            continue;
+          }
           table.Process(seg);
         }
         if (n > 0) {
@@ -707,6 +735,7 @@ int RunDecode(const std::vector<std::string>& args) {
         }
         if (threads == 2) records->DrainReady(&tracker);
       }
+      src->ReleaseBuffers();
     }
     table.CloseAll(dp::CloseReason::kShutdown);
     if (events) events->Close();
@@ -775,12 +804,12 @@ int RunDecode(const std::vector<std::string>& args) {
                  "other endpoints; check --server)\n",
                  names.c_str(), (unsigned long long)table.stats().segments_not_for_server);
   }
-  if (const uint64_t cut = dec.Get(dp::DecodeStatus::kPayloadTruncated); cut > 0) {
+  if (server_frames_cut > 0) {
     std::fprintf(
         stderr,
-        "kvferryctl decode: %llu frames were cut short by the capture's snap length: their bytes are "
-        "gaps (capture with tcpdump -s 0)\n",
-        (unsigned long long)cut);
+        "kvferryctl decode: %llu frames to or from --server were cut short by the capture's snap length: "
+        "their bytes are gaps (capture with tcpdump -s 0)\n",
+        (unsigned long long)server_frames_cut);
   }
   if (totals.tls_connections > 0) {
     std::fprintf(
@@ -792,10 +821,12 @@ int RunDecode(const std::vector<std::string>& args) {
   // A damaged file (a truncated or corrupt record) ends that file's read
   // early: what came before it was decoded and printed, the next file (if
   // any) is read as usual (its flows see a gap), and the exit status says so.
-  bool damaged = false;
+  bool damaged = !open_errors.empty();
+  for (const std::string& e : open_errors) std::fprintf(stderr, "kvferryctl decode: %s\n", e.c_str());
   for (const auto& src : sources) {
     if (src->error().ok()) continue;
-    std::fprintf(stderr, "kvferryctl decode: %s\n", src->error().ToString().c_str());
+    std::fprintf(stderr, "kvferryctl decode: %s: %s\n", src->Describe().c_str(),
+                 src->error().ToString().c_str());
     damaged = true;
   }
   if (damaged) return 1;

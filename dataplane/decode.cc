@@ -46,12 +46,13 @@ DecodeStatus Network(uint16_t ethertype, Cursor c, int depth, TcpSegment* out);
 
 DecodeStatus Tcp(Cursor c, TcpSegment* out) {
   if (!c.Has(20)) return DecodeStatus::kTruncatedTcp;
+  // The endpoints first: a refused segment still says whose it was.
+  out->src.port = Be16(c.p);
+  out->dst.port = Be16(c.p + 2);
   const size_t doff = static_cast<size_t>(c.p[12] >> 4) * 4;
   if (doff < 20) return DecodeStatus::kBadTcpDataOffset;
   if (!c.Has(doff)) return c.truncated ? DecodeStatus::kTruncatedTcp : DecodeStatus::kBadTcpDataOffset;
   if (c.truncated) return DecodeStatus::kPayloadTruncated;
-  out->src.port = Be16(c.p);
-  out->dst.port = Be16(c.p + 2);
   out->seq = Be32(c.p + 4);
   out->ack = Be32(c.p + 8);
   out->flags = c.p[13];

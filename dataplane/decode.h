@@ -79,8 +79,9 @@ struct TcpSegment {
 };
 
 // Decodes `len` bytes of a frame starting at its Ethernet header. On kOk
-// `*out` is filled; otherwise `*out` is unspecified. Never reads outside
-// [data, data + len).
+// `*out` is filled; on kPayloadTruncated its addresses and ports are (whose
+// bytes the snap length cut); otherwise `*out` is unspecified. Never reads
+// outside [data, data + len).
 DecodeStatus DecodeFrame(const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out);
 // The same for a frame that starts with a `link` header.
 DecodeStatus DecodeFrame(LinkType link, const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out);

@@ -57,6 +57,13 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenClassic(const std::string& p
     close(fd);
     return Status::FromErrno(e, "fstat " + path);
   }
+  if (!S_ISREG(st.st_mode) || static_cast<size_t>(st.st_size) < 24) {
+    // A pipe or a device (/dev/stdin, <(zcat f.gz)) cannot be mapped or
+    // read at an offset, and a file shorter than a header is no capture:
+    // libpcap reads the one and reports the other.
+    close(fd);
+    return std::unique_ptr<PcapSource>();
+  }
   uint8_t header[24];
   const ssize_t got = pread(fd, header, sizeof(header), 0);
   if (got < 0) {
@@ -108,7 +115,7 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenClassic(const std::string& p
     src->window_off_ = 24;
     return src;
   }
-  const size_t len = static_cast<size_t>(st.st_size);
+  const size_t len = static_cast<size_t>(st.st_size);  // at least the header (checked above)
   void* m = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
   const int e = errno;
   close(fd);
@@ -119,6 +126,25 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenClassic(const std::string& p
   return src;
 }
 
+void PcapSource::ReleaseBuffers() {
+  if (streamed_) {
+    // The window and the file; map_ is left pointing nowhere usable, and
+    // the source stays exhausted.
+    exhausted_ = true;
+    window_.reset();
+    map_ = nullptr;
+    map_len_ = map_pos_ = 0;
+    streamed_ = false;
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  } else if (handle_ != nullptr && !live_) {
+    exhausted_ = true;
+    pcap_close(handle_);
+    handle_ = nullptr;
+    std::vector<uint8_t>().swap(arena_);
+  }
+}
+
 bool PcapSource::Refill() {
   // The unread tail (part of a record) moves to the front, then one read.
   const size_t tail = map_len_ - map_pos_;
@@ -127,7 +153,7 @@ bool PcapSource::Refill() {
   map_pos_ = 0;
   map_len_ = tail;
   for (;;) {
-    const ssize_t r = read(fd_, window_.get() + map_len_, kWindowBytes - map_len_);
+    const ssize_t r = read(fd_, window_.get() + map_len_, std::min(kWindowBytes - map_len_, read_cap_));
     if (r > 0) {
       map_len_ += static_cast<size_t>(r);
       return true;

@@ -5,6 +5,7 @@
 // source because libpcap reuses its buffer on every read.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,6 +56,14 @@ class PcapSource final : public PacketSource {
   std::string Describe() const override { return description_; }
   // Link type of the capture's frames (every Packet carries it too).
   LinkType link_type() const { return link_; }
+  // Frees what reading needs (the window and file, or libpcap's handle and
+  // arena) once a file source is done: frames handed out become invalid. A
+  // mapped file stays mapped (mapped_file() frames stay valid). For decoding
+  // many files in turn.
+  void ReleaseBuffers();
+  // Testing: each read() of the window asks for at most `bytes`, so records
+  // straddle the window's edge even in small files.
+  void set_read_cap_for_testing(size_t bytes) { read_cap_ = bytes > 0 ? bytes : 1; }
   // Set when libpcap reported a read error; the source is then exhausted.
   const Status& error() const { return error_; }
   // A classic pcap file is read in place: its whole mapping, valid as long
@@ -96,6 +105,7 @@ class PcapSource final : public PacketSource {
   bool eof_ = false;
   std::unique_ptr<uint8_t[]> window_;  // kWindowBytes, not zero-filled
   uint64_t window_off_ = 0;
+  size_t read_cap_ = SIZE_MAX;
   std::string description_;
   bool exhausted_ = false;
   Status error_;

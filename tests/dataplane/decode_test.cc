@@ -236,6 +236,9 @@ TEST(DecodeTest, SnapLengthCutIsRefused) {
   const Bytes frame = tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec(std::string(500, 'x')));
   TcpSegment seg;
   EXPECT_EQ(DecodeFrame(frame.data(), 96, 0, &seg), DecodeStatus::kPayloadTruncated);
+  // Whose bytes were cut is still known (decode counts only the servers').
+  EXPECT_EQ(seg.src.ToString(), "10.1.0.1:40001");
+  EXPECT_EQ(seg.dst.ToString(), "10.2.0.2:6379");
 }
 
 TEST(DecodeTest, TcpDataOffsetChecks) {

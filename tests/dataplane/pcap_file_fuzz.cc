@@ -2,8 +2,9 @@
 // input is a whole file. It is read twice, mapped and through the reused
 // window, in bursts of varied sizes; both readings must hand out the same
 // frames (bytes, wire lengths, timestamps, link type) and end the same way
-// (the same error, or none). Each frame is then decoded for its link type,
-// so cut and garbled frames reach every link-layer decoder.
+// (the same error, or none); the window is filled by short reads (a size
+// taken from the input's last byte), so records straddle its edge. Each frame is then decoded for its link
+// type, so cut and garbled frames reach every link-layer decoder.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,7 +31,7 @@ struct Reading {
   std::vector<uint64_t> meta;  // ts, wire length, link type per frame
 };
 
-Reading Read(const std::string& path, bool map) {
+Reading Read(const std::string& path, bool map, size_t read_cap) {
   Reading r;
   auto src = PcapSource::OpenOffline(path, map);
   if (!src.ok()) {
@@ -38,6 +39,8 @@ Reading Read(const std::string& path, bool map) {
     return r;
   }
   r.opened = true;
+  // Short reads, so that records straddle the window's edge in small inputs.
+  (*src)->set_read_cap_for_testing(read_cap);
   Packet burst[7];
   size_t want = 1;
   while (!(*src)->Exhausted()) {
@@ -75,8 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     done += static_cast<size_t>(w);
   }
   const std::string path = "/proc/self/fd/" + std::to_string(fd);
-  const Reading mapped = Read(path, true);
-  const Reading window = Read(path, false);
+  const Reading mapped = Read(path, true, SIZE_MAX);
+  const Reading window = Read(path, false, size > 0 ? 1 + data[size - 1] % 211 : 1);
   Check(mapped.opened == window.opened);
   Check(mapped.error == window.error);
   Check(mapped.frames == window.frames);

@@ -270,6 +270,14 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
             0)
       << ReadFile(dir + "/stdin.err");
   EXPECT_TRUE(ReadFile(dir + "/stdin.json") == whole_json) << "decode of standard input differs";
+  // A pipe given by name (/dev/stdin here; <(zcat f.gz) alike) is read once, through libpcap.
+  ASSERT_EQ(std::system(("cat " + pcap + " | " + ctl +
+                         " decode --pcap /dev/stdin --server 127.0.0.1:" + std::to_string(kSourcePort) +
+                         " --format json 2>" + dir + "/stdin.err >" + dir + "/stdin.json")
+                            .c_str()),
+            0)
+      << ReadFile(dir + "/stdin.err");
+  EXPECT_TRUE(ReadFile(dir + "/stdin.json") == whole_json) << "decode of /dev/stdin differs";
   // A damaged file among them is reported (exit 1); the others are still read.
   {
     std::ofstream cut(parts[2], std::ios::binary | std::ios::app);
