@@ -59,6 +59,10 @@ std::vector<std::string> SplitPcap(const std::string& path, int parts, const std
 }
 
 // tcpdump child writing `pcap`, stopped (SIGINT, so it flushes) and reaped.
+// In immediate mode libpcap's ring has one slot per snap length: 70,000
+// bytes (a loopback frame is at most 65,550) and 128 MiB give about 1,900
+// slots, where -s 0 (256 KiB) and 64 MiB gave 250, which a loaded machine
+// overran in a burst of a few hundred packets.
 // `link` picks the link type (-y) when not empty: on `-i any` tcpdump writes
 // Linux cooked v2 frames by default, LINUX_SLL asks for v1.
 class Tcpdump {
@@ -73,10 +77,10 @@ class Tcpdump {
       (void)f;
       const std::string filter = "tcp port " + std::to_string(port);
       if (link != nullptr) {
-        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", iface, "-y", link, "-s", "0",
-                 "-w", pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
+        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "131072", "-i", iface, "-y", link, "-s",
+                 "70000", "-w", pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
       } else {
-        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "65536", "-i", iface, "-s", "0", "-w",
+        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "131072", "-i", iface, "-s", "70000", "-w",
                  pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
       }
       ::_exit(127);

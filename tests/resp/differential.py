@@ -755,7 +755,7 @@ class Lab:
             c.close()
 
     def start_tcpdump(self, pcap):
-        self.tcpdump = subprocess.Popen(["tcpdump", "--immediate-mode", "-B", "65536", "-i", "lo", "-s", "0",
+        self.tcpdump = subprocess.Popen(["tcpdump", "--immediate-mode", "-B", "131072", "-i", "lo", "-s", "70000",
                                          "-U", "-n", "-w", pcap,
                                          f"tcp port {SRC}"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
         line = self.tcpdump.stderr.readline().decode()

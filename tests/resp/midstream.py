@@ -156,7 +156,7 @@ def main():
             w.start()
         time.sleep(0.5)
         pcap = f"{tmp}/mid.pcap"
-        dump = subprocess.Popen(["tcpdump", "--immediate-mode", "-B", "65536", "-i", "lo", "-s", "0", "-U", "-n",
+        dump = subprocess.Popen(["tcpdump", "--immediate-mode", "-B", "131072", "-i", "lo", "-s", "70000", "-U", "-n",
                                  "-w", pcap, f"tcp port {SRC}"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
         line = dump.stderr.readline().decode()
         if "listening" not in line:
