@@ -11,7 +11,9 @@ capture, so `decode --format resp | redis-cli --pipe` into an empty replica (por
 phase 2 key the source's type, DEBUG DIGEST-VALUE and TTL (within 1 s), unless the decoder flagged a
 record of that key (needs_readback / ambiguous_order). Then, so that this cannot pass by
 flagging everything: every connection must have been joined mid-stream, and most phase 2 records must
-be unflagged. Needs root (tcpdump on lo), redis-server, redis-cli and python3-redis; exit 77 to skip.
+be unflagged. The same capture is then decoded again after dropping 1 in 200 data segments (a lossy
+mirror): every phase 2 key that differs must still be flagged. Needs root (tcpdump on lo), redis-server,
+redis-cli and python3-redis; exit 77 to skip.
 
 usage: midstream.py CTL [--seed S] [--seconds N] [--keep DIR]
 """
@@ -20,6 +22,7 @@ import json
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -122,6 +125,96 @@ def snapshot(port, prefix):
     return out
 
 
+def drop_segments(src, dst, rate, rng):
+    """Copies a classic little-endian pcap of Ethernet/IPv4 frames, dropping each frame that carries TCP
+    payload with probability `rate`. Returns how many were dropped."""
+    data = open(src, "rb").read()
+    out = bytearray(data[:24])
+    pos, dropped = 24, 0
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        frame = data[pos + 16:pos + 16 + caplen]
+        payload = 0
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
+            ihl = (frame[14] & 0x0F) * 4
+            total = struct.unpack_from(">H", frame, 16)[0]
+            if len(frame) >= 14 + ihl + 20:
+                doff = (frame[14 + ihl + 12] >> 4) * 4
+                payload = total - ihl - doff
+        if payload > 0 and rng.random() < rate:
+            dropped += 1
+        else:
+            out += data[pos:pos + 16 + caplen]
+        pos += 16 + caplen
+    open(dst, "wb").write(out)
+    return dropped
+
+
+def check(ctl, pcap, what, strict):
+    """Decodes `pcap`, replays it into the empty replica, and compares the phase 2 keys. `strict` (a
+    whole capture) also asks that every connection joined mid-stream and that most records be unflagged."""
+    server = f"127.0.0.1:{SRC}"
+    base = [ctl, "decode", "--pcap", pcap, "--server", server]
+    stats = subprocess.run(base + ["--format", "stats"], check=True, capture_output=True, text=True).stdout
+    records = subprocess.run(base + ["--format", "json"], check=True, capture_output=True).stdout
+    resp = subprocess.run(base + ["--format", "resp"], check=True, capture_output=True).stdout
+    pipe = subprocess.run(["redis-cli", "-p", str(DST), "--pipe"], input=resp, capture_output=True)
+    counters = {}
+    for ln in stats.splitlines():
+        parts = ln.split()
+        if len(parts) == 3 and parts[0] in ("conn", "flow"):
+            counters[parts[0] + " " + parts[1]] = int(parts[2])
+    print(f"{what}: " + ", ".join(f"{name.split()[1]} {counters.get(name)}" for name in (
+        "flow flows_joined_mid_stream", "conn parse_errors", "conn desyncs", "conn gaps",
+        "conn unpaired_replies", "conn records")))
+
+    flagged, p2_records, p2_flagged, fakes = set(), 0, 0, 0
+    for ln in records.splitlines():
+        rec = json.loads(ln)
+        key = rec.get("key", "")
+        flags = rec.get("flags", [])
+        # unknown_db is on every record of a connection joined mid-stream (it never SELECTed in the
+        # capture); the record says db 0, as the writers used, so it is no doubt here.
+        doubtful = any(f in flags for f in ("needs_readback", "ambiguous_order"))
+        if doubtful:
+            flagged.add(key)
+        if key.startswith("p2:"):
+            p2_records += 1
+            p2_flagged += doubtful
+        if key.startswith("fake:"):
+            # Text inside a value that the capture joined in the middle of is indistinguishable from
+            # requests: out of sync, such "requests" may be read back (the source has no such key, so the
+            # read-back removes nothing), never shipped as writes.
+            fakes += 1
+            if rec.get("op") != "readback":
+                print(f"FAIL ({what}): a command inside a value became a write: {ln}")
+                return 1
+    src, dst = snapshot(SRC, "p2:"), snapshot(DST, "p2:")
+    bad = []
+    for k in sorted(set(src) | set(dst)):
+        s, d = src.get(k), dst.get(k)
+        same = (s is not None and d is not None and s[0] == d[0] and s[1] == d[1]
+                and ((s[2] < 0 and d[2] < 0) or abs(s[2] - d[2]) <= 1000))
+        if not same and k.decode() not in flagged:
+            bad.append(f"{k.decode()}: source {s} replica {d}")
+    print(f"{what}, phase 2: {len(src)} keys, {p2_records} records, {p2_flagged} flagged; "
+          f"{fakes} read-backs of text inside values; "
+          f"pipe: {pipe.stdout.decode().strip().splitlines()[-1] if pipe.stdout else pipe.stderr}")
+    rc = 0
+    if bad:
+        print(f"FAIL ({what}): {len(bad)} phase 2 keys differ and were never flagged:")
+        for b in bad[:20]:
+            print("  " + b)
+        rc = 1
+    if strict and counters.get("flow flows_joined_mid_stream", 0) < WRITERS:
+        print(f"FAIL ({what}): expected {WRITERS} connections joined mid-stream")
+        rc = 1
+    if p2_records == 0 or (strict and p2_flagged * 2 > p2_records):
+        print(f"FAIL ({what}): most phase 2 records were flagged: the test would pass by flagging everything")
+        rc = 1
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ctl")
@@ -184,65 +277,14 @@ def main():
             print("FAIL: too few phase 2 batches to judge")
             return 1
 
-        server = f"127.0.0.1:{SRC}"
-        base = [a.ctl, "decode", "--pcap", pcap, "--server", server]
-        stats = subprocess.run(base + ["--format", "stats"], check=True, capture_output=True, text=True).stdout
-        records = subprocess.run(base + ["--format", "json"], check=True, capture_output=True).stdout
-        resp = subprocess.run(base + ["--format", "resp"], check=True, capture_output=True).stdout
-        pipe = subprocess.run(["redis-cli", "-p", str(DST), "--pipe"], input=resp, capture_output=True)
-        counters = {}
-        for ln in stats.splitlines():
-            parts = ln.split()
-            if len(parts) == 3 and parts[0] in ("conn", "flow"):
-                counters[parts[0] + " " + parts[1]] = int(parts[2])
-        for name in ("flow flows_joined_mid_stream", "conn parse_errors", "conn desyncs", "conn gaps",
-                     "conn unpaired_replies", "conn records"):
-            print(f"{name} {counters.get(name)}")
-
-        flagged, p2_records, p2_flagged, fakes = set(), 0, 0, 0
-        for ln in records.splitlines():
-            rec = json.loads(ln)
-            key = rec.get("key", "")
-            flags = rec.get("flags", [])
-            # unknown_db is on every record of a connection joined mid-stream (it never SELECTed in the
-            # capture); the record says db 0, as the writers used, so it is no doubt here.
-            doubtful = any(f in flags for f in ("needs_readback", "ambiguous_order"))
-            if doubtful:
-                flagged.add(key)
-            if key.startswith("p2:"):
-                p2_records += 1
-                p2_flagged += doubtful
-            if key.startswith("fake:"):
-                # Text inside a value that the capture joined in the middle of is indistinguishable from
-                # requests: out of sync, such "requests" may be read back (the source has no such key, so
-                # the read-back removes nothing), never shipped as writes.
-                fakes += 1
-                if rec.get("op") != "readback":
-                    print(f"FAIL: a command inside a value became a write: {ln}")
-                    return 1
-        src, dst = snapshot(SRC, "p2:"), snapshot(DST, "p2:")
-        bad = []
-        for k in sorted(set(src) | set(dst)):
-            s, d = src.get(k), dst.get(k)
-            same = (s is not None and d is not None and s[0] == d[0] and s[1] == d[1]
-                    and ((s[2] < 0 and d[2] < 0) or abs(s[2] - d[2]) <= 1000))
-            if not same and k.decode() not in flagged:
-                bad.append(f"{k.decode()}: source {s} replica {d}")
-        print(f"phase 2: {len(src)} keys, {p2_records} records, {p2_flagged} flagged; "
-              f"{fakes} read-backs of text inside values; "
-              f"pipe: {pipe.stdout.decode().strip().splitlines()[-1] if pipe.stdout else pipe.stderr}")
-        rc = 0
-        if bad:
-            print(f"FAIL: {len(bad)} phase 2 keys differ and were never flagged:")
-            for b in bad[:20]:
-                print("  " + b)
-            rc = 1
-        if counters.get("flow flows_joined_mid_stream", 0) < WRITERS:
-            print(f"FAIL: expected {WRITERS} connections joined mid-stream")
-            rc = 1
-        if p2_records == 0 or p2_flagged * 2 > p2_records:
-            print("FAIL: most phase 2 records were flagged: the test would pass by flagging everything")
-            rc = 1
+        rc = check(a.ctl, pcap, "whole capture", strict=True)
+        # The same capture through a lossy mirror: 1 in 200 data segments lost, in both directions. Gaps
+        # put connections out of sync and back; every key that then differs must still be flagged.
+        lossy = f"{tmp}/lossy.pcap"
+        dropped = drop_segments(pcap, lossy, 0.005, random.Random(a.seed))
+        print(f"lossy copy: {dropped} data segments dropped")
+        redis.Redis(port=DST).flushall()
+        rc |= check(a.ctl, lossy, "lossy copy", strict=False)
         if rc == 0:
             print("OK")
         return rc
@@ -257,7 +299,9 @@ def main():
                 pass
         if a.keep and os.path.exists(f"{tmp}/mid.pcap"):
             os.makedirs(a.keep, exist_ok=True)
-            shutil.copy(f"{tmp}/mid.pcap", a.keep)
+            for f in ("mid.pcap", "lossy.pcap"):
+                if os.path.exists(f"{tmp}/{f}"):
+                    shutil.copy(f"{tmp}/{f}", a.keep)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
