@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,15 +127,24 @@ class LiveRedis {
     ::unlink(("/tmp/" + rdb_).c_str());
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that crashed
       const std::string p = std::to_string(port);
       ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "yes", "--logfile",
                "/dev/null", "--dir", "/tmp", "--dbfilename", rdb_.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
+    // Up when it answers, and only if it is this child: a server left on the
+    // port by an earlier run (whose data a test would then read) answers
+    // too, while this child fails to bind and exits.
+    const std::string mine = "process_id:" + std::to_string(pid_) + "\r\n";
     for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
       RawClient c(port_);
-      if (c.ok() && c.Send("*1\r\n$4\r\nPING\r\n", 1) == "+PONG\r\n") {
+      if (c.ok() && c.Send("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n", 1).find(mine) != std::string::npos) {
         ok_ = true;
         return;
       }
