@@ -56,6 +56,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   gaps += o.gaps;
   gap_bytes += o.gap_bytes;
   gaps_forced_by_memory_cap += o.gaps_forced_by_memory_cap;
+  gaps_proven_by_ack += o.gaps_proven_by_ack;
   buffered_bytes += o.buffered_bytes;
   active_flows += o.active_flows;
   return *this;
@@ -80,6 +81,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"gaps", gaps},
       {"gap_bytes", gap_bytes},
       {"gaps_forced_by_memory_cap", gaps_forced_by_memory_cap},
+      {"gaps_proven_by_ack", gaps_proven_by_ack},
       {"buffered_bytes", buffered_bytes},
   };
   for (size_t i = 0; i < std::size(flows_closed); ++i) {
@@ -274,6 +276,13 @@ void FlowTable::Process(const TcpSegment& seg) {
       if (d == Direction::kClientToServer) f->syn_synced_client = true;
     }
   }
+  if (seg.payload_len > 0 && ack) {
+    // Causal order: the peer's bytes this segment acknowledges go first.
+    const Direction peer =
+        d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
+    NoteAck(f, peer, seg.ack, seg.ts_ns);
+    DeclareAckedHoles(f, peer, seg.ts_ns);
+  }
   if (seg.payload_len > 0) {
     if (!f->carried_data) {
       f->carried_data = true;
@@ -430,6 +439,27 @@ void FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) {
     h.ack_hole_since_ns = ts_ns;
   }
   UpdatePendingList(f);
+}
+
+void FlowTable::DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns) {
+  HalfStream& h = f->half[Idx(d)];
+  bool declared = false;
+  while (!h.pending.empty() && h.acked_offset >= h.pending.begin()->first && now_ns >= h.pending_since_ns &&
+         now_ns - h.pending_since_ns >= config_.ack_gap_grace_ns) {
+    const uint64_t first = h.pending.begin()->first;
+    const uint64_t missing = first - h.next_offset;  // > 0: Drain ran after every insert
+    ++stats_.gaps;
+    ++stats_.gaps_proven_by_ack;
+    stats_.gap_bytes += missing;
+    if (f->consumer) f->consumer->OnGap(d, missing);
+    h.next_offset = first;
+    Drain(f, d);
+    declared = true;
+  }
+  if (declared) {
+    if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
+    UpdatePendingList(f);
+  }
 }
 
 void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {

@@ -98,6 +98,12 @@ struct FlowTableConfig {
   size_t max_buffered_segments_per_direction = 1024;
   size_t max_memory_bytes = size_t{256} << 20;  // buffered bytes + per-flow overhead
   uint64_t gap_timeout_ns = 500'000'000;
+  // A hole whose bytes the peer has acknowledged, with later bytes already
+  // waiting beyond it, is declared a gap as soon as the peer sends data and
+  // the hole is this old: the peer received those bytes, so the mirror lost
+  // them (or reorders them by more than this). Its answer then comes after
+  // the requests around the hole, not 500 ms before them.
+  uint64_t ack_gap_grace_ns = 2'000'000;
   uint64_t idle_timeout_ns = 300'000'000'000;
 };
 
@@ -108,7 +114,7 @@ struct FlowTableStats {
   uint64_t segments_not_for_server = 0;  // neither side is a configured server
   uint64_t ack_without_flow = 0;         // payload-less segment of an unknown flow
   uint64_t rst_without_flow = 0;
-  uint64_t fin_without_flow = 0;  // a FIN of a flow already closed (retransmitted, or captured twice)
+  uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;
@@ -123,6 +129,8 @@ struct FlowTableStats {
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
   uint64_t gaps_forced_by_memory_cap = 0;
+  uint64_t gaps_proven_by_ack =
+      0;  // declared early: acknowledged by a peer that sent data (ack_gap_grace_ns)
   uint64_t buffered_bytes = 0;
   uint64_t active_flows = 0;
 
@@ -214,6 +222,9 @@ class FlowTable {
   // Declares holes as gaps until the pending data no longer exceeds the
   // window (or, with `all`, until nothing is pending).
   void CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all);
+  // Declares the holes of `d` that the peer acknowledged, with bytes waiting
+  // beyond them, once older than ack_gap_grace_ns (before the peer's data).
+  void DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns);
   // Closes `f` when both directions are finished; true if it did.
   bool MaybeFinish(Flow* f);
   void UpdatePendingList(Flow* f);

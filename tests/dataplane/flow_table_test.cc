@@ -218,6 +218,27 @@ TEST_F(FlowTableTest, AckOfFinIsNotAGap) {
   EXPECT_EQ(table_->stats().gaps, 0u);
 }
 
+// A request lost by the mirror, the next one waiting behind the hole: once
+// the server, whose ACK proves it received the lost bytes, sends data and
+// the hole is older than ack_gap_grace_ns, the hole is declared before that
+// data, so the answers come after the requests around the hole (not 500 ms
+// later, after every answer has gone by unpaired). Younger holes wait.
+TEST_F(FlowTableTest, AHoleTheServerAcknowledgedIsDeclaredBeforeItsNextAnswer) {
+  Handshake(100, 5000);
+  Send(true, 101, "AB");
+  // "CD" (103..104) lost; its answer comes, then the next request waits.
+  Send(false, 5001, "+1", kAck, 0, 105);
+  Send(true, 105, "EF", kAck, now_ + kMs / 2);
+  Send(false, 5003, "+2", kAck, now_ + kMs / 2, 107);  // 0.5 ms after the hole opened: within the grace
+  EXPECT_EQ(Events(), "D0:AB D1:+1 D1:+2");
+  Send(true, 107, "GH", kAck, now_ + kMs);
+  Send(false, 5005, "+3", kAck, now_ + 2 * kMs, 109);  // 3.5 ms after: declared first
+  EXPECT_EQ(Events(), "D0:AB D1:+1 D1:+2 G0:2 D0:EF D0:GH D1:+3");
+  EXPECT_EQ(table_->stats().gaps_proven_by_ack, 1u);
+  // A pure ACK proves nothing new: only data waits for causality.
+  EXPECT_EQ(table_->stats().gaps, 1u);
+}
+
 TEST_F(FlowTableTest, AckedBytesArrivingLateAreNotAGap) {
   Handshake(100, 5000);
   Send(false, 5001, "+OK", kAck, 0, 106);  // reply overtook its request in the mirror
