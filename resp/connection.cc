@@ -445,14 +445,14 @@ void Connection::Reclaim() {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
-  // (Nothing skipped since the chunk began, either way: a parse error and
-  // a resync inside it mean this request did not begin where it did.)
-  const bool chunk_began_clean =
-      chunk_start_ != ChunkStart::kCut && requests_.skipped_bytes() == chunk_skipped_;
+  // Out of sync only (the check stays off the in-sync path). The chunk
+  // began clean if it did not continue a cut message and nothing was
+  // skipped since it began (a parse error and a resync inside it mean this
+  // request did not begin where the chunk did).
   const bool first_of_chunk = first_request_of_chunk_;
   first_request_of_chunk_ = false;
-  if (desync_ && first_of_chunk && chunk_began_clean && !replies_.HasPartial() &&
-      chunk_ts_ >= last_reply_ts_) {
+  if (desync_ && first_of_chunk && chunk_start_ != ChunkStart::kCut &&
+      requests_.skipped_bytes() == chunk_skipped_ && !replies_.HasPartial() && chunk_ts_ >= last_reply_ts_) {
     // A quiet point: the client starts a write, at a request boundary, after
     // the last answer. A client that waits for its answers has had every
     // earlier request answered by now. Out of sync, pairing resumes at the
