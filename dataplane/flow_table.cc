@@ -441,18 +441,22 @@ void FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) {
   UpdatePendingList(f);
 }
 
+void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
+  HalfStream& h = f->half[Idx(d)];
+  const uint64_t missing = offset - h.next_offset;
+  ++stats_.gaps;
+  stats_.gap_bytes += missing;
+  if (f->consumer) f->consumer->OnGap(d, missing);
+  h.next_offset = offset;
+}
+
 void FlowTable::DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns) {
   HalfStream& h = f->half[Idx(d)];
   bool declared = false;
   while (!h.pending.empty() && h.acked_offset >= h.pending.begin()->first && now_ns >= h.pending_since_ns &&
          now_ns - h.pending_since_ns >= config_.ack_gap_grace_ns) {
-    const uint64_t first = h.pending.begin()->first;
-    const uint64_t missing = first - h.next_offset;  // > 0: Drain ran after every insert
-    ++stats_.gaps;
     ++stats_.gaps_proven_by_ack;
-    stats_.gap_bytes += missing;
-    if (f->consumer) f->consumer->OnGap(d, missing);
-    h.next_offset = first;
+    SkipTo(f, d, h.pending.begin()->first);  // > next_offset: Drain ran after every insert
     Drain(f, d);
     declared = true;
   }
@@ -474,29 +478,14 @@ void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
                       h.pending_bytes > config_.max_buffered_bytes_per_direction ||
                       h.pending.size() > config_.max_buffered_segments_per_direction;
     if (!over) break;
-    const uint64_t first = h.pending.begin()->first;
-    const uint64_t missing = first - h.next_offset;  // > 0: Drain ran after every insert
-    ++stats_.gaps;
-    stats_.gap_bytes += missing;
-    if (f->consumer) f->consumer->OnGap(d, missing);
-    h.next_offset = first;
+    SkipTo(f, d, h.pending.begin()->first);  // > next_offset: Drain ran after every insert
     Drain(f, d);
   }
   if (h.ack_hole && (all || ack_timed_out) && h.pending.empty() && h.next_offset < h.acked_offset) {
-    const uint64_t missing = h.acked_offset - h.next_offset;
-    ++stats_.gaps;
-    stats_.gap_bytes += missing;
-    if (f->consumer) f->consumer->OnGap(d, missing);
-    h.next_offset = h.acked_offset;
+    SkipTo(f, d, h.acked_offset);
   }
   if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
-  if (all && h.fin_seen && h.next_offset < h.fin_offset) {
-    const uint64_t missing = h.fin_offset - h.next_offset;
-    ++stats_.gaps;
-    stats_.gap_bytes += missing;
-    if (f->consumer) f->consumer->OnGap(d, missing);
-    h.next_offset = h.fin_offset;
-  }
+  if (all && h.fin_seen && h.next_offset < h.fin_offset) SkipTo(f, d, h.fin_offset);
   UpdatePendingList(f);
 }
 

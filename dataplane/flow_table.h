@@ -222,6 +222,9 @@ class FlowTable {
   // Declares holes as gaps until the pending data no longer exceeds the
   // window (or, with `all`, until nothing is pending).
   void CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all);
+  // Reports the bytes of `d` from next_offset up to `offset` (> next_offset)
+  // as a gap and moves past them.
+  void SkipTo(Flow* f, Direction d, uint64_t offset);
   // Declares the holes of `d` that the peer acknowledged, with bytes waiting
   // beyond them, once older than ack_gap_grace_ns (before the peer's data).
   void DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns);
