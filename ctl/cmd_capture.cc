@@ -551,6 +551,7 @@ int RunCapture(const std::vector<std::string>& args) {
   std::string dpdk_port, eal;
   bool pass = false;
   double window_ms = 1.0;
+  double reorder_ms = 2.0;
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
       ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
@@ -576,6 +577,10 @@ int RunCapture(const std::vector<std::string>& args) {
                  "dpdk: ethdev to read (e.g. a PCI address); default: net_af_packet on --iface");
   app.add_option("--eal", eal,
                  "dpdk: EAL arguments, space-separated (default: no hugepages, 256 MB, core 0)");
+  app.add_option("--reorder-window-ms", reorder_ms,
+                 "how long a segment waits for the other direction's bytes its ACK covers, for a mirror "
+                 "that delays one direction (then they are a gap); 0: never waits")
+      ->check(CLI::Range(0.0, 1000.0));
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
       ->check(CLI::Range(0.0, 60000.0));
@@ -593,6 +598,7 @@ int RunCapture(const std::vector<std::string>& args) {
     return 2;
   }
   FlowTableConfig cfg;
+  cfg.peer_hold_ns = static_cast<uint64_t>(reorder_ms * 1e6);
   for (const std::string& s : servers) {
     auto ep = ResolveServer(s);
     if (!ep.ok()) {

@@ -569,6 +569,7 @@ int RunDecode(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   bool rebase = false;
   double window_ms = 1.0;
+  double reorder_ms = 2.0;
   int threads = 1;
   app.add_option("--pcap", pcap_args,
                  "capture file(s) (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback); several "
@@ -580,6 +581,10 @@ int RunDecode(const std::vector<std::string>& args) {
       ->required();
   app.add_option("--format", format, "json | resp | stats")->check(CLI::IsMember({"json", "resp", "stats"}));
   app.add_flag("--rebase-time", rebase, "shift capture times so that the capture ends now");
+  app.add_option("--reorder-window-ms", reorder_ms,
+                 "how long a segment waits for the other direction's bytes its ACK covers, for a mirror "
+                 "that delays one direction (then they are a gap); 0: never waits")
+      ->check(CLI::Range(0.0, 1000.0));
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged");
   app.add_option("--threads", threads,
@@ -592,6 +597,7 @@ int RunDecode(const std::vector<std::string>& args) {
     return app.exit(e);
   }
   dp::FlowTableConfig cfg;
+  cfg.peer_hold_ns = static_cast<uint64_t>(reorder_ms * 1e6);
   for (const std::string& s : servers) {
     auto ep = dp::ResolveServer(s);
     if (!ep.ok()) {

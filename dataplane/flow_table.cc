@@ -18,6 +18,10 @@ size_t Idx(Direction d) {
   return static_cast<size_t>(d);
 }
 
+Direction Other(Direction d) {
+  return d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
+}
+
 }  // namespace
 
 std::string_view DirectionName(Direction d) {
@@ -57,6 +61,8 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   gap_bytes += o.gap_bytes;
   gaps_forced_by_memory_cap += o.gaps_forced_by_memory_cap;
   gaps_proven_by_ack += o.gaps_proven_by_ack;
+  segments_held_for_peer += o.segments_held_for_peer;
+  holds_expired += o.holds_expired;
   buffered_bytes += o.buffered_bytes;
   active_flows += o.active_flows;
   return *this;
@@ -82,6 +88,8 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"gap_bytes", gap_bytes},
       {"gaps_forced_by_memory_cap", gaps_forced_by_memory_cap},
       {"gaps_proven_by_ack", gaps_proven_by_ack},
+      {"segments_held_for_peer", segments_held_for_peer},
+      {"holds_expired", holds_expired},
       {"buffered_bytes", buffered_bytes},
   };
   for (size_t i = 0; i < std::size(flows_closed); ++i) {
@@ -215,6 +223,7 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
 
 void FlowTable::Process(const TcpSegment& seg) {
   ++stats_.segments;
+  newest_ts_ = std::max(newest_ts_, seg.ts_ns);
   if (!config_.servers.empty() && !IsServer(seg.src) && !IsServer(seg.dst)) {
     ++stats_.segments_not_for_server;
     return;
@@ -276,12 +285,14 @@ void FlowTable::Process(const TcpSegment& seg) {
       if (d == Direction::kClientToServer) f->syn_synced_client = true;
     }
   }
+  uint64_t need_peer = 0;
   if (seg.payload_len > 0 && ack) {
-    // Causal order: the peer's bytes this segment acknowledges go first.
-    const Direction peer =
-        d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
-    NoteAck(f, peer, seg.ack, seg.ts_ns);
+    // Causal order: the peer's bytes this segment acknowledges go first; if
+    // they were not captured yet, the segment waits for them.
+    const Direction peer = Other(d);
+    need_peer = NoteAck(f, peer, seg.ack, seg.ts_ns);
     DeclareAckedHoles(f, peer, seg.ts_ns);
+    if (config_.peer_hold_ns == 0 || PeerReached(f, d, need_peer)) need_peer = 0;
   }
   if (seg.payload_len > 0) {
     if (!f->carried_data) {
@@ -292,7 +303,8 @@ void FlowTable::Process(const TcpSegment& seg) {
       h.synced = true;
       h.base_seq = data_seq;
     }
-    AddData(f, d, data_seq, seg.payload, seg.payload_len, seg.ts_ns);
+    AddData(f, d, data_seq, seg.payload, seg.payload_len, seg.ts_ns, need_peer);
+    Settle(f);
   }
   if (fin) {
     const uint32_t fin_seq = data_seq + seg.payload_len;
@@ -304,10 +316,11 @@ void FlowTable::Process(const TcpSegment& seg) {
     if (!h.fin_seen && OffsetOf(h, fin_seq, &off)) {
       h.fin_seen = true;
       h.fin_offset = static_cast<uint64_t>(std::max<int64_t>(off, static_cast<int64_t>(h.next_offset)));
+      // An ACK seen earlier counted the FIN's sequence number as a byte.
+      h.acked_offset = std::min(h.acked_offset, h.fin_offset);
     }
   }
-  const Direction other =
-      d == Direction::kClientToServer ? Direction::kServerToClient : Direction::kClientToServer;
+  const Direction other = Other(d);
   if (ack) NoteAck(f, other, seg.ack, seg.ts_ns);
   CheckGaps(f, d, seg.ts_ns, false);
   if (!MaybeFinish(f)) {
@@ -317,7 +330,8 @@ void FlowTable::Process(const TcpSegment& seg) {
   EnforceCaps();
 }
 
-void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns) {
+void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
+                        uint64_t need_peer) {
   HalfStream& h = f->half[Idx(d)];
   int64_t off = 0;
   if (!OffsetOf(h, seq, &off)) {
@@ -341,9 +355,10 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
   const uint8_t* base = data;  // the byte at stream offset `base_off`
   const uint64_t base_off = pos;
 
-  if (pos == h.next_offset) {
+  if (pos == h.next_offset && need_peer == 0) {
     // In order. Buffered bytes were seen first and win, so deliver only up to
-    // the next buffered chunk, let Drain deliver the chunk, and go on.
+    // the next buffered chunk, let Drain deliver the chunk, and go on; a
+    // chunk held for the peer stops delivery, and the rest queues behind it.
     while (pos < e) {
       if (pos < h.next_offset) {
         const uint64_t skip = std::min(e, h.next_offset) - pos;
@@ -358,15 +373,19 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
         h.next_offset = limit;
         pos = limit;
       }
-      Drain(f, d);
+      if (!Drain(f, d) && pos < e && pos >= h.next_offset) break;
     }
-    UpdatePendingList(f);
-    return;
+    if (pos >= e) {
+      UpdatePendingList(f);
+      return;
+    }
+  } else if (pos > h.next_offset && (h.pending.empty() || h.pending.begin()->first > h.next_offset)) {
+    ++stats_.out_of_order_segments;  // (behind a held chunk, it only queues)
   }
 
-  // Out of order: buffer the pieces not buffered already (first seen wins).
-  ++stats_.out_of_order_segments;
+  // Out of order or held: buffer the pieces not buffered already (first seen wins).
   const bool was_empty = h.pending.empty();
+  const size_t pending_before = h.pending_bytes;
   auto it = h.pending.upper_bound(pos);
   if (it != h.pending.begin()) {
     auto prev = std::prev(it);
@@ -381,7 +400,7 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
     const uint64_t limit = (it != h.pending.end() && it->first < e) ? it->first : e;
     if (limit > pos) {
       const uint8_t* p = base + (pos - base_off);
-      Chunk chunk{std::vector<uint8_t>(p, p + (limit - pos)), ts_ns};
+      Chunk chunk{std::vector<uint8_t>(p, p + (limit - pos)), ts_ns, need_peer};
       h.pending.emplace_hint(it, pos, std::move(chunk));
       h.pending_bytes += limit - pos;
       total_buffered_ += limit - pos;
@@ -393,6 +412,7 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
     pos = std::max(limit, covered);
     ++it;
   }
+  if (need_peer != 0 && h.pending_bytes > pending_before) ++stats_.segments_held_for_peer;
   if (was_empty && !h.pending.empty()) h.pending_since_ns = ts_ns;
   UpdatePendingList(f);
 }
@@ -402,7 +422,7 @@ void FlowTable::Deliver(Flow* f, Direction d, const uint8_t* data, size_t len, u
   if (f->consumer) f->consumer->OnData(d, ByteSpan(data, len), ts_ns);
 }
 
-void FlowTable::Drain(Flow* f, Direction d) {
+bool FlowTable::Drain(Flow* f, Direction d) {
   HalfStream& h = f->half[Idx(d)];
   bool removed = false;
   while (!h.pending.empty() && h.pending.begin()->first <= h.next_offset) {
@@ -410,6 +430,7 @@ void FlowTable::Drain(Flow* f, Direction d) {
     const std::vector<uint8_t>& bytes = it->second.bytes;
     const uint64_t chunk_end = it->first + bytes.size();
     if (chunk_end > h.next_offset) {
+      if (it->second.need_peer != 0 && !PeerReached(f, d, it->second.need_peer)) break;
       const size_t skip = static_cast<size_t>(h.next_offset - it->first);
       Deliver(f, d, bytes.data() + skip, bytes.size() - skip, it->second.ts_ns);
       h.next_offset = chunk_end;
@@ -424,21 +445,59 @@ void FlowTable::Drain(Flow* f, Direction d) {
     for (const auto& [off, chunk] : h.pending) oldest = std::min(oldest, chunk.ts_ns);
     h.pending_since_ns = oldest;
   }
+  return removed;
 }
 
-void FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) {
+void FlowTable::Settle(Flow* f) {
+  if (f->half[0].pending.empty() && f->half[1].pending.empty()) return;
+  for (bool moved = true; moved;) {
+    moved = Drain(f, Direction::kClientToServer);
+    moved = Drain(f, Direction::kServerToClient) || moved;
+  }
+}
+
+bool FlowTable::PeerReached(const Flow* f, Direction d, uint64_t need_peer) const {
+  const HalfStream& p = f->half[Idx(Other(d))];
+  return p.next_offset >= need_peer || p.finished();
+}
+
+bool FlowTable::ForcePeerTo(Flow* f, Direction d, uint64_t need_peer) {
+  const Direction o = Other(d);
+  HalfStream& p = f->half[Idx(o)];
+  const uint64_t target = p.fin_seen ? std::min(need_peer, p.fin_offset) : need_peer;
+  bool skipped = false;
+  while (p.next_offset < target) {
+    if (!p.pending.empty() && p.pending.begin()->first < target) {
+      auto it = p.pending.begin();
+      if (it->first > p.next_offset) {
+        SkipTo(f, o, it->first);
+        skipped = true;
+      }
+      it->second.need_peer = 0;  // a hold of the peer's own, released with this one
+      Drain(f, o);
+    } else {
+      SkipTo(f, o, target);
+      skipped = true;
+    }
+  }
+  if (p.ack_hole && p.next_offset >= p.acked_offset) p.ack_hole = false;
+  return skipped;
+}
+
+uint64_t FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) {
   HalfStream& h = f->half[Idx(d)];
   int64_t off = 0;
-  if (!h.synced || !OffsetOf(h, ack, &off) || off <= static_cast<int64_t>(h.next_offset)) return;
+  if (!h.synced || !OffsetOf(h, ack, &off) || off <= static_cast<int64_t>(h.next_offset)) return 0;
   uint64_t acked = static_cast<uint64_t>(off);
   if (h.fin_seen) acked = std::min(acked, h.fin_offset);  // the FIN's sequence number is not data
-  if (acked <= h.next_offset) return;
+  if (acked <= h.next_offset) return 0;
   h.acked_offset = std::max(h.acked_offset, acked);
   if (!h.ack_hole) {
     h.ack_hole = true;
     h.ack_hole_since_ns = ts_ns;
   }
   UpdatePendingList(f);
+  return acked;
 }
 
 void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
@@ -453,15 +512,17 @@ void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
 void FlowTable::DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns) {
   HalfStream& h = f->half[Idx(d)];
   bool declared = false;
-  while (!h.pending.empty() && h.acked_offset >= h.pending.begin()->first && now_ns >= h.pending_since_ns &&
+  while (!h.pending.empty() && h.pending.begin()->first > h.next_offset &&
+         h.acked_offset >= h.pending.begin()->first && now_ns >= h.pending_since_ns &&
          now_ns - h.pending_since_ns >= config_.ack_gap_grace_ns) {
     ++stats_.gaps_proven_by_ack;
-    SkipTo(f, d, h.pending.begin()->first);  // > next_offset: Drain ran after every insert
+    SkipTo(f, d, h.pending.begin()->first);
     Drain(f, d);
     declared = true;
   }
   if (declared) {
     if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
+    Settle(f);
     UpdatePendingList(f);
   }
 }
@@ -472,13 +533,32 @@ void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
   const bool ack_timed_out =
       h.ack_hole && now_ns >= h.ack_hole_since_ns && now_ns - h.ack_hole_since_ns >= config_.gap_timeout_ns;
   while (!h.pending.empty()) {
+    auto head = h.pending.begin();
+    if (head->first <= h.next_offset) {
+      // Next in line, held for bytes of the other direction (Drain ran after
+      // every insert and every delivery). Bytes queued behind a hold are in
+      // order, so the per-direction caps do not end it (max_memory_bytes
+      // and the hold's time do), and its time is the capture clock: a live
+      // worker ticks on the wall clock while its queue may still hold the
+      // very bytes waited for.
+      Chunk& c = head->second;
+      if (!PeerReached(f, d, c.need_peer)) {
+        const uint64_t capture_now = std::min(now_ns, newest_ts_);
+        const bool expired =
+            all || (capture_now >= c.ts_ns && capture_now - c.ts_ns >= config_.peer_hold_ns);
+        if (!expired) break;
+        if (ForcePeerTo(f, d, c.need_peer)) ++stats_.holds_expired;
+      }
+      c.need_peer = 0;
+      Drain(f, d);
+      continue;
+    }
+    const bool full = all || h.pending_bytes > config_.max_buffered_bytes_per_direction ||
+                      h.pending.size() > config_.max_buffered_segments_per_direction;
     const bool timed_out =
         now_ns >= h.pending_since_ns && now_ns - h.pending_since_ns >= config_.gap_timeout_ns;
-    const bool over = all || timed_out || ack_timed_out ||
-                      h.pending_bytes > config_.max_buffered_bytes_per_direction ||
-                      h.pending.size() > config_.max_buffered_segments_per_direction;
-    if (!over) break;
-    SkipTo(f, d, h.pending.begin()->first);  // > next_offset: Drain ran after every insert
+    if (!(full || timed_out || ack_timed_out)) break;
+    SkipTo(f, d, head->first);
     Drain(f, d);
   }
   if (h.ack_hole && (all || ack_timed_out) && h.pending.empty() && h.next_offset < h.acked_offset) {
@@ -486,6 +566,7 @@ void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
   }
   if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
   if (all && h.fin_seen && h.next_offset < h.fin_offset) SkipTo(f, d, h.fin_offset);
+  Settle(f);
   UpdatePendingList(f);
 }
 

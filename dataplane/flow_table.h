@@ -13,6 +13,11 @@
 //    captured (the last request of a burst lost): bytes acknowledged but not
 //    seen for gap_timeout_ns are declared a gap too. An ACK covering a FIN
 //    that was never captured counts the FIN's sequence number as one byte.
+//  * Causal order across directions: a data segment whose ACK covers bytes of
+//    the other direction not captured yet (a mirror that delays one
+//    direction, or lost it) is held until those bytes arrive, so a reply is
+//    never delivered before the request it answers. After peer_hold_ns the
+//    missing bytes are declared a gap and the segment goes on.
 //  * Mid-stream join: a flow first seen without a SYN starts each direction at
 //    the first payload byte seen; the client is the side that is not a
 //    configured server endpoint. FlowInfo::joined_mid_stream tells consumers.
@@ -104,6 +109,11 @@ struct FlowTableConfig {
   // them (or reorders them by more than this). Its answer then comes after
   // the requests around the hole, not 500 ms before them.
   uint64_t ack_gap_grace_ns = 2'000'000;
+  // A data segment whose ACK covers bytes of the other direction that were
+  // not captured yet waits this long for them, on the capture clock (the
+  // newest segment time seen, whatever Tick is given); then they are declared
+  // lost (holds_expired) and it is delivered. 0: never held.
+  uint64_t peer_hold_ns = 2'000'000;
   uint64_t idle_timeout_ns = 300'000'000'000;
 };
 
@@ -131,6 +141,11 @@ struct FlowTableStats {
   uint64_t gaps_forced_by_memory_cap = 0;
   uint64_t gaps_proven_by_ack =
       0;  // declared early: acknowledged by a peer that sent data (ack_gap_grace_ns)
+  // Data segments held until the other direction's bytes their ACK covers
+  // were captured (a mirror reordering the two directions), and of those the
+  // holds that ran out (the bytes never came: declared a gap).
+  uint64_t segments_held_for_peer = 0;
+  uint64_t holds_expired = 0;
   uint64_t buffered_bytes = 0;
   uint64_t active_flows = 0;
 
@@ -169,6 +184,9 @@ class FlowTable {
   struct Chunk {
     std::vector<uint8_t> bytes;
     uint64_t ts_ns;
+    // Offset of the other direction that must be delivered before this
+    // chunk (what its segment acknowledged); 0: none.
+    uint64_t need_peer = 0;
   };
   struct HalfStream {
     bool synced = false;
@@ -214,11 +232,25 @@ class FlowTable {
 
   bool IsServer(const Endpoint& e) const;
   Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);
-  void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns);
+  // `need_peer`: offset of the other direction to deliver first (0: none).
+  void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
+               uint64_t need_peer);
   void Deliver(Flow* f, Direction d, const uint8_t* data, size_t len, uint64_t ts_ns);
-  void Drain(Flow* f, Direction d);
-  // Records that the other side acknowledged `ack` of direction `d`.
-  void NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns);
+  // Delivers the buffered chunks of `d` that are next in line and not held;
+  // true if it delivered or dropped any.
+  bool Drain(Flow* f, Direction d);
+  // Drains both directions until neither moves (a delivery on one side can
+  // release chunks held on the other).
+  void Settle(Flow* f);
+  // True when the other direction of `d` has delivered up to `need_peer`.
+  bool PeerReached(const Flow* f, Direction d, uint64_t need_peer) const;
+  // A hold of `d` ran out: the other direction declares what it has not
+  // captured below `need_peer` a gap (and delivers what it buffered there).
+  // True if it declared a gap.
+  bool ForcePeerTo(Flow* f, Direction d, uint64_t need_peer);
+  // Records that the other side acknowledged `ack` of direction `d`. Returns
+  // the acknowledged offset when it lies beyond what `d` delivered, else 0.
+  uint64_t NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns);
   // Declares holes as gaps until the pending data no longer exceeds the
   // window (or, with `all`, until nothing is pending).
   void CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all);
@@ -247,6 +279,7 @@ class FlowTable {
   std::list<Flow*> quiet_;
   std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
   size_t total_buffered_ = 0;
+  uint64_t newest_ts_ = 0;  // the capture clock: newest segment time processed
   FlowTableStats stats_;
 };
 

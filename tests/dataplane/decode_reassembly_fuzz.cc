@@ -51,6 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cfg.max_memory_bytes = 16 * 1024;
   cfg.gap_timeout_ns = 1000;
   cfg.ack_gap_grace_ns = 50;  // holes proven by the peer's data: reachable on the fuzzer's clock
+  cfg.peer_hold_ns = 80;      // holds for the peer's bytes, and their expiry, likewise
   cfg.idle_timeout_ns = 100000;
   FlowTable table(cfg, &factory);
   DecodeCounters counters;

@@ -204,7 +204,8 @@ TEST_F(FlowTableTest, TailLossIsProvenByTheServerAck) {
   Send(false, 5001, "+OK", kAck, 0, 106);
   EXPECT_EQ(table_->stats().gaps, 0u);
   table_->Tick(now_ + 100 * kMs);
-  EXPECT_EQ(Events(), "D0:AB D1:+OK G0:3");
+  // The reply waited for the bytes it acknowledges; they never came.
+  EXPECT_EQ(Events(), "D0:AB G0:3 D1:+OK");
   Send(true, 106, "FG");  // the stream goes on after the gap
   EXPECT_EQ(Flow().data[0], "ABFG");
 }
@@ -224,6 +225,9 @@ TEST_F(FlowTableTest, AckOfFinIsNotAGap) {
 // data, so the answers come after the requests around the hole (not 500 ms
 // later, after every answer has gone by unpaired). Younger holes wait.
 TEST_F(FlowTableTest, AHoleTheServerAcknowledgedIsDeclaredBeforeItsNextAnswer) {
+  FlowTableConfig c = Config();
+  c.peer_hold_ns = 0;  // the answers are not held: the hole alone decides
+  Make(c);
   Handshake(100, 5000);
   Send(true, 101, "AB");
   // "CD" (103..104) lost; its answer comes, then the next request waits.
@@ -239,9 +243,134 @@ TEST_F(FlowTableTest, AHoleTheServerAcknowledgedIsDeclaredBeforeItsNextAnswer) {
   EXPECT_EQ(table_->stats().gaps, 1u);
 }
 
-TEST_F(FlowTableTest, AckedBytesArrivingLateAreNotAGap) {
+// The same loss with answers held for the requests they acknowledge (the
+// default): every answer comes after the hole and the requests before it.
+TEST_F(FlowTableTest, AnswersToALostRequestWaitThenFollowTheGap) {
   Handshake(100, 5000);
-  Send(false, 5001, "+OK", kAck, 0, 106);  // reply overtook its request in the mirror
+  Send(true, 101, "AB");
+  Send(false, 5001, "+1", kAck, 0, 105);  // answers the lost "CD" (103..104)
+  Send(true, 105, "EF", kAck, now_ + kMs / 2);
+  Send(false, 5003, "+2", kAck, now_ + kMs / 2, 107);
+  EXPECT_EQ(Events(), "D0:AB");
+  Send(true, 107, "GH", kAck, now_ + kMs);
+  Send(false, 5005, "+3", kAck, now_ + 2 * kMs, 109);  // the first answer has waited 2 ms
+  EXPECT_EQ(Events(), "D0:AB G0:2 D1:+1 D0:EF D0:GH D1:+2 D1:+3");
+  EXPECT_EQ(table_->stats().holds_expired, 1u);
+  EXPECT_EQ(table_->stats().gaps, 1u);
+  EXPECT_EQ(table_->stats().buffered_bytes, 0u);
+}
+
+// A mirror that delays the client's direction: the reply is captured before
+// the request it answers. Its ACK says so; it waits, and nothing is lost.
+TEST_F(FlowTableTest, AReplyThatOvertookItsRequestWaitsForIt) {
+  Handshake(100, 5000);
+  Send(false, 5001, "+OK", kAck, 0, 106);
+  EXPECT_EQ(table_->stats().segments_held_for_peer, 1u);
+  EXPECT_EQ(table_->stats().buffered_bytes, 3u);
+  EXPECT_EQ(table_->OldestPendingNs(), now_);  // delivered later with its own time
+  Send(true, 101, "ABCDE");
+  EXPECT_EQ(Events(), "D0:ABCDE D1:+OK");
+  table_->Tick(now_ + 1000 * kMs);
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  EXPECT_EQ(table_->stats().holds_expired, 0u);
+  EXPECT_EQ(table_->stats().buffered_bytes, 0u);
+}
+
+// Pipelines in both directions, the server's side captured a few segments
+// ahead: each reply comes out right after the request bytes it acknowledges,
+// and a retransmission of held bytes changes nothing.
+TEST_F(FlowTableTest, PipelinedRepliesAheadOfTheirRequestsComeOutInCausalOrder) {
+  Handshake(100, 5000);
+  const uint64_t t = now_;  // all within the 2 ms hold
+  Send(false, 5001, "+1", kAck, t + 100'000, 103);
+  Send(false, 5003, "+2", kAck, t + 200'000, 105);
+  Send(false, 5001, "+1", kAck, t + 300'000, 103);  // retransmitted while held
+  Send(true, 101, "R1", kAck, t + 400'000, 5001);
+  EXPECT_EQ(Events(), "D0:R1 D1:+1");
+  Send(false, 5005, "+3", kAck, t + 500'000, 107);
+  Send(true, 103, "R2R3", kAck, t + 600'000, 5003);
+  EXPECT_EQ(Events(), "D0:R1 D1:+1 D0:R2R3 D1:+2 D1:+3");
+  EXPECT_EQ(table_->stats().retransmitted_bytes, 2u);
+  EXPECT_EQ(table_->stats().gaps, 0u);
+}
+
+// Symmetric: a request whose ACK covers an answer not captured yet waits
+// for it (the answer to the previous request comes first).
+TEST_F(FlowTableTest, ARequestWaitsForTheAnswerItAcknowledges) {
+  Handshake(100, 5000);
+  Send(true, 101, "R1", kAck, 0, 5001);
+  Send(true, 103, "R2", kAck, 0, 5003);  // the client has read "+1"
+  Send(false, 5001, "+1", kAck, 0, 103);
+  EXPECT_EQ(Events(), "D0:R1 D1:+1 D0:R2");
+}
+
+// The hold ends when the flow closes, and a FIN the ACK covered counts.
+TEST_F(FlowTableTest, HeldBytesAreFlushedAtCloseAndAfterTheAcknowledgedFin) {
+  Handshake(100, 5000);
+  Send(true, 101, "AB", kAck, 0, 5001);
+  Send(false, 5001, "+1", kAck | kFin, 0, 104);  // acknowledges the client's FIN, not captured yet
+  EXPECT_EQ(Events(), "D0:AB");
+  Send(true, 103, "", kFin | kAck, 0, 5001);
+  EXPECT_EQ(Events(), "D0:AB D1:+1 C:fin");
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  Send(true, 200, "R1", kSyn);  // a new connection on the same 4-tuple
+  Send(false, 7000, "+1", kAck, 0, 9999);  // acknowledges bytes never captured
+  table_->CloseAll();
+  EXPECT_EQ(Events(1), "D0:R1 G0:9796 D1:+1 C:shutdown");
+}
+
+// Holds run on the capture clock: a live worker ticks on the wall clock,
+// possibly ahead of segments still queued for it, so a tick alone never ends
+// a hold. Nor do the per-direction caps: bytes queued behind a hold are in
+// order, and waiting costs only time.
+TEST_F(FlowTableTest, HoldsEndOnTheCaptureClockNotOnWallClockTicksOrCaps) {
+  FlowTableConfig c = Config();
+  c.max_buffered_bytes_per_direction = 4;
+  c.max_buffered_segments_per_direction = 1;
+  Make(c);
+  Handshake(100, 5000);
+  const uint64_t t = now_;
+  Send(false, 5001, "+OK\r\n", kAck, t + 100'000, 106);
+  Send(false, 5006, "+OK\r\n", kAck, t + 200'000, 106);
+  Send(false, 5011, "+OK\r\n", kAck, t + 300'000, 106);
+  table_->Tick(t + 50 * kMs);  // wall clock, far past the 2 ms hold (not the 100 ms gap timeout)
+  EXPECT_EQ(Events(), "");
+  Send(true, 101, "ABCDE", kAck, t + 400'000, 5001);
+  EXPECT_EQ(Events(), "D0:ABCDE D1:+OK\r\n D1:+OK\r\n D1:+OK\r\n");
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  EXPECT_EQ(table_->stats().segments_held_for_peer, 3u);
+}
+
+// Segments that wait for each other (impossible in real TCP, easy to forge)
+// are both let go when the hold ends; nothing was missing, so no gap.
+TEST_F(FlowTableTest, ACycleOfHoldsEndsWithoutAGap) {
+  Handshake(100, 5000);
+  const uint64_t t = now_;
+  Send(true, 101, "R1", kAck, t + 100'000, 5003);
+  Send(false, 5001, "+1", kAck, t + 200'000, 103);
+  EXPECT_EQ(Events(), "");
+  Send(true, 103, "R2", kAck, t + 3 * kMs, 5003);
+  EXPECT_EQ(Events(), "D1:+1 D0:R1 D0:R2");
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  EXPECT_EQ(table_->stats().holds_expired, 0u);
+}
+
+// A RST ends the flow and its holds: the bytes the held reply acknowledged
+// are a gap before it.
+TEST_F(FlowTableTest, ResetDuringAHoldDeclaresTheMissingBytesFirst) {
+  Handshake(100, 5000);
+  Send(false, 5001, "+OK", kAck, 0, 106);
+  Send(true, 106, "", kRst);
+  EXPECT_EQ(Events(), "G0:5 D1:+OK C:reset");
+  EXPECT_EQ(table_->stats().buffered_bytes, 0u);
+}
+
+TEST_F(FlowTableTest, NoHoldWhenDisabled) {
+  FlowTableConfig c = Config();
+  c.peer_hold_ns = 0;
+  Make(c);
+  Handshake(100, 5000);
+  Send(false, 5001, "+OK", kAck, 0, 106);
   Send(true, 101, "ABCDE");
   table_->Tick(now_ + 1000 * kMs);
   EXPECT_EQ(Events(), "D1:+OK D0:ABCDE");

@@ -58,6 +58,60 @@ std::vector<std::string> SplitPcap(const std::string& path, int parts, const std
   return out;
 }
 
+// Rewrites a classic pcap (Ethernet, IPv4, microsecond stamps, as tcpdump
+// writes on lo) as a mirror that delays one direction by `delay_us` would:
+// the frames from (`from_server`) or to `server_port` are stamped later by
+// that much and the file is sorted by time, so replies come before their
+// requests (or requests before the replies they acknowledge). Returns the
+// number of frames that changed place, or -1 if `in` is not such a file.
+int DelayDirection(const std::string& in, const std::string& out, int server_port, bool from_server,
+                   uint32_t delay_us) {
+  const std::string all = ReadFile(in);
+  uint32_t magic = 0, link = 0;
+  if (all.size() < 24) return -1;
+  std::memcpy(&magic, all.data(), 4);
+  std::memcpy(&link, all.data() + 20, 4);
+  if (magic != 0xa1b2c3d4 || link != 1) return -1;
+  struct Frame {
+    uint64_t us;
+    size_t index;
+    std::string bytes;  // record header and data
+  };
+  std::vector<Frame> frames;
+  for (size_t at = 24; at + 16 <= all.size();) {
+    uint32_t sec, usec, caplen;
+    std::memcpy(&sec, all.data() + at, 4);
+    std::memcpy(&usec, all.data() + at + 4, 4);
+    std::memcpy(&caplen, all.data() + at + 8, 4);
+    if (at + 16 + caplen > all.size()) return -1;
+    Frame f{uint64_t{sec} * 1'000'000 + usec, frames.size(), all.substr(at, 16 + caplen)};
+    const auto* b = reinterpret_cast<const uint8_t*>(f.bytes.data()) + 16;
+    if (caplen >= 14 + 20 + 4 && b[12] == 0x08 && b[13] == 0x00) {
+      const size_t tcp = 14 + size_t{b[14] & 0x0fu} * 4;
+      if (caplen >= tcp + 4) {
+        const int src_port = b[tcp] << 8 | b[tcp + 1];
+        if ((src_port == server_port) == from_server) {
+          f.us += delay_us;
+          const uint32_t s2 = static_cast<uint32_t>(f.us / 1'000'000), u2 = static_cast<uint32_t>(f.us % 1'000'000);
+          std::memcpy(f.bytes.data(), &s2, 4);
+          std::memcpy(f.bytes.data() + 4, &u2, 4);
+        }
+      }
+    }
+    frames.push_back(std::move(f));
+    at += 16 + caplen;
+  }
+  std::stable_sort(frames.begin(), frames.end(), [](const Frame& a, const Frame& b) { return a.us < b.us; });
+  std::ofstream o(out, std::ios::binary);
+  o.write(all.data(), 24);
+  int moved = 0;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    moved += frames[i].index != i;
+    o.write(frames[i].bytes.data(), static_cast<std::streamsize>(frames[i].bytes.size()));
+  }
+  return moved;
+}
+
 // tcpdump child writing `pcap`, stopped (SIGINT, so it flushes) and reaped.
 // In immediate mode libpcap's ring has one slot per snap length: 70,000
 // bytes (a loopback frame is at most 65,550) and 128 MiB give about 1,900
@@ -277,6 +331,54 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
         << ReadFile(dir + "/stdin.err");
     EXPECT_TRUE(ReadFile(dir + "/stdin.json") == whole_json) << "decode of --pcap " << input << " differs";
   }
+  // A mirror that delays the client's direction by 1 ms (replies captured
+  // before the requests they answer), or the server's (requests before the
+  // replies they acknowledge): each segment waits for the bytes its ACK
+  // covers, so the records are those of the true order, with nothing
+  // flagged, lost or unpaired. Records carry their reply's capture time, so
+  // delaying the requests changes nothing in them.
+  for (const bool from_server : {false, true}) {
+    SCOPED_TRACE(from_server ? "server's direction delayed" : "client's direction delayed");
+    const std::string late = dir + "/late.pcap";
+    EXPECT_GT(DelayDirection(pcap, late, kSourcePort, from_server, 1000), 50);
+    const std::string base = ctl + " decode --pcap " + late + " --server 127.0.0.1:" + std::to_string(kSourcePort);
+    ASSERT_EQ(std::system((base + " --format stats >" + dir + "/late.stats").c_str()), 0);
+    const std::string late_stats = ReadFile(dir + "/late.stats");
+    EXPECT_NE(late_stats.find("flow segments_held_for_peer "), std::string::npos) << late_stats;
+    EXPECT_EQ(late_stats.find("flow segments_held_for_peer 0\n"), std::string::npos) << late_stats;
+    for (const char* zero : {"flow gaps 0\n", "flow holds_expired 0\n", "conn unpaired_replies 0\n",
+                             "conn desyncs 0\n", "conn parse_errors 0\n"}) {
+      EXPECT_NE(late_stats.find(zero), std::string::npos) << zero << late_stats;
+    }
+    if (!from_server) {
+      ASSERT_EQ(std::system((base + " --format json >" + dir + "/late.json").c_str()), 0);
+      EXPECT_TRUE(ReadFile(dir + "/late.json") == whole_json) << "a late client direction changed the records";
+      // Without the wait, the replies that overtook their requests go by
+      // unpaired and their connections lose sync.
+      ASSERT_EQ(std::system((base + " --reorder-window-ms 0 --format stats >" + dir + "/late.stats").c_str()), 0);
+      const std::string unheld = ReadFile(dir + "/late.stats");
+      EXPECT_NE(unheld.find("flow segments_held_for_peer 0\n"), std::string::npos) << unheld;
+      EXPECT_EQ(unheld.find("conn desyncs 0\n"), std::string::npos) << unheld;
+    } else {
+      // Replies are stamped 1 ms later, and so are the expiries made
+      // absolute from them: compare what the two decodes build instead.
+      const std::string replica_cli = "redis-cli -p " + std::to_string(kReplicaPort);
+      std::map<std::pair<int, std::string>, KeyState> built[2];
+      const std::string feeds[2] = {"cat " + dir + "/threads1.resp", base + " --format resp"};
+      for (int i = 0; i < 2; ++i) {
+        ASSERT_EQ(std::system((replica_cli + " flushall >/dev/null && " + feeds[i] + " | " + replica_cli +
+                               " --pipe >" + dir + "/pipe.out 2>&1")
+                                  .c_str()),
+                  0);
+        built[i] = Snapshot(kReplicaPort, 4);
+      }
+      EXPECT_GT(built[0].size(), 80u);
+      for (const auto& [db, key] : Differences(built[0], built[1])) {
+        ADD_FAILURE() << "db" << db << " key " << key << " differs";
+      }
+    }
+  }
+
   // A damaged file among them is reported (exit 1); the others are still read.
   {
     std::ofstream cut(parts[2], std::ios::binary | std::ios::app);
