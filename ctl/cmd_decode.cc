@@ -817,6 +817,12 @@ int RunDecode(const std::vector<std::string>& args) {
         "their bytes are gaps (capture with tcpdump -s 0)\n",
         (unsigned long long)server_frames_cut);
   }
+  if (table.stats().duplicate_flows > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu connection(s) were seen twice, under other addresses (a capture "
+                 "before and after NAT): each was decoded once\n",
+                 (unsigned long long)table.stats().duplicate_flows);
+  }
   if (totals.tls_connections > 0) {
     std::fprintf(
         stderr,

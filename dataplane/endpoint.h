@@ -3,6 +3,7 @@
 // IPv4-mapped IPv6 (::ffff:a.b.c.d) so both families compare and hash alike.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -93,11 +94,18 @@ struct FlowKey {
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
     return h ^ (h >> 31);
   }
-  // The worker (of `workers`) for this flow: from the hash's high bits, so
-  // that the low bits, which index each worker's flow table, stay uniform
-  // within a worker's share of the flows.
+  // The worker (of `workers`) for this flow, from its two ports alone: NAT
+  // rewrites addresses, so the views of one connection captured before and
+  // after a translation go to the same worker, whose flow table can tell
+  // they are one connection. The ports are mixed by a finalizer unlike
+  // Hash()'s, so the table index (Hash()'s low bits) stays uniform within a
+  // worker's share of the flows.
   size_t WorkerOf(size_t workers) const {
-    return static_cast<size_t>(((Hash() >> 32) * static_cast<uint64_t>(workers)) >> 32);
+    const uint64_t a = std::min(lo.port, hi.port), b = std::max(lo.port, hi.port);
+    uint64_t h = ((a << 16) | b) * 0xd6e8feb86659fd93ull;
+    h = (h ^ (h >> 32)) * 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return static_cast<size_t>(((h & 0xffffffffull) * static_cast<uint64_t>(workers)) >> 32);
   }
 
   friend bool operator==(const FlowKey&, const FlowKey&) = default;

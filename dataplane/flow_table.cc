@@ -13,6 +13,10 @@ namespace {
 // A segment more than this far (either way) from the next expected byte is
 // not believed: real TCP windows are at most 1 GiB.
 constexpr int64_t kMaxSequenceJump = int64_t{1} << 30;
+// Two views of one connection (NAT) are this close in time and in stream
+// position when the second one starts.
+constexpr uint64_t kTwinWindowNs = 1'000'000'000;
+constexpr int64_t kTwinMaxDistance = int64_t{16} << 20;
 
 size_t Idx(Direction d) {
   return static_cast<size_t>(d);
@@ -51,6 +55,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   segments_src_equals_dst += o.segments_src_equals_dst;
   flows_created += o.flows_created;
   flows_joined_mid_stream += o.flows_joined_mid_stream;
+  duplicate_flows += o.duplicate_flows;
   evicted_before_data += o.evicted_before_data;
   for (size_t i = 0; i < std::size(flows_closed); ++i) flows_closed[i] += o.flows_closed[i];
   payload_bytes_delivered += o.payload_bytes_delivered;
@@ -78,6 +83,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"flows_created", flows_created},
       {"flows_joined_mid_stream", flows_joined_mid_stream},
+      {"duplicate_flows", duplicate_flows},
       {"flows_evicted_before_data", evicted_before_data},
       {"active_flows", active_flows},
       {"payload_bytes_delivered", payload_bytes_delivered},
@@ -176,6 +182,40 @@ bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
   return true;
 }
 
+const FlowTable::Flow* FlowTable::FindTwin(const TcpSegment& seg, const Endpoint& client,
+                                           bool src_is_client) const {
+  const bool syn = seg.Has(kTcpSyn);
+  const bool ack = seg.Has(kTcpAck);
+  const Direction d = src_is_client ? Direction::kClientToServer : Direction::kServerToClient;
+  auto near = [](const HalfStream& h, uint32_t seq) {
+    const int64_t diff = static_cast<int32_t>(seq - h.next_seq());
+    return h.synced && diff <= kTwinMaxDistance && diff >= -kTwinMaxDistance;
+  };
+  const auto [first, last] = by_client_port_.equal_range(client.port);
+  for (auto it = first; it != last; ++it) {
+    const Flow* t = it->second;
+    if (seg.ts_ns > t->last_seen_ns + kTwinWindowNs || t->last_seen_ns > seg.ts_ns + kTwinWindowNs) continue;
+    const HalfStream& tc = t->half[Idx(Direction::kClientToServer)];
+    if (syn) {
+      // The client's ISN: from its SYN, or from the SYN-ACK acknowledging it.
+      const uint32_t data_start = ack ? seg.ack : seg.seq + 1;
+      if (t->syn_synced_client && tc.base_seq == data_start) return t;
+      continue;
+    }
+    // Joined mid-stream: the same place in both directions, or, while the
+    // live flow has seen one direction only, the same first segment.
+    const HalfStream& same = t->half[Idx(d)];
+    const HalfStream& other = t->half[Idx(Other(d))];
+    if (!near(same, seg.seq)) continue;
+    if (ack && other.synced) {
+      if (near(other, seg.ack)) return t;
+    } else if (same.base_seq == seg.seq) {
+      return t;
+    }
+  }
+  return nullptr;
+}
+
 FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg) {
   if (flow_count_ >= config_.max_flows && !lru_.empty()) {
     if (!quiet_.empty()) {
@@ -214,7 +254,13 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
   f->lru_it = lru_.insert(lru_.end(), f);
   f->carried_data = seg.payload_len > 0;
   if (!f->carried_data) f->quiet_it = quiet_.insert(quiet_.end(), f);
-  if (factory_ != nullptr) f->consumer = factory_->NewFlow(f->info);
+  f->duplicate = FindTwin(seg, f->info.client, src_is_client) != nullptr;
+  if (f->duplicate) {
+    ++stats_.duplicate_flows;
+  } else if (factory_ != nullptr) {
+    f->consumer = factory_->NewFlow(f->info);
+  }
+  by_client_port_.emplace(f->info.client.port, f);
   ++stats_.flows_created;
   if (!syn) ++stats_.flows_joined_mid_stream;
   InsertFlow(std::move(owned));
@@ -595,6 +641,12 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
   CheckGaps(f, Direction::kServerToClient, 0, true);
   if (f->consumer) f->consumer->OnClose(reason);
   ++stats_.flows_closed[static_cast<size_t>(reason)];
+  for (auto [it, last] = by_client_port_.equal_range(f->info.client.port); it != last; ++it) {
+    if (it->second == f) {
+      by_client_port_.erase(it);
+      break;
+    }
+  }
   lru_.erase(f->lru_it);
   if (!f->carried_data) quiet_.erase(f->quiet_it);
   if (f->in_pending_list) pending_.erase(f->pending_it);

@@ -18,6 +18,12 @@
 //    direction, or lost it) is held until those bytes arrive, so a reply is
 //    never delivered before the request it answers. After peer_hold_ns the
 //    missing bytes are declared a gap and the segment goes on.
+//  * One connection seen twice under other addresses (a capture before and
+//    after NAT: `tcpdump -i any` on a Docker or Kubernetes node, a mirror fed
+//    from both sides of a load balancer) is decoded once: a new flow whose
+//    client port and sequence numbers are those of a live flow (the client's
+//    ISN, or offsets within 16 MiB in both directions on a mid-stream join)
+//    is tracked without a consumer (duplicate_flows).
 //  * Mid-stream join: a flow first seen without a SYN starts each direction at
 //    the first payload byte seen; the client is the side that is not a
 //    configured server endpoint. FlowInfo::joined_mid_stream tells consumers.
@@ -128,6 +134,8 @@ struct FlowTableStats {
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;
+  // Flows that are a second view of a live one (NAT): tracked, not consumed.
+  uint64_t duplicate_flows = 0;
   // Of the flow-table-full evictions, those of flows that never carried
   // payload (handshakes only: half-open, scans, SYN floods), evicted first.
   uint64_t evicted_before_data = 0;
@@ -217,6 +225,7 @@ class FlowTable {
     std::list<Flow*>::iterator quiet_it;  // in quiet_ while !carried_data
     bool in_pending_list = false;
     std::list<Flow*>::iterator pending_it;
+    bool duplicate = false;  // a second view of another flow: no consumer
   };
 
   // Flows by key: open addressing with linear probing over a power-of-two
@@ -231,6 +240,9 @@ class FlowTable {
   void EraseFlow(Flow* f);  // destroys *f
 
   bool IsServer(const Endpoint& e) const;
+  // A live flow that `seg`, the first segment of a new flow from `client`,
+  // shows under other addresses, or null.
+  const Flow* FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const;
   Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);
   // `need_peer`: offset of the other direction to deliver first (0: none).
   void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
@@ -278,6 +290,7 @@ class FlowTable {
   // cannot push established (and perhaps idle) connections out.
   std::list<Flow*> quiet_;
   std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
+  std::unordered_multimap<uint16_t, Flow*> by_client_port_;  // every flow, for FindTwin
   size_t total_buffered_ = 0;
   uint64_t newest_ts_ = 0;  // the capture clock: newest segment time processed
   FlowTableStats stats_;

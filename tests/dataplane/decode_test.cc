@@ -441,6 +441,12 @@ TEST(EndpointTest, FlowHashSpreadsClientsOverWorkersAndSlots) {
           << workers << " workers";
     }
   }
+  // NAT rewrites addresses, not ports: both views of a connection go to one
+  // worker, whose flow table decodes it once.
+  for (const FlowKey& k : keys) {
+    const FlowKey nat = FlowKey::Of(Endpoint{one.addr, k.lo.port}, Endpoint{server.addr, k.hi.port});
+    ASSERT_EQ(k.WorkerOf(3), nat.WorkerOf(3));
+  }
   // Within one worker's share, the table index (low bits) is still uniform.
   std::vector<size_t> slots(512);
   size_t share = 0;

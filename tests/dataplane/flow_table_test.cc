@@ -82,9 +82,14 @@ class FlowTableTest : public ::testing::Test {
   // Client-to-server (c2s) or reverse segment with payload at `seq`.
   void Send(bool c2s, uint32_t seq, const std::string& payload, uint8_t flags = kAck, uint64_t ts = 0,
             uint32_t ack = 0) {
+    SendVia(kServer, c2s, seq, payload, flags, ts, ack);
+  }
+  // The same, between kClient and `server`.
+  void SendVia(const Endpoint& server, bool c2s, uint32_t seq, const std::string& payload, uint8_t flags = kAck,
+               uint64_t ts = 0, uint32_t ack = 0) {
     TcpSegment s;
-    s.src = c2s ? kClient : kServer;
-    s.dst = c2s ? kServer : kClient;
+    s.src = c2s ? kClient : server;
+    s.dst = c2s ? server : kClient;
     s.seq = seq;
     s.ack = ack;
     s.flags = flags;
@@ -363,6 +368,57 @@ TEST_F(FlowTableTest, ResetDuringAHoldDeclaresTheMissingBytesFirst) {
   Send(true, 106, "", kRst);
   EXPECT_EQ(Events(), "G0:5 D1:+OK C:reset");
   EXPECT_EQ(table_->stats().buffered_bytes, 0u);
+}
+
+// A capture before and after DNAT (tcpdump -i any on a Docker host, a
+// Kubernetes node) holds every segment twice, to the public and to the
+// private address: one connection, decoded once.
+TEST_F(FlowTableTest, AConnectionSeenBeforeAndAfterNatIsDecodedOnce) {
+  const Endpoint kPrivate = Ep("172.17.0.2:6379");
+  FlowTableConfig c = Config();
+  c.servers = {Ep("0.0.0.0:6379")};
+  Make(c);
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 100, "", kSyn);
+  for (const Endpoint& via : {kPrivate, kServer}) SendVia(via, false, 5000, "", kSyn | kAck, 0, 101);
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 101, "SET a 1", kAck, 0, 5001);
+  for (const Endpoint& via : {kPrivate, kServer}) SendVia(via, false, 5001, "+OK", kAck, 0, 108);
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 108, "", kFin | kAck, 0, 5004);
+  for (const Endpoint& via : {kPrivate, kServer}) SendVia(via, false, 5004, "", kFin | kAck, 0, 109);
+  ASSERT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(Events(), "D0:SET a 1 D1:+OK C:fin");
+  EXPECT_EQ(table_->stats().duplicate_flows, 1u);
+  EXPECT_EQ(table_->stats().flows_closed[static_cast<int>(CloseReason::kFin)], 2u);
+  EXPECT_EQ(table_->flow_count(), 0u);
+
+  // Another connection from the same client port with another ISN (a new
+  // connection to another server): two flows.
+  SendVia(kServer, true, 900, "", kSyn);
+  SendVia(kPrivate, true, 77777, "", kSyn);
+  EXPECT_EQ(rec_.flows.size(), 3u);
+  EXPECT_EQ(table_->stats().duplicate_flows, 1u);
+}
+
+// Joined mid-stream: the second view starts with the same segment as the
+// first, or a few segments later (the capture started between two copies).
+TEST_F(FlowTableTest, ViewsOfOneConnectionJoinedMidStreamAreDecodedOnce) {
+  const Endpoint kPrivate = Ep("172.17.0.2:6379"), kOther = Ep("10.0.0.9:6379"), kFar = Ep("10.0.0.10:6379");
+  FlowTableConfig c = Config();
+  c.servers = {kServer, kPrivate, kOther, kFar};
+  Make(c);
+  SendVia(kServer, true, 101, "R1", kAck, 0, 5001);
+  SendVia(kPrivate, true, 101, "R1", kAck, 0, 5001);  // one direction seen: same first segment
+  SendVia(kServer, false, 5001, "+1", kAck, 0, 103);
+  SendVia(kPrivate, false, 5001, "+1", kAck, 0, 103);
+  ASSERT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(Events(), "D0:R1 D1:+1");
+  // A third view that starts later in the stream, both directions known.
+  SendVia(kOther, false, 5003, "+2", kAck, 0, 105);
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(table_->stats().duplicate_flows, 2u);
+  // Not a view: far from the live flow's place in the stream.
+  SendVia(kFar, true, 101 + (64u << 20), "R9", kAck, 0, 5003);
+  EXPECT_EQ(table_->stats().duplicate_flows, 2u);
+  EXPECT_EQ(rec_.flows.size(), 2u);
 }
 
 TEST_F(FlowTableTest, NoHoldWhenDisabled) {

@@ -112,6 +112,53 @@ int DelayDirection(const std::string& in, const std::string& out, int server_por
   return moved;
 }
 
+// Rewrites a classic pcap (Ethernet, IPv4) as a capture on both sides of a
+// DNAT would hold it (tcpdump -i any on a Docker host): each frame to or
+// from `server_port` twice, once as it is and once with the server's
+// address replaced by 127.0.0.2, the translated copy after the original
+// towards the server and before it from the server. Returns the frames
+// doubled, or -1 if `in` is not such a file.
+int DoubleThroughNat(const std::string& in, const std::string& out, int server_port) {
+  const std::string all = ReadFile(in);
+  uint32_t link = 0;
+  if (all.size() < 24) return -1;
+  std::memcpy(&link, all.data() + 20, 4);
+  if (link != 1) return -1;
+  std::ofstream o(out, std::ios::binary);
+  o.write(all.data(), 24);
+  int doubled = 0;
+  for (size_t at = 24; at + 16 <= all.size();) {
+    uint32_t caplen;
+    std::memcpy(&caplen, all.data() + at + 8, 4);
+    if (at + 16 + caplen > all.size()) return -1;
+    const std::string frame = all.substr(at, 16 + caplen);
+    at += 16 + caplen;
+    const auto* b = reinterpret_cast<const uint8_t*>(frame.data()) + 16;
+    const size_t tcp = 14 + size_t{b[14] & 0x0fu} * 4;
+    if (caplen < tcp + 4 || b[12] != 0x08 || b[13] != 0x00) {
+      o.write(frame.data(), static_cast<std::streamsize>(frame.size()));
+      continue;
+    }
+    const bool from_server = (b[tcp] << 8 | b[tcp + 1]) == server_port;
+    std::string copy = frame;
+    copy[16 + (from_server ? 14 + 15 : 14 + 19)] = 2;  // 127.0.0.1 -> 127.0.0.2 (last byte of src/dst)
+    uint32_t sum = 0;  // the IPv4 header checksum, again
+    copy[16 + 14 + 10] = copy[16 + 14 + 11] = 0;
+    for (size_t i = 0; i < tcp - 14; i += 2) {
+      sum += static_cast<uint8_t>(copy[16 + 14 + i]) << 8 | static_cast<uint8_t>(copy[16 + 14 + i + 1]);
+    }
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    copy[16 + 14 + 10] = static_cast<char>(~sum >> 8 & 0xff);
+    copy[16 + 14 + 11] = static_cast<char>(~sum & 0xff);
+    const std::string& first = from_server ? copy : frame;
+    const std::string& second = from_server ? frame : copy;
+    o.write(first.data(), static_cast<std::streamsize>(first.size()));
+    o.write(second.data(), static_cast<std::streamsize>(second.size()));
+    ++doubled;
+  }
+  return doubled;
+}
+
 // tcpdump child writing `pcap`, stopped (SIGINT, so it flushes) and reaped.
 // In immediate mode libpcap's ring has one slot per snap length: 70,000
 // bytes (a loopback frame is at most 65,550) and 128 MiB give about 1,900
@@ -377,6 +424,39 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
         ADD_FAILURE() << "db" << db << " key " << key << " differs";
       }
     }
+  }
+
+  // The capture as seen before and after a DNAT (every frame twice, the
+  // server under two addresses): with a --server that matches both, each
+  // connection is decoded once, to the same records.
+  {
+    const std::string nat = dir + "/nat.pcap";
+    EXPECT_GT(DoubleThroughNat(pcap, nat, kSourcePort), 100);
+    const std::string port = std::to_string(kSourcePort);
+    for (const std::string& servers : {" --server '*:" + port + "'",
+                                      " --server 127.0.0.1:" + port + " --server 127.0.0.2:" + port}) {
+      SCOPED_TRACE(servers);
+      ASSERT_EQ(std::system((ctl + " decode --pcap " + nat + servers + " --format json >" + dir + "/nat.json 2>" +
+                             dir + "/nat.err")
+                                .c_str()),
+                0);
+      EXPECT_TRUE(ReadFile(dir + "/nat.json") == whole_json) << "the NAT views decode differently";
+      EXPECT_NE(ReadFile(dir + "/nat.err").find("seen twice"), std::string::npos) << ReadFile(dir + "/nat.err");
+    }
+    ASSERT_EQ(std::system((ctl + " decode --pcap " + nat + " --server '*:" + port + "' --format stats >" + dir +
+                           "/nat.stats")
+                              .c_str()),
+              0);
+    const std::string nat_stats = ReadFile(dir + "/nat.stats");
+    const std::string plain_stats = ReadFile(dir + "/threads1.stats");
+    auto count = [](std::string text, const std::string& name) {
+      text.insert(0, "\n");
+      const size_t at = text.find("\n" + name + " ");
+      return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
+    };
+    EXPECT_GT(count(plain_stats, "flow flows_created"), 0);
+    EXPECT_EQ(count(nat_stats, "flow duplicate_flows"), count(plain_stats, "flow flows_created")) << nat_stats;
+    EXPECT_EQ(count(nat_stats, "conn requests"), count(plain_stats, "conn requests")) << nat_stats;
   }
 
   // A damaged file among them is reported (exit 1); the others are still read.
