@@ -15,8 +15,13 @@ namespace {
 constexpr int64_t kMaxSequenceJump = int64_t{1} << 30;
 // Two views of one connection (NAT) are this close in time and in stream
 // position when the second one starts.
-constexpr uint64_t kTwinWindowNs = 1'000'000'000;
+constexpr uint64_t kTwinWindowNs = 100'000'000;
 constexpr int64_t kTwinMaxDistance = int64_t{16} << 20;
+constexpr int kTwinMaxWalk = 16;
+
+uint64_t IsnKey(uint16_t client_port, uint32_t client_data_start) {
+  return (uint64_t{client_port} << 32 | client_data_start) + 1;  // never 0
+}
 
 size_t Idx(Direction d) {
   return static_cast<size_t>(d);
@@ -56,6 +61,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   flows_created += o.flows_created;
   flows_joined_mid_stream += o.flows_joined_mid_stream;
   duplicate_flows += o.duplicate_flows;
+  duplicates_promoted += o.duplicates_promoted;
   evicted_before_data += o.evicted_before_data;
   for (size_t i = 0; i < std::size(flows_closed); ++i) flows_closed[i] += o.flows_closed[i];
   payload_bytes_delivered += o.payload_bytes_delivered;
@@ -84,6 +90,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"flows_created", flows_created},
       {"flows_joined_mid_stream", flows_joined_mid_stream},
       {"duplicate_flows", duplicate_flows},
+      {"duplicates_promoted", duplicates_promoted},
       {"flows_evicted_before_data", evicted_before_data},
       {"active_flows", active_flows},
       {"payload_bytes_delivered", payload_bytes_delivered},
@@ -182,28 +189,37 @@ bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
   return true;
 }
 
-const FlowTable::Flow* FlowTable::FindTwin(const TcpSegment& seg, const Endpoint& client,
-                                           bool src_is_client) const {
+uint64_t FlowTable::ClientKey(const Endpoint& client) {
+  return FlowKey{client, Endpoint{}}.Hash();
+}
+
+FlowTable::Flow* FlowTable::FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const {
   const bool syn = seg.Has(kTcpSyn);
   const bool ack = seg.Has(kTcpAck);
+  auto recent = [&](const Flow* t) {
+    return seg.ts_ns <= t->last_seen_ns + kTwinWindowNs && t->last_seen_ns <= seg.ts_ns + kTwinWindowNs;
+  };
+  if (syn) {
+    // The client's ISN (from its SYN, or the SYN-ACK acknowledging it) and
+    // port: NAT that rewrites the client's address keeps both.
+    const uint32_t data_start = ack ? seg.ack : seg.seq + 1;
+    const auto it = by_isn_.find(IsnKey(client.port, data_start));
+    return it != by_isn_.end() && recent(it->second) ? it->second : nullptr;
+  }
+  // Joined mid-stream, the same client address and port: the same place in
+  // both directions, or, while the live flow has seen one direction only,
+  // the same first segment. A short walk: a client endpoint has few
+  // connections (to other servers), and a flood of one cannot make it long.
   const Direction d = src_is_client ? Direction::kClientToServer : Direction::kServerToClient;
   auto near = [](const HalfStream& h, uint32_t seq) {
     const int64_t diff = static_cast<int32_t>(seq - h.next_seq());
     return h.synced && diff <= kTwinMaxDistance && diff >= -kTwinMaxDistance;
   };
-  const auto [first, last] = by_client_port_.equal_range(client.port);
-  for (auto it = first; it != last; ++it) {
-    const Flow* t = it->second;
-    if (seg.ts_ns > t->last_seen_ns + kTwinWindowNs || t->last_seen_ns > seg.ts_ns + kTwinWindowNs) continue;
-    const HalfStream& tc = t->half[Idx(Direction::kClientToServer)];
-    if (syn) {
-      // The client's ISN: from its SYN, or from the SYN-ACK acknowledging it.
-      const uint32_t data_start = ack ? seg.ack : seg.seq + 1;
-      if (t->syn_synced_client && tc.base_seq == data_start) return t;
-      continue;
-    }
-    // Joined mid-stream: the same place in both directions, or, while the
-    // live flow has seen one direction only, the same first segment.
+  const auto head = by_client_.find(ClientKey(client));
+  if (head == by_client_.end()) return nullptr;
+  int walked = 0;
+  for (Flow* t = head->second; t != nullptr && walked < kTwinMaxWalk; t = t->client_next, ++walked) {
+    if (!(t->info.client == client) || !recent(t)) continue;
     const HalfStream& same = t->half[Idx(d)];
     const HalfStream& other = t->half[Idx(Other(d))];
     if (!near(same, seg.seq)) continue;
@@ -214,6 +230,34 @@ const FlowTable::Flow* FlowTable::FindTwin(const TcpSegment& seg, const Endpoint
     }
   }
   return nullptr;
+}
+
+void FlowTable::IndexPrimary(Flow* f) {
+  if (f->isn_key != 0) by_isn_[f->isn_key] = f;  // a collision keeps the newest
+  f->client_key = ClientKey(f->info.client);
+  Flow*& head = by_client_[f->client_key];
+  f->client_prev = nullptr;
+  f->client_next = head;
+  if (head != nullptr) head->client_prev = f;
+  head = f;
+  f->indexed = true;
+}
+
+void FlowTable::Unindex(Flow* f) {
+  if (!f->indexed) return;
+  f->indexed = false;
+  if (f->isn_key != 0) {
+    const auto it = by_isn_.find(f->isn_key);
+    if (it != by_isn_.end() && it->second == f) by_isn_.erase(it);
+  }
+  if (f->client_next != nullptr) f->client_next->client_prev = f->client_prev;
+  if (f->client_prev != nullptr) {
+    f->client_prev->client_next = f->client_next;
+  } else if (f->client_next != nullptr) {
+    by_client_[f->client_key] = f->client_next;
+  } else {
+    by_client_.erase(f->client_key);
+  }
 }
 
 FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg) {
@@ -254,13 +298,16 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
   f->lru_it = lru_.insert(lru_.end(), f);
   f->carried_data = seg.payload_len > 0;
   if (!f->carried_data) f->quiet_it = quiet_.insert(quiet_.end(), f);
-  f->duplicate = FindTwin(seg, f->info.client, src_is_client) != nullptr;
-  if (f->duplicate) {
+  if (syn) f->isn_key = IsnKey(f->info.client.port, ack ? seg.ack : seg.seq + 1);
+  if (Flow* twin = FindTwin(seg, f->info.client, src_is_client)) {
+    f->duplicate = true;
+    f->primary = twin;
+    twin->duplicates.push_back(f);
     ++stats_.duplicate_flows;
-  } else if (factory_ != nullptr) {
-    f->consumer = factory_->NewFlow(f->info);
+  } else {
+    if (factory_ != nullptr) f->consumer = factory_->NewFlow(f->info);
+    IndexPrimary(f);
   }
-  by_client_port_.emplace(f->info.client.port, f);
   ++stats_.flows_created;
   if (!syn) ++stats_.flows_joined_mid_stream;
   InsertFlow(std::move(owned));
@@ -386,6 +433,11 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
   }
   const int64_t end = off + static_cast<int64_t>(len);
   const int64_t next = static_cast<int64_t>(h.next_offset);
+  if (f->duplicate) {
+    // A second view: its bytes are the primary's; only its place is kept.
+    if (end > next) h.next_offset = static_cast<uint64_t>(end);
+    return;
+  }
   if (end <= next) {
     stats_.retransmitted_bytes += len;
     return;
@@ -549,8 +601,10 @@ uint64_t FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) 
 void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
   HalfStream& h = f->half[Idx(d)];
   const uint64_t missing = offset - h.next_offset;
-  ++stats_.gaps;
-  stats_.gap_bytes += missing;
+  if (!f->duplicate) {
+    ++stats_.gaps;
+    stats_.gap_bytes += missing;
+  }
   if (f->consumer) f->consumer->OnGap(d, missing);
   h.next_offset = offset;
 }
@@ -641,11 +695,23 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
   CheckGaps(f, Direction::kServerToClient, 0, true);
   if (f->consumer) f->consumer->OnClose(reason);
   ++stats_.flows_closed[static_cast<size_t>(reason)];
-  for (auto [it, last] = by_client_port_.equal_range(f->info.client.port); it != last; ++it) {
-    if (it->second == f) {
-      by_client_port_.erase(it);
-      break;
-    }
+  Unindex(f);
+  if (f->primary != nullptr) {
+    auto& dups = f->primary->duplicates;
+    const auto it = std::find(dups.begin(), dups.end(), f);
+    if (it != dups.end()) dups.erase(it);
+  }
+  for (Flow* dup : f->duplicates) {
+    dup->primary = nullptr;
+    // A view that goes on after its primary ended other than by FIN (a RST
+    // seen on one side of the NAT only, an eviction) is the connection now:
+    // decoded from here, as joined mid-stream.
+    if (reason == CloseReason::kFin || reason == CloseReason::kShutdown) continue;
+    dup->duplicate = false;
+    dup->info.joined_mid_stream = true;
+    if (factory_ != nullptr) dup->consumer = factory_->NewFlow(dup->info);
+    IndexPrimary(dup);
+    ++stats_.duplicates_promoted;
   }
   lru_.erase(f->lru_it);
   if (!f->carried_data) quiet_.erase(f->quiet_it);

@@ -21,9 +21,11 @@
 //  * One connection seen twice under other addresses (a capture before and
 //    after NAT: `tcpdump -i any` on a Docker or Kubernetes node, a mirror fed
 //    from both sides of a load balancer) is decoded once: a new flow whose
-//    client port and sequence numbers are those of a live flow (the client's
-//    ISN, or offsets within 16 MiB in both directions on a mid-stream join)
-//    is tracked without a consumer (duplicate_flows).
+//    client port and ISN are a live flow's (from the SYN or SYN-ACK), or,
+//    joined mid-stream, whose client endpoint is a live flow's and whose
+//    sequence numbers lie within 16 MiB of it in both directions, is tracked
+//    without a consumer (duplicate_flows), and decoded from there on if its
+//    primary ends first other than by FIN (duplicates_promoted).
 //  * Mid-stream join: a flow first seen without a SYN starts each direction at
 //    the first payload byte seen; the client is the side that is not a
 //    configured server endpoint. FlowInfo::joined_mid_stream tells consumers.
@@ -134,8 +136,11 @@ struct FlowTableStats {
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;
-  // Flows that are a second view of a live one (NAT): tracked, not consumed.
+  // Flows that are a second view of a live one (NAT): tracked, not consumed;
+  // and of those, views decoded after all because their primary ended first
+  // (a RST seen on one side only, an eviction).
   uint64_t duplicate_flows = 0;
+  uint64_t duplicates_promoted = 0;
   // Of the flow-table-full evictions, those of flows that never carried
   // payload (handshakes only: half-open, scans, SYN floods), evicted first.
   uint64_t evicted_before_data = 0;
@@ -225,7 +230,18 @@ class FlowTable {
     std::list<Flow*>::iterator quiet_it;  // in quiet_ while !carried_data
     bool in_pending_list = false;
     std::list<Flow*>::iterator pending_it;
-    bool duplicate = false;  // a second view of another flow: no consumer
+    // Views of one connection (NAT): a duplicate has no consumer and keeps
+    // only its stream positions; it points at the flow it shadows, which
+    // lists it. Both unlink on close.
+    bool duplicate = false;
+    Flow* primary = nullptr;
+    std::vector<Flow*> duplicates;
+    // FindTwin's indexes, of flows that are not duplicates.
+    bool indexed = false;
+    uint64_t isn_key = 0;  // client port and ISN (a flow started by a SYN or SYN-ACK), else 0
+    uint64_t client_key = 0;
+    Flow* client_prev = nullptr;  // flows of the same client endpoint
+    Flow* client_next = nullptr;
   };
 
   // Flows by key: open addressing with linear probing over a power-of-two
@@ -242,7 +258,10 @@ class FlowTable {
   bool IsServer(const Endpoint& e) const;
   // A live flow that `seg`, the first segment of a new flow from `client`,
   // shows under other addresses, or null.
-  const Flow* FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const;
+  Flow* FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const;
+  void IndexPrimary(Flow* f);
+  void Unindex(Flow* f);
+  static uint64_t ClientKey(const Endpoint& client);
   Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);
   // `need_peer`: offset of the other direction to deliver first (0: none).
   void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
@@ -290,7 +309,8 @@ class FlowTable {
   // cannot push established (and perhaps idle) connections out.
   std::list<Flow*> quiet_;
   std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
-  std::unordered_multimap<uint16_t, Flow*> by_client_port_;  // every flow, for FindTwin
+  std::unordered_map<uint64_t, Flow*> by_isn_;     // isn_key -> flow
+  std::unordered_map<uint64_t, Flow*> by_client_;  // client_key -> first flow of the chain
   size_t total_buffered_ = 0;
   uint64_t newest_ts_ = 0;  // the capture clock: newest segment time processed
   FlowTableStats stats_;

@@ -421,6 +421,43 @@ TEST_F(FlowTableTest, ViewsOfOneConnectionJoinedMidStreamAreDecodedOnce) {
   EXPECT_EQ(rec_.flows.size(), 2u);
 }
 
+// The view being decoded ends first, not by FIN (a RST only one side of the
+// NAT shows, an eviction): the other view is decoded from there on, and a
+// view starting again on the first side is its duplicate in turn.
+TEST_F(FlowTableTest, TheOtherViewTakesOverWhenTheDecodedOneEndsFirst) {
+  const Endpoint kPrivate = Ep("172.17.0.2:6379");
+  FlowTableConfig c = Config();
+  c.servers = {kServer, kPrivate};
+  Make(c);
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 101, "R1", kAck, 0, 5001);
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, false, 5001, "+1", kAck, 0, 103);
+  SendVia(kServer, true, 103, "", kRst);  // out of window at the NAT: only this side shows it
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(Events(0), "D0:R1 D1:+1 C:reset");
+  EXPECT_TRUE(Flow(1).info.joined_mid_stream);
+  EXPECT_EQ(Flow(1).info.server, kPrivate);
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 103, "R2", kAck, 0, 5003);
+  EXPECT_EQ(Events(1), "D0:R2");
+  EXPECT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(table_->stats().duplicate_flows, 2u);
+  EXPECT_EQ(table_->stats().duplicates_promoted, 1u);
+  // Another client address on the same port is another connection.
+  const Endpoint kOtherClient = Ep("10.0.0.7:40000");
+  TcpSegment s;
+  s.src = kOtherClient;
+  s.dst = kServer;
+  s.seq = 105;
+  s.ack = 5005;
+  s.flags = kAck;
+  const std::string payload = "R9";
+  s.payload = reinterpret_cast<const uint8_t*>(payload.data());
+  s.payload_len = 2;
+  s.ts_ns = now_ += kMs;
+  table_->Process(s);
+  EXPECT_EQ(rec_.flows.size(), 3u);
+  EXPECT_EQ(table_->stats().duplicate_flows, 2u);
+}
+
 TEST_F(FlowTableTest, NoHoldWhenDisabled) {
   FlowTableConfig c = Config();
   c.peer_hold_ns = 0;
