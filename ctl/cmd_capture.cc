@@ -459,7 +459,9 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
       dec.Add(st);
       if (st == DecodeStatus::kOk) table.Process(seg);
     }
-    if (n > 0) tracker.Advance(last_ts);
+    // Not past data the flow table still holds (out of order, or waiting for
+    // the other direction): it comes out later with its own, older time.
+    if (n > 0) tracker.Advance(std::min(last_ts, table.OldestPendingNs()));
     if (max_seconds > 0 && last_ts >= first_ts + static_cast<uint64_t>(max_seconds) * 1'000'000'000ull) break;
   }
   if (!(*src)->error().ok())
@@ -609,6 +611,7 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
+  ambiguity.late_arrival_ns = cfg.peer_hold_ns;
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!pcap_file.empty()) {

@@ -660,6 +660,7 @@ int RunDecode(const std::vector<std::string>& args) {
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
+  ao.late_arrival_ns = cfg.peer_hold_ns;
   resp::AmbiguityTracker tracker(&printer, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
@@ -731,7 +732,11 @@ int RunDecode(const std::vector<std::string>& args) {
         }
         if (n > 0) {
           table.Tick(burst[n - 1].ts_ns);
-          const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(burst[n - 1].ts_ns) + shift_ns);
+          // The ambiguity window's clock: not past data the flow table still
+          // holds (out of order, or waiting for the other direction), which
+          // comes out later with its own, older time.
+          const uint64_t clock = std::min(burst[n - 1].ts_ns, table.OldestPendingNs());
+          const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(clock) + shift_ns);
           if (events) {
             events->Advance(now);
           } else {

@@ -213,7 +213,8 @@ uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
 void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
-  Advance(ts > opts_.window_ns ? ts - opts_.window_ns : 0);
+  const uint64_t lag = opts_.window_ns + opts_.late_arrival_ns;
+  Advance(ts > lag ? ts - lag : 0);
   const uint64_t id = next_id_;
   if (k != 0) {
     const Write w{c.batch.connection_id(i), ts, id};

@@ -17,6 +17,11 @@ namespace kvf::resp {
 
 struct AmbiguityOptions {
   uint64_t window_ns = 1'000'000;     // replies closer than this are ambiguous
+  // A record may be taken this much later than records captured after it
+  // (the flow table holds a segment up to peer_hold_ns for the other
+  // direction's bytes): records stay this much longer, so that such a
+  // latecomer still finds its partner held and flags it.
+  uint64_t late_arrival_ns = 2'000'000;
   size_t max_keys = 1u << 20;         // (db, key) entries remembered (then records leave early)
   size_t max_held = 1u << 16;         // records held back while their window is open
   size_t max_held_bytes = 64u << 20;  // bytes of those records (keys, arguments)

@@ -1469,6 +1469,41 @@ TEST(Ambiguity, WritesFromTwoConnectionsInsideTheWindowAreBothFlagged) {
   EXPECT_EQ(t.stats().ambiguous, 3u);
 }
 
+// A reply the flow table held for its request (a mirror that delays one
+// direction) yields a record taken after records captured later: within
+// late_arrival_ns its partner is still held, and both are flagged.
+TEST(Ambiguity, ARecordTakenLateStillFlagsItsPartner) {
+  for (const uint64_t late : {uint64_t{2000}, uint64_t{0}}) {
+    SCOPED_TRACE(late);
+    VectorSink out;
+    AmbiguityOptions o;
+    o.window_ns = 1000;
+    o.late_arrival_ns = late;
+    AmbiguityTracker t(&out, o);
+    auto rec = [](std::string key, uint64_t ts) {
+      ChangeRecord r;
+      r.key = std::move(key);
+      r.capture_ns = ts;
+      r.args = {"SET", r.key, "v"};
+      return r;
+    };
+    EmitRecord(&t, rec("k", 10'000), 1);
+    for (uint64_t ts = 10'100; ts <= 12'900; ts += 100) EmitRecord(&t, rec("other" + std::to_string(ts), ts), 3);
+    EmitRecord(&t, rec("k", 10'400), 2);  // captured 400 ns after the first, taken 2.5 us later
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 31u);
+    const uint16_t both = kAmbiguousOrder | kNeedsReadback;
+    EXPECT_EQ(out.records.back().flags, both);
+    if (late != 0) {
+      EXPECT_EQ(out.records.front().flags, both);
+      EXPECT_EQ(t.stats().late_partner, 0u);
+    } else {
+      EXPECT_EQ(out.records.front().flags, 0);  // released before its partner came
+      EXPECT_EQ(t.stats().late_partner, 1u);
+    }
+  }
+}
+
 // Held records' strings live in the tracker's byte ring: they must come out
 // byte for byte as they went in, in order, while the ring wraps, grows, hits
 // its byte cap, and meets a record too large to hold at all.
