@@ -1437,24 +1437,26 @@ TEST(PairingOffline, GarbageAndRepliesWithoutRequestsStayBounded) {
   for (const ChangeRecord& r : sink.records) EXPECT_EQ(r.op, RecordOp::kReadback);
 }
 
+// A SET of `key` (to a value of `value_bytes` bytes) answered at `ts`.
+ChangeRecord SetRecord(std::string key, uint64_t ts, size_t value_bytes = 1) {
+  ChangeRecord r;
+  r.key = std::move(key);
+  r.capture_ns = ts;
+  r.args = {"SET", r.key, std::string(value_bytes, 'v')};
+  return r;
+}
+
 TEST(Ambiguity, WritesFromTwoConnectionsInsideTheWindowAreBothFlagged) {
   VectorSink out;
   AmbiguityOptions o;
   o.window_ns = 1000;
   AmbiguityTracker t(&out, o);
-  auto rec = [](std::string key, uint64_t ts) {
-    ChangeRecord r;
-    r.key = std::move(key);
-    r.capture_ns = ts;
-    r.args = {"SET", r.key, "v"};
-    return r;
-  };
-  EmitRecord(&t, rec("k", 10'000), 1);
-  EmitRecord(&t, rec("k", 10'500), 2);  // other connection, 500 ns later: ambiguous
-  EmitRecord(&t, rec("k", 10'600),
+  EmitRecord(&t, SetRecord("k", 10'000), 1);
+  EmitRecord(&t, SetRecord("k", 10'500), 2);  // other connection, 500 ns later: ambiguous
+  EmitRecord(&t, SetRecord("k", 10'600),
              2);  // same connection: ordered by the wire... but still inside c1's window
-  EmitRecord(&t, rec("j", 10'700), 1);
-  EmitRecord(&t, rec("j", 12'000), 2);  // outside the window
+  EmitRecord(&t, SetRecord("j", 10'700), 1);
+  EmitRecord(&t, SetRecord("j", 12'000), 2);  // outside the window
   EXPECT_EQ(out.records.size(), 0u) << "records are held for one window";
   t.Advance(13'000);
   EXPECT_EQ(out.records.size(), 4u);
@@ -1480,16 +1482,10 @@ TEST(Ambiguity, ARecordTakenLateStillFlagsItsPartner) {
     o.window_ns = 1000;
     o.late_arrival_ns = late;
     AmbiguityTracker t(&out, o);
-    auto rec = [](std::string key, uint64_t ts) {
-      ChangeRecord r;
-      r.key = std::move(key);
-      r.capture_ns = ts;
-      r.args = {"SET", r.key, "v"};
-      return r;
-    };
-    EmitRecord(&t, rec("k", 10'000), 1);
-    for (uint64_t ts = 10'100; ts <= 12'900; ts += 100) EmitRecord(&t, rec("other" + std::to_string(ts), ts), 3);
-    EmitRecord(&t, rec("k", 10'400), 2);  // captured 400 ns after the first, taken 2.5 us later
+    EmitRecord(&t, SetRecord("k", 10'000), 1);
+    for (uint64_t ts = 10'100; ts <= 12'900; ts += 100)
+      EmitRecord(&t, SetRecord("other" + std::to_string(ts), ts), 3);
+    EmitRecord(&t, SetRecord("k", 10'400), 2);  // captured 400 ns after the first, taken 2.5 us later
     t.Flush();
     ASSERT_EQ(out.records.size(), 31u);
     const uint16_t both = kAmbiguousOrder | kNeedsReadback;
@@ -1562,13 +1558,6 @@ TEST(Ambiguity, HeldRecordsSurviveRingWrapGrowthAndByteCap) {
 // another connection in that window is still flagged, and counted as a late
 // partner. (An earlier version forgot the key with the record.)
 TEST(Ambiguity, CapsReleaseEarlyButKeepTheKeyForItsWindow) {
-  auto rec = [](std::string key, uint64_t ts, size_t value_bytes = 1) {
-    ChangeRecord r;
-    r.key = std::move(key);
-    r.capture_ns = ts;
-    r.args = {"SET", r.key, std::string(value_bytes, 'v')};
-    return r;
-  };
   const uint16_t both = kAmbiguousOrder | kNeedsReadback;
   {  // the held-records cap
     VectorSink out;
@@ -1576,11 +1565,11 @@ TEST(Ambiguity, CapsReleaseEarlyButKeepTheKeyForItsWindow) {
     o.window_ns = 1'000'000;
     o.max_held = 2;
     AmbiguityTracker t(&out, o);
-    EmitRecord(&t, rec("k", 1000), 1);
-    EmitRecord(&t, rec("a", 1100), 1);
-    EmitRecord(&t, rec("b", 1200), 1);  // pushes "k" out early
+    EmitRecord(&t, SetRecord("k", 1000), 1);
+    EmitRecord(&t, SetRecord("a", 1100), 1);
+    EmitRecord(&t, SetRecord("b", 1200), 1);  // pushes "k" out early
     EXPECT_EQ(out.records.size(), 1u);
-    EmitRecord(&t, rec("k", 1300), 2);  // another connection, inside k's window
+    EmitRecord(&t, SetRecord("k", 1300), 2);  // another connection, inside k's window
     t.Flush();
     ASSERT_EQ(out.records.size(), 4u);
     EXPECT_EQ(out.records[3].key, "k");
@@ -1594,14 +1583,14 @@ TEST(Ambiguity, CapsReleaseEarlyButKeepTheKeyForItsWindow) {
     o.window_ns = 1'000'000;
     o.max_held_bytes = 3000;
     AmbiguityTracker t(&out, o);
-    EmitRecord(&t, rec("k", 1000, 1000), 1);
+    EmitRecord(&t, SetRecord("k", 1000, 1000), 1);
     ASSERT_LE(t.held_bytes(), 3000u);
-    EmitRecord(&t, rec("x", 1100, 1000), 1);
+    EmitRecord(&t, SetRecord("x", 1100, 1000), 1);
     ASSERT_LE(t.held_bytes(), 3000u);
-    EmitRecord(&t, rec("y", 1200, 1000), 1);  // 3 × ~1020 bytes > 3000: "k" leaves early
+    EmitRecord(&t, SetRecord("y", 1200, 1000), 1);  // 3 × ~1020 bytes > 3000: "k" leaves early
     ASSERT_LE(t.held_bytes(), 3000u);
     EXPECT_EQ(out.records.size(), 1u);
-    EmitRecord(&t, rec("k", 1300), 2);
+    EmitRecord(&t, SetRecord("k", 1300), 2);
     t.Flush();
     ASSERT_EQ(out.records.size(), 4u);
     EXPECT_EQ(out.records[3].flags, both);
@@ -1609,8 +1598,8 @@ TEST(Ambiguity, CapsReleaseEarlyButKeepTheKeyForItsWindow) {
   {  // without any cap the same writes flag both records
     VectorSink out;
     AmbiguityTracker t(&out, {});
-    EmitRecord(&t, rec("k", 1000), 1);
-    EmitRecord(&t, rec("k", 1300), 2);
+    EmitRecord(&t, SetRecord("k", 1000), 1);
+    EmitRecord(&t, SetRecord("k", 1300), 2);
     t.Flush();
     ASSERT_EQ(out.records.size(), 2u);
     EXPECT_EQ(out.records[0].flags, both);
