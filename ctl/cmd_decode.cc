@@ -16,6 +16,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <span>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -150,8 +151,8 @@ class Printer : public resp::RecordSink {
 class FlowConsumer : public dp::StreamConsumer {
  public:
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, int64_t shift_ns,
-               resp::ConnectionStats* totals)
-      : conn_(sink, o), shift_ns_(shift_ns), totals_(totals) {}
+               resp::ConnectionStats* totals, std::set<std::string>* unknown)
+      : conn_(sink, o), shift_ns_(shift_ns), totals_(totals), unknown_(unknown) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
     conn_.OnData(static_cast<resp::Direction>(dir), bytes,
                  static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_));
@@ -162,12 +163,16 @@ class FlowConsumer : public dp::StreamConsumer {
   void OnClose(dp::CloseReason) override {
     conn_.OnClose(resp::CloseReason::kFin);
     *totals_ += conn_.stats();
+    for (const std::string& name : conn_.unknown_command_names()) {
+      if (unknown_->size() < resp::Connection::kMaxUnknownNames) unknown_->insert(name);
+    }
   }
 
  private:
   resp::Connection conn_;
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
+  std::set<std::string>* unknown_;
 };
 
 // Per-command outcome counts for --format stats.
@@ -202,7 +207,7 @@ class Factory : public dp::StreamConsumerFactory {
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = observer_;
     o.scripts = &scripts_;
-    return std::make_unique<FlowConsumer>(sink_, o, shift_ns_, totals_);
+    return std::make_unique<FlowConsumer>(sink_, o, shift_ns_, totals_, &unknown_);
   }
 
  private:
@@ -210,6 +215,12 @@ class Factory : public dp::StreamConsumerFactory {
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
   resp::OutcomeObserver* observer_;
+
+ public:
+  // Unknown commands the server accepted, from every connection (a few names).
+  std::set<std::string> unknown_;
+
+ private:
   // One script cache for all flows: a script loaded on one connection is
   // often run from another (offline, all servers share it; SHA-1 names the
   // body, so a shared cache can never substitute a wrong script).
@@ -827,6 +838,16 @@ int RunDecode(const std::vector<std::string>& args) {
                  "kvferryctl decode: %llu connection(s) were seen twice, under other addresses (a capture "
                  "before and after NAT): each was decoded once\n",
                  (unsigned long long)table.stats().duplicate_flows);
+  }
+  if (totals.unknown_commands > 0) {
+    std::string names;
+    for (const std::string& n : factory.unknown_) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know "
+                 "(%s%s) were answered without an error: module commands? Their writes are not "
+                 "replicated\n",
+                 (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
+                 factory.unknown_.size() >= resp::Connection::kMaxUnknownNames ? ", …" : "");
   }
   if (totals.tls_connections > 0) {
     std::fprintf(

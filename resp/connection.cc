@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <cctype>
 #include <charconv>
 
 #include "resp/convert.h"
@@ -442,6 +443,15 @@ void Connection::Reclaim() {
   for (Pending& p : multi_queue_) p.arg_begin -= lo;
 }
 
+void Connection::NoteUnknown(std::string_view name) {
+  if (unknown_names_.size() >= kMaxUnknownNames) return;
+  std::string lower(name);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (std::find(unknown_names_.begin(), unknown_names_.end(), lower) == unknown_names_.end()) {
+    unknown_names_.push_back(std::move(lower));
+  }
+}
+
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
@@ -519,6 +529,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   bool client_reply_on = false;
   switch (p.kind) {
     case Kind::kWrite: keep = args.size(); break;
+    case Kind::kPlain:
+      // An unknown command (a module's?): its name, to report it if the
+      // server accepts it.
+      if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
+      break;
     case Kind::kSelect:
       if (args.size() != 2 || !ParseI64(args[1], &p.param) || p.param < 0 || p.param > 0xfffe) p.param = -1;
       break;
@@ -1177,10 +1192,12 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kClientReply:
     case Kind::kReplconf:  // the handshake's, before PSYNC
       if (!is_error) {
-        if (p.spec == nullptr)
+        if (p.spec == nullptr) {
           ++stats_.unknown_commands;
-        else
+          if (p.argc == 1) NoteUnknown(Args(p)[0]);
+        } else {
           ++stats_.reads;
+        }
       }
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
       return;

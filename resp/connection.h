@@ -159,6 +159,12 @@ class Connection {
   bool replayer() const { return replayer_; }  // named kvferry:*
   bool in_sync() const { return !desync_; }
   uint64_t skipped_bytes() const { return requests_.skipped_bytes() + replies_.skipped_bytes(); }
+  // Names (lower case) of commands missing from the command table that the
+  // server answered without an error: module commands, perhaps writes, that
+  // nothing here can replicate. At most kMaxUnknownNames distinct names.
+  const std::vector<std::string>& unknown_command_names() const { return unknown_names_; }
+  static constexpr size_t kMaxUnknownNames = 8;
+  static constexpr size_t kMaxUnknownNameBytes = 64;
 
  private:
   enum class Kind : uint8_t {
@@ -215,6 +221,7 @@ class Connection {
   // the connection is ignored (EnterIgnored) as a subscriber whose counts
   // are not known.
   void IgnoreFromHere(uint64_t ts);
+  void NoteUnknown(std::string_view name);
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
   static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
 
@@ -311,6 +318,7 @@ class Connection {
   bool desync_ = false;
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
+  std::vector<std::string> unknown_names_;
   // Where the client chunk being parsed began: at a message boundary; inside
   // a message cut by the chunk before; or with the parser seeking a message
   // start (after a gap), which is a boundary if nothing was skipped up to

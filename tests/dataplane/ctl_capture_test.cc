@@ -159,6 +159,41 @@ TEST(CtlCaptureTest, DecodeOfATruncatedPcapReportsTheDamage) {
   std::remove(path.c_str());
 }
 
+// A Redis with modules (RedisJSON, RedisBloom…) accepts commands that the
+// Redis 7 command table does not know: their writes cannot be replicated,
+// and decode says so, naming them, rather than only counting them. An
+// unknown command the server refuses is no news.
+TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  std::vector<tb::TimedFrame> frames;
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  uint32_t cseq = 100, sseq = 500;
+  auto exchange = [&](const std::string& request, const std::string& reply) {
+    frames.push_back(tb::ClientServerFrame(41001, true, cseq, tb::kTcpAck, request, ts += 1000));
+    frames.push_back(tb::ClientServerFrame(41001, false, sseq, tb::kTcpAck, reply, ts += 1000));
+    cseq += static_cast<uint32_t>(request.size());
+    sseq += static_cast<uint32_t>(reply.size());
+  };
+  frames.push_back(tb::ClientServerFrame(41001, true, 99, tb::kTcpSyn, "", ts += 1000));
+  frames.push_back(tb::ClientServerFrame(41001, false, 499, tb::kTcpSyn | tb::kTcpAck, "", ts += 1000));
+  exchange("*4\r\n$8\r\nJSON.SET\r\n$3\r\ndoc\r\n$1\r\n$\r\n$2\r\n{}\r\n", "+OK\r\n");
+  exchange("*3\r\n$6\r\nBF.ADD\r\n$2\r\nbf\r\n$1\r\nx\r\n", ":1\r\n");
+  exchange("*3\r\n$6\r\nbf.add\r\n$2\r\nbf\r\n$1\r\ny\r\n", ":1\r\n");
+  exchange("*2\r\n$7\r\nNOTACMD\r\n$1\r\nk\r\n", "-ERR unknown command 'NOTACMD'\r\n");
+  exchange("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", "+OK\r\n");
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_unknown_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  const std::string out = Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
+  EXPECT_NE(out.find("\"key\":\"k\""), std::string::npos) << out;
+  EXPECT_NE(out.find("3 request(s) of commands the Redis"), std::string::npos) << out;
+  EXPECT_NE(out.find("(bf.add, json.set)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("notacmd"), std::string::npos) << out;
+  std::remove(path.c_str());
+}
+
 // Live, with two capture workers: two connections, whose source ports are
 // chosen so that the flow hash puts them on different workers, INCR one key
 // in turn. Every write has a write of the other connection within the
