@@ -839,6 +839,13 @@ int RunDecode(const std::vector<std::string>& args) {
                  "before and after NAT): each was decoded once\n",
                  (unsigned long long)table.stats().duplicate_flows);
   }
+  if (table.stats().gaps > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: the capture misses %llu bytes of the connections in %llu place(s) "
+                 "(packets the capture or the mirror dropped: tcpdump says how many it dropped; -B "
+                 "131072 gives it a larger buffer): what they held is read back or flagged\n",
+                 (unsigned long long)table.stats().gap_bytes, (unsigned long long)table.stats().gaps);
+  }
   if (totals.unknown_commands > 0) {
     std::string names;
     for (const std::string& n : factory.unknown_) names += (names.empty() ? "" : ", ") + n;

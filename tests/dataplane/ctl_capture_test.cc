@@ -186,11 +186,41 @@ TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow)
       std::string(::testing::TempDir()) + "kvf_ctl_unknown_" + std::to_string(getpid()) + ".pcap";
   std::string err;
   ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
-  const std::string out = Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
+  const std::string out =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
   EXPECT_NE(out.find("\"key\":\"k\""), std::string::npos) << out;
   EXPECT_NE(out.find("3 request(s) of commands the Redis"), std::string::npos) << out;
   EXPECT_NE(out.find("(bf.add, json.set)"), std::string::npos) << out;
   EXPECT_EQ(out.find("notacmd"), std::string::npos) << out;
+  std::remove(path.c_str());
+}
+
+// A capture that lost packets (tcpdump without a large enough buffer):
+// decode says how much is missing and what to do, besides flagging.
+TEST(CtlCaptureTest, DecodeSaysWhatTheCaptureMisses) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  const std::string set1 = "*3\r\n$3\r\nSET\r\n$2\r\nk1\r\n$1\r\nv\r\n";
+  const std::string set2 = "*3\r\n$3\r\nSET\r\n$2\r\nk2\r\n$1\r\nv\r\n";
+  const uint32_t after = 100 + static_cast<uint32_t>(set1.size());
+  const std::vector<tb::TimedFrame> frames = {
+      tb::ClientServerFrame(41002, true, 99, tb::kTcpSyn, "", ts += 1000),
+      tb::ClientServerFrame(41002, false, 499, tb::kTcpSyn | tb::kTcpAck, "", ts += 1000),
+      // SET k1 (at 100) was dropped by the capture.
+      tb::ClientServerFrame(41002, true, after, tb::kTcpAck, set2, ts += 1000),
+      tb::ClientServerFrame(41002, false, 500, tb::kTcpAck, "+OK\r\n+OK\r\n", ts += 1000),
+  };
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_lossy_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  const std::string out =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
+  EXPECT_NE(out.find("the capture misses " + std::to_string(set1.size()) +
+                     " bytes of the connections in 1 place(s)"),
+            std::string::npos)
+      << out;
   std::remove(path.c_str());
 }
 
