@@ -2,8 +2,10 @@
 #include "resp/command_table.h"
 
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 namespace kvf::resp {
 
@@ -78,6 +80,22 @@ const Index& TheIndex() {
   return index;
 }
 
+// Specs registered at run time (RegisterExtraSpec): looked up only for
+// names the generated table lacks, so a table without extras costs nothing.
+// Node-based: an entry's address survives later inserts (LastHit keeps it).
+std::unordered_map<std::string, Index::Entry>& Extras() {
+  static std::unordered_map<std::string, Index::Entry> extras;
+  return extras;
+}
+bool g_have_extras = false;
+
+const Index::Entry* FindAny(std::string_view lower) {
+  if (const Index::Entry* e = TheIndex().Find(lower)) return e;
+  if (!g_have_extras) return nullptr;
+  const auto it = Extras().find(std::string(lower));
+  return it == Extras().end() ? nullptr : &it->second;
+}
+
 // Longest command name is well below this; longer names are unknown.
 constexpr size_t kMaxNameLen = 64;
 
@@ -88,6 +106,34 @@ bool ParseInt(std::string_view s, long long* out) {
 }
 
 }  // namespace
+
+size_t TableIndex(const CommandSpec* spec) {
+  // Addresses compared as integers: a spec from elsewhere is not an element
+  // of the table, and pointer arithmetic across arrays is undefined.
+  const auto at = reinterpret_cast<uintptr_t>(spec);
+  const auto begin = reinterpret_cast<uintptr_t>(kCommandTable);
+  if (at < begin || at >= begin + kCommandTableSize * sizeof(CommandSpec)) return kCommandTableSize;
+  return (at - begin) / sizeof(CommandSpec);
+}
+
+bool RegisterExtraSpec(const CommandSpec* spec) {
+  const std::string name = spec->name;
+  if (name.empty() || name.size() > kMaxNameLen || TheIndex().Find(name) != nullptr) return false;
+  auto [it, added] = Extras().emplace(name, Index::Entry{spec, false});
+  if (!added) it->second.spec = spec;  // the later definition wins
+  g_have_extras = true;
+  for (auto& [other, entry] : Extras()) {
+    if (other.size() > name.size() && other.compare(0, name.size() + 1, name + "|") == 0) {
+      it->second.has_subcommands = true;
+    }
+  }
+  const size_t bar = name.find('|');
+  if (bar != std::string::npos) {
+    const auto parent = Extras().find(name.substr(0, bar));
+    if (parent != Extras().end()) parent->second.has_subcommands = true;
+  }
+  return true;
+}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -101,7 +147,7 @@ const CommandSpec* LookupCommandName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLen) return nullptr;
   char buf[kMaxNameLen];
   for (size_t i = 0; i < name.size(); ++i) buf[i] = Lower(name[i]);
-  const auto* e = TheIndex().Find(std::string_view(buf, name.size()));
+  const auto* e = FindAny(std::string_view(buf, name.size()));
   return e == nullptr ? nullptr : e->spec;
 }
 
@@ -111,7 +157,7 @@ std::string_view CommandName(const CommandSpec& spec) {
     for (size_t i = 0; i < kCommandTableSize; ++i) v[i] = kCommandTable[i].name;
     return v;
   }();
-  const size_t i = static_cast<size_t>(&spec - kCommandTable);
+  const size_t i = TableIndex(&spec);
   return i < names.size() ? names[i] : std::string_view(spec.name);  // a spec from outside the table
 }
 
@@ -135,7 +181,7 @@ const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
     top = hit.top;
   } else {
     for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);
-    top = TheIndex().Find(std::string_view(buf, n));
+    top = FindAny(std::string_view(buf, n));
     if (top == nullptr) return nullptr;
     hit.len = n;
     std::memcpy(hit.raw, argv[0].data(), n);
@@ -145,7 +191,7 @@ const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
   for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);
   buf[n++] = '|';
   for (char c : argv[1]) buf[n++] = Lower(c);
-  const auto* sub = TheIndex().Find(std::string_view(buf, n));
+  const auto* sub = FindAny(std::string_view(buf, n));
   return sub != nullptr ? sub->spec : top->spec;
 }
 
@@ -187,7 +233,9 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
       if (!(ks.flags & kKeyRo)) ok = false;  // SORT's BY/GET patterns are not keys
       continue;
     }
-    if (begin >= argc) continue;
+    // (A spec learnt at run time may hold anything: nothing below reads
+    // outside argv.)
+    if (begin < 0 || begin >= argc) continue;
     // MIGRATE host port "" db timeout … KEYS k…: the empty key means "see KEYS".
     if (ks.begin == KeyBegin::kIndex && argv[begin].empty() && std::strcmp(spec.name, "migrate") == 0)
       continue;
@@ -205,7 +253,7 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
     } else if (ks.find == KeyFind::kKeynum) {
       const int numidx = begin + ks.a;
       long long num = 0;
-      if (numidx >= argc || !ParseInt(argv[numidx], &num) || num < 0 || num > argc) {
+      if (numidx < 0 || numidx >= argc || !ParseInt(argv[numidx], &num) || num < 0 || num > argc) {
         ok = false;
         continue;
       }
@@ -213,7 +261,7 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
       const int step = ks.c > 0 ? ks.c : 1;
       for (long long k = 0; k < num; ++k) {
         const long long i = first + k * step;
-        if (i >= argc) {
+        if (i < 0 || i >= argc) {
           ok = false;
           break;
         }

@@ -81,6 +81,16 @@ extern const CommandSpec kCommandTable[];
 extern const size_t kCommandTableSize;
 extern const char kCommandTableRedisVersion[];
 
+// Index of `spec` in kCommandTable, or kCommandTableSize for a spec from
+// elsewhere (RegisterExtraSpec, tests).
+size_t TableIndex(const CommandSpec* spec);
+
+// Adds a spec the generated table lacks (a module's command, learnt by
+// resp/command_info.h, which owns it: it must live to the end of the
+// process). A name the table has is left alone: returns false. Lookups must
+// not run on other threads meanwhile.
+bool RegisterExtraSpec(const CommandSpec* spec);
+
 // Finds the spec for argv (case-insensitive). For container commands
 // (CLIENT, CONFIG, XGROUP, …) returns the subcommand's spec when argv[1]
 // names one. nullptr for unknown commands or an empty argv.

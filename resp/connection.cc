@@ -191,8 +191,9 @@ Connection::Kind Connection::KindOf(const CommandSpec* spec) {
     }
     return v;
   }();
-  const size_t i = static_cast<size_t>(spec - kCommandTable);
-  return i < by_index.size() ? by_index[i] : Kind::kPlain;
+  const size_t i = TableIndex(spec);
+  if (i < by_index.size()) return by_index[i];
+  return spec->Has(kCmdWrite) ? Kind::kWrite : Kind::kPlain;  // a module's command (command_info.h)
 }
 
 Connection::Connection(RecordSink* sink, ConnectionOptions options)

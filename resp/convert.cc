@@ -177,7 +177,7 @@ Rule RuleFor(const CommandSpec& spec) {
     }
     return v;
   }();
-  const size_t i = static_cast<size_t>(&spec - kCommandTable);
+  const size_t i = TableIndex(&spec);
   if (i < by_index.size()) return by_index[i];
   auto it = Rules().find(spec.name);  // a spec from outside the table (tests)
   return it == Rules().end() ? Rule::kDefault : it->second;

@@ -3,6 +3,8 @@
 // exact gap. Skips when kvferryctl has not been built in this build tree.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -192,6 +194,25 @@ TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow)
   EXPECT_NE(out.find("3 request(s) of commands the Redis"), std::string::npos) << out;
   EXPECT_NE(out.find("(bf.add, json.set)"), std::string::npos) << out;
   EXPECT_EQ(out.find("notacmd"), std::string::npos) << out;
+  // Given the source's commands (`redis-cli --json COMMAND` of a server
+  // with RedisJSON loaded; one entry here), JSON.SET is understood: an
+  // ordered record of its key, read back, and no longer reported unknown.
+  const std::string info =
+      std::string(::testing::TempDir()) + "kvf_ctl_cmds_" + std::to_string(getpid()) + ".json";
+  {
+    std::ofstream f(info);
+    f << R"([["json.set", -4, ["write", "denyoom"], 1, 1, 1, ["@json"], [],
+             [{"flags": ["RW", "update"], "begin_search": {"type": "index", "spec": {"index": 1}},
+               "find_keys": {"type": "range", "spec": {"lastkey": 0, "keystep": 1, "limit": 0}}}], []]])";
+  }
+  const std::string learnt = Shell(ctl + " decode --pcap " + path +
+                                   " --server 10.0.0.2:6379 --format json --command-info " + info + " 2>&1");
+  EXPECT_NE(learnt.find("1 commands learnt from"), std::string::npos) << learnt;
+  EXPECT_NE(learnt.find("\"args\":[\"JSON.SET\",\"doc\",\"$\",\"{}\"]"), std::string::npos) << learnt;
+  EXPECT_NE(learnt.find("\"key\":\"doc\",\"op\":\"ordered\""), std::string::npos) << learnt;
+  EXPECT_NE(learnt.find("2 request(s) of commands the Redis"), std::string::npos) << learnt;
+  EXPECT_NE(learnt.find("(bf.add)"), std::string::npos) << learnt;
+  std::remove(info.c_str());
   std::remove(path.c_str());
 }
 

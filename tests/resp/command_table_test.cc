@@ -3,11 +3,15 @@
 // extraction from key specs.
 #include "resp/command_table.h"
 
+#include <cstdio>
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <set>
 
+#include "resp/command_info.h"
 #include "tests/resp/live_redis.h"
 
 namespace kvf::resp {
@@ -193,6 +197,98 @@ TEST(CommandTable, MatchesTheInstalledRedisServer) {
   for (uint32_t k = 0; k < nodes[0].children; ++k) CheckEntry(nodes, &i, &seen);
   EXPECT_EQ(seen.size(), kCommandTableSize) << "the table has commands the server does not";
   EXPECT_GT(seen.size(), 200u);
+}
+
+// `redis-cli --json COMMAND` of the installed server, RESP3 and RESP2
+// shaped, parses to exactly the generated table's specs: the loader that
+// teaches decode a module's commands reads the same facts the generator did.
+TEST(CommandInfo, TheInstalledServersCommandsParseToTheGeneratedTable) {
+  if (!testing::HaveRedisServer() || std::system("command -v redis-cli >/dev/null") != 0) {
+    GTEST_SKIP() << "needs redis-server and redis-cli";
+  }
+  LiveRedis redis(kPort);
+  ASSERT_TRUE(redis.ok());
+  for (const char* protocol : {"-3", "-2"}) {
+    SCOPED_TRACE(protocol);
+    const std::string cmd =
+        std::string("redis-cli -p ") + std::to_string(kPort) + " " + protocol + " --json COMMAND";
+    std::string json;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(f, nullptr);
+    char buf[65536];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) json.append(buf, n);
+    ::pclose(f);
+    auto parsed = ParseCommandInfoJson(json);
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    size_t checked = 0;
+    std::function<void(const OwnedCommandSpec&)> check = [&](const OwnedCommandSpec& c) {
+      const CommandSpec* spec = LookupCommandName(c.name);
+      ASSERT_NE(spec, nullptr) << c.name;
+      EXPECT_EQ(spec->arity, c.arity) << c.name;
+      EXPECT_EQ(spec->flags, c.flags) << c.name;
+      EXPECT_EQ(spec->first_key, c.first_key) << c.name;
+      EXPECT_EQ(spec->last_key, c.last_key) << c.name;
+      EXPECT_EQ(spec->key_step, c.key_step) << c.name;
+      ASSERT_EQ(spec->num_specs, c.key_specs.size()) << c.name;
+      for (size_t k = 0; k < spec->num_specs; ++k) {
+        const KeySpec& want = spec->specs[k];
+        const KeySpec& got = c.key_specs[k];
+        EXPECT_EQ(want.flags, got.flags) << c.name << " spec " << k;
+        EXPECT_EQ(want.begin, got.begin) << c.name << " spec " << k;
+        EXPECT_EQ(want.begin_arg, got.begin_arg) << c.name << " spec " << k;
+        EXPECT_EQ(std::string(want.keyword ? want.keyword : ""), c.keywords[k]) << c.name << " spec " << k;
+        EXPECT_EQ(want.find, got.find) << c.name << " spec " << k;
+        EXPECT_EQ(want.a, got.a) << c.name << " spec " << k;
+        EXPECT_EQ(want.b, got.b) << c.name << " spec " << k;
+        EXPECT_EQ(want.c, got.c) << c.name << " spec " << k;
+      }
+      ++checked;
+      for (const OwnedCommandSpec& sub : c.subcommands) check(sub);
+    };
+    for (const OwnedCommandSpec& c : *parsed) check(c);
+    EXPECT_EQ(checked, kCommandTableSize);
+    const CommandInfoLoad load = RegisterCommands(std::move(*parsed));
+    EXPECT_EQ(load.added, 0u);
+    EXPECT_EQ(load.known, kCommandTableSize);
+  }
+}
+
+// A module's commands (RedisJSON here, as its COMMAND INFO reads): once
+// learnt they are looked up like Redis's own, keys and all; malformed
+// input is refused whole, with the entry named.
+TEST(CommandInfo, AModulesCommandsAreLearnt) {
+  const char* json = R"([
+    ["json.set", -4, ["write", "denyoom"], 1, 1, 1, ["@json"], [],
+     [{"flags": ["RW", "update"], "begin_search": {"type": "index", "spec": {"index": 1}},
+       "find_keys": {"type": "range", "spec": {"lastkey": 0, "keystep": 1, "limit": 0}}}], []],
+    ["json.get", -2, ["readonly"], 1, 1, 1, ["@json"], [],
+     [{"flags": ["RO", "access"], "begin_search": {"type": "index", "spec": {"index": 1}},
+       "find_keys": {"type": "range", "spec": {"lastkey": 0, "keystep": 1, "limit": 0}}}], []],
+    ["modx", -2, [], 0, 0, 0, [], [], [],
+     [["modx|put", -3, ["write"], 0, 0, 0, [], [],
+       [["flags", ["OW"], "begin_search", ["type", "keyword", "spec", ["keyword", "INTO", "startfrom", 1]],
+         "find_keys", ["type", "range", "spec", ["lastkey", 0, "keystep", 1, "limit", 0]]]], []]]],
+    null
+  ])";
+  auto parsed = ParseCommandInfoJson(json);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const CommandInfoLoad load = RegisterCommands(std::move(*parsed));
+  EXPECT_EQ(load.added, 4u);  // json.set, json.get, modx, modx|put
+  std::vector<std::string_view> set = {"JSON.SET", "doc", "$", "{}"};
+  const CommandSpec* spec = LookupCommand(set);
+  ASSERT_NE(spec, nullptr);
+  EXPECT_EQ(std::string(spec->name), "json.set");
+  EXPECT_TRUE(spec->Has(kCmdWrite));
+  EXPECT_EQ(KeysOf({"json.set", "doc", "$", "{}"}, true), (std::vector<std::string>{"doc"}));
+  EXPECT_EQ(KeysOf({"JSON.GET", "doc"}, true), (std::vector<std::string>{}));
+  EXPECT_EQ(KeysOf({"MODX", "PUT", "v", "into", "dst"}, true), (std::vector<std::string>{"dst"}));
+  EXPECT_EQ(std::string(LookupCommand(std::vector<std::string_view>{"modx", "put", "v"})->name), "modx|put");
+  for (const char* bad :
+       {"", "{}", "[[\"x\"]]", "[[\"x\", \"-2\", [], 0, 0, 0]]", "[[\"x y\", -2, [], 0, 0, 0]]",
+        "[[\"x\", -2, [], 0, 0, 0, [], [], [{\"flags\": [\"RW\"]}]]]",
+        "[[\"x\", -2, [], 0, 0, 0, [], [], [], [[\"y|z\", -2, [], 0, 0, 0]]]]"}) {
+    EXPECT_FALSE(ParseCommandInfoJson(bad).ok()) << bad;
+  }
 }
 
 }  // namespace
