@@ -148,11 +148,17 @@ class Printer : public resp::RecordSink {
   std::array<uint64_t, 8> per_op_{};
 };
 
+// Names of the commands the server accepted that the table does not know.
+struct UnknownCommands {
+  std::set<std::string> names;  // at most Connection::kMaxUnknownNames
+  bool more = false;            // and others
+};
+
 // One resp::Connection per reassembled flow; shifts capture times.
 class FlowConsumer : public dp::StreamConsumer {
  public:
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, int64_t shift_ns,
-               resp::ConnectionStats* totals, std::set<std::string>* unknown)
+               resp::ConnectionStats* totals, UnknownCommands* unknown)
       : conn_(sink, o), shift_ns_(shift_ns), totals_(totals), unknown_(unknown) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
     conn_.OnData(static_cast<resp::Direction>(dir), bytes,
@@ -164,8 +170,13 @@ class FlowConsumer : public dp::StreamConsumer {
   void OnClose(dp::CloseReason) override {
     conn_.OnClose(resp::CloseReason::kFin);
     *totals_ += conn_.stats();
+    unknown_->more = unknown_->more || conn_.more_unknown_command_names();
     for (const std::string& name : conn_.unknown_command_names()) {
-      if (unknown_->size() < resp::Connection::kMaxUnknownNames) unknown_->insert(name);
+      if (unknown_->names.size() < resp::Connection::kMaxUnknownNames || unknown_->names.count(name) != 0) {
+        unknown_->names.insert(name);
+      } else {
+        unknown_->more = true;
+      }
     }
   }
 
@@ -173,7 +184,7 @@ class FlowConsumer : public dp::StreamConsumer {
   resp::Connection conn_;
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
-  std::set<std::string>* unknown_;
+  UnknownCommands* unknown_;
 };
 
 // Per-command outcome counts for --format stats.
@@ -219,7 +230,7 @@ class Factory : public dp::StreamConsumerFactory {
 
  public:
   // Unknown commands the server accepted, from every connection (a few names).
-  std::set<std::string> unknown_;
+  UnknownCommands unknown_;
 
  private:
   // One script cache for all flows: a script loaded on one connection is
@@ -862,13 +873,13 @@ int RunDecode(const std::vector<std::string>& args) {
   }
   if (totals.unknown_commands > 0) {
     std::string names;
-    for (const std::string& n : factory.unknown_) names += (names.empty() ? "" : ", ") + n;
+    for (const std::string& n : factory.unknown_.names) names += (names.empty() ? "" : ", ") + n;
     std::fprintf(stderr,
                  "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know "
                  "(%s%s) were answered without an error: module commands? Their writes are not "
                  "replicated\n",
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
-                 factory.unknown_.size() >= resp::Connection::kMaxUnknownNames ? ", …" : "");
+                 factory.unknown_.more ? ", …" : "");
   }
   if (totals.tls_connections > 0) {
     std::fprintf(

@@ -173,6 +173,11 @@ void AmbiguityTracker::ReleaseEarly(size_t n) {
 }
 
 void AmbiguityTracker::Advance(uint64_t now_ns) {
+  driven_ = true;
+  ReleaseBefore(now_ns);
+}
+
+void AmbiguityTracker::ReleaseBefore(uint64_t now_ns) {
   horizon_ = std::max(horizon_, now_ns);
   const uint64_t window = opts_.window_ns;
   ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + window < now_ns; });
@@ -213,8 +218,10 @@ uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
 void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
-  const uint64_t lag = opts_.window_ns + opts_.late_arrival_ns;
-  Advance(ts > lag ? ts - lag : 0);
+  if (!driven_) {
+    const uint64_t lag = opts_.window_ns + opts_.late_arrival_ns;
+    ReleaseBefore(ts > lag ? ts - lag : 0);
+  }
   const uint64_t id = next_id_;
   if (k != 0) {
     const Write w{c.batch.connection_id(i), ts, id};

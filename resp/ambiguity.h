@@ -53,6 +53,9 @@ class AmbiguityTracker : public RecordSink {
   // a spare batch's capacity), its flags set as the records are flagged.
   void TakeBatch(RecordBatch* batch, std::span<const std::pair<size_t, uint64_t>> advances = {});
   // Releases every record whose window closed before `now_ns` (capture time).
+  // Once called, the caller drives the window: records taken no longer
+  // advance it by their own times (the caller knows what is still to come:
+  // data a flow table holds, a shard's watermark).
   void Advance(uint64_t now_ns);
   // Releases everything held (end of capture) and forgets every key.
   void Flush();
@@ -107,6 +110,7 @@ class AmbiguityTracker : public RecordSink {
   Chunk& OpenChunk();
   Chunk& NewChunk();
   uint64_t FirstHeldId() const;
+  void ReleaseBefore(uint64_t now_ns);
   bool Stale(const Slot& s) const { return s.latest.capture_ns + opts_.window_ns < horizon_; }
   // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
   // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
@@ -132,6 +136,7 @@ class AmbiguityTracker : public RecordSink {
   size_t held_bytes_ = 0;
   uint64_t next_id_ = 0;           // id of the next record taken
   uint64_t horizon_ = 0;           // the furthest the window was advanced to
+  bool driven_ = false;            // Advance was called: records do not advance the window
   std::vector<Slot> slots_;        // size a power of two, at most half full
   std::vector<Slot> spare_slots_;  // what Rebuild fills next
   size_t used_ = 0;

@@ -157,7 +157,7 @@ Status EntryOf(const Json& j, int depth, size_t* count, OwnedCommandSpec* cmd) {
     if (c <= ' ' || c > '~') return InvalidArgument(where + "bad name");
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
-  if (!Int(&j[1], &cmd->arity) || !Flags(&j[2], kCommandFlagNames, &cmd->flags) ||
+  if (!Int(&j[1], &cmd->arity) || cmd->arity == 0 || !Flags(&j[2], kCommandFlagNames, &cmd->flags) ||
       !Int(&j[3], &cmd->first_key) || !Int(&j[4], &cmd->last_key) || !Int(&j[5], &cmd->key_step)) {
     return InvalidArgument(where + "bad arity, flags or key positions");
   }
@@ -202,6 +202,7 @@ void Register(OwnedCommandSpec cmd, CommandInfoLoad* load) {
   } else {
     Registered& r = Storage().emplace_back();  // never moves again
     r.owned = std::move(cmd);
+    r.owned.keywords.resize(r.owned.key_specs.size());  // (as parsed: one each)
     for (size_t k = 0; k < r.owned.key_specs.size(); ++k) {
       KeySpec& ks = r.owned.key_specs[k];
       ks.keyword = ks.begin == KeyBegin::kKeyword ? r.owned.keywords[k].c_str() : nullptr;

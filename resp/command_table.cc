@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace kvf::resp {
 
@@ -88,6 +89,12 @@ std::unordered_map<std::string, Index::Entry>& Extras() {
   return extras;
 }
 bool g_have_extras = false;
+// Names with learnt subcommands: a learnt parent's entry says so itself;
+// a generated command (its index entry is fixed) that gained one is here.
+std::unordered_set<std::string>& ParentsWithExtraSubcommands() {
+  static std::unordered_set<std::string> parents;
+  return parents;
+}
 
 const Index::Entry* FindAny(std::string_view lower) {
   if (const Index::Entry* e = TheIndex().Find(lower)) return e;
@@ -122,15 +129,13 @@ bool RegisterExtraSpec(const CommandSpec* spec) {
   auto [it, added] = Extras().emplace(name, Index::Entry{spec, false});
   if (!added) it->second.spec = spec;  // the later definition wins
   g_have_extras = true;
-  for (auto& [other, entry] : Extras()) {
-    if (other.size() > name.size() && other.compare(0, name.size() + 1, name + "|") == 0) {
-      it->second.has_subcommands = true;
-    }
-  }
+  if (ParentsWithExtraSubcommands().count(name) != 0) it->second.has_subcommands = true;
   const size_t bar = name.find('|');
   if (bar != std::string::npos) {
-    const auto parent = Extras().find(name.substr(0, bar));
-    if (parent != Extras().end()) parent->second.has_subcommands = true;
+    const std::string parent = name.substr(0, bar);
+    ParentsWithExtraSubcommands().insert(parent);
+    const auto learnt = Extras().find(parent);
+    if (learnt != Extras().end()) learnt->second.has_subcommands = true;
   }
   return true;
 }
@@ -187,7 +192,10 @@ const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
     std::memcpy(hit.raw, argv[0].data(), n);
     hit.top = top;
   }
-  if (!top->has_subcommands || argv.size() < 2 || n + argv[1].size() + 1 > kMaxNameLen) return top->spec;
+  const bool has_subcommands =
+      top->has_subcommands ||
+      (g_have_extras && ParentsWithExtraSubcommands().count(std::string(top->spec->name)) != 0);
+  if (!has_subcommands || argv.size() < 2 || n + argv[1].size() + 1 > kMaxNameLen) return top->spec;
   for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);
   buf[n++] = '|';
   for (char c : argv[1]) buf[n++] = Lower(c);

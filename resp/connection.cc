@@ -445,12 +445,17 @@ void Connection::Reclaim() {
 }
 
 void Connection::NoteUnknown(std::string_view name) {
-  if (unknown_names_.size() >= kMaxUnknownNames) return;
+  // Lower case, printable only: the name is printed on a terminal.
   std::string lower(name);
-  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (std::find(unknown_names_.begin(), unknown_names_.end(), lower) == unknown_names_.end()) {
-    unknown_names_.push_back(std::move(lower));
+  for (char& ch : lower) {
+    ch = ch < '!' || ch > '~' ? '?' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   }
+  if (std::find(unknown_names_.begin(), unknown_names_.end(), lower) != unknown_names_.end()) return;
+  if (unknown_names_.size() >= kMaxUnknownNames) {
+    unknown_names_more_ = true;
+    return;
+  }
+  unknown_names_.push_back(std::move(lower));
 }
 
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {

@@ -159,10 +159,11 @@ class Connection {
   bool replayer() const { return replayer_; }  // named kvferry:*
   bool in_sync() const { return !desync_; }
   uint64_t skipped_bytes() const { return requests_.skipped_bytes() + replies_.skipped_bytes(); }
-  // Names (lower case) of commands missing from the command table that the
+  // Names (lower case, non-printable bytes as '?') of commands missing from the command table that the
   // server answered without an error: module commands, perhaps writes, that
   // nothing here can replicate. At most kMaxUnknownNames distinct names.
   const std::vector<std::string>& unknown_command_names() const { return unknown_names_; }
+  bool more_unknown_command_names() const { return unknown_names_more_; }  // beyond those
   static constexpr size_t kMaxUnknownNames = 8;
   static constexpr size_t kMaxUnknownNameBytes = 64;
 
@@ -319,6 +320,7 @@ class Connection {
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
   std::vector<std::string> unknown_names_;
+  bool unknown_names_more_ = false;
   // Where the client chunk being parsed began: at a message boundary; inside
   // a message cut by the chunk before; or with the parser seeking a message
   // start (after a gap), which is a boundary if nothing was skipped up to

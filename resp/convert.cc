@@ -296,9 +296,11 @@ constexpr uint16_t kOrderedFlags = kNeedsReadback;
 constexpr uint16_t kExactFlags = 0;
 
 // Ordered + read-back on every written key; keyless writes are database-wide.
+// A learnt command (a module's, command_info.h) whose keys its specs could not
+// find is ordered and flagged: nothing says what it touched.
 ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view> argv, Emitter& out) {
   std::vector<KeyRef> keys;
-  FindKeys(spec, argv, &keys);
+  const bool keys_known = FindKeys(spec, argv, &keys) || TableIndex(&spec) < kCommandTableSize;
   std::string_view first;
   bool have_first = false;
   for (const KeyRef& k : keys) {
@@ -312,9 +314,11 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
       }
     }
   }
-  if (!have_first)
-    out.EmitArgs(spec.Has(kCmdWrite) ? RecordOp::kDatabase : RecordOp::kOrdered,
-                 spec.Has(kCmdWrite) ? 0 : kOrderedFlags, {}, argv);
+  if (!have_first) {
+    const bool database_wide = spec.Has(kCmdWrite) && keys_known;
+    out.EmitArgs(database_wide ? RecordOp::kDatabase : RecordOp::kOrdered, database_wide ? 0 : kOrderedFlags, {},
+                 argv);
+  }
   return ConvertOutcome::kRecorded;
 }
 

@@ -268,12 +268,19 @@ TEST(CommandInfo, AModulesCommandsAreLearnt) {
      [["modx|put", -3, ["write"], 0, 0, 0, [], [],
        [["flags", ["OW"], "begin_search", ["type", "keyword", "spec", ["keyword", "INTO", "startfrom", 1]],
          "find_keys", ["type", "range", "spec", ["lastkey", 0, "keystep", 1, "limit", 0]]]], []]]],
+    ["ping|deep", -2, ["write"], 0, 0, 0, [], [], [], []],
+    ["mod.mv", -2, ["write", "movablekeys"], 0, 0, 0, [], [],
+     [{"flags": ["RW"], "begin_search": {"type": "unknown", "spec": {}},
+       "find_keys": {"type": "unknown", "spec": {}}}], []],
     null
   ])";
   auto parsed = ParseCommandInfoJson(json);
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   const CommandInfoLoad load = RegisterCommands(std::move(*parsed));
-  EXPECT_EQ(load.added, 4u);  // json.set, json.get, modx, modx|put
+  EXPECT_EQ(load.added, 6u);  // json.set, json.get, modx, modx|put, ping|deep, mod.mv
+  // A learnt subcommand of a command the generated table has without any.
+  EXPECT_EQ(std::string(LookupCommand(std::vector<std::string_view>{"PING", "deep"})->name), "ping|deep");
+  EXPECT_EQ(std::string(LookupCommand(std::vector<std::string_view>{"PING", "hello"})->name), "ping");
   std::vector<std::string_view> set = {"JSON.SET", "doc", "$", "{}"};
   const CommandSpec* spec = LookupCommand(set);
   ASSERT_NE(spec, nullptr);
@@ -284,8 +291,8 @@ TEST(CommandInfo, AModulesCommandsAreLearnt) {
   EXPECT_EQ(KeysOf({"MODX", "PUT", "v", "into", "dst"}, true), (std::vector<std::string>{"dst"}));
   EXPECT_EQ(std::string(LookupCommand(std::vector<std::string_view>{"modx", "put", "v"})->name), "modx|put");
   for (const char* bad :
-       {"", "{}", "[[\"x\"]]", "[[\"x\", \"-2\", [], 0, 0, 0]]", "[[\"x y\", -2, [], 0, 0, 0]]",
-        "[[\"x\", -2, [], 0, 0, 0, [], [], [{\"flags\": [\"RW\"]}]]]",
+       {"", "{}", "[[\"x\"]]", "[[\"x\", 0, [], 0, 0, 0]]", "[[\"x\", \"-2\", [], 0, 0, 0]]",
+        "[[\"x y\", -2, [], 0, 0, 0]]", "[[\"x\", -2, [], 0, 0, 0, [], [], [{\"flags\": [\"RW\"]}]]]",
         "[[\"x\", -2, [], 0, 0, 0, [], [], [], [[\"y|z\", -2, [], 0, 0, 0]]]]"}) {
     EXPECT_FALSE(ParseCommandInfoJson(bad).ok()) << bad;
   }

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "resp/ambiguity.h"
+#include "resp/command_info.h"
 #include "resp/convert.h"
 #include "resp/script_cache.h"
 #include "tests/resp/mirror.h"
@@ -1034,6 +1035,33 @@ TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
 // --rebase-time shifts capture timestamps only: relative expiries follow the
 // (shifted) capture time, absolute ones the client gave stay as given.
 // Replies as redis-server 7.0 sent them.
+// A module's commands learnt from the source's COMMAND list: a write whose
+// key its spec names is an ordered record of that key, read back; one whose
+// keys nothing names (movablekeys, an "unknown" key spec) is ordered and
+// flagged, not shipped as an unflagged database-wide command.
+TEST(PairingOffline, LearntModuleWritesAreOrderedAndReadBack) {
+  auto parsed = ParseCommandInfoJson(R"([
+    ["t1.set", -3, ["write"], 1, 1, 1, [], [],
+     [{"flags": ["RW", "update"], "begin_search": {"type": "index", "spec": {"index": 1}},
+       "find_keys": {"type": "range", "spec": {"lastkey": 0, "keystep": 1, "limit": 0}}}], []],
+    ["t1.mv", -2, ["write", "movablekeys"], 0, 0, 0, [], [],
+     [{"flags": ["RW"], "begin_search": {"type": "unknown", "spec": {}},
+       "find_keys": {"type": "unknown", "spec": {}}}], []]])");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  RegisterCommands(std::move(*parsed));
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"T1.SET", "doc", "x"}) + Cmd({"t1.mv", "a", "b"}), 1000);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n:2\r\n", 2000);
+  ASSERT_EQ(sink.records.size(), 2u);
+  EXPECT_EQ(sink.records[0].op, RecordOp::kOrdered);
+  EXPECT_EQ(sink.records[0].key, "doc");
+  EXPECT_NE(sink.records[0].flags & kNeedsReadback, 0);
+  EXPECT_EQ(sink.records[1].op, RecordOp::kOrdered);
+  EXPECT_NE(sink.records[1].flags & kNeedsReadback, 0);
+  EXPECT_EQ(conn.stats().unknown_commands, 0u);
+}
+
 TEST(PairingOffline, OnlyRelativeExpiriesFollowTheCaptureTime) {
   for (const uint64_t capture_ms : {1'700'000'000'000ull, 2'000'000'123'000ull}) {
     VectorSink sink;
@@ -1498,6 +1526,29 @@ TEST(Ambiguity, ARecordTakenLateStillFlagsItsPartner) {
       EXPECT_EQ(t.stats().late_partner, 1u);
     }
   }
+}
+
+// Driven by its caller (decode advances it to the oldest data the flow
+// table still holds; capture workers to their watermarks), the window does
+// not move on records' own times: a record delivered long after later ones
+// (data that waited behind a hole) still finds its partner.
+TEST(Ambiguity, ADrivenWindowWaitsForTheCallersClock) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.late_arrival_ns = 0;
+  AmbiguityTracker t(&out, o);
+  t.Advance(9'000);
+  EmitRecord(&t, SetRecord("k", 10'000), 1);
+  for (uint64_t ts = 10'100; ts <= 500'000; ts += 1000)
+    EmitRecord(&t, SetRecord("o" + std::to_string(ts), ts), 3);
+  t.Advance(9'500);  // the flow table still holds data captured at 9,500
+  EXPECT_EQ(out.records.size(), 0u);
+  EmitRecord(&t, SetRecord("k", 10'400), 2);  // that data, 490 us later
+  t.Flush();
+  EXPECT_EQ(out.records.front().flags, kAmbiguousOrder | kNeedsReadback);
+  EXPECT_EQ(out.records.back().flags, kAmbiguousOrder | kNeedsReadback);
+  EXPECT_EQ(t.stats().late_partner, 0u);
 }
 
 // Held records' strings live in the tracker's byte ring: they must come out
