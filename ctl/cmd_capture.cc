@@ -462,7 +462,10 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
     }
     // Not past data the flow table still holds (out of order, or waiting for
     // the other direction): it comes out later with its own, older time.
-    if (n > 0) tracker.Advance(std::min(last_ts, table.OldestPendingNs()));
+    if (n > 0) {
+      table.Tick(last_ts);  // every burst, as decode does: holds and holes end on time
+      tracker.Advance(std::min(last_ts, table.OldestPendingNs()));
+    }
     if (max_seconds > 0 && last_ts >= first_ts + static_cast<uint64_t>(max_seconds) * 1'000'000'000ull) break;
   }
   if (!(*src)->error().ok())

@@ -155,24 +155,31 @@ void Dispatcher::RunWorker(Worker* w) {
   int idle_spins = 0;
   auto tick = [&] {
     const uint64_t now = RealtimeNs();
-    w->table.Tick(config_.wall_clock_ticks ? now : newest_ts);
-    if (w->factory != nullptr) {
-      // Nothing queued: every segment dispatched so far is processed.
+    // Nothing queued: every segment dispatched so far is processed, and none
+    // older than `mark` is to come.
+    const bool queue_empty =
+        w->head.load(std::memory_order_acquire) == w->tail.load(std::memory_order_relaxed);
+    uint64_t mark = 0;
+    if (queue_empty) {
       const bool rx_idle = rx_idle_.load(std::memory_order_acquire);
       const uint64_t dispatched = dispatched_ts_.load(std::memory_order_acquire);
       const uint64_t dispatched_wall = dispatched_wall_ns_.load(std::memory_order_relaxed);
-      if (w->head.load(std::memory_order_acquire) == w->tail.load(std::memory_order_relaxed)) {
-        uint64_t mark = std::max(newest_ts, dispatched);
-        // The source is empty too: only frames still in the capture path
-        // can come, none older than the lag allowance, on the frames' clock.
-        if (config_.wall_clock_ticks && rx_idle && dispatched > 0 && now > dispatched_wall) {
-          const uint64_t clock = dispatched + (now - dispatched_wall);
-          if (clock > config_.rx_lag_ns) mark = std::max(mark, clock - config_.rx_lag_ns);
-        }
-        // Out-of-order data waiting for a hole is delivered later with its
-        // own, older time.
-        w->factory->OnProgress(std::min(mark, w->table.OldestPendingNs()));
+      mark = std::max(newest_ts, dispatched);
+      // The source is empty too: only frames still in the capture path
+      // can come, none older than the lag allowance, on the frames' clock.
+      if (config_.wall_clock_ticks && rx_idle && dispatched > 0 && now > dispatched_wall) {
+        const uint64_t clock = dispatched + (now - dispatched_wall);
+        if (clock > config_.rx_lag_ns) mark = std::max(mark, clock - config_.rx_lag_ns);
       }
+      // Holds for the other direction's bytes end on this clock even when
+      // their flow (or the whole worker) has fallen silent.
+      w->table.AdvanceCaptureClock(mark);
+    }
+    w->table.Tick(config_.wall_clock_ticks ? now : newest_ts);
+    if (w->factory != nullptr && queue_empty) {
+      // Data the table still holds (behind a hole, or for the other
+      // direction) is delivered later with its own, older time.
+      w->factory->OnProgress(std::min(mark, w->table.OldestPendingNs()));
     }
     std::lock_guard<std::mutex> lock(w->stats_mu);
     w->published = w->table.stats();

@@ -193,7 +193,8 @@ uint64_t FlowTable::ClientKey(const Endpoint& client) {
   return FlowKey{client, Endpoint{}}.Hash();
 }
 
-FlowTable::Flow* FlowTable::FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const {
+FlowTable::Flow* FlowTable::FindTwin(const TcpSegment& seg, const Endpoint& client,
+                                     bool src_is_client) const {
   const bool syn = seg.Has(kTcpSyn);
   const bool ack = seg.Has(kTcpAck);
   auto recent = [&](const Flow* t) {
@@ -362,6 +363,7 @@ void FlowTable::Process(const TcpSegment& seg) {
   }
   f->last_seen_ns = std::max(f->last_seen_ns, seg.ts_ns);
   if (lru_.back() != f) lru_.splice(lru_.end(), lru_, f->lru_it);
+  if (f->heir && seg.payload_len > 0 && !rst) Promote(f);
   if (rst) {
     CloseFlow(f, CloseReason::kReset);
     return;
@@ -644,8 +646,7 @@ void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
       Chunk& c = head->second;
       if (!PeerReached(f, d, c.need_peer)) {
         const uint64_t capture_now = std::min(now_ns, newest_ts_);
-        const bool expired =
-            all || (capture_now >= c.ts_ns && capture_now - c.ts_ns >= config_.peer_hold_ns);
+        const bool expired = all || (capture_now >= c.ts_ns && capture_now - c.ts_ns >= config_.peer_hold_ns);
         if (!expired) break;
         if (ForcePeerTo(f, d, c.need_peer)) ++stats_.holds_expired;
       }
@@ -701,22 +702,39 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
     const auto it = std::find(dups.begin(), dups.end(), f);
     if (it != dups.end()) dups.erase(it);
   }
-  for (Flow* dup : f->duplicates) {
-    dup->primary = nullptr;
-    // A view that goes on after its primary ended other than by FIN (a RST
-    // seen on one side of the NAT only, an eviction) is the connection now:
-    // decoded from here, as joined mid-stream.
-    if (reason == CloseReason::kFin || reason == CloseReason::kShutdown) continue;
-    dup->duplicate = false;
-    dup->info.joined_mid_stream = true;
-    if (factory_ != nullptr) dup->consumer = factory_->NewFlow(dup->info);
-    IndexPrimary(dup);
-    ++stats_.duplicates_promoted;
+  // Views that go on after their primary ended other than by FIN (a RST
+  // seen on one side of the NAT only, an eviction): the first is its heir,
+  // the others its duplicates. The heir is decoded from its next payload on,
+  // as joined mid-stream (Promote): a RST that every view shows closes it
+  // before that, and nothing is decoded twice.
+  if (!f->duplicates.empty()) {
+    Flow* heir = f->duplicates.front();
+    heir->primary = nullptr;
+    heir->heir = reason != CloseReason::kFin && reason != CloseReason::kShutdown;
+    // A view starting again on the ended side is the heir's duplicate.
+    if (heir->heir) IndexPrimary(heir);
+    for (size_t i = 1; i < f->duplicates.size(); ++i) {
+      f->duplicates[i]->primary = heir;
+      heir->duplicates.push_back(f->duplicates[i]);
+    }
   }
   lru_.erase(f->lru_it);
   if (!f->carried_data) quiet_.erase(f->quiet_it);
   if (f->in_pending_list) pending_.erase(f->pending_it);
   EraseFlow(f);  // destroys *f
+}
+
+void FlowTable::Promote(Flow* f) {
+  f->heir = false;
+  f->duplicate = false;
+  f->info.joined_mid_stream = true;
+  if (factory_ != nullptr) f->consumer = factory_->NewFlow(f->info);
+  if (!f->indexed) IndexPrimary(f);
+  ++stats_.duplicates_promoted;
+}
+
+void FlowTable::AdvanceCaptureClock(uint64_t ts_ns) {
+  newest_ts_ = std::max(newest_ts_, ts_ns);
 }
 
 uint64_t FlowTable::OldestPendingNs() const {

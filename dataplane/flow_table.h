@@ -179,6 +179,10 @@ class FlowTable {
   void Process(const TcpSegment& seg);
   // Applies gap and idle timeouts as of `now_ns` (same clock as ts_ns).
   void Tick(uint64_t now_ns);
+  // No segment older than `ts_ns` is to come (a live worker's watermark,
+  // its queue empty): holds run on this clock too, so a held segment whose
+  // flow then falls silent still ends after peer_hold_ns.
+  void AdvanceCaptureClock(uint64_t ts_ns);
   // Flushes every flow (declaring remaining holes as gaps) and closes it.
   void CloseAll(CloseReason reason = CloseReason::kShutdown);
 
@@ -234,6 +238,7 @@ class FlowTable {
     // only its stream positions; it points at the flow it shadows, which
     // lists it. Both unlink on close.
     bool duplicate = false;
+    bool heir = false;  // a duplicate whose primary ended: decoded from its next payload (Promote)
     Flow* primary = nullptr;
     std::vector<Flow*> duplicates;
     // FindTwin's indexes, of flows that are not duplicates.
@@ -260,6 +265,8 @@ class FlowTable {
   // shows under other addresses, or null.
   Flow* FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const;
   void IndexPrimary(Flow* f);
+  // An heir starts being decoded, as joined mid-stream.
+  void Promote(Flow* f);
   void Unindex(Flow* f);
   static uint64_t ClientKey(const Endpoint& client);
   Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);

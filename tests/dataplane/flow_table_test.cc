@@ -344,6 +344,18 @@ TEST_F(FlowTableTest, HoldsEndOnTheCaptureClockNotOnWallClockTicksOrCaps) {
   EXPECT_EQ(Events(), "D0:ABCDE D1:+OK\r\n D1:+OK\r\n D1:+OK\r\n");
   EXPECT_EQ(table_->stats().gaps, 0u);
   EXPECT_EQ(table_->stats().segments_held_for_peer, 3u);
+
+  // A held reply whose request never comes, on a worker that then gets no
+  // segment at all: its watermark (queue empty, nothing older to come)
+  // moves the capture clock, and the hold ends on time.
+  const uint64_t t2 = now_ + kMs;
+  Send(false, 5016, "+LATE\r\n", kAck, t2, 110);
+  table_->Tick(t2 + 50 * kMs);
+  EXPECT_EQ(table_->stats().holds_expired, 0u);
+  table_->AdvanceCaptureClock(t2 + 3 * kMs);
+  table_->Tick(t2 + 50 * kMs);
+  EXPECT_EQ(table_->stats().holds_expired, 1u);
+  EXPECT_EQ(Flow().data[1], "+OK\r\n+OK\r\n+OK\r\n+LATE\r\n");
 }
 
 // Segments that wait for each other (impossible in real TCP, easy to forge)
@@ -422,8 +434,9 @@ TEST_F(FlowTableTest, ViewsOfOneConnectionJoinedMidStreamAreDecodedOnce) {
 }
 
 // The view being decoded ends first, not by FIN (a RST only one side of the
-// NAT shows, an eviction): the other view is decoded from there on, and a
-// view starting again on the first side is its duplicate in turn.
+// NAT shows, an eviction): the other view is decoded from its next payload
+// on, and a view starting again on the first side is its duplicate in turn.
+// A RST that both views show ends both, and nothing is promoted.
 TEST_F(FlowTableTest, TheOtherViewTakesOverWhenTheDecodedOneEndsFirst) {
   const Endpoint kPrivate = Ep("172.17.0.2:6379");
   FlowTableConfig c = Config();
@@ -432,11 +445,12 @@ TEST_F(FlowTableTest, TheOtherViewTakesOverWhenTheDecodedOneEndsFirst) {
   for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 101, "R1", kAck, 0, 5001);
   for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, false, 5001, "+1", kAck, 0, 103);
   SendVia(kServer, true, 103, "", kRst);  // out of window at the NAT: only this side shows it
-  ASSERT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(rec_.flows.size(), 1u);
   EXPECT_EQ(Events(0), "D0:R1 D1:+1 C:reset");
+  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 103, "R2", kAck, 0, 5003);
+  ASSERT_EQ(rec_.flows.size(), 2u);
   EXPECT_TRUE(Flow(1).info.joined_mid_stream);
   EXPECT_EQ(Flow(1).info.server, kPrivate);
-  for (const Endpoint& via : {kServer, kPrivate}) SendVia(via, true, 103, "R2", kAck, 0, 5003);
   EXPECT_EQ(Events(1), "D0:R2");
   EXPECT_EQ(rec_.flows.size(), 2u);
   EXPECT_EQ(table_->stats().duplicate_flows, 2u);
@@ -456,6 +470,34 @@ TEST_F(FlowTableTest, TheOtherViewTakesOverWhenTheDecodedOneEndsFirst) {
   table_->Process(s);
   EXPECT_EQ(rec_.flows.size(), 3u);
   EXPECT_EQ(table_->stats().duplicate_flows, 2u);
+}
+
+// Three views, and a RST every view shows: nothing is decoded twice, and
+// no view is promoted only to close at once.
+TEST_F(FlowTableTest, ARstOnEveryViewEndsThemAllWithoutPromotion) {
+  const Endpoint kPrivate = Ep("172.17.0.2:6379"), kThird = Ep("10.0.0.9:6379");
+  FlowTableConfig c = Config();
+  c.servers = {kServer, kPrivate, kThird};
+  Make(c);
+  const Endpoint views[] = {kServer, kPrivate, kThird};
+  for (const Endpoint& via : views) SendVia(via, true, 100, "", kSyn);
+  for (const Endpoint& via : views) SendVia(via, false, 5000, "", kSyn | kAck, 0, 101);
+  for (const Endpoint& via : views) SendVia(via, true, 101, "R1", kAck, 0, 5001);
+  for (const Endpoint& via : views) SendVia(via, true, 103, "", kRst);
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(table_->stats().duplicate_flows, 2u);
+  EXPECT_EQ(table_->stats().duplicates_promoted, 0u);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  // One-sided RST with three views: one heir, decoded once.
+  for (const Endpoint& via : views) SendVia(via, true, 900, "", kSyn);
+  for (const Endpoint& via : views) SendVia(via, false, 7000, "", kSyn | kAck, 0, 901);
+  for (const Endpoint& via : views) SendVia(via, true, 901, "A", kAck, 0, 7001);
+  SendVia(kServer, true, 902, "", kRst);
+  for (const Endpoint& via : views) SendVia(via, true, 902, "B", kAck, 0, 7001);
+  ASSERT_EQ(rec_.flows.size(), 3u);
+  EXPECT_EQ(Events(1), "D0:A C:reset");
+  EXPECT_EQ(Events(2), "D0:B");
+  EXPECT_EQ(table_->stats().duplicates_promoted, 1u);
 }
 
 TEST_F(FlowTableTest, NoHoldWhenDisabled) {

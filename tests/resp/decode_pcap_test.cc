@@ -400,6 +400,9 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     if (!from_server) {
       ASSERT_EQ(std::system((base + " --format json >" + dir + "/late.json").c_str()), 0);
       EXPECT_TRUE(ReadFile(dir + "/late.json") == whole_json) << "a late client direction changed the records";
+      // The same over three threads (the window's clock crosses threads).
+      ASSERT_EQ(std::system((base + " --format json --threads 3 >" + dir + "/late3.json").c_str()), 0);
+      EXPECT_TRUE(ReadFile(dir + "/late3.json") == whole_json) << "--threads 3 on the late capture differs";
       // Without the wait, the replies that overtook their requests go by
       // unpaired and their connections lose sync.
       ASSERT_EQ(std::system((base + " --reorder-window-ms 0 --format stats >" + dir + "/late.stats").c_str()), 0);
