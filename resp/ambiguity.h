@@ -16,7 +16,7 @@
 namespace kvf::resp {
 
 struct AmbiguityOptions {
-  uint64_t window_ns = 1'000'000;     // replies closer than this are ambiguous
+  uint64_t window_ns = 1'000'000;  // replies closer than this are ambiguous
   // A record may be taken this much later than records captured after it
   // (the flow table holds a segment up to peer_hold_ns for the other
   // direction's bytes): records stay this much longer, so that such a

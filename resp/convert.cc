@@ -316,8 +316,8 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
   }
   if (!have_first) {
     const bool database_wide = spec.Has(kCmdWrite) && keys_known;
-    out.EmitArgs(database_wide ? RecordOp::kDatabase : RecordOp::kOrdered, database_wide ? 0 : kOrderedFlags, {},
-                 argv);
+    out.EmitArgs(database_wide ? RecordOp::kDatabase : RecordOp::kOrdered, database_wide ? 0 : kOrderedFlags,
+                 {}, argv);
   }
   return ConvertOutcome::kRecorded;
 }

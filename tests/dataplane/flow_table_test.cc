@@ -85,8 +85,8 @@ class FlowTableTest : public ::testing::Test {
     SendVia(kServer, c2s, seq, payload, flags, ts, ack);
   }
   // The same, between kClient and `server`.
-  void SendVia(const Endpoint& server, bool c2s, uint32_t seq, const std::string& payload, uint8_t flags = kAck,
-               uint64_t ts = 0, uint32_t ack = 0) {
+  void SendVia(const Endpoint& server, bool c2s, uint32_t seq, const std::string& payload,
+               uint8_t flags = kAck, uint64_t ts = 0, uint32_t ack = 0) {
     TcpSegment s;
     s.src = c2s ? kClient : server;
     s.dst = c2s ? server : kClient;
@@ -318,7 +318,7 @@ TEST_F(FlowTableTest, HeldBytesAreFlushedAtCloseAndAfterTheAcknowledgedFin) {
   Send(true, 103, "", kFin | kAck, 0, 5001);
   EXPECT_EQ(Events(), "D0:AB D1:+1 C:fin");
   EXPECT_EQ(table_->stats().gaps, 0u);
-  Send(true, 200, "R1", kSyn);  // a new connection on the same 4-tuple
+  Send(true, 200, "R1", kSyn);             // a new connection on the same 4-tuple
   Send(false, 7000, "+1", kAck, 0, 9999);  // acknowledges bytes never captured
   table_->CloseAll();
   EXPECT_EQ(Events(1), "D0:R1 G0:9796 D1:+1 C:shutdown");

@@ -92,7 +92,8 @@ int DelayDirection(const std::string& in, const std::string& out, int server_por
         const int src_port = b[tcp] << 8 | b[tcp + 1];
         if ((src_port == server_port) == from_server) {
           f.us += delay_us;
-          const uint32_t s2 = static_cast<uint32_t>(f.us / 1'000'000), u2 = static_cast<uint32_t>(f.us % 1'000'000);
+          const uint32_t s2 = static_cast<uint32_t>(f.us / 1'000'000),
+                         u2 = static_cast<uint32_t>(f.us % 1'000'000);
           std::memcpy(f.bytes.data(), &s2, 4);
           std::memcpy(f.bytes.data() + 4, &u2, 4);
         }
@@ -142,7 +143,7 @@ int DoubleThroughNat(const std::string& in, const std::string& out, int server_p
     const bool from_server = (b[tcp] << 8 | b[tcp + 1]) == server_port;
     std::string copy = frame;
     copy[16 + (from_server ? 14 + 15 : 14 + 19)] = 2;  // 127.0.0.1 -> 127.0.0.2 (last byte of src/dst)
-    uint32_t sum = 0;  // the IPv4 header checksum, again
+    uint32_t sum = 0;                                  // the IPv4 header checksum, again
     copy[16 + 14 + 10] = copy[16 + 14 + 11] = 0;
     for (size_t i = 0; i < tcp - 14; i += 2) {
       sum += static_cast<uint8_t>(copy[16 + 14 + i]) << 8 | static_cast<uint8_t>(copy[16 + 14 + i + 1]);
@@ -388,7 +389,8 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     SCOPED_TRACE(from_server ? "server's direction delayed" : "client's direction delayed");
     const std::string late = dir + "/late.pcap";
     EXPECT_GT(DelayDirection(pcap, late, kSourcePort, from_server, 1000), 50);
-    const std::string base = ctl + " decode --pcap " + late + " --server 127.0.0.1:" + std::to_string(kSourcePort);
+    const std::string base =
+        ctl + " decode --pcap " + late + " --server 127.0.0.1:" + std::to_string(kSourcePort);
     ASSERT_EQ(std::system((base + " --format stats >" + dir + "/late.stats").c_str()), 0);
     const std::string late_stats = ReadFile(dir + "/late.stats");
     EXPECT_NE(late_stats.find("flow segments_held_for_peer "), std::string::npos) << late_stats;
@@ -399,13 +401,15 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     }
     if (!from_server) {
       ASSERT_EQ(std::system((base + " --format json >" + dir + "/late.json").c_str()), 0);
-      EXPECT_TRUE(ReadFile(dir + "/late.json") == whole_json) << "a late client direction changed the records";
+      EXPECT_TRUE(ReadFile(dir + "/late.json") == whole_json)
+          << "a late client direction changed the records";
       // The same over three threads (the window's clock crosses threads).
       ASSERT_EQ(std::system((base + " --format json --threads 3 >" + dir + "/late3.json").c_str()), 0);
       EXPECT_TRUE(ReadFile(dir + "/late3.json") == whole_json) << "--threads 3 on the late capture differs";
       // Without the wait, the replies that overtook their requests go by
       // unpaired and their connections lose sync.
-      ASSERT_EQ(std::system((base + " --reorder-window-ms 0 --format stats >" + dir + "/late.stats").c_str()), 0);
+      ASSERT_EQ(std::system((base + " --reorder-window-ms 0 --format stats >" + dir + "/late.stats").c_str()),
+                0);
       const std::string unheld = ReadFile(dir + "/late.stats");
       EXPECT_NE(unheld.find("flow segments_held_for_peer 0\n"), std::string::npos) << unheld;
       EXPECT_EQ(unheld.find("conn desyncs 0\n"), std::string::npos) << unheld;
@@ -436,18 +440,19 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     const std::string nat = dir + "/nat.pcap";
     EXPECT_GT(DoubleThroughNat(pcap, nat, kSourcePort), 100);
     const std::string port = std::to_string(kSourcePort);
-    for (const std::string& servers : {" --server '*:" + port + "'",
-                                      " --server 127.0.0.1:" + port + " --server 127.0.0.2:" + port}) {
+    for (const std::string& servers :
+         {" --server '*:" + port + "'", " --server 127.0.0.1:" + port + " --server 127.0.0.2:" + port}) {
       SCOPED_TRACE(servers);
-      ASSERT_EQ(std::system((ctl + " decode --pcap " + nat + servers + " --format json >" + dir + "/nat.json 2>" +
-                             dir + "/nat.err")
+      ASSERT_EQ(std::system((ctl + " decode --pcap " + nat + servers + " --format json >" + dir +
+                             "/nat.json 2>" + dir + "/nat.err")
                                 .c_str()),
                 0);
       EXPECT_TRUE(ReadFile(dir + "/nat.json") == whole_json) << "the NAT views decode differently";
-      EXPECT_NE(ReadFile(dir + "/nat.err").find("seen twice"), std::string::npos) << ReadFile(dir + "/nat.err");
+      EXPECT_NE(ReadFile(dir + "/nat.err").find("seen twice"), std::string::npos)
+          << ReadFile(dir + "/nat.err");
     }
-    ASSERT_EQ(std::system((ctl + " decode --pcap " + nat + " --server '*:" + port + "' --format stats >" + dir +
-                           "/nat.stats")
+    ASSERT_EQ(std::system((ctl + " decode --pcap " + nat + " --server '*:" + port + "' --format stats >" +
+                           dir + "/nat.stats")
                               .c_str()),
               0);
     const std::string nat_stats = ReadFile(dir + "/nat.stats");
@@ -458,7 +463,8 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
       return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + name.size() + 2);
     };
     EXPECT_GT(count(plain_stats, "flow flows_created"), 0);
-    EXPECT_EQ(count(nat_stats, "flow duplicate_flows"), count(plain_stats, "flow flows_created")) << nat_stats;
+    EXPECT_EQ(count(nat_stats, "flow duplicate_flows"), count(plain_stats, "flow flows_created"))
+        << nat_stats;
     EXPECT_EQ(count(nat_stats, "conn requests"), count(plain_stats, "conn requests")) << nat_stats;
   }
 
