@@ -23,12 +23,12 @@
 #include <vector>
 
 #include "ctl/command.h"
+#include "ctl/wire_options.h"
 #include "dataplane/decode.h"
 #include "dataplane/dispatcher.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/pcap_source.h"
 #include "kvf_build_info.h"
-#include "resp/command_info.h"
 #include "resp/ambiguity.h"
 #include "resp/connection.h"
 #include "resp/merge.h"
@@ -557,8 +557,7 @@ int RunCapture(const std::vector<std::string>& args) {
   std::string dpdk_port, eal;
   bool pass = false;
   double window_ms = 1.0;
-  double reorder_ms = 2.0;
-  std::string command_info;
+  kvf::ctl::WireOptions wire;
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
       ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
@@ -584,13 +583,7 @@ int RunCapture(const std::vector<std::string>& args) {
                  "dpdk: ethdev to read (e.g. a PCI address); default: net_af_packet on --iface");
   app.add_option("--eal", eal,
                  "dpdk: EAL arguments, space-separated (default: no hugepages, 256 MB, core 0)");
-  app.add_option("--command-info", command_info,
-                 "the source's commands as `redis-cli --json COMMAND` prints them, so that its modules' "
-                 "commands (JSON.SET, BF.ADD…) are understood and replicated");
-  app.add_option("--reorder-window-ms", reorder_ms,
-                 "how long a segment waits for the other direction's bytes its ACK covers, for a mirror "
-                 "that delays one direction (then they are a gap); 0: never waits")
-      ->check(CLI::Range(0.0, 1000.0));
+  wire.AddTo(app);
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
       ->check(CLI::Range(0.0, 60000.0));
@@ -608,16 +601,7 @@ int RunCapture(const std::vector<std::string>& args) {
     return 2;
   }
   FlowTableConfig cfg;
-  cfg.peer_hold_ns = static_cast<uint64_t>(reorder_ms * 1e6);
-  if (!command_info.empty()) {
-    auto load = kvf::resp::LoadCommandInfoFile(command_info);
-    if (!load.ok()) {
-      std::fprintf(stderr, "kvferryctl capture: --command-info %s\n", load.status().message().c_str());
-      return 2;
-    }
-    std::fprintf(stderr, "kvferryctl capture: %zu commands learnt from %s (%zu already known)\n", load->added,
-                 command_info.c_str(), load->known);
-  }
+  if (!wire.Apply("capture", &cfg)) return 2;
   for (const std::string& s : servers) {
     auto ep = ResolveServer(s);
     if (!ep.ok()) {

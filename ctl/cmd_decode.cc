@@ -24,10 +24,10 @@
 
 #include "core/record_batch.h"
 #include "ctl/command.h"
+#include "ctl/wire_options.h"
 #include "dataplane/decode.h"
 #include "dataplane/flow_table.h"
 #include "dataplane/pcap_source.h"
-#include "resp/command_info.h"
 #include "resp/ambiguity.h"
 #include "resp/connection.h"
 #include "resp/script_cache.h"
@@ -592,8 +592,7 @@ int RunDecode(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   bool rebase = false;
   double window_ms = 1.0;
-  double reorder_ms = 2.0;
-  std::string command_info;
+  kvf::ctl::WireOptions wire;
   int threads = 1;
   app.add_option("--pcap", pcap_args,
                  "capture file(s) (pcap/pcapng; Ethernet, Linux cooked, bare IP or loopback); several "
@@ -605,13 +604,7 @@ int RunDecode(const std::vector<std::string>& args) {
       ->required();
   app.add_option("--format", format, "json | resp | stats")->check(CLI::IsMember({"json", "resp", "stats"}));
   app.add_flag("--rebase-time", rebase, "shift capture times so that the capture ends now");
-  app.add_option("--command-info", command_info,
-                 "the source's commands as `redis-cli --json COMMAND` prints them, so that its modules' "
-                 "commands (JSON.SET, BF.ADD…) are understood and replicated");
-  app.add_option("--reorder-window-ms", reorder_ms,
-                 "how long a segment waits for the other direction's bytes its ACK covers, for a mirror "
-                 "that delays one direction (then they are a gap); 0: never waits")
-      ->check(CLI::Range(0.0, 1000.0));
+  wire.AddTo(app);
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged");
   app.add_option("--threads", threads,
@@ -624,16 +617,7 @@ int RunDecode(const std::vector<std::string>& args) {
     return app.exit(e);
   }
   dp::FlowTableConfig cfg;
-  cfg.peer_hold_ns = static_cast<uint64_t>(reorder_ms * 1e6);
-  if (!command_info.empty()) {
-    auto load = resp::LoadCommandInfoFile(command_info);
-    if (!load.ok()) {
-      std::fprintf(stderr, "kvferryctl decode: --command-info %s\n", load.status().message().c_str());
-      return 2;
-    }
-    std::fprintf(stderr, "kvferryctl decode: %zu commands learnt from %s (%zu already known)\n", load->added,
-                 command_info.c_str(), load->known);
-  }
+  if (!wire.Apply("decode", &cfg)) return 2;
   for (const std::string& s : servers) {
     auto ep = dp::ResolveServer(s);
     if (!ep.ok()) {
