@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/common/packet_builder.h"
 #include "tests/resp/workload.h"
 
 namespace kvf::resp {
@@ -30,30 +31,63 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// A classic pcap written on this host (native byte order): its 24-byte file
+// header and its records, each with its 16-byte record header.
+struct Pcap {
+  std::string header;
+  std::vector<std::string> records;
+};
+
+// False if `path` is not a whole classic pcap.
+bool ReadPcap(const std::string& path, Pcap* out) {
+  const std::string all = ReadFile(path);
+  if (all.size() < 24) return false;
+  out->header = all.substr(0, 24);
+  out->records.clear();
+  for (size_t at = 24; at < all.size();) {
+    uint32_t caplen;
+    if (at + 16 > all.size()) return false;
+    std::memcpy(&caplen, all.data() + at + 8, 4);
+    if (at + 16 + caplen > all.size()) return false;
+    out->records.push_back(all.substr(at, 16 + caplen));
+    at += 16 + caplen;
+  }
+  return true;
+}
+
+void WritePcap(const std::string& path, const std::string& header, const std::vector<std::string>& records) {
+  std::ofstream f(path, std::ios::binary);
+  f << header;
+  for (const std::string& r : records) f << r;
+}
+
+// Where a record's Ethernet + IPv4 + TCP headers are: the IPv4 header's
+// offset in the record and the TCP source port, or false for anything else.
+bool TcpOverIpv4(const std::string& record, size_t* ip, int* src_port) {
+  const auto* b = reinterpret_cast<const uint8_t*>(record.data()) + 16;
+  const size_t caplen = record.size() - 16;
+  if (caplen < 14 + 20 + 4 || b[12] != 0x08 || b[13] != 0x00) return false;
+  const size_t tcp = 14 + size_t{b[14] & 0x0fu} * 4;
+  if (caplen < tcp + 4) return false;
+  *ip = 16 + 14;
+  *src_port = b[tcp] << 8 | b[tcp + 1];
+  return true;
+}
+
 // Cuts a classic pcap file into `parts` files (the header repeated, frames
 // dealt out in order, about equally), as `tcpdump -C` rotation does; returns
 // their paths, or nothing if `path` is not a classic pcap.
 std::vector<std::string> SplitPcap(const std::string& path, int parts, const std::string& prefix) {
-  const std::string all = ReadFile(path);
-  if (all.size() < 24) return {};
-  std::vector<size_t> starts;  // record offsets
-  for (size_t at = 24; at + 16 <= all.size();) {
-    uint32_t caplen;
-    std::memcpy(&caplen, all.data() + at + 8, 4);  // written on this host: native byte order
-    if (at + 16 + caplen > all.size()) break;
-    starts.push_back(at);
-    at += 16 + caplen;
-  }
-  starts.push_back(all.size());
+  Pcap pcap;
+  if (!ReadPcap(path, &pcap)) return {};
   std::vector<std::string> out;
-  const size_t records = starts.size() - 1;
+  const size_t n = pcap.records.size();
   for (int i = 0; i < parts; ++i) {
-    const size_t from = starts[records * static_cast<size_t>(i) / static_cast<size_t>(parts)];
-    const size_t to = starts[records * static_cast<size_t>(i + 1) / static_cast<size_t>(parts)];
+    const auto from = pcap.records.begin() + static_cast<std::ptrdiff_t>(n * static_cast<size_t>(i) / parts);
+    const auto to =
+        pcap.records.begin() + static_cast<std::ptrdiff_t>(n * static_cast<size_t>(i + 1) / parts);
     out.push_back(prefix + std::to_string(i));
-    std::ofstream f(out.back(), std::ios::binary);
-    f.write(all.data(), 24);
-    f.write(all.data() + from, static_cast<std::streamsize>(to - from));
+    WritePcap(out.back(), pcap.header, std::vector<std::string>(from, to));
   }
   return out;
 }
@@ -66,50 +100,41 @@ std::vector<std::string> SplitPcap(const std::string& path, int parts, const std
 // number of frames that changed place, or -1 if `in` is not such a file.
 int DelayDirection(const std::string& in, const std::string& out, int server_port, bool from_server,
                    uint32_t delay_us) {
-  const std::string all = ReadFile(in);
+  Pcap pcap;
   uint32_t magic = 0, link = 0;
-  if (all.size() < 24) return -1;
-  std::memcpy(&magic, all.data(), 4);
-  std::memcpy(&link, all.data() + 20, 4);
+  if (!ReadPcap(in, &pcap)) return -1;
+  std::memcpy(&magic, pcap.header.data(), 4);
+  std::memcpy(&link, pcap.header.data() + 20, 4);
   if (magic != 0xa1b2c3d4 || link != 1) return -1;
   struct Frame {
     uint64_t us;
     size_t index;
-    std::string bytes;  // record header and data
   };
   std::vector<Frame> frames;
-  for (size_t at = 24; at + 16 <= all.size();) {
-    uint32_t sec, usec, caplen;
-    std::memcpy(&sec, all.data() + at, 4);
-    std::memcpy(&usec, all.data() + at + 4, 4);
-    std::memcpy(&caplen, all.data() + at + 8, 4);
-    if (at + 16 + caplen > all.size()) return -1;
-    Frame f{uint64_t{sec} * 1'000'000 + usec, frames.size(), all.substr(at, 16 + caplen)};
-    const auto* b = reinterpret_cast<const uint8_t*>(f.bytes.data()) + 16;
-    if (caplen >= 14 + 20 + 4 && b[12] == 0x08 && b[13] == 0x00) {
-      const size_t tcp = 14 + size_t{b[14] & 0x0fu} * 4;
-      if (caplen >= tcp + 4) {
-        const int src_port = b[tcp] << 8 | b[tcp + 1];
-        if ((src_port == server_port) == from_server) {
-          f.us += delay_us;
-          const uint32_t s2 = static_cast<uint32_t>(f.us / 1'000'000),
-                         u2 = static_cast<uint32_t>(f.us % 1'000'000);
-          std::memcpy(f.bytes.data(), &s2, 4);
-          std::memcpy(f.bytes.data() + 4, &u2, 4);
-        }
-      }
+  for (std::string& r : pcap.records) {
+    uint32_t sec, usec;
+    std::memcpy(&sec, r.data(), 4);
+    std::memcpy(&usec, r.data() + 4, 4);
+    Frame f{uint64_t{sec} * 1'000'000 + usec, frames.size()};
+    size_t ip;
+    int src_port;
+    if (TcpOverIpv4(r, &ip, &src_port) && (src_port == server_port) == from_server) {
+      f.us += delay_us;
+      const uint32_t s2 = static_cast<uint32_t>(f.us / 1'000'000),
+                     u2 = static_cast<uint32_t>(f.us % 1'000'000);
+      std::memcpy(r.data(), &s2, 4);
+      std::memcpy(r.data() + 4, &u2, 4);
     }
-    frames.push_back(std::move(f));
-    at += 16 + caplen;
+    frames.push_back(f);
   }
   std::stable_sort(frames.begin(), frames.end(), [](const Frame& a, const Frame& b) { return a.us < b.us; });
-  std::ofstream o(out, std::ios::binary);
-  o.write(all.data(), 24);
+  std::vector<std::string> sorted;
   int moved = 0;
   for (size_t i = 0; i < frames.size(); ++i) {
     moved += frames[i].index != i;
-    o.write(frames[i].bytes.data(), static_cast<std::streamsize>(frames[i].bytes.size()));
+    sorted.push_back(std::move(pcap.records[frames[i].index]));
   }
+  WritePcap(out, pcap.header, sorted);
   return moved;
 }
 
@@ -120,44 +145,32 @@ int DelayDirection(const std::string& in, const std::string& out, int server_por
 // towards the server and before it from the server. Returns the frames
 // doubled, or -1 if `in` is not such a file.
 int DoubleThroughNat(const std::string& in, const std::string& out, int server_port) {
-  const std::string all = ReadFile(in);
+  Pcap pcap;
   uint32_t link = 0;
-  if (all.size() < 24) return -1;
-  std::memcpy(&link, all.data() + 20, 4);
+  if (!ReadPcap(in, &pcap)) return -1;
+  std::memcpy(&link, pcap.header.data() + 20, 4);
   if (link != 1) return -1;
-  std::ofstream o(out, std::ios::binary);
-  o.write(all.data(), 24);
-  int doubled = 0;
-  for (size_t at = 24; at + 16 <= all.size();) {
-    uint32_t caplen;
-    std::memcpy(&caplen, all.data() + at + 8, 4);
-    if (at + 16 + caplen > all.size()) return -1;
-    const std::string frame = all.substr(at, 16 + caplen);
-    at += 16 + caplen;
-    const auto* b = reinterpret_cast<const uint8_t*>(frame.data()) + 16;
-    const size_t tcp = 14 + size_t{b[14] & 0x0fu} * 4;
-    if (caplen < tcp + 4 || b[12] != 0x08 || b[13] != 0x00) {
-      o.write(frame.data(), static_cast<std::streamsize>(frame.size()));
+  std::vector<std::string> doubled;
+  for (const std::string& r : pcap.records) {
+    size_t ip;
+    int src_port;
+    if (!TcpOverIpv4(r, &ip, &src_port)) {
+      doubled.push_back(r);
       continue;
     }
-    const bool from_server = (b[tcp] << 8 | b[tcp + 1]) == server_port;
-    std::string copy = frame;
-    copy[16 + (from_server ? 14 + 15 : 14 + 19)] = 2;  // 127.0.0.1 -> 127.0.0.2 (last byte of src/dst)
-    uint32_t sum = 0;                                  // the IPv4 header checksum, again
-    copy[16 + 14 + 10] = copy[16 + 14 + 11] = 0;
-    for (size_t i = 0; i < tcp - 14; i += 2) {
-      sum += static_cast<uint8_t>(copy[16 + 14 + i]) << 8 | static_cast<uint8_t>(copy[16 + 14 + i + 1]);
-    }
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    copy[16 + 14 + 10] = static_cast<char>(~sum >> 8 & 0xff);
-    copy[16 + 14 + 11] = static_cast<char>(~sum & 0xff);
-    const std::string& first = from_server ? copy : frame;
-    const std::string& second = from_server ? frame : copy;
-    o.write(first.data(), static_cast<std::streamsize>(first.size()));
-    o.write(second.data(), static_cast<std::streamsize>(second.size()));
-    ++doubled;
+    const bool from_server = src_port == server_port;
+    std::string copy = r;
+    auto* h = reinterpret_cast<uint8_t*>(copy.data()) + ip;
+    h[from_server ? 15 : 19] = 2;  // 127.0.0.1 -> 127.0.0.2 (last byte of src/dst)
+    h[10] = h[11] = 0;             // the IPv4 header checksum, again
+    const uint16_t sum = kvf::testing::InetChecksum(h, size_t{h[0] & 0x0fu} * 4);
+    h[10] = static_cast<uint8_t>(sum >> 8);
+    h[11] = static_cast<uint8_t>(sum);
+    doubled.push_back(from_server ? copy : r);
+    doubled.push_back(from_server ? r : copy);
   }
-  return doubled;
+  WritePcap(out, pcap.header, doubled);
+  return static_cast<int>(doubled.size() - pcap.records.size());
 }
 
 // tcpdump child writing `pcap`, stopped (SIGINT, so it flushes) and reaped.
