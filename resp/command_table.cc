@@ -89,11 +89,17 @@ std::unordered_map<std::string, Index::Entry>& Extras() {
   return extras;
 }
 bool g_have_extras = false;
-// Names with learnt subcommands: a learnt parent's entry says so itself;
-// a generated command (its index entry is fixed) that gained one is here.
-std::unordered_set<std::string>& ParentsWithExtraSubcommands() {
-  static std::unordered_set<std::string> parents;
-  return parents;
+// Names with learnt subcommands (for a learnt parent registered after
+// them); a learnt parent's entry then says so itself, and a generated
+// command (its index entry is fixed) that gained one is in the second set,
+// which lookups read without building a string.
+std::unordered_set<std::string>& NamesWithLearntSubcommands() {
+  static std::unordered_set<std::string> names;
+  return names;
+}
+std::unordered_set<const CommandSpec*>& GeneratedWithLearntSubcommands() {
+  static std::unordered_set<const CommandSpec*> specs;
+  return specs;
 }
 
 const Index::Entry* FindAny(std::string_view lower) {
@@ -129,13 +135,16 @@ bool RegisterExtraSpec(const CommandSpec* spec) {
   auto [it, added] = Extras().emplace(name, Index::Entry{spec, false});
   if (!added) it->second.spec = spec;  // the later definition wins
   g_have_extras = true;
-  if (ParentsWithExtraSubcommands().count(name) != 0) it->second.has_subcommands = true;
+  if (NamesWithLearntSubcommands().count(name) != 0) it->second.has_subcommands = true;
   const size_t bar = name.find('|');
   if (bar != std::string::npos) {
     const std::string parent = name.substr(0, bar);
-    ParentsWithExtraSubcommands().insert(parent);
-    const auto learnt = Extras().find(parent);
-    if (learnt != Extras().end()) learnt->second.has_subcommands = true;
+    NamesWithLearntSubcommands().insert(parent);
+    if (const Index::Entry* generated = TheIndex().Find(parent)) {
+      GeneratedWithLearntSubcommands().insert(generated->spec);
+    } else if (const auto learnt = Extras().find(parent); learnt != Extras().end()) {
+      learnt->second.has_subcommands = true;
+    }
   }
   return true;
 }
@@ -193,8 +202,7 @@ const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
     hit.top = top;
   }
   const bool has_subcommands =
-      top->has_subcommands ||
-      (g_have_extras && ParentsWithExtraSubcommands().count(std::string(top->spec->name)) != 0);
+      top->has_subcommands || (g_have_extras && GeneratedWithLearntSubcommands().count(top->spec) != 0);
   if (!has_subcommands || argv.size() < 2 || n + argv[1].size() + 1 > kMaxNameLen) return top->spec;
   for (size_t i = 0; i < n; ++i) buf[i] = Lower(argv[0][i]);
   buf[n++] = '|';
