@@ -612,7 +612,6 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
-  ambiguity.late_arrival_ns = cfg.peer_hold_ns;
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!pcap_file.empty()) {

@@ -680,7 +680,6 @@ int RunDecode(const std::vector<std::string>& args) {
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
-  ao.late_arrival_ns = cfg.peer_hold_ns;
   resp::AmbiguityTracker tracker(&printer, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;

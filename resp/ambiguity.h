@@ -17,10 +17,10 @@ namespace kvf::resp {
 
 struct AmbiguityOptions {
   uint64_t window_ns = 1'000'000;  // replies closer than this are ambiguous
-  // A record may be taken this much later than records captured after it
-  // (the flow table holds a segment up to peer_hold_ns for the other
-  // direction's bytes): records stay this much longer, so that such a
-  // latecomer still finds its partner held and flags it.
+  // Until a caller drives the window (Advance), records move it by their own
+  // times less this much: one may be taken this much later than records
+  // captured after it (the flow table holds a segment up to peer_hold_ns
+  // for the other direction's bytes) and must still find its partner held.
   uint64_t late_arrival_ns = 2'000'000;
   size_t max_keys = 1u << 20;         // (db, key) entries remembered (then records leave early)
   size_t max_held = 1u << 16;         // records held back while their window is open
