@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "ctl/command.h"
+#include "ctl/db_resolver.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
 #include "dataplane/dispatcher.h"
@@ -30,6 +32,7 @@
 #include "dataplane/pcap_source.h"
 #include "kvf_build_info.h"
 #include "resp/ambiguity.h"
+#include "resp/client_list.h"
 #include "resp/connection.h"
 #include "resp/merge.h"
 #include "resp/script_cache.h"
@@ -68,10 +71,14 @@ void OnSignal(int) {
 struct RespCounters {
   uint64_t requests = 0, replies = 0, records = 0, gaps = 0, gap_bytes = 0, desyncs = 0, parse_errors = 0,
            overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0;
+  // Unknown dbs the source settled (--resolve-db), and connections it did
+  // not list (seen through NAT, or closed) after three answers.
+  uint64_t db_proven = 0, db_not_listed = 0;
   // After the ambiguity tracker (filled in by the caller, not AddDelta):
-  // records flagged for an ambiguous order, and records that reached it
-  // after their window had closed (see resp/merge.h).
-  uint64_t ambiguous = 0, late = 0;
+  // records flagged for an ambiguous order, records that reached it after
+  // their window had closed (see resp/merge.h), and records whose db is a
+  // guess (kUnknownDb).
+  uint64_t ambiguous = 0, late = 0, unknown_db = 0;
   std::map<std::string, uint64_t, std::less<>> requests_by_command;  // table name ("set") -> requests
 
   // Adds the growth of `now` over `before` (both cumulative, one connection).
@@ -87,6 +94,7 @@ struct RespCounters {
     unpaired_requests += now.unpaired_requests - before.unpaired_requests;
     bad_shapes += now.bad_shapes - before.bad_shapes;
     writes_unacked += now.writes_unacked - before.writes_unacked;
+    db_proven += now.db_proven_by_server - before.db_proven_by_server;
   }
 };
 
@@ -130,13 +138,16 @@ class RecordOutput : public kvf::resp::RecordSink {
   explicit RecordOutput(RecordPrinter* printer) : printer_(printer) {}
   void Emit(const kvf::RecordView& r, uint64_t) override {
     if (r.HasFlag(kvf::kAmbiguousOrder)) ambiguous_.fetch_add(1, std::memory_order_relaxed);
+    if (r.HasFlag(kvf::kUnknownDb)) unknown_db_.fetch_add(1, std::memory_order_relaxed);
     if (printer_ != nullptr) printer_->Print(r.ToRecord());
   }
   uint64_t ambiguous() const { return ambiguous_.load(std::memory_order_relaxed); }
+  uint64_t unknown_db() const { return unknown_db_.load(std::memory_order_relaxed); }
 
  private:
   RecordPrinter* printer_;
   std::atomic<uint64_t> ambiguous_{0};
+  std::atomic<uint64_t> unknown_db_{0};
 };
 
 // The RESP side of one worker: creates a Connection per flow, counts their
@@ -158,9 +169,18 @@ class RespShard : public StreamConsumerFactory,
   // as shard `index` of `shards`. Connection ids are unique across shards
   // (index + 1, then every `shards`-th number): the tracker tells
   // connections apart by them.
+  // `resolver` (may be null) answers which db a connection has selected
+  // when the capture cannot tell (--resolve-db).
   RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts,
-            kvf::resp::ShardMerge* merge = nullptr, size_t index = 0, size_t shards = 1)
-      : out_(out), scripts_(scripts), merge_(merge), index_(index), next_id_(index + 1), id_step_(shards) {}
+            kvf::resp::ShardMerge* merge = nullptr, size_t index = 0, size_t shards = 1,
+            kvf::ctl::DbResolver* resolver = nullptr)
+      : out_(out),
+        scripts_(scripts),
+        merge_(merge),
+        resolver_(resolver),
+        index_(index),
+        next_id_(index + 1),
+        id_step_(shards) {}
 
   std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) override {
     kvf::resp::ConnectionOptions o;
@@ -169,7 +189,7 @@ class RespShard : public StreamConsumerFactory,
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = this;
     o.scripts = scripts_;
-    return std::make_unique<Consumer>(this, o);
+    return std::make_unique<Consumer>(this, o, info);
   }
   void Emit(const kvf::RecordView& r, uint64_t connection_id) override {
     ++local_records_;
@@ -199,9 +219,16 @@ class RespShard : public StreamConsumerFactory,
  private:
   class Consumer : public StreamConsumer {
    public:
-    Consumer(RespShard* shard, kvf::resp::ConnectionOptions o) : shard_(shard), conn_(shard, o) {}
+    Consumer(RespShard* shard, kvf::resp::ConnectionOptions o, const FlowInfo& info)
+        : shard_(shard),
+          conn_(shard, o),
+          server_(info.server),
+          client_(kvf::resp::ClientAddrKeyOf(info.client.addr.bytes, info.client.port)) {}
     void OnData(Direction dir, kvf::ByteSpan bytes, uint64_t ts) override {
       conn_.OnData(static_cast<kvf::resp::Direction>(dir), bytes, ts);
+      if (!conn_.db_known() && shard_->resolver_ != nullptr && !gave_up_ && !conn_.ignored() &&
+          !conn_.encrypted())
+        AskForDb(ts);
       Publish();
     }
     void OnGap(Direction dir, uint64_t missing) override {
@@ -222,14 +249,73 @@ class RespShard : public StreamConsumerFactory,
     }
 
    private:
+    // The db is unknown, and the stream has been read up to `ts`: settle it
+    // with the server's answer once one applies, else ask for one.
+    void AskForDb(uint64_t ts) {
+      const uint64_t since = conn_.db_unknown_since_ns();
+      if (since == 0) return;  // stamped by the next bytes
+      kvf::ctl::DbResolver& resolver = *shard_->resolver_;
+      const uint64_t margin = resolver.options().margin_ns;
+      const kvf::ctl::DbAnswers* answers = shard_->CurrentAnswers();
+      const kvf::ctl::DbAnswer* a = answers != nullptr ? answers->Find(server_) : nullptr;
+      if (a != nullptr && a->asked_ns >= since + margin) {
+        // Asked late enough. Once the stream is read past where it came,
+        // every SELECT the server ran before answering has been seen.
+        if (ts < a->answered_ns + margin || a->asked_ns == tried_asked_ns_) return;
+        tried_asked_ns_ = a->asked_ns;
+        const auto it = a->db_by_client.find(client_);
+        if (it == a->db_by_client.end()) {
+          if (++not_listed_ >= kMaxNotListed) {
+            // Not among the server's clients: seen through NAT, or closed.
+            gave_up_ = true;
+            ++shard_->local_db_not_listed_;
+            return;
+          }
+        } else if (it->second >= 0 && conn_.ProveDb(static_cast<uint16_t>(it->second), a->asked_ns)) {
+          return;
+        } else if (++refused_ >= kMaxRefused) {
+          // Never at rest when asked (replies off, a transaction or a
+          // SELECT always on its way): the guess stays, and the server is
+          // not asked every second for the rest of the capture.
+          gave_up_ = true;
+          ++shard_->local_db_not_listed_;
+          return;
+        }
+        resolver.Want(server_, 0);  // a later answer
+        return;
+      }
+      if (wanted_after_ns_ != since) {
+        wanted_after_ns_ = since;
+        resolver.Want(server_, since + margin);
+      }
+    }
     void Publish() {
       shard_->Publish(conn_.stats(), published_);
       published_ = conn_.stats();
     }
+    static constexpr uint32_t kMaxNotListed = 3;
+    static constexpr uint32_t kMaxRefused = 10;
     RespShard* shard_;
     kvf::resp::Connection conn_;
     kvf::resp::ConnectionStats published_;
+    Endpoint server_;
+    kvf::resp::ClientAddrKey client_;
+    uint64_t tried_asked_ns_ = 0;   // the answer last tried
+    uint64_t wanted_after_ns_ = 0;  // the unknown-since stamp an answer was last asked for
+    uint32_t not_listed_ = 0;       // answers that did not list the client
+    uint32_t refused_ = 0;          // answers that listed it but could not settle its db
+    bool gave_up_ = false;
   };
+
+  // The resolver's answers, refreshed when a new one is published.
+  const kvf::ctl::DbAnswers* CurrentAnswers() {
+    const uint64_t v = resolver_->version();
+    if (v != answers_version_) {
+      answers_ = resolver_->Answers();
+      answers_version_ = v;
+    }
+    return answers_.get();
+  }
 
   // Moves this worker's local counts into the shared snapshot.
   void Publish(const kvf::resp::ConnectionStats& now, const kvf::resp::ConnectionStats& before) {
@@ -237,6 +323,8 @@ class RespShard : public StreamConsumerFactory,
     shared_.AddDelta(now, before);
     shared_.records += local_records_;
     local_records_ = 0;
+    shared_.db_not_listed += local_db_not_listed_;
+    local_db_not_listed_ = 0;
     for (auto& [name, n] : local_commands_) {
       if (n == 0) continue;
       auto it = shared_.requests_by_command.find(name);
@@ -253,6 +341,10 @@ class RespShard : public StreamConsumerFactory,
   RespCounters shared_;              // guarded by mu_
   kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
   kvf::resp::ShardMerge* merge_;
+  kvf::ctl::DbResolver* resolver_;
+  std::shared_ptr<const kvf::ctl::DbAnswers> answers_;  // this worker's copy
+  uint64_t answers_version_ = 0;
+  uint64_t local_db_not_listed_ = 0;
   size_t index_;
   uint64_t next_id_;
   uint64_t id_step_;
@@ -274,6 +366,8 @@ RespCounters SumShards(const std::vector<std::unique_ptr<RespShard>>& shards) {
     sum.unpaired_requests += c.unpaired_requests;
     sum.bad_shapes += c.bad_shapes;
     sum.writes_unacked += c.writes_unacked;
+    sum.db_proven += c.db_proven;
+    sum.db_not_listed += c.db_not_listed;
     for (const auto& [name, n] : c.requests_by_command) sum.requests_by_command[name] += n;
   }
   return sum;
@@ -306,6 +400,9 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["records"] = resp.records;
   c["records_ambiguous"] = resp.ambiguous;
   c["records_late"] = resp.late;
+  c["records_unknown_db"] = resp.unknown_db;
+  c["resp_db_proven_by_server"] = resp.db_proven;
+  c["resp_db_not_listed_by_server"] = resp.db_not_listed;
   c["resp_gaps"] = resp.gaps;
   c["resp_gap_bytes"] = resp.gap_bytes;
   c["resp_desyncs"] = resp.desyncs;
@@ -363,6 +460,8 @@ void Print(const std::string& format, const std::string& label, const Counters& 
                           "records",
                           "records_ambiguous",
                           "records_late",
+                          "records_unknown_db",
+                          "resp_db_proven_by_server",
                           "resp_gaps",
                           "resp_gap_bytes",
                           "resp_desyncs",
@@ -388,15 +487,16 @@ void Print(const std::string& format, const std::string& label, const Counters& 
     std::fprintf(
         format == "records" ? stderr : stdout,
         "%s pkts=%s bytes=%s tcp=%s payload=%sB flows=%llu(+%llu) gaps=%llu(%sB) requests=%s records=%s"
-        " ambiguous=%llu late=%llu resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu ring=%llu "
+        " ambiguous=%llu late=%llu unknown_db=%llu resp_desyncs=%llu | drops nic=%llu kernel_parse=%llu "
+        "ring=%llu "
         "oversize=%llu "
         "snap=%llu decode=%llu"
         " queue=%llu | ignored kernel_filtered=%s not_server=%s not_tcp=%s retrans=%sB\n",
         label.c_str(), h(d("frames_received")).c_str(), h(d("bytes_received")).c_str(),
         h(d("tcp_segments")).c_str(), h(d("payload_bytes_delivered")).c_str(), u(now.at("active_flows")),
         u(d("flows_created")), u(d("gaps")), h(d("gap_bytes")).c_str(), h(d("requests_parsed")).c_str(),
-        h(d("records")).c_str(), u(d("records_ambiguous")), u(d("records_late")), u(d("resp_desyncs")),
-        u(d("nic_drops")), u(d("kernel_parse_errors")), u(kernel_drops),
+        h(d("records")).c_str(), u(d("records_ambiguous")), u(d("records_late")), u(d("records_unknown_db")),
+        u(d("resp_desyncs")), u(d("nic_drops")), u(d("kernel_parse_errors")), u(kernel_drops),
         u(d("oversize_frames") + d("worker_oversize_payload_drops")), u(d("snap_truncated")), u(decode_drops),
         u(d("worker_queue_full_drops")), h(d("kernel_filtered")).c_str(),
         h(d("segments_not_for_server")).c_str(),
@@ -433,6 +533,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   auto resp_counters = [&] {
     RespCounters c = shard.Snapshot();
     c.ambiguous = output.ambiguous();
+    c.unknown_db = output.unknown_db();
     return c;
   };
   DecodeCounters dec;
@@ -481,7 +582,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
 // Live: the RX loop on this thread, reassembly on `workers` threads.
 int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const std::string& format,
             int max_seconds, size_t workers, size_t queue_slots, size_t queue_bytes,
-            const kvf::resp::AmbiguityOptions& ambiguity) {
+            const kvf::resp::AmbiguityOptions& ambiguity, kvf::ctl::DbResolver* resolver) {
   DispatcherConfig dc;
   dc.workers = workers;
   dc.flow_table = cfg;
@@ -498,7 +599,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i, workers));
+    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i, workers, resolver));
     factories.push_back(shards.back().get());
   }
   Dispatcher dispatcher(dc, factories);  // allocates the queues: before any thread starts
@@ -512,6 +613,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
     const DispatcherStats ds = dispatcher.Stats();
     RespCounters rc = SumShards(shards);
     rc.ambiguous = output.ambiguous();
+    rc.unknown_db = output.unknown_db();
     rc.late = merge.stats().late;
     Counters now =
         Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops, rc);
@@ -542,7 +644,46 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const Counters empty;
   report("total", secs, &empty);
+  const uint64_t unknown = output.unknown_db();
+  if (resolver != nullptr) {
+    const kvf::ctl::DbResolverStats rs = resolver->stats();
+    const RespCounters rc = SumShards(shards);
+    std::fprintf(stderr,
+                 "kvferryctl capture: --resolve-db: %llu CLIENT LIST answer(s), %llu failure(s); %llu "
+                 "connection(s) had their db settled, %llu were not listed; %llu record(s) carried a "
+                 "guessed db (unknown_db) before that\n",
+                 (unsigned long long)rs.queries, (unsigned long long)rs.failures,
+                 (unsigned long long)rc.db_proven, (unsigned long long)rc.db_not_listed,
+                 (unsigned long long)unknown);
+  } else if (unknown > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl capture: %llu record(s) carry a guessed db (unknown_db): their connections "
+                 "were open before the capture, or lost client bytes where a SELECT may have been; "
+                 "--resolve-db asks the server (CLIENT LIST) which db each one has selected\n",
+                 (unsigned long long)unknown);
+  }
   return 0;
+}
+
+// --source-auth-file: the password is the whole first line (spaces
+// included; only the line end is not). Errors name the file, never its
+// content.
+bool ReadAuthFile(const std::string& path, kvf::ctl::DbResolverOptions* o) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    std::fprintf(stderr, "kvferryctl capture: --source-auth-file %s: cannot read a first line\n",
+                 path.c_str());
+    return false;
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  o->password = std::move(line);
+  if (o->password.empty()) {
+    std::fprintf(stderr, "kvferryctl capture: --source-auth-file %s: the first line is empty\n",
+                 path.c_str());
+    return false;
+  }
+  return true;
 }
 
 int RunCapture(const std::vector<std::string>& args) {
@@ -558,6 +699,8 @@ int RunCapture(const std::vector<std::string>& args) {
   bool pass = false;
   double window_ms = 1.0;
   kvf::ctl::WireOptions wire;
+  bool resolve_db = false;
+  std::string source_auth_file, source_user;
   app.add_option("--backend", backend, "capture backend: pcap | xdp | dpdk")
       ->check(CLI::IsMember({"pcap", "xdp", "dpdk"}));
   app.add_option("--iface", iface, "live interface to capture on");
@@ -590,6 +733,15 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
                "for an interface that also carries host traffic");
+  app.add_flag("--resolve-db", resolve_db,
+               "live: ask each server (CLIENT LIST, at most once a second) which db a connection has "
+               "selected when the capture cannot tell (open before the capture started, or client bytes "
+               "lost); its records then carry the db instead of a guess flagged unknown_db");
+  app.add_option("--source-auth-file", source_auth_file,
+                 "with --resolve-db: a file whose first line is the servers' password; never printed")
+      ->check(CLI::ExistingFile);
+  app.add_option("--source-user", source_user,
+                 "with --source-auth-file: the ACL user to AUTH as (it needs +client|list)");
   std::vector<std::string> argv_rev(args.rbegin(), args.rend());
   try {
     app.parse(argv_rev);
@@ -619,7 +771,27 @@ int RunCapture(const std::vector<std::string>& args) {
       std::fprintf(stderr, "kvferryctl capture: --pcap needs --backend pcap\n");
       return 2;
     }
+    if (resolve_db) {
+      std::fprintf(stderr,
+                   "kvferryctl capture: --resolve-db needs a live capture (--iface): a file's servers "
+                   "have moved on since\n");
+      return 2;
+    }
     return RunOffline(pcap_file, cfg, format, seconds, ambiguity);
+  }
+  std::unique_ptr<kvf::ctl::DbResolver> resolver;
+  if (resolve_db) {
+    kvf::ctl::DbResolverOptions ro;
+    if (!source_auth_file.empty() && !ReadAuthFile(source_auth_file, &ro)) return 2;
+    if (!source_user.empty() && source_auth_file.empty()) {
+      std::fprintf(stderr, "kvferryctl capture: --source-user needs --source-auth-file (its password)\n");
+      return 2;
+    }
+    ro.username = source_user;
+    resolver = std::make_unique<kvf::ctl::DbResolver>(std::move(ro));
+  } else if (!source_auth_file.empty() || !source_user.empty()) {
+    std::fprintf(stderr, "kvferryctl capture: --source-auth-file and --source-user are for --resolve-db\n");
+    return 2;
   }
   std::unique_ptr<PacketSource> src;
   if (backend == "pcap") {
@@ -692,7 +864,7 @@ int RunCapture(const std::vector<std::string>& args) {
     std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", (*r)->Describe().c_str(),
                  cfg.servers.size());
     const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots, queue_mb << 20,
-                           ambiguity);  // destroys the source
+                           ambiguity, resolver.get());  // destroys the source
     ShutdownDpdkEal();
     return rc;
 #else
@@ -702,7 +874,8 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", src->Describe().c_str(),
                cfg.servers.size());
-  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20, ambiguity);
+  return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20, ambiguity,
+                 resolver.get());
 }
 
 }  // namespace

@@ -67,6 +67,7 @@ class Printer : public resp::RecordSink {
     return true;
   }
   uint64_t flagged() const { return flagged_; }
+  uint64_t unknown_db() const { return unknown_db_; }
   uint64_t readbacks_skipped() const { return readbacks_skipped_; }
   const std::map<std::string, uint64_t, std::less<>>& per_command() const { return per_command_; }
   const std::array<uint64_t, 8>& per_op() const { return per_op_; }
@@ -75,7 +76,10 @@ class Printer : public resp::RecordSink {
   // `name` is the command (first argument), empty for a read-back.
   void Count(uint16_t flags, RecordOp op, std::string_view name) {
     ++records_;
-    if (flags != 0) ++flagged_;
+    if (flags != 0) {
+      ++flagged_;
+      if ((flags & kUnknownDb) != 0) ++unknown_db_;
+    }
     ++per_op_[static_cast<size_t>(op) & 7];
     if (!name.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
@@ -141,7 +145,7 @@ class Printer : public resp::RecordSink {
   enum class Format : uint8_t { kJson, kResp, kStats };
   Format format_;
   std::string out_;
-  uint64_t seq_ = 0, records_ = 0, flagged_ = 0, readbacks_skipped_ = 0;
+  uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_skipped_ = 0;
   uint16_t db_ = 0;
   std::map<std::string, uint64_t, std::less<>> per_command_;
   std::map<std::string, uint64_t, std::less<>>::iterator last_command_ = per_command_.end();
@@ -801,8 +805,9 @@ int RunDecode(const std::vector<std::string>& args) {
       std::printf("conn %s %llu\n", name.c_str(), (unsigned long long)v);
     for (const auto& [name, v] : table.stats().Named())
       std::printf("flow %s %llu\n", name.c_str(), (unsigned long long)v);
-    std::printf("records %llu flagged %llu ambiguous %llu\n", (unsigned long long)printer.records(),
-                (unsigned long long)printer.flagged(), (unsigned long long)tracker.stats().ambiguous);
+    std::printf("records %llu flagged %llu ambiguous %llu unknown_db %llu\n",
+                (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
+                (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db());
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),
                   (unsigned long long)printer.per_op()[op]);
@@ -863,6 +868,13 @@ int RunDecode(const std::vector<std::string>& args) {
                  "replicated\n",
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
                  factory.unknown_.more ? ", …" : "");
+  }
+  if (printer.unknown_db() > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu record(s) carry a guessed db (unknown_db): their connections were "
+                 "open before the capture started, or lost client bytes where a SELECT may have been; a "
+                 "live capture settles it by asking the server (capture --resolve-db)\n",
+                 (unsigned long long)printer.unknown_db());
   }
   if (totals.tls_connections > 0) {
     std::fprintf(

@@ -94,6 +94,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   replayer_writes += o.replayer_writes;
   script_unknown += o.script_unknown;
   records += o.records;
+  db_proven_by_server += o.db_proven_by_server;
   transactions += o.transactions;
   exec_aborted += o.exec_aborted;
   watch_aborted += o.watch_aborted;
@@ -153,6 +154,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"overflows", overflows},
       {"ignored_bytes", ignored_bytes},
       {"tls_connections", tls_connections},
+      {"db_proven_by_server", db_proven_by_server},
   };
 }
 
@@ -206,7 +208,7 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
   if (opts_.joined_mid_stream) {
     // Nothing before the join is known: not the db, not the requests whose
     // replies are still to come. Start out of sync (see docs/resp.md).
-    db_known_ = false;
+    ForgetDb();
     subs_known_ = false;
     desync_ = true;
     ++stats_.desyncs;
@@ -262,6 +264,7 @@ bool LooksLikeTls(ByteSpan b, bool at_start) {
 }  // namespace
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
+  if (!db_known_ && db_unknown_since_ns_ == 0) db_unknown_since_ns_ = capture_ns;
   bool& first = first_bytes_[static_cast<int>(dir)];
   if (first) {
     // A Redis with TLS on (tls-port) seen on the wire: the connection is
@@ -330,13 +333,13 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
     // Replies are not read; requests are (OnIgnoredRequest).
     if (dir == Direction::kClientToServer) {
       requests_.OnGap();
-      db_known_ = false;
+      ForgetDb();
     }
     return;
   }
   if (dir == Direction::kClientToServer) {
     requests_.OnGap();
-    db_known_ = false;  // a SELECT may have been lost
+    ForgetDb();  // a SELECT may have been lost
     reply_off_ = skip_next_ = false;
   } else {
     replies_.OnGap();
@@ -359,6 +362,29 @@ void Connection::OnClose(CloseReason) {
   Reclaim();
 }
 
+bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
+  if (db_known_) return false;
+  // The answer must postdate whatever made the db unknown (bytes lost
+  // before the first seen since are older than that), and nothing that
+  // changes the db may be on its way: a SELECT, RESET or EXEC still
+  // unanswered may have run before the server answered, and then the
+  // answer is its db, not the one of the writes queued ahead of it. Out of
+  // sync, or not reading replies, nothing is known of what is on its way.
+  if (db_unknown_since_ns_ == 0 || asked_ns < db_unknown_since_ns_) return false;
+  if (desync_ || ignored_ || encrypted_ || awaiting_reset_ || in_multi_ || req_in_multi_ || reply_off_ ||
+      skip_next_ || !multi_queue_.empty())
+    return false;
+  for (const Pending& p : pending_) {
+    if (p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec ||
+        p.kind == Kind::kMulti || p.kind == Kind::kIgnoreMark)
+      return false;
+  }
+  db_ = db;
+  KnowDb();
+  ++stats_.db_proven_by_server;
+  return true;
+}
+
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
@@ -376,7 +402,7 @@ void Connection::EnterDesync() {
   }
   // Still waiting for a +RESET: keep skipping up to it (MONITOR lines or
   // messages must not resync against requests), but its db is not proven.
-  if (awaiting_reset_) db_known_ = false;
+  if (awaiting_reset_) ForgetDb();
   ReadBackWaiting();
 }
 
@@ -389,6 +415,11 @@ void Connection::ReadBack(const Pending& p, bool ignoring) {
     }
   }
   if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if it (or an EXEC) ran
+  if (p.kind == Kind::kReset) {
+    // It may have run: db 0, or the one before it. A guess, either way.
+    db_ = 0;
+    ForgetDb();
+  }
 }
 
 void Connection::ReadBackWaiting(bool ignoring) {
@@ -523,6 +554,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
             .seq = next_seq_++};
+  // A request that may change the db while it is unknown: an answer from
+  // the server settles it only if asked after this ran (ProveDb), whatever
+  // becomes of its reply (one paired out of sync leaves the db unknown).
+  if (!db_known_ && (p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec))
+    db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   // DEBUG POPULATE creates keys (convert.cc); no other DEBUG does.
   static const CommandSpec* const debug = LookupCommandName("debug");
   if (spec == debug && spec != nullptr && args.size() >= 2 && EqualsIgnoreCase(args[1], "populate"))
@@ -792,7 +828,7 @@ void Connection::IgnoreFromHere(uint64_t ts) {
 
 void Connection::ApplyReset() {
   db_ = 0;
-  db_known_ = true;
+  KnowDb();
   in_multi_ = false;
   multi_queue_.clear();
   protocol_ = 2;
@@ -835,7 +871,7 @@ void Connection::SelectUnanswered(const Pending& p) {
   // is a guess until a SELECT or RESET is answered.
   if (p.param < 0) return;  // malformed: refused
   db_ = static_cast<uint16_t>(p.param);
-  db_known_ = false;
+  ForgetDb();
 }
 
 void Connection::DrainNoReply() {
@@ -1040,7 +1076,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
       if (++skipped_before_reset_ > opts_.max_pending_requests) {
         // No +RESET in sight (lost, or the RESET was refused): give up.
         awaiting_reset_ = false;
-        db_known_ = false;
+        ForgetDb();
         EnterDesync();
       }
       return;
@@ -1272,7 +1308,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kSelect:
       if (!is_error && p.param >= 0) {
         db_ = static_cast<uint16_t>(p.param);
-        db_known_ = true;
+        KnowDb();
       }
       return;
     case Kind::kHello:

@@ -73,6 +73,7 @@ struct ConnectionStats {
   uint64_t replayer_writes = 0;   // writes of a kvferry replayer connection: not captured
   uint64_t script_unknown = 0;    // EVALSHA whose body was never seen: keys read back, no command
   uint64_t records = 0;
+  uint64_t db_proven_by_server = 0;  // unknown dbs settled by the server's answer (ProveDb)
   uint64_t transactions = 0;         // EXEC that applied
   uint64_t exec_aborted = 0;         // EXEC answered -EXECABORT / error
   uint64_t watch_aborted = 0;        // EXEC answered nil (WATCH)
@@ -151,9 +152,25 @@ class Connection {
   const ConnectionStats& stats() const { return stats_; }
   uint16_t db() const { return db_; }
   bool db_known() const { return db_known_; }
+  // Capture time from which a server's answer on the db must have been asked
+  // (ProveDb): the first bytes seen since the db became unknown (a join,
+  // lost client bytes, an unanswered SELECT or RESET), or a SELECT, RESET or
+  // EXEC request seen since, whichever is later; 0 while the db is known or
+  // before any bytes since.
+  uint64_t db_unknown_since_ns() const { return db_unknown_since_ns_; }
+  // The source server says (CLIENT LIST, asked at `asked_ns` on the capture
+  // clock) that this connection's db is `db`. Call it only once the stream
+  // has been read up to where the answer was received (the caller keeps a
+  // margin for the mirror's delay): then every SELECT the server ran before
+  // answering has been seen. Taken (true) only when it settles an unknown
+  // db: asked after the db became unknown, in sync, and with no SELECT,
+  // RESET, MULTI or EXEC waiting for its reply; the connection's records
+  // from here on carry `db` without kUnknownDb.
+  bool ProveDb(uint16_t db, uint64_t asked_ns);
   int protocol() const { return protocol_; }
   bool in_multi() const { return in_multi_; }
-  bool ignored() const { return ignored_; }  // subscriber or MONITOR
+  bool ignored() const { return ignored_; }      // subscriber or MONITOR
+  bool encrypted() const { return encrypted_; }  // TLS: ignored
   // RESP2 pub/sub mode followed reply by reply (subscriptions counted).
   bool subscribed() const { return pubsub_; }
   bool replayer() const { return replayer_; }  // named kvferry:*
@@ -286,8 +303,18 @@ class Connection {
   std::unique_ptr<ScriptCache> own_scripts_;          // when opts_.scripts is null
   ScriptCache* scripts_;
 
+  void ForgetDb() {
+    db_known_ = false;
+    db_unknown_since_ns_ = 0;  // stamped by the next bytes seen
+  }
+  void KnowDb() {
+    db_known_ = true;
+    db_unknown_since_ns_ = 0;
+  }
+
   uint16_t db_ = 0;
   bool db_known_ = true;
+  uint64_t db_unknown_since_ns_ = 0;
   int protocol_ = 2;
   int req_protocol_ = 2;  // as of the last request parsed (HELLO is optimistic)
   bool in_multi_ = false;

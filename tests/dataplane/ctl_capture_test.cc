@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -361,6 +362,127 @@ TEST(CtlCaptureTest, LiveWorkersMeetInOneAmbiguityTracker) {
   // Not vacuous: round trips on loopback take well under the window.
   EXPECT_GE(expected, hot.size() * 9 / 10);
   EXPECT_NE(stats.find("ambiguous=" + std::to_string(flagged) + " "), std::string::npos) << stats;
+}
+
+// Pooled connections opened before the capture started: one has selected db
+// 3, the other never selected (db 0). Nothing on the wire says so; with
+// --resolve-db the capture asks the server (CLIENT LIST) and every record
+// after the answer carries the real db without unknown_db, while the records
+// before it carry a guess flagged unknown_db. A SELECT seen later still
+// moves the connection on.
+TEST(CtlCaptureTest, ResolveDbAsksTheServerForPooledConnectionsOpenBeforeTheCapture) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: live capture on lo";
+  for (const char* tool : {"redis-server", "redis-cli"}) {
+    if (Shell(std::string("command -v ") + tool).empty()) GTEST_SKIP() << "needs " << tool;
+  }
+  const int port = 27314;  // capture's test port range: 27311-27319
+  const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_resolve_" + std::to_string(getpid());
+  // The server wants a password (with a space in it): the capture reads it
+  // from a file and must never print it.
+  const std::string password = "s3cret pass-27314";
+  const std::string cli = "REDISCLI_AUTH='" + password + "' redis-cli -p " + std::to_string(port) + " ";
+  Shell("mkdir -p " + dir + " && printf '%s\\n' '" + password + "' >" + dir +
+        "/auth && redis-server --port " + std::to_string(port) +
+        " --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --requirepass '" + password +
+        "' --pidfile " + dir + "/redis.pid --logfile " + dir + "/redis.log");
+  for (int i = 0; i < 50 && Shell(cli + "ping 2>/dev/null").find("PONG") == std::string::npos; ++i)
+    usleep(100'000);
+  auto connect_to = [&] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? fd : -1;
+  };
+  auto call = [](int fd, const std::vector<std::string>& args) {
+    std::string req = "*" + std::to_string(args.size()) + "\r\n";
+    for (const std::string& a : args) req += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return std::string();
+    char buf[256];
+    const ssize_t n = read(fd, buf, sizeof(buf));  // one short reply, one read on loopback
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  };
+  const int in3 = connect_to(), in0 = connect_to();
+  ASSERT_GE(in3, 0);
+  ASSERT_GE(in0, 0);
+  for (int fd : {in3, in0}) ASSERT_EQ(call(fd, {"AUTH", password}), "+OK\r\n");
+  ASSERT_EQ(call(in3, {"SELECT", "3"}), "+OK\r\n");  // before the capture: never seen
+  const std::string pid =
+      Shell(ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
+            " --workers 2 --format records --resolve-db --source-auth-file " + dir + "/auth --seconds 60 >" +
+            dir + "/records.json 2>" + dir + "/stats.txt & echo -n $!");
+  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
+       ++i)
+    usleep(100'000);
+  usleep(500'000);
+  constexpr int kRounds = 150;  // 10 ms apart: 1.5 s, several answers' worth
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_EQ(call(in3, {"SET", "p3:" + std::to_string(i), "v"}), "+OK\r\n");
+    ASSERT_EQ(call(in0, {"SET", "p0:" + std::to_string(i), "v"}), "+OK\r\n");
+    usleep(10'000);
+  }
+  ASSERT_EQ(call(in3, {"SELECT", "4"}), "+OK\r\n");
+  ASSERT_EQ(call(in3, {"SET", "p4", "v"}), "+OK\r\n");
+  close(in3);
+  close(in0);
+  usleep(500'000);
+  Shell("kill -INT " + pid + "; for i in $(seq 100); do kill -0 " + pid +
+        " 2>/dev/null || break; sleep 0.1; done");
+  Shell("kill $(cat " + dir + "/redis.pid) 2>/dev/null");
+  const std::string out = Shell("cat " + dir + "/records.json");
+  const std::string stats = Shell("cat " + dir + "/stats.txt");
+  Shell("rm -rf " + dir);
+  // Per connection, in order: guessed records first (unknown_db), then only
+  // records with the real db.
+  struct Seen {
+    int guessed = 0, settled = 0;
+    bool guess_after_settled = false;
+  };
+  std::map<std::string, Seen> by_prefix;
+  int p4_db = -1;
+  for (size_t pos = 0; pos < out.size();) {
+    const size_t end = std::min(out.find('\n', pos), out.size());
+    const auto rec = nlohmann::json::parse(out.substr(pos, end - pos), nullptr, false);
+    pos = end + 1;
+    if (rec.is_discarded() || !rec.contains("key")) continue;
+    const std::string key = rec["key"].get<std::string>();
+    const auto flags = rec.value("flags", nlohmann::json::array());
+    const bool unknown = std::find(flags.begin(), flags.end(), "unknown_db") != flags.end();
+    const int db = rec["db"].get<int>();
+    if (key == "p4") {
+      p4_db = unknown ? -2 : db;
+      continue;
+    }
+    Seen& s = by_prefix[key.substr(0, 2)];
+    if (unknown) {
+      s.guessed++;
+      s.guess_after_settled |= s.settled > 0;
+    } else {
+      EXPECT_EQ(db, key.substr(0, 2) == "p3" ? 3 : 0) << key;
+      s.settled++;
+    }
+  }
+  // A capture that dropped packets (a loaded machine) makes a connection's
+  // db unknown again: only then may a guess follow an answer.
+  const bool lossless = stats.find(" gaps=0(") != std::string::npos;
+  for (const char* prefix : {"p3", "p0"}) {
+    const Seen& s = by_prefix[prefix];
+    EXPECT_EQ(s.guessed + s.settled, kRounds) << prefix << "\n" << stats;
+    // An answer is asked 100 ms after the first bytes and applies 100 ms
+    // after it came: most of 1.5 s of writes carry the real db.
+    EXPECT_GE(s.settled, kRounds / 2) << prefix << "\n" << stats;
+    if (lossless) EXPECT_FALSE(s.guess_after_settled) << prefix;
+  }
+  EXPECT_EQ(p4_db, 4);
+  const size_t at = stats.find(" connection(s) had their db settled");
+  ASSERT_NE(at, std::string::npos) << stats;
+  EXPECT_GE(std::stoul(stats.substr(stats.rfind(' ', at - 1) + 1)), 2u) << stats;
+  EXPECT_NE(stats.find(" answer(s), 0 failure(s)"), std::string::npos) << stats;  // AUTH worked
+  EXPECT_EQ(out.find("s3cret"), std::string::npos);
+  EXPECT_EQ(stats.find("s3cret"), std::string::npos) << stats;
 }
 
 }  // namespace

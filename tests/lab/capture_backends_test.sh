@@ -28,13 +28,13 @@ trap cleanup EXIT
 eval "$("$LAB" env)"
 server="$KVF_A_REDIS_IP:$KVF_REDIS_PORT"
 
-# start_capture SECONDS OUT [FORMAT]: runs the capturer in the background (cap_pid) and
-# waits until it reports that it is attached.
+# start_capture SECONDS OUT [FORMAT [CAPTURE ARGS…]]: runs the capturer in the background
+# (cap_pid) and waits until it reports that it is attached.
 start_capture() {
   local secs=$1 out=$2 format=${3:-json}
-  local extra=()
+  local extra=("${@:4}")
   if [ "$backend" = dpdk ]; then
-    extra=(--dpdk-port net_af_packet0
+    extra+=(--dpdk-port net_af_packet0
            --eal "--no-huge --no-shconf -m 256 -l 0 --no-pci --log-level=*:warning --file-prefix=kvfcap$$ --vdev=net_af_packet0,iface=$KVF_A_MIRROR_IF,framecnt=16384")
   fi
   ip netns exec "$KVF_A_NS_APPLIANCE" timeout -s INT $((secs + 20)) "$KVF_CTL" capture --backend "$backend" \
@@ -136,6 +136,49 @@ assert recs[1]["key"] == "kvfcap:n" and recs[1]["args"][:3] == ["SET", "kvfcap:n
 assert recs[2]["args"][0] == "PEXPIREAT" and recs[2]["key"] == "kvfcap:a", recs[2]
 PY
 pass "$backend (offloads $offloads): --format records prints the three change records"
+
+# Phase 2b: a pooled connection, open before the capture, that selected db 2 then: nothing on
+# the mirror says so. With --resolve-db the appliance asks Redis A (CLIENT LIST, over its LAN
+# port) and the connection's records carry db 2 without unknown_db once the answer applies.
+out="$work/pooled.json"
+cat >"$work/pooled.py" <<'PY'
+import os, socket, sys, time
+host, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port))
+def call(*args):
+    s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args)))
+    reply = s.recv(100)
+    assert reply == b"+OK\r\n", reply
+call("SELECT", "2")
+print("selected", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.02)
+for i in range(150):  # 1.5 s
+    call("SET", f"kvfpool:{i}", "v")
+    time.sleep(0.01)
+PY
+in_ns "$KVF_A_NS_CLIENT" /usr/bin/python3 "$work/pooled.py" "$KVF_A_REDIS_IP" "$KVF_REDIS_PORT" "$work/go" \
+  >"$work/pooled.out" &
+pooled=$!
+for _ in $(seq 50); do grep -q selected "$work/pooled.out" && break; sleep 0.1; done
+start_capture 6 "$out" records --resolve-db
+touch "$work/go"
+wait "$pooled" || fail "the pooled client failed"
+stop_capture "$out" records
+python3 - "$out" <<'PY' || { cat "$out.err"; fail "$backend (offloads $offloads): --resolve-db"; }
+import json, sys
+recs = sorted((json.loads(l) for l in open(sys.argv[1])), key=lambda r: r["capture_ns"])
+recs = [r for r in recs if r["key"].startswith("kvfpool:")]
+settled = [r for r in recs if "unknown_db" not in r["flags"]]
+print(f"pooled connection: {len(recs)} records, {len(settled)} with the db the server named")
+assert len(recs) == 150, len(recs)
+assert all(r["db"] == 2 for r in settled), [r for r in settled if r["db"] != 2][:2]
+assert len(settled) >= 75, len(settled)
+first = recs.index(settled[0])
+assert all(r in settled for r in recs[first:]), "a guess after the answer"
+PY
+grep -qE "[1-9][0-9]* connection\(s\) had their db settled" "$out.err" || { cat "$out.err"; fail "no settled connection reported"; }
+pass "$backend (offloads $offloads): --resolve-db asks Redis which db a pooled connection selected"
 
 # Phase 3: a lossy mirror. Gaps are reported with their byte counts; the command exits 0.
 "$LAB" mirror --rate-mbit 20

@@ -70,6 +70,7 @@ class RawClient {
   RawClient(const RawClient&) = delete;
   RawClient& operator=(const RawClient&) = delete;
   bool ok() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
 
   // Sends `bytes` and returns the exact bytes of the next `replies` replies
   // (RESP3 pushes count as replies too). Empty string on timeout/close.

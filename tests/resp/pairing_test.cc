@@ -40,6 +40,19 @@ class Pairing : public ::testing::Test {
     return out;
   }
   uint64_t LastCaptureMs() const { return sink_.records.back().capture_ns / 1000000; }
+  // Sends `req` to the server; `conn` sees it at `t` and its one reply at `t + 1`.
+  void Exchange(Connection& conn, const std::string& req, uint64_t t) {
+    const std::string rep = c_->raw().Send(req, 1);
+    conn.OnData(Direction::kClientToServer, req, t);
+    conn.OnData(Direction::kServerToClient, rep, t + 1);
+  }
+  // A connection the capture joined mid-stream, no writes flagged after a resync.
+  static ConnectionOptions MidStreamOptions() {
+    ConnectionOptions o;
+    o.joined_mid_stream = true;
+    o.after_gap_records = 0;
+    return o;
+  }
 
   VectorSink sink_;
   std::unique_ptr<LiveRedis> redis_;
@@ -1030,6 +1043,114 @@ TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   EXPECT_FALSE(conn.db_known());
   EXPECT_EQ(Take(), (V{"0 readback f" + std::to_string(kUnknownDb | kAfterGap | kNeedsReadback) + " a:",
                        "0 " + kIdem + " f" + std::to_string(kUnknownDb) + " b: SET b 1"}));
+}
+
+// A connection open before the capture (a pool's) has selected db 3 where
+// nothing saw it; the server's answer (CLIENT LIST, as capture
+// --resolve-db asks it) settles the db, but only when it was asked after the
+// db became unknown and no SELECT, MULTI or EXEC is on its way.
+TEST_F(Pairing, TheServersAnswerSettlesAnUnknownDb) {
+  RawClient& raw = c_->raw();
+  raw.Send(Cmd({"SELECT", "3"}), 1);  // before the capture
+  Connection conn(&sink_, MidStreamOptions());
+  auto exchange = [&](const std::string& req, uint64_t t) { Exchange(conn, req, t); };
+  EXPECT_EQ(conn.db_unknown_since_ns(), 0u);  // no bytes yet
+  exchange(Cmd({"SET", "a", "1"}), 100);      // read back: pairing not yet proven
+  EXPECT_EQ(conn.db_unknown_since_ns(), 100u);
+  EXPECT_FALSE(conn.ProveDb(3, 150));  // out of sync: what is on its way is not known
+  exchange(Cmd({"SET", "b", "1"}), 200);
+  ASSERT_TRUE(conn.in_sync());
+  EXPECT_FALSE(conn.ProveDb(3, 99));  // asked before the db was unknown to the capture
+  EXPECT_EQ(conn.stats().db_proven_by_server, 0u);
+  EXPECT_TRUE(conn.ProveDb(3, 250));
+  EXPECT_TRUE(conn.db_known());
+  EXPECT_EQ(conn.db_unknown_since_ns(), 0u);
+  EXPECT_FALSE(conn.ProveDb(4, 260));  // known: a later answer changes nothing
+  exchange(Cmd({"SET", "c", "1"}), 300);
+  EXPECT_EQ(Take(), (V{"0 readback f" + std::to_string(kUnknownDb | kAfterGap | kNeedsReadback) + " a:",
+                       "0 " + kIdem + " f" + std::to_string(kUnknownDb) + " b: SET b 1",
+                       "3 " + kIdem + " c: SET c 1"}));
+  EXPECT_EQ(conn.stats().db_proven_by_server, 1u);
+
+  // Client bytes are lost (a SELECT 5 among them): unknown again, from the
+  // next bytes on (the SELECT's reply: it ran before that was sent); an
+  // answer asked before those is stale.
+  const std::string lost = Cmd({"SELECT", "5"});
+  const std::string lost_reply = raw.Send(lost, 1);
+  conn.OnGap(Direction::kClientToServer, lost.size());
+  conn.OnData(Direction::kServerToClient, lost_reply, 401);
+  EXPECT_FALSE(conn.db_known());
+  exchange(Cmd({"SET", "d", "1"}), 500);
+  exchange(Cmd({"SET", "e", "1"}), 600);
+  exchange(Cmd({"SET", "f", "1"}), 700);
+  ASSERT_TRUE(conn.in_sync());
+  EXPECT_EQ(conn.db_unknown_since_ns(), 401u);
+  EXPECT_FALSE(conn.ProveDb(3, 400));
+  // A SELECT whose reply is still on its way may have run before the
+  // server answered: the answer would be its db, not that of the writes
+  // queued ahead of it. So may a transaction's.
+  const std::string pipeline = Cmd({"SET", "g", "1"}) + Cmd({"SELECT", "6"}) + Cmd({"SET", "h", "1"});
+  const std::string replies = raw.Send(pipeline, 3);
+  conn.OnData(Direction::kClientToServer, pipeline, 800);
+  EXPECT_FALSE(conn.ProveDb(6, 850));
+  conn.OnData(Direction::kServerToClient, replies, 801);
+  EXPECT_TRUE(conn.db_known());  // the SELECT's own +OK proves it
+  EXPECT_EQ(Take(), (V{"3 readback f" + std::to_string(kUnknownDb | kAfterGap | kNeedsReadback) + " d:",
+                       "3 " + kIdem + " f" + std::to_string(kUnknownDb) + " e: SET e 1",
+                       "3 " + kIdem + " f" + std::to_string(kUnknownDb) + " f: SET f 1",
+                       "3 " + kIdem + " f" + std::to_string(kUnknownDb) + " g: SET g 1",
+                       "6 " + kIdem + " h: SET h 1"}));
+  conn.OnGap(Direction::kClientToServer, 10);  // (nothing real lost: the server saw nothing)
+  exchange(Cmd({"SET", "i", "1"}), 900);
+  exchange(Cmd({"SET", "j", "1"}), 1000);
+  exchange(Cmd({"MULTI"}), 1100);
+  EXPECT_FALSE(conn.ProveDb(6, 1150));  // in a transaction
+  exchange(Cmd({"EXEC"}), 1200);
+  EXPECT_TRUE(conn.ProveDb(6, 1250));
+  EXPECT_EQ(conn.stats().db_proven_by_server, 2u);
+}
+
+// While the db is unknown, a SELECT paired out of sync (its +OK cannot be
+// trusted to be its own) leaves the db unknown but outdates every answer
+// asked before it; a RESET whose reply was lost may have run, so the db is
+// unknown after it.
+TEST_F(Pairing, ASelectOrResetSeenWhileOutOfStepOutdatesEarlierAnswers) {
+  RawClient& raw = c_->raw();
+  Connection conn(&sink_, MidStreamOptions());
+  auto exchange = [&](const std::string& req, uint64_t t) { Exchange(conn, req, t); };
+  exchange(Cmd({"SET", "a", "1"}), 100);
+  exchange(Cmd({"SET", "b", "1"}), 200);
+  ASSERT_TRUE(conn.in_sync());
+  // A reply is lost: out of step; the SELECT after it pairs out of sync.
+  const std::string x = Cmd({"SET", "x", "1"});
+  const std::string x_reply = raw.Send(x, 1);
+  conn.OnData(Direction::kClientToServer, x, 250);
+  conn.OnGap(Direction::kServerToClient, x_reply.size());
+  exchange(Cmd({"SELECT", "5"}), 300);
+  EXPECT_FALSE(conn.db_known());
+  EXPECT_EQ(conn.db_unknown_since_ns(), 300u);
+  exchange(Cmd({"SET", "c", "1"}), 400);
+  exchange(Cmd({"SET", "d", "1"}), 500);
+  ASSERT_TRUE(conn.in_sync());
+  EXPECT_FALSE(conn.ProveDb(0, 250));  // asked before the SELECT: the db it names is gone
+  EXPECT_TRUE(conn.ProveDb(5, 350));
+  exchange(Cmd({"SET", "e", "1"}), 600);
+  EXPECT_EQ(Take().back(), "5 " + kIdem + " e: SET e 1");
+
+  // A RESET whose reply is lost: it may have run (it did), so db 5 is gone.
+  const std::string reset = Cmd({"RESET"});
+  const std::string reset_reply = raw.Send(reset, 1);
+  conn.OnData(Direction::kClientToServer, reset, 700);
+  conn.OnGap(Direction::kServerToClient, reset_reply.size());
+  exchange(Cmd({"SET", "f", "1"}), 800);  // the RESET, still waiting, is read back here
+  EXPECT_FALSE(conn.db_known());
+  EXPECT_GE(conn.db_unknown_since_ns(), 800u);
+  exchange(Cmd({"SET", "g", "1"}), 900);
+  exchange(Cmd({"SET", "h", "1"}), 1000);
+  ASSERT_TRUE(conn.in_sync());
+  EXPECT_TRUE(conn.ProveDb(0, 1050));
+  exchange(Cmd({"SET", "i", "1"}), 1100);
+  EXPECT_EQ(Take().back(), "0 " + kIdem + " i: SET i 1");
 }
 
 // --rebase-time shifts capture timestamps only: relative expiries follow the

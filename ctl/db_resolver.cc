@@ -1,0 +1,190 @@
+// CLIENT LIST queries for unknown dbs: see db_resolver.h.
+#include "ctl/db_resolver.h"
+
+#include <hiredis/hiredis.h>
+
+#include <cstdio>
+#include <ctime>
+#include <vector>
+
+namespace kvf::ctl {
+
+namespace {
+
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const { redisFree(c); }
+};
+struct ReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+Reply Command(redisContext* c, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  return Reply(
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data())));
+}
+
+timeval ToTimeval(std::chrono::milliseconds ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
+}
+
+}  // namespace
+
+size_t ClientAddrKeyHash::operator()(const resp::ClientAddrKey& k) const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (uint8_t b : k) h = (h ^ b) * 1099511628211ull;
+  return static_cast<size_t>(h);
+}
+
+DbResolver::DbResolver(DbResolverOptions options) : opts_(std::move(options)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+DbResolver::~DbResolver() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void DbResolver::Want(const dataplane::Endpoint& server, uint64_t not_before_ns) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto [it, added] = wanted_.emplace(server, not_before_ns);
+    // Several connections want it: the earliest question that serves them
+    // all is the latest of their bounds.
+    if (!added && it->second >= not_before_ns) return;
+    it->second = not_before_ns;
+  }
+  cv_.notify_all();
+}
+
+std::shared_ptr<const DbAnswers> DbResolver::Answers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return answers_;
+}
+
+DbResolverStats DbResolver::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void DbResolver::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    // The servers wanted whose last question is old enough; the others wait.
+    const auto now = std::chrono::steady_clock::now();
+    const uint64_t real_now = RealtimeNs();
+    std::vector<dataplane::Endpoint> due;
+    auto next = now + std::chrono::hours(1);
+    for (auto it = wanted_.begin(); it != wanted_.end();) {
+      const auto last = last_asked_.find(it->first);
+      auto at = last == last_asked_.end() ? now : last->second + opts_.min_interval;
+      if (it->second > real_now) at = std::max(at, now + std::chrono::nanoseconds(it->second - real_now));
+      if (at <= now) {
+        due.push_back(it->first);
+        it = wanted_.erase(it);
+      } else {
+        next = std::min(next, at);
+        ++it;
+      }
+    }
+    if (due.empty()) {
+      cv_.wait_until(lock, next);
+      continue;
+    }
+    lock.unlock();
+    std::vector<dataplane::Endpoint> failed;
+    for (const dataplane::Endpoint& server : due) {
+      {
+        std::lock_guard<std::mutex> check(mu_);
+        if (stop_) break;
+      }
+      last_asked_[server] = std::chrono::steady_clock::now();
+      if (!Query(server)) failed.push_back(server);
+    }
+    lock.lock();
+    // The connections that wanted an answer still do.
+    for (const dataplane::Endpoint& server : failed) wanted_.emplace(server, 0);
+  }
+}
+
+bool DbResolver::Query(const dataplane::Endpoint& server) {
+  const std::string name = server.ToString();
+  auto fail = [&](const std::string& why) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.failures;
+    }
+    // Said once per server and reason, not every second.
+    std::string& last = last_error_[server];
+    if (last != why) {
+      std::fprintf(stderr, "kvferryctl capture: asking %s for its clients' dbs: %s\n", name.c_str(),
+                   why.c_str());
+      last = why;
+    }
+    return false;
+  };
+  const std::string host = server.addr.ToString();
+  const timeval tv = ToTimeval(opts_.timeout);
+  Context c(redisConnectWithTimeout(host.c_str(), server.port, tv));
+  if (c == nullptr) return fail("out of memory");
+  if (c->err != 0) return fail(std::string("cannot connect: ") + c->errstr);
+  redisSetTimeout(c.get(), tv);
+  if (!opts_.password.empty()) {
+    std::vector<std::string> auth = {"AUTH"};
+    if (!opts_.username.empty()) auth.push_back(opts_.username);
+    auth.push_back(opts_.password);
+    Reply r = Command(c.get(), auth);
+    // The server's error names no password (WRONGPASS, NOAUTH…); ours neither.
+    if (r == nullptr) return fail(std::string("AUTH: ") + c->errstr);
+    if (r->type == REDIS_REPLY_ERROR) return fail("AUTH refused: " + std::string(r->str, r->len));
+  }
+  // Named like a replayer: a capture of this server sees this connection
+  // too, and must not take it for an application's.
+  Command(c.get(), {"CLIENT", "SETNAME", "kvferry:dbresolver"});
+  const uint64_t asked = RealtimeNs();
+  Reply r = Command(c.get(), {"CLIENT", "LIST", "TYPE", "normal"});
+  const uint64_t answered = RealtimeNs();
+  if (r == nullptr) return fail(std::string("CLIENT LIST: ") + c->errstr);
+  if (r->type == REDIS_REPLY_ERROR) return fail("CLIENT LIST refused: " + std::string(r->str, r->len));
+  if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
+    return fail("CLIENT LIST: unexpected reply type " + std::to_string(r->type));
+  const resp::ClientList list = resp::ParseClientList(std::string_view(r->str, r->len));
+  auto answer = std::make_shared<DbAnswer>();
+  answer->asked_ns = asked;
+  answer->answered_ns = answered;
+  const resp::ClientAddrKey self = resp::ClientAddrKeyOf(server.addr.bytes, server.port);
+  for (const resp::ClientListEntry& e : list.entries) {
+    // With laddr (Redis 6.2+), only clients of the address asked: a server
+    // listening on several addresses lists all its clients.
+    if (e.has_laddr && e.laddr != self) continue;
+    answer->db_by_client[e.addr] = e.settled() ? e.db : -1;
+  }
+  last_error_.erase(server);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = std::make_shared<DbAnswers>(answers_ != nullptr ? *answers_ : DbAnswers{});
+  next->by_server[server] = std::move(answer);
+  answers_ = std::move(next);
+  ++stats_.queries;
+  stats_.clients_seen += list.entries.size();
+  version_.fetch_add(1, std::memory_order_release);
+  return true;
+}
+
+}  // namespace kvf::ctl
