@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -169,14 +170,16 @@ class RespShard : public StreamConsumerFactory,
   // as shard `index` of `shards`. Connection ids are unique across shards
   // (index + 1, then every `shards`-th number): the tracker tells
   // connections apart by them.
-  // `resolver` (may be null) answers which db a connection has selected
-  // when the capture cannot tell (--resolve-db).
+  // `board` (may be null) holds the servers' CLIENT LIST answers, those seen
+  // on the wire and those `resolver` (may be null: --resolve-db) asks for:
+  // they settle the db of connections the capture cannot tell it for.
   RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts,
             kvf::resp::ShardMerge* merge = nullptr, size_t index = 0, size_t shards = 1,
-            kvf::ctl::DbResolver* resolver = nullptr)
+            kvf::ctl::DbAnswerBoard* board = nullptr, kvf::ctl::DbResolver* resolver = nullptr)
       : out_(out),
         scripts_(scripts),
         merge_(merge),
+        board_(board),
         resolver_(resolver),
         index_(index),
         next_id_(index + 1),
@@ -220,15 +223,13 @@ class RespShard : public StreamConsumerFactory,
   class Consumer : public StreamConsumer {
    public:
     Consumer(RespShard* shard, kvf::resp::ConnectionOptions o, const FlowInfo& info)
-        : shard_(shard),
-          conn_(shard, o),
-          server_(info.server),
-          client_(kvf::resp::ClientAddrKeyOf(info.client.addr.bytes, info.client.port)) {}
+        : shard_(shard), conn_(shard, WithBoard(shard, info, &o)) {
+      if (shard->board_ != nullptr) settler_.emplace(info.server, info.client, shard->resolver_);
+    }
     void OnData(Direction dir, kvf::ByteSpan bytes, uint64_t ts) override {
       conn_.OnData(static_cast<kvf::resp::Direction>(dir), bytes, ts);
-      if (!conn_.db_known() && shard_->resolver_ != nullptr && !gave_up_ && !conn_.ignored() &&
-          !conn_.encrypted())
-        AskForDb(ts);
+      if (settler_ && !conn_.db_known() && settler_->Check(conn_, shard_->board_reader_, ts))
+        ++shard_->local_db_not_listed_;
       Publish();
     }
     void OnGap(Direction dir, uint64_t missing) override {
@@ -249,73 +250,25 @@ class RespShard : public StreamConsumerFactory,
     }
 
    private:
-    // The db is unknown, and the stream has been read up to `ts`: settle it
-    // with the server's answer once one applies, else ask for one.
-    void AskForDb(uint64_t ts) {
-      const uint64_t since = conn_.db_unknown_since_ns();
-      if (since == 0) return;  // stamped by the next bytes
-      kvf::ctl::DbResolver& resolver = *shard_->resolver_;
-      const uint64_t margin = resolver.options().margin_ns;
-      const kvf::ctl::DbAnswers* answers = shard_->CurrentAnswers();
-      const kvf::ctl::DbAnswer* a = answers != nullptr ? answers->Find(server_) : nullptr;
-      if (a != nullptr && a->asked_ns >= since + margin) {
-        // Asked late enough. Once the stream is read past where it came,
-        // every SELECT the server ran before answering has been seen.
-        if (ts < a->answered_ns + margin || a->asked_ns == tried_asked_ns_) return;
-        tried_asked_ns_ = a->asked_ns;
-        const auto it = a->db_by_client.find(client_);
-        if (it == a->db_by_client.end()) {
-          if (++not_listed_ >= kMaxNotListed) {
-            // Not among the server's clients: seen through NAT, or closed.
-            gave_up_ = true;
-            ++shard_->local_db_not_listed_;
-            return;
-          }
-        } else if (it->second >= 0 && conn_.ProveDb(static_cast<uint16_t>(it->second), a->asked_ns)) {
-          return;
-        } else if (++refused_ >= kMaxRefused) {
-          // Never at rest when asked (replies off, a transaction or a
-          // SELECT always on its way): the guess stays, and the server is
-          // not asked every second for the rest of the capture.
-          gave_up_ = true;
-          ++shard_->local_db_not_listed_;
-          return;
-        }
-        resolver.Want(server_, 0);  // a later answer
-        return;
+    // `o` with this connection's CLIENT LIST replies going on the board.
+    kvf::resp::ConnectionOptions WithBoard(RespShard* shard, const FlowInfo& info,
+                                           kvf::resp::ConnectionOptions* o) {
+      if (shard->board_ != nullptr) {
+        wire_.emplace(shard->board_, info.server);
+        o->client_lists = &*wire_;
       }
-      if (wanted_after_ns_ != since) {
-        wanted_after_ns_ = since;
-        resolver.Want(server_, since + margin);
-      }
+      return *o;
     }
     void Publish() {
       shard_->Publish(conn_.stats(), published_);
       published_ = conn_.stats();
     }
-    static constexpr uint32_t kMaxNotListed = 3;
-    static constexpr uint32_t kMaxRefused = 10;
     RespShard* shard_;
+    std::optional<kvf::ctl::WireClientLists> wire_;  // before conn_, which points to it
     kvf::resp::Connection conn_;
     kvf::resp::ConnectionStats published_;
-    Endpoint server_;
-    kvf::resp::ClientAddrKey client_;
-    uint64_t tried_asked_ns_ = 0;   // the answer last tried
-    uint64_t wanted_after_ns_ = 0;  // the unknown-since stamp an answer was last asked for
-    uint32_t not_listed_ = 0;       // answers that did not list the client
-    uint32_t refused_ = 0;          // answers that listed it but could not settle its db
-    bool gave_up_ = false;
+    std::optional<kvf::ctl::DbSettler> settler_;
   };
-
-  // The resolver's answers, refreshed when a new one is published.
-  const kvf::ctl::DbAnswers* CurrentAnswers() {
-    const uint64_t v = resolver_->version();
-    if (v != answers_version_) {
-      answers_ = resolver_->Answers();
-      answers_version_ = v;
-    }
-    return answers_.get();
-  }
 
   // Moves this worker's local counts into the shared snapshot.
   void Publish(const kvf::resp::ConnectionStats& now, const kvf::resp::ConnectionStats& before) {
@@ -341,9 +294,9 @@ class RespShard : public StreamConsumerFactory,
   RespCounters shared_;              // guarded by mu_
   kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
   kvf::resp::ShardMerge* merge_;
+  kvf::ctl::DbAnswerBoard* board_;
   kvf::ctl::DbResolver* resolver_;
-  std::shared_ptr<const kvf::ctl::DbAnswers> answers_;  // this worker's copy
-  uint64_t answers_version_ = 0;
+  kvf::ctl::DbBoardReader board_reader_{board_};  // this worker's view
   uint64_t local_db_not_listed_ = 0;
   size_t index_;
   uint64_t next_id_;
@@ -528,7 +481,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   RecordOutput output(format == "records" ? &printer : nullptr);
   kvf::resp::AmbiguityTracker tracker(&output, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
-  RespShard shard(&tracker, &scripts);
+  kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
+  RespShard shard(&tracker, &scripts, nullptr, 0, 1, &board);
   FlowTable table(cfg, &shard);
   auto resp_counters = [&] {
     RespCounters c = shard.Snapshot();
@@ -582,7 +536,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
 // Live: the RX loop on this thread, reassembly on `workers` threads.
 int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const std::string& format,
             int max_seconds, size_t workers, size_t queue_slots, size_t queue_bytes,
-            const kvf::resp::AmbiguityOptions& ambiguity, kvf::ctl::DbResolver* resolver) {
+            const kvf::resp::AmbiguityOptions& ambiguity, kvf::ctl::DbAnswerBoard* board,
+            kvf::ctl::DbResolver* resolver) {
   DispatcherConfig dc;
   dc.workers = workers;
   dc.flow_table = cfg;
@@ -599,7 +554,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i, workers, resolver));
+    shards.push_back(
+        std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i, workers, board, resolver));
     factories.push_back(shards.back().get());
   }
   Dispatcher dispatcher(dc, factories);  // allocates the queues: before any thread starts
@@ -655,12 +611,19 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
                  (unsigned long long)rs.queries, (unsigned long long)rs.failures,
                  (unsigned long long)rc.db_proven, (unsigned long long)rc.db_not_listed,
                  (unsigned long long)unknown);
-  } else if (unknown > 0) {
-    std::fprintf(stderr,
-                 "kvferryctl capture: %llu record(s) carry a guessed db (unknown_db): their connections "
-                 "were open before the capture, or lost client bytes where a SELECT may have been; "
-                 "--resolve-db asks the server (CLIENT LIST) which db each one has selected\n",
-                 (unsigned long long)unknown);
+  } else {
+    const RespCounters rc = SumShards(shards);
+    if (rc.db_proven > 0)
+      std::fprintf(stderr,
+                   "kvferryctl capture: %llu connection(s) had their db settled by CLIENT LIST replies "
+                   "seen on the wire\n",
+                   (unsigned long long)rc.db_proven);
+    if (unknown > 0)
+      std::fprintf(stderr,
+                   "kvferryctl capture: %llu record(s) carry a guessed db (unknown_db): their connections "
+                   "were open before the capture, or lost client bytes where a SELECT may have been; "
+                   "--resolve-db asks the server (CLIENT LIST) which db each one has selected\n",
+                   (unsigned long long)unknown);
   }
   return 0;
 }
@@ -779,6 +742,9 @@ int RunCapture(const std::vector<std::string>& args) {
     }
     return RunOffline(pcap_file, cfg, format, seconds, ambiguity);
   }
+  // CLIENT LIST answers, from the wire and (--resolve-db) asked for: they
+  // settle the db of connections open before the capture.
+  kvf::ctl::DbAnswerBoard board;
   std::unique_ptr<kvf::ctl::DbResolver> resolver;
   if (resolve_db) {
     kvf::ctl::DbResolverOptions ro;
@@ -788,7 +754,7 @@ int RunCapture(const std::vector<std::string>& args) {
       return 2;
     }
     ro.username = source_user;
-    resolver = std::make_unique<kvf::ctl::DbResolver>(std::move(ro));
+    resolver = std::make_unique<kvf::ctl::DbResolver>(&board, std::move(ro));
   } else if (!source_auth_file.empty() || !source_user.empty()) {
     std::fprintf(stderr, "kvferryctl capture: --source-auth-file and --source-user are for --resolve-db\n");
     return 2;
@@ -864,7 +830,7 @@ int RunCapture(const std::vector<std::string>& args) {
     std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", (*r)->Describe().c_str(),
                  cfg.servers.size());
     const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots, queue_mb << 20,
-                           ambiguity, resolver.get());  // destroys the source
+                           ambiguity, &board, resolver.get());  // destroys the source
     ShutdownDpdkEal();
     return rc;
 #else
@@ -875,7 +841,7 @@ int RunCapture(const std::vector<std::string>& args) {
   std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", src->Describe().c_str(),
                cfg.servers.size());
   return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20, ambiguity,
-                 resolver.get());
+                 &board, resolver.get());
 }
 
 }  // namespace

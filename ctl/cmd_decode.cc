@@ -24,6 +24,7 @@
 
 #include "core/record_batch.h"
 #include "ctl/command.h"
+#include "ctl/db_resolver.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
 #include "dataplane/flow_table.h"
@@ -161,12 +162,22 @@ struct UnknownCommands {
 // One resp::Connection per reassembled flow; shifts capture times.
 class FlowConsumer : public dp::StreamConsumer {
  public:
-  FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, int64_t shift_ns,
-               resp::ConnectionStats* totals, UnknownCommands* unknown)
-      : conn_(sink, o), shift_ns_(shift_ns), totals_(totals), unknown_(unknown) {}
+  // CLIENT LIST replies the connection pairs go on `dbs`, whose answers
+  // (read through `reader`) settle its db if it is unknown.
+  FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
+               resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
+               ctl::DbBoardReader* reader)
+      : wire_(dbs, info.server),
+        conn_(sink, WithWire(o)),
+        settler_(info.server, info.client, nullptr),
+        reader_(reader),
+        shift_ns_(shift_ns),
+        totals_(totals),
+        unknown_(unknown) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
-    conn_.OnData(static_cast<resp::Direction>(dir), bytes,
-                 static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_));
+    const uint64_t at = static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_);
+    conn_.OnData(static_cast<resp::Direction>(dir), bytes, at);
+    if (!conn_.db_known()) settler_.Check(conn_, *reader_, at);
   }
   void OnGap(dp::Direction dir, uint64_t missing) override {
     conn_.OnGap(static_cast<resp::Direction>(dir), missing);
@@ -185,7 +196,15 @@ class FlowConsumer : public dp::StreamConsumer {
   }
 
  private:
+  resp::ConnectionOptions WithWire(resp::ConnectionOptions o) {
+    o.client_lists = &wire_;
+    return o;
+  }
+
+  ctl::WireClientLists wire_;  // before conn_, which points to it
   resp::Connection conn_;
+  ctl::DbSettler settler_;
+  ctl::DbBoardReader* reader_;
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
   UnknownCommands* unknown_;
@@ -223,8 +242,9 @@ class Factory : public dp::StreamConsumerFactory {
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = observer_;
     o.scripts = &scripts_;
-    return std::make_unique<FlowConsumer>(sink_, o, shift_ns_, totals_, &unknown_);
+    return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_);
   }
+  uint64_t dbs_answered() const { return dbs_.version(); }
 
  private:
   resp::RecordSink* sink_;
@@ -241,6 +261,10 @@ class Factory : public dp::StreamConsumerFactory {
   // often run from another (offline, all servers share it; SHA-1 names the
   // body, so a shared cache can never substitute a wrong script).
   resp::ScriptCache scripts_;
+  // CLIENT LIST replies in the capture: which db each listed connection had
+  // selected (all flows are read on one thread).
+  ctl::DbAnswerBoard dbs_;
+  ctl::DbBoardReader dbs_reader_{&dbs_};
   uint64_t next_id_ = 0;
 };
 
@@ -411,16 +435,18 @@ struct FlowEvent {
   bool joined_mid_stream;  // kNew
   uint64_t flow;
   uint64_t ts;      // kData: capture time; kAdvance: the window's now
-  uint64_t offset;  // kData: bytes in the arena; kGap: missing bytes
+  uint64_t offset;  // kData: bytes in the arena; kGap: missing bytes; kNew: index in new_flows
   uint64_t len;
   const uint8_t* data;  // kData: the bytes, when they lie in the mapped file (no copy)
 };
 struct FlowEventBatch {
   std::vector<FlowEvent> events;
   std::string bytes;
+  std::vector<dp::FlowInfo> new_flows;  // kNew: offset indexes it
   void Clear() {
     events.clear();
     bytes.clear();
+    new_flows.clear();
   }
 };
 
@@ -431,8 +457,9 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
   // Producer side (the FlowTable's thread).
   std::unique_ptr<dp::StreamConsumer> NewFlow(const dp::FlowInfo& info) override {
     const uint64_t id = ++next_flow_;
-    Add(FlowEvent{FlowEvent::Kind::kNew, dp::Direction::kClientToServer, info.joined_mid_stream, id, 0, 0, 0,
-                  nullptr});
+    cur_->new_flows.push_back(info);
+    Add(FlowEvent{FlowEvent::Kind::kNew, dp::Direction::kClientToServer, info.joined_mid_stream, id, 0,
+                  cur_->new_flows.size() - 1, 0, nullptr});
     return std::make_unique<Forwarder>(this, id);
   }
   void Advance(uint64_t now_ns) {
@@ -467,8 +494,7 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
           continue;
         }
         if (e.kind == FlowEvent::Kind::kNew) {
-          dp::FlowInfo info;
-          info.joined_mid_stream = e.joined_mid_stream;
+          const dp::FlowInfo& info = b->new_flows[e.offset];
           if (flows.size() <= e.flow) flows.resize(e.flow + 1);
           flows[e.flow] = factory->NewFlow(info);
           continue;
@@ -869,11 +895,18 @@ int RunDecode(const std::vector<std::string>& args) {
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
                  factory.unknown_.more ? ", …" : "");
   }
+  if (totals.db_proven_by_server > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu connection(s) had their db settled by CLIENT LIST replies in the "
+                 "capture\n",
+                 (unsigned long long)totals.db_proven_by_server);
+  }
   if (printer.unknown_db() > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu record(s) carry a guessed db (unknown_db): their connections were "
                  "open before the capture started, or lost client bytes where a SELECT may have been; a "
-                 "live capture settles it by asking the server (capture --resolve-db)\n",
+                 "`redis-cli client list` run once while tcpdump captures settles the db of every "
+                 "connection open then, and a live capture can ask the server (capture --resolve-db)\n",
                  (unsigned long long)printer.unknown_db());
   }
   if (totals.tls_connections > 0) {

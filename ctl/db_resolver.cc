@@ -49,7 +49,75 @@ size_t ClientAddrKeyHash::operator()(const resp::ClientAddrKey& k) const {
   return static_cast<size_t>(h);
 }
 
-DbResolver::DbResolver(DbResolverOptions options) : opts_(std::move(options)) {
+std::shared_ptr<DbAnswer> DbAnswer::FromClientList(std::string_view text, const dataplane::Endpoint& server,
+                                                   uint64_t asked_ns, uint64_t answered_ns) {
+  const resp::ClientList list = resp::ParseClientList(text);
+  auto answer = std::make_shared<DbAnswer>();
+  answer->asked_ns = asked_ns;
+  answer->answered_ns = answered_ns;
+  const resp::ClientAddrKey self = resp::ClientAddrKeyOf(server.addr.bytes, server.port);
+  for (const resp::ClientListEntry& e : list.entries) {
+    // With laddr (Redis 6.2+), only clients of the address asked: a server
+    // listening on several addresses lists all its clients.
+    if (e.has_laddr && e.laddr != self) continue;
+    answer->db_by_client[e.addr] = e.settled() ? e.db : -1;
+  }
+  return answer;
+}
+
+void DbAnswerBoard::Publish(const dataplane::Endpoint& server, std::shared_ptr<const DbAnswer> answer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (answers_ != nullptr) {
+    const DbAnswer* had = answers_->Find(server);
+    if (had != nullptr && had->asked_ns > answer->asked_ns) return;  // a newer one is there
+  }
+  auto next = std::make_shared<DbAnswers>(answers_ != nullptr ? *answers_ : DbAnswers{});
+  next->by_server[server] = std::move(answer);
+  answers_ = std::move(next);
+  version_.fetch_add(1, std::memory_order_release);
+}
+
+std::shared_ptr<const DbAnswers> DbAnswerBoard::Answers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return answers_;
+}
+
+bool DbSettler::Check(resp::Connection& conn, DbBoardReader& board, uint64_t ts) {
+  if (gave_up_ || conn.db_known() || conn.ignored() || conn.encrypted()) return false;
+  const uint64_t since = conn.db_unknown_since_ns();
+  if (since == 0) return false;  // stamped by the next bytes
+  const DbAnswers* answers = board.Current();
+  const DbAnswer* a = answers != nullptr ? answers->Find(server_) : nullptr;
+  if (a != nullptr && a->asked_ns >= since + kMarginNs) {
+    // Asked late enough. Once the stream is read past where it came, every
+    // SELECT the server ran before answering has been seen.
+    if (ts < a->answered_ns + kMarginNs || a->asked_ns == tried_asked_ns_) return false;
+    tried_asked_ns_ = a->asked_ns;
+    const auto it = a->db_by_client.find(client_);
+    if (it != a->db_by_client.end() && it->second >= 0 &&
+        conn.ProveDb(static_cast<uint16_t>(it->second), a->asked_ns))
+      return false;
+    if (resolver_ == nullptr) return false;  // answers seen on the wire cost nothing: wait for more
+    if (it == a->db_by_client.end() ? ++not_listed_ >= kMaxNotListed : ++refused_ >= kMaxRefused) {
+      // Not among the server's clients (seen through NAT, or closed), or
+      // never at rest when asked (replies off, a transaction or a SELECT
+      // always on its way): the guess stays, and the server is not asked
+      // every second for the rest of the capture.
+      gave_up_ = true;
+      return true;
+    }
+    resolver_->Want(server_, 0);  // a later answer
+    return false;
+  }
+  if (resolver_ != nullptr && wanted_after_ns_ != since) {
+    wanted_after_ns_ = since;
+    resolver_->Want(server_, since + kMarginNs);
+  }
+  return false;
+}
+
+DbResolver::DbResolver(DbAnswerBoard* board, DbResolverOptions options)
+    : board_(board), opts_(std::move(options)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -72,11 +140,6 @@ void DbResolver::Want(const dataplane::Endpoint& server, uint64_t not_before_ns)
     it->second = not_before_ns;
   }
   cv_.notify_all();
-}
-
-std::shared_ptr<const DbAnswers> DbResolver::Answers() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return answers_;
 }
 
 DbResolverStats DbResolver::stats() const {
@@ -165,25 +228,11 @@ bool DbResolver::Query(const dataplane::Endpoint& server) {
   if (r->type == REDIS_REPLY_ERROR) return fail("CLIENT LIST refused: " + std::string(r->str, r->len));
   if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS)
     return fail("CLIENT LIST: unexpected reply type " + std::to_string(r->type));
-  const resp::ClientList list = resp::ParseClientList(std::string_view(r->str, r->len));
-  auto answer = std::make_shared<DbAnswer>();
-  answer->asked_ns = asked;
-  answer->answered_ns = answered;
-  const resp::ClientAddrKey self = resp::ClientAddrKeyOf(server.addr.bytes, server.port);
-  for (const resp::ClientListEntry& e : list.entries) {
-    // With laddr (Redis 6.2+), only clients of the address asked: a server
-    // listening on several addresses lists all its clients.
-    if (e.has_laddr && e.laddr != self) continue;
-    answer->db_by_client[e.addr] = e.settled() ? e.db : -1;
-  }
+  board_->Publish(server,
+                  DbAnswer::FromClientList(std::string_view(r->str, r->len), server, asked, answered));
   last_error_.erase(server);
   std::lock_guard<std::mutex> lock(mu_);
-  auto next = std::make_shared<DbAnswers>(answers_ != nullptr ? *answers_ : DbAnswers{});
-  next->by_server[server] = std::move(answer);
-  answers_ = std::move(next);
   ++stats_.queries;
-  stats_.clients_seen += list.entries.size();
-  version_.fetch_add(1, std::memory_order_release);
   return true;
 }
 

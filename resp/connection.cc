@@ -1241,6 +1241,14 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
           ++stats_.reads;
         }
       }
+      if (opts_.client_lists != nullptr && !in_tx) {
+        // Any client's CLIENT LIST (a monitoring agent's, an operator's, a
+        // resolver's) tells which db every listed connection has selected.
+        static const CommandSpec* const client_list = LookupCommandName("client|list");
+        if (p.spec == client_list && client_list != nullptr &&
+            (root.type == Type::kBulkString || root.type == Type::kVerbatim))
+          opts_.client_lists->OnClientList(root.str, p.ts, ts);
+      }
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
       return;
     case Kind::kAuth: return;

@@ -45,17 +45,27 @@ class OutcomeObserver {
   virtual void OnOutcome(std::string_view command, Outcome outcome) = 0;
 };
 
+// Told of every CLIENT LIST reply a connection pairs (in sync, outside a
+// transaction): its text, when the request was captured and when the reply
+// was. The text is only valid during the call.
+class ClientListObserver {
+ public:
+  virtual ~ClientListObserver() = default;
+  virtual void OnClientList(std::string_view text, uint64_t request_ns, uint64_t reply_ns) = 0;
+};
+
 struct ConnectionOptions {
   OutcomeObserver* observer = nullptr;  // optional; must outlive the connection
   // Script bodies learned from SCRIPT LOAD / EVAL, shared by the connections
   // to one server (a script loaded on one connection is often run from
   // another). Optional, must outlive the connection; null: a private cache.
   ScriptCache* scripts = nullptr;
-  uint64_t connection_id = 0;              // passed to the sink with every record
-  bool joined_mid_stream = false;          // capture did not see the connection start
-  uint32_t after_gap_records = 64;         // writes flagged kAfterGap|kNeedsReadback after a resync
-  size_t max_pending_requests = 1u << 16;  // unanswered requests kept (then: desync)
-  size_t max_pending_bytes = 64u << 20;    // bytes of their arguments kept
+  ClientListObserver* client_lists = nullptr;  // optional; must outlive the connection
+  uint64_t connection_id = 0;                  // passed to the sink with every record
+  bool joined_mid_stream = false;              // capture did not see the connection start
+  uint32_t after_gap_records = 64;             // writes flagged kAfterGap|kNeedsReadback after a resync
+  size_t max_pending_requests = 1u << 16;      // unanswered requests kept (then: desync)
+  size_t max_pending_bytes = 64u << 20;        // bytes of their arguments kept
   Limits request_limits;
   Limits reply_limits;
 };

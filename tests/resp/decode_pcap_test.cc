@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "tests/common/packet_builder.h"
+#include "tests/resp/live_redis.h"
 #include "tests/resp/workload.h"
 
 namespace kvf::resp {
@@ -564,6 +565,91 @@ TEST(RespDecodePcap, TlsConnectionsAreToldApartAndIgnored) {
                 .find("no connection to 127.0.0.1:" + std::to_string(kTlsPort + 1) + " in the capture"),
             std::string::npos)
       << ReadFile(dir + "/wrong.err");
+  if (!HasFailure()) std::system(("rm -rf " + dir).c_str());
+}
+
+// Two pooled connections were open before tcpdump started: one had selected
+// db 3, the other never selected (db 0). Nothing on the wire says so, until
+// an operator's CLIENT LIST, run once during the capture, lists both: decode
+// then gives their later records the listed db without unknown_db, and
+// keeps the guess, flagged, for the records before. Every thread count
+// gives the same output.
+TEST(RespDecodePcap, AClientListInTheCaptureSettlesTheDbOfPooledConnections) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: tcpdump on lo";
+  if (std::system("command -v tcpdump >/dev/null") != 0 || !HaveRedisServer())
+    GTEST_SKIP() << "needs tcpdump and redis-server";
+  const std::string ctl = CtlPath();
+  ASSERT_EQ(::access(ctl.c_str(), X_OK), 0) << ctl;
+  constexpr int kPort = 16453;
+  LiveRedis redis(kPort);
+  ASSERT_TRUE(redis.ok());
+  const std::string dir = "/tmp/kvft-resp-clientlist-" + std::to_string(::getpid());
+  ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  RawClient in3(kPort), in0(kPort);
+  ASSERT_TRUE(in3.ok() && in0.ok());
+  ASSERT_EQ(in3.Send(Cmd({"SELECT", "3"}), 1), "+OK\r\n");  // before the capture
+  const std::string pcap = dir + "/pool.pcap";
+  {
+    Tcpdump dump(pcap, dir + "/tcpdump.log", kPort);
+    auto writes = [&](int from, int to) {
+      for (int i = from; i < to; ++i) {
+        EXPECT_EQ(in3.Send(Cmd({"SET", "p3:" + std::to_string(i), "v"}), 1), "+OK\r\n");
+        EXPECT_EQ(in0.Send(Cmd({"SET", "p0:" + std::to_string(i), "v"}), 1), "+OK\r\n");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    };
+    writes(0, 10);  // 200 ms: the answer is asked more than 100 ms after their first bytes
+    {
+      RawClient op(kPort);
+      ASSERT_TRUE(op.ok());
+      EXPECT_NE(op.Send(Cmd({"CLIENT", "LIST"}), 1).find("db=3"), std::string::npos);
+    }
+    writes(10, 25);  // 300 ms: read 100 ms past the answer, the db is settled
+    dump.Stop();
+  }
+  std::string first;
+  for (int threads = 1; threads <= 3; ++threads) {
+    const std::string out = dir + "/t" + std::to_string(threads);
+    ASSERT_EQ(std::system((ctl + " decode --pcap " + pcap + " --server 127.0.0.1:" + std::to_string(kPort) +
+                           " --format json --threads " + std::to_string(threads) + " >" + out + ".json 2>" +
+                           out + ".err")
+                              .c_str()),
+              0);
+    const std::string json = ReadFile(out + ".json");
+    if (threads == 1) {
+      first = json;
+    } else {
+      EXPECT_EQ(json, first) << "--threads " << threads;
+    }
+    EXPECT_NE(ReadFile(out + ".err").find("2 connection(s) had their db settled by CLIENT LIST replies"),
+              std::string::npos)
+        << ReadFile(out + ".err");
+  }
+  std::map<std::string, std::pair<int, int>> guessed_settled;
+  bool guess_after_settled = false;
+  std::istringstream lines(first);
+  for (std::string line; std::getline(lines, line);) {
+    const auto rec = nlohmann::json::parse(line);
+    const std::string key = rec["key"];
+    const std::string conn = key.substr(0, 2);
+    const auto& flags = rec["flags"];
+    auto& [guessed, settled] = guessed_settled[conn];
+    if (std::find(flags.begin(), flags.end(), "unknown_db") != flags.end()) {
+      EXPECT_EQ(rec["db"], 0) << line;  // the guess
+      ++guessed;
+      guess_after_settled |= settled > 0;
+    } else {
+      EXPECT_EQ(rec["db"].get<int>(), conn == "p3" ? 3 : 0) << line;
+      ++settled;
+    }
+  }
+  for (const char* conn : {"p3", "p0"}) {
+    const auto [guessed, settled] = guessed_settled[conn];
+    EXPECT_EQ(guessed + settled, 25) << conn;
+    EXPECT_GE(guessed, 10) << conn;  // before the answer
+    EXPECT_GE(settled, 5) << conn;   // from 100 ms after it
+  }
+  EXPECT_FALSE(guess_after_settled);
   if (!HasFailure()) std::system(("rm -rf " + dir).c_str());
 }
 
