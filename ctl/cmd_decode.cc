@@ -244,7 +244,6 @@ class Factory : public dp::StreamConsumerFactory {
     o.scripts = &scripts_;
     return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_);
   }
-  uint64_t dbs_answered() const { return dbs_.version(); }
 
  private:
   resp::RecordSink* sink_;
@@ -904,9 +903,10 @@ int RunDecode(const std::vector<std::string>& args) {
   if (printer.unknown_db() > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu record(s) carry a guessed db (unknown_db): their connections were "
-                 "open before the capture started, or lost client bytes where a SELECT may have been; a "
-                 "`redis-cli client list` run once while tcpdump captures settles the db of every "
-                 "connection open then, and a live capture can ask the server (capture --resolve-db)\n",
+                 "open before the capture started, or lost client bytes where a SELECT may have been; "
+                 "`redis-cli client list`, run every few seconds while tcpdump captures, settles the db of "
+                 "each connection active 100 ms before a run; a live capture can ask the server itself "
+                 "(capture --resolve-db)\n",
                  (unsigned long long)printer.unknown_db());
   }
   if (totals.tls_connections > 0) {

@@ -3,6 +3,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <vector>
@@ -67,12 +68,12 @@ std::shared_ptr<DbAnswer> DbAnswer::FromClientList(std::string_view text, const 
 
 void DbAnswerBoard::Publish(const dataplane::Endpoint& server, std::shared_ptr<const DbAnswer> answer) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (answers_ != nullptr) {
-    const DbAnswer* had = answers_->Find(server);
-    if (had != nullptr && had->asked_ns > answer->asked_ns) return;  // a newer one is there
-  }
   auto next = std::make_shared<DbAnswers>(answers_ != nullptr ? *answers_ : DbAnswers{});
-  next->by_server[server] = std::move(answer);
+  DbAnswers::List& list = next->by_server[server];
+  const auto at = std::upper_bound(list.begin(), list.end(), answer->asked_ns,
+                                   [](uint64_t asked, const auto& a) { return asked < a->asked_ns; });
+  list.insert(at, std::move(answer));
+  if (list.size() > DbAnswers::kKeep) list.erase(list.begin());
   answers_ = std::move(next);
   version_.fetch_add(1, std::memory_order_release);
 }
@@ -87,17 +88,24 @@ bool DbSettler::Check(resp::Connection& conn, DbBoardReader& board, uint64_t ts)
   const uint64_t since = conn.db_unknown_since_ns();
   if (since == 0) return false;  // stamped by the next bytes
   const DbAnswers* answers = board.Current();
-  const DbAnswer* a = answers != nullptr ? answers->Find(server_) : nullptr;
-  if (a != nullptr && a->asked_ns >= since + kMarginNs) {
-    // Asked late enough. Once the stream is read past where it came, every
-    // SELECT the server ran before answering has been seen.
-    if (ts < a->answered_ns + kMarginNs || a->asked_ns == tried_asked_ns_) return false;
+  const DbAnswers::List* list = answers != nullptr ? answers->Find(server_) : nullptr;
+  bool asked_late_enough = false;
+  for (size_t i = list != nullptr ? list->size() : 0; i-- > 0;) {
+    const DbAnswer* a = (*list)[i].get();
+    if (a->asked_ns < since + kMarginNs) break;  // and so were the older ones
+    asked_late_enough = true;
+    // Once the stream is read past where it came, every SELECT the server
+    // ran before answering has been seen.
+    if (ts < a->answered_ns + kMarginNs) continue;
+    if (a->asked_ns <= tried_asked_ns_) return false;  // tried (it and the older ones)
     tried_asked_ns_ = a->asked_ns;
     const auto it = a->db_by_client.find(client_);
     if (it != a->db_by_client.end() && it->second >= 0 &&
         conn.ProveDb(static_cast<uint16_t>(it->second), a->asked_ns))
       return false;
-    if (resolver_ == nullptr) return false;  // answers seen on the wire cost nothing: wait for more
+    // Answers seen on the wire cost nothing: wait for more. Only the
+    // resolver's own count towards giving up.
+    if (resolver_ == nullptr || !a->asked) return false;
     if (it == a->db_by_client.end() ? ++not_listed_ >= kMaxNotListed : ++refused_ >= kMaxRefused) {
       // Not among the server's clients (seen through NAT, or closed), or
       // never at rest when asked (replies off, a transaction or a SELECT
@@ -109,6 +117,7 @@ bool DbSettler::Check(resp::Connection& conn, DbBoardReader& board, uint64_t ts)
     resolver_->Want(server_, 0);  // a later answer
     return false;
   }
+  if (asked_late_enough) return false;  // one applies once the stream is read that far
   if (resolver_ != nullptr && wanted_after_ns_ != since) {
     wanted_after_ns_ = since;
     resolver_->Want(server_, since + kMarginNs);

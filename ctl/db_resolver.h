@@ -19,6 +19,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "dataplane/endpoint.h"
 #include "resp/client_list.h"
@@ -35,6 +36,7 @@ struct ClientAddrKeyHash {
 struct DbAnswer {
   uint64_t asked_ns = 0;     // when the request was sent (or captured)
   uint64_t answered_ns = 0;  // when the reply came (or was captured)
+  bool asked = false;        // the resolver's own question (not one seen on the wire)
   // The db of each client; -1 for a client whose db may still change where
   // the capture has already read (unread query bytes, or inside a MULTI).
   std::unordered_map<resp::ClientAddrKey, int32_t, ClientAddrKeyHash> db_by_client;
@@ -45,12 +47,16 @@ struct DbAnswer {
                                                   uint64_t asked_ns, uint64_t answered_ns);
 };
 
-// The latest answer of every server, immutable once published.
+// The latest answers of every server (kKeep each, by asked_ns ascending),
+// immutable once published. More than one: an agent that polls faster than
+// the margin would otherwise always show an answer not yet applicable.
 struct DbAnswers {
-  std::map<dataplane::Endpoint, std::shared_ptr<const DbAnswer>> by_server;
-  const DbAnswer* Find(const dataplane::Endpoint& server) const {
+  static constexpr size_t kKeep = 4;
+  using List = std::vector<std::shared_ptr<const DbAnswer>>;
+  std::map<dataplane::Endpoint, List> by_server;
+  const List* Find(const dataplane::Endpoint& server) const {
     const auto it = by_server.find(server);
-    return it == by_server.end() ? nullptr : it->second.get();
+    return it == by_server.end() ? nullptr : &it->second;
   }
 };
 
@@ -58,7 +64,7 @@ struct DbAnswers {
 // and fetch the answers only when it moved.
 class DbAnswerBoard {
  public:
-  // Keeps the answer asked last for each server.
+  // Adds `answer` to `server`'s latest (dropping the oldest past kKeep).
   void Publish(const dataplane::Endpoint& server, std::shared_ptr<const DbAnswer> answer);
   std::shared_ptr<const DbAnswers> Answers() const;
   uint64_t version() const { return version_.load(std::memory_order_acquire); }

@@ -571,11 +571,18 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   bool client_reply_on = false;
   switch (p.kind) {
     case Kind::kWrite: keep = args.size(); break;
-    case Kind::kPlain:
+    case Kind::kPlain: {
       // An unknown command (a module's?): its name, to report it if the
       // server accepts it.
       if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
+      // A CLIENT LIST of every normal client (no ID, USER, ADDR… filter):
+      // its reply names each one's db (param 1).
+      static const CommandSpec* const client_list = LookupCommandName("client|list");
+      if (spec == client_list && spec != nullptr)
+        p.param = args.size() == 2 || (args.size() == 4 && EqualsIgnoreCase(args[2], "type") &&
+                                       EqualsIgnoreCase(args[3], "normal"));
       break;
+    }
     case Kind::kSelect:
       if (args.size() != 2 || !ParseI64(args[1], &p.param) || p.param < 0 || p.param > 0xfffe) p.param = -1;
       break;
@@ -1177,6 +1184,11 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   }
   const Pending p = front;
   pending_.pop_front();
+  // A SELECT, RESET or EXEC answered while the db is unknown (one paired out
+  // of sync, which leaves it unknown) surely ran by its reply's time, not by
+  // its request's: a stalled server may run it later (ProveDb).
+  if (!db_known_ && (p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec))
+    db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   if (desync_) {
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
     if (p.kind == Kind::kSelect && p.param >= 0 && !IsError(reply[0])) db_ = static_cast<uint16_t>(p.param);
@@ -1241,14 +1253,13 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
           ++stats_.reads;
         }
       }
-      if (opts_.client_lists != nullptr && !in_tx) {
-        // Any client's CLIENT LIST (a monitoring agent's, an operator's, a
-        // resolver's) tells which db every listed connection has selected.
-        static const CommandSpec* const client_list = LookupCommandName("client|list");
-        if (p.spec == client_list && client_list != nullptr &&
-            (root.type == Type::kBulkString || root.type == Type::kVerbatim))
-          opts_.client_lists->OnClientList(root.str, p.ts, ts);
-      }
+      // Any client's CLIENT LIST of every normal client (a monitoring
+      // agent's, an operator's) tells which db each one has selected; not
+      // kvferry's own (its resolver publishes what it asked), nor one cut
+      // short by the reply limits.
+      if (p.param == 1 && opts_.client_lists != nullptr && !in_tx && !replayer_ && !root.elided &&
+          (root.type == Type::kBulkString || root.type == Type::kVerbatim))
+        opts_.client_lists->OnClientList(root.str, p.ts, ts);
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
       return;
     case Kind::kAuth: return;
