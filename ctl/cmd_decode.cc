@@ -167,13 +167,13 @@ class FlowConsumer : public dp::StreamConsumer {
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
                resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
                ctl::DbBoardReader* reader)
-      : wire_(dbs, info.server),
-        conn_(sink, WithWire(o)),
-        settler_(info.server, info.client, nullptr),
-        reader_(reader),
+      : conn_(sink, WithWire(o)),
         shift_ns_(shift_ns),
         totals_(totals),
-        unknown_(unknown) {}
+        unknown_(unknown),
+        wire_(dbs, info.server),
+        settler_(info.server, info.client, nullptr),
+        reader_(reader) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
     const uint64_t at = static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_);
     conn_.OnData(static_cast<resp::Direction>(dir), bytes, at);
@@ -196,18 +196,21 @@ class FlowConsumer : public dp::StreamConsumer {
   }
 
  private:
+  // (wire_ is not constructed yet: only its address is taken.)
   resp::ConnectionOptions WithWire(resp::ConnectionOptions o) {
     o.client_lists = &wire_;
     return o;
   }
 
-  ctl::WireClientLists wire_;  // before conn_, which points to it
   resp::Connection conn_;
-  ctl::DbSettler settler_;
-  ctl::DbBoardReader* reader_;
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
   UnknownCommands* unknown_;
+  // After the members every chunk uses. conn_ points to wire_ but calls it
+  // only from OnData, never from its destructor.
+  ctl::WireClientLists wire_;
+  ctl::DbSettler settler_;
+  ctl::DbBoardReader* reader_;
 };
 
 // Per-command outcome counts for --format stats.

@@ -264,7 +264,8 @@ bool LooksLikeTls(ByteSpan b, bool at_start) {
 }  // namespace
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
-  if (!db_known_ && db_unknown_since_ns_ == 0) db_unknown_since_ns_ = capture_ns;
+  if (!db_known_ && db_unknown_since_ns_ == 0) [[unlikely]]
+    db_unknown_since_ns_ = capture_ns;
   bool& first = first_bytes_[static_cast<int>(dir)];
   if (first) {
     // A Redis with TLS on (tls-port) seen on the wire: the connection is
@@ -360,6 +361,24 @@ void Connection::OnClose(CloseReason) {
   multi_queue_.clear();  // never EXECed: never applied
   in_multi_ = false;
   Reclaim();
+}
+
+bool Connection::IsFullClientList(const CommandSpec* spec, std::span<const std::string_view> args) {
+  // A CLIENT LIST of every normal client (no ID, USER, ADDR… filter): its
+  // reply names each one's db.
+  if (spec == nullptr || spec->name[0] != 'c') return false;
+  static const CommandSpec* const client_list = LookupCommandName("client|list");
+  return spec == client_list && (args.size() == 2 || (args.size() == 4 && EqualsIgnoreCase(args[2], "type") &&
+                                                      EqualsIgnoreCase(args[3], "normal")));
+}
+
+void Connection::NoteClientList(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
+  // Any client's (a monitoring agent's, an operator's) tells which db each
+  // listed one has selected; not kvferry's own (its resolver publishes what
+  // it asked), nor one cut short by the reply limits.
+  if (opts_.client_lists != nullptr && !in_tx && !replayer_ && !reply.elided &&
+      (reply.type == Type::kBulkString || reply.type == Type::kVerbatim))
+    opts_.client_lists->OnClientList(reply.str, p.ts, ts);
 }
 
 bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
@@ -557,7 +576,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // A request that may change the db while it is unknown: an answer from
   // the server settles it only if asked after this ran (ProveDb), whatever
   // becomes of its reply (one paired out of sync leaves the db unknown).
-  if (!db_known_ && (p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec))
+  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec) && !db_known_) [[unlikely]]
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   // DEBUG POPULATE creates keys (convert.cc); no other DEBUG does.
   static const CommandSpec* const debug = LookupCommandName("debug");
@@ -575,12 +594,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // An unknown command (a module's?): its name, to report it if the
       // server accepts it.
       if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
-      // A CLIENT LIST of every normal client (no ID, USER, ADDR… filter):
-      // its reply names each one's db (param 1).
-      static const CommandSpec* const client_list = LookupCommandName("client|list");
-      if (spec == client_list && spec != nullptr)
-        p.param = args.size() == 2 || (args.size() == 4 && EqualsIgnoreCase(args[2], "type") &&
-                                       EqualsIgnoreCase(args[3], "normal"));
+      p.param = IsFullClientList(spec, args);
       break;
     }
     case Kind::kSelect:
@@ -1187,7 +1201,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   // A SELECT, RESET or EXEC answered while the db is unknown (one paired out
   // of sync, which leaves it unknown) surely ran by its reply's time, not by
   // its request's: a stalled server may run it later (ProveDb).
-  if (!db_known_ && (p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec))
+  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec) && !db_known_) [[unlikely]]
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   if (desync_) {
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
@@ -1253,13 +1267,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
           ++stats_.reads;
         }
       }
-      // Any client's CLIENT LIST of every normal client (a monitoring
-      // agent's, an operator's) tells which db each one has selected; not
-      // kvferry's own (its resolver publishes what it asked), nor one cut
-      // short by the reply limits.
-      if (p.param == 1 && opts_.client_lists != nullptr && !in_tx && !replayer_ && !root.elided &&
-          (root.type == Type::kBulkString || root.type == Type::kVerbatim))
-        opts_.client_lists->OnClientList(root.str, p.ts, ts);
+      if (p.param == 1) [[unlikely]]
+        NoteClientList(p, root, ts, in_tx);
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
       return;
     case Kind::kAuth: return;

@@ -285,6 +285,10 @@ class Connection {
   // A HELLO the server executed (answered or not).
   void ApplyHello(const Pending& p);
   void EnterDesync();
+  // Whether the request is a CLIENT LIST of every normal client (Pending::param 1).
+  static bool IsFullClientList(const CommandSpec* spec, std::span<const std::string_view> args);
+  // Its reply, told to opts_.client_lists (out of line: off the read path).
+  [[gnu::noinline]] void NoteClientList(const Pending& p, const Node& reply, uint64_t ts, bool in_tx);
   // Writes still waiting for a reply (or for EXEC) become read-backs
   // (`ignoring`: as UnansweredWhileIgnored).
   void ReadBackWaiting(bool ignoring = false);
