@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "resp/client_list.h"
 #include "resp/convert.h"
 
 namespace kvf::resp {
@@ -363,22 +364,38 @@ void Connection::OnClose(CloseReason) {
   Reclaim();
 }
 
-bool Connection::IsFullClientList(const CommandSpec* spec, std::span<const std::string_view> args) {
+int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args) {
+  if (spec == nullptr || spec->name[0] != 'c') return 0;
+  static const CommandSpec* const client_list = LookupCommandName("client|list");
+  static const CommandSpec* const client_info = LookupCommandName("client|info");
   // A CLIENT LIST of every normal client (no ID, USER, ADDR… filter): its
   // reply names each one's db.
-  if (spec == nullptr || spec->name[0] != 'c') return false;
-  static const CommandSpec* const client_list = LookupCommandName("client|list");
-  return spec == client_list && (args.size() == 2 || (args.size() == 4 && EqualsIgnoreCase(args[2], "type") &&
-                                                      EqualsIgnoreCase(args[3], "normal")));
+  if (spec == client_list && (args.size() == 2 || (args.size() == 4 && EqualsIgnoreCase(args[2], "type") &&
+                                                   EqualsIgnoreCase(args[3], "normal"))))
+    return kFullClientList;
+  // CLIENT INFO: this connection's own line, db included.
+  if (spec == client_info && args.size() == 2) return kOwnClientInfo;
+  return 0;
 }
 
-void Connection::NoteClientList(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
-  // Any client's (a monitoring agent's, an operator's) tells which db each
-  // listed one has selected; not kvferry's own (its resolver publishes what
-  // it asked), nor one cut short by the reply limits.
-  if (opts_.client_lists != nullptr && !in_tx && !replayer_ && !reply.elided &&
-      (reply.type == Type::kBulkString || reply.type == Type::kVerbatim))
-    opts_.client_lists->OnClientList(reply.str, p.ts, ts);
+void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
+  if (in_tx || reply.elided || (reply.type != Type::kBulkString && reply.type != Type::kVerbatim)) return;
+  if (p.param == kOwnClientInfo) {
+    // Paired in step, outside a transaction: the db this connection had
+    // when the server ran it, which is where the request sits in the FIFO.
+    // The server's word settles an unknown db, and corrects a wrong one.
+    const ClientList own = ParseClientList(reply.str, {.max_entries = 1});
+    if (own.entries.size() != 1 || own.skipped_lines != 0) return;
+    if (db_known_ && db_ == own.entries[0].db) return;
+    db_ = own.entries[0].db;
+    KnowDb();
+    ++stats_.db_proven_by_server;
+    return;
+  }
+  // Any client's CLIENT LIST (a monitoring agent's, an operator's) tells
+  // which db each listed one has selected; not kvferry's own (its resolver
+  // publishes what it asked).
+  if (opts_.client_lists != nullptr && !replayer_) opts_.client_lists->OnClientList(reply.str, p.ts, ts);
 }
 
 bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
@@ -594,7 +611,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // An unknown command (a module's?): its name, to report it if the
       // server accepts it.
       if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
-      p.param = IsFullClientList(spec, args);
+      p.param = ClientInfoKind(spec, args);
       break;
     }
     case Kind::kSelect:
@@ -1267,8 +1284,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
           ++stats_.reads;
         }
       }
-      if (p.param == 1) [[unlikely]]
-        NoteClientList(p, root, ts, in_tx);
+      if (p.param != 0 && !is_error) [[unlikely]]
+        NoteClientInfo(p, root, ts, in_tx);
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
       return;
     case Kind::kAuth: return;

@@ -83,7 +83,7 @@ struct ConnectionStats {
   uint64_t replayer_writes = 0;   // writes of a kvferry replayer connection: not captured
   uint64_t script_unknown = 0;    // EVALSHA whose body was never seen: keys read back, no command
   uint64_t records = 0;
-  uint64_t db_proven_by_server = 0;  // unknown dbs settled by the server's answer (ProveDb)
+  uint64_t db_proven_by_server = 0;  // dbs settled (or corrected) by the server's word: ProveDb, CLIENT INFO
   uint64_t transactions = 0;         // EXEC that applied
   uint64_t exec_aborted = 0;         // EXEC answered -EXECABORT / error
   uint64_t watch_aborted = 0;        // EXEC answered nil (WATCH)
@@ -285,10 +285,13 @@ class Connection {
   // A HELLO the server executed (answered or not).
   void ApplyHello(const Pending& p);
   void EnterDesync();
-  // Whether the request is a CLIENT LIST of every normal client (Pending::param 1).
-  static bool IsFullClientList(const CommandSpec* spec, std::span<const std::string_view> args);
-  // Its reply, told to opts_.client_lists (out of line: off the read path).
-  [[gnu::noinline]] void NoteClientList(const Pending& p, const Node& reply, uint64_t ts, bool in_tx);
+  // Pending::param of a read that names dbs: a CLIENT LIST of every normal
+  // client, or CLIENT INFO (this connection's own); 0 for any other.
+  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2;
+  static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
+  // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
+  // settling this connection's db (out of line: off the read path).
+  [[gnu::noinline]] void NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts, bool in_tx);
   // Writes still waiting for a reply (or for EXEC) become read-backs
   // (`ignoring`: as UnansweredWhileIgnored).
   void ReadBackWaiting(bool ignoring = false);

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "resp/ambiguity.h"
+#include "resp/client_list.h"
 #include "resp/command_table.h"
 #include "resp/connection.h"
 #include "resp/script_cache.h"
@@ -62,6 +63,16 @@ class CheckingSink : public kvf::resp::RecordSink {
   std::deque<kvf::ChangeRecord>* expected_;
 };
 
+// CLIENT LIST replies the connection pairs: parsed as capture does.
+class ClientLists : public kvf::resp::ClientListObserver {
+ public:
+  void OnClientList(std::string_view text, uint64_t request_ns, uint64_t reply_ns) override {
+    if (reply_ns < request_ns) std::abort();
+    const kvf::resp::ClientList list = kvf::resp::ParseClientList(text, {.max_entries = 8});
+    if (list.entries.size() > 8) std::abort();
+  }
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -71,8 +82,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       &sink, {.window_ns = 5000, .max_keys = 8, .max_held = 16, .max_held_bytes = 600});
   Tee tee(&tracker, &expected);
   kvf::resp::ScriptCache scripts({.max_scripts = 4, .max_bytes = 256});
+  ClientLists lists;
   kvf::resp::ConnectionOptions o;
   o.scripts = &scripts;
+  o.client_lists = &lists;
   o.max_pending_requests = 64;
   o.max_pending_bytes = 1 << 16;
   // Small, so that elided bulks (values too large to hold) are explored.
@@ -96,6 +109,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ts += 1000 * (op >> 3);
     conn->OnData(dir, kvf::ByteSpan(data + i, len), ts);
     i += len;
+    // Now and then the server's answer on the db (capture --resolve-db):
+    // taken only when the db is unknown, and then it is the db.
+    if ((op & 0x78) == 0x78 && i > 0) {
+      const bool unknown = !conn->db_known();
+      const uint16_t db = data[i - 1] & 15;
+      if (conn->ProveDb(db, ts - (data[i - 1] & 0x80 ? 5000 : 0)) &&
+          (!unknown || !conn->db_known() || conn->db() != db))
+        std::abort();
+    }
     if (tracker.held() > 16 || tracker.held_bytes() > 600 || tracker.tracked_keys() > 8 ||
         scripts.size() > 4 || scripts.bytes() > 256 || expected.size() > 17) {
       std::abort();

@@ -1153,6 +1153,38 @@ TEST_F(Pairing, ASelectOrResetSeenWhileOutOfStepOutdatesEarlierAnswers) {
   EXPECT_EQ(Take().back(), "0 " + kIdem + " i: SET i 1");
 }
 
+// CLIENT INFO is the connection's own line, db included: paired in step, it
+// settles an unknown db exactly where the request sits (no margin, no
+// board); inside a transaction it does not.
+TEST_F(Pairing, ClientInfoSettlesTheConnectionsOwnDb) {
+  RawClient& raw = c_->raw();
+  raw.Send(Cmd({"SELECT", "3"}), 1);  // before the capture
+  Connection conn(&sink_, MidStreamOptions());
+  auto exchange = [&](const std::string& req, uint64_t t) { Exchange(conn, req, t); };
+  exchange(Cmd({"SET", "a", "1"}), 100);
+  exchange(Cmd({"SET", "b", "1"}), 200);
+  ASSERT_TRUE(conn.in_sync());
+  exchange(Cmd({"MULTI"}), 300);
+  exchange(Cmd({"CLIENT", "INFO"}), 400);  // +QUEUED
+  exchange(Cmd({"EXEC"}), 500);
+  EXPECT_FALSE(conn.db_known());
+  // Pipelined: the write ahead of it ran in the unknown db, those after it
+  // in the one it names, and a SELECT after it still moves on.
+  const std::string pipeline = Cmd({"SET", "c", "1"}) + Cmd({"CLIENT", "INFO"}) + Cmd({"SET", "d", "1"}) +
+                               Cmd({"SELECT", "5"}) + Cmd({"SET", "e", "1"});
+  const std::string replies = raw.Send(pipeline, 5);
+  ASSERT_NE(replies.find("db=3"), std::string::npos) << replies;
+  conn.OnData(Direction::kClientToServer, pipeline, 600);
+  conn.OnData(Direction::kServerToClient, replies, 601);
+  EXPECT_TRUE(conn.db_known());
+  EXPECT_EQ(conn.stats().db_proven_by_server, 1u);
+  const std::vector<std::string> got = Take();
+  ASSERT_GE(got.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(got.end() - 3, got.end()),
+            (V{"0 " + kIdem + " f" + std::to_string(kUnknownDb) + " c: SET c 1", "3 " + kIdem + " d: SET d 1",
+               "5 " + kIdem + " e: SET e 1"}));
+}
+
 // --rebase-time shifts capture timestamps only: relative expiries follow the
 // (shifted) capture time, absolute ones the client gave stay as given.
 // Replies as redis-server 7.0 sent them.
