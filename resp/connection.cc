@@ -204,6 +204,9 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
       opts_(options),
       requests_(Parser::Mode::kRequest, options.request_limits),
       replies_(Parser::Mode::kReply, options.reply_limits) {
+  // A read's reply is never looked into past its root: walk it only.
+  replies_.SetSkimPredicate(
+      [](const void* self) { return static_cast<const Connection*>(self)->NextReplyUnread(); }, this);
   if (opts_.scripts == nullptr) own_scripts_ = std::make_unique<ScriptCache>();
   scripts_ = opts_.scripts != nullptr ? opts_.scripts : own_scripts_.get();
   if (opts_.joined_mid_stream) {
@@ -362,6 +365,16 @@ void Connection::OnClose(CloseReason) {
   multi_queue_.clear();  // never EXECed: never applied
   in_multi_ = false;
   Reclaim();
+}
+
+bool Connection::NextReplyUnread() const {
+  // In step and in plain request/reply mode, the next reply answers the
+  // oldest request; a read's (not CLIENT LIST or INFO) is used for its root
+  // alone (an error or not). Anything else may look inside: a write, EXEC,
+  // HELLO, a subscription, a desync looking for RESET or messages.
+  if (desync_ || ignored_ || pubsub_ || awaiting_reset_ || pending_.empty()) return false;
+  const Pending& front = pending_.front();
+  return front.kind == Kind::kPlain && front.param == 0 && !front.no_reply && !front.confirm_only;
 }
 
 int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args) {

@@ -149,6 +149,9 @@ class Connection {
  public:
   // `sink` must outlive the connection. Thread confinement: one thread.
   explicit Connection(RecordSink* sink, ConnectionOptions options = {});
+  // Its reply parser keeps a pointer to it (SetSkimPredicate): never moved.
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   // `bytes` of one direction, in stream order, captured at `capture_ns`
   // (CLOCK_REALTIME). Bytes need not be valid after the call.
@@ -285,6 +288,9 @@ class Connection {
   // A HELLO the server executed (answered or not).
   void ApplyHello(const Pending& p);
   void EnterDesync();
+  // Whether the next reply answers a read whose elements nobody reads (the
+  // reply parser then only walks them).
+  bool NextReplyUnread() const;
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); 0 for any other.
   static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2;

@@ -339,6 +339,19 @@ bool Parser::SkipToCandidate() {
 
 bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count,
                      bool attribute) {
+  if (skimming_) return SkimNode(count, attribute);
+  if (skim_ != nullptr && frames_.empty() && count > 0 && !attribute && type != Type::kPush &&
+      mode_ == Mode::kReply && skim_(skim_ctx_)) {
+    // A reply whose elements nobody reads: the root is kept, with no
+    // children, and the rest is only walked (SkimNode).
+    skimming_ = true;
+    Node n;
+    n.type = type;
+    nodes_.push_back(n);
+    spans_.emplace_back(str_off, str_len);
+    frames_.push_back({kSkimmedNode, count, false});
+    return true;
+  }
   if (nodes_.size() >= limits_.max_nodes) return false;
   if (!frames_.empty()) --frames_.back().remaining;
   const uint32_t idx = static_cast<uint32_t>(nodes_.size());
@@ -370,6 +383,53 @@ bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer,
     }
   }
   return true;
+}
+
+bool Parser::SkimNode(uint32_t count, bool attribute) {
+  --frames_.back().remaining;
+  if (count > 0) {
+    frames_.push_back({kSkimmedNode, count, attribute});
+    return true;
+  }
+  if (attribute) {  // an empty attribute map is no value
+    ++frames_.back().remaining;
+    return true;
+  }
+  while (!frames_.empty() && frames_.back().remaining == 0) {
+    const Frame f = frames_.back();
+    frames_.pop_back();
+    if (f.attribute && !frames_.empty()) ++frames_.back().remaining;  // an attribute is no value
+  }
+  return true;
+}
+
+bool Parser::SkimScalars(const char* v, size_t len) {
+  while (pos_ < len) {
+    size_t q = pos_ + 1;
+    int64_t n;
+    if (v[pos_] == '$') {
+      if (!ReadCount(v, len, &q, &n) || static_cast<uint64_t>(n) > limits_.max_bulk_len) return false;
+      const size_t b = static_cast<size_t>(n);
+      if (len - q < b + 2 || v[q + b] != '\r' || v[q + b + 1] != '\n') return false;
+      // (One the general path would elide: it decides.)
+      if (q - msg_start_ - hole_bytes_ + b + 2 > limits_.max_message_bytes) return false;
+      q += b + 2;
+    } else if (v[pos_] == ':') {
+      if (!ReadCount(v, len, &q, &n)) return false;  // (a negative one: the general path)
+    } else {
+      return false;
+    }
+    pos_ = q;
+    if (--frames_.back().remaining == 0) {
+      while (!frames_.empty() && frames_.back().remaining == 0) {
+        const Frame f = frames_.back();
+        frames_.pop_back();
+        if (f.attribute && !frames_.empty()) ++frames_.back().remaining;  // an attribute is no value
+      }
+      if (frames_.empty()) return true;
+    }
+  }
+  return false;
 }
 
 void Parser::Finish() {
@@ -584,6 +644,7 @@ ParseStatus Parser::Next() {
     if (!in_message_) {
       if (pos_ >= len) return NeedMore();
       elided_msg_ = false;
+      skimming_ = false;
       if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
         trust_lengths_ = true;
         return ParseStatus::kMessage;
@@ -601,6 +662,10 @@ ParseStatus Parser::Next() {
       const ParseStatus s = ParseInline(v, len);
       if (s == ParseStatus::kMessage && args_.empty()) continue;  // blank line: Redis ignores it
       return s;
+    }
+    if (skimming_ && SkimScalars(v, len)) {
+      Finish();
+      return ParseStatus::kMessage;
     }
     if (pos_ >= len) return NeedMore();
     const char* line = v + pos_;

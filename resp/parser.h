@@ -117,6 +117,17 @@ class Parser {
   bool last_was_inline() const { return last_inline_; }
   // Reply mode: the reply tree, root first.
   std::span<const Node> nodes() const { return nodes_; }
+  // Reply mode: `skim(ctx)` is asked at the root of each aggregate reply
+  // (not a push) whether anyone reads its elements. If not, the reply is
+  // only walked: nodes() holds its root alone, with no children, and
+  // skimmed() says so; its elements are still checked as usual. An LRANGE
+  // of 600 values then costs a header per value instead of a node.
+  using SkimPredicate = bool (*)(const void* ctx);
+  void SetSkimPredicate(SkimPredicate skim, const void* ctx) {
+    skim_ = skim;
+    skim_ctx_ = ctx;
+  }
+  bool skimmed() const { return skimming_; }
   // Wire bytes of the last message (attributes included).
   size_t message_bytes() const { return message_bytes_; }
 
@@ -146,10 +157,17 @@ class Parser {
  private:
   enum class Candidate : uint8_t { kNo, kYes, kMore };
   struct Frame {
-    uint32_t node;       // index of the aggregate node
+    uint32_t node;       // index of the aggregate node (kSkimmedNode: not kept)
     uint32_t remaining;  // children still to parse
     bool attribute;      // a | map: dropped when complete
   };
+  static constexpr uint32_t kSkimmedNode = UINT32_MAX;
+  // A value inside a skimmed reply: counted in its frame, not kept.
+  bool SkimNode(uint32_t count, bool attribute);
+  // Inside a skimmed reply: walks the bulk strings and non-negative integers
+  // that lie wholly in the view, exactly as the general path would check
+  // them, and stops at anything else for it. True when that ended the reply.
+  bool SkimScalars(const char* v, size_t len);
 
   const char* view() const { return in_buf_ ? buf_.data() : ext_; }
   size_t view_len() const { return in_buf_ ? buf_.size() : ext_len_; }
@@ -195,8 +213,11 @@ class Parser {
   bool resync_first_is_candidate_ = false;
   uint64_t skipped_bytes_ = 0;
   uint64_t resyncs_ = 0;
-  bool elided_msg_ = false;  // see elided()
-  uint64_t skip_body_ = 0;   // bytes of an elided bulk (CRLF included) still to come: Feed drops them
+  bool elided_msg_ = false;       // see elided()
+  SkimPredicate skim_ = nullptr;  // SetSkimPredicate
+  const void* skim_ctx_ = nullptr;
+  bool skimming_ = false;   // the message being parsed is skimmed
+  uint64_t skip_body_ = 0;  // bytes of an elided bulk (CRLF included) still to come: Feed drops them
   // Lengths are trusted (bulks past the limit elided, not failed) except in
   // the first message after a resync or gap, where a false start is likely.
   bool trust_lengths_ = true;

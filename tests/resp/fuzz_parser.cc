@@ -3,7 +3,9 @@
 // chunks, the parser must produce the same messages up to the first error,
 // never buffer more than its limit plus one chunk, and build consistent trees.
 // In request mode the first line, read as an inline command, must also split
-// exactly as a reference model of redis-server's splitting does.
+// exactly as a reference model of redis-server's splitting does. In reply
+// mode a skimmed parse (aggregates walked, not kept) must find the same
+// messages and errors as a full one.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -153,8 +155,11 @@ std::string Describe(const Parser& p, Parser::Mode mode) {
   return out;
 }
 
-std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk,
-                             bool* errored) {
+// `skim`: every aggregate reply is only walked (Parser::SetSkimPredicate),
+// and each message is described by its root type and wire size alone, which
+// is all a skimmed reply keeps; `brief`: the same description of a full parse.
+std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk, bool* errored,
+                             bool skim = false, bool brief = false) {
   Limits l;
   l.max_bulk_len = 1 << 16;
   l.max_elements = 1024;
@@ -163,6 +168,7 @@ std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size
   // Small, so that bulks past it (elided, skipped unread) are explored.
   l.max_message_bytes = 600;
   Parser p(mode, l);
+  if (skim) p.SetSkimPredicate([](const void*) { return true; }, nullptr);
   std::vector<std::string> out;
   *errored = false;
   for (size_t off = 0; off < size; off += chunk) {
@@ -176,7 +182,16 @@ std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size
         *errored = true;
         return out;
       }
-      out.push_back(Describe(p, mode));
+      if (skim || brief) {
+        const Node& root = p.nodes()[0];
+        if (p.skimmed() && (root.children != 0 || p.nodes().size() != 1)) std::abort();
+        // (An elided bulk's bytes are skipped as they come: its message's
+        // size depends on how it was fed.)
+        out.push_back(std::to_string(static_cast<int>(root.type)) + "/" +
+                      (p.elided() ? "elided" : std::to_string(p.message_bytes())));
+      } else {
+        out.push_back(Describe(p, mode));
+      }
     }
     // Complete elements up to the limit, a partial line after them, a chunk.
     if (p.buffered_bytes() > l.max_message_bytes + l.max_inline_len + 2 + chunk + 16) std::abort();
@@ -220,5 +235,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!err_whole && !err_split && whole.size() != split.size()) std::abort();
   RunWithResync(mode, data, size, chunk);
   if (mode == Parser::Mode::kRequest) CheckInlineAgainstModel(data, size);
+  if (mode == Parser::Mode::kReply) {
+    // A skimmed parse finds the same messages (root type, size) and the
+    // same first error as a full one, fed whole or in chunks.
+    bool err_brief = false, err_skim = false, err_skim_split = false;
+    const auto brief = Run(mode, data, size, size ? size : 1, &err_brief, false, true);
+    const auto skimmed = Run(mode, data, size, size ? size : 1, &err_skim, true);
+    const auto skimmed_split = Run(mode, data, size, chunk, &err_skim_split, true);
+    if (skimmed != brief || err_skim != err_brief) std::abort();
+    const size_t n = std::min(skimmed.size(), skimmed_split.size());
+    for (size_t i = 0; i < n; ++i) {
+      if (skimmed[i] != skimmed_split[i]) std::abort();
+    }
+    if (!err_skim && !err_skim_split && skimmed.size() != skimmed_split.size()) std::abort();
+  }
   return 0;
 }

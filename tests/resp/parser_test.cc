@@ -223,6 +223,66 @@ TEST(RespParser, AttributesAreDropped) {
       {"array[integer(2),integer(3)]", "simple-string'OK'"});
 }
 
+// Replies a read command gets, walked without their elements (SetSkimPredicate):
+// the root alone, with no children; the same boundaries, sizes and errors as a
+// full parse, fed whole or byte by byte; pushes and scalars as usual.
+TEST(RespParser, SkimmedRepliesKeepTheirRootAndBoundaries) {
+  std::string lrange = "*600\r\n";
+  for (int i = 0; i < 600; ++i) lrange += "$3\r\nxxx\r\n";
+  const std::string replies =
+      lrange + "*2\r\n$1\r\n0\r\n*3\r\n$1\r\na\r\n$-1\r\n:-7\r\n" +  // SCAN-like, nested, null, negative
+      "|1\r\n+ttl\r\n:3\r\n%2\r\n+f\r\n|0\r\n(12345678901234567890\r\n+g\r\n#t\r\n" +  // attributes, RESP3
+      ">2\r\n$7\r\nmessage\r\n$2\r\nhi\r\n" +                                          // a push: kept whole
+      "+OK\r\n*0\r\n*-1\r\n";
+  struct Seen {
+    std::string render;
+    size_t bytes;
+    bool skimmed;
+  };
+  auto parse = [&](bool skim, size_t chunk) {
+    Parser p(Parser::Mode::kReply);
+    if (skim) p.SetSkimPredicate([](const void*) { return true; }, nullptr);
+    std::vector<Seen> out;
+    for (size_t off = 0; off < replies.size(); off += chunk) {
+      p.Feed(std::string_view(replies).substr(off, chunk));
+      for (ParseStatus st; (st = p.Next()) != ParseStatus::kNeedMore;) {
+        EXPECT_EQ(st, ParseStatus::kMessage) << ParseErrorName(p.error());
+        if (st != ParseStatus::kMessage) return out;
+        size_t i = 0;
+        out.push_back({Render(p.nodes(), &i), p.message_bytes(), p.skimmed()});
+      }
+    }
+    return out;
+  };
+  const std::vector<Seen> full = parse(false, replies.size());
+  ASSERT_EQ(full.size(), 7u);
+  for (size_t chunk : {replies.size(), size_t{1}, size_t{5}}) {
+    const std::vector<Seen> skim = parse(true, chunk);
+    ASSERT_EQ(skim.size(), full.size()) << "chunk " << chunk;
+    for (size_t i = 0; i < full.size(); ++i) {
+      EXPECT_EQ(skim[i].bytes, full[i].bytes) << i;
+      EXPECT_FALSE(full[i].skimmed);
+    }
+    EXPECT_EQ(skim[0].render, "array[]");
+    EXPECT_TRUE(skim[0].skimmed);
+    EXPECT_EQ(skim[1].render, "array[]");
+    EXPECT_EQ(skim[2].render, "map[]");         // the attribute before it dropped
+    EXPECT_EQ(skim[3].render, full[3].render);  // the push
+    EXPECT_FALSE(skim[3].skimmed);
+    EXPECT_EQ(skim[4].render, "simple-string'OK'");
+    EXPECT_EQ(skim[5].render, "array[]");  // empty: parsed as usual
+    EXPECT_FALSE(skim[5].skimmed);
+    EXPECT_EQ(skim[6].render, "null");
+  }
+  // A malformed element is the same error skimmed.
+  const std::string bad = "*2\r\n$3\r\nabc\r\n$3\r\nabcd\r\n";
+  Parser p(Parser::Mode::kReply);
+  p.SetSkimPredicate([](const void*) { return true; }, nullptr);
+  p.Feed(bad);
+  EXPECT_EQ(p.Next(), ParseStatus::kError);
+  EXPECT_EQ(p.error(), ParseError::kBadTerminator);
+}
+
 TEST(RespParser, ZeroCopyWithinOneChunk) {
   std::string in = "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
   Parser p(Parser::Mode::kRequest);
