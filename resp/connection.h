@@ -289,7 +289,11 @@ class Connection {
   void ApplyHello(const Pending& p);
   void EnterDesync();
   // Whether the next reply answers a read whose elements nobody reads (the
-  // reply parser then only walks them).
+  // reply parser then only walks them). Asked when the reply's first line is
+  // read: a client gap or overflow before its last byte comes can put the
+  // connection out of step, and the reply is then looked at without its
+  // elements (a RESP2 message to a subscriber whose state was unknown is
+  // then counted as an unpaired reply; the next one, parsed whole, tells).
   bool NextReplyUnread() const;
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); 0 for any other.

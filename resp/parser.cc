@@ -221,6 +221,7 @@ ParseStatus Parser::NeedMore() {
 }
 
 void Parser::Resync() {
+  skimming_ = false;
   if (error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) ended_ = true;
   if (in_message_) {
     pos_ = msg_start_ + 1;
@@ -239,6 +240,7 @@ void Parser::Resync() {
 }
 
 void Parser::OnGap() {
+  skimming_ = false;
   if (ext_ != nullptr) {
     skipped_bytes_ += view_len() - (in_message_ ? msg_start_ : pos_);
   } else {

@@ -120,8 +120,10 @@ class Parser {
   // Reply mode: `skim(ctx)` is asked at the root of each aggregate reply
   // (not a push) whether anyone reads its elements. If not, the reply is
   // only walked: nodes() holds its root alone, with no children, and
-  // skimmed() says so; its elements are still checked as usual. An LRANGE
-  // of 600 values then costs a header per value instead of a node.
+  // skimmed() says so; its elements are still checked as usual, except
+  // against max_nodes (a skimmed reply holds no nodes: an XRANGE of
+  // millions of entries then pairs instead of failing). An LRANGE of 600
+  // values costs a header per value instead of a node.
   using SkimPredicate = bool (*)(const void* ctx);
   void SetSkimPredicate(SkimPredicate skim, const void* ctx) {
     skim_ = skim;

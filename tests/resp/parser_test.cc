@@ -274,6 +274,20 @@ TEST(RespParser, SkimmedRepliesKeepTheirRootAndBoundaries) {
     EXPECT_FALSE(skim[5].skimmed);
     EXPECT_EQ(skim[6].render, "null");
   }
+  // A skimmed reply holds no nodes: max_nodes does not bound it.
+  {
+    Limits few;
+    few.max_nodes = 4;
+    const std::string many = "*1\r\n*4\r\n:1\r\n:2\r\n:3\r\n:4\r\n";
+    EXPECT_EQ(
+        ParseAll(Parser::Mode::kReply, many, many.size(), few),
+        (std::vector<std::string>{"ERROR:" + std::string(ParseErrorName(ParseError::kTooManyElements))}));
+    Parser q(Parser::Mode::kReply, few);
+    q.SetSkimPredicate([](const void*) { return true; }, nullptr);
+    q.Feed(many);
+    EXPECT_EQ(q.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(q.message_bytes(), many.size());
+  }
   // A malformed element is the same error skimmed.
   const std::string bad = "*2\r\n$3\r\nabc\r\n$3\r\nabcd\r\n";
   Parser p(Parser::Mode::kReply);
