@@ -134,7 +134,6 @@ class DbBoardReader {
     }
     return answers_.get();
   }
-  DbAnswerBoard* board() const { return board_; }
 
  private:
   DbAnswerBoard* board_;
@@ -162,7 +161,6 @@ class DbSettler {
   // The stream of `conn` has been read up to capture time `ts`. True when
   // this call gave up on the connection (for the caller to count; once).
   bool Check(resp::Connection& conn, DbBoardReader& board, uint64_t ts);
-  bool gave_up() const { return gave_up_; }
 
  private:
   static constexpr uint32_t kMaxNotListed = 3;

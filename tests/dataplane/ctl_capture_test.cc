@@ -19,6 +19,7 @@
 
 #include "dataplane/endpoint.h"
 #include "tests/dataplane/pcap_writer.h"
+#include "tests/resp/live_redis.h"
 
 namespace {
 
@@ -49,6 +50,47 @@ std::string CtlPath() {
     bin_dir = exe.substr(0, exe.rfind('/')) + "/../..";
   }
   return bin_dir + "/ctl/kvferryctl";
+}
+
+// Why a live capture of a redis-server on lo cannot run here ("" if it can).
+std::string LiveCaptureMissing(const std::string& ctl) {
+  if (access(ctl.c_str(), X_OK) != 0) return "kvferryctl not built at " + ctl;
+  if (geteuid() != 0) return "needs root: live capture on lo";
+  for (const char* tool : {"redis-server", "redis-cli"}) {
+    if (Shell(std::string("command -v ") + tool).empty()) return std::string("needs ") + tool;
+  }
+  return "";
+}
+
+// A redis-server on 127.0.0.1:`port` with its pid and log in `dir` (made
+// here) and `extra` options; returns once `cli` (a redis-cli command line
+// for it) gets PONG.
+void StartRedis(int port, const std::string& dir, const std::string& extra, const std::string& cli) {
+  Shell("mkdir -p " + dir + " && redis-server --port " + std::to_string(port) +
+        " --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --pidfile " + dir +
+        "/redis.pid --logfile " + dir + "/redis.log " + extra);
+  for (int i = 0; i < 50 && Shell(cli + "ping 2>/dev/null").find("PONG") == std::string::npos; ++i)
+    usleep(100'000);
+}
+
+// `kvferryctl capture --backend pcap --iface lo` with `args`, in the
+// background, records to dir/records.json and stats to dir/stats.txt;
+// returns its pid once it has attached.
+std::string StartLiveCapture(const std::string& ctl, const std::string& args, const std::string& dir) {
+  const std::string pid = Shell(ctl + " capture --backend pcap --iface lo " + args + " >" + dir +
+                                "/records.json 2>" + dir + "/stats.txt & echo -n $!");
+  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
+       ++i)
+    usleep(100'000);
+  usleep(500'000);
+  return pid;
+}
+
+// Ends the capture (SIGINT, as Ctrl-C) and the server of `dir`.
+void StopLiveCapture(const std::string& pid, const std::string& dir) {
+  Shell("kill -INT " + pid + "; for i in $(seq 100); do kill -0 " + pid +
+        " 2>/dev/null || break; sleep 0.1; done");
+  Shell("kill $(cat " + dir + "/redis.pid) 2>/dev/null");
 }
 
 TEST(CtlCaptureTest, OfflineJsonTotalsShowFlowsAndExactGaps) {
@@ -255,20 +297,12 @@ TEST(CtlCaptureTest, DecodeSaysWhatTheCaptureMisses) {
 // Needs root (live capture on lo) and redis-server.
 TEST(CtlCaptureTest, LiveWorkersMeetInOneAmbiguityTracker) {
   const std::string ctl = CtlPath();
-  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
-  if (geteuid() != 0) GTEST_SKIP() << "needs root: live capture on lo";
-  for (const char* tool : {"redis-server", "redis-cli"}) {
-    if (Shell(std::string("command -v ") + tool).empty()) GTEST_SKIP() << "needs " << tool;
-  }
+  if (const std::string missing = LiveCaptureMissing(ctl); !missing.empty()) GTEST_SKIP() << missing;
   const int port = 27313;  // capture's test port range: 27311-27319
   constexpr uint64_t kWindowNs = 20'000'000;
   const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_live_" + std::to_string(getpid());
   const std::string cli = "redis-cli -p " + std::to_string(port) + " ";
-  Shell("mkdir -p " + dir + " && redis-server --port " + std::to_string(port) +
-        " --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --pidfile " + dir +
-        "/redis.pid --logfile " + dir + "/redis.log");
-  for (int i = 0; i < 50 && Shell(cli + "ping 2>/dev/null").find("PONG") == std::string::npos; ++i)
-    usleep(100'000);
+  StartRedis(port, dir, "", cli);
   // One client socket per worker, bound to a source port the flow hash
   // sends to that worker.
   const auto server = kvf::dataplane::Endpoint::Parse("127.0.0.1:" + std::to_string(port));
@@ -292,14 +326,12 @@ TEST(CtlCaptureTest, LiveWorkersMeetInOneAmbiguityTracker) {
   }
   ASSERT_GE(fds[0], 0);
   ASSERT_GE(fds[1], 0);
-  const std::string pid = Shell(
-      ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
-      " --workers 2 --format records --seconds 60 --ambiguity-window-ms " + std::to_string(kWindowNs / 1e6) +
-      " >" + dir + "/records.json 2>" + dir + "/stats.txt & echo -n $!");
-  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
-       ++i)
-    usleep(100'000);
-  usleep(500'000);
+  const std::string pid =
+      StartLiveCapture(ctl,
+                       "--server 127.0.0.1:" + std::to_string(port) +
+                           " --workers 2 --format records --seconds 60 --ambiguity-window-ms " +
+                           std::to_string(kWindowNs / 1e6),
+                       dir);
   for (int fd : fds) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -319,9 +351,7 @@ TEST(CtlCaptureTest, LiveWorkersMeetInOneAmbiguityTracker) {
   for (int fd : fds) close(fd);
   const std::string info = Shell(cli + "info commandstats");
   usleep(1'000'000);  // the capture is idle: its watermarks follow the clock
-  Shell("kill -INT " + pid + "; for i in $(seq 100); do kill -0 " + pid +
-        " 2>/dev/null || break; sleep 0.1; done");
-  Shell("kill $(cat " + dir + "/redis.pid) 2>/dev/null");
+  StopLiveCapture(pid, dir);
   const size_t at = info.find("cmdstat_incr:calls=");
   ASSERT_NE(at, std::string::npos) << info;
   EXPECT_EQ(std::stoull(info.substr(at + 19)), 2u * kRounds);
@@ -372,66 +402,40 @@ TEST(CtlCaptureTest, LiveWorkersMeetInOneAmbiguityTracker) {
 // moves the connection on.
 TEST(CtlCaptureTest, ResolveDbAsksTheServerForPooledConnectionsOpenBeforeTheCapture) {
   const std::string ctl = CtlPath();
-  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
-  if (geteuid() != 0) GTEST_SKIP() << "needs root: live capture on lo";
-  for (const char* tool : {"redis-server", "redis-cli"}) {
-    if (Shell(std::string("command -v ") + tool).empty()) GTEST_SKIP() << "needs " << tool;
-  }
+  if (const std::string missing = LiveCaptureMissing(ctl); !missing.empty()) GTEST_SKIP() << missing;
   const int port = 27314;  // capture's test port range: 27311-27319
   const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_resolve_" + std::to_string(getpid());
   // The server wants a password (with a space in it): the capture reads it
   // from a file and must never print it.
   const std::string password = "s3cret pass-27314";
   const std::string cli = "REDISCLI_AUTH='" + password + "' redis-cli -p " + std::to_string(port) + " ";
-  Shell("mkdir -p " + dir + " && printf '%s\\n' '" + password + "' >" + dir +
-        "/auth && redis-server --port " + std::to_string(port) +
-        " --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --requirepass '" + password +
-        "' --pidfile " + dir + "/redis.pid --logfile " + dir + "/redis.log");
-  for (int i = 0; i < 50 && Shell(cli + "ping 2>/dev/null").find("PONG") == std::string::npos; ++i)
-    usleep(100'000);
-  auto connect_to = [&] {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    return connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? fd : -1;
+  StartRedis(port, dir, "--requirepass '" + password + "'", cli);
+  Shell("printf '%s\\n' '" + password + "' >" + dir + "/auth");
+  using kvf::resp::testing::Cmd;
+  kvf::resp::testing::RawClient in3(port), in0(port);
+  ASSERT_TRUE(in3.ok() && in0.ok());
+  // The reply to each command, which Redis sends at once.
+  auto call = [](kvf::resp::testing::RawClient& c, std::initializer_list<std::string_view> args) {
+    return c.Send(Cmd(args), 1);
   };
-  auto call = [](int fd, const std::vector<std::string>& args) {
-    std::string req = "*" + std::to_string(args.size()) + "\r\n";
-    for (const std::string& a : args) req += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-    if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return std::string();
-    char buf[256];
-    const ssize_t n = read(fd, buf, sizeof(buf));  // one short reply, one read on loopback
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-  };
-  const int in3 = connect_to(), in0 = connect_to();
-  ASSERT_GE(in3, 0);
-  ASSERT_GE(in0, 0);
-  for (int fd : {in3, in0}) ASSERT_EQ(call(fd, {"AUTH", password}), "+OK\r\n");
+  for (auto* c : {&in3, &in0}) ASSERT_EQ(call(*c, {"AUTH", password}), "+OK\r\n");
   ASSERT_EQ(call(in3, {"SELECT", "3"}), "+OK\r\n");  // before the capture: never seen
-  const std::string pid =
-      Shell(ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
-            " --workers 2 --format records --resolve-db --source-auth-file " + dir + "/auth --seconds 60 >" +
-            dir + "/records.json 2>" + dir + "/stats.txt & echo -n $!");
-  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
-       ++i)
-    usleep(100'000);
-  usleep(500'000);
+  const std::string pid = StartLiveCapture(
+      ctl,
+      "--server 127.0.0.1:" + std::to_string(port) +
+          " --workers 2 --format records --resolve-db --source-auth-file " + dir + "/auth --seconds 60",
+      dir);
   constexpr int kRounds = 150;  // 10 ms apart: 1.5 s, several answers' worth
   for (int i = 0; i < kRounds; ++i) {
-    ASSERT_EQ(call(in3, {"SET", "p3:" + std::to_string(i), "v"}), "+OK\r\n");
-    ASSERT_EQ(call(in0, {"SET", "p0:" + std::to_string(i), "v"}), "+OK\r\n");
+    const std::string n = std::to_string(i);
+    ASSERT_EQ(call(in3, {"SET", "p3:" + n, "v"}), "+OK\r\n");
+    ASSERT_EQ(call(in0, {"SET", "p0:" + n, "v"}), "+OK\r\n");
     usleep(10'000);
   }
   ASSERT_EQ(call(in3, {"SELECT", "4"}), "+OK\r\n");
   ASSERT_EQ(call(in3, {"SET", "p4", "v"}), "+OK\r\n");
-  close(in3);
-  close(in0);
   usleep(500'000);
-  Shell("kill -INT " + pid + "; for i in $(seq 100); do kill -0 " + pid +
-        " 2>/dev/null || break; sleep 0.1; done");
-  Shell("kill $(cat " + dir + "/redis.pid) 2>/dev/null");
+  StopLiveCapture(pid, dir);
   const std::string out = Shell("cat " + dir + "/records.json");
   const std::string stats = Shell("cat " + dir + "/stats.txt");
   Shell("rm -rf " + dir);
