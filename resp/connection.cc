@@ -596,6 +596,13 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       after_gap_left_ = opts_.after_gap_records;
     }
   }
+  if (requests_.empty_requests() != empty_requests_seen_) [[unlikely]] {
+    // Redis resets the client after an empty request as after a command:
+    // a CLIENT REPLY SKIP before it silenced nothing.
+    empty_requests_seen_ = requests_.empty_requests();
+    skip_next_ = false;
+  }
+  const bool skip_pending = skip_next_;
   const CommandSpec* spec = LookupCommand(args);
   Pending p{.kind = KindOf(spec),
             .no_reply = false,
@@ -673,7 +680,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       break;
     }
     case Kind::kReset:
-      reply_off_ = skip_next_ = false;
+      // A CLIENT REPLY SKIP in force still silences RESET's own reply (Redis
+      // clears only the flag for the command after it).
+      reply_off_ = false;
       req_protocol_ = 2;
       req_in_multi_ = false;
       resp3_subs_ = false;
@@ -793,6 +802,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       p.argc = 0;  // its protocol switch stands; its name (maybe elided) is not learned
     }
   }
+  // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
+  // uses up a pending SKIP all the same.
+  if (p.no_reply && skip_pending && p.kind != Kind::kClientReply) skip_next_ = false;
   if (!p.no_reply && !client_reply_on && (reply_off_ || skip_next_)) {
     // RESP2 (un)subscribe confirmations are sent as pushes are, through
     // CLIENT REPLY OFF or SKIP (which the request still uses up); a refusal
@@ -945,6 +957,12 @@ void Connection::DrainNoReply() {
         }
         break;
       case Kind::kMulti: in_multi_ = true; break;
+      case Kind::kReset:
+        // Silenced by a CLIENT REPLY SKIP: it ran (unless an ACL refused
+        // it, which the silence hides: the db is not taken for known).
+        ApplyReset();
+        ForgetDb();
+        break;
       case Kind::kHello:
         if (in_multi_) {
           multi_queue_.push_back(p);
@@ -1444,10 +1462,10 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
     Observe(p.spec, Outcome::kRejected);
-    // A script is not rolled back: what it wrote before its error stays.
-    // Read its keys back, unless the error says it never ran (NOSCRIPT;
-    // other refusals before running cost a needless read).
-    if (IsScriptCall(*p.spec) && reply[0].str.substr(0, 8) != "NOSCRIPT") {
+    // A script is not rolled back, and a MIGRATE of several keys may have
+    // moved some: read their keys back (refusals before running cost a
+    // needless read).
+    if (MayHaveWrittenDespite(*p.spec, reply[0].str)) {
       stats_.records += ReadbackWrite(*p.spec, argv, context(), sink_);
     }
     return;

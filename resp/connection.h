@@ -347,6 +347,7 @@ class Connection {
   bool in_multi_ = false;
   bool reply_off_ = false;
   bool skip_next_ = false;
+  uint64_t empty_requests_seen_ = 0;  // requests_.empty_requests() at the last request
   bool ignored_ = false;
   bool encrypted_ = false;              // TLS: every byte is ignored
   bool first_bytes_[2] = {true, true};  // per direction: the next chunk is the first

@@ -55,6 +55,7 @@ enum class Rule : uint8_t {
   kBrpoplpush,
   kSmove,
   kXadd,
+  kXreadgroup,
   kDatabase,
   kMove,
   kCopy,
@@ -114,6 +115,9 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       {"brpoplpush", Rule::kBrpoplpush},
       {"smove", Rule::kSmove},
       {"xadd", Rule::kXadd},
+      // Its key specs say read-only (Redis 7.0), but a delivery moves
+      // entries into the group's pending list and makes the consumer.
+      {"xreadgroup", Rule::kXreadgroup},
       {"flushdb", Rule::kDatabase},
       {"flushall", Rule::kDatabase},
       {"swapdb", Rule::kDatabase},
@@ -315,6 +319,10 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
     }
   }
   if (!have_first) {
+    // A command of the Redis table that can write, used in a form that
+    // only reads (SORT or GEORADIUS without STORE): its keys are all
+    // read-only, so nothing changed.
+    if (!keys.empty() && TableIndex(&spec) < kCommandTableSize) return ConvertOutcome::kNoEffect;
     const bool database_wide = spec.Has(kCmdWrite) && keys_known;
     out.EmitArgs(database_wide ? RecordOp::kDatabase : RecordOp::kOrdered, database_wide ? 0 : kOrderedFlags,
                  {}, argv);
@@ -439,6 +447,11 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+bool MayHaveWrittenDespite(const CommandSpec& spec, std::string_view error) {
+  const Rule rule = RuleFor(spec);
+  return (rule == Rule::kScript && error.substr(0, 8) != "NOSCRIPT") || rule == Rule::kMigrate;
+}
+
 size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                      const ConvertContext& ctx, RecordSink* sink) {
   Emitter out(ctx, sink);
@@ -448,14 +461,14 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
   std::vector<KeyRef> keys;
   FindKeys(spec, argv, &keys);
   bool any = false;
+  const Rule rule = RuleFor(spec);
   for (const KeyRef& k : keys) {
-    if ((k.flags & kKeyRo) && !IsScriptCall(spec)) continue;
+    if ((k.flags & kKeyRo) && !IsScriptCall(spec) && rule != Rule::kXreadgroup) continue;
     out.Readback(argv[k.arg]);
     any = true;
   }
   // MOVE k db and COPY src dst DB n also write in another db.
   int64_t db;
-  const Rule rule = RuleFor(spec);
   if (rule == Rule::kMove && argv.size() == 3 && ParseI64(argv[2], &db) && db >= 0 && db <= 0xfffe) {
     out.Readback(argv[1], static_cast<uint16_t>(db));
   }
@@ -713,13 +726,24 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (rule == Rule::kLmove || rule == Rule::kBlmove) {
         if (argv.size() < 5 || !ParseSide(argv[3], &from_left) || !ParseSide(argv[4], &to_left)) return bad();
       }
+      if (argv[1] == argv[2]) {
+        // A rotation of one list: as a trim and a push, a one-element list
+        // would be deleted in between and lose its TTL. The move itself is
+        // exact on the same prior list.
+        out.Emit(RecordOp::kOrdered, kExactFlags, argv[1],
+                 {"LMOVE", argv[1], argv[1], from_left ? "LEFT" : "RIGHT", to_left ? "LEFT" : "RIGHT"});
+        return ConvertOutcome::kRecorded;
+      }
       TrimPopped(out, argv[1], from_left, 1);
       out.Emit(RecordOp::kOrdered, kExactFlags, argv[2], {to_left ? "LPUSH" : "RPUSH", argv[2], root->str});
       return ConvertOutcome::kRecorded;
     }
     case Rule::kSmove:
       if (root == nullptr || root->type != Type::kInteger || argv.size() != 4) return bad();
-      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      // Onto the same set, SMOVE changes nothing (it answers whether the
+      // member is there); as a removal and an add, a one-member set would be
+      // deleted in between and lose its TTL.
+      if (root->integer == 0 || argv[1] == argv[2]) return ConvertOutcome::kNoEffect;
       out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SREM", argv[1], argv[3]});
       out.Emit(RecordOp::kIdempotent, 0, argv[2], {"SADD", argv[2], argv[3]});
       return ConvertOutcome::kRecorded;
@@ -746,6 +770,40 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, argv[1], args);
       } else {
         out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], args);
+      }
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kXreadgroup: {
+      // Nil: nothing delivered (a timeout, or nothing new), and no consumer
+      // made either.
+      if (IsNull(reply)) return ConvertOutcome::kNoEffect;
+      if (root == nullptr || !IsAggregate(*root)) return bad();
+      // XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS key… id…:
+      // replayed in order on a replica whose group is in the same state it
+      // delivers the same entries to the same consumer; without BLOCK, so
+      // that the replica never waits. Delivery times and counts differ:
+      // every stream is read back too.
+      std::vector<std::string_view> args(argv.begin(), argv.begin() + 4);
+      for (size_t i = 4; i < argv.size(); ++i) {
+        if (EqualsIgnoreCase(argv[i], "block") && i + 1 < argv.size()) {
+          ++i;  // and its timeout
+        } else if (EqualsIgnoreCase(argv[i], "count") && i + 1 < argv.size()) {
+          args.push_back(argv[i]);
+          args.push_back(argv[++i]);
+        } else if (EqualsIgnoreCase(argv[i], "streams")) {
+          args.insert(args.end(), argv.begin() + static_cast<std::ptrdiff_t>(i), argv.end());
+          break;
+        } else {
+          args.push_back(argv[i]);  // NOACK
+        }
+      }
+      std::vector<KeyRef> keys;
+      FindKeys(spec, argv, &keys);
+      if (keys.empty()) return bad();
+      const std::string_view first = argv[keys[0].arg];
+      out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, first, args);
+      for (size_t i = 1; i < keys.size(); ++i) {
+        if (argv[keys[i].arg] != first) out.Readback(argv[keys[i].arg]);
       }
       return ConvertOutcome::kRecorded;
     }

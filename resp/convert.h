@@ -42,4 +42,10 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
 
+// True when a write answered with `error` may still have changed its keys,
+// which are then read back: a script is not rolled back (unless NOSCRIPT
+// says it never ran), and a MIGRATE of several keys deletes those the
+// target took before one failed (Redis 7.0 migrateCommand).
+bool MayHaveWrittenDespite(const CommandSpec& spec, std::string_view error);
+
 }  // namespace kvf::resp

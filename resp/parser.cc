@@ -662,7 +662,10 @@ ParseStatus Parser::Next() {
     }
     if (inline_msg_) {
       const ParseStatus s = ParseInline(v, len);
-      if (s == ParseStatus::kMessage && args_.empty()) continue;  // blank line: Redis ignores it
+      if (s == ParseStatus::kMessage && args_.empty()) {  // blank line: Redis ignores it
+        ++empty_requests_;
+        continue;
+      }
       return s;
     }
     if (skimming_ && SkimScalars(v, len)) {
@@ -787,6 +790,7 @@ ParseStatus Parser::Next() {
       case '|': {
         if (!ParseInt64(c, n, &num)) return Fail(ParseError::kBadLength);
         if (mode_ == Mode::kRequest && num <= 0) {  // Redis ignores empty multibulks
+          ++empty_requests_;
           pos_ = next;
           in_message_ = false;
           continue;
@@ -805,7 +809,12 @@ ParseStatus Parser::Next() {
                           : t == '~' ? Type::kSet
                           : t == '>' ? Type::kPush
                                      : Type::kMap;
-        ok = AddNode(type, c_off, 0, 0, count, t == '|');
+        // A push is out of band: one inside a reply (Redis 7.0 writes a
+        // keyspace event it raised while running EXEC or a script into the
+        // middle of that reply) is no element of it, and is dropped like an
+        // attribute.
+        const bool out_of_band = t == '|' || (t == '>' && mode_ == Mode::kReply && !frames_.empty());
+        ok = AddNode(type, c_off, 0, 0, count, out_of_band);
         pos_ = next;
         break;
       }

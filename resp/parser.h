@@ -152,7 +152,10 @@ class Parser {
   bool HasPartial() const { return in_message_ || !buf_.empty() || skip_body_ > 0; }
 
   uint64_t skipped_bytes() const { return skipped_bytes_; }  // dropped by resyncs and gaps
-  uint64_t elided_bytes() const { return elided_bytes_; }    // of elided bulks, skipped unread
+  // Requests dropped for being empty (a blank inline line, `*0`): Redis runs
+  // no command for them, but each uses up a CLIENT REPLY SKIP.
+  uint64_t empty_requests() const { return empty_requests_; }
+  uint64_t elided_bytes() const { return elided_bytes_; }  // of elided bulks, skipped unread
   uint64_t resyncs() const { return resyncs_; }
   size_t buffered_bytes() const { return buf_.size(); }
 
@@ -214,6 +217,7 @@ class Parser {
   bool ended_ = false;  // see ended(); never cleared
   bool resync_first_is_candidate_ = false;
   uint64_t skipped_bytes_ = 0;
+  uint64_t empty_requests_ = 0;
   uint64_t resyncs_ = 0;
   bool elided_msg_ = false;       // see elided()
   SkimPredicate skim_ = nullptr;  // SetSkimPredicate

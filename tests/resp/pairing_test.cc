@@ -327,6 +327,27 @@ TEST_F(Pairing, DeterministicEditsAreOrderedWithoutReadback) {
                     "0 " + kOrd + " bf: BITFIELD bf INCRBY u8 0 200 INCRBY u8 0 100"}));
 }
 
+// XREADGROUP writes although its key specs say read-only: a delivery moves
+// entries into the group's pending list. It is ordered (without BLOCK, so
+// that a replica never waits) and its streams are read back; a nil reply
+// delivered nothing. SORT and GEORADIUS without STORE only read.
+TEST_F(Pairing, XreadgroupDeliveriesAreOrderedWithoutBlockAndReadBack) {
+  c_->Do({"XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"});
+  c_->Do({"XADD", "s", "1-1", "f", "v"});
+  c_->Do({"RPUSH", "l", "b", "a"});
+  Take();
+  c_->Do({"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "BLOCK", "10", "STREAMS", "s", ">"});
+  c_->Do({"xreadgroup", "GROUP", "g", "c2", "block", "10", "NOACK", "STREAMS", "s", ">"});  // nil after 10 ms
+  c_->Do({"XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", "0"});                           // its history
+  c_->Do({"SORT", "l", "ALPHA"});
+  c_->Do({"GEORADIUS", "geo", "15", "37", "200", "km"});
+  c_->Do({"SORT", "l", "ALPHA", "STORE", "sorted"});
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " s: XREADGROUP GROUP g c COUNT 1 STREAMS s >",
+                       "0 " + kOrd + f + " s: XREADGROUP GROUP g c STREAMS s 0",
+                       "0 " + kOrd + f + " sorted: SORT l ALPHA STORE sorted"}));
+}
+
 TEST(PairingReplica, QueueWorkloadNeedsNoReadback) {
   if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
   LiveRedis source(16510), replica(16511);
@@ -443,6 +464,52 @@ TEST(PairingReplica, CopyToAnotherDbIsReadBackThere) {
              {Cmd({"COPY", "src", "dst", "DB", "1"}), 1},  // answered 0: nothing copied
              {Cmd({"COPY", "src", "same"}), 1},
              {Cmd({"SET", "a", "1"}) + Cmd({"SET", "b", "2"}) + Cmd({"RENAMENX", "a", "b"}), 3}},
+            false);
+}
+
+// RPOPLPUSH q q (and LMOVE, BLMOVE) rotates one list, and SMOVE s s m
+// changes nothing: neither may pass through an empty key, which would drop
+// a one-element key's TTL on the replica.
+TEST(PairingReplica, RotatingAListOrASetOntoItselfKeepsItsTtl) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  RoundTrip({{Cmd({"RPUSH", "q", "x"}), 1},
+             {Cmd({"EXPIRE", "q", "100"}), 1},
+             {Cmd({"RPOPLPUSH", "q", "q"}), 1},
+             {Cmd({"LMOVE", "q", "q", "LEFT", "RIGHT"}), 1},
+             {Cmd({"RPUSH", "q3", "a", "b", "c"}), 1},
+             {Cmd({"LMOVE", "q3", "q3", "LEFT", "RIGHT"}), 1},
+             {Cmd({"BLMOVE", "q3", "q3", "RIGHT", "LEFT", "0"}), 1},
+             {Cmd({"SADD", "s", "m"}), 1},
+             {Cmd({"EXPIRE", "s", "100"}), 1},
+             {Cmd({"SMOVE", "s", "s", "m"}), 1},
+             {Cmd({"SMOVE", "s", "s", "absent"}), 1}},
+            true);
+}
+
+// Deliveries to a consumer group replay onto the replica's group in order:
+// the same consumers, pending entries and last delivered id.
+TEST(PairingReplica, XreadgroupDeliveriesReplayOntoTheGroup) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  RoundTrip({{Cmd({"XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"}), 1},
+             {Cmd({"XADD", "s", "1-1", "f", "v"}), 1},
+             {Cmd({"XADD", "s", "2-1", "f", "w"}), 1},
+             {Cmd({"XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "s", ">"}), 1},
+             {Cmd({"XREADGROUP", "GROUP", "g", "c2", "BLOCK", "5000", "STREAMS", "s", ">"}), 1},
+             {Cmd({"XREADGROUP", "GROUP", "g", "c3", "BLOCK", "10", "STREAMS", "s", ">"}), 1},  // times out
+             {Cmd({"XACK", "s", "g", "1-1"}), 1}},
+            true);
+}
+
+// A MIGRATE of several keys deletes those the target took even when a later
+// one fails (BUSYKEY): its keys are read back despite the error.
+TEST(PairingReplica, AMigrateThatFailsPartwayReadsItsKeysBack) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  LiveRedis target(16516);
+  ASSERT_TRUE(target.ok());
+  RawClient(16516).Send(Cmd({"SET", "b", "there"}), 1);
+  RoundTrip({{Cmd({"SET", "a", "1"}), 1},
+             {Cmd({"SET", "b", "2"}), 1},
+             {Cmd({"MIGRATE", "127.0.0.1", "16516", "", "0", "5000", "KEYS", "a", "b"}), 1}},
             false);
 }
 
@@ -563,6 +630,27 @@ TEST_F(Pairing, TransactionsMapExecRepliesToQueuedCommands) {
   EXPECT_FALSE(c_->conn().in_multi());
 }
 
+// On a RESP3 connection subscribed to its own keyspace events, Redis 7.0
+// writes the event a transaction raised into the middle of EXEC's reply
+// (and a script's before its reply): each write still pairs with its own
+// reply, and so does the next request.
+TEST_F(Pairing, KeyspaceEventsInsideATransactionsReplyKeepPairing) {
+  c_->Do(Cmd({"HELLO", "3"}) + Cmd({"CONFIG", "SET", "notify-keyspace-events", "E$"}) +
+             Cmd({"SUBSCRIBE", "__keyevent@0__:set"}),
+         3);
+  const std::string exec =
+      c_->Do(Cmd({"MULTI"}) + Cmd({"SET", "c", "1"}) + Cmd({"INCR", "n"}) + Cmd({"EXEC"}), 4);
+  ASSERT_NE(exec.find("*2\r\n>3\r\n$7\r\nmessage"), std::string::npos) << "the event inside EXEC's reply";
+  c_->Do(Cmd({"EVAL", "redis.call('SET', KEYS[1], 'v') return 7", "1", "d"}), 2);  // the event, then :7
+  c_->Do({"INCR", "n"});
+  const std::string t = " f" + std::to_string(kInTransaction);
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + t + " c: SET c 1", "0 " + kIdem + t + " n: SET n 1 KEEPTTL",
+                       "0 " + kOrd + f + " d: EVAL redis.call('SET', KEYS[1], 'v') return 7 1 d",
+                       "0 " + kIdem + " n: SET n 2 KEEPTTL"}));
+  ExpectPairedCleanly(c_->conn().stats());
+}
+
 TEST_F(Pairing, ExecAbortAndWatchDiscardEverything) {
   MirroredClient other(kPort, &sink_, 8);
   c_->Do(Cmd({"MULTI"}) + Cmd({"SET", "a", "1"}) + Cmd({"SET"}) + Cmd({"EXEC"}), 4);
@@ -595,6 +683,32 @@ TEST_F(Pairing, ClientReplyOffMakesWritesReadBacks) {
       std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
   EXPECT_EQ(Take(), (V{"0 " + rb + " a:", "0 " + rb + " b:", "0 " + kIdem + " c: SET c 1"}));
   EXPECT_EQ(c_->conn().stats().unpaired_replies, 0u);
+}
+
+// What uses up a CLIENT REPLY SKIP, as Redis 7.0 does it: RESET's own reply
+// (the skip is in force for it), a RESP3 SUBSCRIBE (its confirmation is a
+// push, sent anyway), a blank line or `*0` (Redis resets the client after
+// an empty request as after a command).
+TEST_F(Pairing, ClientReplySkipIsUsedUpByWhatRedisRunsNext) {
+  c_->Do(Cmd({"SET", "notnum", "x"}) + Cmd({"SELECT", "3"}) + Cmd({"CLIENT", "REPLY", "SKIP"}) +
+             Cmd({"RESET"}) + Cmd({"INCR", "notnum"}) + Cmd({"SET", "k", "v"}),
+         4);  // +OK +OK -ERR +OK: no +RESET
+  EXPECT_EQ(c_->conn().db(), 0);
+  c_->Do(Cmd({"SELECT", "0"}));
+  c_->Do(Cmd({"SET", "a", "10"}) + Cmd({"CLIENT", "REPLY", "SKIP"}) + "\r\n" + Cmd({"INCR", "a"}) +
+             Cmd({"CLIENT", "REPLY", "SKIP"}) + "*0\r\n" + Cmd({"INCR", "a"}) + Cmd({"INCR", "b"}),
+         4);
+  c_->Do(Cmd({"HELLO", "3"}));
+  c_->Do(Cmd({"CLIENT", "REPLY", "SKIP"}) + Cmd({"SUBSCRIBE", "ch"}) + Cmd({"SET", "s", "1"}) +
+             Cmd({"INCR", "n"}) + Cmd({"INCR", "n"}),
+         4);  // the subscribe push, +OK :1 :2
+  const std::string u = " f" + std::to_string(kUnknownDb);
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " notnum: SET notnum x", "0 " + kIdem + u + " k: SET k v",
+                       "0 " + kIdem + " a: SET a 10", "0 " + kIdem + " a: SET a 11 KEEPTTL",
+                       "0 " + kIdem + " a: SET a 12 KEEPTTL", "0 " + kIdem + " b: SET b 1 KEEPTTL",
+                       "0 " + kIdem + " s: SET s 1", "0 " + kIdem + " n: SET n 1 KEEPTTL",
+                       "0 " + kIdem + " n: SET n 2 KEEPTTL"}));
+  ExpectPairedCleanly(c_->conn().stats());
 }
 
 TEST_F(Pairing, AuthPasswordNeverLeavesTheLayer) {

@@ -223,6 +223,18 @@ TEST(RespParser, AttributesAreDropped) {
       {"array[integer(2),integer(3)]", "simple-string'OK'"});
 }
 
+// Redis 7.0 writes a keyspace event that EXEC (or a script) raised on a RESP3
+// connection subscribed to it into the middle of that reply: the push is no
+// element of the array, wherever it sits and however deep; a push at the top
+// stays a reply of its own.
+TEST(RespParser, PushesInsideRepliesAreDropped) {
+  const std::string event = ">3\r\n$7\r\nmessage\r\n$18\r\n__keyevent@0__:set\r\n$1\r\nc\r\n";
+  ExpectSame(Parser::Mode::kReply,
+             "*2\r\n" + event + "+OK\r\n:2\r\n" + "*1\r\n*2\r\n:1\r\n" + event + ">0\r\n:2\r\n" + event,
+             {"array[simple-string'OK',integer(2)]", "array[array[integer(1),integer(2)]]",
+              "push[bulk-string'message',bulk-string'__keyevent@0__:set',bulk-string'c']"});
+}
+
 // Replies a read command gets, walked without their elements (SetSkimPredicate):
 // the root alone, with no children; the same boundaries, sizes and errors as a
 // full parse, fed whole or byte by byte; pushes and scalars as usual.
