@@ -750,17 +750,24 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
     case Rule::kXadd: {
       if (IsNull(reply)) return ConvertOutcome::kNoEffect;
       if (!IsString(*root)) return bad();
-      // XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT n]] id field value …
+      // XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT n]] id field value …, the
+      // options in any order (redis-py sends NOMKSTREAM after MAXLEN).
       std::vector<std::string_view> args(argv.begin(), argv.end());
       size_t i = 2;
       bool trims = false;
-      if (i < args.size() && EqualsIgnoreCase(args[i], "nomkstream")) ++i;
-      if (i < args.size() && (EqualsIgnoreCase(args[i], "maxlen") || EqualsIgnoreCase(args[i], "minid"))) {
-        trims = true;
-        ++i;
-        if (i < args.size() && (args[i] == "=" || args[i] == "~")) ++i;
-        ++i;  // threshold
-        if (i < args.size() && EqualsIgnoreCase(args[i], "limit")) i += 2;
+      while (i < args.size()) {
+        if (EqualsIgnoreCase(args[i], "nomkstream")) {
+          ++i;
+        } else if (EqualsIgnoreCase(args[i], "maxlen") || EqualsIgnoreCase(args[i], "minid")) {
+          trims = true;
+          ++i;
+          if (i < args.size() && (args[i] == "=" || args[i] == "~")) ++i;
+          ++i;  // threshold
+        } else if (EqualsIgnoreCase(args[i], "limit")) {
+          i += 2;
+        } else {
+          break;
+        }
       }
       if (i >= args.size()) return bad();
       args[i] = root->str;  // the id the server assigned

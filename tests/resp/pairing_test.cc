@@ -467,6 +467,18 @@ TEST(PairingReplica, CopyToAnotherDbIsReadBackThere) {
             false);
 }
 
+// XADD's options come in any order: redis-py sends NOMKSTREAM after MAXLEN.
+// The id the server assigned replaces `*`, not an option, and the records
+// replay on a replica.
+TEST(PairingReplica, XaddOptionsInAnyOrderReplay) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  RoundTrip({{Cmd({"XADD", "s", "*", "f", "v"}), 1},
+             {Cmd({"XADD", "s", "MAXLEN", "~", "1000", "NOMKSTREAM", "*", "f", "w"}), 1},
+             {Cmd({"XADD", "s", "MINID", "=", "0-1", "LIMIT", "0", "NOMKSTREAM", "*", "g", "x"}), 1},
+             {Cmd({"XADD", "none", "NOMKSTREAM", "MAXLEN", "5", "*", "f", "v"}), 1}},  // nil: nothing
+            true);
+}
+
 // RPOPLPUSH q q (and LMOVE, BLMOVE) rotates one list, and SMOVE s s m
 // changes nothing: neither may pass through an empty key, which would drop
 // a one-element key's TTL on the replica.
