@@ -768,8 +768,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // ACKs (one a second).
       // (Queued in MULTI they are answered +QUEUED; a RESP2 subscriber is
       // refused them, with an error.)
-      if (args.size() % 2 == 1 && (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack")) &&
-          !req_in_multi_) {
+      if (args.size() >= 3 && args.size() % 2 == 1 &&
+          (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack")) && !req_in_multi_) {
         const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
         if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
         if (sub == SubState::kYes) break;

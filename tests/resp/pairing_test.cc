@@ -224,6 +224,16 @@ TEST_F(Pairing, AReplicaLinkJoinedMidStreamIsIgnoredFromItsFirstAck) {
 // From an ordinary client, REPLCONF ACK and GETACK are accepted and never
 // answered (an even argument count is a syntax error, answered); PSYNC
 // refused inside a transaction leaves the connection a client's.
+// A bare REPLCONF (an odd count: one) is answered +OK by Redis 7.0 and is no
+// ACK: it pairs like any command. (The ACK check once read past its only
+// argument: found by resp_pairing_fuzz, corpus bare-replconf-oob.)
+TEST_F(Pairing, ABareReplconfPairsLikeAnyCommand) {
+  c_->Do(Cmd({"REPLCONF"}) + Cmd({"SET", "a", "1"}), 2);
+  c_->Do("REPLCONF\r\n" + Cmd({"SET", "b", "1"}), 2);  // inline
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " a: SET a 1", "0 " + kIdem + " b: SET b 1"}));
+  ExpectPairedCleanly(c_->conn().stats());
+}
+
 TEST_F(Pairing, ReplconfFromAClientIsUnansweredAndARefusedPsyncChangesNothing) {
   c_->Do(Cmd({"REPLCONF", "ACK", "0"}) + Cmd({"REPLCONF", "GETACK", "*"}) + Cmd({"REPLCONF", "ACK"}) +
              Cmd({"SET", "k", "v"}),
