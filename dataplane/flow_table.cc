@@ -595,6 +595,7 @@ uint64_t FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) 
   if (!h.ack_hole) {
     h.ack_hole = true;
     h.ack_hole_since_ns = ts_ns;
+    h.ack_hole_offset = acked;
   }
   UpdatePendingList(f);
   return acked;
@@ -632,6 +633,10 @@ void FlowTable::DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns) {
 void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
   HalfStream& h = f->half[Idx(d)];
   if (h.ack_hole && h.next_offset >= h.acked_offset) h.ack_hole = false;
+  if (h.ack_hole && !all && h.next_offset >= h.ack_hole_offset) {
+    h.ack_hole_since_ns = now_ns;
+    h.ack_hole_offset = h.acked_offset;
+  }
   const bool ack_timed_out =
       h.ack_hole && now_ns >= h.ack_hole_since_ns && now_ns - h.ack_hole_since_ns >= config_.gap_timeout_ns;
   while (!h.pending.empty()) {

@@ -122,7 +122,13 @@ struct FlowTableConfig {
   // newest segment time seen, whatever Tick is given); then they are declared
   // lost (holds_expired) and it is delivered. 0: never held.
   uint64_t peer_hold_ns = 2'000'000;
-  uint64_t idle_timeout_ns = 300'000'000'000;
+  // Well past the keepalive periods of both ends (Redis probes its clients
+  // after 300 s of silence, Linux clients that ask for keepalive after
+  // 7200 s), so that an idle pooled connection, whose probes refresh it, is
+  // never dropped and seen again as joined mid-stream (db unknown, out of
+  // step). Idle flows cost little; max_flows evicts the least recently
+  // active first.
+  uint64_t idle_timeout_ns = 3 * 3600 * 1'000'000'000ull;
 };
 
 // Counters named for an operator; `buffered_bytes` and `active_flows` are
@@ -216,7 +222,13 @@ class FlowTable {
     uint64_t pending_since_ns = 0;  // arrival of the oldest pending chunk
     uint64_t acked_offset = 0;      // highest offset the peer acknowledged
     bool ack_hole = false;          // acked_offset > next_offset: bytes exist we have not seen
+    // The clock of that hole: when acked_offset was ack_hole_offset. It
+    // restarts once the bytes up to ack_hole_offset came, for those
+    // acknowledged since: a client that streams past a mirror delaying its
+    // direction always has some acknowledged and not captured yet, each for
+    // a moment only.
     uint64_t ack_hole_since_ns = 0;
+    uint64_t ack_hole_offset = 0;
 
     uint32_t next_seq() const { return base_seq + static_cast<uint32_t>(next_offset); }
     bool finished() const { return fin_seen && next_offset >= fin_offset; }

@@ -215,6 +215,30 @@ TEST_F(FlowTableTest, TailLossIsProvenByTheServerAck) {
   EXPECT_EQ(Flow().data[0], "ABFG");
 }
 
+// A mirror that delays the client direction a little, while the client
+// streams for longer than gap_timeout: every server ACK covers bytes not
+// captured yet, so bytes acknowledged but unseen exist the whole time. Each
+// comes within a millisecond; none is a gap, and none is dropped.
+TEST_F(FlowTableTest, AcknowledgedBytesThatKeepComingAreNoGapHoweverLongTheStream) {
+  Handshake(100, 5000);
+  const uint64_t t0 = now_ + kMs;
+  const uint64_t step = kMs / 10;  // a 10-byte segment every 0.1 ms, captured 1 ms late
+  std::string sent;
+  auto chunk = [](uint32_t k) { return std::to_string(100000 + k) + "...."; };  // 10 bytes
+  for (uint32_t k = 0; k < 3000; ++k) {  // 300 ms, three times gap_timeout
+    const uint64_t t = t0 + k * step;
+    Send(false, 5001, "", kAck, t, 101 + 10 * (k + 1));  // everything the client sent so far
+    if (k >= 10) {
+      Send(true, 101 + 10 * (k - 10), chunk(k - 10), kAck, t, 5001);
+      sent += chunk(k - 10);
+    }
+    if (k % 10 == 0) table_->Tick(t);
+  }
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  EXPECT_EQ(Flow().data[0].size(), sent.size());
+  EXPECT_TRUE(Flow().data[0] == sent) << "the bytes delivered differ from those sent";
+}
+
 TEST_F(FlowTableTest, AckOfFinIsNotAGap) {
   Handshake(100, 5000);
   Send(true, 101, "AB");
@@ -573,6 +597,36 @@ TEST_F(FlowTableTest, IdleEviction) {
   table_->Tick(now_ + 10'000 * kMs);
   EXPECT_EQ(table_->flow_count(), 0u);
   EXPECT_EQ(Events(), "D0:x C:idle_timeout");
+}
+
+// With the default timeouts, a pooled connection that sits idle for hours
+// while Redis's keepalive probes it (every 300 s: a segment at snd_nxt - 1
+// without payload, and the client's ACK) stays tracked, and its next request
+// continues it; one silent for longer than three hours is closed.
+TEST_F(FlowTableTest, KeepaliveProbesKeepAnIdlePooledConnectionTracked) {
+  FlowTableConfig c;
+  c.servers = {kServer};
+  Make(c);
+  Handshake(100, 5000);
+  Send(true, 101, "SELECT 2");
+  Send(false, 5001, "+OK");
+  const uint64_t s = 1'000'000'000ull;
+  for (int i = 1; i <= 24; ++i) {  // two hours
+    // The probe comes a little over 300 s after the last segment (timer
+    // slack); the capture's clock ticks meanwhile.
+    const uint64_t t = now_ + 300 * s + 50 * kMs;
+    table_->Tick(t - 40 * kMs);
+    Send(false, 5003, "", kAck, t, 109);       // the probe: one below the next byte
+    Send(true, 109, "", kAck, t + kMs, 5004);  // its ACK
+    table_->Tick(t + kMs);
+  }
+  ASSERT_EQ(table_->flow_count(), 1u);
+  Send(true, 109, "GET a");
+  EXPECT_EQ(Events(), "D0:SELECT 2 D1:+OK D0:GET a");
+  EXPECT_FALSE(Flow().info.joined_mid_stream);
+  table_->Tick(now_ + 3 * 3600 * s);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  EXPECT_EQ(Events(), "D0:SELECT 2 D1:+OK D0:GET a C:idle_timeout");
 }
 
 TEST_F(FlowTableTest, FiltersUnrelatedTraffic) {
