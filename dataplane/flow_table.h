@@ -126,8 +126,9 @@ struct FlowTableConfig {
   // after 300 s of silence, Linux clients that ask for keepalive after
   // 7200 s), so that an idle pooled connection, whose probes refresh it, is
   // never dropped and seen again as joined mid-stream (db unknown, out of
-  // step). Idle flows cost little; max_flows evicts the least recently
-  // active first.
+  // step). An idle flow's parsers give back what a large message grew
+  // (resp::Parser::kKeepBytes); max_flows evicts flows that never carried
+  // data first, then the least recently active.
   uint64_t idle_timeout_ns = 3 * 3600 * 1'000'000'000ull;
 };
 

@@ -510,6 +510,10 @@ void Connection::Reclaim() {
   if (pending_.empty() && multi_queue_.empty()) {
     arena_.clear();
     spans_.clear();
+    // What a burst of large requests grew is given back once all are
+    // answered: a connection idle in a pool for hours keeps little.
+    if (arena_.capacity() > Parser::kKeepBytes) std::string().swap(arena_);
+    if (spans_.capacity() > Parser::kKeepNodes) std::vector<std::pair<uint32_t, uint32_t>>().swap(spans_);
     return;
   }
   // Entries take their spans in arrival order and queued MULTI commands are
@@ -571,7 +575,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       const uint64_t waiting = requests_waiting();
       quiet_points_ = 0;
       const bool special = std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
-        return q.kind == Kind::kIgnoreMark || q.kind == Kind::kReset;
+        return q.kind == Kind::kIgnoreMark || (q.kind == Kind::kReset && !q.no_reply);
       });
       if (!special) {
         ReadBackWaiting();
@@ -737,6 +741,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       }
       if (off) {
         reply_off_ = true;
+        skip_next_ = false;  // a SKIP in force was for this request
         p.no_reply = true;
       } else if (skip) {
         if (!reply_off_) skip_next_ = true;
@@ -885,6 +890,7 @@ bool Connection::ConfirmsRequest(const Pending& p, std::span<const Node> reply) 
 
 void Connection::IgnoreFromHere(uint64_t ts) {
   ++stats_.subscriber_doubts;
+  skip_next_ = false;  // the request that leads here used up a CLIENT REPLY SKIP
   pending_.push_back(Pending{.kind = Kind::kIgnoreMark, .no_reply = true, .ts = ts, .seq = next_seq_++});
   DrainNoReply();
 }
@@ -958,10 +964,9 @@ void Connection::DrainNoReply() {
         break;
       case Kind::kMulti: in_multi_ = true; break;
       case Kind::kReset:
-        // Silenced by a CLIENT REPLY SKIP: it ran (unless an ACL refused
-        // it, which the silence hides: the db is not taken for known).
+        // Silenced by a CLIENT REPLY SKIP; it ran all the same (RESET is
+        // never refused: no ACL check applies to it, NO_AUTH).
         ApplyReset();
-        ForgetDb();
         break;
       case Kind::kHello:
         if (in_multi_) {

@@ -463,7 +463,7 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
   bool any = false;
   const Rule rule = RuleFor(spec);
   for (const KeyRef& k : keys) {
-    if ((k.flags & kKeyRo) && !IsScriptCall(spec) && rule != Rule::kXreadgroup) continue;
+    if ((k.flags & kKeyRo) && rule != Rule::kScript && rule != Rule::kXreadgroup) continue;
     out.Readback(argv[k.arg]);
     any = true;
   }
@@ -790,9 +790,14 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // delivers the same entries to the same consumer; without BLOCK, so
       // that the replica never waits. Delivery times and counts differ:
       // every stream is read back too.
-      std::vector<std::string_view> args(argv.begin(), argv.begin() + 4);
-      for (size_t i = 4; i < argv.size(); ++i) {
-        if (EqualsIgnoreCase(argv[i], "block") && i + 1 < argv.size()) {
+      // The options come in any order before STREAMS (GROUP among them).
+      std::vector<std::string_view> args(argv.begin(), argv.begin() + 1);
+      for (size_t i = 1; i < argv.size(); ++i) {
+        if (EqualsIgnoreCase(argv[i], "group") && i + 2 < argv.size()) {
+          args.insert(args.end(), argv.begin() + static_cast<std::ptrdiff_t>(i),
+                      argv.begin() + static_cast<std::ptrdiff_t>(i) + 3);
+          i += 2;
+        } else if (EqualsIgnoreCase(argv[i], "block") && i + 1 < argv.size()) {
           ++i;  // and its timeout
         } else if (EqualsIgnoreCase(argv[i], "count") && i + 1 < argv.size()) {
           args.push_back(argv[i]);

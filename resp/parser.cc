@@ -200,6 +200,13 @@ void Parser::Feed(ByteSpan bytes) {
     in_buf_ = false;
     pos_ = 0;
     msg_start_ = 0;
+    // Between messages, what one large message grew is given back: a
+    // connection idle in a pool for hours keeps little.
+    if (buf_.capacity() > kKeepBytes) std::string().swap(buf_);
+    if (!in_message_ && nodes_.capacity() > kKeepNodes) {
+      std::vector<Node>().swap(nodes_);
+      std::vector<std::pair<size_t, size_t>>().swap(spans_);
+    }
   }
 }
 

@@ -155,6 +155,13 @@ class Parser {
   // Requests dropped for being empty (a blank inline line, `*0`): Redis runs
   // no command for them, but each uses up a CLIENT REPLY SKIP.
   uint64_t empty_requests() const { return empty_requests_; }
+  // Bytes the parser's buffers hold (their capacity), for tests of release.
+  size_t capacity_bytes() const {
+    return buf_.capacity() + nodes_.capacity() * sizeof(Node) + spans_.capacity() * sizeof(spans_[0]);
+  }
+  // Buffers larger than these are released between messages.
+  static constexpr size_t kKeepBytes = 1u << 20;
+  static constexpr size_t kKeepNodes = 1u << 14;
   uint64_t elided_bytes() const { return elided_bytes_; }  // of elided bulks, skipped unread
   uint64_t resyncs() const { return resyncs_; }
   size_t buffered_bytes() const { return buf_.size(); }

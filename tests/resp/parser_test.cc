@@ -235,6 +235,25 @@ TEST(RespParser, PushesInsideRepliesAreDropped) {
               "push[bulk-string'message',bulk-string'__keyevent@0__:set',bulk-string'c']"});
 }
 
+// A large message grows the parser's buffers; the next chunk that starts
+// between messages gives them back (connections idle in a pool for hours).
+TEST(RespParser, BuffersGrownByALargeMessageAreReleasedAfterIt) {
+  Parser p(Parser::Mode::kReply);
+  std::string big = "*20000\r\n";
+  for (int i = 0; i < 20000; ++i) big += ":1\r\n";
+  const std::string value(3u << 20, 'v');
+  big += "$" + std::to_string(value.size()) + "\r\n" + value + "\r\n";
+  for (size_t off = 0; off < big.size(); off += 1000) {  // across chunks: held in the buffer
+    p.Feed(std::string_view(big).substr(off, 1000));
+    while (p.Next() == ParseStatus::kMessage) {
+    }
+  }
+  EXPECT_GT(p.capacity_bytes(), size_t{2} << 20);
+  p.Feed(std::string_view("+OK\r\n"));
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  EXPECT_LT(p.capacity_bytes(), size_t{2} << 20);
+}
+
 // Replies a read command gets, walked without their elements (SetSkimPredicate):
 // the root alone, with no children; the same boundaries, sizes and errors as a
 // full parse, fed whole or byte by byte; pushes and scalars as usual.
