@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 #include <cctype>
 #include <charconv>
 
@@ -626,7 +627,13 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // MULTI is refused in pub/sub mode; a transaction assumed open while it is
   // not only makes the (UN)SUBSCRIBEs after it count as uncertain.
   if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes) req_in_multi_ = true;
-  if (p.kind == Kind::kExec || p.kind == Kind::kDiscard) req_in_multi_ = false;
+  if ((p.kind == Kind::kExec || p.kind == Kind::kDiscard) && req_in_multi_) {
+    req_in_multi_ = false;
+    // A HELLO queued in the transaction switches the protocol when EXEC
+    // runs it (optimistic, as outside MULTI); DISCARD drops it.
+    const int queued = std::exchange(req_multi_protocol_, 0);
+    if (p.kind == Kind::kExec && queued > 0 && !SwitchRequestProtocol(queued)) return IgnoreFromHere(ts);
+  }
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
   switch (p.kind) {
@@ -663,18 +670,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         }
       }
       if (p.param < 0) break;
-      if (p.param == 3 && req_protocol_ == 2) {
-        // Refused in RESP2 pub/sub mode: the (UN)SUBSCRIBEs after it are
-        // then still answered in RESP2.
-        const SubState sub = PredictSubscribed();
-        if (sub == SubState::kMaybe) return IgnoreFromHere(ts);
-        if (sub == SubState::kNo) req_protocol_ = 3;
-      } else if (p.param == 2 && req_protocol_ == 3 && resp3_subs_) {
-        // Back to RESP2, maybe still subscribed (RESP3 confirmations are
-        // pushes, not counted): messages would now look like replies.
+      if (req_in_multi_) {
+        // Queued: it runs (and switches the protocol) at EXEC, not now.
+        if (p.param > 0) req_multi_protocol_ = static_cast<int>(p.param);
+      } else if (p.param > 0 && !SwitchRequestProtocol(static_cast<int>(p.param))) {
         return IgnoreFromHere(ts);
-      } else if (p.param > 0) {
-        req_protocol_ = static_cast<int>(p.param);
       }
       if (name) {  // kept as the only argument
         spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(name->size()));
@@ -689,6 +689,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       reply_off_ = false;
       req_protocol_ = 2;
       req_in_multi_ = false;
+      req_multi_protocol_ = 0;
       resp3_subs_ = false;
       last_sub_seq_ = p.seq;
       break;
@@ -837,6 +838,23 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     return;
   }
   DrainNoReply();
+}
+
+bool Connection::SwitchRequestProtocol(int protocol) {
+  if (protocol == 3 && req_protocol_ == 2) {
+    // Refused in RESP2 pub/sub mode: the (UN)SUBSCRIBEs after it are then
+    // still answered in RESP2.
+    const SubState sub = PredictSubscribed();
+    if (sub == SubState::kMaybe) return false;
+    if (sub == SubState::kNo) req_protocol_ = 3;
+  } else if (protocol == 2 && req_protocol_ == 3 && resp3_subs_) {
+    // Back to RESP2, maybe still subscribed (RESP3 confirmations are pushes,
+    // not counted): messages would now look like replies.
+    return false;
+  } else {
+    req_protocol_ = protocol;
+  }
+  return true;
 }
 
 Connection::SubState Connection::PredictSubscribed() const {

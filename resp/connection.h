@@ -252,6 +252,9 @@ class Connection {
   // the connection is ignored (EnterIgnored) as a subscriber whose counts
   // are not known.
   void IgnoreFromHere(uint64_t ts);
+  // A HELLO's protocol switch as the requests after it see it; false when
+  // what follows cannot be told apart (IgnoreFromHere).
+  bool SwitchRequestProtocol(int protocol);
   void NoteUnknown(std::string_view name);
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
   static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
@@ -358,6 +361,7 @@ class Connection {
   bool replica_link_ = false;           // ignored_: a replica's replication link (replies skipped)
   bool link_from_ack_ = false;          // known only by a REPLCONF ACK: a request of another kind ends it
   bool req_in_multi_ = false;           // as of the last request parsed
+  int req_multi_protocol_ = 0;          // of the last HELLO queued in that transaction (0: none)
   // RESP2 subscriptions, from the servers' confirmations (each carries the
   // count of its family: channels + patterns, or shard channels). Known
   // from the start of the connection, a RESET, or a plain reply (RESP2

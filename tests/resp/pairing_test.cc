@@ -1104,6 +1104,26 @@ TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
   EXPECT_EQ(c_->conn().stats().pushes, 2u);
 }
 
+// HELLO queued in a transaction switches the protocol when EXEC runs it;
+// a DISCARD leaves the connection in RESP2, where SUBSCRIBE is answered by
+// one reply per channel (not by a push).
+TEST_F(Pairing, HelloQueuedInATransactionSwitchesOnlyWhenExecRunsIt) {
+  c_->Do(Cmd({"MULTI"}) + Cmd({"HELLO", "3"}) + Cmd({"DISCARD"}), 3);
+  c_->Do(Cmd({"SUBSCRIBE", "ch"}) + Cmd({"UNSUBSCRIBE", "ch"}), 2);
+  c_->Do({"SET", "k", "v"});
+  EXPECT_FALSE(c_->conn().ignored());
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k: SET k v"}));
+  c_->Do(Cmd({"MULTI"}) + Cmd({"HELLO", "3"}) + Cmd({"EXEC"}), 3);
+  c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);  // now answered by a push
+  MirroredClient pub(kPort, &sink_, 15);
+  pub.Do({"PUBLISH", "ch", "m"});
+  c_->Do(Cmd({"SET", "a", "1"}), 2);  // the message push, then +OK
+  EXPECT_FALSE(c_->conn().ignored());
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " a: SET a 1"}));
+  EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+  EXPECT_EQ(c_->conn().stats().bad_shapes, 0u);
+}
+
 TEST_F(Pairing, BlockingPopBecomesAWriteWhenItsReplyArrives) {
   MirroredClient pusher(kPort, &sink_, 12);
   c_->SendOnly(Cmd({"BLMOVE", "src", "dst", "LEFT", "RIGHT", "5"}));
