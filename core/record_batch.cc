@@ -1,6 +1,9 @@
 // RecordBatch: see record_batch.h.
 #include "core/record_batch.h"
 
+#include <algorithm>
+#include <cstdint>
+
 namespace kvf {
 
 void RecordBatch::Add(const RecordView& r, uint64_t connection_id) {
@@ -8,7 +11,12 @@ void RecordBatch::Add(const RecordView& r, uint64_t connection_id) {
   CopyRecordFields(r, &e);
   e.connection_id = connection_id;
   e.offset = bytes_.size();
-  e.first_len = lens_.size();
+  e.first_len = static_cast<uint32_t>(lens_.size());
+  e.span_us = 0;
+  if (r.request_ns != 0 && r.request_ns < r.capture_ns) {
+    const uint64_t us = (r.capture_ns - r.request_ns + 999) / 1000;
+    e.span_us = static_cast<uint32_t>(std::min<uint64_t>({us, UINT32_MAX, r.capture_ns / 1000}));
+  }
   e.key_len = static_cast<uint32_t>(r.key.size());
   e.argc = static_cast<uint32_t>(r.args.size());
   bytes_.append(r.key);
@@ -24,6 +32,7 @@ RecordView RecordBatch::Get(size_t i, std::vector<std::string_view>* args) const
   const char* p = bytes_.data() + e.offset;
   RecordView v;
   CopyRecordFields(e, &v);
+  v.request_ns = request_ns(i);
   v.key = std::string_view(p, e.key_len);
   p += e.key_len;
   args->resize(e.argc);

@@ -22,6 +22,11 @@ class RecordBatch {
   RecordView Get(size_t i, std::vector<std::string_view>* args) const;
   uint64_t connection_id(size_t i) const { return entries_[i].connection_id; }
   uint64_t capture_ns(size_t i) const { return entries_[i].capture_ns; }
+  // The request's capture time, to the microsecond, rounded down (capture_ns
+  // when not known).
+  uint64_t request_ns(size_t i) const {
+    return entries_[i].capture_ns - uint64_t{entries_[i].span_us} * 1000;
+  }
   // Single fields of record `i`, for stages that need only these (the
   // ambiguity tracker, counters) and would waste a Get.
   std::string_view key(size_t i) const {
@@ -65,8 +70,9 @@ class RecordBatch {
     Hlc hlc;
     uint64_t capture_ns;
     uint64_t connection_id;
-    size_t offset;     // key bytes at bytes_[offset], then the arguments
-    size_t first_len;  // index in lens_ of the first argument's length
+    size_t offset;       // key bytes at bytes_[offset], then the arguments
+    uint32_t first_len;  // index in lens_ of the first argument's length
+    uint32_t span_us;    // capture_ns - request_ns, in µs rounded up (saturated)
     uint32_t key_len;
     uint32_t argc;
     SiteId origin;

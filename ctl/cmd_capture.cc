@@ -661,6 +661,7 @@ int RunCapture(const std::vector<std::string>& args) {
   std::string dpdk_port, eal;
   bool pass = false;
   double window_ms = 1.0;
+  double max_span_ms = 5.0;
   kvf::ctl::WireOptions wire;
   bool resolve_db = false;
   std::string source_auth_file, source_user;
@@ -693,6 +694,9 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
       ->check(CLI::Range(0.0, 60000.0));
+  app.add_option("--ambiguity-max-span-ms", max_span_ms,
+                 "a write answered longer than this after its request is flagged (its order is unknown)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
                "for an interface that also carries host traffic");
@@ -727,6 +731,7 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
+  ambiguity.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!pcap_file.empty()) {

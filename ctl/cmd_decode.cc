@@ -624,6 +624,7 @@ int RunDecode(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   bool rebase = false;
   double window_ms = 1.0;
+  double max_span_ms = 5.0;
   kvf::ctl::WireOptions wire;
   int threads = 1;
   app.add_option("--pcap", pcap_args,
@@ -639,6 +640,9 @@ int RunDecode(const std::vector<std::string>& args) {
   wire.AddTo(app);
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged");
+  app.add_option("--ambiguity-max-span-ms", max_span_ms,
+                 "a write answered longer than this after its request is flagged (its order is unknown)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads,
                  "1: one thread; 2: packets+output | RESP; 3: packets | RESP | output (same output)")
       ->check(CLI::Range(1, 3));
@@ -712,6 +716,7 @@ int RunDecode(const std::vector<std::string>& args) {
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
+  ao.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
   resp::AmbiguityTracker tracker(&printer, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
@@ -836,6 +841,9 @@ int RunDecode(const std::vector<std::string>& args) {
     std::printf("records %llu flagged %llu ambiguous %llu unknown_db %llu\n",
                 (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
                 (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db());
+    std::printf("ambiguity long_spans %llu late_partner %llu\n",
+                (unsigned long long)tracker.stats().long_spans,
+                (unsigned long long)tracker.stats().late_partner);
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),
                   (unsigned long long)printer.per_op()[op]);

@@ -26,6 +26,7 @@ constexpr size_t kMaxSpare = 4;
 AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions options)
     : downstream_(downstream), opts_(options), slots_(kInitialSlots) {
   opts_.max_keys = std::max<size_t>(opts_.max_keys, 1);
+  opts_.max_span_ns = std::min<uint64_t>(opts_.max_span_ns, uint64_t{3600} * 1'000'000'000);  // fits Write
 }
 
 uint64_t AmbiguityTracker::MapKey(uint16_t db, std::string_view key) {
@@ -77,7 +78,7 @@ void AmbiguityTracker::MakeRoom() {
     // (a key whose latest record is newer stays).
     const uint64_t first_held = FirstHeldId();
     const size_t before = used_;
-    Rebuild(slots_.size(), [&](const Slot& s) { return s.latest.id >= first_held; });
+    Rebuild(slots_.size(), [&](const Slot& s) { return FullId(s.latest.id) >= first_held; });
     stats_.keys_evicted += before - used_;
     if (used_ <= target || held_count_ == 0) break;
     release = release == 0 ? used_ - target : 2 * release;
@@ -179,8 +180,10 @@ void AmbiguityTracker::Advance(uint64_t now_ns) {
 
 void AmbiguityTracker::ReleaseBefore(uint64_t now_ns) {
   horizon_ = std::max(horizon_, now_ns);
-  const uint64_t window = opts_.window_ns;
-  ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + window < now_ns; });
+  // Held as long as a later write may still come within the window of it
+  // (its span reaching back up to max_span_ns), so that both are flagged.
+  const uint64_t hold = opts_.window_ns + opts_.max_span_ns;
+  ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + hold < now_ns; });
 }
 
 void AmbiguityTracker::Flush() {
@@ -189,19 +192,21 @@ void AmbiguityTracker::Flush() {
   used_ = 0;
 }
 
-void AmbiguityTracker::FlagPartner(const Write& w, uint64_t ts, uint16_t* flags) {
-  const uint64_t d = ts > w.capture_ns ? ts - w.capture_ns : w.capture_ns - ts;
-  if (d >= opts_.window_ns) return;
+void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* flags) {
+  // Spans [request, reply] apart by the window or more: ordered.
+  if (me.request_ns() >= w.capture_ns + opts_.window_ns || w.request_ns() >= me.capture_ns + opts_.window_ns)
+    return;
   constexpr uint16_t kBoth = kAmbiguousOrder | kNeedsReadback;
   if ((*flags & kAmbiguousOrder) == 0) ++stats_.ambiguous;
   *flags |= kBoth;
   // The partner is still held if no chunk has released past it: find its
   // chunk (ids ascend along the deque).
-  auto it = std::upper_bound(chunks_.begin(), chunks_.end(), w.id,
+  const uint64_t id = FullId(w.id);
+  auto it = std::upper_bound(chunks_.begin(), chunks_.end(), id,
                              [](uint64_t id, const Chunk& c) { return id < c.first_id; });
   if (it != chunks_.begin()) {
     Chunk& c = *(it - 1);
-    const uint64_t i = w.id - c.first_id;
+    const uint64_t i = id - c.first_id;
     if (i >= c.next && i < c.end) {
       if ((c.batch.flags(i) & kAmbiguousOrder) == 0) ++stats_.ambiguous;
       c.batch.AddFlags(i, kBoth);
@@ -224,24 +229,35 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   }
   const uint64_t id = next_id_;
   if (k != 0) {
-    const Write w{c.batch.connection_id(i), ts, id};
+    // A span longer than keys are remembered may hide a partner: flagged.
+    uint64_t request_ns = c.batch.request_ns(i);
+    if (ts - request_ns > opts_.max_span_ns) {
+      request_ns = ts - opts_.max_span_ns;
+      ++stats_.long_spans;
+      ++stats_.ambiguous;
+      c.batch.AddFlags(i, kAmbiguousOrder | kNeedsReadback);
+    }
+    const Write w{ts, static_cast<uint32_t>(c.batch.connection_id(i)), static_cast<uint32_t>(id),
+                  static_cast<uint32_t>((ts - request_ns) / 1000)};
+    // The partner is the key's latest write by another connection: the
+    // latest write, or the latest by a connection other than its writer's.
+    // Records come in reply order, so no earlier write of another connection
+    // comes closer. Compared by the records' own times, not the horizon,
+    // which a merge's watermark may have moved past them (Stale() only
+    // decides what memory may be reused: a slot found is intact).
     Slot* slot = FindSlot(k);
-    // Whether the last write is inside this record's window: by the
-    // record's own time, not the horizon, which a merge's watermark may have
-    // moved past it (Stale() only decides what memory may be reused).
-    if (slot != nullptr && slot->latest.capture_ns + opts_.window_ns >= ts) {
+    if (slot != nullptr) {
       uint16_t flags = c.batch.flags(i);
-      if (slot->latest.connection_id != w.connection_id) {
-        FlagPartner(slot->latest, ts, &flags);
+      if (slot->latest.connection != w.connection) {
+        FlagPartner(slot->latest, w, &flags);
         slot->other = slot->latest;
         slot->has_other = true;
       } else if (slot->has_other) {
-        FlagPartner(slot->other, ts, &flags);
+        FlagPartner(slot->other, w, &flags);
       }
       c.batch.AddFlags(i, flags);
     } else {
-      // A new key, or one whose last write's window has closed: starts over.
-      if (slot == nullptr) slot = InsertSlot(k);  // may release records early, none of c's from i on
+      slot = InsertSlot(k);  // may release records early, none of c's from i on
       slot->has_other = false;
     }
     slot->latest = w;

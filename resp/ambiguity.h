@@ -1,8 +1,13 @@
 // Cross-connection ambiguity detection (DESIGN.md decision 3): two writes to
-// the same (db, key) from different connections whose replies were captured
-// less than a window apart cannot be ordered from the wire, so both records
-// are flagged kAmbiguousOrder | kNeedsReadback. Sits between the connections
-// of one flow shard and the next stage, holding each record for one window.
+// the same (db, key) from different connections cannot be ordered from the
+// wire when they may have run at the same time, so both records are flagged
+// kAmbiguousOrder | kNeedsReadback. A write ran somewhere between its
+// request's capture and its reply's (RecordView::request_ns, capture_ns);
+// two writes are ambiguous when those spans come closer than a window. (A
+// reply queued behind a large one leaves tens of milliseconds after its write
+// ran: the order of replies is not the order of writes.) Sits between the
+// connections of one flow shard and the next stage, holding each record for
+// the window plus max_span_ns.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +21,11 @@
 namespace kvf::resp {
 
 struct AmbiguityOptions {
-  uint64_t window_ns = 1'000'000;  // replies closer than this are ambiguous
+  uint64_t window_ns = 1'000'000;  // spans (request to reply) closer than this are ambiguous
+  // A write whose span is longer than this is flagged whatever else wrote
+  // its key: keys are remembered this much longer than the window, not
+  // longer.
+  uint64_t max_span_ns = 5'000'000;
   // Until a caller drives the window (Advance), records move it by their own
   // times less this much: one may be taken this much later than records
   // captured after it (the flow table holds a segment up to peer_hold_ns
@@ -30,7 +39,8 @@ struct AmbiguityOptions {
 struct AmbiguityStats {
   uint64_t records = 0;
   uint64_t ambiguous = 0;        // records flagged
-  uint64_t late_partner = 0;     // partner record already released unflagged (cap hit)
+  uint64_t long_spans = 0;       // of which flagged for a span longer than max_span_ns
+  uint64_t late_partner = 0;     // partner record already released unflagged (a cap hit)
   uint64_t keys_evicted = 0;     // entries dropped by the key cap before their window closed
   uint64_t forced_releases = 0;  // records released early by the hold caps
 };
@@ -78,10 +88,16 @@ class AmbiguityTracker : public RecordSink {
     size_t end = 0;
     bool open = false;  // Emit appends to it
   };
+  // 24 bytes, so that a slot fills one cache line. Ids are kept to their
+  // low 32 bits: connections compare equal only 2^32 connections apart, and
+  // a record id is made whole from the next one (FullId) while its record
+  // can still be held (2^32 records back is far outside any window).
   struct Write {
-    uint64_t connection_id;
-    uint64_t capture_ns;
-    uint64_t id;  // the record's id
+    uint64_t capture_ns;  // of the reply
+    uint32_t connection;  // low bits of the connection id
+    uint32_t id;          // low bits of the record's id
+    uint32_t span_us;     // the request came this long before the reply (at most max_span_ns)
+    uint64_t request_ns() const { return capture_ns - uint64_t{span_us} * 1000; }
   };
   // Open-addressing slot (linear probing); map_key 0 marks an empty slot.
   // The latest write of a key, and the latest by any other connection. A
@@ -93,6 +109,7 @@ class AmbiguityTracker : public RecordSink {
     Write other;
     bool has_other;
   };
+  static_assert(sizeof(Slot) == 64);
 
   // Record `i` of `c` joins the held records: the window advances to its
   // time, its key is looked up and flagged, then the caps apply.
@@ -100,7 +117,12 @@ class AmbiguityTracker : public RecordSink {
   void Take(Chunk& c, size_t i, uint64_t map_key);
   // MapKey of record `i`, 0 for a database-wide record (no key).
   static uint64_t KeyOf(const RecordBatch& b, size_t i);
-  void FlagPartner(const Write& w, uint64_t ts, uint16_t* flags);
+  // Flags `w` and the record `flags` belong to (written `me`) if their spans
+  // come closer than the window.
+  void FlagPartner(const Write& w, const Write& me, uint16_t* flags);
+  uint64_t FullId(uint32_t low) const {
+    return next_id_ - static_cast<uint32_t>(static_cast<uint32_t>(next_id_) - low);
+  }
   // Releases held records from the front while `more(chunk, index)` says
   // so, handing each run of one batch downstream at once.
   template <typename More>
@@ -111,7 +133,9 @@ class AmbiguityTracker : public RecordSink {
   Chunk& NewChunk();
   uint64_t FirstHeldId() const;
   void ReleaseBefore(uint64_t now_ns);
-  bool Stale(const Slot& s) const { return s.latest.capture_ns + opts_.window_ns < horizon_; }
+  bool Stale(const Slot& s) const {
+    return s.latest.capture_ns + opts_.window_ns + opts_.max_span_ns < horizon_;
+  }
   // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
   // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
   static uint64_t MapKey(uint16_t db, std::string_view key);

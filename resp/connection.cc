@@ -1288,6 +1288,11 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
       return;
     }
   } else {
+    // The write ran after its request arrived, maybe long before its reply
+    // was captured (queued behind a large reply): the ambiguity window
+    // compares these spans. A transaction runs at EXEC. A blocking command
+    // runs when it is served, and its reply goes out at once.
+    exec_from_ns_ = p.spec != nullptr && p.spec->Has(kCmdBlocking) ? ts : p.ts;
     Handle(p, reply, ts, false);
     if (replica_link_) return;  // PSYNC answered: the rest is the link's
     // RESP2 answers a write, SELECT or MULTI only outside pub/sub mode.
@@ -1478,6 +1483,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     ConvertContext c;
     c.db = db_;
     c.capture_ns = ts;
+    c.request_ns = exec_from_ns_;
     c.flags = FlagsFor(in_tx);
     c.connection_id = opts_.connection_id;
     return c;

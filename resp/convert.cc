@@ -279,6 +279,7 @@ class Emitter {
             uint16_t db_override) {
     RecordView r;
     r.capture_ns = ctx_.capture_ns;
+    r.request_ns = ctx_.request_ns;
     r.db = db_override == 0xffff ? ctx_.db : db_override;
     r.op = op;
     r.flags = static_cast<uint16_t>(ctx_.flags | extra_flags);

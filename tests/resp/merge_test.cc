@@ -148,6 +148,7 @@ TEST(ShardMerge, AnIdleShardsWatermarkLetsTheOthersRecordsThrough) {
   } count(&got);
   AmbiguityOptions o;
   o.window_ns = 1000;
+  o.max_span_ns = 0;  // records held one window
   AmbiguityTracker tracker(&count, o);
   ShardMerge merge(2, &tracker, {.batch_records = 4, .max_batches = 16});
   std::thread run([&] { merge.Run(); });

@@ -1795,6 +1795,7 @@ TEST(Ambiguity, WritesFromTwoConnectionsInsideTheWindowAreBothFlagged) {
   VectorSink out;
   AmbiguityOptions o;
   o.window_ns = 1000;
+  o.max_span_ns = 0;  // replies only: records held one window
   AmbiguityTracker t(&out, o);
   EmitRecord(&t, SetRecord("k", 10'000), 1);
   EmitRecord(&t, SetRecord("k", 10'500), 2);  // other connection, 500 ns later: ambiguous
@@ -1825,6 +1826,7 @@ TEST(Ambiguity, ARecordTakenLateStillFlagsItsPartner) {
     VectorSink out;
     AmbiguityOptions o;
     o.window_ns = 1000;
+    o.max_span_ns = 0;  // replies only: records held one window
     o.late_arrival_ns = late;
     AmbiguityTracker t(&out, o);
     EmitRecord(&t, SetRecord("k", 10'000), 1);
@@ -2027,9 +2029,11 @@ TEST(Ambiguity, MemoryStaysBounded) {
 // as seed collides for 1-3 byte keys, e.g. db0 "k81" and db1 "k86".)
 // `batches`: the records go in through TakeBatch, in batches of 1 to 3000
 // records with the same Advance calls inside them.
+// Most writes are answered at once; some span up to two windows from request
+// to reply, a few more than max_span_ns (three windows).
 void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evictions, bool batches = false) {
   struct W {
-    uint64_t ts, conn;
+    uint64_t ts, request, conn;
     uint16_t db;
     std::string key;
   };
@@ -2039,13 +2043,19 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
     seed = seed * 6364136223846793005ull + 1442695040888963407ull;
     return seed >> 33;
   };
+  const uint64_t max_span = 3 * window_ns;
   for (int i = 0; i < 150000; ++i) {
     ts += next() % 100;
+    const uint64_t kind = next() % 100;
+    const uint64_t span = kind < 80 ? 0 : kind < 97 ? next() % (2 * window_ns) : next() % (5 * window_ns);
+    // Rounded to the microsecond, as a record batch keeps it.
+    const uint64_t request = ts - (span + 999) / 1000 * 1000;
     writes.push_back(
-        {ts, next() % 3, static_cast<uint16_t>(next() % 2), "k" + std::to_string(next() % 20000)});
+        {ts, request, next() % 3, static_cast<uint16_t>(next() % 2), "k" + std::to_string(next() % 20000)});
   }
   AmbiguityOptions o;
   o.window_ns = window_ns;
+  o.max_span_ns = max_span;
   o.max_keys = max_keys;
   o.max_held = 1u << 20;
   VectorSink out;
@@ -2059,13 +2069,15 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
     r.key = writes[i].key;
     r.db = writes[i].db;
     r.capture_ns = writes[i].ts;
+    std::vector<std::string_view> args;
+    RecordView v = RecordView::Of(r, &args);
+    v.request_ns = writes[i].request;
     if (!batches) {
-      EmitRecord(&t, r, writes[i].conn);
+      t.Emit(v, writes[i].conn);
       if (i % 1000 == 0) t.Advance(writes[i].ts);
       continue;
     }
-    std::vector<std::string_view> args;
-    batch.Add(RecordView::Of(r, &args), writes[i].conn);
+    batch.Add(v, writes[i].conn);
     if (i % 1000 == 0) advances.emplace_back(batch.size(), writes[i].ts);
     if (batch.size() >= batch_size) {
       t.TakeBatch(&batch, advances);
@@ -2076,23 +2088,40 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
   }
   t.TakeBatch(&batch, advances);
   t.Flush();
-  EXPECT_EQ(t.stats().late_partner, 0u);
   ASSERT_EQ(out.records.size(), writes.size());
-  // Reference: each write Y pairs with the most recent earlier write to its
-  // key by another connection, P; closer than the window flags both. (A
-  // write of the same connection between P and Y is flagged through Y's
-  // pair with it or with P, so the key is read back either way.)
+  // Reference: a write Y whose span (request to reply, at most max_span
+  // back) comes closer than the window to that of the most recent earlier
+  // write to its key by another connection, P, flags both, P only if it is
+  // still held (its reply no more than a window before the last Advance);
+  // a span longer than max_span flags Y in any case. (A write of the same
+  // connection between P and Y is flagged through Y's pair with it or with
+  // P, so the key is read back either way.)
   std::map<std::pair<uint16_t, std::string>, std::vector<size_t>> by_key;
   std::vector<bool> expect(writes.size(), false);
+  uint64_t now = 0, late = 0, long_spans = 0;
+  auto start = [&](const W& w) { return std::max(w.request, w.ts - max_span); };
   for (size_t y = 0; y < writes.size(); ++y) {
-    auto& idx = by_key[{writes[y].db, writes[y].key}];
+    const W& wy = writes[y];
+    if (wy.ts - wy.request > max_span) {
+      expect[y] = true;
+      ++long_spans;
+    }
+    auto& idx = by_key[{wy.db, wy.key}];
     for (size_t j = idx.size(); j-- > 0;) {
       const W& p = writes[idx[j]];
-      if (p.conn == writes[y].conn) continue;
-      if (writes[y].ts - p.ts < o.window_ns) expect[y] = expect[idx[j]] = true;
+      if (p.conn == wy.conn) continue;
+      if (p.ts + o.window_ns > start(wy) && start(p) < wy.ts + o.window_ns) {
+        expect[y] = true;
+        if (p.ts + o.window_ns + max_span >= now) {
+          expect[idx[j]] = true;
+        } else {
+          ++late;
+        }
+      }
       break;
     }
     idx.push_back(y);
+    if (y % 1000 == 0) now = wy.ts;
   }
   size_t flagged = 0, mismatches = 0;
   for (size_t i = 0; i < writes.size(); ++i) {
@@ -2104,6 +2133,10 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
     }
   }
   EXPECT_EQ(mismatches, 0u);
+  EXPECT_EQ(t.stats().late_partner, late);
+  EXPECT_EQ(t.stats().long_spans, long_spans);
+  EXPECT_EQ(late, 0u);          // held long enough for any span the table checks
+  EXPECT_GT(long_spans, 100u);  // spans too long to check are exercised
   EXPECT_EQ(t.stats().keys_evicted > 0, expect_evictions);
   EXPECT_GT(flagged, 1000u);              // the case is exercised...
   EXPECT_LT(flagged, writes.size() / 2);  // ...and not trivially everything
@@ -2113,14 +2146,55 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
 TEST(Ambiguity, MatchesABruteForceReference) {
   // ~20000 records per window: the table grows and entries expire, no cap.
   CheckAgainstReference(1'000'000, 1u << 20, false);
-  // ~2000 records per window, cap 8192 keys: expiry alone keeps the table
-  // under the cap (entries leave after two windows), nothing live is lost.
-  CheckAgainstReference(100'000, 8192, false);
+  // ~2000 records per window, cap 16384 keys: expiry alone keeps the table
+  // under the cap (entries leave after a window and max_span), nothing live
+  // is lost.
+  CheckAgainstReference(100'000, 16384, false);
 }
 
 TEST(Ambiguity, MatchesABruteForceReferenceWhenTakingBatches) {
   CheckAgainstReference(1'000'000, 1u << 20, false, /*batches=*/true);
-  CheckAgainstReference(100'000, 8192, false, /*batches=*/true);
+  CheckAgainstReference(100'000, 16384, false, /*batches=*/true);
+}
+
+// A write's reply queued behind a large reply leaves long after the write
+// ran: here A's SET ran before B's, but its +OK was captured 20 ms after
+// B's. Replies alone would order A last (the replica would keep "A", the
+// source holds "B"); A's span (request to reply) covers B's write, so A is
+// flagged for read-back. Once A's replies are in before B writes, nothing is
+// flagged.
+TEST(AmbiguityLive, AWriteAnsweredBehindALargeReplyIsOrderedByItsRequest) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kLivePort = 16437;
+  LiveRedis redis(kLivePort);
+  ASSERT_TRUE(redis.ok());
+  VectorSink setup_out, out;
+  MirroredClient setup(kLivePort, &setup_out, 30);
+  ASSERT_TRUE(setup.ok());
+  setup.Do({"SET", "big", std::string(4 << 20, 'x')});
+  AmbiguityOptions o;
+  o.max_span_ns = 1'000'000'000;  // the partner, not the span's length, flags A
+  for (const bool late : {true, false}) {
+    AmbiguityTracker t(&out, o);
+    MirroredClient a(kLivePort, &t, 31), b(kLivePort, &t, 32);
+    ASSERT_TRUE(a.ok() && b.ok());
+    a.SendOnly(Cmd({"GET", "big"}) + Cmd({"SET", "k", "A"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // A's SET has run
+    if (!late) {
+      a.ReceiveMirrored(2);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // more than the window
+    }
+    b.Do({"SET", "k", "B"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (late) a.ReceiveMirrored(2);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 2u);
+    const ChangeRecord& last = out.records[1];
+    EXPECT_EQ(last.args.back(), late ? "A" : "B");
+    EXPECT_EQ(last.HasFlag(kNeedsReadback), late) << (late ? "a reply held back" : "in order");
+    EXPECT_EQ(t.stats().long_spans, 0u);
+    out.records.clear();
+  }
 }
 
 // A batch taken whole is held where it is: the records that leave are views
@@ -2154,7 +2228,7 @@ TEST(Ambiguity, TakenBatchesAreHeldWithoutACopy) {
   t.TakeBatch(&batch, advance);
   EXPECT_TRUE(batch.empty());
   EXPECT_EQ(t.held(), 100u);
-  t.Advance(3'000'000);
+  t.Advance(10'000'000);  // past the window and max_span
   ASSERT_EQ(out.keys.size(), 100u);
   EXPECT_EQ(out.keys, written);
   // Each key is written by the two connections in turn, 10 ns apart: every
