@@ -1197,6 +1197,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     EnterIgnored();
     return;
   }
+  prev_reply_ts_ = last_reply_ts_;
   last_reply_ts_ = ts;
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
@@ -1291,8 +1292,11 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     // The write ran after its request arrived, maybe long before its reply
     // was captured (queued behind a large reply): the ambiguity window
     // compares these spans. A transaction runs at EXEC. A blocking command
-    // runs when it is served, and its reply goes out at once.
-    exec_from_ns_ = p.spec != nullptr && p.spec->Has(kCmdBlocking) ? ts : p.ts;
+    // runs when it is served (maybe long after its request), and its reply
+    // goes out at once if no earlier reply was still being sent: when its
+    // request came after the previous reply (the client waited).
+    const bool served_now = p.spec != nullptr && p.spec->Has(kCmdBlocking) && p.ts > prev_reply_ts_;
+    exec_from_ns_ = served_now ? ts : p.ts;
     Handle(p, reply, ts, false);
     if (replica_link_) return;  // PSYNC answered: the rest is the link's
     // RESP2 answers a write, SELECT or MULTI only outside pub/sub mode.

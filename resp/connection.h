@@ -378,7 +378,8 @@ class Connection {
   bool desync_ = false;
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
-  uint64_t exec_from_ns_ = 0;  // request time of the write being handled (ConvertContext::request_ns)
+  uint64_t prev_reply_ts_ = 0;  // last_reply_ts_ before the reply being paired
+  uint64_t exec_from_ns_ = 0;   // request time of the write being handled (ConvertContext::request_ns)
   std::vector<std::string> unknown_names_;
   bool unknown_names_more_ = false;
   // Where the client chunk being parsed began: at a message boundary; inside

@@ -2197,6 +2197,47 @@ TEST(AmbiguityLive, AWriteAnsweredBehindALargeReplyIsOrderedByItsRequest) {
   }
 }
 
+// A blocking pop that finds its list non-empty runs at once, like any
+// write: pipelined behind a large reply, its reply too leaves late. Here A's
+// BLPOP took "x" before B's LPUSH ran; replayed by replies, B's "y" would be
+// popped instead. A client that waited for its previous reply before
+// blocking is answered as soon as it is served, and is timed by its reply.
+TEST(AmbiguityLive, ABlockingPopBehindALargeReplyIsTimedFromItsRequest) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kLivePort = 16438;
+  LiveRedis redis(kLivePort);
+  ASSERT_TRUE(redis.ok());
+  VectorSink setup_out, out;
+  MirroredClient setup(kLivePort, &setup_out, 40);
+  ASSERT_TRUE(setup.ok());
+  setup.Do({"SET", "big", std::string(4 << 20, 'x')});
+  AmbiguityOptions o;
+  o.max_span_ns = 1'000'000'000;  // the partner, not the span's length, flags A
+  for (const bool pipelined : {true, false}) {
+    setup.Do({"RPUSH", "q", "x"});
+    AmbiguityTracker t(&out, o);
+    MirroredClient a(kLivePort, &t, 41), b(kLivePort, &t, 42);
+    ASSERT_TRUE(a.ok() && b.ok());
+    if (pipelined) {
+      a.SendOnly(Cmd({"GET", "big"}) + Cmd({"BLPOP", "q", "0"}));
+    } else {
+      a.Do({"GET", "big"});
+      a.SendOnly(Cmd({"BLPOP", "q", "0"}));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // A's pop has run
+    b.Do({"LPUSH", "q", "y"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    a.ReceiveMirrored(pipelined ? 2 : 1);
+    t.Flush();
+    ASSERT_GE(out.records.size(), 2u);
+    const ChangeRecord& pop = out.records.back();
+    EXPECT_EQ(pop.key, "q");
+    EXPECT_EQ(pop.HasFlag(kNeedsReadback), pipelined) << (pipelined ? "pipelined" : "waited");
+    out.records.clear();
+    setup.Do({"DEL", "q"});
+  }
+}
+
 // A batch taken whole is held where it is: the records that leave are views
 // into the very bytes the producer wrote (no copy), flagged in place, and
 // the caller gets an empty batch back.
