@@ -696,7 +696,7 @@ int RunCapture(const std::vector<std::string>& args) {
       ->check(CLI::Range(0.0, 60000.0));
   app.add_option("--ambiguity-max-span-ms", max_span_ms,
                  "a write answered longer than this after its request is flagged (its order is unknown)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 3'600'000.0));
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
                "for an interface that also carries host traffic");

@@ -639,10 +639,11 @@ int RunDecode(const std::vector<std::string>& args) {
   app.add_flag("--rebase-time", rebase, "shift capture times so that the capture ends now");
   wire.AddTo(app);
   app.add_option("--ambiguity-window-ms", window_ms,
-                 "writes to one key from two connections closer than this are flagged");
+                 "writes to one key from two connections closer than this are flagged")
+      ->check(CLI::Range(0.001, 3'600'000.0));
   app.add_option("--ambiguity-max-span-ms", max_span_ms,
                  "a write answered longer than this after its request is flagged (its order is unknown)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 3'600'000.0));
   app.add_option("--threads", threads,
                  "1: one thread; 2: packets+output | RESP; 3: packets | RESP | output (same output)")
       ->check(CLI::Range(1, 3));

@@ -237,30 +237,51 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
       ++stats_.ambiguous;
       c.batch.AddFlags(i, kAmbiguousOrder | kNeedsReadback);
     }
-    const Write w{ts, static_cast<uint32_t>(c.batch.connection_id(i)), static_cast<uint32_t>(id),
-                  static_cast<uint32_t>((ts - request_ns) / 1000)};
-    // The partner is the key's latest write by another connection: the
-    // latest write, or the latest by a connection other than its writer's.
-    // Records come in reply order, so no earlier write of another connection
-    // comes closer. Compared by the records' own times, not the horizon,
+    // A write whose reply was not seen (a read-back: lost in a gap, under
+    // CLIENT REPLY OFF, unanswered at a close) may run after its time: it
+    // counts as running up to max_span_ns later.
+    const uint64_t end = c.batch.op(i) == RecordOp::kReadback ? ts + opts_.max_span_ns : ts;
+    const Write w{end, static_cast<uint32_t>(c.batch.connection_id(i)), static_cast<uint32_t>(id),
+                  static_cast<uint32_t>((end - request_ns) / 1000)};
+    // The slot keeps the key's latest write (by time) and the latest by a
+    // connection other than its writer's: whichever of the two was written
+    // by another connection than this record's is its partner, the one that
+    // comes closest. Compared by the records' own times, not the horizon,
     // which a merge's watermark may have moved past them (Stale() only
     // decides what memory may be reused: a slot found is intact).
     Slot* slot = FindSlot(k);
-    if (slot != nullptr) {
+    if (slot == nullptr) {
+      slot = InsertSlot(k);  // may release records early, none of c's from i on
+      slot->latest = w;
+      slot->has_other = false;
+    } else {
       uint16_t flags = c.batch.flags(i);
       if (slot->latest.connection != w.connection) {
         FlagPartner(slot->latest, w, &flags);
-        slot->other = slot->latest;
-        slot->has_other = true;
+        // Out of time order, the latest write may lie wholly after this one
+        // and the other closer to it.
+        if (w.capture_ns < slot->latest.capture_ns && slot->has_other &&
+            slot->other.connection != w.connection)
+          FlagPartner(slot->other, w, &flags);
       } else if (slot->has_other) {
         FlagPartner(slot->other, w, &flags);
       }
       c.batch.AddFlags(i, flags);
-    } else {
-      slot = InsertSlot(k);  // may release records early, none of c's from i on
-      slot->has_other = false;
+      // Records may come out of time order (a reply the flow table held for
+      // its request, a read-back stamped with its request's time): an older
+      // one does not displace a newer latest write.
+      if (w.capture_ns >= slot->latest.capture_ns) {
+        if (w.connection != slot->latest.connection) {
+          slot->other = slot->latest;
+          slot->has_other = true;
+        }
+        slot->latest = w;
+      } else if (w.connection != slot->latest.connection &&
+                 (!slot->has_other || w.capture_ns >= slot->other.capture_ns)) {
+        slot->other = w;
+        slot->has_other = true;
+      }
     }
-    slot->latest = w;
   }
   ++next_id_;
   c.end = i + 1;

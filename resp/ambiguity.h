@@ -32,7 +32,7 @@ struct AmbiguityOptions {
   // for the other direction's bytes) and must still find its partner held.
   uint64_t late_arrival_ns = 2'000'000;
   size_t max_keys = 1u << 20;         // (db, key) entries remembered (then records leave early)
-  size_t max_held = 1u << 16;         // records held back while their window is open
+  size_t max_held = 1u << 18;         // records held back while their window is open
   size_t max_held_bytes = 64u << 20;  // bytes of those records (keys, arguments)
 };
 
@@ -93,7 +93,7 @@ class AmbiguityTracker : public RecordSink {
   // a record id is made whole from the next one (FullId) while its record
   // can still be held (2^32 records back is far outside any window).
   struct Write {
-    uint64_t capture_ns;  // of the reply
+    uint64_t capture_ns;  // of the reply (a read-back's: its time plus max_span_ns)
     uint32_t connection;  // low bits of the connection id
     uint32_t id;          // low bits of the record's id
     uint32_t span_us;     // the request came this long before the reply (at most max_span_ns)

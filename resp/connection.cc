@@ -211,6 +211,7 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
   if (opts_.scripts == nullptr) own_scripts_ = std::make_unique<ScriptCache>();
   scripts_ = opts_.scripts != nullptr ? opts_.scripts : own_scripts_.get();
   if (opts_.joined_mid_stream) {
+    output_chunk_ns_ = UINT64_MAX;  // what the server sent before the join: not seen
     // Nothing before the join is known: not the db, not the requests whose
     // replies are still to come. Start out of sync (see docs/resp.md).
     ForgetDb();
@@ -290,6 +291,11 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
     return;
   }
   Parser& parser = dir == Direction::kClientToServer ? requests_ : replies_;
+  if (dir == Direction::kServerToClient) {
+    output_before_chunk_ns_ = output_chunk_ns_;
+    output_chunk_ns_ = capture_ns;
+    reply_starts_chunk_ = !replies_.HasPartial();  // else its own first bytes came before
+  }
   if (dir == Direction::kClientToServer && !(first_request_of_chunk_ && requests_.HasPartial())) {
     // (A chunk that goes on with a message begun at the start of a chunk
     // that completed no request is still that message's first chunk: a
@@ -340,15 +346,18 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
     if (dir == Direction::kClientToServer) {
       requests_.OnGap();
       ForgetDb();
+      req_multi_keeps_db_ = false;
     }
     return;
   }
   if (dir == Direction::kClientToServer) {
     requests_.OnGap();
-    ForgetDb();  // a SELECT may have been lost
+    ForgetDb();                   // a SELECT may have been lost
+    req_multi_keeps_db_ = false;  // maybe queued in the transaction open
     reply_off_ = skip_next_ = false;
   } else {
     replies_.OnGap();
+    output_chunk_ns_ = UINT64_MAX;  // lost output: sent when, not known
   }
   EnterDesync();
 }
@@ -425,7 +434,7 @@ bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
       skip_next_ || !multi_queue_.empty())
     return false;
   for (const Pending& p : pending_) {
-    if (p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec ||
+    if (p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0) ||
         p.kind == Kind::kMulti || p.kind == Kind::kIgnoreMark)
       return false;
   }
@@ -618,7 +627,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // A request that may change the db while it is unknown: an answer from
   // the server settles it only if asked after this ran (ProveDb), whatever
   // becomes of its reply (one paired out of sync leaves the db unknown).
-  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec) && !db_known_) [[unlikely]]
+  // An EXEC of a transaction whose every queued command was parsed here,
+  // none a SELECT or RESET, cannot change the db (param 1): connections
+  // running a transaction every few ms would otherwise never settle.
+  if (p.kind == Kind::kExec && req_in_multi_ && req_multi_keeps_db_ &&
+      requests_.skipped_bytes() == multi_skipped_bytes_)
+    p.param = 1;
+  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0)) &&
+      !db_known_) [[unlikely]]
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   // DEBUG POPULATE creates keys (convert.cc); no other DEBUG does.
   static const CommandSpec* const debug = LookupCommandName("debug");
@@ -626,7 +642,12 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     p.kind = Kind::kWrite;
   // MULTI is refused in pub/sub mode; a transaction assumed open while it is
   // not only makes the (UN)SUBSCRIBEs after it count as uncertain.
-  if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes) req_in_multi_ = true;
+  if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes && !req_in_multi_) {
+    req_in_multi_ = true;
+    req_multi_keeps_db_ = true;
+    multi_skipped_bytes_ = requests_.skipped_bytes();  // bytes skipped since may have held a SELECT
+  }
+  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset) && req_in_multi_) req_multi_keeps_db_ = false;
   if ((p.kind == Kind::kExec || p.kind == Kind::kDiscard) && req_in_multi_) {
     req_in_multi_ = false;
     // A HELLO queued in the transaction switches the protocol when EXEC
@@ -1157,6 +1178,9 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
 
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
+  // When the server last sent anything before this reply (pushes included).
+  output_before_reply_ns_ = reply_starts_chunk_ ? output_before_chunk_ns_ : output_chunk_ns_;
+  reply_starts_chunk_ = false;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
     return;
@@ -1197,7 +1221,6 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     EnterIgnored();
     return;
   }
-  prev_reply_ts_ = last_reply_ts_;
   last_reply_ts_ = ts;
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
@@ -1273,7 +1296,8 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   // A SELECT, RESET or EXEC answered while the db is unknown (one paired out
   // of sync, which leaves it unknown) surely ran by its reply's time, not by
   // its request's: a stalled server may run it later (ProveDb).
-  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || p.kind == Kind::kExec) && !db_known_) [[unlikely]]
+  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0)) &&
+      !db_known_) [[unlikely]]
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   if (desync_) {
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
@@ -1295,7 +1319,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     // runs when it is served (maybe long after its request), and its reply
     // goes out at once if no earlier reply was still being sent: when its
     // request came after the previous reply (the client waited).
-    const bool served_now = p.spec != nullptr && p.spec->Has(kCmdBlocking) && p.ts > prev_reply_ts_;
+    const bool served_now = p.spec != nullptr && p.spec->Has(kCmdBlocking) && p.ts > output_before_reply_ns_;
     exec_from_ns_ = served_now ? ts : p.ts;
     Handle(p, reply, ts, false);
     if (replica_link_) return;  // PSYNC answered: the rest is the link's

@@ -235,7 +235,8 @@ class Connection {
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
     // SELECT db, HELLO protover; (UN)SUBSCRIBE: channels named, so replies
-    // still to come (0: a bare UNSUBSCRIBE, one reply per subscription).
+    // still to come (0: a bare UNSUBSCRIBE, one reply per subscription);
+    // EXEC: 1 when its transaction cannot change the db.
     int64_t param = 0;
     uint64_t ts = 0;
     uint64_t seq = 0;  // order of arrival
@@ -362,6 +363,8 @@ class Connection {
   bool link_from_ack_ = false;          // known only by a REPLCONF ACK: a request of another kind ends it
   bool req_in_multi_ = false;           // as of the last request parsed
   int req_multi_protocol_ = 0;          // of the last HELLO queued in that transaction (0: none)
+  bool req_multi_keeps_db_ = false;     // every command queued in it was parsed, none a SELECT or RESET
+  uint64_t multi_skipped_bytes_ = 0;    // requests_.skipped_bytes() at its MULTI
   // RESP2 subscriptions, from the servers' confirmations (each carries the
   // count of its family: channels + patterns, or shard channels). Known
   // from the start of the connection, a RESET, or a plain reply (RESP2
@@ -378,8 +381,14 @@ class Connection {
   bool desync_ = false;
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
-  uint64_t prev_reply_ts_ = 0;  // last_reply_ts_ before the reply being paired
-  uint64_t exec_from_ns_ = 0;   // request time of the write being handled (ConvertContext::request_ns)
+  // Capture times of server bytes: of the chunk being read, of the one
+  // before, and of the last bytes before the reply being handled began
+  // (UINT64_MAX: not known, e.g. joined mid-stream or lost in a gap).
+  uint64_t output_chunk_ns_ = 0;
+  uint64_t output_before_chunk_ns_ = 0;
+  uint64_t output_before_reply_ns_ = 0;
+  bool reply_starts_chunk_ = false;
+  uint64_t exec_from_ns_ = 0;  // request time of the write being handled (ConvertContext::request_ns)
   std::vector<std::string> unknown_names_;
   bool unknown_names_more_ = false;
   // Where the client chunk being parsed began: at a message boundary; inside

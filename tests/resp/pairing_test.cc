@@ -1274,6 +1274,45 @@ TEST_F(Pairing, TheServersAnswerSettlesAnUnknownDb) {
   EXPECT_EQ(conn.stats().db_proven_by_server, 2u);
 }
 
+// A transaction seen whole, with no SELECT or RESET queued, cannot change
+// the db: its EXEC does not outdate the server's answers (a pool member
+// running one every few ms would never settle). One joined after its MULTI,
+// or with a SELECT or a lost byte inside, does.
+TEST_F(Pairing, ATransactionSeenWholeDoesNotOutdateTheServersAnswer) {
+  RawClient& raw = c_->raw();
+  raw.Send(Cmd({"SELECT", "3"}) + Cmd({"MULTI"}) + Cmd({"SET", "x", "1"}), 3);  // before the capture
+  Connection conn(&sink_, MidStreamOptions());
+  auto exchange = [&](const std::string& req, uint64_t t) { Exchange(conn, req, t); };
+  exchange(Cmd({"EXEC"}), 100);  // its MULTI was not seen
+  exchange(Cmd({"SET", "a", "1"}), 200);
+  exchange(Cmd({"SET", "b", "1"}), 300);
+  ASSERT_TRUE(conn.in_sync());
+  EXPECT_EQ(conn.db_unknown_since_ns(), 101u);  // that EXEC's reply: it surely ran by then
+  exchange(Cmd({"MULTI"}) + Cmd({"SET", "c", "1"}) + Cmd({"INCR", "n"}) + Cmd({"EXEC"}), 400);
+  EXPECT_EQ(conn.db_unknown_since_ns(), 101u);  // seen whole
+  EXPECT_TRUE(conn.ProveDb(3, 450));
+  EXPECT_EQ(Take().back(),
+            "0 " + kIdem + " f" + std::to_string(kInTransaction | kUnknownDb) + " n: SET n 1 KEEPTTL");
+
+  Connection conn2(&sink_, MidStreamOptions());
+  auto exchange2 = [&](const std::string& req, uint64_t t) { Exchange(conn2, req, t); };
+  exchange2(Cmd({"SET", "a", "1"}), 100);
+  exchange2(Cmd({"SET", "b", "1"}), 200);
+  ASSERT_TRUE(conn2.in_sync());
+  exchange2(Cmd({"MULTI"}) + Cmd({"SELECT", "4"}) + Cmd({"EXEC"}), 300);
+  EXPECT_TRUE(conn2.db_known());  // its SELECT's answer in the EXEC array
+  conn2.OnGap(Direction::kClientToServer, 10);
+  exchange2(Cmd({"SET", "a", "1"}), 400);
+  exchange2(Cmd({"SET", "b", "1"}), 500);
+  ASSERT_TRUE(conn2.in_sync());
+  EXPECT_EQ(conn2.db_unknown_since_ns(), 400u);
+  exchange2(Cmd({"MULTI"}), 600);
+  conn2.OnGap(Direction::kClientToServer, 10);  // a SELECT may be among the lost bytes
+  exchange2(Cmd({"SET", "c", "1"}), 700);
+  exchange2(Cmd({"EXEC"}), 800);
+  EXPECT_GE(conn2.db_unknown_since_ns(), 800u);
+}
+
 // While the db is unknown, a SELECT paired out of sync (its +OK cannot be
 // trusted to be its own) leaves the db unknown but outdates every answer
 // asked before it; a RESET whose reply was lost may have run, so the db is
@@ -1845,6 +1884,56 @@ TEST(Ambiguity, ARecordTakenLateStillFlagsItsPartner) {
       EXPECT_EQ(t.stats().late_partner, 1u);
     }
   }
+}
+
+// A record that comes out of time order (a reply held for its request, a
+// read-back stamped with its request's time) must not displace the key's
+// latest write: a third connection's write overlapping that one is still
+// flagged.
+TEST(Ambiguity, AnOlderRecordDoesNotHideTheLatestWrite) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 10'000;
+  AmbiguityTracker t(&out, o);
+  EmitRecord(&t, SetRecord("k", 10'000), 1);  // B, answered at 10 us
+  ChangeRecord late = SetRecord("k", 5'000);  // A's, captured at 5 us, taken now
+  late.op = RecordOp::kReadback;
+  late.flags = kNeedsReadback;
+  late.args.clear();
+  EmitRecord(&t, late, 2);
+  ChangeRecord c = SetRecord("k", 10'600);  // C ran within B's window
+  std::vector<std::string_view> args;
+  RecordView v = RecordView::Of(c, &args);
+  v.request_ns = 9'900;
+  t.Emit(v, 3);
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 3u);
+  EXPECT_TRUE(out.records[0].HasFlag(kAmbiguousOrder));  // B
+  EXPECT_TRUE(out.records[2].HasFlag(kAmbiguousOrder));  // C
+}
+
+// A write whose reply was never seen (CLIENT REPLY OFF, a gap) may run after
+// its request's time: its read-back counts as running up to max_span later,
+// so another connection's write in that time is flagged too.
+TEST(Ambiguity, AnUnansweredWriteMayRunUpToTheMaxSpanLater) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 20'000;
+  AmbiguityTracker t(&out, o);
+  ChangeRecord a = SetRecord("k", 10'000);
+  a.op = RecordOp::kReadback;
+  a.flags = kNeedsReadback;
+  a.args.clear();
+  EmitRecord(&t, a, 1);
+  EmitRecord(&t, SetRecord("k", 25'000), 2);  // 15 us later: maybe before A ran
+  EmitRecord(&t, SetRecord("j", 10'000), 1);
+  EmitRecord(&t, SetRecord("j", 25'000), 2);  // answered writes 15 us apart: ordered
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 4u);
+  EXPECT_TRUE(out.records[1].HasFlag(kNeedsReadback));
+  EXPECT_FALSE(out.records[3].HasFlag(kNeedsReadback));
 }
 
 // Driven by its caller (decode advances it to the oldest data the flow
