@@ -1830,6 +1830,16 @@ ChangeRecord SetRecord(std::string key, uint64_t ts, size_t value_bytes = 1) {
   return r;
 }
 
+// A read-back of `key` (a write whose reply was not seen) at `ts`.
+ChangeRecord ReadbackRecord(std::string key, uint64_t ts) {
+  ChangeRecord r;
+  r.key = std::move(key);
+  r.capture_ns = ts;
+  r.op = RecordOp::kReadback;
+  r.flags = kNeedsReadback;
+  return r;
+}
+
 TEST(Ambiguity, WritesFromTwoConnectionsInsideTheWindowAreBothFlagged) {
   VectorSink out;
   AmbiguityOptions o;
@@ -1896,13 +1906,9 @@ TEST(Ambiguity, AnOlderRecordDoesNotHideTheLatestWrite) {
   o.window_ns = 1000;
   o.max_span_ns = 10'000;
   AmbiguityTracker t(&out, o);
-  EmitRecord(&t, SetRecord("k", 10'000), 1);  // B, answered at 10 us
-  ChangeRecord late = SetRecord("k", 5'000);  // A's, captured at 5 us, taken now
-  late.op = RecordOp::kReadback;
-  late.flags = kNeedsReadback;
-  late.args.clear();
-  EmitRecord(&t, late, 2);
-  ChangeRecord c = SetRecord("k", 10'600);  // C ran within B's window
+  EmitRecord(&t, SetRecord("k", 10'000), 1);      // B, answered at 10 us
+  EmitRecord(&t, ReadbackRecord("k", 5'000), 2);  // A's, captured at 5 us, taken now
+  ChangeRecord c = SetRecord("k", 10'600);        // C ran within B's window
   std::vector<std::string_view> args;
   RecordView v = RecordView::Of(c, &args);
   v.request_ns = 9'900;
@@ -1922,11 +1928,7 @@ TEST(Ambiguity, AnUnansweredWriteMayRunUpToTheMaxSpanLater) {
   o.window_ns = 1000;
   o.max_span_ns = 20'000;
   AmbiguityTracker t(&out, o);
-  ChangeRecord a = SetRecord("k", 10'000);
-  a.op = RecordOp::kReadback;
-  a.flags = kNeedsReadback;
-  a.args.clear();
-  EmitRecord(&t, a, 1);
+  EmitRecord(&t, ReadbackRecord("k", 10'000), 1);
   EmitRecord(&t, SetRecord("k", 25'000), 2);  // 15 us later: maybe before A ran
   EmitRecord(&t, SetRecord("j", 10'000), 1);
   EmitRecord(&t, SetRecord("j", 25'000), 2);  // answered writes 15 us apart: ordered
