@@ -902,9 +902,10 @@ Connection::SubState Connection::PredictSubscribed() const {
     const int f = static_cast<int>(q.family);
     const uint64_t n = q.param > 0 ? static_cast<uint64_t>(q.param) : 0;  // confirmations still to come
     if (q.kind == Kind::kSubscribe) {
+      // Never certain until confirmed: an ACL refuses a channel the user
+      // may not use (Redis 7's acl-pubsub-default is resetchannels: a new
+      // user may use none), silently under CLIENT REPLY OFF.
       hi[f] += n;
-      // Under CLIENT REPLY OFF a refusal (an ACL) is silent: not certain.
-      if (certain && n > 0 && !q.confirm_only) lo[f] = std::max<uint64_t>(lo[f], 1);
     } else if (q.bare) {
       lo[f] = 0;
       if (certain) hi[f] = 0;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "resp/ambiguity.h"
 #include "resp/command_info.h"
@@ -1091,6 +1092,31 @@ TEST_F(Pairing, IgnoredConnectionsNeverShipKeyLessWrites) {
   const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + f;
   EXPECT_EQ(Take(), (V{"0 " + rb + " n:", "0 " + rb + " w:"}));
   EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 1u);
+}
+
+// An ACL refuses a SUBSCRIBE to a channel the user may not use (Redis 7: a
+// new user may use none): an unanswered SUBSCRIBE is no proof of pub/sub
+// mode. Here the CLIENT REPLY OFF after it runs, and the replies that come
+// belong to the requests after CLIENT REPLY ON.
+TEST_F(Pairing, ASubscribeAnAclRefusesIsNoProofOfPubSubMode) {
+  c_->Do({"ACL", "SETUSER", "nochan", "on", ">pw", "~*", "+@all", "resetchannels"});
+  c_->Do({"AUTH", "nochan", "pw"});
+  c_->Do(Cmd({"SUBSCRIBE", "ch"}) + Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SET", "k", "v"}) +
+             Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"SET", "j", "w"}) + Cmd({"SETNX", "n", "1"}) +
+             Cmd({"SETNX", "n", "2"}),
+         5);  // -NOPERM, +OK (ON), +OK, :1, :0
+  EXPECT_EQ(c_->raw().Send(Cmd({"GET", "n"}), 1), "$1\r\n1\r\n");
+  // Every key written has its record, exact or read back (before, the
+  // replies were paired one request early: n, which SETNX n 1 created, had
+  // none, and the replica lacked it, unflagged).
+  std::set<std::string> covered;
+  for (const std::string& r : Take()) {
+    EXPECT_EQ(r.find("SET n 2"), std::string::npos) << r;  // it changed nothing
+    const size_t colon = r.find(':');
+    const size_t space = r.rfind(' ', colon);
+    covered.insert(r.substr(space + 1, colon - space - 1));
+  }
+  EXPECT_EQ(covered, (std::set<std::string>{"j", "k", "n"}));
 }
 
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
