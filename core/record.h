@@ -72,7 +72,10 @@ struct RecordView {
   uint64_t capture_ns = 0;
   // Capture time of the request (0: not known, as capture_ns). The write ran
   // between the two; a reply held up behind a large one (or a slow reader)
-  // is captured long after. Not stored: only the ambiguity window uses it.
+  // is captured long after. kUnansweredRequest: the write's reply was never
+  // seen, so it may also have run after capture_ns. Not stored: only the
+  // ambiguity window uses it.
+  static constexpr uint64_t kUnansweredRequest = UINT64_MAX;
   uint64_t request_ns = 0;
   SiteId origin = 0;
   uint16_t db = 0;

@@ -13,9 +13,11 @@ void RecordBatch::Add(const RecordView& r, uint64_t connection_id) {
   e.offset = bytes_.size();
   e.first_len = static_cast<uint32_t>(lens_.size());
   e.span_us = 0;
-  if (r.request_ns != 0 && r.request_ns < r.capture_ns) {
+  if (r.request_ns == RecordView::kUnansweredRequest) {
+    e.span_us = kUnansweredSpan;
+  } else if (r.request_ns != 0 && r.request_ns < r.capture_ns) {
     const uint64_t us = (r.capture_ns - r.request_ns + 999) / 1000;
-    e.span_us = static_cast<uint32_t>(std::min<uint64_t>({us, UINT32_MAX, r.capture_ns / 1000}));
+    e.span_us = static_cast<uint32_t>(std::min<uint64_t>({us, kUnansweredSpan - 1, r.capture_ns / 1000}));
   }
   e.key_len = static_cast<uint32_t>(r.key.size());
   e.argc = static_cast<uint32_t>(r.args.size());
@@ -32,7 +34,7 @@ RecordView RecordBatch::Get(size_t i, std::vector<std::string_view>* args) const
   const char* p = bytes_.data() + e.offset;
   RecordView v;
   CopyRecordFields(e, &v);
-  v.request_ns = request_ns(i);
+  v.request_ns = unanswered(i) ? RecordView::kUnansweredRequest : request_ns(i);
   v.key = std::string_view(p, e.key_len);
   p += e.key_len;
   args->resize(e.argc);

@@ -23,10 +23,13 @@ class RecordBatch {
   uint64_t connection_id(size_t i) const { return entries_[i].connection_id; }
   uint64_t capture_ns(size_t i) const { return entries_[i].capture_ns; }
   // The request's capture time, to the microsecond, rounded down (capture_ns
-  // when not known).
+  // when not known, or for an unanswered write).
   uint64_t request_ns(size_t i) const {
-    return entries_[i].capture_ns - uint64_t{entries_[i].span_us} * 1000;
+    return unanswered(i) ? entries_[i].capture_ns
+                         : entries_[i].capture_ns - uint64_t{entries_[i].span_us} * 1000;
   }
+  // The write's reply was never seen (RecordView::kUnansweredRequest).
+  bool unanswered(size_t i) const { return entries_[i].span_us == kUnansweredSpan; }
   // Single fields of record `i`, for stages that need only these (the
   // ambiguity tracker, counters) and would waste a Get.
   std::string_view key(size_t i) const {
@@ -72,7 +75,7 @@ class RecordBatch {
     uint64_t connection_id;
     size_t offset;       // key bytes at bytes_[offset], then the arguments
     uint32_t first_len;  // index in lens_ of the first argument's length
-    uint32_t span_us;    // capture_ns - request_ns, in µs rounded up (saturated)
+    uint32_t span_us;    // capture_ns - request_ns, in µs rounded up (saturated); or kUnansweredSpan
     uint32_t key_len;
     uint32_t argc;
     SiteId origin;
@@ -80,6 +83,7 @@ class RecordBatch {
     uint16_t flags;
     RecordOp op;
   };
+  static constexpr uint32_t kUnansweredSpan = UINT32_MAX;
   std::vector<Entry> entries_;
   std::vector<uint32_t> lens_;  // argument lengths, all records in order
   std::string bytes_;

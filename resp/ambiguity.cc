@@ -237,10 +237,10 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
       ++stats_.ambiguous;
       c.batch.AddFlags(i, kAmbiguousOrder | kNeedsReadback);
     }
-    // A write whose reply was not seen (a read-back: lost in a gap, under
-    // CLIENT REPLY OFF, unanswered at a close) may run after its time: it
-    // counts as running up to max_span_ns later.
-    const uint64_t end = c.batch.op(i) == RecordOp::kReadback ? ts + opts_.max_span_ns : ts;
+    // A write whose reply was not seen (lost in a gap, under CLIENT REPLY
+    // OFF, unanswered at a close) may run after its time: it counts as
+    // running up to max_span_ns later.
+    const uint64_t end = c.batch.unanswered(i) ? ts + opts_.max_span_ns : ts;
     const Write w{end, static_cast<uint32_t>(c.batch.connection_id(i)), static_cast<uint32_t>(id),
                   static_cast<uint32_t>((end - request_ns) / 1000)};
     // The slot keeps the key's latest write (by time) and the latest by a
@@ -265,6 +265,16 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
           FlagPartner(slot->other, w, &flags);
       } else if (slot->has_other) {
         FlagPartner(slot->other, w, &flags);
+      }
+      // Taken after a later write of another connection, it is applied
+      // after that one though it ran before it (or with it).
+      const bool inverted =
+          (slot->latest.connection != w.connection && slot->latest.capture_ns > w.capture_ns) ||
+          (slot->has_other && slot->other.connection != w.connection &&
+           slot->other.capture_ns > w.capture_ns);
+      if (inverted) {
+        if ((flags & kAmbiguousOrder) == 0) ++stats_.ambiguous;
+        flags |= kAmbiguousOrder | kNeedsReadback;
       }
       c.batch.AddFlags(i, flags);
       // Records may come out of time order (a reply the flow table held for

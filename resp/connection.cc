@@ -294,7 +294,8 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   if (dir == Direction::kServerToClient) {
     output_before_chunk_ns_ = output_chunk_ns_;
     output_chunk_ns_ = capture_ns;
-    reply_starts_chunk_ = !replies_.HasPartial();  // else its own first bytes came before
+    first_reply_of_chunk_ = true;
+    chunk_continues_reply_ = replies_.HasPartial();
   }
   if (dir == Direction::kClientToServer && !(first_request_of_chunk_ && requests_.HasPartial())) {
     // (A chunk that goes on with a message begun at the start of a chunk
@@ -332,6 +333,15 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
         parser.OnGap();
         return;
       }
+    }
+  }
+  if (dir == Direction::kServerToClient && replies_.HasPartial()) {
+    // A reply goes on in the next chunk: what the server sent before its
+    // first bytes, for OnReply.
+    if (!first_reply_of_chunk_) {
+      partial_before_ns_ = output_chunk_ns_;
+    } else if (!chunk_continues_reply_) {
+      partial_before_ns_ = output_before_chunk_ns_;
     }
   }
 }
@@ -511,6 +521,7 @@ void Connection::Unanswered(const CommandSpec* spec, std::span<const std::string
   ConvertContext ctx;
   ctx.db = db_;
   ctx.capture_ns = ts;
+  ctx.request_ns = RecordView::kUnansweredRequest;  // it may run after `ts`
   ctx.flags = static_cast<uint16_t>(extra_flags | (db_known_ ? 0 : kUnknownDb));
   ctx.connection_id = opts_.connection_id;
   stats_.records += ReadbackWrite(*spec, argv, ctx, sink_);
@@ -1180,8 +1191,10 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   // When the server last sent anything before this reply (pushes included).
-  output_before_reply_ns_ = reply_starts_chunk_ ? output_before_chunk_ns_ : output_chunk_ns_;
-  reply_starts_chunk_ = false;
+  output_before_reply_ns_ = !first_reply_of_chunk_   ? output_chunk_ns_
+                            : chunk_continues_reply_ ? partial_before_ns_
+                                                     : output_before_chunk_ns_;
+  first_reply_of_chunk_ = false;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
     return;

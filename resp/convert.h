@@ -16,8 +16,9 @@ namespace kvf::resp {
 struct ConvertContext {
   uint16_t db = 0;
   uint64_t capture_ns = 0;  // of the reply
-  uint64_t request_ns = 0;  // of the request (0: not known); the write ran in between
-  uint16_t flags = 0;       // RecordFlags every record gets (kInTransaction, kAfterGap, …)
+  uint64_t request_ns =
+      0;  // of the request (0: not known; RecordView::kUnansweredRequest); the write ran in between
+  uint16_t flags = 0;  // RecordFlags every record gets (kInTransaction, kAfterGap, …)
   uint64_t connection_id = 0;
 };
 

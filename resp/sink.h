@@ -30,10 +30,14 @@ class RecordSink {
   std::vector<std::string_view> batch_args_;  // EmitBatch's views, kept to allocate once
 };
 
-// Hands an owning record to `sink` (tests, tools).
-inline void EmitRecord(RecordSink* sink, const ChangeRecord& record, uint64_t connection_id) {
+// Hands an owning record to `sink` (tests, tools), with the request's
+// capture time (ChangeRecord does not keep one).
+inline void EmitRecord(RecordSink* sink, const ChangeRecord& record, uint64_t connection_id,
+                       uint64_t request_ns = 0) {
   std::vector<std::string_view> args;
-  sink->Emit(RecordView::Of(record, &args), connection_id);
+  RecordView v = RecordView::Of(record, &args);
+  v.request_ns = request_ns;
+  sink->Emit(v, connection_id);
 }
 
 // Collects owning copies of the records in memory (tests, tools).

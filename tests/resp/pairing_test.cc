@@ -1932,17 +1932,38 @@ TEST(Ambiguity, AnOlderRecordDoesNotHideTheLatestWrite) {
   o.window_ns = 1000;
   o.max_span_ns = 10'000;
   AmbiguityTracker t(&out, o);
-  EmitRecord(&t, SetRecord("k", 10'000), 1);      // B, answered at 10 us
-  EmitRecord(&t, ReadbackRecord("k", 5'000), 2);  // A's, captured at 5 us, taken now
-  ChangeRecord c = SetRecord("k", 10'600);        // C ran within B's window
-  std::vector<std::string_view> args;
-  RecordView v = RecordView::Of(c, &args);
-  v.request_ns = 9'900;
-  t.Emit(v, 3);
+  EmitRecord(&t, SetRecord("k", 10'000), 1);         // B, answered at 10 us
+  EmitRecord(&t, ReadbackRecord("k", 5'000), 2);     // A's, captured at 5 us, taken now
+  EmitRecord(&t, SetRecord("k", 10'600), 3, 9'900);  // C ran within B's window
   t.Flush();
   ASSERT_EQ(out.records.size(), 3u);
   EXPECT_TRUE(out.records[0].HasFlag(kAmbiguousOrder));  // B
   EXPECT_TRUE(out.records[2].HasFlag(kAmbiguousOrder));  // C
+}
+
+// A record taken after a later write of another connection (here D's reply
+// waited behind a hole in its stream while A wrote twice) is applied after
+// it though it ran before it: it is flagged, even with no span close to its
+// own left in the key's slot.
+TEST(Ambiguity, ARecordTakenAfterALaterWriteIsFlagged) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 5'000;
+  AmbiguityTracker t(&out, o);
+  auto emit = [&](uint64_t request_ns, uint64_t reply_ns, uint64_t conn, const char* value) {
+    ChangeRecord r = SetRecord("q", reply_ns);
+    r.args = {"RPUSH", "q", value};
+    EmitRecord(&t, r, conn, request_ns);
+  };
+  emit(10'000, 10'100, 1, "a1");
+  emit(20'000, 20'100, 1, "a2");
+  emit(10'150, 10'200, 2, "d1");  // ran before a2, taken after it
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 3u);
+  EXPECT_EQ(out.records[2].args.back(), "d1");
+  EXPECT_TRUE(out.records[2].HasFlag(kNeedsReadback));
+  EXPECT_FALSE(out.records[1].HasFlag(kNeedsReadback));  // a2: ordered after d1 on the source
 }
 
 // A write whose reply was never seen (CLIENT REPLY OFF, a gap) may run after
@@ -1954,14 +1975,19 @@ TEST(Ambiguity, AnUnansweredWriteMayRunUpToTheMaxSpanLater) {
   o.window_ns = 1000;
   o.max_span_ns = 20'000;
   AmbiguityTracker t(&out, o);
-  EmitRecord(&t, ReadbackRecord("k", 10'000), 1);
+  EmitRecord(&t, ReadbackRecord("k", 10'000), 1, RecordView::kUnansweredRequest);
   EmitRecord(&t, SetRecord("k", 25'000), 2);  // 15 us later: maybe before A ran
   EmitRecord(&t, SetRecord("j", 10'000), 1);
   EmitRecord(&t, SetRecord("j", 25'000), 2);  // answered writes 15 us apart: ordered
+  // A read-back of an answered write (RENAME's other key, a script's keys)
+  // ran before its reply, as any write.
+  EmitRecord(&t, ReadbackRecord("r", 30'000), 1, 29'900);
+  EmitRecord(&t, SetRecord("r", 32'500), 2);
   t.Flush();
-  ASSERT_EQ(out.records.size(), 4u);
+  ASSERT_EQ(out.records.size(), 6u);
   EXPECT_TRUE(out.records[1].HasFlag(kNeedsReadback));
   EXPECT_FALSE(out.records[3].HasFlag(kNeedsReadback));
+  EXPECT_FALSE(out.records[5].HasFlag(kNeedsReadback));
 }
 
 // Driven by its caller (decode advances it to the oldest data the flow
@@ -2329,9 +2355,10 @@ TEST(AmbiguityLive, ABlockingPopBehindALargeReplyIsTimedFromItsRequest) {
   ASSERT_TRUE(setup.ok());
   setup.Do({"SET", "big", std::string(4 << 20, 'x')});
   AmbiguityOptions o;
-  o.max_span_ns = 1'000'000'000;  // the partner, not the span's length, flags A
-  for (const bool pipelined : {true, false}) {
-    setup.Do({"RPUSH", "q", "x"});
+  o.max_span_ns = 1'000'000'000;      // the partner, not the span's length, flags A
+  for (const int mode : {0, 1, 2}) {  // pipelined; waited; waited, its reply in two segments
+    const bool pipelined = mode == 0;
+    setup.Do({"RPUSH", "q", mode == 2 ? std::string(3000, 'x') : "x"});
     AmbiguityTracker t(&out, o);
     MirroredClient a(kLivePort, &t, 41), b(kLivePort, &t, 42);
     ASSERT_TRUE(a.ok() && b.ok());
@@ -2344,12 +2371,18 @@ TEST(AmbiguityLive, ABlockingPopBehindALargeReplyIsTimedFromItsRequest) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));  // A's pop has run
     b.Do({"LPUSH", "q", "y"});
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    a.ReceiveMirrored(pipelined ? 2 : 1);
+    if (mode == 2) {
+      const std::string reply = a.raw().Receive(1);
+      a.conn().OnData(Direction::kServerToClient, std::string_view(reply).substr(0, 1448), NowNs());
+      a.conn().OnData(Direction::kServerToClient, std::string_view(reply).substr(1448), NowNs());
+    } else {
+      a.ReceiveMirrored(pipelined ? 2 : 1);
+    }
     t.Flush();
     ASSERT_GE(out.records.size(), 2u);
     const ChangeRecord& pop = out.records.back();
     EXPECT_EQ(pop.key, "q");
-    EXPECT_EQ(pop.HasFlag(kNeedsReadback), pipelined) << (pipelined ? "pipelined" : "waited");
+    EXPECT_EQ(pop.HasFlag(kNeedsReadback), pipelined) << "mode " << mode;
     out.records.clear();
     setup.Do({"DEL", "q"});
   }
