@@ -196,9 +196,7 @@ void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* fl
   // Spans [request, reply] apart by the window or more: ordered.
   if (me.request_ns() >= w.capture_ns + opts_.window_ns || w.request_ns() >= me.capture_ns + opts_.window_ns)
     return;
-  constexpr uint16_t kBoth = kAmbiguousOrder | kNeedsReadback;
-  if ((*flags & kAmbiguousOrder) == 0) ++stats_.ambiguous;
-  *flags |= kBoth;
+  MarkAmbiguous(flags);
   // The partner is still held if no chunk has released past it: find its
   // chunk (ids ascend along the deque).
   const uint64_t id = FullId(w.id);
@@ -208,8 +206,9 @@ void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* fl
     Chunk& c = *(it - 1);
     const uint64_t i = id - c.first_id;
     if (i >= c.next && i < c.end) {
-      if ((c.batch.flags(i) & kAmbiguousOrder) == 0) ++stats_.ambiguous;
-      c.batch.AddFlags(i, kBoth);
+      uint16_t partner = c.batch.flags(i);
+      MarkAmbiguous(&partner);
+      c.batch.AddFlags(i, partner);
       return;
     }
   }
@@ -229,13 +228,13 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   }
   const uint64_t id = next_id_;
   if (k != 0) {
+    uint16_t flags = c.batch.flags(i);
     // A span longer than keys are remembered may hide a partner: flagged.
     uint64_t request_ns = c.batch.request_ns(i);
     if (ts - request_ns > opts_.max_span_ns) {
       request_ns = ts - opts_.max_span_ns;
       ++stats_.long_spans;
-      ++stats_.ambiguous;
-      c.batch.AddFlags(i, kAmbiguousOrder | kNeedsReadback);
+      MarkAmbiguous(&flags);
     }
     // A write whose reply was not seen (lost in a gap, under CLIENT REPLY
     // OFF, unanswered at a close) may run after its time: it counts as
@@ -244,39 +243,29 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     const Write w{end, static_cast<uint32_t>(c.batch.connection_id(i)), static_cast<uint32_t>(id),
                   static_cast<uint32_t>((end - request_ns) / 1000)};
     // The slot keeps the key's latest write (by time) and the latest by a
-    // connection other than its writer's: whichever of the two was written
-    // by another connection than this record's is its partner, the one that
-    // comes closest. Compared by the records' own times, not the horizon,
-    // which a merge's watermark may have moved past them (Stale() only
-    // decides what memory may be reused: a slot found is intact).
+    // connection other than its writer's. Compared by the records' own
+    // times, not the horizon, which a merge's watermark may have moved past
+    // them (Stale() only decides what memory may be reused: a slot found is
+    // intact).
     Slot* slot = FindSlot(k);
     if (slot == nullptr) {
       slot = InsertSlot(k);  // may release records early, none of c's from i on
       slot->latest = w;
       slot->has_other = false;
     } else {
-      uint16_t flags = c.batch.flags(i);
-      if (slot->latest.connection != w.connection) {
-        FlagPartner(slot->latest, w, &flags);
-        // Out of time order, the latest write may lie wholly after this one
-        // and the other closer to it.
-        if (w.capture_ns < slot->latest.capture_ns && slot->has_other &&
-            slot->other.connection != w.connection)
-          FlagPartner(slot->other, w, &flags);
-      } else if (slot->has_other) {
-        FlagPartner(slot->other, w, &flags);
-      }
+      // Of the two, those another connection wrote: the latest is the
+      // partner that comes closest, unless this record is out of time order
+      // and the latest lies wholly after it.
+      const Write* latest = slot->latest.connection != w.connection ? &slot->latest : nullptr;
+      const Write* other = slot->has_other && slot->other.connection != w.connection ? &slot->other : nullptr;
+      if (latest != nullptr) FlagPartner(*latest, w, &flags);
+      if (other != nullptr && (latest == nullptr || w.capture_ns < latest->capture_ns))
+        FlagPartner(*other, w, &flags);
       // Taken after a later write of another connection, it is applied
       // after that one though it ran before it (or with it).
-      const bool inverted =
-          (slot->latest.connection != w.connection && slot->latest.capture_ns > w.capture_ns) ||
-          (slot->has_other && slot->other.connection != w.connection &&
-           slot->other.capture_ns > w.capture_ns);
-      if (inverted) {
-        if ((flags & kAmbiguousOrder) == 0) ++stats_.ambiguous;
-        flags |= kAmbiguousOrder | kNeedsReadback;
-      }
-      c.batch.AddFlags(i, flags);
+      if ((latest != nullptr && latest->capture_ns > w.capture_ns) ||
+          (other != nullptr && other->capture_ns > w.capture_ns))
+        MarkAmbiguous(&flags);
       // Records may come out of time order (a reply the flow table held for
       // its request, a read-back stamped with its request's time): an older
       // one does not displace a newer latest write.
@@ -292,6 +281,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
         slot->has_other = true;
       }
     }
+    c.batch.AddFlags(i, flags);
   }
   ++next_id_;
   c.end = i + 1;

@@ -120,6 +120,12 @@ class AmbiguityTracker : public RecordSink {
   // Flags `w` and the record `flags` belong to (written `me`) if their spans
   // come closer than the window.
   void FlagPartner(const Write& w, const Write& me, uint16_t* flags);
+  // Adds kAmbiguousOrder | kNeedsReadback to `flags`, counting the record
+  // the first time.
+  void MarkAmbiguous(uint16_t* flags) {
+    if ((*flags & kAmbiguousOrder) == 0) ++stats_.ambiguous;
+    *flags |= kAmbiguousOrder | kNeedsReadback;
+  }
   uint64_t FullId(uint32_t low) const {
     return next_id_ - static_cast<uint32_t>(static_cast<uint32_t>(next_id_) - low);
   }

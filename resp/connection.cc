@@ -444,9 +444,7 @@ bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
       skip_next_ || !multi_queue_.empty())
     return false;
   for (const Pending& p : pending_) {
-    if (p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0) ||
-        p.kind == Kind::kMulti || p.kind == Kind::kIgnoreMark)
-      return false;
+    if (MayChangeDb(p) || p.kind == Kind::kMulti || p.kind == Kind::kIgnoreMark) return false;
   }
   db_ = db;
   KnowDb();
@@ -644,8 +642,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   if (p.kind == Kind::kExec && req_in_multi_ && req_multi_keeps_db_ &&
       requests_.skipped_bytes() == multi_skipped_bytes_)
     p.param = 1;
-  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0)) &&
-      !db_known_) [[unlikely]]
+  if (MayChangeDb(p) && !db_known_) [[unlikely]]
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   // DEBUG POPULATE creates keys (convert.cc); no other DEBUG does.
   static const CommandSpec* const debug = LookupCommandName("debug");
@@ -1191,9 +1188,9 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   // When the server last sent anything before this reply (pushes included).
-  output_before_reply_ns_ = !first_reply_of_chunk_   ? output_chunk_ns_
-                            : chunk_continues_reply_ ? partial_before_ns_
-                                                     : output_before_chunk_ns_;
+  const uint64_t output_before_reply_ns = !first_reply_of_chunk_   ? output_chunk_ns_
+                                          : chunk_continues_reply_ ? partial_before_ns_
+                                                                   : output_before_chunk_ns_;
   first_reply_of_chunk_ = false;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
@@ -1310,8 +1307,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   // A SELECT, RESET or EXEC answered while the db is unknown (one paired out
   // of sync, which leaves it unknown) surely ran by its reply's time, not by
   // its request's: a stalled server may run it later (ProveDb).
-  if ((p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0)) &&
-      !db_known_) [[unlikely]]
+  if (MayChangeDb(p) && !db_known_) [[unlikely]]
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   if (desync_) {
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
@@ -1333,7 +1329,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     // runs when it is served (maybe long after its request), and its reply
     // goes out at once if no earlier reply was still being sent: when its
     // request came after the previous reply (the client waited).
-    const bool served_now = p.spec != nullptr && p.spec->Has(kCmdBlocking) && p.ts > output_before_reply_ns_;
+    const bool served_now = p.spec != nullptr && p.spec->Has(kCmdBlocking) && p.ts > output_before_reply_ns;
     exec_from_ns_ = served_now ? ts : p.ts;
     Handle(p, reply, ts, false);
     if (replica_link_) return;  // PSYNC answered: the rest is the link's

@@ -256,6 +256,10 @@ class Connection {
   // A HELLO's protocol switch as the requests after it see it; false when
   // what follows cannot be told apart (IgnoreFromHere).
   bool SwitchRequestProtocol(int protocol);
+  // A SELECT, a RESET, or an EXEC whose transaction may hold one.
+  static bool MayChangeDb(const Pending& p) {
+    return p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0);
+  }
   void NoteUnknown(std::string_view name);
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
   static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
@@ -382,12 +386,11 @@ class Connection {
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
   // Capture times of server bytes: of the chunk being read, of the one
-  // before, of the last bytes before the reply being handled began, and
-  // before the reply that a chunk left unfinished began (UINT64_MAX: not
-  // known, e.g. joined mid-stream or lost in a gap).
+  // before, and of the last bytes before the reply that a chunk left
+  // unfinished began (UINT64_MAX: not known, e.g. joined mid-stream or lost
+  // in a gap).
   uint64_t output_chunk_ns_ = 0;
   uint64_t output_before_chunk_ns_ = 0;
-  uint64_t output_before_reply_ns_ = 0;
   uint64_t partial_before_ns_ = 0;
   bool first_reply_of_chunk_ = false;   // no reply completed yet in the chunk being read
   bool chunk_continues_reply_ = false;  // it began inside a reply

@@ -2300,6 +2300,24 @@ TEST(Ambiguity, MatchesABruteForceReferenceWhenTakingBatches) {
   CheckAgainstReference(100'000, 16384, false, /*batches=*/true);
 }
 
+// A live server holding a 4 MB value "big", whose GET reply holds back the
+// replies pipelined after it, and a client (not traced) to set keys up.
+struct BigReplyServer {
+  explicit BigReplyServer(int port) : redis(port), setup(port, &setup_out, 30) {
+    if (ok()) setup.Do({"SET", "big", std::string(4 << 20, 'x')});
+  }
+  bool ok() const { return redis.ok() && setup.ok(); }
+  // The partner, not the span's length, flags the write held back.
+  static AmbiguityOptions Options() {
+    AmbiguityOptions o;
+    o.max_span_ns = 1'000'000'000;
+    return o;
+  }
+  LiveRedis redis;
+  VectorSink setup_out;
+  MirroredClient setup;
+};
+
 // A write's reply queued behind a large reply leaves long after the write
 // ran: here A's SET ran before B's, but its +OK was captured 20 ms after
 // B's. Replies alone would order A last (the replica would keep "A", the
@@ -2309,14 +2327,10 @@ TEST(Ambiguity, MatchesABruteForceReferenceWhenTakingBatches) {
 TEST(AmbiguityLive, AWriteAnsweredBehindALargeReplyIsOrderedByItsRequest) {
   if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
   constexpr int kLivePort = 16437;
-  LiveRedis redis(kLivePort);
-  ASSERT_TRUE(redis.ok());
-  VectorSink setup_out, out;
-  MirroredClient setup(kLivePort, &setup_out, 30);
-  ASSERT_TRUE(setup.ok());
-  setup.Do({"SET", "big", std::string(4 << 20, 'x')});
-  AmbiguityOptions o;
-  o.max_span_ns = 1'000'000'000;  // the partner, not the span's length, flags A
+  BigReplyServer server(kLivePort);
+  ASSERT_TRUE(server.ok());
+  VectorSink out;
+  const AmbiguityOptions o = BigReplyServer::Options();
   for (const bool late : {true, false}) {
     AmbiguityTracker t(&out, o);
     MirroredClient a(kLivePort, &t, 31), b(kLivePort, &t, 32);
@@ -2348,14 +2362,11 @@ TEST(AmbiguityLive, AWriteAnsweredBehindALargeReplyIsOrderedByItsRequest) {
 TEST(AmbiguityLive, ABlockingPopBehindALargeReplyIsTimedFromItsRequest) {
   if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
   constexpr int kLivePort = 16438;
-  LiveRedis redis(kLivePort);
-  ASSERT_TRUE(redis.ok());
-  VectorSink setup_out, out;
-  MirroredClient setup(kLivePort, &setup_out, 40);
-  ASSERT_TRUE(setup.ok());
-  setup.Do({"SET", "big", std::string(4 << 20, 'x')});
-  AmbiguityOptions o;
-  o.max_span_ns = 1'000'000'000;      // the partner, not the span's length, flags A
+  BigReplyServer server(kLivePort);
+  ASSERT_TRUE(server.ok());
+  MirroredClient& setup = server.setup;
+  VectorSink out;
+  const AmbiguityOptions o = BigReplyServer::Options();
   for (const int mode : {0, 1, 2}) {  // pipelined; waited; waited, its reply in two segments
     const bool pipelined = mode == 0;
     setup.Do({"RPUSH", "q", mode == 2 ? std::string(3000, 'x') : "x"});
