@@ -58,6 +58,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   rst_without_flow += o.rst_without_flow;
   fin_without_flow += o.fin_without_flow;
   segments_src_equals_dst += o.segments_src_equals_dst;
+  segments_after_close += o.segments_after_close;
   flows_created += o.flows_created;
   flows_joined_mid_stream += o.flows_joined_mid_stream;
   duplicate_flows += o.duplicate_flows;
@@ -87,6 +88,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"rst_without_flow", rst_without_flow},
       {"fin_without_flow", fin_without_flow},
       {"segments_src_equals_dst", segments_src_equals_dst},
+      {"segments_after_close", segments_after_close},
       {"flows_created", flows_created},
       {"flows_joined_mid_stream", flows_joined_mid_stream},
       {"duplicate_flows", duplicate_flows},
@@ -358,6 +360,13 @@ void FlowTable::Process(const TcpSegment& seg) {
         ++stats_.ack_without_flow;
       }
       return;
+    }
+    if (!closed_.empty()) {
+      if (!syn && LateForClosed(key, seg)) {
+        ++stats_.segments_after_close;
+        return;
+      }
+      if (syn) closed_.erase(key);  // a new connection on the 4-tuple
     }
     f = CreateFlow(key, seg);
   }
@@ -723,10 +732,63 @@ void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
       heir->duplicates.push_back(f->duplicates[i]);
     }
   }
+  if (reason == CloseReason::kFin || reason == CloseReason::kReset) Bury(f, reason);
   lru_.erase(f->lru_it);
   if (!f->carried_data) quiet_.erase(f->quiet_it);
   if (f->in_pending_list) pending_.erase(f->pending_it);
   EraseFlow(f);  // destroys *f
+}
+
+void FlowTable::Bury(const Flow* f, CloseReason reason) {
+  if (config_.closed_linger_ns == 0 || config_.max_flows == 0) return;
+  Closed c;
+  c.closed_ns = f->last_seen_ns;
+  c.server = f->info.server;
+  c.reset = reason == CloseReason::kReset;
+  for (size_t d = 0; d < 2; ++d) {
+    c.synced[d] = f->half[d].synced;
+    c.end_seq[d] = f->half[d].next_seq();
+  }
+  closed_.insert_or_assign(f->key, c);
+  closed_order_.emplace_back(f->key, c.closed_ns);
+  // Entries of keys forgotten or closed again since stay in the order until
+  // they come up; both are bounded.
+  while (closed_.size() > config_.max_flows || closed_order_.size() > 2 * config_.max_flows) PopClosed();
+}
+
+void FlowTable::PopClosed() {
+  const auto& [key, closed_ns] = closed_order_.front();
+  const auto it = closed_.find(key);
+  if (it != closed_.end() && it->second.closed_ns == closed_ns) closed_.erase(it);
+  closed_order_.pop_front();
+}
+
+bool FlowTable::LateForClosed(const FlowKey& key, const TcpSegment& seg) {
+  const auto it = closed_.find(key);
+  if (it == closed_.end()) return false;
+  const Closed& c = it->second;
+  if (seg.ts_ns <= c.closed_ns + config_.closed_linger_ns) {
+    const size_t d = Idx(seg.src == c.server ? Direction::kServerToClient : Direction::kClientToServer);
+    const bool server_after_reset = c.reset && d == Idx(Direction::kServerToClient);
+    if (!c.synced[d]) {
+      // Nothing of this direction was seen: only a reply in flight is known
+      // for what it is.
+      if (server_after_reset) return true;
+    } else {
+      // How far the segment starts before the end of what the flow had.
+      const int64_t before_end = static_cast<int32_t>(c.end_seq[d] - seg.seq);
+      if (before_end >= static_cast<int64_t>(seg.payload_len) && before_end <= kTwinMaxDistance) return true;
+      if (server_after_reset && before_end >= -kTwinMaxDistance && before_end <= kTwinMaxDistance)
+        return true;
+    }
+  }
+  closed_.erase(it);
+  return false;
+}
+
+void FlowTable::ForgetClosedBefore(uint64_t now_ns) {
+  while (!closed_order_.empty() && closed_order_.front().second + config_.closed_linger_ns < now_ns)
+    PopClosed();
 }
 
 void FlowTable::Promote(Flow* f) {
@@ -774,6 +836,7 @@ void FlowTable::EnforceCaps() {
 }
 
 void FlowTable::Tick(uint64_t now_ns) {
+  ForgetClosedBefore(now_ns);
   while (!lru_.empty()) {
     Flow* f = lru_.front();
     if (now_ns < f->last_seen_ns || now_ns - f->last_seen_ns < config_.idle_timeout_ns) break;

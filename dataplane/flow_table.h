@@ -35,6 +35,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
@@ -130,6 +131,15 @@ struct FlowTableConfig {
   // (resp::Parser::kKeepBytes); max_flows evicts flows that never carried
   // data first, then the least recently active.
   uint64_t idle_timeout_ns = 3 * 3600 * 1'000'000'000ull;
+  // A flow closed by FIN or RST is remembered this long (at most max_flows of
+  // them, the oldest forgotten first), so that its late data segments do not
+  // open a flow joined mid-stream: a copy of bytes it already had (a
+  // retransmission, a mirror's second copy), or, after a RST, what the
+  // server still had in flight to the client. Those are dropped and counted
+  // (segments_after_close). Anything else (new client bytes after a RST,
+  // which a connection that ignored the RST would send; bytes beyond a
+  // FIN-closed stream) opens a flow as before. 0: never remembered.
+  uint64_t closed_linger_ns = 5'000'000'000;
 };
 
 // Counters named for an operator; `buffered_bytes` and `active_flows` are
@@ -141,6 +151,9 @@ struct FlowTableStats {
   uint64_t rst_without_flow = 0;
   uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
+  // Data segments of a flow closed moments before (closed_linger_ns):
+  // bytes it already had, or a reply in flight when the client reset.
+  uint64_t segments_after_close = 0;
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;
   // Flows that are a second view of a live one (NAT): tracked, not consumed;
@@ -315,6 +328,14 @@ class FlowTable {
   bool MaybeFinish(Flow* f);
   void UpdatePendingList(Flow* f);
   void CloseFlow(Flow* f, CloseReason reason);
+  // Remembers a flow closed by FIN or RST (closed_linger_ns).
+  void Bury(const Flow* f, CloseReason reason);
+  // True when `seg`, a data segment without a SYN and without a flow, is a
+  // late segment of a flow closed under `key` (to drop). Forgets that flow
+  // when `seg` is not, or comes too late.
+  bool LateForClosed(const FlowKey& key, const TcpSegment& seg);
+  void PopClosed();  // the oldest entry of closed_order_
+  void ForgetClosedBefore(uint64_t now_ns);
   void EnforceCaps();
   // Stream offset of `seq` in `h`, or false when implausibly far from next_offset.
   static bool OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset);
@@ -331,6 +352,16 @@ class FlowTable {
   std::list<Flow*> pending_;  // flows with out-of-order data or an ACK-proven hole, oldest first
   std::unordered_map<uint64_t, Flow*> by_isn_;     // isn_key -> flow
   std::unordered_map<uint64_t, Flow*> by_client_;  // client_key -> first flow of the chain
+  // Flows closed by FIN or RST, by key, and in the order they closed.
+  struct Closed {
+    uint64_t closed_ns = 0;
+    Endpoint server;
+    bool reset = false;
+    bool synced[2] = {false, false};
+    uint32_t end_seq[2] = {0, 0};  // sequence number after the last byte of each direction
+  };
+  std::unordered_map<FlowKey, Closed, FlowKeyHasher> closed_;
+  std::deque<std::pair<FlowKey, uint64_t>> closed_order_;  // (key, closed_ns), oldest first
   size_t total_buffered_ = 0;
   uint64_t newest_ts_ = 0;  // the capture clock: newest segment time processed
   FlowTableStats stats_;

@@ -559,6 +559,91 @@ TEST_F(FlowTableTest, RstMidStreamFlushesWithGap) {
   EXPECT_EQ(table_->stats().rst_without_flow, 1u);
 }
 
+// A client that closes with replies unread resets; what the server had in
+// flight then crosses the RST. Those segments, and copies of bytes a closed
+// flow already had, are dropped, not taken for a connection joined
+// mid-stream (replies without requests, a desync for the operator).
+TEST_F(FlowTableTest, LateSegmentsOfAClosedFlowOpenNoNewFlow) {
+  Handshake(100, 5000);
+  Send(true, 101, "GET big");
+  Send(false, 5001, "$10\r\n01234");
+  Send(true, 108, "", kRst | kAck, 0, 5013);
+  Send(false, 5013, "56789\r\n");  // in flight when the client reset
+  Send(true, 101, "GET big");      // a copy of a request the flow had
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  EXPECT_EQ(table_->stats().segments_after_close, 2u);
+  EXPECT_EQ(table_->stats().flows_joined_mid_stream, 0u);
+  // The same after both FINs: a late copy of the last request.
+  Handshake(200, 6000);
+  Send(true, 201, "SET a 1");
+  Send(false, 6001, "+OK\r\n");
+  Send(true, 208, "", kFin | kAck);
+  Send(false, 6006, "", kFin | kAck);
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(Events(1), "D0:SET a 1 D1:+OK\r\n C:fin");
+  Send(true, 201, "SET a 1");
+  EXPECT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(table_->stats().segments_after_close, 3u);
+}
+
+// What is not a late segment of the closed flow opens a flow as before: new
+// client bytes after a RST (a connection that ignored it, as Linux does an
+// out-of-window one), bytes past a stream that ended by FIN (the port reused,
+// its SYN not captured), a new SYN on the 4-tuple, and anything once
+// closed_linger_ns has passed.
+TEST_F(FlowTableTest, NewBytesAfterAClosedFlowStillOpenOne) {
+  Handshake(100, 5000);
+  Send(true, 101, "GET a");
+  Send(true, 106, "", kRst);
+  Send(true, 106, "SET b 2");
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  EXPECT_TRUE(Flow(1).info.joined_mid_stream);
+  EXPECT_EQ(Events(1), "D0:SET b 2");
+  Send(false, 5001, "+OK\r\n");
+  EXPECT_EQ(Events(1), "D0:SET b 2 D1:+OK\r\n");
+  Send(true, 113, "", kFin | kAck);
+  Send(false, 5006, "", kFin | kAck);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  Send(true, 90'000, "SET c 3");  // far from where the stream ended
+  ASSERT_EQ(rec_.flows.size(), 3u);
+  EXPECT_EQ(Events(2), "D0:SET c 3");
+  Send(false, 70'000, "", kRst);
+  Handshake(101, 5000);  // a new connection reusing the sequence space of the first
+  Send(true, 102, "GET a");
+  ASSERT_EQ(rec_.flows.size(), 4u);
+  EXPECT_FALSE(Flow(3).info.joined_mid_stream);
+  EXPECT_EQ(Events(3), "D0:GET a");
+  Send(false, 5001, "", kRst);
+  EXPECT_EQ(table_->stats().segments_after_close, 0u);
+  // Past the linger, a reply after the RST opens a flow (as it did before
+  // flows were remembered).
+  table_->Tick(now_ + 6'000 * kMs);
+  Send(false, 5001, "+OK\r\n", kAck, now_ + 6'001 * kMs);
+  EXPECT_EQ(rec_.flows.size(), 5u);
+  EXPECT_EQ(table_->stats().segments_after_close, 0u);
+}
+
+// The remembered flows are bounded by max_flows, oldest forgotten first.
+TEST_F(FlowTableTest, RememberedFlowsAreBounded) {
+  const char* servers[] = {"10.0.0.2:6379", "10.0.0.3:6379", "10.0.0.4:6379"};
+  FlowTableConfig c = Config();
+  c.max_flows = 2;
+  c.servers.clear();
+  for (const char* server : servers) c.servers.push_back(Ep(server));
+  Make(c);
+  for (const char* server : servers) {
+    SendVia(Ep(server), true, 101, "A");
+    SendVia(Ep(server), true, 102, "", kRst);
+  }
+  EXPECT_EQ(rec_.flows.size(), 3u);
+  // The first flow is forgotten: its late reply opens a flow; the third's does not.
+  SendVia(Ep(servers[0]), false, 5001, "+OK\r\n");
+  SendVia(Ep(servers[2]), false, 5001, "+OK\r\n");
+  EXPECT_EQ(rec_.flows.size(), 4u);
+  EXPECT_EQ(table_->stats().segments_after_close, 1u);
+}
+
 TEST_F(FlowTableTest, MidStreamJoinUsesServerEndpoints) {
   Send(false, 777, "$5\r\nhello\r\n");  // server talks first: a reply to a request we never saw
   Send(true, 333, "GET x");
