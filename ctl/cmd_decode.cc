@@ -69,7 +69,8 @@ class Printer : public resp::RecordSink {
   }
   uint64_t flagged() const { return flagged_; }
   uint64_t unknown_db() const { return unknown_db_; }
-  uint64_t readbacks_skipped() const { return readbacks_skipped_; }
+  // Records that only ask for keys to be read back from the source.
+  uint64_t readbacks() const { return readbacks_; }
   const std::map<std::string, uint64_t, std::less<>>& per_command() const { return per_command_; }
   const std::array<uint64_t, 8>& per_op() const { return per_op_; }
 
@@ -77,10 +78,12 @@ class Printer : public resp::RecordSink {
   // `name` is the command (first argument), empty for a read-back.
   void Count(uint16_t flags, RecordOp op, std::string_view name) {
     ++records_;
-    if (flags != 0) {
+    // In a transaction is a fact, not a doubt: not counted as flagged.
+    if ((flags & ~kInTransaction) != 0) {
       ++flagged_;
       if ((flags & kUnknownDb) != 0) ++unknown_db_;
     }
+    if (op == RecordOp::kReadback) ++readbacks_;
     ++per_op_[static_cast<size_t>(op) & 7];
     if (!name.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
@@ -114,10 +117,7 @@ class Printer : public resp::RecordSink {
     std::fputc('\n', stdout);
   }
   void PrintResp(const RecordView& r) {
-    if (r.op == RecordOp::kReadback || r.args.empty()) {
-      ++readbacks_skipped_;  // offline: there is no source to read from
-      return;
-    }
+    if (r.op == RecordOp::kReadback || r.args.empty()) return;  // offline: no source to read from
     if (r.op != RecordOp::kDatabase || r.args[0] != "FLUSHALL") {
       if (r.db != db_) {
         const std::string db = std::to_string(r.db);
@@ -146,7 +146,7 @@ class Printer : public resp::RecordSink {
   enum class Format : uint8_t { kJson, kResp, kStats };
   Format format_;
   std::string out_;
-  uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_skipped_ = 0;
+  uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0;
   uint16_t db_ = 0;
   std::map<std::string, uint64_t, std::less<>> per_command_;
   std::map<std::string, uint64_t, std::less<>>::iterator last_command_ = per_command_.end();
@@ -839,9 +839,10 @@ int RunDecode(const std::vector<std::string>& args) {
       std::printf("conn %s %llu\n", name.c_str(), (unsigned long long)v);
     for (const auto& [name, v] : table.stats().Named())
       std::printf("flow %s %llu\n", name.c_str(), (unsigned long long)v);
-    std::printf("records %llu flagged %llu ambiguous %llu unknown_db %llu\n",
+    std::printf("records %llu flagged %llu ambiguous %llu unknown_db %llu readbacks %llu\n",
                 (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
-                (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db());
+                (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db(),
+                (unsigned long long)printer.readbacks());
     std::printf("ambiguity long_spans %llu late_partner %llu\n",
                 (unsigned long long)tracker.stats().long_spans,
                 (unsigned long long)tracker.stats().late_partner);
@@ -863,8 +864,9 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(
         stderr, "kvferryctl decode: %llu records (%llu flagged, %llu read-backs %s), %llu requests, %.3f s\n",
         (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
-        (unsigned long long)printer.readbacks_skipped(),
-        format == "resp" ? "not applicable offline" : "listed", (unsigned long long)totals.requests, secs);
+        (unsigned long long)printer.readbacks(),
+        format == "resp" ? "left out: offline there is no source to read from" : "listed",
+        (unsigned long long)totals.requests, secs);
   }
   // What an operator would otherwise puzzle over: nothing matched --server,
   // or the connections were encrypted.

@@ -319,6 +319,34 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
   EXPECT_NE(stats.find("command evalsha applied=1 "), std::string::npos) << stats;
   EXPECT_NE(stats.find("conn script_unknown 0"), std::string::npos) << stats;
 
+  // The summary counts what the json lists: flagged records (in a
+  // transaction alone is no flag) and read-back records.
+  {
+    const std::string json_cmd = ctl + " decode --pcap " + pcap +
+                                 " --server 127.0.0.1:" + std::to_string(kSourcePort) + " --format json >" +
+                                 dir + "/count.json 2>" + dir + "/count.err";
+    ASSERT_EQ(std::system(json_cmd.c_str()), 0);
+    std::istringstream lines(ReadFile(dir + "/count.json"));
+    size_t records = 0, flagged = 0, readbacks = 0, in_transaction_only = 0;
+    for (std::string line; std::getline(lines, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      ++records;
+      const auto& flags = j["flags"];
+      in_transaction_only += flags.size() == 1 && flags[0] == "in_transaction";
+      flagged += !flags.empty() && !(flags.size() == 1 && flags[0] == "in_transaction");
+      readbacks += j["op"] == "readback";
+    }
+    EXPECT_GT(in_transaction_only, 0u);
+    EXPECT_GT(readbacks, 0u);
+    const std::string summary = std::to_string(records) + " records (" + std::to_string(flagged) +
+                                " flagged, " + std::to_string(readbacks) + " read-backs listed)";
+    EXPECT_NE(ReadFile(dir + "/count.err").find(summary), std::string::npos) << summary << "\n"
+                                                                             << ReadFile(dir + "/count.err");
+    EXPECT_NE(stats.find("records " + std::to_string(records) + " flagged " + std::to_string(flagged) + " "),
+              std::string::npos)
+        << stats;
+  }
+
   // --rebase-time moves capture times only: a relative expiry (EXPIRE e:1
   // 300) moves with its record's capture time, an absolute one (EXPIREAT e:3)
   // stays as the client gave it.
