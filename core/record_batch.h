@@ -41,6 +41,7 @@ class RecordBatch {
     if (e.argc == 0) return {};
     return std::string_view(bytes_.data() + e.offset + e.key_len, lens_[e.first_len]);
   }
+  size_t argc(size_t i) const { return entries_[i].argc; }
   uint16_t db(size_t i) const { return entries_[i].db; }
   RecordOp op(size_t i) const { return entries_[i].op; }
   uint16_t flags(size_t i) const { return entries_[i].flags; }

@@ -35,6 +35,7 @@
 #include "resp/ambiguity.h"
 #include "resp/client_list.h"
 #include "resp/connection.h"
+#include "resp/expiry.h"
 #include "resp/merge.h"
 #include "resp/script_cache.h"
 
@@ -479,7 +480,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   }
   RecordPrinter printer;
   RecordOutput output(format == "records" ? &printer : nullptr);
-  kvf::resp::AmbiguityTracker tracker(&output, ambiguity);  // one thread: no merge needed
+  kvf::resp::ExpiryKeeper expiries(&output);  // in the order records are applied: after the tracker
+  kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
   RespShard shard(&tracker, &scripts, nullptr, 0, 1, &board);
@@ -548,7 +550,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   RecordOutput output(format == "records" ? &printer : nullptr);
   // The workers' records meet in capture-time order in one tracker, on a
   // thread of its own.
-  kvf::resp::AmbiguityTracker tracker(&output, ambiguity);
+  kvf::resp::ExpiryKeeper expiries(&output);  // in the order records are applied: after the tracker
+  kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
   kvf::resp::ShardMerge merge(workers, &tracker);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
   std::vector<std::unique_ptr<RespShard>> shards;

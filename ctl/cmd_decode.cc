@@ -30,6 +30,7 @@
 #include "dataplane/flow_table.h"
 #include "dataplane/pcap_source.h"
 #include "resp/ambiguity.h"
+#include "resp/expiry.h"
 #include "resp/connection.h"
 #include "resp/script_cache.h"
 
@@ -718,7 +719,10 @@ int RunDecode(const std::vector<std::string>& args) {
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
   ao.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
-  resp::AmbiguityTracker tracker(&printer, ao);
+  // Between the tracker and the output, in the order the replica applies
+  // records: expiries kept with the writes that keep them.
+  resp::ExpiryKeeper expiries(&printer);
+  resp::AmbiguityTracker tracker(&expiries, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
   // --threads 1: one loop does everything. 2: RESP (pairing, records) on a
@@ -846,6 +850,9 @@ int RunDecode(const std::vector<std::string>& args) {
     std::printf("ambiguity long_spans %llu late_partner %llu\n",
                 (unsigned long long)tracker.stats().long_spans,
                 (unsigned long long)tracker.stats().late_partner);
+    std::printf("expiry restored %llu forgotten %llu untracked %llu\n",
+                (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().forgotten,
+                (unsigned long long)expiries.stats().untracked);
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),
                   (unsigned long long)printer.per_op()[op]);

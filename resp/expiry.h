@@ -1,0 +1,79 @@
+// Keeps a key's expiry with the writes that keep it.
+//
+// A write that modifies a key in place (INCR, shipped as SET … KEEPTTL;
+// APPEND; HSET; LPUSH; …) keeps the key's time to live on the source. On a
+// replica that applies it after that time has passed (a replay lag longer
+// than the time the key had left, or a capture decoded later), the key has
+// already expired there, and the write creates it again with no expiry: a
+// key the source no longer holds, kept forever (the fixed-window rate
+// limiter, INCR plus EXPIRE NX, would leave one per window). This stage,
+// after the ambiguity tracker (so it sees records in the order the replica
+// applies them), remembers the absolute expiry that records set (SET … PXAT,
+// PEXPIREAT, as the converter writes every relative or absolute expiry), and
+// after a write that keeps an expiry of a key whose expiry it knows and that
+// had not passed when the write ran, emits `PEXPIREAT key at`: a no-op on a
+// replica in time, the key's removal on one that is late.
+//
+// It forgets what it cannot be sure of, so that it never gives a key an
+// expiry the source's key does not have: a key any other record names
+// (DEL, RENAME, a removal that may empty it, a script), a key read back,
+// everything on a database-wide record, on a record after a gap (the lost
+// bytes may have changed any key) and on a script that declares no keys.
+// Keys whose expiry was set before the capture started are not known: their
+// writes are shipped as before. At most max_keys keys are remembered
+// (expiries that passed are dropped first; then new keys are not taken).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "resp/command_table.h"
+#include "resp/sink.h"
+
+namespace kvf::resp {
+
+struct ExpiryOptions {
+  size_t max_keys = 1u << 20;
+};
+
+struct ExpiryStats {
+  uint64_t restored = 0;   // PEXPIREAT records emitted after a write that keeps the expiry
+  uint64_t forgotten = 0;  // whole forgettings (database-wide records, gaps, scripts without keys)
+  uint64_t untracked = 0;  // expiries not remembered: max_keys reached
+};
+
+class ExpiryKeeper : public RecordSink {
+ public:
+  explicit ExpiryKeeper(RecordSink* downstream, ExpiryOptions options = {});
+
+  void Emit(const RecordView& record, uint64_t connection_id) override;
+  void EmitBatch(const RecordBatch& batch, size_t begin, size_t end) override;
+
+  const ExpiryStats& stats() const { return stats_; }
+  size_t tracked_keys() const { return expiry_ms_.size(); }
+
+ private:
+  // Updates what is known from `r`; returns the expiry (ms) to restore
+  // after it, or -1.
+  int64_t Note(const RecordView& r);
+  void EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms);
+  const std::string& MapKey(uint16_t db, std::string_view key);
+  void Remember(const RecordView& r, int64_t at_ms);
+  void Forget(uint16_t db, std::string_view key);
+  void ForgetKeysOf(const RecordView& r);
+  void ForgetAll();
+
+  RecordSink* downstream_;
+  ExpiryOptions opts_;
+  ExpiryStats stats_;
+  std::unordered_map<std::string, int64_t> expiry_ms_;  // db (2 bytes) + key -> PXAT
+  std::string map_key_;
+  std::vector<std::string_view> args_;
+  std::vector<KeyRef> keys_;
+};
+
+}  // namespace kvf::resp

@@ -1,0 +1,271 @@
+// ExpiryKeeper: a write that keeps a key's expiry is followed by the
+// expiry, for a replica that applies it after the key expired; what the
+// keeper cannot be sure of is forgotten. Units on hand-made records, then a
+// real exchange applied to a real replica late and in time.
+#include "resp/expiry.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "resp/ambiguity.h"
+#include "tests/resp/live_redis.h"
+#include "tests/resp/mirror.h"
+
+namespace kvf::resp {
+namespace {
+
+using testing::Cmd;
+using testing::HaveRedisServer;
+using testing::LiveRedis;
+using testing::MirroredClient;
+using testing::RawClient;
+
+constexpr uint64_t kNowMs = 1'700'000'000'000;  // capture time of the records below
+constexpr int64_t kLater = kNowMs + 60'000;
+
+ChangeRecord Rec(std::vector<std::string> args, uint16_t db = 0, RecordOp op = RecordOp::kIdempotent,
+                 uint16_t flags = 0, uint64_t ms = kNowMs) {
+  ChangeRecord r;
+  r.db = db;
+  r.op = op;
+  r.flags = flags;
+  r.capture_ns = ms * 1'000'000;
+  if (args.size() > 1) r.key = args[1];
+  r.args = std::move(args);
+  return r;
+}
+
+class ExpiryKeeperTest : public ::testing::Test {
+ protected:
+  // Passes `r` through the keeper; returns the commands that came out.
+  std::vector<std::string> Pass(const ChangeRecord& r) {
+    const size_t before = out_.records.size();
+    EmitRecord(&keeper_, r, 1);
+    std::vector<std::string> got;
+    for (size_t i = before; i < out_.records.size(); ++i) {
+      std::string line;
+      for (const auto& a : out_.records[i].args) line += (line.empty() ? "" : " ") + a;
+      got.push_back(line);
+    }
+    return got;
+  }
+  std::string Restore(const std::string& key, int64_t at = kLater) {
+    return "PEXPIREAT " + key + " " + std::to_string(at);
+  }
+
+  VectorSink out_;
+  ExpiryKeeper keeper_{&out_};
+};
+
+TEST_F(ExpiryKeeperTest, AWriteThatKeepsAKnownExpiryIsFollowedByIt) {
+  const std::string at = std::to_string(kLater);
+  Pass(Rec({"SET", "k", "1", "PXAT", at}));
+  Pass(Rec({"SET", "h", "x"}));
+  Pass(Rec({"PEXPIREAT", "h", at}));
+  // INCR (as the converter ships it), APPEND, a hash write (client's case).
+  EXPECT_EQ(Pass(Rec({"SET", "k", "2", "KEEPTTL"})),
+            (std::vector<std::string>{"SET k 2 KEEPTTL", Restore("k")}));
+  EXPECT_EQ(Pass(Rec({"append", "h", "y"}, 0, RecordOp::kOrdered)),
+            (std::vector<std::string>{"append h y", Restore("h")}));
+  // The restore carries the write's context, not its doubts.
+  const ChangeRecord doubtful =
+      Rec({"APPEND", "h", "z"}, 0, RecordOp::kOrdered, kNeedsReadback | kAmbiguousOrder | kInTransaction);
+  Pass(doubtful);
+  ASSERT_GE(out_.records.size(), 2u);
+  EXPECT_EQ(out_.records.back().flags, kInTransaction);
+  EXPECT_EQ(out_.records.back().op, RecordOp::kIdempotent);
+  EXPECT_EQ(out_.records.back().key, "h");
+  // Another db's key of the same name is another key; an unknown key, or a
+  // write that does not keep the expiry, gets nothing.
+  EXPECT_EQ(Pass(Rec({"SET", "k", "3", "KEEPTTL"}, 1)).size(), 1u);
+  EXPECT_EQ(Pass(Rec({"APPEND", "other", "y"})).size(), 1u);
+  EXPECT_EQ(keeper_.stats().restored, 3u);
+  EXPECT_EQ(keeper_.tracked_keys(), 2u);
+}
+
+TEST_F(ExpiryKeeperTest, WhatMayChangeTheExpiryIsForgotten) {
+  const std::string at = std::to_string(kLater);
+  auto expire = [&](const std::string& key, uint16_t db = 0) { Pass(Rec({"PEXPIREAT", key, at}, db)); };
+  auto kept = [&](const std::string& key, uint16_t db = 0) {
+    return Pass(Rec({"SADD", key, "m"}, db)).size() == 2;
+  };
+  // A plain SET clears the expiry; PERSIST too.
+  expire("a");
+  Pass(Rec({"SET", "a", "v"}));
+  EXPECT_FALSE(kept("a"));
+  expire("a");
+  Pass(Rec({"PERSIST", "a"}));
+  EXPECT_FALSE(kept("a"));
+  // Every key a record names: DEL of two keys, RENAME's both.
+  expire("a");
+  expire("b");
+  Pass(Rec({"DEL", "a", "b"}));
+  EXPECT_FALSE(kept("a"));
+  EXPECT_FALSE(kept("b"));
+  expire("a");
+  expire("b");
+  Pass(Rec({"RENAME", "b", "a"}, 0, RecordOp::kOrdered));
+  EXPECT_FALSE(kept("a"));
+  EXPECT_FALSE(kept("b"));
+  // A removal may empty the key: a later add makes a new key on the source.
+  expire("s");
+  Pass(Rec({"SREM", "s", "m"}));
+  EXPECT_FALSE(kept("s"));
+  // A key read back.
+  expire("r");
+  ChangeRecord rb = Rec({}, 0, RecordOp::kReadback);
+  rb.key = "r";
+  Pass(rb);
+  EXPECT_FALSE(kept("r"));
+  // A read-back of no key (a script's that named none) may be of any.
+  expire("r");
+  Pass(Rec({}, 0, RecordOp::kReadback));
+  EXPECT_FALSE(kept("r"));
+  // A script forgets the keys it declares; one that declares none, everything.
+  expire("x");
+  expire("y");
+  Pass(Rec({"EVAL", "return 1", "1", "x"}, 0, RecordOp::kOrdered));
+  EXPECT_FALSE(kept("x"));
+  EXPECT_TRUE(kept("y"));
+  ChangeRecord script = Rec({"EVAL", "redis.call('persist', ARGV[1])", "0", "y"}, 0, RecordOp::kOrdered);
+  script.key.clear();
+  Pass(script);
+  EXPECT_FALSE(kept("y"));
+  // A database-wide record, and a record after a gap, forget everything.
+  expire("x");
+  Pass(Rec({"FLUSHDB"}, 1, RecordOp::kDatabase));
+  EXPECT_FALSE(kept("x"));
+  expire("x");
+  Pass(Rec({"SET", "z", "1"}, 0, RecordOp::kIdempotent, kAfterGap));
+  EXPECT_FALSE(kept("x"));
+  // An unknown command (a module's) names keys nothing here knows.
+  expire("x");
+  Pass(Rec({"JSON.SET", "j", "$", "1"}, 0, RecordOp::kOrdered));
+  EXPECT_FALSE(kept("x"));
+  EXPECT_EQ(keeper_.tracked_keys(), 0u);
+  EXPECT_GE(keeper_.stats().forgotten, 4u);
+}
+
+TEST_F(ExpiryKeeperTest, AnExpiryThatPassedBeforeTheWriteIsNotRestored) {
+  // The key expired on the source before the write: the write made a new
+  // key without an expiry, and so does the replica.
+  Pass(Rec({"SET", "k", "1", "PXAT", std::to_string(kNowMs + 100)}));
+  EXPECT_EQ(Pass(Rec({"SET", "k", "1", "KEEPTTL"}, 0, RecordOp::kIdempotent, 0, kNowMs + 100)).size(), 1u);
+  EXPECT_EQ(keeper_.tracked_keys(), 0u);
+  // An expiry already in the past removes the key: nothing to remember.
+  Pass(Rec({"PEXPIREAT", "k", std::to_string(kNowMs - 1)}));
+  EXPECT_EQ(keeper_.tracked_keys(), 0u);
+  EXPECT_EQ(keeper_.stats().restored, 0u);
+}
+
+TEST(ExpiryKeeper, RemembersAtMostMaxKeysDroppingPassedExpiriesFirst) {
+  VectorSink out;
+  ExpiryOptions o;
+  o.max_keys = 2;
+  ExpiryKeeper keeper(&out, o);
+  auto pass = [&](std::vector<std::string> args, uint64_t ms) {
+    EmitRecord(&keeper, Rec(args, 0, RecordOp::kIdempotent, 0, ms), 1);
+  };
+  pass({"PEXPIREAT", "a", std::to_string(kNowMs + 10)}, kNowMs);
+  pass({"PEXPIREAT", "b", std::to_string(kLater)}, kNowMs);
+  pass({"PEXPIREAT", "c", std::to_string(kLater)}, kNowMs + 20);  // a's has passed: c takes its place
+  EXPECT_EQ(keeper.tracked_keys(), 2u);
+  EXPECT_EQ(keeper.stats().untracked, 0u);
+  pass({"PEXPIREAT", "d", std::to_string(kLater)}, kNowMs + 30);  // full of live expiries
+  EXPECT_EQ(keeper.stats().untracked, 1u);
+  pass({"PEXPIREAT", "b", std::to_string(kLater + 1)}, kNowMs + 40);  // a known key is updated
+  const size_t before = out.records.size();
+  pass({"APPEND", "b", "x"}, kNowMs + 50);
+  pass({"APPEND", "d", "x"}, kNowMs + 50);
+  ASSERT_EQ(out.records.size(), before + 3);
+  EXPECT_EQ(out.records[before + 1].args[2], std::to_string(kLater + 1));
+}
+
+// Records taken in batches (as the ambiguity tracker passes them on) come
+// out in the same order, with the restores in place, and a batch with no
+// expiry in it passes on whole.
+TEST(ExpiryKeeper, BatchesComeOutAsSingleRecordsWould) {
+  struct Runs : VectorSink {
+    void EmitBatch(const RecordBatch& b, size_t begin, size_t end) override {
+      ++runs;
+      RecordSink::EmitBatch(b, begin, end);
+    }
+    int runs = 0;
+  };
+  std::vector<ChangeRecord> in = {Rec({"SET", "a", "1"}),
+                                  Rec({"SET", "k", "1", "PXAT", std::to_string(kLater)}),
+                                  Rec({"SET", "k", "2", "KEEPTTL"}),
+                                  Rec({"HSET", "h", "f", "v"}),
+                                  Rec({"SET", "k", "3", "KEEPTTL"}),
+                                  Rec({"SET", "b", "1"})};
+  Runs one, batched;
+  ExpiryKeeper a(&one), b(&batched);
+  RecordBatch batch;
+  for (const ChangeRecord& r : in) {
+    EmitRecord(&a, r, 7);
+    std::vector<std::string_view> args;
+    batch.Add(RecordView::Of(r, &args), 7);
+  }
+  b.EmitBatch(batch, 0, batch.size());
+  ASSERT_EQ(one.records.size(), in.size() + 2);
+  ASSERT_EQ(batched.records.size(), one.records.size());
+  for (size_t i = 0; i < one.records.size(); ++i)
+    EXPECT_EQ(batched.records[i].args, one.records[i].args) << i;
+  EXPECT_EQ(batched.runs, 3);
+  Runs plain;
+  ExpiryKeeper c(&plain);
+  c.EmitBatch(batch, 0, 1);
+  EXPECT_EQ(plain.runs, 1);
+}
+
+// The replay-lag case with a real server: SET with PX, then INCR and APPEND
+// of keys with an expiry. Applied after the keys expired, the records alone
+// left k=2 and h=xy with no expiry on the replica, forever; with the
+// restored expiries the replica holds nothing, as the source. Applied in
+// time, the keys and their expiries are the source's.
+TEST(ExpiryKeeperLive, WritesKeepingAnExpiryDoNotResurrectTheKeyOnALateReplica) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kSource = 16444, kReplica = 16445;
+  LiveRedis source(kSource), replica(kReplica);
+  ASSERT_TRUE(source.ok() && replica.ok());
+  VectorSink out;
+  ExpiryKeeper keeper(&out);
+  {
+    AmbiguityTracker tracker(&keeper);
+    MirroredClient c(kSource, &tracker, 1);
+    ASSERT_TRUE(c.ok());
+    c.Do({"SET", "k", "1", "PX", "400"});
+    c.Do({"INCR", "k"});
+    c.Do({"SET", "h", "x", "PX", "400"});
+    c.Do({"APPEND", "h", "y"});
+    c.Do({"HSET", "m", "f", "1"});
+    c.Do({"PEXPIRE", "m", "400"});
+    c.Do({"HINCRBY", "m", "f", "2"});
+    tracker.Flush();
+  }
+  EXPECT_EQ(keeper.stats().restored, 3u);
+  testing::Replica in_time(kReplica);
+  ASSERT_TRUE(in_time.ok());
+  in_time.Apply(out.records);
+  RawClient r(kReplica);
+  EXPECT_EQ(r.Send(Cmd({"GET", "k"}), 1), "$1\r\n2\r\n");
+  EXPECT_EQ(r.Send(Cmd({"GET", "h"}), 1), "$2\r\nxy\r\n");
+  for (const char* key : {"k", "h", "m"}) {
+    const std::string pttl = r.Send(Cmd({"PTTL", key}), 1);
+    EXPECT_EQ(pttl[0], ':') << pttl;
+    EXPECT_GT(std::stoll(pttl.substr(1)), 0) << key << " " << pttl;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(RawClient(kSource).Send(Cmd({"DBSIZE"}), 1), ":0\r\n");
+  r.Send(Cmd({"FLUSHALL"}), 1);
+  testing::Replica late(kReplica);
+  late.Apply(out.records);
+  EXPECT_EQ(r.Send(Cmd({"DBSIZE"}), 1), ":0\r\n") << "a key the source no longer holds";
+}
+
+}  // namespace
+}  // namespace kvf::resp
