@@ -481,7 +481,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   RecordPrinter printer;
   RecordOutput output(format == "records" ? &printer : nullptr);
   kvf::resp::ExpiryKeeper expiries(&output);  // in the order records are applied: after the tracker
-  kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
+  kvf::resp::SwapReadbacks swaps(&expiries, ambiguity);
+  kvf::resp::AmbiguityTracker tracker(&swaps, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
   RespShard shard(&tracker, &scripts, nullptr, 0, 1, &board);
@@ -551,7 +552,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   // The workers' records meet in capture-time order in one tracker, on a
   // thread of its own.
   kvf::resp::ExpiryKeeper expiries(&output);  // in the order records are applied: after the tracker
-  kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
+  kvf::resp::SwapReadbacks swaps(&expiries, ambiguity);
+  kvf::resp::AmbiguityTracker tracker(&swaps, ambiguity);
   kvf::resp::ShardMerge merge(workers, &tracker);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
   std::vector<std::unique_ptr<RespShard>> shards;

@@ -722,7 +722,8 @@ int RunDecode(const std::vector<std::string>& args) {
   // Between the tracker and the output, in the order the replica applies
   // records: expiries kept with the writes that keep them.
   resp::ExpiryKeeper expiries(&printer);
-  resp::AmbiguityTracker tracker(&expiries, ao);
+  resp::SwapReadbacks swaps(&expiries, ao);
+  resp::AmbiguityTracker tracker(&swaps, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
   // --threads 1: one loop does everything. 2: RESP (pairing, records) on a

@@ -6,7 +6,10 @@
 #include "resp/ambiguity.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
+
+#include "resp/command_table.h"
 
 // XXH3 inlined: keys are short and hashing them is on the per-record path.
 #define XXH_INLINE_ALL
@@ -190,12 +193,13 @@ void AmbiguityTracker::Flush() {
   ReleaseWhile([](const Chunk&, size_t) { return true; });
   for (Slot& s : slots_) s.map_key = 0;
   used_ = 0;
+  db_wide_.clear();
+  all_dbs_.first = false;
 }
 
 void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* flags) {
   // Spans [request, reply] apart by the window or more: ordered.
-  if (me.request_ns() >= w.capture_ns + opts_.window_ns || w.request_ns() >= me.capture_ns + opts_.window_ns)
-    return;
+  if (!Overlap(w, me)) return;
   MarkAmbiguous(flags);
   // The partner is still held if no chunk has released past it: find its
   // chunk (ids ascend along the deque).
@@ -219,6 +223,83 @@ uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
   return b.op(i) == RecordOp::kDatabase ? 0 : MapKey(b.db(i), b.key(i));
 }
 
+AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i, uint64_t id,
+                                                  bool* long_span) const {
+  const uint64_t ts = b.capture_ns(i);
+  // A span longer than keys are remembered may hide a partner: Take flags it.
+  uint64_t request_ns = b.request_ns(i);
+  *long_span = ts - request_ns > opts_.max_span_ns;
+  if (*long_span) request_ns = ts - opts_.max_span_ns;
+  // A write whose reply was not seen (lost in a gap, under CLIENT REPLY
+  // OFF, unanswered at a close) may run after its time: it counts as
+  // running up to max_span_ns later.
+  const uint64_t end = b.unanswered(i) ? ts + opts_.max_span_ns : ts;
+  return Write{end, static_cast<uint32_t>(b.connection_id(i)), static_cast<uint32_t>(id),
+               static_cast<uint32_t>((end - request_ns) / 1000)};
+}
+
+void AmbiguityTracker::TakeDatabaseWide(const RecordBatch& b, size_t i, const Write& w) {
+  const RecordView r = b.Get(i, &db_wide_args_);
+  if (r.args.empty()) return;
+  // The dbs it touches; none: not a change of keys (FUNCTION …).
+  bool all = false;
+  uint16_t dbs[2];
+  size_t n = 0;
+  auto db_arg = [&](std::string_view s, uint16_t* out) {
+    unsigned v = 0;
+    const auto res = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (res.ec != std::errc() || res.ptr != s.data() + s.size() || v > UINT16_MAX) return false;
+    *out = static_cast<uint16_t>(v);
+    return true;
+  };
+  if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
+    all = true;
+  } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
+    dbs[n++] = r.db;
+  } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
+    if (r.args.size() == 3 && db_arg(r.args[1], &dbs[0]) && db_arg(r.args[2], &dbs[1])) {
+      n = 2;
+    } else {
+      all = true;
+    }
+  } else {
+    return;
+  }
+  auto touches = [&](uint16_t db) { return all || (n > 0 && dbs[0] == db) || (n > 1 && dbs[1] == db); };
+  // Held key writes of other connections it comes within the window of.
+  for (Chunk& c : chunks_) {
+    for (size_t j = c.next; j < c.end; ++j) {
+      if (c.batch.op(j) == RecordOp::kDatabase || !touches(c.batch.db(j))) continue;
+      bool long_span;
+      const Write x = WriteOf(c.batch, j, 0, &long_span);
+      if (x.connection == w.connection || !Overlap(x, w)) continue;
+      uint16_t flags = c.batch.flags(j);
+      MarkAmbiguous(&flags);
+      c.batch.AddFlags(j, flags);
+    }
+  }
+  // And those still to come.
+  auto keep = [&](std::pair<bool, Write>* slot) {
+    if (!slot->first || w.capture_ns >= slot->second.capture_ns) *slot = {true, w};
+  };
+  if (all) {
+    keep(&all_dbs_);
+    return;
+  }
+  for (size_t k = 0; k < n; ++k) {
+    if (db_wide_.size() <= dbs[k]) db_wide_.resize(size_t{dbs[k]} + 1);
+    keep(&db_wide_[dbs[k]]);
+  }
+}
+
+void AmbiguityTracker::CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* flags) {
+  auto check = [&](const std::pair<bool, Write>& d) {
+    if (d.first && d.second.connection != w.connection && Overlap(d.second, w)) MarkAmbiguous(flags);
+  };
+  check(all_dbs_);
+  if (db < db_wide_.size()) check(db_wide_[db]);
+}
+
 void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
@@ -227,21 +308,19 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     ReleaseBefore(ts > lag ? ts - lag : 0);
   }
   const uint64_t id = next_id_;
+  if (k == 0 && c.batch.op(i) == RecordOp::kDatabase) {
+    bool long_span;
+    TakeDatabaseWide(c.batch, i, WriteOf(c.batch, i, id, &long_span));
+  }
   if (k != 0) {
     uint16_t flags = c.batch.flags(i);
-    // A span longer than keys are remembered may hide a partner: flagged.
-    uint64_t request_ns = c.batch.request_ns(i);
-    if (ts - request_ns > opts_.max_span_ns) {
-      request_ns = ts - opts_.max_span_ns;
+    bool long_span;
+    const Write w = WriteOf(c.batch, i, id, &long_span);
+    if (long_span) {
       ++stats_.long_spans;
       MarkAmbiguous(&flags);
     }
-    // A write whose reply was not seen (lost in a gap, under CLIENT REPLY
-    // OFF, unanswered at a close) may run after its time: it counts as
-    // running up to max_span_ns later.
-    const uint64_t end = c.batch.unanswered(i) ? ts + opts_.max_span_ns : ts;
-    const Write w{end, static_cast<uint32_t>(c.batch.connection_id(i)), static_cast<uint32_t>(id),
-                  static_cast<uint32_t>((end - request_ns) / 1000)};
+    if (!db_wide_.empty() || all_dbs_.first) CheckDatabaseWide(c.batch.db(i), w, &flags);
     // The slot keeps the key's latest write (by time) and the latest by a
     // connection other than its writer's. Compared by the records' own
     // times, not the horizon, which a merge's watermark may have moved past
@@ -331,6 +410,85 @@ void AmbiguityTracker::TakeBatch(RecordBatch* batch, std::span<const std::pair<s
     Take(c, i, k);
   }
   for (; a < advances.size(); ++a) Advance(advances[a].second);
+}
+
+SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
+    : downstream_(downstream),
+      // The two records' replies come at most this far apart when their
+      // spans come within the window (spans of max_span_ns at most).
+      near_ns_(options.window_ns + 2 * options.max_span_ns),
+      // Kept longer: records may come out of time order by the tracker's
+      // slack for late arrivals.
+      keep_ns_(near_ns_ + options.late_arrival_ns) {}
+
+bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first_arg) {
+  if (op == RecordOp::kDatabase) return EqualsIgnoreCase(first_arg, "SWAPDB");
+  return (flags & kAmbiguousOrder) != 0 && op != RecordOp::kReadback;
+}
+
+void SwapReadbacks::Prune(uint64_t now_ns) {
+  const uint64_t cut = now_ns > keep_ns_ ? now_ns - keep_ns_ : 0;
+  while (!swaps_.empty() && swaps_.front().capture_ns < cut) swaps_.pop_front();
+  while (!flagged_.empty() && flagged_.front().capture_ns < cut) flagged_.pop_front();
+}
+
+void SwapReadbacks::Readback(const RecordView& after, uint16_t db, std::string_view key,
+                             uint64_t connection_id) {
+  RecordView v;
+  CopyRecordFields(after, &v);
+  v.request_ns = after.request_ns;
+  v.db = db;
+  v.op = RecordOp::kReadback;
+  v.flags = kNeedsReadback;
+  v.key = key;
+  v.args = {};
+  ++added_;
+  downstream_->Emit(v, connection_id);
+}
+
+void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
+  Prune(r.capture_ns);
+  auto near = [&](uint64_t t) {
+    return (t > r.capture_ns ? t - r.capture_ns : r.capture_ns - t) <= near_ns_;
+  };
+  if (r.op == RecordOp::kDatabase) {
+    unsigned a = 0, b = 0;
+    if (r.args.size() != 3 ||
+        std::from_chars(r.args[1].data(), r.args[1].data() + r.args[1].size(), a).ec != std::errc() ||
+        std::from_chars(r.args[2].data(), r.args[2].data() + r.args[2].size(), b).ec != std::errc() ||
+        a > UINT16_MAX || b > UINT16_MAX || a == b) {
+      return;
+    }
+    const Swap s{static_cast<uint16_t>(a), static_cast<uint16_t>(b), r.capture_ns};
+    for (const Flagged& f : flagged_) {
+      if (near(f.capture_ns) && (f.db == s.a || f.db == s.b))
+        Readback(r, f.db == s.a ? s.b : s.a, f.key, connection_id);
+    }
+    if (swaps_.size() < 4096) swaps_.push_back(s);
+    return;
+  }
+  for (const Swap& s : swaps_) {
+    if (near(s.capture_ns) && (r.db == s.a || r.db == s.b))
+      Readback(r, r.db == s.a ? s.b : s.a, r.key, connection_id);
+  }
+  if (flagged_.size() < 65536) flagged_.push_back(Flagged{r.db, std::string(r.key), r.capture_ns});
+}
+
+void SwapReadbacks::Emit(const RecordView& record, uint64_t connection_id) {
+  downstream_->Emit(record, connection_id);
+  if (Relevant(record.op, record.flags, record.args.empty() ? std::string_view() : record.args[0]))
+    Note(record, connection_id);
+}
+
+void SwapReadbacks::EmitBatch(const RecordBatch& batch, size_t begin, size_t end) {
+  size_t run = begin;
+  for (size_t i = begin; i < end; ++i) {
+    if (!Relevant(batch.op(i), batch.flags(i), batch.first_arg(i))) continue;
+    downstream_->EmitBatch(batch, run, i + 1);
+    run = i + 1;
+    Note(batch.Get(i, &args_), batch.connection_id(i));
+  }
+  if (run < end) downstream_->EmitBatch(batch, run, end);
 }
 
 }  // namespace kvf::resp

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -115,6 +116,20 @@ class AmbiguityTracker : public RecordSink {
   // time, its key is looked up and flagged, then the caps apply.
   // `map_key` is KeyOf(c.batch, i).
   void Take(Chunk& c, size_t i, uint64_t map_key);
+  // The Write record `i` of `b` makes, as Take keeps it; `long_span` tells
+  // whether its span was cut to max_span_ns.
+  Write WriteOf(const RecordBatch& b, size_t i, uint64_t id, bool* long_span) const;
+  // Spans [request, reply] closer than the window: the order is unknown.
+  bool Overlap(const Write& a, const Write& b) const {
+    return a.request_ns() < b.capture_ns + opts_.window_ns && b.request_ns() < a.capture_ns + opts_.window_ns;
+  }
+  // A database-wide record (FLUSHDB, FLUSHALL, SWAPDB): the key writes of
+  // other connections in the dbs it touches whose spans come within the
+  // window of its span are flagged, held ones now and later ones as they
+  // are taken (db_wide_).
+  void TakeDatabaseWide(const RecordBatch& b, size_t i, const Write& w);
+  // The db-wide writes that a key write in `db` must be checked against.
+  void CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* flags);
   // MapKey of record `i`, 0 for a database-wide record (no key).
   static uint64_t KeyOf(const RecordBatch& b, size_t i);
   // Flags `w` and the record `flags` belong to (written `me`) if their spans
@@ -164,12 +179,55 @@ class AmbiguityTracker : public RecordSink {
   std::vector<RecordBatch> spare_;  // emptied batches, capacity kept
   size_t held_count_ = 0;
   size_t held_bytes_ = 0;
-  uint64_t next_id_ = 0;           // id of the next record taken
-  uint64_t horizon_ = 0;           // the furthest the window was advanced to
-  bool driven_ = false;            // Advance was called: records do not advance the window
+  uint64_t next_id_ = 0;  // id of the next record taken
+  uint64_t horizon_ = 0;  // the furthest the window was advanced to
+  bool driven_ = false;   // Advance was called: records do not advance the window
+  // The latest database-wide write per db it touched, and the latest
+  // FLUSHALL; kept while a key write could still come within the window.
+  std::vector<std::pair<bool, Write>> db_wide_;
+  std::pair<bool, Write> all_dbs_{false, {}};
+  std::vector<std::string_view> db_wide_args_;
   std::vector<Slot> slots_;        // size a power of two, at most half full
   std::vector<Slot> spare_slots_;  // what Rebuild fills next
   size_t used_ = 0;
+};
+
+// After the tracker: a key write flagged for its order near a SWAPDB of
+// its db may have run on either side of the swap, so its key may sit in
+// either db on the source. The tracker flags the write, which reads the key
+// back in its own db; this stage adds a read-back of the key in the other
+// db, after whichever of the two records comes later (a read-back placed
+// before the SWAPDB would be swapped away by it).
+class SwapReadbacks : public RecordSink {
+ public:
+  SwapReadbacks(RecordSink* downstream, AmbiguityOptions options = {});
+  void Emit(const RecordView& record, uint64_t connection_id) override;
+  void EmitBatch(const RecordBatch& batch, size_t begin, size_t end) override;
+  uint64_t added() const { return added_; }
+
+ private:
+  struct Swap {
+    uint16_t a, b;
+    uint64_t capture_ns;
+  };
+  struct Flagged {
+    uint16_t db;
+    std::string key;
+    uint64_t capture_ns;
+  };
+  // True if `r` needs a look (a SWAPDB, or a flagged key write).
+  static bool Relevant(RecordOp op, uint16_t flags, std::string_view first_arg);
+  void Note(const RecordView& r, uint64_t connection_id);
+  void Readback(const RecordView& after, uint16_t db, std::string_view key, uint64_t connection_id);
+  void Prune(uint64_t now_ns);
+
+  RecordSink* downstream_;
+  uint64_t near_ns_;
+  uint64_t keep_ns_;
+  std::deque<Swap> swaps_;
+  std::deque<Flagged> flagged_;
+  std::vector<std::string_view> args_;
+  uint64_t added_ = 0;
 };
 
 }  // namespace kvf::resp

@@ -1941,6 +1941,103 @@ TEST(Ambiguity, AnOlderRecordDoesNotHideTheLatestWrite) {
   EXPECT_TRUE(out.records[2].HasFlag(kAmbiguousOrder));  // C
 }
 
+// A database-wide write of another connection within the window of a key
+// write, before or after it: Redis may answer the one that ran second first
+// (it puts each reply at the head of its pending-write list), so the
+// replica may apply them the other way round; found by a review with
+// redis-py (SET k racing FLUSHDB, then SWAPDB). The key write is flagged, in
+// the dbs the database-wide write touches only, and not by its own
+// connection's, which are ordered.
+TEST(Ambiguity, ADatabaseWideWriteIsOrderedAgainstKeyWritesOfOtherConnections) {
+  auto db_wide = [](std::vector<std::string> args, uint64_t ts, uint16_t db = 0) {
+    ChangeRecord r;
+    r.op = RecordOp::kDatabase;
+    r.db = db;
+    r.capture_ns = ts;
+    r.args = std::move(args);
+    return r;
+  };
+  auto in_db = [](ChangeRecord r, uint16_t db) {
+    r.db = db;
+    return r;
+  };
+  struct Case {
+    const char* what;
+    std::vector<std::string> command;
+    uint16_t command_db;
+    uint16_t key_db;
+    uint64_t key_conn;
+    uint64_t key_ts;
+    bool flagged;
+  };
+  const Case cases[] = {
+      {"FLUSHDB after", {"FLUSHDB"}, 0, 0, 1, 10'000, true},
+      {"FLUSHDB before", {"FLUSHDB"}, 0, 0, 1, 10'700, true},
+      {"FLUSHDB of another db", {"FLUSHDB"}, 1, 0, 1, 10'000, false},
+      {"FLUSHDB of its own connection", {"FLUSHDB"}, 0, 0, 2, 10'000, false},
+      {"FLUSHDB a window apart", {"FLUSHDB"}, 0, 0, 1, 8'500, false},
+      {"FLUSHALL", {"FLUSHALL"}, 0, 7, 1, 10'700, true},
+      {"SWAPDB of its db", {"SWAPDB", "3", "0"}, 0, 3, 1, 10'000, true},
+      {"SWAPDB of other dbs", {"SWAPDB", "1", "2"}, 0, 0, 1, 10'700, false},
+      {"FUNCTION FLUSH", {"FUNCTION", "FLUSH"}, 0, 0, 1, 10'000, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    VectorSink out;
+    AmbiguityOptions o;
+    o.window_ns = 1000;
+    o.max_span_ns = 1000;
+    AmbiguityTracker t(&out, o);
+    const bool key_first = c.key_ts < 10'500;
+    const ChangeRecord key = in_db(SetRecord("k", c.key_ts), c.key_db);
+    if (key_first) EmitRecord(&t, key, c.key_conn);
+    EmitRecord(&t, db_wide(c.command, 10'500, c.command_db), 2);
+    if (!key_first) EmitRecord(&t, key, c.key_conn);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 2u);
+    const ChangeRecord& k = out.records[key_first ? 0 : 1];
+    EXPECT_EQ(k.HasFlag(kAmbiguousOrder) && k.HasFlag(kNeedsReadback), c.flagged);
+    EXPECT_EQ(out.records[key_first ? 1 : 0].flags, 0) << "the database-wide record itself";
+  }
+}
+
+// Near a SWAPDB the flagged key may be in either db on the source: it is
+// read back in the other db too, after the later of the two records (a
+// read-back before the SWAPDB would be swapped away).
+TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
+  ChangeRecord swap;
+  swap.op = RecordOp::kDatabase;
+  swap.capture_ns = 10'500;
+  swap.args = {"SWAPDB", "2", "5"};
+  for (const bool key_first : {true, false}) {
+    SCOPED_TRACE(key_first);
+    VectorSink out;
+    AmbiguityOptions o;
+    o.window_ns = 1000;
+    o.max_span_ns = 1000;
+    SwapReadbacks swaps(&out, o);
+    AmbiguityTracker t(&swaps, o);
+    ChangeRecord k = SetRecord("k", key_first ? 10'200 : 10'800);
+    k.db = 5;
+    ChangeRecord far = SetRecord("far", 30'000);
+    far.db = 2;
+    far.flags = kAmbiguousOrder | kNeedsReadback;  // flagged for another reason, long after the swap
+    if (key_first) EmitRecord(&t, k, 1);
+    EmitRecord(&t, swap, 2);
+    if (!key_first) EmitRecord(&t, k, 1);
+    EmitRecord(&t, far, 3);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 4u);
+    EXPECT_EQ(out.records[0].key, key_first ? "k" : "");
+    EXPECT_EQ(out.records[1].key, key_first ? "" : "k");
+    EXPECT_EQ(out.records[2].op, RecordOp::kReadback);
+    EXPECT_EQ(out.records[2].db, 2);
+    EXPECT_EQ(out.records[2].key, "k");
+    EXPECT_EQ(out.records[3].key, "far");
+    EXPECT_EQ(swaps.added(), 1u);
+  }
+}
+
 // A record taken after a later write of another connection (here D's reply
 // waited behind a hole in its stream while A wrote twice) is applied after
 // it though it ran before it: it is flagged, even with no span close to its
