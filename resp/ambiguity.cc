@@ -310,7 +310,20 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   const uint64_t id = next_id_;
   if (k == 0 && c.batch.op(i) == RecordOp::kDatabase) {
     bool long_span;
-    TakeDatabaseWide(c.batch, i, WriteOf(c.batch, i, id, &long_span));
+    Write w = WriteOf(c.batch, i, id, &long_span);
+    if (long_span) {
+      // Its whole span, so that every held key write in it is flagged (a
+      // FLUSHALL pipelined behind a large reply ran long before its reply).
+      // Key writes already released within it are not: the record says so
+      // (a database-wide read-back).
+      w.span_us = static_cast<uint32_t>(
+          std::min<uint64_t>(UINT32_MAX, (w.capture_ns - c.batch.request_ns(i)) / 1000));
+      uint16_t flags = c.batch.flags(i);
+      ++stats_.long_spans;
+      MarkAmbiguous(&flags);
+      c.batch.AddFlags(i, flags);
+    }
+    TakeDatabaseWide(c.batch, i, w);
   }
   if (k != 0) {
     uint16_t flags = c.batch.flags(i);

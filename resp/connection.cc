@@ -373,6 +373,17 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
 }
 
 void Connection::OnClose(CloseReason) {
+  // A transaction whose EXEC was sent may have run though its reply never
+  // came (the client killed, or closed by the server's output limit while
+  // the EXEC array was stuck behind a large reply; the capture stopped):
+  // its queued writes are read back, before the requests after them.
+  const auto exec =
+      std::find_if(pending_.begin(), pending_.end(), [](const Pending& p) { return p.kind == Kind::kExec; });
+  if (exec != pending_.end()) {
+    for (const Pending& q : multi_queue_) {
+      if (q.kind == Kind::kWrite) Unanswered(q, exec->ts, 0);
+    }
+  }
   for (const Pending& p : pending_) {
     if (p.kind == Kind::kWrite) {
       ++stats_.unpaired_requests;
@@ -382,7 +393,7 @@ void Connection::OnClose(CloseReason) {
     }
   }
   pending_.clear();
-  multi_queue_.clear();  // never EXECed: never applied
+  multi_queue_.clear();  // read back above if an EXEC was sent; else never applied
   in_multi_ = false;
   Reclaim();
 }

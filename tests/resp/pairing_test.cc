@@ -1525,6 +1525,31 @@ TEST(PairingOffline, UnansweredWritesNeverShipArgumentsThatMayHoldSecrets) {
   for (const ChangeRecord& r : sink.records) EXPECT_TRUE(r.HasFlag(kNeedsReadback));
 }
 
+// A transaction whose EXEC was sent but whose reply never came (the client
+// killed by an operator, or closed by the server's output-buffer limit while
+// the EXEC array waited behind a large reply, or the capture stopped) may
+// have run: its queued writes are read back. Found by a review: they were
+// dropped with the queue, unflagged. Without the EXEC they never ran.
+TEST(PairingOffline, AnExecWhoseReplyNeverCameReadsTheQueuedWritesBack) {
+  for (const bool exec_sent : {true, false}) {
+    SCOPED_TRACE(exec_sent);
+    VectorSink sink;
+    Connection conn(&sink, {});
+    const std::string tx = Cmd({"MULTI"}) + Cmd({"SET", "t1", "1"}) + Cmd({"INCR", "t2"});
+    conn.OnData(Direction::kClientToServer,
+                tx + (exec_sent ? Cmd({"EXEC"}) : "") + Cmd({"SET", "after", "1"}), 1000);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n+QUEUED\r\n+QUEUED\r\n", 2000);
+    conn.OnClose(CloseReason::kReset);
+    std::vector<std::string> got;
+    for (const ChangeRecord& r : sink.records) got.push_back(std::string(RecordOpName(r.op)) + ":" + r.key);
+    if (exec_sent) {
+      EXPECT_EQ(got, (std::vector<std::string>{"readback:t1", "readback:t2", "readback:after"}));
+    } else {
+      EXPECT_EQ(got, (std::vector<std::string>{"readback:after"}));
+    }
+  }
+}
+
 // MONITOR mode runs commands: a key-less write there is shipped (flagged),
 // unlike one sent while subscribed. An UNSUBSCRIBE of several channels is
 // answered once per channel; the request after it pairs with its own reply.
