@@ -721,7 +721,9 @@ int RunDecode(const std::vector<std::string>& args) {
   ao.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
   // Between the tracker and the output, in the order the replica applies
   // records: expiries kept with the writes that keep them.
-  resp::ExpiryKeeper expiries(&printer);
+  resp::ExpiryOptions eo;
+  eo.shifted_clock = shift_ns != 0;
+  resp::ExpiryKeeper expiries(&printer, eo);
   resp::SwapReadbacks swaps(&expiries, ao);
   resp::AmbiguityTracker tracker(&swaps, ao);
   resp::ConnectionStats totals;
@@ -851,8 +853,9 @@ int RunDecode(const std::vector<std::string>& args) {
     std::printf("ambiguity long_spans %llu late_partner %llu\n",
                 (unsigned long long)tracker.stats().long_spans,
                 (unsigned long long)tracker.stats().late_partner);
-    std::printf("expiry restored %llu forgotten %llu untracked %llu\n",
-                (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().forgotten,
+    std::printf("expiry restored %llu doubted %llu forgotten %llu untracked %llu\n",
+                (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
+                (unsigned long long)expiries.stats().forgotten,
                 (unsigned long long)expiries.stats().untracked);
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),

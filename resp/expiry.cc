@@ -87,9 +87,26 @@ void ExpiryKeeper::ForgetKeysOf(const RecordView& r) {
   for (const KeyRef& k : keys_) Forget(r.db, r.args[k.arg]);
 }
 
+namespace {
+// How far apart the capture's clock and the server's may put an expiry and
+// a write: a relative expiry is counted from the reply's capture (the server
+// counted from when it ran the command, a little earlier), and both are
+// whole milliseconds.
+constexpr int64_t kClockSlackMs = 2;
+
+// When the write ran, in ms: between its request and its reply.
+int64_t RanFromMs(const RecordView& r) {
+  const bool known = r.request_ns != 0 && r.request_ns != RecordView::kUnansweredRequest;
+  return static_cast<int64_t>((known ? r.request_ns : r.capture_ns) / 1'000'000);
+}
+int64_t RanByMs(const RecordView& r) {
+  return static_cast<int64_t>(r.capture_ns / 1'000'000);
+}
+}  // namespace
+
 void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
-  const int64_t now_ms = static_cast<int64_t>(r.capture_ns / 1'000'000);
-  if (at_ms <= now_ms) {
+  const int64_t from_ms = RanFromMs(r);
+  if (at_ms <= from_ms && !opts_.shifted_clock) {
     Forget(r.db, r.key);  // expired at once: the key is gone
     return;
   }
@@ -102,7 +119,7 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   if (expiry_ms_.size() >= opts_.max_keys) {
     // Expiries that passed are of no use any more (a write after one ran on
     // a key the source had removed): drop them, then take no new keys.
-    std::erase_if(expiry_ms_, [&](const auto& e) { return e.second <= now_ms; });
+    if (!opts_.shifted_clock) std::erase_if(expiry_ms_, [&](const auto& e) { return e.second <= from_ms; });
     if (expiry_ms_.size() >= opts_.max_keys) {
       ++stats_.untracked;
       return;
@@ -111,46 +128,49 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   expiry_ms_.emplace(k, at_ms);
 }
 
-int64_t ExpiryKeeper::Note(const RecordView& r) {
+ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
   if (r.op == RecordOp::kDatabase || (r.flags & kAfterGap) != 0) {
     ForgetAll();
-    if (r.op == RecordOp::kDatabase) return -1;
+    if (r.op == RecordOp::kDatabase) return {};
   }
   if (r.args.empty()) {
     ForgetKeysOf(r);
-    return -1;
+    return {};
   }
   const std::string_view command = r.args[0];
-  if (expiry_ms_.empty() && !MaySetExpiry(command, r.args.size())) return -1;
+  if (expiry_ms_.empty() && !MaySetExpiry(command, r.args.size())) return {};
   int64_t at_ms;
   if (r.op != RecordOp::kReadback) {
     if (IsSetPxat(command, r.args.size()) && EqualsIgnoreCase(r.args[3], "PXAT") &&
         ParseMs(r.args[4], &at_ms)) {
       Remember(r, at_ms);
-      return -1;
+      return {};
     }
     if (r.args.size() == 3 && EqualsIgnoreCase(command, "PEXPIREAT") && ParseMs(r.args[2], &at_ms)) {
       Remember(r, at_ms);
-      return -1;
+      return {};
     }
     const bool keeps = KeepsExpiry(command) || (r.args.size() == 4 && EqualsIgnoreCase(command, "SET") &&
                                                 EqualsIgnoreCase(r.args[3], "KEEPTTL"));
     if (keeps) {
-      if (expiry_ms_.empty()) return -1;
+      if (expiry_ms_.empty()) return {};
       const auto it = expiry_ms_.find(MapKey(r.db, r.key));
-      if (it == expiry_ms_.end()) return -1;
-      const int64_t now_ms = static_cast<int64_t>(r.capture_ns / 1'000'000);
-      if (it->second <= now_ms) {
+      if (it == expiry_ms_.end()) return {};
+      if (it->second + kClockSlackMs <= RanFromMs(r) && !opts_.shifted_clock) {
         // The key had expired on the source before this write: the write
         // made a new key, without an expiry.
         expiry_ms_.erase(it);
-        return -1;
+        return {};
       }
-      return it->second;
+      // Expired while the write was on its way (between its request and
+      // its reply), or too close to either for the clocks to tell: which
+      // came first is not known. The expiry is restored (right if the
+      // write came first) and the key read back.
+      return {it->second, it->second <= RanByMs(r) + kClockSlackMs};
     }
   }
   ForgetKeysOf(r);
-  return -1;
+  return {};
 }
 
 void ExpiryKeeper::EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms) {
@@ -166,9 +186,16 @@ void ExpiryKeeper::EmitRestore(const RecordView& r, uint64_t connection_id, int6
 }
 
 void ExpiryKeeper::Emit(const RecordView& record, uint64_t connection_id) {
-  const int64_t at_ms = Note(record);
-  downstream_->Emit(record, connection_id);
-  if (at_ms >= 0) EmitRestore(record, connection_id, at_ms);
+  const Verdict v = Note(record);
+  if (v.doubt) {
+    RecordView doubted = record;
+    doubted.flags |= kNeedsReadback;
+    ++stats_.doubted;
+    downstream_->Emit(doubted, connection_id);
+  } else {
+    downstream_->Emit(record, connection_id);
+  }
+  if (v.restore_at_ms >= 0) EmitRestore(record, connection_id, v.restore_at_ms);
 }
 
 void ExpiryKeeper::EmitBatch(const RecordBatch& batch, size_t begin, size_t end) {
@@ -177,12 +204,19 @@ void ExpiryKeeper::EmitBatch(const RecordBatch& batch, size_t begin, size_t end)
     // With nothing remembered, only a record that may set an expiry needs a
     // look: bulk writes pass on whole.
     if (expiry_ms_.empty() && !MaySetExpiry(batch.first_arg(i), batch.argc(i))) continue;
-    const RecordView r = batch.Get(i, &args_);
-    const int64_t at_ms = Note(r);
-    if (at_ms < 0) continue;
-    downstream_->EmitBatch(batch, run, i + 1);
+    const Verdict v = Note(batch.Get(i, &args_));
+    if (v.restore_at_ms < 0) continue;
+    if (v.doubt) {
+      if (run < i) downstream_->EmitBatch(batch, run, i);
+      RecordView doubted = batch.Get(i, &args_);
+      doubted.flags |= kNeedsReadback;
+      ++stats_.doubted;
+      downstream_->Emit(doubted, batch.connection_id(i));
+    } else {
+      downstream_->EmitBatch(batch, run, i + 1);
+    }
     run = i + 1;
-    EmitRestore(batch.Get(i, &args_), batch.connection_id(i), at_ms);
+    EmitRestore(batch.Get(i, &args_), batch.connection_id(i), v.restore_at_ms);
   }
   if (run < end) downstream_->EmitBatch(batch, run, end);
 }

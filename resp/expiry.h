@@ -38,12 +38,18 @@ namespace kvf::resp {
 
 struct ExpiryOptions {
   size_t max_keys = 1u << 20;
+  // Capture times were shifted (decode --rebase-time) but the absolute
+  // expiries clients gave were not: whether one passed before a write
+  // cannot be told, so no expiry counts as passed, and a write that may
+  // come after its key's expiry is read back (and the expiry restored).
+  bool shifted_clock = false;
 };
 
 struct ExpiryStats {
   uint64_t restored = 0;   // PEXPIREAT records emitted after a write that keeps the expiry
   uint64_t forgotten = 0;  // whole forgettings (database-wide records, gaps, scripts without keys)
   uint64_t untracked = 0;  // expiries not remembered: max_keys reached
+  uint64_t doubted = 0;    // writes flagged: the expiry passed between their request and reply
 };
 
 class ExpiryKeeper : public RecordSink {
@@ -57,9 +63,12 @@ class ExpiryKeeper : public RecordSink {
   size_t tracked_keys() const { return expiry_ms_.size(); }
 
  private:
-  // Updates what is known from `r`; returns the expiry (ms) to restore
-  // after it, or -1.
-  int64_t Note(const RecordView& r);
+  struct Verdict {
+    int64_t restore_at_ms = -1;  // the expiry to restore after the record, or -1
+    bool doubt = false;          // it expired while the write was on its way: read the key back
+  };
+  // Updates what is known from `r` and says what to add.
+  Verdict Note(const RecordView& r);
   void EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms);
   const std::string& MapKey(uint16_t db, std::string_view key);
   void Remember(const RecordView& r, int64_t at_ms);
