@@ -19,9 +19,12 @@ namespace kvf::resp {
 // resynchronised), never an allocation.
 struct Limits {
   uint64_t max_bulk_len = 512ull << 20;  // one bulk string (Redis proto-max-bulk-len)
-  uint32_t max_elements = 1u << 20;      // elements of one aggregate
-  uint32_t max_depth = 32;               // nesting of aggregates
-  size_t max_inline_len = 64u << 10;     // one inline command / simple-string line
+  // Elements of one aggregate: as many as one message may hold nodes.
+  // Redis 7 takes requests of up to INT_MAX arguments (6.2 refused more than
+  // 1 Mi), and bulk loads send a million members in one SADD or MSET.
+  uint32_t max_elements = 4u << 20;
+  uint32_t max_depth = 32;            // nesting of aggregates
+  size_t max_inline_len = 64u << 10;  // one inline command / simple-string line
   // Bytes held for one message: a bulk string that would take a message
   // past this is elided (Node::elided, Parser::elided()), not buffered.
   size_t max_message_bytes = 64u << 20;

@@ -1525,6 +1525,29 @@ TEST(PairingOffline, UnansweredWritesNeverShipArgumentsThatMayHoldSecrets) {
   for (const ChangeRecord& r : sink.records) EXPECT_TRUE(r.HasFlag(kNeedsReadback));
 }
 
+// A bulk load sends a million members in one command; Redis 7 takes up to
+// INT_MAX arguments. A review's SADD of 1.1 Mi members was a parse error
+// (the element limit was 1 Mi): the set was lost, unflagged. Up to the node
+// cap (4 Mi) such a request is now an ordinary write.
+TEST(PairingOffline, ARequestOfMoreThanAMillionArgumentsIsAWrite) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  constexpr size_t kMembers = (1u << 20) + 50'000;
+  std::string request = "*" + std::to_string(kMembers + 2) + "\r\n$4\r\nSADD\r\n$1\r\ns\r\n";
+  request.reserve(request.size() + kMembers * 12);
+  for (size_t i = 0; i < kMembers; ++i) {
+    const std::string m = std::to_string(i);
+    request += "$" + std::to_string(m.size()) + "\r\n" + m + "\r\n";
+  }
+  conn.OnData(Direction::kClientToServer, request, 1000);
+  conn.OnData(Direction::kServerToClient, ":" + std::to_string(kMembers) + "\r\n", 2000);
+  EXPECT_EQ(conn.stats().parse_errors, 0u);
+  ASSERT_EQ(sink.records.size(), 1u);
+  EXPECT_EQ(sink.records[0].key, "s");
+  EXPECT_EQ(sink.records[0].args.size(), kMembers + 2);
+  EXPECT_EQ(sink.records[0].args.back(), std::to_string(kMembers - 1));
+}
+
 // A transaction whose EXEC was sent but whose reply never came (the client
 // killed by an operator, or closed by the server's output-buffer limit while
 // the EXEC array waited behind a large reply, or the capture stopped) may
