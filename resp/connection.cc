@@ -1196,6 +1196,28 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
   Unanswered(spec, argv, ts, kAfterGap);
 }
 
+std::string_view Connection::CommandNamedByError(std::string_view error) {
+  // Redis 7 names the command (a subcommand as `container|sub`) in these:
+  //   NOPERM this user has no permissions to run the 'client|reply' command
+  //   ERR wrong number of arguments for 'get' command
+  constexpr std::string_view kPermission = "NOPERM ";
+  constexpr std::string_view kArity = "ERR wrong number of arguments for '";
+  size_t from;
+  if (error.substr(0, kArity.size()) == kArity) {
+    from = kArity.size();
+  } else if (error.substr(0, kPermission.size()) == kPermission) {
+    constexpr std::string_view kRun = "to run the '";
+    const size_t at = error.find(kRun);
+    if (at == std::string_view::npos) return {};
+    from = at + kRun.size();
+  } else {
+    return {};
+  }
+  const size_t to = error.find("' command", from);
+  if (to == std::string_view::npos) return {};
+  return error.substr(from, to - from);
+}
+
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   // When the server last sent anything before this reply (pushes included).
@@ -1246,6 +1268,9 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   last_reply_ts_ = ts;
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
+    // A CLIENT REPLY OFF an ACL refused: replies are on after all.
+    if (IsError(reply[0]) && EqualsIgnoreCase(CommandNamedByError(reply[0].str), "client|reply")) [[unlikely]]
+      reply_off_ = skip_next_ = false;
     if (!desync_) EnterDesync();
     quiet_points_ = 0;  // the requests and replies since the last quiet point did not balance
     return;
@@ -1272,6 +1297,21 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     }
   }
   Pending& front = pending_.front();
+  // (Not for scripts: a script's error may name a command it called.)
+  if (!desync_ && IsError(reply[0]) && front.spec != nullptr && !IsScriptCall(*front.spec)) [[unlikely]] {
+    const std::string_view named = CommandNamedByError(reply[0].str);
+    if (!named.empty() && !EqualsIgnoreCase(named, CommandName(*front.spec))) {
+      // An error that names another command than the request it would
+      // answer: the replies are out of step. A refused CLIENT REPLY OFF or
+      // SKIP (an ACL without `client`) was answered though no reply was
+      // expected; paired on, the next write would be taken as refused and
+      // lost. What waits is read back, and replies stay on.
+      ++stats_.unpaired_replies;
+      if (EqualsIgnoreCase(named, "client|reply")) reply_off_ = skip_next_ = false;
+      EnterDesync();
+      return;
+    }
+  }
   if ((front.kind == Kind::kSubscribe || front.kind == Kind::kUnsubscribe) && !IsError(reply[0])) {
     if (protocol_ == 2 && !desync_ && OnSubscriptionReply(front, reply)) {
       if (front.param > 0) return;  // more confirmations of this request to come
