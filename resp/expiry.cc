@@ -1,8 +1,11 @@
 // Expiries kept with the writes that keep them: see expiry.h.
 #include "resp/expiry.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+
+#include "resp/convert.h"
 
 namespace kvf::resp {
 
@@ -58,14 +61,24 @@ void ExpiryKeeper::Forget(uint16_t db, std::string_view key) {
   if (!expiry_ms_.empty()) expiry_ms_.erase(MapKey(db, key));
 }
 
+void ExpiryKeeper::ForgetKey(const RecordView& r, std::string_view key) {
+  if ((r.flags & kUnknownDb) == 0) {
+    Forget(r.db, key);
+    return;
+  }
+  // The db is a guess: the key may be any db's.
+  for (uint16_t db : dbs_) Forget(db, key);
+}
+
 void ExpiryKeeper::ForgetAll() {
+  dbs_.clear();
   if (expiry_ms_.empty()) return;
   expiry_ms_.clear();
   ++stats_.forgotten;
 }
 
 void ExpiryKeeper::ForgetKeysOf(const RecordView& r) {
-  Forget(r.db, r.key);
+  ForgetKey(r, r.key);
   if (r.args.empty()) {
     // A read-back is of its key alone; a keyless record whose keys are not
     // named (a script's, unknown) may have touched any.
@@ -74,17 +87,14 @@ void ExpiryKeeper::ForgetKeysOf(const RecordView& r) {
   }
   const CommandSpec* spec = LookupCommand(r.args);
   keys_.clear();
-  if (spec == nullptr || !FindKeys(*spec, r.args, &keys_)) {
+  if (spec == nullptr || !FindKeys(*spec, r.args, &keys_) || IsScriptCall(*spec)) {
+    // A script may write keys it does not declare (Redis allows it outside
+    // a cluster): a key kept with an expiry the source no longer has would
+    // lose the key on the replica, which is worse than keeping one.
     ForgetAll();
     return;
   }
-  const bool script = EqualsIgnoreCase(r.args[0], "EVAL") || EqualsIgnoreCase(r.args[0], "EVALSHA") ||
-                      EqualsIgnoreCase(r.args[0], "FCALL");
-  if (script && keys_.empty()) {
-    ForgetAll();  // keys in ARGV, or none: may have written anything
-    return;
-  }
-  for (const KeyRef& k : keys_) Forget(r.db, r.args[k.arg]);
+  for (const KeyRef& k : keys_) ForgetKey(r, r.args[k.arg]);
 }
 
 namespace {
@@ -110,6 +120,10 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
     Forget(r.db, r.key);  // expired at once: the key is gone
     return;
   }
+  if ((r.flags & kUnknownDb) != 0) {
+    ForgetKey(r, r.key);  // whose key it is, is a guess
+    return;
+  }
   const std::string& k = MapKey(r.db, r.key);
   auto it = expiry_ms_.find(k);
   if (it != expiry_ms_.end()) {
@@ -126,6 +140,7 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
     }
   }
   expiry_ms_.emplace(k, at_ms);
+  if (std::find(dbs_.begin(), dbs_.end(), r.db) == dbs_.end()) dbs_.push_back(r.db);
 }
 
 ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {

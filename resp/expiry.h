@@ -73,6 +73,8 @@ class ExpiryKeeper : public RecordSink {
   const std::string& MapKey(uint16_t db, std::string_view key);
   void Remember(const RecordView& r, int64_t at_ms);
   void Forget(uint16_t db, std::string_view key);
+  // `key` as named by `r`: in its db, or (a guessed db) in every db.
+  void ForgetKey(const RecordView& r, std::string_view key);
   void ForgetKeysOf(const RecordView& r);
   void ForgetAll();
 
@@ -80,6 +82,7 @@ class ExpiryKeeper : public RecordSink {
   ExpiryOptions opts_;
   ExpiryStats stats_;
   std::unordered_map<std::string, int64_t> expiry_ms_;  // db (2 bytes) + key -> PXAT
+  std::vector<uint16_t> dbs_;                           // the dbs of the keys remembered (or once remembered)
   std::string map_key_;
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
