@@ -16,9 +16,11 @@
 //
 // It forgets what it cannot be sure of, so that it never gives a key an
 // expiry the source's key does not have: a key any other record names
-// (DEL, RENAME, a removal that may empty it, a script), a key read back,
+// (DEL, RENAME, a removal that may empty it), a key read back, a key named
+// by a record whose db is a guess (in every db),
 // everything on a database-wide record, on a record after a gap (the lost
-// bytes may have changed any key) and on a script that declares no keys.
+// bytes may have changed any key) and on any script (it may write keys it
+// does not declare).
 // Keys whose expiry was set before the capture started are not known: their
 // writes are shipped as before. At most max_keys keys are remembered
 // (expiries that passed are dropped first; then new keys are not taken).
@@ -47,7 +49,7 @@ struct ExpiryOptions {
 
 struct ExpiryStats {
   uint64_t restored = 0;   // PEXPIREAT records emitted after a write that keeps the expiry
-  uint64_t forgotten = 0;  // whole forgettings (database-wide records, gaps, scripts without keys)
+  uint64_t forgotten = 0;  // whole forgettings (database-wide records, gaps, scripts, unknown commands)
   uint64_t untracked = 0;  // expiries not remembered: max_keys reached
   uint64_t doubted = 0;    // writes flagged: the expiry passed between their request and reply
 };
