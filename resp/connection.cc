@@ -1297,8 +1297,10 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     }
   }
   Pending& front = pending_.front();
-  // (Not for scripts: a script's error may name a command it called.)
-  if (!desync_ && IsError(reply[0]) && front.spec != nullptr && !IsScriptCall(*front.spec)) [[unlikely]] {
+  // (Not for scripts, read-only ones included: a script's error may name a
+  // command it called, or be any text the script returned.)
+  if (!desync_ && IsError(reply[0]) && front.spec != nullptr && !IsScriptCall(*front.spec) &&
+      !IsReadOnlyScriptCall(*front.spec)) [[unlikely]] {
     const std::string_view named = CommandNamedByError(reply[0].str);
     if (!named.empty() && !EqualsIgnoreCase(named, CommandName(*front.spec))) {
       // An error that names another command than the request it would

@@ -448,6 +448,11 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+bool IsReadOnlyScriptCall(const CommandSpec& spec) {
+  const std::string_view name = CommandName(spec);
+  return name == "eval_ro" || name == "evalsha_ro" || name == "fcall_ro";
+}
+
 bool MayHaveWrittenDespite(const CommandSpec& spec, std::string_view error) {
   const Rule rule = RuleFor(spec);
   return (rule == Rule::kScript && error.substr(0, 8) != "NOSCRIPT") || rule == Rule::kMigrate;

@@ -43,6 +43,9 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
+// EVAL_RO, EVALSHA_RO, FCALL_RO: read-only script calls (their errors are
+// any text the script returned).
+bool IsReadOnlyScriptCall(const CommandSpec& spec);
 
 // True when a write answered with `error` may still have changed its keys,
 // which are then read back: a script is not rolled back (unless NOSCRIPT

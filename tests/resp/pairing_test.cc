@@ -1150,6 +1150,20 @@ TEST_F(Pairing, ARefusedClientReplySkipDoesNotShiftTheReplies) {
   c_->Do({"ACL", "DELUSER", "noreply"});
 }
 
+// A script's error is any text it returns, naming any command: in step
+// (a review found EVAL_RO and FCALL_RO desynced by such errors).
+TEST_F(Pairing, AScriptErrorNamingAnotherCommandKeepsTheConnectionInStep) {
+  for (const char* eval : {"EVAL", "EVAL_RO"}) {
+    c_->Do({eval, "return redis.error_reply(\"ERR wrong number of arguments for 'get' command\")", "0"});
+    c_->Do({eval,
+            "return redis.error_reply(\"NOPERM this user has no permissions to run the 'set' command\")",
+            "0"});
+  }
+  c_->Do({"SET", "a", "1"});
+  EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+  EXPECT_EQ(Take().back(), "0 " + kIdem + " a: SET a 1");
+}
+
 TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
   c_->Do({"HELLO", "3"});
   c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);  // answered by a push
