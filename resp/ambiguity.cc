@@ -238,57 +238,95 @@ AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i
                static_cast<uint32_t>((end - request_ns) / 1000)};
 }
 
-void AmbiguityTracker::TakeDatabaseWide(const RecordBatch& b, size_t i, const Write& w) {
-  const RecordView r = b.Get(i, &db_wide_args_);
-  if (r.args.empty()) return;
-  // The dbs it touches; none: not a change of keys (FUNCTION …).
+namespace {
+// The dbs a database-wide record changes the keys of.
+struct DbSet {
   bool all = false;
-  uint16_t dbs[2];
+  uint16_t dbs[2] = {0, 0};
   size_t n = 0;
-  auto db_arg = [&](std::string_view s, uint16_t* out) {
-    unsigned v = 0;
-    const auto res = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (res.ec != std::errc() || res.ptr != s.data() + s.size() || v > UINT16_MAX) return false;
-    *out = static_cast<uint16_t>(v);
+  bool Touches(uint16_t db) const { return all || (n > 0 && dbs[0] == db) || (n > 1 && dbs[1] == db); }
+  bool Meets(const DbSet& o) const {
+    if (all || o.all) return true;  // every set touches some db
+    for (size_t k = 0; k < n; ++k) {
+      if (o.Touches(dbs[k])) return true;
+    }
+    return false;
+  }
+};
+
+// False for a database-wide record that changes no keys (FUNCTION …).
+bool DbsOf(const RecordView& r, DbSet* out) {
+  if (r.args.empty()) return false;
+  auto db_arg = [&](std::string_view s, uint16_t* v) {
+    unsigned u = 0;
+    const auto res = std::from_chars(s.data(), s.data() + s.size(), u);
+    if (res.ec != std::errc() || res.ptr != s.data() + s.size() || u > UINT16_MAX) return false;
+    *v = static_cast<uint16_t>(u);
     return true;
   };
   if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
-    all = true;
+    out->all = true;
   } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
-    dbs[n++] = r.db;
+    out->dbs[out->n++] = r.db;
   } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
-    if (r.args.size() == 3 && db_arg(r.args[1], &dbs[0]) && db_arg(r.args[2], &dbs[1])) {
-      n = 2;
+    if (r.args.size() == 3 && db_arg(r.args[1], &out->dbs[0]) && db_arg(r.args[2], &out->dbs[1])) {
+      out->n = 2;
     } else {
-      all = true;
+      out->all = true;
     }
   } else {
-    return;
+    return false;
   }
-  auto touches = [&](uint16_t db) { return all || (n > 0 && dbs[0] == db) || (n > 1 && dbs[1] == db); };
-  // Held key writes of other connections it comes within the window of.
+  return true;
+}
+}  // namespace
+
+void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w) {
+  DbSet mine;
+  if (!DbsOf(b.Get(i, &db_wide_args_), &mine)) return;
+  uint16_t my_flags = b.flags(i);
+  // Held writes of other connections it comes within the window of: key
+  // writes in the dbs it touches, and database-wide writes of those dbs
+  // (two SWAPDBs applied the other way round leave the dbs permuted
+  // otherwise: both are flagged, a read-back of the dbs).
   for (Chunk& c : chunks_) {
     for (size_t j = c.next; j < c.end; ++j) {
-      if (c.batch.op(j) == RecordOp::kDatabase || !touches(c.batch.db(j))) continue;
+      if (&c.batch == &b && j == i) continue;
+      DbSet theirs;
+      if (c.batch.op(j) == RecordOp::kDatabase) {
+        if (!DbsOf(c.batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
+      } else if (!mine.Touches(c.batch.db(j))) {
+        continue;
+      }
       bool long_span;
       const Write x = WriteOf(c.batch, j, 0, &long_span);
       if (x.connection == w.connection || !Overlap(x, w)) continue;
       uint16_t flags = c.batch.flags(j);
       MarkAmbiguous(&flags);
       c.batch.AddFlags(j, flags);
+      if (c.batch.op(j) == RecordOp::kDatabase) MarkAmbiguous(&my_flags);
     }
   }
-  // And those still to come.
+  // Database-wide writes already released that it comes within the window of.
+  auto meets = [&](const std::pair<bool, Write>& d) {
+    return d.first && d.second.connection != w.connection && Overlap(d.second, w);
+  };
+  bool met = meets(all_dbs_);
+  for (size_t k = 0; k < db_wide_.size() && !met; ++k)
+    met = mine.Touches(static_cast<uint16_t>(k)) && meets(db_wide_[k]);
+  if (met) MarkAmbiguous(&my_flags);
+  b.AddFlags(i, my_flags);
+  // And the key writes still to come.
   auto keep = [&](std::pair<bool, Write>* slot) {
     if (!slot->first || w.capture_ns >= slot->second.capture_ns) *slot = {true, w};
   };
-  if (all) {
+  if (mine.all) {
     keep(&all_dbs_);
     return;
   }
-  for (size_t k = 0; k < n; ++k) {
-    if (db_wide_.size() <= dbs[k]) db_wide_.resize(size_t{dbs[k]} + 1);
-    keep(&db_wide_[dbs[k]]);
+  for (size_t k = 0; k < mine.n; ++k) {
+    if (db_wide_.size() <= mine.dbs[k]) db_wide_.resize(size_t{mine.dbs[k]} + 1);
+    keep(&db_wide_[mine.dbs[k]]);
   }
 }
 
@@ -436,7 +474,9 @@ SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
 
 bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first_arg) {
   if (op == RecordOp::kDatabase) return EqualsIgnoreCase(first_arg, "SWAPDB");
-  return (flags & kAmbiguousOrder) != 0 && op != RecordOp::kReadback;
+  // A read-back too (of a MOVE's or COPY's target db, say): its key may
+  // have been swapped on.
+  return (flags & kAmbiguousOrder) != 0;
 }
 
 void SwapReadbacks::Prune(uint64_t now_ns) {
@@ -459,11 +499,27 @@ void SwapReadbacks::Readback(const RecordView& after, uint16_t db, std::string_v
   downstream_->Emit(v, connection_id);
 }
 
+bool SwapReadbacks::Near(uint64_t a, uint64_t b) const {
+  return (a > b ? a - b : b - a) <= near_ns_;
+}
+
+void SwapReadbacks::Closure(uint16_t db, uint64_t t, std::vector<uint16_t>* dbs) const {
+  // Swaps near `t` may have run in any order: a key of `db` may sit in any
+  // db a chain of them reaches (SWAPDB 0 1, then SWAPDB 1 2).
+  dbs->assign(1, db);
+  auto has = [&](uint16_t d) { return std::find(dbs->begin(), dbs->end(), d) != dbs->end(); };
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const Swap& s : swaps_) {
+      if (!Near(s.capture_ns, t) || has(s.a) == has(s.b)) continue;
+      dbs->push_back(has(s.a) ? s.b : s.a);
+      grew = true;
+    }
+  }
+}
+
 void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
   Prune(r.capture_ns);
-  auto near = [&](uint64_t t) {
-    return (t > r.capture_ns ? t - r.capture_ns : r.capture_ns - t) <= near_ns_;
-  };
   if (r.op == RecordOp::kDatabase) {
     unsigned a = 0, b = 0;
     if (r.args.size() != 3 ||
@@ -472,19 +528,23 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
         a > UINT16_MAX || b > UINT16_MAX || a == b) {
       return;
     }
-    const Swap s{static_cast<uint16_t>(a), static_cast<uint16_t>(b), r.capture_ns};
-    for (const Flagged& f : flagged_) {
-      if (near(f.capture_ns) && (f.db == s.a || f.db == s.b))
-        Readback(r, f.db == s.a ? s.b : s.a, f.key, connection_id);
+    if (swaps_.size() < 4096)
+      swaps_.push_back(Swap{static_cast<uint16_t>(a), static_cast<uint16_t>(b), r.capture_ns});
+    // Flagged keys near it: read back in every db they may now sit in.
+    for (Flagged& f : flagged_) {
+      if (!Near(f.capture_ns, r.capture_ns)) continue;
+      Closure(f.db, f.capture_ns, &dbs_);
+      for (uint16_t db : dbs_) {
+        if (std::find(f.done.begin(), f.done.end(), db) != f.done.end()) continue;
+        Readback(r, db, f.key, connection_id);
+        f.done.push_back(db);
+      }
     }
-    if (swaps_.size() < 4096) swaps_.push_back(s);
     return;
   }
-  for (const Swap& s : swaps_) {
-    if (near(s.capture_ns) && (r.db == s.a || r.db == s.b))
-      Readback(r, r.db == s.a ? s.b : s.a, r.key, connection_id);
-  }
-  if (flagged_.size() < 65536) flagged_.push_back(Flagged{r.db, std::string(r.key), r.capture_ns});
+  Closure(r.db, r.capture_ns, &dbs_);
+  for (size_t i = 1; i < dbs_.size(); ++i) Readback(r, dbs_[i], r.key, connection_id);
+  if (flagged_.size() < 65536) flagged_.push_back(Flagged{r.db, std::string(r.key), r.capture_ns, dbs_});
 }
 
 void SwapReadbacks::Emit(const RecordView& record, uint64_t connection_id) {

@@ -127,7 +127,7 @@ class AmbiguityTracker : public RecordSink {
   // other connections in the dbs it touches whose spans come within the
   // window of its span are flagged, held ones now and later ones as they
   // are taken (db_wide_).
-  void TakeDatabaseWide(const RecordBatch& b, size_t i, const Write& w);
+  void TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w);
   // The db-wide writes that a key write in `db` must be checked against.
   void CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* flags);
   // MapKey of record `i`, 0 for a database-wide record (no key).
@@ -214,7 +214,10 @@ class SwapReadbacks : public RecordSink {
     uint16_t db;
     std::string key;
     uint64_t capture_ns;
+    std::vector<uint16_t> done;  // dbs it is read back in (its own first)
   };
+  bool Near(uint64_t a, uint64_t b) const;
+  void Closure(uint16_t db, uint64_t t, std::vector<uint16_t>* dbs) const;
   // True if `r` needs a look (a SWAPDB, or a flagged key write).
   static bool Relevant(RecordOp op, uint16_t flags, std::string_view first_arg);
   void Note(const RecordView& r, uint64_t connection_id);
@@ -227,6 +230,7 @@ class SwapReadbacks : public RecordSink {
   std::deque<Swap> swaps_;
   std::deque<Flagged> flagged_;
   std::vector<std::string_view> args_;
+  std::vector<uint16_t> dbs_;
   uint64_t added_ = 0;
 };
 

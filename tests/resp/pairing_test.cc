@@ -2131,6 +2131,57 @@ TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
   }
 }
 
+// Swaps near a flagged key may chain (SWAPDB 0 1 and SWAPDB 1 2 in one
+// event-loop pass): the key is read back in every db the chain reaches. A
+// read-back flagged near a swap (a MOVE's target) counts like a write; and
+// two SWAPDBs of other connections that meet in a db are both flagged (in
+// the other order they leave the dbs permuted). Found by a review.
+TEST(Ambiguity, ChainedSwapsAndRacingSwapsAreCovered) {
+  auto swap = [](const char* a, const char* b, uint64_t ts) {
+    ChangeRecord r;
+    r.op = RecordOp::kDatabase;
+    r.capture_ns = ts;
+    r.args = {"SWAPDB", a, b};
+    return r;
+  };
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 1000;
+  {
+    VectorSink out;
+    SwapReadbacks swaps(&out, o);
+    AmbiguityTracker t(&swaps, o);
+    EmitRecord(&t, swap("1", "2", 10'100), 2);
+    EmitRecord(&t, swap("0", "1", 10'200), 3);
+    EmitRecord(&t, SetRecord("k", 10'300), 1);
+    t.Flush();
+    std::set<uint16_t> read_back;
+    for (const ChangeRecord& r : out.records) {
+      if (r.op == RecordOp::kReadback && r.key == "k") read_back.insert(r.db);
+    }
+    EXPECT_EQ(read_back, (std::set<uint16_t>{1, 2}));
+    EXPECT_TRUE(out.records[0].HasFlag(kAmbiguousOrder)) << "the two swaps met in db 1";
+    EXPECT_TRUE(out.records[1].HasFlag(kAmbiguousOrder));
+  }
+  {
+    VectorSink out;
+    SwapReadbacks swaps(&out, o);
+    AmbiguityTracker t(&swaps, o);
+    ChangeRecord moved = ReadbackRecord("k", 10'000);  // MOVE k 1's read-back in db 1
+    moved.db = 1;
+    EmitRecord(&t, moved, 1);
+    EmitRecord(&t, swap("1", "2", 10'400), 2);
+    EmitRecord(&t, swap("5", "6", 10'500), 3);  // meets neither
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 4u);
+    EXPECT_EQ(out.records[2].op, RecordOp::kReadback);
+    EXPECT_EQ(out.records[2].db, 2);
+    EXPECT_EQ(out.records[2].key, "k");
+    EXPECT_FALSE(out.records[1].HasFlag(kAmbiguousOrder));
+    EXPECT_FALSE(out.records[3].HasFlag(kAmbiguousOrder));
+  }
+}
+
 // A record taken after a later write of another connection (here D's reply
 // waited behind a hole in its stream while A wrote twice) is applied after
 // it though it ran before it: it is flagged, even with no span close to its
