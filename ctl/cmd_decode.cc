@@ -723,6 +723,10 @@ int RunDecode(const std::vector<std::string>& args) {
   // records: expiries kept with the writes that keep them.
   resp::ExpiryOptions eo;
   eo.shifted_clock = shift_ns != 0;
+  // The output is applied about now: a record is that far behind.
+  eo.apply_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
   resp::ExpiryKeeper expiries(&printer, eo);
   resp::SwapReadbacks swaps(&expiries, ao);
   resp::AmbiguityTracker tracker(&swaps, ao);
@@ -853,9 +857,9 @@ int RunDecode(const std::vector<std::string>& args) {
     std::printf("ambiguity long_spans %llu late_partner %llu\n",
                 (unsigned long long)tracker.stats().long_spans,
                 (unsigned long long)tracker.stats().late_partner);
-    std::printf("expiry restored %llu doubted %llu forgotten %llu untracked %llu\n",
+    std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu\n",
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
-                (unsigned long long)expiries.stats().forgotten,
+                (unsigned long long)expiries.stats().doubted_all,
                 (unsigned long long)expiries.stats().untracked);
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),

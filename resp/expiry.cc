@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <functional>
 
 #include "resp/convert.h"
 
@@ -26,6 +27,14 @@ bool KeepsExpiry(std::string_view command) {
     if (EqualsIgnoreCase(command, c)) return true;
   }
   return false;
+}
+
+bool ParseDb(std::string_view s, uint16_t* out) {
+  unsigned v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v > UINT16_MAX) return false;
+  *out = static_cast<uint16_t>(v);
+  return true;
 }
 
 bool ParseMs(std::string_view s, int64_t* out) {
@@ -57,44 +66,91 @@ const std::string& ExpiryKeeper::MapKey(uint16_t db, std::string_view key) {
   return map_key_;
 }
 
-void ExpiryKeeper::Forget(uint16_t db, std::string_view key) {
+void ExpiryKeeper::Erase(uint16_t db, std::string_view key) {
   if (!expiry_ms_.empty()) expiry_ms_.erase(MapKey(db, key));
 }
 
-void ExpiryKeeper::ForgetKey(const RecordView& r, std::string_view key) {
+void ExpiryKeeper::Doubt(uint16_t db, std::string_view key) {
+  if (expiry_ms_.empty()) return;
+  const auto it = expiry_ms_.find(MapKey(db, key));
+  if (it != expiry_ms_.end()) it->second.sure = false;
+}
+
+void ExpiryKeeper::DoubtKey(const RecordView& r, std::string_view key) {
   if ((r.flags & kUnknownDb) == 0) {
-    Forget(r.db, key);
+    Doubt(r.db, key);
     return;
   }
   // The db is a guess: the key may be any db's.
-  for (uint16_t db : dbs_) Forget(db, key);
+  for (uint16_t db : dbs_) Doubt(db, key);
 }
 
-void ExpiryKeeper::ForgetAll() {
-  dbs_.clear();
+void ExpiryKeeper::DoubtWhere(const std::function<bool(uint16_t)>& in_db) {
   if (expiry_ms_.empty()) return;
-  expiry_ms_.clear();
-  ++stats_.forgotten;
+  for (auto& [k, e] : expiry_ms_) {
+    const uint16_t db = static_cast<uint16_t>((static_cast<uint8_t>(k[0]) << 8) | static_cast<uint8_t>(k[1]));
+    if (in_db(db)) e.sure = false;
+  }
+  ++stats_.doubted_all;
 }
 
-void ExpiryKeeper::ForgetKeysOf(const RecordView& r) {
-  ForgetKey(r, r.key);
+void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
+  DoubtKey(r, r.key);
   if (r.args.empty()) {
     // A read-back is of its key alone; a keyless record whose keys are not
-    // named (a script's, unknown) may have touched any.
-    if (r.op != RecordOp::kReadback || r.key.empty()) ForgetAll();
+    // named (a script's) may have touched any.
+    if (r.op != RecordOp::kReadback || r.key.empty()) DoubtWhere([](uint16_t) { return true; });
     return;
   }
   const CommandSpec* spec = LookupCommand(r.args);
   keys_.clear();
-  if (spec == nullptr || !FindKeys(*spec, r.args, &keys_) || IsScriptCall(*spec)) {
-    // A script may write keys it does not declare (Redis allows it outside
-    // a cluster): a key kept with an expiry the source no longer has would
-    // lose the key on the replica, which is worse than keeping one.
-    ForgetAll();
+  if (spec == nullptr || !FindKeys(*spec, r.args, &keys_) || (IsScriptCall(*spec) && keys_.empty())) {
+    // An unknown command, or a script that declares no keys: any key.
+    DoubtWhere([](uint16_t) { return true; });
     return;
   }
-  for (const KeyRef& k : keys_) ForgetKey(r, r.args[k.arg]);
+  for (const KeyRef& k : keys_) DoubtKey(r, r.args[k.arg]);
+}
+
+void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
+  if (expiry_ms_.empty() || r.args.empty()) return;
+  if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
+    expiry_ms_.clear();  // every key gone
+    dbs_.clear();
+  } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
+    std::erase_if(expiry_ms_, [&](const auto& e) {
+      return ((static_cast<uint8_t>(e.first[0]) << 8) | static_cast<uint8_t>(e.first[1])) == r.db;
+    });
+  } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
+    // The keys of both dbs change places, expiries with them; in doubt, as
+    // the swap may race writes of other connections.
+    uint16_t a = 0, b = 0;
+    if (r.args.size() != 3 || !ParseDb(r.args[1], &a) || !ParseDb(r.args[2], &b)) {
+      DoubtWhere([](uint16_t) { return true; });
+      return;
+    }
+    auto db_of = [](const std::string& k) {
+      return static_cast<uint16_t>((static_cast<uint8_t>(k[0]) << 8) | static_cast<uint8_t>(k[1]));
+    };
+    std::vector<decltype(expiry_ms_)::node_type> moved;
+    for (auto it = expiry_ms_.begin(); it != expiry_ms_.end();) {
+      const uint16_t db = db_of(it->first);
+      auto next = std::next(it);
+      if (db == a || db == b) moved.push_back(expiry_ms_.extract(it));
+      it = next;
+    }
+    for (auto& node : moved) {
+      const uint16_t to = db_of(node.key()) == a ? b : a;
+      node.key()[0] = static_cast<char>(to >> 8);
+      node.key()[1] = static_cast<char>(to & 0xff);
+      node.mapped().sure = false;
+      expiry_ms_.insert(std::move(node));
+    }
+    for (uint16_t db : {a, b}) {
+      if (std::find(dbs_.begin(), dbs_.end(), db) == dbs_.end()) dbs_.push_back(db);
+    }
+    ++stats_.doubted_all;
+  }
 }
 
 namespace {
@@ -116,76 +172,130 @@ int64_t RanByMs(const RecordView& r) {
 
 void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   const int64_t from_ms = RanFromMs(r);
-  if (at_ms <= from_ms && !opts_.shifted_clock) {
-    Forget(r.db, r.key);  // expired at once: the key is gone
+  if (at_ms + kClockSlackMs <= from_ms && !opts_.shifted_clock) {
+    Erase(r.db, r.key);  // expired at once: the key is gone
     return;
   }
   if ((r.flags & kUnknownDb) != 0) {
-    ForgetKey(r, r.key);  // whose key it is, is a guess
+    DoubtKey(r, r.key);  // whose key it is, is a guess
     return;
   }
+  // A relative expiry was counted from the reply's capture; the server
+  // counted from when it ran the command, as early as its request: the
+  // expiry lies in [at - span, at].
+  const Known known{at_ms - (RanByMs(r) - from_ms), at_ms, true};
   const std::string& k = MapKey(r.db, r.key);
   auto it = expiry_ms_.find(k);
   if (it != expiry_ms_.end()) {
-    it->second = at_ms;
+    it->second = known;
     return;
   }
   if (expiry_ms_.size() >= opts_.max_keys) {
     // Expiries that passed are of no use any more (a write after one ran on
     // a key the source had removed): drop them, then take no new keys.
-    if (!opts_.shifted_clock) std::erase_if(expiry_ms_, [&](const auto& e) { return e.second <= from_ms; });
+    if (!opts_.shifted_clock) {
+      std::erase_if(expiry_ms_, [&](const auto& e) { return e.second.hi + kClockSlackMs <= from_ms; });
+    }
     if (expiry_ms_.size() >= opts_.max_keys) {
       ++stats_.untracked;
       return;
     }
   }
-  expiry_ms_.emplace(k, at_ms);
+  expiry_ms_.emplace(k, known);
   if (std::find(dbs_.begin(), dbs_.end(), r.db) == dbs_.end()) dbs_.push_back(r.db);
 }
 
 ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
-  if (r.op == RecordOp::kDatabase || (r.flags & kAfterGap) != 0) {
-    ForgetAll();
-    if (r.op == RecordOp::kDatabase) return {};
+  if (r.op == RecordOp::kDatabase) {
+    NoteDatabaseWide(r);
+    return {};
   }
+  // The bytes a gap lost may have changed any key's expiry.
+  if ((r.flags & kAfterGap) != 0) DoubtWhere([](uint16_t) { return true; });
   if (r.args.empty()) {
-    ForgetKeysOf(r);
+    DoubtKeysOf(r);
     return {};
   }
   const std::string_view command = r.args[0];
   if (expiry_ms_.empty() && !MaySetExpiry(command, r.args.size())) return {};
-  int64_t at_ms;
-  if (r.op != RecordOp::kReadback) {
-    if (IsSetPxat(command, r.args.size()) && EqualsIgnoreCase(r.args[3], "PXAT") &&
-        ParseMs(r.args[4], &at_ms)) {
-      Remember(r, at_ms);
-      return {};
-    }
-    if (r.args.size() == 3 && EqualsIgnoreCase(command, "PEXPIREAT") && ParseMs(r.args[2], &at_ms)) {
-      Remember(r, at_ms);
-      return {};
-    }
-    const bool keeps = KeepsExpiry(command) || (r.args.size() == 4 && EqualsIgnoreCase(command, "SET") &&
-                                                EqualsIgnoreCase(r.args[3], "KEEPTTL"));
-    if (keeps) {
-      if (expiry_ms_.empty()) return {};
-      const auto it = expiry_ms_.find(MapKey(r.db, r.key));
-      if (it == expiry_ms_.end()) return {};
-      if (it->second + kClockSlackMs <= RanFromMs(r) && !opts_.shifted_clock) {
-        // The key had expired on the source before this write: the write
-        // made a new key, without an expiry.
-        expiry_ms_.erase(it);
-        return {};
-      }
-      // Expired while the write was on its way (between its request and
-      // its reply), or too close to either for the clocks to tell: which
-      // came first is not known. The expiry is restored (right if the
-      // write came first) and the key read back.
-      return {it->second, it->second <= RanByMs(r) + kClockSlackMs};
-    }
+  if (r.op == RecordOp::kReadback) {
+    DoubtKeysOf(r);
+    return {};
   }
-  ForgetKeysOf(r);
-  return {};
+  const auto known = [&]() -> Known* {
+    if (expiry_ms_.empty() || (r.flags & kUnknownDb) != 0) return nullptr;
+    const auto it = expiry_ms_.find(MapKey(r.db, r.key));
+    return it == expiry_ms_.end() ? nullptr : &it->second;
+  };
+  const int64_t from_ms = RanFromMs(r), by_ms = RanByMs(r);
+  // Passed before the write ran, whatever happened to it since.
+  auto passed = [&](const Known& e) { return !opts_.shifted_clock && e.hi + kClockSlackMs <= from_ms; };
+  int64_t at_ms;
+  const bool set_pxat =
+      IsSetPxat(command, r.args.size()) && EqualsIgnoreCase(r.args[3], "PXAT") && ParseMs(r.args[4], &at_ms);
+  const bool pexpireat =
+      !set_pxat && r.args.size() == 3 && EqualsIgnoreCase(command, "PEXPIREAT") && ParseMs(r.args[2], &at_ms);
+  if (set_pxat) {
+    Remember(r, at_ms);  // a SET makes the key anew: nothing before matters
+    return {};
+  }
+  if (pexpireat || (r.args.size() == 2 && EqualsIgnoreCase(command, "PERSIST"))) {
+    // An expiry moved later, or removed: on a replica that applies it after
+    // the key's old expiry passed, the key is gone already and stays gone,
+    // while the source keeps it. Read back unless the old expiry is further
+    // off than a replica may lag.
+    Verdict v;
+    if (const Known* e = known(); e != nullptr && !passed(*e)) {
+      const bool later = !pexpireat || at_ms > e->lo;
+      const int64_t lag_ms = std::max(opts_.lag_budget_ms, opts_.apply_at_ms - by_ms);
+      v.doubt = later && (!e->sure || e->lo <= by_ms + lag_ms);
+    }
+    if (pexpireat) {
+      Remember(r, at_ms);
+    } else {
+      Erase(r.db, r.key);
+    }
+    if (v.doubt) ++stats_.doubted;
+    return v;
+  }
+  const bool keeps = KeepsExpiry(command) || (r.args.size() == 4 && EqualsIgnoreCase(command, "SET") &&
+                                              EqualsIgnoreCase(r.args[3], "KEEPTTL"));
+  if (!keeps) {
+    if (r.args.size() == 3 && EqualsIgnoreCase(command, "SET")) {
+      Erase(r.db, r.key);  // a plain SET: no expiry
+    } else if (EqualsIgnoreCase(command, "DEL") || EqualsIgnoreCase(command, "UNLINK")) {
+      keys_.clear();
+      if (const CommandSpec* spec = LookupCommand(r.args);
+          spec != nullptr && FindKeys(*spec, r.args, &keys_)) {
+        for (const KeyRef& k : keys_) Erase(r.db, r.args[k.arg]);
+      }
+      DoubtKeysOf(r);  // (a guessed db: in every db)
+    } else {
+      DoubtKeysOf(r);
+    }
+    return {};
+  }
+  Known* e = known();
+  if (e == nullptr) return {};
+  if (passed(*e)) {
+    // The key had expired on the source before this write (or lost its
+    // expiry): the write made or changed a key without one.
+    Erase(r.db, r.key);
+    return {};
+  }
+  Verdict v;
+  if (!e->sure) {
+    // Something since may have changed the expiry: read the key back.
+    v.doubt = true;
+  } else {
+    // Restored, and read back if it may have passed while the write was on
+    // its way (between its request and its reply, or too close for the
+    // clocks to tell).
+    v.restore_at_ms = e->hi;
+    v.doubt = e->lo <= by_ms + kClockSlackMs;
+  }
+  if (v.doubt) ++stats_.doubted;
+  return v;
 }
 
 void ExpiryKeeper::EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms) {
@@ -205,7 +315,6 @@ void ExpiryKeeper::Emit(const RecordView& record, uint64_t connection_id) {
   if (v.doubt) {
     RecordView doubted = record;
     doubted.flags |= kNeedsReadback;
-    ++stats_.doubted;
     downstream_->Emit(doubted, connection_id);
   } else {
     downstream_->Emit(record, connection_id);
@@ -220,18 +329,17 @@ void ExpiryKeeper::EmitBatch(const RecordBatch& batch, size_t begin, size_t end)
     // look: bulk writes pass on whole.
     if (expiry_ms_.empty() && !MaySetExpiry(batch.first_arg(i), batch.argc(i))) continue;
     const Verdict v = Note(batch.Get(i, &args_));
-    if (v.restore_at_ms < 0) continue;
+    if (v.restore_at_ms < 0 && !v.doubt) continue;
     if (v.doubt) {
       if (run < i) downstream_->EmitBatch(batch, run, i);
       RecordView doubted = batch.Get(i, &args_);
       doubted.flags |= kNeedsReadback;
-      ++stats_.doubted;
       downstream_->Emit(doubted, batch.connection_id(i));
     } else {
       downstream_->EmitBatch(batch, run, i + 1);
     }
     run = i + 1;
-    EmitRestore(batch.Get(i, &args_), batch.connection_id(i), v.restore_at_ms);
+    if (v.restore_at_ms >= 0) EmitRestore(batch.Get(i, &args_), batch.connection_id(i), v.restore_at_ms);
   }
   if (run < end) downstream_->EmitBatch(batch, run, end);
 }

@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -45,13 +46,22 @@ struct ExpiryOptions {
   // cannot be told, so no expiry counts as passed, and a write that may
   // come after its key's expiry is read back (and the expiry restored).
   bool shifted_clock = false;
+  // How far behind the source a replica may apply records. A PERSIST, or an
+  // expiry moved later, of a key whose expiry was due within this of the
+  // write is read back: a replica that applies it after the old expiry
+  // passed no longer holds the key. (decode sets it from the time between
+  // the capture and now.)
+  int64_t lag_budget_ms = 60'000;
+  // When the records will be applied, if known (decode: now, on the
+  // capture's clock): a record is then at least that far behind.
+  int64_t apply_at_ms = 0;
 };
 
 struct ExpiryStats {
-  uint64_t restored = 0;   // PEXPIREAT records emitted after a write that keeps the expiry
-  uint64_t forgotten = 0;  // whole forgettings (database-wide records, gaps, scripts, unknown commands)
-  uint64_t untracked = 0;  // expiries not remembered: max_keys reached
-  uint64_t doubted = 0;    // writes flagged: the expiry passed between their request and reply
+  uint64_t restored = 0;     // PEXPIREAT records emitted after a write that keeps the expiry
+  uint64_t doubted = 0;      // writes flagged for read-back: their key's expiry is not sure
+  uint64_t doubted_all = 0;  // events that put every expiry known in doubt (scripts without keys, gaps…)
+  uint64_t untracked = 0;    // expiries not remembered: max_keys reached
 };
 
 class ExpiryKeeper : public RecordSink {
@@ -65,26 +75,36 @@ class ExpiryKeeper : public RecordSink {
   size_t tracked_keys() const { return expiry_ms_.size(); }
 
  private:
+  // A key's expiry as the records set it: somewhere in [lo, hi] (a relative
+  // expiry is counted from the reply's capture; the server counted from
+  // when it ran the command). Not sure: something since may have changed
+  // it (a removal that may have emptied the key, a script, a gap…).
+  struct Known {
+    int64_t lo, hi;
+    bool sure;
+  };
   struct Verdict {
     int64_t restore_at_ms = -1;  // the expiry to restore after the record, or -1
-    bool doubt = false;          // it expired while the write was on its way: read the key back
+    bool doubt = false;          // read the record's key back
   };
   // Updates what is known from `r` and says what to add.
   Verdict Note(const RecordView& r);
   void EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms);
   const std::string& MapKey(uint16_t db, std::string_view key);
   void Remember(const RecordView& r, int64_t at_ms);
-  void Forget(uint16_t db, std::string_view key);
+  void Erase(uint16_t db, std::string_view key);
+  void Doubt(uint16_t db, std::string_view key);
   // `key` as named by `r`: in its db, or (a guessed db) in every db.
-  void ForgetKey(const RecordView& r, std::string_view key);
-  void ForgetKeysOf(const RecordView& r);
-  void ForgetAll();
+  void DoubtKey(const RecordView& r, std::string_view key);
+  void DoubtKeysOf(const RecordView& r);
+  void DoubtWhere(const std::function<bool(uint16_t)>& in_db);
+  void NoteDatabaseWide(const RecordView& r);
 
   RecordSink* downstream_;
   ExpiryOptions opts_;
   ExpiryStats stats_;
-  std::unordered_map<std::string, int64_t> expiry_ms_;  // db (2 bytes) + key -> PXAT
-  std::vector<uint16_t> dbs_;                           // the dbs of the keys remembered (or once remembered)
+  std::unordered_map<std::string, Known> expiry_ms_;  // db (2 bytes) + key -> expiry
+  std::vector<uint16_t> dbs_;                         // the dbs of the keys remembered (or once remembered)
   std::string map_key_;
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
