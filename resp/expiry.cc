@@ -8,6 +8,10 @@
 
 #include "resp/convert.h"
 
+// XXH3 inlined: keys are short and hashing them is on the per-record path.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace kvf::resp {
 
 namespace {
@@ -58,22 +62,98 @@ bool MaySetExpiry(std::string_view command, size_t argc) {
 ExpiryKeeper::ExpiryKeeper(RecordSink* downstream, ExpiryOptions options)
     : downstream_(downstream), opts_(options) {}
 
-const std::string& ExpiryKeeper::MapKey(uint16_t db, std::string_view key) {
-  map_key_.clear();
-  map_key_.push_back(static_cast<char>(db >> 8));
-  map_key_.push_back(static_cast<char>(db & 0xff));
-  map_key_.append(key);
-  return map_key_;
+ExpiryKeeper::Table::Hashed ExpiryKeeper::Table::HashOf(std::string_view key) {
+  const XXH128_hash_t h = XXH3_128bits(key.data(), key.size());
+  return Hashed{h.low64, h.high64};
+}
+
+ExpiryKeeper::Table::Slot* ExpiryKeeper::Table::Probe(uint16_t db, uint64_t h1, uint64_t h2, bool* found) {
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = h1 & mask;; i = (i + 1) & mask) {
+    Slot& s = slots_[i];
+    if (!s.used) {
+      *found = false;
+      return &s;
+    }
+    if (s.h1 == h1 && s.h2 == h2 && s.db == db) {
+      *found = true;
+      return &s;
+    }
+  }
+}
+
+ExpiryKeeper::Known* ExpiryKeeper::Table::Find(uint16_t db, std::string_view key) {
+  if (size_ == 0) return nullptr;
+  const Hashed h = Hash(key);
+  bool found;
+  Slot* s = Probe(db, h.h1, h.h2, &found);
+  return found ? &s->known : nullptr;
+}
+
+ExpiryKeeper::Known* ExpiryKeeper::Table::Put(uint16_t db, std::string_view key, const Known& k,
+                                              bool only_update) {
+  const Hashed h = Hash(key);
+  bool found;
+  Slot* s = Probe(db, h.h1, h.h2, &found);
+  if (found) {
+    s->known = k;
+    return &s->known;
+  }
+  if (only_update) return nullptr;
+  if (2 * (size_ + 1) > slots_.size()) {
+    std::vector<Slot> all;
+    all.reserve(size_);
+    for (const Slot& x : slots_) {
+      if (x.used) all.push_back(x);
+    }
+    Rebuild(slots_.size() * 2, all);
+    s = Probe(db, h.h1, h.h2, &found);
+  }
+  *s = Slot{h.h1, h.h2, k, db, true};
+  ++size_;
+  return &s->known;
+}
+
+void ExpiryKeeper::Table::Erase(uint16_t db, std::string_view key) {
+  if (size_ == 0) return;
+  const Hashed h = Hash(key);
+  bool found;
+  Slot* s = Probe(db, h.h1, h.h2, &found);
+  if (!found) return;
+  const size_t mask = slots_.size() - 1;
+  size_t hole = static_cast<size_t>(s - slots_.data());
+  slots_[hole] = Slot{};
+  --size_;
+  // Backward shift: later members of the probe run move into the hole, so
+  // that lookups never stop early.
+  for (size_t i = (hole + 1) & mask; slots_[i].used; i = (i + 1) & mask) {
+    const size_t home = slots_[i].h1 & mask;
+    if (((i - home) & mask) >= ((i - hole) & mask)) {
+      slots_[hole] = slots_[i];
+      slots_[i] = Slot{};
+      hole = i;
+    }
+  }
+}
+
+void ExpiryKeeper::Table::Rebuild(size_t capacity, const std::vector<Slot>& entries) {
+  slots_.assign(capacity, Slot{});
+  size_ = 0;
+  const size_t mask = capacity - 1;
+  for (const Slot& e : entries) {
+    size_t i = e.h1 & mask;
+    while (slots_[i].used) i = (i + 1) & mask;
+    slots_[i] = e;
+    ++size_;
+  }
 }
 
 void ExpiryKeeper::Erase(uint16_t db, std::string_view key) {
-  if (!expiry_ms_.empty()) expiry_ms_.erase(MapKey(db, key));
+  expiry_ms_.Erase(db, key);
 }
 
 void ExpiryKeeper::Doubt(uint16_t db, std::string_view key) {
-  if (expiry_ms_.empty()) return;
-  const auto it = expiry_ms_.find(MapKey(db, key));
-  if (it != expiry_ms_.end()) it->second.sure = false;
+  if (Known* k = expiry_ms_.Find(db, key)) k->sure = false;
 }
 
 void ExpiryKeeper::DoubtKey(const RecordView& r, std::string_view key) {
@@ -87,10 +167,9 @@ void ExpiryKeeper::DoubtKey(const RecordView& r, std::string_view key) {
 
 void ExpiryKeeper::DoubtWhere(const std::function<bool(uint16_t)>& in_db) {
   if (expiry_ms_.empty()) return;
-  for (auto& [k, e] : expiry_ms_) {
-    const uint16_t db = static_cast<uint16_t>((static_cast<uint8_t>(k[0]) << 8) | static_cast<uint8_t>(k[1]));
-    if (in_db(db)) e.sure = false;
-  }
+  expiry_ms_.ForEach([&](uint16_t& db, Known& k) {
+    if (in_db(db)) k.sure = false;
+  });
   ++stats_.doubted_all;
 }
 
@@ -115,12 +194,10 @@ void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
 void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
   if (expiry_ms_.empty() || r.args.empty()) return;
   if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
-    expiry_ms_.clear();  // every key gone
+    expiry_ms_.Clear();  // every key gone
     dbs_.clear();
   } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
-    std::erase_if(expiry_ms_, [&](const auto& e) {
-      return ((static_cast<uint8_t>(e.first[0]) << 8) | static_cast<uint8_t>(e.first[1])) == r.db;
-    });
+    expiry_ms_.EraseIf([&](uint16_t db, const Known&) { return db == r.db; });
   } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
     // The keys of both dbs change places, expiries with them; in doubt, as
     // the swap may race writes of other connections.
@@ -129,23 +206,11 @@ void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
       DoubtWhere([](uint16_t) { return true; });
       return;
     }
-    auto db_of = [](const std::string& k) {
-      return static_cast<uint16_t>((static_cast<uint8_t>(k[0]) << 8) | static_cast<uint8_t>(k[1]));
-    };
-    std::vector<decltype(expiry_ms_)::node_type> moved;
-    for (auto it = expiry_ms_.begin(); it != expiry_ms_.end();) {
-      const uint16_t db = db_of(it->first);
-      auto next = std::next(it);
-      if (db == a || db == b) moved.push_back(expiry_ms_.extract(it));
-      it = next;
-    }
-    for (auto& node : moved) {
-      const uint16_t to = db_of(node.key()) == a ? b : a;
-      node.key()[0] = static_cast<char>(to >> 8);
-      node.key()[1] = static_cast<char>(to & 0xff);
-      node.mapped().sure = false;
-      expiry_ms_.insert(std::move(node));
-    }
+    expiry_ms_.ForEach([&](uint16_t& db, Known& k) {
+      if (db != a && db != b) return;
+      db = db == a ? b : a;
+      k.sure = false;
+    });
     for (uint16_t db : {a, b}) {
       if (std::find(dbs_.begin(), dbs_.end(), db) == dbs_.end()) dbs_.push_back(db);
     }
@@ -184,24 +249,20 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   // counted from when it ran the command, as early as its request: the
   // expiry lies in [at - span, at].
   const Known known{at_ms - (RanByMs(r) - from_ms), at_ms, true};
-  const std::string& k = MapKey(r.db, r.key);
-  auto it = expiry_ms_.find(k);
-  if (it != expiry_ms_.end()) {
-    it->second = known;
-    return;
-  }
   if (expiry_ms_.size() >= opts_.max_keys) {
-    // Expiries that passed are of no use any more (a write after one ran on
-    // a key the source had removed): drop them, then take no new keys.
+    if (expiry_ms_.Put(r.db, r.key, known, /*only_update=*/true) != nullptr) return;
+    // Full, and a new key. Expiries that passed are of no use any more (a
+    // write after one ran on a key the source had removed): drop them, then
+    // take no new keys.
     if (!opts_.shifted_clock) {
-      std::erase_if(expiry_ms_, [&](const auto& e) { return e.second.hi + kClockSlackMs <= from_ms; });
+      expiry_ms_.EraseIf([&](uint16_t, const Known& k) { return k.hi + kClockSlackMs <= from_ms; });
     }
     if (expiry_ms_.size() >= opts_.max_keys) {
       ++stats_.untracked;
       return;
     }
   }
-  expiry_ms_.emplace(k, known);
+  expiry_ms_.Put(r.db, r.key, known);
   if (std::find(dbs_.begin(), dbs_.end(), r.db) == dbs_.end()) dbs_.push_back(r.db);
 }
 
@@ -223,9 +284,8 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
     return {};
   }
   const auto known = [&]() -> Known* {
-    if (expiry_ms_.empty() || (r.flags & kUnknownDb) != 0) return nullptr;
-    const auto it = expiry_ms_.find(MapKey(r.db, r.key));
-    return it == expiry_ms_.end() ? nullptr : &it->second;
+    if ((r.flags & kUnknownDb) != 0) return nullptr;
+    return expiry_ms_.Find(r.db, r.key);
   };
   const int64_t from_ms = RanFromMs(r), by_ms = RanByMs(r);
   // Passed before the write ran, whatever happened to it since.
@@ -310,36 +370,64 @@ void ExpiryKeeper::EmitRestore(const RecordView& r, uint64_t connection_id, int6
   downstream_->Emit(v, connection_id);
 }
 
+void ExpiryKeeper::EmitChanged(const RecordView& r, uint64_t connection_id, const Verdict& v) {
+  RecordView w = r;
+  if (v.doubt) w.flags |= kNeedsReadback;
+  if (v.restore_at_ms >= 0 && r.args.size() == 4 && EqualsIgnoreCase(r.args[0], "SET") &&
+      EqualsIgnoreCase(r.args[3], "KEEPTTL")) {
+    // SET … KEEPTTL (the INCR family): the expiry goes in the same record.
+    const std::string at = std::to_string(v.restore_at_ms);
+    const std::string_view args[] = {"SET", r.args[1], r.args[2], "PXAT", at};
+    w.args = args;
+    ++stats_.restored;
+    downstream_->Emit(w, connection_id);
+    return;
+  }
+  downstream_->Emit(w, connection_id);
+  if (v.restore_at_ms >= 0) EmitRestore(r, connection_id, v.restore_at_ms);
+}
+
 void ExpiryKeeper::Emit(const RecordView& record, uint64_t connection_id) {
   const Verdict v = Note(record);
-  if (v.doubt) {
-    RecordView doubted = record;
-    doubted.flags |= kNeedsReadback;
-    downstream_->Emit(doubted, connection_id);
-  } else {
+  if (v.restore_at_ms < 0 && !v.doubt) {
     downstream_->Emit(record, connection_id);
+    return;
   }
-  if (v.restore_at_ms >= 0) EmitRestore(record, connection_id, v.restore_at_ms);
+  EmitChanged(record, connection_id, v);
 }
 
 void ExpiryKeeper::EmitBatch(const RecordBatch& batch, size_t begin, size_t end) {
+  // With nothing remembered, only a record that may set an expiry needs a
+  // look: bulk writes pass on whole.
+  auto looked_at = [&](size_t i) {
+    return !expiry_ms_.empty() || MaySetExpiry(batch.first_arg(i), batch.argc(i));
+  };
+  // The table is larger than the cache: a record's key is hashed, and its
+  // slot fetched, kAhead records before it is looked up.
+  constexpr size_t kAhead = 8;
+  Table::Hashed ahead[kAhead];
+  bool hashed[kAhead] = {};
+  auto prefetch = [&](size_t j) {
+    hashed[j % kAhead] = looked_at(j);
+    if (!hashed[j % kAhead]) return;
+    ahead[j % kAhead] = Table::HashOf(batch.key(j));
+    expiry_ms_.Prefetch(ahead[j % kAhead]);
+  };
+  for (size_t j = begin; j < std::min(end, begin + kAhead); ++j) prefetch(j);
   size_t run = begin;  // records passed on whole, up to i
   for (size_t i = begin; i < end; ++i) {
-    // With nothing remembered, only a record that may set an expiry needs a
-    // look: bulk writes pass on whole.
-    if (expiry_ms_.empty() && !MaySetExpiry(batch.first_arg(i), batch.argc(i))) continue;
-    const Verdict v = Note(batch.Get(i, &args_));
+    const bool was_hashed = hashed[i % kAhead];
+    const Table::Hashed h = ahead[i % kAhead];
+    if (i + kAhead < end) prefetch(i + kAhead);
+    if (!looked_at(i)) continue;
+    const RecordView r = batch.Get(i, &args_);
+    if (was_hashed) expiry_ms_.SetHint(r.key, h);
+    const Verdict v = Note(r);
+    expiry_ms_.ClearHint();
     if (v.restore_at_ms < 0 && !v.doubt) continue;
-    if (v.doubt) {
-      if (run < i) downstream_->EmitBatch(batch, run, i);
-      RecordView doubted = batch.Get(i, &args_);
-      doubted.flags |= kNeedsReadback;
-      downstream_->Emit(doubted, batch.connection_id(i));
-    } else {
-      downstream_->EmitBatch(batch, run, i + 1);
-    }
+    if (run < i) downstream_->EmitBatch(batch, run, i);
     run = i + 1;
-    if (v.restore_at_ms >= 0) EmitRestore(batch.Get(i, &args_), batch.connection_id(i), v.restore_at_ms);
+    EmitChanged(batch.Get(i, &args_), batch.connection_id(i), v);
   }
   if (run < end) downstream_->EmitBatch(batch, run, end);
 }

@@ -31,7 +31,6 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "resp/command_table.h"
@@ -83,6 +82,76 @@ class ExpiryKeeper : public RecordSink {
     int64_t lo, hi;
     bool sure;
   };
+  // (db, key) -> Known: open addressing over a power-of-two array at most
+  // half full. A key is held as its 128-bit hash (XXH3), not its bytes: a
+  // collision (the odds of a UUID's) is all that could give one key
+  // another's expiry; the db is beside it, so SWAPDB only relabels.
+  class Table {
+   public:
+    Table() : slots_(kInitial) {}
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    Known* Find(uint16_t db, std::string_view key);
+    // Inserts or updates; with `only_update`, a key not held is left out.
+    // Returns the entry, or null when left out.
+    Known* Put(uint16_t db, std::string_view key, const Known& k, bool only_update = false);
+    void Erase(uint16_t db, std::string_view key);
+    // Calls fn(db, known) for every entry; fn may change both (not the key).
+    template <typename Fn>
+    void ForEach(Fn fn) {
+      for (Slot& s : slots_) {
+        if (s.used) fn(s.db, s.known);
+      }
+    }
+    // Removes the entries pred(db, known) picks.
+    template <typename Pred>
+    void EraseIf(Pred pred) {
+      std::vector<Slot> keep;
+      for (const Slot& s : slots_) {
+        if (s.used && !pred(s.db, s.known)) keep.push_back(s);
+      }
+      Rebuild(slots_.size(), keep);
+    }
+    void Clear() { Rebuild(kInitial, {}); }
+
+   private:
+    static constexpr size_t kInitial = 1024;
+    struct Slot {
+      uint64_t h1 = 0, h2 = 0;
+      Known known{};
+      uint16_t db = 0;
+      bool used = false;
+    };
+
+   public:
+    struct Hashed {
+      uint64_t h1 = 0, h2 = 0;
+    };
+    static Hashed HashOf(std::string_view key);
+    // Fetches the slot of `h` into the cache ahead of its lookup.
+    void Prefetch(const Hashed& h) const { __builtin_prefetch(&slots_[h.h1 & (slots_.size() - 1)]); }
+    // Until ClearHint, lookups of exactly `key` (the same bytes, by address)
+    // use `h` instead of hashing it again.
+    void SetHint(std::string_view key, const Hashed& h) {
+      hint_key_ = key;
+      hint_ = h;
+      has_hint_ = true;
+    }
+    void ClearHint() { has_hint_ = false; }
+
+   private:
+    Hashed Hash(std::string_view key) const {
+      return has_hint_ && key.data() == hint_key_.data() && key.size() == hint_key_.size() ? hint_
+                                                                                           : HashOf(key);
+    }
+    Slot* Probe(uint16_t db, uint64_t h1, uint64_t h2, bool* found);
+    void Rebuild(size_t capacity, const std::vector<Slot>& entries);
+    std::vector<Slot> slots_;
+    size_t size_ = 0;
+    std::string_view hint_key_;
+    Hashed hint_;
+    bool has_hint_ = false;
+  };
   struct Verdict {
     int64_t restore_at_ms = -1;  // the expiry to restore after the record, or -1
     bool doubt = false;          // read the record's key back
@@ -90,7 +159,9 @@ class ExpiryKeeper : public RecordSink {
   // Updates what is known from `r` and says what to add.
   Verdict Note(const RecordView& r);
   void EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms);
-  const std::string& MapKey(uint16_t db, std::string_view key);
+  // `r` as the verdict changes it: flagged, followed by its restored
+  // expiry, or (SET … KEEPTTL) with the expiry in it.
+  void EmitChanged(const RecordView& r, uint64_t connection_id, const Verdict& v);
   void Remember(const RecordView& r, int64_t at_ms);
   void Erase(uint16_t db, std::string_view key);
   void Doubt(uint16_t db, std::string_view key);
@@ -103,9 +174,8 @@ class ExpiryKeeper : public RecordSink {
   RecordSink* downstream_;
   ExpiryOptions opts_;
   ExpiryStats stats_;
-  std::unordered_map<std::string, Known> expiry_ms_;  // db (2 bytes) + key -> expiry
-  std::vector<uint16_t> dbs_;                         // the dbs of the keys remembered (or once remembered)
-  std::string map_key_;
+  Table expiry_ms_;
+  std::vector<uint16_t> dbs_;  // the dbs of the keys remembered (or once remembered)
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
 };

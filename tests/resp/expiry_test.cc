@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,8 +68,8 @@ TEST_F(ExpiryKeeperTest, AWriteThatKeepsAKnownExpiryIsFollowedByIt) {
   Pass(Rec({"SET", "h", "x"}));
   Pass(Rec({"PEXPIREAT", "h", at}));
   // INCR (as the converter ships it), APPEND, a hash write (client's case).
-  EXPECT_EQ(Pass(Rec({"SET", "k", "2", "KEEPTTL"})),
-            (std::vector<std::string>{"SET k 2 KEEPTTL", Restore("k")}));
+  // SET … KEEPTTL takes the expiry in the same record.
+  EXPECT_EQ(Pass(Rec({"SET", "k", "2", "KEEPTTL"})), (std::vector<std::string>{"SET k 2 PXAT " + at}));
   EXPECT_EQ(Pass(Rec({"append", "h", "y"}, 0, RecordOp::kOrdered)),
             (std::vector<std::string>{"append h y", Restore("h")}));
   // The restore carries the write's context, not its doubts.
@@ -204,7 +205,7 @@ TEST_F(ExpiryKeeperTest, AnExpiryThatPassedBeforeTheWriteIsNotRestored) {
   // clocks' slack, 2 ms): the write made a new key without an expiry, and
   // so does the replica. Within the slack the order is not known.
   Pass(Rec({"SET", "k", "1", "PXAT", std::to_string(kNowMs + 100)}));
-  EXPECT_EQ(Pass(Rec({"SET", "k", "1", "KEEPTTL"}, 0, RecordOp::kIdempotent, 0, kNowMs + 101)).size(), 2u);
+  EXPECT_EQ(Pass(Rec({"APPEND", "k", "1"}, 0, RecordOp::kOrdered, 0, kNowMs + 101)).size(), 2u);
   EXPECT_TRUE(out_.records[out_.records.size() - 2].HasFlag(kNeedsReadback));
   EXPECT_EQ(Pass(Rec({"SET", "k", "2", "KEEPTTL"}, 0, RecordOp::kIdempotent, 0, kNowMs + 102)).size(), 1u);
   EXPECT_EQ(keeper_.tracked_keys(), 0u);
@@ -223,9 +224,8 @@ TEST_F(ExpiryKeeperTest, AnExpiryPassingWhileTheWriteWasOnItsWayIsRestoredAndThe
   Pass(Rec({"SET", "n", "1", "PXAT", std::to_string(kNowMs + 20)}));
   const ChangeRecord incr = Rec({"SET", "n", "2", "KEEPTTL"}, 0, RecordOp::kIdempotent, 0, kNowMs + 21);
   EXPECT_EQ(Pass(incr, kNowMs + 17),
-            (std::vector<std::string>{"SET n 2 KEEPTTL", Restore("n", kNowMs + 20)}));
-  EXPECT_TRUE(out_.records[out_.records.size() - 2].HasFlag(kNeedsReadback));
-  EXPECT_FALSE(out_.records.back().HasFlag(kNeedsReadback));
+            (std::vector<std::string>{"SET n 2 PXAT " + std::to_string(kNowMs + 20)}));
+  EXPECT_TRUE(out_.records.back().HasFlag(kNeedsReadback));
   EXPECT_EQ(keeper_.stats().doubted, 1u);
   // Requested after the expiry: a new key, nothing restored.
   EXPECT_EQ(Pass(Rec({"SET", "n", "3", "KEEPTTL"}, 0, RecordOp::kIdempotent, 0, kNowMs + 30), kNowMs + 25),
@@ -274,6 +274,41 @@ TEST(ExpiryKeeper, RemembersAtMostMaxKeysDroppingPassedExpiriesFirst) {
   EXPECT_EQ(out.records[before + 1].args[2], std::to_string(kLater + 1));
 }
 
+// The keeper's table (open addressing, deletion by backward shift, growth)
+// against a std::map, through the keeper's own rules: random expiries set,
+// keys deleted, and adds that restore exactly the expiries the map holds.
+TEST(ExpiryKeeper, ItsTableMatchesAMapThroughGrowthAndDeletion) {
+  VectorSink out;
+  ExpiryKeeper keeper(&out);
+  std::map<std::pair<uint16_t, std::string>, int64_t> ref;
+  uint64_t seed = 42;
+  auto next = [&] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
+  for (int i = 0; i < 40'000; ++i) {
+    const uint16_t db = static_cast<uint16_t>(next() % 3);
+    const std::string key = "k" + std::to_string(next() % 3000);
+    const uint64_t op = next() % 10;
+    const size_t before = out.records.size();
+    if (op < 4) {
+      const int64_t at = kLater + static_cast<int64_t>(next() % 1000);
+      EmitRecord(&keeper, Rec({"PEXPIREAT", key, std::to_string(at)}, db), 1);
+      ref[{db, key}] = at;
+    } else if (op < 7) {
+      EmitRecord(&keeper, Rec({"DEL", key}, db), 1);
+      ref.erase({db, key});
+    } else {
+      EmitRecord(&keeper, Rec({"SADD", key, "m"}, db), 1);
+      const auto it = ref.find({db, key});
+      ASSERT_EQ(out.records.size() - before, it == ref.end() ? 1u : 2u) << i;
+      if (it != ref.end()) ASSERT_EQ(out.records.back().args[2], std::to_string(it->second)) << i;
+    }
+    ASSERT_EQ(keeper.tracked_keys(), ref.size()) << i;
+  }
+  EXPECT_GT(keeper.stats().restored, 1000u);
+}
+
 // Records taken in batches (as the ambiguity tracker passes them on) come
 // out in the same order, with the restores in place, and a batch with no
 // expiry in it passes on whole.
@@ -305,13 +340,13 @@ TEST(ExpiryKeeper, BatchesComeOutAsSingleRecordsWould) {
     batch.Add(v, 7);
   }
   b.EmitBatch(batch, 0, batch.size());
-  ASSERT_EQ(one.records.size(), in.size() + 3);
+  ASSERT_EQ(one.records.size(), in.size() + 1);  // the KEEPTTL SETs take their expiry in place
   ASSERT_EQ(batched.records.size(), one.records.size());
   for (size_t i = 0; i < one.records.size(); ++i) {
     EXPECT_EQ(batched.records[i].args, one.records[i].args) << i;
     EXPECT_EQ(batched.records[i].flags, one.records[i].flags) << i;
   }
-  EXPECT_TRUE(batched.records[in.size() + 1].HasFlag(kNeedsReadback));  // the APPEND
+  EXPECT_TRUE(batched.records[in.size() - 1].HasFlag(kNeedsReadback));  // the APPEND
   EXPECT_EQ(batched.runs, 3);
   Runs plain;
   ExpiryKeeper c(&plain);
@@ -361,7 +396,9 @@ TEST(ExpiryKeeperLive, WritesKeepingAnExpiryDoNotResurrectTheKeyOnALateReplica) 
   r.Send(Cmd({"FLUSHALL"}), 1);
   testing::Replica late(kReplica);
   late.Apply(out.records);
-  EXPECT_EQ(r.Send(Cmd({"DBSIZE"}), 1), ":0\r\n") << "a key the source no longer holds";
+  // (EXISTS: a SET … PXAT in the past leaves a key that has expired, not yet
+  // collected.)
+  EXPECT_EQ(r.Send(Cmd({"EXISTS", "k", "h", "m"}), 1), ":0\r\n") << "a key the source no longer holds";
 }
 
 }  // namespace
