@@ -480,9 +480,11 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   }
   RecordPrinter printer;
   RecordOutput output(format == "records" ? &printer : nullptr);
-  kvf::resp::ExpiryKeeper expiries(&output);  // in the order records are applied: after the tracker
-  kvf::resp::SwapReadbacks swaps(&expiries, ambiguity);
-  kvf::resp::AmbiguityTracker tracker(&swaps, ambiguity);  // one thread: no merge needed
+  // In the order records are applied, after the tracker; the keeper's
+  // read-backs go through the swaps too.
+  kvf::resp::SwapReadbacks swaps(&output, ambiguity);
+  kvf::resp::ExpiryKeeper expiries(&swaps);
+  kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
   RespShard shard(&tracker, &scripts, nullptr, 0, 1, &board);
@@ -551,9 +553,11 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   RecordOutput output(format == "records" ? &printer : nullptr);
   // The workers' records meet in capture-time order in one tracker, on a
   // thread of its own.
-  kvf::resp::ExpiryKeeper expiries(&output);  // in the order records are applied: after the tracker
-  kvf::resp::SwapReadbacks swaps(&expiries, ambiguity);
-  kvf::resp::AmbiguityTracker tracker(&swaps, ambiguity);
+  // In the order records are applied, after the tracker; the keeper's
+  // read-backs go through the swaps too.
+  kvf::resp::SwapReadbacks swaps(&output, ambiguity);
+  kvf::resp::ExpiryKeeper expiries(&swaps);
+  kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
   kvf::resp::ShardMerge merge(workers, &tracker);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
   std::vector<std::unique_ptr<RespShard>> shards;

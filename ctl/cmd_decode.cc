@@ -727,9 +727,10 @@ int RunDecode(const std::vector<std::string>& args) {
   eo.apply_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  resp::ExpiryKeeper expiries(&printer, eo);
-  resp::SwapReadbacks swaps(&expiries, ao);
-  resp::AmbiguityTracker tracker(&swaps, ao);
+  // The keeper's read-backs go through the swaps too.
+  resp::SwapReadbacks swaps(&printer, ao);
+  resp::ExpiryKeeper expiries(&swaps, eo);
+  resp::AmbiguityTracker tracker(&expiries, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
   // --threads 1: one loop does everything. 2: RESP (pairing, records) on a

@@ -474,9 +474,10 @@ SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
 
 bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first_arg) {
   if (op == RecordOp::kDatabase) return EqualsIgnoreCase(first_arg, "SWAPDB");
-  // A read-back too (of a MOVE's or COPY's target db, say): its key may
-  // have been swapped on.
-  return (flags & kAmbiguousOrder) != 0;
+  // Any record whose key is read back (its order against another
+  // connection's, a MOVE's or COPY's target, an expiry in doubt): its key
+  // may have been swapped on.
+  return (flags & (kAmbiguousOrder | kNeedsReadback)) != 0;
 }
 
 void SwapReadbacks::Prune(uint64_t now_ns) {

@@ -147,6 +147,9 @@ class FifoVector {
 
 class Connection {
  public:
+  // The command an error reply names (Redis 7's NOPERM and wrong-arity
+  // errors name theirs), or empty.
+  static std::string_view CommandNamedByError(std::string_view error);
   // `sink` must outlive the connection. Thread confinement: one thread.
   explicit Connection(RecordSink* sink, ConnectionOptions options = {});
   // Its reply parser keeps a pointer to it (SetSkimPredicate): never moved.
@@ -306,8 +309,6 @@ class Connection {
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); 0 for any other.
   static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2;
-  // The command an error reply names (NOPERM, wrong arity), or empty.
-  static std::string_view CommandNamedByError(std::string_view error);
   static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
   // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
   // settling this connection's db (out of line: off the read path).

@@ -152,6 +152,16 @@ void ExpiryKeeper::Erase(uint16_t db, std::string_view key) {
   expiry_ms_.Erase(db, key);
 }
 
+void ExpiryKeeper::EraseOrDoubt(const RecordView& r, std::string_view key) {
+  // A record in doubt itself (its order against another connection's
+  // write) may not have come last: what it removed may still be there.
+  if ((r.flags & (kNeedsReadback | kAmbiguousOrder)) != 0) {
+    Doubt(r.db, key);
+  } else {
+    Erase(r.db, key);
+  }
+}
+
 void ExpiryKeeper::Doubt(uint16_t db, std::string_view key) {
   if (Known* k = expiry_ms_.Find(db, key)) k->sure = false;
 }
@@ -248,7 +258,10 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   // A relative expiry was counted from the reply's capture; the server
   // counted from when it ran the command, as early as its request: the
   // expiry lies in [at - span, at].
-  const Known known{at_ms - (RanByMs(r) - from_ms), at_ms, true};
+  // Set by a record in doubt itself (its order against another
+  // connection's write, a read-back): in doubt from the start.
+  const Known known{at_ms - (RanByMs(r) - from_ms), at_ms,
+                    (r.flags & (kNeedsReadback | kAmbiguousOrder)) == 0};
   if (expiry_ms_.size() >= opts_.max_keys) {
     if (expiry_ms_.Put(r.db, r.key, known, /*only_update=*/true) != nullptr) return;
     // Full, and a new key. Expiries that passed are of no use any more (a
@@ -313,7 +326,7 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
     if (pexpireat) {
       Remember(r, at_ms);
     } else {
-      Erase(r.db, r.key);
+      EraseOrDoubt(r, r.key);
     }
     if (v.doubt) ++stats_.doubted;
     return v;
@@ -322,12 +335,12 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
                                               EqualsIgnoreCase(r.args[3], "KEEPTTL"));
   if (!keeps) {
     if (r.args.size() == 3 && EqualsIgnoreCase(command, "SET")) {
-      Erase(r.db, r.key);  // a plain SET: no expiry
+      EraseOrDoubt(r, r.key);  // a plain SET: no expiry
     } else if (EqualsIgnoreCase(command, "DEL") || EqualsIgnoreCase(command, "UNLINK")) {
       keys_.clear();
       if (const CommandSpec* spec = LookupCommand(r.args);
           spec != nullptr && FindKeys(*spec, r.args, &keys_)) {
-        for (const KeyRef& k : keys_) Erase(r.db, r.args[k.arg]);
+        for (const KeyRef& k : keys_) EraseOrDoubt(r, r.args[k.arg]);
       }
       DoubtKeysOf(r);  // (a guessed db: in every db)
     } else {
@@ -358,13 +371,16 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
   return v;
 }
 
-void ExpiryKeeper::EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms) {
+void ExpiryKeeper::EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms, bool doubt) {
   const std::string at = std::to_string(at_ms);
   const std::string_view args[] = {"PEXPIREAT", r.key, at};
   RecordView v = r;
   v.op = RecordOp::kIdempotent;
-  // The write carries its own doubts; this record repeats only the context.
+  // The write carries its own doubts; this record repeats only the context,
+  // unless the expiry itself is in doubt: then the key is read back after
+  // this record, not before it.
   v.flags = r.flags & static_cast<uint16_t>(~(kNeedsReadback | kAmbiguousOrder));
+  if (doubt) v.flags |= kNeedsReadback;
   v.args = args;
   ++stats_.restored;
   downstream_->Emit(v, connection_id);
@@ -384,7 +400,7 @@ void ExpiryKeeper::EmitChanged(const RecordView& r, uint64_t connection_id, cons
     return;
   }
   downstream_->Emit(w, connection_id);
-  if (v.restore_at_ms >= 0) EmitRestore(r, connection_id, v.restore_at_ms);
+  if (v.restore_at_ms >= 0) EmitRestore(r, connection_id, v.restore_at_ms, v.doubt);
 }
 
 void ExpiryKeeper::Emit(const RecordView& record, uint64_t connection_id) {

@@ -158,13 +158,14 @@ class ExpiryKeeper : public RecordSink {
   };
   // Updates what is known from `r` and says what to add.
   Verdict Note(const RecordView& r);
-  void EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms);
+  void EmitRestore(const RecordView& r, uint64_t connection_id, int64_t at_ms, bool doubt);
   // `r` as the verdict changes it: flagged, followed by its restored
   // expiry, or (SET … KEEPTTL) with the expiry in it.
   void EmitChanged(const RecordView& r, uint64_t connection_id, const Verdict& v);
   void Remember(const RecordView& r, int64_t at_ms);
   void Erase(uint16_t db, std::string_view key);
   void Doubt(uint16_t db, std::string_view key);
+  void EraseOrDoubt(const RecordView& r, std::string_view key);
   // `key` as named by `r`: in its db, or (a guessed db) in every db.
   void DoubtKey(const RecordView& r, std::string_view key);
   void DoubtKeysOf(const RecordView& r);

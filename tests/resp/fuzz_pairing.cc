@@ -103,11 +103,11 @@ class ClientLists : public kvf::resp::ClientListObserver {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::deque<kvf::ChangeRecord> expected;
   CheckingSink sink(&expected);
-  kvf::resp::ExpiryKeeper expiries(&sink, {.max_keys = 4});
   const kvf::resp::AmbiguityOptions ao{
       .window_ns = 5000, .max_keys = 8, .max_held = 16, .max_held_bytes = 600};
-  kvf::resp::SwapReadbacks swaps(&expiries, ao);
-  kvf::resp::AmbiguityTracker tracker(&swaps, ao);
+  kvf::resp::SwapReadbacks swaps(&sink, ao);
+  kvf::resp::ExpiryKeeper expiries(&swaps, {.max_keys = 4});
+  kvf::resp::AmbiguityTracker tracker(&expiries, ao);
   Tee tee(&tracker, &expected);
   kvf::resp::ScriptCache scripts({.max_scripts = 4, .max_bytes = 256});
   ClientLists lists;

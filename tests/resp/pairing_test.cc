@@ -1618,6 +1618,44 @@ TEST(PairingOffline, AnExecWhoseReplyNeverCameReadsTheQueuedWritesBack) {
   }
 }
 
+// Writes read back at a close are read back in the db selected before
+// them, queued SELECTs of an unanswered EXEC included (a review found them
+// all in the db before the MULTI).
+TEST(PairingOffline, WritesReadBackAtACloseAreInTheDbSelectedBeforeThem) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"MULTI"}) + Cmd({"SELECT", "1"}) + Cmd({"SET", "a", "1"}) + Cmd({"SELECT", "3"}) +
+                  Cmd({"SET", "c", "1"}) + Cmd({"EXEC"}) + Cmd({"SELECT", "2"}) + Cmd({"SET", "d", "1"}),
+              1000);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n", 2000);
+  conn.OnClose(CloseReason::kCaptureEnd);
+  std::vector<std::string> got;
+  for (const ChangeRecord& r : sink.records) got.push_back(std::to_string(r.db) + ":" + r.key);
+  EXPECT_EQ(got, (std::vector<std::string>{"1:a", "3:c", "2:d"}));
+}
+
+// The command an error names, as Redis 7 words it; a subcommand a newer
+// server has and the table lacks (CLIENT SETINFO, 7.2) is compared by its
+// container, so its refusal keeps the connection in step.
+TEST(PairingOffline, ARefusedSubcommandTheTableLacksKeepsTheConnectionInStep) {
+  EXPECT_EQ(Connection::CommandNamedByError(
+                "NOPERM this user has no permissions to run the 'client|reply' command"),
+            "client|reply");
+  EXPECT_EQ(Connection::CommandNamedByError("ERR wrong number of arguments for 'get' command"), "get");
+  EXPECT_EQ(Connection::CommandNamedByError("NOPERM this user has no permissions to access one of the keys"),
+            "");
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"CLIENT", "SETINFO", "LIB-NAME", "redis-py"}) + Cmd({"SET", "a", "1"}), 1000);
+  conn.OnData(Direction::kServerToClient,
+              "-NOPERM this user has no permissions to run the 'client|setinfo' command\r\n+OK\r\n", 2000);
+  EXPECT_EQ(conn.stats().desyncs, 0u);
+  ASSERT_EQ(sink.records.size(), 1u);
+  EXPECT_EQ(sink.records[0].flags, 0);
+}
+
 // MONITOR mode runs commands: a key-less write there is shipped (flagged),
 // unlike one sent while subscribed. An UNSUBSCRIBE of several channels is
 // answered once per channel; the request after it pairs with its own reply.
