@@ -268,8 +268,8 @@ def main():
         err = dump.communicate(timeout=10)[1].decode()
         dump = None
         if "\n0 packets dropped by kernel" not in "\n" + err:
-            print(f"SKIP-LIKE FAIL: tcpdump dropped packets, the capture is incomplete:\n{err}")
-            return 1
+            print(f"tcpdump dropped packets, the capture is incomplete:\n{err}")
+            return DROPPED
         p1 = sum(w.batches["p1"] for w in writers)
         p2 = sum(w.batches["p2"] for w in writers)
         print(f"batches of {DEPTH}: phase 1 {p1}, phase 2 {p2}; server errors {sum(w.errors for w in writers)}")
@@ -305,5 +305,17 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+DROPPED = 75  # main's answer when tcpdump dropped packets: run again
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # A busy machine (other tests, a fuzzer) can starve tcpdump: a capture
+    # that dropped packets is taken again, up to three times.
+    for attempt in range(3):
+        rc = main()
+        if rc != DROPPED:
+            sys.exit(rc)
+        print("capture incomplete: running again")
+        time.sleep(1)  # the servers stopped (SIGTERM) free their ports
+    print("FAIL: tcpdump dropped packets three times")
+    sys.exit(1)
