@@ -238,25 +238,9 @@ AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i
                static_cast<uint32_t>((end - request_ns) / 1000)};
 }
 
-namespace {
-// The dbs a database-wide record changes the keys of.
-struct DbSet {
-  bool all = false;
-  uint16_t dbs[2] = {0, 0};
-  size_t n = 0;
-  bool Touches(uint16_t db) const { return all || (n > 0 && dbs[0] == db) || (n > 1 && dbs[1] == db); }
-  bool Meets(const DbSet& o) const {
-    if (all || o.all) return true;  // every set touches some db
-    for (size_t k = 0; k < n; ++k) {
-      if (o.Touches(dbs[k])) return true;
-    }
-    return false;
-  }
-};
-
-// False for a database-wide record that changes no keys (FUNCTION …).
-bool DbsOf(const RecordView& r, DbSet* out) {
-  if (r.args.empty()) return false;
+bool DbsChangedBy(const RecordView& r, DbSet* out) {
+  *out = DbSet{};
+  if (r.op != RecordOp::kDatabase || r.args.empty()) return false;
   auto db_arg = [&](std::string_view s, uint16_t* v) {
     unsigned u = 0;
     const auto res = std::from_chars(s.data(), s.data() + s.size(), u);
@@ -269,6 +253,7 @@ bool DbsOf(const RecordView& r, DbSet* out) {
   } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
     out->dbs[out->n++] = r.db;
   } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
+    out->swap = true;
     if (r.args.size() == 3 && db_arg(r.args[1], &out->dbs[0]) && db_arg(r.args[2], &out->dbs[1])) {
       out->n = 2;
     } else {
@@ -279,11 +264,10 @@ bool DbsOf(const RecordView& r, DbSet* out) {
   }
   return true;
 }
-}  // namespace
 
 void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w) {
   DbSet mine;
-  if (!DbsOf(b.Get(i, &db_wide_args_), &mine)) return;
+  if (!DbsChangedBy(b.Get(i, &db_wide_args_), &mine)) return;
   uint16_t my_flags = b.flags(i);
   // Held writes of other connections it comes within the window of: key
   // writes in the dbs it touches, and database-wide writes of those dbs
@@ -294,7 +278,7 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
       if (&c.batch == &b && j == i) continue;
       DbSet theirs;
       if (c.batch.op(j) == RecordOp::kDatabase) {
-        if (!DbsOf(c.batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
+        if (!DbsChangedBy(c.batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
       } else if (!mine.Touches(c.batch.db(j))) {
         continue;
       }
@@ -522,15 +506,10 @@ void SwapReadbacks::Closure(uint16_t db, uint64_t t, std::vector<uint16_t>* dbs)
 void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
   Prune(r.capture_ns);
   if (r.op == RecordOp::kDatabase) {
-    unsigned a = 0, b = 0;
-    if (r.args.size() != 3 ||
-        std::from_chars(r.args[1].data(), r.args[1].data() + r.args[1].size(), a).ec != std::errc() ||
-        std::from_chars(r.args[2].data(), r.args[2].data() + r.args[2].size(), b).ec != std::errc() ||
-        a > UINT16_MAX || b > UINT16_MAX || a == b) {
-      return;
-    }
-    if (swaps_.size() < 4096)
-      swaps_.push_back(Swap{static_cast<uint16_t>(a), static_cast<uint16_t>(b), r.capture_ns});
+    DbSet d;
+    if (!DbsChangedBy(r, &d) || !d.swap || d.n != 2 || d.dbs[0] == d.dbs[1]) return;
+    const uint16_t a = d.dbs[0], b = d.dbs[1];
+    if (swaps_.size() < 4096) swaps_.push_back(Swap{a, b, r.capture_ns});
     // Flagged keys near it: read back in every db they may now sit in.
     for (Flagged& f : flagged_) {
       if (!Near(f.capture_ns, r.capture_ns)) continue;

@@ -37,6 +37,26 @@ struct AmbiguityOptions {
   size_t max_held_bytes = 64u << 20;  // bytes of those records (keys, arguments)
 };
 
+// The dbs a database-wide record changes the keys of: FLUSHDB its own,
+// FLUSHALL every one, SWAPDB a b those two (every one when malformed).
+struct DbSet {
+  bool all = false;
+  bool swap = false;  // SWAPDB
+  uint16_t dbs[2] = {0, 0};
+  size_t n = 0;
+  bool Touches(uint16_t db) const { return all || (n > 0 && dbs[0] == db) || (n > 1 && dbs[1] == db); }
+  bool Meets(const DbSet& o) const {
+    if (all || o.all) return true;  // every set touches some db
+    for (size_t k = 0; k < n; ++k) {
+      if (o.Touches(dbs[k])) return true;
+    }
+    return false;
+  }
+};
+// False for a record that is not database-wide or changes no keys
+// (FUNCTION …).
+bool DbsChangedBy(const RecordView& r, DbSet* out);
+
 struct AmbiguityStats {
   uint64_t records = 0;
   uint64_t ambiguous = 0;        // records flagged

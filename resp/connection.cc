@@ -381,20 +381,13 @@ void Connection::OnClose(CloseReason) {
       std::find_if(pending_.begin(), pending_.end(), [](const Pending& p) { return p.kind == Kind::kExec; });
   // Each in the db selected before it: a SELECT among them may have run
   // (the db after it is then a guess).
-  auto read_back = [&](const Pending& p) {
-    if (p.kind == Kind::kWrite) Unanswered(p, p.ts, 0);
-    if (p.kind == Kind::kSelect) SelectUnanswered(p);
-    if (p.kind == Kind::kReset) {
-      db_ = 0;
-      ForgetDb();
-    }
-  };
+  // (No kAfterGap: nothing was lost before them.)
   if (exec != pending_.end()) {
-    for (const Pending& q : multi_queue_) read_back(q);
+    for (const Pending& q : multi_queue_) ReadBack(q, false, 0);
   }
   for (const Pending& p : pending_) {
     ++stats_.unpaired_requests;
-    read_back(p);
+    ReadBack(p, false, 0);
   }
   pending_.clear();
   multi_queue_.clear();  // read back above if an EXEC was sent; else never applied
@@ -488,12 +481,12 @@ void Connection::EnterDesync() {
   ReadBackWaiting();
 }
 
-void Connection::ReadBack(const Pending& p, bool ignoring) {
+void Connection::ReadBack(const Pending& p, bool ignoring, uint16_t extra_flags) {
   if (p.kind == Kind::kWrite) {
     if (ignoring) {
       UnansweredWhileIgnored(p.spec, Args(p), p.ts);
     } else {
-      Unanswered(p, p.ts, kAfterGap);
+      Unanswered(p, p.ts, extra_flags);
     }
   }
   if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if it (or an EXEC) ran

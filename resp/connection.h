@@ -321,7 +321,7 @@ class Connection {
   // Whether a key of the request just parsed was too large to hold.
   bool KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const;
   // One such request (`ignoring`: as UnansweredWhileIgnored).
-  void ReadBack(const Pending& p, bool ignoring);
+  void ReadBack(const Pending& p, bool ignoring, uint16_t extra_flags = kAfterGap);
   void Reclaim();
   uint16_t FlagsFor(bool in_tx);
   std::span<const std::string_view> Args(const Pending& p);

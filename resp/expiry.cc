@@ -6,6 +6,7 @@
 #include <charconv>
 #include <functional>
 
+#include "resp/ambiguity.h"
 #include "resp/convert.h"
 
 // XXH3 inlined: keys are short and hashing them is on the per-record path.
@@ -31,14 +32,6 @@ bool KeepsExpiry(std::string_view command) {
     if (EqualsIgnoreCase(command, c)) return true;
   }
   return false;
-}
-
-bool ParseDb(std::string_view s, uint16_t* out) {
-  unsigned v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v > UINT16_MAX) return false;
-  *out = static_cast<uint16_t>(v);
-  return true;
 }
 
 bool ParseMs(std::string_view s, int64_t* out) {
@@ -202,20 +195,19 @@ void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
 }
 
 void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
-  if (expiry_ms_.empty() || r.args.empty()) return;
-  if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
-    expiry_ms_.Clear();  // every key gone
+  DbSet d;
+  if (expiry_ms_.empty() || !DbsChangedBy(r, &d)) return;
+  if (!d.swap && d.all) {
+    expiry_ms_.Clear();  // FLUSHALL: every key gone
     dbs_.clear();
-  } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
-    expiry_ms_.EraseIf([&](uint16_t db, const Known&) { return db == r.db; });
-  } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
+  } else if (!d.swap) {
+    expiry_ms_.EraseIf([&](uint16_t db, const Known&) { return d.Touches(db); });  // FLUSHDB
+  } else if (d.all) {
+    DoubtWhere([](uint16_t) { return true; });  // a SWAPDB of dbs not told
+  } else {
     // The keys of both dbs change places, expiries with them; in doubt, as
     // the swap may race writes of other connections.
-    uint16_t a = 0, b = 0;
-    if (r.args.size() != 3 || !ParseDb(r.args[1], &a) || !ParseDb(r.args[2], &b)) {
-      DoubtWhere([](uint16_t) { return true; });
-      return;
-    }
+    const uint16_t a = d.dbs[0], b = d.dbs[1];
     expiry_ms_.ForEach([&](uint16_t& db, Known& k) {
       if (db != a && db != b) return;
       db = db == a ? b : a;
