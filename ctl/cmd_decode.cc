@@ -855,9 +855,10 @@ int RunDecode(const std::vector<std::string>& args) {
                 (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
                 (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db(),
                 (unsigned long long)printer.readbacks());
-    std::printf("ambiguity long_spans %llu late_partner %llu\n",
-                (unsigned long long)tracker.stats().long_spans,
-                (unsigned long long)tracker.stats().late_partner);
+    std::printf(
+        "ambiguity long_spans %llu long_checked %llu late_partner %llu keys_evicted %llu\n",
+        (unsigned long long)tracker.stats().long_spans, (unsigned long long)tracker.stats().long_checked,
+        (unsigned long long)tracker.stats().late_partner, (unsigned long long)tracker.stats().keys_evicted);
     std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu\n",
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
                 (unsigned long long)expiries.stats().doubted_all,

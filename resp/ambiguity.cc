@@ -30,6 +30,10 @@ AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions opti
     : downstream_(downstream), opts_(options), slots_(kInitialSlots) {
   opts_.max_keys = std::max<size_t>(opts_.max_keys, 1);
   opts_.max_span_ns = std::min<uint64_t>(opts_.max_span_ns, uint64_t{3600} * 1'000'000'000);  // fits Write
+  // Spans of up to max_retain_ns plus max_span_ns fit Write's microseconds.
+  opts_.max_retain_ns =
+      std::clamp<uint64_t>(opts_.max_retain_ns, opts_.max_span_ns, uint64_t{600} * 1'000'000'000);
+  retain_ns_ = opts_.window_ns + opts_.max_span_ns;
 }
 
 uint64_t AmbiguityTracker::MapKey(uint16_t db, std::string_view key) {
@@ -61,7 +65,11 @@ void AmbiguityTracker::Rebuild(size_t size, Keep keep) {
   const size_t mask = size - 1;
   used_ = 0;
   for (const Slot& s : spare_slots_) {
-    if (s.map_key == 0 || !keep(s)) continue;
+    if (s.map_key == 0) continue;
+    if (!keep(s)) {
+      Dropped(s);
+      continue;
+    }
     size_t i = s.map_key & mask;
     while (slots_[i].map_key != 0) i = (i + 1) & mask;
     slots_[i] = s;
@@ -73,6 +81,12 @@ void AmbiguityTracker::MakeRoom() {
   // Leave a quarter of the cap free, so that the rebuilds stay rare.
   const size_t target = std::min(opts_.max_keys - 1, opts_.max_keys - opts_.max_keys / 4);
   Rebuild(slots_.size(), [&](const Slot& s) { return !Stale(s); });
+  const uint64_t base = opts_.window_ns + opts_.max_span_ns;
+  while (used_ > target && retain_ns_ > base) {
+    // Keys kept for long spans give way first, the oldest first.
+    retain_ns_ = std::max(base, retain_ns_ / 2);
+    Rebuild(slots_.size(), [&](const Slot& s) { return !Stale(s); });
+  }
   size_t release = 0;
   while (used_ > target) {
     // Keys of records that already left (pushed out early, or passed
@@ -96,6 +110,7 @@ AmbiguityTracker::Slot* AmbiguityTracker::InsertSlot(uint64_t map_key) {
   size_t i = map_key & mask;
   while (slots_[i].map_key != 0) {
     if (Stale(slots_[i])) {
+      Dropped(slots_[i]);
       slots_[i].map_key = map_key;
       return &slots_[i];
     }
@@ -183,6 +198,10 @@ void AmbiguityTracker::Advance(uint64_t now_ns) {
 
 void AmbiguityTracker::ReleaseBefore(uint64_t now_ns) {
   horizon_ = std::max(horizon_, now_ns);
+  // Long spans have stopped coming for a while: keys go back to the plain
+  // retention (a later long span reaching back past them is flagged).
+  if (retain_ns_ > opts_.window_ns + opts_.max_span_ns && horizon_ > last_long_ns_ + 4 * retain_ns_)
+    retain_ns_ = opts_.window_ns + opts_.max_span_ns;
   // Held as long as a later write may still come within the window of it
   // (its span reaching back up to max_span_ns), so that both are flagged.
   const uint64_t hold = opts_.window_ns + opts_.max_span_ns;
@@ -191,7 +210,10 @@ void AmbiguityTracker::ReleaseBefore(uint64_t now_ns) {
 
 void AmbiguityTracker::Flush() {
   ReleaseWhile([](const Chunk&, size_t) { return true; });
-  for (Slot& s : slots_) s.map_key = 0;
+  for (Slot& s : slots_) {
+    if (s.map_key != 0) Dropped(s);
+    s.map_key = 0;
+  }
   used_ = 0;
   db_wide_.clear();
   all_dbs_.first = false;
@@ -224,18 +246,31 @@ uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
 }
 
 AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i, uint64_t id,
-                                                  bool* long_span) const {
+                                                  uint64_t* span_ns) const {
   const uint64_t ts = b.capture_ns(i);
-  // A span longer than keys are remembered may hide a partner: Take flags it.
-  uint64_t request_ns = b.request_ns(i);
-  *long_span = ts - request_ns > opts_.max_span_ns;
-  if (*long_span) request_ns = ts - opts_.max_span_ns;
   // A write whose reply was not seen (lost in a gap, under CLIENT REPLY
   // OFF, unanswered at a close) may run after its time: it counts as
   // running up to max_span_ns later.
   const uint64_t end = b.unanswered(i) ? ts + opts_.max_span_ns : ts;
+  *span_ns = ts - b.request_ns(i);
+  const uint64_t span = std::min(*span_ns, opts_.max_retain_ns) + (end - ts);
   return Write{end, static_cast<uint32_t>(b.connection_id(i)), static_cast<uint32_t>(id),
-               static_cast<uint32_t>((end - request_ns) / 1000)};
+               static_cast<uint32_t>(span / 1000)};
+}
+
+bool AmbiguityTracker::LongSpanUnchecked(const Write& w, uint64_t span_ns) {
+  // Keys are kept long enough for the next span twice as long, so that
+  // spans growing with a backlog stay checked.
+  retain_ns_ = std::max(retain_ns_, std::min(opts_.max_retain_ns, 2 * span_ns + opts_.window_ns));
+  last_long_ns_ = std::max(last_long_ns_, w.capture_ns);
+  // A write of another connection whose span comes within the window of
+  // this one was taken after dropped_upto_, so its key's entry is intact.
+  if (span_ns <= opts_.max_retain_ns && w.request_ns() > dropped_upto_ + opts_.window_ns) {
+    ++stats_.long_checked;
+    return false;
+  }
+  ++stats_.long_spans;
+  return true;
 }
 
 bool DbsChangedBy(const RecordView& r, DbSet* out) {
@@ -282,8 +317,8 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
       } else if (!mine.Touches(c.batch.db(j))) {
         continue;
       }
-      bool long_span;
-      const Write x = WriteOf(c.batch, j, 0, &long_span);
+      uint64_t span_ns;
+      const Write x = WriteOf(c.batch, j, 0, &span_ns);
       if (x.connection == w.connection || !Overlap(x, w)) continue;
       uint16_t flags = c.batch.flags(j);
       MarkAmbiguous(&flags);
@@ -331,15 +366,14 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   }
   const uint64_t id = next_id_;
   if (k == 0 && c.batch.op(i) == RecordOp::kDatabase) {
-    bool long_span;
-    Write w = WriteOf(c.batch, i, id, &long_span);
-    if (long_span) {
+    uint64_t span_ns;
+    Write w = WriteOf(c.batch, i, id, &span_ns);
+    if (span_ns > opts_.max_span_ns) {
       // Its whole span, so that every held key write in it is flagged (a
       // FLUSHALL pipelined behind a large reply ran long before its reply).
       // Key writes already released within it are not: the record says so
       // (a database-wide read-back).
-      w.span_us = static_cast<uint32_t>(
-          std::min<uint64_t>(UINT32_MAX, (w.capture_ns - c.batch.request_ns(i)) / 1000));
+      w.span_us = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, span_ns / 1000));
       uint16_t flags = c.batch.flags(i);
       ++stats_.long_spans;
       MarkAmbiguous(&flags);
@@ -349,12 +383,9 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   }
   if (k != 0) {
     uint16_t flags = c.batch.flags(i);
-    bool long_span;
-    const Write w = WriteOf(c.batch, i, id, &long_span);
-    if (long_span) {
-      ++stats_.long_spans;
-      MarkAmbiguous(&flags);
-    }
+    uint64_t span_ns;
+    const Write w = WriteOf(c.batch, i, id, &span_ns);
+    if (span_ns > opts_.max_span_ns && LongSpanUnchecked(w, span_ns)) MarkAmbiguous(&flags);
     if (!db_wide_.empty() || all_dbs_.first) CheckDatabaseWide(c.batch.db(i), w, &flags);
     // The slot keeps the key's latest write (by time) and the latest by a
     // connection other than its writer's. Compared by the records' own
@@ -454,7 +485,10 @@ SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
       near_ns_(options.window_ns + 2 * options.max_span_ns),
       // Kept longer: records may come out of time order by the tracker's
       // slack for late arrivals.
-      keep_ns_(near_ns_ + options.late_arrival_ns) {}
+      keep_ns_(near_ns_ + options.late_arrival_ns),
+      // A flagged write's span may reach back this far (the tracker checks
+      // spans of up to max_retain_ns): swaps are kept for it.
+      keep_swaps_ns_(keep_ns_ + std::max(options.max_retain_ns, options.max_span_ns)) {}
 
 bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first_arg) {
   if (op == RecordOp::kDatabase) return EqualsIgnoreCase(first_arg, "SWAPDB");
@@ -466,7 +500,8 @@ bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first
 
 void SwapReadbacks::Prune(uint64_t now_ns) {
   const uint64_t cut = now_ns > keep_ns_ ? now_ns - keep_ns_ : 0;
-  while (!swaps_.empty() && swaps_.front().capture_ns < cut) swaps_.pop_front();
+  const uint64_t swaps_cut = now_ns > keep_swaps_ns_ ? now_ns - keep_swaps_ns_ : 0;
+  while (!swaps_.empty() && swaps_.front().capture_ns < swaps_cut) swaps_.pop_front();
   while (!flagged_.empty() && flagged_.front().capture_ns < cut) flagged_.pop_front();
 }
 
@@ -484,19 +519,19 @@ void SwapReadbacks::Readback(const RecordView& after, uint16_t db, std::string_v
   downstream_->Emit(v, connection_id);
 }
 
-bool SwapReadbacks::Near(uint64_t a, uint64_t b) const {
-  return (a > b ? a - b : b - a) <= near_ns_;
+bool SwapReadbacks::Near(uint64_t t, uint64_t lo, uint64_t hi) const {
+  return t + near_ns_ >= lo && t <= hi + near_ns_;
 }
 
-void SwapReadbacks::Closure(uint16_t db, uint64_t t, std::vector<uint16_t>* dbs) const {
-  // Swaps near `t` may have run in any order: a key of `db` may sit in any
-  // db a chain of them reaches (SWAPDB 0 1, then SWAPDB 1 2).
+void SwapReadbacks::Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<uint16_t>* dbs) const {
+  // Swaps near the span [lo, hi] may have run in any order: a key of `db`
+  // may sit in any db a chain of them reaches (SWAPDB 0 1, then SWAPDB 1 2).
   dbs->assign(1, db);
   auto has = [&](uint16_t d) { return std::find(dbs->begin(), dbs->end(), d) != dbs->end(); };
   for (bool grew = true; grew;) {
     grew = false;
     for (const Swap& s : swaps_) {
-      if (!Near(s.capture_ns, t) || has(s.a) == has(s.b)) continue;
+      if (!Near(s.capture_ns, lo, hi) || has(s.a) == has(s.b)) continue;
       dbs->push_back(has(s.a) ? s.b : s.a);
       grew = true;
     }
@@ -512,8 +547,8 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     if (swaps_.size() < 4096) swaps_.push_back(Swap{a, b, r.capture_ns});
     // Flagged keys near it: read back in every db they may now sit in.
     for (Flagged& f : flagged_) {
-      if (!Near(f.capture_ns, r.capture_ns)) continue;
-      Closure(f.db, f.capture_ns, &dbs_);
+      if (!Near(r.capture_ns, f.request_ns, f.capture_ns)) continue;
+      Closure(f.db, f.request_ns, f.capture_ns, &dbs_);
       for (uint16_t db : dbs_) {
         if (std::find(f.done.begin(), f.done.end(), db) != f.done.end()) continue;
         Readback(r, db, f.key, connection_id);
@@ -522,9 +557,12 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     }
     return;
   }
-  Closure(r.db, r.capture_ns, &dbs_);
+  // Its request's time when known (an unanswered write counts from its own).
+  const uint64_t request_ns = r.request_ns == 0 || r.request_ns > r.capture_ns ? r.capture_ns : r.request_ns;
+  Closure(r.db, request_ns, r.capture_ns, &dbs_);
   for (size_t i = 1; i < dbs_.size(); ++i) Readback(r, dbs_[i], r.key, connection_id);
-  if (flagged_.size() < 65536) flagged_.push_back(Flagged{r.db, std::string(r.key), r.capture_ns, dbs_});
+  if (flagged_.size() < 65536)
+    flagged_.push_back(Flagged{r.db, std::string(r.key), request_ns, r.capture_ns, dbs_});
 }
 
 void SwapReadbacks::Emit(const RecordView& record, uint64_t connection_id) {

@@ -7,9 +7,14 @@
 // reply queued behind a large one leaves tens of milliseconds after its write
 // ran: the order of replies is not the order of writes.) Sits between the
 // connections of one flow shard and the next stage, holding each record for
-// the window plus max_span_ns.
+// the window plus max_span_ns. A longer span (a bulk load's requests wait in
+// the server's socket backlog for tens of milliseconds) is checked in full
+// against the keys the table still remembers: keys are kept longer while
+// such spans come, and only a span reaching back past a key the table
+// dropped is flagged for its length alone.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <span>
@@ -23,10 +28,15 @@ namespace kvf::resp {
 
 struct AmbiguityOptions {
   uint64_t window_ns = 1'000'000;  // spans (request to reply) closer than this are ambiguous
-  // A write whose span is longer than this is flagged whatever else wrote
-  // its key: keys are remembered this much longer than the window, not
-  // longer.
+  // Records are held this much longer than the window, so that a later
+  // write whose span reaches back this far still finds its partner held
+  // and flags it. A longer span is checked against the key table, whose
+  // entries are kept longer while such spans come (twice the longest seen
+  // plus the window, up to max_retain_ns, within max_keys); one reaching
+  // back past an entry the table dropped, or longer than max_retain_ns, is
+  // flagged whatever else wrote its key.
   uint64_t max_span_ns = 5'000'000;
+  uint64_t max_retain_ns = 10'000'000'000;
   // Until a caller drives the window (Advance), records move it by their own
   // times less this much: one may be taken this much later than records
   // captured after it (the flow table holds a segment up to peer_hold_ns
@@ -59,9 +69,12 @@ bool DbsChangedBy(const RecordView& r, DbSet* out);
 
 struct AmbiguityStats {
   uint64_t records = 0;
-  uint64_t ambiguous = 0;        // records flagged
-  uint64_t long_spans = 0;       // of which flagged for a span longer than max_span_ns
-  uint64_t late_partner = 0;     // partner record already released unflagged (a cap hit)
+  uint64_t ambiguous = 0;     // records flagged
+  uint64_t long_spans = 0;    // of which flagged for a span the table could not check
+  uint64_t long_checked = 0;  // spans longer than max_span_ns checked against the table
+  // Partner record already released unflagged: a cap hit, or a span longer
+  // than max_span_ns (the later record, read back after both, suffices).
+  uint64_t late_partner = 0;
   uint64_t keys_evicted = 0;     // entries dropped by the key cap before their window closed
   uint64_t forced_releases = 0;  // records released early by the hold caps
 };
@@ -97,6 +110,8 @@ class AmbiguityTracker : public RecordSink {
   // Keys in the table, including those whose window has closed and that a
   // later insert will clear out (never more than max_keys).
   size_t tracked_keys() const { return used_; }
+  // How long a key's latest write is remembered now (see max_span_ns).
+  uint64_t retain_ns() const { return retain_ns_; }
 
  private:
   // Held records, in batches. Record `i` of `batch` has id first_id + i (ids
@@ -117,7 +132,7 @@ class AmbiguityTracker : public RecordSink {
     uint64_t capture_ns;  // of the reply (a read-back's: its time plus max_span_ns)
     uint32_t connection;  // low bits of the connection id
     uint32_t id;          // low bits of the record's id
-    uint32_t span_us;     // the request came this long before the reply (at most max_span_ns)
+    uint32_t span_us;     // the request came this long before the reply (at most max_retain_ns)
     uint64_t request_ns() const { return capture_ns - uint64_t{span_us} * 1000; }
   };
   // Open-addressing slot (linear probing); map_key 0 marks an empty slot.
@@ -136,9 +151,13 @@ class AmbiguityTracker : public RecordSink {
   // time, its key is looked up and flagged, then the caps apply.
   // `map_key` is KeyOf(c.batch, i).
   void Take(Chunk& c, size_t i, uint64_t map_key);
-  // The Write record `i` of `b` makes, as Take keeps it; `long_span` tells
-  // whether its span was cut to max_span_ns.
-  Write WriteOf(const RecordBatch& b, size_t i, uint64_t id, bool* long_span) const;
+  // The Write record `i` of `b` makes, as Take keeps it (its span cut to
+  // max_retain_ns); `span_ns` is its whole span, request to reply.
+  Write WriteOf(const RecordBatch& b, size_t i, uint64_t id, uint64_t* span_ns) const;
+  // A key write whose span is longer than max_span_ns: keeps keys long
+  // enough for the next such spans; true if this one reaches back past what
+  // the table remembers (it must be flagged).
+  bool LongSpanUnchecked(const Write& w, uint64_t span_ns);
   // Spans [request, reply] closer than the window: the order is unknown.
   bool Overlap(const Write& a, const Write& b) const {
     return a.request_ns() < b.capture_ns + opts_.window_ns && b.request_ns() < a.capture_ns + opts_.window_ns;
@@ -174,9 +193,9 @@ class AmbiguityTracker : public RecordSink {
   Chunk& NewChunk();
   uint64_t FirstHeldId() const;
   void ReleaseBefore(uint64_t now_ns);
-  bool Stale(const Slot& s) const {
-    return s.latest.capture_ns + opts_.window_ns + opts_.max_span_ns < horizon_;
-  }
+  // Past its retention: the slot may be dropped (Dropped() when it is).
+  bool Stale(const Slot& s) const { return s.latest.capture_ns + retain_ns_ < horizon_; }
+  void Dropped(const Slot& s) { dropped_upto_ = std::max(dropped_upto_, s.latest.capture_ns); }
   // 64-bit hash of (db, key), never 0. Two keys with the same hash share an
   // entry: that can add a flag or (rarely: ~n²/2⁶⁵ for n live keys) hide one.
   static uint64_t MapKey(uint16_t db, std::string_view key);
@@ -202,6 +221,13 @@ class AmbiguityTracker : public RecordSink {
   uint64_t next_id_ = 0;  // id of the next record taken
   uint64_t horizon_ = 0;  // the furthest the window was advanced to
   bool driven_ = false;   // Advance was called: records do not advance the window
+  // Entries live this long after their latest write: the window plus
+  // max_span_ns, longer while long spans come (LongSpanUnchecked).
+  uint64_t retain_ns_ = 0;
+  uint64_t last_long_ns_ = 0;  // capture time of the latest long span
+  // The latest write time of any entry dropped from the table: a span
+  // reaching back to it (less the window) may miss a partner.
+  uint64_t dropped_upto_ = 0;
   // The latest database-wide write per db it touched, and the latest
   // FLUSHALL; kept while a key write could still come within the window.
   std::vector<std::pair<bool, Write>> db_wide_;
@@ -233,11 +259,14 @@ class SwapReadbacks : public RecordSink {
   struct Flagged {
     uint16_t db;
     std::string key;
+    uint64_t request_ns;
     uint64_t capture_ns;
     std::vector<uint16_t> done;  // dbs it is read back in (its own first)
   };
-  bool Near(uint64_t a, uint64_t b) const;
-  void Closure(uint16_t db, uint64_t t, std::vector<uint16_t>* dbs) const;
+  // A record at `t` may have run in the same window as one whose span is
+  // [lo, hi].
+  bool Near(uint64_t t, uint64_t lo, uint64_t hi) const;
+  void Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<uint16_t>* dbs) const;
   // True if `r` needs a look (a SWAPDB, or a flagged key write).
   static bool Relevant(RecordOp op, uint16_t flags, std::string_view first_arg);
   void Note(const RecordView& r, uint64_t connection_id);
@@ -247,6 +276,7 @@ class SwapReadbacks : public RecordSink {
   RecordSink* downstream_;
   uint64_t near_ns_;
   uint64_t keep_ns_;
+  uint64_t keep_swaps_ns_;
   std::deque<Swap> swaps_;
   std::deque<Flagged> flagged_;
   std::vector<std::string_view> args_;
