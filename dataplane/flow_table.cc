@@ -13,6 +13,10 @@ namespace {
 // A segment more than this far (either way) from the next expected byte is
 // not believed: real TCP windows are at most 1 GiB.
 constexpr int64_t kMaxSequenceJump = int64_t{1} << 30;
+// A RST closes a flow only this close (either way) to the next byte seen
+// from its sender: what the receiver accepts is its window, which a
+// mirror's view of the stream may lead or trail by the bytes in flight.
+constexpr int64_t kRstMaxDistance = int64_t{32} << 20;
 // Two views of one connection (NAT) are this close in time and in stream
 // position when the second one starts.
 constexpr uint64_t kTwinWindowNs = 100'000'000;
@@ -56,6 +60,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   segments_not_for_server += o.segments_not_for_server;
   ack_without_flow += o.ack_without_flow;
   rst_without_flow += o.rst_without_flow;
+  rst_out_of_window += o.rst_out_of_window;
   fin_without_flow += o.fin_without_flow;
   segments_src_equals_dst += o.segments_src_equals_dst;
   segments_after_close += o.segments_after_close;
@@ -86,6 +91,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"segments_not_for_server", segments_not_for_server},
       {"ack_without_flow", ack_without_flow},
       {"rst_without_flow", rst_without_flow},
+      {"rst_out_of_window", rst_out_of_window},
       {"fin_without_flow", fin_without_flow},
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"segments_after_close", segments_after_close},
@@ -374,6 +380,13 @@ void FlowTable::Process(const TcpSegment& seg) {
   if (lru_.back() != f) lru_.splice(lru_.end(), lru_, f->lru_it);
   if (f->heir && seg.payload_len > 0 && !rst) Promote(f);
   if (rst) {
+    const HalfStream& sender =
+        f->half[Idx(seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient)];
+    const int64_t distance = static_cast<int32_t>(seg.seq - sender.next_seq());
+    if (sender.synced && (distance > kRstMaxDistance || distance < -kRstMaxDistance)) {
+      ++stats_.rst_out_of_window;
+      return;
+    }
     CloseFlow(f, CloseReason::kReset);
     return;
   }

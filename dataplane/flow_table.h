@@ -149,6 +149,10 @@ struct FlowTableStats {
   uint64_t segments_not_for_server = 0;  // neither side is a configured server
   uint64_t ack_without_flow = 0;         // payload-less segment of an unknown flow
   uint64_t rst_without_flow = 0;
+  // RSTs whose sequence number lies far from the sender's stream (a late
+  // RST of an earlier connection on the 4-tuple, a blind one): the
+  // receiver ignores them (RFC 5961), and so does the flow.
+  uint64_t rst_out_of_window = 0;
   uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   // Data segments of a flow closed moments before (closed_linger_ns):

@@ -624,6 +624,28 @@ TEST_F(FlowTableTest, NewBytesAfterAClosedFlowStillOpenOne) {
   EXPECT_EQ(table_->stats().segments_after_close, 0u);
 }
 
+// A RST whose sequence number lies far from its sender's stream (a late RST
+// of an earlier connection on the 4-tuple, a blind one) is ignored, as the
+// receiver ignores it (RFC 5961): before, it closed the flow, and the
+// connection's next bytes opened one joined mid-stream. A RST ahead of the
+// bytes seen by what the mirror lost in flight still closes.
+TEST_F(FlowTableTest, ARstFarFromItsSendersStreamIsIgnored) {
+  Handshake(100, 5000);
+  Send(true, 101, "GET a");
+  Send(false, 5001, "$1\r\n");
+  Send(false, 5001 + 0x40000000u, "", kRst);
+  Send(true, 106 + 3'000'000'000u, "", kRst);
+  EXPECT_EQ(table_->flow_count(), 1u);
+  EXPECT_EQ(table_->stats().rst_out_of_window, 2u);
+  Send(false, 5005, "a\r\n");
+  EXPECT_EQ(Events(), "D0:GET a D1:$1\r\n D1:a\r\n");
+  EXPECT_EQ(table_->stats().flows_joined_mid_stream, 0u);
+  Send(true, 106 + 100'000, "", kRst);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  EXPECT_EQ(Events(), "D0:GET a D1:$1\r\n D1:a\r\n C:reset");
+  EXPECT_EQ(table_->stats().rst_out_of_window, 2u);
+}
+
 // The remembered flows are bounded by max_flows, oldest forgotten first.
 TEST_F(FlowTableTest, RememberedFlowsAreBounded) {
   const char* servers[] = {"10.0.0.2:6379", "10.0.0.3:6379", "10.0.0.4:6379"};
