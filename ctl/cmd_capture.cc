@@ -472,7 +472,8 @@ std::string TimeLabel(uint64_t ts_ns) {
 
 // Offline: one thread, timeouts on packet time, one line per capture second.
 int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::string& format,
-               int max_seconds, const kvf::resp::AmbiguityOptions& ambiguity) {
+               int max_seconds, const kvf::resp::AmbiguityOptions& ambiguity,
+               const kvf::resp::ExpiryOptions& expiry) {
   auto src = PcapSource::OpenOffline(path);
   if (!src.ok()) {
     std::fprintf(stderr, "kvferryctl capture: %s\n", src.status().ToString().c_str());
@@ -483,7 +484,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   // In the order records are applied, after the tracker; the keeper's
   // read-backs go through the swaps too.
   kvf::resp::SwapReadbacks swaps(&output, ambiguity);
-  kvf::resp::ExpiryKeeper expiries(&swaps);
+  kvf::resp::ExpiryKeeper expiries(&swaps, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
@@ -541,8 +542,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
 // Live: the RX loop on this thread, reassembly on `workers` threads.
 int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const std::string& format,
             int max_seconds, size_t workers, size_t queue_slots, size_t queue_bytes,
-            const kvf::resp::AmbiguityOptions& ambiguity, kvf::ctl::DbAnswerBoard* board,
-            kvf::ctl::DbResolver* resolver) {
+            const kvf::resp::AmbiguityOptions& ambiguity, const kvf::resp::ExpiryOptions& expiry,
+            kvf::ctl::DbAnswerBoard* board, kvf::ctl::DbResolver* resolver) {
   DispatcherConfig dc;
   dc.workers = workers;
   dc.flow_table = cfg;
@@ -556,7 +557,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   // In the order records are applied, after the tracker; the keeper's
   // read-backs go through the swaps too.
   kvf::resp::SwapReadbacks swaps(&output, ambiguity);
-  kvf::resp::ExpiryKeeper expiries(&swaps);
+  kvf::resp::ExpiryKeeper expiries(&swaps, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
   kvf::resp::ShardMerge merge(workers, &tracker);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
@@ -671,6 +672,7 @@ int RunCapture(const std::vector<std::string>& args) {
   bool pass = false;
   double window_ms = 1.0;
   double max_span_ms = 5.0;
+  int64_t expiry_lag_ms = kvf::resp::ExpiryOptions{}.lag_budget_ms;
   kvf::ctl::WireOptions wire;
   bool resolve_db = false;
   std::string source_auth_file, source_user;
@@ -703,9 +705,10 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
       ->check(CLI::Range(0.0, 60000.0));
-  app.add_option("--ambiguity-max-span-ms", max_span_ms,
-                 "a write answered longer than this after its request is flagged (its order is unknown)")
+  app.add_option("--ambiguity-max-span-ms", max_span_ms, kvf::ctl::kMaxSpanHelp)
       ->check(CLI::Range(0.001, 3'600'000.0));
+  app.add_option("--expiry-lag-ms", expiry_lag_ms, kvf::ctl::kExpiryLagHelp)
+      ->check(CLI::Range(0, 86'400'000));
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
                "for an interface that also carries host traffic");
@@ -741,6 +744,8 @@ int RunCapture(const std::vector<std::string>& args) {
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
   ambiguity.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
+  kvf::resp::ExpiryOptions expiry;
+  expiry.lag_budget_ms = expiry_lag_ms;
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!pcap_file.empty()) {
@@ -754,7 +759,7 @@ int RunCapture(const std::vector<std::string>& args) {
                    "have moved on since\n");
       return 2;
     }
-    return RunOffline(pcap_file, cfg, format, seconds, ambiguity);
+    return RunOffline(pcap_file, cfg, format, seconds, ambiguity, expiry);
   }
   // CLIENT LIST answers, from the wire and (--resolve-db) asked for: they
   // settle the db of connections open before the capture.
@@ -844,7 +849,7 @@ int RunCapture(const std::vector<std::string>& args) {
     std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", (*r)->Describe().c_str(),
                  cfg.servers.size());
     const int rc = RunLive(std::move(*r), cfg, format, seconds, workers, queue_slots, queue_mb << 20,
-                           ambiguity, &board, resolver.get());  // destroys the source
+                           ambiguity, expiry, &board, resolver.get());  // destroys the source
     ShutdownDpdkEal();
     return rc;
 #else
@@ -855,7 +860,7 @@ int RunCapture(const std::vector<std::string>& args) {
   std::fprintf(stderr, "capturing on %s for %zu server(s); Ctrl-C to stop\n", src->Describe().c_str(),
                cfg.servers.size());
   return RunLive(std::move(src), cfg, format, seconds, workers, queue_slots, queue_mb << 20, ambiguity,
-                 &board, resolver.get());
+                 expiry, &board, resolver.get());
 }
 
 }  // namespace

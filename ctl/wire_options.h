@@ -20,4 +20,14 @@ struct WireOptions {
   bool Apply(const char* tool, dataplane::FlowTableConfig* cfg) const;
 };
 
+// Help of the options on how records are judged that decode and capture
+// share.
+inline constexpr const char* kMaxSpanHelp =
+    "records are held this long past the window for later writes of their keys; a write answered longer "
+    "than this after its request is checked against the keys remembered (kept longer while such writes "
+    "come), and flagged when they do not reach back that far";
+inline constexpr const char* kExpiryLagHelp =
+    "how far behind the source the replica may apply records: a PERSIST, or an expiry moved later, of a "
+    "key whose old expiry was due within this is read back (the replica may have expired the key already)";
+
 }  // namespace kvf::ctl
