@@ -59,8 +59,12 @@ template <typename Keep>
 void AmbiguityTracker::Rebuild(size_t size, Keep keep) {
   // Into the spare table (no allocation, and no fresh pages to fault in,
   // once both have reached the size).
-  spare_slots_.resize(size);
-  std::fill(spare_slots_.begin(), spare_slots_.end(), Slot{});
+  if (spare_slots_.size() == size) {
+    std::fill(spare_slots_.begin(), spare_slots_.end(), Slot{});
+  } else {
+    spare_slots_.clear();  // so that resize zeroes each slot once, and copies none
+    spare_slots_.resize(size);
+  }
   spare_slots_.swap(slots_);
   const size_t mask = size - 1;
   used_ = 0;
