@@ -534,7 +534,10 @@ void SwapReadbacks::Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<u
   auto has = [&](uint16_t d) { return std::find(dbs->begin(), dbs->end(), d) != dbs->end(); };
   for (bool grew = true; grew;) {
     grew = false;
-    for (const Swap& s : swaps_) {
+    // Newest first: swaps come in time order but for records taken late,
+    // so past one older than the span by more than that, none is near.
+    for (auto it = swaps_.rbegin(); it != swaps_.rend() && it->capture_ns + near_ns_ + keep_ns_ >= lo; ++it) {
+      const Swap& s = *it;
       if (!Near(s.capture_ns, lo, hi) || has(s.a) == has(s.b)) continue;
       dbs->push_back(has(s.a) ? s.b : s.a);
       grew = true;
@@ -548,7 +551,9 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     DbSet d;
     if (!DbsChangedBy(r, &d) || !d.swap || d.n != 2 || d.dbs[0] == d.dbs[1]) return;
     const uint16_t a = d.dbs[0], b = d.dbs[1];
-    if (swaps_.size() < 4096) swaps_.push_back(Swap{a, b, r.capture_ns});
+    // Bounded: the oldest go first (only a long span reaches back to them).
+    if (swaps_.size() >= 4096) swaps_.pop_front();
+    swaps_.push_back(Swap{a, b, r.capture_ns});
     // Flagged keys near it: read back in every db they may now sit in.
     for (Flagged& f : flagged_) {
       if (!Near(r.capture_ns, f.request_ns, f.capture_ns)) continue;

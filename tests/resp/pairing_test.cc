@@ -2169,6 +2169,32 @@ TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
   }
 }
 
+// A write whose span is long (its reply queued behind a large one) may have
+// run on either side of a SWAPDB anywhere in its span, not only near its
+// reply: it is read back in the other db too.
+TEST(Ambiguity, ALongSpanRacingASwapdbFarFromItsReplyIsReadBackInBothDbs) {
+  ChangeRecord swap;
+  swap.op = RecordOp::kDatabase;
+  swap.capture_ns = 10'500;
+  swap.args = {"SWAPDB", "2", "5"};
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 1000;
+  SwapReadbacks swaps(&out, o);
+  AmbiguityTracker t(&swaps, o);
+  EmitRecord(&t, swap, 2);
+  ChangeRecord k = SetRecord("k", 60'000);  // 50 us after the swap, well past near_ns
+  k.db = 5;
+  EmitRecord(&t, k, 1, 10'000);  // requested before the swap
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 3u);
+  EXPECT_TRUE(out.records[1].HasFlag(kNeedsReadback));
+  EXPECT_EQ(out.records[2].op, RecordOp::kReadback);
+  EXPECT_EQ(out.records[2].db, 2);
+  EXPECT_EQ(out.records[2].key, "k");
+}
+
 // Swaps near a flagged key may chain (SWAPDB 0 1 and SWAPDB 1 2 in one
 // event-loop pass): the key is read back in every db the chain reaches. A
 // read-back flagged near a swap (a MOVE's target) counts like a write; and
