@@ -211,7 +211,6 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
   if (opts_.scripts == nullptr) own_scripts_ = std::make_unique<ScriptCache>();
   scripts_ = opts_.scripts != nullptr ? opts_.scripts : own_scripts_.get();
   if (opts_.joined_mid_stream) {
-    output_chunk_ns_ = UINT64_MAX;  // what the server sent before the join: not seen
     // Nothing before the join is known: not the db, not the requests whose
     // replies are still to come. Start out of sync (see docs/resp.md).
     ForgetDb();
@@ -291,12 +290,6 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
     return;
   }
   Parser& parser = dir == Direction::kClientToServer ? requests_ : replies_;
-  if (dir == Direction::kServerToClient) {
-    output_before_chunk_ns_ = output_chunk_ns_;
-    output_chunk_ns_ = capture_ns;
-    first_reply_of_chunk_ = true;
-    chunk_continues_reply_ = replies_.HasPartial();
-  }
   if (dir == Direction::kClientToServer && !(first_request_of_chunk_ && requests_.HasPartial())) {
     // (A chunk that goes on with a message begun at the start of a chunk
     // that completed no request is still that message's first chunk: a
@@ -335,15 +328,6 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
       }
     }
   }
-  if (dir == Direction::kServerToClient && replies_.HasPartial()) {
-    // A reply goes on in the next chunk: what the server sent before its
-    // first bytes, for OnReply.
-    if (!first_reply_of_chunk_) {
-      partial_before_ns_ = output_chunk_ns_;
-    } else if (!chunk_continues_reply_) {
-      partial_before_ns_ = output_before_chunk_ns_;
-    }
-  }
 }
 
 void Connection::OnGap(Direction dir, uint64_t missing) {
@@ -367,7 +351,6 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
     reply_off_ = skip_next_ = false;
   } else {
     replies_.OnGap();
-    output_chunk_ns_ = UINT64_MAX;  // lost output: sent when, not known
   }
   EnterDesync();
 }
@@ -1217,11 +1200,6 @@ std::string_view Connection::CommandNamedByError(std::string_view error) {
 
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
-  // When the server last sent anything before this reply (pushes included).
-  const uint64_t output_before_reply_ns = !first_reply_of_chunk_   ? output_chunk_ns_
-                                          : chunk_continues_reply_ ? partial_before_ns_
-                                                                   : output_before_chunk_ns_;
-  first_reply_of_chunk_ = false;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
     return;
@@ -1380,11 +1358,13 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     // The write ran after its request arrived, maybe long before its reply
     // was captured (queued behind a large reply): the ambiguity window
     // compares these spans. A transaction runs at EXEC. A blocking command
-    // runs when it is served (maybe long after its request), and its reply
-    // goes out at once if no earlier reply was still being sent: when its
-    // request came after the previous reply (the client waited).
-    const bool served_now = p.spec != nullptr && p.spec->Has(kCmdBlocking) && p.ts > output_before_reply_ns;
-    exec_from_ns_ = served_now ? ts : p.ts;
+    // too counts from its request: it ran at once (its list not empty) or
+    // when a write served it, and either way its reply may leave long
+    // after, behind the replies of later clients in the same event-loop
+    // pass (Redis writes those newest first). Timed from its reply, a BRPOP
+    // that ran before another connection's RPUSH was applied after it,
+    // unflagged (found by a review).
+    exec_from_ns_ = p.ts;
     Handle(p, reply, ts, false);
     if (replica_link_) return;  // PSYNC answered: the rest is the link's
     // RESP2 answers a write, SELECT or MULTI only outside pub/sub mode.

@@ -388,15 +388,6 @@ class Connection {
   bool desync_ = false;
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
-  // Capture times of server bytes: of the chunk being read, of the one
-  // before, and of the last bytes before the reply that a chunk left
-  // unfinished began (UINT64_MAX: not known, e.g. joined mid-stream or lost
-  // in a gap).
-  uint64_t output_chunk_ns_ = 0;
-  uint64_t output_before_chunk_ns_ = 0;
-  uint64_t partial_before_ns_ = 0;
-  bool first_reply_of_chunk_ = false;   // no reply completed yet in the chunk being read
-  bool chunk_continues_reply_ = false;  // it began inside a reply
   uint64_t exec_from_ns_ = 0;  // request time of the write being handled (ConvertContext::request_ns)
   std::vector<std::string> unknown_names_;
   bool unknown_names_more_ = false;
