@@ -361,6 +361,90 @@ void AmbiguityTracker::CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* 
   if (db < db_wide_.size()) check(db_wide_[db]);
 }
 
+bool AmbiguityTracker::FieldOf(const RecordBatch& b, size_t i, std::string_view* field) {
+  // HSET/HMSET k f v, ZADD k score m (a ZINCRBY's record too), SADD k m:
+  // two of them of different fields, in either order, leave the same key
+  // (they create it alike, keep its expiry alike, never remove it).
+  const std::string_view cmd = b.first_arg(i);
+  if (cmd.size() != 4 && cmd.size() != 5) return false;
+  const char c0 = static_cast<char>(cmd[0] | 0x20);
+  if (c0 != 'h' && c0 != 'z' && c0 != 's') return false;
+  size_t at = 0;
+  if (EqualsIgnoreCase(cmd, "HSET") || EqualsIgnoreCase(cmd, "HMSET")) {
+    at = 2;
+  } else if (EqualsIgnoreCase(cmd, "ZADD")) {
+    at = 3;
+  } else if (EqualsIgnoreCase(cmd, "SADD")) {
+    at = 2;
+  } else {
+    return false;
+  }
+  const RecordView v = b.Get(i, &field_args_);
+  if (v.args.size() != (at == 2 && c0 == 's' ? 3u : 4u)) return false;
+  *field = v.args[at];
+  return true;
+}
+
+uint64_t AmbiguityTracker::KeyWritesOf(uint64_t map_key) {
+  uint64_t h = map_key ^ 0x5851f42d4c957f2dull;
+  h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h == 0 ? 1 : h;
+}
+
+uint64_t AmbiguityTracker::FieldKey(uint64_t map_key, std::string_view field) {
+  uint64_t h = XXH3_64bits_withSeed(field.data(), field.size(), map_key);
+  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 31;
+  return h == 0 ? 1 : h;
+}
+
+AmbiguityTracker::Slot* AmbiguityTracker::NewSlot(uint64_t map_key, const Write& w) {
+  Slot* slot = InsertSlot(map_key);
+  slot->latest = w;
+  slot->has_other = false;
+  slot->fields = false;
+  return slot;
+}
+
+AmbiguityTracker::Slot* AmbiguityTracker::FindOrInsertSlot(uint64_t map_key, const Write& first) {
+  if (Slot* slot = FindSlot(map_key); slot != nullptr) return slot;
+  return NewSlot(map_key, first);
+}
+
+void AmbiguityTracker::Check(const Slot& slot, const Write& w, uint16_t* flags) {
+  // Of the two, those another connection wrote: the latest is the partner
+  // that comes closest, unless this record is out of time order and the
+  // latest lies wholly after it.
+  const Write* latest = slot.latest.connection != w.connection ? &slot.latest : nullptr;
+  const Write* other = slot.has_other && slot.other.connection != w.connection ? &slot.other : nullptr;
+  if (latest != nullptr) FlagPartner(*latest, w, flags);
+  if (other != nullptr && (latest == nullptr || w.capture_ns < latest->capture_ns))
+    FlagPartner(*other, w, flags);
+  // Taken after a later write of another connection, it is applied after
+  // that one though it ran before it (or with it).
+  if ((latest != nullptr && latest->capture_ns > w.capture_ns) ||
+      (other != nullptr && other->capture_ns > w.capture_ns))
+    MarkAmbiguous(flags);
+}
+
+void AmbiguityTracker::Update(Slot* slot, const Write& w) {
+  // Records may come out of time order (a reply the flow table held for its
+  // request, a read-back stamped with its request's time): an older one
+  // does not displace a newer latest write.
+  if (w.capture_ns >= slot->latest.capture_ns) {
+    if (w.connection != slot->latest.connection) {
+      slot->other = slot->latest;
+      slot->has_other = true;
+    }
+    slot->latest = w;
+  } else if (w.connection != slot->latest.connection &&
+             (!slot->has_other || w.capture_ns >= slot->other.capture_ns)) {
+    slot->other = w;
+    slot->has_other = true;
+  }
+}
+
 void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
@@ -396,38 +480,46 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     // times, not the horizon, which a merge's watermark may have moved past
     // them (Stale() only decides what memory may be reused: a slot found is
     // intact).
-    Slot* slot = FindSlot(k);
-    if (slot == nullptr) {
-      slot = InsertSlot(k);  // may release records early, none of c's from i on
-      slot->latest = w;
-      slot->has_other = false;
+    std::string_view field;
+    if (!FieldOf(c.batch, i, &field)) [[likely]] {
+      bool fields = false;
+      if (Slot* slot = FindSlot(k); slot == nullptr) {
+        NewSlot(k, w);  // may release records early, none of c's from i on
+      } else {
+        Check(*slot, w, &flags);
+        Update(slot, w);
+        fields = slot->fields;
+      }
+      // A key with field writes: its key writes are kept apart too, for them.
+      if (fields) Update(FindOrInsertSlot(KeyWritesOf(k), w), w);
     } else {
-      // Of the two, those another connection wrote: the latest is the
-      // partner that comes closest, unless this record is out of time order
-      // and the latest lies wholly after it.
-      const Write* latest = slot->latest.connection != w.connection ? &slot->latest : nullptr;
-      const Write* other = slot->has_other && slot->other.connection != w.connection ? &slot->other : nullptr;
-      if (latest != nullptr) FlagPartner(*latest, w, &flags);
-      if (other != nullptr && (latest == nullptr || w.capture_ns < latest->capture_ns))
-        FlagPartner(*other, w, &flags);
-      // Taken after a later write of another connection, it is applied
-      // after that one though it ran before it (or with it).
-      if ((latest != nullptr && latest->capture_ns > w.capture_ns) ||
-          (other != nullptr && other->capture_ns > w.capture_ns))
-        MarkAmbiguous(&flags);
-      // Records may come out of time order (a reply the flow table held for
-      // its request, a read-back stamped with its request's time): an older
-      // one does not displace a newer latest write.
-      if (w.capture_ns >= slot->latest.capture_ns) {
-        if (w.connection != slot->latest.connection) {
-          slot->other = slot->latest;
-          slot->has_other = true;
-        }
-        slot->latest = w;
-      } else if (w.connection != slot->latest.connection &&
-                 (!slot->has_other || w.capture_ns >= slot->other.capture_ns)) {
-        slot->other = w;
-        slot->has_other = true;
+      // A write of one field (member) commutes with another connection's
+      // write of another field: it meets that one's key writes (kept apart
+      // once a field write came) and the writes of its own field. The key's
+      // slot still takes it, for the key writes to come.
+      Slot* slot = FindSlot(k);
+      if (slot == nullptr) {
+        slot = NewSlot(k, w);
+        slot->fields = true;
+      } else if (!slot->fields) {
+        // What the slot holds so far are key writes.
+        Check(*slot, w, &flags);
+        const Slot key_writes = *slot;
+        slot->fields = true;
+        Update(slot, w);
+        Slot* kw = FindOrInsertSlot(KeyWritesOf(k), key_writes.latest);
+        if (key_writes.has_other) Update(kw, key_writes.other);
+        Update(kw, key_writes.latest);
+      } else {
+        Update(slot, w);
+        if (const Slot* kw = FindSlot(KeyWritesOf(k)); kw != nullptr) Check(*kw, w, &flags);
+      }
+      const uint64_t fk = FieldKey(k, field);
+      if (Slot* fs = FindSlot(fk); fs == nullptr) {
+        NewSlot(fk, w);
+      } else {
+        Check(*fs, w, &flags);
+        Update(fs, w);
       }
     }
     c.batch.AddFlags(i, flags);

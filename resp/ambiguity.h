@@ -144,6 +144,9 @@ class AmbiguityTracker : public RecordSink {
     Write latest;
     Write other;
     bool has_other;
+    // The key has had field writes (FieldOf): its key writes are also kept
+    // under KeyWritesOf(map_key), where field writes look for them.
+    bool fields;
   };
   static_assert(sizeof(Slot) == 64);
 
@@ -169,6 +172,19 @@ class AmbiguityTracker : public RecordSink {
   void TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w);
   // The db-wide writes that a key write in `db` must be checked against.
   void CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* flags);
+  // A write of one field or member that commutes with writes of other
+  // fields of its key (HSET k f v, ZADD k score m, SADD k m): its field.
+  bool FieldOf(const RecordBatch& b, size_t i, std::string_view* field);
+  // The entries of a key with field writes: its key writes alone, and the
+  // writes of one field.
+  static uint64_t KeyWritesOf(uint64_t map_key);
+  static uint64_t FieldKey(uint64_t map_key, std::string_view field);
+  Slot* NewSlot(uint64_t map_key, const Write& w);
+  Slot* FindOrInsertSlot(uint64_t map_key, const Write& first);
+  // Flags `w` (and its partner) against the writes `slot` holds.
+  void Check(const Slot& slot, const Write& w, uint16_t* flags);
+  // Makes `w` the slot's latest write (or other) if it is.
+  static void Update(Slot* slot, const Write& w);
   // MapKey of record `i`, 0 for a database-wide record (no key).
   static uint64_t KeyOf(const RecordBatch& b, size_t i);
   // Flags `w` and the record `flags` belong to (written `me`) if their spans
@@ -233,6 +249,7 @@ class AmbiguityTracker : public RecordSink {
   std::vector<std::pair<bool, Write>> db_wide_;
   std::pair<bool, Write> all_dbs_{false, {}};
   std::vector<std::string_view> db_wide_args_;
+  std::vector<std::string_view> field_args_;
   std::vector<Slot> slots_;        // size a power of two, at most half full
   std::vector<Slot> spare_slots_;  // what Rebuild fills next
   size_t used_ = 0;
