@@ -220,7 +220,7 @@ void AmbiguityTracker::Flush() {
   }
   used_ = 0;
   db_wide_.clear();
-  all_dbs_.first = false;
+  all_dbs_ = Slot{};
 }
 
 void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* flags) {
@@ -331,34 +331,42 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
     }
   }
   // Database-wide writes already released that it comes within the window of.
-  auto meets = [&](const std::pair<bool, Write>& d) {
-    return d.first && d.second.connection != w.connection && Overlap(d.second, w);
-  };
-  bool met = meets(all_dbs_);
+  bool met = MeetsDatabaseWide(all_dbs_, w);
   for (size_t k = 0; k < db_wide_.size() && !met; ++k)
-    met = mine.Touches(static_cast<uint16_t>(k)) && meets(db_wide_[k]);
+    met = mine.Touches(static_cast<uint16_t>(k)) && MeetsDatabaseWide(db_wide_[k], w);
   if (met) MarkAmbiguous(&my_flags);
   b.AddFlags(i, my_flags);
-  // And the key writes still to come.
-  auto keep = [&](std::pair<bool, Write>* slot) {
-    if (!slot->first || w.capture_ns >= slot->second.capture_ns) *slot = {true, w};
+  // And the key writes still to come: the latest per db, and the latest by
+  // another connection than that one's (a key write of the latest's own
+  // connection, its span long, must still meet another connection's).
+  auto keep = [&](Slot* slot) {
+    if (slot->map_key == 0) {
+      slot->map_key = 1;
+      slot->latest = w;
+      slot->has_other = false;
+    } else {
+      Update(slot, w);
+    }
   };
   if (mine.all) {
     keep(&all_dbs_);
     return;
   }
   for (size_t k = 0; k < mine.n; ++k) {
-    if (db_wide_.size() <= mine.dbs[k]) db_wide_.resize(size_t{mine.dbs[k]} + 1);
+    if (db_wide_.size() <= mine.dbs[k]) db_wide_.resize(size_t{mine.dbs[k]} + 1, Slot{});
     keep(&db_wide_[mine.dbs[k]]);
   }
 }
 
+bool AmbiguityTracker::MeetsDatabaseWide(const Slot& d, const Write& w) const {
+  if (d.map_key == 0) return false;
+  return (d.latest.connection != w.connection && Overlap(d.latest, w)) ||
+         (d.has_other && d.other.connection != w.connection && Overlap(d.other, w));
+}
+
 void AmbiguityTracker::CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* flags) {
-  auto check = [&](const std::pair<bool, Write>& d) {
-    if (d.first && d.second.connection != w.connection && Overlap(d.second, w)) MarkAmbiguous(flags);
-  };
-  check(all_dbs_);
-  if (db < db_wide_.size()) check(db_wide_[db]);
+  if (MeetsDatabaseWide(all_dbs_, w) || (db < db_wide_.size() && MeetsDatabaseWide(db_wide_[db], w)))
+    MarkAmbiguous(flags);
 }
 
 bool AmbiguityTracker::FieldOf(const RecordBatch& b, size_t i, std::string_view* field) {
@@ -474,7 +482,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     uint64_t span_ns;
     const Write w = WriteOf(c.batch, i, id, &span_ns);
     if (span_ns > opts_.max_span_ns && LongSpanUnchecked(w, span_ns)) MarkAmbiguous(&flags);
-    if (!db_wide_.empty() || all_dbs_.first) CheckDatabaseWide(c.batch.db(i), w, &flags);
+    if (!db_wide_.empty() || all_dbs_.map_key != 0) CheckDatabaseWide(c.batch.db(i), w, &flags);
     // The slot keeps the key's latest write (by time) and the latest by a
     // connection other than its writer's. Compared by the records' own
     // times, not the horizon, which a merge's watermark may have moved past
@@ -597,7 +605,7 @@ bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first
 void SwapReadbacks::Prune(uint64_t now_ns) {
   const uint64_t cut = now_ns > keep_ns_ ? now_ns - keep_ns_ : 0;
   const uint64_t swaps_cut = now_ns > keep_swaps_ns_ ? now_ns - keep_swaps_ns_ : 0;
-  while (!swaps_.empty() && swaps_.front().capture_ns < swaps_cut) swaps_.pop_front();
+  while (!swaps_.empty() && swaps_.front().capture_ns < swaps_cut) Forget();
   while (!flagged_.empty() && flagged_.front().capture_ns < cut) flagged_.pop_front();
 }
 
@@ -619,6 +627,11 @@ bool SwapReadbacks::Near(uint64_t t, uint64_t lo, uint64_t hi) const {
   return t + near_ns_ >= lo && t <= hi + near_ns_;
 }
 
+void SwapReadbacks::Forget() {
+  forgotten_upto_ = std::max(forgotten_upto_, swaps_.front().capture_ns);
+  swaps_.pop_front();
+}
+
 void SwapReadbacks::Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<uint16_t>* dbs) const {
   // Swaps near the span [lo, hi] may have run in any order: a key of `db`
   // may sit in any db a chain of them reaches (SWAPDB 0 1, then SWAPDB 1 2).
@@ -635,6 +648,17 @@ void SwapReadbacks::Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<u
       grew = true;
     }
   }
+  // A swap forgotten (the cap, or older than any checked span) may be near
+  // it: if a db it may sit in was ever swapped, read it back in every db
+  // ever swapped.
+  if (forgotten_upto_ != 0 && forgotten_upto_ + near_ns_ >= lo &&
+      std::any_of(dbs->begin(), dbs->end(), [&](uint16_t d) {
+        return std::binary_search(swapped_dbs_.begin(), swapped_dbs_.end(), d);
+      })) {
+    for (const uint16_t d : swapped_dbs_) {
+      if (std::find(dbs->begin(), dbs->end(), d) == dbs->end()) dbs->push_back(d);
+    }
+  }
 }
 
 void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
@@ -644,8 +668,12 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     if (!DbsChangedBy(r, &d) || !d.swap || d.n != 2 || d.dbs[0] == d.dbs[1]) return;
     const uint16_t a = d.dbs[0], b = d.dbs[1];
     // Bounded: the oldest go first (only a long span reaches back to them).
-    if (swaps_.size() >= 4096) swaps_.pop_front();
+    if (swaps_.size() >= kMaxSwaps) Forget();
     swaps_.push_back(Swap{a, b, r.capture_ns});
+    for (const uint16_t db : {a, b}) {
+      const auto at = std::lower_bound(swapped_dbs_.begin(), swapped_dbs_.end(), db);
+      if (at == swapped_dbs_.end() || *at != db) swapped_dbs_.insert(at, db);
+    }
     // Flagged keys near it: read back in every db they may now sit in.
     for (Flagged& f : flagged_) {
       if (!Near(r.capture_ns, f.request_ns, f.capture_ns)) continue;

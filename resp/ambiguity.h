@@ -170,6 +170,9 @@ class AmbiguityTracker : public RecordSink {
   // window of its span are flagged, held ones now and later ones as they
   // are taken (db_wide_).
   void TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w);
+  // `w` comes within the window of one of the database-wide writes `d`
+  // keeps that another connection made.
+  bool MeetsDatabaseWide(const Slot& d, const Write& w) const;
   // The db-wide writes that a key write in `db` must be checked against.
   void CheckDatabaseWide(uint16_t db, const Write& w, uint16_t* flags);
   // A write of one field or member that commutes with writes of other
@@ -246,8 +249,9 @@ class AmbiguityTracker : public RecordSink {
   uint64_t dropped_upto_ = 0;
   // The latest database-wide write per db it touched, and the latest
   // FLUSHALL; kept while a key write could still come within the window.
-  std::vector<std::pair<bool, Write>> db_wide_;
-  std::pair<bool, Write> all_dbs_{false, {}};
+  // (Slots whose map_key is 1 when set, 0 when not.)
+  std::vector<Slot> db_wide_;
+  Slot all_dbs_{};
   std::vector<std::string_view> db_wide_args_;
   std::vector<std::string_view> field_args_;
   std::vector<Slot> slots_;        // size a power of two, at most half full
@@ -289,11 +293,15 @@ class SwapReadbacks : public RecordSink {
   void Note(const RecordView& r, uint64_t connection_id);
   void Readback(const RecordView& after, uint16_t db, std::string_view key, uint64_t connection_id);
   void Prune(uint64_t now_ns);
+  void Forget();  // the oldest swap
+  static constexpr size_t kMaxSwaps = 4096;
 
   RecordSink* downstream_;
   uint64_t near_ns_;
   uint64_t keep_ns_;
   uint64_t keep_swaps_ns_;
+  std::vector<uint16_t> swapped_dbs_;  // every db a SWAPDB named, sorted
+  uint64_t forgotten_upto_ = 0;        // the newest swap forgotten (0: none)
   std::deque<Swap> swaps_;
   std::deque<Flagged> flagged_;
   std::vector<std::string_view> args_;

@@ -2169,6 +2169,65 @@ TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
   }
 }
 
+// SwapReadbacks keeps at most 4096 swaps, the oldest forgotten first. A
+// flagged write whose span reaches a forgotten swap is read back in every
+// db a SWAPDB ever named (found by a review: a SWAPDB storm made the older
+// swaps vanish; with mixed pairs, the read-back in the third db was lost).
+TEST(Ambiguity, AFlaggedWriteNearForgottenSwapsIsReadBackInEverySwappedDb) {
+  auto swap = [](const char* a, const char* b, uint64_t ts) {
+    ChangeRecord r;
+    r.op = RecordOp::kDatabase;
+    r.capture_ns = ts;
+    r.args = {"SWAPDB", a, b};
+    return r;
+  };
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 1000;
+  SwapReadbacks swaps(&out, o);
+  AmbiguityTracker t(&swaps, o);
+  EmitRecord(&t, swap("1", "2", 10'000), 2);
+  for (uint64_t j = 0; j < 4096; ++j) EmitRecord(&t, swap("0", "1", 10'100 + j), 2);
+  EmitRecord(&t, SetRecord("k", 14'300), 1, 9'500);  // its span reaches the SWAPDB 1 2
+  t.Flush();
+  std::set<uint16_t> dbs;
+  for (const ChangeRecord& r : out.records) {
+    if (r.key == "k") dbs.insert(r.db);
+  }
+  EXPECT_EQ(dbs, (std::set<uint16_t>{0, 1, 2}));
+}
+
+// A key write with a long span, pipelined behind a FLUSHDB of its own
+// connection, must still meet another connection's FLUSHDB within its span:
+// the tracker keeps, per db, the latest database-wide write and the latest
+// by another connection (found by a review: X pipelined GET big; FLUSHDB;
+// SET K while Y sent FLUSHDB; K was kept on the replica, unflagged, once
+// long spans were checked instead of flagged).
+TEST(Ambiguity, ALongSpanMeetsADatabaseWideWriteHiddenBehindItsOwnConnections) {
+  auto flushdb = [](uint64_t ts) {
+    ChangeRecord r;
+    r.op = RecordOp::kDatabase;
+    r.capture_ns = ts;
+    r.args = {"FLUSHDB"};
+    return r;
+  };
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 5000;
+  o.late_arrival_ns = 0;
+  AmbiguityTracker t(&out, o);
+  EmitRecord(&t, flushdb(10'000), 2, 9'900);  // Y
+  EmitRecord(&t, flushdb(60'000), 1, 5'000);  // X's, behind GET big
+  EmitRecord(&t, SetRecord("K", 60'000), 1, 5'000);
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 3u);
+  EXPECT_EQ(out.records[2].key, "K");
+  EXPECT_TRUE(out.records[2].HasFlag(kNeedsReadback));
+  EXPECT_EQ(t.stats().long_checked, 1u);
+}
+
 // A write whose span is long (its reply queued behind a large one) may have
 // run on either side of a SWAPDB anywhere in its span, not only near its
 // reply: it is read back in the other db too.
