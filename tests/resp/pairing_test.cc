@@ -1987,6 +1987,16 @@ ChangeRecord SetRecord(std::string key, uint64_t ts, size_t value_bytes = 1) {
   return r;
 }
 
+// A database-wide record (FLUSHDB, FLUSHALL, SWAPDB a b) answered at `ts`.
+ChangeRecord DatabaseRecord(std::vector<std::string> args, uint64_t ts, uint16_t db = 0) {
+  ChangeRecord r;
+  r.op = RecordOp::kDatabase;
+  r.db = db;
+  r.capture_ns = ts;
+  r.args = std::move(args);
+  return r;
+}
+
 // A read-back of `key` (a write whose reply was not seen) at `ts`.
 ChangeRecord ReadbackRecord(std::string key, uint64_t ts) {
   ChangeRecord r;
@@ -2080,14 +2090,6 @@ TEST(Ambiguity, AnOlderRecordDoesNotHideTheLatestWrite) {
 // the dbs the database-wide write touches only, and not by its own
 // connection's, which are ordered.
 TEST(Ambiguity, ADatabaseWideWriteIsOrderedAgainstKeyWritesOfOtherConnections) {
-  auto db_wide = [](std::vector<std::string> args, uint64_t ts, uint16_t db = 0) {
-    ChangeRecord r;
-    r.op = RecordOp::kDatabase;
-    r.db = db;
-    r.capture_ns = ts;
-    r.args = std::move(args);
-    return r;
-  };
   auto in_db = [](ChangeRecord r, uint16_t db) {
     r.db = db;
     return r;
@@ -2122,7 +2124,7 @@ TEST(Ambiguity, ADatabaseWideWriteIsOrderedAgainstKeyWritesOfOtherConnections) {
     const bool key_first = c.key_ts < 10'500;
     const ChangeRecord key = in_db(SetRecord("k", c.key_ts), c.key_db);
     if (key_first) EmitRecord(&t, key, c.key_conn);
-    EmitRecord(&t, db_wide(c.command, 10'500, c.command_db), 2);
+    EmitRecord(&t, DatabaseRecord(c.command, 10'500, c.command_db), 2);
     if (!key_first) EmitRecord(&t, key, c.key_conn);
     t.Flush();
     ASSERT_EQ(out.records.size(), 2u);
@@ -2136,10 +2138,7 @@ TEST(Ambiguity, ADatabaseWideWriteIsOrderedAgainstKeyWritesOfOtherConnections) {
 // read back in the other db too, after the later of the two records (a
 // read-back before the SWAPDB would be swapped away).
 TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
-  ChangeRecord swap;
-  swap.op = RecordOp::kDatabase;
-  swap.capture_ns = 10'500;
-  swap.args = {"SWAPDB", "2", "5"};
+  const ChangeRecord swap = DatabaseRecord({"SWAPDB", "2", "5"}, 10'500);
   for (const bool key_first : {true, false}) {
     SCOPED_TRACE(key_first);
     VectorSink out;
@@ -2174,13 +2173,7 @@ TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
 // db a SWAPDB ever named (found by a review: a SWAPDB storm made the older
 // swaps vanish; with mixed pairs, the read-back in the third db was lost).
 TEST(Ambiguity, AFlaggedWriteNearForgottenSwapsIsReadBackInEverySwappedDb) {
-  auto swap = [](const char* a, const char* b, uint64_t ts) {
-    ChangeRecord r;
-    r.op = RecordOp::kDatabase;
-    r.capture_ns = ts;
-    r.args = {"SWAPDB", a, b};
-    return r;
-  };
+  auto swap = [](const char* a, const char* b, uint64_t ts) { return DatabaseRecord({"SWAPDB", a, b}, ts); };
   VectorSink out;
   AmbiguityOptions o;
   o.window_ns = 1000;
@@ -2205,13 +2198,7 @@ TEST(Ambiguity, AFlaggedWriteNearForgottenSwapsIsReadBackInEverySwappedDb) {
 // SET K while Y sent FLUSHDB; K was kept on the replica, unflagged, once
 // long spans were checked instead of flagged).
 TEST(Ambiguity, ALongSpanMeetsADatabaseWideWriteHiddenBehindItsOwnConnections) {
-  auto flushdb = [](uint64_t ts) {
-    ChangeRecord r;
-    r.op = RecordOp::kDatabase;
-    r.capture_ns = ts;
-    r.args = {"FLUSHDB"};
-    return r;
-  };
+  auto flushdb = [](uint64_t ts) { return DatabaseRecord({"FLUSHDB"}, ts); };
   VectorSink out;
   AmbiguityOptions o;
   o.window_ns = 1000;
@@ -2232,10 +2219,7 @@ TEST(Ambiguity, ALongSpanMeetsADatabaseWideWriteHiddenBehindItsOwnConnections) {
 // run on either side of a SWAPDB anywhere in its span, not only near its
 // reply: it is read back in the other db too.
 TEST(Ambiguity, ALongSpanRacingASwapdbFarFromItsReplyIsReadBackInBothDbs) {
-  ChangeRecord swap;
-  swap.op = RecordOp::kDatabase;
-  swap.capture_ns = 10'500;
-  swap.args = {"SWAPDB", "2", "5"};
+  const ChangeRecord swap = DatabaseRecord({"SWAPDB", "2", "5"}, 10'500);
   VectorSink out;
   AmbiguityOptions o;
   o.window_ns = 1000;
@@ -2260,13 +2244,7 @@ TEST(Ambiguity, ALongSpanRacingASwapdbFarFromItsReplyIsReadBackInBothDbs) {
 // two SWAPDBs of other connections that meet in a db are both flagged (in
 // the other order they leave the dbs permuted). Found by a review.
 TEST(Ambiguity, ChainedSwapsAndRacingSwapsAreCovered) {
-  auto swap = [](const char* a, const char* b, uint64_t ts) {
-    ChangeRecord r;
-    r.op = RecordOp::kDatabase;
-    r.capture_ns = ts;
-    r.args = {"SWAPDB", a, b};
-    return r;
-  };
+  auto swap = [](const char* a, const char* b, uint64_t ts) { return DatabaseRecord({"SWAPDB", a, b}, ts); };
   AmbiguityOptions o;
   o.window_ns = 1000;
   o.max_span_ns = 1000;
