@@ -626,6 +626,7 @@ int RunDecode(const std::vector<std::string>& args) {
   bool rebase = false;
   double window_ms = 1.0;
   double max_span_ms = 5.0;
+  bool fields_commute = false;
   int64_t expiry_lag_ms = resp::ExpiryOptions{}.lag_budget_ms;
   kvf::ctl::WireOptions wire;
   int threads = 1;
@@ -645,6 +646,7 @@ int RunDecode(const std::vector<std::string>& args) {
       ->check(CLI::Range(0.001, 3'600'000.0));
   app.add_option("--ambiguity-max-span-ms", max_span_ms, ctl::kMaxSpanHelp)
       ->check(CLI::Range(0.001, 3'600'000.0));
+  app.add_flag("--ambiguity-fields-commute", fields_commute, ctl::kFieldsCommuteHelp);
   app.add_option("--expiry-lag-ms", expiry_lag_ms,
                  std::string(ctl::kExpiryLagHelp) + "; at least the time from the capture to now")
       ->check(CLI::Range(0, 86'400'000));
@@ -722,6 +724,7 @@ int RunDecode(const std::vector<std::string>& args) {
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
   ao.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
+  ao.fields_commute = fields_commute;
   // Between the tracker and the output, in the order the replica applies
   // records: expiries kept with the writes that keep them.
   resp::ExpiryOptions eo;

@@ -26,6 +26,10 @@ inline constexpr const char* kMaxSpanHelp =
     "records are held this long past the window for later writes of their keys; a write answered longer "
     "than this after its request is checked against the keys remembered (kept longer while such writes "
     "come), and flagged when they do not reach back that far";
+inline constexpr const char* kFieldsCommuteHelp =
+    "do not order writes of different fields of one key (HSET k f v, ZADD k score m, SADD k m) against "
+    "each other: far fewer read-backs of hot hashes and sorted sets, but wrong if the key expires between "
+    "two of them; for keys without a TTL";
 inline constexpr const char* kExpiryLagHelp =
     "how far behind the source the replica may apply records: a PERSIST, or an expiry moved later, of a "
     "key whose old expiry was due within this is read back (the replica may have expired the key already)";

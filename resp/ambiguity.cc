@@ -489,7 +489,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     // them (Stale() only decides what memory may be reused: a slot found is
     // intact).
     std::string_view field;
-    if (!FieldOf(c.batch, i, &field)) [[likely]] {
+    if (!opts_.fields_commute || !FieldOf(c.batch, i, &field)) [[likely]] {
       bool fields = false;
       if (Slot* slot = FindSlot(k); slot == nullptr) {
         NewSlot(k, w);  // may release records early, none of c's from i on

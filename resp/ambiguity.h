@@ -42,6 +42,15 @@ struct AmbiguityOptions {
   // captured after it (the flow table holds a segment up to peer_hold_ns
   // for the other direction's bytes) and must still find its partner held.
   uint64_t late_arrival_ns = 2'000'000;
+  // Writes of different fields of one key (HSET k f v, ZADD k score m,
+  // SADD k m, one field each) are not ordered against each other, only
+  // against the key's other writes and their own field's. They commute
+  // unless the key expires between them, which nothing on the wire shows
+  // (a review: HSET f1 run before the expiry and answered late, HSET f2
+  // after it; the replica kept f1). Off by default: for keys that never
+  // carry a TTL (leaderboards, counters), where it spares a read-back of
+  // the whole key per concurrent write.
+  bool fields_commute = false;
   size_t max_keys = 1u << 20;         // (db, key) entries remembered (then records leave early)
   size_t max_held = 1u << 18;         // records held back while their window is open
   size_t max_held_bytes = 64u << 20;  // bytes of those records (keys, arguments)
