@@ -33,7 +33,7 @@ AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions opti
   // Spans of up to max_retain_ns plus max_span_ns fit Write's microseconds.
   opts_.max_retain_ns =
       std::clamp<uint64_t>(opts_.max_retain_ns, opts_.max_span_ns, uint64_t{600} * 1'000'000'000);
-  retain_ns_ = opts_.window_ns + opts_.max_span_ns;
+  retain_ns_ = HoldNs();
 }
 
 uint64_t AmbiguityTracker::MapKey(uint16_t db, std::string_view key) {
@@ -85,10 +85,9 @@ void AmbiguityTracker::MakeRoom() {
   // Leave a quarter of the cap free, so that the rebuilds stay rare.
   const size_t target = std::min(opts_.max_keys - 1, opts_.max_keys - opts_.max_keys / 4);
   Rebuild(slots_.size(), [&](const Slot& s) { return !Stale(s); });
-  const uint64_t base = opts_.window_ns + opts_.max_span_ns;
-  while (used_ > target && retain_ns_ > base) {
+  while (used_ > target && retain_ns_ > HoldNs()) {
     // Keys kept for long spans give way first, the oldest first.
-    retain_ns_ = std::max(base, retain_ns_ / 2);
+    retain_ns_ = std::max(HoldNs(), retain_ns_ / 2);
     Rebuild(slots_.size(), [&](const Slot& s) { return !Stale(s); });
   }
   size_t release = 0;
@@ -204,12 +203,10 @@ void AmbiguityTracker::ReleaseBefore(uint64_t now_ns) {
   horizon_ = std::max(horizon_, now_ns);
   // Long spans have stopped coming for a while: keys go back to the plain
   // retention (a later long span reaching back past them is flagged).
-  if (retain_ns_ > opts_.window_ns + opts_.max_span_ns && horizon_ > last_long_ns_ + 4 * retain_ns_)
-    retain_ns_ = opts_.window_ns + opts_.max_span_ns;
+  if (retain_ns_ > HoldNs() && horizon_ > last_long_ns_ + 4 * retain_ns_) retain_ns_ = HoldNs();
   // Held as long as a later write may still come within the window of it
   // (its span reaching back up to max_span_ns), so that both are flagged.
-  const uint64_t hold = opts_.window_ns + opts_.max_span_ns;
-  ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + hold < now_ns; });
+  ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + HoldNs() < now_ns; });
 }
 
 void AmbiguityTracker::Flush() {
@@ -377,18 +374,18 @@ bool AmbiguityTracker::FieldOf(const RecordBatch& b, size_t i, std::string_view*
   if (cmd.size() != 4 && cmd.size() != 5) return false;
   const char c0 = static_cast<char>(cmd[0] | 0x20);
   if (c0 != 'h' && c0 != 'z' && c0 != 's') return false;
-  size_t at = 0;
+  size_t at = 0, argc = 0;  // where the field is, and how many arguments with one field
   if (EqualsIgnoreCase(cmd, "HSET") || EqualsIgnoreCase(cmd, "HMSET")) {
-    at = 2;
+    at = 2, argc = 4;
   } else if (EqualsIgnoreCase(cmd, "ZADD")) {
-    at = 3;
+    at = 3, argc = 4;
   } else if (EqualsIgnoreCase(cmd, "SADD")) {
-    at = 2;
+    at = 2, argc = 3;
   } else {
     return false;
   }
   const RecordView v = b.Get(i, &field_args_);
-  if (v.args.size() != (at == 2 && c0 == 's' ? 3u : 4u)) return false;
+  if (v.args.size() != argc) return false;
   *field = v.args[at];
   return true;
 }
@@ -453,6 +450,51 @@ void AmbiguityTracker::Update(Slot* slot, const Write& w) {
   }
 }
 
+void AmbiguityTracker::TakeKeyWrite(uint64_t k, const Write& w, uint16_t* flags) {
+  bool fields = false;
+  if (Slot* slot = FindSlot(k); slot == nullptr) {
+    NewSlot(k, w);
+  } else {
+    Check(*slot, w, flags);
+    Update(slot, w);
+    fields = slot->fields;
+  }
+  // A key with field writes: its key writes are kept apart too, for them.
+  if (fields) Update(FindOrInsertSlot(KeyWritesOf(k), w), w);
+}
+
+void AmbiguityTracker::TakeFieldWrite(uint64_t k, std::string_view field, const Write& w, uint16_t* flags) {
+  // A write of one field (member) commutes with another connection's write
+  // of another field: it meets that one's key writes (kept apart once a
+  // field write came) and the writes of its own field. The key's slot still
+  // takes it, for the key writes to come.
+  Slot* slot = FindSlot(k);
+  if (slot == nullptr) {
+    slot = NewSlot(k, w);
+    slot->fields = true;
+  } else if (!slot->fields) {
+    // What the slot holds so far are key writes.
+    Check(*slot, w, flags);
+    const Slot key_writes = *slot;
+    slot->fields = true;
+    Update(slot, w);
+    // (An entry left from before the slot was dropped takes both too.)
+    Slot* kw = FindOrInsertSlot(KeyWritesOf(k), key_writes.latest);
+    if (key_writes.has_other) Update(kw, key_writes.other);
+    Update(kw, key_writes.latest);
+  } else {
+    Update(slot, w);
+    if (const Slot* kw = FindSlot(KeyWritesOf(k)); kw != nullptr) Check(*kw, w, flags);
+  }
+  const uint64_t fk = FieldKey(k, field);
+  if (Slot* fs = FindSlot(fk); fs == nullptr) {
+    NewSlot(fk, w);
+  } else {
+    Check(*fs, w, flags);
+    Update(fs, w);
+  }
+}
+
 void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
@@ -490,45 +532,9 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     // intact).
     std::string_view field;
     if (!opts_.fields_commute || !FieldOf(c.batch, i, &field)) [[likely]] {
-      bool fields = false;
-      if (Slot* slot = FindSlot(k); slot == nullptr) {
-        NewSlot(k, w);  // may release records early, none of c's from i on
-      } else {
-        Check(*slot, w, &flags);
-        Update(slot, w);
-        fields = slot->fields;
-      }
-      // A key with field writes: its key writes are kept apart too, for them.
-      if (fields) Update(FindOrInsertSlot(KeyWritesOf(k), w), w);
+      TakeKeyWrite(k, w, &flags);  // may release records early, none of c's from i on
     } else {
-      // A write of one field (member) commutes with another connection's
-      // write of another field: it meets that one's key writes (kept apart
-      // once a field write came) and the writes of its own field. The key's
-      // slot still takes it, for the key writes to come.
-      Slot* slot = FindSlot(k);
-      if (slot == nullptr) {
-        slot = NewSlot(k, w);
-        slot->fields = true;
-      } else if (!slot->fields) {
-        // What the slot holds so far are key writes.
-        Check(*slot, w, &flags);
-        const Slot key_writes = *slot;
-        slot->fields = true;
-        Update(slot, w);
-        Slot* kw = FindOrInsertSlot(KeyWritesOf(k), key_writes.latest);
-        if (key_writes.has_other) Update(kw, key_writes.other);
-        Update(kw, key_writes.latest);
-      } else {
-        Update(slot, w);
-        if (const Slot* kw = FindSlot(KeyWritesOf(k)); kw != nullptr) Check(*kw, w, &flags);
-      }
-      const uint64_t fk = FieldKey(k, field);
-      if (Slot* fs = FindSlot(fk); fs == nullptr) {
-        NewSlot(fk, w);
-      } else {
-        Check(*fs, w, &flags);
-        Update(fs, w);
-      }
+      TakeFieldWrite(k, field, w, &flags);
     }
     c.batch.AddFlags(i, flags);
   }

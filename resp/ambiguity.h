@@ -193,6 +193,10 @@ class AmbiguityTracker : public RecordSink {
   static uint64_t FieldKey(uint64_t map_key, std::string_view field);
   Slot* NewSlot(uint64_t map_key, const Write& w);
   Slot* FindOrInsertSlot(uint64_t map_key, const Write& first);
+  // The table's part of Take for a key write (KeyOf `k`), and for a write
+  // of one field of it (fields_commute).
+  void TakeKeyWrite(uint64_t k, const Write& w, uint16_t* flags);
+  void TakeFieldWrite(uint64_t k, std::string_view field, const Write& w, uint16_t* flags);
   // Flags `w` (and its partner) against the writes `slot` holds.
   void Check(const Slot& slot, const Write& w, uint16_t* flags);
   // Makes `w` the slot's latest write (or other) if it is.
@@ -221,6 +225,9 @@ class AmbiguityTracker : public RecordSink {
   Chunk& NewChunk();
   uint64_t FirstHeldId() const;
   void ReleaseBefore(uint64_t now_ns);
+  // How long a record is held, and a key remembered when no long span came:
+  // a later write whose span reaches back up to max_span_ns still finds it.
+  uint64_t HoldNs() const { return opts_.window_ns + opts_.max_span_ns; }
   // Past its retention: the slot may be dropped (Dropped() when it is).
   bool Stale(const Slot& s) const { return s.latest.capture_ns + retain_ns_ < horizon_; }
   void Dropped(const Slot& s) { dropped_upto_ = std::max(dropped_upto_, s.latest.capture_ns); }
