@@ -671,9 +671,7 @@ int RunCapture(const std::vector<std::string>& args) {
   std::string dpdk_port, eal;
   bool pass = false;
   double window_ms = 1.0;
-  double max_span_ms = 5.0;
-  bool fields_commute = false;
-  int64_t expiry_lag_ms = kvf::resp::ExpiryOptions{}.lag_budget_ms;
+  kvf::ctl::JudgeOptions judge;
   kvf::ctl::WireOptions wire;
   bool resolve_db = false;
   std::string source_auth_file, source_user;
@@ -706,11 +704,7 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
       ->check(CLI::Range(0.0, 60000.0));
-  app.add_option("--ambiguity-max-span-ms", max_span_ms, kvf::ctl::kMaxSpanHelp)
-      ->check(CLI::Range(0.001, 3'600'000.0));
-  app.add_flag("--ambiguity-fields-commute", fields_commute, kvf::ctl::kFieldsCommuteHelp);
-  app.add_option("--expiry-lag-ms", expiry_lag_ms, kvf::ctl::kExpiryLagHelp)
-      ->check(CLI::Range(0, 86'400'000));
+  judge.AddTo(app);
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
                "for an interface that also carries host traffic");
@@ -745,10 +739,8 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
-  ambiguity.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
-  ambiguity.fields_commute = fields_commute;
   kvf::resp::ExpiryOptions expiry;
-  expiry.lag_budget_ms = expiry_lag_ms;
+  judge.Apply(&ambiguity, &expiry);
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   if (!pcap_file.empty()) {

@@ -625,9 +625,7 @@ int RunDecode(const std::vector<std::string>& args) {
   std::vector<std::string> servers;
   bool rebase = false;
   double window_ms = 1.0;
-  double max_span_ms = 5.0;
-  bool fields_commute = false;
-  int64_t expiry_lag_ms = resp::ExpiryOptions{}.lag_budget_ms;
+  ctl::JudgeOptions judge;
   kvf::ctl::WireOptions wire;
   int threads = 1;
   app.add_option("--pcap", pcap_args,
@@ -644,12 +642,7 @@ int RunDecode(const std::vector<std::string>& args) {
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
       ->check(CLI::Range(0.001, 3'600'000.0));
-  app.add_option("--ambiguity-max-span-ms", max_span_ms, ctl::kMaxSpanHelp)
-      ->check(CLI::Range(0.001, 3'600'000.0));
-  app.add_flag("--ambiguity-fields-commute", fields_commute, ctl::kFieldsCommuteHelp);
-  app.add_option("--expiry-lag-ms", expiry_lag_ms,
-                 std::string(ctl::kExpiryLagHelp) + "; at least the time from the capture to now")
-      ->check(CLI::Range(0, 86'400'000));
+  judge.AddTo(app);
   app.add_option("--threads", threads,
                  "1: one thread; 2: packets+output | RESP; 3: packets | RESP | output (same output)")
       ->check(CLI::Range(1, 3));
@@ -723,13 +716,11 @@ int RunDecode(const std::vector<std::string>& args) {
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
-  ao.max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
-  ao.fields_commute = fields_commute;
   // Between the tracker and the output, in the order the replica applies
   // records: expiries kept with the writes that keep them.
   resp::ExpiryOptions eo;
   eo.shifted_clock = shift_ns != 0;
-  eo.lag_budget_ms = expiry_lag_ms;
+  judge.Apply(&ao, &eo);
   // The output is applied about now: a record is that far behind.
   eo.apply_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())

@@ -29,4 +29,28 @@ bool WireOptions::Apply(const char* tool, dataplane::FlowTableConfig* cfg) const
   return true;
 }
 
+void JudgeOptions::AddTo(CLI::App& app) {
+  app.add_option(
+         "--ambiguity-max-span-ms", max_span_ms,
+         "records are held this long past the window for later writes of their keys; a write answered "
+         "longer than this after its request is checked against the keys remembered (kept longer "
+         "while such writes come), and flagged when they do not reach back that far")
+      ->check(CLI::Range(0.001, 3'600'000.0));
+  app.add_flag("--ambiguity-fields-commute", fields_commute,
+               "do not order writes of different fields of one key (HSET k f v, ZADD k score m, SADD k m) "
+               "against each other: far fewer read-backs of hot hashes and sorted sets, but wrong if the key "
+               "expires between two of them; for keys without a TTL");
+  app.add_option("--expiry-lag-ms", expiry_lag_ms,
+                 "how far behind the source the replica may apply records: a PERSIST, or an expiry moved "
+                 "later, of a key whose old expiry was due within this is read back (the replica may have "
+                 "expired the key already); decode counts at least the time from the capture to now")
+      ->check(CLI::Range(0, 86'400'000));
+}
+
+void JudgeOptions::Apply(resp::AmbiguityOptions* ambiguity, resp::ExpiryOptions* expiry) const {
+  ambiguity->max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
+  ambiguity->fields_commute = fields_commute;
+  expiry->lag_budget_ms = expiry_lag_ms;
+}
+
 }  // namespace kvf::ctl

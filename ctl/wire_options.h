@@ -7,6 +7,8 @@
 #include <string>
 
 #include "dataplane/flow_table.h"
+#include "resp/ambiguity.h"
+#include "resp/expiry.h"
 
 namespace kvf::ctl {
 
@@ -20,18 +22,17 @@ struct WireOptions {
   bool Apply(const char* tool, dataplane::FlowTableConfig* cfg) const;
 };
 
-// Help of the options on how records are judged that decode and capture
-// share.
-inline constexpr const char* kMaxSpanHelp =
-    "records are held this long past the window for later writes of their keys; a write answered longer "
-    "than this after its request is checked against the keys remembered (kept longer while such writes "
-    "come), and flagged when they do not reach back that far";
-inline constexpr const char* kFieldsCommuteHelp =
-    "do not order writes of different fields of one key (HSET k f v, ZADD k score m, SADD k m) against "
-    "each other: far fewer read-backs of hot hashes and sorted sets, but wrong if the key expires between "
-    "two of them; for keys without a TTL";
-inline constexpr const char* kExpiryLagHelp =
-    "how far behind the source the replica may apply records: a PERSIST, or an expiry moved later, of a "
-    "key whose old expiry was due within this is read back (the replica may have expired the key already)";
+// Options `decode` and `capture` share on how records are judged: how long
+// a write's span may be before the key table checks it, whether field
+// writes commute, how far a replica may lag (--ambiguity-window-ms stays
+// with each: their ranges differ).
+struct JudgeOptions {
+  double max_span_ms = 5.0;
+  bool fields_commute = false;
+  int64_t expiry_lag_ms = resp::ExpiryOptions{}.lag_budget_ms;
+
+  void AddTo(CLI::App& app);
+  void Apply(resp::AmbiguityOptions* ambiguity, resp::ExpiryOptions* expiry) const;
+};
 
 }  // namespace kvf::ctl
