@@ -32,6 +32,7 @@ std::string_view RecordOpName(RecordOp op) {
     case RecordOp::kOrdered: return "ordered";
     case RecordOp::kReadback: return "readback";
     case RecordOp::kDatabase: return "database";
+    case RecordOp::kHold: return "hold";
   }
   return "unknown";
 }

@@ -34,6 +34,13 @@ enum class RecordOp : uint8_t {
   // Database-wide operations; `args` carries the command (FLUSHDB [ASYNC],
   // FLUSHALL, SWAPDB a b). `key` is empty.
   kDatabase = 4,
+  // Not a change: a connection tells the ambiguity tracker that a
+  // database-wide write it sent is not answered yet (args {"HOLD"}, from
+  // request_ns) or no longer ({"RELEASE"}), so that other connections' key
+  // writes within its span are still held when its reply comes
+  // (resp/ambiguity.h). The tracker consumes it: it is never stored,
+  // shipped or printed, and the log refuses it.
+  kHold = 5,
 };
 
 enum RecordFlags : uint16_t {

@@ -193,10 +193,11 @@ class RespShard : public StreamConsumerFactory,
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = this;
     o.scripts = scripts_;
+    o.announce_holds = true;  // the tracker takes them
     return std::make_unique<Consumer>(this, o, info);
   }
   void Emit(const kvf::RecordView& r, uint64_t connection_id) override {
-    ++local_records_;
+    if (r.op != kvf::RecordOp::kHold) ++local_records_;
     out_->Emit(r, connection_id);
   }
   void OnProgress(uint64_t watermark_ns) override {

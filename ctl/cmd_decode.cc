@@ -246,6 +246,7 @@ class Factory : public dp::StreamConsumerFactory {
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = observer_;
     o.scripts = &scripts_;
+    o.announce_holds = true;  // the tracker takes them
     return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_);
   }
 
@@ -854,9 +855,11 @@ int RunDecode(const std::vector<std::string>& args) {
                 (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db(),
                 (unsigned long long)printer.readbacks());
     std::printf(
-        "ambiguity long_spans %llu long_checked %llu late_partner %llu keys_evicted %llu\n",
+        "ambiguity long_spans %llu long_checked %llu late_partner %llu keys_evicted %llu holds_expired "
+        "%llu\n",
         (unsigned long long)tracker.stats().long_spans, (unsigned long long)tracker.stats().long_checked,
-        (unsigned long long)tracker.stats().late_partner, (unsigned long long)tracker.stats().keys_evicted);
+        (unsigned long long)tracker.stats().late_partner, (unsigned long long)tracker.stats().keys_evicted,
+        (unsigned long long)tracker.stats().holds_expired);
     std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu\n",
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
                 (unsigned long long)expiries.stats().doubted_all,

@@ -342,6 +342,10 @@ Result<uint64_t> Log::AppendBatch(std::span<const ChangeRecord> records) {
   scratch.clear();
   ends.clear();
   for (const auto& r : records) {
+    // A record the reader would refuse (a pipeline marker, kHold) never
+    // reaches the disk.
+    if (r.op < RecordOp::kIdempotent || r.op > RecordOp::kDatabase)
+      return InvalidArgument("log: bad record op");
     const size_t before = scratch.size();
     EncodeChangePayload(r, &scratch);
     if (scratch.size() - before > kMaxRecordPayload) return ResourceExhausted("log: record over 16 MiB");

@@ -179,18 +179,26 @@ void AmbiguityTracker::ReleaseWhile(More more) {
     const size_t begin = c.next;
     size_t i = begin;
     size_t bytes = 0;
-    while (i < c.end && more(c, i)) bytes += c.batch.record_bytes(i++);
+    size_t run = begin;  // of records to hand over (markers stay behind)
+    while (i < c.end && more(c, i)) {
+      if (c.batch.op(i) == RecordOp::kHold) [[unlikely]] {
+        if (run < i) downstream_->EmitBatch(c.batch, run, i);
+        run = i + 1;
+      }
+      bytes += c.batch.record_bytes(i++);
+    }
     if (i == begin) return;
     c.next = i;
     held_count_ -= i - begin;
     held_bytes_ -= bytes;
-    downstream_->EmitBatch(c.batch, begin, i);
+    if (run < i) downstream_->EmitBatch(c.batch, run, i);
     if (i < c.end) return;
   }
 }
 
 void AmbiguityTracker::ReleaseEarly(size_t n) {
   stats_.forced_releases += std::min(n, held_count_);
+  if (n > 0 && held_count_ > 0) BreakHolds();
   ReleaseWhile([&](const Chunk&, size_t) { return n > 0 && n-- > 0; });
 }
 
@@ -205,8 +213,58 @@ void AmbiguityTracker::ReleaseBefore(uint64_t now_ns) {
   // retention (a later long span reaching back past them is flagged).
   if (retain_ns_ > HoldNs() && horizon_ > last_long_ns_ + 4 * retain_ns_) retain_ns_ = HoldNs();
   // Held as long as a later write may still come within the window of it
-  // (its span reaching back up to max_span_ns), so that both are flagged.
-  ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + HoldNs() < now_ns; });
+  // (its span reaching back up to max_span_ns), so that both are flagged,
+  // and while a database-wide write whose span may reach it waits.
+  const uint64_t until = std::min(now_ns, HoldFloor());
+  ReleaseWhile([&](const Chunk& c, size_t i) { return c.batch.capture_ns(i) + HoldNs() < until; });
+}
+
+uint64_t AmbiguityTracker::HoldFloor() {
+  uint64_t floor = UINT64_MAX;
+  for (size_t k = 0; k < holds_.size();) {
+    if (holds_[k].from_ns + opts_.max_retain_ns < horizon_) {
+      ++stats_.holds_expired;
+      holds_[k] = holds_.back();
+      holds_.pop_back();
+      continue;
+    }
+    floor = std::min(floor, holds_[k].from_ns);
+    ++k;
+  }
+  return floor;
+}
+
+void AmbiguityTracker::TakeHold(const RecordBatch& b, size_t i) {
+  const uint64_t conn = b.connection_id(i);
+  auto it = std::find_if(holds_.begin(), holds_.end(), [&](const Hold& h) { return h.connection == conn; });
+  if (b.first_arg(i) != "HOLD") {
+    if (it != holds_.end()) {
+      *it = holds_.back();
+      holds_.pop_back();
+    }
+    return;
+  }
+  const uint64_t from = b.request_ns(i);
+  // Records its span may meet have already left if the window was advanced
+  // past them: they are released once the horizon passes their time plus
+  // HoldNs(), and the earliest it may meet came a window before its request.
+  const bool intact = horizon_ <= from + opts_.max_span_ns;
+  if (it != holds_.end()) {
+    // Another database-wide write of the connection (the one before was
+    // answered): what broke the earlier hold may have reached this one.
+    if (it->from_ns != from) *it = Hold{conn, from, intact && it->intact};
+  } else if (holds_.size() < kMaxHolds) {
+    holds_.push_back(Hold{conn, from, intact});
+  }
+}
+
+bool AmbiguityTracker::HeldFor(const RecordBatch& b, size_t i) const {
+  const uint64_t conn = b.connection_id(i);
+  for (const Hold& h : holds_) {
+    // (request_ns is rounded down to the microsecond.)
+    if (h.connection == conn) return h.intact && h.from_ns <= b.request_ns(i) + 1000;
+  }
+  return false;
 }
 
 void AmbiguityTracker::Flush() {
@@ -218,6 +276,7 @@ void AmbiguityTracker::Flush() {
   used_ = 0;
   db_wide_.clear();
   all_dbs_ = Slot{};
+  holds_.clear();
 }
 
 void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* flags) {
@@ -243,7 +302,7 @@ void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* fl
 }
 
 uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
-  return b.op(i) == RecordOp::kDatabase ? 0 : MapKey(b.db(i), b.key(i));
+  return b.op(i) >= RecordOp::kDatabase ? 0 : MapKey(b.db(i), b.key(i));
 }
 
 AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i, uint64_t id,
@@ -311,7 +370,7 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
   // otherwise: both are flagged, a read-back of the dbs).
   for (Chunk& c : chunks_) {
     for (size_t j = c.next; j < c.end; ++j) {
-      if (&c.batch == &b && j == i) continue;
+      if ((&c.batch == &b && j == i) || c.batch.op(j) == RecordOp::kHold) continue;
       DbSet theirs;
       if (c.batch.op(j) == RecordOp::kDatabase) {
         if (!DbsChangedBy(c.batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
@@ -509,15 +568,24 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     if (span_ns > opts_.max_span_ns) {
       // Its whole span, so that every held key write in it is flagged (a
       // FLUSHALL pipelined behind a large reply ran long before its reply).
-      // Key writes already released within it are not: the record says so
-      // (a database-wide read-back).
       w.span_us = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, span_ns / 1000));
-      uint16_t flags = c.batch.flags(i);
-      ++stats_.long_spans;
-      MarkAmbiguous(&flags);
-      c.batch.AddFlags(i, flags);
+      if (HeldFor(c.batch, i)) {
+        // Its connection told of it (kHold): the records its span meets
+        // are all still held.
+        ++stats_.long_checked;
+      } else {
+        // Key writes already released within it are not flagged: the
+        // record says so (a database-wide read-back).
+        uint16_t flags = c.batch.flags(i);
+        ++stats_.long_spans;
+        MarkAmbiguous(&flags);
+        c.batch.AddFlags(i, flags);
+      }
     }
     TakeDatabaseWide(c.batch, i, w);
+  } else if (k == 0 && c.batch.op(i) == RecordOp::kHold) [[unlikely]] {
+    --stats_.records;
+    TakeHold(c.batch, i);
   }
   if (k != 0) {
     uint16_t flags = c.batch.flags(i);
@@ -548,6 +616,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     // leave in arrival order). Its key entry stays for its window, so a
     // later write of the key is still flagged.
     ++stats_.forced_releases;
+    BreakHolds();
     ReleaseWhile([](const Chunk&, size_t) { return true; });
     return;
   }
@@ -609,9 +678,8 @@ bool SwapReadbacks::Relevant(RecordOp op, uint16_t flags, std::string_view first
 }
 
 void SwapReadbacks::Prune(uint64_t now_ns) {
-  const uint64_t cut = now_ns > keep_ns_ ? now_ns - keep_ns_ : 0;
-  const uint64_t swaps_cut = now_ns > keep_swaps_ns_ ? now_ns - keep_swaps_ns_ : 0;
-  while (!swaps_.empty() && swaps_.front().capture_ns < swaps_cut) Forget();
+  const uint64_t cut = now_ns > keep_swaps_ns_ ? now_ns - keep_swaps_ns_ : 0;
+  while (!swaps_.empty() && swaps_.front().capture_ns < cut) Forget();
   while (!flagged_.empty() && flagged_.front().capture_ns < cut) flagged_.pop_front();
 }
 
@@ -629,8 +697,8 @@ void SwapReadbacks::Readback(const RecordView& after, uint16_t db, std::string_v
   downstream_->Emit(v, connection_id);
 }
 
-bool SwapReadbacks::Near(uint64_t t, uint64_t lo, uint64_t hi) const {
-  return t + near_ns_ >= lo && t <= hi + near_ns_;
+bool SwapReadbacks::Near(uint64_t t_lo, uint64_t t_hi, uint64_t lo, uint64_t hi) const {
+  return t_hi + near_ns_ >= lo && t_lo <= hi + near_ns_;
 }
 
 void SwapReadbacks::Forget() {
@@ -649,7 +717,7 @@ void SwapReadbacks::Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<u
     // so past one older than the span by more than that, none is near.
     for (auto it = swaps_.rbegin(); it != swaps_.rend() && it->capture_ns + near_ns_ + keep_ns_ >= lo; ++it) {
       const Swap& s = *it;
-      if (!Near(s.capture_ns, lo, hi) || has(s.a) == has(s.b)) continue;
+      if (!Near(s.request_ns, s.capture_ns, lo, hi) || has(s.a) == has(s.b)) continue;
       dbs->push_back(has(s.a) ? s.b : s.a);
       grew = true;
     }
@@ -675,14 +743,19 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     const uint16_t a = d.dbs[0], b = d.dbs[1];
     // Bounded: the oldest go first (only a long span reaches back to them).
     if (swaps_.size() >= kMaxSwaps) Forget();
-    swaps_.push_back(Swap{a, b, r.capture_ns});
+    const uint64_t request_ns = RequestNs(r);
+    swaps_.push_back(Swap{a, b, request_ns, r.capture_ns});
     for (const uint16_t db : {a, b}) {
       const auto at = std::lower_bound(swapped_dbs_.begin(), swapped_dbs_.end(), db);
       if (at == swapped_dbs_.end() || *at != db) swapped_dbs_.insert(at, db);
     }
-    // Flagged keys near it: read back in every db they may now sit in.
-    for (Flagged& f : flagged_) {
-      if (!Near(r.capture_ns, f.request_ns, f.capture_ns)) continue;
+    // Flagged keys near it (it ran anywhere in its span): read back in every
+    // db they may now sit in. Newest first; flagged records come in time
+    // order but for those taken late.
+    for (auto it = flagged_.rbegin();
+         it != flagged_.rend() && it->capture_ns + near_ns_ + keep_ns_ >= request_ns; ++it) {
+      Flagged& f = *it;
+      if (!Near(request_ns, r.capture_ns, f.request_ns, f.capture_ns)) continue;
       Closure(f.db, f.request_ns, f.capture_ns, &dbs_);
       for (uint16_t db : dbs_) {
         if (std::find(f.done.begin(), f.done.end(), db) != f.done.end()) continue;
@@ -692,12 +765,11 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     }
     return;
   }
-  // Its request's time when known (an unanswered write counts from its own).
-  const uint64_t request_ns = r.request_ns == 0 || r.request_ns > r.capture_ns ? r.capture_ns : r.request_ns;
+  const uint64_t request_ns = RequestNs(r);
   Closure(r.db, request_ns, r.capture_ns, &dbs_);
   for (size_t i = 1; i < dbs_.size(); ++i) Readback(r, dbs_[i], r.key, connection_id);
-  if (flagged_.size() < 65536)
-    flagged_.push_back(Flagged{r.db, std::string(r.key), request_ns, r.capture_ns, dbs_});
+  if (flagged_.size() >= kMaxFlagged) flagged_.pop_front();
+  flagged_.push_back(Flagged{r.db, std::string(r.key), request_ns, r.capture_ns, dbs_});
 }
 
 void SwapReadbacks::Emit(const RecordView& record, uint64_t connection_id) {

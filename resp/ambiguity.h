@@ -84,6 +84,9 @@ struct AmbiguityStats {
   // Partner record already released unflagged: a cap hit, or a span longer
   // than max_span_ns (the later record, read back after both, suffices).
   uint64_t late_partner = 0;
+  // A database-wide write unanswered for longer than max_retain_ns: the
+  // records after its request were released without waiting for it.
+  uint64_t holds_expired = 0;
   uint64_t keys_evicted = 0;     // entries dropped by the key cap before their window closed
   uint64_t forced_releases = 0;  // records released early by the hold caps
 };
@@ -215,8 +218,30 @@ class AmbiguityTracker : public RecordSink {
   uint64_t FullId(uint32_t low) const {
     return next_id_ - static_cast<uint32_t>(static_cast<uint32_t>(next_id_) - low);
   }
+  // A connection's database-wide write whose reply has not come (kHold):
+  // records are held from its request (less the hold time) on, so that its
+  // reply finds every key write its span meets still held. Not `intact`
+  // once a cap released records early, or when records of its span had
+  // already left when the hold came.
+  struct Hold {
+    uint64_t connection;
+    uint64_t from_ns;
+    bool intact;
+  };
+  static constexpr size_t kMaxHolds = 1024;
+  void TakeHold(const RecordBatch& b, size_t i);
+  // The time records are held back to (UINT64_MAX: none); holds older than
+  // max_retain_ns expire.
+  uint64_t HoldFloor();
+  // The database-wide write `i` of `b` was held for from its request on: its
+  // whole span is checked against the records held.
+  bool HeldFor(const RecordBatch& b, size_t i) const;
+  void BreakHolds() {
+    for (Hold& h : holds_) h.intact = false;
+  }
   // Releases held records from the front while `more(chunk, index)` says
-  // so, handing each run of one batch downstream at once.
+  // so, handing each run of one batch downstream at once (kHold markers
+  // stay behind).
   template <typename More>
   void ReleaseWhile(More more);
   // Releases the oldest `n` held records before their window closed (a cap).
@@ -268,6 +293,7 @@ class AmbiguityTracker : public RecordSink {
   // (Slots whose map_key is 1 when set, 0 when not.)
   std::vector<Slot> db_wide_;
   Slot all_dbs_{};
+  std::vector<Hold> holds_;
   std::vector<std::string_view> db_wide_args_;
   std::vector<std::string_view> field_args_;
   std::vector<Slot> slots_;        // size a power of two, at most half full
@@ -291,6 +317,7 @@ class SwapReadbacks : public RecordSink {
  private:
   struct Swap {
     uint16_t a, b;
+    uint64_t request_ns;  // it ran somewhere in [request_ns, capture_ns]
     uint64_t capture_ns;
   };
   struct Flagged {
@@ -300,9 +327,13 @@ class SwapReadbacks : public RecordSink {
     uint64_t capture_ns;
     std::vector<uint16_t> done;  // dbs it is read back in (its own first)
   };
-  // A record at `t` may have run in the same window as one whose span is
-  // [lo, hi].
-  bool Near(uint64_t t, uint64_t lo, uint64_t hi) const;
+  // A record whose span is [t_lo, t_hi] may have run in the same window as
+  // one whose span is [lo, hi].
+  bool Near(uint64_t t_lo, uint64_t t_hi, uint64_t lo, uint64_t hi) const;
+  // Its request's time when known (an unanswered write counts from its own).
+  static uint64_t RequestNs(const RecordView& r) {
+    return r.request_ns == 0 || r.request_ns > r.capture_ns ? r.capture_ns : r.request_ns;
+  }
   void Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<uint16_t>* dbs) const;
   // True if `r` needs a look (a SWAPDB, or a flagged key write).
   static bool Relevant(RecordOp op, uint16_t flags, std::string_view first_arg);
@@ -311,6 +342,9 @@ class SwapReadbacks : public RecordSink {
   void Prune(uint64_t now_ns);
   void Forget();  // the oldest swap
   static constexpr size_t kMaxSwaps = 4096;
+  // Flagged keys are kept as long as swaps (a SWAPDB answered long after its
+  // request meets those its span covers), the oldest dropped past this.
+  static constexpr size_t kMaxFlagged = 65536;
 
   RecordSink* downstream_;
   uint64_t near_ns_;

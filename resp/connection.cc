@@ -268,7 +268,25 @@ bool LooksLikeTls(ByteSpan b, bool at_start) {
 }
 }  // namespace
 
+namespace {
+// FLUSHDB, FLUSHALL, SWAPDB: the writes the tracker orders against every key
+// of the dbs they touch.
+bool DatabaseWide(const CommandSpec* spec) {
+  static const CommandSpec* const flushdb = LookupCommandName("flushdb");
+  static const CommandSpec* const flushall = LookupCommandName("flushall");
+  static const CommandSpec* const swapdb = LookupCommandName("swapdb");
+  return spec != nullptr && (spec == flushdb || spec == flushall || spec == swapdb);
+}
+}  // namespace
+
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
+  last_ts_ = capture_ns;
+  Consume(dir, bytes, capture_ns);
+  if (hold_watch_) [[unlikely]]
+    UpdateHold(capture_ns);
+}
+
+void Connection::Consume(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   if (!db_known_ && db_unknown_since_ns_ == 0) [[unlikely]]
     db_unknown_since_ns_ = capture_ns;
   bool& first = first_bytes_[static_cast<int>(dir)];
@@ -353,6 +371,7 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
     replies_.OnGap();
   }
   EnterDesync();
+  if (hold_watch_) UpdateHold(last_ts_);
 }
 
 void Connection::OnClose(CloseReason) {
@@ -376,6 +395,31 @@ void Connection::OnClose(CloseReason) {
   multi_queue_.clear();  // read back above if an EXEC was sent; else never applied
   in_multi_ = false;
   Reclaim();
+  if (hold_watch_) UpdateHold(last_ts_);
+}
+
+void Connection::UpdateHold(uint64_t ts) {
+  // Waiting for its reply, or queued for an EXEC (whose reply ends it): the
+  // first found is the earliest (the queued came before the EXEC, and
+  // requests wait in the order they came).
+  uint64_t from = 0;
+  auto first = [&](const auto& queue) {
+    const auto it =
+        std::find_if(queue.begin(), queue.end(), [](const Pending& p) { return DatabaseWide(p.spec); });
+    if (it != queue.end()) from = it->ts;
+  };
+  first(multi_queue_);
+  if (from == 0) first(pending_);
+  hold_watch_ = from != 0;
+  if (from == hold_from_) return;
+  hold_from_ = from;
+  const std::string_view arg = from != 0 ? std::string_view("HOLD") : std::string_view("RELEASE");
+  RecordView v;
+  v.capture_ns = std::max(ts, from);
+  v.request_ns = from != 0 ? from : v.capture_ns;
+  v.op = RecordOp::kHold;
+  v.args = std::span(&arg, 1);
+  sink_->Emit(v, opts_.connection_id);
 }
 
 bool Connection::NextReplyUnread() const {
@@ -618,6 +662,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   }
   const bool skip_pending = skip_next_;
   const CommandSpec* spec = LookupCommand(args);
+  if (opts_.announce_holds && DatabaseWide(spec)) [[unlikely]]
+    hold_watch_ = true;
   Pending p{.kind = KindOf(spec),
             .no_reply = false,
             .spec = spec,

@@ -66,6 +66,9 @@ struct ConnectionOptions {
   uint32_t after_gap_records = 64;             // writes flagged kAfterGap|kNeedsReadback after a resync
   size_t max_pending_requests = 1u << 16;      // unanswered requests kept (then: desync)
   size_t max_pending_bytes = 64u << 20;        // bytes of their arguments kept
+  // Emit kHold markers while a FLUSHDB, FLUSHALL or SWAPDB waits for its
+  // reply (or for its EXEC's), for an ambiguity tracker downstream.
+  bool announce_holds = false;
   Limits request_limits;
   Limits reply_limits;
 };
@@ -267,6 +270,8 @@ class Connection {
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
   static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
 
+  // OnData's work: the bytes parsed and paired.
+  void Consume(Direction dir, ByteSpan bytes, uint64_t capture_ns);
   void OnRequest(std::span<const std::string_view> args, uint64_t ts);
   // A request of a subscriber or MONITOR connection (ignored()).
   void OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts);
@@ -323,6 +328,9 @@ class Connection {
   // One such request (`ignoring`: as UnansweredWhileIgnored).
   void ReadBack(const Pending& p, bool ignoring, uint16_t extra_flags = kAfterGap);
   void Reclaim();
+  // With announce_holds: tells the sink (kHold) when the earliest
+  // database-wide write still waiting changed (`ts`: now).
+  void UpdateHold(uint64_t ts);
   uint16_t FlagsFor(bool in_tx);
   std::span<const std::string_view> Args(const Pending& p);
 
@@ -350,6 +358,11 @@ class Connection {
     db_unknown_since_ns_ = 0;
   }
 
+  // Request time of the earliest database-wide write waiting, as last
+  // announced (0: none); hold_watch_: one may be waiting.
+  uint64_t hold_from_ = 0;
+  bool hold_watch_ = false;
+  uint64_t last_ts_ = 0;  // of the latest bytes seen
   uint16_t db_ = 0;
   bool db_known_ = true;
   uint64_t db_unknown_since_ns_ = 0;

@@ -158,9 +158,10 @@ void ShardMerge::Run() {
       }
       if (best == n || best_ts > limit) break;
       Cursor& c = cursors[best];
-      if (best_ts < advanced) ++late;
+      const bool marker = c.batch->records.op(c.next) == RecordOp::kHold;
+      if (best_ts < advanced && !marker) ++late;
       tracker_->Emit(c.batch->records.Get(c.next, &args), c.batch->records.connection_id(c.next));
-      ++records;
+      if (!marker) ++records;
       moved = true;
       if (++c.next >= c.batch->records.size()) exhausted = true;  // take its next batch first
     }

@@ -93,6 +93,21 @@ TEST(Log, BatchAppendGetsConsecutiveSeqs) {
   ExpectDense(ReadAll(log->get()), 1, 6);
 }
 
+TEST(Log, APipelineMarkerIsRefusedAndNothingOfItsBatchIsWritten) {
+  MemFileSystem fs;
+  auto log = Log::Open(MemOptions(&fs));
+  ASSERT_TRUE(log.ok());
+  ChangeRecord hold = MakeRecord(2);
+  hold.op = RecordOp::kHold;
+  std::vector<ChangeRecord> batch{MakeRecord(1), hold, MakeRecord(3)};
+  const auto r = (*log)->AppendBatch(batch);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*(*log)->Append(MakeRecord(4)), 1u);
+  ASSERT_TRUE((*log)->Sync().ok());
+  ExpectDense(ReadAll(log->get()), 1, 1);
+}
+
 class SyncModes : public ::testing::TestWithParam<SyncMode> {};
 
 TEST_P(SyncModes, DurableWatermarkAdvancesAndNotifies) {

@@ -5,7 +5,9 @@
 // carry a password (AUTH, HELLO, MIGRATE), and no record is an EVALSHA (it is
 // shipped as EVAL or read back). The records pass through the ambiguity
 // tracker, whose output must be its input in the same order, byte for byte,
-// with at most the ambiguity flags added.
+// with at most the ambiguity flags added; the connection's kHold markers
+// alternate HOLD and RELEASE, end released at every close, and never leave
+// the tracker.
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -33,11 +35,21 @@ class Tee : public kvf::resp::RecordSink {
   Tee(kvf::resp::RecordSink* next, std::deque<kvf::ChangeRecord>* expected)
       : next_(next), expected_(expected) {}
   void Emit(const kvf::RecordView& r, uint64_t id) override {
+    if (r.op == kvf::RecordOp::kHold) {
+      // The tracker takes it: it never comes out.
+      if (r.args.size() != 1 || (r.args[0] != "HOLD") == (r.args[0] != "RELEASE") ||
+          hold == (r.args[0] == "HOLD"))
+        std::abort();
+      hold = r.args[0] == "HOLD";
+      next_->Emit(r, id);
+      return;
+    }
     if (!r.args.empty() && IsForbidden(r.args[0])) std::abort();
     if (r.op == kvf::RecordOp::kReadback && !r.args.empty()) std::abort();
     expected_->push_back(r.ToRecord());
     next_->Emit(r, id);
   }
+  bool hold = false;  // announced (kHold) and not released
 
  private:
   kvf::resp::RecordSink* next_;
@@ -116,6 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.client_lists = &lists;
   o.max_pending_requests = 64;
   o.max_pending_bytes = 1 << 16;
+  o.announce_holds = true;
   // Small, so that elided bulks (values too large to hold) are explored.
   o.request_limits.max_message_bytes = 700;
   o.reply_limits.max_message_bytes = 700;
@@ -132,6 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (op & 2) conn->OnGap(dir, len);
     if (op & 4) {
       conn->OnClose(kvf::resp::CloseReason::kFin);
+      if (tee.hold) std::abort();  // nothing waits after a close
       conn = std::make_unique<kvf::resp::Connection>(&tee, o);
     }
     ts += 1000 * (op >> 3);
@@ -152,6 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   conn->OnClose(kvf::resp::CloseReason::kCaptureEnd);
+  if (tee.hold) std::abort();
   tracker.Flush();
   if (!expected.empty()) std::abort();
   if (sink.added + sink.folded != expiries.stats().restored + swaps.added() || expiries.tracked_keys() > 4)

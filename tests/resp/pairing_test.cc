@@ -363,6 +363,74 @@ TEST_F(Pairing, XreadgroupDeliveriesAreOrderedWithoutBlockAndReadBack) {
                        "0 " + kOrd + f + " sorted: SORT l ALPHA STORE sorted"}));
 }
 
+// A FLUSHDB, FLUSHALL or SWAPDB waiting for its reply is announced to the
+// tracker downstream (kHold, from its request's time), and no longer once
+// it is answered, refused, run by its EXEC or read back at a close: the
+// tracker then holds other connections' key writes for the whole span of a
+// reply held back behind a large one. Without announce_holds, nothing is.
+TEST(PairingHolds, DatabaseWideWritesWaitingForTheirRepliesAreAnnounced) {
+  struct Seen : RecordSink {
+    void Emit(const RecordView& r, uint64_t) override {
+      if (r.op != RecordOp::kHold) {
+        seen.push_back(std::string(r.args.empty() ? "" : r.args[0]));
+      } else {
+        seen.push_back(r.args[0] == "HOLD" ? "HOLD " + std::to_string(r.request_ns) : std::string(r.args[0]));
+      }
+    }
+    std::vector<std::string> seen;
+  };
+  for (const bool announce : {true, false}) {
+    SCOPED_TRACE(announce);
+    Seen out;
+    ConnectionOptions o;
+    o.announce_holds = announce;
+    Connection conn(&out, o);
+    auto req = [&](const std::string& bytes, uint64_t t) {
+      conn.OnData(Direction::kClientToServer, bytes, t);
+    };
+    auto rep = [&](const std::string& bytes, uint64_t t) {
+      conn.OnData(Direction::kServerToClient, bytes, t);
+    };
+    auto expect = [&](V with_holds) {
+      V want;
+      for (const std::string& s : with_holds) {
+        if (announce || (s.rfind("HOLD", 0) != 0 && s != "RELEASE")) want.push_back(s);
+      }
+      EXPECT_EQ(out.seen, want);
+      out.seen.clear();
+    };
+    req(Cmd({"FLUSHDB"}), 100);
+    expect({"HOLD 100"});
+    rep("+OK\r\n", 200);
+    expect({"FLUSHDB", "RELEASE"});
+    // Queued: it runs at EXEC.
+    req(Cmd({"MULTI"}) + Cmd({"SET", "k", "v"}) + Cmd({"FLUSHALL"}) + Cmd({"EXEC"}), 300);
+    expect({"HOLD 300"});
+    rep("+OK\r\n+QUEUED\r\n+QUEUED\r\n", 400);
+    expect({});
+    rep("*2\r\n+OK\r\n+OK\r\n", 500);
+    expect({"SET", "FLUSHALL", "RELEASE"});
+    // Two pipelined: the hold moves on to the second.
+    req(Cmd({"FLUSHDB"}), 600);
+    req(Cmd({"FLUSHDB", "ASYNC"}), 700);
+    expect({"HOLD 600"});
+    rep("+OK\r\n", 800);
+    expect({"FLUSHDB", "HOLD 700"});
+    rep("+OK\r\n", 900);
+    expect({"FLUSHDB", "RELEASE"});
+    // Refused.
+    req(Cmd({"SWAPDB", "0", "x"}), 1000);
+    expect({"HOLD 1000"});
+    rep("-ERR invalid first DB index\r\n", 1100);
+    expect({"RELEASE"});
+    // Never answered: read back at the close.
+    req(Cmd({"FLUSHALL"}), 1200);
+    expect({"HOLD 1200"});
+    conn.OnClose(CloseReason::kFin);
+    expect({"FLUSHALL", "RELEASE"});
+  }
+}
+
 TEST(PairingReplica, QueueWorkloadNeedsNoReadback) {
   if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
   LiveRedis source(16510), replica(16511);
@@ -2168,6 +2236,82 @@ TEST(Ambiguity, AKeyWriteRacingASwapdbIsReadBackInBothDbs) {
   }
 }
 
+// A connection's kHold marker: its database-wide write has not been
+// answered since `from_ns` (or, with from_ns 0, no longer).
+void EmitHold(RecordSink* sink, uint64_t connection, uint64_t from_ns, uint64_t ts) {
+  const std::string_view arg = from_ns != 0 ? "HOLD" : "RELEASE";
+  RecordView v;
+  v.op = RecordOp::kHold;
+  v.capture_ns = ts;
+  v.request_ns = from_ns != 0 ? from_ns : ts;
+  v.args = std::span(&arg, 1);
+  sink->Emit(v, connection);
+}
+
+// A FLUSHDB pipelined behind a large reply ran early in its span, 49 ms
+// long; another connection's SET answered 10 ms into it ran after it (the
+// source keeps k) but leaves first. Told of the FLUSHDB by its connection
+// (kHold), the tracker holds the SET until the FLUSHDB's reply and flags it;
+// untold, the SET has left unflagged by then and only the FLUSHDB is
+// flagged, which names no key to read back (a review reproduced it). A hold
+// older than max_retain_ns expires, and one that a cap broke, or that came
+// after records of its span had left, does not count.
+TEST(Ambiguity, ADatabaseWideWriteHeldForMeetsTheKeyWritesOfItsWholeSpan) {
+  constexpr uint64_t kMs = 1'000'000;
+  enum Mode { kHeld, kUntold, kExpired, kCapBroke, kHoldLate, kSwap };
+  for (const Mode mode : {kHeld, kUntold, kExpired, kCapBroke, kHoldLate, kSwap}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    VectorSink out;
+    AmbiguityOptions o;  // window 1 ms, max_span 5 ms
+    if (mode == kExpired) o.max_retain_ns = 20 * kMs;
+    if (mode == kCapBroke) o.max_held = 2;
+    SwapReadbacks swaps(&out, o);
+    AmbiguityTracker t(&swaps, o);
+    if (mode != kUntold && mode != kHoldLate) EmitHold(&t, 1, 1 * kMs, 1 * kMs);
+    EmitRecord(&t, SetRecord("k", 11 * kMs), 2, 10'900'000);
+    if (mode == kCapBroke) {
+      EmitRecord(&t, SetRecord("j", 12 * kMs), 3, 11'900'000);
+      EmitRecord(&t, SetRecord("i", 13 * kMs), 3, 12'900'000);
+    }
+    if (mode == kHoldLate) {
+      t.Advance(30 * kMs);  // the SET leaves
+      EmitHold(&t, 1, 1 * kMs, 30 * kMs);
+    }
+    t.Advance(40 * kMs);
+    const bool held = mode == kHeld || mode == kSwap;
+    if (mode != kCapBroke) EXPECT_EQ(out.records.empty(), held);
+    EmitRecord(&t,
+               DatabaseRecord(mode == kSwap ? std::vector<std::string>{"SWAPDB", "0", "1"}
+                                            : std::vector<std::string>{"FLUSHDB"},
+                              50 * kMs),
+               1, 1 * kMs);
+    EmitHold(&t, 1, 0, 50 * kMs);
+    t.Advance(100 * kMs);
+    t.Flush();
+    const ChangeRecord* set = nullptr;
+    const ChangeRecord* db_wide = nullptr;
+    for (const ChangeRecord& r : out.records) {
+      EXPECT_NE(r.op, RecordOp::kHold) << "markers never leave the tracker";
+      if (r.key == "k" && r.op != RecordOp::kReadback) set = &r;
+      if (r.op == RecordOp::kDatabase) db_wide = &r;
+    }
+    ASSERT_NE(set, nullptr);
+    ASSERT_NE(db_wide, nullptr);
+    EXPECT_EQ(set->HasFlag(kNeedsReadback), held);
+    EXPECT_EQ(db_wide->HasFlag(kNeedsReadback), !held) << "flagged for its length";
+    EXPECT_EQ(t.stats().long_checked, held ? 1u : 0u);
+    EXPECT_EQ(t.stats().long_spans, held ? 0u : 1u);
+    EXPECT_EQ(t.stats().holds_expired, mode == kExpired ? 1u : 0u);
+    if (mode == kSwap) {
+      // Ran anywhere in its span: k is read back in db 1 too, after it.
+      ASSERT_EQ(out.records.size(), 3u);
+      EXPECT_EQ(out.records[2].op, RecordOp::kReadback);
+      EXPECT_EQ(out.records[2].db, 1);
+      EXPECT_EQ(out.records[2].key, "k");
+    }
+  }
+}
+
 // SwapReadbacks keeps at most 4096 swaps, the oldest forgotten first. A
 // flagged write whose span reaches a forgotten swap is read back in every
 // db a SWAPDB ever named (found by a review: a SWAPDB storm made the older
@@ -2905,6 +3049,45 @@ TEST(AmbiguityLive, AWriteAnsweredBehindALargeReplyIsOrderedByItsRequest) {
     EXPECT_EQ(last.HasFlag(kNeedsReadback), late) << (late ? "a reply held back" : "in order");
     EXPECT_EQ(t.stats().long_spans, 0u);
     out.records.clear();
+  }
+}
+
+// A FLUSHDB pipelined behind a large reply ran at once, but its +OK left
+// tens of milliseconds later, after the +OK of B's SET, which ran after it
+// (the source keeps k). Records leave in reply order: the replica would run
+// the SET, then the FLUSHDB, and lose k. A's connection announces its
+// FLUSHDB (announce_holds), so the tracker still holds B's SET when the
+// FLUSHDB's reply comes and flags it for read-back; without the
+// announcement the SET has left unflagged by then, and only the FLUSHDB is
+// flagged, for its length (found by a review).
+TEST(AmbiguityLive, AFlushdbAnsweredBehindALargeReplyFlagsTheWritesOfItsSpan) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kLivePort = 16439;
+  BigReplyServer server(kLivePort);
+  ASSERT_TRUE(server.ok());
+  for (const bool announce : {true, false}) {
+    SCOPED_TRACE(announce);
+    VectorSink out;
+    AmbiguityTracker t(&out, AmbiguityOptions{});  // max_span 5 ms: the FLUSHDB's span is long
+    ConnectionOptions ao;
+    ao.announce_holds = announce;
+    MirroredClient a(kLivePort, &t, 51, ao), b(kLivePort, &t, 52);
+    ASSERT_TRUE(a.ok() && b.ok());
+    a.SendOnly(Cmd({"GET", "big"}) + Cmd({"FLUSHDB"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // A's FLUSHDB has run
+    b.Do({"SET", "k", "B"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    t.Advance(NowNs());  // past the SET's window
+    a.ReceiveMirrored(2);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 2u);
+    EXPECT_EQ(out.records[0].key, "k");
+    EXPECT_EQ(out.records[1].op, RecordOp::kDatabase);
+    EXPECT_EQ(out.records[0].HasFlag(kNeedsReadback), announce);
+    EXPECT_EQ(out.records[1].HasFlag(kNeedsReadback), !announce);
+    EXPECT_EQ(t.stats().long_spans, announce ? 0u : 1u) << "checked " << t.stats().long_checked;
+    server.setup.Do({"SET", "big", std::string(4 << 20, 'x')});  // flushed
+    server.setup.Do({"DEL", "k"});
   }
 }
 
