@@ -62,6 +62,7 @@ enum class Rule : uint8_t {
   kRenamenx,
   kPfcount,
   kMigrate,
+  kRestore,
   kDebugPopulate,
   kScript,
   kFunctionLoad,
@@ -130,6 +131,8 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       // bytes (DEBUG DIGEST-VALUE, GET) differ.
       {"pfcount", Rule::kPfcount},
       {"migrate", Rule::kMigrate},
+      {"restore", Rule::kRestore},
+      {"restore-asking", Rule::kRestore},
       // Not a write by COMMAND INFO (and refused unless enable-debug-command
       // allows it), but DEBUG POPULATE creates keys; test suites use it.
       // The connection passes only that subcommand on as a write.
@@ -891,6 +894,31 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       ReadbackWrite(spec, argv, ctx, sink);
       return ConvertOutcome::kRecorded;
+    case Rule::kRestore: {
+      // RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f],
+      // answered +OK: the key holds the payload's value with that expiry
+      // (or, the expiry already passed, is gone). With REPLACE and the
+      // expiry absolute it leaves the same on a replica whatever the key
+      // held there, applied once or twice (RESTORE-ASKING, a cluster's
+      // migration, likewise). IDLETIME and FREQ only feed eviction.
+      if (root == nullptr || root->type != Type::kSimpleString || argv.size() < 4) return bad();
+      bool absttl = false;
+      for (size_t i = 4; i < argv.size(); ++i) {
+        if (EqualsIgnoreCase(argv[i], "absttl")) {
+          absttl = true;
+        } else if (EqualsIgnoreCase(argv[i], "idletime") || EqualsIgnoreCase(argv[i], "freq")) {
+          ++i;
+        } else if (!EqualsIgnoreCase(argv[i], "replace")) {
+          return bad();
+        }
+      }
+      int64_t abs_ms = 0;
+      if (!ParseI64(argv[2], &n) || n < 0) return bad();
+      if (n != 0 && !MulAdd(n, 1, absttl ? 0 : static_cast<int64_t>(capture_ms), &abs_ms)) return bad();
+      const std::string at = std::to_string(abs_ms);
+      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"RESTORE", argv[1], at, argv[3], "REPLACE", "ABSTTL"});
+      return ConvertOutcome::kRecorded;
+    }
     case Rule::kScript: return Default(spec, argv, out);
     case Rule::kExact:
       if (argv.size() < 2) return bad();

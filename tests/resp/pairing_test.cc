@@ -460,8 +460,10 @@ TEST(PairingReplica, QueueWorkloadNeedsNoReadback) {
 // mirrored connection to a fresh source server, applies the records to an
 // empty replica, and checks the contract: every key that differs before
 // the read-back repair was flagged for it, and none differs after.
-// `clean` expects no difference even before the repair.
-void RoundTrip(const std::vector<std::pair<std::string, int>>& steps, bool clean, int dbs = 2) {
+// `clean` expects no difference even before the repair; `readbacks`, if
+// given, receives the keys read back.
+void RoundTrip(const std::vector<std::pair<std::string, int>>& steps, bool clean, int dbs = 2,
+               std::set<std::pair<uint16_t, std::string>>* readbacks = nullptr) {
   LiveRedis source(16514), replica(16515);
   ASSERT_TRUE(source.ok() && replica.ok());
   VectorSink sink;
@@ -480,6 +482,7 @@ void RoundTrip(const std::vector<std::pair<std::string, int>>& steps, bool clean
   Replica r(16515);
   ASSERT_TRUE(r.ok());
   r.Apply(sink.records);
+  if (readbacks != nullptr) *readbacks = r.readback_keys();
   std::string records;
   for (const ChangeRecord& rec : sink.records) records += Replica::Describe(rec) + "\n";
   for (const auto& [db, key] : Differences(Snapshot(16514, dbs), Snapshot(16515, dbs))) {
@@ -501,6 +504,48 @@ TEST(PairingReplica, PfcountOfOneKeyIsReplicated) {
              {Cmd({"PFADD", "h2", "x"}), 1},
              {Cmd({"PFCOUNT", "h", "h2"}), 1}},  // merged in a scratch copy: stores nothing
             true);
+}
+
+// RESTORE (DUMP's payload: migration tools, a cluster's MIGRATE target)
+// is shipped as RESTORE … REPLACE ABSTTL with the expiry made absolute: the
+// replica ends alike whatever it held, applied once or twice, and nothing
+// is read back. Refused (BUSYKEY, a bad payload) it ships nothing; an
+// absolute expiry already passed leaves the key gone on both.
+TEST(PairingReplica, RestoreIsReplicatedWithItsExpiryMadeAbsolute) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  std::string str, hash;
+  {
+    LiveRedis donor(16517);
+    ASSERT_TRUE(donor.ok());
+    RawClient c(16517);
+    c.Send(Cmd({"SET", "s", "hello"}), 1);
+    c.Send(Cmd({"HSET", "h", "f", "v", "g", "w"}), 1);
+    auto dump = [&](std::string_view key) {
+      const std::string reply = c.Send(Cmd({"DUMP", key}), 1);
+      const size_t eol = reply.find("\r\n");
+      const size_t len = std::stoul(reply.substr(1, eol - 1));
+      return reply.substr(eol + 2, len);
+    };
+    str = dump("s");
+    hash = dump("h");
+  }
+  ASSERT_FALSE(str.empty());
+  ASSERT_FALSE(hash.empty());
+  const std::string in_200s = std::to_string(NowNs() / 1'000'000 + 200'000);
+  std::set<std::pair<uint16_t, std::string>> readbacks;
+  RoundTrip({{Cmd({"RESTORE", "a", "0", str}), 1},
+             {Cmd({"RESTORE", "b", "100000", str}), 1},  // 100 s from now
+             {Cmd({"RESTORE", "a", "0", hash}), 1},      // BUSYKEY: nothing
+             {Cmd({"restore", "a", "0", hash, "replace", "IDLETIME", "5"}), 1},
+             {Cmd({"RESTORE", "c", in_200s, hash, "ABSTTL", "FREQ", "3"}), 1},
+             {Cmd({"RESTORE", "d", "1", str, "ABSTTL"}), 1},  // long passed: not created
+             {Cmd({"SET", "e", "x"}), 1},
+             {Cmd({"RESTORE", "e", "1", str, "REPLACE", "ABSTTL"}), 1},  // passed: e deleted
+             {Cmd({"RESTORE", "f", "0", "garbage"}), 1},                 // bad payload: nothing
+             {Cmd({"SELECT", "1"}), 1},
+             {Cmd({"RESTORE-ASKING", "g", "0", str}), 1}},
+            true, 2, &readbacks);
+  EXPECT_TRUE(readbacks.empty()) << readbacks.size() << " keys read back, " << readbacks.begin()->second;
 }
 
 // DEBUG POPULATE (enable-debug-command; test suites use it) creates keys
