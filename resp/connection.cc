@@ -399,18 +399,29 @@ void Connection::OnClose(CloseReason) {
 }
 
 void Connection::UpdateHold(uint64_t ts) {
-  // Waiting for its reply, or queued for an EXEC (whose reply ends it): the
-  // first found is the earliest (the queued came before the EXEC, and
-  // requests wait in the order they came).
+  // The earliest database-wide write waiting for its reply, from its
+  // request; one in a transaction runs at its EXEC, so from the EXEC's
+  // request once that is sent (as its record is timed). Requests wait in
+  // the order they came, and those queued (answered +QUEUED) came first.
   uint64_t from = 0;
-  auto first = [&](const auto& queue) {
-    const auto it =
-        std::find_if(queue.begin(), queue.end(), [](const Pending& p) { return DatabaseWide(p.spec); });
-    if (it != queue.end()) from = it->ts;
-  };
-  first(multi_queue_);
-  if (from == 0) first(pending_);
-  hold_watch_ = from != 0;
+  bool queued = std::any_of(multi_queue_.begin(), multi_queue_.end(),
+                            [](const Pending& p) { return DatabaseWide(p.spec); });
+  for (const Pending& p : pending_) {
+    if (p.kind == Kind::kExec && queued) {
+      from = p.ts;
+      break;
+    }
+    if (p.kind == Kind::kExec || p.kind == Kind::kDiscard) {
+      queued = false;
+    } else if (DatabaseWide(p.spec)) {
+      if (!p.in_tx) {
+        from = p.ts;
+        break;
+      }
+      queued = true;
+    }
+  }
+  hold_watch_ = from != 0 || queued;
   if (from == hold_from_) return;
   hold_from_ = from;
   const std::string_view arg = from != 0 ? std::string_view("HOLD") : std::string_view("RELEASE");
@@ -662,14 +673,16 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   }
   const bool skip_pending = skip_next_;
   const CommandSpec* spec = LookupCommand(args);
-  if (opts_.announce_holds && DatabaseWide(spec)) [[unlikely]]
-    hold_watch_ = true;
   Pending p{.kind = KindOf(spec),
             .no_reply = false,
             .spec = spec,
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
             .seq = next_seq_++};
+  if (opts_.announce_holds && DatabaseWide(spec)) [[unlikely]] {
+    hold_watch_ = true;
+    p.in_tx = req_in_multi_;
+  }
   // A request that may change the db while it is unknown: an answer from
   // the server settles it only if asked after this ran (ProveDb), whatever
   // becomes of its reply (one paired out of sync leaves the db unknown).

@@ -403,13 +403,20 @@ TEST(PairingHolds, DatabaseWideWritesWaitingForTheirRepliesAreAnnounced) {
     expect({"HOLD 100"});
     rep("+OK\r\n", 200);
     expect({"FLUSHDB", "RELEASE"});
-    // Queued: it runs at EXEC.
-    req(Cmd({"MULTI"}) + Cmd({"SET", "k", "v"}) + Cmd({"FLUSHALL"}) + Cmd({"EXEC"}), 300);
-    expect({"HOLD 300"});
-    rep("+OK\r\n+QUEUED\r\n+QUEUED\r\n", 400);
+    // Queued: it runs at its EXEC, so it waits from the EXEC's request.
+    req(Cmd({"MULTI"}) + Cmd({"SET", "k", "v"}) + Cmd({"FLUSHALL"}), 300);
     expect({});
+    rep("+OK\r\n+QUEUED\r\n+QUEUED\r\n", 320);
+    expect({});
+    req(Cmd({"EXEC"}), 350);
+    expect({"HOLD 350"});
     rep("*2\r\n+OK\r\n+OK\r\n", 500);
     expect({"SET", "FLUSHALL", "RELEASE"});
+    // Discarded: never.
+    req(Cmd({"MULTI"}) + Cmd({"FLUSHALL"}) + Cmd({"DISCARD"}) + Cmd({"FLUSHDB"}), 510);
+    expect({"HOLD 510"});
+    rep("+OK\r\n+QUEUED\r\n+OK\r\n+OK\r\n", 520);
+    expect({"FLUSHDB", "RELEASE"});
     // Two pipelined: the hold moves on to the second.
     req(Cmd({"FLUSHDB"}), 600);
     req(Cmd({"FLUSHDB", "ASYNC"}), 700);
