@@ -63,6 +63,7 @@ enum class Rule : uint8_t {
   kPfcount,
   kMigrate,
   kRestore,
+  kExactKey,
   kDebugPopulate,
   kScript,
   kFunctionLoad,
@@ -154,6 +155,14 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       {"linsert", Rule::kExact},
       {"lset", Rule::kExact},
       {"lrem", Rule::kExact},
+      // A stream's consumer groups: a function of the group's state and
+      // the arguments ($ is the stream's last id then).
+      {"xack", Rule::kExact},
+      {"xgroup|create", Rule::kExactKey},
+      {"xgroup|setid", Rule::kExactKey},
+      {"xgroup|destroy", Rule::kExactKey},
+      {"xgroup|createconsumer", Rule::kExactKey},
+      {"xgroup|delconsumer", Rule::kExactKey},
       {"ltrim", Rule::kExact},
       {"append", Rule::kExact},
       {"setrange", Rule::kExact},
@@ -795,36 +804,82 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (IsNull(reply)) return ConvertOutcome::kNoEffect;
       if (root == nullptr || !IsAggregate(*root)) return bad();
       // XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS key… id…:
-      // replayed in order on a replica whose group is in the same state it
-      // delivers the same entries to the same consumer; without BLOCK, so
-      // that the replica never waits. Delivery times and counts differ:
-      // every stream is read back too.
+      // replayed in order on a replica whose group is in the same state, it
+      // delivers the same entries to the same consumer (and makes the same
+      // consumers: one only where something is served), so it is exact, one
+      // record per stream (COUNT counts per stream; each record orders one
+      // key), without BLOCK so that a replica never waits. The replica's
+      // clock would time the deliveries: an XCLAIM of the ids delivered,
+      // with TIME and JUSTID (no delivery counted), gives them the source's.
       // The options come in any order before STREAMS (GROUP among them).
-      std::vector<std::string_view> args(argv.begin(), argv.begin() + 1);
+      std::vector<std::string_view> head(argv.begin(), argv.begin() + 1);
+      std::string_view group, consumer;
+      bool noack = false;
+      size_t streams = 0;
       for (size_t i = 1; i < argv.size(); ++i) {
         if (EqualsIgnoreCase(argv[i], "group") && i + 2 < argv.size()) {
-          args.insert(args.end(), argv.begin() + static_cast<std::ptrdiff_t>(i),
+          head.insert(head.end(), argv.begin() + static_cast<std::ptrdiff_t>(i),
                       argv.begin() + static_cast<std::ptrdiff_t>(i) + 3);
+          group = argv[i + 1];
+          consumer = argv[i + 2];
           i += 2;
         } else if (EqualsIgnoreCase(argv[i], "block") && i + 1 < argv.size()) {
           ++i;  // and its timeout
         } else if (EqualsIgnoreCase(argv[i], "count") && i + 1 < argv.size()) {
-          args.push_back(argv[i]);
-          args.push_back(argv[++i]);
+          head.push_back(argv[i]);
+          head.push_back(argv[++i]);
         } else if (EqualsIgnoreCase(argv[i], "streams")) {
-          args.insert(args.end(), argv.begin() + static_cast<std::ptrdiff_t>(i), argv.end());
+          streams = i;
           break;
         } else {
-          args.push_back(argv[i]);  // NOACK
+          noack = noack || EqualsIgnoreCase(argv[i], "noack");
+          head.push_back(argv[i]);
         }
       }
-      std::vector<KeyRef> keys;
-      FindKeys(spec, argv, &keys);
-      if (keys.empty()) return bad();
-      const std::string_view first = argv[keys[0].arg];
-      out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, first, args);
-      for (size_t i = 1; i < keys.size(); ++i) {
-        if (argv[keys[i].arg] != first) out.Readback(argv[keys[i].arg]);
+      const size_t named = streams == 0 ? 0 : argv.size() - streams - 1;
+      if (named == 0 || named % 2 != 0 || group.empty()) return bad();
+      // The entries delivered, per stream: [[key, [[id, fields]…]]…], or a
+      // map key → entries (RESP3).
+      std::vector<std::pair<std::string_view, std::span<const Node>>> served;
+      const auto kids = Children(reply);
+      if (root->type == Type::kMap) {
+        for (size_t i = 0; i + 1 < kids.size(); i += 2) {
+          if (!IsString(kids[i][0]) || !IsAggregate(kids[i + 1][0])) return bad();
+          served.emplace_back(kids[i][0].str, kids[i + 1]);
+        }
+      } else {
+        for (const auto& kid : kids) {
+          std::string_view key;
+          std::span<const Node> list;
+          if (!KeyAndList(kid, &key, &list)) return bad();
+          served.emplace_back(key, list);
+        }
+      }
+      const size_t n = named / 2;
+      std::vector<std::string_view> args, claim;
+      std::string at;
+      for (size_t k = 0; k < n; ++k) {
+        const std::string_view key = argv[streams + 1 + k];
+        args = head;
+        args.insert(args.end(), {"STREAMS", key, argv[streams + 1 + n + k]});
+        out.EmitArgs(RecordOp::kOrdered, kExactFlags, key, args);
+        if (noack) continue;
+        claim.assign({"XCLAIM", key, group, consumer, "0"});
+        for (const auto& [name, list] : served) {
+          if (name != key) continue;
+          for (const auto& entry : Children(list)) {
+            const auto parts = Children(entry);
+            if (parts.empty() || !IsString(parts[0][0])) return bad();
+            // (A history read names a deleted entry with nil fields: it
+            // stays pending, where an XCLAIM would drop it.)
+            if (parts.size() > 1 && IsNull(parts[1])) continue;
+            claim.push_back(parts[0][0].str);
+          }
+        }
+        if (claim.size() == 5) continue;
+        if (at.empty()) at = std::to_string(capture_ms);
+        claim.insert(claim.end(), {"TIME", at, "JUSTID"});
+        out.EmitArgs(RecordOp::kOrdered, kExactFlags, key, claim);
       }
       return ConvertOutcome::kRecorded;
     }
@@ -924,6 +979,14 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (argv.size() < 2) return bad();
       out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
       return ConvertOutcome::kRecorded;
+    case Rule::kExactKey: {
+      // As kExact, with the one key where the key specs say (XGROUP CREATE key …).
+      std::vector<KeyRef> keys;
+      FindKeys(spec, argv, &keys);
+      if (keys.size() != 1) return bad();
+      out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[keys[0].arg], argv);
+      return ConvertOutcome::kRecorded;
+    }
     case Rule::kFunctionLoad: {
       // FUNCTION LOAD [REPLACE] code, answered with the library name: ship
       // it with REPLACE so that applying it twice (or over an older version
