@@ -129,6 +129,14 @@ TEST_F(Pairing, Resp3ShapesConvertTheSame) {
   c_->Do({"ZMPOP", "1", "z", "MAX"});
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " z: ZREM z a b", "0 " + kIdem + " z: ZADD z 4 c",
                        "0 " + kIdem + " z: ZREM z c"}));
+  // XREADGROUP answers a map: stream -> entries.
+  c_->Do({"XGROUP", "CREATE", "s", "g", "0", "MKSTREAM"});
+  c_->Do({"XADD", "s", "1-1", "f", "v"});
+  Take();
+  c_->Do({"XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"});
+  const std::string at = std::to_string(LastCaptureMs());
+  EXPECT_EQ(Take(), (V{"0 " + kOrd + " s: XREADGROUP GROUP g c STREAMS s >",
+                       "0 " + kOrd + " s: XCLAIM s g c 0 1-1 TIME " + at + " JUSTID"}));
 }
 
 // Client-side caching (RESP3 CLIENT TRACKING): invalidation pushes arrive
