@@ -238,7 +238,8 @@ class RespShard : public StreamConsumerFactory,
       conn_.OnGap(static_cast<kvf::resp::Direction>(dir), missing);
       Publish();
     }
-    void OnClose(CloseReason reason) override {
+    void OnClose(CloseReason reason) override { OnCloseAt(reason, 0); }
+    void OnCloseAt(CloseReason reason, uint64_t last_seen_ns) override {
       kvf::resp::CloseReason r = kvf::resp::CloseReason::kEvicted;
       switch (reason) {
         case CloseReason::kFin: r = kvf::resp::CloseReason::kFin; break;
@@ -247,7 +248,7 @@ class RespShard : public StreamConsumerFactory,
         case CloseReason::kShutdown: r = kvf::resp::CloseReason::kCaptureEnd; break;
         default: break;
       }
-      conn_.OnClose(r);
+      conn_.OnClose(r, last_seen_ns);
       Publish();
     }
 

@@ -183,8 +183,11 @@ class FlowConsumer : public dp::StreamConsumer {
   void OnGap(dp::Direction dir, uint64_t missing) override {
     conn_.OnGap(static_cast<resp::Direction>(dir), missing);
   }
-  void OnClose(dp::CloseReason) override {
-    conn_.OnClose(resp::CloseReason::kFin);
+  void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
+  void OnCloseAt(dp::CloseReason, uint64_t last_seen_ns) override {
+    conn_.OnClose(
+        resp::CloseReason::kFin,
+        last_seen_ns == 0 ? 0 : static_cast<uint64_t>(static_cast<int64_t>(last_seen_ns) + shift_ns_));
     *totals_ += conn_.stats();
     unknown_->more = unknown_->more || conn_.more_unknown_command_names();
     for (const std::string& name : conn_.unknown_command_names()) {
@@ -438,7 +441,7 @@ struct FlowEvent {
   dp::Direction dir;
   bool joined_mid_stream;  // kNew
   uint64_t flow;
-  uint64_t ts;      // kData: capture time; kAdvance: the window's now
+  uint64_t ts;      // kData: capture time; kAdvance: the window's now; kClose: the last segment's
   uint64_t offset;  // kData: bytes in the arena; kGap: missing bytes; kNew: index in new_flows
   uint64_t len;
   const uint8_t* data;  // kData: the bytes, when they lie in the mapped file (no copy)
@@ -516,7 +519,7 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
             break;
           case FlowEvent::Kind::kGap: flow->OnGap(e.dir, e.offset); break;
           case FlowEvent::Kind::kClose:
-            flow->OnClose(static_cast<dp::CloseReason>(e.len));
+            flow->OnCloseAt(static_cast<dp::CloseReason>(e.len), e.ts);
             flows[e.flow].reset();
             break;
           default: break;
@@ -553,9 +556,10 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
     void OnGap(dp::Direction dir, uint64_t missing) override {
       pipe_->Add(FlowEvent{FlowEvent::Kind::kGap, dir, false, id_, 0, missing, 0, nullptr});
     }
-    void OnClose(dp::CloseReason reason) override {
-      pipe_->Add(FlowEvent{FlowEvent::Kind::kClose, dp::Direction::kClientToServer, false, id_, 0, 0,
-                           static_cast<uint64_t>(reason), nullptr});
+    void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
+    void OnCloseAt(dp::CloseReason reason, uint64_t last_seen_ns) override {
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kClose, dp::Direction::kClientToServer, false, id_, last_seen_ns,
+                           0, static_cast<uint64_t>(reason), nullptr});
     }
 
    private:

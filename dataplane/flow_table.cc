@@ -721,7 +721,7 @@ void FlowTable::UpdatePendingList(Flow* f) {
 void FlowTable::CloseFlow(Flow* f, CloseReason reason) {
   CheckGaps(f, Direction::kClientToServer, 0, true);
   CheckGaps(f, Direction::kServerToClient, 0, true);
-  if (f->consumer) f->consumer->OnClose(reason);
+  if (f->consumer) f->consumer->OnCloseAt(reason, f->last_seen_ns);
   ++stats_.flows_closed[static_cast<size_t>(reason)];
   Unindex(f);
   if (f->primary != nullptr) {

@@ -83,6 +83,9 @@ class StreamConsumer {
   virtual void OnGap(Direction dir, uint64_t missing_bytes) = 0;
   // The last call for this flow; the consumer is destroyed right after.
   virtual void OnClose(CloseReason reason) = 0;
+  // What the flow table calls: OnClose, with the capture time of the flow's
+  // last segment (its FIN or RST; for an idle or evicted flow, its last).
+  virtual void OnCloseAt(CloseReason reason, uint64_t /*last_seen_ns*/) { OnClose(reason); }
 };
 
 class StreamConsumerFactory {

@@ -367,23 +367,35 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
   // Held writes of other connections it comes within the window of: key
   // writes in the dbs it touches, and database-wide writes of those dbs
   // (two SWAPDBs applied the other way round leave the dbs permuted
-  // otherwise: both are flagged, a read-back of the dbs).
-  for (Chunk& c : chunks_) {
-    for (size_t j = c.next; j < c.end; ++j) {
-      if ((&c.batch == &b && j == i) || c.batch.op(j) == RecordOp::kHold) continue;
+  // otherwise: both are flagged, a read-back of the dbs). Newest first,
+  // down to an answered record that ended too long before it began: the
+  // records before that one came at most max_late_ns_ out of order (an
+  // unanswered one carries its request's time and counts max_span_ns
+  // more), so none of them meets it. Not every record held: while a hold
+  // keeps hundreds of thousands, a flood of FLUSHDBs each walking them all
+  // took seconds (found by a review).
+  const uint64_t reach = opts_.window_ns + opts_.max_span_ns + max_late_ns_;
+  bool walked = false;
+  for (auto c = chunks_.rbegin(); c != chunks_.rend() && !walked; ++c) {
+    for (size_t j = c->end; j-- > c->next;) {
+      if (!c->batch.unanswered(j) && c->batch.capture_ns(j) + reach < w.request_ns()) {
+        walked = true;
+        break;
+      }
+      if ((&c->batch == &b && j == i) || c->batch.op(j) == RecordOp::kHold) continue;
       DbSet theirs;
-      if (c.batch.op(j) == RecordOp::kDatabase) {
-        if (!DbsChangedBy(c.batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
-      } else if (!mine.Touches(c.batch.db(j))) {
+      if (c->batch.op(j) == RecordOp::kDatabase) {
+        if (!DbsChangedBy(c->batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
+      } else if (!mine.Touches(c->batch.db(j))) {
         continue;
       }
       uint64_t span_ns;
-      const Write x = WriteOf(c.batch, j, 0, &span_ns);
+      const Write x = WriteOf(c->batch, j, 0, &span_ns);
       if (x.connection == w.connection || !Overlap(x, w)) continue;
-      uint16_t flags = c.batch.flags(j);
+      uint16_t flags = c->batch.flags(j);
       MarkAmbiguous(&flags);
-      c.batch.AddFlags(j, flags);
-      if (c.batch.op(j) == RecordOp::kDatabase) MarkAmbiguous(&my_flags);
+      c->batch.AddFlags(j, flags);
+      if (c->batch.op(j) == RecordOp::kDatabase) MarkAmbiguous(&my_flags);
     }
   }
   // Database-wide writes already released that it comes within the window of.
@@ -560,6 +572,12 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   if (!driven_) {
     const uint64_t lag = opts_.window_ns + opts_.late_arrival_ns;
     ReleaseBefore(ts > lag ? ts - lag : 0);
+  }
+  // How far out of capture order records come (TakeDatabaseWide).
+  if (ts > newest_ns_) {
+    newest_ns_ = ts;
+  } else if (newest_ns_ - ts > max_late_ns_ && !c.batch.unanswered(i)) [[unlikely]] {
+    max_late_ns_ = std::min(newest_ns_ - ts, opts_.max_retain_ns);
   }
   const uint64_t id = next_id_;
   if (k == 0 && c.batch.op(i) == RecordOp::kDatabase) {

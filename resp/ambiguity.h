@@ -285,6 +285,10 @@ class AmbiguityTracker : public RecordSink {
   // max_span_ns, longer while long spans come (LongSpanUnchecked).
   uint64_t retain_ns_ = 0;
   uint64_t last_long_ns_ = 0;  // capture time of the latest long span
+  uint64_t newest_ns_ = 0;     // the latest capture time taken
+  // The most an answered record was taken out of capture order (older than
+  // newest_ns_ then), up to max_retain_ns.
+  uint64_t max_late_ns_ = 0;
   // The latest write time of any entry dropped from the table: a span
   // reaching back to it (less the window) may miss a partner.
   uint64_t dropped_upto_ = 0;

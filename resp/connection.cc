@@ -374,7 +374,8 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
   if (hold_watch_) UpdateHold(last_ts_);
 }
 
-void Connection::OnClose(CloseReason) {
+void Connection::OnClose(CloseReason, uint64_t ts) {
+  last_ts_ = std::max(last_ts_, ts);
   // A transaction whose EXEC was sent may have run though its reply never
   // came (the client killed, or closed by the server's output limit while
   // the EXEC array was stuck behind a large reply; the capture stopped):
@@ -566,6 +567,16 @@ void Connection::Unanswered(const CommandSpec* spec, std::span<const std::string
   ctx.db = db_;
   ctx.capture_ns = ts;
   ctx.request_ns = RecordView::kUnansweredRequest;  // it may run after `ts`
+  if (DatabaseWide(spec) && last_ts_ > ts) [[unlikely]] {
+    // Read back later than its request (at a close, out of step): it
+    // leaves after the key writes of other connections answered since,
+    // which it may have run before. Timed from its request (its EXEC's, if
+    // queued: the hold's) to now, like a reply come now, so that those are
+    // flagged (a review: a FLUSHDB whose client closed before its late
+    // reply left them unflagged; its own flag names no key to read back).
+    ctx.capture_ns = last_ts_;
+    ctx.request_ns = std::clamp(hold_from_, ts, last_ts_);
+  }
   ctx.flags = static_cast<uint16_t>(extra_flags | (db_known_ ? 0 : kUnknownDb));
   ctx.connection_id = opts_.connection_id;
   stats_.records += ReadbackWrite(*spec, argv, ctx, sink_);

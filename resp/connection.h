@@ -166,7 +166,9 @@ class Connection {
   // `missing` bytes of `dir` were lost (reassembly hole, join, drop).
   void OnGap(Direction dir, uint64_t missing);
   // The flow ended. Unanswered writes become read-backs.
-  void OnClose(CloseReason reason);
+  // `ts`: when the connection ended (its FIN or RST), if known: writes still
+  // waiting may have run until then.
+  void OnClose(CloseReason reason, uint64_t ts = 0);
 
   const ConnectionStats& stats() const { return stats_; }
   uint16_t db() const { return db_; }
