@@ -856,17 +856,34 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         }
       }
       const size_t n = named / 2;
+      // The deliveries are timed from the reply. The server timed them when
+      // it ran the command: a reply held back behind a large one (or one
+      // naming thousands of streams, timed entry by entry) leaves long after,
+      // and then the group is read back. A blocked read runs when a write
+      // serves it, just before its reply: its span is no measure.
+      constexpr uint64_t kDeliverySpanNs = 5'000'000;
+      const bool blocking = std::any_of(argv.begin() + 1, argv.begin() + static_cast<std::ptrdiff_t>(streams),
+                                        [](std::string_view a) { return EqualsIgnoreCase(a, "block"); });
+      const bool late = !blocking && ctx.request_ns != 0 && ctx.request_ns <= ctx.capture_ns &&
+                        ctx.capture_ns - ctx.request_ns > kDeliverySpanNs;
       std::vector<std::string_view> args, claim;
       std::string at;
+      // Streams with something delivered come in the order they were named.
+      size_t next_served = 0;
       for (size_t k = 0; k < n; ++k) {
         const std::string_view key = argv[streams + 1 + k];
+        const std::string_view id = argv[streams + 1 + n + k];
         args = head;
-        args.insert(args.end(), {"STREAMS", key, argv[streams + 1 + n + k]});
+        args.insert(args.end(), {"STREAMS", key, id});
         out.EmitArgs(RecordOp::kOrdered, kExactFlags, key, args);
-        if (noack) continue;
+        std::span<const Node> list;
+        if (next_served < served.size() && served[next_served].first == key)
+          list = served[next_served++].second;
+        // NOACK leaves new entries unpending; a history read (any id but >)
+        // redelivers pending ones, NOACK or not.
+        if (noack && id == ">") continue;
         claim.assign({"XCLAIM", key, group, consumer, "0"});
-        for (const auto& [name, list] : served) {
-          if (name != key) continue;
+        if (!list.empty()) {
           for (const auto& entry : Children(list)) {
             const auto parts = Children(entry);
             if (parts.empty() || !IsString(parts[0][0])) return bad();
@@ -879,7 +896,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         if (claim.size() == 5) continue;
         if (at.empty()) at = std::to_string(capture_ms);
         claim.insert(claim.end(), {"TIME", at, "JUSTID"});
-        out.EmitArgs(RecordOp::kOrdered, kExactFlags, key, claim);
+        out.EmitArgs(RecordOp::kOrdered, late ? kOrderedFlags : kExactFlags, key, claim);
       }
       return ConvertOutcome::kRecorded;
     }

@@ -22,10 +22,17 @@ namespace {
 // already expired, is created again without one). Names as records carry
 // them: the converter's (SET … KEEPTTL for the INCR family, HSET, ZADD) and
 // the client's own for the commands shipped as sent.
-constexpr std::array<std::string_view, 19> kKeepsExpiry = {
-    "APPEND", "SETRANGE", "SETBIT", "BITFIELD", "LPUSH", "RPUSH",  "LPUSHX", "RPUSHX", "LINSERT", "LSET",
-    "SADD",   "HSET",     "HMSET",  "HSETNX",   "ZADD",  "GEOADD", "PFADD",  "XADD",   "XDEL",
+constexpr std::array<std::string_view, 23> kKeepsExpiry = {
+    "APPEND",  "SETRANGE", "SETBIT", "BITFIELD", "LPUSH",  "RPUSH",      "LPUSHX", "RPUSHX",
+    "LINSERT", "LSET",     "SADD",   "HSET",     "HMSET",  "HSETNX",     "ZADD",   "GEOADD",
+    "PFADD",   "XADD",     "XDEL",   "XACK",     "XGROUP", "XREADGROUP", "XCLAIM",
 };
+
+// RESTORE key ms payload REPLACE ABSTTL, as the converter writes a RESTORE:
+// the key made anew, with that expiry (0: none).
+bool IsRestoreAbs(std::string_view command, size_t argc) {
+  return argc == 6 && EqualsIgnoreCase(command, "RESTORE");
+}
 
 bool KeepsExpiry(std::string_view command) {
   for (std::string_view c : kKeepsExpiry) {
@@ -47,7 +54,8 @@ bool IsSetPxat(std::string_view command, size_t argc) {
 // True when a record of this shape may set an expiry (what the fast path,
 // with nothing remembered, must not skip).
 bool MaySetExpiry(std::string_view command, size_t argc) {
-  return IsSetPxat(command, argc) || (argc == 3 && EqualsIgnoreCase(command, "PEXPIREAT"));
+  return IsSetPxat(command, argc) || IsRestoreAbs(command, argc) ||
+         (argc == 3 && EqualsIgnoreCase(command, "PEXPIREAT"));
 }
 
 }  // namespace
@@ -302,6 +310,16 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
       !set_pxat && r.args.size() == 3 && EqualsIgnoreCase(command, "PEXPIREAT") && ParseMs(r.args[2], &at_ms);
   if (set_pxat) {
     Remember(r, at_ms);  // a SET makes the key anew: nothing before matters
+    return {};
+  }
+  if (IsRestoreAbs(command, r.args.size()) && EqualsIgnoreCase(r.args[5], "ABSTTL") &&
+      ParseMs(r.args[2], &at_ms)) {
+    // Made anew too: with that expiry, or none.
+    if (at_ms > 0) {
+      Remember(r, at_ms);
+    } else {
+      EraseOrDoubt(r, r.key);
+    }
     return {};
   }
   if (pexpireat || (r.args.size() == 2 && EqualsIgnoreCase(command, "PERSIST"))) {

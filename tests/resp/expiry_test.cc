@@ -88,6 +88,34 @@ TEST_F(ExpiryKeeperTest, AWriteThatKeepsAKnownExpiryIsFollowedByIt) {
   EXPECT_EQ(keeper_.tracked_keys(), 2u);
 }
 
+// A RESTORE as the converter ships it (… REPLACE ABSTTL) makes the key anew
+// with that expiry, or none; the consumer-group commands keep a stream's
+// expiry like XADD does. Without these, a late replica kept a restored key
+// an APPEND wrote after, and a stream whose group an XGROUP CREATE … MKSTREAM
+// made anew, forever (found by a review).
+TEST_F(ExpiryKeeperTest, RestoresSetTheExpiryAndConsumerGroupCommandsKeepIt) {
+  const std::string at = std::to_string(kLater);
+  Pass(Rec({"RESTORE", "r", at, "payload", "REPLACE", "ABSTTL"}, 0, RecordOp::kIdempotent));
+  EXPECT_EQ(Pass(Rec({"APPEND", "r", "x"}, 0, RecordOp::kOrdered)),
+            (std::vector<std::string>{"APPEND r x", Restore("r")}));
+  // TTL 0: no expiry any more.
+  Pass(Rec({"RESTORE", "r", "0", "payload", "REPLACE", "ABSTTL"}, 0, RecordOp::kIdempotent));
+  EXPECT_EQ(Pass(Rec({"APPEND", "r", "y"}, 0, RecordOp::kOrdered)).size(), 1u);
+  Pass(Rec({"XADD", "s", "1-1", "f", "v"}));
+  Pass(Rec({"PEXPIREAT", "s", at}));
+  for (const std::vector<std::string>& w :
+       {std::vector<std::string>{"XGROUP", "CREATE", "s", "g", "0", "MKSTREAM"},
+        std::vector<std::string>{"XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"},
+        std::vector<std::string>{"XCLAIM", "s", "g", "c", "0", "1-1", "TIME", "5", "JUSTID"},
+        std::vector<std::string>{"XACK", "s", "g", "1-1"}}) {
+    std::string line;
+    for (const std::string& a : w) line += (line.empty() ? "" : " ") + a;
+    ChangeRecord r = Rec(w, 0, RecordOp::kOrdered);
+    r.key = "s";
+    EXPECT_EQ(Pass(r), (std::vector<std::string>{line, Restore("s")})) << w[0];
+  }
+}
+
 // What may have changed a key's expiry puts it in doubt: the next write
 // that keeps the expiry is read back instead of shipped without one (a
 // replica applying it after the expiry would keep the key forever; found
