@@ -859,13 +859,20 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // The deliveries are timed from the reply. The server timed them when
       // it ran the command: a reply held back behind a large one (or one
       // naming thousands of streams, timed entry by entry) leaves long after,
-      // and then the group is read back. A blocked read runs when a write
-      // serves it, just before its reply: its span is no measure.
+      // and then the group is read back. So is a blocking read answered
+      // late: it may have blocked until a write served it, just before its
+      // reply, or found data at once and had its reply held back (a review).
+      // And a read naming a stream twice: a `>` read that found nothing is
+      // left out of the reply, so which reads delivered what is unknown.
       constexpr uint64_t kDeliverySpanNs = 5'000'000;
-      const bool blocking = std::any_of(argv.begin() + 1, argv.begin() + static_cast<std::ptrdiff_t>(streams),
-                                        [](std::string_view a) { return EqualsIgnoreCase(a, "block"); });
-      const bool late = !blocking && ctx.request_ns != 0 && ctx.request_ns <= ctx.capture_ns &&
-                        ctx.capture_ns - ctx.request_ns > kDeliverySpanNs;
+      bool late = ctx.request_ns != 0 && ctx.request_ns <= ctx.capture_ns &&
+                  ctx.capture_ns - ctx.request_ns > kDeliverySpanNs;
+      if (!late && n > 1) {
+        std::vector<std::string_view> names(argv.begin() + static_cast<std::ptrdiff_t>(streams) + 1,
+                                            argv.begin() + static_cast<std::ptrdiff_t>(streams + 1 + n));
+        std::sort(names.begin(), names.end());
+        late = std::adjacent_find(names.begin(), names.end()) != names.end();
+      }
       std::vector<std::string_view> args, claim;
       std::string at;
       // Streams with something delivered come in the order they were named.
@@ -875,7 +882,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         const std::string_view id = argv[streams + 1 + n + k];
         args = head;
         args.insert(args.end(), {"STREAMS", key, id});
-        out.EmitArgs(RecordOp::kOrdered, kExactFlags, key, args);
+        out.EmitArgs(RecordOp::kOrdered, late ? kOrderedFlags : kExactFlags, key, args);
         std::span<const Node> list;
         if (next_served < served.size() && served[next_served].first == key)
           list = served[next_served++].second;
