@@ -567,7 +567,8 @@ void AmbiguityTracker::TakeFieldWrite(uint64_t k, std::string_view field, const 
 }
 
 void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
-  ++stats_.records;
+  const bool marker = c.batch.op(i) == RecordOp::kHold;
+  if (!marker) ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
   if (!driven_) {
     const uint64_t lag = opts_.window_ns + opts_.late_arrival_ns;
@@ -601,8 +602,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
       }
     }
     TakeDatabaseWide(c.batch, i, w);
-  } else if (k == 0 && c.batch.op(i) == RecordOp::kHold) [[unlikely]] {
-    --stats_.records;
+  } else if (marker) [[unlikely]] {
     TakeHold(c.batch, i);
   }
   if (k != 0) {

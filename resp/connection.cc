@@ -268,17 +268,6 @@ bool LooksLikeTls(ByteSpan b, bool at_start) {
 }
 }  // namespace
 
-namespace {
-// FLUSHDB, FLUSHALL, SWAPDB: the writes the tracker orders against every key
-// of the dbs they touch.
-bool DatabaseWide(const CommandSpec* spec) {
-  static const CommandSpec* const flushdb = LookupCommandName("flushdb");
-  static const CommandSpec* const flushall = LookupCommandName("flushall");
-  static const CommandSpec* const swapdb = LookupCommandName("swapdb");
-  return spec != nullptr && (spec == flushdb || spec == flushall || spec == swapdb);
-}
-}  // namespace
-
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   last_ts_ = capture_ns;
   Consume(dir, bytes, capture_ns);
@@ -405,24 +394,25 @@ void Connection::UpdateHold(uint64_t ts) {
   // request once that is sent (as its record is timed). Requests wait in
   // the order they came, and those queued (answered +QUEUED) came first.
   uint64_t from = 0;
-  bool queued = std::any_of(multi_queue_.begin(), multi_queue_.end(),
-                            [](const Pending& p) { return DatabaseWide(p.spec); });
+  bool waits_for_exec = std::any_of(multi_queue_.begin(), multi_queue_.end(), [](const Pending& p) {
+    return p.spec != nullptr && IsDatabaseWide(*p.spec);
+  });
   for (const Pending& p : pending_) {
-    if (p.kind == Kind::kExec && queued) {
+    if (p.kind == Kind::kExec && waits_for_exec) {
       from = p.ts;
       break;
     }
     if (p.kind == Kind::kExec || p.kind == Kind::kDiscard) {
-      queued = false;
-    } else if (DatabaseWide(p.spec)) {
-      if (!p.in_tx) {
+      waits_for_exec = false;
+    } else if (p.spec != nullptr && IsDatabaseWide(*p.spec)) {
+      if (!p.queued) {
         from = p.ts;
         break;
       }
-      queued = true;
+      waits_for_exec = true;
     }
   }
-  hold_watch_ = from != 0 || queued;
+  hold_watch_ = from != 0 || waits_for_exec;
   if (from == hold_from_) return;
   hold_from_ = from;
   const std::string_view arg = from != 0 ? std::string_view("HOLD") : std::string_view("RELEASE");
@@ -567,7 +557,7 @@ void Connection::Unanswered(const CommandSpec* spec, std::span<const std::string
   ctx.db = db_;
   ctx.capture_ns = ts;
   ctx.request_ns = RecordView::kUnansweredRequest;  // it may run after `ts`
-  if (DatabaseWide(spec) && last_ts_ > ts) [[unlikely]] {
+  if (IsDatabaseWide(*spec) && last_ts_ > ts) [[unlikely]] {
     // Read back later than its request (at a close, out of step): it
     // leaves after the key writes of other connections answered since,
     // which it may have run before. Timed from its request (its EXEC's, if
@@ -690,9 +680,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
             .seq = next_seq_++};
-  if (opts_.announce_holds && DatabaseWide(spec)) [[unlikely]] {
+  if (opts_.announce_holds && spec != nullptr && IsDatabaseWide(*spec)) [[unlikely]] {
     hold_watch_ = true;
-    p.in_tx = req_in_multi_;
+    p.queued = req_in_multi_;
   }
   // A request that may change the db while it is unknown: an answer from
   // the server settles it only if asked after this ran (ProveDb), whatever

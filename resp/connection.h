@@ -239,7 +239,6 @@ class Connection {
     bool queued = false;               // parsed inside MULTI: runs at EXEC, if at all
     bool confirm_only = false;         // (UN)SUBSCRIBE under CLIENT REPLY OFF|SKIP: confirmed, or silent
     bool elided = false;               // a write with an argument too large to hold (Parser::elided)
-    bool in_tx = false;                // a database-wide write parsed inside MULTI (UpdateHold)
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;

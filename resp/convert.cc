@@ -460,6 +460,10 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+bool IsDatabaseWide(const CommandSpec& spec) {
+  return RuleFor(spec) == Rule::kDatabase;
+}
+
 bool IsReadOnlyScriptCall(const CommandSpec& spec) {
   const std::string_view name = CommandName(spec);
   return name == "eval_ro" || name == "evalsha_ro" || name == "fcall_ro";
@@ -873,6 +877,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         std::sort(names.begin(), names.end());
         late = std::adjacent_find(names.begin(), names.end()) != names.end();
       }
+      const uint16_t flags = late ? kOrderedFlags : kExactFlags;
       std::vector<std::string_view> args, claim;
       std::string at;
       // Streams with something delivered come in the order they were named.
@@ -882,7 +887,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         const std::string_view id = argv[streams + 1 + n + k];
         args = head;
         args.insert(args.end(), {"STREAMS", key, id});
-        out.EmitArgs(RecordOp::kOrdered, late ? kOrderedFlags : kExactFlags, key, args);
+        out.EmitArgs(RecordOp::kOrdered, flags, key, args);
         std::span<const Node> list;
         if (next_served < served.size() && served[next_served].first == key)
           list = served[next_served++].second;
@@ -903,7 +908,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         if (claim.size() == 5) continue;
         if (at.empty()) at = std::to_string(capture_ms);
         claim.insert(claim.end(), {"TIME", at, "JUSTID"});
-        out.EmitArgs(RecordOp::kOrdered, late ? kOrderedFlags : kExactFlags, key, claim);
+        out.EmitArgs(RecordOp::kOrdered, flags, key, claim);
       }
       return ConvertOutcome::kRecorded;
     }

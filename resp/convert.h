@@ -43,6 +43,9 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
+// FLUSHDB, FLUSHALL, SWAPDB: the writes a kDatabase record orders against
+// every key of the dbs they touch.
+bool IsDatabaseWide(const CommandSpec& spec);
 // EVAL_RO, EVALSHA_RO, FCALL_RO: read-only script calls (their errors are
 // any text the script returned).
 bool IsReadOnlyScriptCall(const CommandSpec& spec);
