@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/huge_pages.h"
 #include "resp/sink.h"
 
 namespace kvf::resp {
@@ -300,8 +301,8 @@ class AmbiguityTracker : public RecordSink {
   std::vector<Hold> holds_;
   std::vector<std::string_view> db_wide_args_;
   std::vector<std::string_view> field_args_;
-  std::vector<Slot> slots_;        // size a power of two, at most half full
-  std::vector<Slot> spare_slots_;  // what Rebuild fills next
+  HugePageVector<Slot> slots_;        // size a power of two, at most half full
+  HugePageVector<Slot> spare_slots_;  // what Rebuild fills next
   size_t used_ = 0;
 };
 

@@ -1,0 +1,52 @@
+// HugePageAllocator: large blocks are mapped on 2 MiB boundaries; small and
+// large ones hold what is written, across growth and copies.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/huge_pages.h"
+
+namespace kvf {
+namespace {
+
+bool OnHugeBoundary(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % huge_pages::kPage == 0;
+}
+
+TEST(HugePages, LargeBlocksAreMappedOnHugePageBoundaries) {
+#ifdef KVF_HUGE_PAGES_OFF
+  GTEST_SKIP() << "built with AddressSanitizer: every block stays on the heap";
+#endif
+  HugePageVector<uint64_t> v(1000);
+  v.resize(huge_pages::kThreshold / sizeof(uint64_t));
+  EXPECT_TRUE(OnHugeBoundary(v.data()));
+  v.resize(3 * huge_pages::kPage / sizeof(uint64_t) + 5);  // not a multiple of a huge page
+  EXPECT_TRUE(OnHugeBoundary(v.data()));
+}
+
+TEST(HugePages, ContentsSurviveGrowthCopiesAndShrinking) {
+  HugePageVector<uint32_t> v;
+  for (uint32_t i = 0; i < 3'000'000; ++i) v.push_back(i * 2654435761u);  // grows through both kinds
+  HugePageVector<uint32_t> copy = v;
+  for (uint32_t i = 0; i < v.size(); i += 997) ASSERT_EQ(copy[i], i * 2654435761u) << i;
+  EXPECT_EQ(copy.back(), 2'999'999u * 2654435761u);
+  copy.resize(10);
+  copy.shrink_to_fit();  // frees the mapping, takes heap memory
+  EXPECT_EQ(copy[9], 9u * 2654435761u);
+  v.assign(v.size(), 0);
+  EXPECT_EQ(v[123456], 0u);
+
+  HugePageString s;
+  for (int i = 0; i < 200'000; ++i) s.append("0123456789");
+  EXPECT_EQ(s.size(), 2'000'000u);
+  EXPECT_EQ(s.substr(1'999'990), "0123456789");
+}
+
+TEST(HugePages, AnImpossibleSizeThrowsInsteadOfWrapping) {
+  HugePageAllocator<uint64_t> a;
+  EXPECT_THROW(a.allocate(SIZE_MAX / 4), std::bad_array_new_length);
+}
+
+}  // namespace
+}  // namespace kvf
