@@ -771,6 +771,31 @@ int RunDecode(const std::vector<std::string>& args) {
     return std::any_of(cfg.servers.begin(), cfg.servers.end(),
                        [&](const dp::Endpoint& e) { return e.Matches(seg.src) || e.Matches(seg.dst); });
   };
+  // The flow table's timeouts and the ambiguity window's clock move at
+  // points fixed by the frames alone (every kTickFrames frames, or once
+  // capture time moved kTickNs), not at the ends of read bursts, whose sizes
+  // depend on how the file is read (a window with one thread, a mapping with
+  // several), or on where rotated files end: the output is the same
+  // whichever way.
+  constexpr uint64_t kTickFrames = 256;
+  constexpr uint64_t kTickNs = 1'000'000;
+  uint64_t frames_since_tick = 0, last_tick_ns = 0, last_frame_ns = 0;
+  auto tick = [&] {
+    frames_since_tick = 0;
+    last_tick_ns = last_frame_ns;
+    table.Tick(last_frame_ns);
+    // The ambiguity window's clock: not past data the flow table still
+    // holds (out of order, or waiting for the other direction), which
+    // comes out later with its own, older time.
+    const uint64_t clock = std::min(last_frame_ns, table.OldestPendingNs());
+    const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(clock) + shift_ns);
+    if (events) {
+      events->Advance(now);
+    } else {
+      const std::pair<size_t, uint64_t> advance[] = {{burst_records.batch.size(), now}};
+      tracker.TakeBatch(&burst_records.batch, advance);
+    }
+  };
   auto packet_side = [&] {
     std::vector<dp::Packet> burst(256);
     // The files in turn, each opened when reached: with one thread a done
@@ -796,25 +821,13 @@ int RunDecode(const std::vector<std::string>& args) {
           dp::TcpSegment seg;
           const dp::DecodeStatus st = dp::DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
           dec.Add(st);
-          if (st != dp::DecodeStatus::kOk) {
-            if (st == dp::DecodeStatus::kPayloadTruncated && is_server(seg)) ++server_frames_cut;
-            continue;
+          if (st == dp::DecodeStatus::kOk) {
+            table.Process(seg);
+          } else if (st == dp::DecodeStatus::kPayloadTruncated && is_server(seg)) {
+            ++server_frames_cut;
           }
-          table.Process(seg);
-        }
-        if (n > 0) {
-          table.Tick(burst[n - 1].ts_ns);
-          // The ambiguity window's clock: not past data the flow table still
-          // holds (out of order, or waiting for the other direction), which
-          // comes out later with its own, older time.
-          const uint64_t clock = std::min(burst[n - 1].ts_ns, table.OldestPendingNs());
-          const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(clock) + shift_ns);
-          if (events) {
-            events->Advance(now);
-          } else {
-            const std::pair<size_t, uint64_t> advance[] = {{burst_records.batch.size(), now}};
-            tracker.TakeBatch(&burst_records.batch, advance);
-          }
+          last_frame_ns = p.ts_ns;
+          if (++frames_since_tick == kTickFrames || last_frame_ns >= last_tick_ns + kTickNs) tick();
         }
         if (threads == 2) records->DrainReady(&tracker);
       }

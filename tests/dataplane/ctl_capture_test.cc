@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -189,6 +190,80 @@ TEST(CtlCaptureTest, ExpiryLagSetsWhichLaterExpiriesAreReadBack) {
   EXPECT_NE(expire_flags("").find("needs_readback"), std::string::npos);  // 30 s < 60 s
   EXPECT_EQ(expire_flags(" --expiry-lag-ms 1000").find("needs_readback"), std::string::npos);
   EXPECT_NE(expire_flags(" --expiry-lag-ms 40000").find("needs_readback"), std::string::npos);
+  std::remove(path.c_str());
+}
+
+// decode's flow-table timeouts and ambiguity clock move at points that the
+// frames alone fix, not at the ends of read bursts: one thread reads the file
+// through a 1 MiB window (a few 30 KB frames per burst), two and three map it
+// (256 frames per burst). Here SET k from S is answered 9 ms before the
+// long-span SET k from L; whether S's record is still held when L's comes
+// depends on when the clock moved, and each thread count decided it
+// differently before. The long-span record is flagged whichever way (its
+// read-back, after both, repairs k).
+TEST(CtlCaptureTest, DecodeIsTheSameOnEveryThreadCountWhenFramesAreLarge) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  std::vector<tb::TimedFrame> frames;
+  uint32_t client_seq[3] = {100, 100, 100}, server_seq[3] = {500, 500, 500};
+  const uint16_t kL = 41001, kS = 41002, kBig = 41003;
+  auto send = [&](uint16_t port, bool c2s, const std::string& payload, uint64_t at_ns) {
+    uint32_t& seq = c2s ? client_seq[port - kL] : server_seq[port - kL];
+    frames.push_back(tb::ClientServerFrame(port, c2s, seq, tb::kTcpAck, payload, t0 + at_ns));
+    seq += static_cast<uint32_t>(payload.size());
+  };
+  for (const uint16_t port : {kL, kS, kBig}) {
+    frames.push_back(tb::ClientServerFrame(port, true, 99, tb::kTcpSyn, "", t0 + (port - kL) * 20'000));
+    frames.push_back(tb::ClientServerFrame(port, false, 499, tb::kTcpSyn | tb::kTcpAck, "",
+                                           t0 + (port - kL) * 20'000 + 10'000));
+  }
+  send(kBig, true, "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n", 100'000);
+  // A 9.6 MB reply in 600 frames of 16 KB, one every 50 us from 0.2 ms: one
+  // thread reads about 65 of them per burst (3.2 ms), the mapped file gives
+  // 256 (12.8 ms). L's SET (14 ms, answered at 24 ms: a long span) and S's
+  // (15 ms, answered at 15.1 ms) among them: S's record is due to leave at
+  // 21.1 ms.
+  const std::string reply = "$9599988\r\n" + std::string(9'599'988, 'v') + "\r\n";
+  ASSERT_EQ(reply.size(), 9'600'000u);
+  for (int i = 0; i < 600; ++i) {
+    const uint64_t at = 200'000 + 50'000 * static_cast<uint64_t>(i);
+    send(kBig, false, reply.substr(16'000 * static_cast<size_t>(i), 16'000), at);
+    if (at == 14'000'000) send(kL, true, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nL\r\n", at + 10'000);
+    if (at == 15'000'000) send(kS, true, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nS\r\n", at + 10'000);
+    if (at == 15'100'000) send(kS, false, "+OK\r\n", at + 10'000);
+    if (at == 24'000'000) send(kL, false, "+OK\r\n", at + 10'000);
+  }
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_large_frames_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  std::string outs[3][2];
+  for (int threads = 1; threads <= 3; ++threads) {
+    const std::string base =
+        ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --threads " + std::to_string(threads);
+    outs[threads - 1][0] = Shell(base + " --format json 2>/dev/null");
+    outs[threads - 1][1] =
+        Shell(base + " --format stats 2>/dev/null | grep -v -e '^frames ' -e '^throughput '");
+  }
+  // Both writes of k and the read became what they are, all paired.
+  EXPECT_NE(outs[0][1].find("conn requests 3\n"), std::string::npos) << outs[0][1];
+  EXPECT_NE(outs[0][1].find("conn replies 3\n"), std::string::npos) << outs[0][1];
+  std::istringstream lines(outs[0][0]);
+  int records = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    ++records;
+    ASSERT_EQ(j["key"], "k") << line;
+    if (j["args"][2] == "L") {
+      EXPECT_NE(line.find("needs_readback"), std::string::npos) << "the long span went unflagged: " << line;
+    }
+  }
+  EXPECT_EQ(records, 2) << outs[0][0];
+  for (int threads = 2; threads <= 3; ++threads) {
+    EXPECT_EQ(outs[threads - 1][0], outs[0][0]) << "json of --threads " << threads << " differs";
+    EXPECT_EQ(outs[threads - 1][1], outs[0][1]) << "stats of --threads " << threads << " differ";
+  }
   std::remove(path.c_str());
 }
 
