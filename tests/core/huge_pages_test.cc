@@ -19,10 +19,13 @@ TEST(HugePages, LargeBlocksAreMappedOnHugePageBoundaries) {
   GTEST_SKIP() << "built with AddressSanitizer: every block stays on the heap";
 #endif
   HugePageVector<uint64_t> v(1000);
-  v.resize(huge_pages::kThreshold / sizeof(uint64_t));
+  v.resize(huge_pages::kDefaultThreshold / sizeof(uint64_t));
   EXPECT_TRUE(OnHugeBoundary(v.data()));
   v.resize(3 * huge_pages::kPage / sizeof(uint64_t) + 5);  // not a multiple of a huge page
   EXPECT_TRUE(OnHugeBoundary(v.data()));
+  // A table's threshold is lower.
+  HugePageVector<uint64_t, huge_pages::kTableThreshold> table(huge_pages::kTableThreshold / sizeof(uint64_t));
+  EXPECT_TRUE(OnHugeBoundary(table.data()));
 }
 
 TEST(HugePages, ContentsSurviveGrowthCopiesAndShrinking) {
@@ -46,6 +49,10 @@ TEST(HugePages, ContentsSurviveGrowthCopiesAndShrinking) {
 TEST(HugePages, AnImpossibleSizeThrowsInsteadOfWrapping) {
   HugePageAllocator<uint64_t> a;
   EXPECT_THROW(a.allocate(SIZE_MAX / 4), std::bad_array_new_length);
+  if (!huge_pages::kOff) {  // AddressSanitizer aborts on such a request instead
+    HugePageAllocator<char> c;
+    EXPECT_THROW(c.allocate(SIZE_MAX / 2), std::bad_alloc);  // too large to map
+  }
 }
 
 }  // namespace
