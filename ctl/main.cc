@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/heap.h"
 #include "ctl/command.h"
 
 namespace {
@@ -19,6 +20,7 @@ void PrintUsage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvf::KeepFreedHeapMemory();
   if (argc < 2 || std::string(argv[1]) == "help" || std::string(argv[1]) == "--help" ||
       std::string(argv[1]) == "-h") {
     PrintUsage();
