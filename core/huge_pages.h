@@ -1,9 +1,13 @@
-// An allocator for the large tables and buffers of the record path (the
-// ambiguity tracker's key table, record batches): a large block is mapped
-// on its own, aligned to 2 MiB and advised to use transparent huge
-// pages, so that filling it takes one page fault per 2 MiB instead of one
-// per 4 KiB. Smaller blocks come from the ordinary heap. Stateless: any two
-// instances are equal, and a container's memory may be freed by a copy.
+// An allocator for large tables that grow by doubling (the ambiguity
+// tracker's key table): a block of 256 KiB or more is mapped on its own,
+// aligned to 2 MiB and advised to use transparent huge pages, so that a
+// table doubling its way to tens of megabytes faults a few huge pages
+// instead of thousands of small ones (about 6 % of a pipelined decode).
+// Smaller blocks come from the heap. Rounding a block up to whole huge pages
+// may waste most of a small one, so this is for a few large tables, not for
+// containers a stage holds many of (those stay on the heap, which
+// KeepFreedHeapMemory keeps from faulting again). Stateless: any two
+// instances are equal.
 #pragma once
 
 #include <sys/mman.h>
@@ -12,7 +16,6 @@
 #include <cstdint>
 #include <memory>
 #include <new>
-#include <string>
 #include <vector>
 
 namespace kvf {
@@ -20,14 +23,7 @@ namespace kvf {
 namespace huge_pages {
 
 inline constexpr size_t kPage = size_t{2} << 20;
-// By default blocks from one huge page up are mapped, rounded up to whole
-// huge pages: rounding wastes less than half of any block (the kernel may
-// back a touched huge page whole), so containers of which a stage holds many
-// (record batches) cost at most twice what they use. A single table that
-// doubles its way to many megabytes may start lower (kTableThreshold): it
-// then faults a few huge pages on the way instead of thousands of small ones.
-inline constexpr size_t kDefaultThreshold = kPage;
-inline constexpr size_t kTableThreshold = size_t{256} << 10;
+inline constexpr size_t kThreshold = size_t{256} << 10;
 // Under AddressSanitizer everything stays on the heap, where overruns are
 // caught.
 #if defined(__SANITIZE_ADDRESS__)
@@ -43,8 +39,12 @@ inline constexpr bool kOff = true;
 inline constexpr bool kOff = false;
 #endif
 
-// The mapping that holds `bytes` (a multiple of kPage), aligned to kPage, or
-// nullptr. The kernel may still give small pages (THP off, or no huge page
+inline size_t Rounded(size_t bytes) {
+  return (bytes + kPage - 1) & ~(kPage - 1);
+}
+
+// A mapping of `bytes` (a multiple of kPage) aligned to kPage, or nullptr.
+// The kernel may still back it with small pages (THP off, or no huge page
 // free): the memory is usable either way.
 inline void* Map(size_t bytes) {
   void* m = mmap(nullptr, bytes + kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -58,26 +58,16 @@ inline void* Map(size_t bytes) {
   return reinterpret_cast<void*>(aligned);
 }
 
-inline size_t Rounded(size_t bytes) {
-  return (bytes + kPage - 1) & ~(kPage - 1);
-}
-
 }  // namespace huge_pages
 
-// Blocks of `kMinBytes` and more are mapped.
-template <typename T, size_t kMinBytes = huge_pages::kDefaultThreshold>
+template <typename T>
 class HugePageAllocator {
  public:
   using value_type = T;
-  template <typename U>
-  struct rebind {
-    using other = HugePageAllocator<U, kMinBytes>;
-  };
 
   HugePageAllocator() noexcept = default;
   template <typename U>
-  HugePageAllocator(const HugePageAllocator<U, kMinBytes>&) noexcept {
-  }  // NOLINT: rebinding converts implicitly
+  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}  // NOLINT: rebinding converts implicitly
 
   T* allocate(size_t n) {
     if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
@@ -99,11 +89,10 @@ class HugePageAllocator {
   friend bool operator==(const HugePageAllocator&, const HugePageAllocator&) noexcept { return true; }
 
  private:
-  static bool Mapped(size_t bytes) { return !huge_pages::kOff && bytes >= kMinBytes; }
+  static bool Mapped(size_t bytes) { return !huge_pages::kOff && bytes >= huge_pages::kThreshold; }
 };
 
-template <typename T, size_t kMinBytes = huge_pages::kDefaultThreshold>
-using HugePageVector = std::vector<T, HugePageAllocator<T, kMinBytes>>;
-using HugePageString = std::basic_string<char, std::char_traits<char>, HugePageAllocator<char>>;
+template <typename T>
+using HugePageVector = std::vector<T, HugePageAllocator<T>>;
 
 }  // namespace kvf

@@ -9,7 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include "core/huge_pages.h"
 #include "core/record.h"
 
 namespace kvf {
@@ -86,9 +85,9 @@ class RecordBatch {
     RecordOp op;
   };
   static constexpr uint32_t kUnansweredSpan = UINT32_MAX;
-  HugePageVector<Entry> entries_;
-  HugePageVector<uint32_t> lens_;  // argument lengths, all records in order
-  HugePageString bytes_;
+  std::vector<Entry> entries_;
+  std::vector<uint32_t> lens_;  // argument lengths, all records in order
+  std::string bytes_;
 };
 
 }  // namespace kvf

@@ -301,9 +301,8 @@ class AmbiguityTracker : public RecordSink {
   std::vector<Hold> holds_;
   std::vector<std::string_view> db_wide_args_;
   std::vector<std::string_view> field_args_;
-  using SlotTable = HugePageVector<Slot, huge_pages::kTableThreshold>;
-  SlotTable slots_;        // size a power of two, at most half full
-  SlotTable spare_slots_;  // what Rebuild fills next
+  HugePageVector<Slot> slots_;        // size a power of two, at most half full
+  HugePageVector<Slot> spare_slots_;  // what Rebuild fills next
   size_t used_ = 0;
 };
 
