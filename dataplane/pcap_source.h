@@ -22,7 +22,10 @@ namespace kvf::dataplane {
 
 struct PcapLiveOptions {
   std::string iface;
-  int snaplen = 65535;
+  // Whole frames: a loopback frame reaches 65,549 bytes (a 64 KiB MTU plus
+  // headers), a GRO'd or offloaded one more; a cut frame is a gap. 262,144 is
+  // libpcap's largest, what `tcpdump -s 0` asks for.
+  int snaplen = 262144;
   bool promiscuous = true;
   int poll_timeout_ms = 50;  // RxBurst returns 0 after this long without frames
   int kernel_buffer_bytes = 64 << 20;
@@ -32,7 +35,8 @@ struct PcapLiveOptions {
 class PcapSource final : public PacketSource {
  public:
   // Bytes of the burst arena: a burst ends early when it is full.
-  static constexpr size_t kArenaBytes = 4 << 20;
+  // It holds 64 frames at the default snap length.
+  static constexpr size_t kArenaBytes = 16 << 20;
   // Largest record accepted from a file (libpcap's own limit).
   static constexpr size_t kMaxFrameBytes = 262144;
   // Window of a classic file read without mapping: 1 MiB stays in the
