@@ -161,7 +161,10 @@ class RecordOutput : public kvf::resp::RecordSink {
 // key may sit in different workers); the worker's progress reaches the merge
 // as watermarks. The script cache is one per capture, shared by every shard
 // (ScriptCache is thread-safe), so an EVALSHA whose SCRIPT LOAD or EVAL went
-// through another shard is still shipped as EVAL with its body.
+// through another shard is still shipped as EVAL with its body, once that
+// shard has decoded the load: an EVALSHA answered within moments of a load
+// on another shard may find the body not yet known, and its keys are read
+// back instead (docs/resp.md, Known limits).
 class RespShard : public StreamConsumerFactory,
                   public kvf::resp::RecordSink,
                   public kvf::resp::OutcomeObserver {
