@@ -81,6 +81,9 @@ struct RespCounters {
   // their window had closed (see resp/merge.h), and records whose db is a
   // guess (kUnknownDb).
   uint64_t ambiguous = 0, late = 0, unknown_db = 0;
+  // EVALSHAs a worker did not know, looked up again at the merge: shipped as
+  // EVAL, or read back.
+  uint64_t scripts_resolved = 0, scripts_unknown = 0;
   std::map<std::string, uint64_t, std::less<>> requests_by_command;  // table name ("set") -> requests
 
   // Adds the growth of `now` over `before` (both cumulative, one connection).
@@ -161,10 +164,10 @@ class RecordOutput : public kvf::resp::RecordSink {
 // key may sit in different workers); the worker's progress reaches the merge
 // as watermarks. The script cache is one per capture, shared by every shard
 // (ScriptCache is thread-safe), so an EVALSHA whose SCRIPT LOAD or EVAL went
-// through another shard is still shipped as EVAL with its body, once that
-// shard has decoded the load: an EVALSHA answered within moments of a load
-// on another shard may find the body not yet known, and its keys are read
-// back instead (docs/resp.md, Known limits).
+// through another shard is still shipped as EVAL with its body. If that
+// shard has not decoded the load yet, the connection defers the EVALSHA
+// (ConnectionOptions::defer_unknown_scripts) and the merge looks it up
+// again once every shard is past it (resp/merge.h).
 class RespShard : public StreamConsumerFactory,
                   public kvf::resp::RecordSink,
                   public kvf::resp::OutcomeObserver {
@@ -197,6 +200,8 @@ class RespShard : public StreamConsumerFactory,
     o.observer = this;
     o.scripts = scripts_;
     o.announce_holds = true;  // the tracker takes them
+    // Another shard may hold the SCRIPT LOAD: the merge looks again.
+    o.defer_unknown_scripts = merge_ != nullptr && id_step_ > 1;
     return std::make_unique<Consumer>(this, o, info);
   }
   void Emit(const kvf::RecordView& r, uint64_t connection_id) override {
@@ -359,6 +364,8 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["records"] = resp.records;
   c["records_ambiguous"] = resp.ambiguous;
   c["records_late"] = resp.late;
+  c["scripts_resolved_at_merge"] = resp.scripts_resolved;
+  c["scripts_unknown_at_merge"] = resp.scripts_unknown;
   c["records_unknown_db"] = resp.unknown_db;
   c["resp_db_proven_by_server"] = resp.db_proven;
   c["resp_db_not_listed_by_server"] = resp.db_not_listed;
@@ -564,8 +571,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   kvf::resp::SwapReadbacks swaps(&output, ambiguity);
   kvf::resp::ExpiryKeeper expiries(&swaps, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
-  kvf::resp::ShardMerge merge(workers, &tracker);
-  kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards
+  kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards and the merge
+  kvf::resp::ShardMerge merge(workers, &tracker, {}, &scripts);
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
@@ -585,7 +592,10 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
     RespCounters rc = SumShards(shards);
     rc.ambiguous = output.ambiguous();
     rc.unknown_db = output.unknown_db();
-    rc.late = merge.stats().late;
+    const kvf::resp::MergeStats ms = merge.stats();
+    rc.late = ms.late;
+    rc.scripts_resolved = ms.scripts_resolved;
+    rc.scripts_unknown = ms.scripts_unknown;
     Counters now =
         Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops, rc);
     Print(format, label, now, base != nullptr ? *base : prev, secs);

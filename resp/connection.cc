@@ -1653,7 +1653,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   std::shared_ptr<const std::string> body;  // the script, alive until ConvertWrite is done
   if (script == ScriptKind::kEvalsha && argv.size() >= 3) {
     body = scripts_->Find(argv[1]);
-    if (body == nullptr) {
+    if (body == nullptr && !opts_.defer_unknown_scripts) {
       // Shipping EVALSHA would fail on a target that never saw the script:
       // read its keys back instead.
       ++stats_.script_unknown;
@@ -1662,8 +1662,12 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
       return;
     }
     script_argv_.assign(argv.begin(), argv.end());
-    script_argv_[0] = "EVAL";
-    script_argv_[1] = *body;
+    if (body != nullptr) {
+      script_argv_[0] = "EVAL";
+      script_argv_[1] = *body;
+    } else {
+      script_argv_[0] = kDeferredScript;  // the merge ships it as EVAL, or reads its keys back
+    }
     argv = script_argv_;
   }
   const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);

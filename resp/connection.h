@@ -69,6 +69,12 @@ struct ConnectionOptions {
   // Emit kHold markers while a FLUSHDB, FLUSHALL or SWAPDB waits for its
   // reply (or for its EXEC's), for an ambiguity tracker downstream.
   bool announce_holds = false;
+  // An EVALSHA whose body the script cache lacks is emitted as such (args
+  // "EVALSHA", sha, …, its records shaped as EVAL's) instead of as read-backs
+  // of its keys, for a ShardMerge downstream to resolve: with several capture
+  // workers the SCRIPT LOAD that names it may sit in another worker that has
+  // not decoded it yet, though it ran first (resp/merge.h).
+  bool defer_unknown_scripts = false;
   Limits request_limits;
   Limits reply_limits;
 };

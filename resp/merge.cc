@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 #include <string_view>
+#include <utility>
 
 namespace kvf::resp {
 
@@ -39,8 +40,9 @@ class ShardMerge::Input : public RecordSink {
   uint64_t watermark_ = 0;
 };
 
-ShardMerge::ShardMerge(size_t shards, AmbiguityTracker* tracker, MergeOptions options)
-    : tracker_(tracker), opts_(options), shared_(shards) {
+ShardMerge::ShardMerge(size_t shards, AmbiguityTracker* tracker, MergeOptions options,
+                       const ScriptCache* scripts)
+    : tracker_(tracker), scripts_(scripts), opts_(options), shared_(shards) {
   opts_.batch_records = std::max<size_t>(opts_.batch_records, 1);
   opts_.max_batches = std::max<size_t>(opts_.max_batches, 1);
   for (size_t i = 0; i < shards; ++i) inputs_.push_back(std::make_unique<Input>(this, i));
@@ -115,6 +117,8 @@ void ShardMerge::Run() {
       std::unique_lock<std::mutex> lock(mu_);
       stats_.records += records;
       stats_.late += late;
+      stats_.scripts_resolved += std::exchange(scripts_resolved_, 0);
+      stats_.scripts_unknown += std::exchange(scripts_unknown_, 0);
       records = late = 0;
       for (size_t i = 0; i < n; ++i) {
         Cursor& c = cursors[i];
@@ -160,7 +164,7 @@ void ShardMerge::Run() {
       Cursor& c = cursors[best];
       const bool marker = c.batch->records.op(c.next) == RecordOp::kHold;
       if (best_ts < advanced && !marker) ++late;
-      tracker_->Emit(c.batch->records.Get(c.next, &args), c.batch->records.connection_id(c.next));
+      Pass(c.batch->records, c.next, &args);
       if (!marker) ++records;
       moved = true;
       if (++c.next >= c.batch->records.size()) exhausted = true;  // take its next batch first
@@ -186,6 +190,34 @@ void ShardMerge::Run() {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.records += records;
   stats_.late += late;
+  stats_.scripts_resolved += std::exchange(scripts_resolved_, 0);
+  stats_.scripts_unknown += std::exchange(scripts_unknown_, 0);
+}
+
+void ShardMerge::Pass(const RecordBatch& b, size_t i, std::vector<std::string_view>* args) {
+  RecordView r = b.Get(i, args);
+  if (scripts_ == nullptr || r.args.size() < 3 || r.args[0] != kDeferredScript ||
+      (r.op != RecordOp::kOrdered && r.op != RecordOp::kDatabase)) {
+    tracker_->Emit(r, b.connection_id(i));
+    return;
+  }
+  // The body, alive until the tracker has copied the record.
+  const std::shared_ptr<const std::string> body = scripts_->Find(r.args[1]);
+  if (body != nullptr) {
+    ++scripts_resolved_;
+    (*args)[0] = "EVAL";
+    (*args)[1] = *body;
+    tracker_->Emit(r, b.connection_id(i));
+    return;
+  }
+  // As Connection does for a script it does not know: its key is read back
+  // (the others already are); one without keys wrote nothing known.
+  ++scripts_unknown_;
+  if (r.op == RecordOp::kDatabase || r.key.empty()) return;
+  r.op = RecordOp::kReadback;
+  r.flags |= kNeedsReadback;
+  r.args = {};
+  tracker_->Emit(r, b.connection_id(i));
 }
 
 MergeStats ShardMerge::stats() const {

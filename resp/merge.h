@@ -26,6 +26,7 @@
 
 #include "core/record_batch.h"
 #include "resp/ambiguity.h"
+#include "resp/script_cache.h"
 #include "resp/sink.h"
 
 namespace kvf::resp {
@@ -38,8 +39,11 @@ struct MergeOptions {
 };
 
 struct MergeStats {
-  uint64_t records = 0;         // passed to the tracker
-  uint64_t late = 0;            // older than the window the tracker had been advanced to
+  uint64_t records = 0;  // passed to the tracker
+  uint64_t late = 0;     // older than the window the tracker had been advanced to
+  // Deferred EVALSHAs (kDeferredScript) shipped as EVAL, and read back
+  // because the script stayed unknown.
+  uint64_t scripts_resolved = 0, scripts_unknown = 0;
   uint64_t shard_waits = 0;     // a shard found its hand-over full and waited
   uint64_t queued_batches = 0;  // waiting now, all shards
 };
@@ -49,8 +53,13 @@ struct MergeStats {
 class ShardMerge {
  public:
   // `tracker` (and its downstream) is used on the Run() thread only and must
-  // outlive the merge.
-  ShardMerge(size_t shards, AmbiguityTracker* tracker, MergeOptions options = {});
+  // outlive the merge. `scripts` (may be null; must outlive the merge) is the
+  // cache the shards' connections share: an EVALSHA a shard deferred
+  // (ConnectionOptions::defer_unknown_scripts) is looked up again when it
+  // leaves, in capture-time order, after every shard has decoded what came
+  // before it (a SCRIPT LOAD on another shard's connection included).
+  ShardMerge(size_t shards, AmbiguityTracker* tracker, MergeOptions options = {},
+             const ScriptCache* scripts = nullptr);
   ~ShardMerge();
   ShardMerge(const ShardMerge&) = delete;
   ShardMerge& operator=(const ShardMerge&) = delete;
@@ -83,8 +92,14 @@ class ShardMerge {
   void Hand(size_t i, std::unique_ptr<Batch> batch, uint64_t watermark, bool finish);
   std::unique_ptr<Batch> TakeSpare();
 
+  // Passes record `i` of `b` to the tracker; a deferred EVALSHA as EVAL with
+  // its body, or as a read-back of its key. `args` is scratch.
+  void Pass(const RecordBatch& b, size_t i, std::vector<std::string_view>* args);
+
   AmbiguityTracker* tracker_;
+  const ScriptCache* scripts_;
   MergeOptions opts_;
+  uint64_t scripts_resolved_ = 0, scripts_unknown_ = 0;  // Run() thread only, then into stats_
   std::vector<std::unique_ptr<Input>> inputs_;
 
   mutable std::mutex mu_;

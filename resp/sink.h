@@ -13,6 +13,13 @@
 
 namespace kvf::resp {
 
+// The command name of a record a Connection emits with
+// ConnectionOptions::defer_unknown_scripts for an EVALSHA whose body it did
+// not know (args: this, the sha, numkeys, keys, arguments): only a
+// ShardMerge takes it, and passes on an EVAL with the body, or read-backs.
+// Never stored or shipped (a replica without the script would refuse it).
+inline constexpr std::string_view kDeferredScript = "EVALSHA";
+
 class RecordSink {
  public:
   virtual ~RecordSink() = default;

@@ -10,7 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "resp/ambiguity.h"
 #include "resp/connection.h"
+#include "resp/merge.h"
 #include "resp/script_cache.h"
 #include "tests/resp/live_redis.h"
 
@@ -109,6 +111,61 @@ TEST(SharedScriptCache, ScriptLoadedOnOneThreadDecodesEvalshaOnAnother) {
   EXPECT_EQ(got[0].key, "k");
   EXPECT_EQ(got[0].args, (std::vector<std::string>{"EVAL", body, "1", "k", "v"}));
   EXPECT_EQ(unknown, 0u);
+}
+
+// With several capture workers, one worker may decode an EVALSHA before the
+// worker of another connection has decoded the SCRIPT LOAD that ran first (a
+// review saw 19-26 of 60 such EVALSHAs read back with three workers). The
+// connection defers it; the merge, which releases records in capture-time
+// order once every worker is past them, finds the body and ships EVAL. A
+// script nobody loaded in the capture is still read back, key by key.
+TEST(SharedScriptCache, AnEvalshaOneWorkerDeferredIsShippedAsEvalByTheMerge) {
+  ScriptCache cache;
+  VectorSink out;
+  AmbiguityTracker tracker(&out, AmbiguityOptions{});
+  ShardMerge merge(2, &tracker, {}, &cache);
+  std::thread run([&] { merge.Run(); });
+  auto on_shard = [&](size_t shard, uint64_t id) {
+    ConnectionOptions o;
+    o.scripts = &cache;
+    o.connection_id = id;
+    o.defer_unknown_scripts = true;
+    return std::make_unique<Connection>(merge.input(shard), o);
+  };
+  uint64_t ts = 0;
+  auto send = [&](Connection& c, std::initializer_list<std::string_view> args, const std::string& reply) {
+    c.OnData(Direction::kClientToServer, AsBytes(Cmd(args)), ++ts);
+    c.OnData(Direction::kServerToClient, AsBytes(reply), ++ts);
+  };
+  const std::string body = "return redis.call('SET', KEYS[1], 'x')";
+  const std::string sha = Sha1Hex(body);
+  // Shard 1's worker runs ahead: it decodes the EVALSHAs (at 31-36 ns)
+  // before shard 0's decodes the load that ran at 11-12 ns.
+  ts = 30;
+  std::unique_ptr<Connection> b = on_shard(1, 2);
+  send(*b, {"EVALSHA", sha, "1", "k"}, "+OK\r\n");
+  send(*b, {"EVALSHA", std::string(40, 'e'), "2", "u1", "u2"}, "+OK\r\n");  // loaded before the capture
+  send(*b, {"EVALSHA", std::string(40, 'f'), "0"}, "+OK\r\n");              // no keys: nothing to read
+  merge.Progress(1, ts);
+  merge.Finish(1);
+  ts = 10;
+  std::unique_ptr<Connection> a = on_shard(0, 1);
+  send(*a, {"SCRIPT", "LOAD", body}, "$40\r\n" + sha + "\r\n");
+  merge.Finish(0);
+  run.join();
+  ASSERT_EQ(out.records.size(), 3u);
+  EXPECT_EQ(out.records[0].args, (std::vector<std::string>{"EVAL", body, "1", "k"}));
+  EXPECT_EQ(out.records[0].op, RecordOp::kOrdered);
+  EXPECT_TRUE(out.records[0].HasFlag(kNeedsReadback));
+  for (size_t i : {1u, 2u}) {
+    EXPECT_EQ(out.records[i].op, RecordOp::kReadback);
+    EXPECT_TRUE(out.records[i].args.empty());
+    EXPECT_TRUE(out.records[i].HasFlag(kNeedsReadback));
+  }
+  EXPECT_EQ(out.records[1].key, "u1");
+  EXPECT_EQ(out.records[2].key, "u2");
+  EXPECT_EQ(merge.stats().scripts_resolved, 1u);
+  EXPECT_EQ(merge.stats().scripts_unknown, 2u);
 }
 
 TEST(SharedScriptCache, WorkersLoadingAndRunningConcurrently) {
