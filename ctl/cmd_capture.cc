@@ -26,6 +26,7 @@
 
 #include "ctl/command.h"
 #include "ctl/db_resolver.h"
+#include "ctl/record_json.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
 #include "dataplane/dispatcher.h"
@@ -107,32 +108,18 @@ struct RespCounters {
 class RecordPrinter {
  public:
   void Print(kvf::ChangeRecord&& r) {
-    nlohmann::json j;
     std::lock_guard<std::mutex> lock(mu_);
     r.seq = ++seq_;
-    j["seq"] = r.seq;
-    j["capture_ns"] = r.capture_ns;
-    j["hlc"] = r.hlc.packed();
-    j["db"] = r.db;
-    j["op"] = std::string(kvf::RecordOpName(r.op));
-    j["key"] = r.key;
-    j["args"] = r.args;
-    std::vector<std::string> flags;
-    if (r.HasFlag(kvf::kNeedsReadback)) flags.push_back("needs_readback");
-    if (r.HasFlag(kvf::kAfterGap)) flags.push_back("after_gap");
-    if (r.HasFlag(kvf::kAmbiguousOrder)) flags.push_back("ambiguous_order");
-    if (r.HasFlag(kvf::kInTransaction)) flags.push_back("in_transaction");
-    if (r.HasFlag(kvf::kUnknownDb)) flags.push_back("unknown_db");
-    j["flags"] = flags;
-    // Values are binary: invalid UTF-8 is replaced for display.
-    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fputc('\n', stdout);
+    line_.clear();
+    kvf::ctl::AppendJsonRecord(&line_, kvf::RecordView::Of(r, &args_), r.seq);
+    std::fwrite(line_.data(), 1, line_.size(), stdout);
   }
 
  private:
   std::mutex mu_;
   uint64_t seq_ = 0;
+  std::string line_;                    // guarded by mu_
+  std::vector<std::string_view> args_;  // guarded by mu_
 };
 
 // Where records go once the ambiguity tracker lets them out: counted, and

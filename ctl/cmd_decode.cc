@@ -25,6 +25,7 @@
 #include "core/record_batch.h"
 #include "ctl/command.h"
 #include "ctl/db_resolver.h"
+#include "ctl/record_json.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
 #include "dataplane/flow_table.h"
@@ -95,27 +96,9 @@ class Printer : public resp::RecordSink {
     }
   }
   void PrintJson(const RecordView& r, uint64_t seq) {
-    nlohmann::json j;
-    j["seq"] = seq;
-    j["capture_ns"] = r.capture_ns;
-    j["hlc"] = r.hlc.packed();
-    j["db"] = r.db;
-    j["op"] = std::string(RecordOpName(r.op));
-    j["key"] = std::string(r.key);
-    nlohmann::json args = nlohmann::json::array();
-    for (std::string_view a : r.args) args.push_back(std::string(a));
-    j["args"] = std::move(args);
-    std::vector<std::string> flags;
-    if (r.HasFlag(kNeedsReadback)) flags.push_back("needs_readback");
-    if (r.HasFlag(kAfterGap)) flags.push_back("after_gap");
-    if (r.HasFlag(kAmbiguousOrder)) flags.push_back("ambiguous_order");
-    if (r.HasFlag(kInTransaction)) flags.push_back("in_transaction");
-    if (r.HasFlag(kUnknownDb)) flags.push_back("unknown_db");
-    j["flags"] = flags;
-    // Values are binary: invalid UTF-8 is replaced for display.
-    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fputc('\n', stdout);
+    line_.clear();
+    ctl::AppendJsonRecord(&line_, r, seq);
+    std::fwrite(line_.data(), 1, line_.size(), stdout);
   }
   void PrintResp(const RecordView& r) {
     if (r.op == RecordOp::kReadback || r.args.empty()) return;  // offline: no source to read from
@@ -147,6 +130,7 @@ class Printer : public resp::RecordSink {
   enum class Format : uint8_t { kJson, kResp, kStats };
   Format format_;
   std::string out_;
+  std::string line_;  // a json line, reused
   uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0;
   uint16_t db_ = 0;
   std::map<std::string, uint64_t, std::less<>> per_command_;
