@@ -26,7 +26,9 @@ PcapSource::PcapSource(pcap_t* handle, bool live, std::string description)
       description_(std::move(description)) {
   if (handle != nullptr) {
     LinkTypeFromPcap(pcap_datalink(handle), &link_);  // checked by the Open* that made the handle
-    arena_.resize(kArenaBytes);
+    // Not zeroed: a frame is copied in before it is read.
+    arena_.reset(new uint8_t[kArenaBytes]);
+    arena_size_ = kArenaBytes;
   }
 }
 
@@ -141,7 +143,8 @@ void PcapSource::ReleaseBuffers() {
     exhausted_ = true;
     pcap_close(handle_);
     handle_ = nullptr;
-    std::vector<uint8_t>().swap(arena_);
+    arena_.reset();
+    arena_size_ = 0;
   }
 }
 
@@ -307,11 +310,11 @@ void PcapSource::OnFrame(unsigned char* user, const ::pcap_pkthdr* hdr, const un
   self->stats_.frames_received++;
   self->stats_.bytes_received += hdr->len;
   if (hdr->caplen < hdr->len) self->stats_.snap_truncated++;
-  if (hdr->caplen > self->arena_.size() - self->arena_used_ || self->burst_n_ >= self->burst_out_.size()) {
+  if (hdr->caplen > self->arena_size_ - self->arena_used_ || self->burst_n_ >= self->burst_out_.size()) {
     self->stats_.oversize_frames++;  // larger than the snap length libpcap promised: not expected
     return;
   }
-  uint8_t* dst = self->arena_.data() + self->arena_used_;
+  uint8_t* dst = self->arena_.get() + self->arena_used_;
   std::memcpy(dst, bytes, hdr->caplen);
   self->arena_used_ += hdr->caplen;
   Packet& p = self->burst_out_[self->burst_n_++];
@@ -332,7 +335,7 @@ size_t PcapSource::RxBurst(std::span<Packet> out) {
   burst_n_ = 0;
   if (live_) {
     // At most as many frames as the arena holds at the snap length.
-    const int want = static_cast<int>(std::min<size_t>(out.size(), arena_.size() / max_caplen_));
+    const int want = static_cast<int>(std::min<size_t>(out.size(), arena_size_ / max_caplen_));
     int rc = pcap_dispatch(handle_, want, &PcapSource::OnFrame, reinterpret_cast<unsigned char*>(this));
     if (rc == 0) {
       // Non-blocking handle: wait here, bounded, instead of inside libpcap
@@ -350,7 +353,7 @@ size_t PcapSource::RxBurst(std::span<Packet> out) {
   }
   // Stop while the arena still has room for a frame of the largest size
   // this capture can hold, so no frame is ever left over between bursts.
-  while (burst_n_ < out.size() && arena_.size() - arena_used_ >= max_caplen_) {
+  while (burst_n_ < out.size() && arena_size_ - arena_used_ >= max_caplen_) {
     pcap_pkthdr* hdr = nullptr;
     const unsigned char* bytes = nullptr;
     const int rc = pcap_next_ex(handle_, &hdr, &bytes);

@@ -113,7 +113,8 @@ class PcapSource final : public PacketSource {
   std::string description_;
   bool exhausted_ = false;
   Status error_;
-  std::vector<uint8_t> arena_;
+  std::unique_ptr<uint8_t[]> arena_;
+  size_t arena_size_ = 0;
   size_t arena_used_ = 0;
   std::span<Packet> burst_out_;
   size_t burst_n_ = 0;
