@@ -291,12 +291,23 @@ def main():
     finally:
         if dump is not None:
             dump.kill()
+        stopping = []
         for pid in servers:
             try:
                 with open(pid) as f:
-                    os.kill(int(f.read()), 15)
+                    stopping.append(int(f.read()))
+                os.kill(stopping[-1], 15)
             except (OSError, ValueError):
                 pass
+        # A server writes its log as it shuts down: removing the directory
+        # before it exits leaves the directory behind with the new log.
+        for pid in stopping:
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.05)
         if a.keep and os.path.exists(f"{tmp}/mid.pcap"):
             os.makedirs(a.keep, exist_ok=True)
             for f in ("mid.pcap", "lossy.pcap"):
