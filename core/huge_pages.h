@@ -50,7 +50,7 @@ inline void* Map(size_t bytes) {
   void* m = mmap(nullptr, bytes + kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return nullptr;
   const uintptr_t base = reinterpret_cast<uintptr_t>(m);
-  const uintptr_t aligned = (base + kPage - 1) & ~(kPage - 1);
+  const uintptr_t aligned = Rounded(base);
   if (aligned > base) munmap(m, aligned - base);
   const uintptr_t end = base + bytes + kPage;
   if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);

@@ -14,7 +14,6 @@
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <span>
 #include <set>
 #include <string>
