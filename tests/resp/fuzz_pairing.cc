@@ -36,11 +36,14 @@ class Tee : public kvf::resp::RecordSink {
       : next_(next), expected_(expected) {}
   void Emit(const kvf::RecordView& r, uint64_t id) override {
     if (r.op == kvf::RecordOp::kHold) {
-      // The tracker takes it: it never comes out.
-      if (r.args.size() != 1 || (r.args[0] != "HOLD") == (r.args[0] != "RELEASE") ||
-          hold == (r.args[0] == "HOLD"))
-        std::abort();
-      hold = r.args[0] == "HOLD";
+      // The tracker takes it: it never comes out. A RELEASE ends a hold; a
+      // HOLD starts one, or moves it to another write (the one before was
+      // answered while a later one waits), never to the same one.
+      if (r.args.size() != 1 || (r.args[0] != "HOLD") == (r.args[0] != "RELEASE")) std::abort();
+      const bool is_hold = r.args[0] == "HOLD";
+      if (is_hold ? hold && r.request_ns == hold_from_ : !hold) std::abort();
+      hold = is_hold;
+      hold_from_ = is_hold ? r.request_ns : 0;
       next_->Emit(r, id);
       return;
     }
@@ -52,6 +55,7 @@ class Tee : public kvf::resp::RecordSink {
   bool hold = false;  // announced (kHold) and not released
 
  private:
+  uint64_t hold_from_ = 0;  // the held write's request time
   kvf::resp::RecordSink* next_;
   std::deque<kvf::ChangeRecord>* expected_;
 };
