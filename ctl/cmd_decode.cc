@@ -72,7 +72,13 @@ class Printer : public resp::RecordSink {
   uint64_t unknown_db() const { return unknown_db_; }
   // Records that only ask for keys to be read back from the source.
   uint64_t readbacks() const { return readbacks_; }
-  const std::map<std::string, uint64_t, std::less<>>& per_command() const { return per_command_; }
+  // Records per command the replica runs (an INCR's is a SET), and how many
+  // of them were flagged.
+  struct CommandCount {
+    uint64_t records = 0;
+    uint64_t flagged = 0;
+  };
+  const std::map<std::string, CommandCount, std::less<>>& per_command() const { return per_command_; }
   const std::array<uint64_t, 8>& per_op() const { return per_op_; }
 
  private:
@@ -80,7 +86,8 @@ class Printer : public resp::RecordSink {
   void Count(uint16_t flags, RecordOp op, std::string_view name) {
     ++records_;
     // In a transaction is a fact, not a doubt: not counted as flagged.
-    if ((flags & ~kInTransaction) != 0) {
+    const bool flagged = (flags & ~kInTransaction) != 0;
+    if (flagged) {
       ++flagged_;
       if ((flags & kUnknownDb) != 0) ++unknown_db_;
     }
@@ -89,9 +96,11 @@ class Printer : public resp::RecordSink {
     if (!name.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
         last_command_ = per_command_.find(name);
-        if (last_command_ == per_command_.end()) last_command_ = per_command_.emplace(name, 0).first;
+        if (last_command_ == per_command_.end())
+          last_command_ = per_command_.emplace(name, CommandCount{}).first;
       }
-      ++last_command_->second;
+      ++last_command_->second.records;
+      last_command_->second.flagged += flagged;
     }
   }
   void PrintJson(const RecordView& r, uint64_t seq) {
@@ -132,8 +141,8 @@ class Printer : public resp::RecordSink {
   std::string line_;  // a json line, reused
   uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0;
   uint16_t db_ = 0;
-  std::map<std::string, uint64_t, std::less<>> per_command_;
-  std::map<std::string, uint64_t, std::less<>>::iterator last_command_ = per_command_.end();
+  std::map<std::string, CommandCount, std::less<>> per_command_;
+  std::map<std::string, CommandCount, std::less<>>::iterator last_command_ = per_command_.end();
   std::array<uint64_t, 8> per_op_{};
 };
 
@@ -869,7 +878,8 @@ int RunDecode(const std::vector<std::string>& args) {
                   (unsigned long long)printer.per_op()[op]);
     }
     for (const auto& [c, v] : printer.per_command())
-      std::printf("record_command %s %llu\n", c.c_str(), (unsigned long long)v);
+      std::printf("record_command %s %llu flagged=%llu\n", c.c_str(), (unsigned long long)v.records,
+                  (unsigned long long)v.flagged);
     for (const auto& [c, row] : outcomes.counts()) {
       std::printf("command %s", c.c_str());
       for (size_t i = 0; i < row.size(); ++i) {

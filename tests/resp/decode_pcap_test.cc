@@ -328,14 +328,32 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
     ASSERT_EQ(std::system(json_cmd.c_str()), 0);
     std::istringstream lines(ReadFile(dir + "/count.json"));
     size_t records = 0, flagged = 0, readbacks = 0, in_transaction_only = 0;
+    std::map<std::string, std::pair<size_t, size_t>> per_command;  // records, flagged
     for (std::string line; std::getline(lines, line);) {
       const nlohmann::json j = nlohmann::json::parse(line);
       ++records;
       const auto& flags = j["flags"];
       in_transaction_only += flags.size() == 1 && flags[0] == "in_transaction";
-      flagged += !flags.empty() && !(flags.size() == 1 && flags[0] == "in_transaction");
+      const bool is_flagged = !flags.empty() && !(flags.size() == 1 && flags[0] == "in_transaction");
+      flagged += is_flagged;
       readbacks += j["op"] == "readback";
+      if (!j["args"].empty()) {
+        auto& [n, f] = per_command[j["args"][0].get<std::string>()];
+        ++n;
+        f += is_flagged;
+      }
     }
+    // Per command the replica runs, with how many of its records were flagged.
+    size_t commands_flagged = 0;
+    for (const auto& [name, counts] : per_command) {
+      EXPECT_NE(stats.find("\nrecord_command " + name + " " + std::to_string(counts.first) +
+                           " flagged=" + std::to_string(counts.second) + "\n"),
+                std::string::npos)
+          << name << "\n"
+          << stats;
+      commands_flagged += counts.second;
+    }
+    EXPECT_GT(commands_flagged, 0u);
     EXPECT_GT(in_transaction_only, 0u);
     EXPECT_GT(readbacks, 0u);
     const std::string summary = std::to_string(records) + " records (" + std::to_string(flagged) +
