@@ -50,7 +50,18 @@ enum RecordFlags : uint16_t {
   kAmbiguousOrder = 1u << 2,  // another connection wrote the key within the window
   kInTransaction = 1u << 3,   // part of a MULTI/EXEC that applied atomically
   kUnknownDb = 1u << 4,       // db could not be proven (mid-stream join)
+  // An in-place edit (a push, a pop, LSET…) of a key whose value before it
+  // the capture never established: the key existed before the capture, or
+  // what it held was lost since (resp/prior.h).
+  kUnknownPrior = 1u << 5,
+  // A fact, not a doubt: the reply proved the key was empty before this
+  // record (LPUSH/RPUSH answered with the number of elements it pushed),
+  // so its value after the record is exactly what the record says.
+  kCreatesKey = 1u << 6,
 };
+// Flags that state facts rather than doubts: a record carrying only these
+// is not "flagged".
+inline constexpr uint16_t kFactFlags = kInTransaction | kCreatesKey;
 
 struct ChangeRecord {
   uint64_t seq = 0;         // dense, assigned by the origin's log

@@ -37,6 +37,7 @@
 #include "resp/client_list.h"
 #include "resp/connection.h"
 #include "resp/expiry.h"
+#include "resp/prior.h"
 #include "resp/merge.h"
 #include "resp/script_cache.h"
 
@@ -480,10 +481,11 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   }
   RecordPrinter printer;
   RecordOutput output(format == "records" ? &printer : nullptr);
-  // In the order records are applied, after the tracker; the keeper's
+  // In the order records are applied, after the tracker; the keepers'
   // read-backs go through the swaps too.
   kvf::resp::SwapReadbacks swaps(&output, ambiguity);
-  kvf::resp::ExpiryKeeper expiries(&swaps, expiry);
+  kvf::resp::PriorKeeper priors(&swaps);
+  kvf::resp::ExpiryKeeper expiries(&priors, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
@@ -553,10 +555,11 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   RecordOutput output(format == "records" ? &printer : nullptr);
   // The workers' records meet in capture-time order in one tracker, on a
   // thread of its own.
-  // In the order records are applied, after the tracker; the keeper's
+  // In the order records are applied, after the tracker; the keepers'
   // read-backs go through the swaps too.
   kvf::resp::SwapReadbacks swaps(&output, ambiguity);
-  kvf::resp::ExpiryKeeper expiries(&swaps, expiry);
+  kvf::resp::PriorKeeper priors(&swaps);
+  kvf::resp::ExpiryKeeper expiries(&priors, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards and the merge
   kvf::resp::ShardMerge merge(workers, &tracker, {}, &scripts);

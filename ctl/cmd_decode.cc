@@ -31,6 +31,7 @@
 #include "dataplane/pcap_source.h"
 #include "resp/ambiguity.h"
 #include "resp/expiry.h"
+#include "resp/prior.h"
 #include "resp/connection.h"
 #include "resp/script_cache.h"
 
@@ -85,8 +86,9 @@ class Printer : public resp::RecordSink {
   // `name` is the command (first argument), empty for a read-back.
   void Count(uint16_t flags, RecordOp op, std::string_view name) {
     ++records_;
-    // In a transaction is a fact, not a doubt: not counted as flagged.
-    const bool flagged = (flags & ~kInTransaction) != 0;
+    // In a transaction, or creating the key, is a fact, not a doubt: not
+    // counted as flagged.
+    const bool flagged = (flags & ~kFactFlags) != 0;
     if (flagged) {
       ++flagged_;
       if ((flags & kUnknownDb) != 0) ++unknown_db_;
@@ -678,8 +680,8 @@ int RunDecode(const std::vector<std::string>& args) {
     return 1;
   }
   int64_t shift_ns = 0;
+  uint64_t last_ts = 0;  // with --rebase-time: the capture's last frame
   if (rebase) {
-    uint64_t last_ts = 0;
     for (const std::string& f : *pcap_files) {
       auto last = LastTimestamp(f);
       if (!last.ok()) {
@@ -718,13 +720,16 @@ int RunDecode(const std::vector<std::string>& args) {
   resp::ExpiryOptions eo;
   eo.shifted_clock = shift_ns != 0;
   judge.Apply(&ao, &eo);
-  // The output is applied about now: a record is that far behind.
-  eo.apply_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  // With --rebase-time the capture ends now and its output is applied now:
+  // a record is at least that far behind. Without, the output does not
+  // depend on when decode runs (the issue: offline, deterministic): a
+  // record is as far behind as --expiry-lag-ms says.
+  if (rebase) eo.apply_at_ms = (static_cast<int64_t>(last_ts) + shift_ns) / 1'000'000;
   // The keeper's read-backs go through the swaps too.
   resp::SwapReadbacks swaps(&printer, ao);
-  resp::ExpiryKeeper expiries(&swaps, eo);
+  // Edits of keys whose prior value the capture never established.
+  resp::PriorKeeper priors(&swaps);
+  resp::ExpiryKeeper expiries(&priors, eo);
   resp::AmbiguityTracker tracker(&expiries, ao);
   resp::ConnectionStats totals;
   Outcomes outcomes;
@@ -873,6 +878,9 @@ int RunDecode(const std::vector<std::string>& args) {
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
                 (unsigned long long)expiries.stats().doubted_all,
                 (unsigned long long)expiries.stats().untracked);
+    std::printf("prior unknown %llu forgotten %llu untracked %llu\n",
+                (unsigned long long)priors.stats().flagged, (unsigned long long)priors.stats().forgotten,
+                (unsigned long long)priors.stats().untracked);
     for (size_t op = 1; op <= 4; ++op) {
       std::printf("op %s %llu\n", std::string(RecordOpName(static_cast<RecordOp>(op))).c_str(),
                   (unsigned long long)printer.per_op()[op]);
@@ -897,7 +905,10 @@ int RunDecode(const std::vector<std::string>& args) {
         (unsigned long long)totals.requests, secs);
   }
   // What an operator would otherwise puzzle over: nothing matched --server,
-  // or the connections were encrypted.
+  // or the connections were encrypted. A --server that matches none of the
+  // capture's TCP traffic is a mistake a script must see (decode | redis-cli
+  // --pipe would load nothing): the exit status says so.
+  const bool missed_server = table.stats().flows_created == 0 && table.stats().segments_not_for_server > 0;
   if (table.stats().flows_created == 0) {
     std::string names;
     for (const dp::Endpoint& e : cfg.servers) names += (names.empty() ? "" : ", ") + e.ToString();
@@ -971,7 +982,7 @@ int RunDecode(const std::vector<std::string>& args) {
                  src->error().ToString().c_str());
     damaged = true;
   }
-  if (damaged) return 1;
+  if (damaged || missed_server) return 1;
   return 0;
 }
 

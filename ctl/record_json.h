@@ -68,7 +68,9 @@ inline void AppendJsonRecord(std::string* out, const RecordView& r, uint64_t seq
                                    {kAfterGap, "after_gap"},
                                    {kAmbiguousOrder, "ambiguous_order"},
                                    {kInTransaction, "in_transaction"},
-                                   {kUnknownDb, "unknown_db"}}) {
+                                   {kUnknownDb, "unknown_db"},
+                                   {kUnknownPrior, "unknown_prior"},
+                                   {kCreatesKey, "creates_key"}}) {
     if (!r.HasFlag(flag)) continue;
     out->append(first ? "\"" : ",\"").append(name).push_back('"');
     first = false;

@@ -1454,8 +1454,26 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     }
     if (in_multi_) {
       // A command refused while queueing: EXEC will answer -EXECABORT.
-      if (is_error) return;
+      if (is_error) {
+        Observe(p.spec, Outcome::kRejected);
+        return;
+      }
     }
+  }
+  switch (p.kind) {
+    case Kind::kAuth:
+    case Kind::kMulti:
+    case Kind::kExec:
+    case Kind::kDiscard:
+    case Kind::kSelect:
+    case Kind::kHello:
+    case Kind::kSetName:
+    case Kind::kReset:
+      // Connection control: counted per command like a read (a refused
+      // AUTH or SELECT shows as rejected), handled below.
+      Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+      break;
+    default: break;
   }
   switch (p.kind) {
     case Kind::kSync:  // PSYNC (SYNC is never answered in RESP)

@@ -67,7 +67,9 @@ enum class Rule : uint8_t {
   kDebugPopulate,
   kScript,
   kFunctionLoad,
-  kExact,  // ordered, no read-back: the effect follows from the prior value + the arguments
+  kExact,         // ordered, no read-back: the effect follows from the prior value + the arguments
+  kPush,          // kExact; the reply tells whether the list was empty before (kCreatesKey)
+  kEditReadback,  // ordered + read-back: APPEND, SETRANGE, LINSERT (what they leave is not on the wire)
 };
 
 const std::unordered_map<std::string_view, Rule>& Rules() {
@@ -148,11 +150,10 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       // read no other key and nothing random, so no read-back is needed
       // unless a gap or an ambiguous order says the prior value may differ
       // (those flags are added by the connection and the ambiguity tracker).
-      {"lpush", Rule::kExact},
-      {"rpush", Rule::kExact},
-      {"lpushx", Rule::kExact},
-      {"rpushx", Rule::kExact},
-      {"linsert", Rule::kExact},
+      {"lpush", Rule::kPush},
+      {"rpush", Rule::kPush},
+      {"lpushx", Rule::kPush},
+      {"rpushx", Rule::kPush},
       {"lset", Rule::kExact},
       {"lrem", Rule::kExact},
       // A stream's consumer groups: a function of the group's state and
@@ -164,9 +165,14 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       {"xgroup|createconsumer", Rule::kExactKey},
       {"xgroup|delconsumer", Rule::kExactKey},
       {"ltrim", Rule::kExact},
-      {"append", Rule::kExact},
-      {"setrange", Rule::kExact},
       {"bitfield", Rule::kExact},
+      // Exact too on a replica that holds the same prior value, but the value
+      // they leave is not on the wire (a length is): ordered and read back,
+      // as the issue and DESIGN.md (decision 2) ask. A push or a pop is not
+      // read back unless its list's prior value is unknown (resp/prior.h).
+      {"append", Rule::kEditReadback},
+      {"setrange", Rule::kEditReadback},
+      {"linsert", Rule::kEditReadback},
       // Idempotent as sent: the result does not depend on how often or on
       // what state they are applied to, given the server accepted them.
       {"sadd", Rule::kAsIs},
@@ -1007,6 +1013,23 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
     case Rule::kExact:
       if (argv.size() < 2) return bad();
       out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
+      return ConvertOutcome::kRecorded;
+    case Rule::kPush:
+      // The list's new length: 0 (LPUSHX/RPUSHX on no list) changed nothing;
+      // exactly the number pushed means the list was empty before, so it
+      // now holds exactly these elements.
+      if (argv.size() < 3 || root == nullptr || root->type != Type::kInteger || root->integer < 0)
+        return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      out.EmitArgs(RecordOp::kOrdered,
+                   root->integer == static_cast<int64_t>(argv.size() - 2) ? kCreatesKey : kExactFlags,
+                   argv[1], argv);
+      return ConvertOutcome::kRecorded;
+    case Rule::kEditReadback:
+      // LINSERT answers -1 (no pivot) or 0 (no list) when it changed nothing.
+      if (argv.size() < 3 || root == nullptr || root->type != Type::kInteger) return bad();
+      if (root->integer <= 0 && EqualsIgnoreCase(argv[0], "LINSERT")) return ConvertOutcome::kNoEffect;
+      out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, argv[1], argv);
       return ConvertOutcome::kRecorded;
     case Rule::kExactKey: {
       // As kExact, with the one key where the key specs say (XGROUP CREATE key …).

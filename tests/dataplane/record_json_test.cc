@@ -30,6 +30,8 @@ std::string ByNlohmann(const RecordView& r, uint64_t seq) {
   if (r.HasFlag(kAmbiguousOrder)) flags.push_back("ambiguous_order");
   if (r.HasFlag(kInTransaction)) flags.push_back("in_transaction");
   if (r.HasFlag(kUnknownDb)) flags.push_back("unknown_db");
+  if (r.HasFlag(kUnknownPrior)) flags.push_back("unknown_prior");
+  if (r.HasFlag(kCreatesKey)) flags.push_back("creates_key");
   j["flags"] = flags;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -54,7 +56,7 @@ TEST(RecordJson, WritesTheBytesNlohmannWritesForEveryKindOfString) {
     c.capture_ns = rng();
     c.db = static_cast<uint16_t>(rng() % 16);
     c.op = static_cast<RecordOp>(1 + rng() % 4);
-    c.flags = static_cast<uint16_t>(rng() % 32);
+    c.flags = static_cast<uint16_t>(rng() % 128);
     c.key = word(20);
     for (size_t i = rng() % 5; i > 0; --i) c.args.push_back(word(n % 10 == 0 ? 3000 : 40));
     std::vector<std::string_view> views;

@@ -315,6 +315,14 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
   EXPECT_NE(stats.find("command incr applied="), std::string::npos) << stats;
   EXPECT_NE(stats.find("command setnx applied=1 no_effect=1 rejected=0"), std::string::npos) << stats;
   EXPECT_NE(stats.find("command lpush applied=1 no_effect=0 rejected=2"), std::string::npos) << stats;
+  // Connection control is counted too: a DISCARD, an EXEC refused with
+  // EXECABORT (a command refused while queueing: NOSUCHCMD, counted under
+  // unknown), SELECTs.
+  EXPECT_NE(stats.find("command discard applied=0 no_effect=0 rejected=0 read_only=1 "), std::string::npos)
+      << stats;
+  EXPECT_NE(stats.find("command exec applied=0 no_effect=0 rejected=1 "), std::string::npos) << stats;
+  EXPECT_NE(stats.find("command unknown applied=0 no_effect=0 rejected=1 "), std::string::npos) << stats;
+  EXPECT_NE(stats.find("command select applied=0 no_effect=0 rejected=0 read_only="), std::string::npos) << stats;
   // EVALSHA after SCRIPT LOAD was shipped as EVAL (the pipe above proved it ran).
   EXPECT_NE(stats.find("command evalsha applied=1 "), std::string::npos) << stats;
   EXPECT_NE(stats.find("conn script_unknown 0"), std::string::npos) << stats;
@@ -334,7 +342,9 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
       ++records;
       const auto& flags = j["flags"];
       in_transaction_only += flags.size() == 1 && flags[0] == "in_transaction";
-      const bool is_flagged = !flags.empty() && !(flags.size() == 1 && flags[0] == "in_transaction");
+      // In a transaction, or creating the key, is a fact, not a doubt.
+      bool is_flagged = false;
+      for (const auto& flag : flags) is_flagged |= flag != "in_transaction" && flag != "creates_key";
       flagged += is_flagged;
       readbacks += j["op"] == "readback";
       if (!j["args"].empty()) {
@@ -603,10 +613,12 @@ TEST(RespDecodePcap, TlsConnectionsAreToldApartAndIgnored) {
   EXPECT_NE(stats.find("records 0 "), std::string::npos) << stats;
   EXPECT_NE(ReadFile(dir + "/stats.err").find("3 connection(s) carried TLS"), std::string::npos)
       << ReadFile(dir + "/stats.err");
-  // A --server that is not in the capture says so.
+  // A --server that is not in the capture says so, and fails.
   const std::string wrong =
       ctl + " decode --pcap " + pcap + " --server 127.0.0.1:" + std::to_string(kTlsPort + 1);
-  ASSERT_EQ(std::system((wrong + " --format json >/dev/null 2>" + dir + "/wrong.err").c_str()), 0);
+  const int status = std::system((wrong + " --format json >/dev/null 2>" + dir + "/wrong.err").c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_NE(ReadFile(dir + "/wrong.err")
                 .find("no connection to 127.0.0.1:" + std::to_string(kTlsPort + 1) + " in the capture"),
             std::string::npos)
