@@ -61,6 +61,11 @@ void PriorKeeper::Insert(uint16_t label, const Hashed& h) {
     return;
   }
   if (2 * (size_ + 1) > slots_.size()) Grow();
+  if (label >= label_used_.size()) label_used_.resize(size_t{label} + 1, false);
+  if (!label_used_[label]) {
+    label_used_[label] = true;
+    used_labels_.push_back(label);
+  }
   const size_t mask = slots_.size() - 1;
   size_t i = h.h1 & mask;
   while (slots_[i].epoch == epoch_) i = (i + 1) & mask;
@@ -94,6 +99,8 @@ void PriorKeeper::Erase(uint16_t label, const Hashed& h) {
 void PriorKeeper::ForgetAll() {
   ++stats_.forgotten;
   size_ = 0;
+  for (uint16_t label : used_labels_) label_used_[label] = false;
+  used_labels_.clear();
   if (++epoch_ == 0) {  // wrapped: no slot may look current
     for (Slot& s : slots_) s.epoch = 0;
     epoch_ = 1;
@@ -131,9 +138,7 @@ bool PriorKeeper::Note(const RecordView& r) {
   const Hashed h = HashOf(r.key);
   if ((r.flags & kUnknownDb) != 0) {
     // Applied in a guessed db: the key in its true db misses this change.
-    for (size_t label = 0; label < labels_.size() && size_ > 0; ++label) {
-      Erase(static_cast<uint16_t>(label), h);
-    }
+    for (uint16_t label : used_labels_) Erase(label, h);
     return false;
   }
   const uint16_t label = Label(r.db);

@@ -84,6 +84,10 @@ class PriorKeeper : public RecordSink {
   uint32_t epoch_ = 1;
   // db -> label of its keys in the table (SWAPDB exchanges two).
   std::vector<uint16_t> labels_;
+  // The labels of keys held (since the last ForgetAll): a key forgotten in
+  // every db is looked for under these only, however many dbs there are.
+  std::vector<uint16_t> used_labels_;
+  std::vector<bool> label_used_;
   std::vector<std::string_view> args_;  // EmitBatch's views
 };
 
