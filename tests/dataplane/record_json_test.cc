@@ -13,6 +13,33 @@
 namespace kvf::ctl {
 namespace {
 
+// Whether nlohmann takes `s` as UTF-8 (its strict dump throws otherwise).
+bool NlohmannUtf8(std::string_view s) {
+  try {
+    (void)nlohmann::json(std::string(s)).dump();
+    return true;
+  } catch (const nlohmann::json::type_error&) {
+    return false;
+  }
+}
+
+// Base64 written out bit by bit, to check AppendBase64 against.
+std::string Base64Reference(std::string_view s) {
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::vector<int> bits;
+  for (const char c : s) {
+    for (int b = 7; b >= 0; --b) bits.push_back((static_cast<unsigned char>(c) >> b) & 1);
+  }
+  std::string out;
+  for (size_t i = 0; i < bits.size(); i += 6) {
+    int v = 0;
+    for (size_t b = i; b < i + 6; ++b) v = v * 2 + (b < bits.size() ? bits[b] : 0);
+    out.push_back(alphabet[v]);
+  }
+  while (out.size() % 4 != 0) out.push_back('=');
+  return out;
+}
+
 std::string ByNlohmann(const RecordView& r, uint64_t seq) {
   nlohmann::json j;
   j["seq"] = seq;
@@ -24,6 +51,15 @@ std::string ByNlohmann(const RecordView& r, uint64_t seq) {
   nlohmann::json args = nlohmann::json::array();
   for (std::string_view a : r.args) args.push_back(std::string(a));
   j["args"] = std::move(args);
+  // Binary keys and arguments also come exact, in base64.
+  if (!NlohmannUtf8(r.key)) j["key_b64"] = Base64Reference(r.key);
+  bool args_utf8 = true;
+  for (std::string_view a : r.args) args_utf8 &= NlohmannUtf8(a);
+  if (!args_utf8) {
+    nlohmann::json b64 = nlohmann::json::array();
+    for (std::string_view a : r.args) b64.push_back(Base64Reference(a));
+    j["args_b64"] = std::move(b64);
+  }
   std::vector<std::string> flags;
   if (r.HasFlag(kNeedsReadback)) flags.push_back("needs_readback");
   if (r.HasFlag(kAfterGap)) flags.push_back("after_gap");
@@ -65,6 +101,53 @@ TEST(RecordJson, WritesTheBytesNlohmannWritesForEveryKindOfString) {
     std::string mine;
     AppendJsonRecord(&mine, r, seq);
     ASSERT_EQ(mine, ByNlohmann(r, seq)) << n;
+  }
+}
+
+TEST(RecordJson, Base64AndUtf8CheckAgreeWithTheirReferences) {
+  // RFC 4648's vectors.
+  for (const auto& [in, want] : std::vector<std::pair<std::string, std::string>>{{"", ""},
+                                                                                 {"f", "Zg=="},
+                                                                                 {"fo", "Zm8="},
+                                                                                 {"foo", "Zm9v"},
+                                                                                 {"foob", "Zm9vYg=="},
+                                                                                 {"fooba", "Zm9vYmE="},
+                                                                                 {"foobar", "Zm9vYmFy"}}) {
+    std::string got;
+    AppendBase64(&got, in);
+    EXPECT_EQ(got, want) << in;
+  }
+  // Edge sequences: overlong forms, surrogates, past U+10FFFF, truncated.
+  const std::vector<std::string> edges = {"\xc0\x80",
+                                          "\xc1\xbf",
+                                          "\xc2\x80",
+                                          "\xe0\x80\x80",
+                                          "\xe0\xa0\x80",
+                                          "\xed\x9f\xbf",
+                                          "\xed\xa0\x80",
+                                          "\xef\xbf\xbf",
+                                          "\xf0\x8f\xbf\xbf",
+                                          "\xf0\x90\x80\x80",
+                                          "\xf4\x8f\xbf\xbf",
+                                          "\xf4\x90\x80\x80",
+                                          "\xf5\x80\x80\x80",
+                                          "\xe2\x82",
+                                          "\x80",
+                                          "a\xff"};
+  std::mt19937_64 rng(3);
+  std::vector<std::string> cases = edges;
+  for (int n = 0; n < 20000; ++n) {
+    std::string s;
+    for (size_t i = rng() % 6; i > 0; --i) {
+      s += rng() % 3 == 0 ? edges[rng() % edges.size()] : std::string(1, static_cast<char>(rng()));
+    }
+    cases.push_back(s);
+  }
+  for (const std::string& s : cases) {
+    EXPECT_EQ(IsUtf8(s), NlohmannUtf8(s)) << ::testing::PrintToString(s);
+    std::string got;
+    AppendBase64(&got, s);
+    EXPECT_EQ(got, Base64Reference(s));
   }
 }
 
