@@ -81,8 +81,9 @@ struct RespCounters {
   // After the ambiguity tracker (filled in by the caller, not AddDelta):
   // records flagged for an ambiguous order, records that reached it after
   // their window had closed (see resp/merge.h), and records whose db is a
-  // guess (kUnknownDb).
-  uint64_t ambiguous = 0, late = 0, unknown_db = 0;
+  // guess (kUnknownDb), edits of keys from before the capture read back
+  // (kUnknownPrior, resp/prior.h).
+  uint64_t ambiguous = 0, late = 0, unknown_db = 0, unknown_prior = 0;
   // EVALSHAs a worker did not know, looked up again at the merge: shipped as
   // EVAL, or read back.
   uint64_t scripts_resolved = 0, scripts_unknown = 0;
@@ -132,15 +133,18 @@ class RecordOutput : public kvf::resp::RecordSink {
   void Emit(const kvf::RecordView& r, uint64_t) override {
     if (r.HasFlag(kvf::kAmbiguousOrder)) ambiguous_.fetch_add(1, std::memory_order_relaxed);
     if (r.HasFlag(kvf::kUnknownDb)) unknown_db_.fetch_add(1, std::memory_order_relaxed);
+    if (r.HasFlag(kvf::kUnknownPrior)) unknown_prior_.fetch_add(1, std::memory_order_relaxed);
     if (printer_ != nullptr) printer_->Print(r.ToRecord());
   }
   uint64_t ambiguous() const { return ambiguous_.load(std::memory_order_relaxed); }
   uint64_t unknown_db() const { return unknown_db_.load(std::memory_order_relaxed); }
+  uint64_t unknown_prior() const { return unknown_prior_.load(std::memory_order_relaxed); }
 
  private:
   RecordPrinter* printer_;
   std::atomic<uint64_t> ambiguous_{0};
   std::atomic<uint64_t> unknown_db_{0};
+  std::atomic<uint64_t> unknown_prior_{0};
 };
 
 // The RESP side of one worker: creates a Connection per flow, counts their
@@ -355,6 +359,7 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["scripts_resolved_at_merge"] = resp.scripts_resolved;
   c["scripts_unknown_at_merge"] = resp.scripts_unknown;
   c["records_unknown_db"] = resp.unknown_db;
+  c["records_unknown_prior"] = resp.unknown_prior;
   c["resp_db_proven_by_server"] = resp.db_proven;
   c["resp_db_not_listed_by_server"] = resp.db_not_listed;
   c["resp_gaps"] = resp.gaps;
@@ -415,6 +420,7 @@ void Print(const std::string& format, const std::string& label, const Counters& 
                           "records_ambiguous",
                           "records_late",
                           "records_unknown_db",
+                          "records_unknown_prior",
                           "resp_db_proven_by_server",
                           "resp_gaps",
                           "resp_gap_bytes",
@@ -495,6 +501,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
     RespCounters c = shard.Snapshot();
     c.ambiguous = output.ambiguous();
     c.unknown_db = output.unknown_db();
+    c.unknown_prior = output.unknown_prior();
     return c;
   };
   DecodeCounters dec;
@@ -582,6 +589,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
     RespCounters rc = SumShards(shards);
     rc.ambiguous = output.ambiguous();
     rc.unknown_db = output.unknown_db();
+    rc.unknown_prior = output.unknown_prior();
     const kvf::resp::MergeStats ms = merge.stats();
     rc.late = ms.late;
     rc.scripts_resolved = ms.scripts_resolved;
