@@ -244,6 +244,7 @@ class Factory : public dp::StreamConsumerFactory {
     o.observer = observer_;
     o.scripts = &scripts_;
     o.announce_holds = true;  // the tracker takes them
+    if (servers_seen_.size() < kServersNamed) servers_seen_.insert(info.server.ToString());
     return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_);
   }
 
@@ -256,6 +257,9 @@ class Factory : public dp::StreamConsumerFactory {
  public:
   // Unknown commands the server accepted, from every connection (a few names).
   UnknownCommands unknown_;
+  // The server endpoints connections went to (the first few).
+  static constexpr size_t kServersNamed = 8;
+  std::set<std::string> servers_seen_;
 
  private:
   // One script cache for all flows: a script loaded on one connection is
@@ -916,6 +920,17 @@ int RunDecode(const std::vector<std::string>& args) {
                  "kvferryctl decode: no connection to %s in the capture (%llu TCP segments were to or from "
                  "other endpoints; check --server)\n",
                  names.c_str(), (unsigned long long)table.stats().segments_not_for_server);
+  }
+  if (factory.servers_seen_.size() > 1) {
+    // One stream of records (one keyspace, one ambiguity window): right for
+    // one server under several addresses, wrong for several servers.
+    std::string names;
+    for (const std::string& n : factory.servers_seen_) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr,
+                 "kvferryctl decode: connections to %s%s were decoded as one server's: if these are "
+                 "different servers, decode each with its own --server (their records would otherwise "
+                 "replay into one dataset)\n",
+                 names.c_str(), factory.servers_seen_.size() == Factory::kServersNamed ? ", …" : "");
   }
   if (server_frames_cut > 0) {
     std::fprintf(

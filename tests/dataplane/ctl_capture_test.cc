@@ -144,27 +144,36 @@ TEST(CtlCaptureTest, OfflineJsonTotalsShowFlowsAndExactGaps) {
   EXPECT_GE(lines, 4u);
 }
 
-// A capture of one connection to 10.0.0.2:6379: SET k v EX `ex`, then
+// A capture of one connection to 10.0.0.2:6379 (and, with `second_port`,
+// the same on a second connection to that port): SET k v EX `ex`, then
 // EXPIRE k `expire`, frames `step_ns` apart, from 2023-11-14.
 std::string SetThenExpirePcap(const std::string& name, const std::string& ex, const std::string& expire,
-                              uint64_t step_ns) {
+                              uint64_t step_ns, uint16_t second_port = 0) {
   std::vector<tb::TimedFrame> frames;
   uint64_t ts = 1'700'000'000'000'000'000ull;
   uint32_t cseq = 100, sseq = 500;
+  uint16_t client = 41000, server = 6379;
   auto add = [&](bool c2s, uint8_t flags, const std::string& payload) {
     uint32_t& seq = c2s ? cseq : sseq;
-    frames.push_back(tb::ClientServerFrame(41000, c2s, seq, flags, payload, ts));
+    frames.push_back(tb::ClientServerFrame(client, c2s, seq, flags, payload, ts, server));
     seq += static_cast<uint32_t>(payload.size()) + ((flags & (tb::kTcpSyn | tb::kTcpFin)) != 0);
     ts += step_ns;
   };
-  add(true, tb::kTcpSyn, "");
-  add(false, tb::kTcpSyn | tb::kTcpAck, "");
-  add(true, tb::kTcpAck, kvf::resp::testing::Cmd({"SET", "k", "v", "EX", ex}));
-  add(false, tb::kTcpAck, "+OK\r\n");
-  add(true, tb::kTcpAck, kvf::resp::testing::Cmd({"EXPIRE", "k", expire}));
-  add(false, tb::kTcpAck, ":1\r\n");
-  add(true, tb::kTcpFin | tb::kTcpAck, "");
-  add(false, tb::kTcpFin | tb::kTcpAck, "");
+  for (const uint16_t port : {uint16_t{6379}, second_port}) {
+    if (port == 0) break;
+    server = port;
+    add(true, tb::kTcpSyn, "");
+    add(false, tb::kTcpSyn | tb::kTcpAck, "");
+    add(true, tb::kTcpAck, kvf::resp::testing::Cmd({"SET", "k", "v", "EX", ex}));
+    add(false, tb::kTcpAck, "+OK\r\n");
+    add(true, tb::kTcpAck, kvf::resp::testing::Cmd({"EXPIRE", "k", expire}));
+    add(false, tb::kTcpAck, ":1\r\n");
+    add(true, tb::kTcpFin | tb::kTcpAck, "");
+    add(false, tb::kTcpFin | tb::kTcpAck, "");
+    ++client;
+    cseq = 100;
+    sseq = 500;
+  }
   const std::string path = std::string(::testing::TempDir()) + name + std::to_string(getpid()) + ".pcap";
   std::string err;
   EXPECT_TRUE(tb::WritePcap(path, frames, &err)) << err;
@@ -225,6 +234,27 @@ TEST(CtlCaptureTest, DecodeGivesTheSameOutputWhenRunLater) {
     EXPECT_EQ(recs[1]["args"][0], "PEXPIREAT") << out;
     EXPECT_EQ(recs[1]["flags"], nlohmann::json::array()) << extra << "\n" << out;
   }
+  std::remove(path.c_str());
+}
+
+// Records of every --server go out as one stream, one keyspace: right for
+// one server under several addresses, wrong for several servers (a
+// FLUSHDB of one would empty the other's keys on replay). decode names the
+// servers it saw on stderr when there were several (a review).
+TEST(CtlCaptureTest, DecodeSaysWhenConnectionsWentToSeveralServers) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  const std::string path = SetThenExpirePcap("kvf_ctl_two_servers_", "100", "1000", 1'000'000, 6380);
+  const std::string both = Shell(ctl + " decode --pcap " + path +
+                                 " --server 10.0.0.2:6379 --server 10.0.0.2:6380 --format stats 2>&1");
+  EXPECT_NE(both.find("connections to 10.0.0.2:6379, 10.0.0.2:6380 were decoded as one server's"),
+            std::string::npos)
+      << both;
+  EXPECT_NE(both.find("records 4 "), std::string::npos) << both;
+  const std::string one =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format stats 2>&1");
+  EXPECT_EQ(one.find("decoded as one server's"), std::string::npos) << one;
+  EXPECT_NE(one.find("records 2 "), std::string::npos) << one;
   std::remove(path.c_str());
 }
 

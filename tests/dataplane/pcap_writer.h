@@ -19,12 +19,12 @@ struct TimedFrame {
 };
 
 // A frame of the connection between client 10.0.0.1:`client_port` and server
-// 10.0.0.2:6379, in the direction `c2s` says, captured at `ts_ns`.
+// 10.0.0.2:`server_port`, in the direction `c2s` says, captured at `ts_ns`.
 inline TimedFrame ClientServerFrame(uint16_t client_port, bool c2s, uint32_t seq, uint8_t flags,
-                                    std::string payload, uint64_t ts_ns) {
+                                    std::string payload, uint64_t ts_ns, uint16_t server_port = 6379) {
   TcpSpec s;
-  s.sport = c2s ? client_port : 6379;
-  s.dport = c2s ? 6379 : client_port;
+  s.sport = c2s ? client_port : server_port;
+  s.dport = c2s ? server_port : client_port;
   s.seq = seq;
   s.flags = flags;
   s.payload = std::move(payload);
