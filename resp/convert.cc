@@ -1021,9 +1021,16 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (argv.size() < 3 || root == nullptr || root->type != Type::kInteger || root->integer < 0)
         return bad();
       if (root->integer == 0) return ConvertOutcome::kNoEffect;
-      out.EmitArgs(RecordOp::kOrdered,
-                   root->integer == static_cast<int64_t>(argv.size() - 2) ? kCreatesKey : kExactFlags,
-                   argv[1], argv);
+      if (root->integer == static_cast<int64_t>(argv.size() - 2)) {
+        // The whole list is known: preceded by DEL (a no-op on the source,
+        // which held no list), the push leaves exactly these elements on a
+        // replica whatever it held there (a stale key, or one a record with
+        // a guessed db put there: a review).
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"DEL", argv[1]});
+        out.EmitArgs(RecordOp::kOrdered, kCreatesKey, argv[1], argv);
+      } else {
+        out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
+      }
       return ConvertOutcome::kRecorded;
     case Rule::kEditReadback:
       // LINSERT answers -1 (no pivot) or 0 (no list) when it changed nothing.

@@ -26,6 +26,22 @@ bool ParseDb(std::string_view s, uint16_t* out) {
 // the reply proved what it holds.
 constexpr uint16_t kEstablishes = kNeedsReadback | kCreatesKey;
 
+bool ContainsIgnoreCase(std::string_view text, std::string_view word) {
+  if (word.size() > text.size()) return false;
+  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
+    if (EqualsIgnoreCase(text.substr(i, word.size()), word)) return true;
+  }
+  return false;
+}
+
+// A script that may exchange dbs where the keeper cannot see it: an EVAL
+// whose body names SWAPDB, or a function (FCALL: its body is elsewhere).
+bool MaySwapDbs(const RecordView& r) {
+  if (r.args.empty()) return false;
+  if (EqualsIgnoreCase(r.args[0], "FCALL")) return true;
+  return r.args.size() >= 2 && EqualsIgnoreCase(r.args[0], "EVAL") && ContainsIgnoreCase(r.args[1], "swapdb");
+}
+
 }  // namespace
 
 PriorKeeper::PriorKeeper(RecordSink* downstream, PriorOptions options)
@@ -121,6 +137,12 @@ void PriorKeeper::Grow() {
 
 bool PriorKeeper::Note(const RecordView& r) {
   if (r.op == RecordOp::kDatabase) {
+    // Applied in a guessed db, a FLUSHDB empties another db on the replica
+    // than on the source (a review).
+    if ((r.flags & kUnknownDb) != 0) {
+      ForgetAll();
+      return false;
+    }
     // FLUSHDB and FLUSHALL empty a key on both sides alike: what was known
     // stays known. SWAPDB exchanges what two dbs hold.
     uint16_t a, b;
@@ -132,8 +154,9 @@ bool PriorKeeper::Note(const RecordView& r) {
     }
     return false;
   }
-  // The bytes a gap lost may have changed any key.
-  if ((r.flags & kAfterGap) != 0) ForgetAll();
+  // The bytes a gap lost may have changed any key; a script may have
+  // exchanged dbs unseen (a review: SWAPDB inside an EVAL).
+  if ((r.flags & kAfterGap) != 0 || MaySwapDbs(r)) ForgetAll();
   if (r.key.empty()) return false;
   const Hashed h = HashOf(r.key);
   if ((r.flags & kUnknownDb) != 0) {

@@ -11,15 +11,18 @@
 // sees records in the order the replica applies them, with their doubts),
 // keeps the set of keys whose value the records establish: a key a record
 // asks to read back (the read-back ships its whole value), and a list a push
-// created (kCreatesKey: the reply said it was empty). The first in-place edit
+// created (kCreatesKey: the reply said it was empty, and a DEL before the
+// push makes the replica's list the same whatever it held). The first in-place edit
 // of any other key is flagged kNeedsReadback | kUnknownPrior, and the key is
 // known from then on: one read-back per key, not one per operation. Records
 // that change a known key as they are shipped (edits, idempotent writes,
 // expiries, removals) leave it known: the replica changes it alike.
 //
 // It forgets what it cannot be sure of: everything after a gap (the lost
-// bytes may have changed any key), a key named by a record whose db is a
-// guess (in every db); SWAPDB relabels its two dbs. At most max_keys keys are
+// bytes may have changed any key), after a database-wide write whose db is a
+// guess, and after a script that may swap dbs unseen (an EVAL naming SWAPDB,
+// any FCALL); a key named by a record whose db is a guess (in every db).
+// SWAPDB relabels its two dbs. At most max_keys keys are
 // known; past that, edits of new keys are flagged (counted as untracked).
 #pragma once
 
@@ -38,7 +41,7 @@ struct PriorOptions {
 
 struct PriorStats {
   uint64_t flagged = 0;    // edits flagged kUnknownPrior
-  uint64_t forgotten = 0;  // events that made every key unknown (gaps)
+  uint64_t forgotten = 0;  // events that made every key unknown (gaps, scripts…)
   uint64_t untracked = 0;  // keys not remembered: max_keys reached
 };
 

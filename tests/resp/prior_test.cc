@@ -95,6 +95,26 @@ TEST(PriorKeeper, SwapdbMovesWhatIsKnownAndFlushesKeepIt) {
             (std::vector<uint16_t>{kCreatesKey, 0, kRead, 0, 0, 0, 0, 0, 0}));
 }
 
+// What the keeper cannot follow makes it forget everything: a FLUSHDB
+// applied in a guessed db (it empties another db on the replica), a script
+// that may swap dbs unseen (SWAPDB in an EVAL's body, any FCALL). Other
+// scripts do not (the replica runs them too).
+TEST(PriorKeeper, AGuessedFlushAndScriptsThatMaySwapDbsForgetEveryKey) {
+  const ChangeRecord made = Rec({"RPUSH", "a", "1"}, 0, RecordOp::kOrdered, kCreatesKey);
+  const ChangeRecord edit = Rec({"RPUSH", "a", "2"});
+  ChangeRecord guessed_flush = Rec({"FLUSHDB"}, 0, RecordOp::kDatabase, kUnknownDb);
+  const ChangeRecord eval =
+      Rec({"EVAL", "return redis.call('INCR', KEYS[1])", "1", "n"}, 0, RecordOp::kOrdered, kNeedsReadback);
+  const ChangeRecord swapping =
+      Rec({"EVAL", "redis.call('SwapDb', 0, 1) return 1", "1", "n"}, 0, RecordOp::kOrdered, kNeedsReadback);
+  const ChangeRecord fcall = Rec({"FCALL", "f", "1", "n"}, 0, RecordOp::kOrdered, kNeedsReadback);
+  EXPECT_EQ(FlagsAfter({made, guessed_flush, edit, edit}),
+            (std::vector<uint16_t>{kCreatesKey, kUnknownDb, kRead, 0}));
+  EXPECT_EQ(FlagsAfter({made, eval, edit}), (std::vector<uint16_t>{kCreatesKey, kNeedsReadback, 0}));
+  EXPECT_EQ(FlagsAfter({made, swapping, edit}), (std::vector<uint16_t>{kCreatesKey, kNeedsReadback, kRead}));
+  EXPECT_EQ(FlagsAfter({made, fcall, edit}), (std::vector<uint16_t>{kCreatesKey, kNeedsReadback, kRead}));
+}
+
 TEST(PriorKeeper, PastMaxKeysNewKeysAreReadBackAtEveryEdit) {
   PriorOptions opts;
   opts.max_keys = 2;
@@ -218,6 +238,9 @@ TEST(PriorKeeperLive, EditsOfKeysFromBeforeTheCaptureAreReadBackOnce) {
   EXPECT_EQ(keeper.stats().flagged, 3u);
   testing::Replica r(kReplica);
   ASSERT_TRUE(r.ok());
+  // A stale list where the capture saw one made: the DEL before the
+  // creating push clears it.
+  RawClient(kReplica).Send(Cmd({"RPUSH", "fresh", "stale"}), 1);
   r.Apply(out.records);
   EXPECT_EQ(r.readback_keys(),
             (std::set<std::pair<uint16_t, std::string>>{{0, "jobs"}, {0, "bits"}, {0, "z"}, {1, "jobs"}}));
