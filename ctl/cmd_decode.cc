@@ -61,11 +61,13 @@ class Printer : public resp::RecordSink {
     for (size_t i = begin; i < end; ++i) Count(batch.flags(i), batch.op(i), batch.first_arg(i));
   }
   uint64_t records() const { return records_; }
-  // Command names are short: an inline loop beats a memcmp call per record.
+  // Command names are short: an inline loop beats a call per record. `a` is
+  // upper case; `b` as the client sent it (redis-benchmark sends lpush).
   static bool SameName(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i) {
-      if (a[i] != b[i]) return false;
+      const char c = b[i] >= 'a' && b[i] <= 'z' ? static_cast<char>(b[i] - 'a' + 'A') : b[i];
+      if (a[i] != c) return false;
     }
     return true;
   }
@@ -97,9 +99,11 @@ class Printer : public resp::RecordSink {
     ++per_op_[static_cast<size_t>(op) & 7];
     if (!name.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
-        last_command_ = per_command_.find(name);
+        upper_.assign(name);
+        for (char& c : upper_) c = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+        last_command_ = per_command_.find(upper_);
         if (last_command_ == per_command_.end())
-          last_command_ = per_command_.emplace(name, CommandCount{}).first;
+          last_command_ = per_command_.emplace(upper_, CommandCount{}).first;
       }
       ++last_command_->second.records;
       last_command_->second.flagged += flagged;
@@ -140,7 +144,8 @@ class Printer : public resp::RecordSink {
   enum class Format : uint8_t { kJson, kResp, kStats };
   Format format_;
   std::string out_;
-  std::string line_;  // a json line, reused
+  std::string line_;   // a json line, reused
+  std::string upper_;  // a command name in upper case, reused
   uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0;
   uint16_t db_ = 0;
   std::map<std::string, CommandCount, std::less<>> per_command_;

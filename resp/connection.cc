@@ -1046,6 +1046,10 @@ void Connection::DrainNoReply() {
   while (!pending_.empty() && pending_.front().no_reply) {
     const Pending p = pending_.front();
     pending_.pop_front();
+    // Counted per command as the server ran it, unanswered (writes: where
+    // they are read back). A review found silenced SELECTs, MULTIs and
+    // CLIENT REPLYs missing from the counts.
+    if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark) Observe(p.spec, Outcome::kUnpaired);
     switch (p.kind) {
       case Kind::kWrite:
         if (in_multi_) {

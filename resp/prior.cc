@@ -73,8 +73,10 @@ bool PriorKeeper::Contains(uint16_t label, const Hashed& h) const {
 void PriorKeeper::Insert(uint16_t label, const Hashed& h) {
   if (Contains(label, h)) return;
   if (size_ >= opts_.max_keys) {
+    // Full (a long capture of many keys, most of them long gone): start
+    // over. A key still edited is read back once more, not at every edit.
     ++stats_.untracked;
-    return;
+    ForgetAll();
   }
   if (2 * (size_ + 1) > slots_.size()) Grow();
   if (label >= label_used_.size()) label_used_.resize(size_t{label} + 1, false);
@@ -136,6 +138,9 @@ void PriorKeeper::Grow() {
 }
 
 bool PriorKeeper::Note(const RecordView& r) {
+  // The bytes a gap lost may have changed any key; a script may have
+  // exchanged dbs unseen (a review: SWAPDB inside an EVAL).
+  if ((r.flags & kAfterGap) != 0 || MaySwapDbs(r)) ForgetAll();
   if (r.op == RecordOp::kDatabase) {
     // Applied in a guessed db, a FLUSHDB empties another db on the replica
     // than on the source (a review).
@@ -154,9 +159,6 @@ bool PriorKeeper::Note(const RecordView& r) {
     }
     return false;
   }
-  // The bytes a gap lost may have changed any key; a script may have
-  // exchanged dbs unseen (a review: SWAPDB inside an EVAL).
-  if ((r.flags & kAfterGap) != 0 || MaySwapDbs(r)) ForgetAll();
   if (r.key.empty()) return false;
   const Hashed h = HashOf(r.key);
   if ((r.flags & kUnknownDb) != 0) {

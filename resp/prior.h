@@ -23,7 +23,8 @@
 // guess, and after a script that may swap dbs unseen (an EVAL naming SWAPDB,
 // any FCALL); a key named by a record whose db is a guess (in every db).
 // SWAPDB relabels its two dbs. At most max_keys keys are
-// known; past that, edits of new keys are flagged (counted as untracked).
+// known; when that many are, it forgets them all and starts over (counted
+// as untracked): a key still edited is read back once more, not each time.
 #pragma once
 
 #include <cstddef>
@@ -42,7 +43,7 @@ struct PriorOptions {
 struct PriorStats {
   uint64_t flagged = 0;    // edits flagged kUnknownPrior
   uint64_t forgotten = 0;  // events that made every key unknown (gaps, scripts…)
-  uint64_t untracked = 0;  // keys not remembered: max_keys reached
+  uint64_t untracked = 0;  // times max_keys were known and all were forgotten
 };
 
 class PriorKeeper : public RecordSink {

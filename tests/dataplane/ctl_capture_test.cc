@@ -258,6 +258,50 @@ TEST(CtlCaptureTest, DecodeSaysWhenConnectionsWentToSeveralServers) {
   std::remove(path.c_str());
 }
 
+// Requests the server ran without answering (CLIENT REPLY OFF or SKIP)
+// are counted per command as unpaired, control commands included, as the
+// server counts them (a review found silenced SELECTs, MULTIs and CLIENT
+// REPLYs missing).
+TEST(CtlCaptureTest, SilencedRequestsAreCountedPerCommand) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  std::vector<tb::TimedFrame> frames;
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  uint32_t cseq = 100, sseq = 500;
+  auto add = [&](bool c2s, uint8_t flags, const std::string& payload) {
+    uint32_t& seq = c2s ? cseq : sseq;
+    frames.push_back(tb::ClientServerFrame(41000, c2s, seq, flags, payload, ts));
+    seq += static_cast<uint32_t>(payload.size()) + ((flags & (tb::kTcpSyn | tb::kTcpFin)) != 0);
+    ts += 1'000'000;
+  };
+  using kvf::resp::testing::Cmd;
+  add(true, tb::kTcpSyn, "");
+  add(false, tb::kTcpSyn | tb::kTcpAck, "");
+  add(true, tb::kTcpAck,
+      Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SELECT", "1"}) + Cmd({"MULTI"}) + Cmd({"SET", "a", "1"}) +
+          Cmd({"EXEC"}) + Cmd({"CLIENT", "SETNAME", "x"}) + Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}));
+  add(false, tb::kTcpAck, "+OK\r\n+PONG\r\n");
+  add(true, tb::kTcpFin | tb::kTcpAck, "");
+  add(false, tb::kTcpFin | tb::kTcpAck, "");
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_silenced_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  const std::string out = Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format stats");
+  const std::string zero = "applied=0 no_effect=0 rejected=0 ";
+  for (const std::string& row :
+       {"command client|reply " + zero + "read_only=1 unpaired=1 ",
+        "command select " + zero + "read_only=0 unpaired=1 ",
+        "command multi " + zero + "read_only=0 unpaired=1 ",
+        "command exec " + zero + "read_only=0 unpaired=1 ",
+        "command client|setname " + zero + "read_only=0 unpaired=1 ",
+        "command ping " + zero + "read_only=1 unpaired=0 ",
+        std::string("command set applied=0 no_effect=0 rejected=0 read_only=0 unpaired=1 ")}) {
+    EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
+  }
+  std::remove(path.c_str());
+}
+
 // decode's flow-table timeouts and ambiguity clock move at points that the
 // frames alone fix, not at the ends of read bursts: one thread reads the file
 // through a 1 MiB window (a few 30 KB frames per burst), two and three map it
