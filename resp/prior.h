@@ -1,30 +1,31 @@
 // Flags an in-place edit of a key whose prior value the replica may not hold.
 //
 // Pushes, pops (shipped as LTRIM), LSET, LREM, LTRIM, BITFIELD, a rotation,
-// ZADD NX/XX/GT/LT, consumer-group commands…: ordered records that are exact
-// only on a replica holding the key's value as it was before them. A key
-// that existed before the capture started (every key of a live source) is
-// not known to hold that value there: DESIGN.md decision 2 ships such an
-// edit ("LPUSH on unknown lists") ordered *and* marked for read-back.
+// consumer-group commands, PFCOUNT's…: ordered records that are exact only
+// on a replica holding the key's value as it was before them. A key that
+// existed before the capture started (every key of a live source) is not
+// known to hold that value there: DESIGN.md decision 2 ships such an edit
+// ("LPUSH on unknown lists") ordered *and* marked for read-back.
 //
 // This stage, after the ambiguity tracker and the expiry keeper (so that it
 // sees records in the order the replica applies them, with their doubts),
 // keeps the set of keys whose value the records establish: a key a record
 // asks to read back (the read-back ships its whole value), and a list a push
 // created (kCreatesKey: the reply said it was empty, and a DEL before the
-// push makes the replica's list the same whatever it held). The first in-place edit
-// of any other key is flagged kNeedsReadback | kUnknownPrior, and the key is
-// known from then on: one read-back per key, not one per operation. Records
-// that change a known key as they are shipped (edits, idempotent writes,
-// expiries, removals) leave it known: the replica changes it alike.
+// push makes the replica's list the same whatever it held). The first
+// in-place edit of any other key is flagged kNeedsReadback | kUnknownPrior,
+// and the key is known from then on: one read-back per key, not one per
+// operation. Records that change a known key as they are shipped (edits,
+// idempotent writes, expiries, removals) leave it known: the replica
+// changes it alike.
 //
 // It forgets what it cannot be sure of: everything after a gap (the lost
 // bytes may have changed any key), after a database-wide write whose db is a
 // guess, and after a script that may swap dbs unseen (an EVAL naming SWAPDB,
 // any FCALL); a key named by a record whose db is a guess (in every db).
-// SWAPDB relabels its two dbs. At most max_keys keys are
-// known; when that many are, it forgets them all and starts over (counted
-// as untracked): a key still edited is read back once more, not each time.
+// SWAPDB relabels its two dbs. At most max_keys keys are known; when that
+// many are, it forgets them all and starts over (counted as untracked): a
+// key still edited is read back once more, not each time.
 #pragma once
 
 #include <cstddef>
