@@ -61,13 +61,13 @@ class Printer : public resp::RecordSink {
     for (size_t i = begin; i < end; ++i) Count(batch.flags(i), batch.op(i), batch.first_arg(i));
   }
   uint64_t records() const { return records_; }
+  static char Upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
   // Command names are short: an inline loop beats a call per record. `a` is
   // upper case; `b` as the client sent it (redis-benchmark sends lpush).
   static bool SameName(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (size_t i = 0; i < a.size(); ++i) {
-      const char c = b[i] >= 'a' && b[i] <= 'z' ? static_cast<char>(b[i] - 'a' + 'A') : b[i];
-      if (a[i] != c) return false;
+      if (a[i] != Upper(b[i])) return false;
     }
     return true;
   }
@@ -100,7 +100,7 @@ class Printer : public resp::RecordSink {
     if (!name.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
         upper_.assign(name);
-        for (char& c : upper_) c = c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+        for (char& c : upper_) c = Upper(c);
         last_command_ = per_command_.find(upper_);
         if (last_command_ == per_command_.end())
           last_command_ = per_command_.emplace(upper_, CommandCount{}).first;

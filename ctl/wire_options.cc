@@ -43,7 +43,8 @@ void JudgeOptions::AddTo(CLI::App& app) {
   app.add_option("--expiry-lag-ms", expiry_lag_ms,
                  "how far behind the source the replica may apply records: a PERSIST, or an expiry moved "
                  "later, of a key whose old expiry was due within this is read back (the replica may have "
-                 "expired the key already); decode --rebase-time counts at least the time from the record to now")
+                 "expired the key already); decode --rebase-time counts at least the time from the record "
+                 "to now")
       ->check(CLI::Range(0, 86'400'000));
 }
 

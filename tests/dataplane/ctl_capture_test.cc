@@ -279,8 +279,9 @@ TEST(CtlCaptureTest, SilencedRequestsAreCountedPerCommand) {
   add(false, tb::kTcpSyn | tb::kTcpAck, "");
   add(true, tb::kTcpAck,
       Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SELECT", "1"}) + Cmd({"MULTI"}) + Cmd({"SET", "a", "1"}) +
-          Cmd({"EXEC"}) + Cmd({"CLIENT", "SETNAME", "x"}) + Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}));
-  add(false, tb::kTcpAck, "+OK\r\n+PONG\r\n");
+          Cmd({"EXEC"}) + Cmd({"CLIENT", "SETNAME", "x"}) + Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"PING"}) +
+          Cmd({"rpush", "l", "x"}));
+  add(false, tb::kTcpAck, "+OK\r\n+PONG\r\n:1\r\n");
   add(true, tb::kTcpFin | tb::kTcpAck, "");
   add(false, tb::kTcpFin | tb::kTcpAck, "");
   const std::string path =
@@ -299,6 +300,10 @@ TEST(CtlCaptureTest, SilencedRequestsAreCountedPerCommand) {
         std::string("command set applied=0 no_effect=0 rejected=0 read_only=0 unpaired=1 ")}) {
     EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
   }
+  // Records are counted per command in upper case, whatever the client sent
+  // (flagged: the unanswered SELECT leaves the db a guess).
+  EXPECT_NE(out.find("\nrecord_command RPUSH 1 flagged=1\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("record_command rpush"), std::string::npos) << out;
   std::remove(path.c_str());
 }
 
