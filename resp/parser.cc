@@ -7,6 +7,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "resp/command_table.h"
+
 namespace kvf::resp {
 
 namespace {
@@ -392,6 +394,26 @@ bool Parser::AddNode(Type type, size_t str_off, size_t str_len, int64_t integer,
     }
   }
   return true;
+}
+
+void Parser::CountConfirmation(std::string_view first) {
+  // A push inside a reply is out of band (a keyspace event Redis raised
+  // while running EXEC or a script, an invalidation), except the answer of
+  // a (P|S)(UN)SUBSCRIBE queued in MULTI: RESP3 answers it with a push that
+  // is that command's element of the EXEC array, counted in its length (a
+  // review: dropped, the array took the next reply as its last element and
+  // every later pair was one off).
+  Frame& f = frames_.back();
+  if (f.node == kSkimmedNode || nodes_[f.node].type != Type::kPush || f.remaining != nodes_[f.node].children)
+    return;  // not the first element of a push
+  static constexpr std::string_view kKinds[] = {"subscribe",    "unsubscribe", "psubscribe",
+                                                "punsubscribe", "ssubscribe",  "sunsubscribe"};
+  for (std::string_view k : kKinds) {
+    if (EqualsIgnoreCase(first, k)) {
+      f.attribute = false;  // an element of its parent like any other
+      return;
+    }
+  }
 }
 
 bool Parser::SkimNode(uint32_t count, bool attribute) {
@@ -786,6 +808,8 @@ ParseStatus Parser::Next() {
           off += 4;
           slen -= 4;
         }
+        if (!frames_.empty() && frames_.back().attribute) [[unlikely]]
+          CountConfirmation(std::string_view(v + next, blen));
         ok = AddNode(type, off, slen, 0, 0, false);
         pos_ = next + blen + 2;
         break;

@@ -193,6 +193,9 @@ class Parser {
   bool FastRequest(const char* v, size_t len);
   bool FastReply(const char* v, size_t len);
   bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
+  // Called before adding a bulk string `first` inside an out-of-band frame:
+  // a push whose first element names a subscription change is an element.
+  void CountConfirmation(std::string_view first);
   void Stash();
   // Drops the elided bulks' holes and the rest still to skip (resync, gap).
   void ForgetElisions();

@@ -235,6 +235,22 @@ TEST(RespParser, PushesInsideRepliesAreDropped) {
               "push[bulk-string'message',bulk-string'__keyevent@0__:set',bulk-string'c']"});
 }
 
+// A push whose first element names a subscription change is no event: it is
+// the answer of a SUBSCRIBE queued in MULTI, an element of the EXEC array.
+// Any other push inside a reply is still dropped, and an attribute too.
+TEST(RespParser, SubscriptionPushesInsideRepliesAreElements) {
+  const std::string sub = ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n";
+  const std::string event = ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n";
+  const std::string unsub = ">3\r\n$12\r\nPUNSUBSCRIBE\r\n$2\r\np*\r\n:0\r\n";
+  ExpectSame(
+      Parser::Mode::kReply,
+      "*3\r\n:1\r\n" + event + sub + ":11\r\n" + "*2\r\n" + unsub + "|1\r\n+a\r\n:1\r\n" + sub + ":7\r\n",
+      {"array[integer(1),push[bulk-string'subscribe',bulk-string'ch',integer(1)],integer(11)]",
+       "array[push[bulk-string'PUNSUBSCRIBE',bulk-string'p*',integer(0)],"
+       "push[bulk-string'subscribe',bulk-string'ch',integer(1)]]",
+       "integer(7)"});
+}
+
 // A large message grows the parser's buffers; the next chunk that starts
 // between messages gives them back (connections idle in a pool for hours).
 TEST(RespParser, BuffersGrownByALargeMessageAreReleasedAfterIt) {
