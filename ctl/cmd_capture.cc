@@ -74,7 +74,8 @@ void OnSignal(int) {
 // The RESP counters the capture reports, summed over connections.
 struct RespCounters {
   uint64_t requests = 0, replies = 0, records = 0, gaps = 0, gap_bytes = 0, desyncs = 0, parse_errors = 0,
-           overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0;
+           overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0,
+           keyless_unconfirmed = 0;
   // Unknown dbs the source settled (--resolve-db), and connections it did
   // not list (seen through NAT, or closed) after three answers.
   uint64_t db_proven = 0, db_not_listed = 0;
@@ -102,6 +103,7 @@ struct RespCounters {
     unpaired_requests += now.unpaired_requests - before.unpaired_requests;
     bad_shapes += now.bad_shapes - before.bad_shapes;
     writes_unacked += now.writes_unacked - before.writes_unacked;
+    keyless_unconfirmed += now.keyless_unconfirmed - before.keyless_unconfirmed;
     db_proven += now.db_proven_by_server - before.db_proven_by_server;
   }
 };
@@ -368,6 +370,7 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["resp_parse_errors"] = resp.parse_errors;
   c["resp_overflows"] = resp.overflows;
   c["resp_unpaired_replies"] = resp.unpaired_replies;
+  c["resp_keyless_unconfirmed"] = resp.keyless_unconfirmed;
   c["resp_unpaired_requests"] = resp.unpaired_requests;
   c["resp_bad_shapes"] = resp.bad_shapes;
   c["resp_writes_unacked"] = resp.writes_unacked;
@@ -624,6 +627,9 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   const Counters empty;
   report("total", secs, &empty);
   const uint64_t unknown = output.unknown_db();
+  if (const uint64_t k = SumShards(shards).keyless_unconfirmed; k > 0) {
+    std::fprintf(stderr, "kvferryctl capture: %s\n", kvf::resp::KeylessUnconfirmedNote(k).c_str());
+  }
   if (resolver != nullptr) {
     const kvf::ctl::DbResolverStats rs = resolver->stats();
     const RespCounters rc = SumShards(shards);

@@ -969,6 +969,10 @@ int RunDecode(const std::vector<std::string>& args) {
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
                  factory.unknown_.more ? ", …" : "");
   }
+  if (totals.keyless_unconfirmed > 0) {
+    std::fprintf(stderr, "kvferryctl decode: %s\n",
+                 resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());
+  }
   if (totals.db_proven_by_server > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu connection(s) had their db settled by CLIENT LIST replies in the "

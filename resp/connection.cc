@@ -71,6 +71,14 @@ ScriptKind ScriptKindOf(const CommandSpec* spec) {
 
 }  // namespace
 
+std::string KeylessUnconfirmedNote(uint64_t n) {
+  return std::to_string(n) +
+         " database-wide write(s) (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION…) were not shipped: their "
+         "connections' requests were not in step there (client bytes lost, a connection joined mid-stream "
+         "or ignored as a subscriber), so each may be text inside a value, and no reply confirmed it; if "
+         "the source did run one, the replica differs until a consistency check";
+}
+
 std::string_view OutcomeName(Outcome o) {
   switch (o) {
     case Outcome::kApplied: return "applied";
@@ -216,6 +224,7 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
     ForgetDb();
     subs_known_ = false;
     desync_ = true;
+    requests_unsure_ = true;
     ++stats_.desyncs;
     requests_.OnGap();
     replies_.OnGap();
@@ -316,6 +325,7 @@ void Connection::Consume(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
     if (s == ParseStatus::kError) {
       ++stats_.parse_errors;
       parser.Resync();
+      if (dir == Direction::kClientToServer) requests_unsure_ = true;
       EnterDesync();
       continue;
     }
@@ -346,6 +356,7 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
     // Replies are not read; requests are (OnIgnoredRequest).
     if (dir == Direction::kClientToServer) {
       requests_.OnGap();
+      requests_unsure_ = true;
       ForgetDb();
       req_multi_keeps_db_ = false;
     }
@@ -353,6 +364,7 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
   }
   if (dir == Direction::kClientToServer) {
     requests_.OnGap();
+    requests_unsure_ = true;
     ForgetDb();                   // a SELECT may have been lost
     req_multi_keeps_db_ = false;  // maybe queued in the transaction open
     reply_off_ = skip_next_ = false;
@@ -540,7 +552,21 @@ void Connection::ReadBackWaiting(bool ignoring) {
 }
 
 void Connection::Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags) {
+  // A key-less write parsed out of step may be text inside a value that a
+  // resync after lost client bytes landed in (a review: 100-400 KB values
+  // holding queued commands gave 60,907 FLUSHDBs on a lossy mirror, and the
+  // replica lost every key): shipped, it would wipe or scramble the replica.
+  // A key write found there is only read back (the source's value, whatever
+  // it is); this has no key to read back. Counted instead, and reported.
+  if (p.out_of_step && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_)
+    return KeylessUnconfirmed(p.spec);
   Unanswered(p.spec, Args(p), ts, extra_flags);
+}
+
+void Connection::KeylessUnconfirmed(const CommandSpec* spec) {
+  ++stats_.writes_unacked;
+  ++stats_.keyless_unconfirmed;
+  Observe(spec, Outcome::kUnpaired);
 }
 
 void Connection::Unanswered(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts,
@@ -662,6 +688,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // Replies from here on pair with requests from here on. Flag the next
       // writes in case a lost request is still pending.
       desync_ = false;
+      requests_unsure_ = false;
       quiet_points_ = 0;
       after_gap_left_ = opts_.after_gap_records;
     }
@@ -676,6 +703,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   const CommandSpec* spec = LookupCommand(args);
   Pending p{.kind = KindOf(spec),
             .no_reply = false,
+            .out_of_step = desync_ && requests_unsure_,
             .spec = spec,
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
@@ -1231,12 +1259,7 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
   // read back. A key-less write (FLUSHALL, SWAPDB…) cannot be read back,
   // and shipping one the server refused would wipe or scramble the
   // replica: it is counted, never shipped.
-  if (spec != nullptr && spec->num_specs == 0 && !replayer_) {
-    ++stats_.writes_unacked;
-    ++stats_.keyless_unconfirmed;
-    Observe(spec, Outcome::kUnpaired);
-    return;
-  }
+  if (spec != nullptr && spec->num_specs == 0 && !replayer_) return KeylessUnconfirmed(spec);
   Unanswered(spec, argv, ts, kAfterGap);
 }
 
@@ -1393,6 +1416,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     pending_.pop_front();
     ApplyReset();
     desync_ = false;
+    requests_unsure_ = false;
     quiet_points_ = 0;
     after_gap_left_ = opts_.after_gap_records;
     DrainNoReply();

@@ -37,6 +37,9 @@ enum class Outcome : uint8_t {
   kCount
 };
 std::string_view OutcomeName(Outcome o);
+// What an operator reads when `n` key-less writes (ConnectionStats::
+// keyless_unconfirmed) were counted and not shipped.
+std::string KeylessUnconfirmedNote(uint64_t n);
 
 class OutcomeObserver {
  public:
@@ -100,8 +103,10 @@ struct ConnectionStats {
   uint64_t unpaired_requests = 0;    // requests still unanswered at close
   uint64_t bad_shapes = 0;           // reply did not fit its command: pairing suspect
   uint64_t unknown_commands = 0;     // not in the command table, answered without error
-  uint64_t keyless_unconfirmed = 0;  // key-less write of an ignored connection: not shipped
-  uint64_t subscriber_doubts = 0;    // requests whose effect pub/sub mode made unknowable: ignored from there
+  // Key-less write (FLUSHDB, SWAPDB…) of an ignored connection, or parsed out
+  // of step after client bytes were lost: not shipped.
+  uint64_t keyless_unconfirmed = 0;
+  uint64_t subscriber_doubts = 0;  // requests whose effect pub/sub mode made unknowable: ignored from there
   uint64_t skipped_before_reset = 0;  // replies skipped while waiting for +RESET (pub/sub, MONITOR)
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
   uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
@@ -245,6 +250,7 @@ class Connection {
     bool queued = false;               // parsed inside MULTI: runs at EXEC, if at all
     bool confirm_only = false;         // (UN)SUBSCRIBE under CLIENT REPLY OFF|SKIP: confirmed, or silent
     bool elided = false;               // a write with an argument too large to hold (Parser::elided)
+    bool out_of_step = false;          // parsed out of sync after client bytes were lost (requests_unsure_)
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -288,6 +294,8 @@ class Connection {
   // a key-less one (FLUSHALL…) is counted, never shipped (the server may
   // have refused it: subscribed, MONITOR, a discarded transaction).
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
+  // A key-less write (FLUSHDB, SWAPDB…) that cannot be confirmed: counted, never shipped.
+  void KeylessUnconfirmed(const CommandSpec* spec);
   // A RESP2 (un)subscribe confirmation for `front`, a (UN)SUBSCRIBE-family
   // request: the subscription counts and pub/sub mode follow it. False when
   // the counts are not known or the reply is no confirmation (the caller
@@ -407,6 +415,10 @@ class Connection {
   uint64_t skipped_before_reset_ = 0;
   bool replayer_ = false;
   bool desync_ = false;
+  // Client bytes were lost (a gap, a join mid-stream, a request that did not
+  // parse) and pairing has not proved the requests in step since: what the
+  // request parser found after resyncing may be text inside a value.
+  bool requests_unsure_ = false;
   uint32_t after_gap_left_ = 0;
   uint64_t last_reply_ts_ = 0;
   uint64_t exec_from_ns_ = 0;  // request time of the write being handled (ConvertContext::request_ns)

@@ -1543,6 +1543,48 @@ TEST_F(Pairing, GapsFlagAndReadBackThenResync) {
   EXPECT_EQ(Take(), (V{"3 " + kIdem + " e: SET e 1"}));
 }
 
+// Client bytes lost in a value whose text holds commands (a queue of
+// serialised requests): the request parser resyncs inside it and finds
+// requests that were never sent. Their keys are read back (the source's
+// value, whatever it is), but a key-less write there is not shipped: a
+// review saw 60,907 such FLUSHDBs wipe a replica. Once pairing is back in
+// step a FLUSHDB is shipped as before, and so is one sent in step whose
+// reply a gap took.
+TEST_F(Pairing, KeylessWritesParsedOutOfStepAreNotShipped) {
+  Connection conn(&sink_, ConnectionOptions{});
+  RawClient& raw = c_->raw();
+  Exchange(conn, Cmd({"SET", "a", "1"}), 10);
+  const std::string text =
+      "queued:\r\n" + Cmd({"FLUSHDB"}) + Cmd({"SWAPDB", "0", "1"}) + Cmd({"SET", "phantom", "1"}) + "end\r\n";
+  const std::string req = Cmd({"SET", "big", text});
+  const std::string rep = raw.Send(req, 1);
+  const size_t cut = req.find("*1\r\n$7\r\nFLUSHDB");
+  ASSERT_NE(cut, std::string::npos);
+  conn.OnGap(Direction::kClientToServer, cut);
+  conn.OnData(Direction::kClientToServer, std::string_view(req).substr(cut), 20);
+  conn.OnData(Direction::kServerToClient, rep, 21);
+  for (uint64_t t = 30; t < 70; t += 10) Exchange(conn, Cmd({"SET", "b", std::to_string(t)}), t);
+  ASSERT_TRUE(conn.in_sync());
+  Exchange(conn, Cmd({"FLUSHDB"}), 80);
+  // Sent in step, answered where the capture lost the reply: shipped.
+  const std::string flush = Cmd({"FLUSHALL"});
+  const std::string flush_reply = raw.Send(flush, 1);
+  conn.OnData(Direction::kClientToServer, flush, 90);
+  conn.OnGap(Direction::kServerToClient, flush_reply.size());
+  size_t database = 0;
+  bool phantom_read_back = false;
+  for (const std::string& r : Take()) {
+    if (r.find(" database ") != std::string::npos) {
+      ++database;
+      EXPECT_TRUE(r.ends_with(database == 1 ? ": FLUSHDB" : ": FLUSHALL")) << r;
+    }
+    if (r.find("readback") != std::string::npos && r.ends_with(" phantom:")) phantom_read_back = true;
+  }
+  EXPECT_EQ(database, 2u);
+  EXPECT_TRUE(phantom_read_back);
+  EXPECT_EQ(conn.stats().keyless_unconfirmed, 2u);  // FLUSHDB and SWAPDB 0 1, from the value
+}
+
 TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   ConnectionOptions o;
   o.joined_mid_stream = true;
