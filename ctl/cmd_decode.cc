@@ -926,6 +926,20 @@ int RunDecode(const std::vector<std::string>& args) {
                  "other endpoints; check --server)\n",
                  names.c_str(), (unsigned long long)table.stats().segments_not_for_server);
   }
+  if (table.stats().flows_created > 0 && table.stats().segments_server_port_elsewhere > 0) {
+    // Connections to the server's port at another address: the same server
+    // over ::1 or another interface (a review: a client of localhost over
+    // IPv6 was skipped without a word), or another server.
+    std::string names;
+    for (const dp::Endpoint& e : table.server_port_elsewhere())
+      names += (names.empty() ? "" : ", ") + e.ToString();
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu TCP segment(s) to or from %s%s were not decoded: not a --server "
+                 "address; if that is the same server under another address, add it (--server '*:PORT' "
+                 "takes every address)\n",
+                 (unsigned long long)table.stats().segments_server_port_elsewhere, names.c_str(),
+                 table.server_port_elsewhere().size() == dp::FlowTable::kElsewhereNamed ? ", …" : "");
+  }
   if (factory.servers_seen_.size() > 1) {
     // One stream of records (one keyspace, one ambiguity window): right for
     // one server under several addresses, wrong for several servers.

@@ -58,6 +58,7 @@ std::string_view CloseReasonName(CloseReason r) {
 FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   segments += o.segments;
   segments_not_for_server += o.segments_not_for_server;
+  segments_server_port_elsewhere += o.segments_server_port_elsewhere;
   ack_without_flow += o.ack_without_flow;
   rst_without_flow += o.rst_without_flow;
   rst_out_of_window += o.rst_out_of_window;
@@ -89,6 +90,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
   std::vector<std::pair<std::string, uint64_t>> v = {
       {"tcp_segments", segments},
       {"segments_not_for_server", segments_not_for_server},
+      {"segments_server_port_elsewhere", segments_server_port_elsewhere},
       {"ack_without_flow", ack_without_flow},
       {"rst_without_flow", rst_without_flow},
       {"rst_out_of_window", rst_out_of_window},
@@ -188,6 +190,18 @@ bool FlowTable::IsServer(const Endpoint& e) const {
     if (s.Matches(e)) return true;
   }
   return false;
+}
+
+void FlowTable::NoteElsewhere(const Endpoint& src, const Endpoint& dst) {
+  for (const Endpoint& s : config_.servers) {
+    const Endpoint* e = s.port == src.port ? &src : s.port == dst.port ? &dst : nullptr;
+    if (e == nullptr) continue;
+    ++stats_.segments_server_port_elsewhere;
+    if (elsewhere_.size() < kElsewhereNamed &&
+        std::find(elsewhere_.begin(), elsewhere_.end(), *e) == elsewhere_.end())
+      elsewhere_.push_back(*e);
+    return;
+  }
 }
 
 bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
@@ -328,6 +342,7 @@ void FlowTable::Process(const TcpSegment& seg) {
   newest_ts_ = std::max(newest_ts_, seg.ts_ns);
   if (!config_.servers.empty() && !IsServer(seg.src) && !IsServer(seg.dst)) {
     ++stats_.segments_not_for_server;
+    NoteElsewhere(seg.src, seg.dst);
     return;
   }
   if (seg.src == seg.dst) {

@@ -150,7 +150,10 @@ struct FlowTableConfig {
 struct FlowTableStats {
   uint64_t segments = 0;                 // TCP segments offered
   uint64_t segments_not_for_server = 0;  // neither side is a configured server
-  uint64_t ack_without_flow = 0;         // payload-less segment of an unknown flow
+  // Of those, segments with a configured server's port on one side at
+  // another address (the same server over ::1 or another interface?).
+  uint64_t segments_server_port_elsewhere = 0;
+  uint64_t ack_without_flow = 0;  // payload-less segment of an unknown flow
   uint64_t rst_without_flow = 0;
   // RSTs whose sequence number lies far from the sender's stream (a late
   // RST of an earlier connection on the 4-tuple, a blind one): the
@@ -215,6 +218,10 @@ class FlowTable {
 
   // A snapshot, gauges included.
   FlowTableStats stats() const;
+  // The first few addresses seen with a configured server's port that are
+  // not a configured server (segments_server_port_elsewhere).
+  static constexpr size_t kElsewhereNamed = 4;
+  const std::vector<Endpoint>& server_port_elsewhere() const { return elsewhere_; }
   size_t flow_count() const { return flow_count_; }
   // Buffered out-of-order bytes plus per-flow overhead, as counted against max_memory_bytes.
   size_t memory_bytes() const;
@@ -294,6 +301,8 @@ class FlowTable {
   void EraseFlow(Flow* f);  // destroys *f
 
   bool IsServer(const Endpoint& e) const;
+  // A segment for no configured server: is a server's port on either side?
+  void NoteElsewhere(const Endpoint& src, const Endpoint& dst);
   // A live flow that `seg`, the first segment of a new flow from `client`,
   // shows under other addresses, or null.
   Flow* FindTwin(const TcpSegment& seg, const Endpoint& client, bool src_is_client) const;
@@ -372,6 +381,7 @@ class FlowTable {
   size_t total_buffered_ = 0;
   uint64_t newest_ts_ = 0;  // the capture clock: newest segment time processed
   FlowTableStats stats_;
+  std::vector<Endpoint> elsewhere_;
 };
 
 }  // namespace kvf::dataplane
