@@ -221,8 +221,18 @@ Status DpdkSource::Open(const DpdkOptions& o) {
   }
   workers_ = o.workers == 0 ? 1 : o.workers;
   held_.resize(o.max_burst == 0 ? 32 : o.max_burst);
-  description_ =
-      "dpdk:" + o.device + " (" + info.driver_name + ", " + std::to_string(nb_queues_) + " rx queues)";
+  // Without the driver's timestamps a frame is stamped when its burst is
+  // read: late by the time it waited (a review saw a median of 1.3 ms and
+  // 150 ms at worst on a busy 2-CPU host with net_af_packet), which coarsens
+  // the ambiguity window's judgements and the relative expiries. Said where
+  // the operator looks first.
+  description_ = "dpdk:" + o.device + " (" + info.driver_name + ", " + std::to_string(nb_queues_) +
+                 " rx queues" +
+                 (ts_offset_ < 0 ? "; the driver gives no receive timestamps: frames are stamped when their "
+                                   "burst is read, late by as long as they waited (xdp and pcap stamp in the "
+                                   "kernel)"
+                                 : "") +
+                 ")";
   return Status::Ok();
 }
 

@@ -148,6 +148,7 @@ TEST_F(DpdkSourceTest, PcapVdevDeliversEveryFrameInOrderWithTimestamps) {
   EXPECT_EQ(frames.size(), s.frames_received);
   EXPECT_EQ(0u, s.nic_drops);
   EXPECT_EQ(frames.size(), dataplane::GetDpdkNicStats(*r.value()).ipackets);
+  EXPECT_EQ(std::string::npos, r.value()->Describe().find("no receive timestamps"));
   r.value().reset();
 }
 
@@ -277,6 +278,8 @@ TEST_F(DpdkSourceTest, AfPacketVdevOnVethReceivesFrames) {
   EXPECT_EQ(sent.size(), matched);  // in order
   EXPECT_GE(src->Stats().frames_received, sent.size());
   EXPECT_NE(std::string::npos, src->Describe().find("af_packet"));
+  // Stamped when read, not when received: the operator is told.
+  EXPECT_NE(std::string::npos, src->Describe().find("no receive timestamps")) << src->Describe();
   src.reset();
 }
 
