@@ -4,6 +4,7 @@
 #include "dataplane/xdp/xdp_source.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <sys/epoll.h>
@@ -30,6 +31,27 @@ static_assert(sizeof(kvf_cap_counters) == 12 * sizeof(uint64_t), "capture_shared
 static_assert(sizeof(kvf_cap_record) == 24, "capture_shared.h: record header layout");
 
 namespace {
+
+// Frames the interface itself dropped before any program saw them (its ring
+// overflowed, the NIC missed them): rx_missed_errors, rx_fifo_errors and
+// rx_over_errors of the link's counters, in the current network namespace.
+// Not rx_dropped: drivers count their XDP programs' own drops there. (A veth
+// counts its ring overflows on the peer, as the peer's tx_dropped.)
+uint64_t InterfaceRxMisses(const std::string& iface) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return 0;
+  uint64_t n = 0;
+  for (const ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_PACKET || a->ifa_data == nullptr ||
+        iface != a->ifa_name)
+      continue;
+    const auto* st = static_cast<const rtnl_link_stats*>(a->ifa_data);
+    n = uint64_t{st->rx_missed_errors} + st->rx_fifo_errors + st->rx_over_errors;
+    break;
+  }
+  freeifaddrs(list);
+  return n;
+}
 
 // ---------------------------------------------------------------------------
 // Ring buffer reader
@@ -199,6 +221,8 @@ class XdpSource final : public PacketSource {
     s.frames_received = frames_;
     s.bytes_received = bytes_;
     s.snap_truncated = truncated_;
+    const uint64_t misses = InterfaceRxMisses(iface_);
+    s.nic_drops = misses > rx_misses_at_open_ ? misses - rx_misses_at_open_ : 0;
     const int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) return s;
     std::vector<kvf_cap_counters> per_cpu(static_cast<size_t>(ncpu));
@@ -249,6 +273,8 @@ class XdpSource final : public PacketSource {
   std::unique_ptr<capture, SkeletonDeleter> skel_;
   RingReader ring_;
   int ifindex_ = 0;
+  std::string iface_;
+  uint64_t rx_misses_at_open_ = 0;  // InterfaceRxMisses when opened: drops before are not ours
   int link_fd_ = -1;
   bool tc_attached_ = false;
   bool tc_hook_created_ = false;
@@ -354,6 +380,8 @@ Result<std::unique_ptr<PacketSource>> XdpSource::Open(const XdpOptions& o) {
   auto src = std::unique_ptr<XdpSource>(new XdpSource());
   src->ifindex_ = static_cast<int>(if_nametoindex(o.iface.c_str()));
   if (src->ifindex_ == 0) return Status::FromErrno(errno, "interface " + o.iface);
+  src->iface_ = o.iface;
+  src->rx_misses_at_open_ = InterfaceRxMisses(o.iface);
   src->poll_timeout_ms_ = o.poll_timeout_ms;
   timespec mono{}, real{};
   clock_gettime(CLOCK_MONOTONIC, &mono);
