@@ -983,6 +983,20 @@ int RunDecode(const std::vector<std::string>& args) {
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
                  factory.unknown_.more ? ", …" : "");
   }
+  if (totals.script_unknown > 0) {
+    std::fprintf(
+        stderr,
+        "kvferryctl decode: %llu EVALSHA(s) ran scripts the capture never saw loaded (SCRIPT LOAD "
+        "or EVAL before the capture, or on a connection it missed): a replica cannot run them, so "
+        "their keys are read back instead%s\n",
+        (unsigned long long)totals.script_unknown,
+        totals.script_unknown_keyless == 0
+            ? ""
+            : ("; " + std::to_string(totals.script_unknown_keyless) +
+               " of them declared no keys, and what they wrote is not replicated at all (a consistency "
+               "check finds it)")
+                  .c_str());
+  }
   if (totals.keyless_unconfirmed > 0) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());

@@ -103,6 +103,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   writes_unacked += o.writes_unacked;
   replayer_writes += o.replayer_writes;
   script_unknown += o.script_unknown;
+  script_unknown_keyless += o.script_unknown_keyless;
   records += o.records;
   db_proven_by_server += o.db_proven_by_server;
   transactions += o.transactions;
@@ -141,6 +142,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"writes_unacked", writes_unacked},
       {"replayer_writes", replayer_writes},
       {"script_unknown", script_unknown},
+      {"script_unknown_keyless", script_unknown_keyless},
       {"records", records},
       {"transactions", transactions},
       {"exec_aborted", exec_aborted},
@@ -1704,7 +1706,9 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
       // read its keys back instead.
       ++stats_.script_unknown;
       Observe(p.spec, Outcome::kScriptUnknown);
-      stats_.records += ReadbackWrite(*p.spec, argv, ctx, sink_);
+      const size_t n = ReadbackWrite(*p.spec, argv, ctx, sink_);
+      if (n == 0) ++stats_.script_unknown_keyless;  // (keys named in ARGV, if any, are unknown)
+      stats_.records += n;
       return;
     }
     script_argv_.assign(argv.begin(), argv.end());

@@ -87,13 +87,14 @@ struct ConnectionOptions {
 struct ConnectionStats {
   uint64_t requests = 0;
   uint64_t replies = 0;
-  uint64_t reads = 0;             // non-write commands answered
-  uint64_t writes_applied = 0;    // acknowledged writes that produced records
-  uint64_t writes_no_effect = 0;  // acknowledged, but the reply says nothing changed
-  uint64_t writes_rejected = 0;   // the server answered with an error
-  uint64_t writes_unacked = 0;    // no reply to pair (CLIENT REPLY OFF, gap): read back
-  uint64_t replayer_writes = 0;   // writes of a kvferry replayer connection: not captured
-  uint64_t script_unknown = 0;    // EVALSHA whose body was never seen: keys read back, no command
+  uint64_t reads = 0;                   // non-write commands answered
+  uint64_t writes_applied = 0;          // acknowledged writes that produced records
+  uint64_t writes_no_effect = 0;        // acknowledged, but the reply says nothing changed
+  uint64_t writes_rejected = 0;         // the server answered with an error
+  uint64_t writes_unacked = 0;          // no reply to pair (CLIENT REPLY OFF, gap): read back
+  uint64_t replayer_writes = 0;         // writes of a kvferry replayer connection: not captured
+  uint64_t script_unknown = 0;          // EVALSHA whose body was never seen: keys read back, no command
+  uint64_t script_unknown_keyless = 0;  // of those, with no key to read back: nothing replicated
   uint64_t records = 0;
   uint64_t db_proven_by_server = 0;  // dbs settled (or corrected) by the server's word: ProveDb, CLIENT INFO
   uint64_t transactions = 0;         // EXEC that applied

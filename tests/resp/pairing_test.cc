@@ -878,6 +878,15 @@ TEST_F(Pairing, EvalTeachesEvalshaAndUnknownScriptsAreReadBack) {
   const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + f;
   EXPECT_EQ(Take(), (V{"0 " + rb + " h1:", "0 " + rb + " h2:"}));
   EXPECT_EQ(c_->conn().stats().script_unknown, 1u);
+  EXPECT_EQ(c_->conn().stats().script_unknown_keyless, 0u);
+  // One that declares no keys (it names them in ARGV): nothing to read back,
+  // counted apart so that decode can say its writes are not replicated.
+  const std::string argv_keys = "return redis.call('SET', ARGV[1], 'hidden')";
+  hidden.Send(Cmd({"SCRIPT", "LOAD", argv_keys}), 1);
+  c_->Do({"EVALSHA", Sha1Hex(argv_keys), "0", "h3"});
+  EXPECT_TRUE(Take().empty());
+  EXPECT_EQ(c_->conn().stats().script_unknown, 2u);
+  EXPECT_EQ(c_->conn().stats().script_unknown_keyless, 1u);
   // NOSCRIPT is a rejected write, nothing else.
   c_->Do({"EVALSHA", std::string(40, 'a'), "1", "x"});
   EXPECT_TRUE(Take().empty());
