@@ -938,7 +938,7 @@ int RunDecode(const std::vector<std::string>& args) {
                  "address; if that is the same server under another address, add it (--server '*:PORT' "
                  "takes every address)\n",
                  (unsigned long long)table.stats().segments_server_port_elsewhere, names.c_str(),
-                 table.server_port_elsewhere().size() == dp::FlowTable::kElsewhereNamed ? ", …" : "");
+                 table.server_port_elsewhere_more() ? ", …" : "");
   }
   if (factory.servers_seen_.size() > 1) {
     // One stream of records (one keyspace, one ambiguity window): right for

@@ -197,9 +197,12 @@ void FlowTable::NoteElsewhere(const Endpoint& src, const Endpoint& dst) {
     const Endpoint* e = s.port == src.port ? &src : s.port == dst.port ? &dst : nullptr;
     if (e == nullptr) continue;
     ++stats_.segments_server_port_elsewhere;
-    if (elsewhere_.size() < kElsewhereNamed &&
-        std::find(elsewhere_.begin(), elsewhere_.end(), *e) == elsewhere_.end())
+    if (std::find(elsewhere_.begin(), elsewhere_.end(), *e) != elsewhere_.end()) return;
+    if (elsewhere_.size() < kElsewhereNamed) {
       elsewhere_.push_back(*e);
+    } else {
+      elsewhere_more_ = true;
+    }
     return;
   }
 }

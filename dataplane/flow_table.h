@@ -222,6 +222,7 @@ class FlowTable {
   // not a configured server (segments_server_port_elsewhere).
   static constexpr size_t kElsewhereNamed = 4;
   const std::vector<Endpoint>& server_port_elsewhere() const { return elsewhere_; }
+  bool server_port_elsewhere_more() const { return elsewhere_more_; }  // others seen past those
   size_t flow_count() const { return flow_count_; }
   // Buffered out-of-order bytes plus per-flow overhead, as counted against max_memory_bytes.
   size_t memory_bytes() const;
@@ -382,6 +383,7 @@ class FlowTable {
   uint64_t newest_ts_ = 0;  // the capture clock: newest segment time processed
   FlowTableStats stats_;
   std::vector<Endpoint> elsewhere_;
+  bool elsewhere_more_ = false;
 };
 
 }  // namespace kvf::dataplane

@@ -73,9 +73,10 @@ ScriptKind ScriptKindOf(const CommandSpec* spec) {
 
 std::string KeylessUnconfirmedNote(uint64_t n) {
   return std::to_string(n) +
-         " database-wide write(s) (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION…) were not shipped: their "
-         "connections' requests were not in step there (client bytes lost, a connection joined mid-stream "
-         "or ignored as a subscriber), so each may be text inside a value, and no reply confirmed it; if "
+         " database-wide write(s) (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION…) were not shipped: no reply "
+         "confirmed them, and their connections' requests were not proved in step there (after lost "
+         "client bytes, on a connection joined mid-stream, where each may be text inside a value; or "
+         "while the connection was a subscriber or MONITOR, where the server may have refused it); if "
          "the source did run one, the replica differs until a consistency check";
 }
 
@@ -690,7 +691,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // Replies from here on pair with requests from here on. Flag the next
       // writes in case a lost request is still pending.
       desync_ = false;
-      requests_unsure_ = false;
+      ProveRequestsInStep();
       quiet_points_ = 0;
       after_gap_left_ = opts_.after_gap_records;
     }
@@ -1033,6 +1034,12 @@ void Connection::ApplyReset() {
   SetSubscriptionsZero();
 }
 
+void Connection::ProveRequestsInStep() {
+  requests_unsure_ = false;
+  for (Pending& q : pending_) q.out_of_step = false;
+  for (Pending& q : multi_queue_) q.out_of_step = false;
+}
+
 void Connection::SetSubscriptionsZero() {
   pubsub_ = false;
   subs_known_ = true;
@@ -1310,6 +1317,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
       // A desync read the RESET back before its reply came: apply it here.
       last_reply_ts_ = ts;
       ApplyReset();
+      ProveRequestsInStep();
       return;
     }
   }
@@ -1418,7 +1426,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     pending_.pop_front();
     ApplyReset();
     desync_ = false;
-    requests_unsure_ = false;
+    ProveRequestsInStep();  // the requests after the RESET (a review: a FLUSHALL there was dropped)
     quiet_points_ = 0;
     after_gap_left_ = opts_.after_gap_records;
     DrainNoReply();
@@ -1606,7 +1614,13 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error && root.type == Type::kBulkString) scripts_->Learn(root.str, Args(p)[2]);
       return;
     case Kind::kReset:
-      if (!is_error) ApplyReset();
+      if (!is_error) {
+        ApplyReset();
+        // Its +RESET paired with it: the requests after it are in step,
+        // whatever bytes were lost before (a review: lost while a MONITOR
+        // was ignored, they kept a later FLUSHALL from being shipped).
+        ProveRequestsInStep();
+      }
       return;
     case Kind::kSubscribe:
     case Kind::kUnsubscribe:

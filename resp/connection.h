@@ -297,6 +297,9 @@ class Connection {
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
   // A key-less write (FLUSHDB, SWAPDB…) that cannot be confirmed: counted, never shipped.
   void KeylessUnconfirmed(const CommandSpec* spec);
+  // Pairing proved the request parser in step (resumed at a quiet point, a
+  // RESET answered): the requests parsed so far and from here on are real.
+  void ProveRequestsInStep();
   // A RESP2 (un)subscribe confirmation for `front`, a (UN)SUBSCRIBE-family
   // request: the subscription counts and pub/sub mode follow it. False when
   // the counts are not known or the reply is no confirmation (the caller

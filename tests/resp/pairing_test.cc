@@ -1594,6 +1594,51 @@ TEST_F(Pairing, KeylessWritesParsedOutOfStepAreNotShipped) {
   EXPECT_EQ(conn.stats().keyless_unconfirmed, 2u);  // FLUSHDB and SWAPDB 0 1, from the value
 }
 
+// A +RESET paired with its RESET proves the requests after it in step,
+// whatever client bytes were lost before: a key-less write there ships (a
+// review found two dropped: one pipelined behind the RESET on a connection
+// joined mid-stream, and one after a MONITOR that lost client bytes, once a
+// reply gap later put the connection out of sync).
+TEST_F(Pairing, AResetProvesTheRequestsAfterItInStep) {
+  auto database_records = [&] {
+    std::vector<std::string> out;
+    for (const std::string& r : Take())
+      if (r.find(" database ") != std::string::npos) out.push_back(r.substr(r.find(':')));
+    return out;
+  };
+  {
+    ConnectionOptions o;
+    o.joined_mid_stream = true;
+    Connection conn(&sink_, o);
+    RawClient raw(kPort);
+    const std::string req = Cmd({"RESET"}) + Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"FLUSHALL"});
+    const std::string rep = raw.Send(req, 1);  // +RESET only
+    conn.OnData(Direction::kClientToServer, req, 10);
+    conn.OnData(Direction::kServerToClient, rep, 11);
+    EXPECT_EQ(database_records(), (V{": FLUSHALL"}));
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 0u);
+  }
+  {
+    Connection conn(&sink_, ConnectionOptions{});
+    RawClient raw(kPort);
+    Exchange(conn, Cmd({"MONITOR"}), 10);
+    ASSERT_TRUE(conn.ignored());
+    conn.OnGap(Direction::kClientToServer, 100);  // lost while ignored
+    Exchange(conn, Cmd({"RESET"}), 20);
+    ASSERT_FALSE(conn.ignored());
+    Exchange(conn, Cmd({"SET", "a", "1"}), 30);
+    // A reply lost: out of sync, the next request is parsed out of step but
+    // its bytes are whole.
+    const std::string get = Cmd({"GET", "a"});
+    raw.Send(get, 1);
+    conn.OnData(Direction::kClientToServer, get, 40);
+    conn.OnGap(Direction::kServerToClient, 7);
+    Exchange(conn, Cmd({"FLUSHALL"}), 50);
+    EXPECT_EQ(database_records(), (V{": FLUSHALL"}));
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 0u);
+  }
+}
+
 TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   ConnectionOptions o;
   o.joined_mid_stream = true;
