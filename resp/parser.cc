@@ -19,6 +19,16 @@ bool ParseInt64(const char* p, size_t n, int64_t* out) {
   return r.ec == std::errc() && r.ptr == p + n;
 }
 
+// Redis reads a request's lengths with string2ll, which refuses a leading
+// zero ("05", "-0"; "0" itself is fine): the server answers such a length
+// with a protocol error and closes the connection, so nothing after it runs
+// (a review: `$05` taken as 5 paired the error with the request and shipped
+// a FLUSHDB pipelined behind it).
+bool LeadingZero(const char* p, size_t n) {
+  const size_t digit = n > 0 && p[0] == '-' ? 1 : 0;
+  return n > digit + 1 ? p[digit] == '0' : (digit == 1 && n == 2 && p[1] == '0');
+}
+
 bool IsBigNumber(const char* p, size_t n) {
   size_t i = (n > 0 && (p[0] == '-' || p[0] == '+')) ? 1 : 0;
   if (i == n) return false;
@@ -40,6 +50,7 @@ inline bool ReadCount(const char* v, size_t len, size_t* q, int64_t* out) {
     ++i;
   }
   if (i == start || i + 1 >= len || v[i] != '\r' || v[i + 1] != '\n') return false;
+  if (v[start] == '0' && i - start > 1) return false;  // the general path decides (LeadingZero)
   *q = i + 2;
   *out = n;
   return true;
@@ -754,7 +765,8 @@ ParseStatus Parser::Next() {
       case '$':
       case '!':
       case '=': {
-        if (!ParseInt64(c, n, &num)) return Fail(ParseError::kBadLength);
+        if (!ParseInt64(c, n, &num) || (mode_ == Mode::kRequest && LeadingZero(c, n)))
+          return Fail(ParseError::kBadLength);
         if (num == -1 && t == '$' && mode_ == Mode::kReply) {
           ok = AddNode(Type::kNull, c_off, 0, 0, 0, false);
           pos_ = next;
@@ -819,7 +831,8 @@ ParseStatus Parser::Next() {
       case '~':
       case '>':
       case '|': {
-        if (!ParseInt64(c, n, &num)) return Fail(ParseError::kBadLength);
+        if (!ParseInt64(c, n, &num) || (mode_ == Mode::kRequest && LeadingZero(c, n)))
+          return Fail(ParseError::kBadLength);
         if (mode_ == Mode::kRequest && num <= 0) {  // Redis ignores empty multibulks
           ++empty_requests_;
           pos_ = next;

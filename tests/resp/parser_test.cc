@@ -251,6 +251,20 @@ TEST(RespParser, SubscriptionPushesInsideRepliesAreElements) {
        "integer(7)"});
 }
 
+// Request lengths as redis-server reads them (string2ll): a leading zero is a
+// protocol error there (the connection is closed, nothing after it runs),
+// so it is one here too; "0" itself and negative counts are not. Replies
+// come from the server, which never writes one, and are read as written.
+TEST(RespParser, RequestLengthsWithALeadingZeroAreRefusedAsRedisRefusesThem) {
+  const std::string bad = "ERROR:" + std::string(ParseErrorName(ParseError::kBadLength));
+  ExpectSame(Parser::Mode::kRequest, "*1\r\n$04\r\nPING\r\n", {bad});
+  ExpectSame(Parser::Mode::kRequest, "*01\r\n$4\r\nPING\r\n", {bad});
+  ExpectSame(Parser::Mode::kRequest, "*1\r\n$-0\r\n", {bad});
+  ExpectSame(Parser::Mode::kRequest, "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n",
+             {"<ECHO><>", "<PING>"});
+  ExpectSame(Parser::Mode::kReply, "$02\r\nok\r\n*01\r\n:1\r\n", {"bulk-string'ok'", "array[integer(1)]"});
+}
+
 // A large message grows the parser's buffers; the next chunk that starts
 // between messages gives them back (connections idle in a pool for hours).
 TEST(RespParser, BuffersGrownByALargeMessageAreReleasedAfterIt) {
