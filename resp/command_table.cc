@@ -157,6 +157,16 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+bool ContainsIgnoreCase(std::string_view text, std::string_view word) {
+  if (word.empty() || word.size() > text.size()) return false;
+  const char first = Lower(word[0]);
+  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
+    if (Lower(text[i]) != first) continue;  // most bytes of a script body
+    if (EqualsIgnoreCase(text.substr(i, word.size()), word)) return true;
+  }
+  return false;
+}
+
 const CommandSpec* LookupCommandName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLen) return nullptr;
   char buf[kMaxNameLen];

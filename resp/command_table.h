@@ -113,5 +113,8 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
 
 // Case-insensitive ASCII comparison for command names and options.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// Whether `text` contains `word` (letters only), ignoring ASCII case: a
+// command named in a script body.
+bool ContainsIgnoreCase(std::string_view text, std::string_view word);
 
 }  // namespace kvf::resp

@@ -466,6 +466,10 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+bool ScriptCallsMigrate(std::string_view code) {
+  return ContainsIgnoreCase(code, "migrate");
+}
+
 bool IsDatabaseWide(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kDatabase;
 }
@@ -1009,7 +1013,16 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       out.Emit(RecordOp::kIdempotent, 0, argv[1], {"RESTORE", argv[1], at, argv[3], "REPLACE", "ABSTTL"});
       return ConvertOutcome::kRecorded;
     }
-    case Rule::kScript: return Default(spec, argv, out);
+    case Rule::kScript:
+      // A script that calls MIGRATE is not shipped: its arguments or body
+      // may hold the other server's password, and replayed it would move
+      // the replica's keys to a third server (a review). Its keys are read
+      // back, as MIGRATE's own are.
+      if (argv.size() >= 2 && EqualsIgnoreCase(argv[0], "EVAL") && ScriptCallsMigrate(argv[1])) {
+        ReadbackWrite(spec, argv, ctx, sink);
+        return ConvertOutcome::kRecorded;
+      }
+      return Default(spec, argv, out);
     case Rule::kExact:
       if (argv.size() < 2) return bad();
       out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
@@ -1051,6 +1064,9 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // it with REPLACE so that applying it twice (or over an older version
       // of the library on the target) succeeds and leaves this code.
       if (root == nullptr || !IsString(*root) || argv.size() < 3) return bad();
+      // Not a library that calls MIGRATE (see kScript): its FCALLs then fail
+      // on the target, and their keys are read back.
+      if (ScriptCallsMigrate(argv.back())) return ConvertOutcome::kRecorded;
       out.Emit(RecordOp::kDatabase, 0, {}, {"FUNCTION", "LOAD", "REPLACE", argv.back()});
       return ConvertOutcome::kRecorded;
     }

@@ -43,6 +43,10 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
+// A script body or function library that names MIGRATE: never shipped
+// (a password may be in it or in its arguments; replayed, it would act on
+// a third server); its keys are read back instead.
+bool ScriptCallsMigrate(std::string_view code);
 // FLUSHDB, FLUSHALL, SWAPDB: the writes a kDatabase record orders against
 // every key of the dbs they touch.
 bool IsDatabaseWide(const CommandSpec& spec);

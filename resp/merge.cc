@@ -8,6 +8,8 @@
 #include <string_view>
 #include <utility>
 
+#include "resp/convert.h"
+
 namespace kvf::resp {
 
 class ShardMerge::Input : public RecordSink {
@@ -203,15 +205,16 @@ void ShardMerge::Pass(const RecordBatch& b, size_t i, std::vector<std::string_vi
   }
   // The body, alive until the tracker has copied the record.
   const std::shared_ptr<const std::string> body = scripts_->Find(r.args[1]);
-  if (body != nullptr) {
+  if (body != nullptr && !ScriptCallsMigrate(*body)) {
     ++scripts_resolved_;
     (*args)[0] = "EVAL";
     (*args)[1] = *body;
     tracker_->Emit(r, b.connection_id(i));
     return;
   }
-  // As Connection does for a script it does not know: its key is read back
-  // (the others already are); one without keys wrote nothing known.
+  // As Connection does for a script it does not know (or one that calls
+  // MIGRATE, which is never shipped): its key is read back (the others
+  // already are); one without keys wrote nothing known.
   ++scripts_unknown_;
   if (r.op == RecordOp::kDatabase || r.key.empty()) return;
   r.op = RecordOp::kReadback;

@@ -26,17 +26,6 @@ bool ParseDb(std::string_view s, uint16_t* out) {
 // the reply proved what it holds.
 constexpr uint16_t kEstablishes = kNeedsReadback | kCreatesKey;
 
-// `word` is letters only: a byte | 0x20 is its lower case.
-bool ContainsIgnoreCase(std::string_view text, std::string_view word) {
-  if (word.empty() || word.size() > text.size()) return false;
-  const char first = static_cast<char>(word[0] | 0x20);
-  for (size_t i = 0; i + word.size() <= text.size(); ++i) {
-    if (static_cast<char>(text[i] | 0x20) != first) continue;  // most bytes of a script body
-    if (EqualsIgnoreCase(text.substr(i, word.size()), word)) return true;
-  }
-  return false;
-}
-
 // A script that may exchange dbs where the keeper cannot see it: an EVAL
 // whose body names SWAPDB, or a function (FCALL: its body is elsewhere).
 bool MaySwapDbs(const RecordView& r) {

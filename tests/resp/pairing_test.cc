@@ -907,6 +907,26 @@ TEST_F(Pairing, FunctionLoadReplicatesWithReplaceAndFcallIsOrdered) {
   EXPECT_EQ(c_->conn().stats().writes_rejected, 1u);
 }
 
+// A script or function library that names MIGRATE is never shipped: its
+// body or arguments may carry the other server's password, and replayed it
+// would move the replica's keys to a third server (a review). Its keys are
+// read back; the check is on the text, so a comment naming it counts too.
+TEST_F(Pairing, ScriptsThatCallMigrateAreReadBackNotShipped) {
+  const std::string body = "redis.call('SET', KEYS[1], ARGV[1]) -- then MIGRATE it, AUTH2 mig pw";
+  c_->Do({"EVAL", body, "1", "m1", "s3cretPW"});
+  c_->Do({"SCRIPT", "LOAD", body});
+  c_->Do({"EVALSHA", Sha1Hex(body), "1", "m2", "s3cretPW"});
+  const std::string code =
+      "#!lua name=kvfmig\nredis.register_function('kvfmig_set', function(keys, args) "
+      "return redis.call('SET', keys[1], args[1]) end) -- migrate";
+  c_->Do({"FUNCTION", "LOAD", code});
+  c_->Do({"FCALL", "kvfmig_set", "1", "m3", "v"});
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + f;
+  EXPECT_EQ(Take(),
+            (V{"0 " + rb + " m1:", "0 " + rb + " m2:", "0 " + kOrd + f + " m3: FCALL kvfmig_set 1 m3 v"}));
+}
+
 TEST_F(Pairing, RejectedWritesProduceNothing) {
   c_->Do({"SET", "s", "x"});
   Take();
