@@ -392,9 +392,19 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   if (exec != pending_.end()) {
     for (const Pending& q : multi_queue_) ReadBack(q, false, 0);
   }
+  // Behind a blocking command never answered, nothing ran: Redis reads no
+  // more of a blocked client's requests, and drops them when it goes. Its
+  // key-less writes are not shipped (a review: a FLUSHDB pipelined behind
+  // a BLPOP, the client then closed, emptied the replica alone).
+  bool blocked = false;
   for (const Pending& p : pending_) {
     ++stats_.unpaired_requests;
+    if (blocked && p.kind == Kind::kWrite && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_) {
+      KeylessUnconfirmed(p.spec);
+      continue;
+    }
     ReadBack(p, false, 0);
+    if (p.spec != nullptr && p.spec->Has(kCmdBlocking)) blocked = true;
   }
   pending_.clear();
   multi_queue_.clear();  // read back above if an EXEC was sent; else never applied

@@ -1659,6 +1659,34 @@ TEST_F(Pairing, AResetProvesTheRequestsAfterItInStep) {
   }
 }
 
+// A FLUSHDB pipelined behind a BLPOP that never got its answer never ran
+// (Redis reads no more of a blocked client's requests, and drops them when
+// it goes): at the close it is counted, not shipped (a review: it emptied
+// the replica alone). One behind a request merely unanswered (its reply
+// lost at the end of the capture) may have run: shipped, flagged.
+TEST_F(Pairing, AKeylessWriteBehindAnUnansweredBlockingCommandIsNotShipped) {
+  {
+    Connection conn(&sink_, ConnectionOptions{});
+    RawClient raw(kPort);
+    const std::string req = Cmd({"BLPOP", "kvf-no-such-list", "0"}) + Cmd({"FLUSHDB"});
+    EXPECT_EQ(raw.Send(req, 0), "");
+    conn.OnData(Direction::kClientToServer, req, 10);
+    conn.OnClose(CloseReason::kFin, 20);
+    const std::string rb =
+        std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+    EXPECT_EQ(Take(), (V{"0 " + rb + " kvf-no-such-list:"}));  // the BLPOP's key, as any unanswered write's
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 1u);
+  }
+  Connection conn(&sink_, ConnectionOptions{});
+  const std::string req = Cmd({"GET", "a"}) + Cmd({"FLUSHDB"});
+  conn.OnData(Direction::kClientToServer, req, 30);
+  conn.OnClose(CloseReason::kCaptureEnd, 40);
+  const V recs = Take();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_TRUE(recs[0].ends_with(": FLUSHDB")) << recs[0];
+  EXPECT_EQ(conn.stats().keyless_unconfirmed, 0u);
+}
+
 TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   ConnectionOptions o;
   o.joined_mid_stream = true;
