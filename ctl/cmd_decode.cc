@@ -997,6 +997,13 @@ int RunDecode(const std::vector<std::string>& args) {
                "check finds it)")
                   .c_str());
   }
+  if (totals.scripts_not_shipped > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE and were not "
+                 "shipped (a password may be in them; replayed, they would act on a third server): their "
+                 "keys are read back, and what one that declares no keys wrote is not replicated\n",
+                 (unsigned long long)totals.scripts_not_shipped);
+  }
   if (totals.keyless_unconfirmed > 0) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());

@@ -75,9 +75,10 @@ std::string KeylessUnconfirmedNote(uint64_t n) {
   return std::to_string(n) +
          " database-wide write(s) (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION…) were not shipped: no reply "
          "confirmed them, and their connections' requests were not proved in step there (after lost "
-         "client bytes, on a connection joined mid-stream, where each may be text inside a value; or "
-         "while the connection was a subscriber or MONITOR, where the server may have refused it); if "
-         "the source did run one, the replica differs until a consistency check";
+         "client bytes, on a connection joined mid-stream, where each may be text inside a value), or "
+         "the server may have refused or never run them (while the connection was a subscriber or "
+         "MONITOR; pipelined behind a blocking command never answered); if the source did run one, the "
+         "replica differs until a consistency check";
 }
 
 std::string_view OutcomeName(Outcome o) {
@@ -105,6 +106,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   replayer_writes += o.replayer_writes;
   script_unknown += o.script_unknown;
   script_unknown_keyless += o.script_unknown_keyless;
+  scripts_not_shipped += o.scripts_not_shipped;
   records += o.records;
   db_proven_by_server += o.db_proven_by_server;
   transactions += o.transactions;
@@ -144,6 +146,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"replayer_writes", replayer_writes},
       {"script_unknown", script_unknown},
       {"script_unknown_keyless", script_unknown_keyless},
+      {"scripts_not_shipped", scripts_not_shipped},
       {"records", records},
       {"transactions", transactions},
       {"exec_aborted", exec_aborted},
@@ -404,7 +407,7 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
       continue;
     }
     ReadBack(p, false, 0);
-    if (p.spec != nullptr && p.spec->Has(kCmdBlocking)) blocked = true;
+    if (p.blocks) blocked = true;
   }
   pending_.clear();
   multi_queue_.clear();  // read back above if an EXEC was sent; else never applied
@@ -717,6 +720,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   Pending p{.kind = KindOf(spec),
             .no_reply = false,
             .out_of_step = desync_ && requests_unsure_,
+            .blocks = !req_in_multi_ && BlocksClient(spec, args),  // nothing blocks inside MULTI
             .spec = spec,
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
@@ -1042,6 +1046,18 @@ void Connection::ApplyReset() {
   multi_queue_.clear();
   protocol_ = 2;
   SetSubscriptionsZero();
+}
+
+bool Connection::BlocksClient(const CommandSpec* spec, std::span<const std::string_view> args) {
+  // May block its client until served: the table's blocking commands, but
+  // XREAD and XREADGROUP only with BLOCK, and WAIT, which the table does not
+  // flag (a review).
+  if (spec == nullptr || args.empty()) return false;
+  if (EqualsIgnoreCase(args[0], "WAIT") || EqualsIgnoreCase(args[0], "WAITAOF")) return true;
+  if (!spec->Has(kCmdBlocking)) return false;
+  if (!EqualsIgnoreCase(args[0], "XREAD") && !EqualsIgnoreCase(args[0], "XREADGROUP")) return true;
+  return std::any_of(args.begin(), args.end(),
+                     [](std::string_view a) { return EqualsIgnoreCase(a, "BLOCK"); });
 }
 
 void Connection::ProveRequestsInStep() {
@@ -1744,6 +1760,14 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     }
     argv = script_argv_;
   }
+  // Scripts and libraries that call MIGRATE are read back, never shipped
+  // (ConvertWrite): counted, so that decode can say what that leaves out.
+  const bool eval_migrate =
+      argv.size() >= 2 && EqualsIgnoreCase(argv[0], "EVAL") && ScriptCallsMigrate(argv[1]);
+  const bool load_migrate = argv.size() >= 3 && EqualsIgnoreCase(argv[0], "FUNCTION") &&
+                            EqualsIgnoreCase(argv[1], "LOAD") && ScriptCallsMigrate(argv.back());
+  if (eval_migrate || load_migrate) [[unlikely]]
+    ++stats_.scripts_not_shipped;
   const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);
   stats_.records += counting.n;
   switch (outcome) {

@@ -95,6 +95,7 @@ struct ConnectionStats {
   uint64_t replayer_writes = 0;         // writes of a kvferry replayer connection: not captured
   uint64_t script_unknown = 0;          // EVALSHA whose body was never seen: keys read back, no command
   uint64_t script_unknown_keyless = 0;  // of those, with no key to read back: nothing replicated
+  uint64_t scripts_not_shipped = 0;     // EVAL (EVALSHA) or FUNCTION LOAD naming MIGRATE: keys read back
   uint64_t records = 0;
   uint64_t db_proven_by_server = 0;  // dbs settled (or corrected) by the server's word: ProveDb, CLIENT INFO
   uint64_t transactions = 0;         // EXEC that applied
@@ -252,6 +253,7 @@ class Connection {
     bool confirm_only = false;         // (UN)SUBSCRIBE under CLIENT REPLY OFF|SKIP: confirmed, or silent
     bool elided = false;               // a write with an argument too large to hold (Parser::elided)
     bool out_of_step = false;          // parsed out of sync after client bytes were lost (requests_unsure_)
+    bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -297,6 +299,9 @@ class Connection {
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
   // A key-less write (FLUSHDB, SWAPDB…) that cannot be confirmed: counted, never shipped.
   void KeylessUnconfirmed(const CommandSpec* spec);
+  // The request may hold its client until served (BLPOP, XREAD … BLOCK,
+  // WAIT…): nothing pipelined behind it runs meanwhile.
+  static bool BlocksClient(const CommandSpec* spec, std::span<const std::string_view> args);
   // Pairing proved the request parser in step (resumed at a quiet point, a
   // RESET answered): the requests parsed so far and from here on are real.
   void ProveRequestsInStep();

@@ -467,7 +467,19 @@ bool IsScriptCall(const CommandSpec& spec) {
 }
 
 bool ScriptCallsMigrate(std::string_view code) {
-  return ContainsIgnoreCase(code, "migrate");
+  // The word, not a part of one ("migrated:flag", "immigrate"): a review
+  // found such scripts read back and their keyless writes lost.
+  auto word_byte = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+  };
+  constexpr std::string_view kWord = "migrate";
+  for (size_t from = 0; from + kWord.size() <= code.size(); ++from) {
+    if (!EqualsIgnoreCase(code.substr(from, kWord.size()), kWord)) continue;
+    const bool starts = from == 0 || !word_byte(code[from - 1]);
+    const bool ends = from + kWord.size() == code.size() || !word_byte(code[from + kWord.size()]);
+    if (starts && ends) return true;
+  }
+  return false;
 }
 
 bool IsDatabaseWide(const CommandSpec& spec) {
