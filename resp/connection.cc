@@ -1762,11 +1762,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   }
   // Scripts and libraries that call MIGRATE are read back, never shipped
   // (ConvertWrite): counted, so that decode can say what that leaves out.
-  const bool eval_migrate =
-      argv.size() >= 2 && EqualsIgnoreCase(argv[0], "EVAL") && ScriptCallsMigrate(argv[1]);
-  const bool load_migrate = argv.size() >= 3 && EqualsIgnoreCase(argv[0], "FUNCTION") &&
-                            EqualsIgnoreCase(argv[1], "LOAD") && ScriptCallsMigrate(argv.back());
-  if (eval_migrate || load_migrate) [[unlikely]]
+  if (CallsMigrate(argv)) [[unlikely]]
     ++stats_.scripts_not_shipped;
   const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);
   stats_.records += counting.n;

@@ -474,12 +474,19 @@ bool ScriptCallsMigrate(std::string_view code) {
   };
   constexpr std::string_view kWord = "migrate";
   for (size_t from = 0; from + kWord.size() <= code.size(); ++from) {
+    if ((code[from] | 0x20) != 'm') continue;  // most bytes of a script body
     if (!EqualsIgnoreCase(code.substr(from, kWord.size()), kWord)) continue;
     const bool starts = from == 0 || !word_byte(code[from - 1]);
     const bool ends = from + kWord.size() == code.size() || !word_byte(code[from + kWord.size()]);
     if (starts && ends) return true;
   }
   return false;
+}
+
+bool CallsMigrate(std::span<const std::string_view> argv) {
+  if (argv.size() >= 2 && EqualsIgnoreCase(argv[0], "EVAL")) return ScriptCallsMigrate(argv[1]);
+  return argv.size() >= 3 && EqualsIgnoreCase(argv[0], "FUNCTION") && EqualsIgnoreCase(argv[1], "LOAD") &&
+         ScriptCallsMigrate(argv.back());
 }
 
 bool IsDatabaseWide(const CommandSpec& spec) {
@@ -1030,7 +1037,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // may hold the other server's password, and replayed it would move
       // the replica's keys to a third server (a review). Its keys are read
       // back, as MIGRATE's own are.
-      if (argv.size() >= 2 && EqualsIgnoreCase(argv[0], "EVAL") && ScriptCallsMigrate(argv[1])) {
+      if (CallsMigrate(argv)) {
         ReadbackWrite(spec, argv, ctx, sink);
         return ConvertOutcome::kRecorded;
       }
@@ -1078,7 +1085,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (root == nullptr || !IsString(*root) || argv.size() < 3) return bad();
       // Not a library that calls MIGRATE (see kScript): its FCALLs then fail
       // on the target, and their keys are read back.
-      if (ScriptCallsMigrate(argv.back())) return ConvertOutcome::kRecorded;
+      if (CallsMigrate(argv)) return ConvertOutcome::kRecorded;
       out.Emit(RecordOp::kDatabase, 0, {}, {"FUNCTION", "LOAD", "REPLACE", argv.back()});
       return ConvertOutcome::kRecorded;
     }

@@ -47,6 +47,8 @@ bool IsScriptCall(const CommandSpec& spec);
 // (a password may be in it or in its arguments; replayed, it would act on
 // a third server); its keys are read back instead.
 bool ScriptCallsMigrate(std::string_view code);
+// An EVAL (an EVALSHA made EVAL) or FUNCTION LOAD whose code names MIGRATE.
+bool CallsMigrate(std::span<const std::string_view> argv);
 // FLUSHDB, FLUSHALL, SWAPDB: the writes a kDatabase record orders against
 // every key of the dbs they touch.
 bool IsDatabaseWide(const CommandSpec& spec);
