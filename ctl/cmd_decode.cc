@@ -998,11 +998,13 @@ int RunDecode(const std::vector<std::string>& args) {
                   .c_str());
   }
   if (totals.scripts_not_shipped > 0) {
-    std::fprintf(stderr,
-                 "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE and were not "
-                 "shipped (a password may be in them; replayed, they would act on a third server): their "
-                 "keys are read back, and what one that declares no keys wrote is not replicated\n",
-                 (unsigned long long)totals.scripts_not_shipped);
+    std::fprintf(
+        stderr,
+        "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE, or call commands "
+        "they do not name with a plain string, and were not shipped (a MIGRATE's password may be in "
+        "them; replayed, it would act on a third server): their "
+        "keys are read back, and what one that declares no keys wrote is not replicated\n",
+        (unsigned long long)totals.scripts_not_shipped);
   }
   if (totals.keyless_unconfirmed > 0) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",

@@ -221,9 +221,63 @@ const CommandSpec* LookupCommand(std::span<const std::string_view> argv) {
   return sub != nullptr ? sub->spec : top->spec;
 }
 
+namespace {
+
+// The key SORT … STORE dst writes, read as redis 7.0 reads the options
+// (sortCommandGeneric): left to right, LIMIT taking two arguments and BY,
+// GET and STORE one each, the last STORE winning. -1: none. A backward
+// search for "store" took a key or pattern named "store" for the keyword.
+int SortStoreKey(std::span<const std::string_view> argv) {
+  int key = -1;
+  const int argc = static_cast<int>(argv.size());
+  for (int i = 2; i < argc; ++i) {
+    const int left = argc - i - 1;
+    if (EqualsIgnoreCase(argv[i], "limit") && left >= 2) {
+      i += 2;
+    } else if (EqualsIgnoreCase(argv[i], "store") && left >= 1) {
+      key = ++i;
+    } else if ((EqualsIgnoreCase(argv[i], "by") || EqualsIgnoreCase(argv[i], "get")) && left >= 1) {
+      ++i;
+    }
+    // (ASC, DESC, ALPHA take none; anything else is a syntax error, and
+    // the command then wrote nothing.)
+  }
+  return key;
+}
+
+// The key GEORADIUS / GEORADIUSBYMEMBER … STORE|STOREDIST dst writes, as
+// redis 7.0 reads the options (georadiusGeneric): from `first` on, COUNT
+// taking one argument, STORE and STOREDIST one each, the last winning.
+// Their key specs find the first keyword instead, and take a key named
+// "store" for it.
+int GeoRadiusStoreKey(std::span<const std::string_view> argv, int first) {
+  int key = -1;
+  const int argc = static_cast<int>(argv.size());
+  for (int i = first; i < argc; ++i) {
+    if (i + 1 >= argc) break;
+    if (EqualsIgnoreCase(argv[i], "count")) {
+      ++i;
+    } else if (EqualsIgnoreCase(argv[i], "store") || EqualsIgnoreCase(argv[i], "storedist")) {
+      key = ++i;
+    }
+  }
+  return key;
+}
+
+}  // namespace
+
 bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, std::vector<KeyRef>* out) {
   bool ok = true;
   const int argc = static_cast<int>(argv.size());
+  static const CommandSpec* const georadius = LookupCommandName("georadius");
+  static const CommandSpec* const georadius_member = LookupCommandName("georadiusbymember");
+  if ((&spec == georadius || &spec == georadius_member) && spec.num_specs == 3 && argc >= 2) {
+    // The source key, then the one STORE or STOREDIST names (if any).
+    out->push_back({1, spec.specs[0].flags});
+    const int dst = GeoRadiusStoreKey(argv, &spec == georadius ? 6 : 5);
+    if (dst >= 0) out->push_back({static_cast<uint32_t>(dst), spec.specs[1].flags});
+    return true;
+  }
   for (size_t s = 0; s < spec.num_specs; ++s) {
     const KeySpec& ks = spec.specs[s];
     int begin = -1;
@@ -248,12 +302,8 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
       if (begin < 0) continue;  // keyword absent: this spec finds no key
     } else if (std::strcmp(spec.name, "sort") == 0 && (ks.flags & kKeyOw)) {
       // SORT … STORE dst: the one key spec Redis leaves "unknown".
-      for (int i = argc - 2; i >= 2; --i) {
-        if (EqualsIgnoreCase(argv[i], "store")) {
-          out->push_back({static_cast<uint32_t>(i + 1), ks.flags});
-          break;
-        }
-      }
+      const int dst = SortStoreKey(argv);
+      if (dst >= 0) out->push_back({static_cast<uint32_t>(dst), ks.flags});
       continue;
     } else {
       if (!(ks.flags & kKeyRo)) ok = false;  // SORT's BY/GET patterns are not keys

@@ -114,6 +114,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   watch_aborted += o.watch_aborted;
   unpaired_replies += o.unpaired_replies;
   unpaired_requests += o.unpaired_requests;
+  after_quit += o.after_quit;
   bad_shapes += o.bad_shapes;
   unknown_commands += o.unknown_commands;
   keyless_unconfirmed += o.keyless_unconfirmed;
@@ -153,6 +154,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"watch_aborted", watch_aborted},
       {"unpaired_replies", unpaired_replies},
       {"unpaired_requests", unpaired_requests},
+      {"after_quit", after_quit},
       {"bad_shapes", bad_shapes},
       {"unknown_commands", unknown_commands},
       {"keyless_unconfirmed", keyless_unconfirmed},
@@ -199,6 +201,7 @@ Connection::Kind Connection::KindOf(const CommandSpec* spec) {
         {"sync", Kind::kSync},
         {"psync", Kind::kSync},
         {"replconf", Kind::kReplconf},
+        {"quit", Kind::kQuit},
     };
     for (size_t i = 0; i < kCommandTableSize; ++i) {
       const CommandSpec& s = kCommandTable[i];
@@ -653,6 +656,15 @@ void Connection::NoteUnknown(std::string_view name) {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
+  if (quit_) [[unlikely]] {
+    // Redis answered the QUIT and reads no more of this client's requests
+    // (redis 7.0 processCommand: CLIENT_CLOSE_AFTER_REPLY, also inside MULTI
+    // and under CLIENT REPLY OFF, where the connection then just hangs):
+    // whatever the client pipelined after it never ran. A review found a
+    // FLUSHALL sent behind a QUIT shipped, and the replica emptied.
+    ++stats_.after_quit;
+    return;
+  }
   // Out of sync only (the check stays off the in-sync path). The chunk
   // began clean if it did not continue a cut message and nothing was
   // skipped since it began (a parse error and a resync inside it mean this
@@ -912,6 +924,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         p.no_reply = true;
       }
       break;
+    case Kind::kQuit:
+      // Trusted only in step: out of step, "QUIT" may be text inside a value.
+      if (p.out_of_step) {
+        p.kind = Kind::kPlain;
+      } else {
+        quit_ = true;
+      }
+      break;
     default: break;  // AUTH: the password is never stored
   }
   if (requests_.elided()) {
@@ -1146,6 +1166,10 @@ void Connection::DrainNoReply() {
         EnterIgnored();
         break;
       case Kind::kSync: EnterReplicaLink(); return;
+      case Kind::kQuit:  // under CLIENT REPLY OFF: the connection hangs, its transaction never runs
+        in_multi_ = false;
+        multi_queue_.clear();
+        break;
       case Kind::kExec:
       case Kind::kDiscard:
         // Queued commands run at EXEC in order, each in the db selected
@@ -1506,8 +1530,14 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   const bool queued = root.type == Type::kSimpleString && root.str == "QUEUED";
   if (!in_tx && p.kind != Kind::kExec && p.kind != Kind::kDiscard && p.kind != Kind::kMulti &&
       p.kind != Kind::kReset) {
-    if (queued) {
-      // Queued for EXEC. Seen outside MULTI it means the MULTI was lost.
+    // Queued for EXEC. Seen outside MULTI it means the MULTI was lost, on
+    // a connection that lost bytes or was joined mid-stream; on one seen
+    // whole from its start every MULTI was seen, and +QUEUED is the
+    // command's own answer (a script may return any status: a review's
+    // EVAL returning {ok='QUEUED'} had its write dropped).
+    const bool seen_whole =
+        !opts_.joined_mid_stream && !gap_seen_ && stats_.desyncs == 0 && stats_.parse_errors == 0;
+    if (queued && (in_multi_ || !seen_whole)) {
       in_multi_ = true;
       multi_queue_.push_back(p);
       if (multi_queue_.size() > opts_.max_pending_requests) {
@@ -1681,6 +1711,13 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kWrite: HandleWrite(p, reply, ts, in_tx); return;
+    case Kind::kQuit:
+      // Inside MULTI too (answered +OK there, never queued): the
+      // transaction is dropped with the connection.
+      Observe(p.spec, Outcome::kReadOnly);
+      in_multi_ = false;
+      multi_queue_.clear();
+      return;
     case Kind::kIgnoreMark: return;  // never answered (no_reply)
   }
 }

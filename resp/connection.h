@@ -103,6 +103,7 @@ struct ConnectionStats {
   uint64_t watch_aborted = 0;        // EXEC answered nil (WATCH)
   uint64_t unpaired_replies = 0;     // replies with no request to pair
   uint64_t unpaired_requests = 0;    // requests still unanswered at close
+  uint64_t after_quit = 0;           // requests after a QUIT: never run (the server closes)
   uint64_t bad_shapes = 0;           // reply did not fit its command: pairing suspect
   uint64_t unknown_commands = 0;     // not in the command table, answered without error
   // Key-less write (FLUSHDB, SWAPDB…) of an ignored connection, or parsed out
@@ -237,6 +238,7 @@ class Connection {
     kScriptLoad,
     kSync,      // SYNC, PSYNC: what follows is a replication stream
     kReplconf,  // REPLCONF; ACK is sent only on a replication link
+    kQuit,      // QUIT: answered +OK, then the server closes; nothing after it runs
     // Not a request: where the connection starts being ignored once every
     // request before it is answered (IgnoreFromHere).
     kIgnoreMark,
@@ -398,6 +400,7 @@ class Connection {
   bool skip_next_ = false;
   uint64_t empty_requests_seen_ = 0;  // requests_.empty_requests() at the last request
   bool ignored_ = false;
+  bool quit_ = false;                   // a QUIT parsed in step: later requests never run
   bool encrypted_ = false;              // TLS: every byte is ignored
   bool first_bytes_[2] = {true, true};  // per direction: the next chunk is the first
   bool gap_seen_ = false;               // bytes were lost (the first ones seen may not be the first)

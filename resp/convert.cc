@@ -454,6 +454,28 @@ bool KeyAndList(std::span<const Node> reply, std::string_view* key, std::span<co
   return true;
 }
 
+// DEBUG POPULATE count [prefix [size]] (redis 7.0 debug.c): keys
+// "<prefix>:<i>" (prefix "key", a C string; the name cut to 127 bytes) for
+// i < count, each set to "value:<i>" (with a size: cut or padded with zero
+// bytes to it) unless it exists. Emits one SET … NX per key with `flags`;
+// returns how many, or -1 for arguments the server refuses.
+int64_t Populate(std::span<const std::string_view> argv, Emitter& out, uint16_t flags) {
+  int64_t count = 0, size = 0;
+  if (argv.size() < 3 || argv.size() > 5 || !ParseI64(argv[2], &count) || count < 0) return -1;
+  if (argv.size() == 5 && (!ParseI64(argv[4], &size) || size < 0)) return -1;
+  std::string_view prefix = argv.size() >= 4 ? argv[3] : std::string_view("key");
+  prefix = prefix.substr(0, prefix.find('\0'));
+  std::string key, value;
+  for (int64_t i = 0; i < count; ++i) {
+    key.assign(prefix).append(":").append(std::to_string(i));
+    if (key.size() > 127) key.resize(127);
+    value = "value:" + std::to_string(i);
+    if (size > 0) value.resize(static_cast<size_t>(size), '\0');
+    out.Emit(RecordOp::kOrdered, flags, key, {"SET", key, value, "NX"});
+  }
+  return count;
+}
+
 ConvertOutcome BadShape(const CommandSpec& spec, std::span<const std::string_view> argv,
                         const ConvertContext& ctx, RecordSink* sink) {
   ReadbackWrite(spec, argv, ctx, sink);
@@ -466,19 +488,80 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+namespace {
+
+bool LuaWordByte(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+// True when `word` occurs in `code` as a whole Lua word (case-insensitive
+// with `any_case`); `at` receives where.
+bool FindWord(std::string_view code, std::string_view word, bool any_case, size_t from, size_t* at) {
+  const char first = static_cast<char>(word[0] | 0x20);
+  for (; from + word.size() <= code.size(); ++from) {
+    if ((code[from] | 0x20) != first) continue;  // most bytes of a script body
+    const std::string_view w = code.substr(from, word.size());
+    if (any_case ? !EqualsIgnoreCase(w, word) : w != word) continue;
+    const bool starts = from == 0 || !LuaWordByte(code[from - 1]);
+    const bool ends = from + word.size() == code.size() || !LuaWordByte(code[from + word.size()]);
+    if (starts && ends) {
+      *at = from;
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t SkipSpace(std::string_view code, size_t i) {
+  while (i < code.size() && (code[i] == ' ' || code[i] == '\t' || code[i] == '\n' || code[i] == '\r')) ++i;
+  return i;
+}
+
+// After `redis.call` / `redis.pcall` at `i`: a plain string literal (no
+// escape, no concatenation) as the first argument, so that the command it
+// names is spelled out in the body.
+bool LiteralCommandName(std::string_view code, size_t i) {
+  i = SkipSpace(code, i);
+  if (i < code.size() && code[i] == '(') i = SkipSpace(code, i + 1);
+  if (i >= code.size()) return false;
+  size_t end;
+  if (code[i] == '\'' || code[i] == '"') {
+    end = code.find_first_of(std::string_view(code[i] == '\'' ? "'\\\n" : "\"\\\n"), i + 1);
+    if (end == std::string_view::npos || code[end] != code[i]) return false;  // an escape, or unclosed
+  } else if (code.substr(i, 2) == "[[") {
+    end = code.find("]]", i + 2);
+    if (end == std::string_view::npos) return false;
+    ++end;
+  } else {
+    return false;  // a variable, an expression, a call
+  }
+  const size_t next = SkipSpace(code, end + 1);
+  return next < code.size() && (code[next] == ',' || code[next] == ')');
+}
+
+}  // namespace
+
 bool ScriptCallsMigrate(std::string_view code) {
   // The word, not a part of one ("migrated:flag", "immigrate"): a review
   // found such scripts read back and their keyless writes lost.
-  auto word_byte = [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-  };
-  constexpr std::string_view kWord = "migrate";
-  for (size_t from = 0; from + kWord.size() <= code.size(); ++from) {
-    if ((code[from] | 0x20) != 'm') continue;  // most bytes of a script body
-    if (!EqualsIgnoreCase(code.substr(from, kWord.size()), kWord)) continue;
-    const bool starts = from == 0 || !word_byte(code[from - 1]);
-    const bool ends = from + kWord.size() == code.size() || !word_byte(code[from + kWord.size()]);
-    if (starts && ends) return true;
+  size_t at;
+  if (FindWord(code, "migrate", true, 0, &at)) return true;
+  // A command whose name the body does not spell out may be MIGRATE
+  // (`redis.call('MIG'..'RATE', …)`, `redis.call(ARGV[1], …)`: a review
+  // shipped a password that way): every use of `redis` must be a field
+  // (`redis.log`, …), calls with a literal name, and nothing may reach
+  // the globals or compile code another way.
+  for (std::string_view w : {"_G", "getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile", "rawget",
+                             "require", "module", "setmetatable", "getmetatable"}) {
+    if (FindWord(code, w, false, 0, &at)) return true;
+  }
+  for (size_t from = 0; FindWord(code, "redis", false, from, &at); from = at + 1) {
+    size_t i = at + 5;
+    if (i >= code.size() || code[i] != '.') return true;
+    size_t name_end = ++i;
+    while (name_end < code.size() && LuaWordByte(code[name_end])) ++name_end;
+    const std::string_view field = code.substr(i, name_end - i);
+    if ((field == "call" || field == "pcall") && !LiteralCommandName(code, name_end)) return true;
   }
   return false;
 }
@@ -513,6 +596,14 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
   FindKeys(spec, argv, &keys);
   bool any = false;
   const Rule rule = RuleFor(spec);
+  if (rule == Rule::kDebugPopulate) {
+    // Unanswered (CLIENT REPLY OFF, lost): it ran all the same, and names
+    // no key the table knows. Its SET … NX records ship flagged, so that
+    // the read-back repairs a key it did not set (a review found such
+    // keys missing, unflagged).
+    if (argv.size() >= 2 && EqualsIgnoreCase(argv[1], "populate")) Populate(argv, out, kNeedsReadback);
+    return out.count();
+  }
   for (const KeyRef& k : keys) {
     if ((k.flags & kKeyRo) && rule != Rule::kScript && rule != Rule::kXreadgroup) continue;
     out.Readback(argv[k.arg]);
@@ -979,27 +1070,13 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (argv.size() != 2) return ConvertOutcome::kNoEffect;
       out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], argv);
       return ConvertOutcome::kRecorded;
-    case Rule::kDebugPopulate: {
-      // DEBUG POPULATE count [prefix [size]] (redis 7.0 debug.c): keys
-      // "<prefix>:<i>" (prefix "key", a C string; the name cut to 127
-      // bytes) for i < count, each set to "value:<i>" (with a size: cut
-      // or padded with zero bytes to it) unless it exists.
-      int64_t count = 0, size = 0;
+    case Rule::kDebugPopulate:
       if (root == nullptr || root->type != Type::kSimpleString) return bad();
-      if (argv.size() < 3 || argv.size() > 5 || !ParseI64(argv[2], &count) || count < 0) return bad();
-      if (argv.size() == 5 && (!ParseI64(argv[4], &size) || size < 0)) return bad();
-      std::string_view prefix = argv.size() >= 4 ? argv[3] : std::string_view("key");
-      prefix = prefix.substr(0, prefix.find('\0'));
-      std::string key, value;
-      for (int64_t i = 0; i < count; ++i) {
-        key.assign(prefix).append(":").append(std::to_string(i));
-        if (key.size() > 127) key.resize(127);
-        value = "value:" + std::to_string(i);
-        if (size > 0) value.resize(static_cast<size_t>(size), '\0');
-        out.Emit(RecordOp::kOrdered, kExactFlags, key, {"SET", key, value, "NX"});
+      switch (Populate(argv, out, kExactFlags)) {
+        case -1: return bad();
+        case 0: return ConvertOutcome::kNoEffect;
+        default: return ConvertOutcome::kRecorded;
       }
-      return count > 0 ? ConvertOutcome::kRecorded : ConvertOutcome::kNoEffect;
-    }
     case Rule::kMigrate:
       // Its arguments may hold a password: read the keys back instead.
       if (root != nullptr && root->type == Type::kSimpleString && root->str == "NOKEY") {

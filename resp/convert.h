@@ -43,11 +43,14 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
-// A script body or function library that names MIGRATE: never shipped
-// (a password may be in it or in its arguments; replayed, it would act on
-// a third server); its keys are read back instead.
+// A script body or function library that names MIGRATE, or may call it
+// without naming it (a command name that is not a plain string literal,
+// `redis` used other than as `redis.field`, the globals or a compiler
+// reached): never shipped (a password may be in it or in its arguments;
+// replayed, it would act on a third server); its keys are read back instead.
 bool ScriptCallsMigrate(std::string_view code);
-// An EVAL (an EVALSHA made EVAL) or FUNCTION LOAD whose code names MIGRATE.
+// An EVAL (an EVALSHA made EVAL) or FUNCTION LOAD whose code may call
+// MIGRATE (ScriptCallsMigrate).
 bool CallsMigrate(std::span<const std::string_view> argv);
 // FLUSHDB, FLUSHALL, SWAPDB: the writes a kDatabase record orders against
 // every key of the dbs they touch.

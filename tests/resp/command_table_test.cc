@@ -23,8 +23,7 @@ using testing::RawClient;
 
 constexpr int kPort = 16410;
 
-std::vector<std::string> KeysOf(std::initializer_list<std::string_view> args, bool writes_only = false) {
-  std::vector<std::string_view> argv(args);
+std::vector<std::string> KeysOf(std::vector<std::string_view> argv, bool writes_only = false) {
   const CommandSpec* spec = LookupCommand(argv);
   EXPECT_NE(spec, nullptr);
   if (spec == nullptr) return {};
@@ -70,6 +69,51 @@ TEST(CommandTable, KeySpecs) {
   std::vector<std::string_view> bad = {"eval", "s", "5", "k"};
   std::vector<KeyRef> keys;
   EXPECT_FALSE(FindKeys(*LookupCommand(bad), bad, &keys));
+}
+
+// SORT … STORE and GEORADIUS … STORE|STOREDIST name the key they write in
+// their options, read left to right with the last one winning; a key or
+// pattern named "store" is not the keyword. Each case is also run on the
+// installed redis-server, which must have written exactly the key found.
+TEST(CommandTable, StoreKeysAreReadAsRedisReadsTheOptions) {
+  struct Case {
+    std::vector<std::string_view> argv;
+    std::string written;  // "" = none
+  };
+  const std::vector<Case> cases = {
+      {{"SORT", "L", "BY", "nosort", "GET", "w_*", "STORE", "store", "LIMIT", "0", "5"}, "store"},
+      {{"SORT", "L", "STORE", "d", "GET", "store", "GET", "#"}, "d"},
+      {{"SORT", "L", "STORE", "a", "STORE", "b"}, "b"},
+      {{"sort", "L", "limit", "0", "1", "store", "x"}, "x"},
+      {{"SORT", "L", "BY", "store", "GET", "#"}, ""},
+      {{"GEORADIUS", "g", "15", "37", "200", "km", "STOREDIST", "store", "STORE", "d"}, "d"},
+      {{"GEORADIUS", "g", "15", "37", "200", "km", "COUNT", "3", "STORE", "store"}, "store"},
+      {{"GEORADIUSBYMEMBER", "g", "m", "500", "km", "STORE", "a", "STOREDIST", "b"}, "b"},
+      {{"GEORADIUSBYMEMBER", "g", "m", "500", "km", "ASC"}, ""},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> want;
+    if (!c.written.empty()) want.push_back(c.written);
+    EXPECT_EQ(KeysOf(c.argv, true), want) << c.argv[0] << " " << c.argv.back();
+  }
+  if (!testing::HaveRedisServer()) GTEST_SKIP() << "needs redis-server for the live half";
+  LiveRedis redis(kPort);
+  ASSERT_TRUE(redis.ok());
+  RawClient r(kPort);
+  ASSERT_TRUE(r.ok());
+  const std::vector<std::string> names = {"store", "d", "a", "b", "x", "STORE", "LIMIT", "GET"};
+  for (const Case& c : cases) {
+    ASSERT_EQ(r.Send(Cmd({"FLUSHALL"}), 1), "+OK\r\n");
+    ASSERT_EQ(r.Send(Cmd({"RPUSH", "L", "1", "2"}), 1), ":2\r\n");
+    ASSERT_EQ(r.Send(Cmd({"GEOADD", "g", "15", "37", "m"}), 1), ":1\r\n");
+    std::vector<std::string> argv(c.argv.begin(), c.argv.end());
+    const std::string reply = r.Send(Cmd(argv), 1);
+    ASSERT_NE(reply[0], '-') << reply;
+    for (const std::string& n : names) {
+      const bool exists = r.Send(Cmd({"EXISTS", n}), 1) == ":1\r\n";
+      EXPECT_EQ(exists, n == c.written) << n << " after " << c.argv[0] << " " << c.argv.back();
+    }
+  }
 }
 
 // Flattens a RESP2 key spec ([name, value, …] with nested [name, value, …])

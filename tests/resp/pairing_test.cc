@@ -674,6 +674,22 @@ TEST(PairingReplica, DebugPopulateIsReplicated) {
             true);
 }
 
+// Unanswered (CLIENT REPLY OFF or SKIP) it ran all the same: its keys are
+// shipped flagged, and so read back (a review found them missing, unflagged).
+TEST(PairingReplica, AnUnansweredDebugPopulateIsShippedFlagged) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  std::set<std::pair<uint16_t, std::string>> readbacks;
+  RoundTrip({{Cmd({"CLIENT", "REPLY", "OFF"}), 0},
+             {Cmd({"DEBUG", "POPULATE", "3", "np"}), 0},
+             {Cmd({"CLIENT", "REPLY", "ON"}), 1},
+             {Cmd({"CLIENT", "REPLY", "SKIP"}), 0},
+             {Cmd({"debug", "populate", "2", "sk"}), 0},
+             {Cmd({"PING"}), 1}},
+            true, 2, &readbacks);
+  EXPECT_EQ(readbacks, (std::set<std::pair<uint16_t, std::string>>{
+                           {0, "np:0"}, {0, "np:1"}, {0, "np:2"}, {0, "sk:0"}, {0, "sk:1"}}));
+}
+
 // A script is not rolled back: a write before its error stays, so an error
 // reply reads the script's keys back (also inside EXEC). NOSCRIPT did not run.
 TEST(PairingReplica, AScriptThatFailsHalfwayIsReadBack) {
@@ -931,6 +947,58 @@ TEST_F(Pairing, ScriptsThatCallMigrateAreReadBackNotShipped) {
   c_->Do({"EVAL", other, "0"});
   EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " : EVAL " + other + " 0"}));
   EXPECT_EQ(c_->conn().stats().scripts_not_shipped, 3u);
+}
+
+// Scripts that may call MIGRATE without naming it are not shipped either
+// (a review shipped a password with `'MIG'..'RATE'`); ordinary scripts are.
+TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
+  for (std::string_view body : {
+           "return redis.call('MIG'..'RATE','127.0.0.1','7',KEYS[1],'0','5000','AUTH',ARGV[1])",
+           "return redis.call(ARGV[1], KEYS[1])",
+           "local c = redis.call return c('set', KEYS[1], 'x')",
+           "local r = redis return r.call('set', KEYS[1], 'x')",
+           "return redis['call']('set', KEYS[1], 'x')",
+           "return redis.call('\\77IGRATE', KEYS[1])",
+           "return _G['re'..'dis'].call('set', KEYS[1], 'x')",
+           "return loadstring('return 1')()",
+           "return redis.pcall(string.upper('migrate'), KEYS[1])",
+           "redis.call('SET', KEYS[1], 'x') -- then MIGRATE it",
+       }) {
+    EXPECT_TRUE(ScriptCallsMigrate(body)) << body;
+  }
+  for (std::string_view body : {
+           "return redis.call('SET', KEYS[1], ARGV[1])",
+           "redis.call(\"INCR\", KEYS[1]) return redis.pcall( 'GET' , KEYS[1])",
+           "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DEL', KEYS[1]) end return 0",
+           "redis.log(redis.LOG_WARNING, 'x') redis.setresp(3) return redis.call([[SET]], KEYS[1], 'v')",
+           "#!lua name=lib\nredis.register_function('f', function(k, a) return redis.call('SET', k[1], a[1]) "
+           "end)",
+           "redis.call('SET', 'migrated:flag', '1') return 1",
+       }) {
+    EXPECT_FALSE(ScriptCallsMigrate(body)) << body;
+  }
+}
+
+// A script may answer any status, +QUEUED too. On a connection seen whole
+// from its start no MULTI can have been missed: that is the script's own
+// reply, not a transaction whose MULTI was lost.
+TEST_F(Pairing, AScriptAnsweringQueuedOutsideATransactionIsItsOwnReply) {
+  const std::string body = "redis.call('SET', KEYS[1], 'x') return {ok='QUEUED'}";
+  EXPECT_EQ(c_->Do({"EVAL", body, "1", "qq"}), "+QUEUED\r\n");
+  c_->Do({"SET", "q1", "v"});
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " qq: EVAL " + body + " 1 qq", "0 " + kIdem + " q1: SET q1 v"}));
+  EXPECT_FALSE(c_->conn().in_multi());
+  // Joined mid-stream, a MULTI may have come before the join: +QUEUED then
+  // still means queued.
+  Connection joined(&sink_, MidStreamOptions());
+  uint64_t t = 1000;
+  for (int i = 0; i < 3; ++i, t += 10) Exchange(joined, Cmd({"GET", "q1"}), t);  // quiet points: in step
+  Take();
+  joined.OnData(Direction::kClientToServer, Cmd({"SET", "q2", "v"}), t);
+  joined.OnData(Direction::kServerToClient, "+QUEUED\r\n", t + 1);
+  EXPECT_TRUE(Take().empty());
+  EXPECT_TRUE(joined.in_multi());
 }
 
 TEST_F(Pairing, RejectedWritesProduceNothing) {
@@ -1700,6 +1768,61 @@ TEST_F(Pairing, AKeylessWriteBehindAnUnansweredBlockingCommandIsNotShipped) {
     for (const std::string& r : Take()) database += r.ends_with(": FLUSHDB");
     EXPECT_EQ(database, shipped ? 1u : 0u) << ahead;
     EXPECT_EQ(conn.stats().keyless_unconfirmed, shipped ? 0u : 1u) << ahead;
+  }
+}
+
+// QUIT is answered +OK and the server then reads nothing more of the
+// client: requests pipelined behind it never run, inside MULTI too (where
+// QUIT is answered +OK, not queued) and under CLIENT REPLY OFF (where the
+// connection then hangs until the client goes). Each exchange runs on the
+// server, whose data must agree with the records.
+TEST_F(Pairing, NothingPipelinedBehindAQuitRuns) {
+  struct Case {
+    std::string req;
+    bool server_closes;  // else (replies off) the client gives up
+    V records;
+    uint64_t after_quit;
+  };
+  const std::vector<Case> cases = {
+      {Cmd({"SET", "q:a", "1"}) + Cmd({"QUIT"}) + Cmd({"FLUSHALL"}) + Cmd({"SET", "q:b", "2"}), true,
+       V{"0 " + kIdem + " q:a: SET q:a 1"}, 2},
+      {Cmd({"MULTI"}) + Cmd({"SET", "q:m", "1"}) + Cmd({"QUIT"}) + Cmd({"EXEC"}) + Cmd({"FLUSHALL"}), true,
+       V{}, 2},
+      {Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"QUIT"}) + Cmd({"FLUSHDB"}) + Cmd({"SET", "q:c", "1"}), false,
+       V{}, 2},
+  };
+  uint64_t t = 100;
+  for (const Case& c : cases) {
+    ASSERT_EQ(c_->raw().Send(Cmd({"SET", "q:keep", "1"}), 1), "+OK\r\n");
+    Take();
+    std::string replies;
+    {
+      RawClient raw(kPort);
+      ASSERT_TRUE(raw.ok());
+      ASSERT_EQ(::send(raw.fd(), c.req.data(), c.req.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(c.req.size()));
+      if (c.server_closes) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::recv(raw.fd(), buf, sizeof(buf), 0)) > 0) replies.append(buf, static_cast<size_t>(n));
+        EXPECT_EQ(n, 0) << "the server closes after QUIT";
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+    // What the server did: the key set before stayed (no FLUSH ran), and
+    // nothing behind the QUIT was set.
+    EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "q:keep", "q:b", "q:m", "q:c"}), 1), ":1\r\n") << c.req;
+    Connection conn(&sink_, ConnectionOptions{});
+    conn.OnData(Direction::kClientToServer, c.req, t);
+    if (!replies.empty()) conn.OnData(Direction::kServerToClient, replies, t + 1);
+    conn.OnClose(c.server_closes ? CloseReason::kFin : CloseReason::kCaptureEnd, t + 2);
+    EXPECT_EQ(Take(), c.records) << c.req;
+    EXPECT_EQ(conn.stats().after_quit, c.after_quit) << c.req;
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 0u);
+    EXPECT_EQ(conn.stats().desyncs, 0u);
+    ASSERT_EQ(c_->raw().Send(Cmd({"DEL", "q:a"}), 1)[0], ':');
+    t += 10;
   }
 }
 
