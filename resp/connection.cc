@@ -402,7 +402,11 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   // more of a blocked client's requests, and drops them when it goes. Its
   // key-less writes are not shipped (a review: a FLUSHDB pipelined behind
   // a BLPOP, the client then closed, emptied the replica alone).
-  bool blocked = false;
+  // Likewise behind a CLIENT KILL that may have killed this connection
+  // (answered, and nothing answered since): Redis closes a client that
+  // kills itself after the reply (a review: CLIENT KILL SKIPME no ID <own>
+  // + FLUSHDB emptied the replica).
+  bool blocked = kill_answered_;
   for (const Pending& p : pending_) {
     ++stats_.unpaired_requests;
     if (blocked && p.kind == Kind::kWrite && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_) {
@@ -1527,6 +1531,11 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
 void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   const Node& root = reply[0];
   const bool is_error = IsError(root);
+  static const CommandSpec* const client_kill = LookupCommandName("client|kill");
+  // (Redis answers a kill with the number killed, or +OK in the old form.)
+  kill_answered_ = p.spec == client_kill && p.spec != nullptr &&
+                   ((root.type == Type::kInteger && root.integer > 0) ||
+                    (root.type == Type::kSimpleString && root.str == "OK"));
   const bool queued = root.type == Type::kSimpleString && root.str == "QUEUED";
   if (!in_tx && p.kind != Kind::kExec && p.kind != Kind::kDiscard && p.kind != Kind::kMulti &&
       p.kind != Kind::kReset) {

@@ -400,7 +400,11 @@ class Connection {
   bool skip_next_ = false;
   uint64_t empty_requests_seen_ = 0;  // requests_.empty_requests() at the last request
   bool ignored_ = false;
-  bool quit_ = false;                   // a QUIT parsed in step: later requests never run
+  bool quit_ = false;  // a QUIT parsed in step: later requests never run
+  // The last reply paired answered a CLIENT KILL that killed someone: if
+  // the connection then closes with requests pending, it may have been
+  // itself (closed after the reply), and they never ran.
+  bool kill_answered_ = false;
   bool encrypted_ = false;              // TLS: every byte is ignored
   bool first_bytes_[2] = {true, true};  // per direction: the next chunk is the first
   bool gap_seen_ = false;               // bytes were lost (the first ones seen may not be the first)

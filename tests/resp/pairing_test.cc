@@ -1826,6 +1826,47 @@ TEST_F(Pairing, NothingPipelinedBehindAQuitRuns) {
   }
 }
 
+// A CLIENT KILL that kills its own connection closes it after the reply,
+// as QUIT does: a key-less write pipelined behind it never ran and is not
+// shipped. One that killed another client and was answered further on is
+// not in doubt.
+TEST_F(Pairing, AKeylessWriteBehindAClientKillOfItselfIsNotShipped) {
+  uint64_t t = 100;
+  for (const bool self : {true, false}) {
+    ASSERT_EQ(c_->raw().Send(Cmd({"SET", "k:keep", "1"}), 1), "+OK\r\n");
+    Take();
+    RawClient victim(kPort);
+    RawClient raw(kPort);
+    ASSERT_TRUE(raw.ok() && victim.ok());
+    const std::string id_req = Cmd({"CLIENT", "ID"});
+    const std::string id_rep = (self ? raw : victim).Send(id_req, 1);
+    ASSERT_EQ(id_rep[0], ':');
+    const std::string id = id_rep.substr(1, id_rep.size() - 3);
+    const std::string req =
+        Cmd({"CLIENT", "KILL", "ID", id, "SKIPME", "no"}) + Cmd({"FLUSHDB"}) + Cmd({"PING"});
+    ASSERT_EQ(::send(raw.fd(), req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    std::string replies;
+    if (self) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(raw.fd(), buf, sizeof(buf), 0)) > 0) replies.append(buf, static_cast<size_t>(n));
+      EXPECT_EQ(replies, ":1\r\n");
+    } else {
+      replies = raw.Receive(3);
+      EXPECT_EQ(replies, ":1\r\n+OK\r\n+PONG\r\n");
+    }
+    EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "k:keep"}), 1), self ? ":1\r\n" : ":0\r\n");
+    Connection conn(&sink_, ConnectionOptions{});
+    conn.OnData(Direction::kClientToServer, self ? id_req + req : req, t);
+    conn.OnData(Direction::kServerToClient, self ? id_rep + replies : replies, t + 1);
+    conn.OnClose(CloseReason::kFin, t + 2);
+    const V records = Take();
+    EXPECT_EQ(records.size(), self ? 0u : 1u) << self;
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, self ? 1u : 0u);
+    t += 10;
+  }
+}
+
 TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   ConnectionOptions o;
   o.joined_mid_stream = true;
