@@ -77,7 +77,8 @@ std::string KeylessUnconfirmedNote(uint64_t n) {
          "confirmed them, and their connections' requests were not proved in step there (after lost "
          "client bytes, on a connection joined mid-stream, where each may be text inside a value), or "
          "the server may have refused or never run them (while the connection was a subscriber or "
-         "MONITOR; pipelined behind a blocking command never answered); if the source did run one, the "
+         "MONITOR; pipelined behind a blocking command never answered, or behind a CLIENT KILL that may "
+         "have closed its own connection); if the source did run one, the "
          "replica differs until a consistency check";
 }
 
@@ -114,7 +115,8 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   watch_aborted += o.watch_aborted;
   unpaired_replies += o.unpaired_replies;
   unpaired_requests += o.unpaired_requests;
-  after_quit += o.after_quit;
+  never_ran += o.never_ran;
+  connections_refused += o.connections_refused;
   bad_shapes += o.bad_shapes;
   unknown_commands += o.unknown_commands;
   keyless_unconfirmed += o.keyless_unconfirmed;
@@ -154,7 +156,8 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"watch_aborted", watch_aborted},
       {"unpaired_replies", unpaired_replies},
       {"unpaired_requests", unpaired_requests},
-      {"after_quit", after_quit},
+      {"never_ran", never_ran},
+      {"connections_refused", connections_refused},
       {"bad_shapes", bad_shapes},
       {"unknown_commands", unknown_commands},
       {"keyless_unconfirmed", keyless_unconfirmed},
@@ -666,7 +669,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     // and under CLIENT REPLY OFF, where the connection then just hangs):
     // whatever the client pipelined after it never ran. A review found a
     // FLUSHALL sent behind a QUIT shipped, and the replica emptied.
-    ++stats_.after_quit;
+    ++stats_.never_ran;
     return;
   }
   // Out of sync only (the check stays off the in-sync path). The chunk
@@ -1348,10 +1351,35 @@ std::string_view Connection::CommandNamedByError(std::string_view error) {
   return error.substr(from, to - from);
 }
 
+bool Connection::RefusedAtAccept(std::string_view error) {
+  return error.starts_with("ERR max number of clients") ||
+         error.starts_with("DENIED Redis is running in protected mode");
+}
+
 void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
+    return;
+  }
+  if (stats_.replies == 1 && IsError(reply[0]) && !opts_.joined_mid_stream && !gap_seen_ &&
+      RefusedAtAccept(reply[0].str)) [[unlikely]] {
+    // Written by the server as it accepted the connection, before reading
+    // a byte of it, which it then closes (redis 7.0 acceptCommonHandler:
+    // maxclients; clientAcceptHandler: protected mode): no request on it
+    // ran, the ones sent before this came included. Paired with the first
+    // one, the rest were read back at the close and a FLUSHALL among them
+    // was shipped.
+    ++stats_.connections_refused;
+    for (const Pending& p : pending_) {
+      Observe(p.spec, Outcome::kRejected);
+      ++stats_.never_ran;
+    }
+    pending_.clear();
+    multi_queue_.clear();
+    in_multi_ = false;
+    quit_ = true;
+    Reclaim();
     return;
   }
   if (awaiting_reset_) {

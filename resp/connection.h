@@ -103,7 +103,10 @@ struct ConnectionStats {
   uint64_t watch_aborted = 0;        // EXEC answered nil (WATCH)
   uint64_t unpaired_replies = 0;     // replies with no request to pair
   uint64_t unpaired_requests = 0;    // requests still unanswered at close
-  uint64_t after_quit = 0;           // requests after a QUIT: never run (the server closes)
+  // Requests after a QUIT, or on a connection the server refused when it
+  // accepted it (maxclients, protected mode): never run (the server closes).
+  uint64_t never_ran = 0;
+  uint64_t connections_refused = 0;  // refused at accept: the first reply was the refusal
   uint64_t bad_shapes = 0;           // reply did not fit its command: pairing suspect
   uint64_t unknown_commands = 0;     // not in the command table, answered without error
   // Key-less write (FLUSHDB, SWAPDB…) of an ignored connection, or parsed out
@@ -321,6 +324,8 @@ class Connection {
                   uint16_t extra_flags);
   // What an answered RESET does: db 0 (proven), out of MULTI, RESP2.
   void ApplyReset();
+  // An error Redis writes to a connection it refuses as it accepts it.
+  static bool RefusedAtAccept(std::string_view error);
   void Observe(const CommandSpec* spec, Outcome o) {
     if (opts_.observer != nullptr)
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);

@@ -1781,7 +1781,7 @@ TEST_F(Pairing, NothingPipelinedBehindAQuitRuns) {
     std::string req;
     bool server_closes;  // else (replies off) the client gives up
     V records;
-    uint64_t after_quit;
+    uint64_t never_ran;
   };
   const std::vector<Case> cases = {
       {Cmd({"SET", "q:a", "1"}) + Cmd({"QUIT"}) + Cmd({"FLUSHALL"}) + Cmd({"SET", "q:b", "2"}), true,
@@ -1818,11 +1818,49 @@ TEST_F(Pairing, NothingPipelinedBehindAQuitRuns) {
     if (!replies.empty()) conn.OnData(Direction::kServerToClient, replies, t + 1);
     conn.OnClose(c.server_closes ? CloseReason::kFin : CloseReason::kCaptureEnd, t + 2);
     EXPECT_EQ(Take(), c.records) << c.req;
-    EXPECT_EQ(conn.stats().after_quit, c.after_quit) << c.req;
+    EXPECT_EQ(conn.stats().never_ran, c.never_ran) << c.req;
     EXPECT_EQ(conn.stats().keyless_unconfirmed, 0u);
     EXPECT_EQ(conn.stats().desyncs, 0u);
     ASSERT_EQ(c_->raw().Send(Cmd({"DEL", "q:a"}), 1)[0], ':');
     t += 10;
+  }
+}
+
+// With maxclients reached Redis writes an error to a new connection as it
+// accepts it, before reading a byte, and closes it: none of its requests
+// ran, whichever came before the error on the wire.
+TEST_F(Pairing, NothingOnAConnectionRefusedAtAcceptRuns) {
+  ASSERT_EQ(c_->raw().Send(Cmd({"SET", "mr:keep", "1"}), 1), "+OK\r\n");
+  Take();
+  const std::string info = c_->raw().Send(Cmd({"INFO", "clients"}), 1);
+  const size_t at = info.find("connected_clients:");
+  ASSERT_NE(at, std::string::npos);
+  const std::string connected = std::to_string(std::stoul(info.substr(at + 18)));
+  ASSERT_EQ(c_->raw().Send(Cmd({"CONFIG", "SET", "maxclients", connected}), 1), "+OK\r\n");
+  const std::string req = Cmd({"SET", "mr:a", "1"}) + Cmd({"FLUSHALL"}) + Cmd({"SET", "mr:b", "1"});
+  std::string replies;
+  {
+    RawClient refused(kPort);
+    ASSERT_TRUE(refused.ok());
+    ::send(refused.fd(), req.data(), req.size(), MSG_NOSIGNAL);
+    char buf[256];
+    ssize_t n;
+    while ((n = ::recv(refused.fd(), buf, sizeof(buf), 0)) > 0) replies.append(buf, static_cast<size_t>(n));
+  }
+  ASSERT_EQ(c_->raw().Send(Cmd({"CONFIG", "SET", "maxclients", "10000"}), 1), "+OK\r\n");
+  ASSERT_EQ(replies, "-ERR max number of clients reached\r\n");
+  EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "mr:keep", "mr:a", "mr:b"}), 1), ":1\r\n");
+  for (const bool error_first : {false, true}) {
+    Connection conn(&sink_, ConnectionOptions{});
+    if (error_first) conn.OnData(Direction::kServerToClient, replies, 10);
+    conn.OnData(Direction::kClientToServer, req, 11);
+    if (!error_first) conn.OnData(Direction::kServerToClient, replies, 12);
+    conn.OnClose(CloseReason::kReset, 13);
+    EXPECT_TRUE(Take().empty()) << error_first;
+    EXPECT_EQ(conn.stats().connections_refused, 1u);
+    EXPECT_EQ(conn.stats().never_ran, 3u);
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 0u);
+    EXPECT_EQ(conn.stats().unpaired_requests, 0u);
   }
 }
 
