@@ -539,6 +539,39 @@ bool LiteralCommandName(std::string_view code, size_t i) {
   return next < code.size() && (code[next] == ',' || code[next] == ')');
 }
 
+// `[local] NAME = redis.call` (BullMQ's scripts, among others, call
+// through such a name): NAME, when `redis` begins at `at` right of such an
+// assignment and `name_end` (after `call`) ends the expression there;
+// else empty.
+std::string_view AliasAssigned(std::string_view code, size_t at, size_t name_end) {
+  const size_t next = SkipSpace(code, name_end);
+  if (next < code.size() && std::string_view("('\"[{:.").find(code[next]) != std::string_view::npos)
+    return {};
+  size_t i = at;
+  while (i > 0 && (code[i - 1] == ' ' || code[i - 1] == '\t')) --i;
+  if (i < 2 || code[i - 1] != '=' || std::string_view("=~<>").find(code[i - 2]) != std::string_view::npos)
+    return {};
+  --i;
+  while (i > 0 && (code[i - 1] == ' ' || code[i - 1] == '\t')) --i;
+  const size_t end = i;
+  while (i > 0 && LuaWordByte(code[i - 1])) --i;
+  if (i == end || (code[i] >= '0' && code[i] <= '9') || (i > 0 && (code[i - 1] == '.' || code[i - 1] == ':')))
+    return {};
+  return code.substr(i, end - i);
+}
+
+// Every use of `alias` calls it with a literal command name, or assigns it.
+bool AliasCallsLiterally(std::string_view code, std::string_view alias) {
+  size_t at;
+  for (size_t from = 0; FindWord(code, alias, false, from, &at); from = at + 1) {
+    const size_t after = at + alias.size();
+    const size_t eq = SkipSpace(code, after);
+    const bool assigned = eq + 1 < code.size() && code[eq] == '=' && code[eq + 1] != '=';
+    if (!assigned && !LiteralCommandName(code, after)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool ScriptCallsMigrate(std::string_view code) {
@@ -561,7 +594,10 @@ bool ScriptCallsMigrate(std::string_view code) {
     size_t name_end = ++i;
     while (name_end < code.size() && LuaWordByte(code[name_end])) ++name_end;
     const std::string_view field = code.substr(i, name_end - i);
-    if ((field == "call" || field == "pcall") && !LiteralCommandName(code, name_end)) return true;
+    if ((field == "call" || field == "pcall") && !LiteralCommandName(code, name_end)) {
+      const std::string_view alias = AliasAssigned(code, at, name_end);
+      if (alias.empty() || alias == "redis" || !AliasCallsLiterally(code, alias)) return true;
+    }
   }
   return false;
 }

@@ -955,7 +955,7 @@ TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
   for (std::string_view body : {
            "return redis.call('MIG'..'RATE','127.0.0.1','7',KEYS[1],'0','5000','AUTH',ARGV[1])",
            "return redis.call(ARGV[1], KEYS[1])",
-           "local c = redis.call return c('set', KEYS[1], 'x')",
+           "local c = redis.call return c(KEYS[2], KEYS[1], 'x')",
            "local r = redis return r.call('set', KEYS[1], 'x')",
            "return redis['call']('set', KEYS[1], 'x')",
            "return redis.call('\\77IGRATE', KEYS[1])",
@@ -963,6 +963,10 @@ TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
            "return loadstring('return 1')()",
            "return redis.pcall(string.upper('migrate'), KEYS[1])",
            "redis.call('SET', KEYS[1], 'x') -- then MIGRATE it",
+           "local rcall = redis.call\nreturn rcall(ARGV[1], KEYS[1])",
+           "local rcall = redis.call\nlocal f = rcall return f('set', KEYS[1], 'x')",
+           "local x = redis.call(ARGV[1], KEYS[1])",
+           "if a == redis.call then return 1 end",
        }) {
     EXPECT_TRUE(ScriptCallsMigrate(body)) << body;
   }
@@ -974,6 +978,9 @@ TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
            "#!lua name=lib\nredis.register_function('f', function(k, a) return redis.call('SET', k[1], a[1]) "
            "end)",
            "redis.call('SET', 'migrated:flag', '1') return 1",
+           // Called through a local name, as BullMQ's scripts do.
+           "local rcall = redis.call\nlocal n = rcall(\"LLEN\", KEYS[1])\nrcall('RPUSH', KEYS[1], ARGV[1]) "
+           "return n",
        }) {
     EXPECT_FALSE(ScriptCallsMigrate(body)) << body;
   }
