@@ -228,6 +228,7 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
   // A read's reply is never looked into past its root: walk it only.
   replies_.SetSkimPredicate(
       [](const void* self) { return static_cast<const Connection*>(self)->NextReplyUnread(); }, this);
+  no_unseen_multi_ = !opts_.joined_mid_stream;
   if (opts_.scripts == nullptr) own_scripts_ = std::make_unique<ScriptCache>();
   scripts_ = opts_.scripts != nullptr ? opts_.scripts : own_scripts_.get();
   if (opts_.joined_mid_stream) {
@@ -398,8 +399,15 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   // Each in the db selected before it: a SELECT among them may have run
   // (the db after it is then a guess).
   // (No kAfterGap: nothing was lost before them.)
-  if (exec != pending_.end()) {
+  // So are those of a transaction whose MULTI was only inferred from a
+  // +QUEUED (that may have been a script's answer), EXEC or not.
+  if (exec != pending_.end() || multi_inferred_) {
     for (const Pending& q : multi_queue_) ReadBack(q, false, 0);
+  }
+  if (quit_answered_) {
+    // Everything still pending was sent behind the QUIT: none of it ran.
+    stats_.never_ran += pending_.size();
+    pending_.clear();
   }
   // Behind a blocking command never answered, nothing ran: Redis reads no
   // more of a blocked client's requests, and drops them when it goes. Its
@@ -417,7 +425,13 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
       continue;
     }
     ReadBack(p, false, 0);
-    if (p.blocks) blocked = true;
+    // (A CLIENT KILL unanswered, or queued in an EXEC unanswered, may have
+    // killed this connection: Redis stops answering, inside EXEC too, and
+    // reads no more; a QUIT unanswered, read out of step, may be one.)
+    if (p.blocks || p.kind == Kind::kQuit || IsClientKill(p.spec) ||
+        (p.kind == Kind::kExec && std::any_of(multi_queue_.begin(), multi_queue_.end(),
+                                              [](const Pending& q) { return IsClientKill(q.spec); })))
+      blocked = true;
   }
   pending_.clear();
   multi_queue_.clear();  // read back above if an EXEC was sent; else never applied
@@ -530,6 +544,7 @@ bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
+  no_unseen_multi_ = false;
   quiet_points_ = 0;
   subs_known_ = false;
   const bool marked = std::any_of(pending_.begin(), pending_.end(),
@@ -932,12 +947,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       }
       break;
     case Kind::kQuit:
-      // Trusted only in step: out of step, "QUIT" may be text inside a value.
-      if (p.out_of_step) {
-        p.kind = Kind::kPlain;
-      } else {
-        quit_ = true;
-      }
+      // Trusted here only in step: out of step, "QUIT" may be text inside a
+      // value (its +OK, paired in step, settles it: Handle).
+      if (!p.out_of_step) quit_ = true;
       break;
     default: break;  // AUTH: the password is never stored
   }
@@ -1070,6 +1082,8 @@ void Connection::ApplyReset() {
   db_ = 0;
   KnowDb();
   in_multi_ = false;
+  multi_inferred_ = false;
+  no_unseen_multi_ = true;  // (until something is lost again: EnterDesync)
   multi_queue_.clear();
   protocol_ = 2;
   SetSubscriptionsZero();
@@ -1140,10 +1154,17 @@ void Connection::DrainNoReply() {
     // they are read back). A review found silenced SELECTs, MULTIs and
     // CLIENT REPLYs missing from the counts.
     if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark) Observe(p.spec, Outcome::kUnpaired);
+    // A silenced CLIENT KILL (CLIENT REPLY OFF or SKIP) may have killed
+    // this connection, which then hangs: see OnClose.
+    if (IsClientKill(p.spec)) kill_answered_ = true;
     switch (p.kind) {
       case Kind::kWrite:
         if (in_multi_) {
           multi_queue_.push_back(p);
+        } else if (kill_answered_ && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_) {
+          // Silenced behind a silenced CLIENT KILL that may have killed this
+          // connection (which then hangs): key-less, it is not shipped.
+          KeylessUnconfirmed(p.spec);
         } else {
           Unanswered(p, p.ts, desync_ ? kAfterGap : 0);
         }
@@ -1349,6 +1370,11 @@ std::string_view Connection::CommandNamedByError(std::string_view error) {
   const size_t to = error.find("' command", from);
   if (to == std::string_view::npos) return {};
   return error.substr(from, to - from);
+}
+
+bool Connection::IsClientKill(const CommandSpec* spec) {
+  static const CommandSpec* const client_kill = LookupCommandName("client|kill");
+  return spec != nullptr && spec == client_kill;
 }
 
 bool Connection::RefusedAtAccept(std::string_view error) {
@@ -1559,11 +1585,9 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
 void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   const Node& root = reply[0];
   const bool is_error = IsError(root);
-  static const CommandSpec* const client_kill = LookupCommandName("client|kill");
   // (Redis answers a kill with the number killed, or +OK in the old form.)
-  kill_answered_ = p.spec == client_kill && p.spec != nullptr &&
-                   ((root.type == Type::kInteger && root.integer > 0) ||
-                    (root.type == Type::kSimpleString && root.str == "OK"));
+  kill_answered_ = IsClientKill(p.spec) && ((root.type == Type::kInteger && root.integer > 0) ||
+                                            (root.type == Type::kSimpleString && root.str == "OK"));
   const bool queued = root.type == Type::kSimpleString && root.str == "QUEUED";
   if (!in_tx && p.kind != Kind::kExec && p.kind != Kind::kDiscard && p.kind != Kind::kMulti &&
       p.kind != Kind::kReset) {
@@ -1572,9 +1596,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // whole from its start every MULTI was seen, and +QUEUED is the
     // command's own answer (a script may return any status: a review's
     // EVAL returning {ok='QUEUED'} had its write dropped).
-    const bool seen_whole =
-        !opts_.joined_mid_stream && !gap_seen_ && stats_.desyncs == 0 && stats_.parse_errors == 0;
-    if (queued && (in_multi_ || !seen_whole)) {
+    if (queued && (in_multi_ || !no_unseen_multi_)) {
+      if (!in_multi_) multi_inferred_ = true;
       in_multi_ = true;
       multi_queue_.push_back(p);
       if (multi_queue_.size() > opts_.max_pending_requests) {
@@ -1632,18 +1655,25 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kMulti:
       if (!is_error) {
         in_multi_ = true;
+        multi_inferred_ = false;
         multi_queue_.clear();
       }
       return;
     case Kind::kDiscard:
+      // Answered, with an error too (DISCARD without MULTI): no transaction
+      // is open now.
+      if (!desync_) no_unseen_multi_ = true;
       if (!is_error) {
         in_multi_ = false;
+        multi_inferred_ = false;
         multi_queue_.clear();
       }
       return;
     case Kind::kExec: {
-      if (!in_multi_ && is_error) return;  // EXEC without MULTI
+      if (!desync_) no_unseen_multi_ = true;  // as DISCARD's
+      if (!in_multi_ && is_error) return;     // EXEC without MULTI
       in_multi_ = false;
+      multi_inferred_ = false;
       std::vector<Pending> queue;
       queue.swap(multi_queue_);
       // A (UN)SUBSCRIBE of several channels answers once per channel, past
@@ -1750,10 +1780,14 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kWrite: HandleWrite(p, reply, ts, in_tx); return;
     case Kind::kQuit:
       // Inside MULTI too (answered +OK there, never queued): the
-      // transaction is dropped with the connection.
+      // transaction is dropped with the connection. Parsed out of step and
+      // answered in step (a +RESET before it proved the requests), it is
+      // known only now: what is pending behind it never ran (OnClose).
       Observe(p.spec, Outcome::kReadOnly);
       in_multi_ = false;
+      multi_inferred_ = false;
       multi_queue_.clear();
+      if (!is_error) quit_ = quit_answered_ = true;
       return;
     case Kind::kIgnoreMark: return;  // never answered (no_reply)
   }

@@ -326,6 +326,7 @@ class Connection {
   void ApplyReset();
   // An error Redis writes to a connection it refuses as it accepts it.
   static bool RefusedAtAccept(std::string_view error);
+  static bool IsClientKill(const CommandSpec* spec);
   void Observe(const CommandSpec* spec, Outcome o) {
     if (opts_.observer != nullptr)
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
@@ -410,6 +411,15 @@ class Connection {
   // the connection then closes with requests pending, it may have been
   // itself (closed after the reply), and they never ran.
   bool kill_answered_ = false;
+  bool quit_answered_ = false;  // a QUIT answered +OK: nothing still pending ran
+  // No transaction can be open unseen: the connection was seen from its
+  // start, or since a +RESET or an EXEC/DISCARD reply, with nothing lost.
+  // A +QUEUED outside a seen MULTI is then the command's own answer.
+  bool no_unseen_multi_ = false;
+  // In a transaction inferred from a +QUEUED (its MULTI unseen): at a close
+  // with no EXEC sent, the queued writes are read back (the +QUEUED may
+  // have been a script's answer).
+  bool multi_inferred_ = false;
   bool encrypted_ = false;              // TLS: every byte is ignored
   bool first_bytes_[2] = {true, true};  // per direction: the next chunk is the first
   bool gap_seen_ = false;               // bytes were lost (the first ones seen may not be the first)

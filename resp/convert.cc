@@ -5,7 +5,9 @@
 // marks its keys for read-back.
 #include "resp/convert.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <unordered_map>
@@ -458,11 +460,16 @@ bool KeyAndList(std::span<const Node> reply, std::string_view* key, std::span<co
 // "<prefix>:<i>" (prefix "key", a C string; the name cut to 127 bytes) for
 // i < count, each set to "value:<i>" (with a size: cut or padded with zero
 // bytes to it) unless it exists. Emits one SET … NX per key with `flags`;
-// returns how many, or -1 for arguments the server refuses.
-int64_t Populate(std::span<const std::string_view> argv, Emitter& out, uint16_t flags) {
+// returns how many, or -1 for arguments the server refuses or a size no
+// value can have. More than `max_bytes` of values (an unanswered request
+// that may never have run, or text read out of step) emits nothing.
+int64_t Populate(std::span<const std::string_view> argv, Emitter& out, uint16_t flags,
+                 uint64_t max_bytes = UINT64_MAX) {
+  constexpr int64_t kMaxValue = int64_t{512} << 20;  // proto-max-bulk-len's default
   int64_t count = 0, size = 0;
   if (argv.size() < 3 || argv.size() > 5 || !ParseI64(argv[2], &count) || count < 0) return -1;
-  if (argv.size() == 5 && (!ParseI64(argv[4], &size) || size < 0)) return -1;
+  if (argv.size() == 5 && (!ParseI64(argv[4], &size) || size < 0 || size > kMaxValue)) return -1;
+  if (static_cast<uint64_t>(count) > max_bytes / static_cast<uint64_t>(std::max<int64_t>(size, 32))) return 0;
   std::string_view prefix = argv.size() >= 4 ? argv[3] : std::string_view("key");
   prefix = prefix.substr(0, prefix.find('\0'));
   std::string key, value;
@@ -494,110 +501,147 @@ bool LuaWordByte(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
-// True when `word` occurs in `code` as a whole Lua word (case-insensitive
-// with `any_case`); `at` receives where.
-bool FindWord(std::string_view code, std::string_view word, bool any_case, size_t from, size_t* at) {
-  const char first = static_cast<char>(word[0] | 0x20);
-  for (; from + word.size() <= code.size(); ++from) {
-    if ((code[from] | 0x20) != first) continue;  // most bytes of a script body
-    const std::string_view w = code.substr(from, word.size());
-    if (any_case ? !EqualsIgnoreCase(w, word) : w != word) continue;
+// True when `word` occurs in `code` as a whole word, in any case.
+bool HasWordAnyCase(std::string_view code, std::string_view word) {
+  for (size_t from = 0; from + word.size() <= code.size(); ++from) {
+    if ((code[from] | 0x20) != (word[0] | 0x20)) continue;  // most bytes of a script body
+    if (!EqualsIgnoreCase(code.substr(from, word.size()), word)) continue;
     const bool starts = from == 0 || !LuaWordByte(code[from - 1]);
     const bool ends = from + word.size() == code.size() || !LuaWordByte(code[from + word.size()]);
-    if (starts && ends) {
-      *at = from;
-      return true;
-    }
+    if (starts && ends) return true;
   }
   return false;
 }
 
-size_t SkipSpace(std::string_view code, size_t i) {
-  while (i < code.size() && (code[i] == ' ' || code[i] == '\t' || code[i] == '\n' || code[i] == '\r')) ++i;
-  return i;
+// A Lua 5.1 token, as far as the MIGRATE check needs one: names, strings
+// (their quotes kept; `plain` when free of escapes) and operators, the
+// comparison operators apart from `=`. Comments and spaces are dropped.
+struct LuaToken {
+  enum Kind : uint8_t { kName, kString, kOp } kind;
+  std::string_view text;
+  bool plain = true;
+};
+
+// The level of a long bracket `[==[` at `i` (-1: none).
+int LongBracket(std::string_view code, size_t i) {
+  if (i >= code.size() || code[i] != '[') return -1;
+  size_t j = i + 1;
+  while (j < code.size() && code[j] == '=') ++j;
+  return j < code.size() && code[j] == '[' ? static_cast<int>(j - i - 1) : -1;
 }
 
-// After `redis.call` / `redis.pcall` at `i`: a plain string literal (no
-// escape, no concatenation) as the first argument, so that the command it
-// names is spelled out in the body.
-bool LiteralCommandName(std::string_view code, size_t i) {
-  i = SkipSpace(code, i);
-  if (i < code.size() && code[i] == '(') i = SkipSpace(code, i + 1);
-  if (i >= code.size()) return false;
-  size_t end;
-  if (code[i] == '\'' || code[i] == '"') {
-    end = code.find_first_of(std::string_view(code[i] == '\'' ? "'\\\n" : "\"\\\n"), i + 1);
-    if (end == std::string_view::npos || code[end] != code[i]) return false;  // an escape, or unclosed
-  } else if (code.substr(i, 2) == "[[") {
-    end = code.find("]]", i + 2);
-    if (end == std::string_view::npos) return false;
-    ++end;
-  } else {
-    return false;  // a variable, an expression, a call
-  }
-  const size_t next = SkipSpace(code, end + 1);
-  return next < code.size() && (code[next] == ',' || code[next] == ')');
-}
-
-// `[local] NAME = redis.call` (BullMQ's scripts, among others, call
-// through such a name): NAME, when `redis` begins at `at` right of such an
-// assignment and `name_end` (after `call`) ends the expression there;
-// else empty.
-std::string_view AliasAssigned(std::string_view code, size_t at, size_t name_end) {
-  const size_t next = SkipSpace(code, name_end);
-  if (next < code.size() && std::string_view("('\"[{:.").find(code[next]) != std::string_view::npos)
-    return {};
-  size_t i = at;
-  while (i > 0 && (code[i - 1] == ' ' || code[i - 1] == '\t')) --i;
-  if (i < 2 || code[i - 1] != '=' || std::string_view("=~<>").find(code[i - 2]) != std::string_view::npos)
-    return {};
-  --i;
-  while (i > 0 && (code[i - 1] == ' ' || code[i - 1] == '\t')) --i;
-  const size_t end = i;
-  while (i > 0 && LuaWordByte(code[i - 1])) --i;
-  if (i == end || (code[i] >= '0' && code[i] <= '9') || (i > 0 && (code[i - 1] == '.' || code[i - 1] == ':')))
-    return {};
-  return code.substr(i, end - i);
-}
-
-// Every use of `alias` calls it with a literal command name, or assigns it.
-bool AliasCallsLiterally(std::string_view code, std::string_view alias) {
-  size_t at;
-  for (size_t from = 0; FindWord(code, alias, false, from, &at); from = at + 1) {
-    const size_t after = at + alias.size();
-    const size_t eq = SkipSpace(code, after);
-    const bool assigned = eq + 1 < code.size() && code[eq] == '=' && code[eq + 1] != '=';
-    if (!assigned && !LiteralCommandName(code, after)) return false;
+// Splits `code` into tokens; false for a body that does not lex (an
+// unclosed string or comment: Redis refuses it, nothing to ship).
+bool LuaTokens(std::string_view code, std::vector<LuaToken>* out) {
+  size_t i = 0;
+  auto long_end = [&](size_t from, int level) {
+    const std::string close = "]" + std::string(static_cast<size_t>(level), '=') + "]";
+    const size_t e = code.find(close, from);
+    return e == std::string_view::npos ? e : e + close.size();
+  };
+  while (i < code.size()) {
+    const char c = code[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+      ++i;
+    } else if (code.substr(i, 2) == "--") {
+      const int level = LongBracket(code, i + 2);
+      if (level >= 0) {
+        i = long_end(i + 2, level);
+        if (i == std::string_view::npos) return false;
+      } else {
+        const size_t nl = code.find('\n', i);
+        i = nl == std::string_view::npos ? code.size() : nl + 1;
+      }
+    } else if (LuaWordByte(c) && !(c >= '0' && c <= '9')) {
+      size_t j = i;
+      while (j < code.size() && LuaWordByte(code[j])) ++j;
+      out->push_back({LuaToken::kName, code.substr(i, j - i)});
+      i = j;
+    } else if (c == '\'' || c == '"') {
+      size_t j = i + 1;
+      bool plain = true;
+      while (j < code.size() && code[j] != c && code[j] != '\n') {
+        if (code[j] == '\\') {
+          plain = false;
+          ++j;
+        }
+        ++j;
+      }
+      if (j >= code.size() || code[j] != c) return false;
+      out->push_back({LuaToken::kString, code.substr(i, j + 1 - i), plain});
+      i = j + 1;
+    } else if (const int level = LongBracket(code, i); level >= 0) {
+      const size_t e = long_end(i, level);
+      if (e == std::string_view::npos) return false;
+      out->push_back({LuaToken::kString, code.substr(i, e - i)});
+      i = e;
+    } else {
+      // Two-character operators that hold a `=`, so that a lone `=` is an
+      // assignment; everything else (numbers included) one byte at a time.
+      const size_t n = i + 1 < code.size() && code[i + 1] == '=' && std::strchr("=~<>", c) != nullptr ? 2 : 1;
+      out->push_back({LuaToken::kOp, code.substr(i, n)});
+      i += n;
+    }
   }
   return true;
+}
+
+bool IsOp(const std::vector<LuaToken>& t, size_t i, std::string_view op) {
+  return i < t.size() && t[i].kind == LuaToken::kOp && t[i].text == op;
+}
+
+// A call at token `i` (right after `redis.call` or a name for it) whose
+// first argument is a plain string literal and nothing more: `('GET', …)`,
+// `('GET')`, or the string-argument form `'PING'`.
+bool LiteralCall(const std::vector<LuaToken>& t, size_t i) {
+  if (i < t.size() && t[i].kind == LuaToken::kString) return t[i].plain;
+  return IsOp(t, i, "(") && i + 1 < t.size() && t[i + 1].kind == LuaToken::kString && t[i + 1].plain &&
+         (IsOp(t, i + 2, ",") || IsOp(t, i + 2, ")"));
 }
 
 }  // namespace
 
 bool ScriptCallsMigrate(std::string_view code) {
-  // The word, not a part of one ("migrated:flag", "immigrate"): a review
-  // found such scripts read back and their keyless writes lost.
-  size_t at;
-  if (FindWord(code, "migrate", true, 0, &at)) return true;
+  // The word, not a part of one ("migrated:flag", "immigrate"), anywhere
+  // (a comment too): a review found such scripts read back and their
+  // keyless writes lost.
+  if (HasWordAnyCase(code, "migrate")) return true;
   // A command whose name the body does not spell out may be MIGRATE
-  // (`redis.call('MIG'..'RATE', …)`, `redis.call(ARGV[1], …)`: a review
-  // shipped a password that way): every use of `redis` must be a field
-  // (`redis.log`, …), calls with a literal name, and nothing may reach
-  // the globals or compile code another way.
-  for (std::string_view w : {"_G", "getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile", "rawget",
-                             "require", "module", "setmetatable", "getmetatable"}) {
-    if (FindWord(code, w, false, 0, &at)) return true;
-  }
-  for (size_t from = 0; FindWord(code, "redis", false, from, &at); from = at + 1) {
-    size_t i = at + 5;
-    if (i >= code.size() || code[i] != '.') return true;
-    size_t name_end = ++i;
-    while (name_end < code.size() && LuaWordByte(code[name_end])) ++name_end;
-    const std::string_view field = code.substr(i, name_end - i);
-    if ((field == "call" || field == "pcall") && !LiteralCommandName(code, name_end)) {
-      const std::string_view alias = AliasAssigned(code, at, name_end);
-      if (alias.empty() || alias == "redis" || !AliasCallsLiterally(code, alias)) return true;
+  // (`redis.call('MIG'..'RATE', …)`, `redis.call(ARGV[1], …)`,
+  // `redis. pcall(…)`: reviews shipped a password that way). Read as Lua
+  // tokens (so that strings and comments do not count): every `redis` must
+  // be `redis.field`, a call's command name a plain string, or `redis.call`
+  // given a name (`local rcall = redis.call`, as BullMQ's scripts do) every
+  // use of which is such a call or an assignment; and nothing may reach the
+  // globals or compile code another way.
+  std::vector<LuaToken> t;
+  if (!LuaTokens(code, &t)) return true;
+  std::vector<std::string_view> aliases;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i].kind != LuaToken::kName) continue;
+    const std::string_view name = t[i].text;
+    for (std::string_view w : {"_G", "getfenv", "setfenv", "loadstring", "load", "dofile", "loadfile",
+                               "rawget", "rawset", "require", "module", "setmetatable", "getmetatable"}) {
+      if (name == w) return true;
     }
+    if (name != "redis") continue;
+    if (!IsOp(t, i + 1, ".") || i + 2 >= t.size() || t[i + 2].kind != LuaToken::kName) return true;
+    const std::string_view field = t[i + 2].text;
+    if ((field != "call" && field != "pcall") || LiteralCall(t, i + 3)) continue;
+    // `[local] NAME = redis.call`, the expression ending there.
+    const bool ends = i + 3 >= t.size() ||
+                      !(IsOp(t, i + 3, "(") || IsOp(t, i + 3, "{") || IsOp(t, i + 3, "[") ||
+                        IsOp(t, i + 3, ".") || IsOp(t, i + 3, ":") || t[i + 3].kind == LuaToken::kString);
+    // (IsOp is false for an index before the first token: it wraps.)
+    if (!ends || i < 2 || !IsOp(t, i - 1, "=") || t[i - 2].kind != LuaToken::kName ||
+        t[i - 2].text == "redis" || IsOp(t, i - 3, ".") || IsOp(t, i - 3, ":"))
+      return true;
+    aliases.push_back(t[i - 2].text);
+  }
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i].kind != LuaToken::kName || std::find(aliases.begin(), aliases.end(), t[i].text) == aliases.end())
+      continue;
+    if (!IsOp(t, i + 1, "=") && !LiteralCall(t, i + 1)) return true;
   }
   return false;
 }
@@ -633,11 +677,14 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
   bool any = false;
   const Rule rule = RuleFor(spec);
   if (rule == Rule::kDebugPopulate) {
-    // Unanswered (CLIENT REPLY OFF, lost): it ran all the same, and names
-    // no key the table knows. Its SET … NX records ship flagged, so that
-    // the read-back repairs a key it did not set (a review found such
-    // keys missing, unflagged).
-    if (argv.size() >= 2 && EqualsIgnoreCase(argv[1], "populate")) Populate(argv, out, kNeedsReadback);
+    // Unanswered (CLIENT REPLY OFF, lost): it ran, unless the server
+    // refuses DEBUG (enable-debug-command), and names no key the table
+    // knows. Its SET … NX records ship flagged, so that the read-back
+    // settles each key either way (a review found such keys missing,
+    // unflagged).
+    // (At most 64 MiB of values: the count and size are unconfirmed.)
+    if (argv.size() >= 2 && EqualsIgnoreCase(argv[1], "populate"))
+      Populate(argv, out, kNeedsReadback, uint64_t{64} << 20);
     return out.count();
   }
   for (const KeyRef& k : keys) {

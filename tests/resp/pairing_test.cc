@@ -964,6 +964,12 @@ TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
            "return redis.pcall(string.upper('migrate'), KEYS[1])",
            "redis.call('SET', KEYS[1], 'x') -- then MIGRATE it",
            "local rcall = redis.call\nreturn rcall(ARGV[1], KEYS[1])",
+           // Lua allows space and comments after the dot (a review).
+           "redis. pcall('MIG'..'RATE', KEYS[1]) return 1",
+           "redis.--[[ x ]]call('MIG'..'RATE', KEYS[1]) return 1",
+           "return redis:call('set', KEYS[1], 'x')",
+           "t.f = redis.call return t.f(ARGV[1])",
+           "return redis.call('set', KEYS[1], 'x') --[[ unclosed",
            "local rcall = redis.call\nlocal f = rcall return f('set', KEYS[1], 'x')",
            "local x = redis.call(ARGV[1], KEYS[1])",
            "if a == redis.call then return 1 end",
@@ -981,6 +987,10 @@ TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
            // Called through a local name, as BullMQ's scripts do.
            "local rcall = redis.call\nlocal n = rcall(\"LLEN\", KEYS[1])\nrcall('RPUSH', KEYS[1], ARGV[1]) "
            "return n",
+           // Words in strings and comments are not code (a review).
+           "-- require the token to match\nreturn redis.call('SET', KEYS[1], 'redis') -- or load it",
+           "return redis.call('HSET', 'redis:' .. KEYS[1], 'load', [==[_G]==])",
+           "return redis.call 'PING'",
        }) {
     EXPECT_FALSE(ScriptCallsMigrate(body)) << body;
   }
@@ -1006,6 +1016,25 @@ TEST_F(Pairing, AScriptAnsweringQueuedOutsideATransactionIsItsOwnReply) {
   joined.OnData(Direction::kServerToClient, "+QUEUED\r\n", t + 1);
   EXPECT_TRUE(Take().empty());
   EXPECT_TRUE(joined.in_multi());
+  // Closed with no EXEC sent, the write queued under that inferred MULTI is
+  // read back: the +QUEUED may have been its own answer (a review).
+  joined.OnClose(CloseReason::kFin, t + 2);
+  const V closed = Take();
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_TRUE(closed[0].starts_with("0 " + std::string(RecordOpName(RecordOp::kReadback))) &&
+              closed[0].ends_with(" q2:"))
+      << closed[0];
+  // A +RESET (or an EXEC or DISCARD answered) proves no transaction open:
+  // the script's +QUEUED is its answer again.
+  Connection reset(&sink_, MidStreamOptions());
+  reset.OnData(Direction::kClientToServer, Cmd({"RESET"}), t + 10);
+  reset.OnData(Direction::kServerToClient, "+RESET\r\n", t + 11);
+  reset.OnData(Direction::kClientToServer, Cmd({"EVAL", body, "1", "qq"}), t + 12);
+  reset.OnData(Direction::kServerToClient, "+QUEUED\r\n", t + 13);
+  const V got = Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].ends_with(" qq: EVAL " + body + " 1 qq")) << got[0];
+  EXPECT_FALSE(reset.in_multi());
 }
 
 TEST_F(Pairing, RejectedWritesProduceNothing) {
@@ -1912,6 +1941,59 @@ TEST_F(Pairing, AKeylessWriteBehindAClientKillOfItselfIsNotShipped) {
   }
 }
 
+// The same kill queued in a transaction (Redis answers nothing after it,
+// the EXEC array is cut short) or sent while replies are off or skipped
+// (the connection then hangs): what follows never ran (a review shipped
+// the FLUSHALL of each).
+TEST_F(Pairing, AKeylessWriteBehindASilentOrQueuedKillOfItselfIsNotShipped) {
+  uint64_t t = 100;
+  for (const std::string mode : {"exec", "off", "skip"}) {
+    ASSERT_EQ(c_->raw().Send(Cmd({"SET", "k:keep", "1"}), 1), "+OK\r\n");
+    Take();
+    RawClient raw(kPort);
+    ASSERT_TRUE(raw.ok());
+    const std::string id_req = Cmd({"CLIENT", "ID"});
+    const std::string id_rep = raw.Send(id_req, 1);
+    ASSERT_EQ(id_rep[0], ':');
+    const std::string kill =
+        Cmd({"CLIENT", "KILL", "ID", id_rep.substr(1, id_rep.size() - 3), "SKIPME", "no"});
+    const std::string req =
+        mode == "exec" ? Cmd({"MULTI"}) + kill + Cmd({"PING"}) + Cmd({"EXEC"}) + Cmd({"FLUSHALL"})
+                       : Cmd({"CLIENT", "REPLY", mode == "off" ? "OFF" : "SKIP"}) + kill + Cmd({"FLUSHALL"});
+    ASSERT_EQ(::send(raw.fd(), req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    std::string replies;
+    if (mode == "exec") {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(raw.fd(), buf, sizeof(buf), 0)) > 0) replies.append(buf, static_cast<size_t>(n));
+      EXPECT_EQ(replies, "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n");  // cut short, then closed
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "k:keep"}), 1), ":1\r\n") << mode;
+    Connection conn(&sink_, ConnectionOptions{});
+    conn.OnData(Direction::kClientToServer, id_req + req, t);
+    conn.OnData(Direction::kServerToClient, id_rep + replies, t + 1);
+    conn.OnClose(CloseReason::kFin, t + 2);
+    EXPECT_EQ(Take(), V{}) << mode;
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 1u) << mode;
+    t += 10;
+  }
+}
+
+// A QUIT read out of step is settled by its +OK once a +RESET proved the
+// requests in step: what was pipelined behind it never ran (a review).
+TEST_F(Pairing, AQuitReadOutOfStepIsSettledByItsAnswer) {
+  ConnectionOptions o;
+  o.joined_mid_stream = true;
+  Connection conn(&sink_, o);
+  conn.OnData(Direction::kClientToServer, Cmd({"RESET"}) + Cmd({"QUIT"}) + Cmd({"FLUSHALL"}), 10);
+  conn.OnData(Direction::kServerToClient, "+RESET\r\n+OK\r\n", 11);
+  conn.OnClose(CloseReason::kFin, 12);
+  EXPECT_EQ(Take(), V{});
+  EXPECT_EQ(conn.stats().never_ran, 1u);
+}
+
 TEST_F(Pairing, MidStreamJoinStartsWithAnUnknownDb) {
   ConnectionOptions o;
   o.joined_mid_stream = true;
@@ -2140,6 +2222,34 @@ TEST(PairingOffline, LearntModuleWritesAreOrderedAndReadBack) {
   EXPECT_EQ(sink.records[1].op, RecordOp::kOrdered);
   EXPECT_NE(sink.records[1].flags & kNeedsReadback, 0);
   EXPECT_EQ(conn.stats().unknown_commands, 0u);
+}
+
+// An unanswered DEBUG POPULATE's count and size are unconfirmed (DEBUG is
+// refused by default, silently under CLIENT REPLY OFF): more than 64 MiB
+// of values is not expanded, and a size no value can have is refused (a
+// review: 3,000,000 records for a command that did nothing, and a
+// bad_alloc from `DEBUG POPULATE 1 p 100000000000`).
+TEST(PairingOffline, AnUnansweredDebugPopulateIsBounded) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"DEBUG", "POPULATE", "3000000", "q"}) +
+                  Cmd({"DEBUG", "POPULATE", "1", "p", "100000000000"}) +
+                  Cmd({"DEBUG", "POPULATE", "2", "ok"}),
+              1000);
+  conn.OnClose(CloseReason::kFin, 2000);
+  ASSERT_EQ(sink.records.size(), 2u);
+  for (const ChangeRecord& r : sink.records) {
+    EXPECT_TRUE(r.key == "ok:0" || r.key == "ok:1") << r.key;
+    EXPECT_NE(r.flags & kNeedsReadback, 0);
+  }
+  // Answered, a value larger than any the server holds means the pairing
+  // is off: read as a bad shape, not allocated.
+  VectorSink answered;
+  Connection c2(&answered, {});
+  c2.OnData(Direction::kClientToServer, Cmd({"DEBUG", "POPULATE", "1", "p", "100000000000"}), 1000);
+  c2.OnData(Direction::kServerToClient, "+OK\r\n", 2000);
+  EXPECT_EQ(c2.stats().bad_shapes, 1u);
 }
 
 TEST(PairingOffline, OnlyRelativeExpiriesFollowTheCaptureTime) {
