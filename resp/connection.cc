@@ -401,8 +401,16 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   // (No kAfterGap: nothing was lost before them.)
   // So are those of a transaction whose MULTI was only inferred from a
   // +QUEUED (that may have been a script's answer), EXEC or not.
-  if (exec != pending_.end() || multi_inferred_) {
+  if (exec != pending_.end()) {
     for (const Pending& q : multi_queue_) ReadBack(q, false, 0);
+  } else if (multi_inferred_) {
+    // Only a script answers +QUEUED itself; anything else answered so was
+    // queued, and with no EXEC sent never ran (a review: a queued FLUSHDB
+    // was shipped).
+    for (const Pending& q : multi_queue_) {
+      if (q.spec != nullptr && (IsScriptCall(*q.spec) || TableIndex(q.spec) >= kCommandTableSize))
+        ReadBack(q, false, 0);
+    }
   }
   if (quit_answered_) {
     // Everything still pending was sent behind the QUIT: none of it ran.
@@ -428,9 +436,9 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
     // (A CLIENT KILL unanswered, or queued in an EXEC unanswered, may have
     // killed this connection: Redis stops answering, inside EXEC too, and
     // reads no more; a QUIT unanswered, read out of step, may be one.)
-    if (p.blocks || p.kind == Kind::kQuit || IsClientKill(p.spec) ||
-        (p.kind == Kind::kExec && std::any_of(multi_queue_.begin(), multi_queue_.end(),
-                                              [](const Pending& q) { return IsClientKill(q.spec); })))
+    if (p.blocks || p.kind == Kind::kQuit || p.kills ||
+        (p.kind == Kind::kExec &&
+         std::any_of(multi_queue_.begin(), multi_queue_.end(), [](const Pending& q) { return q.kills; })))
       blocked = true;
   }
   pending_.clear();
@@ -755,6 +763,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
             .no_reply = false,
             .out_of_step = desync_ && requests_unsure_,
             .blocks = !req_in_multi_ && BlocksClient(spec, args),  // nothing blocks inside MULTI
+            .kills = KillsItself(spec, args),
             .spec = spec,
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
@@ -1156,7 +1165,7 @@ void Connection::DrainNoReply() {
     if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark) Observe(p.spec, Outcome::kUnpaired);
     // A silenced CLIENT KILL (CLIENT REPLY OFF or SKIP) may have killed
     // this connection, which then hangs: see OnClose.
-    if (IsClientKill(p.spec)) kill_answered_ = true;
+    if (p.kills) kill_answered_ = true;
     switch (p.kind) {
       case Kind::kWrite:
         if (in_multi_) {
@@ -1372,9 +1381,14 @@ std::string_view Connection::CommandNamedByError(std::string_view error) {
   return error.substr(from, to - from);
 }
 
-bool Connection::IsClientKill(const CommandSpec* spec) {
+bool Connection::KillsItself(const CommandSpec* spec, std::span<const std::string_view> args) {
   static const CommandSpec* const client_kill = LookupCommandName("client|kill");
-  return spec != nullptr && spec == client_kill;
+  if (spec == nullptr || spec != client_kill) return false;
+  if (args.size() == 3) return true;
+  for (size_t i = 2; i + 1 < args.size(); ++i) {
+    if (EqualsIgnoreCase(args[i], "skipme") && EqualsIgnoreCase(args[i + 1], "no")) return true;
+  }
+  return false;
 }
 
 bool Connection::RefusedAtAccept(std::string_view error) {
@@ -1586,8 +1600,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   const Node& root = reply[0];
   const bool is_error = IsError(root);
   // (Redis answers a kill with the number killed, or +OK in the old form.)
-  kill_answered_ = IsClientKill(p.spec) && ((root.type == Type::kInteger && root.integer > 0) ||
-                                            (root.type == Type::kSimpleString && root.str == "OK"));
+  kill_answered_ = p.kills && ((root.type == Type::kInteger && root.integer > 0) ||
+                               (root.type == Type::kSimpleString && root.str == "OK"));
   const bool queued = root.type == Type::kSimpleString && root.str == "QUEUED";
   if (!in_tx && p.kind != Kind::kExec && p.kind != Kind::kDiscard && p.kind != Kind::kMulti &&
       p.kind != Kind::kReset) {
@@ -1596,7 +1610,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // whole from its start every MULTI was seen, and +QUEUED is the
     // command's own answer (a script may return any status: a review's
     // EVAL returning {ok='QUEUED'} had its write dropped).
-    if (queued && (in_multi_ || !no_unseen_multi_)) {
+    // (Only a script, or a module's command, may answer +QUEUED itself.)
+    const bool may_answer_queued =
+        p.spec == nullptr || IsScriptCall(*p.spec) || TableIndex(p.spec) >= kCommandTableSize;
+    if (queued && (in_multi_ || !no_unseen_multi_ || !may_answer_queued)) {
       if (!in_multi_) multi_inferred_ = true;
       in_multi_ = true;
       multi_queue_.push_back(p);
@@ -1612,6 +1629,9 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
         Observe(p.spec, Outcome::kRejected);
         return;
       }
+    } else if (!queued && !is_error && !desync_ && (p.kind == Kind::kPlain || p.kind == Kind::kWrite)) {
+      // Answered in step, and not queued: no transaction is open.
+      no_unseen_multi_ = true;
     }
   }
   switch (p.kind) {
@@ -1662,7 +1682,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kDiscard:
       // Answered, with an error too (DISCARD without MULTI): no transaction
       // is open now.
-      if (!desync_) no_unseen_multi_ = true;
+      if (!desync_ && (!is_error || root.str.find("without MULTI") != std::string_view::npos))
+        no_unseen_multi_ = true;
       if (!is_error) {
         in_multi_ = false;
         multi_inferred_ = false;
@@ -1670,8 +1691,12 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kExec: {
-      if (!desync_) no_unseen_multi_ = true;  // as DISCARD's
-      if (!in_multi_ && is_error) return;     // EXEC without MULTI
+      // As DISCARD's; EXECABORT and a nil (WATCH) end the transaction too,
+      // an ACL's refusal does not.
+      if (!desync_ && (!is_error || root.str.starts_with("EXECABORT") ||
+                       root.str.find("without MULTI") != std::string_view::npos))
+        no_unseen_multi_ = true;
+      if (!in_multi_ && is_error) return;  // EXEC without MULTI
       in_multi_ = false;
       multi_inferred_ = false;
       std::vector<Pending> queue;

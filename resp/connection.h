@@ -259,6 +259,7 @@ class Connection {
     bool elided = false;               // a write with an argument too large to hold (Parser::elided)
     bool out_of_step = false;          // parsed out of sync after client bytes were lost (requests_unsure_)
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
+    bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -326,7 +327,10 @@ class Connection {
   void ApplyReset();
   // An error Redis writes to a connection it refuses as it accepts it.
   static bool RefusedAtAccept(std::string_view error);
-  static bool IsClientKill(const CommandSpec* spec);
+  // A CLIENT KILL that may kill the connection sending it: the old form
+  // (`CLIENT KILL addr`), or the new one with `SKIPME no` (redis 7.0
+  // clientKillCommand skips the caller by default).
+  static bool KillsItself(const CommandSpec* spec, std::span<const std::string_view> args);
   void Observe(const CommandSpec* spec, Outcome o) {
     if (opts_.observer != nullptr)
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);

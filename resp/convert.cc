@@ -549,7 +549,8 @@ bool LuaTokens(std::string_view code, std::vector<LuaToken>* out) {
         i = long_end(i + 2, level);
         if (i == std::string_view::npos) return false;
       } else {
-        const size_t nl = code.find('\n', i);
+        // (Lua 5.1 ends a line, and so a comment, at \n or \r.)
+        const size_t nl = code.find_first_of("\r\n", i);
         i = nl == std::string_view::npos ? code.size() : nl + 1;
       }
     } else if (LuaWordByte(c) && !(c >= '0' && c <= '9')) {
@@ -628,15 +629,18 @@ bool ScriptCallsMigrate(std::string_view code) {
     if (!IsOp(t, i + 1, ".") || i + 2 >= t.size() || t[i + 2].kind != LuaToken::kName) return true;
     const std::string_view field = t[i + 2].text;
     if ((field != "call" && field != "pcall") || LiteralCall(t, i + 3)) continue;
-    // `[local] NAME = redis.call`, the expression ending there.
-    const bool ends = i + 3 >= t.size() ||
-                      !(IsOp(t, i + 3, "(") || IsOp(t, i + 3, "{") || IsOp(t, i + 3, "[") ||
-                        IsOp(t, i + 3, ".") || IsOp(t, i + 3, ":") || t[i + 3].kind == LuaToken::kString);
-    // (IsOp is false for an index before the first token: it wraps.)
-    if (!ends || i < 2 || !IsOp(t, i - 1, "=") || t[i - 2].kind != LuaToken::kName ||
-        t[i - 2].text == "redis" || IsOp(t, i - 3, ".") || IsOp(t, i - 3, ":"))
+    // `local NAME = redis.call`: one name, one value, the expression ending
+    // there (a review got past `local a, b = redis.call, 0` and
+    // `{f = redis.call}`).
+    const bool ends =
+        i + 3 >= t.size() ||
+        !(IsOp(t, i + 3, "(") || IsOp(t, i + 3, "{") || IsOp(t, i + 3, "[") || IsOp(t, i + 3, ".") ||
+          IsOp(t, i + 3, ":") || IsOp(t, i + 3, ",") || t[i + 3].kind == LuaToken::kString);
+    if (!ends || i < 3 || !IsOp(t, i - 1, "=") || t[i - 2].kind != LuaToken::kName ||
+        t[i - 2].text == "redis" || t[i - 3].kind != LuaToken::kName || t[i - 3].text != "local")
       return true;
-    aliases.push_back(t[i - 2].text);
+    if (std::find(aliases.begin(), aliases.end(), t[i - 2].text) == aliases.end())
+      aliases.push_back(t[i - 2].text);
   }
   for (size_t i = 0; i < t.size(); ++i) {
     if (t[i].kind != LuaToken::kName || std::find(aliases.begin(), aliases.end(), t[i].text) == aliases.end())

@@ -970,6 +970,12 @@ TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
            "return redis:call('set', KEYS[1], 'x')",
            "t.f = redis.call return t.f(ARGV[1])",
            "return redis.call('set', KEYS[1], 'x') --[[ unclosed",
+           // More ways in, from a second review.
+           "local r, _ = redis.call\nreturn r(ARGV[1], KEYS[1])",
+           "local a, b = redis.call, 0\nreturn a(ARGV[1], KEYS[1])",
+           "local t = {f = redis.call}\nreturn t[\"f\"](ARGV[1], KEYS[1])",
+           "-- note\rreturn redis.call(ARGV[1], KEYS[1])",
+           "local a = redis.call\na = redis.call\nreturn a('PING')",
            "local rcall = redis.call\nlocal f = rcall return f('set', KEYS[1], 'x')",
            "local x = redis.call(ARGV[1], KEYS[1])",
            "if a == redis.call then return 1 end",
@@ -1007,22 +1013,26 @@ TEST_F(Pairing, AScriptAnsweringQueuedOutsideATransactionIsItsOwnReply) {
   EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " qq: EVAL " + body + " 1 qq", "0 " + kIdem + " q1: SET q1 v"}));
   EXPECT_FALSE(c_->conn().in_multi());
   // Joined mid-stream, a MULTI may have come before the join: +QUEUED then
-  // still means queued.
+  // still means queued (for a command that cannot answer so, always).
   Connection joined(&sink_, MidStreamOptions());
   uint64_t t = 1000;
-  for (int i = 0; i < 3; ++i, t += 10) Exchange(joined, Cmd({"GET", "q1"}), t);  // quiet points: in step
+  for (int i = 0; i < 3; ++i, t += 10) {
+    joined.OnData(Direction::kClientToServer, Cmd({"GET", "q1"}), t);
+    joined.OnData(Direction::kServerToClient, "+QUEUED\r\n", t + 1);  // quiet points: in step
+  }
   Take();
-  joined.OnData(Direction::kClientToServer, Cmd({"SET", "q2", "v"}), t);
-  joined.OnData(Direction::kServerToClient, "+QUEUED\r\n", t + 1);
+  joined.OnData(Direction::kClientToServer, Cmd({"SET", "q2", "v"}) + Cmd({"EVAL", body, "1", "qq"}), t);
+  joined.OnData(Direction::kServerToClient, "+QUEUED\r\n+QUEUED\r\n", t + 1);
   EXPECT_TRUE(Take().empty());
   EXPECT_TRUE(joined.in_multi());
-  // Closed with no EXEC sent, the write queued under that inferred MULTI is
-  // read back: the +QUEUED may have been its own answer (a review).
+  // Closed with no EXEC sent, the script under that inferred MULTI is read
+  // back (its +QUEUED may have been its own answer); the SET was queued and
+  // never ran (a review: a queued FLUSHDB read back was shipped).
   joined.OnClose(CloseReason::kFin, t + 2);
   const V closed = Take();
   ASSERT_EQ(closed.size(), 1u);
   EXPECT_TRUE(closed[0].starts_with("0 " + std::string(RecordOpName(RecordOp::kReadback))) &&
-              closed[0].ends_with(" q2:"))
+              closed[0].ends_with(" qq:"))
       << closed[0];
   // A +RESET (or an EXEC or DISCARD answered) proves no transaction open:
   // the script's +QUEUED is its answer again.
