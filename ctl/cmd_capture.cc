@@ -75,7 +75,7 @@ void OnSignal(int) {
 struct RespCounters {
   uint64_t requests = 0, replies = 0, records = 0, gaps = 0, gap_bytes = 0, desyncs = 0, parse_errors = 0,
            overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0,
-           keyless_unconfirmed = 0;
+           keyless_unconfirmed = 0, never_ran = 0, connections_refused = 0;
   // Unknown dbs the source settled (--resolve-db), and connections it did
   // not list (seen through NAT, or closed) after three answers.
   uint64_t db_proven = 0, db_not_listed = 0;
@@ -104,6 +104,8 @@ struct RespCounters {
     bad_shapes += now.bad_shapes - before.bad_shapes;
     writes_unacked += now.writes_unacked - before.writes_unacked;
     keyless_unconfirmed += now.keyless_unconfirmed - before.keyless_unconfirmed;
+    never_ran += now.never_ran - before.never_ran;
+    connections_refused += now.connections_refused - before.connections_refused;
     db_proven += now.db_proven_by_server - before.db_proven_by_server;
   }
 };
@@ -371,6 +373,8 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["resp_overflows"] = resp.overflows;
   c["resp_unpaired_replies"] = resp.unpaired_replies;
   c["resp_keyless_unconfirmed"] = resp.keyless_unconfirmed;
+  c["resp_never_ran"] = resp.never_ran;
+  c["resp_connections_refused"] = resp.connections_refused;
   c["resp_unpaired_requests"] = resp.unpaired_requests;
   c["resp_bad_shapes"] = resp.bad_shapes;
   c["resp_writes_unacked"] = resp.writes_unacked;

@@ -404,13 +404,9 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   if (exec != pending_.end()) {
     for (const Pending& q : multi_queue_) ReadBack(q, false, 0);
   } else if (multi_inferred_) {
-    // Only a script answers +QUEUED itself; anything else answered so was
-    // queued, and with no EXEC sent never ran (a review: a queued FLUSHDB
-    // was shipped).
-    for (const Pending& q : multi_queue_) {
-      if (q.spec != nullptr && (IsScriptCall(*q.spec) || TableIndex(q.spec) >= kCommandTableSize))
-        ReadBack(q, false, 0);
-    }
+    // No EXEC sent: anything queued never ran (a review: a queued FLUSHDB
+    // was shipped), but a script's +QUEUED may have been its own answer.
+    DropInferredMulti();
   }
   if (quit_answered_) {
     // Everything still pending was sent behind the QUIT: none of it ran.
@@ -1391,6 +1387,18 @@ bool Connection::KillsItself(const CommandSpec* spec, std::span<const std::strin
   return false;
 }
 
+void Connection::DropInferredMulti() {
+  // Only a script (or a module's command) answers +QUEUED itself: those
+  // may have run, and are read back; the rest were queued, and never ran.
+  for (const Pending& q : multi_queue_) {
+    if (q.spec != nullptr && (IsScriptCall(*q.spec) || TableIndex(q.spec) >= kCommandTableSize))
+      ReadBack(q, false, 0);
+  }
+  multi_queue_.clear();
+  in_multi_ = false;
+  multi_inferred_ = false;
+}
+
 bool Connection::RefusedAtAccept(std::string_view error) {
   return error.starts_with("ERR max number of clients") ||
          error.starts_with("DENIED Redis is running in protected mode");
@@ -1611,8 +1619,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // command's own answer (a script may return any status: a review's
     // EVAL returning {ok='QUEUED'} had its write dropped).
     // (Only a script, or a module's command, may answer +QUEUED itself.)
-    const bool may_answer_queued =
-        p.spec == nullptr || IsScriptCall(*p.spec) || TableIndex(p.spec) >= kCommandTableSize;
+    const bool may_answer_queued = p.spec == nullptr || IsScriptCall(*p.spec) ||
+                                   IsReadOnlyScriptCall(*p.spec) || TableIndex(p.spec) >= kCommandTableSize;
     if (queued && (in_multi_ || !no_unseen_multi_ || !may_answer_queued)) {
       if (!in_multi_) multi_inferred_ = true;
       in_multi_ = true;
@@ -1628,6 +1636,12 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (is_error) {
         Observe(p.spec, Outcome::kRejected);
         return;
+      }
+      // Answered in step, and not queued: the transaction inferred was
+      // none (its +QUEUEDs were scripts' own answers).
+      if (multi_inferred_ && !queued && !desync_ && (p.kind == Kind::kPlain || p.kind == Kind::kWrite)) {
+        DropInferredMulti();
+        no_unseen_multi_ = true;
       }
     } else if (!queued && !is_error && !desync_ && (p.kind == Kind::kPlain || p.kind == Kind::kWrite)) {
       // Answered in step, and not queued: no transaction is open.
@@ -1674,6 +1688,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kAuth: return;
     case Kind::kMulti:
       if (!is_error) {
+        if (multi_inferred_) DropInferredMulti();  // none was open: +OK, not a "nested" error
         in_multi_ = true;
         multi_inferred_ = false;
         multi_queue_.clear();
@@ -1691,11 +1706,15 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kExec: {
-      // As DISCARD's; EXECABORT and a nil (WATCH) end the transaction too,
-      // an ACL's refusal does not.
+      // As DISCARD's; EXECABORT (an ACL's or OOM refusal of the EXEC
+      // too) and a nil (WATCH) end the transaction.
       if (!desync_ && (!is_error || root.str.starts_with("EXECABORT") ||
                        root.str.find("without MULTI") != std::string_view::npos))
         no_unseen_multi_ = true;
+      if (is_error && multi_inferred_ && root.str.find("without MULTI") != std::string_view::npos) {
+        DropInferredMulti();
+        return;
+      }
       if (!in_multi_ && is_error) return;  // EXEC without MULTI
       in_multi_ = false;
       multi_inferred_ = false;

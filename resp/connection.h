@@ -325,6 +325,9 @@ class Connection {
                   uint16_t extra_flags);
   // What an answered RESET does: db 0 (proven), out of MULTI, RESP2.
   void ApplyReset();
+  // The transaction inferred from +QUEUED answers was none, or ends with
+  // the connection (no EXEC): its script calls are read back.
+  void DropInferredMulti();
   // An error Redis writes to a connection it refuses as it accepts it.
   static bool RefusedAtAccept(std::string_view error);
   // A CLIENT KILL that may kill the connection sending it: the old form

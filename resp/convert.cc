@@ -615,6 +615,12 @@ bool ScriptCallsMigrate(std::string_view code) {
   // given a name (`local rcall = redis.call`, as BullMQ's scripts do) every
   // use of which is such a call or an assignment; and nothing may reach the
   // globals or compile code another way.
+  // (A function library's first line, `#!lua name=… `, is not Lua: a
+  // library named `load` is no call of load.)
+  if (code.starts_with("#!")) {
+    const size_t nl = code.find('\n');
+    code = nl == std::string_view::npos ? std::string_view() : code.substr(nl + 1);
+  }
   std::vector<LuaToken> t;
   if (!LuaTokens(code, &t)) return true;
   std::vector<std::string_view> aliases;
