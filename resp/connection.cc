@@ -440,6 +440,7 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   pending_.clear();
   multi_queue_.clear();  // read back above if an EXEC was sent; else never applied
   in_multi_ = false;
+  multi_inferred_ = false;
   Reclaim();
   if (hold_watch_) UpdateHold(last_ts_);
 }
@@ -593,6 +594,7 @@ void Connection::ReadBackWaiting(bool ignoring) {
   pending_.clear();
   multi_queue_.clear();
   in_multi_ = false;
+  multi_inferred_ = false;
   Reclaim();
 }
 
@@ -1084,6 +1086,8 @@ void Connection::IgnoreFromHere(uint64_t ts) {
 }
 
 void Connection::ApplyReset() {
+  // (+RESET does not say whether the inferred transaction was one.)
+  if (multi_inferred_) DropInferredMulti();
   db_ = 0;
   KnowDb();
   in_multi_ = false;
@@ -1201,6 +1205,7 @@ void Connection::DrainNoReply() {
       case Kind::kSync: EnterReplicaLink(); return;
       case Kind::kQuit:  // under CLIENT REPLY OFF: the connection hangs, its transaction never runs
         in_multi_ = false;
+        multi_inferred_ = false;
         multi_queue_.clear();
         break;
       case Kind::kExec:
@@ -1215,6 +1220,7 @@ void Connection::DrainNoReply() {
         }
         multi_queue_.clear();
         in_multi_ = false;
+        multi_inferred_ = false;
         break;
       default: break;
     }
@@ -1256,6 +1262,7 @@ void Connection::EnterIgnored() {
   for (const Pending& p : multi_queue_) ReadBack(p, true);
   multi_queue_.clear();
   in_multi_ = false;
+  multi_inferred_ = false;
   for (size_t i = 0; i < reset; ++i) {
     ReadBack(pending_.front(), true);
     pending_.pop_front();
@@ -1426,6 +1433,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     pending_.clear();
     multi_queue_.clear();
     in_multi_ = false;
+    multi_inferred_ = false;
     quit_ = true;
     Reclaim();
     return;
@@ -1699,6 +1707,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       // is open now.
       if (!desync_ && (!is_error || root.str.find("without MULTI") != std::string_view::npos))
         no_unseen_multi_ = true;
+      if (is_error && multi_inferred_ && root.str.find("without MULTI") != std::string_view::npos) {
+        DropInferredMulti();  // as EXEC's
+        return;
+      }
       if (!is_error) {
         in_multi_ = false;
         multi_inferred_ = false;
