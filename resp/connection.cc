@@ -399,8 +399,9 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   // Each in the db selected before it: a SELECT among them may have run
   // (the db after it is then a guess).
   // (No kAfterGap: nothing was lost before them.)
-  // So are those of a transaction whose MULTI was only inferred from a
-  // +QUEUED (that may have been a script's answer), EXEC or not.
+  // A transaction whose MULTI was only inferred from +QUEUED answers, and
+  // that no EXEC ends, is dropped (DropInferredMulti reads back its script
+  // calls).
   if (exec != pending_.end()) {
     for (const Pending& q : multi_queue_) ReadBack(q, false, 0);
   } else if (multi_inferred_) {
@@ -1626,10 +1627,13 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // whole from its start every MULTI was seen, and +QUEUED is the
     // command's own answer (a script may return any status: a review's
     // EVAL returning {ok='QUEUED'} had its write dropped).
-    // (Only a script, or a module's command, may answer +QUEUED itself.)
-    const bool may_answer_queued = p.spec == nullptr || IsScriptCall(*p.spec) ||
-                                   IsReadOnlyScriptCall(*p.spec) || TableIndex(p.spec) >= kCommandTableSize;
-    if (queued && (in_multi_ || !no_unseen_multi_ || !may_answer_queued)) {
+    // (Only a script, or a module's command, may answer +QUEUED itself:
+    // looked up only for a +QUEUED, off the path of every other reply.)
+    auto may_answer_queued = [&p] {
+      return p.spec == nullptr || IsScriptCall(*p.spec) || IsReadOnlyScriptCall(*p.spec) ||
+             TableIndex(p.spec) >= kCommandTableSize;
+    };
+    if (queued && (in_multi_ || !no_unseen_multi_ || !may_answer_queued())) {
       if (!in_multi_) multi_inferred_ = true;
       in_multi_ = true;
       multi_queue_.push_back(p);
