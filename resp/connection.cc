@@ -425,7 +425,7 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   bool blocked = kill_answered_;
   for (const Pending& p : pending_) {
     ++stats_.unpaired_requests;
-    if (blocked && p.kind == Kind::kWrite && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_) {
+    if (blocked && p.kind == Kind::kWrite && KeylessShipped(p.spec)) {
       KeylessUnconfirmed(p.spec);
       continue;
     }
@@ -606,8 +606,7 @@ void Connection::Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags)
   // replica lost every key): shipped, it would wipe or scramble the replica.
   // A key write found there is only read back (the source's value, whatever
   // it is); this has no key to read back. Counted instead, and reported.
-  if (p.out_of_step && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_)
-    return KeylessUnconfirmed(p.spec);
+  if (p.out_of_step && KeylessShipped(p.spec)) return KeylessUnconfirmed(p.spec);
   Unanswered(p.spec, Args(p), ts, extra_flags);
 }
 
@@ -1171,7 +1170,7 @@ void Connection::DrainNoReply() {
       case Kind::kWrite:
         if (in_multi_) {
           multi_queue_.push_back(p);
-        } else if (kill_answered_ && p.spec != nullptr && p.spec->num_specs == 0 && !replayer_) {
+        } else if (kill_answered_ && KeylessShipped(p.spec)) {
           // Silenced behind a silenced CLIENT KILL that may have killed this
           // connection (which then hangs): key-less, it is not shipped.
           KeylessUnconfirmed(p.spec);
@@ -1359,7 +1358,7 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
   // read back. A key-less write (FLUSHALL, SWAPDB…) cannot be read back,
   // and shipping one the server refused would wipe or scramble the
   // replica: it is counted, never shipped.
-  if (spec != nullptr && spec->num_specs == 0 && !replayer_) return KeylessUnconfirmed(spec);
+  if (KeylessShipped(spec)) return KeylessUnconfirmed(spec);
   Unanswered(spec, argv, ts, kAfterGap);
 }
 
@@ -1395,12 +1394,16 @@ bool Connection::KillsItself(const CommandSpec* spec, std::span<const std::strin
   return false;
 }
 
+bool Connection::AnswersQueuedItself(const CommandSpec* spec) {
+  return spec == nullptr || IsScriptCall(*spec) || IsReadOnlyScriptCall(*spec) ||
+         TableIndex(spec) >= kCommandTableSize;
+}
+
 void Connection::DropInferredMulti() {
-  // Only a script (or a module's command) answers +QUEUED itself: those
-  // may have run, and are read back; the rest were queued, and never ran.
+  // Those that may answer +QUEUED themselves may have run, and are read
+  // back (ReadBack acts on writes only); the rest were queued, and never ran.
   for (const Pending& q : multi_queue_) {
-    if (q.spec != nullptr && (IsScriptCall(*q.spec) || TableIndex(q.spec) >= kCommandTableSize))
-      ReadBack(q, false, 0);
+    if (AnswersQueuedItself(q.spec)) ReadBack(q, false, 0);
   }
   multi_queue_.clear();
   in_multi_ = false;
@@ -1620,6 +1623,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   kill_answered_ = p.kills && ((root.type == Type::kInteger && root.integer > 0) ||
                                (root.type == Type::kSimpleString && root.str == "OK"));
   const bool queued = root.type == Type::kSimpleString && root.str == "QUEUED";
+  // "EXEC without MULTI", "DISCARD without MULTI": no transaction is open.
+  const bool no_multi = is_error && root.str.find("without MULTI") != std::string_view::npos;
   if (!in_tx && p.kind != Kind::kExec && p.kind != Kind::kDiscard && p.kind != Kind::kMulti &&
       p.kind != Kind::kReset) {
     // Queued for EXEC. Seen outside MULTI it means the MULTI was lost, on
@@ -1627,13 +1632,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // whole from its start every MULTI was seen, and +QUEUED is the
     // command's own answer (a script may return any status: a review's
     // EVAL returning {ok='QUEUED'} had its write dropped).
-    // (Only a script, or a module's command, may answer +QUEUED itself:
-    // looked up only for a +QUEUED, off the path of every other reply.)
-    auto may_answer_queued = [&p] {
-      return p.spec == nullptr || IsScriptCall(*p.spec) || IsReadOnlyScriptCall(*p.spec) ||
-             TableIndex(p.spec) >= kCommandTableSize;
-    };
-    if (queued && (in_multi_ || !no_unseen_multi_ || !may_answer_queued())) {
+    // (AnswersQueuedItself is looked up only for a +QUEUED.)
+    if (queued && (in_multi_ || !no_unseen_multi_ || !AnswersQueuedItself(p.spec))) {
       if (!in_multi_) multi_inferred_ = true;
       in_multi_ = true;
       multi_queue_.push_back(p);
@@ -1709,9 +1709,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kDiscard:
       // Answered, with an error too (DISCARD without MULTI): no transaction
       // is open now.
-      if (!desync_ && (!is_error || root.str.find("without MULTI") != std::string_view::npos))
-        no_unseen_multi_ = true;
-      if (is_error && multi_inferred_ && root.str.find("without MULTI") != std::string_view::npos) {
+      if (!desync_ && (!is_error || no_multi)) no_unseen_multi_ = true;
+      if (no_multi && multi_inferred_) {
         DropInferredMulti();  // as EXEC's
         return;
       }
@@ -1724,10 +1723,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kExec: {
       // As DISCARD's; EXECABORT (an ACL's or OOM refusal of the EXEC
       // too) and a nil (WATCH) end the transaction.
-      if (!desync_ && (!is_error || root.str.starts_with("EXECABORT") ||
-                       root.str.find("without MULTI") != std::string_view::npos))
-        no_unseen_multi_ = true;
-      if (is_error && multi_inferred_ && root.str.find("without MULTI") != std::string_view::npos) {
+      if (!desync_ && (!is_error || no_multi || root.str.starts_with("EXECABORT"))) no_unseen_multi_ = true;
+      if (no_multi && multi_inferred_) {
         DropInferredMulti();
         return;
       }

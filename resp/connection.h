@@ -334,6 +334,14 @@ class Connection {
   // (`CLIENT KILL addr`), or the new one with `SKIPME no` (redis 7.0
   // clientKillCommand skips the caller by default).
   static bool KillsItself(const CommandSpec* spec, std::span<const std::string_view> args);
+  // A script call, or a module's command: the only requests that may answer
+  // +QUEUED themselves (null: unknown, so maybe).
+  static bool AnswersQueuedItself(const CommandSpec* spec);
+  // A key-less write whose outcome is in doubt would be shipped whole
+  // (nothing to read back): the case KeylessUnconfirmed counts instead.
+  bool KeylessShipped(const CommandSpec* spec) const {
+    return spec != nullptr && spec->num_specs == 0 && !replayer_;
+  }
   void Observe(const CommandSpec* spec, Outcome o) {
     if (opts_.observer != nullptr)
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
