@@ -276,6 +276,7 @@ void AmbiguityTracker::Flush() {
   used_ = 0;
   db_wide_.clear();
   all_dbs_ = Slot{};
+  functions_ = Slot{};
   holds_.clear();
 }
 
@@ -354,6 +355,8 @@ bool DbsChangedBy(const RecordView& r, DbSet* out) {
     } else {
       out->all = true;
     }
+  } else if (EqualsIgnoreCase(r.args[0], "FUNCTION")) {
+    out->functions = true;
   } else {
     return false;
   }
@@ -399,7 +402,7 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
     }
   }
   // Database-wide writes already released that it comes within the window of.
-  bool met = MeetsDatabaseWide(all_dbs_, w);
+  bool met = mine.functions ? MeetsDatabaseWide(functions_, w) : MeetsDatabaseWide(all_dbs_, w);
   for (size_t k = 0; k < db_wide_.size() && !met; ++k)
     met = mine.Touches(static_cast<uint16_t>(k)) && MeetsDatabaseWide(db_wide_[k], w);
   if (met) MarkAmbiguous(&my_flags);
@@ -416,8 +419,8 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
       Update(slot, w);
     }
   };
-  if (mine.all) {
-    keep(&all_dbs_);
+  if (mine.functions || mine.all) {
+    keep(mine.functions ? &functions_ : &all_dbs_);
     return;
   }
   for (size_t k = 0; k < mine.n; ++k) {

@@ -58,23 +58,28 @@ struct AmbiguityOptions {
 };
 
 // The dbs a database-wide record changes the keys of: FLUSHDB its own,
-// FLUSHALL every one, SWAPDB a b those two (every one when malformed).
+// FLUSHALL every one, SWAPDB a b those two (every one when malformed). A
+// FUNCTION LOAD, DELETE, FLUSH or RESTORE changes no db's keys but the
+// server's function libraries, which two of them from different connections
+// may leave in either order (a review: two FUNCTION LOAD REPLACEs answered
+// the other way round left the replica the older library).
 struct DbSet {
   bool all = false;
-  bool swap = false;  // SWAPDB
+  bool swap = false;       // SWAPDB
+  bool functions = false;  // FUNCTION …: the libraries, no db (all false, n 0)
   uint16_t dbs[2] = {0, 0};
   size_t n = 0;
   bool Touches(uint16_t db) const { return all || (n > 0 && dbs[0] == db) || (n > 1 && dbs[1] == db); }
   bool Meets(const DbSet& o) const {
-    if (all || o.all) return true;  // every set touches some db
+    if (functions || o.functions) return functions && o.functions;  // FLUSHALL keeps the functions
+    if (all || o.all) return true;                                  // every set touches some db
     for (size_t k = 0; k < n; ++k) {
       if (o.Touches(dbs[k])) return true;
     }
     return false;
   }
 };
-// False for a record that is not database-wide or changes no keys
-// (FUNCTION …).
+// False for a record that is not database-wide.
 bool DbsChangedBy(const RecordView& r, DbSet* out);
 
 struct AmbiguityStats {
@@ -298,6 +303,7 @@ class AmbiguityTracker : public RecordSink {
   // (Slots whose map_key is 1 when set, 0 when not.)
   std::vector<Slot> db_wide_;
   Slot all_dbs_{};
+  Slot functions_{};  // the latest writes of the function libraries (FUNCTION LOAD…)
   std::vector<Hold> holds_;
   std::vector<std::string_view> db_wide_args_;
   std::vector<std::string_view> field_args_;

@@ -69,6 +69,13 @@ ScriptKind ScriptKindOf(const CommandSpec* spec) {
   return ScriptKind::kNone;
 }
 
+// EVAL or EVAL_RO: the server caches the body it names (OnRequest).
+bool IsEvalOfABody(const CommandSpec* spec) {
+  static const CommandSpec* const eval = LookupCommandName("eval");
+  static const CommandSpec* const eval_ro = LookupCommandName("eval_ro");
+  return spec != nullptr && (spec == eval || spec == eval_ro);
+}
+
 }  // namespace
 
 std::string KeylessUnconfirmedNote(uint64_t n) {
@@ -886,11 +893,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       else
         p.kind = Kind::kPlain;
       break;
-    case Kind::kScriptLoad:  // SCRIPT LOAD body: kept to learn the body's digest from the reply
-      if (args.size() == 3)
-        keep = 3;
-      else
-        p.kind = Kind::kPlain;
+    case Kind::kScriptLoad:  // SCRIPT LOAD body (learned below)
+      if (args.size() != 3) p.kind = Kind::kPlain;
       break;
     case Kind::kClientReply: {
       // Refused in RESP2 pub/sub mode: then it changes nothing, and is
@@ -978,6 +982,18 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     } else if (p.kind == Kind::kHello) {
       p.argc = 0;  // its protocol switch stands; its name (maybe elided) is not learned
     }
+  }
+  // A script body is learned from its request, not from its reply: Redis
+  // may run another connection's EVALSHA of it in the same pass of its event
+  // loop and answer that first (it puts each reply at the head of its write
+  // list; a review: redis-py's register_script, a SCRIPT LOAD racing an
+  // EVALSHA, whose key-less write was then lost). The digest is the body's
+  // own: whatever becomes of this request, an EVALSHA of it that succeeds
+  // ran this body. EVAL_RO caches its script too.
+  if (p.kind == Kind::kScriptLoad) {
+    scripts_->LearnBody(args[2]);
+  } else if (args.size() >= 2 && !p.elided && IsEvalOfABody(spec)) [[unlikely]] {
+    scripts_->LearnBody(args[1]);
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -1789,9 +1805,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kSetName:
       if (!is_error) replayer_ = IsReplayerName(Args(p)[2]);
       return;
-    case Kind::kScriptLoad:
+    case Kind::kScriptLoad:  // (its body was learned from the request)
       Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
-      if (!is_error && root.type == Type::kBulkString) scripts_->Learn(root.str, Args(p)[2]);
       return;
     case Kind::kReset:
       if (!is_error) {
@@ -1853,10 +1868,6 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
 void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   std::span<const std::string_view> argv = Args(p);
   const ScriptKind script = ScriptKindOf(p.spec);
-  // The server caches every script EVAL compiles, even one that then fails;
-  // an EVALSHA that succeeds names a script the server had, so learning a
-  // body here can never make a successful EVALSHA run the wrong script.
-  if (script == ScriptKind::kEval && argv.size() >= 2 && !p.elided) scripts_->LearnBody(argv[1]);
   if (replayer_) {
     ++stats_.replayer_writes;
     Observe(p.spec, Outcome::kReplayer);

@@ -34,6 +34,22 @@ bool IsRestoreAbs(std::string_view command, size_t argc) {
   return argc == 6 && EqualsIgnoreCase(command, "RESTORE");
 }
 
+// Removals of members, one key each (names as records carry them: SPOP and
+// ZPOPMIN become SREM and ZREM of the members the reply gave, the list pops
+// LTRIM): they keep the key's expiry, unless they empty the key, which then
+// goes with its expiry. The same record applied to a replica that holds the
+// same value (else it is flagged, and the key read back) empties it there too.
+constexpr std::array<std::string_view, 8> kMayEmpty = {
+    "SREM", "ZREM", "HDEL", "LREM", "LTRIM", "ZREMRANGEBYSCORE", "ZREMRANGEBYRANK", "ZREMRANGEBYLEX",
+};
+
+bool MayEmpty(std::string_view command) {
+  for (std::string_view c : kMayEmpty) {
+    if (EqualsIgnoreCase(command, c)) return true;
+  }
+  return false;
+}
+
 bool KeepsExpiry(std::string_view command) {
   for (std::string_view c : kKeepsExpiry) {
     if (EqualsIgnoreCase(command, c)) return true;
@@ -204,7 +220,7 @@ void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
 
 void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
   DbSet d;
-  if (expiry_ms_.empty() || !DbsChangedBy(r, &d)) return;
+  if (expiry_ms_.empty() || !DbsChangedBy(r, &d) || d.functions) return;
   if (!d.swap && d.all) {
     expiry_ms_.Clear();  // FLUSHALL: every key gone
     dbs_.clear();
@@ -353,6 +369,10 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
         for (const KeyRef& k : keys_) EraseOrDoubt(r, r.args[k.arg]);
       }
       DoubtKeysOf(r);  // (a guessed db: in every db)
+    } else if (MayEmpty(command) && (r.flags & (kNeedsReadback | kAmbiguousOrder)) == 0 &&
+               r.args.size() >= 2 && r.args[1] == r.key) {
+      if (Known* e = known()) e->maybe_gone = true;  // (a guessed db: known() is null)
+      if ((r.flags & kUnknownDb) != 0) DoubtKeysOf(r);
     } else {
       DoubtKeysOf(r);
     }
@@ -370,6 +390,13 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
   if (!e->sure) {
     // Something since may have changed the expiry: read the key back.
     v.doubt = true;
+  } else if (e->maybe_gone) {
+    // This expiry, or none (the key emptied, and made anew since): nothing
+    // to restore, since the source's key may have none. A replica that
+    // applies the write before the expiry may pass keeps what the source
+    // keeps; one later may not.
+    const int64_t lag_ms = std::max({opts_.lag_budget_ms, opts_.apply_at_ms - by_ms, kClockSlackMs});
+    v.doubt = e->lo <= by_ms + lag_ms;
   } else {
     // Restored, and read back if it may have passed while the write was on
     // its way (between its request and its reply, or too close for the

@@ -81,6 +81,11 @@ class ExpiryKeeper : public RecordSink {
   struct Known {
     int64_t lo, hi;
     bool sure;
+    // Since then a removal that may have emptied the key (SREM, LTRIM…,
+    // undoubted): the key has this expiry, or is gone and any later write
+    // made it anew without one. Not restored; a write that keeps it is read
+    // back only if the expiry may pass within what a replica may lag.
+    bool maybe_gone = false;
   };
   // (db, key) -> Known: open addressing over a power-of-two array at most
   // half full. A key is held as its 128-bit hash (XXH3), not its bytes: a
