@@ -48,8 +48,8 @@ struct ExpiryOptions {
   // How far behind the source a replica may apply records. A PERSIST, or an
   // expiry moved later, of a key whose expiry was due within this of the
   // write is read back: a replica that applies it after the old expiry
-  // passed no longer holds the key. (decode sets it from the time between
-  // the capture and now.)
+  // passed no longer holds the key. (decode --rebase-time makes the time
+  // between a record and now count too: apply_at_ms.)
   int64_t lag_budget_ms = 60'000;
   // When the records will be applied, if known (decode: now, on the
   // capture's clock): a record is then at least that far behind.
@@ -81,7 +81,7 @@ class ExpiryKeeper : public RecordSink {
   struct Known {
     int64_t lo, hi;
     bool sure;
-    // Since then a removal that may have emptied the key (SREM, LTRIM…,
+    // Since then an ordered removal that may have emptied the key (LTRIM…,
     // undoubted): the key has this expiry, or is gone and any later write
     // made it anew without one. Not restored; a write that keeps it is read
     // back only if the expiry may pass within what a replica may lag.

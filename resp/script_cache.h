@@ -1,7 +1,8 @@
-// Bounded cache of Lua script bodies by SHA-1, learned from captured
-// `SCRIPT LOAD` (body from the request, digest from the reply) and `EVAL`
-// (digest computed here), so that an `EVALSHA` can be shipped as `EVAL` with
-// the body: SCRIPT LOAD itself is not a write and never reaches the target.
+// Bounded cache of Lua script bodies by SHA-1, learned from the requests of
+// captured `SCRIPT LOAD`, `EVAL` and `EVAL_RO` (digest computed here: the
+// body's own, whatever became of the request), so that an `EVALSHA` can be
+// shipped as `EVAL` with the body: SCRIPT LOAD itself is not a write and
+// never reaches the target.
 #pragma once
 
 #include <array>
