@@ -868,24 +868,24 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       break;
     case Kind::kSubscribe:
     case Kind::kUnsubscribe:
-      // RESP3: confirmed by pushes (inside MULTI it is answered +QUEUED).
-      // RESP2: one reply per channel (one for a bare UNSUBSCRIBE).
-      if (req_protocol_ == 3) {
-        if (p.kind == Kind::kSubscribe) resp3_subs_ = true;
-        if (!req_in_multi_) {
-          p.no_reply = true;
-          subs_known_ = false;  // RESP3 subscriptions are not counted (pushes)
-        }
-      } else {
-        sub_seen_ = true;
-        last_sub_seq_ = p.seq;
-      }
       p.param = static_cast<int64_t>(args.size() - 1);
       p.bare = p.param == 0;
       p.queued = req_in_multi_;
       if (spec->name[0] == 'p') p.family = Family::kPattern;  // psubscribe, punsubscribe
       if (std::string_view(spec->name) == "ssubscribe" || std::string_view(spec->name) == "sunsubscribe")
         p.family = Family::kShard;
+      // RESP3: confirmed by pushes (inside MULTI it is answered +QUEUED).
+      // RESP2: one reply per channel (one for a bare UNSUBSCRIBE).
+      if (req_protocol_ == 3) {
+        if (p.kind == Kind::kSubscribe) resp3_subs_ = true;
+        if (!req_in_multi_) {
+          p.no_reply = true;
+          UnsubscribeUncounted(p);
+        }
+      } else {
+        sub_seen_ = true;
+        last_sub_seq_ = p.seq;
+      }
       break;
     case Kind::kSetName:
       if (args.size() == 3)
@@ -1136,6 +1136,27 @@ void Connection::SetSubscriptionsZero() {
   pubsub_ = false;
   subs_known_ = true;
   sub_channels_ = sub_patterns_ = sub_shard_ = 0;
+}
+
+void Connection::UnsubscribeUncounted(const Pending& p) {
+  // Its pushes are not counted, so the counts are lost, unless it can only
+  // have emptied its family (a bare UNSUBSCRIBE) or left it as it was (one
+  // of a family with nothing subscribed), and nothing before it still to be
+  // answered may change them (a review: a PUNSUBSCRIBE in RESP3 with
+  // nothing subscribed made the connection ignored at a later RESP2
+  // SUBSCRIBE, and the FLUSHDB it sent then was not shipped).
+  uint64_t* count = p.family == Family::kChannel   ? &sub_channels_
+                    : p.family == Family::kPattern ? &sub_patterns_
+                                                   : &sub_shard_;
+  const bool counts_settled = std::none_of(pending_.begin(), pending_.end(), [](const Pending& q) {
+    return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe;
+  });
+  if (!subs_known_ || !counts_settled || p.kind == Kind::kSubscribe || (!p.bare && *count > 0)) {
+    subs_known_ = false;
+    return;
+  }
+  *count = 0;
+  pubsub_ = sub_channels_ + sub_patterns_ + sub_shard_ > 0;
 }
 
 bool Connection::OnSubscriptionReply(Pending& front, std::span<const Node> reply) {

@@ -316,6 +316,9 @@ class Connection {
   // the counts are not known or the reply is no confirmation (the caller
   // falls back to ignoring the connection).
   bool OnSubscriptionReply(Pending& front, std::span<const Node> reply);
+  // A RESP3 (UN)SUBSCRIBE outside MULTI, answered by pushes only: keeps the
+  // subscription counts where it cannot have changed them but to zero.
+  void UnsubscribeUncounted(const Pending& p);
   void SetSubscriptionsZero();
   void OnReply(std::span<const Node> reply, uint64_t ts);
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);

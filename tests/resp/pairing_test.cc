@@ -1652,6 +1652,37 @@ TEST_F(Pairing, Resp3SubscribeKeepsPairingWithPushes) {
   EXPECT_EQ(c_->conn().stats().pushes, 2u);
 }
 
+// A RESP3 UNSUBSCRIBE of a family with nothing subscribed, or a bare one,
+// changes the subscription counts to zero at most: they stay known, and a
+// later RESP2 SUBSCRIBE is counted (a review: after a PUNSUBSCRIBE in RESP3
+// the connection was ignored from its RESP2 SUBSCRIBE on, and the FLUSHDB
+// it sent after its UNSUBSCRIBE was not shipped). A named one while its
+// family has subscriptions loses them, as a RESP3 SUBSCRIBE does.
+TEST_F(Pairing, Resp3UnsubscribesThatCannotChangeTheCountsKeepThemKnown) {
+  c_->Do({"HELLO", "3"});
+  c_->Do(Cmd({"PUNSUBSCRIBE"}), 1);           // bare, nothing subscribed: a push
+  c_->Do(Cmd({"SUNSUBSCRIBE", "never"}), 1);  // a shard channel never subscribed: a push
+  c_->Do({"HELLO", "2"});
+  c_->Do(Cmd({"SUBSCRIBE", "ch"}), 1);
+  c_->Do(Cmd({"UNSUBSCRIBE"}), 1);
+  c_->Do({"SET", "k", "1"});
+  c_->Do({"FLUSHDB"});
+  EXPECT_FALSE(c_->conn().ignored());
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k: SET k 1",
+                       "0 " + std::string(RecordOpName(RecordOp::kDatabase)) + " : FLUSHDB"}));
+  ExpectPairedCleanly(c_->conn().stats());
+  EXPECT_EQ(c_->conn().stats().keyless_unconfirmed, 0u);
+  // Subscribed in RESP3, a named UNSUBSCRIBE of another channel: the counts
+  // are lost (which channels are subscribed is not followed).
+  MirroredClient d(kPort, &sink_, 12);
+  d.Do({"HELLO", "3"});
+  d.Do(Cmd({"SUBSCRIBE", "a"}), 1);
+  d.Do(Cmd({"UNSUBSCRIBE", "b"}), 1);
+  d.Do({"HELLO", "2"});
+  d.Do(Cmd({"SUBSCRIBE", "c"}), 1);
+  EXPECT_TRUE(d.conn().ignored());
+}
+
 // RESP3 answers a (P)(UN)SUBSCRIBE of one channel queued in MULTI with a
 // push that is its element of the EXEC array (counted in the array's
 // length), unlike a keyspace event inside it (a review: the push was
