@@ -689,6 +689,40 @@ TEST(CtlCaptureTest, LiveCaptureOnLoopbackKeepsWholeFrames) {
   EXPECT_NE(stats.find(" gaps=0("), std::string::npos) << stats;
 }
 
+// The totals of several workers count what every connection counted: a
+// FLUSHALL pipelined behind a QUIT never ran (resp_never_ran). A review
+// found the live sum over workers leaving out never_ran,
+// keyless_unconfirmed and connections_refused: 0 however many.
+TEST(CtlCaptureTest, LiveTotalsOfSeveralWorkersCountWhatNeverRan) {
+  const std::string ctl = CtlPath();
+  if (const std::string missing = LiveCaptureMissing(ctl); !missing.empty()) GTEST_SKIP() << missing;
+  const int port = 27316;  // capture's test port range: 27311-27319
+  const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_neverran_" + std::to_string(getpid());
+  const std::string cli = "redis-cli -p " + std::to_string(port) + " ";
+  StartRedis(port, dir, "", cli);
+  const std::string pid = StartLiveCapture(
+      ctl, "--server 127.0.0.1:" + std::to_string(port) + " --workers 2 --format json --seconds 60", dir);
+  using kvf::resp::testing::Cmd;
+  for (int i = 0; i < 4; ++i) {  // over both workers
+    kvf::resp::testing::RawClient c(port);
+    ASSERT_TRUE(c.ok());
+    c.Send(Cmd({"SET", "a" + std::to_string(i), "1"}) + Cmd({"QUIT"}) + Cmd({"FLUSHALL"}), 2);
+  }
+  usleep(1'500'000);  // a totals line after the last request
+  StopLiveCapture(pid, dir);
+  const std::string out = Shell("cat " + dir + "/records.json");
+  Shell("rm -rf " + dir);
+  nlohmann::json last;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("totals")) last = j;
+  }
+  ASSERT_TRUE(last.contains("totals")) << out;
+  EXPECT_EQ(last["totals"]["resp_never_ran"].get<uint64_t>(), 4u) << last.dump();
+  EXPECT_EQ(last["totals"]["records"].get<uint64_t>(), 4u) << last.dump();
+}
+
 // Pooled connections opened before the capture started: one has selected db
 // 3, the other never selected (db 0). Nothing on the wire says so; with
 // --resolve-db the capture asks the server (CLIENT LIST) and every record
