@@ -968,9 +968,10 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(stderr,
                  "kvferryctl decode: the capture misses %llu bytes of the connections in %llu place(s) "
                  "(packets the capture or the mirror dropped: tcpdump says how many it dropped; -B "
-                 "131072 gives it a larger buffer): the records around each hole are flagged, but a "
-                 "write whose request fell wholly in one is not seen at all (no record names its key; "
-                 "only a consistency check finds it)\n",
+                 "131072 gives it a larger buffer): the records around each hole are flagged, and a "
+                 "write a hole cut is read back when its name and keys came before it, but a write "
+                 "whose request fell wholly in one, or whose keys did, is not seen at all (no record "
+                 "names its key; only a consistency check finds it)\n",
                  (unsigned long long)table.stats().gap_bytes, (unsigned long long)table.stats().gaps);
   }
   if (totals.unknown_commands > 0) {

@@ -92,6 +92,7 @@ struct ConnectionStats {
   uint64_t writes_no_effect = 0;        // acknowledged, but the reply says nothing changed
   uint64_t writes_rejected = 0;         // the server answered with an error
   uint64_t writes_unacked = 0;          // no reply to pair (CLIENT REPLY OFF, gap): read back
+  uint64_t writes_cut = 0;              // requests cut by a gap whose keys came whole: read back
   uint64_t replayer_writes = 0;         // writes of a kvferry replayer connection: not captured
   uint64_t script_unknown = 0;          // EVALSHA whose body was never seen: keys read back, no command
   uint64_t script_unknown_keyless = 0;  // of those, with no key to read back: nothing replicated
@@ -320,6 +321,8 @@ class Connection {
   // subscription counts where it cannot have changed them but to zero.
   void UnsubscribeUncounted(const Pending& p);
   void SetSubscriptionsZero();
+  // Before a client gap: reads back the keys of the write it cuts.
+  void ReadBackCut();
   void OnReply(std::span<const Node> reply, uint64_t ts);
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);

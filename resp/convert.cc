@@ -684,6 +684,20 @@ bool MayHaveWrittenDespite(const CommandSpec& spec, std::string_view error) {
   return (rule == Rule::kScript && error.substr(0, 8) != "NOSCRIPT") || rule == Rule::kMigrate;
 }
 
+size_t ReadbackKeysOfCut(const CommandSpec& spec, std::span<const std::string_view> argv,
+                         const ConvertContext& ctx, RecordSink* sink) {
+  Emitter out(ctx, sink);
+  std::vector<KeyRef> keys;
+  FindKeys(spec, argv, &keys);
+  const Rule rule = RuleFor(spec);
+  for (const KeyRef& k : keys) {
+    if (k.arg >= argv.size() || ((k.flags & kKeyRo) && rule != Rule::kScript && rule != Rule::kXreadgroup))
+      continue;
+    out.Readback(argv[k.arg]);
+  }
+  return out.count();
+}
+
 size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                      const ConvertContext& ctx, RecordSink* sink) {
   Emitter out(ctx, sink);

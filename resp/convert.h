@@ -37,6 +37,11 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
 // For a write whose reply is unknown (lost in a gap, CLIENT REPLY OFF, out of
 // sync): one kReadback record per written key; a keyless write becomes a
 // kDatabase record. Returns the number of records emitted.
+// The written keys of `argv`, a write's request cut short by lost bytes,
+// that lie in what came (no arity check; a key-less write reads back
+// nothing and is never shipped): read-back records. Returns their count.
+size_t ReadbackKeysOfCut(const CommandSpec& spec, std::span<const std::string_view> argv,
+                         const ConvertContext& ctx, RecordSink* sink);
 size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                      const ConvertContext& ctx, RecordSink* sink);
 

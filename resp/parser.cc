@@ -259,6 +259,20 @@ void Parser::Resync() {
   ++resyncs_;
 }
 
+std::span<const std::string_view> Parser::PartialArgs() {
+  partial_args_.clear();
+  // Held in our buffer (NeedMore stashed it), one multibulk level deep.
+  if (mode_ != Mode::kRequest || !in_message_ || inline_msg_ || !in_buf_ || ext_ != nullptr ||
+      frames_.size() != 1 || nodes_.size() < 2)
+    return {};
+  const char* base = view() + msg_start_;
+  for (size_t i = 1; i < nodes_.size(); ++i) {
+    if (nodes_[i].elided) return {};  // not held: nothing past it is known
+    partial_args_.emplace_back(base + spans_[i].first, spans_[i].second);
+  }
+  return partial_args_;
+}
+
 void Parser::OnGap() {
   skimming_ = false;
   if (ext_ != nullptr) {

@@ -112,6 +112,11 @@ class Parser {
   // error: unbalanced quotes in request" and closes the connection) or
   // kInlineNul (Redis never finds the line end and answers nothing).
   std::span<const std::string_view> args() const { return args_; }
+  // Request mode: the complete arguments of the multibulk request still in
+  // progress (a request a gap is about to cut: its name and keys may have
+  // come whole before the hole). Views valid until the next call that feeds
+  // or drops bytes; empty when nothing such is held.
+  std::span<const std::string_view> PartialArgs();
   // The last message held an elided bulk (see Limits::max_message_bytes):
   // request mode, arg_elided(i) says which argument is empty for it; reply
   // mode, the node says so.
@@ -221,7 +226,8 @@ class Parser {
   std::vector<Node> nodes_;
   std::vector<std::pair<size_t, size_t>> spans_;  // str offsets relative to msg_start_
   std::vector<std::string_view> args_;
-  std::string inline_scratch_;  // unquoted inline arguments; size <= max_inline_len
+  std::vector<std::string_view> partial_args_;  // PartialArgs
+  std::string inline_scratch_;                  // unquoted inline arguments; size <= max_inline_len
   size_t message_bytes_ = 0;
   bool last_inline_ = false;
 
