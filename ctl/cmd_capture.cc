@@ -154,6 +154,14 @@ class RecordPrinter {
     kvf::ctl::AppendJsonRecord(&line_, kvf::RecordView::Of(r, &args_), r.seq);
     std::fwrite(line_.data(), 1, line_.size(), stdout);
   }
+  // On the thread that prints (the merge's, when it waits): a reader slow to
+  // take the records blocks that thread only, not the capture's own (a
+  // review: the RX loop, flushing stdout once a second, stalled behind a
+  // full pipe, its stats stopped, Ctrl-C unheard, the kernel ring overran).
+  void Flush() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fflush(stdout);
+  }
 
  private:
   std::mutex mu_;
@@ -487,8 +495,9 @@ void Print(const std::string& format, const std::string& label, const Counters& 
         h(d("decode_not_ip_ignored") + d("decode_not_tcp_ignored")).c_str(),
         h(d("retransmitted_bytes_dropped")).c_str());
   }
-  std::fflush(stdout);
-  std::fflush(stderr);
+  // Only the stream written here: with --format records, stdout is the
+  // record printer's to flush (RecordPrinter::Flush).
+  std::fflush(format == "records" ? stderr : stdout);
 }
 
 std::string TimeLabel(uint64_t ts_ns) {
@@ -593,7 +602,9 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   kvf::resp::ExpiryKeeper expiries(&priors, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards and the merge
-  kvf::resp::ShardMerge merge(workers, &tracker, {}, &scripts);
+  kvf::resp::MergeOptions merge_options;
+  if (format == "records") merge_options.on_idle = [&printer] { printer.Flush(); };
+  kvf::resp::ShardMerge merge(workers, &tracker, merge_options, &scripts);
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {

@@ -183,6 +183,7 @@ void ShardMerge::Run() {
       moved = true;
     }
     if (moved) continue;
+    if (opts_.on_idle) opts_.on_idle();
     std::unique_lock<std::mutex> lock(mu_);
     merge_waiting_.store(true, std::memory_order_relaxed);
     merge_cv_.wait(lock, [&] { return generation_ != seen_generation; });

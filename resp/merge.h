@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -36,6 +37,10 @@ struct MergeOptions {
   size_t batch_bytes = 1u << 20;        // or this many bytes of records
   size_t max_batches = 64;              // per shard waiting for the merge; then the shard waits,
   size_t max_queued_bytes = 64u << 20;  // as it does past this many bytes (one batch always fits)
+  // Called on the Run() thread whenever the merge has passed on all it can
+  // and waits for the shards: where the tracker's downstream flushes its
+  // output (capture's record printer), on the thread that writes it.
+  std::function<void()> on_idle;
 };
 
 struct MergeStats {

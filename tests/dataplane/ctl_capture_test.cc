@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dataplane/endpoint.h"
@@ -721,6 +723,49 @@ TEST(CtlCaptureTest, LiveTotalsOfSeveralWorkersCountWhatNeverRan) {
   ASSERT_TRUE(last.contains("totals")) << out;
   EXPECT_EQ(last["totals"]["resp_never_ran"].get<uint64_t>(), 4u) << last.dump();
   EXPECT_EQ(last["totals"]["records"].get<uint64_t>(), 4u) << last.dump();
+}
+
+// A reader slow to take the records (a pipe nobody reads for a while)
+// blocks only the thread that prints them: the capture goes on, its stats
+// line comes every second, and every record arrives once the reader reads.
+// A review found the RX loop stuck in a flush of stdout behind the full pipe:
+// no stats, Ctrl-C unheard, the kernel ring overran.
+TEST(CtlCaptureTest, ASlowRecordReaderDoesNotStallTheCapture) {
+  const std::string ctl = CtlPath();
+  if (const std::string missing = LiveCaptureMissing(ctl); !missing.empty()) GTEST_SKIP() << missing;
+  const int port = 27317;  // capture's test port range: 27311-27319
+  const std::string dir =
+      std::string(::testing::TempDir()) + "kvf_ctl_slowreader_" + std::to_string(getpid());
+  const std::string cli = "redis-cli -p " + std::to_string(port) + " ";
+  StartRedis(port, dir, "", cli);
+  // The reader sleeps 4 s before it reads: the pipe (64 KiB) fills first.
+  Shell("(" + ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
+        " --format records --seconds 6 2>" + dir + "/stats.txt | (sleep 4; cat >" + dir +
+        "/records.json; touch " + dir + "/read)) >/dev/null 2>&1 & echo");
+  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
+       ++i)
+    usleep(100'000);
+  usleep(300'000);
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    kvf::resp::testing::RawClient c(port);
+    ASSERT_TRUE(c.ok());
+    std::string batch;
+    for (int i = 0; i < 100; ++i) batch += kvf::resp::testing::Cmd({"SET", "key:" + std::to_string(i), "v"});
+    for (int round = 0; round < 50; ++round) c.Send(batch, 100);  // 5000 records, ~450 KB of json
+  }
+  // While the reader still sleeps: the stats lines of the seconds since.
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(3500));
+  const std::string during = Shell("cat " + dir + "/stats.txt");
+  // The capture ends (--seconds 6); the reader, done, leaves its mark.
+  for (int i = 0; i < 150 && access((dir + "/read").c_str(), F_OK) != 0; ++i) usleep(100'000);
+  const std::string out = Shell("cat " + dir + "/records.json");
+  Shell("kill $(cat " + dir + "/redis.pid) 2>/dev/null; rm -rf " + dir);
+  size_t lines_during = 0;
+  for (size_t at = during.find(" pkts="); at != std::string::npos; at = during.find(" pkts=", at + 1))
+    ++lines_during;
+  EXPECT_GE(lines_during, 3u) << during;
+  EXPECT_EQ(static_cast<size_t>(std::count(out.begin(), out.end(), '\n')), 5000u);
 }
 
 // Pooled connections opened before the capture started: one has selected db
