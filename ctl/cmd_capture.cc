@@ -543,6 +543,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   uint64_t first_ts = 0, second_start = 0, last_ts = 0;
   auto report = [&](uint64_t at) {
     Counters now = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
+    printer.Flush();  // one thread: the records of the second go out with its stats (a pipe, a FIFO)
     Print(format, TimeLabel(at), now, prev, 1.0);
     prev = std::move(now);
   };
@@ -574,6 +575,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
     std::fprintf(stderr, "kvferryctl capture: %s\n", (*src)->error().ToString().c_str());
   table.CloseAll();
   tracker.Flush();
+  printer.Flush();
   report(second_start);
   Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
   Print(format, "total", totals, {}, static_cast<double>(last_ts - first_ts) / 1e9);

@@ -413,17 +413,47 @@ void Connection::ReadBackCut() {
     return;
   }
   // In the db of the requests before it, still waiting (read back after
-  // this): a SELECT among them may run, or not.
+  // this): a SELECT among them may run, or not (a guess: unknown_db). One
+  // queued in a transaction counts at its EXEC, none at a DISCARD (a review:
+  // MULTI SELECT 3 DISCARD, then the cut SET, was read back in db 3); the
+  // cut request itself, queued too, runs after the queued SELECTs.
   uint16_t db = db_;
   bool db_known = db_known_;
+  bool in_tx = in_multi_ || !multi_queue_.empty();
+  std::optional<uint16_t> tx_db;
   auto follow = [&](const Pending& q) {
-    if (!MayChangeDb(q)) return;
-    db_known = false;
-    if (q.kind == Kind::kSelect && q.param >= 0) db = static_cast<uint16_t>(q.param);
-    if (q.kind == Kind::kReset) db = 0;
+    if (MayChangeDb(q)) db_known = false;
+    switch (q.kind) {
+      case Kind::kMulti:
+        in_tx = true;
+        tx_db.reset();
+        break;
+      case Kind::kSelect:
+        if (q.param < 0) break;
+        if (in_tx) {
+          tx_db = static_cast<uint16_t>(q.param);
+        } else {
+          db = static_cast<uint16_t>(q.param);
+        }
+        break;
+      case Kind::kExec:
+        if (tx_db) db = *tx_db;
+        [[fallthrough]];
+      case Kind::kDiscard:
+        in_tx = false;
+        tx_db.reset();
+        break;
+      case Kind::kReset:
+        db = 0;
+        in_tx = false;
+        tx_db.reset();
+        break;
+      default: break;
+    }
   };
   for (const Pending& q : multi_queue_) follow(q);
   for (const Pending& q : pending_) follow(q);
+  if (in_tx && tx_db) db = *tx_db;
   ConvertContext ctx;
   ctx.db = db;
   ctx.capture_ns = last_ts_;
@@ -1188,8 +1218,11 @@ void Connection::UnsubscribeUncounted(const Pending& p) {
   uint64_t* count = p.family == Family::kChannel   ? &sub_channels_
                     : p.family == Family::kPattern ? &sub_patterns_
                                                    : &sub_shard_;
+  // (A RESET still to run ends pub/sub mode itself, later: a message may
+  // come before it, which the mode still says to skip.)
   const bool counts_settled = std::none_of(pending_.begin(), pending_.end(), [](const Pending& q) {
-    return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe;
+    return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe || q.kind == Kind::kReset ||
+           q.kind == Kind::kIgnoreMark;
   });
   if (!subs_known_ || !counts_settled || p.kind == Kind::kSubscribe || (!p.bare && *count > 0)) {
     subs_known_ = false;

@@ -267,7 +267,7 @@ std::span<const std::string_view> Parser::PartialArgs() {
     return {};
   const char* base = view() + msg_start_;
   for (size_t i = 1; i < nodes_.size(); ++i) {
-    if (nodes_[i].elided) return {};  // not held: nothing past it is known
+    if (nodes_[i].elided) break;  // not held: what came before it is whole, nothing past it is known
     partial_args_.emplace_back(base + spans_[i].first, spans_[i].second);
   }
   return partial_args_;
