@@ -401,9 +401,10 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
 void Connection::ReadBackCut() {
   // A request the gap cuts: its name and keys may have come whole before
   // the hole, the rest of a large value lost (a review lost such SETs, 0.3
-  // to 1.5 MB on a lossy mirror, without a record naming their keys). Its
-  // keys are read back, whether it ran or not; one whose keys did not all
-  // come, or a key-less write, is as lost as a request wholly in a hole.
+  // to 1.5 MB on a lossy mirror, without a record naming their keys). The
+  // keys that came whole are read back, whether it ran or not; keys in or
+  // past the hole, and a key-less write, are as lost as a request wholly in
+  // a hole.
   const std::span<const std::string_view> args = requests_.PartialArgs();
   if (args.empty() || quit_) return;
   const CommandSpec* spec = LookupCommand(args);
