@@ -1209,6 +1209,10 @@ void Connection::SetSubscriptionsZero() {
   sub_channels_ = sub_patterns_ = sub_shard_ = 0;
 }
 
+uint64_t* Connection::CountOf(Family f) {
+  return f == Family::kChannel ? &sub_channels_ : f == Family::kPattern ? &sub_patterns_ : &sub_shard_;
+}
+
 void Connection::UnsubscribeUncounted(const Pending& p) {
   // Its pushes are not counted, so the counts are lost, unless it can only
   // have emptied its family (a bare UNSUBSCRIBE) or left it as it was (one
@@ -1216,9 +1220,7 @@ void Connection::UnsubscribeUncounted(const Pending& p) {
   // answered may change them (a review: a PUNSUBSCRIBE in RESP3 with
   // nothing subscribed made the connection ignored at a later RESP2
   // SUBSCRIBE, and the FLUSHDB it sent then was not shipped).
-  uint64_t* count = p.family == Family::kChannel   ? &sub_channels_
-                    : p.family == Family::kPattern ? &sub_patterns_
-                                                   : &sub_shard_;
+  uint64_t* count = CountOf(p.family);
   // (A RESET still to run ends pub/sub mode itself, later: a message may
   // come before it, which the mode still says to skip.)
   const bool counts_settled = std::none_of(pending_.begin(), pending_.end(), [](const Pending& q) {
@@ -1239,9 +1241,7 @@ bool Connection::OnSubscriptionReply(Pending& front, std::span<const Node> reply
       reply[1].type != Type::kBulkString || reply[3].type != Type::kInteger || reply[3].integer < 0) {
     return false;
   }
-  uint64_t* count = front.family == Family::kChannel   ? &sub_channels_
-                    : front.family == Family::kPattern ? &sub_patterns_
-                                                       : &sub_shard_;
+  uint64_t* count = CountOf(front.family);
   // A bare UNSUBSCRIBE answers once per subscription of its family, once
   // when there is none.
   if (front.param == 0) front.param = static_cast<int64_t>(std::max<uint64_t>(*count, 1));

@@ -320,6 +320,8 @@ class Connection {
   // A RESP3 (UN)SUBSCRIBE outside MULTI, answered by pushes only: keeps the
   // subscription counts where it cannot have changed them but to zero.
   void UnsubscribeUncounted(const Pending& p);
+  // The subscription count of a family.
+  uint64_t* CountOf(Family f);
   void SetSubscriptionsZero();
   // Before a client gap: reads back the keys of the write it cuts.
   void ReadBackCut();

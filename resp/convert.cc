@@ -684,17 +684,28 @@ bool MayHaveWrittenDespite(const CommandSpec& spec, std::string_view error) {
   return (rule == Rule::kScript && error.substr(0, 8) != "NOSCRIPT") || rule == Rule::kMigrate;
 }
 
+namespace {
+// Read-backs of the keys of `argv` (those in it) that `rule`'s command may
+// write; true if any.
+bool ReadbackWrittenKeys(Rule rule, const std::vector<KeyRef>& keys, std::span<const std::string_view> argv,
+                         Emitter& out) {
+  bool any = false;
+  for (const KeyRef& k : keys) {
+    if (k.arg >= argv.size() || ((k.flags & kKeyRo) && rule != Rule::kScript && rule != Rule::kXreadgroup))
+      continue;
+    out.Readback(argv[k.arg]);
+    any = true;
+  }
+  return any;
+}
+}  // namespace
+
 size_t ReadbackKeysOfCut(const CommandSpec& spec, std::span<const std::string_view> argv,
                          const ConvertContext& ctx, RecordSink* sink) {
   Emitter out(ctx, sink);
   std::vector<KeyRef> keys;
   FindKeys(spec, argv, &keys);
-  const Rule rule = RuleFor(spec);
-  for (const KeyRef& k : keys) {
-    if (k.arg >= argv.size() || ((k.flags & kKeyRo) && rule != Rule::kScript && rule != Rule::kXreadgroup))
-      continue;
-    out.Readback(argv[k.arg]);
-  }
+  ReadbackWrittenKeys(RuleFor(spec), keys, argv, out);
   return out.count();
 }
 
@@ -706,7 +717,6 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
   if (spec.arity >= 0 ? argc != spec.arity : argc < -spec.arity) return 0;
   std::vector<KeyRef> keys;
   FindKeys(spec, argv, &keys);
-  bool any = false;
   const Rule rule = RuleFor(spec);
   if (rule == Rule::kDebugPopulate) {
     // Unanswered (CLIENT REPLY OFF, lost): it ran, unless the server
@@ -719,11 +729,7 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
       Populate(argv, out, kNeedsReadback, uint64_t{64} << 20);
     return out.count();
   }
-  for (const KeyRef& k : keys) {
-    if ((k.flags & kKeyRo) && rule != Rule::kScript && rule != Rule::kXreadgroup) continue;
-    out.Readback(argv[k.arg]);
-    any = true;
-  }
+  const bool any = ReadbackWrittenKeys(rule, keys, argv, out);
   // MOVE k db and COPY src dst DB n also write in another db.
   int64_t db;
   if (rule == Rule::kMove && argv.size() == 3 && ParseI64(argv[2], &db) && db >= 0 && db <= 0xfffe) {

@@ -2,6 +2,7 @@
 #include "resp/expiry.h"
 
 #include <algorithm>
+#include <span>
 #include <array>
 #include <charconv>
 #include <functional>
@@ -45,18 +46,10 @@ bool IsRestoreAbs(std::string_view command, size_t argc) {
 constexpr std::array<std::string_view, 4> kMayEmpty = {"LREM", "LTRIM", "ZREMRANGEBYSCORE",
                                                        "ZREMRANGEBYRANK"};
 
-bool MayEmpty(std::string_view command) {
-  for (std::string_view c : kMayEmpty) {
-    if (EqualsIgnoreCase(command, c)) return true;
-  }
-  return false;
-}
-
-bool KeepsExpiry(std::string_view command) {
-  for (std::string_view c : kKeepsExpiry) {
-    if (EqualsIgnoreCase(command, c)) return true;
-  }
-  return false;
+// `command` is one of `names` (any case).
+bool OneOf(std::string_view command, std::span<const std::string_view> names) {
+  return std::any_of(names.begin(), names.end(),
+                     [&](std::string_view c) { return EqualsIgnoreCase(command, c); });
 }
 
 bool ParseMs(std::string_view s, int64_t* out) {
@@ -359,8 +352,9 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
     if (v.doubt) ++stats_.doubted;
     return v;
   }
-  const bool keeps = KeepsExpiry(command) || (r.args.size() == 4 && EqualsIgnoreCase(command, "SET") &&
-                                              EqualsIgnoreCase(r.args[3], "KEEPTTL"));
+  const bool keeps =
+      OneOf(command, kKeepsExpiry) ||
+      (r.args.size() == 4 && EqualsIgnoreCase(command, "SET") && EqualsIgnoreCase(r.args[3], "KEEPTTL"));
   if (!keeps) {
     if (r.args.size() == 3 && EqualsIgnoreCase(command, "SET")) {
       EraseOrDoubt(r, r.key);  // a plain SET: no expiry
@@ -371,7 +365,7 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
         for (const KeyRef& k : keys_) EraseOrDoubt(r, r.args[k.arg]);
       }
       DoubtKeysOf(r);  // (a guessed db: in every db)
-    } else if (r.op == RecordOp::kOrdered && MayEmpty(command) &&
+    } else if (r.op == RecordOp::kOrdered && OneOf(command, kMayEmpty) &&
                (r.flags & (kNeedsReadback | kAmbiguousOrder)) == 0 && r.args.size() >= 2 &&
                r.args[1] == r.key) {
       if (Known* e = known()) e->maybe_gone = true;  // (a guessed db: known() is null)

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -466,6 +467,24 @@ TEST(ExpiryKeeper, BatchesComeOutAsSingleRecordsWould) {
   EXPECT_EQ(plain.runs, 1);
 }
 
+// The records (and, in `stats`, the keeper's counts) that come out of an
+// ExpiryKeeper behind an ambiguity tracker for what `drive` does on one
+// connection to the server on `port`, mirrored.
+std::vector<ChangeRecord> KeptFromLive(int port, const std::function<void(MirroredClient&)>& drive,
+                                       ExpiryStats* stats = nullptr) {
+  VectorSink out;
+  ExpiryKeeper keeper(&out);
+  {
+    AmbiguityTracker tracker(&keeper);
+    MirroredClient c(port, &tracker, 1);
+    EXPECT_TRUE(c.ok());
+    if (c.ok()) drive(c);
+    tracker.Flush();
+  }
+  if (stats != nullptr) *stats = keeper.stats();
+  return std::move(out.records);
+}
+
 // The replay-lag case with a real server: SET with PX, then INCR and APPEND
 // of keys with an expiry. Applied after the keys expired, the records alone
 // left k=2 and h=xy with no expiry on the replica, forever; with the
@@ -476,25 +495,23 @@ TEST(ExpiryKeeperLive, WritesKeepingAnExpiryDoNotResurrectTheKeyOnALateReplica) 
   constexpr int kSource = 16444, kReplica = 16445;
   LiveRedis source(kSource), replica(kReplica);
   ASSERT_TRUE(source.ok() && replica.ok());
-  VectorSink out;
-  ExpiryKeeper keeper(&out);
-  {
-    AmbiguityTracker tracker(&keeper);
-    MirroredClient c(kSource, &tracker, 1);
-    ASSERT_TRUE(c.ok());
-    c.Do({"SET", "k", "1", "PX", "400"});
-    c.Do({"INCR", "k"});
-    c.Do({"SET", "h", "x", "PX", "400"});
-    c.Do({"APPEND", "h", "y"});
-    c.Do({"HSET", "m", "f", "1"});
-    c.Do({"PEXPIRE", "m", "400"});
-    c.Do({"HINCRBY", "m", "f", "2"});
-    tracker.Flush();
-  }
-  EXPECT_EQ(keeper.stats().restored, 3u);
+  ExpiryStats stats;
+  const std::vector<ChangeRecord> records = KeptFromLive(
+      kSource,
+      [](MirroredClient& c) {
+        c.Do({"SET", "k", "1", "PX", "400"});
+        c.Do({"INCR", "k"});
+        c.Do({"SET", "h", "x", "PX", "400"});
+        c.Do({"APPEND", "h", "y"});
+        c.Do({"HSET", "m", "f", "1"});
+        c.Do({"PEXPIRE", "m", "400"});
+        c.Do({"HINCRBY", "m", "f", "2"});
+      },
+      &stats);
+  EXPECT_EQ(stats.restored, 3u);
   testing::Replica in_time(kReplica);
   ASSERT_TRUE(in_time.ok());
-  in_time.Apply(out.records);
+  in_time.Apply(records);
   RawClient r(kReplica);
   EXPECT_EQ(r.Send(Cmd({"GET", "k"}), 1), "$1\r\n2\r\n");
   EXPECT_EQ(r.Send(Cmd({"GET", "h"}), 1), "$2\r\nxy\r\n");
@@ -507,7 +524,7 @@ TEST(ExpiryKeeperLive, WritesKeepingAnExpiryDoNotResurrectTheKeyOnALateReplica) 
   EXPECT_EQ(RawClient(kSource).Send(Cmd({"DBSIZE"}), 1), ":0\r\n");
   r.Send(Cmd({"FLUSHALL"}), 1);
   testing::Replica late(kReplica);
-  late.Apply(out.records);
+  late.Apply(records);
   // (EXISTS: a SET … PXAT in the past leaves a key that has expired, not yet
   // collected.)
   EXPECT_EQ(r.Send(Cmd({"EXISTS", "k", "h", "m"}), 1), ":0\r\n") << "a key the source no longer holds";
@@ -521,12 +538,7 @@ TEST(ExpiryKeeperLive, ALimiterAndACappedListAreNotReadBack) {
   constexpr int kSource = 16446, kReplica = 16447;
   LiveRedis source(kSource), replica(kReplica);
   ASSERT_TRUE(source.ok() && replica.ok());
-  VectorSink out;
-  ExpiryKeeper keeper(&out);
-  {
-    AmbiguityTracker tracker(&keeper);
-    MirroredClient c(kSource, &tracker, 1);
-    ASSERT_TRUE(c.ok());
+  const std::vector<ChangeRecord> records = KeptFromLive(kSource, [](MirroredClient& c) {
     for (int i = 0; i < 5; ++i) {
       const std::string now = std::to_string(1000 + i), floor = std::to_string(i - 2);
       c.Do(Cmd({"MULTI"}) + Cmd({"ZREMRANGEBYSCORE", "limit", "-inf", floor}) +
@@ -537,14 +549,12 @@ TEST(ExpiryKeeperLive, ALimiterAndACappedListAreNotReadBack) {
                Cmd({"EXPIRE", "recent", "300"}),
            3);
     }
-    tracker.Flush();
-  }
-  ASSERT_FALSE(out.records.empty());
-  for (const ChangeRecord& r : out.records)
-    EXPECT_FALSE(r.HasFlag(kNeedsReadback)) << r.args[0] << " " << r.key;
+  });
+  ASSERT_FALSE(records.empty());
+  for (const ChangeRecord& r : records) EXPECT_FALSE(r.HasFlag(kNeedsReadback)) << r.args[0] << " " << r.key;
   testing::Replica in_time(kReplica);
   ASSERT_TRUE(in_time.ok());
-  in_time.Apply(out.records);
+  in_time.Apply(records);
   RawClient src(kSource), dst(kReplica);
   for (const std::string& request :
        {Cmd({"ZRANGE", "limit", "0", "-1", "WITHSCORES"}), Cmd({"LRANGE", "recent", "0", "-1"})}) {
