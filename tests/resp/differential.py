@@ -2,16 +2,19 @@
 """Randomized differential round-trip of `kvferryctl decode` against a real redis-server.
 
 For each seed: an empty source redis-server (port 16700) receives --count random commands over a small
-key space (--keys per type, 3 dbs) from ONE raw-socket connection (single commands, pipelined batches,
-MULTI/EXEC/DISCARD/WATCH, RESP2 and RESP3 via HELLO 3); tcpdump captures the traffic; the capture is
+key space (--keys per type, 3 dbs) from one raw-socket connection, or from --connections N at once
+writing the same keys (single commands, pipelined batches, MULTI/EXEC/DISCARD/WATCH, RESP2 and RESP3 via
+HELLO 3); tcpdump captures the traffic; the capture is
 decoded with `kvferryctl decode --format resp|json|stats`; the resp output is piped into an empty replica
 (port 16701) with `redis-cli --pipe`; both datasets are snapshotted (type, DEBUG DIGEST-VALUE, absolute
 expiry, plus stream metadata) and compared. Every differing key that no needs_readback record covers is
 printed with the commands of the run that touched it; exit status 1 if there is any.
 
-usage: differential.py [--seed S] [--runs R] [--count N] [--keys K] [--keep DIR] [--replay FILE]
+usage: differential.py [--seed S] [--runs R] [--count N] [--keys K] [--connections N] [--keep DIR] [--replay FILE]
                        [--only FAMILIES] [--exclude FAMILIES] [--skip CMDS] [--show N] [--ctl PATH]
   --runs R      seeds S, S+1, … S+R-1 (tcpdump restarted and both servers flushed per seed)
+  --connections N  N connections at once, --count/N commands each; writes of one key by two of them
+                whose replies come close are where the decoder must flag (DESIGN.md decision 3)
   --only/--exclude  comma-separated generator families (see FAMILIES) to narrow a reproduction
   --skip CMDS   comma-separated command names never generated (to mask a known bug)
   --keep DIR    keep pcap/resp/json/log of every run under DIR
@@ -34,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -158,12 +162,17 @@ LIBRARY = ("#!lua name=kvfdiff\n"
 
 
 class Gen:
-    def __init__(self, rnd, nkeys, start_ms):
+    def __init__(self, rnd, nkeys, start_ms, ids=None, shas=None, tag=""):
         self.r = rnd
         self.nkeys = nkeys
         self.start_ms = start_ms
-        self.ids = {}  # stream key -> recent ids (bytes)
-        self.shas = []
+        # Shared by the generators of concurrent connections: one's EVALSHA
+        # runs what another loaded, one's XDEL names what another added.
+        self.ids = {} if ids is None else ids  # stream key -> recent ids (bytes)
+        self.shas = [] if shas is None else shas
+        # Pub/sub channels of their own: a message another connection
+        # published would be read as a reply.
+        self.tag = tag
 
     # -- building blocks
     def key(self, t, collide=0.08):
@@ -816,6 +825,24 @@ def fmt_cmd(cmd):
     return " ".join(out)
 
 
+class ConnLog(list):
+    """The commands of one connection: append((db, proto, cmd, reply)) keeps
+    (time answered, connection, db, proto, cmd, reply)."""
+
+    def __init__(self, conn_id):
+        super().__init__()
+        self.conn_id = conn_id
+
+    def append(self, entry):
+        super().append((time.monotonic(), self.conn_id) + tuple(entry))
+
+
+def fmt_entry(entry):
+    _, conn, db, proto, cmd, rep = entry
+    who = "" if conn is None else f"c{conn} "
+    return f"[{who}db{db} resp{proto}] {fmt_cmd(cmd)}  -> {short(rep)}"
+
+
 def drive(conn, gen, count, fams, log, script_lines=None):
     """Send `count` commands; append (db, proto, cmd, reply) to log."""
     state = {"db": 0, "proto": 2, "multi": False, "queue": []}
@@ -909,7 +936,8 @@ def drive(conn, gen, count, fams, log, script_lines=None):
             # PUNSUBSCRIBE, and writes that run once nothing is subscribed.
             split = gen.pubsub_split
             psub = gen.r.random() < 0.5
-            subs = [["SUBSCRIBE", "kvfch1", "kvfch2"]] + ([["PSUBSCRIBE", "kvfp*"]] if psub else [])
+            ch1, ch2, pat = (f"kvf{gen.tag}ch1", f"kvf{gen.tag}ch2", f"kvf{gen.tag}p*")
+            subs = [["SUBSCRIBE", ch1, ch2]] + ([["PSUBSCRIBE", pat]] if psub else [])
             conn.send(subs)
             for _ in range(2 + psub):
                 log.append((state["db"], state["proto"], ["(subscribed)"], conn.read()))
@@ -917,7 +945,7 @@ def drive(conn, gen, count, fams, log, script_lines=None):
             if npub and publisher is None:
                 publisher = Raw(SRC)
             for i in range(npub):
-                publisher.call("PUBLISH", "kvfch1", f"m{i}")
+                publisher.call("PUBLISH", ch1, f"m{i}")
             for _ in range(npub):
                 log.append((state["db"], state["proto"], ["(message)"], conn.read()))
             unsub = [["PING"], ["UNSUBSCRIBE"]] + ([["PUNSUBSCRIBE"]] if psub else [])
@@ -1015,22 +1043,56 @@ def run_one(lab, a, seed, workdir):
     pre.close()
     pcap = f"{workdir}/run.pcap"
     lab.start_tcpdump(pcap)
-    gen = Gen(rnd, a.keys, int(time.time() * 1000))
-    gen.pre_sha = pre_sha
-    gen.skip = set(a.skip.upper().split(",")) if a.skip else set()
     fams = set(Gen.FAMILIES)
     if a.only:
         fams = set(a.only.split(","))
     if a.exclude:
         fams -= set(a.exclude.split(","))
-    log = []
-    conn = Raw(SRC)
     script_lines = None
     if a.replay:
         script_lines = [ln.rstrip("\n") for ln in open(a.replay) if ln.strip() and not ln.startswith("#")]
+    # One generator per connection: the first draws from the seed's own
+    # stream (a one-connection run is what it always was), the others from
+    # streams of their own; all over the same keys.
+    gens, shas, ids = [], [], {}
+    for i in range(a.connections):
+        g = Gen(rnd if i == 0 else random.Random(seed * 7919 + i), a.keys, int(time.time() * 1000), ids, shas,
+                tag="" if i == 0 else str(i))
+        g.pre_sha = pre_sha
+        g.skip = set(a.skip.upper().split(",")) if a.skip else set()
+        gens.append(g)
+    logs = [ConnLog(i if a.connections > 1 else None) for i in range(a.connections)]
+    conns = [Raw(SRC) for _ in range(a.connections)]
+    sent_by = [0] * a.connections
+    failed = []
+    start = threading.Barrier(a.connections)
+
+    def one_connection(i):
+        try:
+            start.wait()
+            sent_by[i] = drive(conns[i], gens[i], a.count // a.connections, fams, logs[i], script_lines)
+        except Exception as e:  # noqa: BLE001 (reported below, after the others finish)
+            failed.append(f"connection {i}: {e!r}")
+            start.abort()
+
     t0 = time.time()
-    sent = drive(conn, gen, a.count, fams, log, script_lines)
-    conn.close()
+    if a.connections == 1:
+        one_connection(0)
+    else:
+        threads = [threading.Thread(target=one_connection, args=(i,)) for i in range(a.connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for c in conns:
+        c.close()
+    if failed:
+        lab.stop_tcpdump()
+        raise RuntimeError("; ".join(failed))
+    sent = sum(sent_by)
+    # Every connection's commands in the order they were answered (across
+    # connections only as near as the client's clock tells).
+    log = sorted((e for lg in logs for e in lg), key=lambda e: e[0])
     drive_s = time.time() - t0
     tcpdump_err = lab.stop_tcpdump()
     ctl = [a.ctl, "decode", "--pcap", pcap, "--server", f"127.0.0.1:{SRC}"]
@@ -1112,10 +1174,10 @@ def run_one(lab, a, seed, workdir):
             continue
         db, key = k.split(" ", 1)
         print(f"    source: {snap_a.get(k)}  replica: {snap_b.get(k)}")
-        touching = [e for e in log if any(enc(x).decode("latin-1") == key for x in e[2]) or
-                    enc(e[2][0]).upper() in (b"SWAPDB", b"FLUSHDB", b"FLUSHALL")]
-        for db_, proto, cmd, rep in touching[-a.show:]:
-            print(f"    [db{db_} resp{proto}] {fmt_cmd(cmd)}  -> {short(rep)}")
+        touching = [e for e in log if any(enc(x).decode("latin-1") == key for x in e[4]) or
+                    enc(e[4][0]).upper() in (b"SWAPDB", b"FLUSHDB", b"FLUSHALL")]
+        for e in touching[-a.show:]:
+            print("    " + fmt_entry(e))
         recs = [rec for rec in records if rec["key"] == key and str(rec["db"]) == db][-6:]
         for rec in recs:
             print(f"    rec: db={rec['db']} op={rec['op']} flags={rec['flags']} args={short(rec['args'], 200)}")
@@ -1127,8 +1189,8 @@ def run_one(lab, a, seed, workdir):
         for f in ("run.pcap", "run.resp", "run.json"):
             shutil.copy(f"{workdir}/{f}", d)
         with open(f"{d}/commands.log", "w") as fh:
-            for db_, proto, cmd, rep in log:
-                fh.write(f"[db{db_} resp{proto}] {fmt_cmd(cmd)}  -> {short(rep)}\n")
+            for e in log:
+                fh.write(fmt_entry(e) + "\n")
         open(f"{d}/pipe.out", "w").write(pipe_out)
         open(f"{d}/stats.txt", "w").write(stats)
     return sent, len(bad), len(excused)
@@ -1140,6 +1202,8 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--keys", type=int, default=30)
+    ap.add_argument("--connections", type=int, default=1,
+                    help="concurrent connections sharing the --count commands and the keys")
     ap.add_argument("--only")
     ap.add_argument("--exclude")
     ap.add_argument("--replay")
@@ -1155,6 +1219,8 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--ctl", default=os.path.join(ROOT, "build", "ci", "ctl", "kvferryctl"))
     a = ap.parse_args()
+    if a.connections < 1 or (a.replay and a.connections != 1):
+        ap.error("--connections must be at least 1, and 1 with --replay")
     # Skips (exit 77, as CTest's SKIP_RETURN_CODE) where it cannot run.
     if os.geteuid() != 0:
         print("SKIP: needs root (tcpdump on lo)")
