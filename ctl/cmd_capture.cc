@@ -569,6 +569,11 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
       table.Tick(last_ts);  // every burst, as decode does: holds and holes end on time
       tracker.Advance(std::min(last_ts, table.OldestPendingNs()));
     }
+    // A short burst: the source has nothing more for now (a pipe whose
+    // writer waits, the end of a read window). What is released goes out
+    // rather than wait for the next second's line behind a writer that may
+    // not write for a while.
+    if (n < burst.size()) printer.Flush();
     if (max_seconds > 0 && last_ts >= first_ts + static_cast<uint64_t>(max_seconds) * 1'000'000'000ull) break;
   }
   if (!(*src)->error().ok())

@@ -265,8 +265,21 @@ Result<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& p
     pcap_close(h);
     return UnsupportedLink("pcap: " + path, dlt);
   }
-  return std::unique_ptr<PcapSource>(
+  auto src = std::unique_ptr<PcapSource>(
       new PcapSource(h, false, path == "-" ? std::string("pcap from standard input") : "pcap file " + path));
+  struct stat st;
+  src->piped_ = fstat(fileno(pcap_file(h)), &st) == 0 && !S_ISREG(st.st_mode);
+  return src;
+}
+
+bool PcapSource::NextFrameNotYetThere() const {
+  FILE* f = pcap_file(handle_);
+#ifdef __GLIBC__
+  // Bytes libpcap's stdio buffer already holds: the next frame, or part of it.
+  if (f->_IO_read_ptr < f->_IO_read_end) return false;
+#endif
+  pollfd pfd{fileno(f), POLLIN, 0};
+  return poll(&pfd, 1, 0) == 0;
 }
 
 Result<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const PcapLiveOptions& o) {
@@ -354,6 +367,9 @@ size_t PcapSource::RxBurst(std::span<Packet> out) {
   // Stop while the arena still has room for a frame of the largest size
   // this capture can hold, so no frame is ever left over between bursts.
   while (burst_n_ < out.size() && arena_size_ - arena_used_ >= max_caplen_) {
+    // The frames so far go out now, rather than wait behind a writer that
+    // has not sent the next one: their records and stats are due.
+    if (piped_ && burst_n_ > 0 && NextFrameNotYetThere()) break;
     pcap_pkthdr* hdr = nullptr;
     const unsigned char* bytes = nullptr;
     const int rc = pcap_next_ex(handle_, &hdr, &bytes);

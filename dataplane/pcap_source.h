@@ -90,8 +90,14 @@ class PcapSource final : public PacketSource {
   static constexpr size_t kPopulateChunk = 8u << 20;
   static void OnFrame(unsigned char* user, const ::pcap_pkthdr* h, const unsigned char* bytes);
 
+  // Offline through libpcap from a pipe or a device (standard input, a
+  // FIFO that `tcpdump -U -w -` fills): a burst ends when no further frame
+  // has arrived yet, instead of waiting for a whole burst.
+  bool NextFrameNotYetThere() const;
+
   pcap_t* handle_;
   bool live_;
+  bool piped_ = false;
   bool nano_;          // timestamps are in nanoseconds (else microseconds)
   size_t max_caplen_;  // the capture's snap length, bounded by the arena
   int poll_timeout_ms_ = 0;

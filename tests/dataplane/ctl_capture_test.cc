@@ -768,6 +768,62 @@ TEST(CtlCaptureTest, ASlowRecordReaderDoesNotStallTheCapture) {
   EXPECT_EQ(static_cast<size_t>(std::count(out.begin(), out.end(), '\n')), 5000u);
 }
 
+// Offline, a capture file that is still being written (a FIFO fed by
+// `tcpdump -w -`, or a slow pipe) gives its records with each capture
+// second's stats line, not only at its end: one thread reads, decodes and
+// prints, so it flushes them then. The records of the first second are out
+// while the writer still holds the rest back.
+TEST(CtlCaptureTest, OfflineRecordsOfAFileStillBeingWrittenComeOutEachSecond) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  if (Shell("command -v mkfifo").empty()) GTEST_SKIP() << "needs mkfifo";
+  const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_fifo_" + std::to_string(getpid());
+  Shell("rm -rf " + dir + " && mkdir -p " + dir + " && mkfifo " + dir + "/fifo");
+  using kvf::resp::testing::Cmd;
+  std::vector<tb::TimedFrame> frames;
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  auto add = [&](bool c2s, uint32_t seq, uint8_t flags, std::string payload, uint64_t ts) {
+    frames.push_back(tb::ClientServerFrame(41000, c2s, seq, flags, std::move(payload), ts));
+  };
+  const std::string set = Cmd({"SET", "written-early", "v"}), ping = Cmd({"PING"});
+  add(true, 99, tb::kTcpSyn, "", t0);
+  add(false, 499, tb::kTcpSyn | tb::kTcpAck, "", t0 + 100'000);
+  add(true, 100, tb::kTcpAck, set, t0 + 200'000);
+  add(false, 500, tb::kTcpAck, "+OK\r\n", t0 + 300'000);
+  // Two PINGs later: past the first second, and past the second's end.
+  uint32_t cseq = 100 + static_cast<uint32_t>(set.size()), sseq = 505;
+  for (uint64_t at : {1'500'000'000ull, 2'600'000'000ull}) {
+    add(true, cseq, tb::kTcpAck, ping, t0 + at);
+    add(false, sseq, tb::kTcpAck, "+PONG\r\n", t0 + at + 100'000);
+    cseq += static_cast<uint32_t>(ping.size());
+    sseq += 7;
+  }
+  const size_t first_part = frames.size();
+  add(true, cseq, tb::kTcpAck, Cmd({"SET", "written-late", "v"}), t0 + 5'000'000'000ull);
+  add(false, sseq, tb::kTcpAck, "+OK\r\n", t0 + 5'000'100'000ull);
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(dir + "/all.pcap", frames, &err)) << err;
+  ASSERT_TRUE(tb::WritePcap(dir + "/early.pcap",
+                            std::vector<tb::TimedFrame>(frames.begin(), frames.begin() + first_part), &err))
+      << err;
+  const std::string early_size = Shell("stat -c %s " + dir + "/early.pcap | tr -d '\\n'");
+  // The writer sends the first seconds, holds the rest back for 4 s, then
+  // sends it and closes.
+  Shell("(cat " + dir + "/early.pcap; sleep 4; tail -c +$((" + early_size + " + 1)) " + dir +
+        "/all.pcap) >" + dir + "/fifo 2>/dev/null & " + ctl + " capture --pcap " + dir +
+        "/fifo --server 10.0.0.2:6379 --format records >" + dir + "/records.json 2>" + dir +
+        "/stats.txt & echo");
+  usleep(2'000'000);
+  const std::string during = Shell("cat " + dir + "/records.json");
+  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("total") == std::string::npos; ++i)
+    usleep(100'000);
+  const std::string after = Shell("cat " + dir + "/records.json");
+  Shell("rm -rf " + dir);
+  EXPECT_NE(during.find("written-early"), std::string::npos) << during;
+  EXPECT_EQ(during.find("written-late"), std::string::npos) << during;
+  EXPECT_NE(after.find("written-late"), std::string::npos) << after;
+}
+
 // Pooled connections opened before the capture started: one has selected db
 // 3, the other never selected (db 0). Nothing on the wire says so; with
 // --resolve-db the capture asks the server (CLIENT LIST) and every record
