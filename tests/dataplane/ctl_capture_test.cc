@@ -809,8 +809,8 @@ TEST(CtlCaptureTest, OfflineRecordsOfAFileStillBeingWrittenComeOutEachSecond) {
   const std::string early_size = Shell("stat -c %s " + dir + "/early.pcap | tr -d '\\n'");
   // The writer sends the first seconds, holds the rest back for 4 s, then
   // sends it and closes.
-  Shell("(cat " + dir + "/early.pcap; sleep 4; tail -c +$((" + early_size + " + 1)) " + dir +
-        "/all.pcap) >" + dir + "/fifo 2>/dev/null & " + ctl + " capture --pcap " + dir +
+  Shell("(cat " + dir + "/early.pcap; sleep 4; tail -c +$((" + early_size + " + 1)) " + dir + "/all.pcap) >" +
+        dir + "/fifo 2>/dev/null & " + ctl + " capture --pcap " + dir +
         "/fifo --server 10.0.0.2:6379 --format records >" + dir + "/records.json 2>" + dir +
         "/stats.txt & echo");
   usleep(2'000'000);
