@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -62,10 +63,49 @@ using Counters = std::map<std::string, uint64_t>;
 constexpr const char* kPerCommandPrefix = "requests_parsed.";
 constexpr size_t kDispatchSlice = 32;
 
+// The first SIGINT or SIGTERM ends the capture as --seconds does: the
+// records still on their way are written and the totals printed. A second
+// one quits at once: that wait may never end if the reader of standard
+// output stopped reading (`| less` left on one page).
 std::atomic<bool> g_interrupted{false};
 void OnSignal(int) {
-  g_interrupted.store(true);
+  if (g_interrupted.exchange(true)) {
+    static constexpr char kQuit[] =
+        "\nkvferryctl capture: interrupted again: quitting without the records not yet written\n";
+    (void)!write(STDERR_FILENO, kQuit, sizeof(kQuit) - 1);
+    _exit(130);
+  }
 }
+
+// After the first interrupt: says so, once, if the capture has not finished
+// within two seconds (its last records wait for a reader of standard output).
+class QuitHint {
+ public:
+  QuitHint()
+      : thread_([this] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!cv_.wait_for(lock, std::chrono::seconds(2), [this] { return done_; }) &&
+              g_interrupted.load()) {
+            std::fprintf(stderr,
+                         "kvferryctl capture: still writing the last records to standard output (is "
+                         "its reader reading?); interrupt again to quit without them\n");
+          }
+        }) {}
+  ~QuitHint() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 // ---------------------------------------------------------------------------
 // RESP: one resp::Connection per reassembled flow, per worker shard.
@@ -578,9 +618,12 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   }
   if (!(*src)->error().ok())
     std::fprintf(stderr, "kvferryctl capture: %s\n", (*src)->error().ToString().c_str());
-  table.CloseAll();
-  tracker.Flush();
-  printer.Flush();
+  {
+    QuitHint hint;
+    table.CloseAll();
+    tracker.Flush();
+    printer.Flush();
+  }
   report(second_start);
   Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
   Print(format, "total", totals, {}, static_cast<double>(last_ts - first_ts) / 1e9);
@@ -660,8 +703,11 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
       if (max_seconds > 0 && t - start >= std::chrono::seconds(max_seconds)) break;
     }
   }
-  dispatcher.Stop();  // the workers finish their merge inputs
-  merging.join();     // and the merge flushes the tracker
+  {
+    QuitHint hint;
+    dispatcher.Stop();  // the workers finish their merge inputs
+    merging.join();     // and the merge flushes the tracker
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const Counters empty;
   report("total", secs, &empty);

@@ -768,6 +768,55 @@ TEST(CtlCaptureTest, ASlowRecordReaderDoesNotStallTheCapture) {
   EXPECT_EQ(static_cast<size_t>(std::count(out.begin(), out.end(), '\n')), 5000u);
 }
 
+// A reader of the records that stopped reading (`| less` left on its first
+// page) keeps the capture's last records from being written: the first
+// interrupt ends the capture and, after two seconds, says what it waits
+// for; the second quits at once (status 130).
+TEST(CtlCaptureTest, ASecondInterruptQuitsAWaitForAReaderThatStoppedReading) {
+  const std::string ctl = CtlPath();
+  if (const std::string missing = LiveCaptureMissing(ctl); !missing.empty()) GTEST_SKIP() << missing;
+  const int port = 27318;  // capture's test port range: 27311-27319
+  const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_stuck_" + std::to_string(getpid());
+  const std::string cli = "redis-cli -p " + std::to_string(port) + " ";
+  StartRedis(port, dir, "", cli);
+  // The reader opens the FIFO (read-write: the open does not wait for the
+  // writer) and never reads from it.
+  Shell("mkfifo " + dir + "/fifo && (sleep 60 >/dev/null 2>&1 <>" + dir + "/fifo & echo $! >" + dir +
+        "/reader.pid)");
+  const std::string pid =
+      Shell("(" + ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
+            " --format records --seconds 60 >" + dir + "/fifo 2>" + dir + "/stats.txt; echo $? >" + dir +
+            "/status) >/dev/null 2>&1 & echo -n $!");
+  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
+       ++i)
+    usleep(100'000);
+  usleep(300'000);
+  {
+    kvf::resp::testing::RawClient c(port);
+    ASSERT_TRUE(c.ok());
+    std::string batch;
+    for (int i = 0; i < 100; ++i) batch += kvf::resp::testing::Cmd({"SET", "key:" + std::to_string(i), "v"});
+    for (int round = 0; round < 50; ++round) c.Send(batch, 100);  // ~450 KB of json: the FIFO fills
+  }
+  usleep(500'000);
+  const std::string ctl_pid = Shell("pgrep -P " + pid + " -x kvferryctl | tr -d '\\n'");
+  ASSERT_FALSE(ctl_pid.empty());
+  Shell("kill -INT " + ctl_pid);
+  usleep(3'000'000);
+  const std::string waiting = Shell("cat " + dir + "/stats.txt");
+  const bool alive = Shell("kill -0 " + ctl_pid + " 2>/dev/null && echo alive").find("alive") == 0;
+  Shell("kill -INT " + ctl_pid);
+  for (int i = 0; i < 20 && access((dir + "/status").c_str(), F_OK) != 0; ++i) usleep(100'000);
+  const std::string status = Shell("cat " + dir + "/status 2>/dev/null");
+  const std::string quit = Shell("cat " + dir + "/stats.txt");
+  Shell("kill " + ctl_pid + " $(cat " + dir + "/reader.pid) $(cat " + dir +
+        "/redis.pid) 2>/dev/null; rm -rf " + dir);
+  EXPECT_TRUE(alive) << waiting;
+  EXPECT_NE(waiting.find("still writing the last records"), std::string::npos) << waiting;
+  EXPECT_EQ(status, "130\n");
+  EXPECT_NE(quit.find("interrupted again"), std::string::npos) << quit;
+}
+
 // Offline, a capture file that is still being written (a FIFO fed by
 // `tcpdump -w -`, or a slow pipe) gives its records with each capture
 // second's stats line, not only at its end: one thread reads, decodes and
