@@ -613,10 +613,12 @@ Result<std::vector<std::string>> InCaptureOrder(const std::vector<std::string>& 
   if (paths.size() < 2) return paths;
   std::vector<std::pair<uint64_t, std::string>> keyed;
   for (const std::string& path : paths) {
+    // A file that cannot be read (empty: `tcpdump -G` killed as it opened
+    // the next; cut inside its header; another link type) goes last, and
+    // is reported when its turn comes: the others are still decoded.
     auto src = dp::PcapSource::OpenOffline(path, /*map=*/true);  // touches the first page only
-    if (!src.ok()) return src.status();
     dp::Packet first[1];
-    const size_t n = (*src)->RxBurst(first);
+    const size_t n = src.ok() ? (*src)->RxBurst(first) : 0;
     keyed.emplace_back(n == 1 ? first[0].ts_ns : UINT64_MAX, path);
   }
   std::stable_sort(keyed.begin(), keyed.end(),
@@ -693,11 +695,7 @@ int RunDecode(const std::vector<std::string>& args) {
   if (rebase) {
     for (const std::string& f : *pcap_files) {
       auto last = LastTimestamp(f);
-      if (!last.ok()) {
-        std::fprintf(stderr, "kvferryctl decode: %s\n", last.status().ToString().c_str());
-        return 1;
-      }
-      last_ts = std::max(last_ts, *last);
+      if (last.ok()) last_ts = std::max(last_ts, *last);  // else reported when the file's turn comes
     }
     const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
@@ -712,15 +710,21 @@ int RunDecode(const std::vector<std::string>& args) {
   // (under a hypervisor's shadow paging, a sixth of a pipelined decode).
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<dp::PcapSource>> sources;
-  {
-    auto first = dp::PcapSource::OpenOffline(pcap_files->front(), /*map=*/threads > 1);
-    if (!first.ok()) {
-      std::fprintf(stderr, "kvferryctl decode: %s\n", first.status().ToString().c_str());
-      return 1;
+  std::vector<std::string> open_errors;  // of files that could not be read at all
+  // The first file that opens; the others are opened when reached.
+  size_t first_file = 0;
+  for (; first_file < pcap_files->size(); ++first_file) {
+    auto first = dp::PcapSource::OpenOffline((*pcap_files)[first_file], /*map=*/threads > 1);
+    if (first.ok()) {
+      sources.push_back(std::move(*first));
+      break;
     }
-    sources.push_back(std::move(*first));
+    open_errors.push_back(first.status().ToString());
   }
-  std::vector<std::string> open_errors;  // of later files (InCaptureOrder opened each once already)
+  if (sources.empty()) {
+    for (const std::string& e : open_errors) std::fprintf(stderr, "kvferryctl decode: %s\n", e.c_str());
+    return 1;
+  }
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
@@ -807,8 +811,8 @@ int RunDecode(const std::vector<std::string>& args) {
     // The files in turn, each opened when reached: with one thread a done
     // file's window and descriptor go (thousands of rotated files), with
     // threads its mapping stays, since payload in it crossed by address.
-    for (size_t k = 0; k < pcap_files->size(); ++k) {
-      if (k > 0) {
+    for (size_t k = first_file; k < pcap_files->size(); ++k) {
+      if (k > first_file) {
         auto next = dp::PcapSource::OpenOffline((*pcap_files)[k], /*map=*/threads > 1);
         if (!next.ok()) {
           open_errors.push_back(next.status().ToString());
