@@ -64,17 +64,27 @@ constexpr const char* kPerCommandPrefix = "requests_parsed.";
 constexpr size_t kDispatchSlice = 32;
 
 // The first SIGINT or SIGTERM ends the capture as --seconds does: the
-// records still on their way are written and the totals printed. A second
-// one quits at once: that wait may never end if the reader of standard
-// output stopped reading (`| less` left on one page).
+// records still on their way are written and the totals printed. Another
+// one, a second or more later, quits at once: that wait may never end if
+// the reader of standard output stopped reading (`| less` left on one
+// page). One sooner is the same interrupt delivered twice (`timeout` sends
+// its signal to the command and to its process group).
 std::atomic<bool> g_interrupted{false};
+std::atomic<int64_t> g_interrupted_at_ns{0};  // of the first (CLOCK_MONOTONIC)
 void OnSignal(int) {
-  if (g_interrupted.exchange(true)) {
-    static constexpr char kQuit[] =
-        "\nkvferryctl capture: interrupted again: quitting without the records not yet written\n";
-    (void)!write(STDERR_FILENO, kQuit, sizeof(kQuit) - 1);
-    _exit(130);
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe
+  const int64_t now_ns = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+  int64_t first_ns = 0;
+  if (g_interrupted_at_ns.compare_exchange_strong(first_ns, now_ns)) {
+    g_interrupted.store(true);
+    return;
   }
+  if (now_ns - first_ns < 1'000'000'000) return;
+  static constexpr char kQuit[] =
+      "\nkvferryctl capture: interrupted again: quitting without the records not yet written\n";
+  (void)!write(STDERR_FILENO, kQuit, sizeof(kQuit) - 1);
+  _exit(130);
 }
 
 // After the first interrupt: says so, once, if the capture has not finished

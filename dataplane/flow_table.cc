@@ -317,7 +317,6 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
     HalfStream& c = f->half[Idx(Direction::kClientToServer)];
     c.synced = true;
     c.base_seq = seg.ack;
-    f->syn_synced_client = true;
   }
   f->info.joined_mid_stream = !syn;
   f->last_seen_ns = seg.ts_ns;
@@ -340,6 +339,23 @@ FlowTable::Flow* FlowTable::CreateFlow(const FlowKey& key, const TcpSegment& seg
   return f;
 }
 
+bool FlowTable::HandshakeOf(const Flow& f, const TcpSegment& seg) {
+  if (!seg.Has(kTcpAck)) {
+    // A SYN: the same ISN is a retransmission, or the SYN of a flow whose
+    // first data came before it in the capture (the stream starts at ISN +
+    // 1); a new ISN is a new connection.
+    const HalfStream& c = f.half[Idx(Direction::kClientToServer)];
+    return seg.src != f.info.client || (c.synced && seg.seq + 1 == c.base_seq);
+  }
+  if (seg.src != f.info.server) return true;  // simultaneous open: left as it is
+  const HalfStream& s = f.half[Idx(Direction::kServerToClient)];
+  // A SYN-ACK: its ISN must be where the server's stream starts. A review:
+  // a port reused after a RST and a SYN the capture both missed; the new
+  // connection's SYN-ACK was taken as the old one's, and its writes as
+  // retransmissions of old bytes, lost without a flag.
+  return !s.synced || seg.seq + 1 == s.base_seq;
+}
+
 void FlowTable::Process(const TcpSegment& seg) {
   ++stats_.segments;
   newest_ts_ = std::max(newest_ts_, seg.ts_ns);
@@ -359,14 +375,9 @@ void FlowTable::Process(const TcpSegment& seg) {
   const FlowKey key = FlowKey::Of(seg.src, seg.dst);
   Flow* f = FindFlow(key, key.Hash());
 
-  if (f != nullptr && syn && !ack && !rst && seg.src == f->info.client) {
-    // A SYN with a new ISN on a tracked 4-tuple is a new connection; the same
-    // ISN is a SYN retransmission.
-    const HalfStream& c = f->half[Idx(Direction::kClientToServer)];
-    if (!f->syn_synced_client || seg.seq + 1 != c.base_seq) {
-      CloseFlow(f, CloseReason::kReplaced);
-      f = nullptr;
-    }
+  if (f != nullptr && syn && !rst && !HandshakeOf(*f, seg)) {
+    CloseFlow(f, CloseReason::kReplaced);
+    f = nullptr;
   }
   if (f == nullptr) {
     if (rst) {
@@ -417,7 +428,6 @@ void FlowTable::Process(const TcpSegment& seg) {
     if (!h.synced) {
       h.synced = true;
       h.base_seq = data_seq;
-      if (d == Direction::kClientToServer) f->syn_synced_client = true;
     }
   }
   uint64_t need_peer = 0;

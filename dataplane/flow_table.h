@@ -267,7 +267,6 @@ class FlowTable {
     uint64_t hash = 0;  // key.Hash()
     FlowInfo info;
     HalfStream half[2];
-    bool syn_synced_client = false;  // client direction started from a SYN
     std::unique_ptr<StreamConsumer> consumer;
     uint64_t last_seen_ns = 0;
     std::list<Flow*>::iterator lru_it;
@@ -313,6 +312,10 @@ class FlowTable {
   void Unindex(Flow* f);
   static uint64_t ClientKey(const Endpoint& client);
   Flow* CreateFlow(const FlowKey& key, const TcpSegment& seg);
+  // A SYN or SYN-ACK on the 4-tuple of `f` starts `f`'s own connection (a
+  // retransmission, or a handshake captured after the first data), not a
+  // new one on a reused port whose earlier segments were missed.
+  static bool HandshakeOf(const Flow& f, const TcpSegment& seg);
   // `need_peer`: offset of the other direction to deliver first (0: none).
   void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
                uint64_t need_peer);

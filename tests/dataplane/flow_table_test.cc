@@ -785,6 +785,50 @@ TEST_F(FlowTableTest, NewSynOnSameTupleReplacesFlow) {
   EXPECT_EQ(Events(1), "D0:two");
 }
 
+// A client port reused after a RST, with both the RST and the new SYN lost
+// by the capture: the new connection's SYN-ACK (a new server ISN,
+// acknowledging a new client ISN, here below the old stream's bytes) starts
+// a flow of its own. A review: it was taken as the old connection's, and the
+// new writes as retransmissions of old bytes, dropped without a flag. A
+// retransmitted SYN-ACK of either connection starts nothing, and data on a
+// SYN (TCP Fast Open) is the new connection's first.
+TEST_F(FlowTableTest, SynAckOfAReusedPortWhoseSynWasMissedReplacesTheFlow) {
+  Handshake(100, 5000);
+  Send(true, 101, "one", kAck, 0, 5001);
+  Send(false, 5001, "+OK", kAck, 0, 104);
+  Send(false, 5000, "", kSyn | kAck, 0, 101);  // the first SYN-ACK again
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  Send(false, 7000, "", kSyn | kAck, 0, 50);
+  Send(false, 7000, "", kSyn | kAck, 0, 50);
+  Send(true, 50, "two", kAck, 0, 7001);
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  EXPECT_EQ(Events(0), "D0:one D1:+OK C:replaced_by_new_syn");
+  EXPECT_EQ(Events(1), "D0:two");
+  EXPECT_FALSE(Flow(1).info.joined_mid_stream);
+  // Fast Open: the SYN carries data, and the SYN-ACK acknowledges past it.
+  Send(true, 20000, "", kRst);
+  Send(true, 30000, "tfo", kSyn);
+  Send(false, 9000, "", kSyn | kAck, 0, 30004);
+  Send(true, 30004, "more", kAck, 0, 9001);
+  ASSERT_EQ(rec_.flows.size(), 3u);
+  EXPECT_EQ(Events(2), "D0:tfo D0:more");
+}
+
+// Data captured before its own connection's SYN (the mirror reordered them
+// by tens of microseconds): the SYN, whose ISN + 1 is where the flow's
+// stream starts, belongs to that flow. A review found it taken for a new
+// connection: the flow was replaced and its bytes reported as a gap.
+TEST_F(FlowTableTest, ASynCapturedAfterItsConnectionsFirstDataBelongsToIt) {
+  Send(true, 101, "one", kAck, 0, 5001);
+  Send(true, 100, "", kSyn);
+  Send(false, 5000, "", kSyn | kAck, 0, 101);
+  Send(false, 5001, "+OK", kAck, 0, 104);
+  Send(true, 104, "two", kAck, 0, 5004);
+  ASSERT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(Events(0), "D0:one D1:+OK D0:two");
+  EXPECT_EQ(table_->stats().gaps, 0u);
+}
+
 TEST_F(FlowTableTest, FlowCapEvictsLeastRecentlyActive) {
   FlowTableConfig c = Config();
   c.max_flows = 2;
