@@ -1183,6 +1183,7 @@ void Connection::ApplyReset() {
   multi_queue_.clear();
   protocol_ = 2;
   SetSubscriptionsZero();
+  replayer_ = false;  // RESET clears the connection's name
 }
 
 bool Connection::BlocksClient(const CommandSpec* spec, std::span<const std::string_view> args) {

@@ -1242,6 +1242,14 @@ TEST_F(Pairing, ReplayerConnectionsAreNotCaptured) {
   c_->Do({"CLIENT", "SETNAME", "app"});
   c_->Do({"SET", "a", "2"});
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " a: SET a 2"}));
+  // RESET clears the name (a review: the mark stayed, and the connection's
+  // later writes were dropped as a replayer's).
+  c_->Do({"CLIENT", "SETNAME", "kvferry:siteB"});
+  c_->Do({"RESET"});
+  EXPECT_EQ(c_->Do({"CLIENT", "GETNAME"}), "$-1\r\n");
+  EXPECT_FALSE(c_->conn().replayer());
+  c_->Do({"SET", "a", "3"});
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " a: SET a 3"}));
 }
 
 TEST_F(Pairing, SubscriberAndMonitorConnectionsAreIgnored) {
