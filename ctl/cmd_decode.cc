@@ -1011,6 +1011,13 @@ int RunDecode(const std::vector<std::string>& args) {
         "keys are read back, and what one that declares no keys wrote is not replicated\n",
         (unsigned long long)totals.scripts_not_shipped);
   }
+  if (totals.overflows > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu time(s) a connection had more requests waiting for their replies "
+                 "than are held (1,048,576, or 64 MiB with their arguments): its replies could not be "
+                 "paired from there until it was back in step, and its writes were read back\n",
+                 (unsigned long long)totals.overflows);
+  }
   if (totals.keyless_unconfirmed > 0) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());

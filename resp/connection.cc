@@ -1090,7 +1090,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     }
   }
   pending_.push_back(p);
-  if (pending_.size() > opts_.max_pending_requests || arena_.size() > opts_.max_pending_bytes) {
+  const size_t held_bytes =
+      arena_.size() + pending_.size() * sizeof(Pending) + spans_.size() * sizeof(spans_[0]);
+  if (pending_.size() > opts_.max_pending_requests || held_bytes > opts_.max_pending_bytes) {
     ++stats_.overflows;
     EnterDesync();
     return;
