@@ -877,6 +877,13 @@ int RunDecode(const std::vector<std::string>& args) {
       std::printf("conn %s %llu\n", name.c_str(), (unsigned long long)v);
     for (const auto& [name, v] : table.stats().Named())
       std::printf("flow %s %llu\n", name.c_str(), (unsigned long long)v);
+    // Frames not decoded to a TCP segment, by reason (capture's decode_*).
+    for (size_t i = 1; i < dec.by_status.size(); ++i) {
+      if (dec.by_status[i] == 0) continue;
+      std::printf("decode %s %llu\n",
+                  std::string(dp::DecodeStatusName(static_cast<dp::DecodeStatus>(i))).c_str(),
+                  (unsigned long long)dec.by_status[i]);
+    }
     std::printf("records %llu flagged %llu ambiguous %llu unknown_db %llu readbacks %llu\n",
                 (unsigned long long)printer.records(), (unsigned long long)printer.flagged(),
                 (unsigned long long)tracker.stats().ambiguous, (unsigned long long)printer.unknown_db(),
@@ -921,7 +928,7 @@ int RunDecode(const std::vector<std::string>& args) {
   // or the connections were encrypted. A --server that matches none of the
   // capture's TCP traffic is a mistake a script must see (decode | redis-cli
   // --pipe would load nothing): the exit status says so.
-  const bool missed_server = table.stats().flows_created == 0 && table.stats().segments_not_for_server > 0;
+  const bool missed_server = table.stats().flows_created == 0 && frames > 0;
   if (table.stats().flows_created == 0) {
     std::string names;
     for (const dp::Endpoint& e : cfg.servers) names += (names.empty() ? "" : ", ") + e.ToString();
@@ -954,6 +961,33 @@ int RunDecode(const std::vector<std::string>& args) {
                  "different servers, decode each with its own --server (their records would otherwise "
                  "replay into one dataset)\n",
                  names.c_str(), factory.servers_seen_.size() == Factory::kServersNamed ? ", …" : "");
+  }
+  {
+    // Frames that may have carried the connections but could not be read as
+    // TCP: a mirror's fragments (an outer IP packet of VXLAN or ERSPAN
+    // fragmented on the way), more tags or tunnels than are peeled, damaged
+    // headers. Not ARP, ICMP or other UDP: any capture has those.
+    std::string reasons;
+    uint64_t n = 0;
+    for (size_t i = 1; i < dec.by_status.size(); ++i) {
+      const auto st = static_cast<dp::DecodeStatus>(i);
+      if (dec.by_status[i] == 0 || st == dp::DecodeStatus::kUnsupportedEthertype ||
+          st == dp::DecodeStatus::kUnsupportedTransport || st == dp::DecodeStatus::kPayloadTruncated)
+        continue;
+      n += dec.by_status[i];
+      reasons += (reasons.empty() ? "" : ", ") + std::string(dp::DecodeStatusName(st)) + " " +
+                 std::to_string(dec.by_status[i]);
+    }
+    if (n > 0) {
+      std::fprintf(stderr,
+                   "kvferryctl decode: %llu frame(s) could not be decoded as TCP (%s): what they carried "
+                   "of the connections is missing%s\n",
+                   (unsigned long long)n, reasons.c_str(),
+                   dec.Get(dp::DecodeStatus::kIpv4Fragment) + dec.Get(dp::DecodeStatus::kIpv6Fragment) > 0
+                       ? " (IP fragments are not reassembled: a mirror tunnel needs an MTU that fits the "
+                         "mirrored frames)"
+                       : "");
+    }
   }
   if (server_frames_cut > 0) {
     std::fprintf(
