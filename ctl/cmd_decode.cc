@@ -182,6 +182,7 @@ class FlowConsumer : public dp::StreamConsumer {
   void OnGap(dp::Direction dir, uint64_t missing) override {
     conn_.OnGap(static_cast<resp::Direction>(dir), missing);
   }
+  void OnFin(dp::Direction dir) override { conn_.OnFin(static_cast<resp::Direction>(dir)); }
   void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
   void OnCloseAt(dp::CloseReason, uint64_t last_seen_ns) override {
     conn_.OnClose(
@@ -439,7 +440,7 @@ class RecordPipe : public resp::RecordSink {
 // Reassembled stream events on their way from the packet thread to the
 // RESP thread (--threads 3), with their bytes copied into one arena.
 struct FlowEvent {
-  enum class Kind : uint8_t { kNew, kData, kGap, kClose, kAdvance };
+  enum class Kind : uint8_t { kNew, kData, kGap, kFin, kClose, kAdvance };
   Kind kind;
   dp::Direction dir;
   bool joined_mid_stream;  // kNew
@@ -521,6 +522,7 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
                 e.ts);
             break;
           case FlowEvent::Kind::kGap: flow->OnGap(e.dir, e.offset); break;
+          case FlowEvent::Kind::kFin: flow->OnFin(e.dir); break;
           case FlowEvent::Kind::kClose:
             flow->OnCloseAt(static_cast<dp::CloseReason>(e.len), e.ts);
             flows[e.flow].reset();
@@ -558,6 +560,9 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
     }
     void OnGap(dp::Direction dir, uint64_t missing) override {
       pipe_->Add(FlowEvent{FlowEvent::Kind::kGap, dir, false, id_, 0, missing, 0, nullptr});
+    }
+    void OnFin(dp::Direction dir) override {
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kFin, dir, false, id_, 0, 0, 0, nullptr});
     }
     void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
     void OnCloseAt(dp::CloseReason reason, uint64_t last_seen_ns) override {

@@ -727,6 +727,13 @@ void FlowTable::CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all) {
 }
 
 bool FlowTable::MaybeFinish(Flow* f) {
+  for (size_t i = 0; i < 2; ++i) {
+    HalfStream& h = f->half[i];
+    if (!h.fin_told && h.finished()) {
+      h.fin_told = true;
+      if (f->consumer) f->consumer->OnFin(static_cast<Direction>(i));
+    }
+  }
   if (f->half[0].finished() && f->half[1].finished()) {
     CloseFlow(f, CloseReason::kFin);
     return true;

@@ -81,6 +81,9 @@ class StreamConsumer {
   // `missing_bytes` bytes of `dir` were lost between the previous OnData and
   // the next one (or the end of the stream).
   virtual void OnGap(Direction dir, uint64_t missing_bytes) = 0;
+  // `dir`'s stream ended with a FIN, every byte before it delivered (or
+  // reported lost): that side sends no more. Called once per direction.
+  virtual void OnFin(Direction /*dir*/) {}
   // The last call for this flow; the consumer is destroyed right after.
   virtual void OnClose(CloseReason reason) = 0;
   // What the flow table calls: OnClose, with the capture time of the flow's
@@ -245,6 +248,7 @@ class FlowTable {
     uint32_t base_seq = 0;     // sequence number of stream offset 0
     uint64_t next_offset = 0;  // bytes delivered or declared lost so far
     bool fin_seen = false;
+    bool fin_told = false;  // the consumer's OnFin was called
     uint64_t fin_offset = 0;
     std::map<uint64_t, Chunk> pending;  // out-of-order data by stream offset
     size_t pending_bytes = 0;

@@ -188,6 +188,10 @@ class Connection {
   void OnData(Direction dir, std::string_view s, uint64_t capture_ns) { OnData(dir, AsBytes(s), capture_ns); }
   // `missing` bytes of `dir` were lost (reassembly hole, join, drop).
   void OnGap(Direction dir, uint64_t missing);
+  // `dir` ended with a FIN. The server's: Redis closes a connection whole
+  // (an idle `timeout`, CLIENT KILL, an output buffer limit), so a request
+  // the client sends after it never runs.
+  void OnFin(Direction dir);
   // The flow ended. Unanswered writes become read-backs.
   // `ts`: when the connection ended (its FIN or RST), if known: writes still
   // waiting may have run until then.
@@ -434,7 +438,7 @@ class Connection {
   bool skip_next_ = false;
   uint64_t empty_requests_seen_ = 0;  // requests_.empty_requests() at the last request
   bool ignored_ = false;
-  bool quit_ = false;  // a QUIT parsed in step: later requests never run
+  bool quit_ = false;  // a QUIT parsed in step, or the server's FIN: later requests never run
   // The last reply paired answered a CLIENT KILL that killed someone: if
   // the connection then closes with requests pending, it may have been
   // itself (closed after the reply), and they never ran.

@@ -510,6 +510,44 @@ TEST(CtlCaptureTest, DecodeOfRotatedFilesGoesOnPastOnesThatCannotBeRead) {
   Shell("rm -rf " + dir);
 }
 
+// The server closed an idle pooled connection (`timeout`); the client then
+// sent a FLUSHALL on it, answered by a RST. It never ran: nothing is
+// shipped and it is counted never_ran, on every thread count (the FIN
+// crosses the threads as an event of its own).
+TEST(CtlCaptureTest, DecodeShipsNothingSentAfterTheServerClosed) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferry not built at " << ctl;
+  using kvf::resp::testing::Cmd;
+  const std::string set = Cmd({"SET", "k1", "v"});
+  const uint32_t after = 100 + static_cast<uint32_t>(set.size());
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  auto frame = [&](bool c2s, uint32_t seq, uint8_t flags, std::string payload) {
+    return tb::ClientServerFrame(41005, c2s, seq, flags, std::move(payload), ts += 1000);
+  };
+  const std::vector<tb::TimedFrame> frames = {
+      frame(true, 99, tb::kTcpSyn, ""),
+      frame(false, 499, tb::kTcpSyn | tb::kTcpAck, ""),
+      frame(true, 100, tb::kTcpAck, set),
+      frame(false, 500, tb::kTcpAck, "+OK\r\n"),
+      frame(false, 505, tb::kTcpFin | tb::kTcpAck, ""),
+      frame(true, after, tb::kTcpAck, Cmd({"FLUSHALL"})),
+      frame(false, 506, tb::kTcpRst, ""),
+  };
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_serverfin_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  for (const char* threads : {"1", "2", "3"}) {
+    const std::string base = ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --threads " + threads;
+    const std::vector<nlohmann::json> recs = JsonLines(Shell(base + " --format json 2>/dev/null"));
+    ASSERT_EQ(recs.size(), 1u) << threads;
+    EXPECT_EQ(recs[0]["key"], "k1") << threads;
+    EXPECT_NE(Shell(base + " --format stats 2>/dev/null").find("conn never_ran 1\n"), std::string::npos)
+        << threads;
+  }
+  std::remove(path.c_str());
+}
+
 // A Redis with modules (RedisJSON, RedisBloom…) accepts commands that the
 // Redis 7 command table does not know: their writes cannot be replicated,
 // and decode says so, naming them, rather than only counting them. An

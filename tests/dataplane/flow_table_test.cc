@@ -24,6 +24,8 @@ struct Recorded {
   std::string data[2];
   std::vector<std::string> events;  // "D0:abc", "G1:10", "C:reset"
   bool closed = false;
+  bool fin[2] = {false, false};  // OnFin came: nothing more of that direction may
+  std::string fins;              // "1 0": the directions, in the order their FINs came
 };
 
 class Recorder : public StreamConsumerFactory {
@@ -33,12 +35,20 @@ class Recorder : public StreamConsumerFactory {
     explicit Consumer(Recorded* r) : r_(r) {}
     void OnData(Direction d, ByteSpan b, uint64_t) override {
       EXPECT_FALSE(r_->closed);
+      EXPECT_FALSE(r_->fin[static_cast<int>(d)]);
       EXPECT_FALSE(b.empty());
       r_->data[static_cast<int>(d)].append(AsChars(b));
       r_->events.push_back("D" + std::to_string(static_cast<int>(d)) + ":" + std::string(AsChars(b)));
     }
+    void OnFin(Direction d) override {
+      EXPECT_FALSE(r_->closed);
+      EXPECT_FALSE(r_->fin[static_cast<int>(d)]);
+      r_->fin[static_cast<int>(d)] = true;
+      r_->fins += (r_->fins.empty() ? "" : " ") + std::to_string(static_cast<int>(d));
+    }
     void OnGap(Direction d, uint64_t n) override {
       EXPECT_FALSE(r_->closed);
+      EXPECT_FALSE(r_->fin[static_cast<int>(d)]);
       EXPECT_GT(n, 0u);
       r_->events.push_back("G" + std::to_string(static_cast<int>(d)) + ":" + std::to_string(n));
     }
@@ -827,6 +837,23 @@ TEST_F(FlowTableTest, ASynCapturedAfterItsConnectionsFirstDataBelongsToIt) {
   ASSERT_EQ(rec_.flows.size(), 1u);
   EXPECT_EQ(Events(0), "D0:one D1:+OK D0:two");
   EXPECT_EQ(table_->stats().gaps, 0u);
+}
+
+// Each direction's FIN is told once, after every byte before it: the
+// server's last reply comes out of order, after its FIN; the client's
+// request sent after it (the server closed an idle connection; Redis never
+// ran it) comes after that, then the client's own FIN closes the flow.
+TEST_F(FlowTableTest, EachDirectionsFinIsToldAfterItsLastByte) {
+  Handshake(100, 5000);
+  Send(true, 101, "one", kAck, 0, 5001);
+  Send(false, 5004, "", kFin | kAck, 0, 104);  // its reply "+OK" (5001) not captured yet
+  EXPECT_EQ(Flow().fins, "");
+  Send(false, 5001, "+OK", kAck, 0, 104);
+  EXPECT_EQ(Flow().fins, "1");
+  Send(true, 104, "two", kAck, 0, 5005);
+  Send(true, 107, "", kFin | kAck, 0, 5005);
+  EXPECT_EQ(Flow().fins, "1 0");
+  EXPECT_EQ(Events(0), "D0:one D1:+OK D0:two C:fin");
 }
 
 TEST_F(FlowTableTest, FlowCapEvictsLeastRecentlyActive) {

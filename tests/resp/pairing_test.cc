@@ -2139,6 +2139,36 @@ TEST(PairingOffline, OnlyAKillThatMayNameItsOwnConnectionHoldsBackWhatFollows) {
   }
 }
 
+// Redis closes a connection whole (an idle `timeout`, a kill, an output
+// buffer limit): what the client sends after the server's FIN never runs
+// (a review: pooled connections closed by `timeout 1`, then an EXEC and a
+// FLUSHALL sent on them, answered by RSTs, emptied the replica). A request
+// sent before the FIN and never answered may have run: read back.
+TEST(PairingOffline, RequestsSentAfterTheServersFinNeverRan) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}) + Cmd({"SET", "b", "1"}), 10);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  conn.OnFin(Direction::kServerToClient);
+  conn.OnData(Direction::kClientToServer, Cmd({"FLUSHALL"}) + Cmd({"SET", "c", "1"}), 12);
+  conn.OnClose(CloseReason::kReset, 13);
+  ASSERT_EQ(sink.records.size(), 2u);
+  EXPECT_EQ(sink.records[0].key, "a");
+  EXPECT_EQ(sink.records[0].op, RecordOp::kIdempotent);
+  EXPECT_EQ(sink.records[1].key, "b");
+  EXPECT_EQ(sink.records[1].op, RecordOp::kReadback);
+  EXPECT_EQ(conn.stats().never_ran, 2u);
+  // The client's own FIN changes nothing: the server may still answer.
+  VectorSink sink2;
+  Connection half(&sink2, {});
+  half.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}), 10);
+  half.OnFin(Direction::kClientToServer);
+  half.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  half.OnClose(CloseReason::kFin, 12);
+  ASSERT_EQ(sink2.records.size(), 1u);
+  EXPECT_EQ(sink2.records[0].op, RecordOp::kIdempotent);
+}
+
 // The same kill queued in a transaction (Redis answers nothing after it,
 // the EXEC array is cut short) or sent while replies are off or skipped
 // (the connection then hangs): what follows never ran (a review shipped
