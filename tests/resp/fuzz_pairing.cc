@@ -152,6 +152,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (tee.hold) std::abort();  // nothing waits after a close
       conn = std::make_unique<kvf::resp::Connection>(&tee, o);
     }
+    // Now and then a FIN of that direction (the server's: what follows never runs).
+    if ((op & 0x78) == 0x70) conn->OnFin(dir);
     ts += 1000 * (op >> 3);
     conn->OnData(dir, kvf::ByteSpan(data + i, len), ts);
     i += len;
