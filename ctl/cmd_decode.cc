@@ -1022,8 +1022,8 @@ int RunDecode(const std::vector<std::string>& args) {
     for (const std::string& n : factory.unknown_.names) names += (names.empty() ? "" : ", ") + n;
     std::fprintf(stderr,
                  "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know "
-                 "(%s%s) were answered without an error: module commands? Their writes are not "
-                 "replicated\n",
+                 "(%s%s) were answered without an error: module commands, or commands renamed with "
+                 "rename-command? Their writes are not replicated\n",
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
                  factory.unknown_.more ? ", …" : "");
   }
@@ -1060,6 +1060,14 @@ int RunDecode(const std::vector<std::string>& args) {
   if (totals.keyless_unconfirmed > 0) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());
+  }
+  if (totals.became_replica > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu REPLICAOF (SLAVEOF) of a master was answered: the server then "
+                 "replaced its dataset with the master's, over a link of its own that a capture of its "
+                 "port does not see; nothing after it is certain: resynchronise the replica (a "
+                 "consistency check, or a copy of the source)\n",
+                 (unsigned long long)totals.became_replica);
   }
   if (totals.db_proven_by_server > 0) {
     std::fprintf(stderr,

@@ -118,6 +118,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   scripts_not_shipped += o.scripts_not_shipped;
   records += o.records;
   db_proven_by_server += o.db_proven_by_server;
+  became_replica += o.became_replica;
   transactions += o.transactions;
   exec_aborted += o.exec_aborted;
   watch_aborted += o.watch_aborted;
@@ -185,6 +186,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"ignored_bytes", ignored_bytes},
       {"tls_connections", tls_connections},
       {"db_proven_by_server", db_proven_by_server},
+      {"became_replica", became_replica},
   };
 }
 
@@ -579,7 +581,15 @@ bool Connection::NextReplyUnread() const {
 }
 
 int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args) {
-  if (spec == nullptr || spec->name[0] != 'c') return 0;
+  if (spec == nullptr) return 0;
+  if (spec->name[0] == 'r' || spec->name[0] == 's') [[unlikely]] {
+    static const CommandSpec* const replicaof = LookupCommandName("replicaof");
+    static const CommandSpec* const slaveof = LookupCommandName("slaveof");
+    if ((spec == replicaof || spec == slaveof) && args.size() == 3 && !EqualsIgnoreCase(args[1], "no"))
+      return kReplicaOfMaster;
+    return 0;
+  }
+  if (spec->name[0] != 'c') return 0;
   static const CommandSpec* const client_list = LookupCommandName("client|list");
   static const CommandSpec* const client_info = LookupCommandName("client|info");
   // A CLIENT LIST of every normal client (no ID, USER, ADDR… filter): its
@@ -593,6 +603,12 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
 }
 
 void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
+  if (p.param == kReplicaOfMaster) {
+    // (+OK also when it already was that master's replica: it then changes
+    // nothing, but nothing on the wire tells.)
+    if (reply.type == Type::kSimpleString) ++stats_.became_replica;
+    return;
+  }
   if (in_tx || reply.elided || (reply.type != Type::kBulkString && reply.type != Type::kVerbatim)) return;
   if (p.param == kOwnClientInfo) {
     // Paired in step, outside a transaction: the db this connection had

@@ -123,8 +123,12 @@ struct ConnectionStats {
   uint64_t pushes = 0;                // RESP3 out-of-band pushes skipped
   uint64_t messages = 0;              // RESP2 pub/sub messages skipped (subscribed connection)
   uint64_t replication_links = 0;     // a replica's link (PSYNC, REPLCONF ACK): ignored from there
-  uint64_t writes_oversized = 0;      // an argument or the reply too large to hold: keys read back
-  uint64_t oversized_lost = 0;        // a key (or a key-less write's argument) too large to hold: lost
+  // REPLICAOF (SLAVEOF) of a master answered +OK: the source replaces its
+  // dataset with the master's, over a link of its own that the capture of
+  // its port never sees.
+  uint64_t became_replica = 0;
+  uint64_t writes_oversized = 0;  // an argument or the reply too large to hold: keys read back
+  uint64_t oversized_lost = 0;    // a key (or a key-less write's argument) too large to hold: lost
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
@@ -377,8 +381,9 @@ class Connection {
   // then counted as an unpaired reply; the next one, parsed whole, tells).
   bool NextReplyUnread() const;
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
-  // client, or CLIENT INFO (this connection's own); 0 for any other.
-  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2;
+  // client, or CLIENT INFO (this connection's own); of REPLICAOF (SLAVEOF)
+  // of a master; 0 for any other.
+  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3;
   static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
   // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
   // settling this connection's db (out of line: off the read path).

@@ -2169,6 +2169,26 @@ TEST(PairingOffline, RequestsSentAfterTheServersFinNeverRan) {
   EXPECT_EQ(sink2.records[0].op, RecordOp::kIdempotent);
 }
 
+// REPLICAOF (SLAVEOF) of a master: the server drops its dataset for the
+// master's, which it fetches over a link of its own that a capture of its
+// port never sees (a review: three keys differed, unflagged, and nothing was
+// said). Counted, for decode to say so; NO ONE, and a refusal, are not.
+TEST(PairingOffline, AReplicaOfAMasterIsCounted) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"REPLICAOF", "10.0.0.9", "6379"}) + Cmd({"slaveof", "10.0.0.9", "6379"}) +
+                  Cmd({"REPLICAOF", "NO", "ONE"}) + Cmd({"REPLICAOF", "10.0.0.9", "x"}),
+              10);
+  conn.OnData(Direction::kServerToClient,
+              "+OK\r\n+OK Already connected to specified master\r\n+OK\r\n-ERR value is not an integer or "
+              "out of range\r\n",
+              11);
+  EXPECT_EQ(conn.stats().became_replica, 2u);
+  EXPECT_EQ(conn.stats().desyncs, 0u);
+  EXPECT_TRUE(sink.records.empty());
+}
+
 // The same kill queued in a transaction (Redis answers nothing after it,
 // the EXEC array is cut short) or sent while replies are off or skipped
 // (the connection then hangs): what follows never ran (a review shipped
