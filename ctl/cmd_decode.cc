@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -1016,6 +1017,18 @@ int RunDecode(const std::vector<std::string>& args) {
                  "whose request fell wholly in one, or whose keys did, is not seen at all (no record "
                  "names its key; only a consistency check finds it)\n",
                  (unsigned long long)table.stats().gap_bytes, (unsigned long long)table.stats().gaps);
+    if (const uint64_t late = table.stats().gap_bytes_came_late; late > 0) {
+      // Not lost: held too briefly. A mirror that delays one direction
+      // (two SPAN sources, a tunnel per direction) brings a request after
+      // its reply; past the hold, its bytes are a hole, then a duplicate.
+      const double late_ms = static_cast<double>(table.stats().gap_came_late_max_ns) / 1e6;
+      std::fprintf(stderr,
+                   "kvferryctl decode: %llu of those bytes were in the capture after all, up to %.1f ms "
+                   "after their hole was declared: the mirror delays one direction more than "
+                   "--reorder-window-ms (%.1f ms) waits; decode again with --reorder-window-ms %.0f\n",
+                   (unsigned long long)late, late_ms, static_cast<double>(cfg.peer_hold_ns) / 1e6,
+                   std::ceil(static_cast<double>(cfg.peer_hold_ns) / 1e6 + late_ms) + 1);
+    }
   }
   if (totals.unknown_commands > 0) {
     std::string names;

@@ -73,6 +73,8 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   for (size_t i = 0; i < std::size(flows_closed); ++i) flows_closed[i] += o.flows_closed[i];
   payload_bytes_delivered += o.payload_bytes_delivered;
   retransmitted_bytes += o.retransmitted_bytes;
+  gap_bytes_came_late += o.gap_bytes_came_late;
+  gap_came_late_max_ns = std::max(gap_came_late_max_ns, o.gap_came_late_max_ns);
   out_of_order_segments += o.out_of_order_segments;
   out_of_window_segments += o.out_of_window_segments;
   gaps += o.gaps;
@@ -105,6 +107,8 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"active_flows", active_flows},
       {"payload_bytes_delivered", payload_bytes_delivered},
       {"retransmitted_bytes_dropped", retransmitted_bytes},
+      {"gap_bytes_came_late", gap_bytes_came_late},
+      {"gap_came_late_max_us", gap_came_late_max_ns / 1000},
       {"out_of_order_segments", out_of_order_segments},
       {"out_of_window_segments", out_of_window_segments},
       {"gaps", gaps},
@@ -492,11 +496,13 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
   }
   if (end <= next) {
     stats_.retransmitted_bytes += len;
+    NoteLate(h, static_cast<uint64_t>(off), static_cast<uint64_t>(end), ts_ns);
     return;
   }
   if (off < next) {
     const size_t trim = static_cast<size_t>(next - off);
     stats_.retransmitted_bytes += trim;
+    NoteLate(h, static_cast<uint64_t>(off), static_cast<uint64_t>(next), ts_ns);
     data += trim;
     off = next;
   }
@@ -659,7 +665,19 @@ void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
     stats_.gap_bytes += missing;
   }
   if (f->consumer) f->consumer->OnGap(d, missing);
+  h.holes[h.next_hole] = {h.next_offset, offset, newest_ts_};
+  h.next_hole = static_cast<uint8_t>((h.next_hole + 1) % h.holes.size());
   h.next_offset = offset;
+}
+
+void FlowTable::NoteLate(HalfStream& h, uint64_t from, uint64_t to, uint64_t ts_ns) {
+  for (const HalfStream::Hole& hole : h.holes) {
+    const uint64_t lo = std::max(from, hole.from), hi = std::min(to, hole.to);
+    if (lo >= hi) continue;
+    stats_.gap_bytes_came_late += hi - lo;
+    if (ts_ns > hole.declared_ns)
+      stats_.gap_came_late_max_ns = std::max(stats_.gap_came_late_max_ns, ts_ns - hole.declared_ns);
+  }
 }
 
 void FlowTable::DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns) {

@@ -34,6 +34,7 @@
 //    to declare its gaps; then least recently active flows are evicted).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -179,7 +180,12 @@ struct FlowTableStats {
   uint64_t evicted_before_data = 0;
   uint64_t flows_closed[static_cast<size_t>(CloseReason::kCount)] = {};
   uint64_t payload_bytes_delivered = 0;
-  uint64_t retransmitted_bytes = 0;     // already delivered or buffered: dropped
+  uint64_t retransmitted_bytes = 0;  // already delivered or buffered: dropped
+  // Of those, bytes of a hole already declared lost that came after all
+  // (a mirror delaying one direction more than peer_hold_ns), and how long
+  // after the hole was declared the latest came.
+  uint64_t gap_bytes_came_late = 0;
+  uint64_t gap_came_late_max_ns = 0;
   uint64_t out_of_order_segments = 0;   // buffered behind a hole
   uint64_t out_of_window_segments = 0;  // sequence number implausibly far away
   uint64_t gaps = 0;
@@ -249,6 +255,12 @@ class FlowTable {
     uint64_t next_offset = 0;  // bytes delivered or declared lost so far
     bool fin_seen = false;
     bool fin_told = false;  // the consumer's OnFin was called
+    // The latest holes declared lost, [from, to), and when (capture time).
+    struct Hole {
+      uint64_t from = 0, to = 0, declared_ns = 0;
+    };
+    std::array<Hole, 4> holes{};
+    uint8_t next_hole = 0;
     uint64_t fin_offset = 0;
     std::map<uint64_t, Chunk> pending;  // out-of-order data by stream offset
     size_t pending_bytes = 0;
@@ -345,6 +357,9 @@ class FlowTable {
   // Reports the bytes of `d` from next_offset up to `offset` (> next_offset)
   // as a gap and moves past them.
   void SkipTo(Flow* f, Direction d, uint64_t offset);
+  // Bytes [from, to) of `h` came at `ts_ns`, behind what was delivered:
+  // those in its latest declared holes came late (gap_bytes_came_late).
+  void NoteLate(HalfStream& h, uint64_t from, uint64_t to, uint64_t ts_ns);
   // Declares the holes of `d` that the peer acknowledged, with bytes waiting
   // beyond them, once older than ack_gap_grace_ns (before the peer's data).
   void DeclareAckedHoles(Flow* f, Direction d, uint64_t now_ns);
