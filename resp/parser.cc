@@ -130,12 +130,10 @@ std::string_view ParseErrorName(ParseError e) {
   return "?";
 }
 
-Parser::Parser(Mode mode, Limits limits) : mode_(mode), limits_(limits) {
-  nodes_.reserve(64);
-  spans_.reserve(64);
-  args_.reserve(64);
-  frames_.reserve(8);
-}
+// Nothing reserved: a connection that sends nothing (a port scan, a SYN
+// flood, a pool's idle connection) costs its objects only (a review:
+// 12 KB per flow, 718 MB for 60,000 SYNs); buffers grow with use.
+Parser::Parser(Mode mode, Limits limits) : mode_(mode), limits_(limits) {}
 
 void Parser::Stash() {
   // Keep the unfinished message (or the partial resync candidate) and drop
