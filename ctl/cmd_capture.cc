@@ -334,7 +334,9 @@ class RespShard : public StreamConsumerFactory,
       conn_.OnGap(static_cast<kvf::resp::Direction>(dir), missing);
       Publish();
     }
-    void OnFin(Direction dir) override { conn_.OnFin(static_cast<kvf::resp::Direction>(dir)); }
+    void OnFin(Direction dir, uint64_t peer_acked) override {
+      conn_.OnFin(static_cast<kvf::resp::Direction>(dir), peer_acked);
+    }
     void OnClose(CloseReason reason) override { OnCloseAt(reason, 0); }
     void OnCloseAt(CloseReason reason, uint64_t last_seen_ns) override {
       kvf::resp::CloseReason r = kvf::resp::CloseReason::kEvicted;

@@ -183,7 +183,9 @@ class FlowConsumer : public dp::StreamConsumer {
   void OnGap(dp::Direction dir, uint64_t missing) override {
     conn_.OnGap(static_cast<resp::Direction>(dir), missing);
   }
-  void OnFin(dp::Direction dir) override { conn_.OnFin(static_cast<resp::Direction>(dir)); }
+  void OnFin(dp::Direction dir, uint64_t peer_acked) override {
+    conn_.OnFin(static_cast<resp::Direction>(dir), peer_acked);
+  }
   void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
   void OnCloseAt(dp::CloseReason, uint64_t last_seen_ns) override {
     conn_.OnClose(
@@ -446,8 +448,9 @@ struct FlowEvent {
   dp::Direction dir;
   bool joined_mid_stream;  // kNew
   uint64_t flow;
-  uint64_t ts;      // kData: capture time; kAdvance: the window's now; kClose: the last segment's
-  uint64_t offset;  // kData: bytes in the arena; kGap: missing bytes; kNew: index in new_flows
+  uint64_t ts;  // kData: capture time; kAdvance: the window's now; kClose: the last segment's
+  uint64_t
+      offset;  // kData: bytes in the arena; kGap: missing bytes; kNew: index in new_flows; kFin: peer_acked
   uint64_t len;
   const uint8_t* data;  // kData: the bytes, when they lie in the mapped file (no copy)
 };
@@ -523,7 +526,7 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
                 e.ts);
             break;
           case FlowEvent::Kind::kGap: flow->OnGap(e.dir, e.offset); break;
-          case FlowEvent::Kind::kFin: flow->OnFin(e.dir); break;
+          case FlowEvent::Kind::kFin: flow->OnFin(e.dir, e.offset); break;
           case FlowEvent::Kind::kClose:
             flow->OnCloseAt(static_cast<dp::CloseReason>(e.len), e.ts);
             flows[e.flow].reset();
@@ -562,8 +565,8 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
     void OnGap(dp::Direction dir, uint64_t missing) override {
       pipe_->Add(FlowEvent{FlowEvent::Kind::kGap, dir, false, id_, 0, missing, 0, nullptr});
     }
-    void OnFin(dp::Direction dir) override {
-      pipe_->Add(FlowEvent{FlowEvent::Kind::kFin, dir, false, id_, 0, 0, 0, nullptr});
+    void OnFin(dp::Direction dir, uint64_t peer_acked) override {
+      pipe_->Add(FlowEvent{FlowEvent::Kind::kFin, dir, false, id_, 0, peer_acked, 0, nullptr});
     }
     void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
     void OnCloseAt(dp::CloseReason reason, uint64_t last_seen_ns) override {
@@ -633,6 +636,10 @@ Result<std::vector<std::string>> InCaptureOrder(const std::vector<std::string>& 
   for (auto& k : keyed) out.push_back(std::move(k.second));
   return out;
 }
+
+// Bytes of a declared hole that came later than this are not a mirror's
+// delay of one direction (--reorder-window-ms goes to 1000 ms).
+constexpr uint64_t kMirrorDelayNs = 100'000'000;
 
 int RunDecode(const std::vector<std::string>& args) {
   CLI::App app{"Decode a pcap of Redis traffic into change records"};
@@ -934,7 +941,10 @@ int RunDecode(const std::vector<std::string>& args) {
   // or the connections were encrypted. A --server that matches none of the
   // capture's TCP traffic is a mistake a script must see (decode | redis-cli
   // --pipe would load nothing): the exit status says so.
-  const bool missed_server = table.stats().flows_created == 0 && frames > 0;
+  // (Or no frame could be read as TCP at all. Segments that reached the
+  // server and opened no flow, keepalives of a quiet period, are no mistake.)
+  const bool missed_server = table.stats().flows_created == 0 && (table.stats().segments_not_for_server > 0 ||
+                                                                  (frames > 0 && dec.decoded() == 0));
   if (table.stats().flows_created == 0) {
     std::string names;
     for (const dp::Endpoint& e : cfg.servers) names += (names.empty() ? "" : ", ") + e.ToString();
@@ -986,8 +996,8 @@ int RunDecode(const std::vector<std::string>& args) {
     }
     if (n > 0) {
       std::fprintf(stderr,
-                   "kvferryctl decode: %llu frame(s) could not be decoded as TCP (%s): what they carried "
-                   "of the connections is missing%s\n",
+                   "kvferryctl decode: %llu frame(s) could not be decoded as TCP (%s): if they carried "
+                   "the connections' traffic, that is missing%s\n",
                    (unsigned long long)n, reasons.c_str(),
                    dec.Get(dp::DecodeStatus::kIpv4Fragment) + dec.Get(dp::DecodeStatus::kIpv6Fragment) > 0
                        ? " (IP fragments are not reassembled: a mirror tunnel needs an MTU that fits the "
@@ -1017,7 +1027,8 @@ int RunDecode(const std::vector<std::string>& args) {
                  "whose request fell wholly in one, or whose keys did, is not seen at all (no record "
                  "names its key; only a consistency check finds it)\n",
                  (unsigned long long)table.stats().gap_bytes, (unsigned long long)table.stats().gaps);
-    if (const uint64_t late = table.stats().gap_bytes_came_late; late > 0) {
+    if (const uint64_t late = table.stats().gap_bytes_came_late;
+        late > 0 && table.stats().gap_came_late_max_ns <= kMirrorDelayNs) {
       // Not lost: held too briefly. A mirror that delays one direction
       // (two SPAN sources, a tunnel per direction) brings a request after
       // its reply; past the hold, its bytes are a hole, then a duplicate.
@@ -1028,6 +1039,13 @@ int RunDecode(const std::vector<std::string>& args) {
                    "--reorder-window-ms (%.1f ms) waits; decode again with --reorder-window-ms %.0f\n",
                    (unsigned long long)late, late_ms, static_cast<double>(cfg.peer_hold_ns) / 1e6,
                    std::ceil(static_cast<double>(cfg.peer_hold_ns) / 1e6 + late_ms) + 1);
+    } else if (late > 0) {
+      // Far later: a retransmission after a loss on the way to the mirror
+      // point, which the gap timeout did not wait for; no hold helps.
+      std::fprintf(stderr,
+                   "kvferryctl decode: %llu of those bytes came later after all, up to %.0f ms after "
+                   "their hole was declared: retransmitted after a loss the mirror saw too\n",
+                   (unsigned long long)late, static_cast<double>(table.stats().gap_came_late_max_ns) / 1e6);
     }
   }
   if (totals.unknown_commands > 0) {

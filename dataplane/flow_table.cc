@@ -464,6 +464,10 @@ void FlowTable::Process(const TcpSegment& seg) {
     int64_t off = 0;
     if (!h.fin_seen && OffsetOf(h, fin_seq, &off)) {
       h.fin_seen = true;
+      int64_t acked = 0;
+      if (ack && f->half[Idx(Other(d))].synced && OffsetOf(f->half[Idx(Other(d))], seg.ack, &acked) &&
+          acked >= 0)
+        h.fin_acked = static_cast<uint64_t>(acked);
       h.fin_offset = static_cast<uint64_t>(std::max<int64_t>(off, static_cast<int64_t>(h.next_offset)));
       // An ACK seen earlier counted the FIN's sequence number as a byte.
       h.acked_offset = std::min(h.acked_offset, h.fin_offset);
@@ -671,12 +675,19 @@ void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
 }
 
 void FlowTable::NoteLate(HalfStream& h, uint64_t from, uint64_t to, uint64_t ts_ns) {
-  for (const HalfStream::Hole& hole : h.holes) {
+  for (HalfStream::Hole& hole : h.holes) {
     const uint64_t lo = std::max(from, hole.from), hi = std::min(to, hole.to);
     if (lo >= hi) continue;
     stats_.gap_bytes_came_late += hi - lo;
     if (ts_ns > hole.declared_ns)
       stats_.gap_came_late_max_ns = std::max(stats_.gap_came_late_max_ns, ts_ns - hole.declared_ns);
+    // Counted once: a second copy of those bytes is a plain duplicate (a
+    // middle part leaves the hole's tail uncounted).
+    if (lo == hole.from) {
+      hole.from = hi;
+    } else {
+      hole.to = lo;
+    }
   }
 }
 
@@ -749,7 +760,7 @@ bool FlowTable::MaybeFinish(Flow* f) {
     HalfStream& h = f->half[i];
     if (!h.fin_told && h.finished()) {
       h.fin_told = true;
-      if (f->consumer) f->consumer->OnFin(static_cast<Direction>(i));
+      if (f->consumer) f->consumer->OnFin(static_cast<Direction>(i), h.fin_acked);
     }
   }
   if (f->half[0].finished() && f->half[1].finished()) {

@@ -83,8 +83,12 @@ class StreamConsumer {
   // the next one (or the end of the stream).
   virtual void OnGap(Direction dir, uint64_t missing_bytes) = 0;
   // `dir`'s stream ended with a FIN, every byte before it delivered (or
-  // reported lost): that side sends no more. Called once per direction.
-  virtual void OnFin(Direction /*dir*/) {}
+  // reported lost): that side sends no more. `peer_acked`: the offset in
+  // the other direction's stream that the FIN acknowledges (what that side
+  // had received when it closed), or kUnknownOffset. Called once per
+  // direction.
+  static constexpr uint64_t kUnknownOffset = UINT64_MAX;
+  virtual void OnFin(Direction /*dir*/, uint64_t /*peer_acked*/) {}
   // The last call for this flow; the consumer is destroyed right after.
   virtual void OnClose(CloseReason reason) = 0;
   // What the flow table calls: OnClose, with the capture time of the flow's
@@ -239,7 +243,7 @@ class FlowTable {
   // to fill (it is delivered later with that time), or UINT64_MAX. Scans the
   // flows that have one.
   uint64_t OldestPendingNs() const;
-  static constexpr size_t kFlowOverheadBytes = 512;
+  static constexpr size_t kFlowOverheadBytes = 768;  // sizeof(Flow), 696, and its index entries
 
  private:
   struct Chunk {
@@ -255,6 +259,8 @@ class FlowTable {
     uint64_t next_offset = 0;  // bytes delivered or declared lost so far
     bool fin_seen = false;
     bool fin_told = false;  // the consumer's OnFin was called
+    // The other direction's offset the FIN acknowledged (kUnknownOffset: none).
+    uint64_t fin_acked = StreamConsumer::kUnknownOffset;
     // The latest holes declared lost, [from, to), and when (capture time).
     struct Hole {
       uint64_t from = 0, to = 0, declared_ns = 0;

@@ -303,6 +303,7 @@ bool LooksLikeTls(ByteSpan b, bool at_start) {
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   last_ts_ = capture_ns;
+  if (dir == Direction::kClientToServer) client_offset_ += bytes.size();
   Consume(dir, bytes, capture_ns);
   if (hold_watch_) [[unlikely]]
     UpdateHold(capture_ns);
@@ -371,15 +372,24 @@ void Connection::Consume(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   }
 }
 
-void Connection::OnFin(Direction dir) {
+void Connection::OnFin(Direction dir, uint64_t peer_acked) {
   // A review: pooled connections closed by the server's idle `timeout`,
   // then a FLUSHALL sent on one (answered by a RST) emptied the replica.
-  // (The requests sent before the FIN and never answered are what they
-  // were: they may have run.)
-  if (dir == Direction::kServerToClient) quit_ = true;
+  // By the FIN's acknowledgement, not by capture order: a mirror that
+  // delays one direction puts the FIN before requests the server had read
+  // (a second review lost 4 writes that ran), or after one it never got.
+  // Requests the server had whole and left unanswered may have run.
+  if (dir != Direction::kServerToClient) return;
+  server_fin_acked_ = peer_acked != UINT64_MAX ? peer_acked : client_offset_;
+  while (!pending_.empty() && pending_.back().end_offset > server_fin_acked_) {
+    ++stats_.never_ran;
+    pending_.pop_back();
+  }
+  if (hold_watch_) UpdateHold(last_ts_);
 }
 
 void Connection::OnGap(Direction dir, uint64_t missing) {
+  if (dir == Direction::kClientToServer) client_offset_ += missing;
   ++stats_.gaps;
   stats_.gap_bytes += missing;
   gap_seen_ = true;
@@ -786,8 +796,8 @@ void Connection::NoteUnknown(std::string_view name) {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
-  if (quit_) [[unlikely]] {
-    // Redis answered the QUIT and reads no more of this client's requests
+  if (quit_ || client_offset_ > server_fin_acked_) [[unlikely]] {
+    // Redis answered the QUIT (or closed: OnFin) and reads no more of this client's requests
     // (redis 7.0 processCommand: CLIENT_CLOSE_AFTER_REPLY, also inside MULTI
     // and under CLIENT REPLY OFF, where the connection then just hangs):
     // whatever the client pipelined after it never ran. A review found a
@@ -1113,6 +1123,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       arena_.append(args[i]);
     }
   }
+  p.end_offset = client_offset_;
   pending_.push_back(p);
   const size_t held_bytes =
       arena_.size() + pending_.size() * sizeof(Pending) + spans_.size() * sizeof(spans_[0]);
@@ -1194,7 +1205,11 @@ bool Connection::ConfirmsRequest(const Pending& p, std::span<const Node> reply) 
 void Connection::IgnoreFromHere(uint64_t ts) {
   ++stats_.subscriber_doubts;
   skip_next_ = false;  // the request that leads here used up a CLIENT REPLY SKIP
-  pending_.push_back(Pending{.kind = Kind::kIgnoreMark, .no_reply = true, .ts = ts, .seq = next_seq_++});
+  pending_.push_back(Pending{.kind = Kind::kIgnoreMark,
+                             .no_reply = true,
+                             .ts = ts,
+                             .seq = next_seq_++,
+                             .end_offset = client_offset_});
   DrainNoReply();
 }
 

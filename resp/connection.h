@@ -153,6 +153,11 @@ class FifoVector {
   T& front() { return items_[head_]; }
   const T& front() const { return items_[head_]; }
   void push_back(const T& v) { items_.push_back(v); }
+  T& back() { return items_.back(); }
+  void pop_back() {
+    items_.pop_back();
+    if (head_ == items_.size()) clear();
+  }
   void pop_front() {
     if (++head_ == items_.size()) {
       clear();
@@ -192,10 +197,12 @@ class Connection {
   void OnData(Direction dir, std::string_view s, uint64_t capture_ns) { OnData(dir, AsBytes(s), capture_ns); }
   // `missing` bytes of `dir` were lost (reassembly hole, join, drop).
   void OnGap(Direction dir, uint64_t missing);
-  // `dir` ended with a FIN. The server's: Redis closes a connection whole
-  // (an idle `timeout`, CLIENT KILL, an output buffer limit), so a request
-  // the client sends after it never runs.
-  void OnFin(Direction dir);
+  // `dir` ended with a FIN that acknowledged `peer_acked` bytes of the other
+  // direction's stream (UINT64_MAX: unknown, taken as all seen so far). The
+  // server's: Redis closes a connection whole (an idle `timeout`, CLIENT
+  // KILL, an output buffer limit), so a request whose last byte it had not
+  // received never runs, whether captured before the FIN or after.
+  void OnFin(Direction dir, uint64_t peer_acked = UINT64_MAX);
   // The flow ended. Unanswered writes become read-backs.
   // `ts`: when the connection ended (its FIN or RST), if known: writes still
   // waiting may have run until then.
@@ -283,6 +290,9 @@ class Connection {
     int64_t param = 0;
     uint64_t ts = 0;
     uint64_t seq = 0;  // order of arrival
+    // Client stream offset of the end of the chunk its last byte came in:
+    // the server had it if its FIN acknowledged that far (OnFin).
+    uint64_t end_offset = 0;
   };
   // Whether the server will hold the connection in RESP2 pub/sub mode when
   // it runs the request being parsed (it then refuses all but (UN)SUBSCRIBE,
@@ -443,7 +453,9 @@ class Connection {
   bool skip_next_ = false;
   uint64_t empty_requests_seen_ = 0;  // requests_.empty_requests() at the last request
   bool ignored_ = false;
-  bool quit_ = false;  // a QUIT parsed in step, or the server's FIN: later requests never run
+  bool quit_ = false;                       // a QUIT parsed in step: later requests never run
+  uint64_t client_offset_ = 0;              // client stream bytes seen or lost so far
+  uint64_t server_fin_acked_ = UINT64_MAX;  // the server's FIN: client bytes it had received
   // The last reply paired answered a CLIENT KILL that killed someone: if
   // the connection then closes with requests pending, it may have been
   // itself (closed after the reply), and they never ran.

@@ -2167,6 +2167,40 @@ TEST(PairingOffline, RequestsSentAfterTheServersFinNeverRan) {
   half.OnClose(CloseReason::kFin, 12);
   ASSERT_EQ(sink2.records.size(), 1u);
   EXPECT_EQ(sink2.records[0].op, RecordOp::kIdempotent);
+  // By the FIN's acknowledgement, not by capture order (a mirror that
+  // delays one direction): the server had received the first two requests
+  // (acked up to their end), one of them captured only after its FIN; the
+  // FLUSHALL captured before the FIN it never received.
+  VectorSink sink3;
+  Connection skewed(&sink3, {});
+  const std::string first = Cmd({"SET", "a", "1"}), second = Cmd({"SET", "b", "1"});
+  skewed.OnData(Direction::kClientToServer, first, 10);
+  skewed.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  skewed.OnData(Direction::kClientToServer, Cmd({"FLUSHALL"}), 12);
+  skewed.OnFin(Direction::kServerToClient, first.size() + second.size());
+  EXPECT_EQ(skewed.stats().never_ran, 0u);  // the FLUSHALL lies at first.size(): the ack covers it
+  VectorSink sink4;
+  Connection late(&sink4, {});
+  late.OnData(Direction::kClientToServer, first, 10);
+  late.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  late.OnData(Direction::kClientToServer, Cmd({"FLUSHALL"}), 12);  // captured before the FIN
+  late.OnFin(Direction::kServerToClient, first.size());            // which did not acknowledge it
+  late.OnData(Direction::kClientToServer, Cmd({"SET", "c", "1"}), 13);
+  late.OnClose(CloseReason::kReset, 14);
+  ASSERT_EQ(sink4.records.size(), 1u);
+  EXPECT_EQ(sink4.records[0].key, "a");
+  EXPECT_EQ(late.stats().never_ran, 2u);
+  VectorSink sink5;
+  Connection early(&sink5, {});
+  early.OnData(Direction::kClientToServer, first, 10);
+  early.OnFin(Direction::kServerToClient, first.size() + second.size());  // captured before the bytes it acks
+  early.OnData(Direction::kClientToServer, second, 11);
+  early.OnClose(CloseReason::kReset, 12);
+  ASSERT_EQ(sink5.records.size(), 2u);  // both may have run: read back
+  EXPECT_EQ(sink5.records[0].op, RecordOp::kReadback);
+  EXPECT_EQ(sink5.records[1].key, "b");
+  EXPECT_EQ(sink5.records[1].op, RecordOp::kReadback);
+  EXPECT_EQ(early.stats().never_ran, 0u);
 }
 
 // REPLICAOF (SLAVEOF) of a master: the server drops its dataset for the
