@@ -336,6 +336,7 @@ class RespShard : public StreamConsumerFactory,
     }
     void OnFin(Direction dir, uint64_t peer_acked) override {
       conn_.OnFin(static_cast<kvf::resp::Direction>(dir), peer_acked);
+      Publish();
     }
     void OnClose(CloseReason reason) override { OnCloseAt(reason, 0); }
     void OnCloseAt(CloseReason reason, uint64_t last_seen_ns) override {

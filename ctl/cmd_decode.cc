@@ -449,8 +449,9 @@ struct FlowEvent {
   bool joined_mid_stream;  // kNew
   uint64_t flow;
   uint64_t ts;  // kData: capture time; kAdvance: the window's now; kClose: the last segment's
-  uint64_t
-      offset;  // kData: bytes in the arena; kGap: missing bytes; kNew: index in new_flows; kFin: peer_acked
+  // kData: bytes in the arena; kGap: missing bytes; kNew: index in
+  // new_flows; kFin: the other direction's offset it acknowledged.
+  uint64_t offset;
   uint64_t len;
   const uint8_t* data;  // kData: the bytes, when they lie in the mapped file (no copy)
 };

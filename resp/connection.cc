@@ -382,7 +382,7 @@ void Connection::OnFin(Direction dir, uint64_t peer_acked) {
   if (dir != Direction::kServerToClient) return;
   server_fin_acked_ = peer_acked != UINT64_MAX ? peer_acked : client_offset_;
   while (!pending_.empty() && pending_.back().end_offset > server_fin_acked_) {
-    ++stats_.never_ran;
+    if (pending_.back().kind != Kind::kIgnoreMark) ++stats_.never_ran;
     pending_.pop_back();
   }
   if (hold_watch_) UpdateHold(last_ts_);
