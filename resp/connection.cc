@@ -303,7 +303,10 @@ bool LooksLikeTls(ByteSpan b, bool at_start) {
 
 void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   last_ts_ = capture_ns;
-  if (dir == Direction::kClientToServer) client_offset_ += bytes.size();
+  if (dir == Direction::kClientToServer) {
+    chunk_offset_ = client_offset_;
+    client_offset_ += bytes.size();
+  }
   Consume(dir, bytes, capture_ns);
   if (hold_watch_) [[unlikely]]
     UpdateHold(capture_ns);
@@ -381,7 +384,7 @@ void Connection::OnFin(Direction dir, uint64_t peer_acked) {
   // Requests the server had whole and left unanswered may have run.
   if (dir != Direction::kServerToClient) return;
   server_fin_acked_ = peer_acked != UINT64_MAX ? peer_acked : client_offset_;
-  while (!pending_.empty() && pending_.back().end_offset > server_fin_acked_) {
+  while (!pending_.empty() && pending_.back().chunk_offset >= server_fin_acked_) {
     if (pending_.back().kind != Kind::kIgnoreMark) ++stats_.never_ran;
     pending_.pop_back();
   }
@@ -796,7 +799,7 @@ void Connection::NoteUnknown(std::string_view name) {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
-  if (quit_ || client_offset_ > server_fin_acked_) [[unlikely]] {
+  if (quit_ || chunk_offset_ >= server_fin_acked_) [[unlikely]] {
     // Redis answered the QUIT (or closed: OnFin) and reads no more of this client's requests
     // (redis 7.0 processCommand: CLIENT_CLOSE_AFTER_REPLY, also inside MULTI
     // and under CLIENT REPLY OFF, where the connection then just hangs):
@@ -1123,7 +1126,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       arena_.append(args[i]);
     }
   }
-  p.end_offset = client_offset_;
+  p.chunk_offset = chunk_offset_;
   pending_.push_back(p);
   const size_t held_bytes =
       arena_.size() + pending_.size() * sizeof(Pending) + spans_.size() * sizeof(spans_[0]);
@@ -1209,7 +1212,7 @@ void Connection::IgnoreFromHere(uint64_t ts) {
                              .no_reply = true,
                              .ts = ts,
                              .seq = next_seq_++,
-                             .end_offset = client_offset_});
+                             .chunk_offset = chunk_offset_});
   DrainNoReply();
 }
 

@@ -200,8 +200,9 @@ class Connection {
   // `dir` ended with a FIN that acknowledged `peer_acked` bytes of the other
   // direction's stream (UINT64_MAX: unknown, taken as all seen so far). The
   // server's: Redis closes a connection whole (an idle `timeout`, CLIENT
-  // KILL, an output buffer limit), so a request whose last byte it had not
-  // received never runs, whether captured before the FIN or after.
+  // KILL, an output buffer limit), so a request whose last byte came in a
+  // chunk wholly past what it acknowledged never runs, whether captured
+  // before the FIN or after.
   void OnFin(Direction dir, uint64_t peer_acked = UINT64_MAX);
   // The flow ended. Unanswered writes become read-backs.
   // `ts`: when the connection ended (its FIN or RST), if known: writes still
@@ -290,9 +291,11 @@ class Connection {
     int64_t param = 0;
     uint64_t ts = 0;
     uint64_t seq = 0;  // order of arrival
-    // Client stream offset of the end of the chunk its last byte came in:
-    // the server had it if its FIN acknowledged that far (OnFin).
-    uint64_t end_offset = 0;
+    // Client stream offset where the chunk its last byte came in began: the
+    // server never had it if its FIN acknowledged less (OnFin). A chunk the
+    // FIN acknowledged in part (a capture's super-segment) may have reached
+    // it whole: run or not, as before.
+    uint64_t chunk_offset = 0;
   };
   // Whether the server will hold the connection in RESP2 pub/sub mode when
   // it runs the request being parsed (it then refuses all but (UN)SUBSCRIBE,
@@ -455,6 +458,7 @@ class Connection {
   bool ignored_ = false;
   bool quit_ = false;                       // a QUIT parsed in step: later requests never run
   uint64_t client_offset_ = 0;              // client stream bytes seen or lost so far
+  uint64_t chunk_offset_ = 0;               // where the client chunk being parsed began
   uint64_t server_fin_acked_ = UINT64_MAX;  // the server's FIN: client bytes it had received
   // The last reply paired answered a CLIENT KILL that killed someone: if
   // the connection then closes with requests pending, it may have been
