@@ -76,15 +76,31 @@ void StartRedis(int port, const std::string& dir, const std::string& extra, cons
     usleep(100'000);
 }
 
+// Waits (up to 10 s) until the capture writing its stats to dir/stats.txt
+// says it has attached.
+void WaitForAttach(const std::string& dir) {
+  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
+       ++i)
+    usleep(100'000);
+}
+
+// 5000 SETs to the server on `port`, pipelined 100 at a time: about 450 KB
+// of records as json, more than a pipe or a FIFO holds.
+void PipelineManySets(int port) {
+  kvf::resp::testing::RawClient c(port);
+  ASSERT_TRUE(c.ok());
+  std::string batch;
+  for (int i = 0; i < 100; ++i) batch += kvf::resp::testing::Cmd({"SET", "key:" + std::to_string(i), "v"});
+  for (int round = 0; round < 50; ++round) c.Send(batch, 100);
+}
+
 // `kvferryctl capture --backend pcap --iface lo` with `args`, in the
 // background, records to dir/records.json and stats to dir/stats.txt;
 // returns its pid once it has attached.
 std::string StartLiveCapture(const std::string& ctl, const std::string& args, const std::string& dir) {
   const std::string pid = Shell(ctl + " capture --backend pcap --iface lo " + args + " >" + dir +
                                 "/records.json 2>" + dir + "/stats.txt & echo -n $!");
-  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
-       ++i)
-    usleep(100'000);
+  WaitForAttach(dir);
   usleep(500'000);
   return pid;
 }
@@ -864,18 +880,10 @@ TEST(CtlCaptureTest, ASlowRecordReaderDoesNotStallTheCapture) {
   Shell("(" + ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
         " --format records --seconds 6 2>" + dir + "/stats.txt | (sleep 4; cat >" + dir +
         "/records.json; touch " + dir + "/read)) >/dev/null 2>&1 & echo");
-  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
-       ++i)
-    usleep(100'000);
+  WaitForAttach(dir);
   usleep(300'000);
   const auto t0 = std::chrono::steady_clock::now();
-  {
-    kvf::resp::testing::RawClient c(port);
-    ASSERT_TRUE(c.ok());
-    std::string batch;
-    for (int i = 0; i < 100; ++i) batch += kvf::resp::testing::Cmd({"SET", "key:" + std::to_string(i), "v"});
-    for (int round = 0; round < 50; ++round) c.Send(batch, 100);  // 5000 records, ~450 KB of json
-  }
+  PipelineManySets(port);  // 5000 records
   // While the reader still sleeps: the stats lines of the seconds since.
   std::this_thread::sleep_until(t0 + std::chrono::milliseconds(3500));
   const std::string during = Shell("cat " + dir + "/stats.txt");
@@ -909,17 +917,9 @@ TEST(CtlCaptureTest, ASecondInterruptQuitsAWaitForAReaderThatStoppedReading) {
       Shell("(" + ctl + " capture --backend pcap --iface lo --server 127.0.0.1:" + std::to_string(port) +
             " --format records --seconds 60 >" + dir + "/fifo 2>" + dir + "/stats.txt; echo $? >" + dir +
             "/status) >/dev/null 2>&1 & echo -n $!");
-  for (int i = 0; i < 100 && Shell("cat " + dir + "/stats.txt").find("capturing on") == std::string::npos;
-       ++i)
-    usleep(100'000);
+  WaitForAttach(dir);
   usleep(300'000);
-  {
-    kvf::resp::testing::RawClient c(port);
-    ASSERT_TRUE(c.ok());
-    std::string batch;
-    for (int i = 0; i < 100; ++i) batch += kvf::resp::testing::Cmd({"SET", "key:" + std::to_string(i), "v"});
-    for (int round = 0; round < 50; ++round) c.Send(batch, 100);  // ~450 KB of json: the FIFO fills
-  }
+  PipelineManySets(port);  // the FIFO fills
   usleep(500'000);
   const std::string ctl_pid = Shell("pgrep -P " + pid + " -x kvferryctl | tr -d '\\n'");
   ASSERT_FALSE(ctl_pid.empty());
