@@ -1054,8 +1054,9 @@ int RunDecode(const std::vector<std::string>& args) {
     for (const std::string& n : factory.unknown_.names) names += (names.empty() ? "" : ", ") + n;
     std::fprintf(stderr,
                  "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know "
-                 "(%s%s) were answered without an error: module commands, or commands renamed with "
-                 "rename-command? Their writes are not replicated\n",
+                 "(%s%s) were answered without an error: module commands (--command-info), or commands "
+                 "the source's redis.conf renames (--redis-conf, --rename-command)? Their writes are not "
+                 "replicated\n",
                  (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
                  factory.unknown_.more ? ", …" : "");
   }

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "resp/command_info.h"
+#include "resp/renames.h"
 
 namespace kvf::ctl {
 
@@ -14,18 +15,43 @@ void WireOptions::AddTo(CLI::App& app) {
                  "how long a segment waits for the other direction's bytes its ACK covers, for a mirror "
                  "that delays one direction (then they are a gap); 0: never waits")
       ->check(CLI::Range(0.0, 1000.0));
+  app.add_option("--rename-command", renames,
+                 "OLD NEW: the source's redis.conf renames command OLD to NEW (\"\" disables it), so that "
+                 "requests naming NEW are read as OLD and replicated under OLD's name; repeat it, in the "
+                 "config's order");
+  app.add_option("--redis-conf", redis_confs,
+                 "the source's redis.conf: its rename-command lines, as --rename-command (other directives "
+                 "are not read; give included files too)");
 }
 
 bool WireOptions::Apply(const char* tool, dataplane::FlowTableConfig* cfg) const {
   cfg->peer_hold_ns = static_cast<uint64_t>(reorder_ms * 1e6);
-  if (command_info.empty()) return true;
-  auto load = resp::LoadCommandInfoFile(command_info);
-  if (!load.ok()) {
-    std::fprintf(stderr, "kvferryctl %s: --command-info %s\n", tool, load.status().message().c_str());
-    return false;
+  if (!command_info.empty()) {
+    auto load = resp::LoadCommandInfoFile(command_info);
+    if (!load.ok()) {
+      std::fprintf(stderr, "kvferryctl %s: --command-info %s\n", tool, load.status().message().c_str());
+      return false;
+    }
+    std::fprintf(stderr, "kvferryctl %s: %zu commands learnt from %s (%zu already known)\n", tool,
+                 load->added, command_info.c_str(), load->known);
   }
-  std::fprintf(stderr, "kvferryctl %s: %zu commands learnt from %s (%zu already known)\n", tool, load->added,
-               command_info.c_str(), load->known);
+  // Renames after the module's commands, which they may rename.
+  for (const std::string& conf : redis_confs) {
+    auto load = resp::LoadRenamesFromRedisConf(conf);
+    if (!load.ok()) {
+      std::fprintf(stderr, "kvferryctl %s: --redis-conf %s\n", tool, load.status().message().c_str());
+      return false;
+    }
+    std::fprintf(stderr, "kvferryctl %s: %zu rename-command line(s) read from %s%s\n", tool, load->renames,
+                 conf.c_str(),
+                 load->includes > 0 ? "; its include lines were not followed: give those files too" : "");
+  }
+  for (const auto& [old_name, new_name] : renames) {
+    if (const Status s = resp::AddCommandRename(old_name, new_name); !s.ok()) {
+      std::fprintf(stderr, "kvferryctl %s: --%s\n", tool, s.message().c_str());
+      return false;
+    }
+  }
   return true;
 }
 

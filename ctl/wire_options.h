@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dataplane/flow_table.h"
 #include "resp/ambiguity.h"
@@ -15,10 +17,12 @@ namespace kvf::ctl {
 struct WireOptions {
   double reorder_ms = 2.0;
   std::string command_info;
+  std::vector<std::pair<std::string, std::string>> renames;  // --rename-command OLD NEW
+  std::vector<std::string> redis_confs;                      // their rename-command lines
 
   void AddTo(CLI::App& app);
-  // Sets `cfg`'s hold and loads --command-info, saying on stderr what it
-  // learnt. False (with the reason on stderr, prefixed by `tool`) on a bad file.
+  // Sets `cfg`'s hold, loads --command-info and the source's renames,
+  // saying on stderr what it learnt. False (with the reason on stderr, prefixed by `tool`) on a bad file.
   bool Apply(const char* tool, dataplane::FlowTableConfig* cfg) const;
 };
 

@@ -10,6 +10,7 @@
 
 #include "resp/client_list.h"
 #include "resp/convert.h"
+#include "resp/renames.h"
 
 namespace kvf::resp {
 
@@ -358,10 +359,13 @@ void Connection::Consume(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
       continue;
     }
     if (dir == Direction::kClientToServer) {
+      std::span<const std::string_view> args = parser.args();
+      if (HaveCommandRenames()) [[unlikely]]
+        args = WithSourceCommandName(args, &renamed_args_);
       if (ignored_) {
-        OnIgnoredRequest(parser.args(), capture_ns);
+        OnIgnoredRequest(args, capture_ns);
       } else {
-        OnRequest(parser.args(), capture_ns);
+        OnRequest(args, capture_ns);
       }
     } else {
       OnReply(parser.nodes(), capture_ns);
@@ -428,8 +432,10 @@ void Connection::ReadBackCut() {
   // keys that came whole are read back, whether it ran or not; keys in or
   // past the hole, and a key-less write, are as lost as a request wholly in
   // a hole.
-  const std::span<const std::string_view> args = requests_.PartialArgs();
+  std::span<const std::string_view> args = requests_.PartialArgs();
   if (args.empty() || quit_) return;
+  if (HaveCommandRenames()) [[unlikely]]
+    args = WithSourceCommandName(args, &renamed_args_);
   const CommandSpec* spec = LookupCommand(args);
   if (spec == nullptr || KindOf(spec) != Kind::kWrite) return;
   if (replayer_) {

@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "resp/renames.h"
+
 namespace kvf::resp {
 
 namespace {
@@ -615,6 +617,9 @@ bool ScriptCallsMigrate(std::string_view code) {
   // (a comment too): a review found such scripts read back and their
   // keyless writes lost.
   if (HasWordAnyCase(code, "migrate")) return true;
+  for (const std::string& name : NewNamesOf("migrate")) {  // the source's rename-command
+    if (HasWordAnyCase(code, name)) return true;
+  }
   // A command whose name the body does not spell out may be MIGRATE
   // (`redis.call('MIG'..'RATE', …)`, `redis.call(ARGV[1], …)`,
   // `redis. pcall(…)`: reviews shipped a password that way). Read as Lua

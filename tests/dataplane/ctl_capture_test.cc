@@ -564,6 +564,26 @@ TEST(CtlCaptureTest, DecodeShipsNothingSentAfterTheServerClosed) {
   std::remove(path.c_str());
 }
 
+// One connection to 10.0.0.2:6379 from client port `port`, its handshake
+// captured: each exchange a request and its reply (none: "") in a frame each.
+struct Conversation {
+  explicit Conversation(uint16_t port) : port(port) {
+    frames.push_back(tb::ClientServerFrame(port, true, 99, tb::kTcpSyn, "", ts += 1000));
+    frames.push_back(tb::ClientServerFrame(port, false, 499, tb::kTcpSyn | tb::kTcpAck, "", ts += 1000));
+  }
+  void Exchange(const std::string& request, const std::string& reply) {
+    frames.push_back(tb::ClientServerFrame(port, true, cseq, tb::kTcpAck, request, ts += 1000));
+    if (!reply.empty())
+      frames.push_back(tb::ClientServerFrame(port, false, sseq, tb::kTcpAck, reply, ts += 1000));
+    cseq += static_cast<uint32_t>(request.size());
+    sseq += static_cast<uint32_t>(reply.size());
+  }
+  uint16_t port;
+  std::vector<tb::TimedFrame> frames;
+  uint64_t ts = 1'700'000'000'000'000'000ull;
+  uint32_t cseq = 100, sseq = 500;
+};
+
 // A Redis with modules (RedisJSON, RedisBloom…) accepts commands that the
 // Redis 7 command table does not know: their writes cannot be replicated,
 // and decode says so, naming them, rather than only counting them. An
@@ -571,17 +591,10 @@ TEST(CtlCaptureTest, DecodeShipsNothingSentAfterTheServerClosed) {
 TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow) {
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
-  std::vector<tb::TimedFrame> frames;
-  uint64_t ts = 1'700'000'000'000'000'000ull;
-  uint32_t cseq = 100, sseq = 500;
+  Conversation conv(41001);
   auto exchange = [&](const std::string& request, const std::string& reply) {
-    frames.push_back(tb::ClientServerFrame(41001, true, cseq, tb::kTcpAck, request, ts += 1000));
-    frames.push_back(tb::ClientServerFrame(41001, false, sseq, tb::kTcpAck, reply, ts += 1000));
-    cseq += static_cast<uint32_t>(request.size());
-    sseq += static_cast<uint32_t>(reply.size());
+    conv.Exchange(request, reply);
   };
-  frames.push_back(tb::ClientServerFrame(41001, true, 99, tb::kTcpSyn, "", ts += 1000));
-  frames.push_back(tb::ClientServerFrame(41001, false, 499, tb::kTcpSyn | tb::kTcpAck, "", ts += 1000));
   exchange("*4\r\n$8\r\nJSON.SET\r\n$3\r\ndoc\r\n$1\r\n$\r\n$2\r\n{}\r\n", "+OK\r\n");
   exchange("*3\r\n$6\r\nBF.ADD\r\n$2\r\nbf\r\n$1\r\nx\r\n", ":1\r\n");
   exchange("*3\r\n$6\r\nbf.add\r\n$2\r\nbf\r\n$1\r\ny\r\n", ":1\r\n");
@@ -590,7 +603,7 @@ TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow)
   const std::string path =
       std::string(::testing::TempDir()) + "kvf_ctl_unknown_" + std::to_string(getpid()) + ".pcap";
   std::string err;
-  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  ASSERT_TRUE(tb::WritePcap(path, conv.frames, &err)) << err;
   const std::string out =
       Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
   EXPECT_NE(out.find("\"key\":\"k\""), std::string::npos) << out;
@@ -616,6 +629,57 @@ TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow)
   EXPECT_NE(learnt.find("2 request(s) of commands the Redis"), std::string::npos) << learnt;
   EXPECT_NE(learnt.find("(bf.add)"), std::string::npos) << learnt;
   std::remove(info.c_str());
+  std::remove(path.c_str());
+}
+
+// A hardened source renames commands (`rename-command FLUSHDB WIPE` in its
+// redis.conf): told so, by --rename-command or by the redis.conf itself,
+// decode reads the new names as the commands they are and ships them under
+// their own; the old names the server no longer knows are not writes.
+TEST(CtlCaptureTest, DecodeReadsTheSourcesRenamedCommands) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  Conversation conv(41003);
+  auto exchange = [&](const std::string& request, const std::string& reply) {
+    conv.Exchange(request, reply);
+  };
+  exchange("*3\r\n$3\r\nPUT\r\n$1\r\nk\r\n$1\r\nv\r\n", "+OK\r\n");
+  exchange("*1\r\n$4\r\nWIPE\r\n", "+OK\r\n");
+  exchange("*3\r\n$3\r\nPUT\r\n$1\r\nj\r\n$1\r\nw\r\n", "+OK\r\n");
+  // Unanswered: only its name says it never ran.
+  exchange("*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n*2\r\n$7\r\nFLUSHDB\r\n$1\r\nx\r\n", "");
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_renamed_" + std::to_string(getpid()) + ".pcap";
+  const std::string conf =
+      std::string(::testing::TempDir()) + "kvf_ctl_renamed_" + std::to_string(getpid()) + ".conf";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, conv.frames, &err)) << err;
+  {
+    std::ofstream f(conf);
+    f << "bind 0.0.0.0\nrename-command SET PUT\nrename-command FLUSHDB \"WIPE\"\n";
+  }
+  const std::string base = ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json";
+  const std::string unaware = Shell(base + " 2>&1");
+  EXPECT_NE(unaware.find("(put, wipe)"), std::string::npos) << unaware;
+  for (const std::string& how :
+       {std::string(" --rename-command SET PUT --rename-command FLUSHDB WIPE"), " --redis-conf " + conf}) {
+    const std::string out = Shell(base + how + " 2>&1");
+    const std::vector<nlohmann::json> recs = JsonLines(out);
+    ASSERT_EQ(recs.size(), 3u) << how << "\n" << out;
+    EXPECT_EQ(recs[0]["args"], nlohmann::json::array({"SET", "k", "v"})) << out;
+    EXPECT_EQ(recs[1]["args"], nlohmann::json::array({"FLUSHDB"})) << out;
+    EXPECT_EQ(recs[2]["args"], nlohmann::json::array({"SET", "j", "w"})) << out;
+    EXPECT_EQ(out.find("request(s) of commands the Redis"), std::string::npos) << out;
+  }
+  EXPECT_NE(
+      Shell(base + " --redis-conf " + conf + " 2>&1 >/dev/null").find("2 rename-command line(s) read from"),
+      std::string::npos);
+  // A rename redis-server itself would refuse at start-up.
+  const std::string refused = Shell(base + " --rename-command NOSUCH X >/dev/null 2>&1; echo rc=$?");
+  EXPECT_NE(refused.find("rc=2"), std::string::npos) << refused;
+  EXPECT_NE(Shell(base + " --rename-command NOSUCH X 2>&1").find("no such command 'NOSUCH'"),
+            std::string::npos);
+  std::remove(conf.c_str());
   std::remove(path.c_str());
 }
 

@@ -123,16 +123,23 @@ class RawClient {
 // server starts with another test's data, and is removed with it.
 class LiveRedis {
  public:
-  explicit LiveRedis(int port)
+  // `extra`: more configuration, as redis-server's own arguments
+  // ("--rename-command", "SET", "PUT").
+  explicit LiveRedis(int port, const std::vector<std::string>& extra = {})
       : port_(port), rdb_("kvft-live-" + std::to_string(::getpid()) + "-" + std::to_string(port) + ".rdb") {
     ::unlink(("/tmp/" + rdb_).c_str());
+    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no", "--daemonize", "no",
+                                     "--enable-debug-command", "yes", "--logfile", "/dev/null", "--dir", "/tmp",
+                                     "--dbfilename", rdb_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that crashed
-      const std::string p = std::to_string(port);
-      ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "yes", "--logfile",
-               "/dev/null", "--dir", "/tmp", "--dbfilename", rdb_.c_str(), static_cast<char*>(nullptr));
+      ::execvp("redis-server", argv.data());
       ::_exit(127);
     }
     // Up when it answers, and only if it is this child: a server left on the

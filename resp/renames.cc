@@ -1,0 +1,176 @@
+#include "resp/renames.h"
+
+#include <algorithm>
+#include <fstream>
+#include <unordered_map>
+
+#include "resp/command_table.h"
+#include "resp/parser.h"
+
+namespace kvf::resp {
+
+namespace detail {
+bool g_have_renames = false;
+}
+
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return out;
+}
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+  return out;
+}
+
+// The source's command names where they differ from the table's, keyed by
+// the lower-case name. Node-based maps: views of their values stay valid.
+struct Renames {
+  // A new name -> the command's own name, upper case.
+  std::unordered_map<std::string, std::string> added;
+  // A table name the server no longer has -> the name no command has.
+  std::unordered_map<std::string, std::string> gone;
+  // The command's own name, lower case -> its new names as given.
+  std::unordered_map<std::string, std::vector<std::string>> new_names;
+  size_t longest = 0;
+};
+
+Renames& TheRenames() {
+  static Renames renames;
+  return renames;
+}
+
+// The command `lower` names on the source now, upper case; "" for none.
+std::string CurrentCommand(const Renames& r, const std::string& lower) {
+  if (const auto it = r.added.find(lower); it != r.added.end()) return it->second;
+  if (r.gone.count(lower) != 0 || LookupCommandName(lower) == nullptr) return "";
+  return Upper(lower);
+}
+
+}  // namespace
+
+Status AddCommandRename(std::string_view old_name, std::string_view new_name) {
+  Renames& r = TheRenames();
+  const std::string old_lower = Lower(old_name);
+  if (old_lower.find('|') != std::string::npos || new_name.find('|') != std::string_view::npos)
+    return InvalidArgument("rename-command renames commands, not subcommands: '" + std::string(old_name) +
+                           "'");
+  const std::string command = CurrentCommand(r, old_lower);
+  if (command.empty())
+    return InvalidArgument("rename-command: no such command '" + std::string(old_name) +
+                           "' (already renamed, or unknown to the Redis " + kCommandTableRedisVersion +
+                           " table; a module's needs --command-info first)");
+  const std::string own = Lower(command);
+  const std::string new_lower = Lower(new_name);
+  // (The old name is removed first, as redis-server does: a command may be
+  // renamed to the name it has.)
+  if (!new_name.empty() && new_lower != old_lower && !CurrentCommand(r, new_lower).empty())
+    return InvalidArgument("rename-command: the new name '" + std::string(new_name) + "' of '" +
+                           std::string(old_name) + "' names another command already");
+  if (const auto it = r.added.find(old_lower); it != r.added.end()) {
+    r.added.erase(it);
+    auto& names = r.new_names[own];
+    names.erase(std::remove_if(names.begin(), names.end(),
+                               [&](const std::string& n) { return Lower(n) == old_lower; }),
+                names.end());
+  } else {
+    r.gone.emplace(old_lower, command + " (renamed)");
+  }
+  if (!new_name.empty()) {
+    r.gone.erase(new_lower);
+    if (new_lower != own) {  // (back to its own name: the table's again)
+      r.added.emplace(new_lower, command);
+      r.new_names[own].emplace_back(new_name);
+    }
+    r.longest = std::max(r.longest, new_lower.size());
+  }
+  r.longest = std::max(r.longest, old_lower.size());
+  detail::g_have_renames = true;
+  return Status::Ok();
+}
+
+void ClearCommandRenames() {
+  TheRenames() = Renames{};
+  detail::g_have_renames = false;
+}
+
+std::optional<std::string_view> SourceCommandName(std::string_view sent) {
+  const Renames& r = TheRenames();
+  if (sent.size() > r.longest) return std::nullopt;
+  thread_local std::string lower;
+  lower.assign(sent);
+  for (char& c : lower) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  if (const auto it = r.added.find(lower); it != r.added.end()) return std::string_view(it->second);
+  if (const auto it = r.gone.find(lower); it != r.gone.end()) return std::string_view(it->second);
+  return std::nullopt;
+}
+
+std::span<const std::string_view> WithSourceCommandName(std::span<const std::string_view> args,
+                                                        std::vector<std::string_view>* scratch) {
+  if (args.empty()) return args;
+  const std::optional<std::string_view> name = SourceCommandName(args[0]);
+  if (!name) return args;
+  scratch->assign(args.begin(), args.end());
+  (*scratch)[0] = *name;
+  return *scratch;
+}
+
+std::span<const std::string> NewNamesOf(std::string_view command) {
+  const Renames& r = TheRenames();
+  const auto it = r.new_names.find(Lower(command));
+  if (it == r.new_names.end()) return {};
+  return it->second;
+}
+
+Result<RenameLoad> LoadRenamesFromRedisConf(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot open " + path);
+  std::string text;
+  text.resize(kMaxRedisConfBytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxRedisConfBytes)
+    return InvalidArgument(path + ": larger than " + std::to_string(kMaxRedisConfBytes >> 20) + " MiB");
+  return ApplyRedisConfRenames(text, path);
+}
+
+Result<RenameLoad> ApplyRedisConfRenames(std::string_view text, const std::string& name) {
+  RenameLoad load;
+  size_t line_no = 0;
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(at, end - at);
+    at = end + 1;
+    ++line_no;
+    // As redis-server reads its config: blanks and CR trimmed at both ends,
+    // '#' lines skipped, the rest split like an inline command.
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t' || line.front() == '\r'))
+      line.remove_prefix(1);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r'))
+      line.remove_suffix(1);
+    if (line.empty() || line.front() == '#') continue;
+    const std::string_view directive = line.substr(0, line.find_first_of(" \t"));
+    const bool rename = EqualsIgnoreCase(directive, "rename-command");
+    if (EqualsIgnoreCase(directive, "include")) ++load.includes;
+    if (!rename) continue;
+    Parser split(Parser::Mode::kRequest);
+    const std::string request = std::string(line) + "\r\n";
+    split.Feed(std::string_view(request));
+    const auto where = [&] { return name + ":" + std::to_string(line_no) + ": "; };
+    if (split.Next() != ParseStatus::kMessage)
+      return InvalidArgument(where() + "cannot split the line (unbalanced quotes?)");
+    const std::span<const std::string_view> args = split.args();
+    if (args.size() != 3) return InvalidArgument(where() + "rename-command takes two names");
+    if (Status s = AddCommandRename(args[1], args[2]); !s.ok())
+      return Status(s.code(), where() + s.message());
+    ++load.renames;
+  }
+  return load;
+}
+
+}  // namespace kvf::resp
