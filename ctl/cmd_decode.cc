@@ -1050,15 +1050,16 @@ int RunDecode(const std::vector<std::string>& args) {
     }
   }
   if (totals.unknown_commands > 0) {
+    // (Names are kept only of requests paired for sure: Connection::Handle.)
     std::string names;
     for (const std::string& n : factory.unknown_.names) names += (names.empty() ? "" : ", ") + n;
+    if (!names.empty()) names = " (" + names + (factory.unknown_.more ? ", …)" : ")");
     std::fprintf(stderr,
-                 "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know "
-                 "(%s%s) were answered without an error: module commands (--command-info), or commands "
-                 "the source's redis.conf renames (--redis-conf, --rename-command)? Their writes are not "
+                 "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know%s "
+                 "were answered without an error: module commands (--command-info), or commands the "
+                 "source's redis.conf renames (--redis-conf, --rename-command)? Their writes are not "
                  "replicated\n",
-                 (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str(),
-                 factory.unknown_.more ? ", …" : "");
+                 (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str());
   }
   if (totals.script_unknown > 0) {
     std::fprintf(

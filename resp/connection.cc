@@ -1108,6 +1108,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     scripts_->LearnBody(args[2]);
   } else if (args.size() >= 2 && !p.elided && IsEvalOfABody(spec)) [[unlikely]] {
     scripts_->LearnBody(args[1]);
+  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args) && CallsMigrate(args))
+      [[unlikely]] {
+    scripts_->NoteLibraryHeldBack();  // (whatever becomes of it: an FCALL answered first may run it)
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -1321,6 +1324,7 @@ void Connection::DrainNoReply() {
   while (!pending_.empty() && pending_.front().no_reply) {
     const Pending p = pending_.front();
     pending_.pop_front();
+    drained_silent_ = true;
     // Counted per command as the server ran it, unanswered (writes: where
     // they are read back). A review found silenced SELECTs, MULTIs and
     // CLIENT REPLYs missing from the counts.
@@ -1673,6 +1677,20 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     }
   }
   Pending& front = pending_.front();
+  const bool after_silent = std::exchange(drained_silent_, false);
+  if (!desync_ && IsError(reply[0]) && reply[0].str.starts_with("NOAUTH") &&
+      (after_silent || front.kind == Kind::kAuth)) [[unlikely]] {
+    // Refused because the connection had not authenticated: so was every
+    // request since it opened, a CLIENT REPLY OFF or SKIP, a REPLCONF ACK
+    // or a RESP3 SUBSCRIBE among them, which were then answered after all
+    // (a review paired the replies one off and shipped the reply of CONFIG
+    // GET requirepass as an SPOP's member). An AUTH is never refused so.
+    // Nothing ran before the AUTH; what waits is read back, replies are on.
+    ++stats_.unpaired_replies;
+    reply_off_ = skip_next_ = false;
+    EnterDesync();
+    return;
+  }
   // (Not for scripts, read-only ones included: a script's error may name a
   // command it called, or be any text the script returned.)
   if (!desync_ && IsError(reply[0]) && front.spec != nullptr && !IsScriptCall(*front.spec) &&
@@ -1850,7 +1868,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error) {
         if (p.spec == nullptr) {
           ++stats_.unknown_commands;
-          if (p.argc == 1) NoteUnknown(Args(p)[0]);
+          // Named only when the pairing is sure: paired one off, the name
+          // may be anything the client sent, a password typed at a prompt
+          // (a review), and the success another request's.
+          if (p.argc == 1 && after_gap_left_ == 0 && !p.out_of_step) NoteUnknown(Args(p)[0]);
         } else {
           ++stats_.reads;
         }
@@ -1946,7 +1967,26 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       return;
     case Kind::kHello:
-      if (!is_error) ApplyHello(p);
+      if (!is_error) {
+        ApplyHello(p);
+      } else if (p.param > 0 && p.param != protocol_) {
+        // Refused (a wrong password, NOAUTH): the protocol stays, though
+        // the requests after it were read under the one it asked for (a
+        // review: RESP3 SUBSCRIBEs taken for unanswered, the replies after
+        // them paired one off). With a (UN)SUBSCRIBE waiting, they are.
+        // (Not switched at all when refused as predicted: subscribed.)
+        const bool another = std::any_of(pending_.begin(), pending_.end(),
+                                         [](const Pending& q) { return q.kind == Kind::kHello; });
+        if (another || req_protocol_ != protocol_) {
+          if (!another) req_protocol_ = protocol_;
+          if (std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
+                return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe;
+              })) {
+            ++stats_.unpaired_replies;
+            EnterDesync();
+          }
+        }
+      }
       return;
     case Kind::kSetName:
       if (!is_error) replayer_ = IsReplayerName(Args(p)[2]);
@@ -2041,7 +2081,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     }
     return;
   }
-  const ConvertContext ctx = context();
+  ConvertContext ctx = context();
   if (p.elided || (replies_.elided() &&
                    std::any_of(reply.begin(), reply.end(), [](const Node& n) { return n.elided; }))) {
     // What it wrote (an argument) or what it answered (a popped or
@@ -2083,8 +2123,11 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     argv = script_argv_;
   }
   // Scripts and libraries that call MIGRATE are read back, never shipped
-  // (ConvertWrite): counted, so that decode can say what that leaves out.
-  if (CallsMigrate(argv)) [[unlikely]]
+  // (ConvertWrite), and so are FCALLs once such a library came: counted, so
+  // that decode can say what that leaves out.
+  if (p.spec->name[0] == 'f' && IsFcall(*p.spec)) [[unlikely]]
+    ctx.functions_held_back = scripts_->library_held_back();
+  if (ctx.functions_held_back || CallsMigrate(argv)) [[unlikely]]
     ++stats_.scripts_not_shipped;
   const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);
   stats_.records += counting.n;

@@ -20,6 +20,9 @@ struct ConvertContext {
       0;  // of the request (0: not known; RecordView::kUnansweredRequest); the write ran in between
   uint16_t flags = 0;  // RecordFlags every record gets (kInTransaction, kAfterGap, …)
   uint64_t connection_id = 0;
+  // A library was held back (it calls MIGRATE, or came serialised by
+  // FUNCTION RESTORE): FCALLs, which may run it, are read back, not shipped.
+  bool functions_held_back = false;
 };
 
 enum class ConvertOutcome : uint8_t {
@@ -54,8 +57,12 @@ bool IsScriptCall(const CommandSpec& spec);
 // reached): never shipped (a password may be in it or in its arguments;
 // replayed, it would act on a third server); its keys are read back instead.
 bool ScriptCallsMigrate(std::string_view code);
+// FCALL (a write: FCALL_RO is not one).
+bool IsFcall(const CommandSpec& spec);
+// FUNCTION LOAD or FUNCTION RESTORE: a library arrives.
+bool IsLibraryLoad(std::span<const std::string_view> argv);
 // An EVAL (an EVALSHA made EVAL) or FUNCTION LOAD whose code may call
-// MIGRATE (ScriptCallsMigrate).
+// MIGRATE (ScriptCallsMigrate), or a FUNCTION RESTORE (its code cannot be read).
 bool CallsMigrate(std::span<const std::string_view> argv);
 // FLUSHDB, FLUSHALL, SWAPDB: the writes a kDatabase record orders against
 // every key of the dbs they touch.

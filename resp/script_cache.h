@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -48,6 +49,12 @@ class ScriptCache {
   size_t bytes() const;
   uint64_t evictions() const;
 
+  // A function library was held back (it may call MIGRATE, or its code
+  // cannot be read): an FCALL may run it, so none is shipped from here on.
+  // Noted at its request, as bodies are learned.
+  void NoteLibraryHeldBack() { library_held_back_.store(true, std::memory_order_relaxed); }
+  bool library_held_back() const { return library_held_back_.load(std::memory_order_relaxed); }
+
  private:
   // 40 lowercase hex digits, or false.
   static bool Normalize(std::string_view sha, std::array<char, 40>* out);
@@ -59,6 +66,7 @@ class ScriptCache {
   std::deque<std::string> order_;                                               // shas, oldest first
   size_t bytes_ = 0;
   uint64_t evictions_ = 0;
+  std::atomic<bool> library_held_back_{false};
 };
 
 }  // namespace kvf::resp

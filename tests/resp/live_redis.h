@@ -128,10 +128,25 @@ class LiveRedis {
   explicit LiveRedis(int port, const std::vector<std::string>& extra = {})
       : port_(port), rdb_("kvft-live-" + std::to_string(::getpid()) + "-" + std::to_string(port) + ".rdb") {
     ::unlink(("/tmp/" + rdb_).c_str());
-    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--daemonize", "no",
-                                     "--enable-debug-command", "yes", "--logfile", "/dev/null", "--dir", "/tmp",
-                                     "--dbfilename", rdb_};
+    std::vector<std::string> args = {"redis-server",
+                                     "--port",
+                                     std::to_string(port),
+                                     "--bind",
+                                     "127.0.0.1",
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     "no",
+                                     "--daemonize",
+                                     "no",
+                                     "--enable-debug-command",
+                                     "yes",
+                                     "--logfile",
+                                     "/dev/null",
+                                     "--dir",
+                                     "/tmp",
+                                     "--dbfilename",
+                                     rdb_};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -146,13 +161,19 @@ class LiveRedis {
     // port by an earlier run (whose data a test would then read) answers
     // too, while this child fails to bind and exits.
     const std::string mine = "process_id:" + std::to_string(pid_) + "\r\n";
+    // (A server given --requirepass is asked after an AUTH.)
+    std::string auth;
+    for (size_t i = 0; i + 1 < extra.size(); ++i) {
+      if (extra[i] == "--requirepass") auth = Cmd({"AUTH", extra[i + 1]});
+    }
     for (int i = 0; i < 200; ++i) {
       if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
         pid_ = -1;
         return;
       }
       RawClient c(port_);
-      if (c.ok() && c.Send("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n", 1).find(mine) != std::string::npos) {
+      if (c.ok() && c.Send(auth + "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n", auth.empty() ? 1 : 2).find(mine) !=
+                        std::string::npos) {
         ok_ = true;
         return;
       }

@@ -984,14 +984,14 @@ TEST_F(Pairing, ScriptsThatCallMigrateAreReadBackNotShipped) {
   c_->Do({"FCALL", "kvfmig_set", "1", "m3", "v"});
   const std::string f = " f" + std::to_string(kNeedsReadback);
   const std::string rb = std::string(RecordOpName(RecordOp::kReadback)) + f;
-  EXPECT_EQ(Take(),
-            (V{"0 " + rb + " m1:", "0 " + rb + " m2:", "0 " + kOrd + f + " m3: FCALL kvfmig_set 1 m3 v"}));
-  EXPECT_EQ(c_->conn().stats().scripts_not_shipped, 3u);
+  // The library is held back, and with it every FCALL (which may run it).
+  EXPECT_EQ(Take(), (V{"0 " + rb + " m1:", "0 " + rb + " m2:", "0 " + rb + " m3:"}));
+  EXPECT_EQ(c_->conn().stats().scripts_not_shipped, 4u);
   // A word that only contains it is no call (a review lost such a script's writes).
   const std::string other = "redis.call('SET', 'migrated:flag', '1') return 1";
   c_->Do({"EVAL", other, "0"});
   EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " : EVAL " + other + " 0"}));
-  EXPECT_EQ(c_->conn().stats().scripts_not_shipped, 3u);
+  EXPECT_EQ(c_->conn().stats().scripts_not_shipped, 4u);
 }
 
 // Scripts that may call MIGRATE without naming it are not shipped either
@@ -2210,6 +2210,185 @@ TEST(PairingOffline, RequestsSentAfterTheServersFinNeverRan) {
 // master's, which it fetches over a link of its own that a capture of its
 // port never sees (a review: three keys differed, unflagged, and nothing was
 // said). Counted, for decode to say so; NO ONE, and a refusal, are not.
+// Whether any record names `secret` in its key or arguments.
+bool AnyRecordHolds(const VectorSink& sink, std::string_view secret) {
+  for (const ChangeRecord& r : sink.records) {
+    if (r.key.find(secret) != std::string::npos) return true;
+    for (const std::string& a : r.args) {
+      if (a.find(secret) != std::string::npos) return true;
+    }
+  }
+  return false;
+}
+
+// A reply that does not fit its request answers another one (pairing is
+// off): no record may carry its bytes, whatever they hold (a review paired
+// the reply of CONFIG GET requirepass with an SPOP and shipped the
+// password as a member). Each such reply is a bad shape: the keys are read
+// back, and the connection resynchronises.
+TEST(PairingOffline, RepliesThatDoNotFitTheirRequestGiveNoRecordTheirBytes) {
+  const std::string pair = "*2\r\n$11\r\nrequirepass\r\n$6\r\nS3CRET\r\n";
+  const std::string bulk = "$6\r\nS3CRET\r\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {Cmd({"SPOP", "s"}), pair},
+      {Cmd({"SPOP", "s"}), "+S3CRET\r\n"},
+      {Cmd({"SPOP", "s", "2"}), bulk},
+      {Cmd({"LPOP", "l"}), "*1\r\n" + bulk},
+      {Cmd({"RPOP", "l", "2"}), bulk},
+      {Cmd({"BLPOP", "q", "0"}), pair},
+      {Cmd({"BZPOPMIN", "z", "0"}), "*3\r\n$1\r\na\r\n" + bulk + ":1\r\n"},
+      {Cmd({"ZPOPMIN", "z"}), "*4\r\n$1\r\nm\r\n$1\r\n1\r\n" + bulk + "$1\r\n2\r\n"},
+      {Cmd({"ZMPOP", "1", "z", "MIN"}), "*2\r\n$11\r\nrequirepass\r\n*1\r\n*2\r\n" + bulk + "$1\r\n1\r\n"},
+      {Cmd({"LMPOP", "1", "l", "LEFT"}), "*2\r\n$6\r\nS3CRET\r\n*1\r\n$1\r\nx\r\n"},
+      {Cmd({"INCRBYFLOAT", "f", "1"}), bulk},
+      {Cmd({"HINCRBYFLOAT", "h", "f", "1"}), bulk},
+      {Cmd({"ZINCRBY", "z", "1", "m"}), bulk},
+      {Cmd({"LMOVE", "a", "b", "LEFT", "RIGHT"}), "+S3CRET\r\n"},
+      {Cmd({"XADD", "x", "*", "f", "v"}), bulk},
+  };
+  for (const auto& [request, reply] : cases) {
+    VectorSink sink;
+    Connection conn(&sink, {});
+    conn.OnData(Direction::kClientToServer, request, 10);
+    conn.OnData(Direction::kServerToClient, reply, 11);
+    EXPECT_FALSE(AnyRecordHolds(sink, "S3CRET")) << request;
+    EXPECT_EQ(conn.stats().bad_shapes, 1u) << request;
+    EXPECT_EQ(conn.stats().desyncs, 1u) << request;
+  }
+  // Replies that fit are converted as before.
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"SPOP", "s"}) + Cmd({"BLPOP", "q1", "q2", "0"}) + Cmd({"INCRBYFLOAT", "f", "1"}) +
+                  Cmd({"ZINCRBY", "z", "1", "m"}) + Cmd({"XADD", "x", "*", "f", "v"}),
+              10);
+  conn.OnData(Direction::kServerToClient,
+              "$2\r\nm1\r\n*2\r\n$2\r\nq2\r\n$1\r\ne\r\n$4\r\n1.5e\r\n,inf\r\n$15\r\n1700000000000-0\r\n",
+              11);
+  EXPECT_EQ(conn.stats().bad_shapes, 1u);  // "1.5e" is no number
+  VectorSink good;
+  Connection again(&good, {});
+  again.OnData(Direction::kClientToServer,
+               Cmd({"SPOP", "s"}) + Cmd({"BLPOP", "q1", "q2", "0"}) + Cmd({"INCRBYFLOAT", "f", "1"}) +
+                   Cmd({"ZINCRBY", "z", "1", "m"}) + Cmd({"XADD", "x", "*", "f", "v"}),
+               10);
+  again.OnData(Direction::kServerToClient,
+               "$2\r\nm1\r\n*2\r\n$2\r\nq2\r\n$1\r\ne\r\n$6\r\n1.5e-3\r\n,inf\r\n$15\r\n1700000000000-0\r\n",
+               11);
+  EXPECT_EQ(again.stats().bad_shapes, 0u);
+  EXPECT_EQ(again.stats().writes_applied, 5u);
+}
+
+// Paired after a gap (here: joined mid-stream), a reply may answer another
+// request however well it fits: a write whose records would carry the
+// reply's strings (a popped member, a moved element) is read back instead.
+TEST(PairingOffline, AfterAGapNoRecordCarriesStringsOfTheReply) {
+  VectorSink sink;
+  ConnectionOptions o;
+  o.joined_mid_stream = true;
+  Connection conn(&sink, o);
+  conn.OnData(Direction::kClientToServer, Cmd({"PING"}), 10);
+  conn.OnData(Direction::kServerToClient, "+PONG\r\n", 11);
+  conn.OnData(Direction::kClientToServer, Cmd({"SPOP", "s"}) + Cmd({"LMOVE", "a", "b", "LEFT", "RIGHT"}), 12);
+  conn.OnData(Direction::kServerToClient, "$6\r\nS3CRET\r\n$6\r\nS3CRET\r\n", 13);
+  EXPECT_FALSE(AnyRecordHolds(sink, "S3CRET"));
+  std::set<std::string> read_back;
+  for (const ChangeRecord& r : sink.records) {
+    EXPECT_EQ(r.op, RecordOp::kReadback);
+    read_back.insert(r.key);
+  }
+  EXPECT_EQ(read_back, (std::set<std::string>{"s", "a", "b"}));
+}
+
+// Unknown commands answered without an error are named on decode's stderr
+// (a module's?), but only when paired for sure: one off, the "command" may
+// be a password typed at a prompt (a review: joined behind two unseen
+// PINGs, the password took a +PONG and was named).
+TEST(PairingOffline, UnknownCommandsAreNamedOnlyWhenPairedForSure) {
+  VectorSink sink;
+  ConnectionOptions o;
+  o.joined_mid_stream = true;
+  Connection conn(&sink, o);
+  conn.OnData(Direction::kClientToServer, Cmd({"PING"}), 10);
+  conn.OnData(Direction::kServerToClient, "+PONG\r\n", 11);
+  conn.OnData(Direction::kClientToServer, Cmd({"S3CRETxyz1"}), 20);
+  conn.OnData(Direction::kServerToClient, "+PONG\r\n", 21);
+  conn.OnData(Direction::kServerToClient, "+PONG\r\n-ERR unknown command 'S3CRETxyz1'\r\n", 22);
+  EXPECT_EQ(conn.stats().unknown_commands, 1u);
+  EXPECT_TRUE(conn.unknown_command_names().empty());
+  Connection fresh(&sink, {});
+  fresh.OnData(Direction::kClientToServer, Cmd({"JSON.SET", "d", "$", "{}"}), 10);
+  fresh.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  ASSERT_EQ(fresh.unknown_command_names().size(), 1u);
+  EXPECT_EQ(fresh.unknown_command_names()[0], "json.set");
+}
+
+// A server with a password answers every request of a connection that has
+// not authenticated with -NOAUTH, the ones that are otherwise silent
+// (CLIENT REPLY SKIP, REPLCONF ACK) included; a HELLO refused for a wrong
+// password leaves the protocol as it was. Pipelined clients doing either
+// (a review) had the replies after them paired one off, and the reply of
+// CONFIG GET requirepass shipped as a popped member, unflagged.
+TEST(PairingLive, RefusalsBeforeAuthenticationOrOfAHelloDoNotShiftThePairing) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kAuthPort = 16472;
+  const std::string pw = "S3CRETxyz1";
+  LiveRedis redis(kAuthPort, {"--requirepass", pw});
+  ASSERT_TRUE(redis.ok());
+  RawClient admin(kAuthPort);
+  ASSERT_EQ(admin.Send(Cmd({"AUTH", pw}), 1), "+OK\r\n");
+  const std::string refill = Cmd({"SADD", "s", "m1", "m2", "m3", "m4"});
+  const std::string tail = Cmd({"AUTH", pw}) + Cmd({"CONFIG", "GET", "requirepass"});
+  const std::vector<std::pair<std::string, int>> pipelines = {
+      {Cmd({"REPLCONF", "ACK", "0"}) + tail + Cmd({"SPOP", "s"}) + Cmd({"SET", "after", "1"}), 5},
+      {Cmd({"CLIENT", "REPLY", "SKIP"}) + tail + Cmd({"PING"}) + Cmd({"SPOP", "s"}), 5},
+      {Cmd({"AUTH", pw}) + Cmd({"HELLO", "3", "AUTH", "default", "wrong"}) + Cmd({"SUBSCRIBE", "ch"}) +
+           Cmd({"UNSUBSCRIBE", "ch"}) + Cmd({"CONFIG", "GET", "requirepass"}) + Cmd({"PING"}) +
+           Cmd({"SPOP", "s"}),
+       7},
+  };
+  for (const auto& [pipeline, replies] : pipelines) {
+    admin.Send(refill, 1);
+    VectorSink sink;
+    MirroredClient c(kAuthPort, &sink, 21);
+    ASSERT_TRUE(c.ok());
+    const std::string got = c.Do(pipeline, replies);
+    ASSERT_NE(got.find(pw), std::string::npos) << got;  // the server did give it out
+    EXPECT_FALSE(AnyRecordHolds(sink, pw)) << pipeline;
+    // The pop is known: exact, or read back.
+    bool popped = false;
+    for (const ChangeRecord& r : sink.records) popped = popped || r.key == "s";
+    EXPECT_TRUE(popped) << pipeline;
+  }
+}
+
+// A FUNCTION RESTORE carries its libraries serialised, their code maybe
+// compressed: what they call cannot be read, so it is not shipped (a
+// review shipped one whose code held a MIGRATE password), and the FCALLs
+// after it, which may run it, are read back.
+TEST_F(Pairing, AFunctionRestoreIsNotShippedAndTheFcallsAfterItAreReadBack) {
+  const std::string code =
+      "#!lua name=kvfrest\nredis.register_function('kvfrest_set', function(keys, args) "
+      "return redis.call('SET', keys[1], args[1]) end)";
+  c_->Do({"FUNCTION", "LOAD", "REPLACE", code});
+  c_->Do({"FCALL", "kvfrest_set", "1", "r1", "v"});
+  const V shipped = Take();
+  ASSERT_EQ(shipped.size(), 2u);
+  EXPECT_NE(shipped[1].find("FCALL kvfrest_set 1 r1 v"), std::string::npos) << shipped[1];
+  const std::string dump = c_->raw().Send(Cmd({"FUNCTION", "DUMP"}), 1);
+  Parser p(Parser::Mode::kReply);
+  p.Feed(dump);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  const std::string payload(p.nodes()[0].str);
+  EXPECT_EQ(c_->Do(Cmd(std::vector<std::string>{"FUNCTION", "RESTORE", payload, "REPLACE"}), 1), "+OK\r\n");
+  c_->Do({"FCALL", "kvfrest_set", "1", "r2", "v"});
+  const std::string rb = std::string(RecordOpName(RecordOp::kReadback));
+  EXPECT_EQ(Take(), (V{"0 " + rb + " f" + std::to_string(kNeedsReadback) + " r2:"}));
+  EXPECT_EQ(c_->conn().stats().scripts_not_shipped, 2u);
+  c_->Do({"FUNCTION", "FLUSH"});
+  Take();
+}
+
 TEST(PairingOffline, AReplicaOfAMasterIsCounted) {
   VectorSink sink;
   Connection conn(&sink, {});
