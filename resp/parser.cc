@@ -4,6 +4,7 @@
 // bytes can move from the caller's chunk into our buffer without fix-ups.
 #include "resp/parser.h"
 
+#include <atomic>
 #include <charconv>
 #include <cstring>
 
@@ -135,6 +136,31 @@ std::string_view ParseErrorName(ParseError e) {
 // 12 KB per flow, 718 MB for 60,000 SYNs); buffers grow with use.
 Parser::Parser(Mode mode, Limits limits) : mode_(mode), limits_(limits) {}
 
+namespace {
+std::atomic<size_t> g_held_bytes{0};
+}
+
+size_t ParsersHeldBytes() {
+  return g_held_bytes.load(std::memory_order_relaxed);
+}
+
+Parser::~Parser() {
+  g_held_bytes.fetch_sub(accounted_, std::memory_order_relaxed);
+}
+
+void Parser::Account() {
+  // (The capacity an empty string has in place is no allocation.)
+  static const size_t in_place = std::string().capacity();
+  const size_t now = buf_.capacity() > in_place ? buf_.capacity() : 0;
+  if (now == accounted_) return;
+  if (now > accounted_) {
+    g_held_bytes.fetch_add(now - accounted_, std::memory_order_relaxed);
+  } else {
+    g_held_bytes.fetch_sub(accounted_ - now, std::memory_order_relaxed);
+  }
+  accounted_ = now;
+}
+
 void Parser::Stash() {
   // Keep the unfinished message (or the partial resync candidate) and drop
   // everything before it; the caller's chunk is not touched after this.
@@ -164,6 +190,7 @@ void Parser::Stash() {
     hole_bytes_ = 0;
     ext_ = nullptr;
     ext_len_ = 0;
+    ReserveWanted();
     return;
   }
   const size_t keep_from = in_message_ ? msg_start_ : (pos_ < len ? pos_ : len);
@@ -180,7 +207,18 @@ void Parser::Stash() {
   if (!in_buf_) {
     pos_ = 0;
     msg_start_ = 0;
+    // What a large message grew is given back as soon as it is consumed,
+    // not at the next Feed: a client waiting for its reply sends nothing.
+    if (buf_.capacity() > kKeepBytes) std::string().swap(buf_);
   }
+  ReserveWanted();
+}
+
+void Parser::ReserveWanted() {
+  // The message in progress now starts at buf_'s front.
+  if (in_message_ && want_bytes_ > buf_.capacity()) buf_.reserve(want_bytes_);
+  want_bytes_ = 0;
+  Account();
 }
 
 void Parser::ForgetElisions() {
@@ -219,6 +257,7 @@ void Parser::Feed(ByteSpan bytes) {
       std::vector<std::pair<size_t, size_t>>().swap(spans_);
     }
   }
+  Account();
 }
 
 ParseStatus Parser::Fail(ParseError e) {
@@ -279,6 +318,9 @@ void Parser::OnGap() {
     skipped_bytes_ += buf_.size();
   }
   buf_.clear();
+  if (buf_.capacity() > kKeepBytes) std::string().swap(buf_);
+  want_bytes_ = 0;
+  Account();
   in_buf_ = false;
   ext_ = nullptr;
   ext_len_ = 0;
@@ -788,7 +830,12 @@ ParseStatus Parser::Next() {
         if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
         Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
-        if (next - msg_start_ - hole_bytes_ + blen + 2 > limits_.max_message_bytes) {
+        const size_t need = next - msg_start_ - hole_bytes_ + blen + 2;  // to hold the message this far
+        // A body that runs past the view is held until it is whole.
+        const bool held = len - next < blen + 2;
+        if (need > limits_.max_message_bytes ||
+            (held && blen >= kSharedFloorBytes && need > buf_.capacity() &&
+             ParsersHeldBytes() + (need - std::min(need, buf_.capacity())) > limits_.max_held_bytes_all)) {
           // Too large to hold: an empty node marked elided. Its header and
           // body are never held: a hole in the view that Stash leaves out,
           // or, when the body runs past the view, the end of the view, with
@@ -823,7 +870,10 @@ ParseStatus Parser::Next() {
           }
           return NeedMore();
         }
-        if (len - next < blen + 2) return NeedMore();
+        if (len - next < blen + 2) {
+          if (blen >= kSharedFloorBytes) want_bytes_ = need;
+          return NeedMore();
+        }
         if (v[next + blen] != '\r' || v[next + blen + 1] != '\n') return Fail(ParseError::kBadTerminator);
         size_t off = next - msg_start_;
         size_t slen = blen;

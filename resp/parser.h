@@ -29,7 +29,17 @@ struct Limits {
   // past this is elided (Node::elided, Parser::elided()), not buffered.
   size_t max_message_bytes = 64u << 20;
   size_t max_nodes = 4u << 20;  // values in one reply tree
+  // Bytes every parser of the process together may hold for messages that
+  // arrive in parts (capacity of their buffers): a bulk of at least
+  // kSharedFloorBytes that would take them past this is elided too. Without
+  // it, each connection sending a large value at once holds up to
+  // max_message_bytes (a review: 40 connections with 40 MB values, 4 GB).
+  size_t max_held_bytes_all = size_t{1} << 30;
 };
+// Bulks smaller than this are held whatever the others hold.
+inline constexpr size_t kSharedFloorBytes = 1u << 20;
+// Bytes all parsers hold now (Limits::max_held_bytes_all).
+size_t ParsersHeldBytes();
 
 enum class Type : uint8_t {
   kSimpleString,  // +
@@ -91,6 +101,11 @@ class Parser {
  public:
   enum class Mode : uint8_t { kRequest, kReply };
   explicit Parser(Mode mode, Limits limits = {});
+  ~Parser();  // gives its bytes back to the shared count
+  Parser(Parser&&) = delete;
+  Parser& operator=(Parser&&) = delete;
+  Parser(const Parser&) = delete;
+  Parser& operator=(const Parser&) = delete;
 
   // Hands over the next bytes of the stream. Call it only when Next() last
   // returned kNeedMore (or before the first Next()). `bytes` must stay valid
@@ -202,6 +217,10 @@ class Parser {
   // a push whose first element names a subscription change is an element.
   void CountConfirmation(std::string_view first);
   void Stash();
+  // Brings the shared count (ParsersHeldBytes) to buf_'s capacity.
+  void Account();
+  // Reserves want_bytes_ for the message in progress, then Account().
+  void ReserveWanted();
   // Drops the elided bulks' holes and the rest still to skip (resync, gap).
   void ForgetElisions();
   void Finish();
@@ -215,6 +234,10 @@ class Parser {
   const char* ext_ = nullptr;
   size_t ext_len_ = 0;
   std::string buf_;
+  size_t accounted_ = 0;  // of buf_'s capacity, in the shared count
+  // Bytes the message in progress needs held to finish the bulk whose body
+  // is still to come: Stash reserves them at once rather than doubling.
+  size_t want_bytes_ = 0;
   bool in_buf_ = false;
   size_t ext_base_ = 0;
   size_t pos_ = 0;        // next unparsed byte in the view

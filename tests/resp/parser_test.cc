@@ -265,23 +265,75 @@ TEST(RespParser, RequestLengthsWithALeadingZeroAreRefusedAsRedisRefusesThem) {
   ExpectSame(Parser::Mode::kReply, "$02\r\nok\r\n*01\r\n:1\r\n", {"bulk-string'ok'", "array[integer(1)]"});
 }
 
-// A large message grows the parser's buffers; the next chunk that starts
-// between messages gives them back (connections idle in a pool for hours).
+// A large message grows the parser's buffers; they are given back once it
+// is consumed (the byte buffer at once: a client waiting for its reply
+// sends nothing; the nodes with the next chunk), so connections idle in a
+// pool for hours keep little. The shared count follows.
 TEST(RespParser, BuffersGrownByALargeMessageAreReleasedAfterIt) {
+  const size_t before = ParsersHeldBytes();
   Parser p(Parser::Mode::kReply);
   std::string big = "*20000\r\n";
   for (int i = 0; i < 20000; ++i) big += ":1\r\n";
   const std::string value(3u << 20, 'v');
   big += "$" + std::to_string(value.size()) + "\r\n" + value + "\r\n";
+  size_t most = 0, most_shared = 0;
   for (size_t off = 0; off < big.size(); off += 1000) {  // across chunks: held in the buffer
     p.Feed(std::string_view(big).substr(off, 1000));
     while (p.Next() == ParseStatus::kMessage) {
     }
+    most = std::max(most, p.capacity_bytes());
+    most_shared = std::max(most_shared, ParsersHeldBytes() - before);
   }
-  EXPECT_GT(p.capacity_bytes(), size_t{2} << 20);
+  EXPECT_GT(most, value.size());
+  // The bulk's length known, its buffer was sized once, not doubled.
+  EXPECT_GE(most_shared, value.size());
+  EXPECT_LT(most_shared, value.size() + (size_t{1} << 20));
+  EXPECT_LT(p.capacity_bytes(), size_t{2} << 20);
+  EXPECT_EQ(ParsersHeldBytes(), before);
   p.Feed(std::string_view("+OK\r\n"));
   ASSERT_EQ(p.Next(), ParseStatus::kMessage);
-  EXPECT_LT(p.capacity_bytes(), size_t{2} << 20);
+  EXPECT_LT(p.capacity_bytes(), size_t{1} << 20);
+}
+
+// Messages arriving in parts on many connections at once share one budget
+// (Limits::max_held_bytes_all): a large bulk that would take the parsers
+// past it is elided, as one past max_message_bytes is (a review held 4 GB
+// for 40 connections each sending a 40 MB value).
+TEST(RespParser, PartialMessagesOfAllConnectionsShareOneBudget) {
+  const size_t before = ParsersHeldBytes();
+  Limits l;
+  l.max_held_bytes_all = before + (3u << 20);
+  const size_t n = size_t{2} << 20;
+  const std::string head = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$" + std::to_string(n) + "\r\n";
+  const std::string part(1u << 20, 'x');
+  const std::string rest = std::string(n - part.size(), 'x') + "\r\n";
+  const std::string first = head + part;  // (fed bytes must outlive Next)
+  Parser a(Parser::Mode::kRequest, l), b(Parser::Mode::kRequest, l);
+  a.Feed(first);
+  EXPECT_EQ(a.Next(), ParseStatus::kNeedMore);
+  EXPECT_GE(ParsersHeldBytes() - before, n);  // held whole, sized once
+  b.Feed(first);
+  ASSERT_EQ(b.Next(), ParseStatus::kMessage);  // no room: elided, the message complete without it
+  EXPECT_TRUE(b.elided());
+  EXPECT_TRUE(b.arg_elided(2));
+  EXPECT_EQ(b.args()[1], "k");
+  b.Feed(rest);
+  EXPECT_EQ(b.Next(), ParseStatus::kNeedMore);
+  a.Feed(rest);
+  ASSERT_EQ(a.Next(), ParseStatus::kMessage);
+  EXPECT_FALSE(a.elided());
+  EXPECT_EQ(a.args()[2].size(), n);
+  EXPECT_EQ(a.Next(), ParseStatus::kNeedMore);
+  EXPECT_EQ(ParsersHeldBytes(), before);
+  // Small bulks are held whatever the budget says.
+  Limits none;
+  none.max_held_bytes_all = 0;
+  Parser c(Parser::Mode::kRequest, none);
+  c.Feed(std::string_view("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nab"));
+  EXPECT_EQ(c.Next(), ParseStatus::kNeedMore);
+  c.Feed(std::string_view("cde\r\n"));
+  ASSERT_EQ(c.Next(), ParseStatus::kMessage);
+  EXPECT_FALSE(c.elided());
 }
 
 // Replies a read command gets, walked without their elements (SetSkimPredicate):
