@@ -1079,7 +1079,8 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(
         stderr,
         "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE, or call commands "
-        "they do not name with a plain string, and were not shipped (a MIGRATE's password may be in "
+        "they do not name with a plain string (or are FUNCTION RESTOREs, whose code cannot be read, or "
+        "FCALLs after such a library), and were not shipped (a MIGRATE's password may be in "
         "them; replayed, it would act on a third server): their "
         "keys are read back, and what one that declares no keys wrote is not replicated\n",
         (unsigned long long)totals.scripts_not_shipped);

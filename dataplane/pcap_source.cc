@@ -369,7 +369,14 @@ size_t PcapSource::RxBurst(std::span<Packet> out) {
   while (burst_n_ < out.size() && arena_size_ - arena_used_ >= max_caplen_) {
     // The frames so far go out now, rather than wait behind a writer that
     // has not sent the next one: their records and stats are due.
-    if (piped_ && burst_n_ > 0 && NextFrameNotYetThere()) break;
+    if (piped_ && NextFrameNotYetThere()) {
+      if (burst_n_ > 0) break;
+      // Nothing yet: wait for it a while, then come back empty, so that the
+      // caller looks at its interrupt (a read blocked in libpcap would be
+      // restarted after the signal: Ctrl-C went unheard on an idle pipe).
+      pollfd pfd{fileno(pcap_file(handle_)), POLLIN, 0};
+      if (poll(&pfd, 1, kPipeWaitMs) <= 0) break;
+    }
     pcap_pkthdr* hdr = nullptr;
     const unsigned char* bytes = nullptr;
     const int rc = pcap_next_ex(handle_, &hdr, &bytes);

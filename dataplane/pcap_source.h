@@ -92,8 +92,10 @@ class PcapSource final : public PacketSource {
 
   // Offline through libpcap from a pipe or a device (standard input, a
   // FIFO that `tcpdump -U -w -` fills): a burst ends when no further frame
-  // has arrived yet, instead of waiting for a whole burst.
+  // has arrived yet, instead of waiting for a whole burst; a burst with
+  // nothing to give returns empty after kPipeWaitMs.
   bool NextFrameNotYetThere() const;
+  static constexpr int kPipeWaitMs = 200;
 
   pcap_t* handle_;
   bool live_;

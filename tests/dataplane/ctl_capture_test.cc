@@ -1059,6 +1059,42 @@ TEST(CtlCaptureTest, OfflineRecordsOfAFileStillBeingWrittenComeOutEachSecond) {
   EXPECT_NE(after.find("written-late"), std::string::npos) << after;
 }
 
+// An offline capture from a pipe whose writer has gone quiet (tcpdump -U -w -
+// with no traffic): one Ctrl-C ends it with its totals, as it ends a live
+// one (a read blocked in libpcap used to be restarted after the signal).
+TEST(CtlCaptureTest, OneInterruptEndsAnOfflineCaptureFromAQuietPipe) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  if (Shell("command -v mkfifo").empty()) GTEST_SKIP() << "needs mkfifo";
+  const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_quiet_" + std::to_string(getpid());
+  Shell("rm -rf " + dir + " && mkdir -p " + dir + " && mkfifo " + dir + "/fifo");
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  const std::vector<tb::TimedFrame> frames = {
+      tb::ClientServerFrame(41004, true, 99, tb::kTcpSyn, "", t0),
+      tb::ClientServerFrame(41004, false, 499, tb::kTcpSyn | tb::kTcpAck, "", t0 + 100'000),
+  };
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(dir + "/head.pcap", frames, &err)) << err;
+  // The writer sends two frames, then stays quiet for 20 s with the pipe open.
+  Shell("(cat " + dir + "/head.pcap; exec sleep 20) >" + dir + "/fifo 2>/dev/null & echo $! >" + dir +
+        "/writer; " + ctl + " capture --pcap " + dir + "/fifo --server 10.0.0.2:6379 >" + dir +
+        "/stats.txt 2>&1 & echo $! >" + dir + "/pid");
+  usleep(1'500'000);
+  const std::string pid = Shell("tr -d '\\n' <" + dir + "/pid");
+  ASSERT_FALSE(pid.empty());
+  Shell("kill -INT " + pid);
+  bool ended = false;
+  for (int i = 0; i < 30 && !ended; ++i) {
+    usleep(100'000);
+    ended = Shell("kill -0 " + pid + " 2>/dev/null && echo alive").empty();
+  }
+  const std::string stats = Shell("cat " + dir + "/stats.txt");
+  if (!ended) Shell("kill -9 " + pid);
+  Shell("kill $(cat " + dir + "/writer) 2>/dev/null; rm -rf " + dir);
+  EXPECT_TRUE(ended) << stats;
+  EXPECT_NE(stats.find("total"), std::string::npos) << stats;
+}
+
 // Pooled connections opened before the capture started: one has selected db
 // 3, the other never selected (db 0). Nothing on the wire says so; with
 // --resolve-db the capture asks the server (CLIENT LIST) and every record
