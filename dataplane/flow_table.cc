@@ -62,6 +62,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   ack_without_flow += o.ack_without_flow;
   rst_without_flow += o.rst_without_flow;
   rst_out_of_window += o.rst_out_of_window;
+  rst_waited_for_peer += o.rst_waited_for_peer;
   fin_without_flow += o.fin_without_flow;
   segments_src_equals_dst += o.segments_src_equals_dst;
   segments_after_close += o.segments_after_close;
@@ -96,6 +97,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"ack_without_flow", ack_without_flow},
       {"rst_without_flow", rst_without_flow},
       {"rst_out_of_window", rst_out_of_window},
+      {"rst_waited_for_peer", rst_waited_for_peer},
       {"fin_without_flow", fin_without_flow},
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"segments_after_close", segments_after_close},
@@ -413,11 +415,24 @@ void FlowTable::Process(const TcpSegment& seg) {
   if (lru_.back() != f) lru_.splice(lru_.end(), lru_, f->lru_it);
   if (f->heir && seg.payload_len > 0 && !rst) Promote(f);
   if (rst) {
-    const HalfStream& sender =
-        f->half[Idx(seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient)];
+    const Direction by = seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient;
+    const HalfStream& sender = f->half[Idx(by)];
     const int64_t distance = static_cast<int32_t>(seg.seq - sender.next_seq());
     if (sender.synced && (distance > kRstMaxDistance || distance < -kRstMaxDistance)) {
       ++stats_.rst_out_of_window;
+      return;
+    }
+    // A mirror that delays the other direction captures this RST before
+    // bytes of it the sender already answered (a review lost 174 answered
+    // SETs: their requests came after the server's RST, and its replies
+    // held for them were dropped). The flow waits for them, as the held
+    // segments do, and closes when they came or the hold ran out.
+    if (config_.peer_hold_ns > 0 && WaitsForPeer(*f, by)) {
+      if (f->reset_ns == 0) {
+        f->reset_ns = std::max<uint64_t>(seg.ts_ns, 1);
+        f->reset_by = by;
+        ++stats_.rst_waited_for_peer;
+      }
       return;
     }
     CloseFlow(f, CloseReason::kReset);
@@ -478,9 +493,16 @@ void FlowTable::Process(const TcpSegment& seg) {
   CheckGaps(f, d, seg.ts_ns, false);
   if (!MaybeFinish(f)) {
     CheckGaps(f, other, seg.ts_ns, false);
-    MaybeFinish(f);
+    if (!MaybeFinish(f) && f->reset_ns != 0 && !WaitsForPeer(*f, f->reset_by))
+      CloseFlow(f, CloseReason::kReset);
   }
   EnforceCaps();
+}
+
+bool FlowTable::WaitsForPeer(const Flow& f, Direction d) {
+  if (f.half[Idx(Other(d))].ack_hole) return true;
+  const auto& pending = f.half[Idx(d)].pending;
+  return std::any_of(pending.begin(), pending.end(), [](const auto& c) { return c.second.need_peer != 0; });
 }
 
 void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
@@ -924,7 +946,11 @@ void FlowTable::Tick(uint64_t now_ns) {
     ++it;
     CheckGaps(f, Direction::kClientToServer, now_ns, false);
     CheckGaps(f, Direction::kServerToClient, now_ns, false);
-    MaybeFinish(f);
+    if (MaybeFinish(f) || f->reset_ns == 0) continue;
+    // A RST waiting for the other direction (Process): it came, or the
+    // hold ran out (the holds above declared what never came).
+    if (!WaitsForPeer(*f, f->reset_by) || now_ns >= f->reset_ns + config_.peer_hold_ns)
+      CloseFlow(f, CloseReason::kReset);
   }
 }
 

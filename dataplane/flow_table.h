@@ -167,6 +167,10 @@ struct FlowTableStats {
   // RST of an earlier connection on the 4-tuple, a blind one): the
   // receiver ignores them (RFC 5961), and so does the flow.
   uint64_t rst_out_of_window = 0;
+  // RSTs that came while the sender's segments waited for bytes of the
+  // other direction (a mirror delaying it): the flow closed once they came,
+  // or after peer_hold_ns.
+  uint64_t rst_waited_for_peer = 0;
   uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   // Data segments of a flow closed moments before (closed_linger_ns):
@@ -301,6 +305,10 @@ class FlowTable {
     // lists it. Both unlink on close.
     bool duplicate = false;
     bool heir = false;  // a duplicate whose primary ended: decoded from its next payload (Promote)
+    // A RST came (capture time; 0: none) while the other direction lagged:
+    // the flow closes when it caught up (WaitsForPeer), or after the hold.
+    uint64_t reset_ns = 0;
+    Direction reset_by = Direction::kClientToServer;
     Flow* primary = nullptr;
     std::vector<Flow*> duplicates;
     // FindTwin's indexes, of flows that are not duplicates.
@@ -354,6 +362,9 @@ class FlowTable {
   // captured below `need_peer` a gap (and delivers what it buffered there).
   // True if it declared a gap.
   bool ForcePeerTo(Flow* f, Direction d, uint64_t need_peer);
+  // Whether `d`'s peer lags behind what `d` showed of it: bytes it
+  // acknowledged not captured yet, or `d`'s segments held for them.
+  static bool WaitsForPeer(const Flow& f, Direction d);
   // Records that the other side acknowledged `ack` of direction `d`. Returns
   // the acknowledged offset when it lies beyond what `d` delivered, else 0.
   uint64_t NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns);

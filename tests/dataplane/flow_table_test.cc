@@ -439,6 +439,33 @@ TEST_F(FlowTableTest, ResetDuringAHoldDeclaresTheMissingBytesFirst) {
   EXPECT_EQ(table_->stats().buffered_bytes, 0u);
 }
 
+// A mirror delaying the client's direction: the server's replies, its FIN
+// and a RST (the client wrote on after the FIN) are captured before the
+// requests they answer. The RST waits for them as the replies do: the
+// requests and their replies come out in order, then the flow closes (a
+// review lost 174 answered SETs, dropped with the flow at the RST). A RST
+// with nothing of the other direction missing still closes at once.
+TEST_F(FlowTableTest, AResetWaitsForTheBytesOfTheDirectionTheMirrorDelays) {
+  Handshake(100, 5000);
+  Send(false, 5001, "+OK", kAck, 0, 106);  // answers bytes 101..105, not captured yet
+  Send(false, 5004, "", kFin | kAck, 0, 106);
+  Send(false, 5005, "", kRst);
+  EXPECT_EQ(table_->flow_count(), 1u);
+  EXPECT_EQ(table_->stats().rst_waited_for_peer, 1u);
+  Send(true, 101, "ABCDE");
+  EXPECT_EQ(Events(), "D0:ABCDE D1:+OK C:reset");
+  EXPECT_EQ(table_->flow_count(), 0u);
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  // The bytes never come: the hold runs out, they are a gap, the flow closes.
+  Handshake(200, 6000);
+  Send(false, 6001, "+OK", kAck, 0, 206);
+  Send(false, 6004, "", kRst);
+  EXPECT_EQ(table_->flow_count(), 1u);
+  table_->Tick(now_ + 3 * kMs);
+  EXPECT_EQ(Events(1), "G0:5 D1:+OK C:reset");
+  EXPECT_EQ(table_->flow_count(), 0u);
+}
+
 // A capture before and after DNAT (tcpdump -i any on a Docker host, a
 // Kubernetes node) holds every segment twice, to the public and to the
 // private address: one connection, decoded once.
