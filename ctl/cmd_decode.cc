@@ -1113,7 +1113,8 @@ int RunDecode(const std::vector<std::string>& args) {
   if (printer.unknown_db() > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu record(s) carry a guessed db (unknown_db): their connections were "
-                 "open before the capture started, or lost client bytes where a SELECT may have been; "
+                 "open before the capture started, lost client bytes where a SELECT may have been, or sent "
+                 "a SELECT whose answer never came (replies off, or the connection closed first); "
                  "`redis-cli client list`, run every few seconds while tcpdump captures, settles the db of "
                  "each connection active 100 ms before a run; a live capture can ask the server itself "
                  "(capture --resolve-db)\n",
