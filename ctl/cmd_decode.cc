@@ -1078,12 +1078,21 @@ int RunDecode(const std::vector<std::string>& args) {
   if (totals.scripts_not_shipped > 0) {
     std::fprintf(
         stderr,
-        "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE, or call commands "
-        "they do not name with a plain string (or are FUNCTION RESTOREs, whose code cannot be read, or "
-        "FCALLs after such a library), and were not shipped (a MIGRATE's password may be in "
-        "them; replayed, it would act on a third server): their "
+        "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE or a command the "
+        "source renamed, or call commands they do not name with a plain string (or are FUNCTION "
+        "RESTOREs, whose code cannot be read, or FCALLs after such a library), and were not shipped (a "
+        "MIGRATE's password may be in them; replayed, it would act on a third server): their "
         "keys are read back, and what one that declares no keys wrote is not replicated\n",
         (unsigned long long)totals.scripts_not_shipped);
+  }
+  if (totals.parse_errors > 0) {
+    // (A review found large SETs lost this way with nothing said.)
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu RESP parse error(s): bytes that are not RESP, or a length past the "
+                 "parser's limits where the capture joined a connection or after a gap; what lay up to the "
+                 "next message was skipped (a write in it is not replicated) and the writes after it are "
+                 "flagged\n",
+                 (unsigned long long)totals.parse_errors);
   }
   if (totals.overflows > 0) {
     std::fprintf(stderr,

@@ -429,9 +429,9 @@ class Connection {
   std::vector<std::pair<uint32_t, uint32_t>> spans_;  // (offset, length) into arena_
   std::vector<std::string_view> argv_;                // scratch
   bool drained_silent_ = false;  // requests run unanswered since the last reply paired (DrainNoReply)
-  std::vector<std::string_view> renamed_args_;        // a request read under its command's own name (renames.h)
-  std::vector<std::string_view> script_argv_;         // scratch: EVALSHA rewritten as EVAL
-  std::unique_ptr<ScriptCache> own_scripts_;          // when opts_.scripts is null
+  std::vector<std::string_view> renamed_args_;  // a request read under its command's own name (renames.h)
+  std::vector<std::string_view> script_argv_;   // scratch: EVALSHA rewritten as EVAL
+  std::unique_ptr<ScriptCache> own_scripts_;    // when opts_.scripts is null
   ScriptCache* scripts_;
 
   void ForgetDb() {

@@ -56,6 +56,8 @@ bool IsScriptCall(const CommandSpec& spec);
 // `redis` used other than as `redis.field`, the globals or a compiler
 // reached): never shipped (a password may be in it or in its arguments;
 // replayed, it would act on a third server); its keys are read back instead.
+// So is one naming a command the source renamed (renames.h), by either
+// name: a replica, without the renames, would run it otherwise.
 bool ScriptCallsMigrate(std::string_view code);
 // FCALL (a write: FCALL_RO is not one).
 bool IsFcall(const CommandSpec& spec);

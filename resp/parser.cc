@@ -834,7 +834,7 @@ ParseStatus Parser::Next() {
         // A body that runs past the view is held until it is whole.
         const bool held = len - next < blen + 2;
         if (need > limits_.max_message_bytes ||
-            (held && blen >= kSharedFloorBytes && need > buf_.capacity() &&
+            (trust_lengths_ && held && blen >= kSharedFloorBytes && need > buf_.capacity() &&
              ParsersHeldBytes() + (need - std::min(need, buf_.capacity())) > limits_.max_held_bytes_all)) {
           // Too large to hold: an empty node marked elided. Its header and
           // body are never held: a hole in the view that Stash leaves out,

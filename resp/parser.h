@@ -31,7 +31,9 @@ struct Limits {
   size_t max_nodes = 4u << 20;  // values in one reply tree
   // Bytes every parser of the process together may hold for messages that
   // arrive in parts (capacity of their buffers): a bulk of at least
-  // kSharedFloorBytes that would take them past this is elided too. Without
+  // kSharedFloorBytes that would take them past this is elided too, where
+  // lengths are trusted (not right after a gap or resync, where eliding
+  // means failing: such a bulk is held, up to max_message_bytes). Without
   // it, each connection sending a large value at once holds up to
   // max_message_bytes (a review: 40 connections with 40 MB values, 4 GB).
   size_t max_held_bytes_all = size_t{1} << 30;

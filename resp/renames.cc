@@ -34,8 +34,6 @@ struct Renames {
   std::unordered_map<std::string, std::string> added;
   // A table name the server no longer has -> the name no command has.
   std::unordered_map<std::string, std::string> gone;
-  // The command's own name, lower case -> its new names as given.
-  std::unordered_map<std::string, std::vector<std::string>> new_names;
   size_t longest = 0;
 };
 
@@ -64,7 +62,6 @@ Status AddCommandRename(std::string_view old_name, std::string_view new_name) {
     return InvalidArgument("rename-command: no such command '" + std::string(old_name) +
                            "' (already renamed, or unknown to the Redis " + kCommandTableRedisVersion +
                            " table; a module's needs --command-info first)");
-  const std::string own = Lower(command);
   const std::string new_lower = Lower(new_name);
   // (The old name is removed first, as redis-server does: a command may be
   // renamed to the name it has.)
@@ -73,19 +70,12 @@ Status AddCommandRename(std::string_view old_name, std::string_view new_name) {
                            std::string(old_name) + "' names another command already");
   if (const auto it = r.added.find(old_lower); it != r.added.end()) {
     r.added.erase(it);
-    auto& names = r.new_names[own];
-    names.erase(std::remove_if(names.begin(), names.end(),
-                               [&](const std::string& n) { return Lower(n) == old_lower; }),
-                names.end());
   } else {
     r.gone.emplace(old_lower, command + " (renamed)");
   }
   if (!new_name.empty()) {
     r.gone.erase(new_lower);
-    if (new_lower != own) {  // (back to its own name: the table's again)
-      r.added.emplace(new_lower, command);
-      r.new_names[own].emplace_back(new_name);
-    }
+    if (new_lower != Lower(command)) r.added.emplace(new_lower, command);  // (else the table's again)
     r.longest = std::max(r.longest, new_lower.size());
   }
   r.longest = std::max(r.longest, old_lower.size());
@@ -119,11 +109,12 @@ std::span<const std::string_view> WithSourceCommandName(std::span<const std::str
   return *scratch;
 }
 
-std::span<const std::string> NewNamesOf(std::string_view command) {
+std::vector<std::string> RenamedNames() {
   const Renames& r = TheRenames();
-  const auto it = r.new_names.find(Lower(command));
-  if (it == r.new_names.end()) return {};
-  return it->second;
+  std::vector<std::string> names;
+  for (const auto& [name, command] : r.added) names.push_back(name);
+  for (const auto& [name, unknown] : r.gone) names.push_back(name);
+  return names;
 }
 
 Result<RenameLoad> LoadRenamesFromRedisConf(const std::string& path) {

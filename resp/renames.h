@@ -48,10 +48,10 @@ std::optional<std::string_view> SourceCommandName(std::string_view sent);
 std::span<const std::string_view> WithSourceCommandName(std::span<const std::string_view> args,
                                                         std::vector<std::string_view>* scratch);
 
-// The names a command (lower or upper case) has on the source besides its
-// own: the new names it was given (MIGRATE called by a script under its new
-// name must still be seen).
-std::span<const std::string> NewNamesOf(std::string_view command);
+// Every name the renames touch, lower case: the new names, and the old ones
+// the source no longer knows. A script naming one runs differently on a
+// replica without the renames (records carry the commands' own names).
+std::vector<std::string> RenamedNames();
 
 struct RenameLoad {
   size_t renames = 0;   // rename-command lines applied
