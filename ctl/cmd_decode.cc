@@ -1049,6 +1049,16 @@ int RunDecode(const std::vector<std::string>& args) {
                    (unsigned long long)late, static_cast<double>(table.stats().gap_came_late_max_ns) / 1e6);
     }
   }
+  if (const uint64_t expired = table.stats().rst_waits_expired; expired > 0) {
+    // (Bytes that come after such a close count as segments after close,
+    // not as late bytes of a hole: a review found decode blaming drops.)
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu connection(s) reset while bytes of the other direction they "
+                 "acknowledged were not captured yet, and closed after waiting --reorder-window-ms "
+                 "(%.1f ms) for them: if the mirror delays one direction, decode again with a larger "
+                 "--reorder-window-ms\n",
+                 (unsigned long long)expired, static_cast<double>(cfg.peer_hold_ns) / 1e6);
+  }
   if (totals.unknown_commands > 0) {
     // (Names are kept only of requests paired for sure: Connection::Handle.)
     std::string names;

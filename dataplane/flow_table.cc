@@ -63,6 +63,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   rst_without_flow += o.rst_without_flow;
   rst_out_of_window += o.rst_out_of_window;
   rst_waited_for_peer += o.rst_waited_for_peer;
+  rst_waits_expired += o.rst_waits_expired;
   fin_without_flow += o.fin_without_flow;
   segments_src_equals_dst += o.segments_src_equals_dst;
   segments_after_close += o.segments_after_close;
@@ -98,6 +99,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"rst_without_flow", rst_without_flow},
       {"rst_out_of_window", rst_out_of_window},
       {"rst_waited_for_peer", rst_waited_for_peer},
+      {"rst_waits_expired", rst_waits_expired},
       {"fin_without_flow", fin_without_flow},
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"segments_after_close", segments_after_close},
@@ -426,12 +428,20 @@ void FlowTable::Process(const TcpSegment& seg) {
     // bytes of it the sender already answered (a review lost 174 answered
     // SETs: their requests came after the server's RST, and its replies
     // held for them were dropped). The flow waits for them, as the held
-    // segments do, and closes when they came or the hold ran out.
+    // segments do, and closes when they came or the hold ran out. Its own
+    // ACK counts (a client closing with replies unread sends RST|ACK, the
+    // first to acknowledge them), within the window a RST's seq must be in.
+    const HalfStream& peer = f->half[Idx(Other(by))];
+    if (ack && peer.synced) {
+      const int64_t ahead = static_cast<int32_t>(seg.ack - peer.next_seq());
+      if (ahead > 0 && ahead <= kRstMaxDistance) NoteAck(f, Other(by), seg.ack, seg.ts_ns);
+    }
     if (config_.peer_hold_ns > 0 && WaitsForPeer(*f, by)) {
       if (f->reset_ns == 0) {
         f->reset_ns = std::max<uint64_t>(seg.ts_ns, 1);
         f->reset_by = by;
         ++stats_.rst_waited_for_peer;
+        UpdatePendingList(f);  // Tick ends the wait
       }
       return;
     }
@@ -794,7 +804,7 @@ bool FlowTable::MaybeFinish(Flow* f) {
 
 void FlowTable::UpdatePendingList(Flow* f) {
   const bool has = !f->half[0].pending.empty() || !f->half[1].pending.empty() || f->half[0].ack_hole ||
-                   f->half[1].ack_hole;
+                   f->half[1].ack_hole || f->reset_ns != 0;
   if (has && !f->in_pending_list) {
     f->pending_it = pending_.insert(pending_.end(), f);
     f->in_pending_list = true;
@@ -948,9 +958,14 @@ void FlowTable::Tick(uint64_t now_ns) {
     CheckGaps(f, Direction::kServerToClient, now_ns, false);
     if (MaybeFinish(f) || f->reset_ns == 0) continue;
     // A RST waiting for the other direction (Process): it came, or the
-    // hold ran out (the holds above declared what never came).
-    if (!WaitsForPeer(*f, f->reset_by) || now_ns >= f->reset_ns + config_.peer_hold_ns)
+    // hold ran out on the capture clock, as the holds do (a live worker
+    // ticks on the wall clock while its queue may hold the bytes waited
+    // for: a review lost 14 of 100 answered SETs so).
+    const bool waited_out = std::min(now_ns, newest_ts_) >= f->reset_ns + config_.peer_hold_ns;
+    if (waited_out || !WaitsForPeer(*f, f->reset_by)) {
+      if (waited_out) ++stats_.rst_waits_expired;  // (its holds expired above, or end now)
       CloseFlow(f, CloseReason::kReset);
+    }
   }
 }
 

@@ -171,6 +171,8 @@ struct FlowTableStats {
   // other direction (a mirror delaying it): the flow closed once they came,
   // or after peer_hold_ns.
   uint64_t rst_waited_for_peer = 0;
+  // Of those, the ones whose wait ran out before the bytes came.
+  uint64_t rst_waits_expired = 0;
   uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   // Data segments of a flow closed moments before (closed_linger_ns):
