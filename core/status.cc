@@ -2,6 +2,7 @@
 #include "core/status.h"
 
 #include <cstring>
+#include <fstream>
 
 namespace kvf {
 
@@ -34,6 +35,18 @@ std::string Status::ToString() const {
   s += ": ";
   s += message_;
   return s;
+}
+
+Result<std::string> ReadFileUpTo(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot open " + path);
+  std::string text;
+  text.resize(max_bytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > max_bytes)
+    return ResourceExhausted(path + ": larger than " + std::to_string(max_bytes >> 20) + " MiB");
+  return text;
 }
 
 }  // namespace kvf

@@ -94,6 +94,10 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
+// A small file a user gives (a config, a command list), whole: NotFound if it
+// cannot be opened, ResourceExhausted past `max_bytes` (never read further).
+Result<std::string> ReadFileUpTo(const std::string& path, size_t max_bytes);
+
 }  // namespace kvf
 
 // Returns early from the enclosing function when `expr` yields a non-ok Status.

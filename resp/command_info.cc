@@ -6,7 +6,6 @@
 
 #include <cctype>
 #include <deque>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -241,13 +240,9 @@ CommandInfoLoad RegisterCommands(std::vector<OwnedCommandSpec> commands) {
 }
 
 Result<CommandInfoLoad> LoadCommandInfoFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open " + path);
-  std::string text;
-  text.resize(kMaxCommandInfoBytes + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  auto parsed = ParseCommandInfoJson(text);
+  auto text = ReadFileUpTo(path, kMaxCommandInfoBytes);
+  if (!text.ok()) return text.status();
+  auto parsed = ParseCommandInfoJson(*text);
   if (!parsed.ok()) return Status(parsed.status().code(), path + ": " + parsed.status().message());
   return RegisterCommands(std::move(*parsed));
 }

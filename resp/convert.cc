@@ -696,7 +696,7 @@ bool LiteralCall(const std::vector<LuaToken>& t, size_t i) {
 // harmless on a source that disabled FLUSHALL, emptied the replica).
 bool NamesARenamedCommand(std::string_view code) {
   if (!HaveCommandRenames()) return false;
-  const std::vector<std::string> names = RenamedNames();
+  const std::vector<std::string>& names = RenamedNames();
   return std::any_of(names.begin(), names.end(),
                      [&](const std::string& name) { return HasWordAnyCase(code, name); });
 }
@@ -758,13 +758,12 @@ bool ScriptCallsMigrate(std::string_view code) {
 
 bool CallsMigrate(std::span<const std::string_view> argv) {
   if (argv.size() >= 2 && EqualsIgnoreCase(argv[0], "EVAL")) return ScriptCallsMigrate(argv[1]);
+  if (!IsLibraryLoad(argv)) return false;
   // FUNCTION RESTORE's payload is serialised, its code maybe compressed:
   // what it calls cannot be read (a review shipped a library holding a
   // MIGRATE password this way).
-  if (argv.size() >= 2 && EqualsIgnoreCase(argv[0], "FUNCTION") && EqualsIgnoreCase(argv[1], "RESTORE"))
-    return true;
-  return argv.size() >= 3 && EqualsIgnoreCase(argv[0], "FUNCTION") && EqualsIgnoreCase(argv[1], "LOAD") &&
-         ScriptCallsMigrate(argv.back());
+  if (EqualsIgnoreCase(argv[1], "RESTORE")) return true;
+  return argv.size() >= 3 && ScriptCallsMigrate(argv.back());
 }
 
 bool IsDatabaseWide(const CommandSpec& spec) {

@@ -1,7 +1,6 @@
 #include "resp/renames.h"
 
 #include <algorithm>
-#include <fstream>
 #include <unordered_map>
 
 #include "resp/command_table.h"
@@ -35,6 +34,7 @@ struct Renames {
   // A table name the server no longer has -> the name no command has.
   std::unordered_map<std::string, std::string> gone;
   size_t longest = 0;
+  std::vector<std::string> names;  // the keys of both, for RenamedNames
 };
 
 Renames& TheRenames() {
@@ -79,6 +79,9 @@ Status AddCommandRename(std::string_view old_name, std::string_view new_name) {
     r.longest = std::max(r.longest, new_lower.size());
   }
   r.longest = std::max(r.longest, old_lower.size());
+  r.names.clear();
+  for (const auto& [name, command] : r.added) r.names.push_back(name);
+  for (const auto& [name, unknown] : r.gone) r.names.push_back(name);
   detail::g_have_renames = true;
   return Status::Ok();
 }
@@ -109,24 +112,14 @@ std::span<const std::string_view> WithSourceCommandName(std::span<const std::str
   return *scratch;
 }
 
-std::vector<std::string> RenamedNames() {
-  const Renames& r = TheRenames();
-  std::vector<std::string> names;
-  for (const auto& [name, command] : r.added) names.push_back(name);
-  for (const auto& [name, unknown] : r.gone) names.push_back(name);
-  return names;
+const std::vector<std::string>& RenamedNames() {
+  return TheRenames().names;
 }
 
 Result<RenameLoad> LoadRenamesFromRedisConf(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot open " + path);
-  std::string text;
-  text.resize(kMaxRedisConfBytes + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxRedisConfBytes)
-    return InvalidArgument(path + ": larger than " + std::to_string(kMaxRedisConfBytes >> 20) + " MiB");
-  return ApplyRedisConfRenames(text, path);
+  auto text = ReadFileUpTo(path, kMaxRedisConfBytes);
+  if (!text.ok()) return text.status();
+  return ApplyRedisConfRenames(*text, path);
 }
 
 Result<RenameLoad> ApplyRedisConfRenames(std::string_view text, const std::string& name) {

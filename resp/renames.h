@@ -51,7 +51,7 @@ std::span<const std::string_view> WithSourceCommandName(std::span<const std::str
 // Every name the renames touch, lower case: the new names, and the old ones
 // the source no longer knows. A script naming one runs differently on a
 // replica without the renames (records carry the commands' own names).
-std::vector<std::string> RenamedNames();
+const std::vector<std::string>& RenamedNames();
 
 struct RenameLoad {
   size_t renames = 0;   // rename-command lines applied

@@ -592,14 +592,11 @@ TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow)
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
   Conversation conv(41001);
-  auto exchange = [&](const std::string& request, const std::string& reply) {
-    conv.Exchange(request, reply);
-  };
-  exchange("*4\r\n$8\r\nJSON.SET\r\n$3\r\ndoc\r\n$1\r\n$\r\n$2\r\n{}\r\n", "+OK\r\n");
-  exchange("*3\r\n$6\r\nBF.ADD\r\n$2\r\nbf\r\n$1\r\nx\r\n", ":1\r\n");
-  exchange("*3\r\n$6\r\nbf.add\r\n$2\r\nbf\r\n$1\r\ny\r\n", ":1\r\n");
-  exchange("*2\r\n$7\r\nNOTACMD\r\n$1\r\nk\r\n", "-ERR unknown command 'NOTACMD'\r\n");
-  exchange("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", "+OK\r\n");
+  conv.Exchange("*4\r\n$8\r\nJSON.SET\r\n$3\r\ndoc\r\n$1\r\n$\r\n$2\r\n{}\r\n", "+OK\r\n");
+  conv.Exchange("*3\r\n$6\r\nBF.ADD\r\n$2\r\nbf\r\n$1\r\nx\r\n", ":1\r\n");
+  conv.Exchange("*3\r\n$6\r\nbf.add\r\n$2\r\nbf\r\n$1\r\ny\r\n", ":1\r\n");
+  conv.Exchange("*2\r\n$7\r\nNOTACMD\r\n$1\r\nk\r\n", "-ERR unknown command 'NOTACMD'\r\n");
+  conv.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", "+OK\r\n");
   const std::string path =
       std::string(::testing::TempDir()) + "kvf_ctl_unknown_" + std::to_string(getpid()) + ".pcap";
   std::string err;
@@ -640,14 +637,11 @@ TEST(CtlCaptureTest, DecodeReadsTheSourcesRenamedCommands) {
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
   Conversation conv(41003);
-  auto exchange = [&](const std::string& request, const std::string& reply) {
-    conv.Exchange(request, reply);
-  };
-  exchange("*3\r\n$3\r\nPUT\r\n$1\r\nk\r\n$1\r\nv\r\n", "+OK\r\n");
-  exchange("*1\r\n$4\r\nWIPE\r\n", "+OK\r\n");
-  exchange("*3\r\n$3\r\nPUT\r\n$1\r\nj\r\n$1\r\nw\r\n", "+OK\r\n");
+  conv.Exchange("*3\r\n$3\r\nPUT\r\n$1\r\nk\r\n$1\r\nv\r\n", "+OK\r\n");
+  conv.Exchange("*1\r\n$4\r\nWIPE\r\n", "+OK\r\n");
+  conv.Exchange("*3\r\n$3\r\nPUT\r\n$1\r\nj\r\n$1\r\nw\r\n", "+OK\r\n");
   // Unanswered: only its name says it never ran.
-  exchange("*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n*2\r\n$7\r\nFLUSHDB\r\n$1\r\nx\r\n", "");
+  conv.Exchange("*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n*2\r\n$7\r\nFLUSHDB\r\n$1\r\nx\r\n", "");
   const std::string path =
       std::string(::testing::TempDir()) + "kvf_ctl_renamed_" + std::to_string(getpid()) + ".pcap";
   const std::string conf =

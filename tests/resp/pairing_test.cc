@@ -2256,27 +2256,25 @@ TEST(PairingOffline, RepliesThatDoNotFitTheirRequestGiveNoRecordTheirBytes) {
     EXPECT_EQ(conn.stats().desyncs, 1u) << request;
   }
   // Replies that fit are converted as before.
-  VectorSink sink;
-  Connection conn(&sink, {});
-  conn.OnData(Direction::kClientToServer,
-              Cmd({"SPOP", "s"}) + Cmd({"BLPOP", "q1", "q2", "0"}) + Cmd({"INCRBYFLOAT", "f", "1"}) +
-                  Cmd({"ZINCRBY", "z", "1", "m"}) + Cmd({"XADD", "x", "*", "f", "v"}),
-              10);
-  conn.OnData(Direction::kServerToClient,
-              "$2\r\nm1\r\n*2\r\n$2\r\nq2\r\n$1\r\ne\r\n$4\r\n1.5e\r\n,inf\r\n$15\r\n1700000000000-0\r\n",
-              11);
-  EXPECT_EQ(conn.stats().bad_shapes, 1u);  // "1.5e" is no number
-  VectorSink good;
-  Connection again(&good, {});
-  again.OnData(Direction::kClientToServer,
-               Cmd({"SPOP", "s"}) + Cmd({"BLPOP", "q1", "q2", "0"}) + Cmd({"INCRBYFLOAT", "f", "1"}) +
-                   Cmd({"ZINCRBY", "z", "1", "m"}) + Cmd({"XADD", "x", "*", "f", "v"}),
-               10);
-  again.OnData(Direction::kServerToClient,
-               "$2\r\nm1\r\n*2\r\n$2\r\nq2\r\n$1\r\ne\r\n$6\r\n1.5e-3\r\n,inf\r\n$15\r\n1700000000000-0\r\n",
-               11);
-  EXPECT_EQ(again.stats().bad_shapes, 0u);
-  EXPECT_EQ(again.stats().writes_applied, 5u);
+  const std::string requests = Cmd({"SPOP", "s"}) + Cmd({"BLPOP", "q1", "q2", "0"}) +
+                               Cmd({"INCRBYFLOAT", "f", "1"}) + Cmd({"ZINCRBY", "z", "1", "m"}) +
+                               Cmd({"XADD", "x", "*", "f", "v"});
+  auto stats_of = [&](const std::string& replies) {
+    VectorSink sink;
+    Connection conn(&sink, {});
+    conn.OnData(Direction::kClientToServer, requests, 10);
+    conn.OnData(Direction::kServerToClient, replies, 11);
+    return conn.stats();
+  };
+  // "1.5e" is no number
+  EXPECT_EQ(
+      stats_of("$2\r\nm1\r\n*2\r\n$2\r\nq2\r\n$1\r\ne\r\n$4\r\n1.5e\r\n,inf\r\n$15\r\n1700000000000-0\r\n")
+          .bad_shapes,
+      1u);
+  const ConnectionStats again =
+      stats_of("$2\r\nm1\r\n*2\r\n$2\r\nq2\r\n$1\r\ne\r\n$6\r\n1.5e-3\r\n,inf\r\n$15\r\n1700000000000-0\r\n");
+  EXPECT_EQ(again.bad_shapes, 0u);
+  EXPECT_EQ(again.writes_applied, 5u);
 }
 
 // Paired after a gap (here: joined mid-stream), a reply may answer another
