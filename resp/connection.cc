@@ -1045,10 +1045,15 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // replica's link from that answer on (Handle). SYNC is answered by
       // the RDB payload itself: its link starts once every request before
       // it is answered (DrainNoReply).
+      // Until the RDB is ready the master sends the replica a bare newline
+      // a second, before +FULLRESYNC too: skipped from now on (a valid
+      // reply never starts with one, so the skip costs nothing else).
       if (req_in_multi_) {
         p.kind = Kind::kPlain;
       } else if (spec->name[0] == 's') {
         p.no_reply = true;
+      } else {
+        replies_.SkipNewlinesBetweenMessages(true);
       }
       break;
     case Kind::kReplconf:

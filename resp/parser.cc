@@ -738,6 +738,9 @@ ParseStatus Parser::Next() {
 
   for (;;) {
     if (!in_message_) {
+      if (skip_newlines_) [[unlikely]] {
+        while (pos_ < len && v[pos_] == '\n') ++pos_;
+      }
       if (pos_ >= len) return NeedMore();
       elided_msg_ = false;
       skimming_ = false;

@@ -173,6 +173,12 @@ class Parser {
   void OnGap();
   // True when no partial message is buffered and no resync is pending.
   bool AtBoundary() const;
+  // Reply mode: bare newlines between messages are skipped, not an error. A
+  // master sends one a second to a replica whose PSYNC waits for the RDB
+  // (redis 7.0 replicationCron; five of them under the default
+  // repl-diskless-sync-delay) before +FULLRESYNC; a review found every full
+  // sync read as garbled replies.
+  void SkipNewlinesBetweenMessages(bool on) { skip_newlines_ = on; }
   // True while bytes of an unfinished message (or resync candidate) are held.
   bool HasPartial() const { return in_message_ || !buf_.empty() || skip_body_ > 0; }
 
@@ -258,7 +264,8 @@ class Parser {
 
   ParseError error_ = ParseError::kNone;
   bool resyncing_ = false;
-  bool ended_ = false;  // see ended(); never cleared
+  bool ended_ = false;          // see ended(); never cleared
+  bool skip_newlines_ = false;  // see SkipNewlinesBetweenMessages
   bool resync_first_is_candidate_ = false;
   uint64_t skipped_bytes_ = 0;
   uint64_t empty_requests_ = 0;

@@ -2387,6 +2387,33 @@ TEST_F(Pairing, AFunctionRestoreIsNotShippedAndTheFcallsAfterItAreReadBack) {
   Take();
 }
 
+// A master keeps a replica whose PSYNC waits for the RDB alive with a bare
+// newline a second, before +FULLRESYNC too (five under redis 7.0's default
+// repl-diskless-sync-delay). A review saw every full sync read as garbled
+// replies: parse errors, desyncs, the relayed writes counted unpaired, and a
+// warning that writes were lost.
+TEST(PairingOffline, NewlinesAMasterSendsBeforeAFullResyncAreNotReplies) {
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer, Cmd({"PING"}) + Cmd({"PSYNC", "?", "-1"}), 10);
+  conn.OnData(Direction::kServerToClient, "+PONG\r\n\n", 11);
+  conn.OnData(Direction::kServerToClient, "\n", 12);
+  conn.OnData(Direction::kServerToClient, "\n\n+FULLRESYNC 8de1787ba490483314a4d30f1c628bc5600eb339 0\r\n",
+              13);
+  conn.OnData(Direction::kServerToClient,
+              "$EOF:" + std::string(40, 'x') + "\r\nREDIS0010\xfa" + std::string(40, 'x') +
+                  Cmd({"SELECT", "0"}) + Cmd({"SET", "k", "v"}),
+              14);
+  conn.OnData(Direction::kClientToServer, Cmd({"REPLCONF", "ACK", "0"}), 15);
+  EXPECT_TRUE(conn.ignored());
+  EXPECT_TRUE(sink.records.empty());
+  EXPECT_EQ(conn.stats().replication_links, 1u);
+  EXPECT_EQ(conn.stats().parse_errors, 0u);
+  EXPECT_EQ(conn.stats().desyncs, 0u);
+  EXPECT_EQ(conn.stats().unpaired_replies, 0u);
+  EXPECT_EQ(conn.stats().reads, 1u);  // the PING
+}
+
 TEST(PairingOffline, AReplicaOfAMasterIsCounted) {
   VectorSink sink;
   Connection conn(&sink, {});
