@@ -99,6 +99,9 @@ struct RecordView {
   uint16_t db = 0;
   RecordOp op = RecordOp::kIdempotent;
   uint16_t flags = kFlagNone;
+  // The captured command the record came from (resp::SourceIdOf; 0: none),
+  // for counts per command. Not stored or shipped.
+  uint8_t source = 0;
   std::string_view key;
   std::span<const std::string_view> args;
 

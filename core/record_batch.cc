@@ -9,6 +9,7 @@ namespace kvf {
 void RecordBatch::Add(const RecordView& r, uint64_t connection_id) {
   Entry e;
   CopyRecordFields(r, &e);
+  e.source = r.source;
   e.connection_id = connection_id;
   e.offset = bytes_.size();
   e.first_len = static_cast<uint32_t>(lens_.size());
@@ -34,6 +35,7 @@ RecordView RecordBatch::Get(size_t i, std::vector<std::string_view>* args) const
   const char* p = bytes_.data() + e.offset;
   RecordView v;
   CopyRecordFields(e, &v);
+  v.source = e.source;
   v.request_ns = unanswered(i) ? RecordView::kUnansweredRequest : request_ns(i);
   v.key = std::string_view(p, e.key_len);
   p += e.key_len;

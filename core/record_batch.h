@@ -45,6 +45,7 @@ class RecordBatch {
   uint16_t db(size_t i) const { return entries_[i].db; }
   RecordOp op(size_t i) const { return entries_[i].op; }
   uint16_t flags(size_t i) const { return entries_[i].flags; }
+  uint8_t source(size_t i) const { return entries_[i].source; }
   void AddFlags(size_t i, uint16_t flags) { entries_[i].flags |= flags; }
   // Bytes of record `i`'s strings and their lengths (key, arguments, 4 per
   // argument): what a stage that holds records counts against its cap.
@@ -83,6 +84,7 @@ class RecordBatch {
     uint16_t db;
     uint16_t flags;
     RecordOp op;
+    uint8_t source;  // RecordView::source (in what was padding)
   };
   static constexpr uint32_t kUnansweredSpan = UINT32_MAX;
   std::vector<Entry> entries_;

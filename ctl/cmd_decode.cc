@@ -34,6 +34,7 @@
 #include "resp/expiry.h"
 #include "resp/prior.h"
 #include "resp/connection.h"
+#include "resp/convert.h"
 #include "resp/script_cache.h"
 
 namespace {
@@ -51,7 +52,7 @@ class Printer : public resp::RecordSink {
 
   void Emit(const RecordView& r, uint64_t) override {
     const uint64_t seq = ++seq_;
-    Count(r.flags, r.op, r.args.empty() ? std::string_view() : r.args[0]);
+    Count(r.flags, r.op, r.args.empty() ? std::string_view() : r.args[0], r.source);
     if (format_ == Format::kJson) PrintJson(r, seq);
     if (format_ == Format::kResp) PrintResp(r);
   }
@@ -59,7 +60,8 @@ class Printer : public resp::RecordSink {
   void EmitBatch(const RecordBatch& batch, size_t begin, size_t end) override {
     if (format_ != Format::kStats) return resp::RecordSink::EmitBatch(batch, begin, end);
     seq_ += end - begin;
-    for (size_t i = begin; i < end; ++i) Count(batch.flags(i), batch.op(i), batch.first_arg(i));
+    for (size_t i = begin; i < end; ++i)
+      Count(batch.flags(i), batch.op(i), batch.first_arg(i), batch.source(i));
   }
   uint64_t records() const { return records_; }
   static char Upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
@@ -84,10 +86,21 @@ class Printer : public resp::RecordSink {
   };
   const std::map<std::string, CommandCount, std::less<>>& per_command() const { return per_command_; }
   const std::array<uint64_t, 8>& per_op() const { return per_op_; }
+  // Records per captured command (an INCR's SET counts for INCR), and how
+  // many of them were flagged, by command name.
+  std::map<std::string, CommandCount, std::less<>> PerSource() const {
+    std::map<std::string, CommandCount, std::less<>> out;
+    for (size_t id = 1; id < per_source_.size(); ++id) {
+      if (per_source_[id].records == 0) continue;
+      const resp::CommandSpec* spec = resp::SourceSpec(static_cast<uint8_t>(id));
+      if (spec != nullptr) out[std::string(resp::CommandName(*spec))] = per_source_[id];
+    }
+    return out;
+  }
 
  private:
   // `name` is the command (first argument), empty for a read-back.
-  void Count(uint16_t flags, RecordOp op, std::string_view name) {
+  void Count(uint16_t flags, RecordOp op, std::string_view name, uint8_t source) {
     ++records_;
     // In a transaction, or creating the key, is a fact, not a doubt: not
     // counted as flagged.
@@ -98,6 +111,8 @@ class Printer : public resp::RecordSink {
     }
     if (op == RecordOp::kReadback) ++readbacks_;
     ++per_op_[static_cast<size_t>(op) & 7];
+    ++per_source_[source].records;
+    per_source_[source].flagged += flagged;
     if (!name.empty()) {
       if (last_command_ == per_command_.end() || !SameName(last_command_->first, name)) {
         upper_.assign(name);
@@ -152,6 +167,7 @@ class Printer : public resp::RecordSink {
   std::map<std::string, CommandCount, std::less<>> per_command_;
   std::map<std::string, CommandCount, std::less<>>::iterator last_command_ = per_command_.end();
   std::array<uint64_t, 8> per_op_{};
+  std::array<CommandCount, 256> per_source_{};
 };
 
 // Names of the commands the server accepted that the table does not know.
@@ -922,13 +938,22 @@ int RunDecode(const std::vector<std::string>& args) {
     for (const auto& [c, v] : printer.per_command())
       std::printf("record_command %s %llu flagged=%llu\n", c.c_str(), (unsigned long long)v.records,
                   (unsigned long long)v.flagged);
-    for (const auto& [c, row] : outcomes.counts()) {
+    // Per captured command: its outcomes, then the records it gave and how
+    // many of those were flagged (after every stage: the window's, the
+    // expiry keeper's…).
+    auto rows = outcomes.counts();
+    const auto by_source = printer.PerSource();
+    for (const auto& [c, count] : by_source) rows.try_emplace(c);
+    for (const auto& [c, row] : rows) {
       std::printf("command %s", c.c_str());
       for (size_t i = 0; i < row.size(); ++i) {
         std::printf(" %s=%llu", std::string(resp::OutcomeName(static_cast<resp::Outcome>(i))).c_str(),
                     (unsigned long long)row[i]);
       }
-      std::printf("\n");
+      const auto it = by_source.find(c);
+      const Printer::CommandCount count = it != by_source.end() ? it->second : Printer::CommandCount{};
+      std::printf(" records=%llu flagged=%llu\n", (unsigned long long)count.records,
+                  (unsigned long long)count.flagged);
     }
   } else {
     std::fprintf(

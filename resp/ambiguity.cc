@@ -708,6 +708,7 @@ void SwapReadbacks::Readback(const RecordView& after, uint16_t db, std::string_v
                              uint64_t connection_id) {
   RecordView v;
   CopyRecordFields(after, &v);
+  v.source = after.source;
   v.request_ns = after.request_ns;
   v.db = db;
   v.op = RecordOp::kReadback;

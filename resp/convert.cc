@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstring>
 #include <initializer_list>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -293,7 +294,8 @@ bool PoppedMembers(std::span<const Node> r, std::vector<std::string_view>* membe
 
 class Emitter {
  public:
-  Emitter(const ConvertContext& ctx, RecordSink* sink) : ctx_(ctx), sink_(sink) {}
+  Emitter(const CommandSpec& spec, const ConvertContext& ctx, RecordSink* sink)
+      : ctx_(ctx), sink_(sink), source_(SourceIdOf(spec)) {}
 
   // Records are views of `key` and `args` (the request's and reply's bytes,
   // or locals of the caller): nothing is copied here.
@@ -319,6 +321,7 @@ class Emitter {
     r.db = db_override == 0xffff ? ctx_.db : db_override;
     r.op = op;
     r.flags = static_cast<uint16_t>(ctx_.flags | extra_flags);
+    r.source = source_;
     r.key = key;
     r.args = args;
     ++count_;
@@ -327,6 +330,7 @@ class Emitter {
 
   const ConvertContext& ctx_;
   RecordSink* sink_;
+  uint8_t source_;
   size_t count_ = 0;
 };
 
@@ -574,6 +578,60 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+namespace {
+// Ids of the commands that may produce records: the generated table's,
+// fixed at first use; then those learnt (--command-info) or made by tests,
+// as they come (under the lock: a module's commands only).
+struct SourceIds {
+  std::vector<uint8_t> by_index;          // kCommandTable index -> id
+  std::vector<const CommandSpec*> by_id;  // id -> spec; by_id[0] is nullptr
+  std::mutex mu;                          // guards others, and by_id past the table's
+  std::unordered_map<const CommandSpec*, uint8_t> others;
+};
+
+bool MayRecord(const CommandSpec& s) {
+  const std::string_view name = CommandName(s);
+  return s.Has(kCmdWrite) || IsScriptCall(s) || name == "pfcount" || name == "debug";
+}
+
+SourceIds& Sources() {
+  static SourceIds* const ids = [] {
+    auto* t = new SourceIds;  // never freed: records may name it until the end
+    t->by_index.assign(kCommandTableSize, 0);
+    t->by_id.reserve(256);
+    t->by_id.push_back(nullptr);
+    for (size_t i = 0; i < kCommandTableSize && t->by_id.size() < 256; ++i) {
+      if (!MayRecord(kCommandTable[i])) continue;
+      t->by_index[i] = static_cast<uint8_t>(t->by_id.size());
+      t->by_id.push_back(&kCommandTable[i]);
+    }
+    return t;
+  }();
+  return *ids;
+}
+}  // namespace
+
+namespace detail {
+const uint8_t* const g_source_ids = Sources().by_index.data();
+
+uint8_t SourceIdOfOther(const CommandSpec& spec) {
+  SourceIds& ids = Sources();
+  std::lock_guard<std::mutex> lock(ids.mu);
+  const auto it = ids.others.find(&spec);
+  if (it != ids.others.end()) return it->second;
+  const uint8_t id = ids.by_id.size() < 256 ? static_cast<uint8_t>(ids.by_id.size()) : 0;
+  if (id != 0) ids.by_id.push_back(&spec);
+  ids.others.emplace(&spec, id);
+  return id;
+}
+}  // namespace detail
+
+const CommandSpec* SourceSpec(uint8_t id) {
+  SourceIds& ids = Sources();
+  std::lock_guard<std::mutex> lock(ids.mu);
+  return id < ids.by_id.size() ? ids.by_id[id] : nullptr;
+}
+
 bool IsFcall(const CommandSpec& spec) {
   return CommandName(spec) == "fcall";
 }
@@ -798,7 +856,7 @@ bool ReadbackWrittenKeys(Rule rule, const std::vector<KeyRef>& keys, std::span<c
 
 size_t ReadbackKeysOfCut(const CommandSpec& spec, std::span<const std::string_view> argv,
                          const ConvertContext& ctx, RecordSink* sink) {
-  Emitter out(ctx, sink);
+  Emitter out(spec, ctx, sink);
   std::vector<KeyRef> keys;
   FindKeys(spec, argv, &keys);
   ReadbackWrittenKeys(RuleFor(spec), keys, argv, out);
@@ -807,7 +865,7 @@ size_t ReadbackKeysOfCut(const CommandSpec& spec, std::span<const std::string_vi
 
 size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                      const ConvertContext& ctx, RecordSink* sink) {
-  Emitter out(ctx, sink);
+  Emitter out(spec, ctx, sink);
   // The server refuses a wrong argument count without executing anything.
   const long argc = static_cast<long>(argv.size());
   if (spec.arity >= 0 ? argc != spec.arity : argc < -spec.arity) return 0;
@@ -850,7 +908,7 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 
 ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string_view> argv,
                             std::span<const Node> reply, const ConvertContext& ctx, RecordSink* sink) {
-  Emitter out(ctx, sink);
+  Emitter out(spec, ctx, sink);
   // The server refuses a wrong argument count, so a non-error reply to one
   // means the pairing is off.
   const long argc = static_cast<long>(argv.size());

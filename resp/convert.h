@@ -59,6 +59,24 @@ bool IsScriptCall(const CommandSpec& spec);
 // So is one naming a command the source renamed (renames.h), by either
 // name: a replica, without the renames, would run it otherwise.
 bool ScriptCallsMigrate(std::string_view code);
+// A small id for each command that may produce records (a write, a script
+// call, PFCOUNT, DEBUG), carried by its records (RecordView::source) so that
+// decode can count flagged records per captured command; 0 for any other
+// (and past 255 commands, which no Redis has). Thread-safe.
+namespace detail {
+extern const uint8_t* const g_source_ids;  // by kCommandTable index
+uint8_t SourceIdOfOther(const CommandSpec& spec);
+}  // namespace detail
+inline uint8_t SourceIdOf(const CommandSpec& spec) {
+  // Once per write converted: a table's spec is looked up inline (addresses
+  // compared as integers, as TableIndex does).
+  const uintptr_t at = reinterpret_cast<uintptr_t>(&spec) - reinterpret_cast<uintptr_t>(kCommandTable);
+  if (at < kCommandTableSize * sizeof(CommandSpec)) [[likely]]
+    return detail::g_source_ids[at / sizeof(CommandSpec)];
+  return detail::SourceIdOfOther(spec);
+}
+// The command an id stands for; nullptr for 0 or an id not given out.
+const CommandSpec* SourceSpec(uint8_t id);
 // FCALL (a write: FCALL_RO is not one).
 bool IsFcall(const CommandSpec& spec);
 // FUNCTION LOAD or FUNCTION RESTORE: a library arrives.

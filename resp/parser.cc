@@ -738,15 +738,16 @@ ParseStatus Parser::Next() {
 
   for (;;) {
     if (!in_message_) {
-      if (skip_newlines_) [[unlikely]] {
-        while (pos_ < len && v[pos_] == '\n') ++pos_;
-      }
       if (pos_ >= len) return NeedMore();
       elided_msg_ = false;
       skimming_ = false;
       if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
         trust_lengths_ = true;
         return ParseStatus::kMessage;
+      }
+      if (v[pos_] == '\n' && skip_newlines_) [[unlikely]] {
+        ++pos_;  // a keepalive (FastReply takes no newline)
+        continue;
       }
       msg_start_ = pos_;
       in_message_ = true;

@@ -327,6 +327,32 @@ TEST(RespDecodePcap, DecodeRespPipeRebuildsTheSource) {
       << stats;
   // EVALSHA after SCRIPT LOAD was shipped as EVAL (the pipe above proved it ran).
   EXPECT_NE(stats.find("command evalsha applied=1 "), std::string::npos) << stats;
+  // Each captured command also counts the records it gave and how many were
+  // flagged (an INCR's SET counts for INCR: one each); together they are
+  // every record and every flagged one (a review missed the flagged count per
+  // command).
+  {
+    uint64_t records = 0, flagged = 0, total = 0, total_flagged = 0;
+    std::istringstream lines(stats);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("command ", 0) == 0) {
+        const size_t r = line.find(" records="), f = line.find(" flagged=");
+        ASSERT_TRUE(r != std::string::npos && f != std::string::npos) << line;
+        records += std::stoull(line.substr(r + 9));
+        flagged += std::stoull(line.substr(f + 9));
+        if (line.rfind("command incr ", 0) == 0) {
+          const std::string applied = line.substr(line.find("applied=") + 8);
+          EXPECT_EQ(std::stoull(line.substr(r + 9)), std::stoull(applied)) << line;
+        }
+      }
+      if (line.rfind("records ", 0) == 0)
+        ASSERT_EQ(std::sscanf(line.c_str(), "records %lu flagged %lu", &total, &total_flagged), 2) << line;
+    }
+    EXPECT_GT(total, 0u);
+    EXPECT_GT(total_flagged, 0u) << stats;
+    EXPECT_EQ(records, total) << stats;
+    EXPECT_EQ(flagged, total_flagged) << stats;
+  }
   EXPECT_NE(stats.find("conn script_unknown 0"), std::string::npos) << stats;
 
   // The summary counts what the json lists: flagged records (in a
