@@ -1373,7 +1373,10 @@ void Connection::DrainNoReply() {
         monitor_ = false;
         EnterIgnored();
         break;
-      case Kind::kSync: EnterReplicaLink(); return;
+      case Kind::kSync:
+        Observe(p.spec, Outcome::kReadOnly);  // as INFO commandstats counts it
+        EnterReplicaLink();
+        return;
       case Kind::kQuit:  // under CLIENT REPLY OFF: the connection hangs, its transaction never runs
         in_multi_ = false;
         multi_inferred_ = false;
@@ -1845,6 +1848,13 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       no_unseen_multi_ = true;
     }
   }
+  if (is_error && p.blocks && root.str.starts_with("UNBLOCKED force unblock")) [[unlikely]] {
+    // A master made a replica (REPLICAOF) answers its blocked clients so
+    // and closes them after the reply: nothing pipelined behind ran (a
+    // review: a FLUSHDB behind a BLPOP emptied the replica). CLIENT UNBLOCK
+    // … ERROR says "client unblocked via": the client lives on.
+    quit_ = quit_answered_ = true;
+  }
   switch (p.kind) {
     case Kind::kAuth:
     case Kind::kMulti:
@@ -1863,6 +1873,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   switch (p.kind) {
     case Kind::kSync:  // PSYNC (SYNC is never answered in RESP)
       if (!is_error) {
+        Observe(p.spec, Outcome::kReadOnly);
         EnterReplicaLink();
         return;
       }
