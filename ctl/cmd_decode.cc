@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <condition_variable>
@@ -176,6 +178,40 @@ struct UnknownCommands {
   bool more = false;            // and others
 };
 
+// REPLICAOFs the servers answered, in the order they were paired (from the
+// RESP thread; read once decoding is done).
+struct RoleChanges {
+  struct Change {
+    std::string server;  // the one that answered
+    std::string master;  // "host:port", or empty: it became a master
+    uint64_t at_ns;
+  };
+  static constexpr size_t kKeep = 256;
+  std::mutex mu;
+  std::vector<Change> changes;  // guarded by mu; the first kKeep
+  uint64_t dropped = 0;         // guarded by mu
+};
+
+// The CLIENT LISTs a connection pairs go on the board; its server's role
+// changes on the list above.
+class DecodeWire : public ctl::WireClientLists {
+ public:
+  DecodeWire(ctl::DbAnswerBoard* board, const dp::Endpoint& server, RoleChanges* roles)
+      : ctl::WireClientLists(board, server), server_(server.ToString()), roles_(roles) {}
+  void OnRoleChange(std::string_view master, uint64_t reply_ns) override {
+    std::lock_guard<std::mutex> lock(roles_->mu);
+    if (roles_->changes.size() < RoleChanges::kKeep) {
+      roles_->changes.push_back({server_, std::string(master), reply_ns});
+    } else {
+      ++roles_->dropped;
+    }
+  }
+
+ private:
+  std::string server_;
+  RoleChanges* roles_;
+};
+
 // One resp::Connection per reassembled flow; shifts capture times.
 class FlowConsumer : public dp::StreamConsumer {
  public:
@@ -183,12 +219,12 @@ class FlowConsumer : public dp::StreamConsumer {
   // (read through `reader`) settle its db if it is unknown.
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
                resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
-               ctl::DbBoardReader* reader)
+               ctl::DbBoardReader* reader, RoleChanges* roles)
       : conn_(sink, WithWire(o)),
         shift_ns_(shift_ns),
         totals_(totals),
         unknown_(unknown),
-        wire_(dbs, info.server),
+        wire_(dbs, info.server, roles),
         settler_(info.server, info.client, nullptr),
         reader_(reader) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
@@ -231,7 +267,7 @@ class FlowConsumer : public dp::StreamConsumer {
   UnknownCommands* unknown_;
   // After the members every chunk uses. conn_ points to wire_ but calls it
   // only from OnData, never from its destructor.
-  ctl::WireClientLists wire_;
+  DecodeWire wire_;
   ctl::DbSettler settler_;
   ctl::DbBoardReader* reader_;
 };
@@ -257,6 +293,63 @@ class Outcomes : public resp::OutcomeObserver {
   std::map<std::string, Row, std::less<>>::iterator last_;
 };
 
+// "2026-12-07 01:02:03.456 UTC" for a capture time.
+std::string CaptureTime(uint64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm t {};
+  gmtime_r(&secs, &t);
+  char buf[64];
+  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &t);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%03u UTC", static_cast<unsigned>(ns / 1'000'000 % 1000));
+  return buf;
+}
+
+// Says which server changed its role when, on stderr. A server made a
+// replica replaces its data with its master's: after a failover (another
+// server made master before it), what it accepted in between is gone from
+// the source, but its records are here, unflagged (a Sentinel review).
+void ReportRoleChanges(RoleChanges& roles) {
+  std::lock_guard<std::mutex> lock(roles.mu);
+  std::vector<RoleChanges::Change>& all = roles.changes;
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.at_ns < b.at_ns; });
+  constexpr size_t kLines = 8;
+  for (size_t i = 0; i < all.size() && i < kLines; ++i) {
+    const RoleChanges::Change& c = all[i];
+    if (c.master.empty()) {
+      std::fprintf(stderr, "kvferryctl decode: %s was made a master at %s (REPLICAOF NO ONE answered)\n",
+                   c.server.c_str(), CaptureTime(c.at_ns).c_str());
+      continue;
+    }
+    // The latest promotion of another server before it, after this
+    // server's own previous change.
+    const RoleChanges::Change* promoted = nullptr;
+    for (size_t j = 0; j < i; ++j) {
+      if (all[j].server == c.server) promoted = nullptr;
+      if (all[j].server != c.server && all[j].master.empty()) promoted = &all[j];
+    }
+    if (promoted != nullptr) {
+      std::fprintf(stderr,
+                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered), %.1f s after "
+                   "%s was made a master: Redis threw away the writes %s took in between, and their records "
+                   "here are not flagged: resynchronise the keys written there then (a consistency check)\n",
+                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(),
+                   static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str(),
+                   c.server.c_str());
+    } else {
+      std::fprintf(
+          stderr,
+          "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered): it replaced its "
+          "dataset with the master's, over a link of its own that a capture of its port does not "
+          "see; what it held that the master lacked is gone from the source, unflagged here: "
+          "resynchronise the replica (a consistency check, or a copy of the source)\n",
+          c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str());
+    }
+  }
+  const uint64_t more = all.size() > kLines ? all.size() - kLines + roles.dropped : roles.dropped;
+  if (more > 0)
+    std::fprintf(stderr, "kvferryctl decode: and %llu more REPLICAOF answers\n", (unsigned long long)more);
+}
+
 class Factory : public dp::StreamConsumerFactory {
  public:
   Factory(resp::RecordSink* sink, int64_t shift_ns, resp::ConnectionStats* totals,
@@ -270,7 +363,8 @@ class Factory : public dp::StreamConsumerFactory {
     o.scripts = &scripts_;
     o.announce_holds = true;  // the tracker takes them
     if (servers_seen_.size() < kServersNamed) servers_seen_.insert(info.server.ToString());
-    return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_);
+    return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_,
+                                          &roles_);
   }
 
  private:
@@ -285,6 +379,7 @@ class Factory : public dp::StreamConsumerFactory {
   // The server endpoints connections went to (the first few).
   static constexpr size_t kServersNamed = 8;
   std::set<std::string> servers_seen_;
+  RoleChanges roles_;
 
  private:
   // One script cache for all flows: a script loaded on one connection is
@@ -995,12 +1090,15 @@ int RunDecode(const std::vector<std::string>& args) {
   }
   if (factory.servers_seen_.size() > 1) {
     // One stream of records (one keyspace, one ambiguity window): right for
-    // one server under several addresses, wrong for several servers.
+    // one server under several addresses, or a master and its replicas
+    // followed across failovers; wrong for several servers.
     std::string names;
     for (const std::string& n : factory.servers_seen_) names += (names.empty() ? "" : ", ") + n;
     std::fprintf(stderr,
-                 "kvferryctl decode: connections to %s%s were decoded as one server's: if these are "
-                 "different servers, decode each with its own --server (their records would otherwise "
+                 "kvferryctl decode: connections to %s%s were decoded as one server's: right for one "
+                 "server under several addresses, or for a master and its replicas whose failovers the "
+                 "capture holds (Sentinel: give every node, so the records follow the master); if these "
+                 "are different servers, decode each with its own --server (their records would otherwise "
                  "replay into one dataset)\n",
                  names.c_str(), factory.servers_seen_.size() == Factory::kServersNamed ? ", …" : "");
   }
@@ -1140,14 +1238,7 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());
   }
-  if (totals.became_replica > 0) {
-    std::fprintf(stderr,
-                 "kvferryctl decode: %llu REPLICAOF (SLAVEOF) of a master was answered: the server then "
-                 "replaced its dataset with the master's, over a link of its own that a capture of its "
-                 "port does not see; nothing after it is certain: resynchronise the replica (a "
-                 "consistency check, or a copy of the source)\n",
-                 (unsigned long long)totals.became_replica);
-  }
+  ReportRoleChanges(factory.roles_);
   if (totals.db_proven_by_server > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu connection(s) had their db settled by CLIENT LIST replies in the "

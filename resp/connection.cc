@@ -604,8 +604,9 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
   if (spec->name[0] == 'r' || spec->name[0] == 's') [[unlikely]] {
     static const CommandSpec* const replicaof = LookupCommandName("replicaof");
     static const CommandSpec* const slaveof = LookupCommandName("slaveof");
-    if ((spec == replicaof || spec == slaveof) && args.size() == 3 && !EqualsIgnoreCase(args[1], "no"))
-      return kReplicaOfMaster;
+    if ((spec == replicaof || spec == slaveof) && args.size() == 3)
+      return EqualsIgnoreCase(args[1], "no") && EqualsIgnoreCase(args[2], "one") ? kReplicaOfNoOne
+                                                                                 : kReplicaOfMaster;
     return 0;
   }
   if (spec->name[0] != 'c') return 0;
@@ -622,10 +623,17 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
 }
 
 void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
-  if (p.param == kReplicaOfMaster) {
-    // (+OK also when it already was that master's replica: it then changes
-    // nothing, but nothing on the wire tells.)
-    if (reply.type == Type::kSimpleString) ++stats_.became_replica;
+  if (p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) {
+    // (+OK also when it already was that master's replica, or a master: it
+    // then changes nothing, but nothing on the wire tells.)
+    if (reply.type != Type::kSimpleString) return;
+    std::string master;
+    if (p.param == kReplicaOfMaster) {
+      ++stats_.became_replica;
+      const std::span<const std::string_view> args = Args(p);
+      master = args.size() == 3 ? std::string(args[1]) + ":" + std::string(args[2]) : "a master";
+    }
+    if (opts_.client_lists != nullptr) opts_.client_lists->OnRoleChange(master, ts);
     return;
   }
   if (in_tx || reply.elided || (reply.type != Type::kBulkString && reply.type != Type::kVerbatim)) return;
@@ -930,6 +938,10 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // server accepts it.
       if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
       p.param = ClientInfoKind(spec, args);
+      // REPLICAOF host port: the master, named when it is answered (a
+      // host of at most 255 bytes, as a name).
+      if (p.param == kReplicaOfMaster && args[1].size() <= 255 && args[2].size() <= 16) [[unlikely]]
+        keep = 3;
       break;
     }
     case Kind::kSelect:

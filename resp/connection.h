@@ -55,6 +55,15 @@ class ClientListObserver {
  public:
   virtual ~ClientListObserver() = default;
   virtual void OnClientList(std::string_view text, uint64_t request_ns, uint64_t reply_ns) = 0;
+  // The server answered a REPLICAOF (SLAVEOF) +OK at `reply_ns`: it became
+  // a replica of `master` ("host:port" as the request named it), or a
+  // master (`master` empty: REPLICAOF NO ONE). What a replica held before
+  // is replaced by its master's (a failover throws away what the old master
+  // took after the new one was made master).
+  virtual void OnRoleChange(std::string_view master, uint64_t reply_ns) {
+    (void)master;
+    (void)reply_ns;
+  }
 };
 
 struct ConnectionOptions {
@@ -396,7 +405,7 @@ class Connection {
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); of REPLICAOF (SLAVEOF)
   // of a master; 0 for any other.
-  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3;
+  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3, kReplicaOfNoOne = 4;
   static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
   // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
   // settling this connection's db (out of line: off the read path).
