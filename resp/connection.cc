@@ -679,6 +679,7 @@ bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
+  sub_confirms_.clear();
   no_unseen_multi_ = false;
   quiet_points_ = 0;
   subs_known_ = false;
@@ -1006,6 +1007,10 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         if (p.kind == Kind::kSubscribe) resp3_subs_ = true;
         if (!req_in_multi_) {
           p.no_reply = true;
+          // Refused (an ACL's -NOPERM for a channel, -BUSY), it is answered
+          // after all: unless that error is silenced, it is told apart from
+          // the next request's reply by the confirmations it lacks.
+          p.confirmed_by_push = p.kind == Kind::kSubscribe && p.param > 0 && !reply_off_ && !skip_next_;
           UnsubscribeUncounted(p);
         }
       } else {
@@ -1306,6 +1311,13 @@ void Connection::UnsubscribeUncounted(const Pending& p) {
   pubsub_ = sub_channels_ + sub_patterns_ + sub_shard_ > 0;
 }
 
+bool Connection::ConfirmsSubscribe(std::span<const Node> push) {
+  if (push.size() != 4 || push[0].children != 3 || push[1].type != Type::kBulkString) return false;
+  const std::string_view kind = push[1].str;
+  return EqualsIgnoreCase(kind, "subscribe") || EqualsIgnoreCase(kind, "psubscribe") ||
+         EqualsIgnoreCase(kind, "ssubscribe");
+}
+
 bool Connection::OnSubscriptionReply(Pending& front, std::span<const Node> reply) {
   // *3: kind, channel (nil for a bare UNSUBSCRIBE with none left), count.
   if (!subs_known_ || reply.size() != 4 || reply[0].type != Type::kArray || reply[0].children != 3 ||
@@ -1344,8 +1356,11 @@ void Connection::DrainNoReply() {
     drained_silent_ = true;
     // Counted per command as the server ran it, unanswered (writes: where
     // they are read back). A review found silenced SELECTs, MULTIs and
-    // CLIENT REPLYs missing from the counts.
-    if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark) Observe(p.spec, Outcome::kUnpaired);
+    // CLIENT REPLYs missing from the counts. (A SYNC, and a SUBSCRIBE its
+    // pushes confirm, are counted below.)
+    if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark && p.kind != Kind::kSync &&
+        !p.confirmed_by_push)
+      Observe(p.spec, Outcome::kUnpaired);
     // A silenced CLIENT KILL (CLIENT REPLY OFF or SKIP) may have killed
     // this connection, which then hangs: see OnClose.
     if (p.kills) kill_answered_ = true;
@@ -1384,6 +1399,12 @@ void Connection::DrainNoReply() {
       case Kind::kIgnoreMark:
         monitor_ = false;
         EnterIgnored();
+        break;
+      case Kind::kSubscribe:
+        if (p.confirmed_by_push && !desync_) {
+          sub_confirms_.push_back({p.spec, static_cast<uint32_t>(p.param)});
+          if (sub_confirms_.size() > kMaxSubConfirms) EnterDesync();  // (which forgets them)
+        }
         break;
       case Kind::kSync:
         Observe(p.spec, Outcome::kReadOnly);  // as INFO commandstats counts it
@@ -1605,6 +1626,26 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
+    if (!sub_confirms_.empty() && ConfirmsSubscribe(reply) && --sub_confirms_.front().channels == 0) {
+      Observe(sub_confirms_.front().spec, Outcome::kReadOnly);
+      sub_confirms_.pop_front();
+    }
+    return;
+  }
+  if (!sub_confirms_.empty()) [[unlikely]] {
+    // A RESP3 SUBSCRIBE still owes confirmations, and the server runs what
+    // follows it only after sending them: this reply is its own. An ACL
+    // refuses every channel or none (a review: the -NOPERM paired with the
+    // next request, a MULTI, and the FLUSHALL queued after it was shipped
+    // though DISCARDed). Anything but an error cannot answer it.
+    const SubConfirm refused = sub_confirms_.front();
+    sub_confirms_.pop_front();
+    if (IsError(reply[0])) {
+      Observe(refused.spec, Outcome::kRejected);
+      return;
+    }
+    ++stats_.unpaired_replies;
+    EnterDesync();
     return;
   }
   if (stats_.replies == 1 && IsError(reply[0]) && !opts_.joined_mid_stream && !gap_seen_ &&

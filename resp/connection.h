@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstddef>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -278,6 +279,9 @@ class Connection {
     kIgnoreMark,
   };
   static Kind KindOf(const CommandSpec* spec);
+  // A RESP3 push confirming a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE of one
+  // channel: >3 kind channel count.
+  static bool ConfirmsSubscribe(std::span<const Node> push);
   // Which subscriptions a (UN)SUBSCRIBE-family command counts in.
   enum class Family : uint8_t { kChannel, kPattern, kShard };
   struct Pending {
@@ -291,6 +295,9 @@ class Connection {
     bool out_of_step = false;          // parsed out of sync after client bytes were lost (requests_unsure_)
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
+    // A RESP3 (P|S)SUBSCRIBE sent with replies on: unanswered, but confirmed
+    // by one push per channel, or refused by one error (sub_confirms_).
+    bool confirmed_by_push = false;
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -476,6 +483,15 @@ class Connection {
   // itself (closed after the reply), and they never ran.
   bool kill_answered_ = false;
   bool quit_answered_ = false;  // a QUIT answered +OK: nothing still pending ran
+  // RESP3 SUBSCRIBEs passed unanswered (DrainNoReply) whose confirmations
+  // are still to come, oldest first: the next reply that is not a push is
+  // the oldest one's refusal.
+  struct SubConfirm {
+    const CommandSpec* spec;
+    uint32_t channels;  // confirmations still due
+  };
+  static constexpr size_t kMaxSubConfirms = 1024;
+  std::deque<SubConfirm> sub_confirms_;
   // No transaction can be open unseen: the connection was seen from its
   // start, or since a +RESET or an EXEC/DISCARD reply, with nothing lost.
   // A +QUEUED outside a seen MULTI is then the command's own answer.

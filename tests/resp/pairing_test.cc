@@ -1987,6 +1987,70 @@ TEST_F(Pairing, AKeylessWriteBehindAnUnansweredBlockingCommandIsNotShipped) {
   }
 }
 
+// A RESP3 SUBSCRIBE is answered by pushes, or, refused (an ACL's -NOPERM for
+// a channel, -BUSY), by an error like any request's. A review paired that
+// -NOPERM with the next request, a MULTI, then the MULTI's +OK with a queued
+// FLUSHALL, which shipped though the transaction was DISCARDed; INCRBYs
+// after another refused SUBSCRIBE shipped the wrong values, one was lost.
+TEST(PairingOffline, ARefusedResp3SubscribeTakesItsOwnError) {
+  const std::string hello = "%1\r\n$5\r\nproto\r\n:3\r\n";
+  const std::string push = [](std::string kind, std::string channel, int n) {
+    return ">3\r\n$" + std::to_string(kind.size()) + "\r\n" + kind + "\r\n$" +
+           std::to_string(channel.size()) + "\r\n" + channel + "\r\n:" + std::to_string(n) + "\r\n";
+  }("subscribe", "ok1", 1);
+  VectorSink sink;
+  Connection conn(&sink, {});
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"HELLO", "3"}) + Cmd({"SUBSCRIBE", "alerts"}) + Cmd({"MULTI"}) + Cmd({"FLUSHALL"}) +
+                  Cmd({"DISCARD"}) + Cmd({"SET", "x", "1"}) + Cmd({"PSUBSCRIBE", "nope*"}) +
+                  Cmd({"INCRBY", "y", "5"}) + Cmd({"LPUSH", "s", "a"}) + Cmd({"SUBSCRIBE", "ok1"}) +
+                  Cmd({"SET", "z", "1"}),
+              10);
+  conn.OnData(
+      Direction::kServerToClient,
+      hello + "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n" +
+          "+OK\r\n+QUEUED\r\n+OK\r\n+OK\r\n" +
+          "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n" +
+          ":5\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n" + push + "+OK\r\n",
+      11);
+  std::vector<std::vector<std::string>> args;
+  for (const ChangeRecord& r : sink.records) args.push_back(r.args);
+  EXPECT_EQ(args, (std::vector<std::vector<std::string>>{
+                      {"SET", "x", "1"}, {"SET", "y", "5", "KEEPTTL"}, {"SET", "z", "1"}}));
+  for (const ChangeRecord& r : sink.records) EXPECT_EQ(r.flags, 0) << r.key;
+  EXPECT_EQ(conn.stats().desyncs, 0u);
+  EXPECT_EQ(conn.stats().unpaired_replies, 0u);
+  EXPECT_EQ(conn.stats().writes_rejected, 1u);  // the LPUSH
+}
+
+// The same against a server whose ACL user may use no channel but ok*
+// (Redis 7.0's acl-pubsub-default is resetchannels): the refusal is the
+// SUBSCRIBE's, the data agree.
+TEST(PairingLive, ARefusedResp3SubscribeDoesNotShiftThePairing) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kAclPort = 16473;
+  LiveRedis redis(kAclPort);
+  ASSERT_TRUE(redis.ok());
+  RawClient admin(kAclPort);
+  ASSERT_EQ(admin.Send(Cmd({"ACL", "SETUSER", "u", "on", ">pw", "~*", "+@all", "resetchannels", "&ok*"}), 1),
+            "+OK\r\n");
+  ASSERT_EQ(admin.Send(Cmd({"SET", "keep", "1"}), 1), "+OK\r\n");
+  VectorSink sink;
+  MirroredClient c(kAclPort, &sink, 31);
+  ASSERT_TRUE(c.ok());
+  const std::string got =
+      c.Do(Cmd({"HELLO", "3", "AUTH", "u", "pw"}) + Cmd({"SUBSCRIBE", "alerts"}) + Cmd({"MULTI"}) +
+               Cmd({"FLUSHALL"}) + Cmd({"DISCARD"}) + Cmd({"INCRBY", "y", "5"}) + Cmd({"SUBSCRIBE", "ok1"}) +
+               Cmd({"SET", "x", "1"}),
+           8);
+  ASSERT_NE(got.find("-NOPERM"), std::string::npos) << got;
+  std::vector<std::vector<std::string>> args;
+  for (const ChangeRecord& r : sink.records) args.push_back(r.args);
+  EXPECT_EQ(args, (std::vector<std::vector<std::string>>{{"SET", "y", "5", "KEEPTTL"}, {"SET", "x", "1"}}));
+  EXPECT_EQ(c.conn().stats().desyncs, 0u);
+  EXPECT_EQ(admin.Send(Cmd({"DBSIZE"}), 1), ":3\r\n");  // keep, y, x: no FLUSHALL ran
+}
+
 // A master made a replica (REPLICAOF) answers its blocked clients
 // -UNBLOCKED and closes each after that reply: what was pipelined behind the
 // blocking command never ran (a review: the FLUSHDB behind a BLPOP emptied
