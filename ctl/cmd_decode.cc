@@ -172,10 +172,12 @@ class Printer : public resp::RecordSink {
   std::array<CommandCount, 256> per_source_{};
 };
 
-// Names of the commands the server accepted that the table does not know.
+// Names of the commands the server accepted that the table does not know,
+// and of the nodes -MOVED and -ASK sent requests to.
 struct UnknownCommands {
-  std::set<std::string> names;  // at most Connection::kMaxUnknownNames
-  bool more = false;            // and others
+  std::set<std::string> names;      // at most Connection::kMaxUnknownNames
+  bool more = false;                // and others
+  std::set<std::string> redirects;  // at most 64
 };
 
 // REPLICAOFs the servers answered, in the order they were paired (from the
@@ -245,6 +247,9 @@ class FlowConsumer : public dp::StreamConsumer {
         last_seen_ns == 0 ? 0 : static_cast<uint64_t>(static_cast<int64_t>(last_seen_ns) + shift_ns_));
     *totals_ += conn_.stats();
     unknown_->more = unknown_->more || conn_.more_unknown_command_names();
+    for (const std::string& target : conn_.redirect_targets()) {
+      if (unknown_->redirects.size() < 64) unknown_->redirects.insert(target);
+    }
     for (const std::string& name : conn_.unknown_command_names()) {
       if (unknown_->names.size() < resp::Connection::kMaxUnknownNames || unknown_->names.count(name) != 0) {
         unknown_->names.insert(name);
@@ -1239,6 +1244,28 @@ int RunDecode(const std::vector<std::string>& args) {
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());
   }
   ReportRoleChanges(factory.roles_);
+  if (totals.redirected > 0) {
+    // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node
+    // named, which only a capture of that node shows (a review: decode of
+    // one node said nothing of the twelve writes redirected away).
+    std::string elsewhere;
+    size_t n = 0;
+    for (const std::string& target : factory.unknown_.redirects) {
+      const Result<dp::Endpoint> ep = dp::Endpoint::Parse(target);
+      const bool given = ep.ok() && std::any_of(cfg.servers.begin(), cfg.servers.end(),
+                                                [&](const dp::Endpoint& s) { return s.Matches(*ep); });
+      if (given || ++n > 8) continue;
+      elsewhere += (elsewhere.empty() ? "" : ", ") + target;
+    }
+    if (!elsewhere.empty()) {
+      std::fprintf(stderr,
+                   "kvferryctl decode: %llu request(s) were answered -MOVED or -ASK (a Redis Cluster): they "
+                   "run on the node named, and %s%s%s not among --server: give every node of the cluster "
+                   "(its writes are missing from this output)\n",
+                   (unsigned long long)totals.redirected, elsewhere.c_str(), n > 8 ? ", …" : "",
+                   n == 1 ? " is" : " are");
+    }
+  }
   if (totals.db_proven_by_server > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu connection(s) had their db settled by CLIENT LIST replies in the "

@@ -120,6 +120,7 @@ ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
   records += o.records;
   db_proven_by_server += o.db_proven_by_server;
   became_replica += o.became_replica;
+  redirected += o.redirected;
   transactions += o.transactions;
   exec_aborted += o.exec_aborted;
   watch_aborted += o.watch_aborted;
@@ -188,6 +189,7 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
       {"tls_connections", tls_connections},
       {"db_proven_by_server", db_proven_by_server},
       {"became_replica", became_replica},
+      {"redirected", redirected},
   };
 }
 
@@ -809,6 +811,19 @@ void Connection::NoteUnknown(std::string_view name) {
     return;
   }
   unknown_names_.push_back(std::move(lower));
+}
+
+void Connection::NoteRedirect(std::string_view error) {
+  // "MOVED 3999 127.0.0.1:6381", "ASK 3999 127.0.0.1:6381".
+  ++stats_.redirected;
+  std::string target(error.substr(error.rfind(' ') + 1).substr(0, 300));
+  for (char& ch : target) {
+    if (ch < '!' || ch > '~') ch = '?';  // printed on a terminal
+  }
+  if (redirect_targets_.size() >= kMaxUnknownNames ||
+      std::find(redirect_targets_.begin(), redirect_targets_.end(), target) != redirect_targets_.end())
+    return;
+  redirect_targets_.push_back(std::move(target));
 }
 
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
@@ -1901,6 +1916,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       no_unseen_multi_ = true;
     }
   }
+  if (is_error && (root.str.starts_with("MOVED ") || root.str.starts_with("ASK "))) [[unlikely]]
+    NoteRedirect(root.str);
   if (is_error && p.blocks && root.str.starts_with("UNBLOCKED force unblock")) [[unlikely]] {
     // A master made a replica (REPLICAOF) answers its blocked clients so
     // and closes them after the reply: nothing pipelined behind ran (a

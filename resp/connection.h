@@ -137,6 +137,7 @@ struct ConnectionStats {
   // dataset with the master's, over a link of its own that the capture of
   // its port never sees.
   uint64_t became_replica = 0;
+  uint64_t redirected = 0;        // answered -MOVED or -ASK (Redis Cluster): the request runs on another node
   uint64_t writes_oversized = 0;  // an argument or the reply too large to hold: keys read back
   uint64_t oversized_lost = 0;    // a key (or a key-less write's argument) too large to hold: lost
   uint64_t parse_errors = 0;
@@ -252,6 +253,10 @@ class Connection {
   const std::vector<std::string>& unknown_command_names() const { return unknown_names_; }
   bool more_unknown_command_names() const { return unknown_names_more_; }  // beyond those
   static constexpr size_t kMaxUnknownNames = 8;
+  // The nodes -MOVED and -ASK replies sent requests to ("host:port" as the
+  // server wrote it; at most kMaxUnknownNames), for decode to name those
+  // its --server does not cover.
+  const std::vector<std::string>& redirect_targets() const { return redirect_targets_; }
   static constexpr size_t kMaxUnknownNameBytes = 64;
 
  private:
@@ -333,6 +338,7 @@ class Connection {
     return p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0);
   }
   void NoteUnknown(std::string_view name);
+  void NoteRedirect(std::string_view error);
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
   static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
 
@@ -534,6 +540,7 @@ class Connection {
   uint64_t last_reply_ts_ = 0;
   uint64_t exec_from_ns_ = 0;  // request time of the write being handled (ConvertContext::request_ns)
   std::vector<std::string> unknown_names_;
+  std::vector<std::string> redirect_targets_;
   bool unknown_names_more_ = false;
   // Where the client chunk being parsed began: at a message boundary; inside
   // a message cut by the chunk before; or with the parser seeking a message

@@ -632,6 +632,36 @@ TEST(CtlCaptureTest, DecodeSaysWhichServerAFailoverDemotedAndWhen) {
   unlink(path.c_str());
 }
 
+// A Redis Cluster node answers -MOVED (or -ASK) for a key another node
+// owns: decode names the nodes not given to it, whose writes it cannot see
+// (a cluster review: decode of one node said nothing of twelve writes
+// redirected away). Nodes among --server are not named.
+TEST(CtlCaptureTest, DecodeNamesTheClusterNodesRedirectsWentToThatItWasNotGiven) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  Conversation conv(41021);
+  conv.Exchange("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n", "-MOVED 15495 10.0.0.5:6379\r\n");
+  conv.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n1\r\n", "-ASK 3300 10.0.0.3:6379\r\n");
+  conv.Exchange("*2\r\n$3\r\nGET\r\n$1\r\nc\r\n", "-MOVED 7365 10.0.0.5:6379\r\n");
+  conv.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nd\r\n$1\r\n1\r\n", "+OK\r\n");
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_moved_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, conv.frames, &err)) << err;
+  std::string out = Shell(ctl + " decode --pcap " + path +
+                          " --server 10.0.0.2:6379 --server 10.0.0.3:6379 --format stats 2>&1");
+  EXPECT_NE(out.find("conn redirected 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("3 request(s) were answered -MOVED or -ASK (a Redis Cluster): they run on the node "
+                     "named, and 10.0.0.5:6379 is not among --server"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("command set applied=1 no_effect=0 rejected=2"), std::string::npos) << out;
+  out = Shell(ctl + " decode --pcap " + path +
+              " --server 10.0.0.2:6379 --server '*:6379' --format stats 2>&1 >/dev/null");
+  EXPECT_EQ(out.find("-MOVED"), std::string::npos) << out;  // every node given
+  unlink(path.c_str());
+}
+
 // A Redis with modules (RedisJSON, RedisBloom…) accepts commands that the
 // Redis 7 command table does not know: their writes cannot be replicated,
 // and decode says so, naming them, rather than only counting them. An
