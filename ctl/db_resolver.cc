@@ -78,6 +78,15 @@ void DbAnswerBoard::Publish(const dataplane::Endpoint& server, std::shared_ptr<c
   version_.fetch_add(1, std::memory_order_release);
 }
 
+void DbAnswerBoard::PublishClusterNode(const dataplane::Endpoint& server) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (answers_ != nullptr && answers_->cluster_nodes.count(server) != 0) return;
+  auto next = std::make_shared<DbAnswers>(answers_ != nullptr ? *answers_ : DbAnswers{});
+  next->cluster_nodes.insert(server);
+  answers_ = std::move(next);
+  version_.fetch_add(1, std::memory_order_release);
+}
+
 std::shared_ptr<const DbAnswers> DbAnswerBoard::Answers() const {
   std::lock_guard<std::mutex> lock(mu_);
   return answers_;
@@ -85,9 +94,13 @@ std::shared_ptr<const DbAnswers> DbAnswerBoard::Answers() const {
 
 bool DbSettler::Check(resp::Connection& conn, DbBoardReader& board, uint64_t ts) {
   if (gave_up_ || conn.db_known() || conn.ignored() || conn.encrypted()) return false;
+  const DbAnswers* answers = board.Current();
+  if (answers != nullptr && answers->cluster_nodes.count(server_) != 0) {
+    conn.SetSingleDb();
+    return false;
+  }
   const uint64_t since = conn.db_unknown_since_ns();
   if (since == 0) return false;  // stamped by the next bytes
-  const DbAnswers* answers = board.Current();
   const DbAnswers::List* list = answers != nullptr ? answers->Find(server_) : nullptr;
   bool asked_late_enough = false;
   for (size_t i = list != nullptr ? list->size() : 0; i-- > 0;) {

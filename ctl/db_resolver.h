@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -54,6 +55,9 @@ struct DbAnswers {
   static constexpr size_t kKeep = 4;
   using List = std::vector<std::shared_ptr<const DbAnswer>>;
   std::map<dataplane::Endpoint, List> by_server;
+  // Servers shown to be Redis Cluster nodes: db 0 alone, for every client
+  // and at all times (resp::Connection::SetSingleDb).
+  std::set<dataplane::Endpoint> cluster_nodes;
   const List* Find(const dataplane::Endpoint& server) const {
     const auto it = by_server.find(server);
     return it == by_server.end() ? nullptr : &it->second;
@@ -66,6 +70,8 @@ class DbAnswerBoard {
  public:
   // Adds `answer` to `server`'s latest (dropping the oldest past kKeep).
   void Publish(const dataplane::Endpoint& server, std::shared_ptr<const DbAnswer> answer);
+  // `server` is a Redis Cluster node (once; later calls change nothing).
+  void PublishClusterNode(const dataplane::Endpoint& server);
   std::shared_ptr<const DbAnswers> Answers() const;
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
@@ -184,6 +190,7 @@ class WireClientLists : public resp::ClientListObserver {
   void OnClientList(std::string_view text, uint64_t request_ns, uint64_t reply_ns) override {
     board_->Publish(server_, DbAnswer::FromClientList(text, server_, request_ns, reply_ns));
   }
+  void OnClusterNode(uint64_t) override { board_->PublishClusterNode(server_); }
 
  private:
   DbAnswerBoard* board_;

@@ -609,9 +609,13 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
     if ((spec == replicaof || spec == slaveof) && args.size() == 3)
       return EqualsIgnoreCase(args[1], "no") && EqualsIgnoreCase(args[2], "one") ? kReplicaOfNoOne
                                                                                  : kReplicaOfMaster;
-    return 0;
+    const std::string_view name = spec->name;
+    return name == "readonly" || name == "readwrite" ? kClusterCommand : 0;
   }
   if (spec->name[0] != 'c') return 0;
+  // Answered by a cluster node only (any other says "cluster support
+  // disabled"), like READONLY and READWRITE.
+  if (std::string_view(spec->name).starts_with("cluster|")) return kClusterCommand;
   static const CommandSpec* const client_list = LookupCommandName("client|list");
   static const CommandSpec* const client_info = LookupCommandName("client|info");
   // A CLIENT LIST of every normal client (no ID, USER, ADDR… filter): its
@@ -625,6 +629,11 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
 }
 
 void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
+  if (p.param == kClusterCommand) {
+    if (!single_db_ && opts_.client_lists != nullptr && TableIndex(p.spec) < kCommandTableSize)
+      opts_.client_lists->OnClusterNode(ts);
+    return;
+  }
   if (p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) {
     // (+OK also when it already was that master's replica, or a master: it
     // then changes nothing, but nothing on the wire tells.)
@@ -811,6 +820,15 @@ void Connection::NoteUnknown(std::string_view name) {
     return;
   }
   unknown_names_.push_back(std::move(lower));
+}
+
+bool Connection::ShowsClusterNode(const Pending& p, std::string_view error) {
+  if (p.kind == Kind::kSelect) return error.find("not allowed in cluster mode") != std::string_view::npos;
+  if (!error.starts_with("MOVED ") && !error.starts_with("ASK ") && !error.starts_with("CROSSSLOT ") &&
+      !error.starts_with("CLUSTERDOWN "))
+    return false;
+  // Only Redis's own commands: a script or a module may answer any error.
+  return p.spec != nullptr && TableIndex(p.spec) < kCommandTableSize && !IsScriptCall(*p.spec);
 }
 
 void Connection::NoteRedirect(std::string_view error) {
@@ -1356,10 +1374,17 @@ bool Connection::OnSubscriptionReply(Pending& front, std::span<const Node> reply
   return true;
 }
 
+void Connection::SetSingleDb() {
+  single_db_ = true;
+  db_ = 0;
+  if (!db_known_) ++stats_.db_proven_by_server;
+  KnowDb();
+}
+
 void Connection::SelectUnanswered(const Pending& p) {
   // The server may have refused it (an index past its databases): the db
   // is a guess until a SELECT or RESET is answered.
-  if (p.param < 0) return;  // malformed: refused
+  if (p.param < 0 || single_db_) return;  // malformed, or not db 0 on a cluster node: refused
   db_ = static_cast<uint16_t>(p.param);
   ForgetDb();
 }
@@ -1918,6 +1943,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   }
   if (is_error && (root.str.starts_with("MOVED ") || root.str.starts_with("ASK "))) [[unlikely]]
     NoteRedirect(root.str);
+  if (is_error && !single_db_ && opts_.client_lists != nullptr && ShowsClusterNode(p, root.str)) [[unlikely]]
+    opts_.client_lists->OnClusterNode(ts);
   if (is_error && p.blocks && root.str.starts_with("UNBLOCKED force unblock")) [[unlikely]] {
     // A master made a replica (REPLICAOF) answers its blocked clients so
     // and closes them after the reply: nothing pipelined behind ran (a

@@ -65,6 +65,11 @@ class ClientListObserver {
     (void)master;
     (void)reply_ns;
   }
+  // The server showed it is a Redis Cluster node, which has db 0 alone
+  // (a -MOVED, -ASK, -CROSSSLOT or -CLUSTERDOWN answering one of Redis's own
+  // commands, not a script's or a module's, whose errors may say anything;
+  // a SELECT refused "in cluster mode").
+  virtual void OnClusterNode(uint64_t reply_ns) { (void)reply_ns; }
 };
 
 struct ConnectionOptions {
@@ -223,6 +228,12 @@ class Connection {
   const ConnectionStats& stats() const { return stats_; }
   uint16_t db() const { return db_; }
   bool db_known() const { return db_known_; }
+  // The server has db 0 alone: a Redis Cluster node, which refuses a SELECT
+  // of any other. Every record is then in db 0, whatever this connection
+  // lost or was joined in the middle of (a cluster review: every record of
+  // pooled connections was flagged unknown_db). Called from the board
+  // (ctl::DbSettler) once any connection to the server showed it.
+  void SetSingleDb();
   // Capture time from which a server's answer on the db must have been asked
   // (ProveDb): the first bytes seen since the db became unknown (a join,
   // lost client bytes, an unanswered SELECT or RESET), or a SELECT, RESET or
@@ -339,6 +350,8 @@ class Connection {
   }
   void NoteUnknown(std::string_view name);
   void NoteRedirect(std::string_view error);
+  // A refusal only a Redis Cluster node gives (SetSingleDb).
+  static bool ShowsClusterNode(const Pending& p, std::string_view error);
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.
   static bool ConfirmsRequest(const Pending& p, std::span<const Node> reply);
 
@@ -418,7 +431,8 @@ class Connection {
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); of REPLICAOF (SLAVEOF)
   // of a master; 0 for any other.
-  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3, kReplicaOfNoOne = 4;
+  static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3, kReplicaOfNoOne = 4,
+                           kClusterCommand = 5;
   static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
   // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
   // settling this connection's db (out of line: off the read path).
@@ -457,6 +471,7 @@ class Connection {
   ScriptCache* scripts_;
 
   void ForgetDb() {
+    if (single_db_) return;  // db 0, whatever was lost
     db_known_ = false;
     db_unknown_since_ns_ = 0;  // stamped by the next bytes seen
   }
@@ -472,6 +487,7 @@ class Connection {
   uint64_t last_ts_ = 0;  // of the latest bytes seen
   uint16_t db_ = 0;
   bool db_known_ = true;
+  bool single_db_ = false;  // SetSingleDb
   uint64_t db_unknown_since_ns_ = 0;
   int protocol_ = 2;
   int req_protocol_ = 2;  // as of the last request parsed (HELLO is optimistic)

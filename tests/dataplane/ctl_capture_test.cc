@@ -662,6 +662,44 @@ TEST(CtlCaptureTest, DecodeNamesTheClusterNodesRedirectsWentToThatItWasNotGiven)
   unlink(path.c_str());
 }
 
+// A Redis Cluster node has db 0 alone (it refuses SELECT of any other): once
+// any connection to it shows that (a CLUSTER command answered, a -MOVED to
+// one of Redis's own commands), pooled connections joined mid-stream are in
+// db 0 for sure, not flagged unknown_db (a cluster review: every record of
+// them was). A -MOVED a script returned proves nothing.
+TEST(CtlCaptureTest, DecodeKnowsTheDbOfEveryConnectionToAClusterNode) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  const std::string set = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+  const std::string eval =
+      "*3\r\n$4\r\nEVAL\r\n$39\r\nreturn redis.error_reply('MOVED 1 x:1')\r\n$1\r\n0\r\n";
+  for (const auto& [request, reply, proven] : std::vector<std::tuple<std::string, std::string, bool>>{
+           {"*2\r\n$7\r\nCLUSTER\r\n$4\r\nMYID\r\n", "$4\r\nabcd\r\n", true},
+           {"*2\r\n$3\r\nGET\r\n$1\r\nz\r\n", "-MOVED 8157 10.0.0.7:6379\r\n", true},
+           {eval, "-MOVED 1 x:1\r\n", false}}) {
+    // A connection opened in the capture (a client's topology refresh),
+    // then a pooled one open before it (no SYN).
+    std::vector<tb::TimedFrame> frames;
+    uint64_t ts = 1'700'000'000'000'000'000ull;
+    frames.push_back(tb::ClientServerFrame(41031, true, 99, tb::kTcpSyn, "", ts += 1'000'000));
+    frames.push_back(
+        tb::ClientServerFrame(41031, false, 499, tb::kTcpSyn | tb::kTcpAck, "", ts += 1'000'000));
+    frames.push_back(tb::ClientServerFrame(41031, true, 100, tb::kTcpAck, request, ts += 1'000'000));
+    frames.push_back(tb::ClientServerFrame(41031, false, 500, tb::kTcpAck, reply, ts += 1'000'000));
+    frames.push_back(tb::ClientServerFrame(41032, true, 100, tb::kTcpAck, set, ts += 200'000'000));
+    frames.push_back(tb::ClientServerFrame(41032, false, 500, tb::kTcpAck, "+OK\r\n", ts += 1'000'000));
+    const std::string path =
+        std::string(::testing::TempDir()) + "kvf_ctl_cluster_" + std::to_string(getpid()) + ".pcap";
+    std::string err;
+    ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+    const std::string out =
+        Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>/dev/null");
+    EXPECT_NE(out.find("\"key\":\"k\""), std::string::npos) << out;
+    EXPECT_EQ(out.find("unknown_db") == std::string::npos, proven) << request << "\n" << out;
+    unlink(path.c_str());
+  }
+}
+
 // A Redis with modules (RedisJSON, RedisBloom…) accepts commands that the
 // Redis 7 command table does not know: their writes cannot be replicated,
 // and decode says so, naming them, rather than only counting them. An
