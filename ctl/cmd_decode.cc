@@ -187,31 +187,118 @@ struct RoleChanges {
     std::string server;  // the one that answered
     std::string master;  // "host:port", or empty: it became a master
     uint64_t at_ns;
+    uint64_t readbacks = 0;   // keys read back because the change threw their writes away
+    bool overflowed = false;  // more keys than RoleChanges kept
   };
   static constexpr size_t kKeep = 256;
   std::mutex mu;
   std::vector<Change> changes;  // guarded by mu; the first kKeep
   uint64_t dropped = 0;         // guarded by mu
+
+  // A failover: once a server is made a master, the keys every other one
+  // writes are kept, per server, until it is made a replica (which throws
+  // those writes away: they are then read back) or the cap is reached.
+  // Touched by the RESP thread alone.
+  static constexpr size_t kMaxKeyBytes = size_t{64} << 20;
+  bool recording = false;
+  std::set<std::string> made_master;  // the latest made master: its writes stand
+  std::map<std::string, std::set<std::pair<uint16_t, std::string>>> written;
+  std::set<std::string> overflowed;  // servers whose keys passed the cap (no longer kept)
+  size_t key_bytes = 0;
+  uint64_t readbacks = 0;  // read-back records added at demotions
 };
 
 // The CLIENT LISTs a connection pairs go on the board; its server's role
-// changes on the list above.
-class DecodeWire : public ctl::WireClientLists {
+// changes on the list above. The connection's records pass through it on
+// their way to `next`: after a failover, the keys are kept (RoleChanges).
+class DecodeWire : public ctl::WireClientLists, public resp::RecordSink {
  public:
-  DecodeWire(ctl::DbAnswerBoard* board, const dp::Endpoint& server, RoleChanges* roles)
-      : ctl::WireClientLists(board, server), server_(server.ToString()), roles_(roles) {}
+  DecodeWire(ctl::DbAnswerBoard* board, const dp::Endpoint& server, RoleChanges* roles,
+             resp::RecordSink* next, uint64_t connection_id)
+      : ctl::WireClientLists(board, server),
+        server_(server.ToString()),
+        roles_(roles),
+        next_(next),
+        connection_id_(connection_id) {}
+  void Emit(const RecordView& r, uint64_t id) override {
+    if (roles_->recording && !r.key.empty() && r.op != RecordOp::kHold) [[unlikely]]
+      Note(r.db, r.key);
+    next_->Emit(r, id);
+  }
   void OnRoleChange(std::string_view master, uint64_t reply_ns) override {
-    std::lock_guard<std::mutex> lock(roles_->mu);
-    if (roles_->changes.size() < RoleChanges::kKeep) {
-      roles_->changes.push_back({server_, std::string(master), reply_ns});
-    } else {
-      ++roles_->dropped;
+    std::set<std::pair<uint16_t, std::string>> lost;
+    {
+      std::lock_guard<std::mutex> lock(roles_->mu);
+      RoleChanges& r = *roles_;
+      Forget(&lost);
+      const bool overflowed = r.overflowed.erase(server_) != 0;
+      if (master.empty()) {
+        // The others' writes count from now, a master made before included
+        // (the old master of the next failover).
+        r.recording = true;
+        r.made_master.clear();
+        r.made_master.insert(server_);
+        lost.clear();  // its writes stand
+      } else {
+        r.made_master.erase(server_);
+        r.readbacks += lost.size();
+      }
+      if (r.changes.size() < RoleChanges::kKeep) {
+        r.changes.push_back(
+            {server_, std::string(master), reply_ns, lost.size(), overflowed && !master.empty()});
+      } else {
+        ++r.dropped;
+      }
+    }
+    // What it took since another server was made master is gone from the
+    // source (a Sentinel review replayed 52 such keys, unflagged): read
+    // back, after the writes that made them.
+    static const resp::CommandSpec* const replicaof = resp::LookupCommandName("replicaof");
+    for (const auto& [db, key] : lost) {
+      RecordView v;
+      v.capture_ns = reply_ns;
+      v.request_ns = reply_ns;
+      v.db = db;
+      v.op = RecordOp::kReadback;
+      v.flags = kNeedsReadback;
+      v.source = replicaof != nullptr ? resp::SourceIdOf(*replicaof) : 0;
+      v.key = key;
+      next_->Emit(v, connection_id_);
     }
   }
 
  private:
+  void Note(uint16_t db, std::string_view key) {
+    RoleChanges& r = *roles_;
+    if (r.made_master.count(server_) != 0 || r.overflowed.count(server_) != 0) return;
+    auto& keys = r.written[server_];
+    if (r.key_bytes + key.size() > RoleChanges::kMaxKeyBytes) {
+      r.overflowed.insert(server_);
+      r.key_bytes -= std::min(r.key_bytes, Bytes(keys));
+      r.written.erase(server_);
+      return;
+    }
+    if (keys.emplace(db, std::string(key)).second) r.key_bytes += key.size() + 48;
+  }
+  static size_t Bytes(const std::set<std::pair<uint16_t, std::string>>& keys) {
+    size_t n = 0;
+    for (const auto& k : keys) n += k.second.size() + 48;
+    return n;
+  }
+  // Takes this server's kept keys.
+  void Forget(std::set<std::pair<uint16_t, std::string>>* keys) {
+    RoleChanges& r = *roles_;
+    const auto it = r.written.find(server_);
+    if (it == r.written.end()) return;
+    r.key_bytes -= std::min(r.key_bytes, Bytes(it->second));
+    keys->swap(it->second);
+    r.written.erase(it);
+  }
+
   std::string server_;
   RoleChanges* roles_;
+  resp::RecordSink* next_;
+  uint64_t connection_id_;
 };
 
 // One resp::Connection per reassembled flow; shifts capture times.
@@ -222,11 +309,11 @@ class FlowConsumer : public dp::StreamConsumer {
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
                resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
                ctl::DbBoardReader* reader, RoleChanges* roles)
-      : conn_(sink, WithWire(o)),
+      : conn_(&wire_, WithWire(o)),
         shift_ns_(shift_ns),
         totals_(totals),
         unknown_(unknown),
-        wire_(dbs, info.server, roles),
+        wire_(dbs, info.server, roles, sink, o.connection_id),
         settler_(info.server, info.client, nullptr),
         reader_(reader) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
@@ -333,13 +420,15 @@ void ReportRoleChanges(RoleChanges& roles) {
       if (all[j].server != c.server && all[j].master.empty()) promoted = &all[j];
     }
     if (promoted != nullptr) {
+      const std::string keys =
+          c.overflowed ? "more keys than decode keeps were written there: resynchronise (a consistency check)"
+                       : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
       std::fprintf(stderr,
                    "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered), %.1f s after "
-                   "%s was made a master: Redis threw away the writes %s took in between, and their records "
-                   "here are not flagged: resynchronise the keys written there then (a consistency check)\n",
+                   "%s was made a master: Redis threw away the writes %s took in between; %s\n",
                    c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(),
                    static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str(),
-                   c.server.c_str());
+                   c.server.c_str(), keys.c_str());
     } else {
       std::fprintf(
           stderr,

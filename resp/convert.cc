@@ -591,7 +591,9 @@ struct SourceIds {
 
 bool MayRecord(const CommandSpec& s) {
   const std::string_view name = CommandName(s);
-  return s.Has(kCmdWrite) || IsScriptCall(s) || name == "pfcount" || name == "debug";
+  // (REPLICAOF, SLAVEOF: the read-backs of a failover, in decode.)
+  return s.Has(kCmdWrite) || IsScriptCall(s) || name == "pfcount" || name == "debug" || name == "replicaof" ||
+         name == "slaveof";
 }
 
 SourceIds& Sources() {

@@ -598,10 +598,15 @@ TEST(CtlCaptureTest, DecodeSaysWhichServerAFailoverDemotedAndWhen) {
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
   Conversation old_master(41011, "10.0.0.2"), sentinel(41012, "10.0.0.3");
-  old_master.ts += 100'000'000;  // 0.1 s later: the promotion comes first
-  old_master.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n", "+OK\r\n");
+  old_master.Exchange("*3\r\n$3\r\nSET\r\n$6\r\nbefore\r\n$1\r\n1\r\n", "+OK\r\n");
+  sentinel.ts += 50'000'000;  // the promotion, 50 ms in
   sentinel.Exchange("*3\r\n$9\r\nREPLICAOF\r\n$2\r\nNO\r\n$3\r\nONE\r\n", "+OK\r\n");
-  old_master.ts += 500'000'000;
+  sentinel.Exchange("*3\r\n$3\r\nSET\r\n$3\r\nnew\r\n$1\r\n1\r\n", "+OK\r\n");  // on the new master
+  old_master.ts += 100'000'000;  // the old master still takes writes
+  old_master.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n", "+OK\r\n");
+  old_master.Exchange("*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n", "+OK\r\n");
+  old_master.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n2\r\n", "+OK\r\n");
+  old_master.ts += 450'000'000;
   old_master.Exchange("*3\r\n$7\r\nslaveof\r\n$8\r\n10.0.0.3\r\n$4\r\n6379\r\n", "+OK\r\n");
   std::vector<tb::TimedFrame> frames = sentinel.frames;
   frames.insert(frames.end(), old_master.frames.begin(), old_master.frames.end());
@@ -613,18 +618,34 @@ TEST(CtlCaptureTest, DecodeSaysWhichServerAFailoverDemotedAndWhen) {
   ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
   std::string out = Shell(ctl + " decode --pcap " + path +
                           " --server 10.0.0.2:6379 --server 10.0.0.3:6379 --format json 2>&1 >/dev/null");
-  EXPECT_NE(out.find("10.0.0.3:6379 was made a master at 2023-11-14 22:13:20.000 UTC (REPLICAOF NO ONE"),
+  EXPECT_NE(out.find("10.0.0.3:6379 was made a master at 2023-11-14 22:13:20.050 UTC (REPLICAOF NO ONE"),
             std::string::npos)
       << out;
-  EXPECT_NE(out.find("10.0.0.2:6379 was made a replica of 10.0.0.3:6379 at 2023-11-14 22:13:20.600 UTC "
-                     "(REPLICAOF answered), 0.6 s after 10.0.0.3:6379 was made a master: Redis threw away"),
+  EXPECT_NE(out.find("10.0.0.2:6379 was made a replica of 10.0.0.3:6379 at 2023-11-14 22:13:20.550 UTC "
+                     "(REPLICAOF answered), 0.5 s after 10.0.0.3:6379 was made a master: Redis threw away "
+                     "the writes 10.0.0.2:6379 took in between; 2 key(s) written there then are read back"),
             std::string::npos)
       << out;
+  // Those keys are read back after the demotion (the replayer reads them
+  // from the new master's data), in their dbs; not what came before the
+  // promotion, nor the new master's own.
+  const std::string json = Shell(ctl + " decode --pcap " + path +
+                                 " --server 10.0.0.2:6379 --server 10.0.0.3:6379 --format json 2>/dev/null");
+  std::vector<std::string> readbacks;
+  std::istringstream lines(json);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"op\":\"readback\"") == std::string::npos) continue;
+    EXPECT_NE(line.find("\"capture_ns\":1700000000550012000"), std::string::npos) << line;
+    readbacks.push_back(line.substr(line.find("\"db\":"), 7) + line.substr(line.find("\"key\":")));
+  }
+  EXPECT_EQ(readbacks, (std::vector<std::string>{"\"db\":0,\"key\":\"k\",\"op\":\"readback\",\"seq\":5}",
+                                                 "\"db\":2,\"key\":\"k\",\"op\":\"readback\",\"seq\":6}"}))
+      << json;
   EXPECT_NE(out.find("or for a master and its replicas whose failovers the capture holds"), std::string::npos)
       << out;
   // The old master alone: its demotion, without the promotion.
   out = Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1 >/dev/null");
-  EXPECT_NE(out.find("10.0.0.2:6379 was made a replica of 10.0.0.3:6379 at 2023-11-14 22:13:20.600 UTC "
+  EXPECT_NE(out.find("10.0.0.2:6379 was made a replica of 10.0.0.3:6379 at 2023-11-14 22:13:20.550 UTC "
                      "(REPLICAOF answered): it replaced its dataset"),
             std::string::npos)
       << out;
