@@ -211,11 +211,12 @@ struct RoleChanges {
 // The CLIENT LISTs a connection pairs go on the board; its server's role
 // changes on the list above. The connection's records pass through it on
 // their way to `next`: after a failover, the keys are kept (RoleChanges).
-class DecodeWire : public ctl::WireClientLists, public resp::RecordSink {
+class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a record's Emit: no thunk)
  public:
   DecodeWire(ctl::DbAnswerBoard* board, const dp::Endpoint& server, RoleChanges* roles,
              resp::RecordSink* next, uint64_t connection_id)
-      : ctl::WireClientLists(board, server),
+      : resp::RecordSink(),
+        ctl::WireClientLists(board, server),
         server_(server.ToString()),
         roles_(roles),
         next_(next),
@@ -309,15 +310,23 @@ class FlowConsumer : public dp::StreamConsumer {
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
                resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
                ctl::DbBoardReader* reader, RoleChanges* roles)
-      : conn_(&wire_, WithWire(o)),
+      : conn_(sink, WithWire(o)),
         shift_ns_(shift_ns),
         totals_(totals),
         unknown_(unknown),
         wire_(dbs, info.server, roles, sink, o.connection_id),
         settler_(info.server, info.client, nullptr),
-        reader_(reader) {}
+        reader_(reader),
+        roles_(roles) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
     const uint64_t at = static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_);
+    if (roles_->recording && !tapped_) [[unlikely]] {
+      // A server was made a master: this connection's records pass the
+      // wire from now on, which keeps their keys (not before: a call per
+      // record).
+      conn_.set_sink(&wire_);
+      tapped_ = true;
+    }
     conn_.OnData(static_cast<resp::Direction>(dir), bytes, at);
     if (!conn_.db_known()) settler_.Check(conn_, *reader_, at);
   }
@@ -362,6 +371,8 @@ class FlowConsumer : public dp::StreamConsumer {
   DecodeWire wire_;
   ctl::DbSettler settler_;
   ctl::DbBoardReader* reader_;
+  RoleChanges* roles_;
+  bool tapped_ = false;
 };
 
 // Per-command outcome counts for --format stats.

@@ -1389,88 +1389,94 @@ void Connection::SelectUnanswered(const Pending& p) {
   ForgetDb();
 }
 
+bool Connection::DrainOneNoReply() {
+  const Pending p = pending_.front();
+  pending_.pop_front();
+  drained_silent_ = true;
+  // Counted per command as the server ran it, unanswered (writes: where
+  // they are read back). A review found silenced SELECTs, MULTIs and
+  // CLIENT REPLYs missing from the counts. (A SYNC, and a SUBSCRIBE its
+  // pushes confirm, are counted below.)
+  if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark && p.kind != Kind::kSync && !p.confirmed_by_push)
+    Observe(p.spec, Outcome::kUnpaired);
+  // A silenced CLIENT KILL (CLIENT REPLY OFF or SKIP) may have killed
+  // this connection, which then hangs: see OnClose.
+  if (p.kills) kill_answered_ = true;
+  switch (p.kind) {
+    case Kind::kWrite:
+      if (in_multi_) {
+        multi_queue_.push_back(p);
+      } else if (kill_answered_ && KeylessShipped(p.spec)) {
+        // Silenced behind a silenced CLIENT KILL that may have killed this
+        // connection (which then hangs): key-less, it is not shipped.
+        KeylessUnconfirmed(p.spec);
+      } else {
+        Unanswered(p, p.ts, desync_ ? kAfterGap : 0);
+      }
+      break;
+    case Kind::kSelect:
+      if (in_multi_) {
+        multi_queue_.push_back(p);  // takes effect at EXEC, in order
+      } else {
+        SelectUnanswered(p);
+      }
+      break;
+    case Kind::kMulti: in_multi_ = true; break;
+    case Kind::kReset:
+      // Silenced by a CLIENT REPLY SKIP; it ran all the same (RESET is
+      // never refused: no ACL check applies to it, NO_AUTH).
+      ApplyReset();
+      break;
+    case Kind::kHello:
+      if (in_multi_) {
+        multi_queue_.push_back(p);
+      } else {
+        ApplyHello(p);
+      }
+      break;
+    case Kind::kIgnoreMark:
+      monitor_ = false;
+      EnterIgnored();
+      break;
+    case Kind::kSubscribe:
+      if (p.confirmed_by_push && !desync_) {
+        sub_confirms_.push_back({p.spec, static_cast<uint32_t>(p.param)});
+        if (sub_confirms_.size() > kMaxSubConfirms) EnterDesync();  // (which forgets them)
+      }
+      break;
+    case Kind::kSync:
+      Observe(p.spec, Outcome::kReadOnly);  // as INFO commandstats counts it
+      EnterReplicaLink();
+      return false;    // the rest is the link's
+    case Kind::kQuit:  // under CLIENT REPLY OFF: the connection hangs, its transaction never runs
+      in_multi_ = false;
+      multi_inferred_ = false;
+      multi_queue_.clear();
+      break;
+    case Kind::kExec:
+    case Kind::kDiscard:
+      // Queued commands run at EXEC in order, each in the db selected
+      // before it; DISCARD runs none.
+      for (const Pending& q : multi_queue_) {
+        if (p.kind != Kind::kExec) break;
+        if (q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
+        if (q.kind == Kind::kSelect) SelectUnanswered(q);
+        if (q.kind == Kind::kHello) ApplyHello(q);
+      }
+      multi_queue_.clear();
+      in_multi_ = false;
+      multi_inferred_ = false;
+      break;
+    default: break;
+  }
+  return true;
+}
+
 void Connection::DrainNoReply() {
+  // (The loop's body apart: called after every reply, and seldom with
+  // anything to drain.)
   while (!pending_.empty() && pending_.front().no_reply) {
-    const Pending p = pending_.front();
-    pending_.pop_front();
-    drained_silent_ = true;
-    // Counted per command as the server ran it, unanswered (writes: where
-    // they are read back). A review found silenced SELECTs, MULTIs and
-    // CLIENT REPLYs missing from the counts. (A SYNC, and a SUBSCRIBE its
-    // pushes confirm, are counted below.)
-    if (p.kind != Kind::kWrite && p.kind != Kind::kIgnoreMark && p.kind != Kind::kSync &&
-        !p.confirmed_by_push)
-      Observe(p.spec, Outcome::kUnpaired);
-    // A silenced CLIENT KILL (CLIENT REPLY OFF or SKIP) may have killed
-    // this connection, which then hangs: see OnClose.
-    if (p.kills) kill_answered_ = true;
-    switch (p.kind) {
-      case Kind::kWrite:
-        if (in_multi_) {
-          multi_queue_.push_back(p);
-        } else if (kill_answered_ && KeylessShipped(p.spec)) {
-          // Silenced behind a silenced CLIENT KILL that may have killed this
-          // connection (which then hangs): key-less, it is not shipped.
-          KeylessUnconfirmed(p.spec);
-        } else {
-          Unanswered(p, p.ts, desync_ ? kAfterGap : 0);
-        }
-        break;
-      case Kind::kSelect:
-        if (in_multi_) {
-          multi_queue_.push_back(p);  // takes effect at EXEC, in order
-        } else {
-          SelectUnanswered(p);
-        }
-        break;
-      case Kind::kMulti: in_multi_ = true; break;
-      case Kind::kReset:
-        // Silenced by a CLIENT REPLY SKIP; it ran all the same (RESET is
-        // never refused: no ACL check applies to it, NO_AUTH).
-        ApplyReset();
-        break;
-      case Kind::kHello:
-        if (in_multi_) {
-          multi_queue_.push_back(p);
-        } else {
-          ApplyHello(p);
-        }
-        break;
-      case Kind::kIgnoreMark:
-        monitor_ = false;
-        EnterIgnored();
-        break;
-      case Kind::kSubscribe:
-        if (p.confirmed_by_push && !desync_) {
-          sub_confirms_.push_back({p.spec, static_cast<uint32_t>(p.param)});
-          if (sub_confirms_.size() > kMaxSubConfirms) EnterDesync();  // (which forgets them)
-        }
-        break;
-      case Kind::kSync:
-        Observe(p.spec, Outcome::kReadOnly);  // as INFO commandstats counts it
-        EnterReplicaLink();
-        return;
-      case Kind::kQuit:  // under CLIENT REPLY OFF: the connection hangs, its transaction never runs
-        in_multi_ = false;
-        multi_inferred_ = false;
-        multi_queue_.clear();
-        break;
-      case Kind::kExec:
-      case Kind::kDiscard:
-        // Queued commands run at EXEC in order, each in the db selected
-        // before it; DISCARD runs none.
-        for (const Pending& q : multi_queue_) {
-          if (p.kind != Kind::kExec) break;
-          if (q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
-          if (q.kind == Kind::kSelect) SelectUnanswered(q);
-          if (q.kind == Kind::kHello) ApplyHello(q);
-        }
-        multi_queue_.clear();
-        in_multi_ = false;
-        multi_inferred_ = false;
-        break;
-      default: break;
-    }
+    if (!DrainOneNoReply()) return;
   }
   if (multi_queue_.size() > opts_.max_pending_requests) {
     ++stats_.overflows;

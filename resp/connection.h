@@ -228,6 +228,8 @@ class Connection {
   const ConnectionStats& stats() const { return stats_; }
   uint16_t db() const { return db_; }
   bool db_known() const { return db_known_; }
+  // Where the records go from now on (a stage put in front of the sink).
+  void set_sink(RecordSink* sink) { sink_ = sink; }
   // The server has db 0 alone: a Redis Cluster node, which refuses a SELECT
   // of any other. Every record is then in db 0, whatever this connection
   // lost or was joined in the middle of (a cluster review: every record of
@@ -416,6 +418,9 @@ class Connection {
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
   }
   void DrainNoReply();
+  // The request at the front, not answered: false when nothing more may be
+  // drained (a replica's link began).
+  bool DrainOneNoReply();
   // A SELECT the server executed (or refused) without answering.
   void SelectUnanswered(const Pending& p);
   // A HELLO the server executed (answered or not).
