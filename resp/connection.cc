@@ -193,6 +193,14 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
   };
 }
 
+namespace {
+size_t ArgBytes(std::span<const std::string_view> args) {
+  size_t n = 0;
+  for (std::string_view a : args) n += a.size();
+  return n;
+}
+}  // namespace
+
 Connection::Kind Connection::KindOf(const CommandSpec* spec) {
   if (spec == nullptr) return Kind::kPlain;
   static const std::vector<Kind> by_index = [] {
@@ -499,6 +507,7 @@ void Connection::ReadBackCut() {
 
 void Connection::OnClose(CloseReason, uint64_t ts) {
   last_ts_ = std::max(last_ts_, ts);
+  DropSubConfirms();
   // A transaction whose EXEC was sent may have run though its reply never
   // came (the client killed, or closed by the server's output limit while
   // the EXEC array was stuck behind a large reply; the capture stopped):
@@ -635,9 +644,11 @@ void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts
     return;
   }
   if (p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) {
-    // (+OK also when it already was that master's replica, or a master: it
-    // then changes nothing, but nothing on the wire tells.)
-    if (reply.type != Type::kSimpleString) return;
+    // A replica told its own master again answers "+OK Already connected
+    // to specified master": nothing changed (a review saw it reported as a
+    // demotion). A master told NO ONE answers +OK, changing nothing, but
+    // nothing on the wire tells.
+    if (reply.type != Type::kSimpleString || (p.param == kReplicaOfMaster && reply.str != "OK")) return;
     std::string master;
     if (p.param == kReplicaOfMaster) {
       ++stats_.became_replica;
@@ -690,7 +701,7 @@ bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
 void Connection::EnterDesync() {
   if (!desync_) ++stats_.desyncs;
   desync_ = true;
-  sub_confirms_.clear();
+  DropSubConfirms();
   no_unseen_multi_ = false;
   quiet_points_ = 0;
   subs_known_ = false;
@@ -1043,7 +1054,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
           // Refused (an ACL's -NOPERM for a channel, -BUSY), it is answered
           // after all: unless that error is silenced, it is told apart from
           // the next request's reply by the confirmations it lacks.
-          p.confirmed_by_push = p.kind == Kind::kSubscribe && p.param > 0 && !reply_off_ && !skip_next_;
+          // (Its pushes come under CLIENT REPLY OFF or SKIP too, its refusal
+          // does not.) Its channels are kept to match the pushes with.
+          p.confirmed_by_push = p.kind == Kind::kSubscribe && p.param > 0;
+          p.silenced = reply_off_ || skip_next_;
+          if (p.confirmed_by_push && p.param <= 1024 && ArgBytes(args) <= (64u << 10)) keep = args.size();
           UnsubscribeUncounted(p);
         }
       } else {
@@ -1344,11 +1359,54 @@ void Connection::UnsubscribeUncounted(const Pending& p) {
   pubsub_ = sub_channels_ + sub_patterns_ + sub_shard_ > 0;
 }
 
-bool Connection::ConfirmsSubscribe(std::span<const Node> push) {
-  if (push.size() != 4 || push[0].children != 3 || push[1].type != Type::kBulkString) return false;
+bool Connection::SubscribePush(std::span<const Node> push, Family* family, std::string_view* channel) {
+  if (push.size() != 4 || push[0].children != 3 || push[1].type != Type::kBulkString ||
+      push[2].type != Type::kBulkString)
+    return false;
   const std::string_view kind = push[1].str;
-  return EqualsIgnoreCase(kind, "subscribe") || EqualsIgnoreCase(kind, "psubscribe") ||
-         EqualsIgnoreCase(kind, "ssubscribe");
+  if (EqualsIgnoreCase(kind, "subscribe")) {
+    *family = Family::kChannel;
+  } else if (EqualsIgnoreCase(kind, "psubscribe")) {
+    *family = Family::kPattern;
+  } else if (EqualsIgnoreCase(kind, "ssubscribe")) {
+    *family = Family::kShard;
+  } else {
+    return false;
+  }
+  *channel = push[2].str;
+  return true;
+}
+
+void Connection::ConfirmSubscribe(std::span<const Node> push) {
+  Family family;
+  std::string_view channel;
+  if (!SubscribePush(push, &family, &channel)) return;  // a message, an invalidation…
+  // Confirmations come in the order of the requests and of their channels.
+  // One that does not fit the oldest SUBSCRIBE shows it was refused, if
+  // that refusal was silenced (a review: the push of a SUBSCRIBE sent
+  // under CLIENT REPLY SKIP, whose pushes still come, was counted for the
+  // next one, whose -NOPERM then paired with an INCRBY).
+  while (!sub_confirms_.empty()) {
+    SubConfirm& c = sub_confirms_.front();
+    if (c.family == family && (c.channels.empty() || c.channels[c.next] == channel)) {
+      ++c.next;
+      if (--c.left == 0) {
+        Observe(c.spec, Outcome::kReadOnly);
+        sub_confirms_.pop_front();
+      }
+      return;
+    }
+    if (!c.silent || c.next > 0) break;
+    Observe(c.spec, Outcome::kUnpaired);
+    sub_confirms_.pop_front();
+  }
+  ++stats_.unpaired_replies;  // a confirmation nothing sent: out of step
+  EnterDesync();
+}
+
+void Connection::DropSubConfirms() {
+  for (const SubConfirm& c : sub_confirms_) Observe(c.spec, Outcome::kUnpaired);
+  sub_confirms_.clear();
 }
 
 bool Connection::OnSubscriptionReply(Pending& front, std::span<const Node> reply) {
@@ -1439,8 +1497,15 @@ bool Connection::DrainOneNoReply() {
       EnterIgnored();
       break;
     case Kind::kSubscribe:
-      if (p.confirmed_by_push && !desync_) {
-        sub_confirms_.push_back({p.spec, static_cast<uint32_t>(p.param)});
+      if (p.confirmed_by_push && desync_) {
+        Observe(p.spec, Outcome::kUnpaired);
+      } else if (p.confirmed_by_push) {
+        SubConfirm c{p.spec, p.family, p.silenced, static_cast<uint32_t>(p.param), 0, {}};
+        if (p.argc == static_cast<uint32_t>(p.param) + 1) {
+          const std::span<const std::string_view> args = Args(p);
+          c.channels.assign(args.begin() + 1, args.end());
+        }
+        sub_confirms_.push_back(std::move(c));
         if (sub_confirms_.size() > kMaxSubConfirms) EnterDesync();  // (which forgets them)
       }
       break;
@@ -1672,12 +1737,16 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   ++stats_.replies;
   if (reply[0].type == Type::kPush) {
     ++stats_.pushes;
-    if (!sub_confirms_.empty() && ConfirmsSubscribe(reply) && --sub_confirms_.front().channels == 0) {
-      Observe(sub_confirms_.front().spec, Outcome::kReadOnly);
-      sub_confirms_.pop_front();
-    }
+    if (!sub_confirms_.empty()) [[unlikely]]
+      ConfirmSubscribe(reply);
     return;
   }
+  // The server ran what follows only after a SUBSCRIBE's confirmations: a
+  // silenced one still owing them was refused, silently.
+  while (!sub_confirms_.empty() && sub_confirms_.front().silent) [[unlikely]] {
+      Observe(sub_confirms_.front().spec, Outcome::kUnpaired);
+      sub_confirms_.pop_front();
+    }
   if (!sub_confirms_.empty()) [[unlikely]] {
     // A RESP3 SUBSCRIBE still owes confirmations, and the server runs what
     // follows it only after sending them: this reply is its own. An ACL
@@ -1686,10 +1755,14 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     // though DISCARDed). Anything but an error cannot answer it.
     const SubConfirm refused = sub_confirms_.front();
     sub_confirms_.pop_front();
-    if (IsError(reply[0])) {
+    // (An error naming another command, as Redis 7's do, is not its own.)
+    const std::string_view named = IsError(reply[0]) ? CommandNamedByError(reply[0].str) : std::string_view();
+    if (IsError(reply[0]) && (named.empty() || EqualsIgnoreCase(named, CommandName(*refused.spec)))) {
       Observe(refused.spec, Outcome::kRejected);
+      if (reply[0].str.starts_with("MOVED ") || reply[0].str.starts_with("ASK ")) NoteRedirect(reply[0].str);
       return;
     }
+    Observe(refused.spec, Outcome::kUnpaired);
     ++stats_.unpaired_replies;
     EnterDesync();
     return;
@@ -1934,6 +2007,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       // A command refused while queueing: EXEC will answer -EXECABORT.
       if (is_error) {
         Observe(p.spec, Outcome::kRejected);
+        if (root.str.starts_with("MOVED ") || root.str.starts_with("ASK ")) NoteRedirect(root.str);
         return;
       }
       // Answered in step, and not queued: the transaction inferred was

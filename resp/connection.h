@@ -297,11 +297,11 @@ class Connection {
     kIgnoreMark,
   };
   static Kind KindOf(const CommandSpec* spec);
-  // A RESP3 push confirming a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE of one
-  // channel: >3 kind channel count.
-  static bool ConfirmsSubscribe(std::span<const Node> push);
   // Which subscriptions a (UN)SUBSCRIBE-family command counts in.
   enum class Family : uint8_t { kChannel, kPattern, kShard };
+  // A RESP3 push confirming a SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE of one
+  // channel (>3 kind channel count): its family and channel.
+  static bool SubscribePush(std::span<const Node> push, Family* family, std::string_view* channel);
   struct Pending {
     Kind kind;
     bool no_reply;                     // the server will not answer (CLIENT REPLY OFF/SKIP, RESP3 subscribe)
@@ -316,6 +316,8 @@ class Connection {
     // A RESP3 (P|S)SUBSCRIBE sent with replies on: unanswered, but confirmed
     // by one push per channel, or refused by one error (sub_confirms_).
     bool confirmed_by_push = false;
+    bool silenced =
+        false;  // sent under CLIENT REPLY OFF or SKIP (a RESP3 SUBSCRIBE's refusal is then silent)
     const CommandSpec* spec = nullptr;
     uint32_t arg_begin = 0;  // index into spans_
     uint32_t argc = 0;
@@ -515,8 +517,17 @@ class Connection {
   // the oldest one's refusal.
   struct SubConfirm {
     const CommandSpec* spec;
-    uint32_t channels;  // confirmations still due
+    Family family;
+    bool silent;                        // sent under CLIENT REPLY OFF or SKIP: a refusal says nothing
+    uint32_t left;                      // confirmations still due
+    uint32_t next;                      // index in channels of the next one
+    std::vector<std::string> channels;  // in the order confirmed; empty: not kept (too many)
   };
+  // A subscribe push: which entry of sub_confirms_ it confirms (entries
+  // whose silenced refusal it shows are dropped), or out of step.
+  void ConfirmSubscribe(std::span<const Node> push);
+  // Entries whose fate will never be known: counted unpaired.
+  void DropSubConfirms();
   static constexpr size_t kMaxSubConfirms = 1024;
   std::deque<SubConfirm> sub_confirms_;
   // No transaction can be open unseen: the connection was seen from its
