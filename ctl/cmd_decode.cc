@@ -415,8 +415,13 @@ void ReportRoleChanges(RoleChanges& roles) {
   std::lock_guard<std::mutex> lock(roles.mu);
   std::vector<RoleChanges::Change>& all = roles.changes;
   std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.at_ns < b.at_ns; });
+  // The latest ones: in a long capture, the failover that matters is late.
   constexpr size_t kLines = 8;
-  for (size_t i = 0; i < all.size() && i < kLines; ++i) {
+  const size_t first = all.size() > kLines ? all.size() - kLines : 0;
+  if (first + roles.dropped > 0)
+    std::fprintf(stderr, "kvferryctl decode: %llu earlier REPLICAOF answer(s) not listed\n",
+                 (unsigned long long)(first + roles.dropped));
+  for (size_t i = first; i < all.size(); ++i) {
     const RoleChanges::Change& c = all[i];
     if (c.master.empty()) {
       std::fprintf(stderr, "kvferryctl decode: %s was made a master at %s (REPLICAOF NO ONE answered)\n",
@@ -430,7 +435,14 @@ void ReportRoleChanges(RoleChanges& roles) {
       if (all[j].server == c.server) promoted = nullptr;
       if (all[j].server != c.server && all[j].master.empty()) promoted = &all[j];
     }
-    if (promoted != nullptr) {
+    if (promoted != nullptr && c.readbacks == 0 && !c.overflowed) {
+      // (A replica pointed at the new master: it took no writes.)
+      std::fprintf(stderr,
+                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered), %.1f s after "
+                   "%s was made a master; it wrote nothing seen here in between\n",
+                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(),
+                   static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str());
+    } else if (promoted != nullptr) {
       const std::string keys =
           c.overflowed ? "more keys than decode keeps were written there: resynchronise (a consistency check)"
                        : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
@@ -450,9 +462,6 @@ void ReportRoleChanges(RoleChanges& roles) {
           c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str());
     }
   }
-  const uint64_t more = all.size() > kLines ? all.size() - kLines + roles.dropped : roles.dropped;
-  if (more > 0)
-    std::fprintf(stderr, "kvferryctl decode: and %llu more REPLICAOF answers\n", (unsigned long long)more);
 }
 
 class Factory : public dp::StreamConsumerFactory {
