@@ -189,6 +189,7 @@ struct RoleChanges {
     uint64_t at_ns;
     uint64_t readbacks = 0;   // keys read back because the change threw their writes away
     bool overflowed = false;  // more keys than RoleChanges kept
+    bool answered = true;     // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
   };
   static constexpr size_t kKeep = 256;
   std::mutex mu;
@@ -226,7 +227,7 @@ class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a
       Note(r.db, r.key);
     next_->Emit(r, id);
   }
-  void OnRoleChange(std::string_view master, uint64_t reply_ns) override {
+  void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override {
     std::set<std::pair<uint16_t, std::string>> lost;
     {
       std::lock_guard<std::mutex> lock(roles_->mu);
@@ -246,7 +247,7 @@ class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a
       }
       if (r.changes.size() < RoleChanges::kKeep) {
         r.changes.push_back(
-            {server_, std::string(master), reply_ns, lost.size(), overflowed && !master.empty()});
+            {server_, std::string(master), reply_ns, lost.size(), overflowed && !master.empty(), answered});
       } else {
         ++r.dropped;
       }
@@ -419,13 +420,14 @@ void ReportRoleChanges(RoleChanges& roles) {
   constexpr size_t kLines = 8;
   const size_t first = all.size() > kLines ? all.size() - kLines : 0;
   if (first + roles.dropped > 0)
-    std::fprintf(stderr, "kvferryctl decode: %llu earlier REPLICAOF answer(s) not listed\n",
+    std::fprintf(stderr, "kvferryctl decode: %llu earlier REPLICAOF(s) not listed\n",
                  (unsigned long long)(first + roles.dropped));
   for (size_t i = first; i < all.size(); ++i) {
     const RoleChanges::Change& c = all[i];
+    const char* how = c.answered ? "answered" : "sent with its reply silenced";
     if (c.master.empty()) {
-      std::fprintf(stderr, "kvferryctl decode: %s was made a master at %s (REPLICAOF NO ONE answered)\n",
-                   c.server.c_str(), CaptureTime(c.at_ns).c_str());
+      std::fprintf(stderr, "kvferryctl decode: %s was made a master at %s (REPLICAOF NO ONE %s)\n",
+                   c.server.c_str(), CaptureTime(c.at_ns).c_str(), how);
       continue;
     }
     // The latest promotion of another server before it, after this
@@ -438,28 +440,27 @@ void ReportRoleChanges(RoleChanges& roles) {
     if (promoted != nullptr && c.readbacks == 0 && !c.overflowed) {
       // (A replica pointed at the new master: it took no writes.)
       std::fprintf(stderr,
-                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered), %.1f s after "
+                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s), %.1f s after "
                    "%s was made a master; it wrote nothing seen here in between\n",
-                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(),
+                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
                    static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str());
     } else if (promoted != nullptr) {
       const std::string keys =
           c.overflowed ? "more keys than decode keeps were written there: resynchronise (a consistency check)"
                        : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
       std::fprintf(stderr,
-                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered), %.1f s after "
+                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s), %.1f s after "
                    "%s was made a master: Redis threw away the writes %s took in between; %s\n",
-                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(),
+                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
                    static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str(),
                    c.server.c_str(), keys.c_str());
     } else {
-      std::fprintf(
-          stderr,
-          "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF answered): it replaced its "
-          "dataset with the master's, over a link of its own that a capture of its port does not "
-          "see; what it held that the master lacked is gone from the source, unflagged here: "
-          "resynchronise the replica (a consistency check, or a copy of the source)\n",
-          c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str());
+      std::fprintf(stderr,
+                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s): it replaced its "
+                   "dataset with the master's, over a link of its own that a capture of its port does not "
+                   "see; what it held that the master lacked is gone from the source, unflagged here: "
+                   "resynchronise the replica (a consistency check, or a copy of the source)\n",
+                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how);
     }
   }
 }

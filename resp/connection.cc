@@ -637,6 +637,16 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
   return 0;
 }
 
+void Connection::NoteRoleChange(const Pending& p, uint64_t ts, bool answered) {
+  std::string master;
+  if (p.param == kReplicaOfMaster) {
+    ++stats_.became_replica;
+    const std::span<const std::string_view> args = Args(p);
+    master = args.size() == 3 ? std::string(args[1]) + ":" + std::string(args[2]) : "a master";
+  }
+  if (opts_.client_lists != nullptr) opts_.client_lists->OnRoleChange(master, ts, answered);
+}
+
 void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts, bool in_tx) {
   if (p.param == kClusterCommand) {
     if (!single_db_ && opts_.client_lists != nullptr && TableIndex(p.spec) < kCommandTableSize)
@@ -649,13 +659,7 @@ void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts
     // demotion). A master told NO ONE answers +OK, changing nothing, but
     // nothing on the wire tells.
     if (reply.type != Type::kSimpleString || (p.param == kReplicaOfMaster && reply.str != "OK")) return;
-    std::string master;
-    if (p.param == kReplicaOfMaster) {
-      ++stats_.became_replica;
-      const std::span<const std::string_view> args = Args(p);
-      master = args.size() == 3 ? std::string(args[1]) + ":" + std::string(args[2]) : "a master";
-    }
-    if (opts_.client_lists != nullptr) opts_.client_lists->OnRoleChange(master, ts);
+    NoteRoleChange(p, ts, true);
     return;
   }
   if (in_tx || reply.elided || (reply.type != Type::kBulkString && reply.type != Type::kVerbatim)) return;
@@ -1461,6 +1465,12 @@ bool Connection::DrainOneNoReply() {
   // this connection, which then hangs: see OnClose.
   if (p.kills) kill_answered_ = true;
   switch (p.kind) {
+    case Kind::kPlain:
+      // A REPLICAOF whose reply was silenced: most likely done (a review
+      // saw decode's account of roles end on the wrong one).
+      if ((p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) && !desync_) [[unlikely]]
+        NoteRoleChange(p, std::max(p.ts, last_ts_), false);  // it ran by now
+      break;
     case Kind::kWrite:
       if (in_multi_) {
         multi_queue_.push_back(p);

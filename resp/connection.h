@@ -61,9 +61,12 @@ class ClientListObserver {
   // master (`master` empty: REPLICAOF NO ONE). What a replica held before
   // is replaced by its master's (a failover throws away what the old master
   // took after the new one was made master).
-  virtual void OnRoleChange(std::string_view master, uint64_t reply_ns) {
+  // `answered` false: sent under CLIENT REPLY OFF or SKIP, so most likely
+  // done, at its request's time, but unconfirmed.
+  virtual void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) {
     (void)master;
     (void)reply_ns;
+    (void)answered;
   }
   // The server showed it is a Redis Cluster node, which has db 0 alone
   // (a -MOVED, -ASK, -CROSSSLOT or -CLUSTERDOWN answering one of Redis's own
@@ -354,6 +357,8 @@ class Connection {
   }
   void NoteUnknown(std::string_view name);
   void NoteRedirect(std::string_view error);
+  // A REPLICAOF that made the server a replica or a master.
+  void NoteRoleChange(const Pending& p, uint64_t ts, bool answered);
   // A refusal only a Redis Cluster node gives (SetSingleDb).
   static bool ShowsClusterNode(const Pending& p, std::string_view error);
   // Whether `reply` is a RESP2 confirmation of `p`'s (UN)SUBSCRIBE family.

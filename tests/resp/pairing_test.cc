@@ -2549,6 +2549,34 @@ TEST(PairingOffline, NewlinesAMasterSendsBeforeAFullResyncAreNotReplies) {
   EXPECT_EQ(seen.outcomes, (V{"ping read_only", "psync read_only"}));
 }
 
+// Role changes are told to the observer (decode names them): a REPLICAOF
+// whose reply CLIENT REPLY OFF silenced too, unconfirmed (a review: decode's
+// account ended on the wrong role); "+OK Already connected to specified
+// master" is none.
+TEST(PairingOffline, RoleChangesAreToldAnsweredOrSilenced) {
+  struct Roles : ClientListObserver {
+    V changes;
+    void OnClientList(std::string_view, uint64_t, uint64_t) override {}
+    void OnRoleChange(std::string_view master, uint64_t ts, bool answered) override {
+      changes.push_back((master.empty() ? std::string("master") : std::string(master)) + " " +
+                        std::to_string(ts) + (answered ? "" : " silenced"));
+    }
+  } roles;
+  VectorSink sink;
+  ConnectionOptions o;
+  o.client_lists = &roles;
+  Connection conn(&sink, o);
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"REPLICAOF", "NO", "ONE"}) + Cmd({"REPLICAOF", "10.0.0.9", "6379"}) +
+                  Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SLAVEOF", "10.0.0.8", "6380"}) +
+                  Cmd({"CLIENT", "REPLY", "ON"}),
+              10);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n+OK Already connected to specified master\r\n", 11);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 12);
+  EXPECT_EQ(roles.changes,
+            (V{"master 11", "10.0.0.8:6380 11 silenced"}));  // ran once the one before was answered
+}
+
 TEST(PairingOffline, AReplicaOfAMasterIsCounted) {
   VectorSink sink;
   Connection conn(&sink, {});
