@@ -204,7 +204,9 @@ struct RoleChanges {
   bool recording = false;
   std::set<std::string> made_master;  // the latest made master: its writes stand
   std::map<std::string, std::set<std::pair<uint16_t, std::string>>> written;
-  std::set<std::string> overflowed;  // servers whose keys passed the cap (no longer kept)
+  // Servers whose keys passed the cap, or that wrote database-wide: their
+  // keys are no longer kept, and their demotion says to resynchronise.
+  std::set<std::string> overflowed;
   size_t key_bytes = 0;
   uint64_t readbacks = 0;  // read-back records added at demotions
 };
@@ -223,8 +225,16 @@ class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a
         next_(next),
         connection_id_(connection_id) {}
   void Emit(const RecordView& r, uint64_t id) override {
-    if (roles_->recording && !r.key.empty() && r.op != RecordOp::kHold) [[unlikely]]
-      Note(r.db, r.key);
+    if (roles_->recording) [[unlikely]] {
+      if (r.op == RecordOp::kDatabase) {
+        // A FLUSHDB, SWAPDB… the failover may throw away: no key to read
+        // back undoes it (a review: the old master's FLUSHALL emptied the
+        // replica); its demotion says to resynchronise.
+        Unknowable();
+      } else if (!r.key.empty() && r.op != RecordOp::kHold) {
+        Note(r.db, r.key);
+      }
+    }
     next_->Emit(r, id);
   }
   void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override {
@@ -270,6 +280,13 @@ class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a
   }
 
  private:
+  void Unknowable() {
+    RoleChanges& r = *roles_;
+    if (r.made_master.count(server_) != 0 || r.overflowed.count(server_) != 0) return;
+    r.overflowed.insert(server_);
+    std::set<std::pair<uint16_t, std::string>> keys;
+    Forget(&keys);
+  }
   void Note(uint16_t db, std::string_view key) {
     RoleChanges& r = *roles_;
     if (r.made_master.count(server_) != 0 || r.overflowed.count(server_) != 0) return;
@@ -321,13 +338,7 @@ class FlowConsumer : public dp::StreamConsumer {
         roles_(roles) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
     const uint64_t at = static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_);
-    if (roles_->recording && !tapped_) [[unlikely]] {
-      // A server was made a master: this connection's records pass the
-      // wire from now on, which keeps their keys (not before: a call per
-      // record).
-      conn_.set_sink(&wire_);
-      tapped_ = true;
-    }
+    Tap();
     conn_.OnData(static_cast<resp::Direction>(dir), bytes, at);
     if (!conn_.db_known()) settler_.Check(conn_, *reader_, at);
   }
@@ -335,10 +346,12 @@ class FlowConsumer : public dp::StreamConsumer {
     conn_.OnGap(static_cast<resp::Direction>(dir), missing);
   }
   void OnFin(dp::Direction dir, uint64_t peer_acked) override {
+    Tap();
     conn_.OnFin(static_cast<resp::Direction>(dir), peer_acked);
   }
   void OnClose(dp::CloseReason reason) override { OnCloseAt(reason, 0); }
   void OnCloseAt(dp::CloseReason, uint64_t last_seen_ns) override {
+    Tap();
     conn_.OnClose(
         resp::CloseReason::kFin,
         last_seen_ns == 0 ? 0 : static_cast<uint64_t>(static_cast<int64_t>(last_seen_ns) + shift_ns_));
@@ -357,6 +370,14 @@ class FlowConsumer : public dp::StreamConsumer {
   }
 
  private:
+  // Once a server was made a master, this connection's records pass the
+  // wire, which keeps their keys (not before: a call per record).
+  void Tap() {
+    if (roles_->recording && !tapped_) [[unlikely]] {
+      conn_.set_sink(&wire_);
+      tapped_ = true;
+    }
+  }
   // (wire_ is not constructed yet: only its address is taken.)
   resp::ConnectionOptions WithWire(resp::ConnectionOptions o) {
     o.client_lists = &wire_;
@@ -446,8 +467,10 @@ void ReportRoleChanges(RoleChanges& roles) {
                    static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str());
     } else if (promoted != nullptr) {
       const std::string keys =
-          c.overflowed ? "more keys than decode keeps were written there: resynchronise (a consistency check)"
-                       : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
+          c.overflowed
+              ? "a database-wide write (FLUSHDB, SWAPDB…), or more keys than decode keeps, was among "
+                "them: resynchronise (a consistency check)"
+              : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
       std::fprintf(stderr,
                    "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s), %.1f s after "
                    "%s was made a master: Redis threw away the writes %s took in between; %s\n",

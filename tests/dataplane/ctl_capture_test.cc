@@ -651,6 +651,29 @@ TEST(CtlCaptureTest, DecodeSaysWhichServerAFailoverDemotedAndWhen) {
       << out;
   EXPECT_EQ(out.find("was made a master"), std::string::npos) << out;
   unlink(path.c_str());
+
+  // A FLUSHALL the old master took in between: no key's read-back undoes
+  // it, so its demotion says to resynchronise (a third review: the replica
+  // was left empty, and the note claimed the keys were covered).
+  Conversation flushed(41013, "10.0.0.2"), promoter(41014, "10.0.0.3");
+  flushed.Exchange("*3\r\n$3\r\nSET\r\n$4\r\nkeep\r\n$1\r\n1\r\n", "+OK\r\n");
+  promoter.ts += 50'000'000;
+  promoter.Exchange("*3\r\n$9\r\nREPLICAOF\r\n$2\r\nNO\r\n$3\r\nONE\r\n", "+OK\r\n");
+  flushed.ts += 100'000'000;
+  flushed.Exchange("*1\r\n$8\r\nFLUSHALL\r\n", "+OK\r\n");
+  flushed.Exchange("*3\r\n$7\r\nslaveof\r\n$8\r\n10.0.0.3\r\n$4\r\n6379\r\n", "+OK\r\n");
+  frames = promoter.frames;
+  frames.insert(frames.end(), flushed.frames.begin(), flushed.frames.end());
+  std::stable_sort(frames.begin(), frames.end(),
+                   [](const auto& a, const auto& b) { return a.ts_ns < b.ts_ns; });
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  out = Shell(ctl + " decode --pcap " + path +
+              " --server 10.0.0.2:6379 --server 10.0.0.3:6379 --format json 2>&1 >/dev/null");
+  EXPECT_NE(out.find("Redis threw away the writes 10.0.0.2:6379 took in between; a database-wide write "
+                     "(FLUSHDB, SWAPDB…), or more keys than decode keeps, was among them: resynchronise"),
+            std::string::npos)
+      << out;
+  unlink(path.c_str());
 }
 
 // A Redis Cluster node answers -MOVED (or -ASK) for a key another node
@@ -697,7 +720,9 @@ TEST(CtlCaptureTest, DecodeKnowsTheDbOfEveryConnectionToAClusterNode) {
   for (const auto& [request, reply, proven] : std::vector<std::tuple<std::string, std::string, bool>>{
            {"*2\r\n$7\r\nCLUSTER\r\n$4\r\nMYID\r\n", "$4\r\nabcd\r\n", true},
            {"*2\r\n$3\r\nGET\r\n$1\r\nz\r\n", "-MOVED 8157 10.0.0.7:6379\r\n", true},
-           {eval, "-MOVED 1 x:1\r\n", false}}) {
+           {eval, "-MOVED 1 x:1\r\n", false},
+           // Redis before 7.0 answered READWRITE +OK anywhere (a review).
+           {"*1\r\n$9\r\nREADWRITE\r\n", "+OK\r\n", false}}) {
     // A connection opened in the capture (a client's topology refresh),
     // then a pooled one open before it (no SYN).
     std::vector<tb::TimedFrame> frames;
