@@ -188,7 +188,7 @@ struct RoleChanges {
     std::string master;  // "host:port", or empty: it became a master
     uint64_t at_ns;
     uint64_t readbacks = 0;   // keys read back because the change threw their writes away
-    bool overflowed = false;  // more keys than RoleChanges kept
+    bool overflowed = false;  // a database-wide write, or more keys than RoleChanges keeps, among them
     bool answered = true;     // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
   };
   static constexpr size_t kKeep = 256;
@@ -208,7 +208,6 @@ struct RoleChanges {
   // keys are no longer kept, and their demotion says to resynchronise.
   std::set<std::string> overflowed;
   size_t key_bytes = 0;
-  uint64_t readbacks = 0;  // read-back records added at demotions
 };
 
 // The CLIENT LISTs a connection pairs go on the board; its server's role
@@ -253,7 +252,6 @@ class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a
         lost.clear();  // its writes stand
       } else {
         r.made_master.erase(server_);
-        r.readbacks += lost.size();
       }
       if (r.changes.size() < RoleChanges::kKeep) {
         r.changes.push_back(

@@ -839,8 +839,7 @@ void Connection::NoteUnknown(std::string_view name) {
 
 bool Connection::ShowsClusterNode(const Pending& p, std::string_view error) {
   if (p.kind == Kind::kSelect) return error.find("not allowed in cluster mode") != std::string_view::npos;
-  if (!error.starts_with("MOVED ") && !error.starts_with("ASK ") && !error.starts_with("CROSSSLOT ") &&
-      !error.starts_with("CLUSTERDOWN "))
+  if (!IsRedirect(error) && !error.starts_with("CROSSSLOT ") && !error.starts_with("CLUSTERDOWN "))
     return false;
   // Only Redis's own commands: a script or a module may answer any error.
   return p.spec != nullptr && TableIndex(p.spec) < kCommandTableSize && !IsScriptCall(*p.spec);
@@ -1760,17 +1759,17 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   }
   // The server ran what follows only after a SUBSCRIBE's confirmations: a
   // silenced one still owing them was refused, silently.
-  while (!sub_confirms_.empty() && sub_confirms_.front().silent) [[unlikely]] {
-      if (sub_confirms_.front().next > 0) {
-        // Confirmed in part: an ACL refuses all or none, so those pushes were
-        // another SUBSCRIBE's, and which reply is whose is not known.
-        ++stats_.unpaired_replies;
-        EnterDesync();  // (which forgets them)
-        break;
-      }
-      Observe(sub_confirms_.front().spec, Outcome::kUnpaired);
-      sub_confirms_.pop_front();
+  while (!sub_confirms_.empty() && sub_confirms_.front().silent) {
+    if (sub_confirms_.front().next > 0) {
+      // Confirmed in part: an ACL refuses all or none, so those pushes were
+      // another SUBSCRIBE's, and which reply is whose is not known.
+      ++stats_.unpaired_replies;
+      EnterDesync();  // (which forgets them)
+      break;
     }
+    Observe(sub_confirms_.front().spec, Outcome::kUnpaired);
+    sub_confirms_.pop_front();
+  }
   if (!sub_confirms_.empty()) [[unlikely]] {
     // A RESP3 SUBSCRIBE still owes confirmations, and the server runs what
     // follows it only after sending them: this reply is its own. An ACL
@@ -1783,7 +1782,7 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     const std::string_view named = IsError(reply[0]) ? CommandNamedByError(reply[0].str) : std::string_view();
     if (IsError(reply[0]) && (named.empty() || EqualsIgnoreCase(named, CommandName(*refused.spec)))) {
       Observe(refused.spec, Outcome::kRejected);
-      if (reply[0].str.starts_with("MOVED ") || reply[0].str.starts_with("ASK ")) NoteRedirect(reply[0].str);
+      if (IsRedirect(reply[0].str)) NoteRedirect(reply[0].str);
       return;
     }
     Observe(refused.spec, Outcome::kUnpaired);
@@ -2031,7 +2030,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       // A command refused while queueing: EXEC will answer -EXECABORT.
       if (is_error) {
         Observe(p.spec, Outcome::kRejected);
-        if (root.str.starts_with("MOVED ") || root.str.starts_with("ASK ")) NoteRedirect(root.str);
+        if (IsRedirect(root.str)) NoteRedirect(root.str);
         return;
       }
       // Answered in step, and not queued: the transaction inferred was
@@ -2045,7 +2044,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       no_unseen_multi_ = true;
     }
   }
-  if (is_error && (root.str.starts_with("MOVED ") || root.str.starts_with("ASK "))) [[unlikely]]
+  if (is_error && IsRedirect(root.str)) [[unlikely]]
     NoteRedirect(root.str);
   if (is_error && !single_db_ && opts_.client_lists != nullptr && ShowsClusterNode(p, root.str)) [[unlikely]]
     opts_.client_lists->OnClusterNode(ts);

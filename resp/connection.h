@@ -62,7 +62,7 @@ class ClientListObserver {
   // is replaced by its master's (a failover throws away what the old master
   // took after the new one was made master).
   // `answered` false: sent under CLIENT REPLY OFF or SKIP, so most likely
-  // done, at its request's time, but unconfirmed.
+  // done, but unconfirmed; `reply_ns` is then when it had surely run.
   virtual void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) {
     (void)master;
     (void)reply_ns;
@@ -316,8 +316,8 @@ class Connection {
     bool out_of_step = false;          // parsed out of sync after client bytes were lost (requests_unsure_)
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
-    // A RESP3 (P|S)SUBSCRIBE sent with replies on: unanswered, but confirmed
-    // by one push per channel, or refused by one error (sub_confirms_).
+    // A RESP3 (P|S)SUBSCRIBE: unanswered, but confirmed by one push per
+    // channel, or refused by one error unless `silenced` (sub_confirms_).
     bool confirmed_by_push = false;
     bool silenced =
         false;  // sent under CLIENT REPLY OFF or SKIP (a RESP3 SUBSCRIBE's refusal is then silent)
@@ -356,6 +356,10 @@ class Connection {
     return p.kind == Kind::kSelect || p.kind == Kind::kReset || (p.kind == Kind::kExec && p.param == 0);
   }
   void NoteUnknown(std::string_view name);
+  // -MOVED or -ASK: the request runs on the node named (Redis Cluster).
+  static bool IsRedirect(std::string_view error) {
+    return error.starts_with("MOVED ") || error.starts_with("ASK ");
+  }
   void NoteRedirect(std::string_view error);
   // A REPLICAOF that made the server a replica or a master.
   void NoteRoleChange(const Pending& p, uint64_t ts, bool answered);
