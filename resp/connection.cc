@@ -230,7 +230,7 @@ Connection::Kind Connection::KindOf(const CommandSpec* spec) {
     };
     for (size_t i = 0; i < kCommandTableSize; ++i) {
       const CommandSpec& s = kCommandTable[i];
-      if (s.Has(kCmdWrite) || IsScriptCall(s) || std::string_view(s.name) == "pfcount") v[i] = Kind::kWrite;
+      if (ConvertsAsWrite(s)) v[i] = Kind::kWrite;
       for (const auto& [name, kind] : special) {
         if (std::string_view(s.name) == name) v[i] = kind;
       }

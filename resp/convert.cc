@@ -578,6 +578,10 @@ bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
 }
 
+bool ConvertsAsWrite(const CommandSpec& spec) {
+  return spec.Has(kCmdWrite) || IsScriptCall(spec) || CommandName(spec) == "pfcount";
+}
+
 namespace {
 // Ids of the commands that may produce records: the generated table's,
 // fixed at first use; then those learnt (--command-info) or made by tests,
@@ -591,9 +595,7 @@ struct SourceIds {
 
 bool MayRecord(const CommandSpec& s) {
   const std::string_view name = CommandName(s);
-  // (REPLICAOF, SLAVEOF: the read-backs of a failover, in decode.)
-  return s.Has(kCmdWrite) || IsScriptCall(s) || name == "pfcount" || name == "debug" || name == "replicaof" ||
-         name == "slaveof";
+  return ConvertsAsWrite(s) || name == "debug" || name == "replicaof" || name == "slaveof";
 }
 
 SourceIds& Sources() {

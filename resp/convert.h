@@ -51,6 +51,9 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
+// A command whose reply the converter reads as a write's: flagged write, a
+// script call, or PFCOUNT (which may update its HyperLogLog's cache).
+bool ConvertsAsWrite(const CommandSpec& spec);
 // A script body or function library that names MIGRATE, or may call it
 // without naming it (a command name that is not a plain string literal,
 // `redis` used other than as `redis.field`, the globals or a compiler
@@ -59,8 +62,9 @@ bool IsScriptCall(const CommandSpec& spec);
 // So is one naming a command the source renamed (renames.h), by either
 // name: a replica, without the renames, would run it otherwise.
 bool ScriptCallsMigrate(std::string_view code);
-// A small id for each command that may produce records (a write, a script
-// call, PFCOUNT, DEBUG), carried by its records (RecordView::source) so that
+// A small id for each command that may produce records (ConvertsAsWrite;
+// DEBUG POPULATE; REPLICAOF and SLAVEOF, whose failover read-backs decode
+// adds), carried by its records (RecordView::source) so that
 // decode can count flagged records per captured command; 0 for any other
 // (and past 255 commands, which no Redis has). Thread-safe.
 namespace detail {
