@@ -27,6 +27,7 @@
 
 #include "ctl/command.h"
 #include "ctl/db_resolver.h"
+#include "ctl/failover.h"
 #include "ctl/record_json.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
@@ -138,6 +139,9 @@ struct RespCounters {
   // EVALSHAs a worker did not know, looked up again at the merge: shipped as
   // EVAL, or read back.
   uint64_t scripts_resolved = 0, scripts_unknown = 0;
+  // REPLICAOFs the servers took, and keys read back because a failover
+  // threw their writes away (ctl/failover.h; filled in by the caller).
+  uint64_t role_changes = 0, failover_readbacks = 0;
   std::map<std::string, uint64_t, std::less<>> requests_by_command;  // table name ("set") -> requests
 
   // Adds the growth of `now` over `before` (both cumulative, one connection).
@@ -184,14 +188,16 @@ struct RespCounters {
                                 {&unknown_db, o.unknown_db},
                                 {&unknown_prior, o.unknown_prior},
                                 {&scripts_resolved, o.scripts_resolved},
-                                {&scripts_unknown, o.scripts_unknown}})
+                                {&scripts_unknown, o.scripts_unknown},
+                                {&role_changes, o.role_changes},
+                                {&failover_readbacks, o.failover_readbacks}})
       *mine += theirs;
     for (const auto& [name, n] : o.requests_by_command) requests_by_command[name] += n;
     return *this;
   }
 };
 static_assert(sizeof(RespCounters) ==
-                  23 * sizeof(uint64_t) + sizeof(std::map<std::string, uint64_t, std::less<>>),
+                  25 * sizeof(uint64_t) + sizeof(std::map<std::string, uint64_t, std::less<>>),
               "a field added to RespCounters is summed in operator+=");
 
 // Serialises record lines of all workers on stdout and numbers them.
@@ -268,11 +274,14 @@ class RespShard : public StreamConsumerFactory,
   // `board` (may be null) holds the servers' CLIENT LIST answers, those seen
   // on the wire and those `resolver` (may be null: --resolve-db) asks for:
   // they settle the db of connections the capture cannot tell it for.
-  RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts,
+  // `failovers` is shared by every shard: a server made a master is seen on
+  // one connection, the writes its old master then took on others.
+  RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts, kvf::ctl::Failovers* failovers,
             kvf::resp::ShardMerge* merge = nullptr, size_t index = 0, size_t shards = 1,
             kvf::ctl::DbAnswerBoard* board = nullptr, kvf::ctl::DbResolver* resolver = nullptr)
       : out_(out),
         scripts_(scripts),
+        failovers_(failovers),
         merge_(merge),
         board_(board),
         resolver_(resolver),
@@ -321,10 +330,13 @@ class RespShard : public StreamConsumerFactory,
   class Consumer : public StreamConsumer {
    public:
     Consumer(RespShard* shard, kvf::resp::ConnectionOptions o, const FlowInfo& info)
-        : shard_(shard), conn_(shard, WithBoard(shard, info, &o)) {
+        : shard_(shard),
+          wire_(shard->board_, info.server, shard->failovers_, shard, o.connection_id),
+          conn_(shard, WithWire(&o)) {
       if (shard->board_ != nullptr) settler_.emplace(info.server, info.client, shard->resolver_);
     }
     void OnData(Direction dir, kvf::ByteSpan bytes, uint64_t ts) override {
+      Tap();
       conn_.OnData(static_cast<kvf::resp::Direction>(dir), bytes, ts);
       if (settler_ && !conn_.db_known() && settler_->Check(conn_, shard_->board_reader_, ts))
         ++shard_->local_db_not_listed_;
@@ -335,6 +347,7 @@ class RespShard : public StreamConsumerFactory,
       Publish();
     }
     void OnFin(Direction dir, uint64_t peer_acked) override {
+      Tap();
       conn_.OnFin(static_cast<kvf::resp::Direction>(dir), peer_acked);
       Publish();
     }
@@ -348,29 +361,36 @@ class RespShard : public StreamConsumerFactory,
         case CloseReason::kShutdown: r = kvf::resp::CloseReason::kCaptureEnd; break;
         default: break;
       }
+      Tap();
       conn_.OnClose(r, last_seen_ns);
       Publish();
     }
 
    private:
-    // `o` with this connection's CLIENT LIST replies going on the board.
-    kvf::resp::ConnectionOptions WithBoard(RespShard* shard, const FlowInfo& info,
-                                           kvf::resp::ConnectionOptions* o) {
-      if (shard->board_ != nullptr) {
-        wire_.emplace(shard->board_, info.server);
-        o->client_lists = &*wire_;
-      }
+    // `o` with this connection's CLIENT LIST replies going on the board,
+    // its role changes to the failovers.
+    kvf::resp::ConnectionOptions WithWire(kvf::resp::ConnectionOptions* o) {
+      o->client_lists = &wire_;
       return *o;
+    }
+    // Once a server was made a master, this connection's records pass the
+    // wire, which keeps their keys (not before: a call per record).
+    void Tap() {
+      if (!tapped_ && shard_->failovers_->recording()) [[unlikely]] {
+        conn_.set_sink(&wire_);
+        tapped_ = true;
+      }
     }
     void Publish() {
       shard_->Publish(conn_.stats(), published_);
       published_ = conn_.stats();
     }
     RespShard* shard_;
-    std::optional<kvf::ctl::WireClientLists> wire_;  // before conn_, which points to it
+    kvf::ctl::FailoverWire wire_;  // before conn_, which points to it
     kvf::resp::Connection conn_;
     kvf::resp::ConnectionStats published_;
     std::optional<kvf::ctl::DbSettler> settler_;
+    bool tapped_ = false;
   };
 
   // Moves this worker's local counts into the shared snapshot.
@@ -396,6 +416,7 @@ class RespShard : public StreamConsumerFactory,
   mutable std::mutex mu_;
   RespCounters shared_;              // guarded by mu_
   kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
+  kvf::ctl::Failovers* failovers_;   // shared by all shards of the capture
   kvf::resp::ShardMerge* merge_;
   kvf::ctl::DbAnswerBoard* board_;
   kvf::ctl::DbResolver* resolver_;
@@ -443,6 +464,8 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["scripts_unknown_at_merge"] = resp.scripts_unknown;
   c["records_unknown_db"] = resp.unknown_db;
   c["records_unknown_prior"] = resp.unknown_prior;
+  c["records_failover_readbacks"] = resp.failover_readbacks;
+  c["resp_role_changes"] = resp.role_changes;
   c["resp_db_proven_by_server"] = resp.db_proven;
   c["resp_db_not_listed_by_server"] = resp.db_not_listed;
   c["resp_gaps"] = resp.gaps;
@@ -563,6 +586,12 @@ std::string TimeLabel(uint64_t ts_ns) {
   return buf;
 }
 
+// A server's role change, as it is seen (ctl/failover.h): a failover may
+// have thrown writes away, read back or to resynchronise.
+void TellRoleChange(const std::string& what) {
+  std::fprintf(stderr, "kvferryctl capture: %s\n", what.c_str());
+}
+
 // Offline: one thread, timeouts on packet time, one line per capture second.
 int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::string& format,
                int max_seconds, const kvf::resp::AmbiguityOptions& ambiguity,
@@ -582,10 +611,14 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
-  RespShard shard(&tracker, &scripts, nullptr, 0, 1, &board);
+  kvf::ctl::Failovers failovers("capture");
+  failovers.set_on_change(TellRoleChange);
+  RespShard shard(&tracker, &scripts, &failovers, nullptr, 0, 1, &board);
   FlowTable table(cfg, &shard);
   auto resp_counters = [&] {
     RespCounters c = shard.Snapshot();
+    c.role_changes = failovers.role_changes();
+    c.failover_readbacks = failovers.readbacks();
     c.ambiguous = output.ambiguous();
     c.unknown_db = output.unknown_db();
     c.unknown_prior = output.unknown_prior();
@@ -669,11 +702,13 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   kvf::resp::MergeOptions merge_options;
   if (format == "records") merge_options.on_idle = [&printer] { printer.Flush(); };
   kvf::resp::ShardMerge merge(workers, &tracker, merge_options, &scripts);
+  kvf::ctl::Failovers failovers("capture");  // one for all workers
+  failovers.set_on_change(TellRoleChange);
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(
-        std::make_unique<RespShard>(merge.input(i), &scripts, &merge, i, workers, board, resolver));
+    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &failovers, &merge, i, workers,
+                                                 board, resolver));
     factories.push_back(shards.back().get());
   }
   Dispatcher dispatcher(dc, factories);  // allocates the queues: before any thread starts
@@ -693,6 +728,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
     rc.late = ms.late;
     rc.scripts_resolved = ms.scripts_resolved;
     rc.scripts_unknown = ms.scripts_unknown;
+    rc.role_changes = failovers.role_changes();
+    rc.failover_readbacks = failovers.readbacks();
     Counters now =
         Collect(src->Stats(), ds.decode, ds.flows, ds.queue_full_drops, ds.oversize_payload_drops, rc);
     Print(format, label, now, base != nullptr ? *base : prev, secs);

@@ -27,6 +27,7 @@
 #include "core/record_batch.h"
 #include "ctl/command.h"
 #include "ctl/db_resolver.h"
+#include "ctl/failover.h"
 #include "ctl/record_json.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
@@ -180,144 +181,6 @@ struct UnknownCommands {
   std::set<std::string> redirects;  // at most 64
 };
 
-// REPLICAOFs the servers answered, in the order they were paired (from the
-// RESP thread; read once decoding is done).
-struct RoleChanges {
-  struct Change {
-    std::string server;  // the one that answered
-    std::string master;  // "host:port", or empty: it became a master
-    uint64_t at_ns;
-    uint64_t readbacks = 0;   // keys read back because the change threw their writes away
-    bool overflowed = false;  // a database-wide write, or more keys than RoleChanges keeps, among them
-    bool answered = true;     // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
-  };
-  static constexpr size_t kKeep = 256;
-  std::mutex mu;
-  std::vector<Change> changes;  // guarded by mu; the first kKeep
-  uint64_t dropped = 0;         // guarded by mu
-
-  // A failover: once a server is made a master, the keys every other one
-  // writes are kept, per server, until it is made a replica (which throws
-  // those writes away: they are then read back) or the cap is reached.
-  // Touched by the RESP thread alone.
-  static constexpr size_t kMaxKeyBytes = size_t{64} << 20;
-  bool recording = false;
-  std::set<std::string> made_master;  // the latest made master: its writes stand
-  std::map<std::string, std::set<std::pair<uint16_t, std::string>>> written;
-  // Servers whose keys passed the cap, or that wrote database-wide: their
-  // keys are no longer kept, and their demotion says to resynchronise.
-  std::set<std::string> overflowed;
-  size_t key_bytes = 0;
-};
-
-// The CLIENT LISTs a connection pairs go on the board; its server's role
-// changes on the list above. The connection's records pass through it on
-// their way to `next`: after a failover, the keys are kept (RoleChanges).
-class DecodeWire : public resp::RecordSink, public ctl::WireClientLists {  // (a record's Emit: no thunk)
- public:
-  DecodeWire(ctl::DbAnswerBoard* board, const dp::Endpoint& server, RoleChanges* roles,
-             resp::RecordSink* next, uint64_t connection_id)
-      : resp::RecordSink(),
-        ctl::WireClientLists(board, server),
-        server_(server.ToString()),
-        roles_(roles),
-        next_(next),
-        connection_id_(connection_id) {}
-  void Emit(const RecordView& r, uint64_t id) override {
-    if (roles_->recording) [[unlikely]] {
-      if (r.op == RecordOp::kDatabase) {
-        // A FLUSHDB, SWAPDB… the failover may throw away: no key to read
-        // back undoes it (a review: the old master's FLUSHALL emptied the
-        // replica); its demotion says to resynchronise.
-        Unknowable();
-      } else if (!r.key.empty() && r.op != RecordOp::kHold) {
-        Note(r.db, r.key);
-      }
-    }
-    next_->Emit(r, id);
-  }
-  void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override {
-    std::set<std::pair<uint16_t, std::string>> lost;
-    {
-      std::lock_guard<std::mutex> lock(roles_->mu);
-      RoleChanges& r = *roles_;
-      Forget(&lost);
-      const bool overflowed = r.overflowed.erase(server_) != 0;
-      if (master.empty()) {
-        // The others' writes count from now, a master made before included
-        // (the old master of the next failover).
-        r.recording = true;
-        r.made_master.clear();
-        r.made_master.insert(server_);
-        lost.clear();  // its writes stand
-      } else {
-        r.made_master.erase(server_);
-      }
-      if (r.changes.size() < RoleChanges::kKeep) {
-        r.changes.push_back(
-            {server_, std::string(master), reply_ns, lost.size(), overflowed && !master.empty(), answered});
-      } else {
-        ++r.dropped;
-      }
-    }
-    // What it took since another server was made master is gone from the
-    // source (a Sentinel review replayed 52 such keys, unflagged): read
-    // back, after the writes that made them.
-    static const resp::CommandSpec* const replicaof = resp::LookupCommandName("replicaof");
-    for (const auto& [db, key] : lost) {
-      RecordView v;
-      v.capture_ns = reply_ns;
-      v.request_ns = reply_ns;
-      v.db = db;
-      v.op = RecordOp::kReadback;
-      v.flags = kNeedsReadback;
-      v.source = replicaof != nullptr ? resp::SourceIdOf(*replicaof) : 0;
-      v.key = key;
-      next_->Emit(v, connection_id_);
-    }
-  }
-
- private:
-  void Unknowable() {
-    RoleChanges& r = *roles_;
-    if (r.made_master.count(server_) != 0 || r.overflowed.count(server_) != 0) return;
-    r.overflowed.insert(server_);
-    std::set<std::pair<uint16_t, std::string>> keys;
-    Forget(&keys);
-  }
-  void Note(uint16_t db, std::string_view key) {
-    RoleChanges& r = *roles_;
-    if (r.made_master.count(server_) != 0 || r.overflowed.count(server_) != 0) return;
-    auto& keys = r.written[server_];
-    if (r.key_bytes + key.size() > RoleChanges::kMaxKeyBytes) {
-      r.overflowed.insert(server_);
-      r.key_bytes -= std::min(r.key_bytes, Bytes(keys));
-      r.written.erase(server_);
-      return;
-    }
-    if (keys.emplace(db, std::string(key)).second) r.key_bytes += key.size() + 48;
-  }
-  static size_t Bytes(const std::set<std::pair<uint16_t, std::string>>& keys) {
-    size_t n = 0;
-    for (const auto& k : keys) n += k.second.size() + 48;
-    return n;
-  }
-  // Takes this server's kept keys.
-  void Forget(std::set<std::pair<uint16_t, std::string>>* keys) {
-    RoleChanges& r = *roles_;
-    const auto it = r.written.find(server_);
-    if (it == r.written.end()) return;
-    r.key_bytes -= std::min(r.key_bytes, Bytes(it->second));
-    keys->swap(it->second);
-    r.written.erase(it);
-  }
-
-  std::string server_;
-  RoleChanges* roles_;
-  resp::RecordSink* next_;
-  uint64_t connection_id_;
-};
-
 // One resp::Connection per reassembled flow; shifts capture times.
 class FlowConsumer : public dp::StreamConsumer {
  public:
@@ -325,15 +188,15 @@ class FlowConsumer : public dp::StreamConsumer {
   // (read through `reader`) settle its db if it is unknown.
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
                resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
-               ctl::DbBoardReader* reader, RoleChanges* roles)
+               ctl::DbBoardReader* reader, ctl::Failovers* failovers)
       : conn_(sink, WithWire(o)),
         shift_ns_(shift_ns),
         totals_(totals),
         unknown_(unknown),
-        wire_(dbs, info.server, roles, sink, o.connection_id),
+        wire_(dbs, info.server, failovers, sink, o.connection_id),
         settler_(info.server, info.client, nullptr),
         reader_(reader),
-        roles_(roles) {}
+        failovers_(failovers) {}
   void OnData(dp::Direction dir, ByteSpan bytes, uint64_t ts) override {
     const uint64_t at = static_cast<uint64_t>(static_cast<int64_t>(ts) + shift_ns_);
     Tap();
@@ -371,7 +234,7 @@ class FlowConsumer : public dp::StreamConsumer {
   // Once a server was made a master, this connection's records pass the
   // wire, which keeps their keys (not before: a call per record).
   void Tap() {
-    if (roles_->recording && !tapped_) [[unlikely]] {
+    if (failovers_->recording() && !tapped_) [[unlikely]] {
       conn_.set_sink(&wire_);
       tapped_ = true;
     }
@@ -388,10 +251,10 @@ class FlowConsumer : public dp::StreamConsumer {
   UnknownCommands* unknown_;
   // After the members every chunk uses. conn_ points to wire_ but calls it
   // only from OnData, never from its destructor.
-  DecodeWire wire_;
+  ctl::FailoverWire wire_;
   ctl::DbSettler settler_;
   ctl::DbBoardReader* reader_;
-  RoleChanges* roles_;
+  ctl::Failovers* failovers_;
   bool tapped_ = false;
 };
 
@@ -416,76 +279,6 @@ class Outcomes : public resp::OutcomeObserver {
   std::map<std::string, Row, std::less<>>::iterator last_;
 };
 
-// "2026-12-07 01:02:03.456 UTC" for a capture time.
-std::string CaptureTime(uint64_t ns) {
-  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
-  struct tm t {};
-  gmtime_r(&secs, &t);
-  char buf[64];
-  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &t);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%03u UTC", static_cast<unsigned>(ns / 1'000'000 % 1000));
-  return buf;
-}
-
-// Says which server changed its role when, on stderr. A server made a
-// replica replaces its data with its master's: after a failover (another
-// server made master before it), what it accepted in between is gone from
-// the source, but its records are here, unflagged (a Sentinel review).
-void ReportRoleChanges(RoleChanges& roles) {
-  std::lock_guard<std::mutex> lock(roles.mu);
-  std::vector<RoleChanges::Change>& all = roles.changes;
-  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.at_ns < b.at_ns; });
-  // The latest ones: in a long capture, the failover that matters is late.
-  constexpr size_t kLines = 8;
-  const size_t first = all.size() > kLines ? all.size() - kLines : 0;
-  if (first + roles.dropped > 0)
-    std::fprintf(stderr, "kvferryctl decode: %llu earlier REPLICAOF(s) not listed\n",
-                 (unsigned long long)(first + roles.dropped));
-  for (size_t i = first; i < all.size(); ++i) {
-    const RoleChanges::Change& c = all[i];
-    const char* how = c.answered ? "answered" : "sent with its reply silenced";
-    if (c.master.empty()) {
-      std::fprintf(stderr, "kvferryctl decode: %s was made a master at %s (REPLICAOF NO ONE %s)\n",
-                   c.server.c_str(), CaptureTime(c.at_ns).c_str(), how);
-      continue;
-    }
-    // The latest promotion of another server before it, after this
-    // server's own previous change.
-    const RoleChanges::Change* promoted = nullptr;
-    for (size_t j = 0; j < i; ++j) {
-      if (all[j].server == c.server) promoted = nullptr;
-      if (all[j].server != c.server && all[j].master.empty()) promoted = &all[j];
-    }
-    if (promoted != nullptr && c.readbacks == 0 && !c.overflowed) {
-      // (A replica pointed at the new master: it took no writes.)
-      std::fprintf(stderr,
-                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s), %.1f s after "
-                   "%s was made a master; it wrote nothing seen here in between\n",
-                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
-                   static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str());
-    } else if (promoted != nullptr) {
-      const std::string keys =
-          c.overflowed
-              ? "a database-wide write (FLUSHDB, SWAPDB…), or more keys than decode keeps, was among "
-                "them: resynchronise (a consistency check)"
-              : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
-      std::fprintf(stderr,
-                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s), %.1f s after "
-                   "%s was made a master: Redis threw away the writes %s took in between; %s\n",
-                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
-                   static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str(),
-                   c.server.c_str(), keys.c_str());
-    } else {
-      std::fprintf(stderr,
-                   "kvferryctl decode: %s was made a replica of %s at %s (REPLICAOF %s): it replaced its "
-                   "dataset with the master's, over a link of its own that a capture of its port does not "
-                   "see; what it held that the master lacked is gone from the source, unflagged here: "
-                   "resynchronise the replica (a consistency check, or a copy of the source)\n",
-                   c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how);
-    }
-  }
-}
-
 class Factory : public dp::StreamConsumerFactory {
  public:
   Factory(resp::RecordSink* sink, int64_t shift_ns, resp::ConnectionStats* totals,
@@ -500,7 +293,7 @@ class Factory : public dp::StreamConsumerFactory {
     o.announce_holds = true;  // the tracker takes them
     if (servers_seen_.size() < kServersNamed) servers_seen_.insert(info.server.ToString());
     return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_,
-                                          &roles_);
+                                          &failovers_);
   }
 
  private:
@@ -515,7 +308,7 @@ class Factory : public dp::StreamConsumerFactory {
   // The server endpoints connections went to (the first few).
   static constexpr size_t kServersNamed = 8;
   std::set<std::string> servers_seen_;
-  RoleChanges roles_;
+  ctl::Failovers failovers_{"decode"};
 
  private:
   // One script cache for all flows: a script loaded on one connection is
@@ -1374,7 +1167,7 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(stderr, "kvferryctl decode: %s\n",
                  resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());
   }
-  ReportRoleChanges(factory.roles_);
+  factory.failovers_.Report(8);
   if (totals.redirected > 0) {
     // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node
     // named, which only a capture of that node shows (a review: decode of

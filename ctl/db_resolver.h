@@ -186,11 +186,15 @@ class DbSettler {
 // answers seen on the wire.
 class WireClientLists : public resp::ClientListObserver {
  public:
+  // `board` may be null: the answers are dropped.
   WireClientLists(DbAnswerBoard* board, const dataplane::Endpoint& server) : board_(board), server_(server) {}
   void OnClientList(std::string_view text, uint64_t request_ns, uint64_t reply_ns) override {
-    board_->Publish(server_, DbAnswer::FromClientList(text, server_, request_ns, reply_ns));
+    if (board_ != nullptr)
+      board_->Publish(server_, DbAnswer::FromClientList(text, server_, request_ns, reply_ns));
   }
-  void OnClusterNode(uint64_t) override { board_->PublishClusterNode(server_); }
+  void OnClusterNode(uint64_t) override {
+    if (board_ != nullptr) board_->PublishClusterNode(server_);
+  }
 
  private:
   DbAnswerBoard* board_;

@@ -1346,4 +1346,86 @@ TEST(CtlCaptureTest, ResolveDbAsksTheServerForPooledConnectionsOpenBeforeTheCapt
   EXPECT_EQ(stats.find("s3cret"), std::string::npos) << stats;
 }
 
+// A failover, live, with two capture workers: a replica is made a master
+// (REPLICAOF NO ONE, as Sentinel does) while the old master still takes
+// writes; then the old master is made a replica of the new one, and Redis
+// throws away what it took in between. Those keys are read back after the
+// demotion, whichever worker saw the writes and the role changes, and the
+// capture says so as it happens. Needs root (live capture on lo) and
+// redis-server.
+TEST(CtlCaptureTest, LiveCaptureReadsBackWhatAFailoverThrewAway) {
+  const std::string ctl = CtlPath();
+  if (const std::string missing = LiveCaptureMissing(ctl); !missing.empty()) GTEST_SKIP() << missing;
+  const int old_port = 27312, new_port = 27319;  // capture's test port range: 27311-27319
+  const std::string dir = std::string(::testing::TempDir()) + "kvf_ctl_failover_" + std::to_string(getpid());
+  const std::string old_cli = "redis-cli -p " + std::to_string(old_port) + " ";
+  const std::string new_cli = "redis-cli -p " + std::to_string(new_port) + " ";
+  // (A full sync at once, not after the default 5 s wait for more replicas.)
+  const std::string no_wait = "--repl-diskless-sync-delay 0 ";
+  StartRedis(old_port, dir + "/old", no_wait, old_cli);
+  StartRedis(new_port, dir + "/new", no_wait + "--replicaof 127.0.0.1 " + std::to_string(old_port), new_cli);
+  auto synced = [](const std::string& cli) {
+    for (int i = 0; i < 100; ++i) {
+      if (Shell(cli + "info replication").find("master_link_status:up") != std::string::npos) return true;
+      usleep(100'000);
+    }
+    return false;
+  };
+  ASSERT_TRUE(synced(new_cli));
+  const std::string pid = StartLiveCapture(ctl,
+                                           "--server 127.0.0.1:" + std::to_string(old_port) +
+                                               " --server 127.0.0.1:" + std::to_string(new_port) +
+                                               " --workers 2 --format records --seconds 60",
+                                           dir);
+  using kvf::resp::testing::Cmd;
+  kvf::resp::testing::RawClient old_app(old_port), new_app(new_port), sentinel(new_port),
+      old_sentinel(old_port);
+  ASSERT_TRUE(old_app.ok() && new_app.ok() && sentinel.ok() && old_sentinel.ok());
+  ASSERT_EQ(old_app.Send(Cmd({"SET", "before", "1"}), 1), "+OK\r\n");
+  usleep(100'000);
+  ASSERT_EQ(sentinel.Send(Cmd({"REPLICAOF", "NO", "ONE"}), 1), "+OK\r\n");
+  usleep(100'000);
+  // The old master, cut off from its replica, still takes writes.
+  ASSERT_EQ(old_app.Send(Cmd({"SET", "lost", "1"}), 1), "+OK\r\n");
+  ASSERT_EQ(old_app.Send(Cmd({"HSET", "lost:h", "f", "1"}), 1), ":1\r\n");
+  ASSERT_EQ(new_app.Send(Cmd({"SET", "kept", "1"}), 1), "+OK\r\n");
+  usleep(100'000);
+  ASSERT_EQ(old_sentinel.Send(Cmd({"REPLICAOF", "127.0.0.1", std::to_string(new_port)}), 1), "+OK\r\n");
+  ASSERT_TRUE(synced(old_cli));
+  // What the read-backs are for: Redis threw the old master's writes away.
+  EXPECT_EQ(Shell(old_cli + "exists lost lost:h kept before"), "2\n");
+  usleep(500'000);
+  StopLiveCapture(pid, dir + "/old");
+  Shell("kill $(cat " + dir + "/new/redis.pid) 2>/dev/null");
+  const std::string out = Shell("cat " + dir + "/records.json");
+  const std::string stats = Shell("cat " + dir + "/stats.txt");
+  Shell("rm -rf " + dir);
+  // Every write, and a read-back of each key the demotion threw away, after
+  // its write; none of what came before the promotion, nor the new master's.
+  std::map<std::string, std::vector<std::string>> ops;
+  for (const nlohmann::json& rec : JsonLines(out)) {
+    const std::string op = rec.value("op", "");
+    const auto flags = rec.value("flags", nlohmann::json::array());
+    if (op == "readback") {
+      EXPECT_NE(std::find(flags.begin(), flags.end(), "needs_readback"), flags.end()) << rec.dump();
+    }
+    ops[rec["key"].get<std::string>()].push_back(op);
+  }
+  EXPECT_EQ(ops["lost"], (std::vector<std::string>{"idempotent", "readback"})) << out;
+  EXPECT_EQ(ops["lost:h"], (std::vector<std::string>{"idempotent", "readback"})) << out;
+  EXPECT_EQ(ops["kept"], std::vector<std::string>{"idempotent"}) << out;
+  EXPECT_EQ(ops["before"], std::vector<std::string>{"idempotent"}) << out;
+  const std::string old_name = "127.0.0.1:" + std::to_string(old_port);
+  const std::string new_name = "127.0.0.1:" + std::to_string(new_port);
+  EXPECT_NE(stats.find("kvferryctl capture: " + new_name + " was made a master at "), std::string::npos)
+      << stats;
+  EXPECT_NE(stats.find("kvferryctl capture: " + old_name + " was made a replica of " + new_name),
+            std::string::npos)
+      << stats;
+  EXPECT_NE(stats.find("Redis threw away the writes " + old_name +
+                       " took in between; 2 key(s) written there then are read back"),
+            std::string::npos)
+      << stats;
+}
+
 }  // namespace

@@ -1,0 +1,241 @@
+#include "ctl/failover.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+
+#include "resp/command_table.h"
+#include "resp/convert.h"
+
+namespace kvf::ctl {
+namespace {
+
+// "2026-12-07 01:02:03.456 UTC" for a capture time.
+std::string CaptureTime(uint64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm t {};
+  gmtime_r(&secs, &t);
+  char buf[64];
+  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &t);
+  std::snprintf(buf + n, sizeof(buf) - n, ".%03u UTC", static_cast<unsigned>(ns / 1'000'000 % 1000));
+  return buf;
+}
+
+size_t Bytes(const Failovers::Keys& keys) {
+  size_t n = 0;
+  for (const auto& k : keys) n += k.second.size() + 48;
+  return n;
+}
+
+template <typename... Args>
+std::string Format(const char* fmt, Args... args) {
+  const int n = std::snprintf(nullptr, 0, fmt, args...);
+  std::string s(static_cast<size_t>(std::max(n, 0)), '\0');
+  std::snprintf(s.data(), s.size() + 1, fmt, args...);
+  return s;
+}
+
+}  // namespace
+
+bool Failovers::Keeps(const std::string& server) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return made_master_ != server && overflowed_.count(server) == 0;
+}
+
+bool Failovers::Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (made_master_ == server || overflowed_.count(server) != 0) return false;
+  // Already demoted, after this write: its read-back went out without it.
+  if (const auto d = demoted_.find(server);
+      d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
+    readbacks_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  auto& keys = written_[server];
+  if (key_bytes_ + key.size() > kMaxKeyBytes) {
+    overflowed_.insert(server);
+    key_bytes_ -= std::min(key_bytes_, Bytes(keys));
+    written_.erase(server);
+    generation_.fetch_add(1, std::memory_order_release);
+    return false;
+  }
+  if (keys.emplace(db, std::string(key)).second) key_bytes_ += key.size() + 48;
+  return false;
+}
+
+void Failovers::Unknowable(const std::string& server, uint64_t at_ns) {
+  std::string told;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (made_master_ == server || overflowed_.count(server) != 0) return;
+    if (const auto d = demoted_.find(server);
+        d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
+      // Its demotion was told already (capture's workers): say it again.
+      for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) {
+        if (it->server == server && it->at_ns == d->second.demoted_ns) it->overflowed = true;
+      }
+      told = server +
+             " took a database-wide write (FLUSHDB, SWAPDB…) between the promotion and its demotion, "
+             "seen only now: resynchronise (a consistency check)";
+    } else {
+      overflowed_.insert(server);
+      Keys keys;
+      ForgetLocked(server, &keys);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+  }
+  if (!told.empty() && on_change_) on_change_(told);
+}
+
+void Failovers::ForgetLocked(const std::string& server, Keys* keys) {
+  const auto it = written_.find(server);
+  if (it == written_.end()) return;
+  key_bytes_ -= std::min(key_bytes_, Bytes(it->second));
+  keys->swap(it->second);
+  written_.erase(it);
+}
+
+Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_view master, uint64_t at_ns,
+                                      bool answered) {
+  Keys lost;
+  std::string told;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ForgetLocked(server, &lost);
+    const bool overflowed = overflowed_.erase(server) != 0;
+    if (master.empty()) {
+      // The others' writes count from now, a master made before included
+      // (the old master of the next failover).
+      made_master_ = server;
+      promoted_ns_ = at_ns;
+      demoted_.erase(server);
+      recording_.store(true, std::memory_order_release);
+      lost.clear();  // its writes stand
+    } else {
+      if (made_master_ == server) made_master_.clear();
+      if (promoted_ns_ != 0 && made_master_ != server) demoted_[server] = {promoted_ns_, at_ns};
+    }
+    generation_.fetch_add(1, std::memory_order_release);
+    role_changes_.fetch_add(1, std::memory_order_relaxed);
+    readbacks_.fetch_add(lost.size(), std::memory_order_relaxed);
+    Change c{server, std::string(master), at_ns, lost.size(), overflowed && !master.empty(), answered};
+    if (on_change_) {
+      std::vector<Change> all = changes_;
+      all.push_back(c);
+      std::stable_sort(all.begin(), all.end(),
+                       [](const auto& a, const auto& b) { return a.at_ns < b.at_ns; });
+      for (size_t i = all.size(); i-- > 0;) {
+        if (all[i].server == c.server && all[i].at_ns == c.at_ns) {
+          told = Describe(all, i, tool_);
+          break;
+        }
+      }
+    }
+    if (changes_.size() < kKeep) {
+      changes_.push_back(std::move(c));
+    } else {
+      ++dropped_;
+    }
+  }
+  if (!told.empty()) on_change_(told);
+  return lost;
+}
+
+std::string Failovers::Describe(const std::vector<Change>& all, size_t i, std::string_view tool) {
+  const Change& c = all[i];
+  const char* how = c.answered ? "answered" : "sent with its reply silenced";
+  if (c.master.empty()) {
+    return Format("%s was made a master at %s (REPLICAOF NO ONE %s)", c.server.c_str(),
+                  CaptureTime(c.at_ns).c_str(), how);
+  }
+  // The latest promotion of another server before it, after this server's
+  // own previous change.
+  const Change* promoted = nullptr;
+  for (size_t j = 0; j < i; ++j) {
+    if (all[j].server == c.server) promoted = nullptr;
+    if (all[j].server != c.server && all[j].master.empty()) promoted = &all[j];
+  }
+  if (promoted != nullptr && c.readbacks == 0 && !c.overflowed) {
+    // (A replica pointed at the new master: it took no writes.)
+    return Format(
+        "%s was made a replica of %s at %s (REPLICAOF %s), %.1f s after %s was made a master; it wrote "
+        "nothing seen here in between",
+        c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
+        static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str());
+  }
+  if (promoted != nullptr) {
+    const std::string keys =
+        c.overflowed ? "a database-wide write (FLUSHDB, SWAPDB…), or more keys than " + std::string(tool) +
+                           " keeps, was among them: resynchronise (a consistency check)"
+                     : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
+    return Format(
+        "%s was made a replica of %s at %s (REPLICAOF %s), %.1f s after %s was made a master: Redis threw "
+        "away the writes %s took in between; %s",
+        c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
+        static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str(), c.server.c_str(),
+        keys.c_str());
+  }
+  return Format(
+      "%s was made a replica of %s at %s (REPLICAOF %s): it replaced its dataset with the master's, over a "
+      "link of its own that a capture of its port does not see; what it held that the master lacked is "
+      "gone from the source, unflagged here: resynchronise the replica (a consistency check, or a copy of "
+      "the source)",
+      c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how);
+}
+
+void Failovers::Report(size_t lines) const {
+  std::vector<Change> all;
+  uint64_t dropped = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all = changes_;
+    dropped = dropped_;
+  }
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.at_ns < b.at_ns; });
+  // The latest ones: in a long capture, the failover that matters is late.
+  const size_t first = all.size() > lines ? all.size() - lines : 0;
+  if (first + dropped > 0)
+    std::fprintf(stderr, "kvferryctl %s: %llu earlier REPLICAOF(s) not listed\n", tool_.c_str(),
+                 static_cast<unsigned long long>(first + dropped));
+  for (size_t i = first; i < all.size(); ++i)
+    std::fprintf(stderr, "kvferryctl %s: %s\n", tool_.c_str(), Describe(all, i, tool_).c_str());
+}
+
+void FailoverWire::Emit(const RecordView& r, uint64_t id) {
+  next_->Emit(r, id);
+  if (!failovers_->recording()) return;  // no promotion yet: no write of a master can be lost
+  if (const uint64_t g = failovers_->generation(); g != generation_) [[unlikely]] {
+    generation_ = g;
+    keeps_ = failovers_->Keeps(server_);
+  }
+  if (!keeps_) return;
+  if (r.op == RecordOp::kDatabase) {
+    // A FLUSHDB, SWAPDB… the failover may throw away: no key to read back
+    // undoes it (a review: the old master's FLUSHALL emptied the replica).
+    failovers_->Unknowable(server_, r.capture_ns);
+  } else if (!r.key.empty() && r.op != RecordOp::kHold) {
+    if (failovers_->Note(server_, r.db, r.key, r.capture_ns)) ReadBack(r.db, r.key, r.capture_ns);
+  }
+}
+
+void FailoverWire::OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) {
+  const Failovers::Keys lost = failovers_->RoleChange(server_, master, reply_ns, answered);
+  // What it took since another server was made master is gone from the
+  // source: read back, after the writes that made them.
+  for (const auto& [db, key] : lost) ReadBack(db, key, reply_ns);
+}
+
+void FailoverWire::ReadBack(uint16_t db, std::string_view key, uint64_t at_ns) {
+  static const resp::CommandSpec* const replicaof = resp::LookupCommandName("replicaof");
+  RecordView v;
+  v.capture_ns = at_ns;
+  v.request_ns = at_ns;
+  v.db = db;
+  v.op = RecordOp::kReadback;
+  v.flags = kNeedsReadback;
+  v.source = replicaof != nullptr ? resp::SourceIdOf(*replicaof) : 0;
+  v.key = key;
+  next_->Emit(v, connection_id_);
+}
+
+}  // namespace kvf::ctl

@@ -1,0 +1,139 @@
+// Failovers a capture shows, for decode and capture alike. A server made a
+// replica (REPLICAOF host port) replaces its dataset with its master's: after
+// a failover (another server made a master before it) Redis throws away what
+// the old master accepted in between, but its records are in the capture,
+// unflagged (a Sentinel review replayed 52 such keys). So from the first
+// promotion on, the keys every other server writes are kept, per server, and
+// read back after that server's demotion; a database-wide write among them
+// (FLUSHALL, SWAPDB), or more keys than kMaxKeyBytes, cannot be undone by
+// read-backs: the report then says to resynchronise.
+//
+// Threads: Failovers is shared by every connection (capture's workers too);
+// a FailoverWire belongs to one connection, on its thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/record.h"
+#include "ctl/db_resolver.h"
+#include "dataplane/endpoint.h"
+#include "resp/sink.h"
+
+namespace kvf::ctl {
+
+class Failovers {
+ public:
+  struct Change {
+    std::string server;  // the one that changed
+    std::string master;  // "host:port", or empty: it became a master
+    uint64_t at_ns = 0;
+    uint64_t readbacks = 0;   // keys read back because the change threw their writes away
+    bool overflowed = false;  // a database-wide write, or more keys than kept, among them
+    bool answered = true;     // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
+  };
+  using Keys = std::set<std::pair<uint16_t, std::string>>;
+  static constexpr size_t kKeep = 256;                      // changes listed; later ones counted
+  static constexpr size_t kMaxKeyBytes = size_t{64} << 20;  // keys kept, all servers
+
+  // `tool` names the command in what is told ("decode", "capture").
+  explicit Failovers(std::string tool) : tool_(std::move(tool)) {}
+
+  // Each change told as it happens (one line, without the tool's prefix),
+  // from the thread of the connection that saw it; set before any.
+  void set_on_change(std::function<void(const std::string&)> f) { on_change_ = std::move(f); }
+
+  // A server was made a master: from now on records go through the wire.
+  bool recording() const { return recording_.load(std::memory_order_acquire); }
+  // Grows whenever what Keeps() says may change.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  // Whether `server`'s writes are kept now (it is not the latest master made,
+  // nor past the cap).
+  bool Keeps(const std::string& server) const;
+  // `server` wrote `key` (a record captured at `at_ns`). True: read it back
+  // now, after the write: the server's demotion was already seen, later
+  // than the write (capture's workers see connections at their own pace).
+  bool Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns);
+  // `server` wrote database-wide: no read-back undoes that.
+  void Unknowable(const std::string& server, uint64_t at_ns);
+  // `server` changed its role (`master` empty: made a master) at `at_ns`.
+  // Returns the keys to read back: those it wrote since another server was
+  // made a master, when it is made a replica.
+  Keys RoleChange(const std::string& server, std::string_view master, uint64_t at_ns, bool answered);
+
+  uint64_t role_changes() const { return role_changes_.load(std::memory_order_relaxed); }
+  uint64_t readbacks() const { return readbacks_.load(std::memory_order_relaxed); }
+  void AddReadbacks(uint64_t n) { readbacks_.fetch_add(n, std::memory_order_relaxed); }
+
+  // The latest changes (at most `lines`, by capture time) on stderr, and how
+  // many earlier ones are not shown. For the end of an offline run.
+  void Report(size_t lines) const;
+  // What change `i` of `all` (by capture time) meant, given those before it.
+  static std::string Describe(const std::vector<Change>& all, size_t i, std::string_view tool);
+
+ private:
+  void ForgetLocked(const std::string& server, Keys* keys);
+  // Capture time of the promotion a demotion followed, and of the demotion.
+  struct Demotion {
+    uint64_t promoted_ns = 0, demoted_ns = 0;
+  };
+
+  const std::string tool_;
+  std::function<void(const std::string&)> on_change_;
+  std::atomic<bool> recording_{false};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> role_changes_{0}, readbacks_{0};
+  mutable std::mutex mu_;
+  std::vector<Change> changes_;  // the first kKeep; guarded by mu_
+  uint64_t dropped_ = 0;         // guarded by mu_
+  // Guarded by mu_: the latest server made a master (its writes stand) and
+  // when; the keys the others wrote since; servers past the cap or that
+  // wrote database-wide; each server's latest demotion after a promotion.
+  std::string made_master_;
+  uint64_t promoted_ns_ = 0;
+  std::map<std::string, Keys, std::less<>> written_;
+  std::set<std::string, std::less<>> overflowed_;
+  std::map<std::string, Demotion, std::less<>> demoted_;
+  size_t key_bytes_ = 0;
+};
+
+// One connection's records on their way to `next` once a server was made a
+// master (before that the connection emits to `next` itself: no call per
+// record), and its server's role changes and CLIENT LIST replies (`board`,
+// may be null).
+class FailoverWire : public resp::RecordSink, public WireClientLists {
+ public:
+  FailoverWire(DbAnswerBoard* board, const dataplane::Endpoint& server, Failovers* failovers,
+               resp::RecordSink* next, uint64_t connection_id)
+      : WireClientLists(board, server),
+        server_(server.ToString()),
+        failovers_(failovers),
+        next_(next),
+        connection_id_(connection_id) {}
+  void Emit(const RecordView& r, uint64_t id) override;
+  void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override;
+
+ private:
+  // Emits a read-back of `key` in `db` at `at_ns` (after the writes Redis
+  // threw away), on this connection.
+  void ReadBack(uint16_t db, std::string_view key, uint64_t at_ns);
+
+  std::string server_;
+  Failovers* failovers_;
+  resp::RecordSink* next_;
+  uint64_t connection_id_;
+  // What Failovers::Keeps said for this server, at which generation.
+  uint64_t generation_ = UINT64_MAX;
+  bool keeps_ = true;
+};
+
+}  // namespace kvf::ctl

@@ -1,0 +1,137 @@
+// ctl/failover.h: which keys a failover threw away, in the orders capture's
+// workers may see a failover in (decode sees it in capture order).
+#include "ctl/failover.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "dataplane/endpoint.h"
+
+namespace kvf::ctl {
+namespace {
+
+constexpr uint64_t kT0 = 1'700'000'000'000'000'000ull;  // 2023-11-14 22:13:20 UTC
+constexpr uint64_t kMs = 1'000'000;
+
+// Records as "op db key @ms after kT0".
+struct Collect : resp::RecordSink {
+  void Emit(const RecordView& r, uint64_t connection_id) override {
+    seen.push_back(std::string(r.op == RecordOp::kReadback ? "readback " : "write ") + std::to_string(r.db) +
+                   " " + std::string(r.key) + " @" + std::to_string((r.capture_ns - kT0) / kMs) + " conn " +
+                   std::to_string(connection_id) + (r.HasFlag(kNeedsReadback) ? " flagged" : ""));
+  }
+  std::vector<std::string> seen;
+};
+
+dataplane::Endpoint Server(const char* s) {
+  auto e = dataplane::Endpoint::Parse(s);
+  EXPECT_TRUE(e.ok());
+  return *e;
+}
+
+RecordView Write(uint16_t db, std::string_view key, uint64_t at_ms, RecordOp op = RecordOp::kIdempotent) {
+  RecordView v;
+  v.capture_ns = kT0 + at_ms * kMs;
+  v.db = db;
+  v.op = op;
+  v.key = key;
+  return v;
+}
+
+struct FailoverTest : ::testing::Test {
+  FailoverTest() {
+    failovers.set_on_change([this](const std::string& s) { told.push_back(s); });
+  }
+  Failovers failovers{"capture"};
+  Collect out;
+  std::vector<std::string> told;
+  // Two connections to the old master (as on two workers), one to the new.
+  FailoverWire old_a{nullptr, Server("10.0.0.2:6379"), &failovers, &out, 1};
+  FailoverWire old_b{nullptr, Server("10.0.0.2:6379"), &failovers, &out, 2};
+  FailoverWire made{nullptr, Server("10.0.0.3:6379"), &failovers, &out, 3};
+};
+
+TEST_F(FailoverTest, WritesOfTheOldMasterAfterThePromotionAreReadBackAtItsDemotion) {
+  old_a.Emit(Write(0, "before", 10), 1);
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  EXPECT_TRUE(failovers.recording());
+  old_a.Emit(Write(0, "k", 100), 1);
+  old_b.Emit(Write(2, "k", 110), 2);
+  old_b.Emit(Write(0, "k", 120), 2);   // one read-back per key and db
+  made.Emit(Write(0, "new", 130), 3);  // the new master's writes stand
+  old_b.OnRoleChange("10.0.0.3:6379", kT0 + 500 * kMs, true);
+  EXPECT_EQ(out.seen, (std::vector<std::string>{"write 0 before @10 conn 1", "write 0 k @100 conn 1",
+                                                "write 2 k @110 conn 2", "write 0 k @120 conn 2",
+                                                "write 0 new @130 conn 3", "readback 0 k @500 conn 2 flagged",
+                                                "readback 2 k @500 conn 2 flagged"}));
+  EXPECT_EQ(failovers.role_changes(), 2u);
+  EXPECT_EQ(failovers.readbacks(), 2u);
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[0],
+            "10.0.0.3:6379 was made a master at 2023-11-14 22:13:20.050 UTC (REPLICAOF NO ONE answered)");
+  EXPECT_EQ(told[1],
+            "10.0.0.2:6379 was made a replica of 10.0.0.3:6379 at 2023-11-14 22:13:20.500 UTC (REPLICAOF "
+            "answered), 0.5 s after 10.0.0.3:6379 was made a master: Redis threw away the writes "
+            "10.0.0.2:6379 took in between; 2 key(s) written there then are read back (flagged)");
+}
+
+// Capture's workers: the demotion seen on one before a write it threw away
+// is seen on another. That write is read back right after it; one from
+// before the promotion, or after the demotion, is not.
+TEST_F(FailoverTest, AWriteSeenAfterTheDemotionThatThrewItAwayIsReadBackAtOnce) {
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 500 * kMs, true);
+  old_b.Emit(Write(0, "early", 40), 2);
+  old_b.Emit(Write(0, "late", 300), 2);
+  old_b.Emit(Write(0, "after", 600), 2);
+  EXPECT_EQ(out.seen,
+            (std::vector<std::string>{"write 0 early @40 conn 2", "write 0 late @300 conn 2",
+                                      "readback 0 late @300 conn 2 flagged", "write 0 after @600 conn 2"}));
+  EXPECT_EQ(failovers.readbacks(), 1u);
+  // A database-wide write seen that late: no read-back undoes it.
+  old_b.Emit(Write(0, "", 200, RecordOp::kDatabase), 2);
+  ASSERT_FALSE(told.empty());
+  EXPECT_NE(told.back().find("10.0.0.2:6379 took a database-wide write (FLUSHDB, SWAPDB…) between the "
+                             "promotion and its demotion, seen only now: resynchronise"),
+            std::string::npos)
+      << told.back();
+}
+
+TEST_F(FailoverTest, ADatabaseWideWriteInTheWindowSaysToResynchronise) {
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  old_a.Emit(Write(0, "k", 100), 1);
+  old_a.Emit(Write(0, "", 110, RecordOp::kDatabase), 1);
+  old_a.Emit(Write(0, "j", 120), 1);  // not kept any more: the whole dataset is in doubt
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 500 * kMs, false);
+  EXPECT_EQ(failovers.readbacks(), 0u);
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_NE(told[1].find("(REPLICAOF sent with its reply silenced), 0.5 s after 10.0.0.3:6379 was made a "
+                         "master: Redis threw away the writes 10.0.0.2:6379 took in between; a database-wide "
+                         "write (FLUSHDB, SWAPDB…), or more keys than capture keeps, was among them: "
+                         "resynchronise"),
+            std::string::npos)
+      << told[1];
+  // The next failover starts clean: the demoted server's writes are kept
+  // again once another server is made a master.
+  old_a.OnRoleChange("", kT0 + 900 * kMs, true);
+  made.Emit(Write(0, "m", 950), 3);
+  made.OnRoleChange("10.0.0.2:6379", kT0 + 990 * kMs, true);
+  EXPECT_EQ(out.seen.back(), "readback 0 m @990 conn 3 flagged");
+}
+
+// A replica pointed at a master with no failover before: nothing to read
+// back, but its own data is gone (a capture of its port cannot see the
+// sync).
+TEST_F(FailoverTest, AReplicaMadeWithoutAPromotionSaysToResynchroniseIt) {
+  old_a.Emit(Write(0, "k", 10), 1);
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 20 * kMs, true);
+  EXPECT_FALSE(failovers.recording());
+  EXPECT_EQ(out.seen.size(), 1u);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_NE(told[0].find("it replaced its dataset with the master's"), std::string::npos) << told[0];
+}
+
+}  // namespace
+}  // namespace kvf::ctl
