@@ -28,6 +28,7 @@
 #include "ctl/command.h"
 #include "ctl/db_resolver.h"
 #include "ctl/failover.h"
+#include "ctl/notes.h"
 #include "ctl/record_json.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
@@ -124,12 +125,12 @@ class QuitHint {
 
 // The RESP counters the capture reports, summed over connections.
 struct RespCounters {
-  uint64_t requests = 0, replies = 0, records = 0, gaps = 0, gap_bytes = 0, desyncs = 0, parse_errors = 0,
-           overflows = 0, unpaired_replies = 0, unpaired_requests = 0, bad_shapes = 0, writes_unacked = 0,
-           keyless_unconfirmed = 0, never_ran = 0, connections_refused = 0;
-  // Unknown dbs the source settled (--resolve-db), and connections it did
-  // not list (seen through NAT, or closed) after three answers.
-  uint64_t db_proven = 0, db_not_listed = 0;
+  // Every connection counter decode's stats show (resp::ConnectionStats).
+  kvf::resp::ConnectionStats conn;
+  // Records the workers emitted (the failovers' read-backs included), and
+  // connections the source did not list (seen through NAT, or closed) after
+  // three answers (--resolve-db).
+  uint64_t records = 0, db_not_listed = 0;
   // After the ambiguity tracker (filled in by the caller, not AddDelta):
   // records flagged for an ambiguous order, records that reached it after
   // their window had closed (see resp/merge.h), and records whose db is a
@@ -146,42 +147,14 @@ struct RespCounters {
 
   // Adds the growth of `now` over `before` (both cumulative, one connection).
   void AddDelta(const kvf::resp::ConnectionStats& now, const kvf::resp::ConnectionStats& before) {
-    requests += now.requests - before.requests;
-    replies += now.replies - before.replies;
-    gaps += now.gaps - before.gaps;
-    gap_bytes += now.gap_bytes - before.gap_bytes;
-    desyncs += now.desyncs - before.desyncs;
-    parse_errors += now.parse_errors - before.parse_errors;
-    overflows += now.overflows - before.overflows;
-    unpaired_replies += now.unpaired_replies - before.unpaired_replies;
-    unpaired_requests += now.unpaired_requests - before.unpaired_requests;
-    bad_shapes += now.bad_shapes - before.bad_shapes;
-    writes_unacked += now.writes_unacked - before.writes_unacked;
-    keyless_unconfirmed += now.keyless_unconfirmed - before.keyless_unconfirmed;
-    never_ran += now.never_ran - before.never_ran;
-    connections_refused += now.connections_refused - before.connections_refused;
-    db_proven += now.db_proven_by_server - before.db_proven_by_server;
+    conn.AddGrowth(now, before);
   }
   // Every field, so that a sum over shards forgets none (a review: the live
   // capture's never_ran, keyless_unconfirmed and connections_refused were
   // always 0, and the warning about key-less writes never came).
   RespCounters& operator+=(const RespCounters& o) {
-    for (auto [mine, theirs] : {std::pair{&requests, o.requests},
-                                {&replies, o.replies},
-                                {&records, o.records},
-                                {&gaps, o.gaps},
-                                {&gap_bytes, o.gap_bytes},
-                                {&desyncs, o.desyncs},
-                                {&parse_errors, o.parse_errors},
-                                {&overflows, o.overflows},
-                                {&unpaired_replies, o.unpaired_replies},
-                                {&unpaired_requests, o.unpaired_requests},
-                                {&bad_shapes, o.bad_shapes},
-                                {&writes_unacked, o.writes_unacked},
-                                {&keyless_unconfirmed, o.keyless_unconfirmed},
-                                {&never_ran, o.never_ran},
-                                {&connections_refused, o.connections_refused},
-                                {&db_proven, o.db_proven},
+    conn += o.conn;
+    for (auto [mine, theirs] : {std::pair{&records, o.records},
                                 {&db_not_listed, o.db_not_listed},
                                 {&ambiguous, o.ambiguous},
                                 {&late, o.late},
@@ -196,8 +169,8 @@ struct RespCounters {
     return *this;
   }
 };
-static_assert(sizeof(RespCounters) ==
-                  25 * sizeof(uint64_t) + sizeof(std::map<std::string, uint64_t, std::less<>>),
+static_assert(sizeof(RespCounters) == sizeof(kvf::resp::ConnectionStats) + 10 * sizeof(uint64_t) +
+                                          sizeof(std::map<std::string, uint64_t, std::less<>>),
               "a field added to RespCounters is summed in operator+=");
 
 // Serialises record lines of all workers on stdout and numbers them.
@@ -276,12 +249,16 @@ class RespShard : public StreamConsumerFactory,
   // they settle the db of connections the capture cannot tell it for.
   // `failovers` is shared by every shard: a server made a master is seen on
   // one connection, the writes its old master then took on others.
+  // `names` too: each connection's unknown commands and -MOVED nodes go there
+  // as it closes.
   RespShard(kvf::resp::RecordSink* out, kvf::resp::ScriptCache* scripts, kvf::ctl::Failovers* failovers,
-            kvf::resp::ShardMerge* merge = nullptr, size_t index = 0, size_t shards = 1,
-            kvf::ctl::DbAnswerBoard* board = nullptr, kvf::ctl::DbResolver* resolver = nullptr)
+            kvf::ctl::ConnectionNames* names, kvf::resp::ShardMerge* merge = nullptr, size_t index = 0,
+            size_t shards = 1, kvf::ctl::DbAnswerBoard* board = nullptr,
+            kvf::ctl::DbResolver* resolver = nullptr)
       : out_(out),
         scripts_(scripts),
         failovers_(failovers),
+        names_(names),
         merge_(merge),
         board_(board),
         resolver_(resolver),
@@ -363,6 +340,7 @@ class RespShard : public StreamConsumerFactory,
       }
       Tap();
       conn_.OnClose(r, last_seen_ns);
+      shard_->names_->Add(conn_);
       Publish();
     }
 
@@ -417,6 +395,7 @@ class RespShard : public StreamConsumerFactory,
   RespCounters shared_;              // guarded by mu_
   kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
   kvf::ctl::Failovers* failovers_;   // shared by all shards of the capture
+  kvf::ctl::ConnectionNames* names_;  // shared by all shards of the capture
   kvf::resp::ShardMerge* merge_;
   kvf::ctl::DbAnswerBoard* board_;
   kvf::ctl::DbResolver* resolver_;
@@ -455,8 +434,8 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["worker_queue_full_drops"] = queue_full;
   c["worker_oversize_payload_drops"] = oversize;
   for (const auto& [name, v] : flows.Named()) c[name] = v;
-  c["requests_parsed"] = resp.requests;
-  c["replies_parsed"] = resp.replies;
+  c["requests_parsed"] = resp.conn.requests;
+  c["replies_parsed"] = resp.conn.replies;
   c["records"] = resp.records;
   c["records_ambiguous"] = resp.ambiguous;
   c["records_late"] = resp.late;
@@ -466,20 +445,9 @@ Counters Collect(const CaptureStats& cap, const DecodeCounters& dec, const FlowT
   c["records_unknown_prior"] = resp.unknown_prior;
   c["records_failover_readbacks"] = resp.failover_readbacks;
   c["resp_role_changes"] = resp.role_changes;
-  c["resp_db_proven_by_server"] = resp.db_proven;
   c["resp_db_not_listed_by_server"] = resp.db_not_listed;
-  c["resp_gaps"] = resp.gaps;
-  c["resp_gap_bytes"] = resp.gap_bytes;
-  c["resp_desyncs"] = resp.desyncs;
-  c["resp_parse_errors"] = resp.parse_errors;
-  c["resp_overflows"] = resp.overflows;
-  c["resp_unpaired_replies"] = resp.unpaired_replies;
-  c["resp_keyless_unconfirmed"] = resp.keyless_unconfirmed;
-  c["resp_never_ran"] = resp.never_ran;
-  c["resp_connections_refused"] = resp.connections_refused;
-  c["resp_unpaired_requests"] = resp.unpaired_requests;
-  c["resp_bad_shapes"] = resp.bad_shapes;
-  c["resp_writes_unacked"] = resp.writes_unacked;
+  // Every connection counter, named as decode's stats name them.
+  for (const auto& [name, v] : resp.conn.Named()) c["resp_" + name] = v;
   for (const auto& [name, v] : resp.requests_by_command) c[kPerCommandPrefix + name] = v;
   return c;
 }
@@ -592,6 +560,14 @@ void TellRoleChange(const std::string& what) {
   std::fprintf(stderr, "kvferryctl capture: %s\n", what.c_str());
 }
 
+// What the connections' counters mean for the operator (ctl/notes.h), once
+// the capture ends.
+void TellNotes(const kvf::ctl::ConnectionNames& names, const RespCounters& totals,
+               const std::vector<kvf::dataplane::Endpoint>& servers) {
+  for (const std::string& note : names.Notes(totals.conn, servers))
+    std::fprintf(stderr, "kvferryctl capture: %s\n", note.c_str());
+}
+
 // Offline: one thread, timeouts on packet time, one line per capture second.
 int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::string& format,
                int max_seconds, const kvf::resp::AmbiguityOptions& ambiguity,
@@ -613,7 +589,8 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
   kvf::ctl::Failovers failovers("capture");
   failovers.set_on_change(TellRoleChange);
-  RespShard shard(&tracker, &scripts, &failovers, nullptr, 0, 1, &board);
+  kvf::ctl::ConnectionNames names;
+  RespShard shard(&tracker, &scripts, &failovers, &names, nullptr, 0, 1, &board);
   FlowTable table(cfg, &shard);
   auto resp_counters = [&] {
     RespCounters c = shard.Snapshot();
@@ -674,6 +651,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   report(second_start);
   Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
   Print(format, "total", totals, {}, static_cast<double>(last_ts - first_ts) / 1e9);
+  TellNotes(names, shard.Snapshot(), cfg.servers);
   return (*src)->error().ok() ? 0 : 1;
 }
 
@@ -704,11 +682,12 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   kvf::resp::ShardMerge merge(workers, &tracker, merge_options, &scripts);
   kvf::ctl::Failovers failovers("capture");  // one for all workers
   failovers.set_on_change(TellRoleChange);
+  kvf::ctl::ConnectionNames names;
   std::vector<std::unique_ptr<RespShard>> shards;
   std::vector<StreamConsumerFactory*> factories;
   for (size_t i = 0; i < workers; ++i) {
-    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &failovers, &merge, i, workers,
-                                                 board, resolver));
+    shards.push_back(std::make_unique<RespShard>(merge.input(i), &scripts, &failovers, &names, &merge, i,
+                                                 workers, board, resolver));
     factories.push_back(shards.back().get());
   }
   Dispatcher dispatcher(dc, factories);  // allocates the queues: before any thread starts
@@ -763,9 +742,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   const Counters empty;
   report("total", secs, &empty);
   const uint64_t unknown = output.unknown_db();
-  if (const uint64_t k = SumShards(shards).keyless_unconfirmed; k > 0) {
-    std::fprintf(stderr, "kvferryctl capture: %s\n", kvf::resp::KeylessUnconfirmedNote(k).c_str());
-  }
+  TellNotes(names, SumShards(shards), cfg.servers);
   if (resolver != nullptr) {
     const kvf::ctl::DbResolverStats rs = resolver->stats();
     const RespCounters rc = SumShards(shards);
@@ -774,15 +751,15 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
                  "connection(s) had their db settled, %llu were not listed; %llu record(s) carried a "
                  "guessed db (unknown_db) before that\n",
                  (unsigned long long)rs.queries, (unsigned long long)rs.failures,
-                 (unsigned long long)rc.db_proven, (unsigned long long)rc.db_not_listed,
+                 (unsigned long long)rc.conn.db_proven_by_server, (unsigned long long)rc.db_not_listed,
                  (unsigned long long)unknown);
   } else {
     const RespCounters rc = SumShards(shards);
-    if (rc.db_proven > 0)
+    if (rc.conn.db_proven_by_server > 0)
       std::fprintf(stderr,
                    "kvferryctl capture: %llu connection(s) had their db settled by CLIENT LIST replies "
                    "seen on the wire\n",
-                   (unsigned long long)rc.db_proven);
+                   (unsigned long long)rc.conn.db_proven_by_server);
     if (unknown > 0)
       std::fprintf(stderr,
                    "kvferryctl capture: %llu record(s) carry a guessed db (unknown_db): their connections "

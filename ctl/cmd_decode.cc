@@ -28,6 +28,7 @@
 #include "ctl/command.h"
 #include "ctl/db_resolver.h"
 #include "ctl/failover.h"
+#include "ctl/notes.h"
 #include "ctl/record_json.h"
 #include "ctl/wire_options.h"
 #include "dataplane/decode.h"
@@ -173,26 +174,18 @@ class Printer : public resp::RecordSink {
   std::array<CommandCount, 256> per_source_{};
 };
 
-// Names of the commands the server accepted that the table does not know,
-// and of the nodes -MOVED and -ASK sent requests to.
-struct UnknownCommands {
-  std::set<std::string> names;      // at most Connection::kMaxUnknownNames
-  bool more = false;                // and others
-  std::set<std::string> redirects;  // at most 64
-};
-
 // One resp::Connection per reassembled flow; shifts capture times.
 class FlowConsumer : public dp::StreamConsumer {
  public:
   // CLIENT LIST replies the connection pairs go on `dbs`, whose answers
   // (read through `reader`) settle its db if it is unknown.
   FlowConsumer(resp::RecordSink* sink, resp::ConnectionOptions o, const dp::FlowInfo& info, int64_t shift_ns,
-               resp::ConnectionStats* totals, UnknownCommands* unknown, ctl::DbAnswerBoard* dbs,
+               resp::ConnectionStats* totals, ctl::ConnectionNames* names, ctl::DbAnswerBoard* dbs,
                ctl::DbBoardReader* reader, ctl::Failovers* failovers)
       : conn_(sink, WithWire(o)),
         shift_ns_(shift_ns),
         totals_(totals),
-        unknown_(unknown),
+        names_(names),
         wire_(dbs, info.server, failovers, sink, o.connection_id),
         settler_(info.server, info.client, nullptr),
         reader_(reader),
@@ -217,17 +210,7 @@ class FlowConsumer : public dp::StreamConsumer {
         resp::CloseReason::kFin,
         last_seen_ns == 0 ? 0 : static_cast<uint64_t>(static_cast<int64_t>(last_seen_ns) + shift_ns_));
     *totals_ += conn_.stats();
-    unknown_->more = unknown_->more || conn_.more_unknown_command_names();
-    for (const std::string& target : conn_.redirect_targets()) {
-      if (unknown_->redirects.size() < 64) unknown_->redirects.insert(target);
-    }
-    for (const std::string& name : conn_.unknown_command_names()) {
-      if (unknown_->names.size() < resp::Connection::kMaxUnknownNames || unknown_->names.count(name) != 0) {
-        unknown_->names.insert(name);
-      } else {
-        unknown_->more = true;
-      }
-    }
+    names_->Add(conn_);
   }
 
  private:
@@ -248,7 +231,7 @@ class FlowConsumer : public dp::StreamConsumer {
   resp::Connection conn_;
   int64_t shift_ns_;
   resp::ConnectionStats* totals_;
-  UnknownCommands* unknown_;
+  ctl::ConnectionNames* names_;
   // After the members every chunk uses. conn_ points to wire_ but calls it
   // only from OnData, never from its destructor.
   ctl::FailoverWire wire_;
@@ -292,7 +275,7 @@ class Factory : public dp::StreamConsumerFactory {
     o.scripts = &scripts_;
     o.announce_holds = true;  // the tracker takes them
     if (servers_seen_.size() < kServersNamed) servers_seen_.insert(info.server.ToString());
-    return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &unknown_, &dbs_, &dbs_reader_,
+    return std::make_unique<FlowConsumer>(sink_, o, info, shift_ns_, totals_, &names_, &dbs_, &dbs_reader_,
                                           &failovers_);
   }
 
@@ -303,8 +286,9 @@ class Factory : public dp::StreamConsumerFactory {
   resp::OutcomeObserver* observer_;
 
  public:
-  // Unknown commands the server accepted, from every connection (a few names).
-  UnknownCommands unknown_;
+  // Unknown commands the server accepted, and nodes -MOVED went to, from
+  // every connection (a few names).
+  ctl::ConnectionNames names_;
   // The server endpoints connections went to (the first few).
   static constexpr size_t kServersNamed = 8;
   std::set<std::string> servers_seen_;
@@ -1111,85 +1095,9 @@ int RunDecode(const std::vector<std::string>& args) {
                  "--reorder-window-ms\n",
                  (unsigned long long)expired, static_cast<double>(cfg.peer_hold_ns) / 1e6);
   }
-  if (totals.unknown_commands > 0) {
-    // (Names are kept only of requests paired for sure: Connection::Handle.)
-    std::string names;
-    for (const std::string& n : factory.unknown_.names) names += (names.empty() ? "" : ", ") + n;
-    if (!names.empty()) names = " (" + names + (factory.unknown_.more ? ", …)" : ")");
-    std::fprintf(stderr,
-                 "kvferryctl decode: %llu request(s) of commands the Redis %s command table does not know%s "
-                 "were answered without an error: module commands (--command-info), or commands the "
-                 "source's redis.conf renames (--redis-conf, --rename-command)? Their writes are not "
-                 "replicated\n",
-                 (unsigned long long)totals.unknown_commands, resp::kCommandTableRedisVersion, names.c_str());
-  }
-  if (totals.script_unknown > 0) {
-    std::fprintf(
-        stderr,
-        "kvferryctl decode: %llu EVALSHA(s) ran scripts the capture never saw loaded (SCRIPT LOAD "
-        "or EVAL before the capture, or on a connection it missed): a replica cannot run them, so "
-        "their keys are read back instead%s\n",
-        (unsigned long long)totals.script_unknown,
-        totals.script_unknown_keyless == 0
-            ? ""
-            : ("; " + std::to_string(totals.script_unknown_keyless) +
-               " of them declared no keys, and what they wrote is not replicated at all (a consistency "
-               "check finds it)")
-                  .c_str());
-  }
-  if (totals.scripts_not_shipped > 0) {
-    std::fprintf(
-        stderr,
-        "kvferryctl decode: %llu script call(s) or function librarie(s) name MIGRATE or a command the "
-        "source renamed, or call commands they do not name with a plain string (or are FUNCTION "
-        "RESTOREs, whose code cannot be read, or FCALLs after such a library), and were not shipped (a "
-        "MIGRATE's password may be in them; replayed, it would act on a third server): their "
-        "keys are read back, and what one that declares no keys wrote is not replicated\n",
-        (unsigned long long)totals.scripts_not_shipped);
-  }
-  if (totals.parse_errors > 0) {
-    // (A review found large SETs lost this way with nothing said.)
-    std::fprintf(stderr,
-                 "kvferryctl decode: %llu RESP parse error(s): bytes that are not RESP, or a length past the "
-                 "parser's limits where the capture joined a connection or after a gap; what lay up to the "
-                 "next message was skipped (a write in it is not replicated) and the writes after it are "
-                 "flagged\n",
-                 (unsigned long long)totals.parse_errors);
-  }
-  if (totals.overflows > 0) {
-    std::fprintf(stderr,
-                 "kvferryctl decode: %llu time(s) a connection had more requests waiting for their replies "
-                 "than are held (1,048,576, or 64 MiB with their arguments): its replies could not be "
-                 "paired from there until it was back in step, and its writes were read back\n",
-                 (unsigned long long)totals.overflows);
-  }
-  if (totals.keyless_unconfirmed > 0) {
-    std::fprintf(stderr, "kvferryctl decode: %s\n",
-                 resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed).c_str());
-  }
+  for (const std::string& note : factory.names_.Notes(totals, cfg.servers))
+    std::fprintf(stderr, "kvferryctl decode: %s\n", note.c_str());
   factory.failovers_.Report(8);
-  if (totals.redirected > 0) {
-    // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node
-    // named, which only a capture of that node shows (a review: decode of
-    // one node said nothing of the twelve writes redirected away).
-    std::string elsewhere;
-    size_t n = 0;
-    for (const std::string& target : factory.unknown_.redirects) {
-      const Result<dp::Endpoint> ep = dp::Endpoint::Parse(target);
-      const bool given = ep.ok() && std::any_of(cfg.servers.begin(), cfg.servers.end(),
-                                                [&](const dp::Endpoint& s) { return s.Matches(*ep); });
-      if (given || ++n > 8) continue;
-      elsewhere += (elsewhere.empty() ? "" : ", ") + target;
-    }
-    if (!elsewhere.empty()) {
-      std::fprintf(stderr,
-                   "kvferryctl decode: %llu request(s) were answered -MOVED or -ASK (a Redis Cluster): they "
-                   "run on the node named, and %s%s%s not among --server: give every node of the cluster "
-                   "(its writes are missing from this output)\n",
-                   (unsigned long long)totals.redirected, elsewhere.c_str(), n > 8 ? ", …" : "",
-                   n == 1 ? " is" : " are");
-    }
-  }
   if (totals.db_proven_by_server > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu connection(s) had their db settled by CLIENT LIST replies in the "
@@ -1205,13 +1113,6 @@ int RunDecode(const std::vector<std::string>& args) {
                  "each connection active 100 ms before a run; a live capture can ask the server itself "
                  "(capture --resolve-db)\n",
                  (unsigned long long)printer.unknown_db());
-  }
-  if (totals.tls_connections > 0) {
-    std::fprintf(
-        stderr,
-        "kvferryctl decode: %llu connection(s) carried TLS: encrypted traffic cannot be decoded from "
-        "a capture, and was ignored\n",
-        (unsigned long long)totals.tls_connections);
   }
   // A damaged file (a truncated or corrupt record) ends that file's read
   // early: what came before it was decoded and printed, the next file (if

@@ -3,6 +3,7 @@
 #include "resp/connection.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <utility>
 #include <cctype>
@@ -104,93 +105,72 @@ std::string_view OutcomeName(Outcome o) {
   return "?";
 }
 
+namespace {
+// Every counter, once: the sums, the differences and the names go by it.
+struct StatField {
+  const char* name;
+  uint64_t ConnectionStats::*member;
+};
+constexpr StatField kStatFields[] = {
+    {"requests", &ConnectionStats::requests},
+    {"replies", &ConnectionStats::replies},
+    {"reads", &ConnectionStats::reads},
+    {"writes_applied", &ConnectionStats::writes_applied},
+    {"writes_no_effect", &ConnectionStats::writes_no_effect},
+    {"writes_rejected", &ConnectionStats::writes_rejected},
+    {"writes_unacked", &ConnectionStats::writes_unacked},
+    {"writes_cut", &ConnectionStats::writes_cut},
+    {"replayer_writes", &ConnectionStats::replayer_writes},
+    {"script_unknown", &ConnectionStats::script_unknown},
+    {"script_unknown_keyless", &ConnectionStats::script_unknown_keyless},
+    {"scripts_not_shipped", &ConnectionStats::scripts_not_shipped},
+    {"records", &ConnectionStats::records},
+    {"transactions", &ConnectionStats::transactions},
+    {"exec_aborted", &ConnectionStats::exec_aborted},
+    {"watch_aborted", &ConnectionStats::watch_aborted},
+    {"unpaired_replies", &ConnectionStats::unpaired_replies},
+    {"unpaired_requests", &ConnectionStats::unpaired_requests},
+    {"never_ran", &ConnectionStats::never_ran},
+    {"connections_refused", &ConnectionStats::connections_refused},
+    {"bad_shapes", &ConnectionStats::bad_shapes},
+    {"unknown_commands", &ConnectionStats::unknown_commands},
+    {"keyless_unconfirmed", &ConnectionStats::keyless_unconfirmed},
+    {"subscriber_doubts", &ConnectionStats::subscriber_doubts},
+    {"skipped_before_reset", &ConnectionStats::skipped_before_reset},
+    {"pushes", &ConnectionStats::pushes},
+    {"messages", &ConnectionStats::messages},
+    {"replication_links", &ConnectionStats::replication_links},
+    {"writes_oversized", &ConnectionStats::writes_oversized},
+    {"oversized_lost", &ConnectionStats::oversized_lost},
+    {"parse_errors", &ConnectionStats::parse_errors},
+    {"gaps", &ConnectionStats::gaps},
+    {"gap_bytes", &ConnectionStats::gap_bytes},
+    {"desyncs", &ConnectionStats::desyncs},
+    {"overflows", &ConnectionStats::overflows},
+    {"ignored_bytes", &ConnectionStats::ignored_bytes},
+    {"tls_connections", &ConnectionStats::tls_connections},
+    {"db_proven_by_server", &ConnectionStats::db_proven_by_server},
+    {"became_replica", &ConnectionStats::became_replica},
+    {"redirected", &ConnectionStats::redirected},
+};
+static_assert(sizeof(ConnectionStats) == std::size(kStatFields) * sizeof(uint64_t),
+              "a counter added to ConnectionStats is listed in kStatFields");
+}  // namespace
+
 ConnectionStats& ConnectionStats::operator+=(const ConnectionStats& o) {
-  requests += o.requests;
-  replies += o.replies;
-  reads += o.reads;
-  writes_applied += o.writes_applied;
-  writes_no_effect += o.writes_no_effect;
-  writes_rejected += o.writes_rejected;
-  writes_unacked += o.writes_unacked;
-  writes_cut += o.writes_cut;
-  replayer_writes += o.replayer_writes;
-  script_unknown += o.script_unknown;
-  script_unknown_keyless += o.script_unknown_keyless;
-  scripts_not_shipped += o.scripts_not_shipped;
-  records += o.records;
-  db_proven_by_server += o.db_proven_by_server;
-  became_replica += o.became_replica;
-  redirected += o.redirected;
-  transactions += o.transactions;
-  exec_aborted += o.exec_aborted;
-  watch_aborted += o.watch_aborted;
-  unpaired_replies += o.unpaired_replies;
-  unpaired_requests += o.unpaired_requests;
-  never_ran += o.never_ran;
-  connections_refused += o.connections_refused;
-  bad_shapes += o.bad_shapes;
-  unknown_commands += o.unknown_commands;
-  keyless_unconfirmed += o.keyless_unconfirmed;
-  subscriber_doubts += o.subscriber_doubts;
-  skipped_before_reset += o.skipped_before_reset;
-  pushes += o.pushes;
-  messages += o.messages;
-  replication_links += o.replication_links;
-  writes_oversized += o.writes_oversized;
-  oversized_lost += o.oversized_lost;
-  parse_errors += o.parse_errors;
-  gaps += o.gaps;
-  gap_bytes += o.gap_bytes;
-  desyncs += o.desyncs;
-  overflows += o.overflows;
-  ignored_bytes += o.ignored_bytes;
-  tls_connections += o.tls_connections;
+  for (const StatField& f : kStatFields) this->*f.member += o.*f.member;
   return *this;
 }
 
+void ConnectionStats::AddGrowth(const ConnectionStats& now, const ConnectionStats& before) {
+  for (const StatField& f : kStatFields) this->*f.member += now.*f.member - before.*f.member;
+}
+
 std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
-  return {
-      {"requests", requests},
-      {"replies", replies},
-      {"reads", reads},
-      {"writes_applied", writes_applied},
-      {"writes_no_effect", writes_no_effect},
-      {"writes_rejected", writes_rejected},
-      {"writes_unacked", writes_unacked},
-      {"writes_cut", writes_cut},
-      {"replayer_writes", replayer_writes},
-      {"script_unknown", script_unknown},
-      {"script_unknown_keyless", script_unknown_keyless},
-      {"scripts_not_shipped", scripts_not_shipped},
-      {"records", records},
-      {"transactions", transactions},
-      {"exec_aborted", exec_aborted},
-      {"watch_aborted", watch_aborted},
-      {"unpaired_replies", unpaired_replies},
-      {"unpaired_requests", unpaired_requests},
-      {"never_ran", never_ran},
-      {"connections_refused", connections_refused},
-      {"bad_shapes", bad_shapes},
-      {"unknown_commands", unknown_commands},
-      {"keyless_unconfirmed", keyless_unconfirmed},
-      {"subscriber_doubts", subscriber_doubts},
-      {"skipped_before_reset", skipped_before_reset},
-      {"pushes", pushes},
-      {"messages", messages},
-      {"replication_links", replication_links},
-      {"writes_oversized", writes_oversized},
-      {"oversized_lost", oversized_lost},
-      {"parse_errors", parse_errors},
-      {"gaps", gaps},
-      {"gap_bytes", gap_bytes},
-      {"desyncs", desyncs},
-      {"overflows", overflows},
-      {"ignored_bytes", ignored_bytes},
-      {"tls_connections", tls_connections},
-      {"db_proven_by_server", db_proven_by_server},
-      {"became_replica", became_replica},
-      {"redirected", redirected},
-  };
+  std::vector<std::pair<std::string, uint64_t>> named;
+  named.reserve(std::size(kStatFields));
+  for (const StatField& f : kStatFields) named.emplace_back(f.name, this->*f.member);
+  return named;
 }
 
 namespace {

@@ -157,6 +157,9 @@ struct ConnectionStats {
   uint64_t tls_connections = 0;  // began with a TLS record: encrypted, nothing decodable
 
   ConnectionStats& operator+=(const ConnectionStats& o);
+  // Adds what each counter grew by from `before` to `now` (one connection's
+  // counts at two moments).
+  void AddGrowth(const ConnectionStats& now, const ConnectionStats& before);
   // (name, value) pairs for printing; names are stable.
   std::vector<std::pair<std::string, uint64_t>> Named() const;
 };

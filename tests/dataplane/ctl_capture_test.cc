@@ -703,6 +703,19 @@ TEST(CtlCaptureTest, DecodeNamesTheClusterNodesRedirectsWentToThatItWasNotGiven)
   out = Shell(ctl + " decode --pcap " + path +
               " --server 10.0.0.2:6379 --server '*:6379' --format stats 2>&1 >/dev/null");
   EXPECT_EQ(out.find("-MOVED"), std::string::npos) << out;  // every node given
+  // capture says the same when it ends, and counts what decode's stats do.
+  out = Shell(ctl + " capture --pcap " + path +
+              " --server 10.0.0.2:6379 --server 10.0.0.3:6379 --format json 2>&1");
+  EXPECT_NE(
+      out.find("kvferryctl capture: 3 request(s) were answered -MOVED or -ASK (a Redis Cluster): they run "
+               "on the node named, and 10.0.0.5:6379 is not among --server"),
+      std::string::npos)
+      << out;
+  const size_t last = out.rfind("{\"at\":\"total\"");
+  ASSERT_NE(last, std::string::npos) << out;
+  const nlohmann::json total = nlohmann::json::parse(out.substr(last, out.find('\n', last) - last));
+  EXPECT_EQ(total["totals"]["resp_redirected"], 3) << out;
+  EXPECT_EQ(total["totals"]["resp_writes_rejected"], 2) << out;
   unlink(path.c_str());
 }
 

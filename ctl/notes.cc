@@ -1,0 +1,107 @@
+#include "ctl/notes.h"
+
+#include <algorithm>
+
+#include "resp/command_table.h"
+
+namespace kvf::ctl {
+
+void ConnectionNames::Add(const resp::Connection& conn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  more_ = more_ || conn.more_unknown_command_names();
+  for (const std::string& target : conn.redirect_targets()) {
+    if (redirects_.size() < kMaxRedirects) redirects_.insert(target);
+  }
+  for (const std::string& name : conn.unknown_command_names()) {
+    if (names_.size() < resp::Connection::kMaxUnknownNames || names_.count(name) != 0) {
+      names_.insert(name);
+    } else {
+      more_ = true;
+    }
+  }
+}
+
+std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& totals,
+                                                const std::vector<dataplane::Endpoint>& servers) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> notes;
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  if (totals.unknown_commands > 0) {
+    // (Names are kept only of requests paired for sure: Connection::Handle.)
+    std::string names;
+    for (const std::string& name : names_) names += (names.empty() ? "" : ", ") + name;
+    if (!names.empty()) names = " (" + names + (more_ ? ", …)" : ")");
+    notes.push_back(n(totals.unknown_commands) + " request(s) of commands the Redis " +
+                    resp::kCommandTableRedisVersion + " command table does not know" + names +
+                    " were answered without an error: module commands (--command-info), or commands the "
+                    "source's redis.conf renames (--redis-conf, --rename-command)? Their writes are not "
+                    "replicated");
+  }
+  if (totals.script_unknown > 0) {
+    notes.push_back(n(totals.script_unknown) +
+                    " EVALSHA(s) ran scripts the capture never saw loaded (SCRIPT LOAD or EVAL before the "
+                    "capture, or on a connection it missed): a replica cannot run them, so their keys are "
+                    "read back instead" +
+                    (totals.script_unknown_keyless == 0
+                         ? std::string()
+                         : "; " + n(totals.script_unknown_keyless) +
+                               " of them declared no keys, and what they wrote is not replicated at all (a "
+                               "consistency check finds it)"));
+  }
+  if (totals.scripts_not_shipped > 0) {
+    notes.push_back(
+        n(totals.scripts_not_shipped) +
+        " script call(s) or function librarie(s) name MIGRATE or a command the source renamed, or "
+        "call commands they do not name with a plain string (or are FUNCTION RESTOREs, whose "
+        "code cannot be read, or FCALLs after such a library), and were not shipped (a MIGRATE's "
+        "password may be in them; replayed, it would act on a third server): their keys are read "
+        "back, and what one that declares no keys wrote is not replicated");
+  }
+  if (totals.parse_errors > 0) {
+    // (A review found large SETs lost this way with nothing said.)
+    notes.push_back(
+        n(totals.parse_errors) +
+        " RESP parse error(s): bytes that are not RESP, or a length past the parser's limits where "
+        "the capture joined a connection or after a gap; what lay up to the next message was "
+        "skipped (a write in it is not replicated) and the writes after it are flagged");
+  }
+  if (totals.overflows > 0) {
+    notes.push_back(n(totals.overflows) +
+                    " time(s) a connection had more requests waiting for their replies than are held "
+                    "(1,048,576, or 64 MiB with their arguments): its replies could not be paired from there "
+                    "until it was back in step, and its writes were read back");
+  }
+  if (totals.keyless_unconfirmed > 0)
+    notes.push_back(resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed));
+  if (totals.redirected > 0) {
+    // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node
+    // named, which only a capture of that node shows (a review: decode of
+    // one node said nothing of the twelve writes redirected away).
+    std::string elsewhere;
+    size_t named = 0;
+    for (const std::string& target : redirects_) {
+      const Result<dataplane::Endpoint> ep = dataplane::Endpoint::Parse(target);
+      const bool given = ep.ok() && std::any_of(servers.begin(), servers.end(),
+                                                [&](const dataplane::Endpoint& s) { return s.Matches(*ep); });
+      if (given || ++named > 8) continue;
+      elsewhere += (elsewhere.empty() ? "" : ", ") + target;
+    }
+    if (!elsewhere.empty()) {
+      notes.push_back(
+          n(totals.redirected) +
+          " request(s) were answered -MOVED or -ASK (a Redis Cluster): they run on the node named, "
+          "and " +
+          elsewhere + (named > 8 ? ", …" : "") + (named == 1 ? " is" : " are") +
+          " not among --server: give every node of the cluster (its writes are missing from this "
+          "output)");
+    }
+  }
+  if (totals.tls_connections > 0) {
+    notes.push_back(n(totals.tls_connections) +
+                    " connection(s) carried TLS: encrypted traffic cannot be decoded from a capture, and was "
+                    "ignored");
+  }
+  return notes;
+}
+
+}  // namespace kvf::ctl
