@@ -57,6 +57,15 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
         "password may be in them; replayed, it would act on a third server): their keys are read "
         "back, and what one that declares no keys wrote is not replicated");
   }
+  if (totals.libraries_held_back > 0) {
+    notes.push_back(
+        n(totals.libraries_held_back) +
+        " function librar(ies) the server loaded were not shipped (FUNCTION LOAD of code that names "
+        "MIGRATE or a command the source renamed, or a FUNCTION RESTORE, whose code cannot be read: "
+        "a MIGRATE's password may be in them): replicas lack them until you copy them (FUNCTION DUMP "
+        "on the source, FUNCTION RESTORE on each replica) once you know they hold no secret; until a "
+        "FUNCTION FLUSH, FCALLs are read back instead of shipped");
+  }
   if (totals.parse_errors > 0) {
     // (A review found large SETs lost this way with nothing said.)
     notes.push_back(

@@ -124,6 +124,7 @@ constexpr StatField kStatFields[] = {
     {"script_unknown", &ConnectionStats::script_unknown},
     {"script_unknown_keyless", &ConnectionStats::script_unknown_keyless},
     {"scripts_not_shipped", &ConnectionStats::scripts_not_shipped},
+    {"libraries_held_back", &ConnectionStats::libraries_held_back},
     {"records", &ConnectionStats::records},
     {"transactions", &ConnectionStats::transactions},
     {"exec_aborted", &ConnectionStats::exec_aborted},
@@ -174,6 +175,11 @@ std::vector<std::pair<std::string, uint64_t>> ConnectionStats::Named() const {
 }
 
 namespace {
+const CommandSpec* FunctionFlushSpec() {
+  static const CommandSpec* const spec = LookupCommandName("function|flush");
+  return spec;
+}
+
 size_t ArgBytes(std::span<const std::string_view> args) {
   size_t n = 0;
   for (std::string_view a : args) n += a.size();
@@ -1163,7 +1169,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     scripts_->LearnBody(args[1]);
   } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args) && CallsMigrate(args))
       [[unlikely]] {
-    scripts_->NoteLibraryHeldBack();  // (whatever becomes of it: an FCALL answered first may run it)
+    scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
+    p.holds_library = true;
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -2096,6 +2103,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error) {
         in_multi_ = false;
         multi_inferred_ = false;
+        NeverLoaded(multi_queue_);
         multi_queue_.clear();
       }
       return;
@@ -2133,8 +2141,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       if (root.type == Type::kNull) {
         ++stats_.watch_aborted;
+        NeverLoaded(queue);
       } else if (is_error) {
         ++stats_.exec_aborted;
+        NeverLoaded(queue);
       } else if (root.type == Type::kArray && root.children == queue.size()) {
         ++stats_.transactions;
         size_t i = 1;
@@ -2247,9 +2257,24 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   }
 }
 
+void Connection::NeverLoaded(const std::vector<Pending>& discarded) {
+  for (const Pending& q : discarded) {
+    if (q.holds_library) [[unlikely]]
+      scripts_->NoteLibraryAnswered(false);
+  }
+}
+
 void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   std::span<const std::string_view> argv = Args(p);
   const ScriptKind script = ScriptKindOf(p.spec);
+  if (p.spec->name[0] == 'f') [[unlikely]] {
+    if (p.holds_library) {
+      scripts_->NoteLibraryAnswered(!IsError(reply[0]));
+      if (!IsError(reply[0])) ++stats_.libraries_held_back;
+    } else if (p.spec == FunctionFlushSpec() && !IsError(reply[0])) {
+      scripts_->NoteFunctionsFlushed();
+    }
+  }
   if (replayer_) {
     ++stats_.replayer_writes;
     Observe(p.spec, Outcome::kReplayer);

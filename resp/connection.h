@@ -120,6 +120,7 @@ struct ConnectionStats {
   uint64_t script_unknown = 0;          // EVALSHA whose body was never seen: keys read back, no command
   uint64_t script_unknown_keyless = 0;  // of those, with no key to read back: nothing replicated
   uint64_t scripts_not_shipped = 0;     // EVAL (EVALSHA) or FUNCTION LOAD naming MIGRATE: keys read back
+  uint64_t libraries_held_back = 0;  // of those, libraries the server took (LOAD, RESTORE): not on replicas
   uint64_t records = 0;
   uint64_t db_proven_by_server = 0;  // dbs settled (or corrected) by the server's word: ProveDb, CLIENT INFO
   uint64_t transactions = 0;         // EXEC that applied
@@ -319,6 +320,7 @@ class Connection {
     bool out_of_step = false;          // parsed out of sync after client bytes were lost (requests_unsure_)
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
+    bool holds_library = false;        // a library load held back: ScriptCache::NoteLibraryRequested
     // A RESP3 (P|S)SUBSCRIBE: unanswered, but confirmed by one push per
     // channel, or refused by one error unless `silenced` (sub_confirms_).
     bool confirmed_by_push = false;
@@ -404,6 +406,8 @@ class Connection {
   void ReadBackCut();
   void OnReply(std::span<const Node> reply, uint64_t ts);
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
+  // The library loads among `discarded` (DISCARD, an aborted EXEC) never ran.
+  void NeverLoaded(const std::vector<Pending>& discarded);
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags);
   void Unanswered(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts,

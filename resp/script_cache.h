@@ -49,11 +49,25 @@ class ScriptCache {
   size_t bytes() const;
   uint64_t evictions() const;
 
-  // A function library was held back (it may call MIGRATE, or its code
-  // cannot be read): an FCALL may run it, so none is shipped from here on.
-  // Noted at its request, as bodies are learned.
-  void NoteLibraryHeldBack() { library_held_back_.store(true, std::memory_order_relaxed); }
-  bool library_held_back() const { return library_held_back_.load(std::memory_order_relaxed); }
+  // A function library is held back (it may call MIGRATE, or its code
+  // cannot be read): an FCALL may run it, so none is shipped while one may
+  // be loaded. Noted at its request, as bodies are learned (an FCALL
+  // answered first may run it); its reply says whether the server took it
+  // (held back until FUNCTION FLUSH) or refused it (a review: a refused
+  // FUNCTION RESTORE stopped every later FCALL from being shipped, and the
+  // writes of those without keys were lost). A request never answered
+  // stays pending: held back.
+  void NoteLibraryRequested() { libraries_pending_.fetch_add(1, std::memory_order_relaxed); }
+  void NoteLibraryAnswered(bool loaded) {
+    if (loaded) library_loaded_.store(true, std::memory_order_relaxed);
+    libraries_pending_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // FUNCTION FLUSH took every library away.
+  void NoteFunctionsFlushed() { library_loaded_.store(false, std::memory_order_relaxed); }
+  bool library_held_back() const {
+    return library_loaded_.load(std::memory_order_relaxed) ||
+           libraries_pending_.load(std::memory_order_relaxed) > 0;
+  }
 
  private:
   // 40 lowercase hex digits, or false.
@@ -66,7 +80,8 @@ class ScriptCache {
   std::deque<std::string> order_;                                               // shas, oldest first
   size_t bytes_ = 0;
   uint64_t evictions_ = 0;
-  std::atomic<bool> library_held_back_{false};
+  std::atomic<bool> library_loaded_{false};
+  std::atomic<int64_t> libraries_pending_{0};
 };
 
 }  // namespace kvf::resp

@@ -2522,6 +2522,56 @@ TEST_F(Pairing, AFunctionRestoreIsNotShippedAndTheFcallsAfterItAreReadBack) {
   Take();
 }
 
+// A library held back holds back the FCALLs only while it may be loaded: a
+// FUNCTION RESTORE the server refused, a FUNCTION LOAD DISCARDed, or one
+// FUNCTION FLUSH took away leaves nothing an FCALL could run (a review: a
+// refused RESTORE stopped every later FCALL from being shipped, and a
+// key-less FCALL's write was lost, unflagged).
+TEST_F(Pairing, FcallsAreShippedAgainOnceNoHeldBackLibraryMayBeLoaded) {
+  const std::string code =
+      "#!lua name=kvfok\nredis.register_function('kvfok_w0', function(keys, args) "
+      "redis.call('SET', args[1], args[2]) return 1 end)";
+  c_->Do({"FUNCTION", "LOAD", "REPLACE", code});
+  const std::string fcall = "FCALL kvfok_w0 0 k0 v";
+  auto shipped = [&] {
+    c_->Do({"FCALL", "kvfok_w0", "0", "k0", "v"});
+    const V got = Take();
+    return got.size() == 1 && got[0].find(fcall) != std::string::npos;
+  };
+  Take();
+  ASSERT_TRUE(shipped());
+  // Refused: not a payload.
+  ASSERT_EQ(c_->Do(Cmd(std::vector<std::string>{"FUNCTION", "RESTORE", "bogus"}), 1).substr(0, 4), "-ERR");
+  EXPECT_TRUE(shipped());
+  // DISCARDed, and a transaction WATCH aborted.
+  const std::string mig =
+      "#!lua name=kvfmig2\nredis.register_function('kvfmig2_w', function(keys, args) return 1 end) -- "
+      "MIGRATE";
+  EXPECT_EQ(
+      c_->Do(Cmd({"MULTI"}) + Cmd(std::vector<std::string>{"FUNCTION", "LOAD", mig}) + Cmd({"DISCARD"}), 3),
+      "+OK\r\n+QUEUED\r\n+OK\r\n");
+  EXPECT_TRUE(shipped());
+  RawClient other(kPort);
+  EXPECT_EQ(c_->Do(Cmd({"WATCH", "kvfw"}), 1), "+OK\r\n");
+  ASSERT_EQ(other.Send(Cmd({"SET", "kvfw", "1"}), 1), "+OK\r\n");
+  EXPECT_EQ(
+      c_->Do(Cmd({"MULTI"}) + Cmd(std::vector<std::string>{"FUNCTION", "LOAD", mig}) + Cmd({"EXEC"}), 3),
+      "+OK\r\n+QUEUED\r\n*-1\r\n");
+  EXPECT_TRUE(shipped());
+  // Loaded: held back (read back) until a FUNCTION FLUSH.
+  EXPECT_EQ(c_->Do(Cmd(std::vector<std::string>{"FUNCTION", "LOAD", mig}), 1), "$7\r\nkvfmig2\r\n");
+  c_->Do({"FUNCTION", "LOAD", "REPLACE", code});
+  Take();
+  EXPECT_FALSE(shipped());
+  EXPECT_EQ(c_->conn().stats().libraries_held_back, 1u);
+  c_->Do({"FUNCTION", "FLUSH"});
+  c_->Do({"FUNCTION", "LOAD", "REPLACE", code});
+  Take();
+  EXPECT_TRUE(shipped());
+  c_->Do({"FUNCTION", "FLUSH"});
+  Take();
+}
+
 // A master keeps a replica whose PSYNC waits for the RDB alive with a bare
 // newline a second, before +FULLRESYNC too (five under redis 7.0's default
 // repl-diskless-sync-delay). A review saw every full sync read as garbled
