@@ -213,7 +213,7 @@ void FailoverWire::Emit(const RecordView& r, uint64_t id) {
     // A FLUSHDB, SWAPDB… the failover may throw away: no key to read back
     // undoes it (a review: the old master's FLUSHALL emptied the replica).
     failovers_->Unknowable(server_, r.capture_ns);
-  } else if (!r.key.empty() && r.op != RecordOp::kHold) {
+  } else if (resp::RecordHasKey(r)) {
     if (failovers_->Note(server_, r.db, r.key, r.capture_ns)) ReadBack(r.db, r.key, r.capture_ns);
   }
 }

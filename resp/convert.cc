@@ -231,6 +231,18 @@ bool MulAdd(int64_t a, int64_t mul, int64_t add, int64_t* out) {
   return !__builtin_add_overflow(m, add, out);
 }
 
+// An absolute expiry in ms, `a * mul + add`, of an expiry the server took.
+// It refuses one whose sum overflows on its own clock; the capture's clock
+// is later, so a sum just short of INT64_MAX there may overflow here: it is
+// INT64_MAX (a review counted such a PEXPIRE a bad shape).
+bool ExpiryMs(int64_t a, int64_t mul, int64_t add, int64_t* out) {
+  if (MulAdd(a, mul, add, out)) return true;
+  int64_t m;
+  if (__builtin_mul_overflow(a, mul, &m) || m < 0 || add < 0) return false;
+  *out = INT64_MAX;
+  return true;
+}
+
 bool IsNull(std::span<const Node> r) {
   return r.empty() || r[0].type == Type::kNull;
 }
@@ -389,7 +401,7 @@ int ExpiryOption(std::span<const std::string_view> argv, size_t i, uint64_t capt
   } else
     return 0;
   int64_t v;
-  if (i + 1 >= argv.size() || !ParseI64(argv[i + 1], &v) || !MulAdd(v, mul, base, abs_ms)) return -1;
+  if (i + 1 >= argv.size() || !ParseI64(argv[i + 1], &v) || !ExpiryMs(v, mul, base, abs_ms)) return -1;
   return 1;
 }
 
@@ -573,6 +585,16 @@ ConvertOutcome BadShape(const CommandSpec& spec, std::span<const std::string_vie
 }
 
 }  // namespace
+
+bool RecordHasKey(const RecordView& r) {
+  if (!r.key.empty()) return true;
+  if (r.op == RecordOp::kDatabase || r.op == RecordOp::kHold) return false;
+  if (r.args.empty()) return r.op == RecordOp::kReadback;  // a read-back names its key
+  const CommandSpec* spec = LookupCommand(r.args);
+  std::vector<KeyRef> keys;
+  if (spec == nullptr || !FindKeys(*spec, r.args, &keys)) return false;
+  return std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return r.args[k.arg].empty(); });
+}
 
 bool IsScriptCall(const CommandSpec& spec) {
   return RuleFor(spec) == Rule::kScript;
@@ -942,7 +964,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
     case Rule::kPsetex: {
       int64_t abs_ms;
       if (argv.size() != 4 || !ParseI64(argv[2], &n) ||
-          !MulAdd(n, rule == Rule::kSetex ? 1000 : 1, static_cast<int64_t>(capture_ms), &abs_ms))
+          !ExpiryMs(n, rule == Rule::kSetex ? 1000 : 1, static_cast<int64_t>(capture_ms), &abs_ms))
         return bad();
       SetWithAbs(out, argv[1], argv[3], abs_ms);
       return ConvertOutcome::kRecorded;
@@ -1046,7 +1068,7 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       const int64_t base =
           (rule == Rule::kExpire || rule == Rule::kPexpire) ? static_cast<int64_t>(capture_ms) : 0;
       int64_t abs_ms;
-      if (!ParseI64(argv[2], &n) || !MulAdd(n, mul, base, &abs_ms)) return bad();
+      if (!ParseI64(argv[2], &n) || !ExpiryMs(n, mul, base, &abs_ms)) return bad();
       Pexpireat(out, argv[1], abs_ms);
       return ConvertOutcome::kRecorded;
     }
@@ -1398,7 +1420,14 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       int64_t abs_ms = 0;
       if (!ParseI64(argv[2], &n) || n < 0) return bad();
-      if (n != 0 && !MulAdd(n, 1, absttl ? 0 : static_cast<int64_t>(capture_ms), &abs_ms)) return bad();
+      if (n != 0 && !MulAdd(n, 1, absttl ? 0 : static_cast<int64_t>(capture_ms), &abs_ms)) {
+        // Redis adds the ttl to its clock as it is, and the sum wraps: the
+        // key counts as expired, and is gone (a review: RESTORE k
+        // 9223372036854775807 … REPLACE, answered +OK, was taken for a reply
+        // to another request).
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"DEL", argv[1]});
+        return ConvertOutcome::kRecorded;
+      }
       const std::string at = std::to_string(abs_ms);
       out.Emit(RecordOp::kIdempotent, 0, argv[1], {"RESTORE", argv[1], at, argv[3], "REPLACE", "ABSTTL"});
       return ConvertOutcome::kRecorded;

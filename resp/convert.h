@@ -51,6 +51,12 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // True for commands that may write although COMMAND INFO has no write flag
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
+
+// Whether `r` is of a key. An empty `key` stands both for none (a script
+// that declares no keys, a database-wide write) and for the empty key "",
+// which Redis allows: the command tells them apart (a review: edits of ""
+// from before the capture went unflagged). Cheap unless `key` is empty.
+bool RecordHasKey(const RecordView& r);
 // A command whose reply the converter reads as a write's: flagged write, a
 // script call, or PFCOUNT (which may update its HyperLogLog's cache).
 bool ConvertsAsWrite(const CommandSpec& spec);

@@ -200,7 +200,7 @@ void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
   if (r.args.empty()) {
     // A read-back is of its key alone; a keyless record whose keys are not
     // named (a script's) may have touched any.
-    if (r.op != RecordOp::kReadback || r.key.empty()) DoubtWhere([](uint16_t) { return true; });
+    if (r.op != RecordOp::kReadback || !RecordHasKey(r)) DoubtWhere([](uint16_t) { return true; });
     return;
   }
   const CommandSpec* spec = LookupCommand(r.args);
@@ -211,6 +211,43 @@ void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
     return;
   }
   for (const KeyRef& k : keys_) DoubtKey(r, r.args[k.arg]);
+}
+
+void ExpiryKeeper::CarryExpiry(const RecordView& r) {
+  // A review: SET a 1 PX 1500, RENAME a b, INCR b, replayed late: the
+  // RENAME found a gone, and the INCR's SET b 2 KEEPTTL made b anew for
+  // good, unflagged, though b had expired on the source.
+  if ((r.flags & kUnknownDb) != 0 || r.args.size() < 3) return;
+  const std::string_view command = r.args[0];
+  const bool move = EqualsIgnoreCase(command, "MOVE");
+  if (!move && !EqualsIgnoreCase(command, "RENAME") && !EqualsIgnoreCase(command, "RENAMENX") &&
+      !EqualsIgnoreCase(command, "COPY"))
+    return;
+  const Known* from = expiry_ms_.Find(r.db, r.args[1]);
+  if (from == nullptr) return;
+  auto db_of = [](std::string_view s, uint16_t* out) {
+    unsigned v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size() || v > UINT16_MAX) return false;
+    *out = static_cast<uint16_t>(v);
+    return true;
+  };
+  uint16_t db = r.db;
+  std::string_view key = r.args[2];
+  if (move) {
+    key = r.args[1];
+    if (!db_of(r.args[2], &db)) return;
+  } else if (EqualsIgnoreCase(command, "COPY")) {
+    for (size_t i = 3; i + 1 < r.args.size(); ++i) {
+      if (EqualsIgnoreCase(r.args[i], "DB") && !db_of(r.args[i + 1], &db)) return;
+    }
+  }
+  const Known carried{from->lo, from->hi, false, from->maybe_gone};
+  if (expiry_ms_.Put(db, key, carried, /*only_update=*/expiry_ms_.size() >= opts_.max_keys) == nullptr) {
+    ++stats_.untracked;
+    return;
+  }
+  if (std::find(dbs_.begin(), dbs_.end(), db) == dbs_.end()) dbs_.push_back(db);
 }
 
 void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
@@ -372,6 +409,7 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
       if ((r.flags & kUnknownDb) != 0) DoubtKeysOf(r);
     } else {
       DoubtKeysOf(r);
+      CarryExpiry(r);
     }
     return {};
   }

@@ -174,6 +174,9 @@ class ExpiryKeeper : public RecordSink {
   // `key` as named by `r`: in its db, or (a guessed db) in every db.
   void DoubtKey(const RecordView& r, std::string_view key);
   void DoubtKeysOf(const RecordView& r);
+  // RENAME, RENAMENX, COPY, MOVE: the key they make carries the source
+  // key's expiry, in doubt (the record is read back).
+  void CarryExpiry(const RecordView& r);
   void DoubtWhere(const std::function<bool(uint16_t)>& in_db);
   void NoteDatabaseWide(const RecordView& r);
 

@@ -217,7 +217,7 @@ void ShardMerge::Pass(const RecordBatch& b, size_t i, std::vector<std::string_vi
   // MIGRATE, which is never shipped): its key is read back (the others
   // already are); one without keys wrote nothing known.
   ++scripts_unknown_;
-  if (r.op == RecordOp::kDatabase || r.key.empty()) return;
+  if (!RecordHasKey(r)) return;
   r.op = RecordOp::kReadback;
   r.flags |= kNeedsReadback;
   r.args = {};

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "resp/command_table.h"
+#include "resp/convert.h"
 
 // XXH3 inlined: keys are short and hashing them is on the per-record path.
 #define XXH_INLINE_ALL
@@ -151,7 +152,7 @@ bool PriorKeeper::Note(const RecordView& r) {
     }
     return false;
   }
-  if (r.key.empty()) return false;
+  if (!RecordHasKey(r)) return false;
   const Hashed h = HashOf(r.key);
   if ((r.flags & kUnknownDb) != 0) {
     // Applied in a guessed db: the key in its true db misses this change.

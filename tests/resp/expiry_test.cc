@@ -203,6 +203,47 @@ TEST_F(ExpiryKeeperTest, WhatMayChangeTheExpiryPutsItInDoubt) {
   EXPECT_GE(keeper_.stats().doubted_all, 3u);
 }
 
+// RENAME, RENAMENX, COPY and MOVE make a key that carries the source key's
+// expiry: a later write that keeps it is read back (a review: SET a 1 PX
+// 1500, RENAME a b, INCR b, replayed after a had expired, left b = 2 for
+// good, unflagged). A key the capture knows no expiry of carries none. The
+// empty key "" is a key: a read-back of it doubts it alone (a review saw
+// every expiry doubted).
+TEST_F(ExpiryKeeperTest, AKeyMadeFromAnotherCarriesItsExpiryInDoubt) {
+  const std::string at = std::to_string(kLater);
+  auto next = [&](const std::string& key, uint16_t db = 0) -> std::string {
+    const size_t before = out_.records.size();
+    const size_t n = Pass(Rec({"SADD", key, "m"}, db)).size();
+    if (n == 2) return "restore";
+    return out_.records[before].HasFlag(kNeedsReadback) ? "doubt" : "none";
+  };
+  for (const std::vector<std::string>& made :
+       {std::vector<std::string>{"RENAME", "a", "b"}, {"RENAMENX", "a", "b"}, {"COPY", "a", "b"}}) {
+    Pass(Rec({"SET", "a", "1", "PXAT", at}));
+    Pass(Rec({"DEL", "b"}));
+    EXPECT_EQ(next("b"), "none") << made[0];
+    Pass(Rec(made, 0, RecordOp::kOrdered, kNeedsReadback));
+    EXPECT_EQ(next("b"), "doubt") << made[0];
+  }
+  Pass(Rec({"SET", "a", "1", "PXAT", at}));
+  Pass(Rec({"COPY", "a", "c", "DB", "4", "REPLACE"}, 0, RecordOp::kOrdered, kNeedsReadback));
+  EXPECT_EQ(next("c", 4), "doubt");
+  EXPECT_EQ(next("c", 0), "none");
+  Pass(Rec({"SET", "m", "1", "PXAT", at}));
+  Pass(Rec({"MOVE", "m", "7"}, 0, RecordOp::kOrdered, kNeedsReadback));
+  EXPECT_EQ(next("m", 7), "doubt");
+  Pass(Rec({"SET", "plain", "1"}));
+  Pass(Rec({"RENAME", "plain", "p2"}, 0, RecordOp::kOrdered, kNeedsReadback));
+  EXPECT_EQ(next("p2"), "none");
+  // The empty key.
+  Pass(Rec({"SET", "kept", "1", "PXAT", at}));
+  ChangeRecord rb = Rec({}, 0, RecordOp::kReadback);
+  rb.key = "";
+  Pass(rb);
+  EXPECT_EQ(next("kept"), "restore");
+  EXPECT_EQ(keeper_.stats().doubted_all, 0u);
+}
+
 // An ordered removal that may empty the key (LTRIM, the list pops' LTRIMs,
 // LREM, ZREMRANGEBYSCORE/RANK) leaves the key its expiry or no key: a later
 // write made it anew without one. That expiry is not restored after a write

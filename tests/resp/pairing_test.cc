@@ -2495,6 +2495,28 @@ TEST(PairingLive, RefusalsBeforeAuthenticationOrOfAHelloDoNotShiftThePairing) {
   }
 }
 
+// Redis adds a RESTORE's relative ttl to its clock as it is: a sum past
+// INT64_MAX wraps, the key counts as expired, and RESTORE … REPLACE answers
+// +OK with the key gone (a review: taken for a bad shape, the connection
+// put out of step, and the SET after it shipped as a read-back).
+TEST_F(Pairing, ARestoreWhoseTtlWrapsLeavesNoKey) {
+  c_->Do({"SET", "k", "v"});
+  const std::string dump = c_->raw().Send(Cmd({"DUMP", "k"}), 1);
+  Parser p(Parser::Mode::kReply);
+  p.Feed(dump);
+  ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+  const std::string payload(p.nodes()[0].str);
+  EXPECT_EQ(
+      c_->Do(Cmd(std::vector<std::string>{"RESTORE", "k", "9223372036854775807", payload, "REPLACE"}), 1),
+      "+OK\r\n");
+  c_->Do({"SET", "after", "x"});
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k: SET k v", "0 " + kIdem + " k: DEL k",
+                       "0 " + kIdem + " after: SET after x"}));
+  EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "k"}), 1), ":0\r\n");
+  EXPECT_EQ(c_->conn().stats().bad_shapes, 0u);
+  EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+}
+
 // A FUNCTION RESTORE carries its libraries serialised, their code maybe
 // compressed: what they call cannot be read, so it is not shipped (a
 // review shipped one whose code held a MIGRATE password), and the FCALLs

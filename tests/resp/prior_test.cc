@@ -47,6 +47,16 @@ std::vector<uint16_t> FlagsAfter(const std::vector<ChangeRecord>& in, PriorOptio
   return flags;
 }
 
+// The empty key "" is a key like any other (a review: LSET "" of a list
+// from before the capture went unflagged); a script that declares no keys,
+// whose record's key is empty too, is no edit of one.
+TEST(PriorKeeper, TheEmptyKeyIsAKey) {
+  ChangeRecord keyless = Rec({"EVAL", "return 1", "0"});
+  keyless.key.clear();
+  EXPECT_EQ(FlagsAfter({Rec({"LSET", "", "0", "z"}), Rec({"LSET", "", "1", "y"}), keyless}),
+            (std::vector<uint16_t>{kRead, 0, 0}));
+}
+
 TEST(PriorKeeper, TheFirstEditOfAKeyNotEstablishedIsReadBackOnce) {
   EXPECT_EQ(FlagsAfter({Rec({"RPUSH", "q", "a"}),                          // a list from before
                         Rec({"RPUSH", "q", "b"}),                          // known since the read-back
