@@ -102,7 +102,11 @@ struct ConnectionOptions {
   // not decoded it yet, though it ran first (resp/merge.h).
   bool defer_unknown_scripts = false;
   Limits request_limits;
-  Limits reply_limits;
+  // Replies nest as deep as a script's return value: Redis's Lua stops at
+  // its C stack limit, about 8,000 levels (a review: a reply 7,963 levels
+  // deep gave as many parse errors, and its key-less script's write was
+  // lost). Frames cost 16 bytes a level, nodes are capped anyway.
+  Limits reply_limits{.max_depth = 16384};
 };
 
 // Counters, named for an operator. "writes" are requests whose command may

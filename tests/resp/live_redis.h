@@ -109,7 +109,9 @@ class RawClient {
 
  private:
   static int CountReplies(const std::string& bytes) {
-    Parser p(Parser::Mode::kReply);
+    Limits deep;
+    deep.max_depth = 1 << 14;  // a script's reply may nest thousands deep
+    Parser p(Parser::Mode::kReply, deep);
     p.Feed(bytes);
     int n = 0;
     while (p.Next() == ParseStatus::kMessage) ++n;

@@ -2517,6 +2517,21 @@ TEST_F(Pairing, ARestoreWhoseTtlWrapsLeavesNoKey) {
   EXPECT_EQ(c_->conn().stats().desyncs, 0u);
 }
 
+// A script's reply nests as deep as Lua lets it: thousands of levels (a
+// review, Redis's own test suite: 7,963 parse errors, the connection out of
+// step, and the key-less script's write lost). Paired as any other.
+TEST_F(Pairing, AScriptsReplyNestedThousandsDeepIsPaired) {
+  const std::string body = "redis.call('SET', 'y', 'new') local a = {} local b = {a} a[1] = b return a";
+  const std::string reply = c_->Do({"EVAL", body, "0"});
+  EXPECT_GT(reply.size(), 4000u * 4);  // "*1\r\n" a level, then the error
+  EXPECT_NE(reply.find("reached lua stack limit"), std::string::npos) << reply.substr(reply.size() - 80);
+  c_->Do({"SET", "after", "1"});
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " : EVAL " + body + " 0", "0 " + kIdem + " after: SET after 1"}));
+  EXPECT_EQ(c_->conn().stats().parse_errors, 0u);
+  EXPECT_EQ(c_->conn().stats().desyncs, 0u);
+}
+
 // A FUNCTION RESTORE carries its libraries serialised, their code maybe
 // compressed: what they call cannot be read, so it is not shipped (a
 // review shipped one whose code held a MIGRATE password), and the FCALLs
