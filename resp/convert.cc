@@ -60,6 +60,7 @@ enum class Rule : uint8_t {
   kBrpoplpush,
   kSmove,
   kXadd,
+  kXtrim,
   kXreadgroup,
   kDatabase,
   kMove,
@@ -124,6 +125,7 @@ const std::unordered_map<std::string_view, Rule>& Rules() {
       {"brpoplpush", Rule::kBrpoplpush},
       {"smove", Rule::kSmove},
       {"xadd", Rule::kXadd},
+      {"xtrim", Rule::kXtrim},
       // Its key specs say read-only (Redis 7.0), but a delivery moves
       // entries into the group's pending list and makes the consumer.
       {"xreadgroup", Rule::kXreadgroup},
@@ -1212,14 +1214,14 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // options in any order (redis-py sends NOMKSTREAM after MAXLEN).
       std::vector<std::string_view> args(argv.begin(), argv.end());
       size_t i = 2;
-      bool trims = false;
+      bool trims = false, approx = false;
       while (i < args.size()) {
         if (EqualsIgnoreCase(args[i], "nomkstream")) {
           ++i;
         } else if (EqualsIgnoreCase(args[i], "maxlen") || EqualsIgnoreCase(args[i], "minid")) {
           trims = true;
           ++i;
-          if (i < args.size() && (args[i] == "=" || args[i] == "~")) ++i;
+          if (i < args.size() && (args[i] == "=" || args[i] == "~")) approx = args[i++] == "~";
           ++i;  // threshold
         } else if (EqualsIgnoreCase(args[i], "limit")) {
           i += 2;
@@ -1229,13 +1231,26 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       if (i >= args.size()) return bad();
       args[i] = root->str;  // the id the server assigned
-      if (trims) {
-        // An approximate (or exact) trim removes entries we cannot name:
-        // ship it ordered and read the stream back.
+      if (approx) {
+        // An approximate trim removes whole nodes of the stream's tree,
+        // whose sizes are the server's own (stream-node-max-entries): ship
+        // it ordered and read the stream back.
         out.EmitArgs(RecordOp::kOrdered, kOrderedFlags, argv[1], args);
+      } else if (trims) {
+        // An exact trim (MAXLEN n, MINID id) leaves the same entries on a
+        // replica that held the same stream: ordered, exact.
+        out.EmitArgs(RecordOp::kOrdered, kExactFlags, argv[1], args);
       } else {
         out.EmitArgs(RecordOp::kIdempotent, 0, argv[1], args);
       }
+      return ConvertOutcome::kRecorded;
+    }
+    case Rule::kXtrim: {
+      // XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT n], answered with the
+      // number of entries removed: none, nothing changed.
+      if (root == nullptr || root->type != Type::kInteger || argv.size() < 4) return bad();
+      if (root->integer == 0) return ConvertOutcome::kNoEffect;
+      out.EmitArgs(RecordOp::kOrdered, argv[3] == "~" ? kOrderedFlags : kExactFlags, argv[1], argv);
       return ConvertOutcome::kRecorded;
     }
     case Rule::kXreadgroup: {

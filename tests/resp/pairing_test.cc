@@ -741,6 +741,29 @@ TEST(PairingReplica, XaddOptionsInAnyOrderReplay) {
             true);
 }
 
+// An exact trim (MAXLEN n, MINID id, with `=` or nothing) leaves the same
+// entries on a replica that held the same stream: shipped ordered, not read
+// back (a review saw every one read back); XTRIM that removed nothing is no
+// record. (RoundTrip checks the replica equals the source.)
+TEST(PairingReplica, ExactStreamTrimsReplayExactly) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  std::set<std::pair<uint16_t, std::string>> readbacks;
+  RoundTrip({{Cmd({"XADD", "s", "1-1", "f", "v"}), 1},
+             {Cmd({"XADD", "s", "2-1", "f", "v"}), 1},
+             {Cmd({"XADD", "s", "MAXLEN", "=", "2", "*", "f", "w"}), 1},
+             {Cmd({"XADD", "s", "NOMKSTREAM", "MINID", "2-1", "*", "g", "x"}), 1},
+             {Cmd({"XTRIM", "s", "MAXLEN", "1"}), 1},
+             {Cmd({"XTRIM", "s", "MAXLEN", "=", "5"}), 1},  // removes nothing
+             {Cmd({"XADD", "s", "*", "h", "y"}), 1},
+             {Cmd({"XTRIM", "s", "MINID", "=", "99999999999999-0"}), 1}},
+            true, 2, &readbacks);
+  EXPECT_TRUE(readbacks.empty());
+  // An approximate trim is read back.
+  RoundTrip({{Cmd({"XADD", "s", "1-1", "f", "v"}), 1}, {Cmd({"XTRIM", "s", "MAXLEN", "~", "0"}), 1}}, true, 2,
+            &readbacks);
+  EXPECT_EQ(readbacks, (std::set<std::pair<uint16_t, std::string>>{{0, "s"}}));
+}
+
 // RPOPLPUSH q q (and LMOVE, BLMOVE) rotates one list, and SMOVE s s m
 // changes nothing: neither may pass through an empty key, which would drop
 // a one-element key's TTL on the replica.
