@@ -269,6 +269,7 @@ class RespShard : public StreamConsumerFactory,
   std::unique_ptr<StreamConsumer> NewFlow(const FlowInfo& info) override {
     kvf::resp::ConnectionOptions o;
     o.connection_id = next_id_;
+    o.server_key = std::hash<std::string>{}(info.server.ToString());
     next_id_ += id_step_;
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = this;

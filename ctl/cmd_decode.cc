@@ -270,6 +270,7 @@ class Factory : public dp::StreamConsumerFactory {
   std::unique_ptr<dp::StreamConsumer> NewFlow(const dp::FlowInfo& info) override {
     resp::ConnectionOptions o;
     o.connection_id = ++next_id_;
+    o.server_key = std::hash<std::string>{}(info.server.ToString());
     o.joined_mid_stream = info.joined_mid_stream;
     o.observer = observer_;
     o.scripts = &scripts_;

@@ -49,6 +49,12 @@ bool Failovers::Note(const std::string& server, uint16_t db, std::string_view ke
   if (const auto d = demoted_.find(server);
       d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
     readbacks_.fetch_add(1, std::memory_order_relaxed);
+    for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) {
+      if (it->server == server && it->at_ns == d->second.demoted_ns) {
+        ++it->readbacks;  // (told live without it)
+        break;
+      }
+    }
     return true;
   }
   auto& keys = written_[server];
@@ -75,8 +81,8 @@ void Failovers::Unknowable(const std::string& server, uint64_t at_ns) {
         if (it->server == server && it->at_ns == d->second.demoted_ns) it->overflowed = true;
       }
       told = server +
-             " took a database-wide write (FLUSHDB, SWAPDB…) between the promotion and its demotion, "
-             "seen only now: resynchronise (a consistency check)";
+             " took a database-wide write (FLUSHDB, SWAPDB…, a script that declares no keys) between the "
+             "promotion and its demotion, seen only now: resynchronise (a consistency check)";
     } else {
       overflowed_.insert(server);
       Keys keys;
@@ -165,8 +171,9 @@ std::string Failovers::Describe(const std::vector<Change>& all, size_t i, std::s
   }
   if (promoted != nullptr) {
     const std::string keys =
-        c.overflowed ? "a database-wide write (FLUSHDB, SWAPDB…), or more keys than " + std::string(tool) +
-                           " keeps, was among them: resynchronise (a consistency check)"
+        c.overflowed ? "a database-wide write (FLUSHDB, SWAPDB…, a script that declares no keys), or more "
+                       "keys than " +
+                           std::string(tool) + " keeps, was among them: resynchronise (a consistency check)"
                      : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
     return Format(
         "%s was made a replica of %s at %s (REPLICAOF %s), %.1f s after %s was made a master: Redis threw "
@@ -209,11 +216,13 @@ void FailoverWire::Emit(const RecordView& r, uint64_t id) {
     keeps_ = failovers_->Keeps(server_);
   }
   if (!keeps_) return;
-  if (r.op == RecordOp::kDatabase) {
-    // A FLUSHDB, SWAPDB… the failover may throw away: no key to read back
-    // undoes it (a review: the old master's FLUSHALL emptied the replica).
+  if (r.op == RecordOp::kHold) return;
+  if (!resp::RecordHasKey(r)) {
+    // A FLUSHDB, SWAPDB…, or a script that declares no keys, the failover
+    // may throw away: no key to read back undoes it (a review: the old
+    // master's FLUSHALL emptied the replica; a second, its EVAL … 0).
     failovers_->Unknowable(server_, r.capture_ns);
-  } else if (resp::RecordHasKey(r)) {
+  } else {
     if (failovers_->Note(server_, r.db, r.key, r.capture_ns)) ReadBack(r.db, r.key, r.capture_ns);
   }
 }

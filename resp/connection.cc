@@ -307,6 +307,8 @@ void Connection::OnData(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
   Consume(dir, bytes, capture_ns);
   if (hold_watch_) [[unlikely]]
     UpdateHold(capture_ns);
+  if (library_holds_ != 0) [[unlikely]]
+    SyncLibraryHolds();
 }
 
 void Connection::Consume(Direction dir, ByteSpan bytes, uint64_t capture_ns) {
@@ -386,6 +388,7 @@ void Connection::OnFin(Direction dir, uint64_t peer_acked) {
   server_fin_acked_ = peer_acked != UINT64_MAX ? peer_acked : client_offset_;
   while (!pending_.empty() && pending_.back().chunk_offset >= server_fin_acked_) {
     if (pending_.back().kind != Kind::kIgnoreMark) ++stats_.never_ran;
+    if (pending_.back().holds_library) SettleLibrary(false);
     pending_.pop_back();
   }
   if (hold_watch_) UpdateHold(last_ts_);
@@ -419,6 +422,8 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
   }
   EnterDesync();
   if (hold_watch_) UpdateHold(last_ts_);
+  if (library_holds_ != 0) [[unlikely]]
+    SyncLibraryHolds();  // (a desync drops what is pending: it may have run)
 }
 
 void Connection::ReadBackCut() {
@@ -513,9 +518,11 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
     // was shipped), but a script's +QUEUED may have been its own answer.
     DropInferredMulti();
   }
+  if (exec == pending_.end() && !multi_inferred_) NeverLoaded(multi_queue_);  // no EXEC: never ran
   if (quit_answered_) {
     // Everything still pending was sent behind the QUIT: none of it ran.
     stats_.never_ran += pending_.size();
+    NeverLoaded(pending_);
     pending_.clear();
   }
   // Behind a blocking command never answered, nothing ran: Redis reads no
@@ -548,6 +555,8 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   multi_inferred_ = false;
   Reclaim();
   if (hold_watch_) UpdateHold(last_ts_);
+  if (library_holds_ != 0) [[unlikely]]
+    SyncLibraryHolds();  // (unanswered: may have run)
 }
 
 void Connection::UpdateHold(uint64_t ts) {
@@ -1171,6 +1180,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       [[unlikely]] {
     scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
     p.holds_library = true;
+    ++library_holds_;
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -1293,6 +1303,7 @@ void Connection::ApplyReset() {
   in_multi_ = false;
   multi_inferred_ = false;
   no_unseen_multi_ = true;  // (until something is lost again: EnterDesync)
+  NeverLoaded(multi_queue_);
   multi_queue_.clear();
   protocol_ = 2;
   SetSubscriptionsZero();
@@ -2016,6 +2027,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     if (in_multi_) {
       // A command refused while queueing: EXEC will answer -EXECABORT.
       if (is_error) {
+        if (p.holds_library) [[unlikely]]
+          SettleLibrary(false);
         Observe(p.spec, Outcome::kRejected);
         if (IsRedirect(root.str)) NoteRedirect(root.str);
         return;
@@ -2250,6 +2263,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       Observe(p.spec, Outcome::kReadOnly);
       in_multi_ = false;
       multi_inferred_ = false;
+      NeverLoaded(multi_queue_);
       multi_queue_.clear();
       if (!is_error) quit_ = quit_answered_ = true;
       return;
@@ -2257,11 +2271,25 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
   }
 }
 
-void Connection::NeverLoaded(const std::vector<Pending>& discarded) {
+void Connection::SettleLibrary(bool loaded) {
+  --library_holds_;
+  scripts_->NoteLibrarySettled(loaded, opts_.server_key);
+  if (loaded) ++stats_.libraries_held_back;
+}
+
+template <typename Queue>
+void Connection::NeverLoaded(const Queue& discarded) {
+  if (library_holds_ == 0) return;
   for (const Pending& q : discarded) {
-    if (q.holds_library) [[unlikely]]
-      scripts_->NoteLibraryAnswered(false);
+    if (q.holds_library) SettleLibrary(false);
   }
+}
+
+void Connection::SyncLibraryHolds() {
+  uint32_t alive = 0;
+  for (const Pending& q : pending_) alive += q.holds_library;
+  for (const Pending& q : multi_queue_) alive += q.holds_library;
+  while (library_holds_ > alive) SettleLibrary(true);
 }
 
 void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
@@ -2269,10 +2297,9 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   const ScriptKind script = ScriptKindOf(p.spec);
   if (p.spec->name[0] == 'f') [[unlikely]] {
     if (p.holds_library) {
-      scripts_->NoteLibraryAnswered(!IsError(reply[0]));
-      if (!IsError(reply[0])) ++stats_.libraries_held_back;
+      SettleLibrary(!IsError(reply[0]));
     } else if (p.spec == FunctionFlushSpec() && !IsError(reply[0])) {
-      scripts_->NoteFunctionsFlushed();
+      scripts_->NoteFunctionsFlushed(opts_.server_key);
     }
   }
   if (replayer_) {
@@ -2347,7 +2374,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   // (ConvertWrite), and so are FCALLs once such a library came: counted, so
   // that decode can say what that leaves out.
   if (p.spec->name[0] == 'f' && IsFcall(*p.spec)) [[unlikely]]
-    ctx.functions_held_back = scripts_->library_held_back();
+    ctx.functions_held_back = scripts_->library_held_back(opts_.server_key);
   if (ctx.functions_held_back || CallsMigrate(argv)) [[unlikely]]
     ++stats_.scripts_not_shipped;
   const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);

@@ -83,6 +83,9 @@ struct ConnectionOptions {
   ScriptCache* scripts = nullptr;
   ClientListObserver* client_lists = nullptr;  // optional; must outlive the connection
   uint64_t connection_id = 0;                  // passed to the sink with every record
+  // The server, as a number (a hash of its address): which servers hold a
+  // function library held back (ScriptCache, shared by the servers).
+  uint64_t server_key = 0;
   bool joined_mid_stream = false;              // capture did not see the connection start
   uint32_t after_gap_records = 64;             // writes flagged kAfterGap|kNeedsReadback after a resync
   // Unanswered requests kept (then: desync), and the bytes they take: their
@@ -410,8 +413,15 @@ class Connection {
   void ReadBackCut();
   void OnReply(std::span<const Node> reply, uint64_t ts);
   void Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
-  // The library loads among `discarded` (DISCARD, an aborted EXEC) never ran.
-  void NeverLoaded(const std::vector<Pending>& discarded);
+  // Library loads held back (Pending::holds_library): one settled, loaded
+  // or not; those among `discarded` (DISCARD, an aborted EXEC, a QUIT or
+  // RESET in MULTI…) never ran; any other that left the queues without a
+  // reply (a desync, a close) may have run: loaded (SyncLibraryHolds, at
+  // the end of each call in).
+  void SettleLibrary(bool loaded);
+  template <typename Queue>
+  void NeverLoaded(const Queue& discarded);
+  void SyncLibraryHolds();
   void HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx);
   void Unanswered(const Pending& p, uint64_t ts, uint16_t extra_flags);
   void Unanswered(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts,
@@ -488,6 +498,7 @@ class Connection {
 
   FifoVector<Pending> pending_;
   std::vector<Pending> multi_queue_;
+  uint32_t library_holds_ = 0;                        // Pending::holds_library not settled yet
   std::string arena_;                                 // argument bytes of pending requests
   std::vector<std::pair<uint32_t, uint32_t>> spans_;  // (offset, length) into arena_
   std::vector<std::string_view> argv_;                // scratch

@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -52,21 +53,32 @@ class ScriptCache {
   // A function library is held back (it may call MIGRATE, or its code
   // cannot be read): an FCALL may run it, so none is shipped while one may
   // be loaded. Noted at its request, as bodies are learned (an FCALL
-  // answered first may run it); its reply says whether the server took it
-  // (held back until FUNCTION FLUSH) or refused it (a review: a refused
-  // FUNCTION RESTORE stopped every later FCALL from being shipped, and the
-  // writes of those without keys were lost). A request never answered
-  // stays pending: held back.
+  // answered first may run it); its fate settles it: the server took it,
+  // or may have (no reply came), and FCALLs to that server are held back
+  // until its FUNCTION FLUSH; or it never ran (refused, DISCARDed…) (a
+  // review: a refused FUNCTION RESTORE stopped every later FCALL from being
+  // shipped, and the writes of those without keys were lost). Servers are
+  // told apart by ConnectionOptions::server_key.
   void NoteLibraryRequested() { libraries_pending_.fetch_add(1, std::memory_order_relaxed); }
-  void NoteLibraryAnswered(bool loaded) {
-    if (loaded) library_loaded_.store(true, std::memory_order_relaxed);
+  void NoteLibrarySettled(bool loaded, uint64_t server) {
+    if (loaded) {
+      std::lock_guard<std::mutex> lock(mu_);
+      library_servers_.insert(server);
+      any_library_.store(true, std::memory_order_relaxed);
+    }
     libraries_pending_.fetch_sub(1, std::memory_order_relaxed);
   }
-  // FUNCTION FLUSH took every library away.
-  void NoteFunctionsFlushed() { library_loaded_.store(false, std::memory_order_relaxed); }
-  bool library_held_back() const {
-    return library_loaded_.load(std::memory_order_relaxed) ||
-           libraries_pending_.load(std::memory_order_relaxed) > 0;
+  // FUNCTION FLUSH took every library of `server` away.
+  void NoteFunctionsFlushed(uint64_t server) {
+    std::lock_guard<std::mutex> lock(mu_);
+    library_servers_.erase(server);
+    any_library_.store(!library_servers_.empty(), std::memory_order_relaxed);
+  }
+  bool library_held_back(uint64_t server) const {
+    if (libraries_pending_.load(std::memory_order_relaxed) > 0) return true;
+    if (!any_library_.load(std::memory_order_relaxed)) return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    return library_servers_.count(server) != 0;
   }
 
  private:
@@ -80,7 +92,8 @@ class ScriptCache {
   std::deque<std::string> order_;                                               // shas, oldest first
   size_t bytes_ = 0;
   uint64_t evictions_ = 0;
-  std::atomic<bool> library_loaded_{false};
+  std::set<uint64_t> library_servers_;    // holding a library held back; guarded by mu_
+  std::atomic<bool> any_library_{false};  // library_servers_ is not empty
   std::atomic<int64_t> libraries_pending_{0};
 };
 

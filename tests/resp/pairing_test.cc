@@ -2518,6 +2518,81 @@ TEST(PairingLive, RefusalsBeforeAuthenticationOrOfAHelloDoNotShiftThePairing) {
   }
 }
 
+// The same across connections that share one script cache (as decode's and
+// capture's do): a held-back library load queued in a MULTI that a QUIT, a
+// RESET or the client's close ends, or that an ACL refuses at queueing,
+// never ran; the FCALLs of the others are shipped again (a second review
+// found the hold stuck on each). One sent with no reply ever seen may have
+// run: held, until that server's FUNCTION FLUSH; another server's flush
+// does not lift it.
+TEST(PairingLive, AHeldBackLibraryLoadThatNeverRanHoldsNothingBack) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  LiveRedis redis(16431);
+  ASSERT_TRUE(redis.ok());
+  ScriptCache scripts;
+  ConnectionOptions o;
+  o.scripts = &scripts;
+  o.server_key = 1;
+  VectorSink sink;
+  MirroredClient app(16431, &sink, 1, o);
+  ASSERT_TRUE(app.ok());
+  const std::string code =
+      "#!lua name=kvfok2\nredis.register_function('kvfok2_w0', function(keys, args) "
+      "redis.call('SET', args[1], args[2]) return 1 end)";
+  app.Do({"FUNCTION", "LOAD", code});
+  auto shipped = [&] {
+    sink.records.clear();
+    app.Do({"FCALL", "kvfok2_w0", "0", "k0", "v"});
+    return sink.records.size() == 1 && sink.records[0].args.size() == 5 && sink.records[0].args[0] == "FCALL";
+  };
+  ASSERT_TRUE(shipped());
+  const std::string mig =
+      "#!lua name=kvfmig3\nredis.register_function('kvfmig3_w', function(keys, args) return 1 end) -- "
+      "MIGRATE";
+  const std::string load = Cmd(std::vector<std::string>{"FUNCTION", "LOAD", mig});
+  {
+    MirroredClient other(16431, &sink, 2, o);
+    EXPECT_EQ(other.Do(Cmd({"MULTI"}) + load + Cmd({"QUIT"}), 3), "+OK\r\n+QUEUED\r\n+OK\r\n");
+    other.conn().OnClose(CloseReason::kFin, NowNs());
+  }
+  EXPECT_TRUE(shipped()) << "QUIT";
+  {
+    MirroredClient other(16431, &sink, 3, o);
+    EXPECT_EQ(other.Do(Cmd({"MULTI"}) + load + Cmd({"RESET"}), 3), "+OK\r\n+QUEUED\r\n+RESET\r\n");
+  }
+  EXPECT_TRUE(shipped()) << "RESET";
+  {
+    MirroredClient other(16431, &sink, 4, o);
+    EXPECT_EQ(other.Do(Cmd({"MULTI"}) + load, 2), "+OK\r\n+QUEUED\r\n");
+    other.conn().OnClose(CloseReason::kFin, NowNs());
+  }
+  EXPECT_TRUE(shipped()) << "close";
+  {
+    RawClient admin(16431);
+    ASSERT_EQ(admin.Send(Cmd({"ACL", "SETUSER", "nofn", "on", "nopass", "+@all", "-function", "~*"}), 1),
+              "+OK\r\n");
+    MirroredClient other(16431, &sink, 5, o);
+    EXPECT_EQ(other.Do(Cmd({"AUTH", "nofn", "x"}) + Cmd({"MULTI"}) + load + Cmd({"EXEC"}), 4).substr(0, 17),
+              "+OK\r\n+OK\r\n-NOPERM");
+  }
+  EXPECT_TRUE(shipped()) << "NOPERM";
+  // No reply seen (the capture lost it): may have run.
+  {
+    MirroredClient other(16431, &sink, 6, o);
+    other.SendOnly(load);
+    other.conn().OnClose(CloseReason::kFin, NowNs());
+  }
+  EXPECT_FALSE(shipped()) << "unanswered";
+  ConnectionOptions elsewhere = o;
+  elsewhere.server_key = 2;
+  MirroredClient flusher(16431, &sink, 7, elsewhere);  // as if another server
+  flusher.Do({"FUNCTION", "FLUSH"});
+  EXPECT_FALSE(shipped()) << "another server's FLUSH";
+  app.Do({"FUNCTION", "FLUSH"});
+  app.Do({"FUNCTION", "LOAD", code});
+  EXPECT_TRUE(shipped()) << "its own FLUSH";
+}
+
 // Redis adds a RESTORE's relative ttl to its clock as it is: a sum past
 // INT64_MAX wraps, the key counts as expired, and RESTORE … REPLACE answers
 // +OK with the key gone (a review: taken for a bad shape, the connection
