@@ -37,14 +37,28 @@ std::string Format(const char* fmt, Args... args) {
 
 }  // namespace
 
+void Failovers::NoteServer(const std::string& server) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!servers_.insert(server).second) return;
+  // First seen after a promotion: not known to replicate the new master.
+  if (!made_master_.empty() && server != made_master_) {
+    awaiting_.insert(server);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+}
+
+bool Failovers::SettledLocked(const std::string& server) const {
+  return overflowed_.count(server) != 0 || (server == made_master_ && awaiting_.empty());
+}
+
 bool Failovers::Keeps(const std::string& server) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return made_master_ != server && overflowed_.count(server) == 0;
+  return !SettledLocked(server);
 }
 
 bool Failovers::Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (made_master_ == server || overflowed_.count(server) != 0) return false;
+  if (SettledLocked(server)) return false;
   // Already demoted, after this write: its read-back went out without it.
   if (const auto d = demoted_.find(server);
       d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
@@ -73,7 +87,7 @@ void Failovers::Unknowable(const std::string& server, uint64_t at_ns) {
   std::string told;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (made_master_ == server || overflowed_.count(server) != 0) return;
+    if (SettledLocked(server)) return;
     if (const auto d = demoted_.find(server);
         d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
       // Its demotion was told already (capture's workers): say it again.
@@ -107,19 +121,44 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
   std::string told;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    servers_.insert(server);
     ForgetLocked(server, &lost);
     const bool overflowed = overflowed_.erase(server) != 0;
     if (master.empty()) {
-      // The others' writes count from now, a master made before included
-      // (the old master of the next failover).
-      made_master_ = server;
+      // The others' writes count from now. So do the previous master's
+      // since its own promotion, unless this server replicated it: then it
+      // has them (a review: a server promoted that never replicated the one
+      // promoted before it, which was then made its replica, lost that
+      // one's writes, unflagged).
+      const std::string previous = std::exchange(made_master_, server);
+      if (!previous.empty() && previous != server) {
+        const auto m = master_of_.find(server);
+        if (m != master_of_.end() && m->second == previous) {
+          Keys safe;
+          ForgetLocked(previous, &safe);
+        }
+      }
       promoted_ns_ = at_ns;
       demoted_.erase(server);
+      master_of_.erase(server);
+      // Its own writes are kept too, until every other server replicates
+      // it: one that does not may be promoted next.
+      awaiting_.clear();
+      for (const std::string& other : servers_) {
+        const auto m = master_of_.find(other);
+        if (other != server && (m == master_of_.end() || m->second != server)) awaiting_.insert(other);
+      }
       recording_.store(true, std::memory_order_release);
       lost.clear();  // its writes stand
     } else {
+      master_of_[server] = std::string(master);
       if (made_master_ == server) made_master_.clear();
       if (promoted_ns_ != 0 && made_master_ != server) demoted_[server] = {promoted_ns_, at_ns};
+      if (!made_master_.empty() && master == made_master_ && awaiting_.erase(server) != 0 &&
+          awaiting_.empty()) {
+        Keys safe;  // every other server replicates the latest master: its writes are safe
+        ForgetLocked(made_master_, &safe);
+      }
     }
     generation_.fetch_add(1, std::memory_order_release);
     role_changes_.fetch_add(1, std::memory_order_relaxed);

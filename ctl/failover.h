@@ -56,8 +56,12 @@ class Failovers {
   bool recording() const { return recording_.load(std::memory_order_acquire); }
   // Grows whenever what Keeps() says may change.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
-  // Whether `server`'s writes are kept now (it is not the latest master made,
-  // nor past the cap).
+  // A connection to `server` was seen (every server is told, before any of
+  // its role changes or records).
+  void NoteServer(const std::string& server);
+  // Whether `server`'s writes are kept now: from a promotion on, those of
+  // every server but the latest master, and the latest master's too until
+  // every other server seen is its replica; not past the cap.
   bool Keeps(const std::string& server) const;
   // `server` wrote `key` (a record captured at `at_ns`). True: read it back
   // now, after the write: the server's demotion was already seen, later
@@ -82,6 +86,8 @@ class Failovers {
 
  private:
   void ForgetLocked(const std::string& server, Keys* keys);
+  // Its writes are not kept (the inverse of Keeps).
+  bool SettledLocked(const std::string& server) const;
   // Capture time of the promotion a demotion followed, and of the demotion.
   struct Demotion {
     uint64_t promoted_ns = 0, demoted_ns = 0;
@@ -100,6 +106,9 @@ class Failovers {
   // wrote database-wide; each server's latest demotion after a promotion.
   std::string made_master_;
   uint64_t promoted_ns_ = 0;
+  std::set<std::string, std::less<>> servers_;                 // seen
+  std::map<std::string, std::string, std::less<>> master_of_;  // by the REPLICAOFs seen
+  std::set<std::string, std::less<>> awaiting_;  // seen, not made replicas of made_master_ since
   std::map<std::string, Keys, std::less<>> written_;
   std::set<std::string, std::less<>> overflowed_;
   std::map<std::string, Demotion, std::less<>> demoted_;
@@ -118,7 +127,9 @@ class FailoverWire : public resp::RecordSink, public WireClientLists {
         server_(server.ToString()),
         failovers_(failovers),
         next_(next),
-        connection_id_(connection_id) {}
+        connection_id_(connection_id) {
+    failovers_->NoteServer(server_);
+  }
   void Emit(const RecordView& r, uint64_t id) override;
   void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override;
 

@@ -143,6 +143,35 @@ TEST_F(FailoverTest, ADatabaseWideWriteInTheWindowSaysToResynchronise) {
   EXPECT_EQ(out.seen.back(), "readback 0 m @990 conn 3 flagged");
 }
 
+// A server promoted that never replicated the one promoted before it: that
+// one's writes since its own promotion are gone once it is made the new
+// master's replica (a review, Sentinel live: an abandoned failover then a
+// second choice, or an operator's failback, lost them unflagged). One that
+// did replicate it has them: only what came after its promotion is read
+// back.
+TEST_F(FailoverTest, TheLatestMastersWritesAreKeptUntilEveryOtherServerReplicatesIt) {
+  FailoverWire third{nullptr, Server("10.0.0.4:6379"), &failovers, &out, 4};
+  made.OnRoleChange("", kT0 + 10 * kMs, true);  // 10.0.0.3
+  made.Emit(Write(0, "onB", 20), 3);
+  third.OnRoleChange("", kT0 + 30 * kMs, true);  // 10.0.0.4, never a replica of 10.0.0.3
+  made.OnRoleChange("10.0.0.4:6379", kT0 + 40 * kMs, true);
+  EXPECT_EQ(out.seen.back(), "readback 0 onB @40 conn 3 flagged");
+  EXPECT_NE(told.back().find("1 key(s) written there then are read back"), std::string::npos) << told.back();
+
+  // Now every other server replicates the latest master: its writes are
+  // safe, and no longer kept.
+  out.seen.clear();
+  old_a.OnRoleChange("10.0.0.4:6379", kT0 + 50 * kMs, true);
+  EXPECT_FALSE(failovers.Keeps("10.0.0.4:6379"));
+  third.Emit(Write(0, "onD", 60), 4);
+  // 10.0.0.3, its replica, is promoted: 10.0.0.4's writes stand in it.
+  made.OnRoleChange("", kT0 + 70 * kMs, true);
+  third.Emit(Write(0, "late", 80), 4);
+  third.OnRoleChange("10.0.0.3:6379", kT0 + 90 * kMs, true);
+  EXPECT_EQ(out.seen, (std::vector<std::string>{"write 0 onD @60 conn 4", "write 0 late @80 conn 4",
+                                                "readback 0 late @90 conn 4 flagged"}));
+}
+
 // A replica pointed at a master with no failover before: nothing to read
 // back, but its own data is gone (a capture of its port cannot see the
 // sync).
