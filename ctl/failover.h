@@ -109,7 +109,14 @@ class Failovers {
   std::set<std::string, std::less<>> servers_;                 // seen
   std::map<std::string, std::string, std::less<>> master_of_;  // by the REPLICAOFs seen
   std::set<std::string, std::less<>> awaiting_;  // seen, not made replicas of made_master_ since
-  std::map<std::string, Keys, std::less<>> written_;
+  struct KeptKeys {
+    std::vector<uint64_t> slots;  // hashes of (db, key); 0: free
+    size_t used = 0;
+    std::vector<std::pair<uint16_t, std::string>> keys;  // in the order first written
+    bool Insert(uint16_t db, std::string_view key);      // false: already kept
+    size_t Bytes() const;
+  };
+  std::map<std::string, KeptKeys, std::less<>> written_;
   std::set<std::string, std::less<>> overflowed_;
   std::map<std::string, Demotion, std::less<>> demoted_;
   size_t key_bytes_ = 0;
