@@ -1,6 +1,7 @@
 #include "ctl/failover.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
@@ -25,7 +26,10 @@ std::string CaptureTime(uint64_t ns) {
   return buf;
 }
 
-constexpr size_t kEntryBytes = 48;  // a slot, a string and a vector's share beside the key's bytes
+// Beside the key's bytes: its (db, string) in a vector that may be half
+// empty, its slots in a table at most half full (a review measured 112 MiB of
+// heap for 60.8 MiB counted at 48).
+constexpr size_t kEntryBytes = 112;
 
 }  // namespace
 
@@ -83,6 +87,7 @@ void Failovers::NoteServer(const std::string& server) {
   // First seen after a promotion: not known to replicate the new master.
   if (!made_master_.empty() && server != made_master_) {
     awaiting_.insert(server);
+    kept_since_.emplace(server, promoted_ns_);
     generation_.fetch_add(1, std::memory_order_release);
   }
 }
@@ -155,32 +160,57 @@ void Failovers::ForgetLocked(const std::string& server, Keys* keys) {
   written_.erase(it);
 }
 
-Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_view master, uint64_t at_ns,
-                                      bool answered) {
+void Failovers::DropLocked(const std::string& server, uint64_t at_ns) {
+  if (const auto it = written_.find(server); it != written_.end()) {
+    key_bytes_ -= std::min(key_bytes_, it->second.Bytes());
+    written_.erase(it);
+  }
+  overflowed_.erase(server);
+  kept_since_[server] = at_ns;
+}
+
+Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_view named_master,
+                                      uint64_t at_ns, bool answered) {
+  // The master as the servers are named ("[::1]:6379" for "::1 6379"); a
+  // host name stays as given (no lookup here): its replicas are then not
+  // known to replicate it, and more is kept and read back than need be.
+  std::string master(named_master);
+  if (const size_t colon = master.rfind(':'); colon != std::string::npos) {
+    const Result<dataplane::IpAddress> ip = dataplane::IpAddress::Parse(master.substr(0, colon));
+    uint16_t port = 0;
+    const std::string_view digits = std::string_view(master).substr(colon + 1);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ip.ok() && ec == std::errc() && end == digits.data() + digits.size())
+      master = dataplane::Endpoint{*ip, port}.ToString();
+  }
   Keys lost;
   std::string told;
   {
     std::lock_guard<std::mutex> lock(mu_);
     servers_.insert(server);
-    ForgetLocked(server, &lost);
-    const bool overflowed = overflowed_.erase(server) != 0;
-    if (master.empty()) {
-      // The others' writes count from now. So do the previous master's
-      // since its own promotion, unless this server replicated it: then it
-      // has them (a review: a server promoted that never replicated the one
-      // promoted before it, which was then made its replica, lost that
-      // one's writes, unflagged).
+    const bool again = master.empty() && made_master_ == server;
+    const bool overflowed = !again && overflowed_.erase(server) != 0;
+    if (again) {
+      // A master told REPLICAOF NO ONE again (Redis answers +OK): nothing
+      // changes (a review: its kept keys were forgotten).
+    } else if (master.empty()) {
+      ForgetLocked(server, &lost);
+      lost.clear();  // its writes stand
+      // The others' writes count from now, those kept already from before.
+      // So do the previous master's since its own promotion, unless this
+      // server replicated it: then it has them (a review: a server promoted
+      // that never replicated the one promoted before it, which was then
+      // made its replica, lost that one's writes, unflagged).
       const std::string previous = std::exchange(made_master_, server);
-      if (!previous.empty() && previous != server) {
+      if (!previous.empty()) {
         const auto m = master_of_.find(server);
-        if (m != master_of_.end() && m->second == previous) {
-          Keys safe;
-          ForgetLocked(previous, &safe);
-        }
+        if (m != master_of_.end() && m->second == previous) DropLocked(previous, at_ns);
       }
       promoted_ns_ = at_ns;
       demoted_.erase(server);
       master_of_.erase(server);
+      kept_since_[server] = at_ns;
+      for (const std::string& other : servers_) kept_since_.emplace(other, at_ns);
       // Its own writes are kept too, until every other server replicates
       // it: one that does not may be promoted next.
       awaiting_.clear();
@@ -189,15 +219,19 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
         if (other != server && (m == master_of_.end() || m->second != server)) awaiting_.insert(other);
       }
       recording_.store(true, std::memory_order_release);
-      lost.clear();  // its writes stand
     } else {
-      master_of_[server] = std::string(master);
+      ForgetLocked(server, &lost);
+      master_of_[server] = master;
       if (made_master_ == server) made_master_.clear();
-      if (promoted_ns_ != 0 && made_master_ != server) demoted_[server] = {promoted_ns_, at_ns};
+      // Its writes since they were kept are gone (capture's workers may see
+      // some only now: Note reads them back at once).
+      if (const auto k = kept_since_.find(server); k != kept_since_.end()) {
+        demoted_[server] = {k->second, at_ns};
+        kept_since_.erase(k);
+      }
       if (!made_master_.empty() && master == made_master_ && awaiting_.erase(server) != 0 &&
           awaiting_.empty()) {
-        Keys safe;  // every other server replicates the latest master: its writes are safe
-        ForgetLocked(made_master_, &safe);
+        DropLocked(made_master_, at_ns);  // every other server replicates it: its writes are safe
       }
     }
     generation_.fetch_add(1, std::memory_order_release);

@@ -4,9 +4,11 @@
 // the old master accepted in between, but its records are in the capture,
 // unflagged (a Sentinel review replayed 52 such keys). So from the first
 // promotion on, the keys every other server writes are kept, per server, and
-// read back after that server's demotion; a database-wide write among them
-// (FLUSHALL, SWAPDB), or more keys than kMaxKeyBytes, cannot be undone by
-// read-backs: the report then says to resynchronise.
+// read back after that server's demotion; the latest master's too, until
+// every other server seen is its replica (one that is not may be promoted
+// next, and lacks them). A database-wide write among them (FLUSHALL, SWAPDB,
+// a script that declares no keys), or more keys than kMaxKeyBytes, cannot be
+// undone by read-backs: the report then says to resynchronise.
 //
 // Threads: Failovers is shared by every connection (capture's workers too);
 // a FailoverWire belongs to one connection, on its thread.
@@ -69,9 +71,9 @@ class Failovers {
   bool Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns);
   // `server` wrote database-wide: no read-back undoes that.
   void Unknowable(const std::string& server, uint64_t at_ns);
-  // `server` changed its role (`master` empty: made a master) at `at_ns`.
-  // Returns the keys to read back: those it wrote since another server was
-  // made a master, when it is made a replica.
+  // `server` changed its role (`master` empty: made a master; else "host:port"
+  // as REPLICAOF named it) at `at_ns`. Returns the keys to read back when it
+  // is made a replica: those it wrote while they were kept (see the top).
   Keys RoleChange(const std::string& server, std::string_view master, uint64_t at_ns, bool answered);
 
   uint64_t role_changes() const { return role_changes_.load(std::memory_order_relaxed); }
@@ -86,6 +88,9 @@ class Failovers {
 
  private:
   void ForgetLocked(const std::string& server, Keys* keys);
+  // `server`'s writes up to `at_ns` are safe: its kept keys are dropped, and
+  // it keeps anew from then.
+  void DropLocked(const std::string& server, uint64_t at_ns);
   // Its writes are not kept (the inverse of Keeps).
   bool SettledLocked(const std::string& server) const;
   // Capture time of the promotion a demotion followed, and of the demotion.
@@ -109,10 +114,13 @@ class Failovers {
   std::set<std::string, std::less<>> servers_;                 // seen
   std::map<std::string, std::string, std::less<>> master_of_;  // by the REPLICAOFs seen
   std::set<std::string, std::less<>> awaiting_;  // seen, not made replicas of made_master_ since
+  // Since when each server's kept writes count (a promotion; a drop of its
+  // safe keys); none: not kept (a replica made since).
+  std::map<std::string, uint64_t, std::less<>> kept_since_;
   struct KeptKeys {
     std::vector<uint64_t> slots;  // hashes of (db, key); 0: free
     size_t used = 0;
-    std::vector<std::pair<uint16_t, std::string>> keys;  // in the order first written
+    std::vector<std::pair<uint16_t, std::string>> keys;  // each once
     bool Insert(uint16_t db, std::string_view key);      // false: already kept
     size_t Bytes() const;
   };

@@ -172,6 +172,55 @@ TEST_F(FailoverTest, TheLatestMastersWritesAreKeptUntilEveryOtherServerReplicate
                                                 "readback 0 late @90 conn 4 flagged"}));
 }
 
+// A third review's sequences: a master told REPLICAOF NO ONE again changes
+// nothing; a master's database-wide write is forgiven once every other
+// server replicates it; a master named by its IPv6 address in REPLICAOF's
+// form is recognised; a master's write seen by another worker after its
+// demotion is read back at once, from its own promotion on.
+TEST_F(FailoverTest, RepeatedPromotionsForgivenWritesAndLateWritesOfAMaster) {
+  FailoverWire third{nullptr, Server("10.0.0.4:6379"), &failovers, &out, 4};
+  made.OnRoleChange("", kT0 + 10 * kMs, true);  // B
+  made.Emit(Write(0, "b1", 20), 3);
+  third.OnRoleChange("10.0.0.3:6379", kT0 + 25 * kMs, true);
+  made.OnRoleChange("", kT0 + 30 * kMs, true);  // again: nothing changes
+  made.Emit(Write(0, "b2", 40), 3);
+  old_a.OnRoleChange("", kT0 + 50 * kMs, true);  // A never replicated B
+  made.OnRoleChange("10.0.0.2:6379", kT0 + 60 * kMs, true);
+  EXPECT_EQ(
+      std::vector<std::string>(out.seen.end() - 2, out.seen.end()),
+      (std::vector<std::string>{"readback 0 b1 @60 conn 3 flagged", "readback 0 b2 @60 conn 3 flagged"}));
+  // Late: another worker passes B's write captured at 55 on only now.
+  made.Emit(Write(0, "b3", 55), 3);
+  EXPECT_EQ(out.seen.back(), "readback 0 b3 @55 conn 3 flagged");
+
+  // A FLUSHALL of the new master, replicated by every other server: safe.
+  told.clear();
+  made.OnRoleChange("", kT0 + 100 * kMs, true);  // B, promoted anew
+  made.Emit(Write(0, "", 110, RecordOp::kDatabase), 3);
+  EXPECT_FALSE(failovers.Keeps("10.0.0.3:6379"));  // in doubt whole: no key kept
+  third.OnRoleChange("10.0.0.3:6379", kT0 + 120 * kMs, true);
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 130 * kMs, true);
+  EXPECT_FALSE(failovers.Keeps("10.0.0.3:6379"));  // safe: every other server replicates it
+  third.OnRoleChange("", kT0 + 140 * kMs, true);   // C replicated B
+  made.Emit(Write(0, "after", 150), 3);
+  made.OnRoleChange("10.0.0.4:6379", kT0 + 160 * kMs, true);
+  EXPECT_EQ(out.seen.back(), "readback 0 after @160 conn 3 flagged");
+  EXPECT_EQ(told.back().find("resynchronise"), std::string::npos) << told.back();
+}
+
+// REPLICAOF names a master as "host port": an IPv6 address is the server
+// "[addr]:port" as the capture names it.
+TEST(FailoverNames, AnIpv6MasterIsRecognised) {
+  Failovers failovers("decode");
+  Collect out;
+  FailoverWire b{nullptr, Server("[fd00::3]:6379"), &failovers, &out, 1};
+  FailoverWire a{nullptr, Server("[fd00::2]:6379"), &failovers, &out, 2};
+  b.OnRoleChange("", kT0, true);
+  EXPECT_TRUE(failovers.Keeps("[fd00::3]:6379"));
+  a.OnRoleChange("fd00::3:6379", kT0 + kMs, true);
+  EXPECT_FALSE(failovers.Keeps("[fd00::3]:6379"));
+}
+
 // A replica pointed at a master with no failover before: nothing to read
 // back, but its own data is gone (a capture of its port cannot see the
 // sync).
