@@ -101,9 +101,17 @@ bool Failovers::Keeps(const std::string& server) const {
   return !SettledLocked(server);
 }
 
+bool Failovers::KeptAtLocked(const std::string& server, uint64_t at_ns) const {
+  if (SettledLocked(server)) return false;
+  // Written before its writes were kept (capture's workers pass a record on
+  // after a promotion another one saw: a test read such a key back).
+  const auto k = kept_since_.find(server);
+  return k == kept_since_.end() || at_ns > k->second;
+}
+
 bool Failovers::Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (SettledLocked(server)) return false;
+  if (!KeptAtLocked(server, at_ns)) return false;
   // Already demoted, after this write: its read-back went out without it.
   if (const auto d = demoted_.find(server);
       d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
@@ -132,7 +140,7 @@ void Failovers::Unknowable(const std::string& server, uint64_t at_ns) {
   std::string told;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (SettledLocked(server)) return;
+    if (!KeptAtLocked(server, at_ns)) return;
     if (const auto d = demoted_.find(server);
         d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
       // Its demotion was told already (capture's workers): say it again.

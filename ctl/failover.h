@@ -93,6 +93,9 @@ class Failovers {
   void DropLocked(const std::string& server, uint64_t at_ns);
   // Its writes are not kept (the inverse of Keeps).
   bool SettledLocked(const std::string& server) const;
+  // Its write captured at `at_ns` is kept: not settled, and not from before
+  // its writes were kept (none kept since: a demoted server's, late).
+  bool KeptAtLocked(const std::string& server, uint64_t at_ns) const;
   // Capture time of the promotion a demotion followed, and of the demotion.
   struct Demotion {
     uint64_t promoted_ns = 0, demoted_ns = 0;
