@@ -393,9 +393,9 @@ class RespShard : public StreamConsumerFactory,
   uint64_t local_records_ = 0;
   std::vector<std::pair<std::string_view, uint64_t>> local_commands_;  // few distinct commands: linear
   mutable std::mutex mu_;
-  RespCounters shared_;              // guarded by mu_
-  kvf::resp::ScriptCache* scripts_;  // shared by all shards of the capture
-  kvf::ctl::Failovers* failovers_;   // shared by all shards of the capture
+  RespCounters shared_;               // guarded by mu_
+  kvf::resp::ScriptCache* scripts_;   // shared by all shards of the capture
+  kvf::ctl::Failovers* failovers_;    // shared by all shards of the capture
   kvf::ctl::ConnectionNames* names_;  // shared by all shards of the capture
   kvf::resp::ShardMerge* merge_;
   kvf::ctl::DbAnswerBoard* board_;

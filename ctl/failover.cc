@@ -113,15 +113,9 @@ bool Failovers::Note(const std::string& server, uint16_t db, std::string_view ke
   std::lock_guard<std::mutex> lock(mu_);
   if (!KeptAtLocked(server, at_ns)) return false;
   // Already demoted, after this write: its read-back went out without it.
-  if (const auto d = demoted_.find(server);
-      d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
+  if (const Demotion* d = DemotedAfterLocked(server, at_ns)) {
     readbacks_.fetch_add(1, std::memory_order_relaxed);
-    for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) {
-      if (it->server == server && it->at_ns == d->second.demoted_ns) {
-        ++it->readbacks;  // (told live without it)
-        break;
-      }
-    }
+    if (Change* c = ListedLocked(server, d->demoted_ns)) ++c->readbacks;  // (told live without it)
     return true;
   }
   KeptKeys& keys = written_[server];
@@ -141,12 +135,9 @@ void Failovers::Unknowable(const std::string& server, uint64_t at_ns) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!KeptAtLocked(server, at_ns)) return;
-    if (const auto d = demoted_.find(server);
-        d != demoted_.end() && at_ns > d->second.promoted_ns && at_ns <= d->second.demoted_ns) {
+    if (const Demotion* d = DemotedAfterLocked(server, at_ns)) {
       // Its demotion was told already (capture's workers): say it again.
-      for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) {
-        if (it->server == server && it->at_ns == d->second.demoted_ns) it->overflowed = true;
-      }
+      if (Change* c = ListedLocked(server, d->demoted_ns)) c->overflowed = true;
       told = server +
              " took a database-wide write (FLUSHDB, SWAPDB…, a script that declares no keys) between the "
              "promotion and its demotion, seen only now: resynchronise (a consistency check)";
@@ -158,6 +149,19 @@ void Failovers::Unknowable(const std::string& server, uint64_t at_ns) {
     }
   }
   if (!told.empty() && on_change_) on_change_(told);
+}
+
+const Failovers::Demotion* Failovers::DemotedAfterLocked(const std::string& server, uint64_t at_ns) const {
+  const auto d = demoted_.find(server);
+  if (d == demoted_.end() || at_ns <= d->second.kept_since_ns || at_ns > d->second.demoted_ns) return nullptr;
+  return &d->second;
+}
+
+Failovers::Change* Failovers::ListedLocked(const std::string& server, uint64_t at_ns) {
+  for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) {
+    if (it->server == server && it->at_ns == at_ns) return &*it;
+  }
+  return nullptr;
 }
 
 void Failovers::ForgetLocked(const std::string& server, Keys* keys) {

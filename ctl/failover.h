@@ -96,10 +96,15 @@ class Failovers {
   // Its write captured at `at_ns` is kept: not settled, and not from before
   // its writes were kept (none kept since: a demoted server's, late).
   bool KeptAtLocked(const std::string& server, uint64_t at_ns) const;
-  // Capture time of the promotion a demotion followed, and of the demotion.
+  // A demotion: since when the server's writes were kept, and when it came.
   struct Demotion {
-    uint64_t promoted_ns = 0, demoted_ns = 0;
+    uint64_t kept_since_ns = 0, demoted_ns = 0;
   };
+  // `server`'s latest demotion, if it threw away a write captured at `at_ns`
+  // (capture's workers pass some on only after it); null if none did.
+  const Demotion* DemotedAfterLocked(const std::string& server, uint64_t at_ns) const;
+  // The change of `server` at `at_ns` as listed (null: past kKeep).
+  Change* ListedLocked(const std::string& server, uint64_t at_ns);
 
   const std::string tool_;
   std::function<void(const std::string&)> on_change_;

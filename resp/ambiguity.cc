@@ -6,10 +6,10 @@
 #include "resp/ambiguity.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 
 #include "resp/command_table.h"
+#include "resp/convert.h"
 
 // XXH3 inlined: keys are short and hashing them is on the per-record path.
 #define XXH_INLINE_ALL
@@ -337,20 +337,13 @@ bool AmbiguityTracker::LongSpanUnchecked(const Write& w, uint64_t span_ns) {
 bool DbsChangedBy(const RecordView& r, DbSet* out) {
   *out = DbSet{};
   if (r.op != RecordOp::kDatabase || r.args.empty()) return false;
-  auto db_arg = [&](std::string_view s, uint16_t* v) {
-    unsigned u = 0;
-    const auto res = std::from_chars(s.data(), s.data() + s.size(), u);
-    if (res.ec != std::errc() || res.ptr != s.data() + s.size() || u > UINT16_MAX) return false;
-    *v = static_cast<uint16_t>(u);
-    return true;
-  };
   if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
     out->all = true;
   } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
     out->dbs[out->n++] = r.db;
   } else if (EqualsIgnoreCase(r.args[0], "SWAPDB")) {
     out->swap = true;
-    if (r.args.size() == 3 && db_arg(r.args[1], &out->dbs[0]) && db_arg(r.args[2], &out->dbs[1])) {
+    if (r.args.size() == 3 && ParseDb(r.args[1], &out->dbs[0]) && ParseDb(r.args[2], &out->dbs[1])) {
       out->n = 2;
     } else {
       out->all = true;

@@ -86,8 +86,8 @@ struct ConnectionOptions {
   // The server, as a number (a hash of its address): which servers hold a
   // function library held back (ScriptCache, shared by the servers).
   uint64_t server_key = 0;
-  bool joined_mid_stream = false;              // capture did not see the connection start
-  uint32_t after_gap_records = 64;             // writes flagged kAfterGap|kNeedsReadback after a resync
+  bool joined_mid_stream = false;   // capture did not see the connection start
+  uint32_t after_gap_records = 64;  // writes flagged kAfterGap|kNeedsReadback after a resync
   // Unanswered requests kept (then: desync), and the bytes they take: their
   // arguments and their entries. A client library's bulk pipeline (ruby's
   // `pipelined`, node's Promise.all) sends 100,000s of requests before it

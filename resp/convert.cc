@@ -588,6 +588,14 @@ ConvertOutcome BadShape(const CommandSpec& spec, std::span<const std::string_vie
 
 }  // namespace
 
+bool ParseDb(std::string_view s, uint16_t* out) {
+  unsigned v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v > UINT16_MAX) return false;
+  *out = static_cast<uint16_t>(v);
+  return true;
+}
+
 bool RecordHasKey(const RecordView& r) {
   if (!r.key.empty()) return true;
   if (r.op == RecordOp::kDatabase || r.op == RecordOp::kHold) return false;

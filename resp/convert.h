@@ -52,6 +52,10 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
 // (EVAL, EVALSHA, FCALL).
 bool IsScriptCall(const CommandSpec& spec);
 
+// A db index as commands name it (SELECT, SWAPDB, MOVE, COPY … DB): decimal
+// digits only, at most 65535.
+bool ParseDb(std::string_view s, uint16_t* out);
+
 // Whether `r` is of a key. An empty `key` stands both for none (a script
 // that declares no keys, a database-wide write) and for the empty key "",
 // which Redis allows: the command tells them apart (a review: edits of ""

@@ -225,21 +225,14 @@ void ExpiryKeeper::CarryExpiry(const RecordView& r) {
     return;
   const Known* from = expiry_ms_.Find(r.db, r.args[1]);
   if (from == nullptr) return;
-  auto db_of = [](std::string_view s, uint16_t* out) {
-    unsigned v = 0;
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || end != s.data() + s.size() || v > UINT16_MAX) return false;
-    *out = static_cast<uint16_t>(v);
-    return true;
-  };
   uint16_t db = r.db;
   std::string_view key = r.args[2];
   if (move) {
     key = r.args[1];
-    if (!db_of(r.args[2], &db)) return;
+    if (!ParseDb(r.args[2], &db)) return;
   } else if (EqualsIgnoreCase(command, "COPY")) {
     for (size_t i = 3; i + 1 < r.args.size(); ++i) {
-      if (EqualsIgnoreCase(r.args[i], "DB") && !db_of(r.args[i + 1], &db)) return;
+      if (EqualsIgnoreCase(r.args[i], "DB") && !ParseDb(r.args[i + 1], &db)) return;
     }
   }
   const Known carried{from->lo, from->hi, false, from->maybe_gone};

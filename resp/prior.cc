@@ -1,6 +1,5 @@
 #include "resp/prior.h"
 
-#include <charconv>
 #include <utility>
 
 #include "resp/command_table.h"
@@ -14,14 +13,6 @@ namespace kvf::resp {
 namespace {
 
 constexpr size_t kInitialSlots = 1024;
-
-bool ParseDb(std::string_view s, uint16_t* out) {
-  unsigned v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || v > UINT16_MAX) return false;
-  *out = static_cast<uint16_t>(v);
-  return true;
-}
 
 // Flags that make a record's key known: the read-back ships its value, or
 // the reply proved what it holds.
