@@ -309,7 +309,7 @@ class RespShard : public StreamConsumerFactory,
    public:
     Consumer(RespShard* shard, kvf::resp::ConnectionOptions o, const FlowInfo& info)
         : shard_(shard),
-          wire_(shard->board_, info.server, shard->failovers_, shard, o.connection_id),
+          wire_(shard->board_, info.server, info.client, shard->failovers_, shard, o.connection_id),
           conn_(shard, WithWire(&o)) {
       if (shard->board_ != nullptr) settler_.emplace(info.server, info.client, shard->resolver_);
     }

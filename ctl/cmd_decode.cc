@@ -186,7 +186,7 @@ class FlowConsumer : public dp::StreamConsumer {
         shift_ns_(shift_ns),
         totals_(totals),
         names_(names),
-        wire_(dbs, info.server, failovers, sink, o.connection_id),
+        wire_(dbs, info.server, info.client, failovers, sink, o.connection_id),
         settler_(info.server, info.client, nullptr),
         reader_(reader),
         failovers_(failovers) {}

@@ -184,22 +184,31 @@ void Failovers::DropLocked(const std::string& server, uint64_t at_ns) {
 Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_view named_master,
                                       uint64_t at_ns, bool answered) {
   // The master as the servers are named ("[::1]:6379" for "::1 6379"); a
-  // host name stays as given (no lookup here): its replicas are then not
+  // host name stays as given (no lookup here) until the replica's link
+  // tells which server it is (ReplicaLink): till then its replicas are not
   // known to replicate it, and more is kept and read back than need be.
   std::string master(named_master);
+  bool by_name = !master.empty();
   if (const size_t colon = master.rfind(':'); colon != std::string::npos) {
     const Result<dataplane::IpAddress> ip = dataplane::IpAddress::Parse(master.substr(0, colon));
     uint16_t port = 0;
     const std::string_view digits = std::string_view(master).substr(colon + 1);
     const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-    if (ip.ok() && ec == std::errc() && end == digits.data() + digits.size())
+    if (ip.ok() && ec == std::errc() && end == digits.data() + digits.size()) {
       master = dataplane::Endpoint{*ip, port}.ToString();
+      by_name = false;
+    }
   }
   Keys lost;
   std::string told;
   {
     std::lock_guard<std::mutex> lock(mu_);
     servers_.insert(server);
+    if (by_name) {
+      named_since_[server] = at_ns;
+    } else {
+      named_since_.erase(server);
+    }
     const bool again = master.empty() && made_master_ == server;
     const bool overflowed = !again && overflowed_.erase(server) != 0;
     if (again) {
@@ -245,6 +254,11 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
           awaiting_.empty()) {
         DropLocked(made_master_, at_ns);  // every other server replicates it: its writes are safe
       }
+      // A host name: the replica's link may have told already which server
+      // it is.
+      if (const auto l = links_.find(server); by_name && l != links_.end()) {
+        ResolveLocked(server, l->second.first, l->second.second);
+      }
     }
     generation_.fetch_add(1, std::memory_order_release);
     role_changes_.fetch_add(1, std::memory_order_relaxed);
@@ -270,6 +284,39 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
   }
   if (!told.empty()) on_change_(told);
   return lost;
+}
+
+void Failovers::ReplicaLink(const std::string& replica, const std::string& master, uint64_t at_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // (Capture's workers may pass the link on before the REPLICAOF: kept for
+  // it. One per replica, as many as servers could plausibly be.)
+  const auto l = links_.find(replica);
+  if (l != links_.end()) {
+    if (l->second.second > at_ns) return;
+    l->second = {master, at_ns};
+  } else if (links_.size() < kMaxLinks) {
+    links_.emplace(replica, std::make_pair(master, at_ns));
+  }
+  if (named_since_.count(replica) != 0) ResolveLocked(replica, master, at_ns);
+}
+
+void Failovers::ResolveLocked(const std::string& replica, const std::string& master, uint64_t at_ns) {
+  // Only a host name is resolved so (an address named is the address): the
+  // same port, and the link made after the REPLICAOF that named it.
+  const auto named = named_since_.find(replica);
+  const auto m = master_of_.find(replica);
+  if (named == named_since_.end() || at_ns < named->second || m == master_of_.end()) return;
+  const size_t a = m->second.rfind(':'), b = master.rfind(':');
+  if (a == std::string::npos || b == std::string::npos ||
+      std::string_view(m->second).substr(a) != std::string_view(master).substr(b)) {
+    return;
+  }
+  named_since_.erase(named);
+  m->second = master;
+  if (!made_master_.empty() && master == made_master_ && awaiting_.erase(replica) != 0 && awaiting_.empty()) {
+    DropLocked(made_master_, at_ns);  // as RoleChange: every other server replicates it
+    generation_.fetch_add(1, std::memory_order_release);
+  }
 }
 
 std::string Failovers::Describe(const std::vector<Change>& all, size_t i, std::string_view tool) {
@@ -350,6 +397,10 @@ void FailoverWire::Emit(const RecordView& r, uint64_t id) {
   } else {
     if (failovers_->Note(server_, r.db, r.key, r.capture_ns)) ReadBack(r.db, r.key, r.capture_ns);
   }
+}
+
+void FailoverWire::OnReplicaLink(uint16_t listening_port, uint64_t reply_ns) {
+  failovers_->ReplicaLink(dataplane::Endpoint{client_ip_, listening_port}.ToString(), server_, reply_ns);
 }
 
 void FailoverWire::OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) {

@@ -75,6 +75,11 @@ class Failovers {
   // as REPLICAOF named it) at `at_ns`. Returns the keys to read back when it
   // is made a replica: those it wrote while they were kept (see the top).
   Keys RoleChange(const std::string& server, std::string_view master, uint64_t at_ns, bool answered);
+  // `replica` ("ip:port" of the port it announced) replicates `master`
+  // since `at_ns`: its PSYNC was answered on a link to `master`. A REPLICAOF
+  // that named the master by a host name (Sentinel's announce-hostnames) is
+  // taken to mean `master` when it came before and named the same port.
+  void ReplicaLink(const std::string& replica, const std::string& master, uint64_t at_ns);
 
   uint64_t role_changes() const { return role_changes_.load(std::memory_order_relaxed); }
   uint64_t readbacks() const { return readbacks_.load(std::memory_order_relaxed); }
@@ -91,6 +96,9 @@ class Failovers {
   // `server`'s writes up to `at_ns` are safe: its kept keys are dropped, and
   // it keeps anew from then.
   void DropLocked(const std::string& server, uint64_t at_ns);
+  // `replica`'s REPLICAOF named its master by a host name: a link to
+  // `master` at `at_ns` says which server that is (ReplicaLink).
+  void ResolveLocked(const std::string& replica, const std::string& master, uint64_t at_ns);
   // Its writes are not kept (the inverse of Keeps).
   bool SettledLocked(const std::string& server) const;
   // Its write captured at `at_ns` is kept: not settled, and not from before
@@ -121,6 +129,12 @@ class Failovers {
   uint64_t promoted_ns_ = 0;
   std::set<std::string, std::less<>> servers_;                 // seen
   std::map<std::string, std::string, std::less<>> master_of_;  // by the REPLICAOFs seen
+  // Servers whose latest REPLICAOF named a host name: since when (a link
+  // that PSYNCed before it says nothing about it).
+  std::map<std::string, uint64_t, std::less<>> named_since_;
+  // Each replica's latest link: the server it PSYNCed with, and when.
+  std::map<std::string, std::pair<std::string, uint64_t>, std::less<>> links_;
+  static constexpr size_t kMaxLinks = 4096;
   std::set<std::string, std::less<>> awaiting_;  // seen, not made replicas of made_master_ since
   // Since when each server's kept writes count (a promotion; a drop of its
   // safe keys); none: not kept (a replica made since).
@@ -144,10 +158,11 @@ class Failovers {
 // may be null).
 class FailoverWire : public resp::RecordSink, public WireClientLists {
  public:
-  FailoverWire(DbAnswerBoard* board, const dataplane::Endpoint& server, Failovers* failovers,
-               resp::RecordSink* next, uint64_t connection_id)
+  FailoverWire(DbAnswerBoard* board, const dataplane::Endpoint& server, const dataplane::Endpoint& client,
+               Failovers* failovers, resp::RecordSink* next, uint64_t connection_id)
       : WireClientLists(board, server),
         server_(server.ToString()),
+        client_ip_(client.addr),
         failovers_(failovers),
         next_(next),
         connection_id_(connection_id) {
@@ -155,6 +170,7 @@ class FailoverWire : public resp::RecordSink, public WireClientLists {
   }
   void Emit(const RecordView& r, uint64_t id) override;
   void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override;
+  void OnReplicaLink(uint16_t listening_port, uint64_t reply_ns) override;
 
  private:
   // Emits a read-back of `key` in `db` at `at_ns` (after the writes Redis
@@ -162,6 +178,7 @@ class FailoverWire : public resp::RecordSink, public WireClientLists {
   void ReadBack(uint16_t db, std::string_view key, uint64_t at_ns);
 
   std::string server_;
+  dataplane::IpAddress client_ip_;
   Failovers* failovers_;
   resp::RecordSink* next_;
   uint64_t connection_id_;

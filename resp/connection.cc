@@ -1125,7 +1125,13 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // that joined a replica's link after its PSYNC knows the link by its
       // ACKs (one a second).
       // (Queued in MULTI they are answered +QUEUED; a RESP2 subscriber is
-      // refused them, with an error.)
+      // refused them, with an error.) A replica's handshake announces the
+      // port it listens on: its link then tells which server it is.
+      if (args.size() == 3 && EqualsIgnoreCase(args[1], "listening-port") && !req_in_multi_) {
+        uint16_t port = 0;
+        const auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), port);
+        announced_port_ = ec == std::errc() && end == args[2].data() + args[2].size() ? port : 0;
+      }
       if (args.size() >= 3 && args.size() % 2 == 1 &&
           (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack")) && !req_in_multi_) {
         const SubState sub = req_protocol_ == 2 ? PredictSubscribed() : SubState::kNo;
@@ -2074,6 +2080,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kSync:  // PSYNC (SYNC is never answered in RESP)
       if (!is_error) {
         Observe(p.spec, Outcome::kReadOnly);
+        if (announced_port_ != 0 && opts_.client_lists != nullptr && root.type == Type::kSimpleString &&
+            (root.str.starts_with("FULLRESYNC") || root.str.starts_with("CONTINUE"))) {
+          opts_.client_lists->OnReplicaLink(announced_port_, ts);
+        }
         EnterReplicaLink();
         return;
       }

@@ -73,6 +73,14 @@ class ClientListObserver {
   // commands, not a script's or a module's, whose errors may say anything;
   // a SELECT refused "in cluster mode").
   virtual void OnClusterNode(uint64_t reply_ns) { (void)reply_ns; }
+  // This connection is a replica's link: the replica announced
+  // `listening_port` (REPLCONF listening-port) and its PSYNC was answered
+  // +FULLRESYNC or +CONTINUE at `reply_ns`, in step. It replicates the
+  // server from then on, whatever name its REPLICAOF gave the server.
+  virtual void OnReplicaLink(uint16_t listening_port, uint64_t reply_ns) {
+    (void)listening_port;
+    (void)reply_ns;
+  }
 };
 
 struct ConnectionOptions {
@@ -577,6 +585,7 @@ class Connection {
   bool monitor_ = false;                // ignored_ because of MONITOR (commands still run), not SUBSCRIBE
   bool replica_link_ = false;           // ignored_: a replica's replication link (replies skipped)
   bool link_from_ack_ = false;          // known only by a REPLCONF ACK: a request of another kind ends it
+  uint16_t announced_port_ = 0;         // REPLCONF listening-port, as a replica's handshake sent it
   bool req_in_multi_ = false;           // as of the last request parsed
   int req_multi_protocol_ = 0;          // of the last HELLO queued in that transaction (0: none)
   bool req_multi_keeps_db_ = false;     // every command queued in it was parsed, none a SELECT or RESET

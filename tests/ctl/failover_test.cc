@@ -48,9 +48,9 @@ struct FailoverTest : ::testing::Test {
   Collect out;
   std::vector<std::string> told;
   // Two connections to the old master (as on two workers), one to the new.
-  FailoverWire old_a{nullptr, Server("10.0.0.2:6379"), &failovers, &out, 1};
-  FailoverWire old_b{nullptr, Server("10.0.0.2:6379"), &failovers, &out, 2};
-  FailoverWire made{nullptr, Server("10.0.0.3:6379"), &failovers, &out, 3};
+  FailoverWire old_a{nullptr, Server("10.0.0.2:6379"), Server("10.0.0.99:50000"), &failovers, &out, 1};
+  FailoverWire old_b{nullptr, Server("10.0.0.2:6379"), Server("10.0.0.99:50000"), &failovers, &out, 2};
+  FailoverWire made{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.99:50000"), &failovers, &out, 3};
 };
 
 TEST_F(FailoverTest, WritesOfTheOldMasterAfterThePromotionAreReadBackAtItsDemotion) {
@@ -150,7 +150,7 @@ TEST_F(FailoverTest, ADatabaseWideWriteInTheWindowSaysToResynchronise) {
 // did replicate it has them: only what came after its promotion is read
 // back.
 TEST_F(FailoverTest, TheLatestMastersWritesAreKeptUntilEveryOtherServerReplicatesIt) {
-  FailoverWire third{nullptr, Server("10.0.0.4:6379"), &failovers, &out, 4};
+  FailoverWire third{nullptr, Server("10.0.0.4:6379"), Server("10.0.0.99:50000"), &failovers, &out, 4};
   made.OnRoleChange("", kT0 + 10 * kMs, true);  // 10.0.0.3
   made.Emit(Write(0, "onB", 20), 3);
   third.OnRoleChange("", kT0 + 30 * kMs, true);  // 10.0.0.4, never a replica of 10.0.0.3
@@ -178,7 +178,7 @@ TEST_F(FailoverTest, TheLatestMastersWritesAreKeptUntilEveryOtherServerReplicate
 // form is recognised; a master's write seen by another worker after its
 // demotion is read back at once, from its own promotion on.
 TEST_F(FailoverTest, RepeatedPromotionsForgivenWritesAndLateWritesOfAMaster) {
-  FailoverWire third{nullptr, Server("10.0.0.4:6379"), &failovers, &out, 4};
+  FailoverWire third{nullptr, Server("10.0.0.4:6379"), Server("10.0.0.99:50000"), &failovers, &out, 4};
   made.OnRoleChange("", kT0 + 10 * kMs, true);  // B
   made.Emit(Write(0, "b1", 20), 3);
   third.OnRoleChange("10.0.0.3:6379", kT0 + 25 * kMs, true);
@@ -213,12 +213,42 @@ TEST_F(FailoverTest, RepeatedPromotionsForgivenWritesAndLateWritesOfAMaster) {
 TEST(FailoverNames, AnIpv6MasterIsRecognised) {
   Failovers failovers("decode");
   Collect out;
-  FailoverWire b{nullptr, Server("[fd00::3]:6379"), &failovers, &out, 1};
-  FailoverWire a{nullptr, Server("[fd00::2]:6379"), &failovers, &out, 2};
+  FailoverWire b{nullptr, Server("[fd00::3]:6379"), Server("10.0.0.99:50000"), &failovers, &out, 1};
+  FailoverWire a{nullptr, Server("[fd00::2]:6379"), Server("10.0.0.99:50000"), &failovers, &out, 2};
   b.OnRoleChange("", kT0, true);
   EXPECT_TRUE(failovers.Keeps("[fd00::3]:6379"));
   a.OnRoleChange("fd00::3:6379", kT0 + kMs, true);
   EXPECT_FALSE(failovers.Keeps("[fd00::3]:6379"));
+}
+
+// Sentinel with announce-hostnames sends REPLICAOF with a host name, which
+// no lookup here resolves: the replica's link to the master (its PSYNC,
+// with the port it announced) says which server the name is. Without it
+// the new master's writes stayed kept for good, and a failback read them
+// all back as "thrown away" (more than the cap: "resynchronise").
+TEST_F(FailoverTest, AMasterNamedByAHostNameIsKnownByTheReplicasLink) {
+  made.OnRoleChange("", kT0 + 10 * kMs, true);  // B, 10.0.0.3
+  made.Emit(Write(0, "onB", 20), 3);
+  old_a.OnRoleChange("redis-b.example:6379", kT0 + 30 * kMs, true);  // A, 10.0.0.2
+  EXPECT_TRUE(failovers.Keeps("10.0.0.3:6379"));
+  // Links that prove nothing: from before the REPLICAOF, from a replica
+  // announcing another port, from another address.
+  FailoverWire to_b{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.2:41000"), &failovers, &out, 7};
+  FailoverWire from_c{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.5:41002"), &failovers, &out, 9};
+  to_b.OnReplicaLink(6379, kT0 + 25 * kMs);
+  to_b.OnReplicaLink(6380, kT0 + 31 * kMs);
+  from_c.OnReplicaLink(6379, kT0 + 31 * kMs);
+  EXPECT_TRUE(failovers.Keeps("10.0.0.3:6379"));
+  to_b.OnReplicaLink(6379, kT0 + 32 * kMs);
+  EXPECT_FALSE(failovers.Keeps("10.0.0.3:6379"));  // every other server replicates B
+  made.Emit(Write(0, "onB2", 40), 3);
+  // Failback: A, B's replica, is promoted, and B is made A's replica: B's
+  // writes stand in A, nothing is read back.
+  old_a.OnRoleChange("", kT0 + 50 * kMs, true);
+  made.OnRoleChange("redis-a.example:6379", kT0 + 60 * kMs, true);
+  EXPECT_EQ(out.seen, (std::vector<std::string>{"write 0 onB @20 conn 3", "write 0 onB2 @40 conn 3"}));
+  EXPECT_EQ(failovers.readbacks(), 0u);
+  EXPECT_NE(told.back().find("it wrote nothing seen here in between"), std::string::npos) << told.back();
 }
 
 // A replica pointed at a master with no failover before: nothing to read

@@ -2773,6 +2773,51 @@ TEST(PairingOffline, RoleChangesAreToldAnsweredOrSilenced) {
             (V{"master 11", "10.0.0.8:6380 11 silenced"}));  // ran once the one before was answered
 }
 
+// A replica's handshake announces its port; its PSYNC answered in step
+// tells the observer which server it is (a REPLICAOF may have named the
+// master by a host name). A refused PSYNC, or one without the
+// announcement, tells nothing.
+TEST(PairingOffline, AReplicasLinkTellsThePortItAnnounced) {
+  struct Links : ClientListObserver {
+    V links;
+    void OnClientList(std::string_view, uint64_t, uint64_t) override {}
+    void OnReplicaLink(uint16_t port, uint64_t ts) override {
+      links.push_back(std::to_string(port) + " " + std::to_string(ts));
+    }
+  };
+  for (const bool announced : {true, false}) {
+    Links links;
+    VectorSink sink;
+    ConnectionOptions o;
+    o.client_lists = &links;
+    Connection conn(&sink, o);
+    std::string handshake = Cmd({"PING"});
+    if (announced) handshake += Cmd({"REPLCONF", "listening-port", "6380"});
+    handshake += Cmd({"REPLCONF", "capa", "eof", "capa", "psync2"}) + Cmd({"PSYNC", "?", "-1"});
+    conn.OnData(Direction::kClientToServer, handshake, 10);
+    conn.OnData(Direction::kServerToClient,
+                std::string("+PONG\r\n") + (announced ? "+OK\r\n" : "") +
+                    "+OK\r\n+FULLRESYNC 8de1787ba490483314a4d30f1c628bc5600eb339 0\r\n",
+                11);
+    EXPECT_TRUE(conn.ignored());
+    EXPECT_EQ(links.links, announced ? V{"6380 11"} : V{}) << announced;
+  }
+  Links links;
+  VectorSink sink;
+  ConnectionOptions o;
+  o.client_lists = &links;
+  Connection conn(&sink, o);
+  conn.OnData(Direction::kClientToServer,
+              Cmd({"REPLCONF", "listening-port", "6380"}) + Cmd({"PSYNC", "?", "-1"}) +
+                  Cmd({"REPLCONF", "listening-port", "99999"}) + Cmd({"PSYNC", "?", "-1"}),
+              10);
+  conn.OnData(Direction::kServerToClient,
+              "+OK\r\n-NOMASTERLINK Can't SYNC while not connected with my master\r\n-ERR value is out of "
+              "range\r\n+FULLRESYNC 8de1787ba490483314a4d30f1c628bc5600eb339 0\r\n",
+              11);
+  EXPECT_EQ(links.links, V{});  // refused; then a port that is none
+}
+
 TEST(PairingOffline, AReplicaOfAMasterIsCounted) {
   VectorSink sink;
   Connection conn(&sink, {});
