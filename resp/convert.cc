@@ -385,6 +385,12 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
   return ConvertOutcome::kRecorded;
 }
 
+// EX, PX, EXAT or PXAT.
+bool IsExpiryOption(std::string_view o) {
+  return EqualsIgnoreCase(o, "ex") || EqualsIgnoreCase(o, "px") || EqualsIgnoreCase(o, "exat") ||
+         EqualsIgnoreCase(o, "pxat");
+}
+
 // Relative/absolute expiry option at argv[i] ("EX" 10 …) to an absolute ms.
 // Returns 0 when argv[i] is not an expiry option, -1 when malformed, else 1.
 int ExpiryOption(std::span<const std::string_view> argv, size_t i, uint64_t capture_ms, int64_t* abs_ms) {
@@ -412,14 +418,13 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
   if (argv.size() < 3) return Default(spec, argv, out);
   bool nx = false, xx = false, get = false, keepttl = false;
   int64_t abs_ms = -1;
-  const uint64_t capture_ms = ctx.capture_ns / 1000000;
+  // An expiry option may repeat (EX 100 EX 5): Redis keeps the last value
+  // and parses only that one (t_string.c parseExtendedStringArgumentsOrReply).
+  size_t expiry = 0;
   for (size_t i = 3; i < argv.size(); ++i) {
-    int64_t t;
-    const int e = ExpiryOption(argv, i, capture_ms, &t);
-    if (e < 0) return Default(spec, argv, out);
-    if (e > 0) {
-      abs_ms = t;
-      ++i;
+    if (IsExpiryOption(argv[i])) {
+      if (i + 1 >= argv.size()) return Default(spec, argv, out);
+      expiry = i++;
       continue;
     }
     if (EqualsIgnoreCase(argv[i], "nx"))
@@ -433,6 +438,8 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
     else
       return Default(spec, argv, out);
   }
+  if (expiry != 0 && ExpiryOption(argv, expiry, ctx.capture_ns / 1000000, &abs_ms) <= 0)
+    return Default(spec, argv, out);
   bool applied;
   if (get) {
     applied = nx ? IsNull(reply) : xx ? !IsNull(reply) : true;
@@ -1004,12 +1011,20 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (IsNull(reply)) return ConvertOutcome::kNoEffect;
       if (root == nullptr || !IsString(*root)) return bad();
       if (argv.size() < 3) return ConvertOutcome::kNoEffect;
-      if (EqualsIgnoreCase(argv[2], "persist")) {
+      // PERSIST, or expiry options of one kind, each may repeat: the last
+      // value counts, as for SET.
+      size_t expiry = 0;
+      for (size_t i = 2; i < argv.size(); ++i) {
+        if (EqualsIgnoreCase(argv[i], "persist")) continue;
+        if (!IsExpiryOption(argv[i]) || i + 1 >= argv.size()) return bad();
+        expiry = i++;
+      }
+      if (expiry == 0) {
         out.Emit(RecordOp::kIdempotent, 0, argv[1], {"PERSIST", argv[1]});
         return ConvertOutcome::kRecorded;
       }
       int64_t abs_ms;
-      if (ExpiryOption(argv, 2, capture_ms, &abs_ms) <= 0) return bad();
+      if (ExpiryOption(argv, expiry, capture_ms, &abs_ms) <= 0) return bad();
       Pexpireat(out, argv[1], abs_ms);
       return ConvertOutcome::kRecorded;
     }

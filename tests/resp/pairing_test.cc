@@ -105,6 +105,23 @@ TEST_F(Pairing, RelativeExpiriesBecomeAbsolute) {
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " k2: PEXPIREAT k2 4000000000000"}));
 }
 
+// An expiry option may repeat: Redis keeps the last value, and parses only
+// that one (a review: GETEX g EXAT 1 EXAT 9999999999 deleted g on the
+// replica, unflagged).
+TEST_F(Pairing, ARepeatedExpiryOptionCountsItsLastValue) {
+  c_->Do({"SET", "g", "v"});
+  c_->Do({"GETEX", "g", "EXAT", "1", "EXAT", "4000000000"});
+  c_->Do({"GETEX", "g", "PXAT", "4000000001000", "PXAT", "4000000002000"});
+  c_->Do({"SET", "s", "v", "EXAT", "4000000003", "GET", "EXAT", "4000000004"});
+  c_->Do({"SET", "t", "v", "EXAT", "abc", "EXAT", "4000000005"});  // only the last is parsed
+  c_->Do({"GETEX", "g", "PERSIST", "PERSIST"});
+  EXPECT_EQ(c_->raw().Send(Cmd({"PEXPIRETIME", "t"}), 1), ":4000000005000\r\n");
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " g: SET g v", "0 " + kIdem + " g: PEXPIREAT g 4000000000000",
+                       "0 " + kIdem + " g: PEXPIREAT g 4000000002000",
+                       "0 " + kIdem + " s: SET s v PXAT 4000000004000",
+                       "0 " + kIdem + " t: SET t v PXAT 4000000005000", "0 " + kIdem + " g: PERSIST g"}));
+}
+
 TEST_F(Pairing, PopsRemoveExactlyWhatTheReplyReturned) {
   c_->Do({"SADD", "s", "a"});
   c_->Do({"ZADD", "z", "1", "a", "2", "b", "3", "c"});
