@@ -82,6 +82,13 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
   }
   if (totals.keyless_unconfirmed > 0)
     notes.push_back(resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed));
+  if (totals.lua_debug_sessions > 0) {
+    notes.push_back(n(totals.lua_debug_sessions) +
+                    " Lua debugging session(s) (SCRIPT DEBUG, then EVAL): the keys each script declared, "
+                    "and those written by `redis` commands typed at the debugger, are read back; what a "
+                    "script wrote beyond them (kept under SCRIPT DEBUG SYNC, discarded under YES) differs "
+                    "until a consistency check");
+  }
   if (totals.redirected > 0) {
     // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node
     // named, which only a capture of that node shows (a review: decode of

@@ -153,6 +153,7 @@ constexpr StatField kStatFields[] = {
     {"db_proven_by_server", &ConnectionStats::db_proven_by_server},
     {"became_replica", &ConnectionStats::became_replica},
     {"redirected", &ConnectionStats::redirected},
+    {"lua_debug_sessions", &ConnectionStats::lua_debug_sessions},
 };
 static_assert(sizeof(ConnectionStats) == std::size(kStatFields) * sizeof(uint64_t),
               "a counter added to ConnectionStats is listed in kStatFields");
@@ -613,6 +614,13 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
     if ((spec == replicaof || spec == slaveof) && args.size() == 3)
       return EqualsIgnoreCase(args[1], "no") && EqualsIgnoreCase(args[2], "one") ? kReplicaOfNoOne
                                                                                  : kReplicaOfMaster;
+    static const CommandSpec* const script_debug = LookupCommandName("script|debug");
+    if (spec == script_debug && args.size() == 3) {
+      return EqualsIgnoreCase(args[2], "no")     ? kScriptDebugNo
+             : EqualsIgnoreCase(args[2], "yes")  ? kScriptDebugYes
+             : EqualsIgnoreCase(args[2], "sync") ? kScriptDebugSync
+                                                 : 0;
+    }
     return 0;
   }
   if (spec->name[0] != 'c') return 0;
@@ -646,6 +654,12 @@ void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts
   if (p.param == kClusterCommand) {
     if (!single_db_ && opts_.client_lists != nullptr && TableIndex(p.spec) < kCommandTableSize)
       opts_.client_lists->OnClusterNode(ts);
+    return;
+  }
+  if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync) {
+    // (Refused inside a transaction: "must be called outside a pipeline".)
+    if (!in_tx && reply.type == Type::kSimpleString && reply.str == "OK")
+      lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
     return;
   }
   if (p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) {
@@ -856,6 +870,8 @@ void Connection::NoteRedirect(std::string_view error) {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
+  if (lua_session_) [[unlikely]]
+    return LuaDebugRequest(args, ts);
   if (quit_ || chunk_offset_ >= server_fin_acked_) [[unlikely]] {
     // Redis answered the QUIT (or closed: OnFin) and reads no more of this client's requests
     // (redis 7.0 processCommand: CLIENT_CLOSE_AFTER_REPLY, also inside MULTI
@@ -972,10 +988,17 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     const int queued = std::exchange(req_multi_protocol_, 0);
     if (p.kind == Kind::kExec && queued > 0 && !SwitchRequestProtocol(queued)) return IgnoreFromHere(ts);
   }
+  if ((lua_debug_ != 0 || req_lua_debug_ != 0) && spec != nullptr && StartsLuaDebugging(*spec)) [[unlikely]] {
+    if (req_in_multi_) return IgnoreFromHere(ts);  // (a session inside EXEC)
+    p.kind = Kind::kLuaDebug;
+    p.no_reply = true;
+    lua_session_ = true;
+  }
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
   switch (p.kind) {
-    case Kind::kWrite: keep = args.size(); break;
+    case Kind::kWrite:
+    case Kind::kLuaDebug: keep = args.size(); break;
     case Kind::kPlain: {
       // An unknown command (a module's?): its name, to report it if the
       // server accepts it.
@@ -985,6 +1008,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // host of at most 255 bytes, as a name).
       if (p.param == kReplicaOfMaster && args[1].size() <= 255 && args[2].size() <= 16) [[unlikely]]
         keep = 3;
+      if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync && !req_in_multi_) [[unlikely]]
+        req_lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
       break;
     }
     case Kind::kSelect:
@@ -1480,7 +1505,21 @@ bool Connection::DrainOneNoReply() {
       // saw decode's account of roles end on the wrong one).
       if ((p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) && !desync_) [[unlikely]]
         NoteRoleChange(p, std::max(p.ts, last_ts_), false);  // it ran by now
+      // So is a SCRIPT DEBUG (refused only after other replies not yet sent).
+      if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync && !desync_ && !in_multi_) [[unlikely]]
+        lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
       break;
+    case Kind::kLuaDebug:
+      // The EVAL that started a Lua debugging session, once every request
+      // before it is answered: its replies, and all that follows, are the
+      // debugger's. Under SCRIPT DEBUG YES a forked child ran it, and its
+      // writes were discarded; under SYNC it ran for good: either way its
+      // declared keys (and those the debugger's commands wrote, queued
+      // behind it) are read back.
+      ++stats_.lua_debug_sessions;
+      Unanswered(p, p.ts, kAfterGap);
+      EnterIgnored();
+      return false;
     case Kind::kWrite:
       if (in_multi_) {
         multi_queue_.push_back(p);
@@ -1630,6 +1669,10 @@ void Connection::EnterReplicaLink() {
 }
 
 void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64_t ts) {
+  if (lua_session_) [[unlikely]] {
+    ++stats_.requests;
+    return LuaDebugRequest(args, ts);
+  }
   const CommandSpec* spec = LookupCommand(args);
   const Kind kind = KindOf(spec);
   if (replica_link_) {
@@ -1698,6 +1741,59 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
   // replica: it is counted, never shipped.
   if (KeylessShipped(spec)) return KeylessUnconfirmed(spec);
   Unanswered(spec, argv, ts, kAfterGap);
+}
+
+bool Connection::StartsLuaDebugging(const CommandSpec& spec) const {
+  // EVAL and EVAL_RO (EVALSHA is refused: "Please use EVAL instead").
+  static const CommandSpec* const eval = LookupCommandName("eval");
+  static const CommandSpec* const eval_ro = LookupCommandName("eval_ro");
+  if (&spec != eval && &spec != eval_ro) return false;
+  // A SCRIPT DEBUG still unanswered is assumed to do what it asks.
+  const bool asked = std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
+    return q.kind == Kind::kPlain && q.param >= kScriptDebugNo && q.param <= kScriptDebugSync;
+  });
+  return (asked ? req_lua_debug_ : lua_debug_) != 0;
+}
+
+void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_t ts) {
+  // `redis CMD …` (or `r`) runs CMD as the script would: its keys are read
+  // back after the session's EVAL (a review: SCRIPT DEBUG SYNC's `redis set
+  // dk v` was never replicated). `eval CODE` runs Lua that may write
+  // anything, and a key-less write cannot be read back: counted instead.
+  // Anything else steps, prints or lists.
+  if (args.size() < 2) return;
+  const CommandSpec* spec = nullptr;
+  std::span<const std::string_view> inner = args.subspan(1);
+  if (EqualsIgnoreCase(args[0], "redis") || EqualsIgnoreCase(args[0], "r")) {
+    spec = LookupCommand(inner);
+    if (spec == nullptr || KindOf(spec) != Kind::kWrite) return;
+  } else if (EqualsIgnoreCase(args[0], "eval") || EqualsIgnoreCase(args[0], "e")) {
+    static const CommandSpec* const eval = LookupCommandName("eval");
+    return KeylessUnconfirmed(eval);
+  } else {
+    return;
+  }
+  if (KeylessShipped(spec)) return KeylessUnconfirmed(spec);  // (the forked child's is discarded)
+  if (ignored_) return UnansweredWhileIgnored(spec, inner, ts);
+  if (pending_.size() >= opts_.max_pending_requests ||
+      arena_.size() + ArgBytes(inner) > opts_.max_pending_bytes) {
+    ++stats_.overflows;
+    return EnterDesync();
+  }
+  Pending p{.kind = Kind::kWrite,
+            .no_reply = true,
+            .spec = spec,
+            .arg_begin = static_cast<uint32_t>(spans_.size()),
+            .ts = ts,
+            .seq = next_seq_++};
+  p.argc = static_cast<uint32_t>(inner.size());
+  for (const std::string_view a : inner) {
+    spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(a.size()));
+    arena_.append(a);
+  }
+  p.chunk_offset = chunk_offset_;
+  pending_.push_back(p);
+  DrainNoReply();
 }
 
 std::string_view Connection::CommandNamedByError(std::string_view error) {
@@ -2277,7 +2373,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       multi_queue_.clear();
       if (!is_error) quit_ = quit_answered_ = true;
       return;
-    case Kind::kIgnoreMark: return;  // never answered (no_reply)
+    case Kind::kIgnoreMark:
+    case Kind::kLuaDebug: return;  // never answered (no_reply)
   }
 }
 

@@ -161,7 +161,11 @@ struct ConnectionStats {
   // dataset with the master's, over a link of its own that the capture of
   // its port never sees.
   uint64_t became_replica = 0;
-  uint64_t redirected = 0;        // answered -MOVED or -ASK (Redis Cluster): the request runs on another node
+  uint64_t redirected = 0;  // answered -MOVED or -ASK (Redis Cluster): the request runs on another node
+  // An EVAL under SCRIPT DEBUG YES|SYNC: a Lua debugging session, whose
+  // traffic is the debugger's to the connection's end. Its declared keys,
+  // and those of writes typed at the debugger, are read back.
+  uint64_t lua_debug_sessions = 0;
   uint64_t writes_oversized = 0;  // an argument or the reply too large to hold: keys read back
   uint64_t oversized_lost = 0;    // a key (or a key-less write's argument) too large to hold: lost
   uint64_t parse_errors = 0;
@@ -314,6 +318,9 @@ class Connection {
     kSync,      // SYNC, PSYNC: what follows is a replication stream
     kReplconf,  // REPLCONF; ACK is sent only on a replication link
     kQuit,      // QUIT: answered +OK, then the server closes; nothing after it runs
+    // An EVAL that starts a Lua debugging session (SCRIPT DEBUG): what
+    // follows, both ways, is the debugger's (LuaDebugRequest).
+    kLuaDebug,
     // Not a request: where the connection starts being ignored once every
     // request before it is answered (IgnoreFromHere).
     kIgnoreMark,
@@ -398,6 +405,11 @@ class Connection {
   // a key-less one (FLUSHALL…) is counted, never shipped (the server may
   // have refused it: subscribed, MONITOR, a discarded transaction).
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
+  // Whether an EVAL request parsed now starts a Lua debugging session.
+  bool StartsLuaDebugging(const CommandSpec& spec) const;
+  // A request after the EVAL that started a Lua debugging session: a
+  // debugger command (`redis SET k v` writes).
+  void LuaDebugRequest(std::span<const std::string_view> args, uint64_t ts);
   // A key-less write (FLUSHDB, SWAPDB…) that cannot be confirmed: counted, never shipped.
   void KeylessUnconfirmed(const CommandSpec* spec);
   // The request may hold its client until served (BLPOP, XREAD … BLOCK,
@@ -475,9 +487,9 @@ class Connection {
   bool NextReplyUnread() const;
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); of REPLICAOF (SLAVEOF)
-  // of a master; 0 for any other.
+  // of a master; of SCRIPT DEBUG NO, YES or SYNC; 0 for any other.
   static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3, kReplicaOfNoOne = 4,
-                           kClusterCommand = 5;
+                           kClusterCommand = 5, kScriptDebugNo = 6, kScriptDebugYes = 7, kScriptDebugSync = 8;
   static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
   // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
   // settling this connection's db (out of line: off the read path).
@@ -603,6 +615,10 @@ class Connection {
   uint64_t sub_channels_ = 0, sub_patterns_ = 0, sub_shard_ = 0;
   uint64_t skipped_before_reset_ = 0;
   bool replayer_ = false;
+  // SCRIPT DEBUG: as its latest +OK set it (0 NO, else kScriptDebugYes or
+  // kScriptDebugSync), and as its latest request asks (answered or not).
+  int64_t lua_debug_ = 0, req_lua_debug_ = 0;
+  bool lua_session_ = false;  // an EVAL started a debugging session: requests are the debugger's
   bool desync_ = false;
   // Client bytes were lost (a gap, a join mid-stream, a request that did not
   // parse) and pairing has not proved the requests in step since: what the

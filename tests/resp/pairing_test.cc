@@ -2790,6 +2790,51 @@ TEST(PairingOffline, RoleChangesAreToldAnsweredOrSilenced) {
             (V{"master 11", "10.0.0.8:6380 11 silenced"}));  // ran once the one before was answered
 }
 
+// SCRIPT DEBUG YES or SYNC, then EVAL: a Lua debugging session, the rest
+// of the connection the debugger's (its replies are log lines, `redis …`
+// runs a command as the script would). A forked session (YES) discards
+// what it wrote; a synchronous one keeps it. A review saw the forked
+// session's EVAL shipped (its FLUSHDB wiped the replica) and the
+// synchronous one's `redis set` lost, both unflagged. Now nothing is
+// shipped, the declared keys and the debugger's are read back, and the
+// session is counted (the operator is told what a script may have written
+// beyond them).
+TEST_F(Pairing, ALuaDebuggingSessionIsTheDebuggersTraffic) {
+  const std::string script = "redis.call('set', KEYS[1], 'x') redis.call('del', 'keep') return 1";
+  for (const std::string mode : {"YES", "SYNC"}) {
+    ASSERT_EQ(c_->raw().Send(Cmd({"SET", "keep", "v"}), 1), "+OK\r\n");
+    ASSERT_EQ(c_->raw().Send(Cmd({"DEL", "dk", "typed"}), 1).substr(0, 1), ":");
+    Take();
+    RawClient dbg(kPort);
+    ASSERT_TRUE(dbg.ok());
+    Connection conn(&sink_, ConnectionOptions{});
+    uint64_t t = 1000;
+    auto step = [&](const std::string& req) {
+      const std::string rep = dbg.Send(req, 1);
+      conn.OnData(Direction::kClientToServer, req, t++);
+      conn.OnData(Direction::kServerToClient, rep, t++);
+      return rep;
+    };
+    ASSERT_EQ(step(Cmd({"SCRIPT", "DEBUG", mode})), "+OK\r\n");
+    EXPECT_NE(step(Cmd({"EVAL", script, "1", "dk"})).find("Stopped at 1"), std::string::npos) << mode;
+    step(Cmd({"redis", "set", "typed", "v"}));
+    step(Cmd({"print"}));
+    const std::string c = Cmd({"c"});
+    ASSERT_EQ(::send(dbg.fd(), c.data(), c.size(), MSG_NOSIGNAL), static_cast<ssize_t>(c.size()));
+    const std::string end = dbg.ReceiveFor(1000);  // up to the close
+    EXPECT_NE(end.find("<endsession>"), std::string::npos) << end;
+    conn.OnData(Direction::kClientToServer, c, t++);
+    conn.OnData(Direction::kServerToClient, end, t++);
+    conn.OnClose(CloseReason::kFin, t++);
+    const bool kept = mode == "SYNC";
+    EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "keep", "dk", "typed"}), 1), kept ? ":2\r\n" : ":1\r\n");
+    const std::string f = " f" + std::to_string(kNeedsReadback | kAfterGap);
+    EXPECT_EQ(Take(), (V{"0 readback" + f + " dk:", "0 readback" + f + " typed:"})) << mode;
+    EXPECT_EQ(conn.stats().lua_debug_sessions, 1u);
+    EXPECT_EQ(conn.stats().parse_errors + conn.stats().desyncs + conn.stats().unpaired_replies, 0u);
+  }
+}
+
 // A replica's handshake announces its port; its PSYNC answered in step
 // tells the observer which server it is (a REPLICAOF may have named the
 // master by a host name). A refused PSYNC, or one without the
