@@ -1273,7 +1273,13 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       // number of entries removed: none, nothing changed.
       if (root == nullptr || root->type != Type::kInteger || argv.size() < 4) return bad();
       if (root->integer == 0) return ConvertOutcome::kNoEffect;
-      out.EmitArgs(RecordOp::kOrdered, argv[3] == "~" ? kOrderedFlags : kExactFlags, argv[1], argv);
+      // (The options come in any order: LIMIT n MAXLEN ~ t is approximate too.)
+      bool approx = false;
+      for (size_t i = 2; i + 1 < argv.size(); ++i) {
+        if (EqualsIgnoreCase(argv[i], "maxlen") || EqualsIgnoreCase(argv[i], "minid"))
+          approx |= argv[i + 1] == "~";
+      }
+      out.EmitArgs(RecordOp::kOrdered, approx ? kOrderedFlags : kExactFlags, argv[1], argv);
       return ConvertOutcome::kRecorded;
     }
     case Rule::kXreadgroup: {

@@ -779,6 +779,12 @@ TEST(PairingReplica, ExactStreamTrimsReplayExactly) {
   RoundTrip({{Cmd({"XADD", "s", "1-1", "f", "v"}), 1}, {Cmd({"XTRIM", "s", "MAXLEN", "~", "0"}), 1}}, true, 2,
             &readbacks);
   EXPECT_EQ(readbacks, (std::set<std::pair<uint16_t, std::string>>{{0, "s"}}));
+  // So is one whose LIMIT comes first (a review: shipped as exact).
+  readbacks.clear();
+  RoundTrip({{Cmd({"XADD", "s", "1-1", "f", "v"}), 1},
+             {Cmd({"XTRIM", "s", "LIMIT", "100", "MAXLEN", "~", "0"}), 1}},
+            true, 2, &readbacks);
+  EXPECT_EQ(readbacks, (std::set<std::pair<uint16_t, std::string>>{{0, "s"}}));
 }
 
 // RPOPLPUSH q q (and LMOVE, BLMOVE) rotates one list, and SMOVE s s m
