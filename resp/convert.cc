@@ -385,23 +385,48 @@ ConvertOutcome Default(const CommandSpec& spec, std::span<const std::string_view
   return ConvertOutcome::kRecorded;
 }
 
+// A relative expiry counts from when the server ran the write: between its
+// request and its reply, which a slow command (DEBUG SLEEP, a long script,
+// KEYS) may hold back for seconds on either side of it. It is counted from
+// the reply (as ExpiryKeeper assumes), and read back when the two are more
+// than kExpirySpanNs apart (a review: SET k v EX 1000 pipelined before
+// DEBUG SLEEP 2 expired 2 s late on the replica, unflagged; so did another
+// client's writes that the server read in the same pass).
+constexpr uint64_t kExpirySpanNs = 1'000'000'000;
+struct ExpiryBase {
+  int64_t ms = 0;
+  uint16_t flags = 0;  // kNeedsReadback when unsure
+};
+ExpiryBase ExpiryBaseOf(const ConvertContext& ctx) {
+  const bool known = ctx.request_ns != 0 && ctx.request_ns != RecordView::kUnansweredRequest &&
+                     ctx.request_ns <= ctx.capture_ns;
+  return {
+      static_cast<int64_t>(ctx.capture_ns / 1000000),
+      static_cast<uint16_t>(known && ctx.capture_ns - ctx.request_ns > kExpirySpanNs ? kNeedsReadback : 0)};
+}
+
 // EX, PX, EXAT or PXAT.
 bool IsExpiryOption(std::string_view o) {
   return EqualsIgnoreCase(o, "ex") || EqualsIgnoreCase(o, "px") || EqualsIgnoreCase(o, "exat") ||
          EqualsIgnoreCase(o, "pxat");
 }
 
+// EX or PX: counted from when the write ran.
+bool IsRelativeExpiry(std::string_view o) {
+  return EqualsIgnoreCase(o, "ex") || EqualsIgnoreCase(o, "px");
+}
+
 // Relative/absolute expiry option at argv[i] ("EX" 10 …) to an absolute ms.
 // Returns 0 when argv[i] is not an expiry option, -1 when malformed, else 1.
-int ExpiryOption(std::span<const std::string_view> argv, size_t i, uint64_t capture_ms, int64_t* abs_ms) {
+int ExpiryOption(std::span<const std::string_view> argv, size_t i, int64_t now_ms, int64_t* abs_ms) {
   const std::string_view o = argv[i];
   int64_t mul = 0, base = 0;
   if (EqualsIgnoreCase(o, "ex")) {
     mul = 1000;
-    base = static_cast<int64_t>(capture_ms);
+    base = now_ms;
   } else if (EqualsIgnoreCase(o, "px")) {
     mul = 1;
-    base = static_cast<int64_t>(capture_ms);
+    base = now_ms;
   } else if (EqualsIgnoreCase(o, "exat")) {
     mul = 1000;
   } else if (EqualsIgnoreCase(o, "pxat")) {
@@ -438,8 +463,9 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
     else
       return Default(spec, argv, out);
   }
-  if (expiry != 0 && ExpiryOption(argv, expiry, ctx.capture_ns / 1000000, &abs_ms) <= 0)
-    return Default(spec, argv, out);
+  const ExpiryBase when = ExpiryBaseOf(ctx);
+  if (expiry != 0 && ExpiryOption(argv, expiry, when.ms, &abs_ms) <= 0) return Default(spec, argv, out);
+  const uint16_t flags = expiry != 0 && IsRelativeExpiry(argv[expiry]) ? when.flags : 0;
   bool applied;
   if (get) {
     applied = nx ? IsNull(reply) : xx ? !IsNull(reply) : true;
@@ -449,7 +475,7 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
   if (!applied) return ConvertOutcome::kNoEffect;
   if (abs_ms >= 0) {
     const std::string at = std::to_string(abs_ms);
-    out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2], "PXAT", at});
+    out.Emit(RecordOp::kIdempotent, flags, argv[1], {"SET", argv[1], argv[2], "PXAT", at});
   } else if (keepttl) {
     out.Emit(RecordOp::kIdempotent, 0, argv[1], {"SET", argv[1], argv[2], "KEEPTTL"});
   } else {
@@ -458,14 +484,14 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
   return ConvertOutcome::kRecorded;
 }
 
-void SetWithAbs(Emitter& out, std::string_view key, std::string_view value, int64_t abs_ms) {
+void SetWithAbs(Emitter& out, std::string_view key, std::string_view value, int64_t abs_ms, uint16_t flags) {
   const std::string at = std::to_string(abs_ms);
-  out.Emit(RecordOp::kIdempotent, 0, key, {"SET", key, value, "PXAT", at});
+  out.Emit(RecordOp::kIdempotent, flags, key, {"SET", key, value, "PXAT", at});
 }
 
-void Pexpireat(Emitter& out, std::string_view key, int64_t abs_ms) {
+void Pexpireat(Emitter& out, std::string_view key, int64_t abs_ms, uint16_t flags = 0) {
   const std::string at = std::to_string(abs_ms);
-  out.Emit(RecordOp::kIdempotent, 0, key, {"PEXPIREAT", key, at});
+  out.Emit(RecordOp::kIdempotent, flags, key, {"PEXPIREAT", key, at});
 }
 
 // LTRIM equivalent of popping `n` elements from the head (left) or tail.
@@ -980,10 +1006,11 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
     case Rule::kSetex:
     case Rule::kPsetex: {
       int64_t abs_ms;
+      const ExpiryBase when = ExpiryBaseOf(ctx);
       if (argv.size() != 4 || !ParseI64(argv[2], &n) ||
-          !ExpiryMs(n, rule == Rule::kSetex ? 1000 : 1, static_cast<int64_t>(capture_ms), &abs_ms))
+          !ExpiryMs(n, rule == Rule::kSetex ? 1000 : 1, when.ms, &abs_ms))
         return bad();
-      SetWithAbs(out, argv[1], argv[3], abs_ms);
+      SetWithAbs(out, argv[1], argv[3], abs_ms, when.flags);
       return ConvertOutcome::kRecorded;
     }
     case Rule::kSetnx:
@@ -1024,8 +1051,9 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         return ConvertOutcome::kRecorded;
       }
       int64_t abs_ms;
-      if (ExpiryOption(argv, expiry, capture_ms, &abs_ms) <= 0) return bad();
-      Pexpireat(out, argv[1], abs_ms);
+      const ExpiryBase when = ExpiryBaseOf(ctx);
+      if (ExpiryOption(argv, expiry, when.ms, &abs_ms) <= 0) return bad();
+      Pexpireat(out, argv[1], abs_ms, IsRelativeExpiry(argv[expiry]) ? when.flags : 0);
       return ConvertOutcome::kRecorded;
     }
     case Rule::kMset:
@@ -1090,11 +1118,11 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (root == nullptr || root->type != Type::kInteger || argv.size() < 3) return bad();
       if (root->integer == 0) return ConvertOutcome::kNoEffect;
       const int64_t mul = (rule == Rule::kExpire || rule == Rule::kExpireat) ? 1000 : 1;
-      const int64_t base =
-          (rule == Rule::kExpire || rule == Rule::kPexpire) ? static_cast<int64_t>(capture_ms) : 0;
+      const bool relative = rule == Rule::kExpire || rule == Rule::kPexpire;
+      const ExpiryBase when = relative ? ExpiryBaseOf(ctx) : ExpiryBase{};
       int64_t abs_ms;
-      if (!ParseI64(argv[2], &n) || !ExpiryMs(n, mul, base, &abs_ms)) return bad();
-      Pexpireat(out, argv[1], abs_ms);
+      if (!ParseI64(argv[2], &n) || !ExpiryMs(n, mul, when.ms, &abs_ms)) return bad();
+      Pexpireat(out, argv[1], abs_ms, when.flags);
       return ConvertOutcome::kRecorded;
     }
     case Rule::kPersist:
@@ -1464,7 +1492,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       }
       int64_t abs_ms = 0;
       if (!ParseI64(argv[2], &n) || n < 0) return bad();
-      if (n != 0 && !MulAdd(n, 1, absttl ? 0 : static_cast<int64_t>(capture_ms), &abs_ms)) {
+      const ExpiryBase when = absttl || n == 0 ? ExpiryBase{} : ExpiryBaseOf(ctx);
+      if (n != 0 && !MulAdd(n, 1, when.ms, &abs_ms)) {
         // Redis adds the ttl to its clock as it is, and the sum wraps: the
         // key counts as expired, and is gone (a review: RESTORE k
         // 9223372036854775807 … REPLACE, answered +OK, was taken for a reply
@@ -1473,7 +1502,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
         return ConvertOutcome::kRecorded;
       }
       const std::string at = std::to_string(abs_ms);
-      out.Emit(RecordOp::kIdempotent, 0, argv[1], {"RESTORE", argv[1], at, argv[3], "REPLACE", "ABSTTL"});
+      out.Emit(RecordOp::kIdempotent, when.flags, argv[1],
+               {"RESTORE", argv[1], at, argv[3], "REPLACE", "ABSTTL"});
       return ConvertOutcome::kRecorded;
     }
     case Rule::kScript:

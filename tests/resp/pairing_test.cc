@@ -105,6 +105,34 @@ TEST_F(Pairing, RelativeExpiriesBecomeAbsolute) {
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " k2: PEXPIREAT k2 4000000000000"}));
 }
 
+// A relative expiry counts from when the write ran, between its request
+// and its reply: counted from the reply, and read back when they are more
+// than a second apart (a review: SET k v EX 1000 pipelined before DEBUG
+// SLEEP 2 expired 2 s late on the replica, unflagged; so did another
+// client's writes the server read in the same pass). A real server,
+// stalled.
+TEST_F(Pairing, ARelativeExpiryWhoseReplyCameLateIsReadBack) {
+  const std::string req =
+      Cmd({"SET", "k", "v", "EX", "1000"}) + Cmd({"EXPIRE", "k", "2000"}) + Cmd({"DEBUG", "SLEEP", "1.2"});
+  const uint64_t sent = NowNs();
+  const std::string rep = c_->raw().Send(req, 3);
+  const uint64_t answered = NowNs();
+  ASSERT_GT(answered - sent, 1'200'000'000u);
+  // The server ran both at once, and answered after the sleep.
+  const int64_t pttl = std::stoll(c_->raw().Send(Cmd({"PEXPIRETIME", "k"}), 1).substr(1));
+  EXPECT_LE(static_cast<uint64_t>(pttl), sent / 1000000 + 2'000'000 + 5);
+  c_->conn().OnData(Direction::kClientToServer, req, sent);
+  c_->conn().OnData(Direction::kServerToClient, rep, answered);
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  const uint64_t at = answered / 1000000;
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + f + " k: SET k v PXAT " + std::to_string(at + 1'000'000),
+                       "0 " + kIdem + f + " k: PEXPIREAT k " + std::to_string(at + 2'000'000)}));
+  // Answered at once: not read back.
+  c_->Do({"SET", "j", "v", "PX", "5000"});
+  const uint64_t base = LastCaptureMs();
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " j: SET j v PXAT " + std::to_string(base + 5000)}));
+}
+
 // An expiry option may repeat: Redis keeps the last value, and parses only
 // that one (a review: GETEX g EXAT 1 EXAT 9999999999 deleted g on the
 // replica, unflagged).
