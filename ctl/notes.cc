@@ -82,6 +82,19 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
   }
   if (totals.keyless_unconfirmed > 0)
     notes.push_back(resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed));
+  if (totals.oom_refused > 0) {
+    // (A review: 28,368 keys evicted under allkeys-lru, nothing said.)
+    notes.push_back(n(totals.oom_refused) +
+                    " write(s) were refused -OOM: the source reached its maxmemory, where an eviction "
+                    "policy also removes keys on its own, which nothing on the wire shows: the replica keeps "
+                    "them until a consistency check");
+  }
+  if (totals.shutdowns > 0) {
+    notes.push_back(n(totals.shutdowns) +
+                    " SHUTDOWN(s) the source never answered: it exited. Restarted, it holds only its last "
+                    "save (RDB or AOF), or nothing, which the wire does not show: what it lost stays on the "
+                    "replica until a consistency check");
+  }
   if (totals.lua_debug_sessions > 0) {
     notes.push_back(n(totals.lua_debug_sessions) +
                     " Lua debugging session(s) (SCRIPT DEBUG, then EVAL): the keys each script declared, "

@@ -154,6 +154,8 @@ constexpr StatField kStatFields[] = {
     {"became_replica", &ConnectionStats::became_replica},
     {"redirected", &ConnectionStats::redirected},
     {"lua_debug_sessions", &ConnectionStats::lua_debug_sessions},
+    {"oom_refused", &ConnectionStats::oom_refused},
+    {"shutdowns", &ConnectionStats::shutdowns},
 };
 static_assert(sizeof(ConnectionStats) == std::size(kStatFields) * sizeof(uint64_t),
               "a counter added to ConnectionStats is listed in kStatFields");
@@ -541,6 +543,13 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
       KeylessUnconfirmed(p.spec);
       continue;
     }
+    // A SHUTDOWN never answered: the server exited, and nothing after it
+    // ran (a review restarted a source so, and nothing was said).
+    if (p.kind == Kind::kPlain && p.param == kShutdown && !p.out_of_step) [[unlikely]] {
+      ++stats_.shutdowns;
+      blocked = true;
+      continue;
+    }
     ReadBack(p, false, 0);
     // (A CLIENT KILL unanswered, or queued in an EXEC unanswered, may have
     // killed this connection: Redis stops answering, inside EXEC too, and
@@ -614,6 +623,13 @@ int64_t Connection::ClientInfoKind(const CommandSpec* spec, std::span<const std:
     if ((spec == replicaof || spec == slaveof) && args.size() == 3)
       return EqualsIgnoreCase(args[1], "no") && EqualsIgnoreCase(args[2], "one") ? kReplicaOfNoOne
                                                                                  : kReplicaOfMaster;
+    static const CommandSpec* const shutdown = LookupCommandName("shutdown");
+    if (spec == shutdown) {
+      return std::none_of(args.begin() + 1, args.end(),
+                          [](std::string_view a) { return EqualsIgnoreCase(a, "abort"); })
+                 ? kShutdown
+                 : 0;
+    }
     static const CommandSpec* const script_debug = LookupCommandName("script|debug");
     if (spec == script_debug && args.size() == 3) {
       return EqualsIgnoreCase(args[2], "no")     ? kScriptDebugNo
@@ -2427,6 +2443,8 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   };
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
+    if (reply[0].str.starts_with("OOM ")) [[unlikely]]
+      ++stats_.oom_refused;
     Observe(p.spec, Outcome::kRejected);
     // A script is not rolled back, and a MIGRATE of several keys may have
     // moved some: read their keys back (refusals before running cost a

@@ -166,6 +166,12 @@ struct ConnectionStats {
   // traffic is the debugger's to the connection's end. Its declared keys,
   // and those of writes typed at the debugger, are read back.
   uint64_t lua_debug_sessions = 0;
+  // Writes refused -OOM: the source is at maxmemory, where an eviction
+  // policy also removes keys, which the wire does not show.
+  uint64_t oom_refused = 0;
+  // A SHUTDOWN the server never answered: it exited (nothing after it ran).
+  // Restarted, it holds its last save, which the wire does not show.
+  uint64_t shutdowns = 0;
   uint64_t writes_oversized = 0;  // an argument or the reply too large to hold: keys read back
   uint64_t oversized_lost = 0;    // a key (or a key-less write's argument) too large to hold: lost
   uint64_t parse_errors = 0;
@@ -487,9 +493,11 @@ class Connection {
   bool NextReplyUnread() const;
   // Pending::param of a read that names dbs: a CLIENT LIST of every normal
   // client, or CLIENT INFO (this connection's own); of REPLICAOF (SLAVEOF)
-  // of a master; of SCRIPT DEBUG NO, YES or SYNC; 0 for any other.
+  // of a master; of SCRIPT DEBUG NO, YES or SYNC; of SHUTDOWN (not ABORT);
+  // 0 for any other.
   static constexpr int64_t kFullClientList = 1, kOwnClientInfo = 2, kReplicaOfMaster = 3, kReplicaOfNoOne = 4,
-                           kClusterCommand = 5, kScriptDebugNo = 6, kScriptDebugYes = 7, kScriptDebugSync = 8;
+                           kClusterCommand = 5, kScriptDebugNo = 6, kScriptDebugYes = 7, kScriptDebugSync = 8,
+                           kShutdown = 9;
   static int64_t ClientInfoKind(const CommandSpec* spec, std::span<const std::string_view> args);
   // Its reply: a CLIENT LIST told to opts_.client_lists, a CLIENT INFO
   // settling this connection's db (out of line: off the read path).
