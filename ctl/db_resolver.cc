@@ -114,7 +114,7 @@ bool DbSettler::Check(resp::Connection& conn, DbBoardReader& board, uint64_t ts)
     tried_asked_ns_ = a->asked_ns;
     const auto it = a->db_by_client.find(client_);
     if (it != a->db_by_client.end() && it->second >= 0 &&
-        conn.ProveDb(static_cast<uint16_t>(it->second), a->asked_ns))
+        conn.ProveDb(static_cast<uint16_t>(it->second), a->asked_ns, a->answered_ns + kMarginNs))
       return false;
     // Answers seen on the wire cost nothing: wait for more. Only the
     // resolver's own count towards giving up.

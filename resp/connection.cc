@@ -706,7 +706,8 @@ void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts
   if (opts_.client_lists != nullptr && !replayer_) opts_.client_lists->OnClientList(reply.str, p.ts, ts);
 }
 
-bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
+bool Connection::ProveDb(uint16_t db, uint64_t asked_ns, uint64_t answered_ns) {
+  // (answered_ns: the caller's margin for the mirror's delay included.)
   if (db_known_) return false;
   // The answer must postdate whatever made the db unknown (bytes lost
   // before the first seen since are older than that), and nothing that
@@ -714,12 +715,17 @@ bool Connection::ProveDb(uint16_t db, uint64_t asked_ns) {
   // unanswered may have run before the server answered, and then the
   // answer is its db, not the one of the writes queued ahead of it. Out of
   // sync, or not reading replies, nothing is known of what is on its way.
+  // What was captured after the answer ran after it: a connection sending
+  // nothing but transactions always has one on its way (a review: a
+  // redis-py transaction pipeline, kombu's QoS, never settled).
   if (db_unknown_since_ns_ == 0 || asked_ns < db_unknown_since_ns_) return false;
-  if (desync_ || ignored_ || encrypted_ || awaiting_reset_ || in_multi_ || req_in_multi_ || reply_off_ ||
-      skip_next_ || !multi_queue_.empty())
+  if (desync_ || ignored_ || encrypted_ || awaiting_reset_ || reply_off_ || skip_next_) return false;
+  if (((in_multi_ || !multi_queue_.empty()) && multi_ts_ <= answered_ns) ||
+      (req_in_multi_ && req_multi_ts_ <= answered_ns))
     return false;
   for (const Pending& p : pending_) {
-    if (MayChangeDb(p) || p.kind == Kind::kMulti || p.kind == Kind::kIgnoreMark) return false;
+    if (p.ts <= answered_ns && (MayChangeDb(p) || p.kind == Kind::kMulti || p.kind == Kind::kIgnoreMark))
+      return false;
   }
   db_ = db;
   KnowDb();
@@ -757,6 +763,11 @@ void Connection::ReadBack(const Pending& p, bool ignoring, uint16_t extra_flags)
     } else {
       Unanswered(p, p.ts, extra_flags);
     }
+  } else if (p.kind != Kind::kIgnoreMark) {
+    // Counted per command as the server may have run it (a review: reads
+    // unanswered at a close were missing from the lines INFO commandstats
+    // counts).
+    Observe(p.spec, Outcome::kUnpaired);
   }
   if (p.kind == Kind::kSelect) SelectUnanswered(p);  // if it (or an EXEC) ran
   if (p.kind == Kind::kReset) {
@@ -993,6 +1004,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // not only makes the (UN)SUBSCRIBEs after it count as uncertain.
   if (p.kind == Kind::kMulti && PredictSubscribed() != SubState::kYes && !req_in_multi_) {
     req_in_multi_ = true;
+    req_multi_ts_ = ts;
     req_multi_keeps_db_ = true;
     multi_skipped_bytes_ = requests_.skipped_bytes();  // bytes skipped since may have held a SELECT
   }
@@ -1554,7 +1566,10 @@ bool Connection::DrainOneNoReply() {
         SelectUnanswered(p);
       }
       break;
-    case Kind::kMulti: in_multi_ = true; break;
+    case Kind::kMulti:
+      in_multi_ = true;
+      multi_ts_ = p.ts;
+      break;
     case Kind::kReset:
       // Silenced by a CLIENT REPLY SKIP; it ran all the same (RESET is
       // never refused: no ACL check applies to it, NO_AUTH).
@@ -2133,7 +2148,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // EVAL returning {ok='QUEUED'} had its write dropped).
     // (AnswersQueuedItself is looked up only for a +QUEUED.)
     if (queued && (in_multi_ || !no_unseen_multi_ || !AnswersQueuedItself(p.spec))) {
-      if (!in_multi_) multi_inferred_ = true;
+      if (!in_multi_) {
+        multi_inferred_ = true;
+        multi_ts_ = 0;  // (its MULTI unseen: from before anything)
+      }
       in_multi_ = true;
       multi_queue_.push_back(p);
       if (multi_queue_.size() > opts_.max_pending_requests) {
@@ -2223,6 +2241,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error) {
         if (multi_inferred_) DropInferredMulti();  // none was open: +OK, not a "nested" error
         in_multi_ = true;
+        multi_ts_ = p.ts;
         multi_inferred_ = false;
         multi_queue_.clear();
       }

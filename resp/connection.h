@@ -280,9 +280,10 @@ class Connection {
   // margin for the mirror's delay): then every SELECT the server ran before
   // answering has been seen. Taken (true) only when it settles an unknown
   // db: asked after the db became unknown, in sync, and with no SELECT,
-  // RESET, MULTI or EXEC waiting for its reply; the connection's records
-  // from here on carry `db` without kUnknownDb.
-  bool ProveDb(uint16_t db, uint64_t asked_ns);
+  // RESET, MULTI or EXEC captured up to `answered_ns` (when the answer was
+  // received, plus that margin) waiting for its reply; the connection's
+  // records from here on carry `db` without kUnknownDb.
+  bool ProveDb(uint16_t db, uint64_t asked_ns, uint64_t answered_ns);
   int protocol() const { return protocol_; }
   bool in_multi() const { return in_multi_; }
   bool ignored() const { return ignored_; }      // subscriber or MONITOR
@@ -607,6 +608,8 @@ class Connection {
   bool link_from_ack_ = false;          // known only by a REPLCONF ACK: a request of another kind ends it
   uint16_t announced_port_ = 0;         // REPLCONF listening-port, as a replica's handshake sent it
   bool req_in_multi_ = false;           // as of the last request parsed
+  uint64_t req_multi_ts_ = 0;           // its MULTI's capture time
+  uint64_t multi_ts_ = 0;               // in_multi_: its MULTI's capture time (0: unseen)
   int req_multi_protocol_ = 0;          // of the last HELLO queued in that transaction (0: none)
   bool req_multi_keeps_db_ = false;     // every command queued in it was parsed, none a SELECT or RESET
   uint64_t multi_skipped_bytes_ = 0;    // requests_.skipped_bytes() at its MULTI

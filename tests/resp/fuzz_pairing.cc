@@ -162,7 +162,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if ((op & 0x78) == 0x78 && i > 0) {
       const bool unknown = !conn->db_known();
       const uint16_t db = data[i - 1] & 15;
-      if (conn->ProveDb(db, ts - (data[i - 1] & 0x80 ? 5000 : 0)) &&
+      const uint64_t asked = ts - (data[i - 1] & 0x80 ? 5000 : 0);
+      if (conn->ProveDb(db, asked, asked + (data[i - 1] & 0x40 ? 2000 : 0)) &&
           (!unknown || !conn->db_known() || conn->db() != db))
         std::abort();
     }

@@ -2758,6 +2758,33 @@ TEST_F(Pairing, FcallsAreShippedAgainOnceNoHeldBackLibraryMayBeLoaded) {
   Take();
 }
 
+// Requests still unanswered at a close may have run: each is counted per
+// command, reads too, as INFO commandstats counts them (a review: 5 GETs
+// pipelined before an RST had no line; a celery result consumer's 57
+// UNSUBSCRIBEs were missing).
+TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
+  VectorSink sink;
+  struct Seen : OutcomeObserver {
+    V outcomes;
+    void OnOutcome(std::string_view command, Outcome o) override {
+      outcomes.push_back(std::string(command) + " " + std::string(OutcomeName(o)));
+    }
+  } seen;
+  ConnectionOptions o;
+  o.observer = &seen;
+  Connection conn(&sink, o);
+  conn.OnData(Direction::kClientToServer, Cmd({"SET", "k", "v"}), 10);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+  std::string pipeline;
+  for (int i = 0; i < 3; ++i) pipeline += Cmd({"GET", "k"});
+  conn.OnData(Direction::kClientToServer, pipeline + Cmd({"SET", "j", "v"}) + Cmd({"UNSUBSCRIBE"}), 12);
+  conn.OnClose(CloseReason::kFin, 13);
+  const std::string applied(OutcomeName(Outcome::kApplied)), unpaired(OutcomeName(Outcome::kUnpaired));
+  EXPECT_EQ(seen.outcomes, (V{"set " + applied, "get " + unpaired, "get " + unpaired, "get " + unpaired,
+                              "set " + unpaired, "unsubscribe " + unpaired}));
+  EXPECT_EQ(conn.stats().unpaired_requests, 5u);
+}
+
 // A master keeps a replica whose PSYNC waits for the RDB alive with a bare
 // newline a second, before +FULLRESYNC too (five under redis 7.0's default
 // repl-diskless-sync-delay). A review saw every full sync read as garbled
@@ -3046,15 +3073,15 @@ TEST_F(Pairing, TheServersAnswerSettlesAnUnknownDb) {
   EXPECT_EQ(conn.db_unknown_since_ns(), 0u);  // no bytes yet
   exchange(Cmd({"SET", "a", "1"}), 100);      // read back: pairing not yet proven
   EXPECT_EQ(conn.db_unknown_since_ns(), 100u);
-  EXPECT_FALSE(conn.ProveDb(3, 150));  // out of sync: what is on its way is not known
+  EXPECT_FALSE(conn.ProveDb(3, 150, 150));  // out of sync: what is on its way is not known
   exchange(Cmd({"SET", "b", "1"}), 200);
   ASSERT_TRUE(conn.in_sync());
-  EXPECT_FALSE(conn.ProveDb(3, 99));  // asked before the db was unknown to the capture
+  EXPECT_FALSE(conn.ProveDb(3, 99, 99));  // asked before the db was unknown to the capture
   EXPECT_EQ(conn.stats().db_proven_by_server, 0u);
-  EXPECT_TRUE(conn.ProveDb(3, 250));
+  EXPECT_TRUE(conn.ProveDb(3, 250, 250));
   EXPECT_TRUE(conn.db_known());
   EXPECT_EQ(conn.db_unknown_since_ns(), 0u);
-  EXPECT_FALSE(conn.ProveDb(4, 260));  // known: a later answer changes nothing
+  EXPECT_FALSE(conn.ProveDb(4, 260, 260));  // known: a later answer changes nothing
   exchange(Cmd({"SET", "c", "1"}), 300);
   EXPECT_EQ(Take(), (V{"0 readback f" + std::to_string(kUnknownDb | kAfterGap | kNeedsReadback) + " a:",
                        "0 " + kIdem + " f" + std::to_string(kUnknownDb) + " b: SET b 1",
@@ -3074,14 +3101,14 @@ TEST_F(Pairing, TheServersAnswerSettlesAnUnknownDb) {
   exchange(Cmd({"SET", "f", "1"}), 700);
   ASSERT_TRUE(conn.in_sync());
   EXPECT_EQ(conn.db_unknown_since_ns(), 401u);
-  EXPECT_FALSE(conn.ProveDb(3, 400));
+  EXPECT_FALSE(conn.ProveDb(3, 400, 400));
   // A SELECT whose reply is still on its way may have run before the
   // server answered: the answer would be its db, not that of the writes
   // queued ahead of it. So may a transaction's.
   const std::string pipeline = Cmd({"SET", "g", "1"}) + Cmd({"SELECT", "6"}) + Cmd({"SET", "h", "1"});
   const std::string replies = raw.Send(pipeline, 3);
   conn.OnData(Direction::kClientToServer, pipeline, 800);
-  EXPECT_FALSE(conn.ProveDb(6, 850));
+  EXPECT_FALSE(conn.ProveDb(6, 850, 850));
   conn.OnData(Direction::kServerToClient, replies, 801);
   EXPECT_TRUE(conn.db_known());  // the SELECT's own +OK proves it
   EXPECT_EQ(Take(), (V{"3 readback f" + std::to_string(kUnknownDb | kAfterGap | kNeedsReadback) + " d:",
@@ -3093,10 +3120,40 @@ TEST_F(Pairing, TheServersAnswerSettlesAnUnknownDb) {
   exchange(Cmd({"SET", "i", "1"}), 900);
   exchange(Cmd({"SET", "j", "1"}), 1000);
   exchange(Cmd({"MULTI"}), 1100);
-  EXPECT_FALSE(conn.ProveDb(6, 1150));  // in a transaction
+  EXPECT_FALSE(conn.ProveDb(6, 1150, 1150));  // in a transaction
   exchange(Cmd({"EXEC"}), 1200);
-  EXPECT_TRUE(conn.ProveDb(6, 1250));
+  EXPECT_TRUE(conn.ProveDb(6, 1250, 1250));
   EXPECT_EQ(conn.stats().db_proven_by_server, 2u);
+}
+
+// A connection that sends nothing but transactions (a redis-py
+// transaction pipeline, kombu's QoS) always has one on its way; one
+// captured after the answer ran after it, and does not hold the answer
+// back (a review: such a connection never settled, through 8 answers).
+TEST_F(Pairing, ATransactionSentAfterTheServersAnswerDoesNotHoldItBack) {
+  RawClient& raw = c_->raw();
+  raw.Send(Cmd({"SELECT", "3"}), 1);  // before the capture
+  Connection conn(&sink_, MidStreamOptions());
+  auto exchange = [&](const std::string& req, uint64_t t) { Exchange(conn, req, t); };
+  const std::string tx = Cmd({"MULTI"}) + Cmd({"SET", "c", "1"}) + Cmd({"EXEC"});
+  exchange(tx, 100);
+  exchange(tx, 200);
+  ASSERT_TRUE(conn.in_sync());
+  const std::string replies = raw.Send(tx, 3);
+  conn.OnData(Direction::kClientToServer, tx, 300);  // its replies still on their way
+  EXPECT_FALSE(conn.ProveDb(3, 250, 310));           // answered after it was sent: it may have run first
+  EXPECT_TRUE(conn.ProveDb(3, 250, 260));
+  conn.OnData(Direction::kServerToClient, replies, 301);
+  EXPECT_EQ(Take().back(), "3 " + kIdem + " f" + std::to_string(kInTransaction) + " c: SET c 1");
+  // A transaction opened before the answer still holds it back.
+  Connection conn2(&sink_, MidStreamOptions());
+  auto exchange2 = [&](const std::string& req, uint64_t t) { Exchange(conn2, req, t); };
+  exchange2(tx, 100);
+  exchange2(tx, 200);
+  exchange2(Cmd({"MULTI"}), 300);
+  EXPECT_FALSE(conn2.ProveDb(3, 250, 310));
+  exchange2(Cmd({"EXEC"}), 400);
+  EXPECT_TRUE(conn2.ProveDb(3, 450, 460));
 }
 
 // A transaction seen whole, with no SELECT or RESET queued, cannot change
@@ -3115,7 +3172,7 @@ TEST_F(Pairing, ATransactionSeenWholeDoesNotOutdateTheServersAnswer) {
   EXPECT_EQ(conn.db_unknown_since_ns(), 101u);  // that EXEC's reply: it surely ran by then
   exchange(Cmd({"MULTI"}) + Cmd({"SET", "c", "1"}) + Cmd({"INCR", "n"}) + Cmd({"EXEC"}), 400);
   EXPECT_EQ(conn.db_unknown_since_ns(), 101u);  // seen whole
-  EXPECT_TRUE(conn.ProveDb(3, 450));
+  EXPECT_TRUE(conn.ProveDb(3, 450, 450));
   EXPECT_EQ(Take().back(),
             "0 " + kIdem + " f" + std::to_string(kInTransaction | kUnknownDb) + " n: SET n 1 KEEPTTL");
 
@@ -3160,8 +3217,8 @@ TEST_F(Pairing, ASelectOrResetSeenWhileOutOfStepOutdatesEarlierAnswers) {
   exchange(Cmd({"SET", "c", "1"}), 400);
   exchange(Cmd({"SET", "d", "1"}), 500);
   ASSERT_TRUE(conn.in_sync());
-  EXPECT_FALSE(conn.ProveDb(0, 250));  // asked before the SELECT: the db it names is gone
-  EXPECT_TRUE(conn.ProveDb(5, 350));
+  EXPECT_FALSE(conn.ProveDb(0, 250, 250));  // asked before the SELECT: the db it names is gone
+  EXPECT_TRUE(conn.ProveDb(5, 350, 350));
   exchange(Cmd({"SET", "e", "1"}), 600);
   EXPECT_EQ(Take().back(), "5 " + kIdem + " e: SET e 1");
 
@@ -3176,7 +3233,7 @@ TEST_F(Pairing, ASelectOrResetSeenWhileOutOfStepOutdatesEarlierAnswers) {
   exchange(Cmd({"SET", "g", "1"}), 900);
   exchange(Cmd({"SET", "h", "1"}), 1000);
   ASSERT_TRUE(conn.in_sync());
-  EXPECT_TRUE(conn.ProveDb(0, 1050));
+  EXPECT_TRUE(conn.ProveDb(0, 1050, 1050));
   exchange(Cmd({"SET", "i", "1"}), 1100);
   EXPECT_EQ(Take().back(), "0 " + kIdem + " i: SET i 1");
 }
