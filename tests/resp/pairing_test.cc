@@ -2758,18 +2758,21 @@ TEST_F(Pairing, FcallsAreShippedAgainOnceNoHeldBackLibraryMayBeLoaded) {
   Take();
 }
 
+// Per-command outcomes as "command outcome" lines.
+struct OutcomeLog : OutcomeObserver {
+  V outcomes;
+  void OnOutcome(std::string_view command, Outcome o) override {
+    outcomes.push_back(std::string(command) + " " + std::string(OutcomeName(o)));
+  }
+};
+
 // Requests still unanswered at a close may have run: each is counted per
 // command, reads too, as INFO commandstats counts them (a review: 5 GETs
 // pipelined before an RST had no line; a celery result consumer's 57
 // UNSUBSCRIBEs were missing).
 TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
   VectorSink sink;
-  struct Seen : OutcomeObserver {
-    V outcomes;
-    void OnOutcome(std::string_view command, Outcome o) override {
-      outcomes.push_back(std::string(command) + " " + std::string(OutcomeName(o)));
-    }
-  } seen;
+  OutcomeLog seen;
   ConnectionOptions o;
   o.observer = &seen;
   Connection conn(&sink, o);
@@ -2792,12 +2795,7 @@ TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
 // warning that writes were lost.
 TEST(PairingOffline, NewlinesAMasterSendsBeforeAFullResyncAreNotReplies) {
   VectorSink sink;
-  struct Seen : OutcomeObserver {
-    V outcomes;
-    void OnOutcome(std::string_view command, Outcome o) override {
-      outcomes.push_back(std::string(command) + " " + std::string(OutcomeName(o)));
-    }
-  } seen;
+  OutcomeLog seen;
   ConnectionOptions o;
   o.observer = &seen;
   Connection conn(&sink, o);
