@@ -92,6 +92,11 @@ void Failovers::NoteServer(const std::string& server) {
   }
 }
 
+bool Failovers::IsServer(const std::string& server) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return servers_.count(server) != 0;
+}
+
 bool Failovers::SettledLocked(const std::string& server) const {
   return overflowed_.count(server) != 0 || (server == made_master_ && awaiting_.empty());
 }
@@ -182,7 +187,7 @@ void Failovers::DropLocked(const std::string& server, uint64_t at_ns) {
 }
 
 Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_view named_master,
-                                      uint64_t at_ns, bool answered) {
+                                      uint64_t at_ns, bool answered, bool coordinated) {
   // The master as the servers are named ("[::1]:6379" for "::1 6379"); a
   // host name stays as given (no lookup here) until the replica's link
   // tells which server it is (ReplicaLink): till then its replicas are not
@@ -263,7 +268,8 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
     generation_.fetch_add(1, std::memory_order_release);
     role_changes_.fetch_add(1, std::memory_order_relaxed);
     readbacks_.fetch_add(lost.size(), std::memory_order_relaxed);
-    Change c{server, std::string(master), at_ns, lost.size(), overflowed && !master.empty(), answered};
+    Change c{server,   std::string(master), at_ns, lost.size(), overflowed && !master.empty(),
+             answered, coordinated};
     if (on_change_) {
       std::vector<Change> all = changes_;
       all.push_back(c);
@@ -321,10 +327,14 @@ void Failovers::ResolveLocked(const std::string& replica, const std::string& mas
 
 std::string Failovers::Describe(const std::vector<Change>& all, size_t i, std::string_view tool) {
   const Change& c = all[i];
-  const char* how = c.answered ? "answered" : "sent with its reply silenced";
+  // What made the change: a REPLICAOF, or FAILOVER's coordinated switch
+  // (the old master's PSYNC FAILOVER answered by the new one).
+  const std::string how = c.coordinated ? std::string("FAILOVER, coordinated")
+                                        : std::string(c.master.empty() ? "REPLICAOF NO ONE " : "REPLICAOF ") +
+                                              (c.answered ? "answered" : "sent with its reply silenced");
   if (c.master.empty()) {
-    return Format("%s was made a master at %s (REPLICAOF NO ONE %s)", c.server.c_str(),
-                  CaptureTime(c.at_ns).c_str(), how);
+    return Format("%s was made a master at %s (%s)", c.server.c_str(), CaptureTime(c.at_ns).c_str(),
+                  how.c_str());
   }
   // The latest promotion of another server before it, after this server's
   // own previous change.
@@ -336,9 +346,9 @@ std::string Failovers::Describe(const std::vector<Change>& all, size_t i, std::s
   if (promoted != nullptr && c.readbacks == 0 && !c.overflowed) {
     // (A replica pointed at the new master: it took no writes.)
     return Format(
-        "%s was made a replica of %s at %s (REPLICAOF %s), %.1f s after %s was made a master; it wrote "
+        "%s was made a replica of %s at %s (%s), %.1f s after %s was made a master; it wrote "
         "nothing seen here in between",
-        c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
+        c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how.c_str(),
         static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str());
   }
   if (promoted != nullptr) {
@@ -348,18 +358,18 @@ std::string Failovers::Describe(const std::vector<Change>& all, size_t i, std::s
                            std::string(tool) + " keeps, was among them: resynchronise (a consistency check)"
                      : std::to_string(c.readbacks) + " key(s) written there then are read back (flagged)";
     return Format(
-        "%s was made a replica of %s at %s (REPLICAOF %s), %.1f s after %s was made a master: Redis threw "
+        "%s was made a replica of %s at %s (%s), %.1f s after %s was made a master: Redis threw "
         "away the writes %s took in between; %s",
-        c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how,
+        c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how.c_str(),
         static_cast<double>(c.at_ns - promoted->at_ns) / 1e9, promoted->server.c_str(), c.server.c_str(),
         keys.c_str());
   }
   return Format(
-      "%s was made a replica of %s at %s (REPLICAOF %s): it replaced its dataset with the master's, over a "
+      "%s was made a replica of %s at %s (%s): it replaced its dataset with the master's, over a "
       "link of its own that a capture of its port does not see; what it held that the master lacked is "
       "gone from the source, unflagged here: resynchronise the replica (a consistency check, or a copy of "
       "the source)",
-      c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how);
+      c.server.c_str(), c.master.c_str(), CaptureTime(c.at_ns).c_str(), how.c_str());
 }
 
 void Failovers::Report(size_t lines) const {
@@ -399,8 +409,28 @@ void FailoverWire::Emit(const RecordView& r, uint64_t id) {
   }
 }
 
-void FailoverWire::OnReplicaLink(uint16_t listening_port, uint64_t reply_ns) {
-  failovers_->ReplicaLink(dataplane::Endpoint{client_ip_, listening_port}.ToString(), server_, reply_ns);
+void FailoverWire::OnReplicaLink(const resp::ReplicaLink& link, uint64_t reply_ns) {
+  // The replica as the servers are named: the address it announced
+  // (replica-announce-ip), else the one its link came from.
+  dataplane::IpAddress ip = client_ip_;
+  if (!link.announced_ip.empty()) {
+    if (const Result<dataplane::IpAddress> a = dataplane::IpAddress::Parse(link.announced_ip); a.ok())
+      ip = *a;
+  }
+  const std::string replica = dataplane::Endpoint{ip, link.listening_port}.ToString();
+  if (link.failover) {
+    // FAILOVER (Redis 6.2+): the old master hands over by a PSYNC FAILOVER
+    // to the replica it chose, which became a master on answering it; the
+    // sender is its replica now. Nothing was lost (the old master paused
+    // its writes until the new one had them all), and no REPLICAOF shows.
+    failovers_->RoleChange(server_, "", reply_ns, true, true);
+    if (failovers_->IsServer(replica)) {
+      for (const auto& [db, key] : failovers_->RoleChange(replica, server_, reply_ns, true, true))
+        ReadBack(db, key, reply_ns);
+    }
+    return;
+  }
+  failovers_->ReplicaLink(replica, server_, reply_ns);
 }
 
 void FailoverWire::OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) {

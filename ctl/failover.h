@@ -39,9 +39,10 @@ class Failovers {
     std::string server;  // the one that changed
     std::string master;  // "host:port", or empty: it became a master
     uint64_t at_ns = 0;
-    uint64_t readbacks = 0;   // keys read back because the change threw their writes away
-    bool overflowed = false;  // a database-wide write, or more keys than kept, among them
-    bool answered = true;     // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
+    uint64_t readbacks = 0;    // keys read back because the change threw their writes away
+    bool overflowed = false;   // a database-wide write, or more keys than kept, among them
+    bool answered = true;      // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
+    bool coordinated = false;  // FAILOVER's switch (PSYNC FAILOVER), not a REPLICAOF
   };
   using Keys = std::set<std::pair<uint16_t, std::string>>;
   static constexpr size_t kKeep = 256;                      // changes listed; later ones counted
@@ -74,7 +75,10 @@ class Failovers {
   // `server` changed its role (`master` empty: made a master; else "host:port"
   // as REPLICAOF named it) at `at_ns`. Returns the keys to read back when it
   // is made a replica: those it wrote while they were kept (see the top).
-  Keys RoleChange(const std::string& server, std::string_view master, uint64_t at_ns, bool answered);
+  Keys RoleChange(const std::string& server, std::string_view master, uint64_t at_ns, bool answered,
+                  bool coordinated = false);
+  // Whether a connection to `server` was seen.
+  bool IsServer(const std::string& server) const;
   // `replica` ("ip:port" of the port it announced) replicates `master`
   // since `at_ns`: its PSYNC was answered on a link to `master`. A REPLICAOF
   // that named the master by a host name (Sentinel's announce-hostnames) is
@@ -170,7 +174,7 @@ class FailoverWire : public resp::RecordSink, public WireClientLists {
   }
   void Emit(const RecordView& r, uint64_t id) override;
   void OnRoleChange(std::string_view master, uint64_t reply_ns, bool answered) override;
-  void OnReplicaLink(uint16_t listening_port, uint64_t reply_ns) override;
+  void OnReplicaLink(const resp::ReplicaLink& link, uint64_t reply_ns) override;
 
  private:
   // Emits a read-back of `key` in `db` at `at_ns` (after the writes Redis

@@ -1170,6 +1170,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         p.no_reply = true;
       } else {
         replies_.SkipNewlinesBetweenMessages(true);
+        // PSYNC replid offset FAILOVER: FAILOVER TO's hand-over (param 1).
+        p.param = args.size() > 3 && EqualsIgnoreCase(args[3], "failover") ? 1 : 0;
       }
       break;
     case Kind::kReplconf:
@@ -1180,10 +1182,15 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // (Queued in MULTI they are answered +QUEUED; a RESP2 subscriber is
       // refused them, with an error.) A replica's handshake announces the
       // port it listens on: its link then tells which server it is.
-      if (args.size() == 3 && EqualsIgnoreCase(args[1], "listening-port") && !req_in_multi_) {
-        uint16_t port = 0;
-        const auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), port);
-        announced_port_ = ec == std::errc() && end == args[2].data() + args[2].size() ? port : 0;
+      for (size_t i = 1; i + 1 < args.size() && args.size() % 2 == 1 && !req_in_multi_; i += 2) {
+        if (EqualsIgnoreCase(args[i], "listening-port")) {
+          uint16_t port = 0;
+          const auto [end, ec] =
+              std::from_chars(args[i + 1].data(), args[i + 1].data() + args[i + 1].size(), port);
+          announced_port_ = ec == std::errc() && end == args[i + 1].data() + args[i + 1].size() ? port : 0;
+        } else if (EqualsIgnoreCase(args[i], "ip-address") && args[i + 1].size() <= 255) {
+          announced_ip_.assign(args[i + 1]);
+        }
       }
       if (args.size() >= 3 && args.size() % 2 == 1 &&
           (EqualsIgnoreCase(args[1], "ack") || EqualsIgnoreCase(args[1], "getack")) && !req_in_multi_) {
@@ -2212,7 +2219,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
         Observe(p.spec, Outcome::kReadOnly);
         if (announced_port_ != 0 && opts_.client_lists != nullptr && root.type == Type::kSimpleString &&
             (root.str.starts_with("FULLRESYNC") || root.str.starts_with("CONTINUE"))) {
-          opts_.client_lists->OnReplicaLink(announced_port_, ts);
+          opts_.client_lists->OnReplicaLink({announced_port_, announced_ip_, p.param == 1}, ts);
         }
         EnterReplicaLink();
         return;

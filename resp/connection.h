@@ -52,6 +52,15 @@ class OutcomeObserver {
 // Told of every CLIENT LIST reply a connection pairs (in sync, outside a
 // transaction): its text, when the request was captured and when the reply
 // was. The text is only valid during the call.
+// A replica's link, as its handshake told it (ClientListObserver::OnReplicaLink).
+struct ReplicaLink {
+  uint16_t listening_port = 0;    // REPLCONF listening-port
+  std::string_view announced_ip;  // REPLCONF ip-address (replica-announce-ip), if sent
+  // PSYNC … FAILOVER: the old master handing over to this server (FAILOVER TO),
+  // which became a master on answering it.
+  bool failover = false;
+};
+
 class ClientListObserver {
  public:
   virtual ~ClientListObserver() = default;
@@ -73,12 +82,12 @@ class ClientListObserver {
   // commands, not a script's or a module's, whose errors may say anything;
   // a SELECT refused "in cluster mode").
   virtual void OnClusterNode(uint64_t reply_ns) { (void)reply_ns; }
-  // This connection is a replica's link: the replica announced
-  // `listening_port` (REPLCONF listening-port) and its PSYNC was answered
-  // +FULLRESYNC or +CONTINUE at `reply_ns`, in step. It replicates the
-  // server from then on, whatever name its REPLICAOF gave the server.
-  virtual void OnReplicaLink(uint16_t listening_port, uint64_t reply_ns) {
-    (void)listening_port;
+  // This connection is a replica's link: the replica announced its port
+  // (REPLCONF listening-port) and its PSYNC was answered +FULLRESYNC or
+  // +CONTINUE at `reply_ns`, in step. It replicates the server from then
+  // on, whatever name its REPLICAOF gave the server.
+  virtual void OnReplicaLink(const ReplicaLink& link, uint64_t reply_ns) {
+    (void)link;
     (void)reply_ns;
   }
 };
@@ -607,6 +616,7 @@ class Connection {
   bool replica_link_ = false;           // ignored_: a replica's replication link (replies skipped)
   bool link_from_ack_ = false;          // known only by a REPLCONF ACK: a request of another kind ends it
   uint16_t announced_port_ = 0;         // REPLCONF listening-port, as a replica's handshake sent it
+  std::string announced_ip_;            // REPLCONF ip-address (at most 255 bytes)
   bool req_in_multi_ = false;           // as of the last request parsed
   uint64_t req_multi_ts_ = 0;           // its MULTI's capture time
   uint64_t multi_ts_ = 0;               // in_multi_: its MULTI's capture time (0: unseen)

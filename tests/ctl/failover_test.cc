@@ -235,11 +235,11 @@ TEST_F(FailoverTest, AMasterNamedByAHostNameIsKnownByTheReplicasLink) {
   // announcing another port, from another address.
   FailoverWire to_b{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.2:41000"), &failovers, &out, 7};
   FailoverWire from_c{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.5:41002"), &failovers, &out, 9};
-  to_b.OnReplicaLink(6379, kT0 + 25 * kMs);
-  to_b.OnReplicaLink(6380, kT0 + 31 * kMs);
-  from_c.OnReplicaLink(6379, kT0 + 31 * kMs);
+  to_b.OnReplicaLink({6379}, kT0 + 25 * kMs);
+  to_b.OnReplicaLink({6380}, kT0 + 31 * kMs);
+  from_c.OnReplicaLink({6379}, kT0 + 31 * kMs);
   EXPECT_TRUE(failovers.Keeps("10.0.0.3:6379"));
-  to_b.OnReplicaLink(6379, kT0 + 32 * kMs);
+  to_b.OnReplicaLink({6379}, kT0 + 32 * kMs);
   EXPECT_FALSE(failovers.Keeps("10.0.0.3:6379"));  // every other server replicates B
   made.Emit(Write(0, "onB2", 40), 3);
   // Failback: A, B's replica, is promoted, and B is made A's replica: B's
@@ -249,6 +249,45 @@ TEST_F(FailoverTest, AMasterNamedByAHostNameIsKnownByTheReplicasLink) {
   EXPECT_EQ(out.seen, (std::vector<std::string>{"write 0 onB @20 conn 3", "write 0 onB2 @40 conn 3"}));
   EXPECT_EQ(failovers.readbacks(), 0u);
   EXPECT_NE(told.back().find("it wrote nothing seen here in between"), std::string::npos) << told.back();
+}
+
+// A replica whose link comes from another address than the one it serves
+// on (a server bound to one address of several, NAT) is named by the
+// address it announces (replica-announce-ip), when it announces one.
+TEST_F(FailoverTest, AReplicaIsNamedByTheAddressItAnnounces) {
+  made.OnRoleChange("", kT0 + 10 * kMs, true);
+  old_a.OnRoleChange("redis-b.example:6379", kT0 + 20 * kMs, true);
+  FailoverWire link{nullptr, Server("10.0.0.3:6379"), Server("192.168.9.9:41000"), &failovers, &out, 7};
+  link.OnReplicaLink({6379}, kT0 + 30 * kMs);
+  EXPECT_TRUE(failovers.Keeps("10.0.0.3:6379"));  // "192.168.9.9:6379" is no server
+  link.OnReplicaLink({6379, "10.0.0.2"}, kT0 + 31 * kMs);
+  EXPECT_FALSE(failovers.Keeps("10.0.0.3:6379"));
+}
+
+// FAILOVER (Redis 6.2+) hands a master's role to its replica with no
+// REPLICAOF on the wire: the old master, made the replica's replica, sends
+// it PSYNC … FAILOVER, and the replica becomes a master on answering. Both
+// changes are told, and a later REPLICAOF NO ONE of the old master is a
+// promotion again (a review: nothing was told, and the model went stale).
+TEST_F(FailoverTest, AFailoverCommandsHandOverIsTwoRoleChanges) {
+  made.OnRoleChange("", kT0 + 10 * kMs, true);                // B
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 20 * kMs, true);  // A, B's replica
+  made.Emit(Write(0, "onB", 30), 3);
+  FailoverWire handover{nullptr, Server("10.0.0.2:6379"), Server("10.0.0.3:41000"), &failovers, &out, 7};
+  handover.OnReplicaLink({6379, "", true}, kT0 + 40 * kMs);  // B hands over to A
+  ASSERT_GE(told.size(), 4u);
+  EXPECT_EQ(told[2],
+            "10.0.0.2:6379 was made a master at 2023-11-14 22:13:20.040 UTC (FAILOVER, coordinated)");
+  EXPECT_NE(told[3].find("10.0.0.3:6379 was made a replica of 10.0.0.2:6379 at 2023-11-14 22:13:20.040 UTC "
+                         "(FAILOVER, coordinated), 0.0 s after 10.0.0.2:6379 was made a master; it wrote "
+                         "nothing seen here in between"),
+            std::string::npos)
+      << told[3];
+  EXPECT_FALSE(failovers.Keeps("10.0.0.2:6379"));  // its only other server replicates it
+  // Sentinel then promotes B again: a promotion, B's writes since stand.
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  EXPECT_TRUE(failovers.Keeps("10.0.0.2:6379"));
+  EXPECT_EQ(failovers.readbacks(), 0u);
 }
 
 // A replica pointed at a master with no failover before: nothing to read

@@ -1422,6 +1422,11 @@ TEST(CtlCaptureTest, LiveCaptureReadsBackWhatAFailoverThrewAway) {
   ASSERT_EQ(sentinel.Send(Cmd({"REPLICAOF", "localhost", std::to_string(old_port)}), 1), "+OK\r\n");
   ASSERT_TRUE(synced(new_cli));
   EXPECT_EQ(Shell(new_cli + "exists kept kept2"), "2\n");
+  // FAILOVER hands the master's role back to its replica, with no
+  // REPLICAOF on the wire (PSYNC … FAILOVER): both changes are told.
+  ASSERT_EQ(old_sentinel.Send(Cmd({"FAILOVER"}), 1), "+OK\r\n");
+  for (int i = 0; i < 100 && Shell(new_cli + "role").rfind("master", 0) != 0; ++i) usleep(50'000);
+  EXPECT_EQ(Shell(new_cli + "role").rfind("master", 0), 0u);
   usleep(500'000);
   StopLiveCapture(pid, dir + "/old");
   Shell("kill $(cat " + dir + "/new/redis.pid) 2>/dev/null");
@@ -1456,6 +1461,9 @@ TEST(CtlCaptureTest, LiveCaptureReadsBackWhatAFailoverThrewAway) {
             std::string::npos)
       << stats;
   EXPECT_NE(stats.find("it wrote nothing seen here in between"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(new_name + " was made a master at "), std::string::npos) << stats;
+  EXPECT_NE(stats.find(" (FAILOVER, coordinated)"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(old_name + " was made a replica of " + new_name), std::string::npos) << stats;
   EXPECT_NE(stats.find("Redis threw away the writes " + old_name +
                        " took in between; 2 key(s) written there then are read back"),
             std::string::npos)

@@ -2931,16 +2931,25 @@ TEST(PairingOffline, AReplicasLinkTellsThePortItAnnounced) {
   struct Links : ClientListObserver {
     V links;
     void OnClientList(std::string_view, uint64_t, uint64_t) override {}
-    void OnReplicaLink(uint16_t port, uint64_t ts) override {
-      links.push_back(std::to_string(port) + " " + std::to_string(ts));
+    void OnReplicaLink(const ReplicaLink& link, uint64_t ts) override {
+      links.push_back(std::to_string(link.listening_port) + " " + std::string(link.announced_ip) + " " +
+                      (link.failover ? "failover " : "") + std::to_string(ts));
     }
   };
-  for (const bool announced : {true, false}) {
+  // A connection whose links are told to `links`.
+  struct Linked {
     Links links;
     VectorSink sink;
-    ConnectionOptions o;
-    o.client_lists = &links;
-    Connection conn(&sink, o);
+    Connection conn{&sink, [this] {
+                      ConnectionOptions o;
+                      o.client_lists = &links;
+                      return o;
+                    }()};
+  };
+  for (const bool announced : {true, false}) {
+    Linked l;
+    Links& links = l.links;
+    Connection& conn = l.conn;
     std::string handshake = Cmd({"PING"});
     if (announced) handshake += Cmd({"REPLCONF", "listening-port", "6380"});
     handshake += Cmd({"REPLCONF", "capa", "eof", "capa", "psync2"}) + Cmd({"PSYNC", "?", "-1"});
@@ -2950,13 +2959,25 @@ TEST(PairingOffline, AReplicasLinkTellsThePortItAnnounced) {
                     "+OK\r\n+FULLRESYNC 8de1787ba490483314a4d30f1c628bc5600eb339 0\r\n",
                 11);
     EXPECT_TRUE(conn.ignored());
-    EXPECT_EQ(links.links, announced ? V{"6380 11"} : V{}) << announced;
+    EXPECT_EQ(links.links, announced ? V{"6380  11"} : V{}) << announced;
   }
-  Links links;
-  VectorSink sink;
-  ConnectionOptions o;
-  o.client_lists = &links;
-  Connection conn(&sink, o);
+  {
+    // With its announced address (replica-announce-ip), and FAILOVER's
+    // hand-over (the old master's PSYNC … FAILOVER).
+    Linked l;
+    Links& links = l.links;
+    Connection& conn = l.conn;
+    conn.OnData(Direction::kClientToServer,
+                Cmd({"REPLCONF", "listening-port", "6381"}) + Cmd({"REPLCONF", "ip-address", "10.0.0.2"}) +
+                    Cmd({"PSYNC", "8de1787ba490483314a4d30f1c628bc5600eb339", "1001", "FAILOVER"}),
+                10);
+    conn.OnData(Direction::kServerToClient,
+                "+OK\r\n+OK\r\n+CONTINUE 8de1787ba490483314a4d30f1c628bc5600eb339\r\n", 11);
+    EXPECT_EQ(links.links, V{"6381 10.0.0.2 failover 11"});
+  }
+  Linked l;
+  Links& links = l.links;
+  Connection& conn = l.conn;
   conn.OnData(Direction::kClientToServer,
               Cmd({"REPLCONF", "listening-port", "6380"}) + Cmd({"PSYNC", "?", "-1"}) +
                   Cmd({"REPLCONF", "listening-port", "99999"}) + Cmd({"PSYNC", "?", "-1"}),
