@@ -537,6 +537,13 @@ void Connection::OnClose(CloseReason, uint64_t ts) {
   // kills itself after the reply (a review: CLIENT KILL SKIPME no ID <own>
   // + FLUSHDB emptied the replica).
   bool blocked = kill_answered_;
+  if (silenced_shutdown_ns_ != 0 && last_reply_ts_ <= silenced_shutdown_ns_) [[unlikely]] {
+    // A SHUTDOWN under CLIENT REPLY OFF or SKIP, and no reply since: the
+    // server exited, and nothing after it ran (a review: a FLUSHALL behind
+    // it was shipped).
+    ++stats_.shutdowns;
+    blocked = true;
+  }
   for (const Pending& p : pending_) {
     ++stats_.unpaired_requests;
     if (blocked && p.kind == Kind::kWrite && KeylessShipped(p.spec)) {
@@ -1016,21 +1023,22 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     const int queued = std::exchange(req_multi_protocol_, 0);
     if (p.kind == Kind::kExec && queued > 0 && !SwitchRequestProtocol(queued)) return IgnoreFromHere(ts);
   }
-  if ((lua_debug_ != 0 || req_lua_debug_ != 0) && spec != nullptr && StartsLuaDebugging(*spec)) [[unlikely]] {
-    if (req_in_multi_) return IgnoreFromHere(ts);  // (a session inside EXEC)
-    p.kind = Kind::kLuaDebug;
-    p.no_reply = true;
-    lua_session_ = true;
-  }
+  // Under SCRIPT DEBUG YES or SYNC (answered, or on its way), an EVAL may
+  // start a Lua debugging session: its reply tells (HandleWrite), and the
+  // debugger's commands after it are kept whole, `redis …` among them.
+  const bool lua_debug = (lua_debug_ != 0 || req_lua_debug_ != 0) && !req_in_multi_;
+  if (lua_debug && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]]
+    p.may_debug = true;
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
   switch (p.kind) {
-    case Kind::kWrite:
-    case Kind::kLuaDebug: keep = args.size(); break;
+    case Kind::kWrite: keep = args.size(); break;
     case Kind::kPlain: {
       // An unknown command (a module's?): its name, to report it if the
       // server accepts it.
       if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
+      if (spec == nullptr && lua_debug && ArgBytes(args) <= (64u << 10)) [[unlikely]]
+        keep = args.size();
       p.param = ClientInfoKind(spec, args);
       // REPLICAOF host port: the master, named when it is answered (a
       // host of at most 255 bytes, as a name).
@@ -1540,21 +1548,14 @@ bool Connection::DrainOneNoReply() {
       // saw decode's account of roles end on the wrong one).
       if ((p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) && !desync_) [[unlikely]]
         NoteRoleChange(p, std::max(p.ts, last_ts_), false);  // it ran by now
-      // So is a SCRIPT DEBUG (refused only after other replies not yet sent).
+      // So is a SCRIPT DEBUG (refused only behind replies not yet sent: an
+      // EVAL's reply tells whether a session began, HandleWrite).
       if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync && !desync_ && !in_multi_) [[unlikely]]
         lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
+      // A SHUTDOWN silenced: most likely the server exited (OnClose).
+      if (p.param == kShutdown && !desync_) [[unlikely]]
+        silenced_shutdown_ns_ = std::max<uint64_t>(p.ts, 1);
       break;
-    case Kind::kLuaDebug:
-      // The EVAL that started a Lua debugging session, once every request
-      // before it is answered: its replies, and all that follows, are the
-      // debugger's. Under SCRIPT DEBUG YES a forked child ran it, and its
-      // writes were discarded; under SYNC it ran for good: either way its
-      // declared keys (and those the debugger's commands wrote, queued
-      // behind it) are read back.
-      ++stats_.lua_debug_sessions;
-      Unanswered(p, p.ts, kAfterGap);
-      EnterIgnored();
-      return false;
     case Kind::kWrite:
       if (in_multi_) {
         multi_queue_.push_back(p);
@@ -1781,16 +1782,37 @@ void Connection::UnansweredWhileIgnored(const CommandSpec* spec, std::span<const
   Unanswered(spec, argv, ts, kAfterGap);
 }
 
-bool Connection::StartsLuaDebugging(const CommandSpec& spec) const {
+bool Connection::IsDebuggableEval(const CommandSpec& spec) {
   // EVAL and EVAL_RO (EVALSHA is refused: "Please use EVAL instead").
   static const CommandSpec* const eval = LookupCommandName("eval");
   static const CommandSpec* const eval_ro = LookupCommandName("eval_ro");
-  if (&spec != eval && &spec != eval_ro) return false;
-  // A SCRIPT DEBUG still unanswered is assumed to do what it asks.
-  const bool asked = std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
-    return q.kind == Kind::kPlain && q.param >= kScriptDebugNo && q.param <= kScriptDebugSync;
-  });
-  return (asked ? req_lua_debug_ : lua_debug_) != 0;
+  return &spec == eval || &spec == eval_ro;
+}
+
+bool Connection::IsLuaDebuggerOutput(std::span<const Node> reply) {
+  // The debugger's first words on a session: its log lines, as an array of
+  // status lines (eval.c ldbSendLogs), "* Stopped at 1, stop reason = step
+  // over" first, or "<endsession>" when the script does not compile.
+  return reply.size() >= 2 && reply[0].type == Type::kArray && reply[0].children >= 1 &&
+         reply[1].type == Type::kSimpleString &&
+         (reply[1].str.starts_with("* Stopped at ") || reply[1].str == "<endsession>");
+}
+
+void Connection::StartLuaSession(const Pending& p, uint64_t ts) {
+  // The EVAL began a Lua debugging session: its replies, and all that
+  // follows both ways to the connection's end, are the debugger's. Under
+  // SCRIPT DEBUG YES a forked child runs the script, and its writes are
+  // discarded; under SYNC they stand: either way the keys it declared are
+  // read back, and so are those the debugger's `redis …` commands write.
+  ++stats_.lua_debug_sessions;
+  Unanswered(p, ts, kAfterGap);
+  lua_session_ = true;
+  ignored_ = true;
+  for (const Pending& q : pending_) {
+    if (q.argc > 0) LuaDebugRequest(Args(q), q.ts);
+  }
+  pending_.clear();
+  Reclaim();
 }
 
 void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_t ts) {
@@ -1811,27 +1833,8 @@ void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_
   } else {
     return;
   }
-  if (KeylessShipped(spec)) return KeylessUnconfirmed(spec);  // (the forked child's is discarded)
-  if (ignored_) return UnansweredWhileIgnored(spec, inner, ts);
-  if (pending_.size() >= opts_.max_pending_requests ||
-      arena_.size() + ArgBytes(inner) > opts_.max_pending_bytes) {
-    ++stats_.overflows;
-    return EnterDesync();
-  }
-  Pending p{.kind = Kind::kWrite,
-            .no_reply = true,
-            .spec = spec,
-            .arg_begin = static_cast<uint32_t>(spans_.size()),
-            .ts = ts,
-            .seq = next_seq_++};
-  p.argc = static_cast<uint32_t>(inner.size());
-  for (const std::string_view a : inner) {
-    spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(a.size()));
-    arena_.append(a);
-  }
-  p.chunk_offset = chunk_offset_;
-  pending_.push_back(p);
-  DrainNoReply();
+  // (A key-less one is counted, not shipped: the forked child's is discarded.)
+  UnansweredWhileIgnored(spec, inner, ts);
 }
 
 std::string_view Connection::CommandNamedByError(std::string_view error) {
@@ -2140,6 +2143,9 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
 void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   const Node& root = reply[0];
   const bool is_error = IsError(root);
+  // (Refused at queueing too, or inside a script.)
+  if (is_error && p.kind == Kind::kWrite && root.str.starts_with("OOM ")) [[unlikely]]
+    ++stats_.oom_refused;
   // (Redis answers a kill with the number killed, or +OK in the old form.)
   kill_answered_ = p.kills && ((root.type == Type::kInteger && root.integer > 0) ||
                                (root.type == Type::kSimpleString && root.str == "OK"));
@@ -2415,8 +2421,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       multi_queue_.clear();
       if (!is_error) quit_ = quit_answered_ = true;
       return;
-    case Kind::kIgnoreMark:
-    case Kind::kLuaDebug: return;  // never answered (no_reply)
+    case Kind::kIgnoreMark: return;  // never answered (no_reply)
   }
 }
 
@@ -2442,6 +2447,8 @@ void Connection::SyncLibraryHolds() {
 }
 
 void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
+  if (p.may_debug && !in_tx && IsLuaDebuggerOutput(reply)) [[unlikely]]
+    return StartLuaSession(p, ts);
   std::span<const std::string_view> argv = Args(p);
   const ScriptKind script = ScriptKindOf(p.spec);
   if (p.spec->name[0] == 'f') [[unlikely]] {
@@ -2469,8 +2476,6 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   };
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
-    if (reply[0].str.starts_with("OOM ")) [[unlikely]]
-      ++stats_.oom_refused;
     Observe(p.spec, Outcome::kRejected);
     // A script is not rolled back, and a MIGRATE of several keys may have
     // moved some: read their keys back (refusals before running cost a

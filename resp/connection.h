@@ -334,9 +334,6 @@ class Connection {
     kSync,      // SYNC, PSYNC: what follows is a replication stream
     kReplconf,  // REPLCONF; ACK is sent only on a replication link
     kQuit,      // QUIT: answered +OK, then the server closes; nothing after it runs
-    // An EVAL that starts a Lua debugging session (SCRIPT DEBUG): what
-    // follows, both ways, is the debugger's (LuaDebugRequest).
-    kLuaDebug,
     // Not a request: where the connection starts being ignored once every
     // request before it is answered (IgnoreFromHere).
     kIgnoreMark,
@@ -359,6 +356,7 @@ class Connection {
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
     bool holds_library = false;        // a library load held back: ScriptCache::NoteLibraryRequested
+    bool may_debug = false;            // an EVAL under SCRIPT DEBUG: may start a Lua debugging session
     // A RESP3 (P|S)SUBSCRIBE: unanswered, but confirmed by one push per
     // channel, or refused by one error unless `silenced` (sub_confirms_).
     bool confirmed_by_push = false;
@@ -421,9 +419,13 @@ class Connection {
   // a key-less one (FLUSHALL…) is counted, never shipped (the server may
   // have refused it: subscribed, MONITOR, a discarded transaction).
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
-  // Whether an EVAL request parsed now starts a Lua debugging session.
-  bool StartsLuaDebugging(const CommandSpec& spec) const;
-  // A request after the EVAL that started a Lua debugging session: a
+  // EVAL or EVAL_RO: under SCRIPT DEBUG, they start a Lua debugging session.
+  static bool IsDebuggableEval(const CommandSpec& spec);
+  // An EVAL's reply that is the Lua debugger's output: a session began.
+  static bool IsLuaDebuggerOutput(std::span<const Node> reply);
+  // The rest of the connection is the debugger's, from the EVAL `p`'s reply.
+  void StartLuaSession(const Pending& p, uint64_t ts);
+  // A request after an EVAL that started a Lua debugging session: a
   // debugger command (`redis SET k v` writes).
   void LuaDebugRequest(std::span<const std::string_view> args, uint64_t ts);
   // A key-less write (FLUSHDB, SWAPDB…) that cannot be confirmed: counted, never shipped.
@@ -639,7 +641,8 @@ class Connection {
   // SCRIPT DEBUG: as its latest +OK set it (0 NO, else kScriptDebugYes or
   // kScriptDebugSync), and as its latest request asks (answered or not).
   int64_t lua_debug_ = 0, req_lua_debug_ = 0;
-  bool lua_session_ = false;  // an EVAL started a debugging session: requests are the debugger's
+  bool lua_session_ = false;           // an EVAL started a debugging session: requests are the debugger's
+  uint64_t silenced_shutdown_ns_ = 0;  // a SHUTDOWN under CLIENT REPLY OFF|SKIP ran (OnClose)
   bool desync_ = false;
   // Client bytes were lost (a gap, a join mid-stream, a request that did not
   // parse) and pairing has not proved the requests in step since: what the

@@ -576,7 +576,7 @@ TEST(ExpiryKeeperLive, WritesKeepingAnExpiryDoNotResurrectTheKeyOnALateReplica) 
 // holds what the source holds, expiries included.
 TEST(ExpiryKeeperLive, ALimiterAndACappedListAreNotReadBack) {
   if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
-  constexpr int kSource = 16446, kReplica = 16447;
+  constexpr int kSource = 16448, kReplica = 16449;  // (prior_test has 16446-16447)
   LiveRedis source(kSource), replica(kReplica);
   ASSERT_TRUE(source.ok() && replica.ok());
   const std::vector<ChangeRecord> records = KeptFromLive(kSource, [](MirroredClient& c) {

@@ -2878,6 +2878,31 @@ TEST(PairingLive, OutOfMemoryRefusalsAndAShutdownAreCounted) {
   EXPECT_EQ(sink.records[0].key, "k");
 }
 
+// The same with the SHUTDOWN's reply silenced (CLIENT REPLY SKIP), and a
+// write refused -OOM at queueing in MULTI (a review: a FLUSHALL behind the
+// silenced SHUTDOWN was shipped; the queued refusal was not counted).
+TEST(PairingLive, ASilencedShutdownAndAQueuedOutOfMemoryRefusalAreCounted) {
+  constexpr int kLivePort = 16433;
+  LiveRedis redis(kLivePort);
+  ASSERT_TRUE(redis.ok());
+  VectorSink sink;
+  MirroredClient c(kLivePort, &sink, 1);
+  ASSERT_TRUE(c.ok());
+  c.Do({"CONFIG", "SET", "maxmemory", "1"});
+  const std::string tx = Cmd({"MULTI"}) + Cmd({"SET", "b", "1"}) + Cmd({"EXEC"});
+  EXPECT_NE(c.Do(tx, 3).find("-OOM "), std::string::npos);
+  c.Do({"CONFIG", "SET", "maxmemory", "0"});
+  EXPECT_EQ(c.conn().stats().oom_refused, 1u);
+  c.Do({"SET", "x", "1"});
+  c.SendOnly(Cmd({"CLIENT", "REPLY", "SKIP"}) + Cmd({"SHUTDOWN", "NOSAVE"}) + Cmd({"FLUSHALL"}));
+  EXPECT_EQ(c.ReceiveMirroredFor(3000), "");  // closed, unanswered
+  c.conn().OnClose(CloseReason::kFin, NowNs());
+  EXPECT_EQ(c.conn().stats().shutdowns, 1u);
+  EXPECT_EQ(c.conn().stats().keyless_unconfirmed, 1u);
+  ASSERT_EQ(sink.records.size(), 1u);
+  EXPECT_EQ(sink.records[0].key, "x");
+}
+
 // SCRIPT DEBUG YES or SYNC, then EVAL: a Lua debugging session, the rest
 // of the connection the debugger's (its replies are log lines, `redis …`
 // runs a command as the script would). A forked session (YES) discards
@@ -2920,6 +2945,55 @@ TEST_F(Pairing, ALuaDebuggingSessionIsTheDebuggersTraffic) {
     EXPECT_EQ(Take(), (V{"0 readback" + f + " dk:", "0 readback" + f + " typed:"})) << mode;
     EXPECT_EQ(conn.stats().lua_debug_sessions, 1u);
     EXPECT_EQ(conn.stats().parse_errors + conn.stats().desyncs + conn.stats().unpaired_replies, 0u);
+  }
+}
+
+// Only the EVAL's reply says a debugging session began: a SCRIPT DEBUG
+// pipelined behind another request is refused ("must be called outside a
+// pipeline"), an EVAL may be refused, and the connection then goes on as
+// any other (a review: both dropped every later write, unflagged). An EVAL
+// of a session left unanswered at a close is read back like any write.
+TEST_F(Pairing, AScriptDebugThatStartedNoSessionChangesNothing) {
+  auto keys_of = [](const V& records) {
+    std::string keys;
+    for (const std::string& r : records) keys += r.substr(r.find(' ', r.find(' ') + 1)) + ";";
+    return keys;
+  };
+  {
+    RawClient dbg(kPort);
+    Connection conn(&sink_, ConnectionOptions{});
+    const std::string req = Cmd({"PING"}) + Cmd({"SCRIPT", "DEBUG", "YES"}) +
+                            Cmd({"EVAL", "redis.call('set', KEYS[1], 'x')", "1", "ev"});
+    const std::string rep = dbg.Send(req, 3);
+    EXPECT_NE(rep.find("-ERR SCRIPT DEBUG must be called outside a pipeline"), std::string::npos) << rep;
+    conn.OnData(Direction::kClientToServer, req, 10);
+    conn.OnData(Direction::kServerToClient, rep, 11);
+    const std::string after = Cmd({"SET", "after", "1"}) + Cmd({"HSET", "h", "f", "v"});
+    conn.OnData(Direction::kClientToServer, after, 12);
+    conn.OnData(Direction::kServerToClient, dbg.Send(after, 2), 13);
+    const std::string keys = keys_of(Take());
+    EXPECT_NE(keys.find(" ev: EVAL"), std::string::npos) << keys;
+    EXPECT_NE(keys.find(" after: SET after 1"), std::string::npos) << keys;
+    EXPECT_NE(keys.find(" h: HSET h f v"), std::string::npos) << keys;
+    EXPECT_EQ(conn.stats().lua_debug_sessions, 0u);
+  }
+  {
+    RawClient dbg(kPort);
+    Connection conn(&sink_, ConnectionOptions{});
+    uint64_t t = 100;
+    auto step = [&](const std::string& req) {
+      conn.OnData(Direction::kClientToServer, req, t++);
+      conn.OnData(Direction::kServerToClient, dbg.Send(req, 1), t++);
+    };
+    step(Cmd({"SCRIPT", "DEBUG", "SYNC"}));
+    step(Cmd({"EVAL", "return 1"}));  // refused (arity): no session
+    step(Cmd({"SET", "after2", "1"}));
+    EXPECT_NE(keys_of(Take()).find(" after2: SET after2 1"), std::string::npos);
+    // A session's EVAL never answered (the capture ended): read back.
+    conn.OnData(Direction::kClientToServer, Cmd({"EVAL", "redis.call('set', KEYS[1], 'y')", "1", "dk"}), t++);
+    conn.OnClose(CloseReason::kFin, t++);
+    EXPECT_EQ(keys_of(Take()), " f" + std::to_string(kNeedsReadback) + " dk:;");
+    EXPECT_EQ(conn.stats().lua_debug_sessions, 0u);
   }
 }
 
