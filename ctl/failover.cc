@@ -410,14 +410,17 @@ void FailoverWire::Emit(const RecordView& r, uint64_t id) {
 }
 
 void FailoverWire::OnReplicaLink(const resp::ReplicaLink& link, uint64_t reply_ns) {
-  // The replica as the servers are named: the address it announced
-  // (replica-announce-ip), else the one its link came from.
-  dataplane::IpAddress ip = client_ip_;
-  if (!link.announced_ip.empty()) {
-    if (const Result<dataplane::IpAddress> a = dataplane::IpAddress::Parse(link.announced_ip); a.ok())
-      ip = *a;
+  // The replica as the servers are named: the address its link came from,
+  // or the one it announced (replica-announce-ip) if that is a server seen
+  // and the first is not (a review: an announced address that names no
+  // server lost the old master's demotion).
+  std::string replica = dataplane::Endpoint{client_ip_, link.listening_port}.ToString();
+  if (!link.announced_ip.empty() && !failovers_->IsServer(replica)) {
+    if (const Result<dataplane::IpAddress> a = dataplane::IpAddress::Parse(link.announced_ip); a.ok()) {
+      std::string announced = dataplane::Endpoint{*a, link.listening_port}.ToString();
+      if (failovers_->IsServer(announced)) replica = std::move(announced);
+    }
   }
-  const std::string replica = dataplane::Endpoint{ip, link.listening_port}.ToString();
   if (link.failover) {
     // FAILOVER (Redis 6.2+): the old master hands over by a PSYNC FAILOVER
     // to the replica it chose, which became a master on answering it; the

@@ -91,16 +91,18 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
   }
   if (totals.shutdowns > 0) {
     notes.push_back(n(totals.shutdowns) +
-                    " SHUTDOWN(s) the source never answered: it exited. Restarted, it holds only its last "
-                    "save (RDB or AOF), or nothing, which the wire does not show: what it lost stays on the "
-                    "replica until a consistency check");
+                    " SHUTDOWN(s) the source never answered (or answered with the reply silenced, and "
+                    "nothing after): it most likely exited. Restarted, it holds only its last save (RDB or "
+                    "AOF), or nothing, which the wire does not show: what it lost stays on the replica "
+                    "until a consistency check");
   }
   if (totals.lua_debug_sessions > 0) {
     notes.push_back(n(totals.lua_debug_sessions) +
-                    " Lua debugging session(s) (SCRIPT DEBUG, then EVAL): the keys each script declared, "
-                    "and those written by `redis` commands typed at the debugger, are read back; what a "
-                    "script wrote beyond them (kept under SCRIPT DEBUG SYNC, discarded under YES) differs "
-                    "until a consistency check");
+                    " EVAL(s) under SCRIPT DEBUG (a Lua debugging session, maybe): nothing of their "
+                    "connections from there is shipped, their writes' keys are read back (the script's "
+                    "declared keys, and those of `redis` commands typed at the debugger); what a script "
+                    "wrote beyond them (kept under SCRIPT DEBUG SYNC, discarded under YES) differs until a "
+                    "consistency check");
   }
   if (totals.redirected > 0) {
     // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node

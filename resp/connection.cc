@@ -1023,12 +1023,18 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     const int queued = std::exchange(req_multi_protocol_, 0);
     if (p.kind == Kind::kExec && queued > 0 && !SwitchRequestProtocol(queued)) return IgnoreFromHere(ts);
   }
-  // Under SCRIPT DEBUG YES or SYNC (answered, or on its way), an EVAL may
-  // start a Lua debugging session: its reply tells (HandleWrite), and the
-  // debugger's commands after it are kept whole, `redis …` among them.
-  const bool lua_debug = (lua_debug_ != 0 || req_lua_debug_ != 0) && !req_in_multi_;
-  if (lua_debug && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]]
-    p.may_debug = true;
+  // Under SCRIPT DEBUG YES or SYNC (answered, or asked), an EVAL may start
+  // a Lua debugging session: the rest of the connection is then the
+  // debugger's, and nothing pipelined behind the EVAL runs. The wire cannot
+  // say for sure (a forked session writes its log lines ahead of replies
+  // still buffered; a review shipped a FLUSHALL that never ran): from here
+  // on nothing of the connection is shipped, its writes are read back.
+  if ((lua_debug_ != 0 || req_lua_debug_ != 0) && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]] {
+    ++stats_.lua_debug_sessions;
+    lua_session_ = true;
+    IgnoreFromHere(ts, /*subscriber=*/false);
+    return LuaDebugRequest(args, ts);
+  }
   size_t keep = 0;  // arguments to store
   bool client_reply_on = false;
   switch (p.kind) {
@@ -1037,8 +1043,6 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // An unknown command (a module's?): its name, to report it if the
       // server accepts it.
       if (spec == nullptr && args[0].size() <= kMaxUnknownNameBytes) keep = 1;
-      if (spec == nullptr && lua_debug && ArgBytes(args) <= (64u << 10)) [[unlikely]]
-        keep = args.size();
       p.param = ClientInfoKind(spec, args);
       // REPLICAOF host port: the master, named when it is answered (a
       // host of at most 255 bytes, as a name).
@@ -1358,8 +1362,8 @@ bool Connection::ConfirmsRequest(const Pending& p, std::span<const Node> reply) 
   return !kind.empty() && kind == kKinds[p.kind == Kind::kUnsubscribe ? 1 : 0][static_cast<int>(p.family)];
 }
 
-void Connection::IgnoreFromHere(uint64_t ts) {
-  ++stats_.subscriber_doubts;
+void Connection::IgnoreFromHere(uint64_t ts, bool subscriber) {
+  if (subscriber) ++stats_.subscriber_doubts;
   skip_next_ = false;  // the request that leads here used up a CLIENT REPLY SKIP
   pending_.push_back(Pending{.kind = Kind::kIgnoreMark,
                              .no_reply = true,
@@ -1554,14 +1558,15 @@ bool Connection::DrainOneNoReply() {
         lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
       // A SHUTDOWN silenced: most likely the server exited (OnClose).
       if (p.param == kShutdown && !desync_) [[unlikely]]
-        silenced_shutdown_ns_ = std::max<uint64_t>(p.ts, 1);
+        silenced_shutdown_ns_ = std::max<uint64_t>({p.ts, last_reply_ts_, 1});  // (replies before it ran)
       break;
     case Kind::kWrite:
       if (in_multi_) {
         multi_queue_.push_back(p);
-      } else if (kill_answered_ && KeylessShipped(p.spec)) {
+      } else if ((kill_answered_ || silenced_shutdown_ns_ != 0) && KeylessShipped(p.spec)) {
         // Silenced behind a silenced CLIENT KILL that may have killed this
-        // connection (which then hangs): key-less, it is not shipped.
+        // connection (which then hangs), or a silenced SHUTDOWN (the server
+        // may have exited): key-less, it is not shipped.
         KeylessUnconfirmed(p.spec);
       } else {
         Unanswered(p, p.ts, desync_ ? kAfterGap : 0);
@@ -1789,52 +1794,46 @@ bool Connection::IsDebuggableEval(const CommandSpec& spec) {
   return &spec == eval || &spec == eval_ro;
 }
 
-bool Connection::IsLuaDebuggerOutput(std::span<const Node> reply) {
-  // The debugger's first words on a session: its log lines, as an array of
-  // status lines (eval.c ldbSendLogs), "* Stopped at 1, stop reason = step
-  // over" first, or "<endsession>" when the script does not compile.
-  return reply.size() >= 2 && reply[0].type == Type::kArray && reply[0].children >= 1 &&
-         reply[1].type == Type::kSimpleString &&
-         (reply[1].str.starts_with("* Stopped at ") || reply[1].str == "<endsession>");
-}
-
-void Connection::StartLuaSession(const Pending& p, uint64_t ts) {
-  // The EVAL began a Lua debugging session: its replies, and all that
-  // follows both ways to the connection's end, are the debugger's. Under
-  // SCRIPT DEBUG YES a forked child runs the script, and its writes are
-  // discarded; under SYNC they stand: either way the keys it declared are
-  // read back, and so are those the debugger's `redis …` commands write.
-  ++stats_.lua_debug_sessions;
-  Unanswered(p, ts, kAfterGap);
-  lua_session_ = true;
-  ignored_ = true;
-  for (const Pending& q : pending_) {
-    if (q.argc > 0) LuaDebugRequest(Args(q), q.ts);
-  }
-  pending_.clear();
-  Reclaim();
-}
-
 void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_t ts) {
-  // `redis CMD …` (or `r`) runs CMD as the script would: its keys are read
-  // back after the session's EVAL (a review: SCRIPT DEBUG SYNC's `redis set
-  // dk v` was never replicated). `eval CODE` runs Lua that may write
-  // anything, and a key-less write cannot be read back: counted instead.
-  // Anything else steps, prints or lists.
-  if (args.size() < 2) return;
-  const CommandSpec* spec = nullptr;
-  std::span<const std::string_view> inner = args.subspan(1);
-  if (EqualsIgnoreCase(args[0], "redis") || EqualsIgnoreCase(args[0], "r")) {
-    spec = LookupCommand(inner);
-    if (spec == nullptr || KindOf(spec) != Kind::kWrite) return;
-  } else if (EqualsIgnoreCase(args[0], "eval") || EqualsIgnoreCase(args[0], "e")) {
-    static const CommandSpec* const eval = LookupCommandName("eval");
-    return KeylessUnconfirmed(eval);
-  } else {
-    return;
+  // The request may be the debugger's or, if no session began, the
+  // client's: `redis CMD …` (or `r`) runs CMD as the script would, anything
+  // else runs as itself, or is a debugger command (step, print, list…),
+  // which writes nothing. A write's keys are read back once every request
+  // before it is answered (a review lost SCRIPT DEBUG SYNC's `redis set dk
+  // v`); one whose keys cannot be told (a key-less write, Lua run by the
+  // debugger's `eval`, a script declaring no keys) is counted, not shipped.
+  if (args.empty()) return;
+  std::span<const std::string_view> inner = args;
+  if (args.size() >= 2 && (EqualsIgnoreCase(args[0], "redis") || EqualsIgnoreCase(args[0], "r")))
+    inner = args.subspan(1);
+  static const CommandSpec* const eval = LookupCommandName("eval");
+  if (EqualsIgnoreCase(inner[0], "e")) return KeylessUnconfirmed(eval);
+  const CommandSpec* spec = LookupCommand(inner);
+  if (spec == nullptr || KindOf(spec) != Kind::kWrite) return;
+  std::vector<KeyRef> keys;
+  const long argc = static_cast<long>(inner.size());
+  if (spec->arity >= 0 ? argc == spec->arity : argc >= -spec->arity) FindKeys(*spec, inner, &keys);
+  if (keys.empty()) return KeylessUnconfirmed(spec);
+  if (ignored_) return Unanswered(spec, inner, ts, kAfterGap);
+  if (pending_.size() >= opts_.max_pending_requests ||
+      arena_.size() + ArgBytes(inner) > opts_.max_pending_bytes) {
+    ++stats_.overflows;
+    return EnterDesync();
   }
-  // (A key-less one is counted, not shipped: the forked child's is discarded.)
-  UnansweredWhileIgnored(spec, inner, ts);
+  Pending p{.kind = Kind::kWrite,
+            .no_reply = true,
+            .spec = spec,
+            .arg_begin = static_cast<uint32_t>(spans_.size()),
+            .ts = ts,
+            .seq = next_seq_++};
+  p.argc = static_cast<uint32_t>(inner.size());
+  for (const std::string_view a : inner) {
+    spans_.emplace_back(static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(a.size()));
+    arena_.append(a);
+  }
+  p.chunk_offset = chunk_offset_;
+  pending_.push_back(p);
+  DrainNoReply();
 }
 
 std::string_view Connection::CommandNamedByError(std::string_view error) {
@@ -2447,8 +2446,6 @@ void Connection::SyncLibraryHolds() {
 }
 
 void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
-  if (p.may_debug && !in_tx && IsLuaDebuggerOutput(reply)) [[unlikely]]
-    return StartLuaSession(p, ts);
   std::span<const std::string_view> argv = Args(p);
   const ScriptKind script = ScriptKindOf(p.spec);
   if (p.spec->name[0] == 'f') [[unlikely]] {

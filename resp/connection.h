@@ -356,7 +356,6 @@ class Connection {
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
     bool holds_library = false;        // a library load held back: ScriptCache::NoteLibraryRequested
-    bool may_debug = false;            // an EVAL under SCRIPT DEBUG: may start a Lua debugging session
     // A RESP3 (P|S)SUBSCRIBE: unanswered, but confirmed by one push per
     // channel, or refused by one error unless `silenced` (sub_confirms_).
     bool confirmed_by_push = false;
@@ -388,7 +387,7 @@ class Connection {
   // requests before it pair with their replies, and once they are answered
   // the connection is ignored (EnterIgnored) as a subscriber whose counts
   // are not known.
-  void IgnoreFromHere(uint64_t ts);
+  void IgnoreFromHere(uint64_t ts, bool subscriber = true);
   // A HELLO's protocol switch as the requests after it see it; false when
   // what follows cannot be told apart (IgnoreFromHere).
   bool SwitchRequestProtocol(int protocol);
@@ -421,12 +420,8 @@ class Connection {
   void UnansweredWhileIgnored(const CommandSpec* spec, std::span<const std::string_view> argv, uint64_t ts);
   // EVAL or EVAL_RO: under SCRIPT DEBUG, they start a Lua debugging session.
   static bool IsDebuggableEval(const CommandSpec& spec);
-  // An EVAL's reply that is the Lua debugger's output: a session began.
-  static bool IsLuaDebuggerOutput(std::span<const Node> reply);
-  // The rest of the connection is the debugger's, from the EVAL `p`'s reply.
-  void StartLuaSession(const Pending& p, uint64_t ts);
-  // A request after an EVAL that started a Lua debugging session: a
-  // debugger command (`redis SET k v` writes).
+  // A request from an EVAL that may have started a Lua debugging session
+  // on: the debugger's (`redis SET k v` writes) or the client's.
   void LuaDebugRequest(std::span<const std::string_view> args, uint64_t ts);
   // A key-less write (FLUSHDB, SWAPDB…) that cannot be confirmed: counted, never shipped.
   void KeylessUnconfirmed(const CommandSpec* spec);

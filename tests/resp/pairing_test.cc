@@ -2901,6 +2901,18 @@ TEST(PairingLive, ASilencedShutdownAndAQueuedOutOfMemoryRefusalAreCounted) {
   EXPECT_EQ(c.conn().stats().keyless_unconfirmed, 1u);
   ASSERT_EQ(sink.records.size(), 1u);
   EXPECT_EQ(sink.records[0].key, "x");
+  // Under CLIENT REPLY OFF the FLUSHALL is taken as run at once, silenced
+  // too: after the silenced SHUTDOWN it is counted, not shipped.
+  LiveRedis off(kLivePort + 1);
+  ASSERT_TRUE(off.ok());
+  VectorSink sink2;
+  MirroredClient c2(kLivePort + 1, &sink2, 2);
+  c2.SendOnly(Cmd({"CLIENT", "REPLY", "OFF"}) + Cmd({"SHUTDOWN", "NOSAVE"}) + Cmd({"FLUSHALL"}));
+  EXPECT_EQ(c2.ReceiveMirroredFor(3000), "");
+  c2.conn().OnClose(CloseReason::kFin, NowNs());
+  EXPECT_TRUE(sink2.records.empty());
+  EXPECT_EQ(c2.conn().stats().keyless_unconfirmed, 1u);
+  EXPECT_EQ(c2.conn().stats().shutdowns, 1u);
 }
 
 // SCRIPT DEBUG YES or SYNC, then EVAL: a Lua debugging session, the rest
@@ -2948,18 +2960,23 @@ TEST_F(Pairing, ALuaDebuggingSessionIsTheDebuggersTraffic) {
   }
 }
 
-// Only the EVAL's reply says a debugging session began: a SCRIPT DEBUG
-// pipelined behind another request is refused ("must be called outside a
-// pipeline"), an EVAL may be refused, and the connection then goes on as
-// any other (a review: both dropped every later write, unflagged). An EVAL
-// of a session left unanswered at a close is read back like any write.
-TEST_F(Pairing, AScriptDebugThatStartedNoSessionChangesNothing) {
+// Whether an EVAL under SCRIPT DEBUG began a session the wire cannot say
+// for sure: Redis refuses a SCRIPT DEBUG pipelined behind another request,
+// may refuse the EVAL, and a forked session writes its log lines ahead of
+// replies still buffered, so pairing by order goes wrong (reviews: a refused
+// SCRIPT DEBUG dropped every later write; a FLUSHALL pipelined behind a
+// forked session's EVAL, which never ran, was shipped). From such an EVAL
+// on, nothing of the connection is shipped: its writes are read back, a
+// key-less one is counted, EVAL_RO's included.
+TEST_F(Pairing, WritesFromAnEvalUnderScriptDebugOnAreReadBackNotShipped) {
   auto keys_of = [](const V& records) {
     std::string keys;
     for (const std::string& r : records) keys += r.substr(r.find(' ', r.find(' ') + 1)) + ";";
     return keys;
   };
+  const std::string f = " f" + std::to_string(kNeedsReadback | kAfterGap);
   {
+    // Refused (pipelined), then an EVAL and writes that all ran.
     RawClient dbg(kPort);
     Connection conn(&sink_, ConnectionOptions{});
     const std::string req = Cmd({"PING"}) + Cmd({"SCRIPT", "DEBUG", "YES"}) +
@@ -2968,32 +2985,37 @@ TEST_F(Pairing, AScriptDebugThatStartedNoSessionChangesNothing) {
     EXPECT_NE(rep.find("-ERR SCRIPT DEBUG must be called outside a pipeline"), std::string::npos) << rep;
     conn.OnData(Direction::kClientToServer, req, 10);
     conn.OnData(Direction::kServerToClient, rep, 11);
-    const std::string after = Cmd({"SET", "after", "1"}) + Cmd({"HSET", "h", "f", "v"});
+    const std::string after = Cmd({"SET", "after", "1"}) + Cmd({"HSET", "h", "f", "v"}) + Cmd({"FLUSHDB"});
     conn.OnData(Direction::kClientToServer, after, 12);
-    conn.OnData(Direction::kServerToClient, dbg.Send(after, 2), 13);
-    const std::string keys = keys_of(Take());
-    EXPECT_NE(keys.find(" ev: EVAL"), std::string::npos) << keys;
-    EXPECT_NE(keys.find(" after: SET after 1"), std::string::npos) << keys;
-    EXPECT_NE(keys.find(" h: HSET h f v"), std::string::npos) << keys;
-    EXPECT_EQ(conn.stats().lua_debug_sessions, 0u);
+    conn.OnData(Direction::kServerToClient, dbg.Send(after, 3), 13);
+    EXPECT_EQ(keys_of(Take()), f + " ev:;" + f + " after:;" + f + " h:;");
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 1u);  // the FLUSHDB: counted, not shipped
   }
-  {
+  for (const std::string eval : {"EVAL", "EVAL_RO"}) {
+    // A forked session, with writes pipelined behind its EVAL: they never
+    // run (the debugger reads fresh bytes, and the server closes at its end).
+    ASSERT_EQ(c_->raw().Send(Cmd({"SET", "keep", "1"}), 1), "+OK\r\n");
     RawClient dbg(kPort);
     Connection conn(&sink_, ConnectionOptions{});
-    uint64_t t = 100;
-    auto step = [&](const std::string& req) {
-      conn.OnData(Direction::kClientToServer, req, t++);
-      conn.OnData(Direction::kServerToClient, dbg.Send(req, 1), t++);
-    };
-    step(Cmd({"SCRIPT", "DEBUG", "SYNC"}));
-    step(Cmd({"EVAL", "return 1"}));  // refused (arity): no session
-    step(Cmd({"SET", "after2", "1"}));
-    EXPECT_NE(keys_of(Take()).find(" after2: SET after2 1"), std::string::npos);
-    // A session's EVAL never answered (the capture ended): read back.
-    conn.OnData(Direction::kClientToServer, Cmd({"EVAL", "redis.call('set', KEYS[1], 'y')", "1", "dk"}), t++);
-    conn.OnClose(CloseReason::kFin, t++);
-    EXPECT_EQ(keys_of(Take()), " f" + std::to_string(kNeedsReadback) + " dk:;");
-    EXPECT_EQ(conn.stats().lua_debug_sessions, 0u);
+    const std::string req = Cmd({"SCRIPT", "DEBUG", "YES"}) +
+                            Cmd({eval, "local x = redis.call('get', KEYS[1])\nreturn x", "1", "keep"}) +
+                            Cmd({"SET", "z", "1"}) + Cmd({"FLUSHALL"});
+    ASSERT_EQ(::send(dbg.fd(), req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    std::string rep = dbg.ReceiveFor(300);
+    const std::string cont = Cmd({"c"});
+    ::send(dbg.fd(), cont.data(), cont.size(), MSG_NOSIGNAL);
+    rep += dbg.ReceiveFor(1000);
+    EXPECT_NE(rep.find("<endsession>"), std::string::npos) << rep;
+    EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "keep", "z"}), 1), ":1\r\n")
+        << eval;  // SET z, FLUSHALL never ran
+    conn.OnData(Direction::kClientToServer, req, 100);
+    conn.OnData(Direction::kServerToClient, rep, 101);
+    conn.OnData(Direction::kClientToServer, cont, 102);
+    conn.OnClose(CloseReason::kFin, 103);
+    // (EVAL's declared key is read back; EVAL_RO writes nothing.)
+    EXPECT_EQ(keys_of(Take()), (eval == "EVAL" ? f + " keep:;" : "") + f + " z:;") << eval;
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 1u) << eval;
+    EXPECT_EQ(conn.stats().lua_debug_sessions, 1u) << eval;
   }
 }
 
