@@ -904,9 +904,9 @@ void Connection::NoteRedirect(std::string_view error) {
 void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) {
   ++stats_.requests;
   if (args.empty()) return;
-  if (lua_session_) [[unlikely]]
-    return LuaDebugRequest(args, ts);
-  if (quit_ || chunk_offset_ >= server_fin_acked_) [[unlikely]] {
+  if (quit_ || lua_session_ || chunk_offset_ >= server_fin_acked_) [[unlikely]] {
+    // (From an EVAL under SCRIPT DEBUG on: LuaDebugRequest.)
+    if (!quit_ && chunk_offset_ < server_fin_acked_) return LuaDebugRequest(args, ts);
     // Redis answered the QUIT (or closed: OnFin) and reads no more of this client's requests
     // (redis 7.0 processCommand: CLIENT_CLOSE_AFTER_REPLY, also inside MULTI
     // and under CLIENT REPLY OFF, where the connection then just hangs):
@@ -1029,7 +1029,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // say for sure (a forked session writes its log lines ahead of replies
   // still buffered; a review shipped a FLUSHALL that never ran): from here
   // on nothing of the connection is shipped, its writes are read back.
-  if ((lua_debug_ != 0 || req_lua_debug_ != 0) && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]] {
+  if ((lua_debug_ | req_lua_debug_) != 0 && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]] {
     ++stats_.lua_debug_sessions;
     lua_session_ = true;
     IgnoreFromHere(ts, /*subscriber=*/false);

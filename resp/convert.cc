@@ -463,9 +463,12 @@ ConvertOutcome Set(std::span<const std::string_view> argv, std::span<const Node>
     else
       return Default(spec, argv, out);
   }
-  const ExpiryBase when = ExpiryBaseOf(ctx);
-  if (expiry != 0 && ExpiryOption(argv, expiry, when.ms, &abs_ms) <= 0) return Default(spec, argv, out);
-  const uint16_t flags = expiry != 0 && IsRelativeExpiry(argv[expiry]) ? when.flags : 0;
+  uint16_t flags = 0;
+  if (expiry != 0) {  // (off the plain SET's path)
+    const ExpiryBase when = ExpiryBaseOf(ctx);
+    if (ExpiryOption(argv, expiry, when.ms, &abs_ms) <= 0) return Default(spec, argv, out);
+    if (IsRelativeExpiry(argv[expiry])) flags = when.flags;
+  }
   bool applied;
   if (get) {
     applied = nx ? IsNull(reply) : xx ? !IsNull(reply) : true;
