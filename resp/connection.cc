@@ -681,8 +681,10 @@ void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts
   }
   if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync) {
     // (Refused inside a transaction: "must be called outside a pipeline".)
-    if (!in_tx && reply.type == Type::kSimpleString && reply.str == "OK")
+    if (!in_tx && reply.type == Type::kSimpleString && reply.str == "OK") {
       lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
+      if (p.param == kScriptDebugNo) req_lua_debug_ = 0;
+    }
     return;
   }
   if (p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) {
@@ -1048,8 +1050,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       // host of at most 255 bytes, as a name).
       if (p.param == kReplicaOfMaster && args[1].size() <= 255 && args[2].size() <= 16) [[unlikely]]
         keep = 3;
-      if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync && !req_in_multi_) [[unlikely]]
-        req_lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
+      // (A NO clears only once answered +OK: one pipelined is refused.)
+      if (p.param >= kScriptDebugYes && p.param <= kScriptDebugSync && !req_in_multi_) [[unlikely]]
+        req_lua_debug_ = p.param;
       break;
     }
     case Kind::kSelect:
@@ -1554,10 +1557,14 @@ bool Connection::DrainOneNoReply() {
         NoteRoleChange(p, std::max(p.ts, last_ts_), false);  // it ran by now
       // So is a SCRIPT DEBUG (refused only behind replies not yet sent: an
       // EVAL's reply tells whether a session began, HandleWrite).
-      if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync && !desync_ && !in_multi_) [[unlikely]]
-        lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
+      // (A silenced NO may have been refused: it clears nothing.)
+      if (p.param >= kScriptDebugYes && p.param <= kScriptDebugSync && !desync_ && !in_multi_) [[unlikely]]
+        lua_debug_ = p.param;
+      // One not allowed in MULTI, queued: the EXEC aborts.
+      if (in_multi_ && p.spec != nullptr && p.spec->Has(kCmdNoMulti)) [[unlikely]]
+        multi_refused_ = true;
       // A SHUTDOWN silenced: most likely the server exited (OnClose).
-      if (p.param == kShutdown && !desync_) [[unlikely]]
+      if (p.param == kShutdown && !desync_ && !in_multi_) [[unlikely]]
         silenced_shutdown_ns_ = std::max<uint64_t>({p.ts, last_reply_ts_, 1});  // (replies before it ran)
       break;
     case Kind::kWrite:
@@ -1582,6 +1589,7 @@ bool Connection::DrainOneNoReply() {
     case Kind::kMulti:
       in_multi_ = true;
       multi_ts_ = p.ts;
+      multi_refused_ = false;
       break;
     case Kind::kReset:
       // Silenced by a CLIENT REPLY SKIP; it ran all the same (RESET is
@@ -1622,12 +1630,35 @@ bool Connection::DrainOneNoReply() {
       multi_queue_.clear();
       break;
     case Kind::kExec:
-    case Kind::kDiscard:
+    case Kind::kDiscard: {
       // Queued commands run at EXEC in order, each in the db selected
-      // before it; DISCARD runs none.
+      // before it; DISCARD runs none. A command Redis refuses at queueing
+      // (unknown, a wrong argument count, one not allowed in MULTI) makes
+      // the EXEC abort: none runs (a review shipped a FLUSHALL queued behind
+      // a SHUTDOWN so). Behind a silenced CLIENT KILL of itself or SHUTDOWN,
+      // a key-less one is counted, not shipped.
+      // (An unknown command may be a module's that the server knows: the
+      // transaction may have run; its key-less writes are counted.)
+      auto refused_at_queueing = [](const Pending& q) {
+        if (q.spec == nullptr) return false;
+        const long argc = static_cast<long>(q.argc);
+        return q.spec->Has(kCmdNoMulti) ||
+               (q.kind == Kind::kWrite &&
+                (q.spec->arity >= 0 ? argc != q.spec->arity : argc < -q.spec->arity));
+      };
+      const bool runs = p.kind == Kind::kExec && !std::exchange(multi_refused_, false) &&
+                        std::none_of(multi_queue_.begin(), multi_queue_.end(), refused_at_queueing);
+      const bool unsure = std::any_of(multi_queue_.begin(), multi_queue_.end(),
+                                      [](const Pending& q) { return q.spec == nullptr; });
       for (const Pending& q : multi_queue_) {
-        if (p.kind != Kind::kExec) break;
-        if (q.kind == Kind::kWrite) Unanswered(q, p.ts, 0);
+        if (!runs) break;
+        if (q.kind == Kind::kWrite) {
+          if ((kill_answered_ || silenced_shutdown_ns_ != 0 || unsure) && KeylessShipped(q.spec)) {
+            KeylessUnconfirmed(q.spec);
+          } else {
+            Unanswered(q, p.ts, 0);
+          }
+        }
         if (q.kind == Kind::kSelect) SelectUnanswered(q);
         if (q.kind == Kind::kHello) ApplyHello(q);
       }
@@ -1635,6 +1666,7 @@ bool Connection::DrainOneNoReply() {
       in_multi_ = false;
       multi_inferred_ = false;
       break;
+    }
     default: break;
   }
   return true;
@@ -1809,7 +1841,19 @@ void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_
   static const CommandSpec* const eval = LookupCommandName("eval");
   if (EqualsIgnoreCase(inner[0], "e")) return KeylessUnconfirmed(eval);
   const CommandSpec* spec = LookupCommand(inner);
-  if (spec == nullptr || KindOf(spec) != Kind::kWrite) return;
+  if (spec == nullptr) return;
+  const Kind kind = KindOf(spec);
+  if (kind == Kind::kSelect || kind == Kind::kReset || kind == Kind::kExec) {
+    // It may change the db (the script's, at the debugger): the keys after
+    // it are read back in a db that is a guess (a review found them in db 0).
+    int64_t db;
+    if (kind == Kind::kSelect && inner.size() == 2 && ParseI64(inner[1], &db) && db >= 0 && db <= 0xfffe)
+      db_ = static_cast<uint16_t>(db);
+    if (kind == Kind::kReset) db_ = 0;
+    ForgetDb();
+    return;
+  }
+  if (kind != Kind::kWrite) return;
   std::vector<KeyRef> keys;
   const long argc = static_cast<long>(inner.size());
   if (spec->arity >= 0 ? argc == spec->arity : argc >= -spec->arity) FindKeys(*spec, inner, &keys);
@@ -1817,8 +1861,10 @@ void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_
   if (ignored_) return Unanswered(spec, inner, ts, kAfterGap);
   if (pending_.size() >= opts_.max_pending_requests ||
       arena_.size() + ArgBytes(inner) > opts_.max_pending_bytes) {
+    // (Read back after what was waiting: EnterDesync reads that back.)
     ++stats_.overflows;
-    return EnterDesync();
+    EnterDesync();
+    return Unanswered(spec, inner, ts, kAfterGap);
   }
   Pending p{.kind = Kind::kWrite,
             .no_reply = true,
@@ -1989,6 +2035,8 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     return;
   }
   last_reply_ts_ = ts;
+  if (silenced_shutdown_ns_ != 0 && ts > silenced_shutdown_ns_) [[unlikely]]
+    silenced_shutdown_ns_ = 0;  // answered since: the server did not exit
   if (pending_.empty()) {
     ++stats_.unpaired_replies;
     // A CLIENT REPLY OFF an ACL refused: replies are on after all.

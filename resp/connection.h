@@ -638,6 +638,7 @@ class Connection {
   int64_t lua_debug_ = 0, req_lua_debug_ = 0;
   bool lua_session_ = false;           // an EVAL started a debugging session: requests are the debugger's
   uint64_t silenced_shutdown_ns_ = 0;  // a SHUTDOWN under CLIENT REPLY OFF|SKIP ran (OnClose)
+  bool multi_refused_ = false;         // a silenced command refused at queueing: the EXEC aborts
   bool desync_ = false;
   // Client bytes were lost (a gap, a join mid-stream, a request that did not
   // parse) and pairing has not proved the requests in step since: what the
