@@ -1843,15 +1843,19 @@ void Connection::LuaDebugRequest(std::span<const std::string_view> args, uint64_
   const CommandSpec* spec = LookupCommand(inner);
   if (spec == nullptr) return;
   const Kind kind = KindOf(spec);
-  if (kind == Kind::kSelect || kind == Kind::kReset || kind == Kind::kExec) {
+  if (kind == Kind::kSelect || kind == Kind::kReset) {
     // It may change the db (the script's, at the debugger): the keys after
-    // it are read back in a db that is a guess (a review found them in db 0).
-    int64_t db;
-    if (kind == Kind::kSelect && inner.size() == 2 && ParseI64(inner[1], &db) && db >= 0 && db <= 0xfffe)
-      db_ = static_cast<uint16_t>(db);
-    if (kind == Kind::kReset) db_ = 0;
-    ForgetDb();
-    return;
+    // it are read back in a db that is a guess (a review found them in db 0),
+    // those before it in theirs (in order, as an unanswered SELECT).
+    Pending select{
+        .kind = Kind::kSelect, .no_reply = true, .spec = spec, .param = 0, .ts = ts, .seq = next_seq_++};
+    if (kind == Kind::kSelect && (inner.size() != 2 || !ParseI64(inner[1], &select.param) ||
+                                  select.param < 0 || select.param > 0xfffe))
+      select.param = -1;  // refused
+    if (ignored_) return SelectUnanswered(select);
+    select.chunk_offset = chunk_offset_;
+    pending_.push_back(select);
+    return DrainNoReply();
   }
   if (kind != Kind::kWrite) return;
   std::vector<KeyRef> keys;

@@ -3058,6 +3058,26 @@ TEST(PairingOffline, ScriptDebugAndSilencedShutdownEdges) {
     EXPECT_EQ(sink.records[0].op, RecordOp::kReadback);
   }
   {
+    // A SELECT behind the EVAL moves only what comes after it: a write
+    // before the EVAL, answered later, keeps its db.
+    VectorSink sink;
+    Connection conn(&sink, {});
+    conn.OnData(Direction::kClientToServer, Cmd({"SCRIPT", "DEBUG", "YES"}), 10);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+    conn.OnData(Direction::kClientToServer,
+                Cmd({"SET", "pre", "1"}) + Cmd({"EVAL", "return 1", "0"}) + Cmd({"SELECT", "2"}) +
+                    Cmd({"SET", "post", "1"}),
+                12);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n" + logs, 13);
+    ASSERT_EQ(sink.records.size(), 2u);
+    EXPECT_EQ(sink.records[0].key, "pre");
+    EXPECT_EQ(sink.records[0].db, 0u);
+    EXPECT_EQ(sink.records[0].op, RecordOp::kIdempotent);
+    EXPECT_EQ(sink.records[1].key, "post");
+    EXPECT_EQ(sink.records[1].db, 2u);
+    EXPECT_EQ(sink.records[1].op, RecordOp::kReadback);
+  }
+  {
     VectorSink sink;
     Connection conn(&sink, {});
     conn.OnData(Direction::kClientToServer,
