@@ -1555,9 +1555,8 @@ bool Connection::DrainOneNoReply() {
       // saw decode's account of roles end on the wrong one).
       if ((p.param == kReplicaOfMaster || p.param == kReplicaOfNoOne) && !desync_) [[unlikely]]
         NoteRoleChange(p, std::max(p.ts, last_ts_), false);  // it ran by now
-      // So is a SCRIPT DEBUG (refused only behind replies not yet sent: an
-      // EVAL's reply tells whether a session began, HandleWrite).
-      // (A silenced NO may have been refused: it clears nothing.)
+      // So is a SCRIPT DEBUG YES or SYNC (refused only behind replies not
+      // yet sent). A silenced NO may have been refused: it clears nothing.
       if (p.param >= kScriptDebugYes && p.param <= kScriptDebugSync && !desync_ && !in_multi_) [[unlikely]]
         lua_debug_ = p.param;
       // One not allowed in MULTI, queued: the EXEC aborts.
@@ -2306,6 +2305,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
         if (multi_inferred_) DropInferredMulti();  // none was open: +OK, not a "nested" error
         in_multi_ = true;
         multi_ts_ = p.ts;
+        multi_refused_ = false;  // (a transaction of its own)
         multi_inferred_ = false;
         multi_queue_.clear();
       }
