@@ -91,8 +91,8 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
   }
   if (totals.shutdowns > 0) {
     notes.push_back(n(totals.shutdowns) +
-                    " SHUTDOWN(s) the source never answered (or answered with the reply silenced, and "
-                    "nothing after): it most likely exited. Restarted, it holds only its last save (RDB or "
+                    " SHUTDOWN(s) the source never answered (or sent with the reply silenced, and no "
+                    "reply after): it most likely exited. Restarted, it holds only its last save (RDB or "
                     "AOF), or nothing, which the wire does not show: what it lost stays on the replica "
                     "until a consistency check");
   }
