@@ -26,6 +26,10 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> notes;
   auto n = [](uint64_t v) { return std::to_string(v); };
+  // A note that is its count and a text.
+  auto count_note = [&](uint64_t count, std::string_view text) {
+    if (count > 0) notes.push_back(n(count) + std::string(text));
+  };
   if (totals.unknown_commands > 0) {
     // (Names are kept only of requests paired for sure: Connection::Handle.)
     std::string names;
@@ -48,62 +52,45 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
                                " of them declared no keys, and what they wrote is not replicated at all (a "
                                "consistency check finds it)"));
   }
-  if (totals.scripts_not_shipped > 0) {
-    notes.push_back(
-        n(totals.scripts_not_shipped) +
-        " script call(s) or function librarie(s) name MIGRATE or a command the source renamed, or "
-        "call commands they do not name with a plain string (or are FUNCTION RESTOREs, whose "
-        "code cannot be read, or FCALLs after such a library), and were not shipped (a MIGRATE's "
-        "password may be in them; replayed, it would act on a third server): their keys are read "
-        "back, and what one that declares no keys wrote is not replicated");
-  }
-  if (totals.libraries_held_back > 0) {
-    notes.push_back(
-        n(totals.libraries_held_back) +
-        " function librar(ies) the server loaded were not shipped (FUNCTION LOAD of code that names "
-        "MIGRATE or a command the source renamed, or a FUNCTION RESTORE, whose code cannot be read: "
-        "a MIGRATE's password may be in them): replicas lack them until you copy them (FUNCTION DUMP "
-        "on the source, FUNCTION RESTORE on each replica) once you know they hold no secret; until a "
-        "FUNCTION FLUSH, FCALLs are read back instead of shipped");
-  }
-  if (totals.parse_errors > 0) {
-    // (A review found large SETs lost this way with nothing said.)
-    notes.push_back(
-        n(totals.parse_errors) +
-        " RESP parse error(s): bytes that are not RESP, or a length past the parser's limits where "
-        "the capture joined a connection or after a gap; what lay up to the next message was "
-        "skipped (a write in it is not replicated) and the writes after it are flagged");
-  }
-  if (totals.overflows > 0) {
-    notes.push_back(n(totals.overflows) +
-                    " time(s) a connection had more requests waiting for their replies than are held "
-                    "(1,048,576, or 64 MiB with their arguments): its replies could not be paired from there "
-                    "until it was back in step, and its writes were read back");
-  }
+  count_note(totals.scripts_not_shipped,
+             " script call(s) or function librarie(s) name MIGRATE or a command the source renamed, or "
+             "call commands they do not name with a plain string (or are FUNCTION RESTOREs, whose "
+             "code cannot be read, or FCALLs after such a library), and were not shipped (a MIGRATE's "
+             "password may be in them; replayed, it would act on a third server): their keys are read "
+             "back, and what one that declares no keys wrote is not replicated");
+  count_note(totals.libraries_held_back,
+             " function librar(ies) the server loaded were not shipped (FUNCTION LOAD of code that names "
+             "MIGRATE or a command the source renamed, or a FUNCTION RESTORE, whose code cannot be read: "
+             "a MIGRATE's password may be in them): replicas lack them until you copy them (FUNCTION DUMP "
+             "on the source, FUNCTION RESTORE on each replica) once you know they hold no secret; until a "
+             "FUNCTION FLUSH, FCALLs are read back instead of shipped");
+  // (A review found large SETs lost this way with nothing said.)
+  count_note(totals.parse_errors,
+             " RESP parse error(s): bytes that are not RESP, or a length past the parser's limits where "
+             "the capture joined a connection or after a gap; what lay up to the next message was "
+             "skipped (a write in it is not replicated) and the writes after it are flagged");
+  count_note(totals.overflows,
+             " time(s) a connection had more requests waiting for their replies than are held "
+             "(1,048,576, or 64 MiB with their arguments): its replies could not be paired from there "
+             "until it was back in step, and its writes were read back");
   if (totals.keyless_unconfirmed > 0)
     notes.push_back(resp::KeylessUnconfirmedNote(totals.keyless_unconfirmed));
-  if (totals.oom_refused > 0) {
-    // (A review: 28,368 keys evicted under allkeys-lru, nothing said.)
-    notes.push_back(n(totals.oom_refused) +
-                    " write(s) were refused -OOM: the source reached its maxmemory, where an eviction "
-                    "policy also removes keys on its own, which nothing on the wire shows: the replica keeps "
-                    "them until a consistency check");
-  }
-  if (totals.shutdowns > 0) {
-    notes.push_back(n(totals.shutdowns) +
-                    " SHUTDOWN(s) the source never answered (or sent with the reply silenced, and no "
-                    "reply after): it most likely exited. Restarted, it holds only its last save (RDB or "
-                    "AOF), or nothing, which the wire does not show: what it lost stays on the replica "
-                    "until a consistency check");
-  }
-  if (totals.lua_debug_sessions > 0) {
-    notes.push_back(n(totals.lua_debug_sessions) +
-                    " EVAL(s) under SCRIPT DEBUG (a Lua debugging session, maybe): nothing of their "
-                    "connections from there is shipped, their writes' keys are read back (the script's "
-                    "declared keys, and those of `redis` commands typed at the debugger); what a script "
-                    "wrote beyond them (kept under SCRIPT DEBUG SYNC, discarded under YES) differs until a "
-                    "consistency check");
-  }
+  // (A review: 28,368 keys evicted under allkeys-lru, nothing said.)
+  count_note(totals.oom_refused,
+             " write(s) were refused -OOM: the source reached its maxmemory, where an eviction "
+             "policy also removes keys on its own, which nothing on the wire shows: the replica keeps "
+             "them until a consistency check");
+  count_note(totals.shutdowns,
+             " SHUTDOWN(s) the source never answered (or sent with the reply silenced, and no "
+             "reply after): it most likely exited. Restarted, it holds only its last save (RDB or "
+             "AOF), or nothing, which the wire does not show: what it lost stays on the replica "
+             "until a consistency check");
+  count_note(totals.lua_debug_sessions,
+             " EVAL(s) under SCRIPT DEBUG (a Lua debugging session, maybe): nothing of their "
+             "connections from there is shipped, their writes' keys are read back (the script's "
+             "declared keys, and those of `redis` commands typed at the debugger); what a script "
+             "wrote beyond them (kept under SCRIPT DEBUG SYNC, discarded under YES) differs until a "
+             "consistency check");
   if (totals.redirected > 0) {
     // A Redis Cluster: what -MOVED or -ASK sent elsewhere ran on the node
     // named, which only a capture of that node shows (a review: decode of

@@ -682,8 +682,7 @@ void Connection::NoteClientInfo(const Pending& p, const Node& reply, uint64_t ts
   if (p.param >= kScriptDebugNo && p.param <= kScriptDebugSync) {
     // (Refused inside a transaction: "must be called outside a pipeline".)
     if (!in_tx && reply.type == Type::kSimpleString && reply.str == "OK") {
-      lua_debug_ = p.param == kScriptDebugNo ? 0 : p.param;
-      if (p.param == kScriptDebugNo) req_lua_debug_ = 0;
+      lua_debug_ = p.param != kScriptDebugNo;
     }
     return;
   }
@@ -1031,7 +1030,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // say for sure (a forked session writes its log lines ahead of replies
   // still buffered; a review shipped a FLUSHALL that never ran): from here
   // on nothing of the connection is shipped, its writes are read back.
-  if ((lua_debug_ | req_lua_debug_) != 0 && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]] {
+  if (lua_debug_ && spec != nullptr && IsDebuggableEval(*spec)) [[unlikely]] {
     ++stats_.lua_debug_sessions;
     lua_session_ = true;
     IgnoreFromHere(ts, /*subscriber=*/false);
@@ -1052,7 +1051,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
         keep = 3;
       // (A NO clears only once answered +OK: one pipelined is refused.)
       if (p.param >= kScriptDebugYes && p.param <= kScriptDebugSync && !req_in_multi_) [[unlikely]]
-        req_lua_debug_ = p.param;
+        lua_debug_ = true;
       break;
     }
     case Kind::kSelect:
@@ -1558,7 +1557,7 @@ bool Connection::DrainOneNoReply() {
       // So is a SCRIPT DEBUG YES or SYNC (refused only behind replies not
       // yet sent). A silenced NO may have been refused: it clears nothing.
       if (p.param >= kScriptDebugYes && p.param <= kScriptDebugSync && !desync_ && !in_multi_) [[unlikely]]
-        lua_debug_ = p.param;
+        lua_debug_ = true;
       // One not allowed in MULTI, queued: the EXEC aborts.
       if (in_multi_ && p.spec != nullptr && p.spec->Has(kCmdNoMulti)) [[unlikely]]
         multi_refused_ = true;
@@ -1569,7 +1568,7 @@ bool Connection::DrainOneNoReply() {
     case Kind::kWrite:
       if (in_multi_) {
         multi_queue_.push_back(p);
-      } else if ((kill_answered_ || silenced_shutdown_ns_ != 0) && KeylessShipped(p.spec)) {
+      } else if (MayHaveEnded() && KeylessShipped(p.spec)) {
         // Silenced behind a silenced CLIENT KILL that may have killed this
         // connection (which then hangs), or a silenced SHUTDOWN (the server
         // may have exited): key-less, it is not shipped.
@@ -1652,7 +1651,7 @@ bool Connection::DrainOneNoReply() {
       for (const Pending& q : multi_queue_) {
         if (!runs) break;
         if (q.kind == Kind::kWrite) {
-          if ((kill_answered_ || silenced_shutdown_ns_ != 0 || unsure) && KeylessShipped(q.spec)) {
+          if ((MayHaveEnded() || unsure) && KeylessShipped(q.spec)) {
             KeylessUnconfirmed(q.spec);
           } else {
             Unanswered(q, p.ts, 0);

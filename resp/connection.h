@@ -475,6 +475,9 @@ class Connection {
   static bool AnswersQueuedItself(const CommandSpec* spec);
   // A key-less write whose outcome is in doubt would be shipped whole
   // (nothing to read back): the case KeylessUnconfirmed counts instead.
+  // A silenced CLIENT KILL of itself or SHUTDOWN ran, and nothing answered
+  // since shows the connection (or the server) still there.
+  bool MayHaveEnded() const { return kill_answered_ || silenced_shutdown_ns_ != 0; }
   bool KeylessShipped(const CommandSpec* spec) const {
     return spec != nullptr && spec->num_specs == 0 && !replayer_;
   }
@@ -633,9 +636,9 @@ class Connection {
   uint64_t sub_channels_ = 0, sub_patterns_ = 0, sub_shard_ = 0;
   uint64_t skipped_before_reset_ = 0;
   bool replayer_ = false;
-  // SCRIPT DEBUG: as its latest +OK set it (0 NO, else kScriptDebugYes or
-  // kScriptDebugSync), and as its latest request asks (answered or not).
-  int64_t lua_debug_ = 0, req_lua_debug_ = 0;
+  // A SCRIPT DEBUG YES or SYNC was asked (answered or not), and no NO was
+  // answered +OK since: an EVAL may start a Lua debugging session.
+  bool lua_debug_ = false;
   bool lua_session_ = false;           // an EVAL started a debugging session: requests are the debugger's
   uint64_t silenced_shutdown_ns_ = 0;  // a SHUTDOWN under CLIENT REPLY OFF|SKIP ran (OnClose)
   bool multi_refused_ = false;         // a silenced command refused at queueing: the EXEC aborts
