@@ -626,7 +626,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
       TcpSegment seg;
       const DecodeStatus st = DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
       dec.Add(st);
-      if (st == DecodeStatus::kOk) table.Process(seg);
+      if (Reassemblable(st, seg, p.len, p.wire_len)) table.Process(seg);
     }
     // Not past data the flow table still holds (out of order, or waiting for
     // the other direction): it comes out later with its own, older time.

@@ -870,11 +870,8 @@ int RunDecode(const std::vector<std::string>& args) {
           dp::TcpSegment seg;
           const dp::DecodeStatus st = dp::DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
           dec.Add(st);
-          if (st == dp::DecodeStatus::kOk) {
-            table.Process(seg);
-          } else if (st == dp::DecodeStatus::kPayloadTruncated && is_server(seg)) {
-            ++server_frames_cut;
-          }
+          if (st == dp::DecodeStatus::kPayloadTruncated && is_server(seg)) ++server_frames_cut;
+          if (dp::Reassemblable(st, seg, p.len, p.wire_len)) table.Process(seg);
           last_frame_ns = p.ts_ns;
           if (++frames_since_tick == kTickFrames || last_frame_ns >= last_tick_ns + kTickNs) tick();
         }
@@ -1047,7 +1044,8 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(
         stderr,
         "kvferryctl decode: %llu frames to or from --server were cut short by the capture's snap length: "
-        "their bytes are gaps (capture with tcpdump -s 0)\n",
+        "what each lost is a gap, and a write it cut is read back if its name and keys were captured "
+        "(capture with tcpdump -s 0)\n",
         (unsigned long long)server_frames_cut);
   }
   if (table.stats().duplicate_flows > 0) {

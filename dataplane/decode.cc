@@ -15,11 +15,12 @@ inline uint32_t Be32(const uint8_t* p) {
 }
 
 // The bytes not yet parsed, and whether an outer header said there should
-// have been more of them.
+// have been more of them (`missing` more, by the innermost IP header's count).
 struct Cursor {
   const uint8_t* p;
   size_t n;
   bool truncated;
+  size_t missing = 0;
 
   bool Has(size_t k) const { return n >= k; }
   void Skip(size_t k) {
@@ -52,7 +53,6 @@ DecodeStatus Tcp(Cursor c, TcpSegment* out) {
   const size_t doff = static_cast<size_t>(c.p[12] >> 4) * 4;
   if (doff < 20) return DecodeStatus::kBadTcpDataOffset;
   if (!c.Has(doff)) return c.truncated ? DecodeStatus::kTruncatedTcp : DecodeStatus::kBadTcpDataOffset;
-  if (c.truncated) return DecodeStatus::kPayloadTruncated;
   out->seq = Be32(c.p + 4);
   out->ack = Be32(c.p + 8);
   out->flags = c.p[13];
@@ -60,7 +60,8 @@ DecodeStatus Tcp(Cursor c, TcpSegment* out) {
   c.Skip(doff);
   out->payload = c.p;
   out->payload_len = static_cast<uint32_t>(c.n);
-  return DecodeStatus::kOk;
+  out->payload_cut = c.truncated ? static_cast<uint32_t>(c.missing) : 0;
+  return c.truncated ? DecodeStatus::kPayloadTruncated : DecodeStatus::kOk;
 }
 
 // ERSPAN I/II/III carried in GRE; the mirrored frame follows as Ethernet.
@@ -139,6 +140,7 @@ DecodeStatus Ipv4(Cursor c, int depth, TcpSegment* out) {
   if (c.n < total) {
     l4.n = c.n - ihl;
     l4.truncated = true;
+    l4.missing = total - c.n;
   } else {
     l4.n = total - ihl;  // drops Ethernet padding
   }
@@ -156,6 +158,7 @@ DecodeStatus Ipv6(Cursor c, int depth, TcpSegment* out) {
   c.Skip(40);
   if (c.n < payload_len) {
     c.truncated = true;
+    c.missing = payload_len - c.n;
   } else {
     c.n = payload_len;
   }
@@ -275,6 +278,14 @@ bool LinkTypeFromPcap(int linktype, LinkType* out) {
     case 276: *out = LinkType::kLinuxSll2; return true;
     default: return false;
   }
+}
+
+bool Reassemblable(DecodeStatus status, const TcpSegment& seg, size_t captured, uint32_t wire_len) {
+  constexpr size_t kMaxTrailer = 64;  // an FCS, a capture card's trailer
+  if (status == DecodeStatus::kOk) return true;
+  if (status != DecodeStatus::kPayloadTruncated || seg.payload_cut == 0 || wire_len <= captured) return false;
+  const size_t lost = wire_len - captured;
+  return seg.payload_cut <= lost && lost - seg.payload_cut <= kMaxTrailer;
 }
 
 DecodeStatus DecodeFrame(const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out) {

@@ -73,18 +73,30 @@ struct TcpSegment {
   uint8_t encapsulations = 0;  // tunnel layers stripped (0 for a plain frame)
   const uint8_t* payload = nullptr;
   uint32_t payload_len = 0;
+  // On kPayloadTruncated: the payload bytes the snap length cut, after the
+  // `payload_len` captured ones (as the IP header counts them).
+  uint32_t payload_cut = 0;
   uint64_t ts_ns = 0;
 
   bool Has(TcpFlags f) const { return (flags & f) != 0; }
 };
 
 // Decodes `len` bytes of a frame starting at its Ethernet header. On kOk
-// `*out` is filled; on kPayloadTruncated its addresses and ports are (whose
-// bytes the snap length cut); otherwise `*out` is unspecified. Never reads
-// outside [data, data + len).
+// `*out` is filled; on kPayloadTruncated too, with the captured part of the
+// payload and `payload_cut` (see CutMatchesFrame); otherwise `*out` is
+// unspecified but for the addresses and ports it got to. Never reads outside
+// [data, data + len).
 DecodeStatus DecodeFrame(const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out);
 // The same for a frame that starts with a `link` header.
 DecodeStatus DecodeFrame(LinkType link, const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out);
+
+// Whether DecodeFrame's segment goes to reassembly: kOk, or kPayloadTruncated
+// whose captured payload can stand in place with its `payload_cut` bytes a
+// hole known at once (FlowTable::Process). That is when the capture says the
+// frame lost (`wire_len` - `captured`) what the IP header says the payload
+// lost, give or take a trailer (an FCS); a header that claims more than the
+// frame lost is damage, not a snap length, and is not trusted.
+bool Reassemblable(DecodeStatus status, const TcpSegment& seg, size_t captured, uint32_t wire_len);
 
 // One counter per DecodeStatus; index kOk counts decoded segments.
 struct DecodeCounters {

@@ -93,7 +93,7 @@ size_t Dispatcher::Dispatch(std::span<const Packet> packets) {
     TcpSegment seg;
     const DecodeStatus st = DecodeFrame(p.link, p.data, p.len, p.ts_ns, &seg);
     rx_.decode.Add(st);
-    if (st != DecodeStatus::kOk) continue;
+    if (!Reassemblable(st, seg, p.len, p.wire_len)) continue;
     if (seg.payload_len > config_.max_segment_payload) {
       ++rx_.oversize_payload_drops;
       continue;

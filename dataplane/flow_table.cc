@@ -83,6 +83,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   gap_bytes += o.gap_bytes;
   gaps_forced_by_memory_cap += o.gaps_forced_by_memory_cap;
   gaps_proven_by_ack += o.gaps_proven_by_ack;
+  gaps_cut_by_snaplen += o.gaps_cut_by_snaplen;
   segments_held_for_peer += o.segments_held_for_peer;
   holds_expired += o.holds_expired;
   buffered_bytes += o.buffered_bytes;
@@ -119,6 +120,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"gap_bytes", gap_bytes},
       {"gaps_forced_by_memory_cap", gaps_forced_by_memory_cap},
       {"gaps_proven_by_ack", gaps_proven_by_ack},
+      {"gaps_cut_by_snaplen", gaps_cut_by_snaplen},
       {"segments_held_for_peer", segments_held_for_peer},
       {"holds_expired", holds_expired},
       {"buffered_bytes", buffered_bytes},
@@ -380,6 +382,8 @@ void FlowTable::Process(const TcpSegment& seg) {
   const bool ack = seg.Has(kTcpAck);
   const bool rst = seg.Has(kTcpRst);
   const bool fin = seg.Has(kTcpFin);
+  // Payload bytes the segment carried, those a snap length cut included.
+  const uint32_t seg_len = seg.payload_len + seg.payload_cut;
   const FlowKey key = FlowKey::Of(seg.src, seg.dst);
   Flow* f = FindFlow(key, key.Hash());
 
@@ -392,7 +396,7 @@ void FlowTable::Process(const TcpSegment& seg) {
       ++stats_.rst_without_flow;
       return;
     }
-    if (!syn && seg.payload_len == 0) {
+    if (!syn && seg_len == 0) {
       // A bare FIN opens nothing either: once both FINs and the last ACK
       // closed a flow, a retransmitted FIN (or a second copy of the frame,
       // as `tcpdump -i any` shows one that crossed a bridge) would otherwise
@@ -415,7 +419,7 @@ void FlowTable::Process(const TcpSegment& seg) {
   }
   f->last_seen_ns = std::max(f->last_seen_ns, seg.ts_ns);
   if (lru_.back() != f) lru_.splice(lru_.end(), lru_, f->lru_it);
-  if (f->heir && seg.payload_len > 0 && !rst) Promote(f);
+  if (f->heir && seg_len > 0 && !rst) Promote(f);
   if (rst) {
     const Direction by = seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient;
     const HalfStream& sender = f->half[Idx(by)];
@@ -460,7 +464,7 @@ void FlowTable::Process(const TcpSegment& seg) {
     }
   }
   uint64_t need_peer = 0;
-  if (seg.payload_len > 0 && ack) {
+  if (seg_len > 0 && ack) {
     // Causal order: the peer's bytes this segment acknowledges go first; if
     // they were not captured yet, the segment waits for them.
     const Direction peer = Other(d);
@@ -468,7 +472,7 @@ void FlowTable::Process(const TcpSegment& seg) {
     DeclareAckedHoles(f, peer, seg.ts_ns);
     if (config_.peer_hold_ns == 0 || PeerReached(f, d, need_peer)) need_peer = 0;
   }
-  if (seg.payload_len > 0) {
+  if (seg_len > 0) {
     if (!f->carried_data) {
       f->carried_data = true;
       quiet_.erase(f->quiet_it);
@@ -477,11 +481,11 @@ void FlowTable::Process(const TcpSegment& seg) {
       h.synced = true;
       h.base_seq = data_seq;
     }
-    AddData(f, d, data_seq, seg.payload, seg.payload_len, seg.ts_ns, need_peer);
+    AddData(f, d, data_seq, seg.payload, seg.payload_len, seg.ts_ns, need_peer, seg.payload_cut);
     Settle(f);
   }
   if (fin) {
-    const uint32_t fin_seq = data_seq + seg.payload_len;
+    const uint32_t fin_seq = data_seq + seg_len;
     if (!h.synced) {
       h.synced = true;
       h.base_seq = fin_seq;
@@ -516,7 +520,7 @@ bool FlowTable::WaitsForPeer(const Flow& f, Direction d) {
 }
 
 void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
-                        uint64_t need_peer) {
+                        uint64_t need_peer, uint32_t cut) {
   HalfStream& h = f->half[Idx(d)];
   int64_t off = 0;
   if (!OffsetOf(h, seq, &off)) {
@@ -525,14 +529,17 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
   }
   const int64_t end = off + static_cast<int64_t>(len);
   const int64_t next = static_cast<int64_t>(h.next_offset);
+  const uint64_t cut_end = cut > 0 ? static_cast<uint64_t>(end) + cut : 0;
   if (f->duplicate) {
     // A second view: its bytes are the primary's; only its place is kept.
-    if (end > next) h.next_offset = static_cast<uint64_t>(end);
+    const int64_t whole = end + static_cast<int64_t>(cut);
+    if (whole > next) h.next_offset = static_cast<uint64_t>(whole);
     return;
   }
   if (end <= next) {
     stats_.retransmitted_bytes += len;
     NoteLate(h, static_cast<uint64_t>(off), static_cast<uint64_t>(end), ts_ns);
+    if (cut_end != 0) SkipCut(f, d, cut_end);  // the captured part came before, the cut did not
     return;
   }
   if (off < next) {
@@ -568,6 +575,7 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
       if (!Drain(f, d) && pos < e && pos >= h.next_offset) break;
     }
     if (pos >= e) {
+      if (cut_end != 0) SkipCut(f, d, cut_end);
       UpdatePendingList(f);
       return;
     }
@@ -592,7 +600,8 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
     const uint64_t limit = (it != h.pending.end() && it->first < e) ? it->first : e;
     if (limit > pos) {
       const uint8_t* p = base + (pos - base_off);
-      Chunk chunk{std::vector<uint8_t>(p, p + (limit - pos)), ts_ns, need_peer};
+      // The cut follows the piece that ends the segment's captured bytes.
+      Chunk chunk{std::vector<uint8_t>(p, p + (limit - pos)), ts_ns, need_peer, limit == e ? cut_end : 0};
       h.pending.emplace_hint(it, pos, std::move(chunk));
       h.pending_bytes += limit - pos;
       total_buffered_ += limit - pos;
@@ -627,10 +636,12 @@ bool FlowTable::Drain(Flow* f, Direction d) {
       Deliver(f, d, bytes.data() + skip, bytes.size() - skip, it->second.ts_ns);
       h.next_offset = chunk_end;
     }
+    const uint64_t cut_end = it->second.cut_end;
     h.pending_bytes -= bytes.size();
     total_buffered_ -= bytes.size();
     h.pending.erase(it);
     removed = true;
+    if (cut_end > h.next_offset) SkipCut(f, d, cut_end);
   }
   if (removed && !h.pending.empty()) {
     uint64_t oldest = UINT64_MAX;
@@ -704,6 +715,18 @@ void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
   h.holes[h.next_hole] = {h.next_offset, offset, newest_ts_};
   h.next_hole = static_cast<uint8_t>((h.next_hole + 1) % h.holes.size());
   h.next_offset = offset;
+}
+
+void FlowTable::SkipCut(Flow* f, Direction d, uint64_t cut_end) {
+  HalfStream& h = f->half[Idx(d)];
+  uint64_t to = cut_end;
+  if (h.fin_seen) to = std::min(to, h.fin_offset);
+  // Bytes buffered inside the cut were captured after all (another copy of
+  // the frame, uncut): they stay, and the hole ends where they start.
+  if (!h.pending.empty()) to = std::min(to, std::max(h.pending.begin()->first, h.next_offset));
+  if (to <= h.next_offset) return;
+  ++stats_.gaps_cut_by_snaplen;
+  SkipTo(f, d, to);
 }
 
 void FlowTable::NoteLate(HalfStream& h, uint64_t from, uint64_t to, uint64_t ts_ns) {

@@ -203,6 +203,9 @@ struct FlowTableStats {
   uint64_t gaps_forced_by_memory_cap = 0;
   uint64_t gaps_proven_by_ack =
       0;  // declared early: acknowledged by a peer that sent data (ack_gap_grace_ns)
+  // Declared at once: a frame the capture's snap length cut (the captured
+  // part of its payload is delivered; DecodeFrame's payload_cut).
+  uint64_t gaps_cut_by_snaplen = 0;
   // Data segments held until the other direction's bytes their ACK covers
   // were captured (a mirror reordering the two directions), and of those the
   // holds that ran out (the bytes never came: declared a gap).
@@ -258,6 +261,10 @@ class FlowTable {
     // Offset of the other direction that must be delivered before this
     // chunk (what its segment acknowledged); 0: none.
     uint64_t need_peer = 0;
+    // The snap length cut its segment: the bytes from the chunk's end up to
+    // this offset were never captured (0: none). Declared a gap once the
+    // chunk is delivered (SkipCut).
+    uint64_t cut_end = 0;
   };
   struct HalfStream {
     bool synced = false;
@@ -348,9 +355,13 @@ class FlowTable {
   // retransmission, or a handshake captured after the first data), not a
   // new one on a reused port whose earlier segments were missed.
   static bool HandshakeOf(const Flow& f, const TcpSegment& seg);
-  // `need_peer`: offset of the other direction to deliver first (0: none).
+  // `need_peer`: offset of the other direction to deliver first (0: none);
+  // `cut`: bytes after these the snap length cut (TcpSegment::payload_cut).
   void AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data, size_t len, uint64_t ts_ns,
-               uint64_t need_peer);
+               uint64_t need_peer, uint32_t cut);
+  // Bytes up to `cut_end` that a snap length cut: once delivery reached
+  // them, they are a gap at once (up to the first byte buffered beyond).
+  void SkipCut(Flow* f, Direction d, uint64_t cut_end);
   void Deliver(Flow* f, Direction d, const uint8_t* data, size_t len, uint64_t ts_ns);
   // Delivers the buffered chunks of `d` that are next in line and not held;
   // true if it delivered or dropped any.

@@ -68,6 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     now += control & 0x3f;
     TcpSegment seg;
     DecodeStatus st;
+    size_t captured = len;
     if ((control & 0x40) != 0 && len > 0) {
       // A pcap capture's other link types: the frame's first byte picks one,
       // and the frame itself starts after it.
@@ -75,12 +76,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                             LinkType::kLinuxSll, LinkType::kIpv4, LinkType::kIpv6,
                                             LinkType::kLinuxSll2};
       const LinkType link = kLinks[frame[0] % std::size(kLinks)];
-      st = DecodeFrame(link, frame.get() + 1, len - 1, now, &seg);
+      captured = len - 1;
+      st = DecodeFrame(link, frame.get() + 1, captured, now, &seg);
     } else {
       st = DecodeFrame(frame.get(), len, now, &seg);
     }
     counters.Add(st);
-    if (st == DecodeStatus::kOk) {
+    // A frame whose IP header claims more than it holds is taken for one a
+    // snap length cut (the capture saying it lost that much): its captured
+    // part and the cut go to reassembly too.
+    const uint32_t wire =
+        static_cast<uint32_t>(captured) + (st == DecodeStatus::kPayloadTruncated ? seg.payload_cut : 0);
+    if (Reassemblable(st, seg, captured, wire)) {
       Check(seg.payload_len <= len &&
             (seg.payload_len == 0 ||
              (seg.payload >= frame.get() && seg.payload + seg.payload_len <= frame.get() + len)));

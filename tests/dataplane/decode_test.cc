@@ -232,13 +232,30 @@ TEST(DecodeTest, EthernetPaddingIsNotPayload) {
   EXPECT_EQ(seg.payload_len, 0u);
 }
 
-TEST(DecodeTest, SnapLengthCutIsRefused) {
+TEST(DecodeTest, SnapLengthCutKeepsWhatWasCapturedAndSaysWhatWasNot) {
   const Bytes frame = tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec(std::string(500, 'x')));
   TcpSegment seg;
-  EXPECT_EQ(DecodeFrame(frame.data(), 96, 0, &seg), DecodeStatus::kPayloadTruncated);
+  const DecodeStatus st = DecodeFrame(frame.data(), 96, 0, &seg);
+  EXPECT_EQ(st, DecodeStatus::kPayloadTruncated);
   // Whose bytes were cut is still known (decode counts only the servers').
   EXPECT_EQ(seg.src.ToString(), "10.1.0.1:40001");
   EXPECT_EQ(seg.dst.ToString(), "10.2.0.2:6379");
+  EXPECT_EQ(seg.payload_len, 96u - 54u);  // Ethernet, IPv4 and TCP headers: 54 bytes
+  EXPECT_EQ(seg.payload_cut, 500u - 42u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(seg.payload), seg.payload_len), std::string(42, 'x'));
+  const auto wire = static_cast<uint32_t>(frame.size());
+  EXPECT_TRUE(Reassemblable(st, seg, 96, wire));
+  EXPECT_TRUE(Reassemblable(st, seg, 96, wire + 4));  // an FCS on the wire
+  // The capture does not say the frame was cut, or says it lost less than
+  // the header claims: damage, not a snap length.
+  EXPECT_FALSE(Reassemblable(st, seg, 96, 0));
+  EXPECT_FALSE(Reassemblable(st, seg, 96, 96));
+  EXPECT_FALSE(Reassemblable(st, seg, 96, wire - 1));
+  EXPECT_FALSE(Reassemblable(st, seg, 96, wire + 200));
+  EXPECT_TRUE(Reassemblable(DecodeStatus::kOk, seg, 96, 0));
+  EXPECT_FALSE(Reassemblable(DecodeStatus::kTruncatedTcp, seg, 96, wire));
+  // Cut inside the TCP header: nothing to reassemble.
+  EXPECT_EQ(DecodeFrame(frame.data(), 40, 0, &seg), DecodeStatus::kTruncatedTcp);
 }
 
 TEST(DecodeTest, TcpDataOffsetChecks) {

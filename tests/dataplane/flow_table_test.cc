@@ -96,8 +96,9 @@ class FlowTableTest : public ::testing::Test {
   }
   // The same, between kClient and `server`.
   void SendVia(const Endpoint& server, bool c2s, uint32_t seq, const std::string& payload,
-               uint8_t flags = kAck, uint64_t ts = 0, uint32_t ack = 0) {
+               uint8_t flags = kAck, uint64_t ts = 0, uint32_t ack = 0, uint32_t cut = 0) {
     TcpSegment s;
+    s.payload_cut = cut;
     s.src = c2s ? kClient : server;
     s.dst = c2s ? server : kClient;
     s.seq = seq;
@@ -108,6 +109,10 @@ class FlowTableTest : public ::testing::Test {
     s.ts_ns = ts != 0 ? ts : (now_ += kMs);
     if (ts != 0) now_ = std::max(now_, ts);
     table_->Process(s);
+  }
+  // A segment the snap length cut: `payload` captured, `cut` bytes after it not.
+  void SendCut(bool c2s, uint32_t seq, const std::string& payload, uint32_t cut, uint32_t ack = 0) {
+    SendVia(kServer, c2s, seq, payload, kAck, 0, ack, cut);
   }
   void Handshake(uint32_t client_isn, uint32_t server_isn) {
     Send(true, client_isn, "", kSyn);
@@ -199,6 +204,41 @@ TEST_F(FlowTableTest, LossBecomesGapWithExactSizeAfterTimeout) {
   EXPECT_EQ(table_->stats().gap_bytes, 10u);
   Send(true, 111, "late!late!");  // arrives after the gap was declared: dropped
   EXPECT_EQ(Flow().data[0], "0123456789KLMNO");
+}
+
+// A frame the capture's snap length cut says itself how many bytes it lost:
+// its captured part is delivered and the rest is a gap at once, not after a
+// timeout or the peer's acknowledgement, so the request it cut is known cut
+// before the reply that answers it (docs/capture.md).
+TEST_F(FlowTableTest, WhatASnapLengthCutIsAGapAtOnce) {
+  Handshake(100, 5000);
+  Send(true, 101, "AB");
+  SendCut(true, 103, "CDE", 7);  // 103..105 captured, 106..112 cut
+  EXPECT_EQ(Events(), "D0:AB D0:CDE G0:7");
+  Send(false, 5001, "+OK", kAck, 0, 113);  // nothing waits: the hole is declared
+  Send(true, 113, "FG");
+  EXPECT_EQ(Events(), "D0:AB D0:CDE G0:7 D1:+OK D0:FG");
+  EXPECT_EQ(table_->stats().gaps_cut_by_snaplen, 1u);
+  EXPECT_EQ(table_->stats().gap_bytes, 7u);
+  // Out of order: the cut waits behind the hole before it, and follows its
+  // captured part once that hole is filled.
+  SendCut(true, 120, "KL", 3, 5004);  // 120..121, 122..124 cut
+  Send(true, 125, "PQ");
+  Send(true, 115, "HIJ");  // 115..117
+  Send(true, 118, "xy");   // 118..119: the hole before the cut segment filled
+  EXPECT_EQ(Events(), "D0:AB D0:CDE G0:7 D1:+OK D0:FG D0:HIJ D0:xy D0:KL G0:3 D0:PQ");
+  // Bytes of a cut that another frame carried (a retransmission captured
+  // whole) are kept: the gap is only what no frame holds.
+  Send(true, 131, "VW");       // 131..132 ahead of 127..130
+  SendCut(true, 127, "R", 5);  // 127 captured, 128..132 cut: 128..130 missing
+  EXPECT_EQ(Events(), "D0:AB D0:CDE G0:7 D1:+OK D0:FG D0:HIJ D0:xy D0:KL G0:3 D0:PQ D0:R G0:3 D0:VW");
+  // A cut segment with nothing captured of its payload is all gap.
+  SendCut(true, 133, "", 4);
+  Send(true, 137, "Z");
+  EXPECT_EQ(Flow().data[0], "ABCDEFGHIJxyKLPQRVWZ");
+  EXPECT_EQ(table_->stats().gaps_cut_by_snaplen, 4u);
+  EXPECT_EQ(table_->stats().gaps, 4u);
+  EXPECT_EQ(table_->stats().gap_bytes, 7u + 3u + 3u + 4u);
 }
 
 TEST_F(FlowTableTest, LossBecomesGapWhenTooMuchIsBufferedBeyondIt) {

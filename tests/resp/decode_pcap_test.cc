@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -185,7 +186,7 @@ int DoubleThroughNat(const std::string& in, const std::string& out, int server_p
 class Tcpdump {
  public:
   Tcpdump(const std::string& pcap, const std::string& log, int port, const char* iface = "lo",
-          const char* link = nullptr)
+          const char* link = nullptr, const char* snaplen = "70000")
       : log_(log) {
     ::unlink(log.c_str());  // "listening" below must be this tcpdump's
     pid_ = ::fork();
@@ -195,9 +196,9 @@ class Tcpdump {
       const std::string filter = "tcp port " + std::to_string(port);
       if (link != nullptr) {
         ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "131072", "-i", iface, "-y", link, "-s",
-                 "70000", "-w", pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
+                 snaplen, "-w", pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
       } else {
-        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "131072", "-i", iface, "-s", "70000", "-w",
+        ::execlp("tcpdump", "tcpdump", "--immediate-mode", "-B", "131072", "-i", iface, "-s", snaplen, "-w",
                  pcap.c_str(), filter.c_str(), static_cast<char*>(nullptr));
       }
       ::_exit(127);
@@ -654,6 +655,75 @@ TEST(RespDecodePcap, TlsConnectionsAreToldApartAndIgnored) {
             std::string::npos)
       << ReadFile(dir + "/wrong.err");
   if (!HasFailure()) std::system(("rm -rf " + dir).c_str());
+}
+
+// A capture taken with a short snap length (`tcpdump -s 300`, as one made to
+// save disk is) keeps only the start of each longer frame. What it kept is
+// decoded and the rest is a gap at once, so a write whose name and key were
+// captured is read back, not lost: every key that differs on a replica
+// rebuilt from the records is one a record flagged. Before, a cut frame was
+// dropped whole, and a large SET on a connection that then closed (as
+// redis-cli's do) left no trace at all.
+TEST(RespDecodePcap, ASnapLengthCaptureReadsBackTheWritesItCut) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: tcpdump on lo";
+  if (std::system("command -v tcpdump >/dev/null && command -v redis-cli >/dev/null") != 0 ||
+      !HaveRedisServer()) {
+    GTEST_SKIP() << "needs tcpdump, redis-cli and redis-server";
+  }
+  constexpr int kSnapSource = 16454, kSnapReplica = 16455;
+  const std::string ctl = CtlPath();
+  const std::string dir = "/tmp/kvft-resp-snap-" + std::to_string(::getpid());
+  ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  const std::string pcap = dir + "/snap.pcap";
+  LiveRedis source(kSnapSource), replica(kSnapReplica);
+  ASSERT_TRUE(source.ok() && replica.ok());
+  {
+    Tcpdump dump(pcap, dir + "/tcpdump.log", kSnapSource, "lo", nullptr, "300");
+    RawClient a(kSnapSource), b(kSnapSource);
+    ASSERT_TRUE(a.ok() && b.ok());
+    for (int i = 0; i < 60; ++i) {
+      const std::string n = std::to_string(i);
+      RawClient& c = i % 2 ? a : b;
+      ASSERT_FALSE(c.Send(Cmd({"SET", "small:" + n, "v" + n}), 1).empty());
+      ASSERT_FALSE(c.Send(Cmd({"SET", "big:" + n, std::string(300 + 41 * i, 'a' + i % 26)}), 1).empty());
+      ASSERT_FALSE(c.Send(Cmd({"HSET", "h", "f" + n, std::string(i % 3 ? 10 : 900, 'h')}), 1).empty());
+      ASSERT_FALSE(c.Send(Cmd({"INCR", "counter"}), 1).empty());
+    }
+    for (int i = 0; i < 5; ++i) {  // a large write and the connection closes
+      RawClient once(kSnapSource);
+      ASSERT_FALSE(once.Send(Cmd({"SET", "once:" + std::to_string(i), std::string(2000, 'o')}), 1).empty());
+    }
+    dump.Stop();
+  }
+  const std::string server = " --server 127.0.0.1:" + std::to_string(kSnapSource);
+  ASSERT_EQ(std::system((ctl + " decode --pcap " + pcap + server + " --format json >" + dir +
+                         "/snap.json 2>" + dir + "/snap.err")
+                            .c_str()),
+            0)
+      << ReadFile(dir + "/snap.err");
+  std::set<std::string> flagged, read_back;
+  std::istringstream lines(ReadFile(dir + "/snap.json"));
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    for (const auto& flag : j["flags"])
+      if (flag != "in_transaction" && flag != "creates_key") flagged.insert(j["key"].get<std::string>());
+    if (j["op"] == "readback") read_back.insert(j["key"].get<std::string>());
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(read_back.count("once:" + std::to_string(i))) << i;
+  EXPECT_TRUE(read_back.count("big:59"));
+  EXPECT_TRUE(read_back.count("h"));
+  EXPECT_FALSE(read_back.count("small:59"));  // whole in its frame
+  EXPECT_NE(ReadFile(dir + "/snap.err").find("cut short by the capture's snap length"), std::string::npos);
+  ASSERT_EQ(
+      std::system((ctl + " decode --pcap " + pcap + server + " --format resp 2>/dev/null | redis-cli -p " +
+                   std::to_string(kSnapReplica) + " --pipe >" + dir + "/pipe.out 2>&1")
+                      .c_str()),
+      0)
+      << ReadFile(dir + "/pipe.out");
+  const auto diff = Differences(Snapshot(kSnapSource, 1), Snapshot(kSnapReplica, 1));
+  EXPECT_FALSE(diff.empty());  // the big values were not captured
+  for (const auto& [db, key] : diff) EXPECT_TRUE(flagged.count(key)) << key << " differs, not flagged";
+  EXPECT_EQ(std::system(("rm -rf " + dir).c_str()), 0);
 }
 
 // Two pooled connections were open before tcpdump started: one had selected
