@@ -1535,6 +1535,16 @@ void Connection::SelectUnanswered(const Pending& p) {
   ForgetDb();
 }
 
+void Connection::TransactionRanUnpaired(std::span<const Pending> queue, uint64_t ts) {
+  // In order: a queued SELECT moves the writes after it (a review: a lost
+  // +OK of MULTI, then a SELECT queued in the transaction inferred from the
+  // +QUEUEDs, left the db as before: every later write shipped in db 0).
+  for (const Pending& q : queue) {
+    if (q.kind == Kind::kWrite) Unanswered(q, ts, 0);
+    if (q.kind == Kind::kSelect) SelectUnanswered(q);
+  }
+}
+
 bool Connection::DrainOneNoReply() {
   const Pending p = pending_.front();
   pending_.pop_front();
@@ -2156,7 +2166,17 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
     db_unknown_since_ns_ = std::max(db_unknown_since_ns_, ts);
   if (desync_) {
     if (p.kind == Kind::kWrite) Unanswered(p, ts, kAfterGap);
-    if (p.kind == Kind::kSelect && p.param >= 0 && !IsError(reply[0])) db_ = static_cast<uint16_t>(p.param);
+    if (p.kind == Kind::kSelect) {
+      // Paired out of step, the reply may be another request's (a +QUEUED
+      // of a transaction later discarded, a lost read's): its db is a
+      // guess (a review: a server gap of 4 bytes, then MULTI SELECT 2 …
+      // DISCARD, put every later write in db 2, unflagged).
+      if (p.param >= 0 && !IsError(reply[0]) && !single_db_) db_ = static_cast<uint16_t>(p.param);
+      if (db_known_) {
+        ForgetDb();
+        if (!single_db_) db_unknown_since_ns_ = ts;  // as above: it ran by its reply, if at all
+      }
+    }
     // Pub/sub or MONITOR output would otherwise resync against requests.
     if (!IsError(reply[0]) && (p.kind == Kind::kMonitor || (p.kind == Kind::kSubscribe && protocol_ == 2))) {
       monitor_ = p.kind == Kind::kMonitor;
@@ -2350,9 +2370,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       });
       if (spills && root.type == Type::kArray) {
         ++stats_.bad_shapes;
-        for (const Pending& q : queue) {
-          if (q.kind == Kind::kWrite) Unanswered(q, ts, 0);
-        }
+        TransactionRanUnpaired(queue, ts);
         EnterDesync();
         return;
       }
@@ -2377,9 +2395,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       } else {
         // The transaction ran, but we cannot tell which reply is whose.
         ++stats_.bad_shapes;
-        for (const Pending& q : queue) {
-          if (q.kind == Kind::kWrite) Unanswered(q, ts, 0);
-        }
+        TransactionRanUnpaired(queue, ts);
       }
       return;
     }

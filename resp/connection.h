@@ -491,6 +491,9 @@ class Connection {
   bool DrainOneNoReply();
   // A SELECT the server executed (or refused) without answering.
   void SelectUnanswered(const Pending& p);
+  // A transaction ran whose replies cannot be told apart: its writes are
+  // read back, and its SELECTs leave the db a guess.
+  void TransactionRanUnpaired(std::span<const Pending> queue, uint64_t ts);
   // A HELLO the server executed (answered or not).
   void ApplyHello(const Pending& p);
   void EnterDesync();

@@ -2789,6 +2789,67 @@ TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
   EXPECT_EQ(conn.stats().unpaired_requests, 5u);
 }
 
+// Found by a review that dropped reply segments from real captures: a SELECT
+// whose effect was decided from replies paired out of step left the db
+// known, and every write after it shipped to the wrong db, unflagged.
+TEST(PairingOffline, ASelectPairedOutOfStepLeavesTheDbAGuess) {
+  auto the = [](const VectorSink& sink, const std::string& key) {
+    for (const ChangeRecord& r : sink.records)
+      if (r.key == key) return r;
+    ADD_FAILURE() << "no record of " << key;
+    return ChangeRecord{};
+  };
+  ConnectionOptions o;
+  o.after_gap_records = 1;  // past these, a record carries only what the connection knows
+  {
+    // The MULTI's +OK lost: the +QUEUEDs open a transaction inferred after
+    // it, whose EXEC answers more replies than it holds. Its SELECT ran.
+    VectorSink sink;
+    Connection conn(&sink, o);
+    uint64_t t = 10;
+    auto rt = [&](const std::string& req, const std::string& rep) {
+      conn.OnData(Direction::kClientToServer, req, ++t);
+      if (rep.empty()) return;
+      conn.OnData(Direction::kServerToClient, rep, ++t);
+    };
+    rt(Cmd({"SET", "a", "1"}), "+OK\r\n");
+    rt(Cmd({"WATCH", "w"}), "+OK\r\n");
+    rt(Cmd({"MULTI"}), "");
+    conn.OnGap(Direction::kServerToClient, 5);
+    rt(Cmd({"ZADD", "z", "1", "m"}), "+QUEUED\r\n");
+    rt(Cmd({"SELECT", "2"}), "+QUEUED\r\n");
+    rt(Cmd({"LPUSH", "l", "x"}), "+QUEUED\r\n");
+    rt(Cmd({"EXEC"}), "*3\r\n:1\r\n+OK\r\n:1\r\n");
+    for (const char* k : {"k1", "k2", "k3"}) rt(Cmd({"SET", k, "v"}), "+OK\r\n");
+    EXPECT_EQ(the(sink, "l").db, 2u);
+    EXPECT_TRUE(the(sink, "l").HasFlag(kNeedsReadback));
+    EXPECT_EQ(the(sink, "k3").db, 2u);
+    EXPECT_TRUE(the(sink, "k3").HasFlag(kUnknownDb));
+  }
+  {
+    // A read's reply lost: MULTI SELECT 2 SET DISCARD pipelined, paired one
+    // off. The SELECT was discarded; its +QUEUED proves nothing.
+    VectorSink sink;
+    Connection conn(&sink, o);
+    conn.OnData(Direction::kClientToServer, Cmd({"SET", "a", "1"}), 10);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
+    conn.OnData(Direction::kClientToServer, Cmd({"BITCOUNT", "b"}), 12);
+    conn.OnGap(Direction::kServerToClient, 4);
+    conn.OnData(Direction::kClientToServer,
+                Cmd({"MULTI"}) + Cmd({"SELECT", "2"}) + Cmd({"SET", "q", "1"}) + Cmd({"DISCARD"}), 13);
+    conn.OnData(Direction::kServerToClient, "+OK\r\n+QUEUED\r\n+QUEUED\r\n+OK\r\n", 14);
+    conn.OnData(Direction::kClientToServer, Cmd({"GET", "x"}) + Cmd({"GET", "y"}), 15);
+    conn.OnData(Direction::kServerToClient, "$-1\r\n$-1\r\n", 16);
+    uint64_t t = 16;
+    for (const char* k : {"k1", "k2", "k3"}) {
+      conn.OnData(Direction::kClientToServer, Cmd({"SET", k, "v"}), ++t);
+      conn.OnData(Direction::kServerToClient, "+OK\r\n", ++t);
+    }
+    const ChangeRecord k3 = the(sink, "k3");
+    EXPECT_TRUE(k3.db == 0 || k3.HasFlag(kUnknownDb)) << k3.db;
+  }
+}
+
 // A master keeps a replica whose PSYNC waits for the RDB alive with a bare
 // newline a second, before +FULLRESYNC too (five under redis 7.0's default
 // repl-diskless-sync-delay). A review saw every full sync read as garbled
