@@ -146,6 +146,7 @@ constexpr StatField kStatFields[] = {
     {"parse_errors", &ConnectionStats::parse_errors},
     {"gaps", &ConnectionStats::gaps},
     {"gap_bytes", &ConnectionStats::gap_bytes},
+    {"gaps_in_values", &ConnectionStats::gaps_in_values},
     {"desyncs", &ConnectionStats::desyncs},
     {"overflows", &ConnectionStats::overflows},
     {"ignored_bytes", &ConnectionStats::ignored_bytes},
@@ -403,6 +404,16 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
   stats_.gap_bytes += missing;
   gap_seen_ = true;
   if (encrypted_) return;
+  if (dir == Direction::kClientToServer ? AbsorbRequestGap(missing) : AbsorbReplyGap(missing)) {
+    // Inside one value: the connection stays in step, nothing else lost.
+    ++stats_.gaps_in_values;
+    Consume(dir, ByteSpan(), last_ts_);  // a message the gap ended, before any reply comes
+    if (hold_watch_) [[unlikely]]
+      UpdateHold(last_ts_);
+    if (library_holds_ != 0) [[unlikely]]
+      SyncLibraryHolds();
+    return;
+  }
   if (ignored_) {
     // Replies are not read; requests are (OnIgnoredRequest).
     if (dir == Direction::kClientToServer) {
@@ -427,6 +438,34 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
   if (hold_watch_) UpdateHold(last_ts_);
   if (library_holds_ != 0) [[unlikely]]
     SyncLibraryHolds();  // (a desync drops what is pending: it may have run)
+}
+
+bool Connection::AbsorbRequestGap(uint64_t missing) {
+  if (desync_ || requests_unsure_ || ignored_) return false;
+  const size_t at = requests_.GapInsideBulk(missing);
+  if (at == Parser::kNoBulk) return false;
+  if (at != Parser::kElidedBody) {
+    // The value of a write (its keys read back once it is answered) or of
+    // a read. Not the command's name, nor an argument of anything whose
+    // arguments change the connection (SELECT, CLIENT REPLY, HELLO…) or a
+    // container's subcommand: those lose what they did, as a gap does.
+    std::span<const std::string_view> args = requests_.PartialArgs();
+    if (at < 2 || args.size() + 1 != at) return false;
+    if (HaveCommandRenames()) [[unlikely]]
+      args = WithSourceCommandName(args, &renamed_args_);
+    const CommandSpec* spec = LookupCommand(args);
+    if (spec == nullptr) return false;
+    const Kind kind = KindOf(spec);
+    if (kind != Kind::kWrite && !(kind == Kind::kPlain && spec->Has(kCmdReadonly))) return false;
+  }
+  return requests_.AbsorbGap(missing);
+}
+
+bool Connection::AbsorbReplyGap(uint64_t missing) {
+  // A reply's value: its elements still pair, a write's keys are read back
+  // (Handle, as for a value too large to hold).
+  if (desync_ || ignored_ || pubsub_ || monitor_ || awaiting_reset_ || pending_.empty()) return false;
+  return replies_.AbsorbGap(missing);
 }
 
 void Connection::ReadBackCut() {
@@ -1254,7 +1293,7 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
   // ran this body. EVAL_RO caches its script too.
   if (p.kind == Kind::kScriptLoad) {
     scripts_->LearnBody(args[2]);
-  } else if (args.size() >= 2 && !p.elided && IsEvalOfABody(spec)) [[unlikely]] {
+  } else if (args.size() >= 2 && !requests_.arg_elided(1) && IsEvalOfABody(spec)) [[unlikely]] {
     scripts_->LearnBody(args[1]);
   } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args) && CallsMigrate(args))
       [[unlikely]] {

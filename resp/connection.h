@@ -181,11 +181,15 @@ struct ConnectionStats {
   // A SHUTDOWN the server never answered: it exited (nothing after it ran).
   // Restarted, it holds its last save, which the wire does not show.
   uint64_t shutdowns = 0;
-  uint64_t writes_oversized = 0;  // an argument or the reply too large to hold: keys read back
-  uint64_t oversized_lost = 0;    // a key (or a key-less write's argument) too large to hold: lost
+  // An argument or the reply too large to hold, or a gap inside it: keys read back.
+  uint64_t writes_oversized = 0;
+  uint64_t oversized_lost = 0;  // a key (or a key-less write's argument) too large to hold: lost
   uint64_t parse_errors = 0;
   uint64_t gaps = 0;
   uint64_t gap_bytes = 0;
+  // Gaps wholly inside one value (a bulk string's body): that value is
+  // elided, as one too large to hold, and pairing goes on in step.
+  uint64_t gaps_in_values = 0;
   uint64_t desyncs = 0;          // times pairing was abandoned and later re-established
   uint64_t overflows = 0;        // pending caps hit
   uint64_t ignored_bytes = 0;    // subscriber / MONITOR / replication link / TLS traffic
@@ -491,6 +495,10 @@ class Connection {
   bool DrainOneNoReply();
   // A SELECT the server executed (or refused) without answering.
   void SelectUnanswered(const Pending& p);
+  // A gap the request or reply parser can take as part of one value
+  // (Parser::AbsorbGap), and pairing with it: true when it did.
+  bool AbsorbRequestGap(uint64_t missing);
+  bool AbsorbReplyGap(uint64_t missing);
   // A transaction ran whose replies cannot be told apart: its writes are
   // read back, and its SELECTs leave the db a guess.
   void TransactionRanUnpaired(std::span<const Pending> queue, uint64_t ts);

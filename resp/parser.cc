@@ -299,6 +299,7 @@ ParseStatus Parser::NeedMore() {
 }
 
 void Parser::Resync() {
+  finish_after_gap_ = false;
   skimming_ = false;
   if (error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) ended_ = true;
   if (in_message_) {
@@ -331,7 +332,72 @@ std::span<const std::string_view> Parser::PartialArgs() {
   return partial_args_;
 }
 
+bool Parser::FindHeldBulk(HeldBulk* out) const {
+  if (!in_message_ || inline_msg_ || skimming_ || !trust_lengths_) return false;
+  const char* v = view();
+  const size_t len = view_len();
+  if (pos_ >= len || (v[pos_] != '$' && v[pos_] != '!' && v[pos_] != '=')) return false;
+  const char* line = v + pos_;
+  const char* nl =
+      static_cast<const char*>(std::memchr(line, '\n', std::min(len - pos_, limits_.max_inline_len + 2)));
+  if (nl == nullptr) return false;
+  const size_t line_len = static_cast<size_t>(nl - line) + 1;
+  int64_t num = 0;
+  if (line_len < 3 || nl[-1] != '\r' || !ParseInt64(line + 1, line_len - 3, &num) || num < 0 ||
+      static_cast<uint64_t>(num) > limits_.max_bulk_len)
+    return false;
+  const size_t next = pos_ + line_len;
+  if (len - next >= static_cast<size_t>(num) + 2) return false;  // whole: not where the parser waits
+  out->type = line[0] == '$' ? Type::kBulkString : line[0] == '!' ? Type::kBulkError : Type::kVerbatim;
+  out->blen = static_cast<size_t>(num);
+  out->next = next;
+  return true;
+}
+
+size_t Parser::GapInsideBulk(uint64_t n) const {
+  if (n == 0 || error_ != ParseError::kNone || ended_ || resyncing_ || finish_after_gap_) return kNoBulk;
+  if (skip_body_ > 0) return n <= skip_body_ ? kElidedBody : kNoBulk;
+  HeldBulk b;
+  if (!FindHeldBulk(&b)) return kNoBulk;
+  const size_t here = view_len() - b.next;
+  if (n > b.blen + 2 - here) return kNoBulk;  // past its CRLF: the next message's bytes are lost too
+  if (here > b.blen && view()[b.next + b.blen] != '\r') return kNoBulk;
+  return nodes_.size();
+}
+
+bool Parser::AbsorbGap(uint64_t n) {
+  const size_t at = GapInsideBulk(n);
+  if (at == kNoBulk) return false;
+  if (at == kElidedBody) {
+    skip_body_ -= n;
+    elided_bytes_ += n;
+    return true;
+  }
+  HeldBulk b;
+  FindHeldBulk(&b);
+  const size_t here = view_len() - b.next;
+  const size_t idx = nodes_.size();
+  if (!AddNode(b.type, pos_ - msg_start_, 0, 0, 0, false)) return false;  // (before it changed anything)
+  if (idx < nodes_.size()) nodes_[idx].elided = true;  // (gone if inside a completed attribute)
+  elided_msg_ = true;
+  elided_bytes_ += here + n;
+  skip_body_ = b.blen + 2 - here - n;
+  // Its header and the part of its body held go, as for a bulk too large
+  // to hold whose body runs past the view.
+  if (in_buf_) {
+    buf_.resize(pos_);
+    ext_len_ = pos_ >= ext_base_ ? pos_ - ext_base_ : 0;
+    if (buf_.capacity() > kKeepBytes) buf_.shrink_to_fit();
+    Account();
+  } else {
+    ext_len_ = pos_;
+  }
+  finish_after_gap_ = frames_.empty() && !nodes_.empty();
+  return true;
+}
+
 void Parser::OnGap() {
+  finish_after_gap_ = false;
   skimming_ = false;
   if (ext_ != nullptr) {
     skipped_bytes_ += view_len() - (in_message_ ? msg_start_ : pos_);
@@ -742,6 +808,11 @@ bool Parser::FastReply(const char* v, size_t len) {
 
 ParseStatus Parser::Next() {
   if (error_ != ParseError::kNone) return ParseStatus::kError;
+  if (finish_after_gap_) [[unlikely]] {
+    finish_after_gap_ = false;
+    Finish();
+    return ParseStatus::kMessage;
+  }
   // Leave our buffer as soon as everything left lies in the caller's chunk.
   if (in_buf_ && !in_message_ && ext_ != nullptr && pos_ >= ext_base_) {
     pos_ -= ext_base_;

@@ -171,6 +171,21 @@ class Parser {
   // The stream lost bytes (a capture gap): drops any partial message and
   // skips to the next plausible message start in what is fed next.
   void OnGap();
+  // The stream lost `n` bytes that lie wholly inside the body (and CRLF) of
+  // the bulk string in progress, whose header was read with the message's
+  // lengths trusted (not right after a resync), or inside what is left of
+  // an elided bulk's body: that bulk becomes elided, as one too large to
+  // hold (elided(), arg_elided()), and the message goes on with the bytes
+  // after the gap; a message the gap ends is returned by the next Next().
+  // False, with nothing changed, for any other gap: then call OnGap().
+  bool AbsorbGap(uint64_t n);
+  // Where a gap of `n` bytes would fall, before AbsorbGap: the index in
+  // nodes() the bulk it is inside would have (in a request, 1 is the
+  // command's name, 2 its first argument), kElidedBody when it is more of
+  // an elided bulk's body, kNoBulk when AbsorbGap would refuse it.
+  static constexpr size_t kNoBulk = SIZE_MAX;
+  static constexpr size_t kElidedBody = SIZE_MAX - 1;
+  size_t GapInsideBulk(uint64_t n) const;
   // True when no partial message is buffered and no resync is pending.
   bool AtBoundary() const;
   // Reply mode: bare newlines between messages are skipped, not an error. A
@@ -233,6 +248,14 @@ class Parser {
   void ForgetElisions();
   void Finish();
   Candidate CheckCandidate(size_t at) const;
+  // The bulk string whose body the view ends inside (the message in
+  // progress, its header read): false when the parser waits elsewhere.
+  struct HeldBulk {
+    Type type;
+    size_t blen;  // its length
+    size_t next;  // view offset of its body
+  };
+  bool FindHeldBulk(HeldBulk* out) const;
   bool SkipToCandidate();
 
   Mode mode_;
@@ -270,8 +293,9 @@ class Parser {
   uint64_t skipped_bytes_ = 0;
   uint64_t empty_requests_ = 0;
   uint64_t resyncs_ = 0;
-  bool elided_msg_ = false;       // see elided()
-  SkimPredicate skim_ = nullptr;  // SetSkimPredicate
+  bool elided_msg_ = false;        // see elided()
+  bool finish_after_gap_ = false;  // AbsorbGap ended the message in progress: Next() returns it
+  SkimPredicate skim_ = nullptr;   // SetSkimPredicate
   const void* skim_ctx_ = nullptr;
   bool skimming_ = false;   // the message being parsed is skimmed
   uint64_t skip_body_ = 0;  // bytes of an elided bulk (CRLF included) still to come: Feed drops them

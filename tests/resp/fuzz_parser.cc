@@ -155,11 +155,7 @@ std::string Describe(const Parser& p, Parser::Mode mode) {
   return out;
 }
 
-// `skim`: every aggregate reply is only walked (Parser::SetSkimPredicate),
-// and each message is described by its root type and wire size alone, which
-// is all a skimmed reply keeps; `brief`: the same description of a full parse.
-std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk, bool* errored,
-                             bool skim = false, bool brief = false) {
+Limits SmallLimits() {
   Limits l;
   l.max_bulk_len = 1 << 16;
   l.max_elements = 1024;
@@ -167,6 +163,15 @@ std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size
   l.max_inline_len = 512;
   // Small, so that bulks past it (elided, skipped unread) are explored.
   l.max_message_bytes = 600;
+  return l;
+}
+
+// `skim`: every aggregate reply is only walked (Parser::SetSkimPredicate),
+// and each message is described by its root type and wire size alone, which
+// is all a skimmed reply keeps; `brief`: the same description of a full parse.
+std::vector<std::string> Run(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk, bool* errored,
+                             bool skim = false, bool brief = false) {
+  const Limits l = SmallLimits();
   Parser p(mode, l);
   if (skim) p.SetSkimPredicate([](const void*) { return true; }, nullptr);
   std::vector<std::string> out;
@@ -215,6 +220,42 @@ void RunWithResync(Parser::Mode mode, const uint8_t* data, size_t size, size_t c
   }
 }
 
+// Every third chunk that would fall wholly inside a bulk's body is lost
+// instead (Parser::AbsorbGap): the framing holds, so the messages are as
+// many as in the whole parse `whole`, and those before the first gap are
+// the same.
+void RunWithGapsInsideValues(Parser::Mode mode, const uint8_t* data, size_t size, size_t chunk,
+                             const std::vector<std::string>& whole, bool err_whole) {
+  Parser p(mode, SmallLimits());
+  std::vector<std::string> out;
+  size_t before_gap = SIZE_MAX;
+  size_t round = 0;
+  for (size_t off = 0; off < size; off += chunk, ++round) {
+    const size_t n = std::min(chunk, size - off);
+    std::string piece(reinterpret_cast<const char*>(data + off), n);  // dies after this round
+    if (round % 3 == 2 && p.GapInsideBulk(n) != Parser::kNoBulk) {
+      if (!p.AbsorbGap(n)) std::abort();
+      if (before_gap == SIZE_MAX) before_gap = out.size();
+    } else {
+      p.Feed(piece);
+    }
+    for (;;) {
+      const ParseStatus s = p.Next();
+      if (s == ParseStatus::kNeedMore) break;
+      if (s == ParseStatus::kError) return;  // (what the lost bytes held is unknown: no comparison)
+      out.push_back(Describe(p, mode));
+    }
+  }
+  if (before_gap == SIZE_MAX) before_gap = out.size();
+  for (size_t i = 0; i < std::min(before_gap, whole.size()); ++i) {
+    if (i < out.size() && out[i] != whole[i]) std::abort();
+  }
+  // (An elided bulk that ends a message ends it at once, as one too large
+  // to hold does: the last may be out while the rest of its body is not.)
+  if (!err_whole && out.size() != whole.size() && !(out.size() == whole.size() + 1 && p.HasPartial()))
+    std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -234,6 +275,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!err_whole && !err_split && whole.size() != split.size()) std::abort();
   RunWithResync(mode, data, size, chunk);
+  RunWithGapsInsideValues(mode, data, size, chunk, whole, err_whole);
   if (mode == Parser::Mode::kRequest) CheckInlineAgainstModel(data, size);
   if (mode == Parser::Mode::kReply) {
     // A skimmed parse finds the same messages (root type, size) and the

@@ -1898,20 +1898,28 @@ TEST_F(Pairing, AWriteCutByAGapIsReadBackWhenItsKeysCameWhole) {
   RawClient& raw = c_->raw();
   const std::string value(200'000, 'v');
   const std::string set = Cmd({"SET", "bigk", value});
-  const std::string reply = raw.Send(set, 1);
-  ASSERT_EQ(reply, "+OK\r\n");
+  const std::string next = Cmd({"SET", "next", "1"});
+  const std::string reply = raw.Send(set + next, 2);
+  ASSERT_EQ(reply, "+OK\r\n+OK\r\n");
+  // The hole runs from inside the value into the request after it (a gap
+  // wholly inside the value keeps the connection in step:
+  // AGapInsideAValueKeepsTheConnectionInStep).
+  const size_t past = set.size() - 60'000 + 10;
   conn.OnData(Direction::kClientToServer, std::string_view(set).substr(0, 60'000), 10);
-  conn.OnGap(Direction::kClientToServer, 1448);
-  conn.OnData(Direction::kClientToServer, std::string_view(set).substr(61'448), 11);
+  conn.OnGap(Direction::kClientToServer, past);
+  conn.OnData(Direction::kClientToServer, std::string_view(next).substr(10), 11);
   conn.OnData(Direction::kServerToClient, reply, 12);
   const uint16_t g = kAfterGap | kNeedsReadback;
-  EXPECT_EQ(Take(), (V{"0 readback f" + std::to_string(g) + " bigk:"}));
+  const V got_first = Take();
+  ASSERT_FALSE(got_first.empty());
+  EXPECT_EQ(got_first[0], "0 readback f" + std::to_string(g) + " bigk:");
   EXPECT_EQ(conn.stats().writes_cut, 1u);
+  EXPECT_EQ(conn.stats().gaps_in_values, 0u);
   // Behind a SELECT still unanswered: in its db, which is a guess.
   Connection second(&sink_, {});
   const std::string select = Cmd({"SELECT", "4"});
   second.OnData(Direction::kClientToServer, select + set.substr(0, 60'000), 20);
-  second.OnGap(Direction::kClientToServer, 1448);
+  second.OnGap(Direction::kClientToServer, past);
   const uint16_t gu = g | kUnknownDb;
   const V got = Take();
   ASSERT_FALSE(got.empty());
@@ -1921,7 +1929,7 @@ TEST_F(Pairing, AWriteCutByAGapIsReadBackWhenItsKeysCameWhole) {
   Connection third(&sink_, {});
   third.OnData(Direction::kClientToServer,
                Cmd({"MULTI"}) + Cmd({"SELECT", "3"}) + Cmd({"DISCARD"}) + set.substr(0, 60'000), 25);
-  third.OnGap(Direction::kClientToServer, 1448);
+  third.OnGap(Direction::kClientToServer, past);
   const V after_discard = Take();
   ASSERT_FALSE(after_discard.empty());
   EXPECT_EQ(after_discard[0], "0 readback f" + std::to_string(gu) + " bigk:");
@@ -1931,10 +1939,73 @@ TEST_F(Pairing, AWriteCutByAGapIsReadBackWhenItsKeysCameWhole) {
                                  Cmd({"GET", "k", std::string(5000, 'x')}).substr(0, 3000)}) {
     Connection c(&sink_, {});
     c.OnData(Direction::kClientToServer, cut, 30);
-    c.OnGap(Direction::kClientToServer, 100);
+    c.OnGap(Direction::kClientToServer, 100'000);
     EXPECT_TRUE(Take().empty()) << cut.substr(0, 20);
     EXPECT_EQ(c.stats().writes_cut, 0u);
   }
+}
+
+// A gap wholly inside one value (a lost segment of a large SET, or of a
+// large reply) says exactly where the stream goes on: the value is taken as
+// one too large to hold (its write's keys read back, a read's answer
+// unread) and pairing stays in step. Before, every such loss put the
+// connection out of step: the 64 records after it flagged, and the db
+// unknown for the connection's life (a SELECT might have been in the hole).
+TEST_F(Pairing, AGapInsideAValueKeepsTheConnectionInStep) {
+  RawClient& raw = c_->raw();
+  Connection conn(&sink_, {});
+  Exchange(conn, Cmd({"SELECT", "2"}), 5);
+  const std::string set = Cmd({"SET", "bigk", std::string(200'000, 'v')});
+  const std::string after = Cmd({"SET", "after", "1"});
+  const std::string reply = raw.Send(set + after, 2);
+  ASSERT_EQ(reply, "+OK\r\n+OK\r\n");
+  conn.OnData(Direction::kClientToServer, std::string_view(set).substr(0, 60'000), 10);
+  conn.OnGap(Direction::kClientToServer, 1448);
+  conn.OnData(Direction::kClientToServer, set.substr(61'448) + after, 11);
+  conn.OnData(Direction::kServerToClient, reply, 12);
+  EXPECT_EQ(Take(), (V{"2 readback f" + std::to_string(kNeedsReadback) + " bigk:",
+                       "2 " + kIdem + " after: SET after 1"}));
+  // A gap that ends the value, its CRLF included, and one that ends it but
+  // for its LF: the request is whole once the gap is told.
+  for (const size_t tail : {size_t{0}, size_t{1}}) {
+    const std::string cut = Cmd({"SET", "cut", std::string(5000, 'c')});
+    const std::string r = raw.Send(cut, 1);
+    conn.OnData(Direction::kClientToServer, std::string_view(cut).substr(0, 3000), 20);
+    conn.OnGap(Direction::kClientToServer, cut.size() - 3000 - tail);
+    if (tail > 0) conn.OnData(Direction::kClientToServer, std::string_view(cut).substr(cut.size() - tail), 21);
+    conn.OnData(Direction::kServerToClient, r, 22);
+    EXPECT_EQ(Take(), (V{"2 readback f" + std::to_string(kNeedsReadback) + " cut:"})) << tail;
+  }
+  // A reply's value: a large GET answer loses a segment; the next reply is
+  // still the next request's.
+  raw.Send(Cmd({"SET", "big", std::string(100'000, 'b')}), 1);
+  const std::string get = Cmd({"GET", "big"}) + Cmd({"INCR", "n"});
+  const std::string got = raw.Send(get, 2);
+  conn.OnData(Direction::kClientToServer, get, 30);
+  conn.OnData(Direction::kServerToClient, std::string_view(got).substr(0, 50'000), 31);
+  conn.OnGap(Direction::kServerToClient, 1448);
+  conn.OnData(Direction::kServerToClient, std::string_view(got).substr(51'448), 32);
+  const V incr = Take();
+  ASSERT_EQ(incr.size(), 1u);
+  EXPECT_EQ(incr[0].substr(0, 2 + kIdem.size()), "2 " + kIdem) << incr[0];
+  // A write whose answer lost a segment of its value: its key is read back.
+  raw.Send(Cmd({"SET", "big", std::string(100'000, 'b')}), 1);
+  const std::string getdel = Cmd({"GETDEL", "big"});
+  const std::string gone = raw.Send(getdel, 1);
+  conn.OnData(Direction::kClientToServer, getdel, 40);
+  conn.OnData(Direction::kServerToClient, std::string_view(gone).substr(0, 50'000), 41);
+  conn.OnGap(Direction::kServerToClient, gone.size() - 50'000);
+  EXPECT_EQ(Take(), (V{"2 readback f" + std::to_string(kNeedsReadback) + " big:"}));
+  EXPECT_EQ(conn.stats().gaps_in_values, 5u);
+  EXPECT_EQ(conn.stats().desyncs, 0u);
+  EXPECT_TRUE(conn.db_known());
+  // Not inside an argument that changes the connection: a CLIENT SETNAME's
+  // name may have been `kvferry:…`; that gap puts it out of step.
+  const std::string name = Cmd({"CLIENT", "SETNAME", std::string(5000, 'n')});
+  conn.OnData(Direction::kClientToServer, std::string_view(name).substr(0, 3000), 50);
+  conn.OnGap(Direction::kClientToServer, 1000);
+  EXPECT_EQ(conn.stats().gaps_in_values, 5u);
+  EXPECT_EQ(conn.stats().desyncs, 1u);
 }
 
 // Client bytes lost in a value whose text holds commands (a queue of
