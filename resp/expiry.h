@@ -26,9 +26,9 @@
 // (expiries that passed are dropped first; then new keys are not taken).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +86,10 @@ class ExpiryKeeper : public RecordSink {
     // made it anew without one. Not restored; a write that keeps it is read
     // back only if the expiry may pass within what a replica may lag.
     bool maybe_gone = false;
+    // When it was set (the keeper's event count): an event that put every
+    // expiry in doubt after it (DoubtAll) makes it unsure without a pass
+    // over the table (Sure).
+    uint64_t since = 0;
   };
   // (db, key) -> Known: open addressing over a power-of-two array at most
   // half full. A key is held as its 128-bit hash (XXH3), not its bytes: a
@@ -108,16 +112,24 @@ class ExpiryKeeper : public RecordSink {
         if (s.used) fn(s.db, s.known);
       }
     }
-    // Removes the entries pred(db, known) picks.
+    // Removes the entries pred(db, known) picks; the table shrinks to fit
+    // what is left (a FLUSHDB between test cases then costs what the table
+    // holds, not the most it ever held).
     template <typename Pred>
     void EraseIf(Pred pred) {
       std::vector<Slot> keep;
       for (const Slot& s : slots_) {
         if (s.used && !pred(s.db, s.known)) keep.push_back(s);
       }
-      Rebuild(slots_.size(), keep);
+      size_t capacity = kInitial;
+      while (capacity < 2 * keep.size()) capacity *= 2;  // (as Put grows it)
+      Rebuild(std::min(capacity, slots_.size()), keep);
     }
     void Clear() { Rebuild(kInitial, {}); }
+    // Entries in `db`.
+    size_t CountIn(uint16_t db) const { return db < per_db_.size() ? per_db_[db] : 0; }
+    // Entries of `a` and `b` trade dbs (SWAPDB), and become unsure.
+    void Swap(uint16_t a, uint16_t b);
 
    private:
     static constexpr size_t kInitial = 1024;
@@ -151,8 +163,10 @@ class ExpiryKeeper : public RecordSink {
     }
     Slot* Probe(uint16_t db, uint64_t h1, uint64_t h2, bool* found);
     void Rebuild(size_t capacity, const std::vector<Slot>& entries);
+    void Count(uint16_t db, int delta);
     std::vector<Slot> slots_;
     size_t size_ = 0;
+    std::vector<size_t> per_db_;  // entries by db
     std::string_view hint_key_;
     Hashed hint_;
     bool has_hint_ = false;
@@ -177,14 +191,26 @@ class ExpiryKeeper : public RecordSink {
   // RENAME, RENAMENX, COPY, MOVE: the key they make carries the source
   // key's expiry, in doubt (the record is read back).
   void CarryExpiry(const RecordView& r);
-  void DoubtWhere(const std::function<bool(uint16_t)>& in_db);
+  // Every expiry known may have changed (a gap, a script that declares no
+  // keys): in O(1), by the event count (Known::since).
+  void DoubtAll();
+  bool Sure(const Known& k) const { return k.sure && k.since > doubted_all_at_; }
   void NoteDatabaseWide(const RecordView& r);
 
   RecordSink* downstream_;
   ExpiryOptions opts_;
   ExpiryStats stats_;
   Table expiry_ms_;
-  std::vector<uint16_t> dbs_;  // the dbs of the keys remembered (or once remembered)
+  std::vector<uint16_t> dbs_;    // the dbs of the keys remembered (or once remembered)
+  uint64_t events_ = 0;          // expiries set, and DoubtAll events
+  uint64_t doubted_all_at_ = 0;  // the event count at the last DoubtAll
+  // Full (max_keys), a new key sweeps out the expiries that passed: a pass
+  // over the whole table, so not again until as many new keys were turned
+  // away as the last sweep freed room for, or 1/16 of max_keys (a session
+  // cache past the cap with hour-long expiries swept, freeing nothing, for
+  // every new key: a review's decode took hours).
+  size_t refused_since_sweep_ = 0;
+  size_t last_sweep_freed_ = SIZE_MAX;
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
 };

@@ -13,6 +13,7 @@
 
 #include "resp/ambiguity.h"
 #include "resp/connection.h"
+#include "resp/expiry.h"
 #include "resp/merge.h"
 #include "resp/parser.h"
 
@@ -224,7 +225,59 @@ void BM_ShardMergeIntoTracker(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kRecords));
 }
 
+// ExpiryKeeper with 65,536 expiries kept (its cap, far in the future), per
+// record of each kind: 0 a plain SET passed on (the baseline), 1 a SET with
+// an expiry of a new key (the table full: turned away), 2 a FLUSHDB of
+// another db, 3 a write after a gap (every expiry in doubt). Before the
+// twenty-fourth follow-up, 1-3 each cost a pass over the whole table.
+void BM_ExpiryKeeperAtItsCap(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  constexpr size_t kKept = 1u << 16;
+  class Count : public kvf::resp::RecordSink {
+   public:
+    void Emit(const kvf::RecordView&, uint64_t) override { ++n; }
+    uint64_t n = 0;
+  } sink;
+  kvf::resp::ExpiryOptions o;
+  o.max_keys = kKept;
+  kvf::resp::ExpiryKeeper keeper(&sink, o);
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  const std::string far = std::to_string(t0 / 1'000'000 + 3'600'000);
+  auto set_pxat = [&](const std::string& key) {
+    const std::string_view args[] = {"SET", key, "v", "PXAT", far};
+    kvf::RecordView v;
+    v.capture_ns = t0;
+    v.key = key;
+    v.args = args;
+    keeper.Emit(v, 1);
+  };
+  for (size_t i = 0; i < kKept; ++i) set_pxat("kept:" + std::to_string(i));
+  uint64_t i = 0;
+  for (auto _ : state) {
+    const std::string key = "new:" + std::to_string(i++);
+    if (kind == 1) {
+      set_pxat(key);
+      continue;
+    }
+    const std::string_view set[] = {"SET", key, "v"};
+    const std::string_view flushdb[] = {"FLUSHDB"};
+    kvf::RecordView v;
+    v.capture_ns = t0;
+    v.key = kind == 2 ? std::string_view() : std::string_view(key);
+    v.args = kind == 2 ? std::span<const std::string_view>(flushdb) : std::span<const std::string_view>(set);
+    if (kind == 2) {
+      v.op = kvf::RecordOp::kDatabase;
+      v.db = 1;
+    }
+    if (kind == 3) v.flags = kvf::kAfterGap | kvf::kNeedsReadback;
+    keeper.Emit(v, 1);
+  }
+  if (keeper.tracked_keys() != kKept) state.SkipWithError("the kept expiries changed");
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+
 BENCHMARK(BM_ShardMergeIntoTracker)->Arg(1)->Arg(2)->ArgName("shards")->UseRealTime();
+BENCHMARK(BM_ExpiryKeeperAtItsCap)->DenseRange(0, 3)->ArgName("kind");
 BENCHMARK(BM_Baseline_MemchrCrlf)->Arg(0)->Arg(1)->ArgName("kind");
 BENCHMARK(BM_ParseRequests)->Arg(0)->Arg(1)->ArgName("kind");
 BENCHMARK(BM_ParseReplies)->Arg(0)->Arg(1)->ArgName("kind");
