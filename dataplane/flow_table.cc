@@ -704,7 +704,7 @@ uint64_t FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) 
   return acked;
 }
 
-void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
+void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset, bool late_counts) {
   HalfStream& h = f->half[Idx(d)];
   const uint64_t missing = offset - h.next_offset;
   if (!f->duplicate) {
@@ -712,8 +712,10 @@ void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset) {
     stats_.gap_bytes += missing;
   }
   if (f->consumer) f->consumer->OnGap(d, missing);
-  h.holes[h.next_hole] = {h.next_offset, offset, newest_ts_};
-  h.next_hole = static_cast<uint8_t>((h.next_hole + 1) % h.holes.size());
+  if (late_counts) {
+    h.holes[h.next_hole] = {h.next_offset, offset, newest_ts_};
+    h.next_hole = static_cast<uint8_t>((h.next_hole + 1) % h.holes.size());
+  }
   h.next_offset = offset;
 }
 
@@ -726,7 +728,7 @@ void FlowTable::SkipCut(Flow* f, Direction d, uint64_t cut_end) {
   if (!h.pending.empty()) to = std::min(to, std::max(h.pending.begin()->first, h.next_offset));
   if (to <= h.next_offset) return;
   ++stats_.gaps_cut_by_snaplen;
-  SkipTo(f, d, to);
+  SkipTo(f, d, to, /*late_counts=*/false);
 }
 
 void FlowTable::NoteLate(HalfStream& h, uint64_t from, uint64_t to, uint64_t ts_ns) {

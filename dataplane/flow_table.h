@@ -385,8 +385,10 @@ class FlowTable {
   // window (or, with `all`, until nothing is pending).
   void CheckGaps(Flow* f, Direction d, uint64_t now_ns, bool all);
   // Reports the bytes of `d` from next_offset up to `offset` (> next_offset)
-  // as a gap and moves past them.
-  void SkipTo(Flow* f, Direction d, uint64_t offset);
+  // as a gap and moves past them. `late_counts`: a copy of those bytes that
+  // comes after is counted as having come late (gap_bytes_came_late), which
+  // a cut's bytes (SkipCut) are not: they were captured, only cut short.
+  void SkipTo(Flow* f, Direction d, uint64_t offset, bool late_counts = true);
   // Bytes [from, to) of `h` came at `ts_ns`, behind what was delivered:
   // those in its latest declared holes came late (gap_bytes_came_late).
   void NoteLate(HalfStream& h, uint64_t from, uint64_t to, uint64_t ts_ns);

@@ -186,6 +186,10 @@ class Parser {
   static constexpr size_t kNoBulk = SIZE_MAX;
   static constexpr size_t kElidedBody = SIZE_MAX - 1;
   size_t GapInsideBulk(uint64_t n) const;
+  // Request mode: the argument count the multibulk in progress declared (0: none).
+  size_t PartialArgc() const {
+    return mode_ == Mode::kRequest && in_message_ && !inline_msg_ && !nodes_.empty() ? nodes_[0].children : 0;
+  }
   // True when no partial message is buffered and no resync is pending.
   bool AtBoundary() const;
   // Reply mode: bare newlines between messages are skipped, not an error. A
