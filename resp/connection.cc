@@ -473,7 +473,8 @@ bool Connection::AbsorbRequestGap(uint64_t missing) {
       argv.resize(requests_.PartialArgc());  // where its keys are follows from their count alone
       std::vector<KeyRef> keys;
       FindKeys(*spec, argv, &keys);
-      if (keys.empty() || std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return k.arg + 1 == at; }))
+      if (keys.empty() ||
+          std::any_of(keys.begin(), keys.end(), [&](const KeyRef& k) { return k.arg + 1 == at; }))
         return false;
     } else if (!(kind == Kind::kPlain && spec->Has(kCmdReadonly))) {
       return false;
@@ -491,7 +492,8 @@ bool Connection::AbsorbReplyGap(uint64_t missing) {
   if (desync_ || ignored_ || pubsub_ || monitor_ || awaiting_reset_ || pending_.empty()) return false;
   const Pending& front = pending_.front();
   if (!NextReplyUnread()) {
-    if (front.kind != Kind::kWrite || front.no_reply || front.confirm_only || front.spec == nullptr) return false;
+    if (front.kind != Kind::kWrite || front.no_reply || front.confirm_only || front.spec == nullptr)
+      return false;
     std::vector<KeyRef> keys;
     if (!FindKeys(*front.spec, Args(front), &keys) || keys.empty()) return false;
   }
