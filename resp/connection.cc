@@ -457,7 +457,13 @@ bool Connection::AbsorbRequestGap(uint64_t missing) {
     if (HaveCommandRenames()) [[unlikely]]
       args = WithSourceCommandName(args, &renamed_args_);
     const CommandSpec* spec = LookupCommand(args);
-    if (spec == nullptr) return false;
+    // A blocking command's arguments say whether it blocks (XREAD's BLOCK:
+    // what is pipelined behind it may never run), MOVE's and COPY's which db
+    // they write (a review: both lost unflagged once elided).
+    if (spec == nullptr || spec->Has(kCmdBlocking)) return false;
+    static const CommandSpec* const move = LookupCommandName("move");
+    static const CommandSpec* const copy = LookupCommandName("copy");
+    if (spec == move || spec == copy) return false;
     const Kind kind = KindOf(spec);
     if (kind == Kind::kWrite) {
       // A value, not a key: the write's keys are then read back. A

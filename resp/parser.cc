@@ -334,6 +334,12 @@ std::span<const std::string_view> Parser::PartialArgs() {
 
 bool Parser::FindHeldBulk(HeldBulk* out) const {
   if (!in_message_ || inline_msg_ || skimming_ || !trust_lengths_) return false;
+  // Not inside a push or an attribute: what they say is out of band (a
+  // subscription's confirmation, whose kind a gap would hide; a review saw
+  // every later reply paired one off).
+  for (const Frame& f : frames_) {
+    if (f.attribute || f.node == kSkimmedNode || nodes_[f.node].type == Type::kPush) return false;
+  }
   const char* v = view();
   const size_t len = view_len();
   if (pos_ >= len || (v[pos_] != '$' && v[pos_] != '!' && v[pos_] != '=')) return false;

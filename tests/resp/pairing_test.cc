@@ -2012,29 +2012,36 @@ TEST_F(Pairing, AGapInsideAValueKeepsTheConnectionInStep) {
   Take();
   struct Case {
     std::string request, reply;
-    size_t cut_at;
+    size_t cut_at, gap = 100;
   };
   const std::string body = "redis.call('set','x','1') return '" + std::string(3000, 'a') + "'";
+  const std::string xread = Cmd({"XREAD", "BLOCK", "0", "STREAMS", "s", "$"});
+  const std::string move = Cmd({"MOVE", "k", "5"});
   const Case cases[] = {
       {Cmd({"DEL", "a", std::string(3000, 'b')}), "", 1500},
       {Cmd({"SWAPDB", "0", std::string(3000, '1')}), "", 1500},
       {Cmd({"EVAL", body, "1", "k"}), "", 1500},
       {Cmd({"EVAL", body, "0"}), "$3002\r\n" + std::string(3000, 'a') + "\r\n", 1500},
+      // (a review's: the "OCK\r\n" of BLOCK; the "5" of MOVE k 5; inside a push)
+      {xread, "", xread.find("BLOCK") + 2, 5},
+      {move, "", move.size() - 3, 1},
+      {Cmd({"INCR", "n"}), ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", 10, 4},
   };
   for (const Case& c : cases) {
     Connection other(&sink_, {});
     if (c.reply.empty()) {
       other.OnData(Direction::kClientToServer, std::string_view(c.request).substr(0, c.cut_at), 60);
-      other.OnGap(Direction::kClientToServer, 100);
+      other.OnGap(Direction::kClientToServer, c.gap);
     } else {
       other.OnData(Direction::kClientToServer, c.request, 60);
       other.OnData(Direction::kServerToClient, std::string_view(c.reply).substr(0, c.cut_at), 61);
-      other.OnGap(Direction::kServerToClient, 100);
+      other.OnGap(Direction::kServerToClient, c.gap);
     }
     EXPECT_EQ(other.stats().gaps_in_values, 0u) << c.request.substr(0, 24);
     EXPECT_EQ(other.stats().desyncs, 1u) << c.request.substr(0, 24);
   }
-  EXPECT_EQ(Take(), (V{"0 readback f" + std::to_string(kAfterGap | kNeedsReadback) + " a:"}));
+  const std::string g = "0 readback f" + std::to_string(kAfterGap | kNeedsReadback);
+  EXPECT_EQ(Take(), (V{g + " a:", g + " k:", g + " n:"}));
 }
 
 // Client bytes lost in a value whose text holds commands (a queue of
