@@ -1972,7 +1972,8 @@ TEST_F(Pairing, AGapInsideAValueKeepsTheConnectionInStep) {
     const std::string r = raw.Send(cut, 1);
     conn.OnData(Direction::kClientToServer, std::string_view(cut).substr(0, 3000), 20);
     conn.OnGap(Direction::kClientToServer, cut.size() - 3000 - tail);
-    if (tail > 0) conn.OnData(Direction::kClientToServer, std::string_view(cut).substr(cut.size() - tail), 21);
+    if (tail > 0)
+      conn.OnData(Direction::kClientToServer, std::string_view(cut).substr(cut.size() - tail), 21);
     conn.OnData(Direction::kServerToClient, r, 22);
     EXPECT_EQ(Take(), (V{"2 readback f" + std::to_string(kNeedsReadback) + " cut:"})) << tail;
   }
