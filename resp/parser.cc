@@ -360,27 +360,30 @@ bool Parser::FindHeldBulk(HeldBulk* out) const {
   return true;
 }
 
-size_t Parser::GapInsideBulk(uint64_t n) const {
+size_t Parser::LocateGap(uint64_t n, HeldBulk* b) const {
   if (n == 0 || error_ != ParseError::kNone || ended_ || resyncing_ || finish_after_gap_) return kNoBulk;
   if (skip_body_ > 0) return n <= skip_body_ ? kElidedBody : kNoBulk;
-  HeldBulk b;
-  if (!FindHeldBulk(&b)) return kNoBulk;
-  const size_t here = view_len() - b.next;
-  if (n > b.blen + 2 - here) return kNoBulk;  // past its CRLF: the next message's bytes are lost too
-  if (here > b.blen && view()[b.next + b.blen] != '\r') return kNoBulk;
+  if (!FindHeldBulk(b)) return kNoBulk;
+  const size_t here = view_len() - b->next;
+  if (n > b->blen + 2 - here) return kNoBulk;  // past its CRLF: the next message's bytes are lost too
+  if (here > b->blen && view()[b->next + b->blen] != '\r') return kNoBulk;
   return nodes_.size();
 }
 
+size_t Parser::GapInsideBulk(uint64_t n) const {
+  HeldBulk b;
+  return LocateGap(n, &b);
+}
+
 bool Parser::AbsorbGap(uint64_t n) {
-  const size_t at = GapInsideBulk(n);
+  HeldBulk b;
+  const size_t at = LocateGap(n, &b);
   if (at == kNoBulk) return false;
   if (at == kElidedBody) {
     skip_body_ -= n;
     elided_bytes_ += n;
     return true;
   }
-  HeldBulk b;
-  FindHeldBulk(&b);
   const size_t here = view_len() - b.next;
   const size_t idx = nodes_.size();
   if (!AddNode(b.type, pos_ - msg_start_, 0, 0, 0, false)) return false;  // (before it changed anything)

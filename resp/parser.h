@@ -260,6 +260,8 @@ class Parser {
     size_t next;  // view offset of its body
   };
   bool FindHeldBulk(HeldBulk* out) const;
+  // GapInsideBulk, with the bulk it found.
+  size_t LocateGap(uint64_t n, HeldBulk* b) const;
   bool SkipToCandidate();
 
   Mode mode_;
