@@ -283,8 +283,8 @@ class RespShard : public StreamConsumerFactory,
     if (r.op != kvf::RecordOp::kHold) ++local_records_;
     out_->Emit(r, connection_id);
   }
-  void OnProgress(uint64_t watermark_ns) override {
-    if (merge_ != nullptr) merge_->Progress(index_, watermark_ns);
+  void OnProgress(uint64_t watermark_ns, uint64_t request_lag_ns) override {
+    if (merge_ != nullptr) merge_->Progress(index_, watermark_ns, request_lag_ns);
   }
   void OnStop() override {
     if (merge_ != nullptr) merge_->Finish(index_);
@@ -632,7 +632,7 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
     // the other direction): it comes out later with its own, older time.
     if (n > 0) {
       table.Tick(last_ts);  // every burst, as decode does: holds and holes end on time
-      tracker.Advance(std::min(last_ts, table.OldestPendingNs()));
+      tracker.Advance(std::min(last_ts, table.OldestPendingNs()), table.RequestLagNs());
     }
     // A short burst: the source has nothing more for now (a pipe whose
     // writer waits, the end of a read window). What is released goes out
@@ -872,6 +872,8 @@ int RunCapture(const std::vector<std::string>& args) {
   }
   kvf::resp::AmbiguityOptions ambiguity;
   ambiguity.window_ns = static_cast<uint64_t>(window_ms * 1e6);
+  // Widened for a mirror's delay of the requests, up to the flow table's hold.
+  ambiguity.max_request_slack_ns = cfg.peer_hold_ns + cfg.peer_hold_ns / 4;
   kvf::resp::ExpiryOptions expiry;
   judge.Apply(&ambiguity, &expiry);
   signal(SIGINT, OnSignal);

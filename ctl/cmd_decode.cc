@@ -401,8 +401,8 @@ class Pipe {
 // same order: the output is identical.
 struct RecordBatchWithAdvances {
   RecordBatch records;
-  // (number of records before it, now_ns): Advance calls, in order.
-  std::vector<std::pair<size_t, uint64_t>> advances;
+  // Advance calls, in order (`before`: the number of records before it).
+  std::vector<resp::WindowAdvance> advances;
   void Clear() {
     records.Clear();
     advances.clear();
@@ -420,8 +420,8 @@ class RecordPipe : public resp::RecordSink {
   }
   // Where the one-thread loop advances the window. Batches are handed over
   // once large enough (a burst of 256 frames may hold few records).
-  void Advance(uint64_t now_ns) {
-    cur_->advances.emplace_back(cur_->records.size(), now_ns);
+  void Advance(uint64_t now_ns, uint64_t request_lag_ns) {
+    cur_->advances.push_back({cur_->records.size(), now_ns, request_lag_ns});
     if (cur_->records.size() >= kBatchRecords || cur_->advances.size() >= kBatchRecords) Hand();
   }
   void Close() {
@@ -475,7 +475,8 @@ struct FlowEvent {
   uint64_t flow;
   uint64_t ts;  // kData: capture time; kAdvance: the window's now; kClose: the last segment's
   // kData: bytes in the arena; kGap: missing bytes; kNew: index in
-  // new_flows; kFin: the other direction's offset it acknowledged.
+  // new_flows; kFin: the other direction's offset it acknowledged;
+  // kAdvance: the flow table's RequestLagNs.
   uint64_t offset;
   uint64_t len;
   const uint8_t* data;  // kData: the bytes, when they lie in the mapped file (no copy)
@@ -503,9 +504,9 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
                   cur_->new_flows.size() - 1, 0, nullptr});
     return std::make_unique<Forwarder>(this, id);
   }
-  void Advance(uint64_t now_ns) {
-    Add(FlowEvent{FlowEvent::Kind::kAdvance, dp::Direction::kClientToServer, false, 0, now_ns, 0, 0,
-                  nullptr});
+  void Advance(uint64_t now_ns, uint64_t request_lag_ns) {
+    Add(FlowEvent{FlowEvent::Kind::kAdvance, dp::Direction::kClientToServer, false, 0, now_ns, request_lag_ns,
+                  0, nullptr});
   }
   // While every batch is in flight, the producer calls `work` (and waits a
   // little between calls) instead of sleeping until one comes back: the
@@ -531,7 +532,7 @@ class FlowEventPipe : public dp::StreamConsumerFactory {
     while (std::unique_ptr<FlowEventBatch> b = pipe_.Pop()) {
       for (const FlowEvent& e : b->events) {
         if (e.kind == FlowEvent::Kind::kAdvance) {
-          records->Advance(e.ts);
+          records->Advance(e.ts, e.offset);
           continue;
         }
         if (e.kind == FlowEvent::Kind::kNew) {
@@ -767,6 +768,9 @@ int RunDecode(const std::vector<std::string>& args) {
   Printer printer(format);
   resp::AmbiguityOptions ao;
   ao.window_ns = static_cast<uint64_t>(window_ms * 1e6);
+  // A mirror's delay of the requests widens the window, up to what the flow
+  // table waits for a delayed direction (FlowTable::RequestLagNs).
+  ao.max_request_slack_ns = cfg.peer_hold_ns + cfg.peer_hold_ns / 4;
   // Between the tracker and the output, in the order the replica applies
   // records: expiries kept with the writes that keep them.
   resp::ExpiryOptions eo;
@@ -839,9 +843,9 @@ int RunDecode(const std::vector<std::string>& args) {
     const uint64_t clock = std::min(last_frame_ns, table.OldestPendingNs());
     const uint64_t now = static_cast<uint64_t>(static_cast<int64_t>(clock) + shift_ns);
     if (events) {
-      events->Advance(now);
+      events->Advance(now, table.RequestLagNs());
     } else {
-      const std::pair<size_t, uint64_t> advance[] = {{burst_records.batch.size(), now}};
+      const resp::WindowAdvance advance[] = {{burst_records.batch.size(), now, table.RequestLagNs()}};
       tracker.TakeBatch(&burst_records.batch, advance);
     }
   };
@@ -926,10 +930,11 @@ int RunDecode(const std::vector<std::string>& args) {
                 (unsigned long long)printer.readbacks());
     std::printf(
         "ambiguity long_spans %llu long_checked %llu late_partner %llu keys_evicted %llu holds_expired "
-        "%llu\n",
+        "%llu request_slack_us %llu\n",
         (unsigned long long)tracker.stats().long_spans, (unsigned long long)tracker.stats().long_checked,
         (unsigned long long)tracker.stats().late_partner, (unsigned long long)tracker.stats().keys_evicted,
-        (unsigned long long)tracker.stats().holds_expired);
+        (unsigned long long)tracker.stats().holds_expired,
+        (unsigned long long)(tracker.stats().request_slack_ns / 1000));
     std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu\n",
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
                 (unsigned long long)expiries.stats().doubted_all,

@@ -179,7 +179,7 @@ void Dispatcher::RunWorker(Worker* w) {
     if (w->factory != nullptr && queue_empty) {
       // Data the table still holds (behind a hole, or for the other
       // direction) is delivered later with its own, older time.
-      w->factory->OnProgress(std::min(mark, w->table.OldestPendingNs()));
+      w->factory->OnProgress(std::min(mark, w->table.OldestPendingNs()), w->table.RequestLagNs());
     }
     std::lock_guard<std::mutex> lock(w->stats_mu);
     w->published = w->table.stats();
@@ -213,7 +213,9 @@ void Dispatcher::RunWorker(Worker* w) {
       any = true;
     }
     if (any) w->bytes_tail.store(freed, std::memory_order_release);
-    if (any && w->factory != nullptr) w->factory->OnProgress(std::min(newest_ts, w->table.OldestPendingNs()));
+    if (any && w->factory != nullptr) {
+      w->factory->OnProgress(std::min(newest_ts, w->table.OldestPendingNs()), w->table.RequestLagNs());
+    }
     w->tail.store(t, std::memory_order_release);
     if (Clock::now() >= next_tick) {
       tick();

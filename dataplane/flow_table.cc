@@ -77,6 +77,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   retransmitted_bytes += o.retransmitted_bytes;
   gap_bytes_came_late += o.gap_bytes_came_late;
   gap_came_late_max_ns = std::max(gap_came_late_max_ns, o.gap_came_late_max_ns);
+  request_lag_max_ns = std::max(request_lag_max_ns, o.request_lag_max_ns);
   out_of_order_segments += o.out_of_order_segments;
   out_of_window_segments += o.out_of_window_segments;
   gaps += o.gaps;
@@ -114,6 +115,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"retransmitted_bytes_dropped", retransmitted_bytes},
       {"gap_bytes_came_late", gap_bytes_came_late},
       {"gap_came_late_max_us", gap_came_late_max_ns / 1000},
+      {"request_lag_max_us", request_lag_max_ns / 1000},
       {"out_of_order_segments", out_of_order_segments},
       {"out_of_window_segments", out_of_window_segments},
       {"gaps", gaps},
@@ -620,6 +622,14 @@ void FlowTable::AddData(Flow* f, Direction d, uint32_t seq, const uint8_t* data,
 
 void FlowTable::Deliver(Flow* f, Direction d, const uint8_t* data, size_t len, uint64_t ts_ns) {
   stats_.payload_bytes_delivered += len;
+  HalfStream& h = f->half[Idx(d)];
+  if (h.lag_probe_offset != 0 && h.next_offset + len >= h.lag_probe_offset) {
+    // Callers deliver from next_offset: these bytes reach the probe.
+    if (ts_ns > h.lag_probe_ns && !f->duplicate) {
+      stats_.request_lag_max_ns = std::max(stats_.request_lag_max_ns, ts_ns - h.lag_probe_ns);
+    }
+    h.lag_probe_offset = 0;
+  }
   if (f->consumer) f->consumer->OnData(d, ByteSpan(data, len), ts_ns);
 }
 
@@ -695,6 +705,10 @@ uint64_t FlowTable::NoteAck(Flow* f, Direction d, uint32_t ack, uint64_t ts_ns) 
   if (h.fin_seen) acked = std::min(acked, h.fin_offset);  // the FIN's sequence number is not data
   if (acked <= h.next_offset) return 0;
   h.acked_offset = std::max(h.acked_offset, acked);
+  if (d == Direction::kClientToServer && h.lag_probe_offset == 0) {
+    h.lag_probe_offset = acked;
+    h.lag_probe_ns = ts_ns;
+  }
   if (!h.ack_hole) {
     h.ack_hole = true;
     h.ack_hole_since_ns = ts_ns;
@@ -717,6 +731,7 @@ void FlowTable::SkipTo(Flow* f, Direction d, uint64_t offset, bool late_counts) 
     h.next_hole = static_cast<uint8_t>((h.next_hole + 1) % h.holes.size());
   }
   h.next_offset = offset;
+  if (h.lag_probe_offset != 0 && offset >= h.lag_probe_offset) h.lag_probe_offset = 0;  // never came
 }
 
 void FlowTable::SkipCut(Flow* f, Direction d, uint64_t cut_end) {

@@ -106,7 +106,8 @@ class StreamConsumerFactory {
   // this table gets from now on is not older than `watermark_ns` (frames
   // that arrive out of time order aside). Called after each slice of
   // segments, and at each tick while the worker has nothing queued.
-  virtual void OnProgress(uint64_t /*watermark_ns*/) {}
+  // `request_lag_ns`: the table's RequestLagNs.
+  virtual void OnProgress(uint64_t /*watermark_ns*/, uint64_t /*request_lag_ns*/) {}
   // Capture workers only: the worker closed its flows and stops.
   virtual void OnStop() {}
 };
@@ -211,6 +212,10 @@ struct FlowTableStats {
   // holds that ran out (the bytes never came: declared a gap).
   uint64_t segments_held_for_peer = 0;
   uint64_t holds_expired = 0;
+  // The longest a client's bytes were captured after the server's ACK of
+  // them: how far behind the server's the mirror delivers the client's
+  // direction, at least (RequestLagNs).
+  uint64_t request_lag_max_ns = 0;
   uint64_t buffered_bytes = 0;
   uint64_t active_flows = 0;
 
@@ -252,6 +257,13 @@ class FlowTable {
   // to fill (it is delivered later with that time), or UINT64_MAX. Scans the
   // flows that have one.
   uint64_t OldestPendingNs() const;
+  // How much later than it was sent a request may be captured: the longest
+  // a client's bytes came after the server's ACK of them (a mirror that
+  // delays the client's direction; without one, never: the ACK follows the
+  // bytes), up to peer_hold_ns (a longer delay loses bytes unless the hold
+  // is raised). Never decreases. Spans that start at a request's capture
+  // are that much too short at the start (AmbiguityTracker::Advance).
+  uint64_t RequestLagNs() const { return std::min(stats_.request_lag_max_ns, config_.peer_hold_ns); }
   static constexpr size_t kFlowOverheadBytes = 768;  // sizeof(Flow), 696, and its index entries
 
  private:
@@ -293,6 +305,10 @@ class FlowTable {
     // a moment only.
     uint64_t ack_hole_since_ns = 0;
     uint64_t ack_hole_offset = 0;
+    // A probe of how late the mirror delivers this direction: the offset an
+    // ACK covered before its bytes were captured, and when (0: none).
+    uint64_t lag_probe_offset = 0;
+    uint64_t lag_probe_ns = 0;
 
     uint32_t next_seq() const { return base_seq + static_cast<uint32_t>(next_offset); }
     bool finished() const { return fin_seen && next_offset >= fin_offset; }

@@ -33,6 +33,8 @@ AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions opti
   // Spans of up to max_retain_ns plus max_span_ns fit Write's microseconds.
   opts_.max_retain_ns =
       std::clamp<uint64_t>(opts_.max_retain_ns, opts_.max_span_ns, uint64_t{600} * 1'000'000'000);
+  opts_.max_request_slack_ns = std::min<uint64_t>(opts_.max_request_slack_ns, opts_.max_span_ns);
+  window_ns_ = opts_.window_ns;
   retain_ns_ = HoldNs();
 }
 
@@ -202,8 +204,14 @@ void AmbiguityTracker::ReleaseEarly(size_t n) {
   ReleaseWhile([&](const Chunk&, size_t) { return n > 0 && n-- > 0; });
 }
 
-void AmbiguityTracker::Advance(uint64_t now_ns) {
+void AmbiguityTracker::Advance(uint64_t now_ns, uint64_t request_lag_ns) {
   driven_ = true;
+  const uint64_t slack = std::min(request_lag_ns + request_lag_ns / 4, opts_.max_request_slack_ns);
+  if (slack > stats_.request_slack_ns) [[unlikely]] {
+    stats_.request_slack_ns = slack;
+    window_ns_ = opts_.window_ns + slack;
+    retain_ns_ = std::max(retain_ns_, HoldNs());
+  }
   ReleaseBefore(now_ns);
 }
 
@@ -322,11 +330,11 @@ AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i
 bool AmbiguityTracker::LongSpanUnchecked(const Write& w, uint64_t span_ns) {
   // Keys are kept long enough for the next span twice as long, so that
   // spans growing with a backlog stay checked.
-  retain_ns_ = std::max(retain_ns_, std::min(opts_.max_retain_ns, 2 * span_ns + opts_.window_ns));
+  retain_ns_ = std::max(retain_ns_, std::min(opts_.max_retain_ns, 2 * span_ns + window_ns_));
   last_long_ns_ = std::max(last_long_ns_, w.capture_ns);
   // A write of another connection whose span comes within the window of
   // this one was taken after dropped_upto_, so its key's entry is intact.
-  if (span_ns <= opts_.max_retain_ns && w.request_ns() > dropped_upto_ + opts_.window_ns) {
+  if (span_ns <= opts_.max_retain_ns && w.request_ns() > dropped_upto_ + window_ns_) {
     ++stats_.long_checked;
     return false;
   }
@@ -370,7 +378,7 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
   // more), so none of them meets it. Not every record held: while a hold
   // keeps hundreds of thousands, a flood of FLUSHDBs each walking them all
   // took seconds (found by a review).
-  const uint64_t reach = opts_.window_ns + opts_.max_span_ns + max_late_ns_;
+  const uint64_t reach = window_ns_ + opts_.max_span_ns + max_late_ns_;
   bool walked = false;
   for (auto c = chunks_.rbegin(); c != chunks_.rend() && !walked; ++c) {
     for (size_t j = c->end; j-- > c->next;) {
@@ -567,7 +575,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   if (!marker) ++stats_.records;
   const uint64_t ts = c.batch.capture_ns(i);
   if (!driven_) {
-    const uint64_t lag = opts_.window_ns + opts_.late_arrival_ns;
+    const uint64_t lag = window_ns_ + opts_.late_arrival_ns;
     ReleaseBefore(ts > lag ? ts - lag : 0);
   }
   // How far out of capture order records come (TakeDatabaseWide).
@@ -643,9 +651,9 @@ void AmbiguityTracker::Emit(const RecordView& record, uint64_t connection_id) {
   Take(c, c.batch.size() - 1, KeyOf(c.batch, c.batch.size() - 1));
 }
 
-void AmbiguityTracker::TakeBatch(RecordBatch* batch, std::span<const std::pair<size_t, uint64_t>> advances) {
+void AmbiguityTracker::TakeBatch(RecordBatch* batch, std::span<const WindowAdvance> advances) {
   if (batch->empty()) {
-    for (const auto& a : advances) Advance(a.second);
+    for (const WindowAdvance& a : advances) Advance(a.now_ns, a.request_lag_ns);
     return;
   }
   Chunk& c = NewChunk();
@@ -663,19 +671,22 @@ void AmbiguityTracker::TakeBatch(RecordBatch* batch, std::span<const std::pair<s
   for (size_t j = 0; j < std::min(n, kAhead); ++j) prefetch(j);
   size_t a = 0;
   for (size_t i = 0; i < n; ++i) {
-    for (; a < advances.size() && advances[a].first <= i; ++a) Advance(advances[a].second);
+    for (; a < advances.size() && advances[a].before <= i; ++a)
+      Advance(advances[a].now_ns, advances[a].request_lag_ns);
     const uint64_t k = keys[i % kAhead];
     if (i + kAhead < n) prefetch(i + kAhead);
     Take(c, i, k);
   }
-  for (; a < advances.size(); ++a) Advance(advances[a].second);
+  for (; a < advances.size(); ++a) Advance(advances[a].now_ns, advances[a].request_lag_ns);
 }
 
 SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
     : downstream_(downstream),
       // The two records' replies come at most this far apart when their
       // spans come within the window (spans of max_span_ns at most).
-      near_ns_(options.window_ns + 2 * options.max_span_ns),
+      // (The window may widen by max_request_slack_ns.)
+      near_ns_(options.window_ns + std::min(options.max_request_slack_ns, options.max_span_ns) +
+               2 * options.max_span_ns),
       // Kept longer: records may come out of time order by the tracker's
       // slack for late arrivals.
       keep_ns_(near_ns_ + options.late_arrival_ns),

@@ -52,6 +52,13 @@ struct AmbiguityOptions {
   // carry a TTL (leaderboards, counters), where it spares a read-back of
   // the whole key per concurrent write.
   bool fields_commute = false;
+  // A mirror that delays the client's direction captures each request late,
+  // and the span that starts there is too short: the window widens by the
+  // delay the flow table measured (Advance's request_lag_ns), a quarter
+  // more (the measure is a lower bound: the ACK it starts from may follow
+  // the bytes by the server's turn), up to this. Decode and capture set it
+  // from the flow table's hold (peer_hold_ns); 0: never widened.
+  uint64_t max_request_slack_ns = 0;
   size_t max_keys = 1u << 20;         // (db, key) entries remembered (then records leave early)
   size_t max_held = 1u << 18;         // records held back while their window is open
   size_t max_held_bytes = 64u << 20;  // bytes of those records (keys, arguments)
@@ -95,6 +102,17 @@ struct AmbiguityStats {
   uint64_t holds_expired = 0;
   uint64_t keys_evicted = 0;     // entries dropped by the key cap before their window closed
   uint64_t forced_releases = 0;  // records released early by the hold caps
+  // What the window was widened by for a mirror's delay (request_lag_ns).
+  uint64_t request_slack_ns = 0;
+};
+
+// Where a caller advances the window inside a batch (TakeBatch): before
+// record `before`, to `now_ns`, with the mirror's delay of requests measured
+// by then (FlowTable::RequestLagNs).
+struct WindowAdvance {
+  size_t before = 0;
+  uint64_t now_ns = 0;
+  uint64_t request_lag_ns = 0;
 };
 
 // Thread confinement: one thread (the shard's). Records leave in the order
@@ -109,16 +127,18 @@ class AmbiguityTracker : public RecordSink {
 
   void Emit(const RecordView& record, uint64_t connection_id) override;
   // Takes every record of `batch` as Emit would, in order, calling
-  // Advance(now) before record `before` for each (before, now) of `advances`
+  // Advance(now, lag) before record `before` for each of `advances`
   // (ascending `before`; those equal to the size come after the last record).
   // The records are held without a copy: `batch` is left empty (it receives
   // a spare batch's capacity), its flags set as the records are flagged.
-  void TakeBatch(RecordBatch* batch, std::span<const std::pair<size_t, uint64_t>> advances = {});
+  void TakeBatch(RecordBatch* batch, std::span<const WindowAdvance> advances = {});
   // Releases every record whose window closed before `now_ns` (capture time).
   // Once called, the caller drives the window: records taken no longer
   // advance it by their own times (the caller knows what is still to come:
-  // data a flow table holds, a shard's watermark).
-  void Advance(uint64_t now_ns);
+  // data a flow table holds, a shard's watermark). `request_lag_ns`: how
+  // late the mirror may capture requests (FlowTable::RequestLagNs); the
+  // window widens for it (max_request_slack_ns), and never narrows again.
+  void Advance(uint64_t now_ns, uint64_t request_lag_ns = 0);
   // Releases everything held (end of capture) and forgets every key.
   void Flush();
 
@@ -181,7 +201,7 @@ class AmbiguityTracker : public RecordSink {
   bool LongSpanUnchecked(const Write& w, uint64_t span_ns);
   // Spans [request, reply] closer than the window: the order is unknown.
   bool Overlap(const Write& a, const Write& b) const {
-    return a.request_ns() < b.capture_ns + opts_.window_ns && b.request_ns() < a.capture_ns + opts_.window_ns;
+    return a.request_ns() < b.capture_ns + window_ns_ && b.request_ns() < a.capture_ns + window_ns_;
   }
   // A database-wide record (FLUSHDB, FLUSHALL, SWAPDB): the key writes of
   // other connections in the dbs it touches whose spans come within the
@@ -258,7 +278,7 @@ class AmbiguityTracker : public RecordSink {
   void ReleaseBefore(uint64_t now_ns);
   // How long a record is held, and a key remembered when no long span came:
   // a later write whose span reaches back up to max_span_ns still finds it.
-  uint64_t HoldNs() const { return opts_.window_ns + opts_.max_span_ns; }
+  uint64_t HoldNs() const { return window_ns_ + opts_.max_span_ns; }
   // Past its retention: the slot may be dropped (Dropped() when it is).
   bool Stale(const Slot& s) const { return s.latest.capture_ns + retain_ns_ < horizon_; }
   void Dropped(const Slot& s) { dropped_upto_ = std::max(dropped_upto_, s.latest.capture_ns); }
@@ -286,7 +306,9 @@ class AmbiguityTracker : public RecordSink {
   size_t held_bytes_ = 0;
   uint64_t next_id_ = 0;  // id of the next record taken
   uint64_t horizon_ = 0;  // the furthest the window was advanced to
-  bool driven_ = false;   // Advance was called: records do not advance the window
+  // The window: opts_.window_ns, widened for a mirror's delay of requests.
+  uint64_t window_ns_ = 0;
+  bool driven_ = false;  // Advance was called: records do not advance the window
   // Entries live this long after their latest write: the window plus
   // max_span_ns, longer while long spans come (LongSpanUnchecked).
   uint64_t retain_ns_ = 0;

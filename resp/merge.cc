@@ -56,7 +56,10 @@ RecordSink* ShardMerge::input(size_t i) {
   return inputs_[i].get();
 }
 
-void ShardMerge::Progress(size_t i, uint64_t watermark_ns) {
+void ShardMerge::Progress(size_t i, uint64_t watermark_ns, uint64_t request_lag_ns) {
+  uint64_t seen = request_lag_ns_.load(std::memory_order_relaxed);
+  while (request_lag_ns > seen && !request_lag_ns_.compare_exchange_weak(seen, request_lag_ns)) {
+  }
   inputs_[i]->Progress(watermark_ns);
 }
 
@@ -179,7 +182,7 @@ void ShardMerge::Run() {
       bound = std::min(bound, cursors[i].batch != nullptr ? at(cursors[i]) : watermark[i]);
     if (bound != kNever && bound > advanced) {
       advanced = bound;
-      tracker_->Advance(bound);
+      tracker_->Advance(bound, request_lag_ns_.load(std::memory_order_relaxed));
       moved = true;
     }
     if (moved) continue;

@@ -72,8 +72,10 @@ class ShardMerge {
   // Where shard i's connections emit their records.
   RecordSink* input(size_t i);
   // Shard i will emit no record older than `watermark_ns` from now on (its
-  // pending records are handed over first).
-  void Progress(size_t i, uint64_t watermark_ns);
+  // pending records are handed over first). `request_lag_ns`: how late its
+  // flow table saw requests captured (FlowTable::RequestLagNs); the window
+  // widens for the most any shard saw.
+  void Progress(size_t i, uint64_t watermark_ns, uint64_t request_lag_ns = 0);
   // Shard i will emit nothing more.
   void Finish(size_t i);
 
@@ -120,6 +122,7 @@ class ShardMerge {
   std::vector<std::unique_ptr<Batch>> spare_;  // emptied batches for reuse; guarded by mu_
   MergeStats stats_;                           // guarded by mu_
   std::atomic<bool> merge_waiting_{false};     // written under mu_; shards peek without it
+  std::atomic<uint64_t> request_lag_ns_{0};    // the most of the shards' (Progress)
   uint64_t generation_ = 0;                    // counts hand-overs; guarded by mu_
 };
 

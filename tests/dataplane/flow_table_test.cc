@@ -291,6 +291,41 @@ TEST_F(FlowTableTest, AcknowledgedBytesThatKeepComingAreNoGapHoweverLongTheStrea
   EXPECT_EQ(table_->stats().gaps, 0u);
   EXPECT_EQ(Flow().data[0].size(), sent.size());
   EXPECT_TRUE(Flow().data[0] == sent) << "the bytes delivered differ from those sent";
+  // Each chunk came 1 ms after the server acknowledged it: requests are
+  // captured that late (the ambiguity window widens for it).
+  EXPECT_EQ(table_->RequestLagNs(), kMs);
+}
+
+// How late the mirror captures the client's direction: the longest its
+// bytes came after the server's ACK of them. In order, an ACK follows the
+// bytes and nothing is measured; a late server direction does not count
+// (the records' times are their replies'); the measure stops at the hold.
+TEST_F(FlowTableTest, HowLateTheMirrorCapturesRequestsIsMeasured) {
+  Handshake(100, 5000);
+  const uint64_t t = now_ + kMs;
+  Send(true, 101, "AB", kAck, t, 5001);
+  Send(false, 5001, "+1", kAck, t + 50'000, 103);
+  EXPECT_EQ(table_->RequestLagNs(), 0u);
+  // The answer to "CD", whose ACK covers it, captured 0.7 ms before it.
+  Send(false, 5003, "+2", kAck, t + kMs, 105);
+  Send(true, 103, "CD", kAck, t + kMs + 700'000, 5003);
+  EXPECT_EQ(table_->RequestLagNs(), 700'000u);
+  EXPECT_EQ(table_->stats().request_lag_max_ns, 700'000u);
+  // The client acknowledges an answer captured 0.9 ms later.
+  Send(true, 105, "EF", kAck, t + 3 * kMs, 5007);
+  Send(false, 5005, "+3", kAck, t + 3 * kMs + 900'000, 105);
+  EXPECT_EQ(table_->RequestLagNs(), 700'000u);
+  // A pure ACK 1.5 ms ahead of the request (no hold: it carries no data),
+  // then one 5 ms ahead: the second is more than the 2 ms hold.
+  Send(false, 5007, "", kAck, t + 5 * kMs, 109);
+  Send(true, 107, "GH", kAck, t + 5 * kMs + 1'500'000, 5007);
+  EXPECT_EQ(table_->RequestLagNs(), 1'500'000u);
+  Send(false, 5007, "", kAck, t + 8 * kMs, 111);
+  Send(true, 109, "IJ", kAck, t + 13 * kMs, 5007);
+  EXPECT_EQ(table_->stats().request_lag_max_ns, 5 * kMs);
+  EXPECT_EQ(table_->RequestLagNs(), Config().peer_hold_ns);
+  EXPECT_EQ(Events(), "D0:AB D1:+1 D0:CD D1:+2 D1:+3 D0:EF D0:GH D0:IJ");
+  EXPECT_EQ(table_->stats().gaps, 0u);
 }
 
 TEST_F(FlowTableTest, AckOfFinIsNotAGap) {

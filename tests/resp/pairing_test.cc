@@ -4886,6 +4886,34 @@ TEST(Ambiguity, ADrivenWindowWaitsForTheCallersClock) {
   EXPECT_EQ(t.stats().late_partner, 0u);
 }
 
+// A mirror that captures requests late shortens every span at its start:
+// the window widens by the delay the flow table measured (a lower bound: a
+// quarter more), up to max_request_slack_ns, and never narrows again.
+TEST(Ambiguity, TheWindowWidensForAMirrorsDelayOfTheRequests) {
+  for (const uint64_t lag : {uint64_t{0}, uint64_t{800}, uint64_t{100'000}}) {
+    SCOPED_TRACE(lag);
+    VectorSink out;
+    AmbiguityOptions o;
+    o.window_ns = 1000;
+    o.late_arrival_ns = 0;
+    o.max_request_slack_ns = 1500;
+    AmbiguityTracker t(&out, o);
+    t.Advance(9'000, lag);
+    t.Advance(9'100, 0);
+    EmitRecord(&t, SetRecord("k", 10'000), 1);
+    EmitRecord(&t, SetRecord("k", 11'900), 2);  // 1.9 us later: apart in a 1.8 us window
+    EmitRecord(&t, SetRecord("k", 14'500), 1);  // 2.6 us after that: apart in any
+    t.Flush();
+    const uint64_t slack = lag == 0 ? 0 : lag == 800 ? 1000 : 1500;
+    EXPECT_EQ(t.stats().request_slack_ns, slack);
+    ASSERT_EQ(out.records.size(), 3u);
+    const uint16_t met = slack > 0 ? kAmbiguousOrder | kNeedsReadback : 0;
+    EXPECT_EQ(out.records[0].flags, met);
+    EXPECT_EQ(out.records[1].flags, met);
+    EXPECT_EQ(out.records[2].flags, 0);
+  }
+}
+
 // Held records' strings live in the tracker's byte ring: they must come out
 // byte for byte as they went in, in order, while the ring wraps, grows, hits
 // its byte cap, and meets a record too large to hold at all.
@@ -5077,7 +5105,7 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
   VectorSink out;
   AmbiguityTracker t(&out, o);
   RecordBatch batch;
-  std::vector<std::pair<size_t, uint64_t>> advances;
+  std::vector<WindowAdvance> advances;
   size_t batch_size = 1;
   for (size_t i = 0; i < writes.size(); ++i) {
     ChangeRecord r;
@@ -5094,7 +5122,7 @@ void CheckAgainstReference(uint64_t window_ns, size_t max_keys, bool expect_evic
       continue;
     }
     batch.Add(v, writes[i].conn);
-    if (i % 1000 == 0) advances.emplace_back(batch.size(), writes[i].ts);
+    if (i % 1000 == 0) advances.push_back({batch.size(), writes[i].ts});
     if (batch.size() >= batch_size) {
       t.TakeBatch(&batch, advances);
       ASSERT_TRUE(batch.empty());
@@ -5481,7 +5509,7 @@ TEST(Ambiguity, TakenBatchesAreHeldWithoutACopy) {
     batch.Add(RecordView::Of(r, &args), (i / 10) % 2);
   }
   for (size_t i = 0; i < batch.size(); ++i) written.push_back(batch.key(i).data());
-  const std::pair<size_t, uint64_t> advance[] = {{50, 500'000}};
+  const WindowAdvance advance[] = {{50, 500'000}};
   t.TakeBatch(&batch, advance);
   EXPECT_TRUE(batch.empty());
   EXPECT_EQ(t.held(), 100u);
