@@ -935,10 +935,11 @@ int RunDecode(const std::vector<std::string>& args) {
         (unsigned long long)tracker.stats().late_partner, (unsigned long long)tracker.stats().keys_evicted,
         (unsigned long long)tracker.stats().holds_expired,
         (unsigned long long)(tracker.stats().request_slack_ns / 1000));
-    std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu\n",
+    std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu doubted_untracked %llu\n",
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
                 (unsigned long long)expiries.stats().doubted_all,
-                (unsigned long long)expiries.stats().untracked);
+                (unsigned long long)expiries.stats().untracked,
+                (unsigned long long)expiries.stats().doubted_untracked);
     std::printf("prior unknown %llu forgotten %llu untracked %llu\n",
                 (unsigned long long)priors.stats().flagged, (unsigned long long)priors.stats().forgotten,
                 (unsigned long long)priors.stats().untracked);

@@ -1125,6 +1125,14 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       const ExpiryBase when = relative ? ExpiryBaseOf(ctx) : ExpiryBase{};
       int64_t abs_ms;
       if (!ParseI64(argv[2], &n) || !ExpiryMs(n, mul, when.ms, &abs_ms)) return bad();
+      if (relative && n <= 0) {
+        // Expired as it was set: the server deleted the key and replicates
+        // a DEL (expire.c checkAlreadyExpired). So does this record: a write
+        // that keeps the expiry and makes the key anew right after must not
+        // be followed by this one (a review: EXPIRE h 0; HSET h f 1 lost h).
+        out.Emit(RecordOp::kIdempotent, 0, argv[1], {"DEL", argv[1]});
+        return ConvertOutcome::kRecorded;
+      }
       Pexpireat(out, argv[1], abs_ms, when.flags);
       return ConvertOutcome::kRecorded;
     }

@@ -256,6 +256,7 @@ void ExpiryKeeper::CarryExpiry(const RecordView& r) {
   carried.since = ++events_;
   if (expiry_ms_.Put(db, key, carried, /*only_update=*/expiry_ms_.size() >= opts_.max_keys) == nullptr) {
     ++stats_.untracked;
+    Refuse(db, key, carried.hi);
     return;
   }
   if (std::find(dbs_.begin(), dbs_.end(), db) == dbs_.end()) dbs_.push_back(db);
@@ -337,11 +338,43 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
     if (expiry_ms_.size() >= opts_.max_keys) {
       ++refused_since_sweep_;
       ++stats_.untracked;
+      Refuse(r.db, r.key, known.hi);
       return;
     }
   }
   expiry_ms_.Put(r.db, r.key, known);
   if (std::find(dbs_.begin(), dbs_.end(), r.db) == dbs_.end()) dbs_.push_back(r.db);
+}
+
+namespace {
+constexpr uint64_t kRefusedBits = uint64_t{1} << 23;
+}  // namespace
+
+std::array<uint64_t, 2> ExpiryKeeper::RefusedBits(uint16_t db, std::string_view key) {
+  const Table::Hashed h = Table::HashOf(key);
+  const uint64_t d = uint64_t{db} * 0x9E3779B97F4A7C15ull;
+  return {(h.h1 ^ d) & (kRefusedBits - 1), (h.h2 + d) & (kRefusedBits - 1)};
+}
+
+void ExpiryKeeper::Refuse(uint16_t db, std::string_view key, int64_t until_ms) {
+  if (refused_bits_.empty()) {
+    refused_bits_.assign(kRefusedBits / 64, 0);
+    refused_until_ms_ = until_ms;
+  }
+  for (const uint64_t bit : RefusedBits(db, key)) refused_bits_[bit / 64] |= uint64_t{1} << (bit % 64);
+  refused_until_ms_ = std::max(refused_until_ms_, until_ms);
+}
+
+bool ExpiryKeeper::MaybeRefused(uint16_t db, std::string_view key, int64_t from_ms) {
+  if (refused_bits_.empty()) return false;
+  if (!opts_.shifted_clock && refused_until_ms_ + kClockSlackMs <= from_ms) {
+    refused_bits_.clear();  // every expiry turned away had passed before this write
+    return false;
+  }
+  for (const uint64_t bit : RefusedBits(db, key)) {
+    if ((refused_bits_[bit / 64] & (uint64_t{1} << (bit % 64))) == 0) return false;
+  }
+  return true;
 }
 
 ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
@@ -397,6 +430,9 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
       const bool later = !pexpireat || at_ms > e->lo;
       const int64_t lag_ms = std::max(opts_.lag_budget_ms, opts_.apply_at_ms - by_ms);
       v.doubt = later && (!Sure(*e) || e->lo <= by_ms + lag_ms);
+    } else if (e == nullptr && (r.flags & kUnknownDb) == 0 && MaybeRefused(r.db, r.key, from_ms)) {
+      v.doubt = true;
+      ++stats_.doubted_untracked;
     }
     if (pexpireat) {
       Remember(r, at_ms);
@@ -431,7 +467,13 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
     return {};
   }
   Known* e = known();
-  if (e == nullptr) return {};
+  if (e == nullptr) {
+    // No expiry known, or one the full table turned away.
+    if ((r.flags & kUnknownDb) != 0 || !MaybeRefused(r.db, r.key, from_ms)) return {};
+    ++stats_.doubted;
+    ++stats_.doubted_untracked;
+    return Verdict{-1, true};
+  }
   if (passed(*e)) {
     // The key had expired on the source before this write (or lost its
     // expiry): the write made or changed a key without one.

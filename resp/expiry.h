@@ -27,6 +27,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -61,6 +62,9 @@ struct ExpiryStats {
   uint64_t doubted = 0;      // writes flagged for read-back: their key's expiry is not sure
   uint64_t doubted_all = 0;  // events that put every expiry known in doubt (scripts without keys, gaps…)
   uint64_t untracked = 0;    // expiries not remembered: max_keys reached
+  // Of the writes doubted, those whose key's expiry may be one turned away
+  // (untracked): the write cannot be followed by it.
+  uint64_t doubted_untracked = 0;
 };
 
 class ExpiryKeeper : public RecordSink {
@@ -211,6 +215,19 @@ class ExpiryKeeper : public RecordSink {
   // every new key: a review's decode took hours).
   size_t refused_since_sweep_ = 0;
   size_t last_sweep_freed_ = SIZE_MAX;
+  // The keys whose expiry the full table turned away, as a Bloom filter of
+  // (db, key) (1 MiB, two probes; empty until the first): a later write that
+  // keeps the expiry of one of them, or moves it, is read back instead of
+  // shipped as if the key had none (a review: past the cap, INCRs of keys
+  // whose expiry was turned away made them anew without one on a replica
+  // that applied them after the expiry: 21,424 keys that never went,
+  // unflagged). Emptied once the latest expiry it holds has passed: a write
+  // after that makes a key without one on the source too.
+  void Refuse(uint16_t db, std::string_view key, int64_t until_ms);
+  bool MaybeRefused(uint16_t db, std::string_view key, int64_t from_ms);
+  static std::array<uint64_t, 2> RefusedBits(uint16_t db, std::string_view key);  // the filter's two
+  std::vector<uint64_t> refused_bits_;
+  int64_t refused_until_ms_ = 0;
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
 };

@@ -437,6 +437,18 @@ TEST(ExpiryKeeper, RemembersAtMostMaxKeysDroppingPassedExpiriesFirst) {
   pass({"APPEND", "d", "x"}, kNowMs + 50);
   ASSERT_EQ(out.records.size(), before + 3);
   EXPECT_EQ(out.records[before + 1].args[2], std::to_string(kLater + 1));
+  // d's expiry was turned away: its write is read back, not shipped as if d
+  // had none (a replica applying it after the expiry would keep d forever);
+  // a key never given an expiry is not.
+  EXPECT_TRUE(out.records[before + 2].HasFlag(kNeedsReadback));
+  EXPECT_EQ(keeper.stats().doubted_untracked, 1u);
+  pass({"APPEND", "e", "x"}, kNowMs + 60);
+  EXPECT_FALSE(out.records.back().HasFlag(kNeedsReadback));
+  // Once every expiry turned away has passed, a write makes a key without
+  // one on the source too.
+  pass({"APPEND", "d", "x"}, kLater + 10);
+  EXPECT_FALSE(out.records.back().HasFlag(kNeedsReadback));
+  EXPECT_EQ(keeper.stats().doubted_untracked, 1u);
 }
 
 // The keeper's table (open addressing, deletion by backward shift, growth)

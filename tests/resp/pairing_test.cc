@@ -103,6 +103,17 @@ TEST_F(Pairing, RelativeExpiriesBecomeAbsolute) {
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " k2: SET k2 v PXAT " + std::to_string(ms3 + 7000)}));
   c_->Do({"GETEX", "k2", "EXAT", "4000000000"});
   EXPECT_EQ(Take(), (V{"0 " + kIdem + " k2: PEXPIREAT k2 4000000000000"}));
+  // A relative expiry of 0 or less deletes the key at once (the server
+  // replicates a DEL): so does the record, and the key made anew after it
+  // keeps no expiry on the server.
+  c_->Do({"EXPIRE", "k2", "0"});
+  c_->Do({"HSET", "k2", "f", "1"});
+  c_->Do({"SET", "k", "v"});
+  c_->Do({"PEXPIRE", "k", "-5"});
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " k2: DEL k2", "0 " + kIdem + " k2: HSET k2 f 1",
+                       "0 " + kIdem + " k: SET k v", "0 " + kIdem + " k: DEL k"}));
+  EXPECT_EQ(c_->raw().Send(Cmd({"PTTL", "k2"}), 1), ":-1\r\n");
+  EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "k"}), 1), ":0\r\n");
 }
 
 // A relative expiry counts from when the write ran, between its request

@@ -458,6 +458,42 @@ TEST(RespParser, LimitsGiveClearErrors) {
             std::vector<std::string>{"ERROR:malformed integer, boolean or big number"});
 }
 
+// Nesting past max_depth: the parser resyncs past the aggregate header that
+// went too deep, not from the message's second byte, so a long run of
+// nested headers (a value holding them, read as a reply after a gap) costs
+// linear time, not one restart as deep as the limit per line (a review:
+// 200,000 "*1" lines took 105 s). The reply after them is found.
+TEST(RespParser, NestingTooDeepResyncsPastTheHeaderThatWentTooDeep) {
+  Limits l;
+  l.max_depth = 64;
+  std::string in;
+  for (int i = 0; i < 20000; ++i) in += "*1\r\n";
+  in += "+OK\r\n";
+  Parser p(Parser::Mode::kReply, l);
+  p.Feed(in);
+  std::vector<std::string> messages;
+  for (;;) {
+    const ParseStatus s = p.Next();
+    if (s == ParseStatus::kNeedMore) break;
+    if (s == ParseStatus::kError) {
+      EXPECT_EQ(p.error(), ParseError::kTooDeep);
+      p.Resync();
+      continue;
+    }
+    size_t i = 0;
+    messages.push_back(Render(p.nodes(), &i));
+  }
+  // Each failure skips the 64 headers it opened and the 65th; the last 45
+  // are the reply that holds the +OK.
+  std::string last;
+  for (int i = 0; i < 20000 % 65; ++i) last += "array[";
+  last += "simple-string'OK'" + std::string(20000 % 65, ']');
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0], last);
+  EXPECT_EQ(p.resyncs(), 20000u / 65);
+  EXPECT_EQ(p.skipped_bytes() + 4 * (20000 % 65), 4u * 20000) << p.skipped_bytes();
+}
+
 // A bulk string that would take its message past max_message_bytes is not
 // held: it comes out empty and marked elided, its bytes skipped unread as
 // they arrive, and the stream goes on right after it, whatever the chunking
