@@ -238,6 +238,10 @@ Connection::Connection(RecordSink* sink, ConnectionOptions options)
       requests_(Parser::Mode::kRequest, options.request_limits),
       replies_(Parser::Mode::kReply, options.reply_limits) {
   // A read's reply is never looked into past its root: walk it only.
+  // An inline client (telnet, nc, a health check) resyncs at its next
+  // command after a gap or a join, as a multibulk one does.
+  requests_.SetInlineCommandPredicate(
+      [](std::string_view word) { return LookupCommandName(word) != nullptr; });
   replies_.SetSkimPredicate(
       [](const void* self) { return static_cast<const Connection*>(self)->NextReplyUnread(); }, this);
   no_unseen_multi_ = !opts_.joined_mid_stream;

@@ -322,6 +322,7 @@ void Parser::Resync() {
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = false;
+  resync_at_gap_start_ = false;
   ++resyncs_;
 }
 
@@ -437,6 +438,7 @@ void Parser::OnGap() {
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = true;  // the gap may end exactly at a message start
+  resync_at_gap_start_ = true;
   ++resyncs_;
 }
 
@@ -448,8 +450,8 @@ Parser::Candidate Parser::CheckCandidate(size_t at) const {
   const char* v = view();
   const size_t len = view_len();
   if (mode_ == Mode::kRequest) {
+    if (v[at] != '*') return CheckInlineCandidate(at);
     // "*<count>\r\n$": a multibulk header followed by a bulk header.
-    if (v[at] != '*') return Candidate::kNo;
     size_t i = at + 1;
     size_t digits = 0;
     for (; i < len && v[i] >= '0' && v[i] <= '9'; ++i) {
@@ -493,6 +495,25 @@ Parser::Candidate Parser::CheckCandidate(size_t at) const {
   }
 }
 
+Parser::Candidate Parser::CheckInlineCandidate(size_t at) const {
+  if (known_command_ == nullptr || !(inline_seen_ || (resync_at_gap_start_ && at == pos_)))
+    return Candidate::kNo;
+  const char* v = view();
+  const size_t avail = view_len() - at;
+  const char c = v[at];
+  if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return Candidate::kNo;
+  // A whole line, as Redis reads one (up to '\n', within its limit, no NUL).
+  const char* line = v + at;
+  const char* nl =
+      static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 1)));
+  if (nl == nullptr) return avail > limits_.max_inline_len ? Candidate::kNo : Candidate::kMore;
+  if (std::memchr(line, '\0', static_cast<size_t>(nl - line)) != nullptr) return Candidate::kNo;
+  const char* w = line;
+  while (w < nl && *w != ' ' && *w != '\t' && *w != '\r') ++w;
+  return known_command_(std::string_view(line, static_cast<size_t>(w - line))) ? Candidate::kYes
+                                                                               : Candidate::kNo;
+}
+
 bool Parser::SkipToCandidate() {
   const char* v = view();
   const size_t len = view_len();
@@ -502,11 +523,13 @@ bool Parser::SkipToCandidate() {
       if (c == Candidate::kYes) {
         resyncing_ = false;
         resync_first_is_candidate_ = false;
+        resync_at_gap_start_ = false;
         return true;
       }
       if (c == Candidate::kMore) return false;
       resync_first_is_candidate_ = false;
     }
+    resync_at_gap_start_ = false;
     const void* nl = std::memchr(v + pos_, '\n', len - pos_);
     const size_t next = nl == nullptr ? len : static_cast<size_t>(static_cast<const char*>(nl) - v) + 1;
     skipped_bytes_ += next - pos_;
@@ -694,6 +717,7 @@ ParseStatus Parser::ParseInline(const char* v, size_t len) {
   in_message_ = false;
   inline_msg_ = false;
   last_inline_ = true;
+  inline_seen_ = true;
   return ParseStatus::kMessage;
 }
 

@@ -154,6 +154,14 @@ class Parser {
     skim_ = skim;
     skim_ctx_ = ctx;
   }
+  // Request mode: after a gap (or a join), a line whose first word `known`
+  // accepts (a command name) is a place to resync at, besides a multibulk
+  // header: at the first byte after the gap, and at any line start once an
+  // inline request was parsed on this stream. Without it, a client that
+  // sends inline commands (telnet, nc, health checks) never resyncs and
+  // every later write is lost unflagged.
+  using CommandPredicate = bool (*)(std::string_view word);
+  void SetInlineCommandPredicate(CommandPredicate known) { known_command_ = known; }
   bool skimmed() const { return skimming_; }
   // Wire bytes of the last message (attributes included).
   size_t message_bytes() const { return message_bytes_; }
@@ -252,6 +260,9 @@ class Parser {
   void ForgetElisions();
   void Finish();
   Candidate CheckCandidate(size_t at) const;
+  // Request mode, a line that is no multibulk header: an inline request of
+  // a known command (SetInlineCommandPredicate)?
+  Candidate CheckInlineCandidate(size_t at) const;
   // The bulk string whose body the view ends inside (the message in
   // progress, its header read): false when the parser waits elsewhere.
   struct HeldBulk {
@@ -296,6 +307,10 @@ class Parser {
   bool ended_ = false;          // see ended(); never cleared
   bool skip_newlines_ = false;  // see SkipNewlinesBetweenMessages
   bool resync_first_is_candidate_ = false;
+  // Resyncing from the first byte after a gap, not yet moved past it.
+  bool resync_at_gap_start_ = false;
+  bool inline_seen_ = false;                  // an inline request was parsed
+  CommandPredicate known_command_ = nullptr;  // SetInlineCommandPredicate
   uint64_t skipped_bytes_ = 0;
   uint64_t empty_requests_ = 0;
   uint64_t resyncs_ = 0;

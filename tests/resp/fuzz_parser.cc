@@ -210,6 +210,8 @@ void RunWithResync(Parser::Mode mode, const uint8_t* data, size_t size, size_t c
   l.max_message_bytes = 1 << 14;
   l.max_depth = 4;
   Parser p(mode, l);
+  // Inline requests resync at a known command (any word of 3 letters here).
+  p.SetInlineCommandPredicate([](std::string_view w) { return w.size() == 3; });
   size_t round = 0;
   for (size_t off = 0; off < size; off += chunk, ++round) {
     if (round % 5 == 4) p.OnGap();

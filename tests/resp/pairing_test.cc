@@ -303,6 +303,27 @@ TEST_F(Pairing, AReplicaLinkJoinedMidStreamIsIgnoredFromItsFirstAck) {
   EXPECT_EQ(Take(), (V{"0 readback" + gap + " x:", "0 " + kIdem + gap + " y: SET y 1"}));
 }
 
+// An inline client (telnet, nc, a health check) joined mid-stream pairs
+// from its next command as a multibulk one does: flagged after_gap and
+// unknown_db, not lost (a review: 11 inline writes gave no record at all).
+TEST_F(Pairing, AnInlineClientJoinedMidStreamIsPairedLikeAMultibulkOne) {
+  for (const bool inline_client : {true, false}) {
+    SCOPED_TRACE(inline_client ? "inline" : "multibulk");
+    ConnectionOptions o;
+    o.joined_mid_stream = true;
+    Connection conn(&sink_, o);
+    uint64_t ts = 0;
+    for (const char* key : {"a", "b", "c"}) {
+      conn.OnData(Direction::kClientToServer,
+                  inline_client ? "SET " + std::string(key) + " 1\r\n" : Cmd({"SET", key, "1"}), ++ts);
+      conn.OnData(Direction::kServerToClient, "+OK\r\n", ++ts);
+    }
+    const std::string gap = " f" + std::to_string(kNeedsReadback | kAfterGap | kUnknownDb);
+    EXPECT_EQ(Take(), (V{"0 readback" + gap + " a:", "0 " + kIdem + gap + " b: SET b 1",
+                         "0 " + kIdem + gap + " c: SET c 1"}));
+  }
+}
+
 // From an ordinary client, REPLCONF ACK and GETACK are accepted and never
 // answered (an even argument count is a syntax error, answered); PSYNC
 // refused inside a transaction leaves the connection a client's.

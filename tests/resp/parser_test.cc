@@ -664,6 +664,58 @@ TEST(RespParser, ResyncAfterGapSkipsToNextRequest) {
   EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
 }
 
+// An inline client: after a gap, the parser resyncs at a line of a known
+// command, at the first byte after the gap and, once it read an inline
+// request, at any line start; a line whose first word is no command, or
+// one in a multibulk stream that never sent inline (a bulk "SET" line),
+// is no place to start. Without the predicate, only multibulk headers are.
+TEST(RespParser, InlineRequestsResyncAtAKnownCommand) {
+  auto known = [](std::string_view w) { return w == "set" || w == "SET" || w == "get" || w == "GET"; };
+  {
+    Parser p(Parser::Mode::kRequest);
+    p.SetInlineCommandPredicate(known);
+    p.OnGap();  // joined here
+    const std::string one = "set a 1\r\n", two = "SET b 2\r\nset c", three = " 3\r\nfoo d 4\r\nget e\r\n";
+    p.Feed(one);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_TRUE(p.last_was_inline());
+    EXPECT_EQ(p.args()[1], "a");
+    p.Feed(two);  // cut by a gap
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    p.OnGap();
+    // The gap ends inside a line: its end is skipped, a word no command is
+    // not a start, the next known one is.
+    p.Feed(three);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.args()[0], "get");
+    EXPECT_EQ(p.args()[1], "e");
+  }
+  {
+    // A multibulk stream: a bulk line that names a command is no start
+    // (the stream sent nothing inline), the next multibulk header is.
+    Parser p(Parser::Mode::kRequest);
+    p.SetInlineCommandPredicate(known);
+    const std::string set = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+    const std::string rest = "x\r\nSET\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    p.Feed(set);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    p.OnGap();
+    p.Feed(rest);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_FALSE(p.last_was_inline());
+    EXPECT_EQ(p.args()[0], "GET");
+  }
+  {
+    // Without the predicate an inline stream never resyncs.
+    Parser p(Parser::Mode::kRequest);
+    p.OnGap();
+    const std::string lines = "set a 1\r\nset b 2\r\n";
+    p.Feed(lines);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+  }
+}
+
 TEST(RespParser, ResyncCandidateSplitAcrossChunks) {
   Parser p(Parser::Mode::kRequest);
   p.OnGap();
