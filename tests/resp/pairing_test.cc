@@ -2929,6 +2929,21 @@ TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
   EXPECT_EQ(conn.stats().unpaired_requests, 5u);
 }
 
+// MONITOR is counted as INFO commandstats counts it (a review found it
+// missing), and what comes after it is not.
+TEST(PairingOffline, MonitorIsCountedPerCommand) {
+  VectorSink sink;
+  OutcomeLog seen;
+  ConnectionOptions o;
+  o.observer = &seen;
+  Connection conn(&sink, o);
+  conn.OnData(Direction::kClientToServer, Cmd({"MONITOR"}), 10);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n+1700000000.000000 [0 127.0.0.1:1] \"set\" \"k\"\r\n", 11);
+  EXPECT_TRUE(conn.ignored());
+  EXPECT_EQ(seen.outcomes, (V{"monitor " + std::string(OutcomeName(Outcome::kReadOnly))}));
+  EXPECT_TRUE(sink.records.empty());
+}
+
 // Found by a review that dropped reply segments from real captures: a SELECT
 // whose effect was decided from replies paired out of step left the db
 // known, and every write after it shipped to the wrong db, unflagged.
