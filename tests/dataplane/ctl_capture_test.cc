@@ -279,6 +279,55 @@ TEST(CtlCaptureTest, DecodeSaysWhenConnectionsWentToSeveralServers) {
   std::remove(path.c_str());
 }
 
+// Two SWAPDBs from two connections whose spans overlap are both flagged,
+// and they name no key: decode says that the dbs they change must be
+// verified whole (a review: the keys they left permuted were named by no
+// record, and nothing said so).
+TEST(CtlCaptureTest, DecodeSaysFlaggedDatabaseWideWritesPutTheirDbsInDoubt) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  std::vector<tb::TimedFrame> frames;
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  uint32_t seq[2][2] = {{100, 500}, {100, 500}};  // [client][c2s ? 0 : 1]
+  auto add = [&](int c, bool c2s, uint8_t flags, const std::string& payload, uint64_t us) {
+    uint32_t& s = seq[c][c2s ? 0 : 1];
+    frames.push_back(tb::ClientServerFrame(static_cast<uint16_t>(41000 + c), c2s, s, flags, payload,
+                                           t0 + us * 1000, 6379, "10.0.0.1", "10.0.0.2"));
+    s += static_cast<uint32_t>(payload.size()) + ((flags & (tb::kTcpSyn | tb::kTcpFin)) != 0);
+  };
+  for (int c = 0; c < 2; ++c) {
+    add(c, true, tb::kTcpSyn, "", 10 + c);
+    add(c, false, tb::kTcpSyn | tb::kTcpAck, "", 20 + c);
+  }
+  add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
+  add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "1", "2"}), 1100);
+  add(1, false, tb::kTcpAck, "+OK\r\n", 1200);
+  add(0, false, tb::kTcpAck, "+OK\r\n", 1300);
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_swaps_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  const std::string out =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
+  EXPECT_NE(out.find("2 database-wide record(s) (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION) are flagged"),
+            std::string::npos)
+      << out;
+  // Far apart, neither is flagged and nothing is said.
+  frames.resize(4);
+  seq[0][0] = seq[1][0] = 101;
+  seq[0][1] = seq[1][1] = 501;
+  add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
+  add(0, false, tb::kTcpAck, "+OK\r\n", 1100);
+  add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "1", "2"}), 900'000);
+  add(1, false, tb::kTcpAck, "+OK\r\n", 900'100);
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  const std::string apart =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
+  EXPECT_EQ(apart.find("database-wide record(s)"), std::string::npos) << apart;
+  EXPECT_EQ(apart.find("needs_readback"), std::string::npos) << apart;
+  std::remove(path.c_str());
+}
+
 // A client of the same server over another address (localhost over ::1)
 // is named on stderr, not skipped without a word (a review).
 TEST(CtlCaptureTest, DecodeNamesTheServersPortAtOtherAddresses) {
