@@ -301,7 +301,11 @@ ParseStatus Parser::NeedMore() {
 void Parser::Resync() {
   finish_after_gap_ = false;
   skimming_ = false;
-  if (error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) ended_ = true;
+  // Redis runs nothing more after such a line, but a stream that sent
+  // multibulk requests reached it only out of frame (a value read as
+  // requests after a gap): resync as after any error.
+  if ((error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) && !multibulk_seen_)
+    ended_ = true;
   if (in_message_ && error_ == ParseError::kTooDeep && pos_ > msg_start_) {
     // Past the aggregate that went too deep (pos_ is its header), not from
     // the message's second byte: every line between opens a chain the
@@ -322,7 +326,6 @@ void Parser::Resync() {
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = false;
-  resync_at_gap_start_ = false;
   ++resyncs_;
 }
 
@@ -438,7 +441,6 @@ void Parser::OnGap() {
   trust_lengths_ = false;
   resyncing_ = true;
   resync_first_is_candidate_ = true;  // the gap may end exactly at a message start
-  resync_at_gap_start_ = true;
   ++resyncs_;
 }
 
@@ -496,22 +498,39 @@ Parser::Candidate Parser::CheckCandidate(size_t at) const {
 }
 
 Parser::Candidate Parser::CheckInlineCandidate(size_t at) const {
-  if (known_command_ == nullptr || !(inline_seen_ || (resync_at_gap_start_ && at == pos_)))
-    return Candidate::kNo;
+  // A stream that sent a multibulk request is a client library's, which
+  // never sends inline: there a line of a value whose header was lost is no
+  // request (a review: "Get Mike's book" began a value's segment).
+  if (known_command_ == nullptr || multibulk_seen_) return Candidate::kNo;
   const char* v = view();
-  const size_t avail = view_len() - at;
-  const char c = v[at];
-  if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return Candidate::kNo;
-  // A whole line, as Redis reads one (up to '\n', within its limit, no NUL).
-  const char* line = v + at;
-  const char* nl =
-      static_cast<const char*>(std::memchr(line, '\n', std::min(avail, limits_.max_inline_len + 1)));
-  if (nl == nullptr) return avail > limits_.max_inline_len ? Candidate::kNo : Candidate::kMore;
-  if (std::memchr(line, '\0', static_cast<size_t>(nl - line)) != nullptr) return Candidate::kNo;
-  const char* w = line;
-  while (w < nl && *w != ' ' && *w != '\t' && *w != '\r') ++w;
-  return known_command_(std::string_view(line, static_cast<size_t>(w - line))) ? Candidate::kYes
-                                                                               : Candidate::kNo;
+  const size_t len = view_len();
+  // A whole line that Redis would run: up to '\n', within its limit, no
+  // NUL, quotes balanced, its first word a command.
+  auto line_at = [&](size_t a, size_t* next) {
+    const char c = v[a];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return Candidate::kNo;
+    const char* line = v + a;
+    const char* nl =
+        static_cast<const char*>(std::memchr(line, '\n', std::min(len - a, limits_.max_inline_len + 1)));
+    if (nl == nullptr) return len - a > limits_.max_inline_len ? Candidate::kNo : Candidate::kMore;
+    const char* end = nl > line && nl[-1] == '\r' ? nl - 1 : nl;
+    if (std::memchr(line, '\0', static_cast<size_t>(end - line)) != nullptr) return Candidate::kNo;
+    if (!SplitArgs(line, end, nullptr, nullptr)) return Candidate::kNo;
+    const char* w = line;
+    while (w < end && !IsCSpace(*w)) ++w;
+    if (!known_command_(std::string_view(line, static_cast<size_t>(w - line)))) return Candidate::kNo;
+    *next = static_cast<size_t>(nl - v) + 1;
+    return Candidate::kYes;
+  };
+  size_t next = 0;
+  const Candidate first = line_at(at, &next);
+  if (first != Candidate::kYes || inline_seen_) return first;
+  // Nothing says yet that the stream is inline (a join, a gap before any
+  // request): the line ends where the bytes captured so far end (a client's
+  // write), or the next line is a command too.
+  if (next == len) return Candidate::kYes;
+  size_t ignored = 0;
+  return line_at(next, &ignored);
 }
 
 bool Parser::SkipToCandidate() {
@@ -523,13 +542,11 @@ bool Parser::SkipToCandidate() {
       if (c == Candidate::kYes) {
         resyncing_ = false;
         resync_first_is_candidate_ = false;
-        resync_at_gap_start_ = false;
         return true;
       }
       if (c == Candidate::kMore) return false;
       resync_first_is_candidate_ = false;
     }
-    resync_at_gap_start_ = false;
     const void* nl = std::memchr(v + pos_, '\n', len - pos_);
     const size_t next = nl == nullptr ? len : static_cast<size_t>(static_cast<const char*>(nl) - v) + 1;
     skipped_bytes_ += next - pos_;
@@ -664,6 +681,7 @@ void Parser::Finish() {
   }
   message_bytes_ = pos_ - msg_start_;
   last_inline_ = false;
+  multibulk_seen_ = multibulk_seen_ || mode_ == Mode::kRequest;
   in_message_ = false;
   trust_lengths_ = true;
   holes_.clear();
@@ -729,8 +747,18 @@ bool Parser::SplitQuoted(const char* line, const char* end) {
   // Reserved once at the cap so that resizing never reallocates past it.
   if (inline_scratch_.capacity() < limits_.max_inline_len) inline_scratch_.reserve(limits_.max_inline_len);
   inline_scratch_.resize(static_cast<size_t>(end - line));
-  char* const out = inline_scratch_.data();
+  return SplitArgs(line, end, inline_scratch_.data(), &args_);
+}
+
+// As Redis's sdssplitargs: the arguments of [line, end) unescaped into `out`
+// (at most one byte per input byte) and viewed in `args`; with `out` null,
+// only whether the quotes balance.
+bool Parser::SplitArgs(const char* line, const char* end, char* out, std::vector<std::string_view>* args) {
   size_t w = 0;
+  auto put = [&](char c) {
+    if (out != nullptr) out[w] = c;
+    ++w;
+  };
   const char* p = line;
   for (;;) {
     while (p < end && IsCSpace(*p)) ++p;
@@ -743,7 +771,7 @@ bool Parser::SplitQuoted(const char* line, const char* end) {
         if (*p == '"' || *p == '\'') {
           quote = *p;
         } else {
-          out[w++] = *p;
+          put(*p);
         }
         ++p;
         continue;
@@ -757,20 +785,20 @@ bool Parser::SplitQuoted(const char* line, const char* end) {
       }
       if (c == '\\' && quote == '"' && end - p >= 4 && p[1] == 'x' && HexValue(p[2]) >= 0 &&
           HexValue(p[3]) >= 0) {
-        out[w++] = static_cast<char>(HexValue(p[2]) * 16 + HexValue(p[3]));
+        put(static_cast<char>(HexValue(p[2]) * 16 + HexValue(p[3])));
         p += 4;
       } else if (c == '\\' && quote == '"' && end - p >= 2) {
-        out[w++] = UnescapeDoubleQuoted(p[1]);
+        put(UnescapeDoubleQuoted(p[1]));
         p += 2;
       } else if (c == '\\' && quote == '\'' && end - p >= 2 && p[1] == '\'') {
-        out[w++] = '\'';
+        put('\'');
         p += 2;
       } else {
-        out[w++] = c;
+        put(c);
         ++p;
       }
     }
-    args_.emplace_back(out + start, w - start);
+    if (out != nullptr) args->emplace_back(out + start, w - start);
   }
 }
 
@@ -795,6 +823,7 @@ bool Parser::FastRequest(const char* v, size_t len) {
   message_bytes_ = q - pos_;
   pos_ = q;
   last_inline_ = false;
+  multibulk_seen_ = true;
   return true;
 }
 

@@ -154,12 +154,14 @@ class Parser {
     skim_ = skim;
     skim_ctx_ = ctx;
   }
-  // Request mode: after a gap (or a join), a line whose first word `known`
-  // accepts (a command name) is a place to resync at, besides a multibulk
-  // header: at the first byte after the gap, and at any line start once an
-  // inline request was parsed on this stream. Without it, a client that
-  // sends inline commands (telnet, nc, health checks) never resyncs and
-  // every later write is lost unflagged.
+  // Request mode: after a gap (or a join), a whole line that Redis would
+  // run (quotes balanced) whose first word `known` accepts (a command name)
+  // is a place to resync at, besides a multibulk header, on a stream that
+  // sent no multibulk request: at any line start once it sent an inline
+  // request, and before that when the line ends where the bytes so far end
+  // (a client's write) or the next line is one too. Without it, a client
+  // that sends inline commands (telnet, nc, health checks) never resyncs
+  // and every later write is lost unflagged.
   using CommandPredicate = bool (*)(std::string_view word);
   void SetInlineCommandPredicate(CommandPredicate known) { known_command_ = known; }
   bool skimmed() const { return skimming_; }
@@ -245,6 +247,7 @@ class Parser {
   ParseStatus NeedMore();
   ParseStatus ParseInline(const char* p, size_t len);
   bool SplitQuoted(const char* line, const char* end);
+  static bool SplitArgs(const char* line, const char* end, char* out, std::vector<std::string_view>* args);
   bool FastRequest(const char* v, size_t len);
   bool FastReply(const char* v, size_t len);
   bool AddNode(Type type, size_t str_off, size_t str_len, int64_t integer, uint32_t count, bool attribute);
@@ -307,9 +310,8 @@ class Parser {
   bool ended_ = false;          // see ended(); never cleared
   bool skip_newlines_ = false;  // see SkipNewlinesBetweenMessages
   bool resync_first_is_candidate_ = false;
-  // Resyncing from the first byte after a gap, not yet moved past it.
-  bool resync_at_gap_start_ = false;
   bool inline_seen_ = false;                  // an inline request was parsed
+  bool multibulk_seen_ = false;               // a multibulk request was parsed
   CommandPredicate known_command_ = nullptr;  // SetInlineCommandPredicate
   uint64_t skipped_bytes_ = 0;
   uint64_t empty_requests_ = 0;

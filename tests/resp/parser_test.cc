@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -713,6 +715,71 @@ TEST(RespParser, InlineRequestsResyncAtAKnownCommand) {
     const std::string lines = "set a 1\r\nset b 2\r\n";
     p.Feed(lines);
     EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+  }
+}
+
+// What a diff review found: a value's text read as an inline request after
+// a gap ended the stream for good (an unbalanced quote is what makes Redis
+// close a connection), and every later write was lost unflagged. A line
+// with unbalanced quotes is no start; on a stream that sent multibulk, no
+// line is, and an inline error reached out of frame only resyncs; on a
+// joined stream a line is a start only when its end is the end of what was
+// captured so far or the next line is a command too.
+TEST(RespParser, AValuesTextIsNoInlineRequest) {
+  auto known = [](std::string_view w) {
+    for (const char* c : {"get", "set", "monitor"}) {
+      if (w.size() == std::strlen(c) && std::equal(w.begin(), w.end(), c, [](char a, char b) {
+            return (a | 0x20) == b;
+          }))
+        return true;
+    }
+    return false;
+  };
+  const std::string set = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+  const std::string xs(3000, 'x');
+  auto first_after = [&](Parser& p, const std::string& in) {
+    p.Feed(in);
+    for (;;) {
+      const ParseStatus st = p.Next();
+      if (st == ParseStatus::kNeedMore) return std::string("(none)");
+      if (st == ParseStatus::kError) {
+        p.Resync();
+        continue;
+      }
+      std::string r = p.last_was_inline() ? "inline:" : "";
+      for (const auto& a : p.args()) r += std::string(a) + " ";
+      return r;
+    }
+  };
+  for (const std::string text : {"Get Mike's book\r\n", "Monitor the logs\r\n", "set x y\r\n"}) {
+    SCOPED_TRACE(text);
+    const std::string rest = text + xs + "\r\n" + set;
+    {
+      Parser p(Parser::Mode::kRequest);  // a gap on a multibulk stream
+      p.SetInlineCommandPredicate(known);
+      EXPECT_EQ(first_after(p, set), "SET k v ");
+      p.OnGap();
+      EXPECT_EQ(first_after(p, rest), "SET k v ");
+      EXPECT_FALSE(p.ended());
+    }
+    {
+      Parser p(Parser::Mode::kRequest);  // joined at the value's segment
+      p.SetInlineCommandPredicate(known);
+      p.OnGap();
+      EXPECT_EQ(first_after(p, rest), "SET k v ");
+    }
+  }
+  {
+    // Out of frame on a multibulk stream: a false multibulk start, then a
+    // line with an unbalanced quote: resync, not the end.
+    Parser p(Parser::Mode::kRequest);
+    p.SetInlineCommandPredicate(known);
+    EXPECT_EQ(first_after(p, set), "SET k v ");
+    p.OnGap();
+    const std::string in = "*1\r\n$3\r\nabc\r\nGet Mike's book\r\n" + set;
+    EXPECT_EQ(first_after(p, in), "abc ");
+    EXPECT_EQ(first_after(p, ""), "SET k v ");
+    EXPECT_FALSE(p.ended());
   }
 }
 
