@@ -304,7 +304,10 @@ void Parser::Resync() {
   // Redis runs nothing more after such a line, but a stream that sent
   // multibulk requests reached it only out of frame (a value read as
   // requests after a gap): resync as after any error.
-  if ((error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) && !multibulk_seen_)
+  // Only where the framing was never in doubt: after a gap or a join, the
+  // line may be a value's text read out of frame.
+  if ((error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) && !multibulk_seen_ &&
+      resyncs_ == 0)
     ended_ = true;
   if (in_message_ && error_ == ParseError::kTooDeep && pos_ > msg_start_) {
     // Past the aggregate that went too deep (pos_ is its header), not from
@@ -498,39 +501,30 @@ Parser::Candidate Parser::CheckCandidate(size_t at) const {
 }
 
 Parser::Candidate Parser::CheckInlineCandidate(size_t at) const {
-  // A stream that sent a multibulk request is a client library's, which
-  // never sends inline: there a line of a value whose header was lost is no
-  // request (a review: "Get Mike's book" began a value's segment).
-  if (known_command_ == nullptr || multibulk_seen_) return Candidate::kNo;
+  // Only on a stream that showed itself inline before any gap or join, and
+  // sent no multibulk request: a client library never sends inline, and a
+  // value's text, where a join or a gap may land, holds lines that look
+  // like commands (two diff reviews: `Get Mike's book`, then `SET evil x`
+  // / `DEL victim` lines read as requests after a join, thousands of them,
+  // and a later unbalanced quote ended the stream with every write after).
+  if (known_command_ == nullptr || multibulk_seen_ || !inline_trusted_) return Candidate::kNo;
   const char* v = view();
   const size_t len = view_len();
   // A whole line that Redis would run: up to '\n', within its limit, no
   // NUL, quotes balanced, its first word a command.
-  auto line_at = [&](size_t a, size_t* next) {
-    const char c = v[a];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return Candidate::kNo;
-    const char* line = v + a;
-    const char* nl =
-        static_cast<const char*>(std::memchr(line, '\n', std::min(len - a, limits_.max_inline_len + 1)));
-    if (nl == nullptr) return len - a > limits_.max_inline_len ? Candidate::kNo : Candidate::kMore;
-    const char* end = nl > line && nl[-1] == '\r' ? nl - 1 : nl;
-    if (std::memchr(line, '\0', static_cast<size_t>(end - line)) != nullptr) return Candidate::kNo;
-    if (!SplitArgs(line, end, nullptr, nullptr)) return Candidate::kNo;
-    const char* w = line;
-    while (w < end && !IsCSpace(*w)) ++w;
-    if (!known_command_(std::string_view(line, static_cast<size_t>(w - line)))) return Candidate::kNo;
-    *next = static_cast<size_t>(nl - v) + 1;
-    return Candidate::kYes;
-  };
-  size_t next = 0;
-  const Candidate first = line_at(at, &next);
-  if (first != Candidate::kYes || inline_seen_) return first;
-  // Nothing says yet that the stream is inline (a join, a gap before any
-  // request): the line ends where the bytes captured so far end (a client's
-  // write), or the next line is a command too.
-  if (next == len) return Candidate::kYes;
-  size_t ignored = 0;
-  return line_at(next, &ignored);
+  const char c = v[at];
+  if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return Candidate::kNo;
+  const char* line = v + at;
+  const char* nl =
+      static_cast<const char*>(std::memchr(line, '\n', std::min(len - at, limits_.max_inline_len + 1)));
+  if (nl == nullptr) return len - at > limits_.max_inline_len ? Candidate::kNo : Candidate::kMore;
+  const char* end = nl > line && nl[-1] == '\r' ? nl - 1 : nl;
+  if (std::memchr(line, '\0', static_cast<size_t>(end - line)) != nullptr) return Candidate::kNo;
+  if (!SplitArgs(line, end, nullptr, nullptr)) return Candidate::kNo;
+  const char* w = line;
+  while (w < end && !IsCSpace(*w)) ++w;
+  return known_command_(std::string_view(line, static_cast<size_t>(w - line))) ? Candidate::kYes
+                                                                               : Candidate::kNo;
 }
 
 bool Parser::SkipToCandidate() {
@@ -735,7 +729,7 @@ ParseStatus Parser::ParseInline(const char* v, size_t len) {
   in_message_ = false;
   inline_msg_ = false;
   last_inline_ = true;
-  inline_seen_ = true;
+  if (resyncs_ == 0) inline_trusted_ = true;
   return ParseStatus::kMessage;
 }
 

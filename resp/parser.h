@@ -154,14 +154,14 @@ class Parser {
     skim_ = skim;
     skim_ctx_ = ctx;
   }
-  // Request mode: after a gap (or a join), a whole line that Redis would
-  // run (quotes balanced) whose first word `known` accepts (a command name)
-  // is a place to resync at, besides a multibulk header, on a stream that
-  // sent no multibulk request: at any line start once it sent an inline
-  // request, and before that when the line ends where the bytes so far end
-  // (a client's write) or the next line is one too. Without it, a client
-  // that sends inline commands (telnet, nc, health checks) never resyncs
-  // and every later write is lost unflagged.
+  // Request mode: after a gap, a whole line that Redis would run (quotes
+  // balanced) whose first word `known` accepts (a command name) is a place
+  // to resync at, besides a multibulk header, on a stream that sent inline
+  // requests before any gap or join and no multibulk one. Without it, an
+  // inline client (telnet, nc, a script) never resyncs after a gap and every
+  // later write is lost unflagged. Not after a join: nothing shows the
+  // stream inline there, and a value's text holds lines that look like
+  // commands.
   using CommandPredicate = bool (*)(std::string_view word);
   void SetInlineCommandPredicate(CommandPredicate known) { known_command_ = known; }
   bool skimmed() const { return skimming_; }
@@ -310,7 +310,7 @@ class Parser {
   bool ended_ = false;          // see ended(); never cleared
   bool skip_newlines_ = false;  // see SkipNewlinesBetweenMessages
   bool resync_first_is_candidate_ = false;
-  bool inline_seen_ = false;                  // an inline request was parsed
+  bool inline_trusted_ = false;               // an inline request was parsed before any gap or join
   bool multibulk_seen_ = false;               // a multibulk request was parsed
   CommandPredicate known_command_ = nullptr;  // SetInlineCommandPredicate
   uint64_t skipped_bytes_ = 0;

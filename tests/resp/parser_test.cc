@@ -667,16 +667,16 @@ TEST(RespParser, ResyncAfterGapSkipsToNextRequest) {
 }
 
 // An inline client: after a gap, the parser resyncs at a line of a known
-// command, at the first byte after the gap and, once it read an inline
-// request, at any line start; a line whose first word is no command, or
-// one in a multibulk stream that never sent inline (a bulk "SET" line),
-// is no place to start. Without the predicate, only multibulk headers are.
+// command once the stream sent inline requests before any gap; a line whose
+// first word is no command is no place to start, nor is any line of a
+// multibulk stream (a bulk "SET" line), nor of a stream joined mid-way
+// (nothing shows it inline). Without the predicate, only multibulk headers
+// are.
 TEST(RespParser, InlineRequestsResyncAtAKnownCommand) {
   auto known = [](std::string_view w) { return w == "set" || w == "SET" || w == "get" || w == "GET"; };
   {
     Parser p(Parser::Mode::kRequest);
     p.SetInlineCommandPredicate(known);
-    p.OnGap();  // joined here
     const std::string one = "set a 1\r\n", two = "SET b 2\r\nset c", three = " 3\r\nfoo d 4\r\nget e\r\n";
     p.Feed(one);
     ASSERT_EQ(p.Next(), ParseStatus::kMessage);
@@ -709,8 +709,20 @@ TEST(RespParser, InlineRequestsResyncAtAKnownCommand) {
     EXPECT_EQ(p.args()[0], "GET");
   }
   {
+    // Joined mid-way: no inline start, however command-like.
+    Parser p(Parser::Mode::kRequest);
+    p.SetInlineCommandPredicate(known);
+    p.OnGap();
+    const std::string lines = "set a 1\r\nset b 2\r\n";
+    p.Feed(lines);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+  }
+  {
     // Without the predicate an inline stream never resyncs.
     Parser p(Parser::Mode::kRequest);
+    const std::string first = "set z 0\r\n";
+    p.Feed(first);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
     p.OnGap();
     const std::string lines = "set a 1\r\nset b 2\r\n";
     p.Feed(lines);
@@ -727,10 +739,9 @@ TEST(RespParser, InlineRequestsResyncAtAKnownCommand) {
 // captured so far or the next line is a command too.
 TEST(RespParser, AValuesTextIsNoInlineRequest) {
   auto known = [](std::string_view w) {
-    for (const char* c : {"get", "set", "monitor"}) {
-      if (w.size() == std::strlen(c) && std::equal(w.begin(), w.end(), c, [](char a, char b) {
-            return (a | 0x20) == b;
-          }))
+    for (const char* c : {"get", "set", "del", "monitor"}) {
+      if (w.size() == std::strlen(c) &&
+          std::equal(w.begin(), w.end(), c, [](char a, char b) { return (a | 0x20) == b; }))
         return true;
     }
     return false;
@@ -751,7 +762,8 @@ TEST(RespParser, AValuesTextIsNoInlineRequest) {
       return r;
     }
   };
-  for (const std::string text : {"Get Mike's book\r\n", "Monitor the logs\r\n", "set x y\r\n"}) {
+  for (const std::string text : {"Get Mike's book\r\n", "Monitor the logs\r\n", "set x y\r\n",
+                                 "SET evil x\r\nDEL victim\r\nGet Mike's book\r\n"}) {
     SCOPED_TRACE(text);
     const std::string rest = text + xs + "\r\n" + set;
     {
