@@ -301,11 +301,10 @@ ParseStatus Parser::NeedMore() {
 void Parser::Resync() {
   finish_after_gap_ = false;
   skimming_ = false;
-  // Redis runs nothing more after such a line, but a stream that sent
-  // multibulk requests reached it only out of frame (a value read as
-  // requests after a gap): resync as after any error.
-  // Only where the framing was never in doubt: after a gap or a join, the
-  // line may be a value's text read out of frame.
+  // Redis runs nothing more after such a line, but only where the framing
+  // was never in doubt is it one: after a gap or a join, or on a stream
+  // that sent multibulk requests, it may be a value's text read out of
+  // frame, and the parser resyncs as after any error.
   if ((error_ == ParseError::kUnbalancedQuotes || error_ == ParseError::kInlineNul) && !multibulk_seen_ &&
       resyncs_ == 0)
     ended_ = true;
