@@ -1064,6 +1064,13 @@ int RunDecode(const std::vector<std::string>& args) {
                  "before and after NAT): each was decoded once\n",
                  (unsigned long long)table.stats().duplicate_flows);
   }
+  if (table.stats().closed_flows_seen_again > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: %llu connection(s) came again whole after they closed, with the same "
+                 "sequence numbers (captures of the same traffic merged, whose clocks differ; interfaces "
+                 "written out of time order): each was decoded once\n",
+                 (unsigned long long)table.stats().closed_flows_seen_again);
+  }
   if (table.stats().gaps > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: the capture misses %llu bytes of the connections in %llu place(s) "

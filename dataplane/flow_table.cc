@@ -67,6 +67,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   fin_without_flow += o.fin_without_flow;
   segments_src_equals_dst += o.segments_src_equals_dst;
   segments_after_close += o.segments_after_close;
+  closed_flows_seen_again += o.closed_flows_seen_again;
   flows_created += o.flows_created;
   flows_joined_mid_stream += o.flows_joined_mid_stream;
   duplicate_flows += o.duplicate_flows;
@@ -105,6 +106,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"fin_without_flow", fin_without_flow},
       {"segments_src_equals_dst", segments_src_equals_dst},
       {"segments_after_close", segments_after_close},
+      {"closed_flows_seen_again", closed_flows_seen_again},
       {"flows_created", flows_created},
       {"flows_joined_mid_stream", flows_joined_mid_stream},
       {"duplicate_flows", duplicate_flows},
@@ -415,7 +417,13 @@ void FlowTable::Process(const TcpSegment& seg) {
         ++stats_.segments_after_close;
         return;
       }
-      if (syn) closed_.erase(key);  // a new connection on the 4-tuple
+      if (syn) {
+        if (SynCopyOfClosed(key, seg)) {
+          ++stats_.segments_after_close;
+          return;
+        }
+        closed_.erase(key);  // a new connection on the 4-tuple
+      }
     }
     f = CreateFlow(key, seg);
   }
@@ -896,6 +904,7 @@ void FlowTable::Bury(const Flow* f, CloseReason reason) {
   c.reset = reason == CloseReason::kReset;
   for (size_t d = 0; d < 2; ++d) {
     c.synced[d] = f->half[d].synced;
+    c.start_seq[d] = f->half[d].base_seq;
     c.end_seq[d] = f->half[d].next_seq();
   }
   closed_.insert_or_assign(f->key, c);
@@ -927,12 +936,36 @@ bool FlowTable::LateForClosed(const FlowKey& key, const TcpSegment& seg) {
       // How far the segment starts before the end of what the flow had.
       const int64_t before_end = static_cast<int32_t>(c.end_seq[d] - seg.seq);
       if (before_end >= static_cast<int64_t>(seg.payload_len) && before_end <= kTwinMaxDistance) return true;
+      // A second copy of the connection: anywhere in what the flow had.
+      if (c.copy && before_end >= static_cast<int64_t>(seg.payload_len) &&
+          before_end <= static_cast<int64_t>(c.end_seq[d] - c.start_seq[d]))
+        return true;
       if (server_after_reset && before_end >= -kTwinMaxDistance && before_end <= kTwinMaxDistance)
         return true;
     }
   }
   closed_.erase(it);
   return false;
+}
+
+bool FlowTable::SynCopyOfClosed(const FlowKey& key, const TcpSegment& seg) {
+  // A merge of two captures of the same traffic (both ends of a link, two
+  // mirror ports) whose clocks differ by more than a short connection
+  // lasts, or interfaces written out of time order, show such a connection
+  // whole, then whole again: a review saw 60 connections decoded as 120,
+  // their RPUSHes applied twice, unflagged. The copy's SYN names the closed
+  // flow's ISN; a new connection on the 4-tuple (a port reused) has another.
+  const auto it = closed_.find(key);
+  if (it == closed_.end()) return false;
+  Closed& c = it->second;
+  if (seg.ts_ns > c.closed_ns + config_.closed_linger_ns) return false;
+  const Direction by = seg.src == c.server ? Direction::kServerToClient : Direction::kClientToServer;
+  const size_t d = Idx(by), peer = Idx(Other(by));
+  if (!c.synced[d] || seg.seq + 1 != c.start_seq[d]) return false;
+  if (seg.Has(kTcpAck) && c.synced[peer] && seg.ack != c.start_seq[peer]) return false;
+  if (!c.copy) ++stats_.closed_flows_seen_again;
+  c.copy = true;
+  return true;
 }
 
 void FlowTable::ForgetClosedBefore(uint64_t now_ns) {

@@ -176,9 +176,13 @@ struct FlowTableStats {
   uint64_t rst_waits_expired = 0;
   uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
-  // Data segments of a flow closed moments before (closed_linger_ns):
-  // bytes it already had, or a reply in flight when the client reset.
+  // Segments of a flow closed moments before (closed_linger_ns): bytes it
+  // already had, a reply in flight when the client reset, or a second copy
+  // of the whole connection, its handshake included.
   uint64_t segments_after_close = 0;
+  // Of those, the second copies: a merge of two captures of the same
+  // traffic whose clocks differ, interfaces written out of time order.
+  uint64_t closed_flows_seen_again = 0;
   uint64_t flows_created = 0;
   uint64_t flows_joined_mid_stream = 0;
   // Flows that are a second view of a live one (NAT): tracked, not consumed;
@@ -421,6 +425,10 @@ class FlowTable {
   // late segment of a flow closed under `key` (to drop). Forgets that flow
   // when `seg` is not, or comes too late.
   bool LateForClosed(const FlowKey& key, const TcpSegment& seg);
+  // True when `seg`, a SYN or SYN-ACK without a flow, carries the ISN of the
+  // flow closed under `key` moments before: the same connection captured a
+  // second time (to drop, with the rest of that copy), not a new one.
+  bool SynCopyOfClosed(const FlowKey& key, const TcpSegment& seg);
   void PopClosed();  // the oldest entry of closed_order_
   void ForgetClosedBefore(uint64_t now_ns);
   void EnforceCaps();
@@ -445,7 +453,11 @@ class FlowTable {
     Endpoint server;
     bool reset = false;
     bool synced[2] = {false, false};
-    uint32_t end_seq[2] = {0, 0};  // sequence number after the last byte of each direction
+    uint32_t start_seq[2] = {0, 0};  // of each direction's first byte (its ISN + 1 from a handshake)
+    uint32_t end_seq[2] = {0, 0};    // sequence number after the last byte of each direction
+    // Its handshake came again: a second copy of the whole connection is
+    // being captured, and every segment within its streams is dropped.
+    bool copy = false;
   };
   std::unordered_map<FlowKey, Closed, FlowKeyHasher> closed_;
   std::deque<std::pair<FlowKey, uint64_t>> closed_order_;  // (key, closed_ns), oldest first

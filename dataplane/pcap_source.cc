@@ -46,6 +46,21 @@ PcapSource::~PcapSource() {
   if (fd_ >= 0) close(fd_);
 }
 
+namespace {
+
+// A classic pcap file header's magic (either precision, either byte order)
+// and version 2.4: nothing a record header holds (its timestamp would be in
+// 2055 or 2103, its fraction 262,146 or 33,555,456).
+bool LooksLikeFileHeader(const uint8_t* p) {
+  uint32_t magic, version;
+  std::memcpy(&magic, p, 4);
+  std::memcpy(&version, p + 4, 4);
+  const bool known = magic == 0xa1b2c3d4 || magic == 0xa1b23c4d || magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1;
+  return known && (version == 0x00040002 || version == 0x04000200);
+}
+
+}  // namespace
+
 // Classic pcap: a 24-byte file header (magic, version, zone, sigfigs,
 // snaplen, link type) then records of [ts_sec, ts_frac, caplen, len] + frame.
 // Magic a1b2c3d4 means microsecond timestamps, a1b23c4d nanoseconds; either
@@ -218,6 +233,16 @@ size_t PcapSource::RxBurstMapped(std::span<Packet> out) {
       error_ = !have_header ? Corruption("pcap: truncated record header at offset " + std::to_string(at))
                             : Corruption("pcap: bad or truncated record of " + std::to_string(h[2]) +
                                          " bytes at offset " + std::to_string(at));
+      exhausted_ = true;
+      break;
+    }
+    if (h[2] == 0 && LooksLikeFileHeader(map_ + map_pos_)) {
+      // `cat a.pcap b.pcap`: b's file header read as a record would be an
+      // empty frame stamped in 2055, then a record of absurd length.
+      error_ = Corruption("pcap: another capture file's header at offset " +
+                          std::to_string(window_off_ + map_pos_) +
+                          " (files joined with cat?): join captures with `mergecap -a`, or give each "
+                          "file to --pcap");
       exhausted_ = true;
       break;
     }

@@ -328,6 +328,66 @@ TEST(CtlCaptureTest, DecodeSaysFlaggedDatabaseWideWritesPutTheirDbsInDoubt) {
   std::remove(path.c_str());
 }
 
+// Two captures of the same traffic merged (both ends of a link), one clock
+// 5 ms ahead of the other: three redis-cli connections of 0.7 ms each are
+// each seen whole twice. A review's merge decoded them twice, their RPUSHes
+// applied twice to the replica, unflagged; now each is decoded once, on
+// every thread count, and decode says so.
+TEST(CtlCaptureTest, DecodeTakesAConnectionCapturedTwiceOnce) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  std::vector<tb::TimedFrame> frames;
+  const uint64_t t0 = 1'700'000'000'000'000'000ull;
+  for (const uint64_t offset_us : {0, 5000}) {
+    for (int c = 0; c < 3; ++c) {
+      uint32_t cseq = 100 + 1000 * c, sseq = 500;
+      uint64_t us = 10'000 * c + offset_us;
+      auto add = [&](bool c2s, uint8_t flags, const std::string& payload) {
+        uint32_t& seq = c2s ? cseq : sseq;
+        tb::TcpSpec t;
+        t.sport = c2s ? static_cast<uint16_t>(41000 + c) : 6379;
+        t.dport = c2s ? 6379 : static_cast<uint16_t>(41000 + c);
+        t.seq = seq;
+        t.ack = (flags & tb::kTcpAck) != 0 ? (c2s ? sseq : cseq) : 0;
+        t.flags = flags;
+        t.payload = payload;
+        frames.push_back(
+            {c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", t) : tb::TcpFrame("10.0.0.2", "10.0.0.1", t),
+             t0 + us * 1000});
+        seq += static_cast<uint32_t>(payload.size()) + ((flags & (tb::kTcpSyn | tb::kTcpFin)) != 0);
+        us += 100;
+      };
+      add(true, tb::kTcpSyn, "");
+      add(false, tb::kTcpSyn | tb::kTcpAck, "");
+      add(true, tb::kTcpAck, kvf::resp::testing::Cmd({"RPUSH", "l", std::to_string(c)}));
+      add(false, tb::kTcpAck, ":" + std::to_string(c + 1) + "\r\n");
+      add(true, tb::kTcpFin | tb::kTcpAck, "");
+      add(false, tb::kTcpFin | tb::kTcpAck, "");
+      add(true, tb::kTcpAck, "");
+    }
+  }
+  std::stable_sort(frames.begin(), frames.end(),
+                   [](const tb::TimedFrame& a, const tb::TimedFrame& b) { return a.ts_ns < b.ts_ns; });
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_twice_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+  for (const char* threads : {"1", "3"}) {
+    const std::string out = Shell(ctl + " decode --pcap " + path +
+                                  " --server 10.0.0.2:6379 --format json --threads " + threads + " 2>&1");
+    size_t pushes = 0;
+    for (size_t at = out.find("\"RPUSH\""); at != std::string::npos; at = out.find("\"RPUSH\"", at + 1))
+      ++pushes;
+    EXPECT_EQ(pushes, 3u) << threads << "\n" << out;
+    EXPECT_NE(out.find("3 connection(s) came again whole after they closed"), std::string::npos) << out;
+  }
+  const std::string stats =
+      Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format stats 2>/dev/null");
+  EXPECT_NE(stats.find("flow closed_flows_seen_again 3\n"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("flow flows_created 3\n"), std::string::npos) << stats;
+  std::remove(path.c_str());
+}
+
 // A client of the same server over another address (localhost over ::1)
 // is named on stderr, not skipped without a word (a review).
 TEST(CtlCaptureTest, DecodeNamesTheServersPortAtOtherAddresses) {

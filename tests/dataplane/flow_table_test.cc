@@ -746,6 +746,52 @@ TEST_F(FlowTableTest, LateSegmentsOfAClosedFlowOpenNoNewFlow) {
   EXPECT_EQ(table_->stats().segments_after_close, 3u);
 }
 
+// Two captures of the same traffic merged (both ends of a link, two mirror
+// ports) whose clocks differ by more than a connection lasts show it whole,
+// then whole again: a review decoded 60 redis-cli connections as 120, their
+// RPUSHes applied twice, unflagged. The copy's handshake names the closed
+// flow's ISNs: it and every segment within the flow's streams are dropped,
+// however far back (past the 16 MiB a lone late segment may lie); a SYN-ACK
+// alone (the copy's SYN missed) says the same. Another ISN is a new
+// connection on the 4-tuple.
+TEST_F(FlowTableTest, ASecondCopyOfAClosedConnectionIsNotDecodedAgain) {
+  const std::string big(9 << 20, 'v');
+  auto connection = [&](bool with_syn) {
+    if (with_syn) {
+      Handshake(100, 5000);
+    } else {
+      Send(false, 5000, "", kSyn | kAck, 0, 101);
+      Send(true, 101, "", kAck, 0, 5001);
+    }
+    Send(true, 101, "RPUSH l 1");
+    Send(false, 5001, ":1\r\n");
+    Send(true, 110, big);
+    Send(true, 110 + (9u << 20), big);
+    Send(true, 110 + (18u << 20), "", kFin | kAck);
+    Send(false, 5005, "", kFin | kAck);
+  };
+  connection(true);
+  ASSERT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(table_->flow_count(), 0u);
+  const size_t events = Flow(0).events.size();
+  connection(true);
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(Flow(0).events.size(), events);
+  EXPECT_EQ(table_->stats().closed_flows_seen_again, 1u);
+  EXPECT_EQ(table_->stats().segments_after_close, 6u);  // SYN, SYN-ACK, 4 data segments
+  EXPECT_EQ(table_->stats().flows_joined_mid_stream, 0u);
+  connection(false);
+  EXPECT_EQ(rec_.flows.size(), 1u);
+  EXPECT_EQ(table_->stats().segments_after_close, 11u);
+  // A new connection on the 4-tuple: another client ISN.
+  Handshake(7000, 9000);
+  Send(true, 7001, "RPUSH l 2");
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  EXPECT_FALSE(Flow(1).info.joined_mid_stream);
+  EXPECT_EQ(Events(1), "D0:RPUSH l 2");
+  EXPECT_EQ(table_->stats().closed_flows_seen_again, 1u);
+}
+
 // What is not a late segment of the closed flow opens a flow as before: new
 // client bytes after a RST (a connection that ignored it, as Linux does an
 // out-of-window one), bytes past a stream that ended by FIN (the port reused,

@@ -232,6 +232,22 @@ TEST_P(PcapClassicTest, FileVariants) {
     ASSERT_EQ(got.size(), 2u);
     EXPECT_EQ(got[1], frames[1].bytes);
   }
+
+  // Two files joined with cat (a review): the first file's frames, then an
+  // error that says what happened, for either byte order of the second.
+  for (const std::vector<uint8_t>* second : {&nano, static_cast<const std::vector<uint8_t>*>(&swapped)}) {
+    std::vector<uint8_t> joined = nano;
+    joined.insert(joined.end(), second->begin(), second->end());
+    got.clear();
+    ts.clear();
+    const kvf::Status st = read_all(joined, &got, &ts);
+    EXPECT_EQ(st.code(), kvf::StatusCode::kCorruption);
+    EXPECT_NE(st.ToString().find("another capture file's header at offset " + std::to_string(nano.size()) +
+                                 " (files joined with cat?)"),
+              std::string::npos)
+        << st.ToString();
+    EXPECT_EQ(got.size(), 3u);
+  }
   std::remove(path.c_str());
 }
 
