@@ -985,7 +985,14 @@ ParseStatus Parser::Next() {
           break;
         }
         if (num < 0) return Fail(ParseError::kBadLength);
-        if (static_cast<uint64_t>(num) > limits_.max_bulk_len) return Fail(ParseError::kBulkTooLong);
+        // Redis takes a bulk up to its proto-max-bulk-len: 512 MiB unless
+        // raised (a review's source took 600 MB values, each lost unflagged
+        // to a parse error here). In step, a longer one is elided like any
+        // value too large to hold (a server that refused it answered a
+        // protocol error and closed, which pairs with it); only where
+        // lengths are not trusted is it an error.
+        if (static_cast<uint64_t>(num) > limits_.max_bulk_len && !trust_lengths_)
+          return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
         Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;
         const size_t need = next - msg_start_ - hole_bytes_ + blen + 2;  // to hold the message this far

@@ -414,6 +414,36 @@ TEST_F(Pairing, WritesOfValuesTooLargeToHoldAreReadBack) {
   ExpectPairedCleanly(st);
 }
 
+// A source may take values past the parser's limit for lengths it cannot
+// trust (Redis's default proto-max-bulk-len, 512 MiB; here 4 KiB): in step,
+// such a value is elided and its key read back, as one too large to hold
+// (a review: a 513 MiB SET to a server allowing 1 GB was a parse error, the
+// write lost unflagged). A server that keeps the limit refuses the request
+// with a protocol error and closes: nothing is shipped.
+TEST_F(Pairing, ValuesPastTheBulkLimitAreReadBackWhenInStep) {
+  ConnectionOptions o;
+  o.request_limits.max_bulk_len = o.request_limits.max_message_bytes = 4096;
+  o.reply_limits.max_bulk_len = o.reply_limits.max_message_bytes = 4096;
+  MirroredClient big(kPort, &sink_, 22, o);
+  const std::string v(10000, 'v');
+  big.Do({"SET", "s", v});
+  EXPECT_EQ(big.Do({"GET", "s"}).size(), 10000u + 10);  // a read: nothing
+  big.Do({"SET", "after", "1"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " s:", "0 " + kIdem + " after: SET after 1"}));
+  EXPECT_EQ(big.conn().stats().writes_oversized, 1u);
+  ExpectPairedCleanly(big.conn().stats());
+
+  c_->Do({"CONFIG", "SET", "proto-max-bulk-len", "1mb"});
+  MirroredClient refused(kPort, &sink_, 23, o);
+  refused.SendOnly("*3\r\n$3\r\nSET\r\n$1\r\nh\r\n$2097152\r\n");
+  EXPECT_EQ(refused.ReceiveMirrored(1).rfind("-ERR Protocol error", 0), 0u);
+  EXPECT_EQ(Take(), V{});
+  EXPECT_EQ(c_->raw().Send(Cmd({"EXISTS", "h"}), 1), ":0\r\n");
+  ExpectPairedCleanly(refused.conn().stats());
+}
+
 TEST_F(Pairing, XaddRecordsTheAssignedId) {
   const std::string reply = c_->Do({"XADD", "x", "*", "f", "v"});
   const std::string id = reply.substr(reply.find("\r\n") + 2, reply.size() - reply.find("\r\n") - 4);
