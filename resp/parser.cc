@@ -987,11 +987,13 @@ ParseStatus Parser::Next() {
         if (num < 0) return Fail(ParseError::kBadLength);
         // Redis takes a bulk up to its proto-max-bulk-len: 512 MiB unless
         // raised (a review's source took 600 MB values, each lost unflagged
-        // to a parse error here). In step, a longer one is elided like any
-        // value too large to hold (a server that refused it answered a
-        // protocol error and closed, which pairs with it); only where
-        // lengths are not trusted is it an error.
-        if (static_cast<uint64_t>(num) > limits_.max_bulk_len && !trust_lengths_)
+        // to a parse error here). On a stream whose framing was never in
+        // doubt, a longer one is elided like any value too large to hold (a
+        // server that refused it answered a protocol error and closed, which
+        // pairs with it). After a gap, a join or a resync it stays an error:
+        // a false start inside a value's text could claim any length, and
+        // skipping on its word would swallow the rest of the connection.
+        if (static_cast<uint64_t>(num) > limits_.max_bulk_len && (!trust_lengths_ || resyncs_ != 0))
           return Fail(ParseError::kBulkTooLong);
         const size_t blen = static_cast<size_t>(num);
         Type type = t == '$' ? Type::kBulkString : t == '!' ? Type::kBulkError : Type::kVerbatim;

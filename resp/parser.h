@@ -18,9 +18,10 @@ namespace kvf::resp {
 // Hard limits. Anything beyond them is a parse error (the stream is then
 // resynchronised), never an allocation.
 struct Limits {
-  // One bulk string where lengths are not trusted (right after a gap or a
-  // resync): Redis's default proto-max-bulk-len. In step, a longer one is
-  // elided (a server may raise the limit; one that did not refused it).
+  // One bulk string after a gap, a join or a resync: Redis's default
+  // proto-max-bulk-len. On a stream whose framing was never in doubt, a
+  // longer one is elided (a server may raise the limit; one that did not
+  // refused it).
   uint64_t max_bulk_len = 512ull << 20;
   // Elements of one aggregate: as many as one message may hold nodes.
   // Redis 7 takes requests of up to INT_MAX arguments (6.2 refused more than

@@ -442,10 +442,10 @@ TEST(RespParser, LimitsGiveClearErrors) {
   l.max_elements = 3;
   l.max_depth = 2;
   l.max_inline_len = 16;
-  // In step, a bulk past max_bulk_len is elided (a source may raise its
-  // proto-max-bulk-len: a review's took 600 MB values, lost to this error
-  // unflagged); right after a resync, where lengths are not trusted, it is
-  // the error.
+  // On a stream whose framing was never in doubt, a bulk past max_bulk_len
+  // is elided (a source may raise its proto-max-bulk-len: a review's took
+  // 600 MB values, lost to this error unflagged); after a gap or a resync,
+  // even once lengths are trusted again, it is the error.
   EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*1\r\n$4294967296\r\n", 100, l),
             std::vector<std::string>{"<#elided>"});
   EXPECT_EQ(ParseAll(Parser::Mode::kReply, "$4294967296\r\n", 100, l),
@@ -458,6 +458,12 @@ TEST(RespParser, LimitsGiveClearErrors) {
     ASSERT_EQ(p.Next(), ParseStatus::kError);
     EXPECT_EQ(p.error(), ParseError::kBulkTooLong);
     EXPECT_EQ(std::string(ParseErrorName(p.error())), "bulk string longer than the limit");
+    p.Resync();
+    const std::string more = "+OK\r\n$4294967296\r\n";
+    p.Feed(more);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.Next(), ParseStatus::kError);
+    EXPECT_EQ(p.error(), ParseError::kBulkTooLong);
   }
   EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*4\r\n", 100, l),
             std::vector<std::string>{"ERROR:aggregate larger than the limit"});
