@@ -2289,16 +2289,14 @@ void Connection::OnReply(std::span<const Node> reply, uint64_t ts) {
   DrainNoReply();
 }
 
+void Connection::ObserveReply(const CommandSpec* spec, const Node& root, bool in_tx) {
+  if (!IsError(root)) return Observe(spec, Outcome::kReadOnly);
+  if (!in_tx || !root.str.starts_with("NOPERM ACLs rules changed")) Observe(spec, Outcome::kRejected);
+}
+
 void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   const Node& root = reply[0];
   const bool is_error = IsError(root);
-  // (redis 7.0 execCommand checks the ACL of each queued command again, and
-  // refuses one whose rules changed without calling it.)
-  not_called_ = in_tx && is_error && root.str.starts_with("NOPERM ACLs rules changed");
-  struct Reset {
-    bool& flag;
-    ~Reset() { flag = false; }
-  } reset_not_called{not_called_};
   // (Refused at queueing too, or inside a script.)
   if (is_error && p.kind == Kind::kWrite && root.str.starts_with("OOM ")) [[unlikely]]
     ++stats_.oom_refused;
@@ -2373,7 +2371,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       // Connection control: counted per command like a read (a refused
       // AUTH or SELECT shows as rejected), handled below. (MONITOR was
       // not counted at all: a review compared with INFO commandstats.)
-      Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+      ObserveReply(p.spec, root, in_tx);
       break;
     default: break;
   }
@@ -2405,7 +2403,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       if (p.param != 0 && !is_error) [[unlikely]]
         NoteClientInfo(p, root, ts, in_tx);
-      Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+      ObserveReply(p.spec, root, in_tx);
       return;
     case Kind::kAuth: return;
     case Kind::kMulti:
@@ -2520,7 +2518,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error) replayer_ = IsReplayerName(Args(p)[2]);
       return;
     case Kind::kScriptLoad:  // (its body was learned from the request)
-      Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+      ObserveReply(p.spec, root, in_tx);
       return;
     case Kind::kReset:
       if (!is_error) {
@@ -2543,7 +2541,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       }
       if (is_error || protocol_ != 2 || p.kind == Kind::kUnsubscribe) {
         if (!is_error) ++stats_.reads;
-        Observe(p.spec, is_error ? Outcome::kRejected : Outcome::kReadOnly);
+        ObserveReply(p.spec, root, in_tx);
         return;
       }
       // Subscriptions not counted (after a desync): ignore the connection.
@@ -2629,7 +2627,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   };
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
-    Observe(p.spec, Outcome::kRejected);
+    ObserveReply(p.spec, reply[0], in_tx);
     // A script is not rolled back, and a MIGRATE of several keys may have
     // moved some: read their keys back (refusals before running cost a
     // needless read).

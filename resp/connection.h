@@ -486,9 +486,14 @@ class Connection {
     return spec != nullptr && spec->num_specs == 0 && !replayer_;
   }
   void Observe(const CommandSpec* spec, Outcome o) {
-    if (opts_.observer != nullptr && !not_called_)
+    if (opts_.observer != nullptr)
       opts_.observer->OnOutcome(spec != nullptr ? CommandName(*spec) : "unknown", o);
   }
+  // A reply's outcome, read only or rejected; none for a queued command
+  // that EXEC refused because its ACL changed since it was queued: redis
+  // 7.0's execCommand never called it, and INFO commandstats counts it
+  // nowhere (a review).
+  void ObserveReply(const CommandSpec* spec, const Node& root, bool in_tx);
   void DrainNoReply();
   // The request at the front, not answered: false when nothing more may be
   // drained (a replica's link began).
@@ -591,10 +596,6 @@ class Connection {
   // the connection then closes with requests pending, it may have been
   // itself (closed after the reply), and they never ran.
   bool kill_answered_ = false;
-  // The reply being handled is EXEC's refusal of a queued command whose
-  // ACL changed since it was queued: the server never called it, and INFO
-  // commandstats counts it nowhere; nor does Observe (a review).
-  bool not_called_ = false;
   bool quit_answered_ = false;  // a QUIT answered +OK: nothing still pending ran
   // RESP3 SUBSCRIBEs passed unanswered (DrainNoReply) whose confirmations
   // are still to come, oldest first: the next reply that is not a push is
