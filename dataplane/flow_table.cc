@@ -902,6 +902,7 @@ void FlowTable::Bury(const Flow* f, CloseReason reason) {
   c.closed_ns = f->last_seen_ns;
   c.server = f->info.server;
   c.reset = reason == CloseReason::kReset;
+  c.carried_data = f->carried_data;
   for (size_t d = 0; d < 2; ++d) {
     c.synced[d] = f->half[d].synced;
     c.start_seq[d] = f->half[d].base_seq;
@@ -955,10 +956,13 @@ bool FlowTable::SynCopyOfClosed(const FlowKey& key, const TcpSegment& seg) {
   // whole, then whole again: a review saw 60 connections decoded as 120,
   // their RPUSHes applied twice, unflagged. The copy's SYN names the closed
   // flow's ISN; a new connection on the 4-tuple (a port reused) has another.
+  // A flow that carried no data is no copy's original, whatever its ISN: a
+  // SYN refused by a RST and tried again, or the TIME_WAIT exchange before a
+  // port's reuse, sends the same ISN again for a real connection (a review).
   const auto it = closed_.find(key);
   if (it == closed_.end()) return false;
   Closed& c = it->second;
-  if (seg.ts_ns > c.closed_ns + config_.closed_linger_ns) return false;
+  if (!c.carried_data || seg.ts_ns > c.closed_ns + config_.closed_linger_ns) return false;
   const Direction by = seg.src == c.server ? Direction::kServerToClient : Direction::kClientToServer;
   const size_t d = Idx(by), peer = Idx(Other(by));
   if (!c.synced[d] || seg.seq + 1 != c.start_seq[d]) return false;

@@ -455,6 +455,7 @@ class FlowTable {
     bool synced[2] = {false, false};
     uint32_t start_seq[2] = {0, 0};  // of each direction's first byte (its ISN + 1 from a handshake)
     uint32_t end_seq[2] = {0, 0};    // sequence number after the last byte of each direction
+    bool carried_data = false;
     // Its handshake came again: a second copy of the whole connection is
     // being captured, and every segment within its streams is dropped.
     bool copy = false;

@@ -790,6 +790,19 @@ TEST_F(FlowTableTest, ASecondCopyOfAClosedConnectionIsNotDecodedAgain) {
   EXPECT_FALSE(Flow(1).info.joined_mid_stream);
   EXPECT_EQ(Events(1), "D0:RPUSH l 2");
   EXPECT_EQ(table_->stats().closed_flows_seen_again, 1u);
+  // A SYN refused by a RST and tried again sends the same ISN for a real
+  // connection: a flow that carried nothing is no copy's original.
+  Send(true, 7001 + 9, "", kFin | kAck);
+  Send(false, 9001, "", kFin | kAck);
+  Send(true, 20'000, "", kSyn);
+  Send(false, 0, "", kRst | kAck, 0, 20'001);
+  Send(true, 20'000, "", kSyn);
+  Send(false, 30'000, "", kSyn | kAck, 0, 20'001);
+  Send(true, 20'001, "GET k");
+  ASSERT_EQ(rec_.flows.size(), 4u);
+  EXPECT_FALSE(Flow(3).info.joined_mid_stream);
+  EXPECT_EQ(Events(3), "D0:GET k");
+  EXPECT_EQ(table_->stats().closed_flows_seen_again, 1u);
 }
 
 // What is not a late segment of the closed flow opens a flow as before: new
