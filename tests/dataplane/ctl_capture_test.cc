@@ -344,16 +344,9 @@ TEST(CtlCaptureTest, DecodeTakesAConnectionCapturedTwiceOnce) {
       uint64_t us = 10'000 * c + offset_us;
       auto add = [&](bool c2s, uint8_t flags, const std::string& payload) {
         uint32_t& seq = c2s ? cseq : sseq;
-        tb::TcpSpec t;
-        t.sport = c2s ? static_cast<uint16_t>(41000 + c) : 6379;
-        t.dport = c2s ? 6379 : static_cast<uint16_t>(41000 + c);
-        t.seq = seq;
-        t.ack = (flags & tb::kTcpAck) != 0 ? (c2s ? sseq : cseq) : 0;
-        t.flags = flags;
-        t.payload = payload;
-        frames.push_back(
-            {c2s ? tb::TcpFrame("10.0.0.1", "10.0.0.2", t) : tb::TcpFrame("10.0.0.2", "10.0.0.1", t),
-             t0 + us * 1000});
+        const uint32_t ack = (flags & tb::kTcpAck) != 0 ? (c2s ? sseq : cseq) : 0;
+        frames.push_back(tb::ClientServerFrame(static_cast<uint16_t>(41000 + c), c2s, seq, flags, payload,
+                                               t0 + us * 1000, 6379, "10.0.0.1", "10.0.0.2", ack));
         seq += static_cast<uint32_t>(payload.size()) + ((flags & (tb::kTcpSyn | tb::kTcpFin)) != 0);
         us += 100;
       };

@@ -20,15 +20,16 @@ struct TimedFrame {
 
 // A frame of the connection between client 10.0.0.1:`client_port` and server
 // 10.0.0.2:`server_port` (or the addresses given: IPv6 too), in the direction
-// `c2s` says, captured at `ts_ns`.
+// `c2s` says, captured at `ts_ns`, acknowledging `ack` (0: none given).
 inline TimedFrame ClientServerFrame(uint16_t client_port, bool c2s, uint32_t seq, uint8_t flags,
                                     std::string payload, uint64_t ts_ns, uint16_t server_port = 6379,
                                     const std::string& client_ip = "10.0.0.1",
-                                    const std::string& server_ip = "10.0.0.2") {
+                                    const std::string& server_ip = "10.0.0.2", uint32_t ack = 0) {
   TcpSpec s;
   s.sport = c2s ? client_port : server_port;
   s.dport = c2s ? server_port : client_port;
   s.seq = seq;
+  s.ack = ack;
   s.flags = flags;
   s.payload = std::move(payload);
   return {c2s ? TcpFrame(client_ip, server_ip, s) : TcpFrame(server_ip, client_ip, s), ts_ns};

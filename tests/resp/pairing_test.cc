@@ -71,6 +71,12 @@ struct OutcomeLog : OutcomeObserver {
     outcomes.push_back(std::string(command) + " " + std::string(OutcomeName(o)));
   }
 };
+// Options whose observer is `seen`.
+ConnectionOptions ObservedBy(OutcomeLog* seen) {
+  ConnectionOptions o;
+  o.observer = seen;
+  return o;
+}
 const std::string kIdem = std::string(RecordOpName(RecordOp::kIdempotent));
 const std::string kOrd = std::string(RecordOpName(RecordOp::kOrdered));
 // A push whose reply says the list was empty before.
@@ -1754,9 +1760,7 @@ TEST_F(Pairing, IgnoredConnectionsNeverShipKeyLessWrites) {
 TEST_F(Pairing, ACommandAnAclRefusesAtExecIsCountedNowhere) {
   c_->Do({"ACL", "SETUSER", "lim", "on", ">pw", "~lim:*", "+@all"});
   OutcomeLog seen;
-  ConnectionOptions o;
-  o.observer = &seen;
-  MirroredClient lim(kPort, &sink_, 24, o);
+  MirroredClient lim(kPort, &sink_, 24, ObservedBy(&seen));
   lim.Do({"AUTH", "lim", "pw"});
   lim.Do(Cmd({"MULTI"}) + Cmd({"SET", "lim:m3", "1"}) + Cmd({"INCR", "lim:c"}), 3);
   c_->Do({"ACL", "SETUSER", "lim", "resetkeys", "~lim:m*"});
@@ -2504,9 +2508,7 @@ TEST_F(Pairing, NothingOnAConnectionRefusedAtAcceptRuns) {
     // (Counted per command by neither order: the server never read them,
     // and INFO commandstats counts none; a review saw them as rejected.)
     OutcomeLog seen;
-    ConnectionOptions o;
-    o.observer = &seen;
-    Connection conn(&sink_, o);
+    Connection conn(&sink_, ObservedBy(&seen));
     if (error_first) conn.OnData(Direction::kServerToClient, replies, 10);
     conn.OnData(Direction::kClientToServer, req, 11);
     if (!error_first) conn.OnData(Direction::kServerToClient, replies, 12);
@@ -2989,7 +2991,6 @@ TEST_F(Pairing, FcallsAreShippedAgainOnceNoHeldBackLibraryMayBeLoaded) {
   Take();
 }
 
-// Per-command outcomes as "command outcome" lines.
 // Requests still unanswered at a close may have run: each is counted per
 // command, reads too, as INFO commandstats counts them (a review: 5 GETs
 // pipelined before an RST had no line; a celery result consumer's 57
@@ -2997,9 +2998,7 @@ TEST_F(Pairing, FcallsAreShippedAgainOnceNoHeldBackLibraryMayBeLoaded) {
 TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
   VectorSink sink;
   OutcomeLog seen;
-  ConnectionOptions o;
-  o.observer = &seen;
-  Connection conn(&sink, o);
+  Connection conn(&sink, ObservedBy(&seen));
   conn.OnData(Direction::kClientToServer, Cmd({"SET", "k", "v"}), 10);
   conn.OnData(Direction::kServerToClient, "+OK\r\n", 11);
   std::string pipeline;
@@ -3017,9 +3016,7 @@ TEST(PairingOffline, RequestsUnansweredAtACloseAreCountedPerCommand) {
 TEST(PairingOffline, MonitorIsCountedPerCommand) {
   VectorSink sink;
   OutcomeLog seen;
-  ConnectionOptions o;
-  o.observer = &seen;
-  Connection conn(&sink, o);
+  Connection conn(&sink, ObservedBy(&seen));
   conn.OnData(Direction::kClientToServer, Cmd({"MONITOR"}), 10);
   conn.OnData(Direction::kServerToClient, "+OK\r\n+1700000000.000000 [0 127.0.0.1:1] \"set\" \"k\"\r\n", 11);
   EXPECT_TRUE(conn.ignored());
@@ -3119,9 +3116,7 @@ TEST(PairingOffline, AWriteCutOnAnIgnoredConnectionIsReadBack) {
 TEST(PairingOffline, NewlinesAMasterSendsBeforeAFullResyncAreNotReplies) {
   VectorSink sink;
   OutcomeLog seen;
-  ConnectionOptions o;
-  o.observer = &seen;
-  Connection conn(&sink, o);
+  Connection conn(&sink, ObservedBy(&seen));
   conn.OnData(Direction::kClientToServer, Cmd({"PING"}) + Cmd({"PSYNC", "?", "-1"}), 10);
   conn.OnData(Direction::kServerToClient, "+PONG\r\n\n", 11);
   conn.OnData(Direction::kServerToClient, "\n", 12);
