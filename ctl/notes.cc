@@ -58,6 +58,11 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
              "code cannot be read, or FCALLs after such a library), and were not shipped (a MIGRATE's "
              "password may be in them; replayed, it would act on a third server): their keys are read "
              "back, and what one that declares no keys wrote is not replicated");
+  count_note(totals.fcall_unknown_keyless,
+             " FCALL(s) that declared no keys ran functions no FUNCTION LOAD in the capture registered "
+             "(loaded before it?): they were shipped, but only a replica that has their library runs "
+             "them (copy it: FUNCTION DUMP on the source, FUNCTION RESTORE on each replica); where it "
+             "does not, what they wrote is not replicated, and no record names a key to read back");
   count_note(totals.libraries_held_back,
              " function librar(ies) the server loaded were not shipped (FUNCTION LOAD of code that names "
              "MIGRATE or a command the source renamed, or a FUNCTION RESTORE, whose code cannot be read: "
@@ -69,6 +74,19 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
              " RESP parse error(s): bytes that are not RESP, or a length past the parser's limits where "
              "the capture joined a connection or after a gap; what lay up to the next message was "
              "skipped (a write in it is not replicated) and the writes after it are flagged");
+  // (A review's MSET of 2.2 M pairs was lost with nothing said.)
+  count_note(totals.oversized_lost,
+             " write(s) too large to replicate were not: a key too large to hold (past 64 MiB), a "
+             "key-less write (FUNCTION LOAD, RESTORE…) whose payload was, or keys among more than "
+             "4,194,304 arguments (an MSET or DEL of millions); no record names their keys, only a "
+             "consistency check repairs them");
+  // (Two reviews: an inline client on a connection joined mid-stream lost
+  // every write, and nothing but `--format stats` said a word.)
+  count_note(totals.unpaired_replies,
+             " reply(ies) had no request to pair with: answers to requests sent before the capture "
+             "began (on connections it joined mid-stream), or to requests it did not see (an inline "
+             "client, such as telnet or nc, on such a connection; bytes lost to a gap): a write among "
+             "the latter is not replicated, and no record names its key");
   count_note(totals.overflows,
              " time(s) a connection had more requests waiting for their replies than are held "
              "(1,048,576, or 64 MiB with their arguments): its replies could not be paired from there "

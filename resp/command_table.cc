@@ -350,4 +350,40 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
   return ok;
 }
 
+bool KeysMayLieBeyond(const CommandSpec& spec, std::span<const std::string_view> head) {
+  const int argc = static_cast<int>(head.size());
+  if (std::strcmp(spec.name, "georadius") == 0 || std::strcmp(spec.name, "georadiusbymember") == 0 ||
+      std::strcmp(spec.name, "sort") == 0)
+    return true;  // STORE may come later
+  for (size_t s = 0; s < spec.num_specs; ++s) {
+    const KeySpec& ks = spec.specs[s];
+    if (!ks.Writes()) continue;
+    int begin = -1;
+    if (ks.begin == KeyBegin::kIndex) {
+      begin = ks.begin_arg;
+    } else if (ks.begin == KeyBegin::kKeyword && ks.begin_arg >= 0) {
+      for (int i = ks.begin_arg; i < argc; ++i) {
+        if (EqualsIgnoreCase(head[i], ks.keyword)) {
+          begin = i + 1;
+          break;
+        }
+      }
+    }
+    if (begin < 0 || begin >= argc) return true;  // not found (yet), or searched from the end
+    if (ks.find == KeyFind::kRange) {
+      if (ks.a < 0 || begin + ks.a >= argc) return true;
+    } else if (ks.find == KeyFind::kKeynum) {
+      const int numidx = begin + ks.a;
+      long long num = 0;
+      if (numidx < 0 || numidx >= argc || !ParseInt(head[numidx], &num) || num < 0 || num > INT32_MAX)
+        return true;
+      const long long step = ks.c > 0 ? ks.c : 1;
+      if (num > 0 && begin + ks.b + (num - 1) * step >= argc) return true;
+    } else {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace kvf::resp

@@ -110,6 +110,10 @@ struct KeyRef {
 // specs (clamped to argv; malformed numkeys finds nothing). Returns false if a
 // spec could not be evaluated (unknown begin/find type or bad numkeys).
 bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, std::vector<KeyRef>* out);
+// `head` is the start of a longer command (Parser::tail_elided): may a key it
+// writes lie past it? True where a written key's position depends on what is
+// missing (a range to the end, a keyword not yet seen, a count past it).
+bool KeysMayLieBeyond(const CommandSpec& spec, std::span<const std::string_view> head);
 
 // Case-insensitive ASCII comparison for command names and options.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);

@@ -125,6 +125,7 @@ constexpr StatField kStatFields[] = {
     {"script_unknown_keyless", &ConnectionStats::script_unknown_keyless},
     {"scripts_not_shipped", &ConnectionStats::scripts_not_shipped},
     {"libraries_held_back", &ConnectionStats::libraries_held_back},
+    {"fcall_unknown_keyless", &ConnectionStats::fcall_unknown_keyless},
     {"records", &ConnectionStats::records},
     {"transactions", &ConnectionStats::transactions},
     {"exec_aborted", &ConnectionStats::exec_aborted},
@@ -1312,7 +1313,9 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     if (p.kind == Kind::kWrite) {
       if (KeyElided(*spec, args)) {
         // A key too large to hold, or a key-less write (FUNCTION LOAD or
-        // RESTORE of a huge payload) that could only be shipped whole.
+        // RESTORE of a huge payload) that could only be shipped whole; or
+        // a key among arguments past the limit, skipped unread (an MSET or
+        // a DEL of millions).
         ++stats_.oversized_lost;
         p.kind = Kind::kPlain;
         keep = 0;
@@ -1337,11 +1340,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     scripts_->LearnBody(args[2]);
   } else if (args.size() >= 2 && !requests_.arg_elided(1) && IsEvalOfABody(spec)) [[unlikely]] {
     scripts_->LearnBody(args[1]);
-  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args) && CallsMigrate(args))
-      [[unlikely]] {
-    scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
-    p.holds_library = true;
-    ++library_holds_;
+  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args)) [[unlikely]] {
+    if (EqualsIgnoreCase(args[1], "LOAD") && !requests_.arg_elided(args.size() - 1))
+      scripts_->LearnFunctions(args.back());  // (an FCALL answered first may run it)
+    if (CallsMigrate(args)) {
+      scripts_->NoteLibraryRequested();
+      p.holds_library = true;
+      ++library_holds_;
+    }
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -1816,6 +1822,8 @@ void Connection::EnterIgnored() {
 bool Connection::KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const {
   // Key-less (here: EVAL … 0 too): shipped whole, or not at all.
   if (spec.num_specs == 0) return true;
+  // Arguments past the element limit were skipped unread.
+  if (requests_.tail_elided() > 0 && KeysMayLieBeyond(spec, args)) return true;
   std::vector<KeyRef> keys;
   FindKeys(spec, args, &keys);
   return keys.empty() ||
@@ -2680,8 +2688,14 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   // Scripts and libraries that call MIGRATE are read back, never shipped
   // (ConvertWrite), and so are FCALLs once such a library came: counted, so
   // that decode can say what that leaves out.
-  if (p.spec->name[0] == 'f' && IsFcall(*p.spec)) [[unlikely]]
+  if (p.spec->name[0] == 'f' && IsFcall(*p.spec)) [[unlikely]] {
     ctx.functions_held_back = scripts_->library_held_back(opts_.server_key);
+    // Shipped all the same (a library deployed on every site runs it), but
+    // said: a review's FCALL of a library loaded before the capture, with no
+    // key to read back, left the replica without its write, unsaid.
+    if (argv.size() >= 3 && argv[2] == "0" && !scripts_->FunctionKnown(argv[1]))
+      ++stats_.fcall_unknown_keyless;
+  }
   if (ctx.functions_held_back || CallsMigrate(argv)) [[unlikely]]
     ++stats_.scripts_not_shipped;
   const ConvertOutcome outcome = ConvertWrite(*p.spec, argv, reply, ctx, &counting);

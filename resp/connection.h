@@ -145,6 +145,9 @@ struct ConnectionStats {
   uint64_t script_unknown_keyless = 0;  // of those, with no key to read back: nothing replicated
   uint64_t scripts_not_shipped = 0;     // EVAL (EVALSHA) or FUNCTION LOAD naming MIGRATE: keys read back
   uint64_t libraries_held_back = 0;  // of those, libraries the server took (LOAD, RESTORE): not on replicas
+  // FCALLs declaring no keys of a function no captured FUNCTION LOAD
+  // registered: shipped, but only a replica given its library runs them.
+  uint64_t fcall_unknown_keyless = 0;
   uint64_t records = 0;
   uint64_t db_proven_by_server = 0;  // dbs settled (or corrected) by the server's word: ProveDb, CLIENT INFO
   uint64_t transactions = 0;         // EXEC that applied
@@ -533,7 +536,8 @@ class Connection {
   void ReadBackWaiting(bool ignoring = false);
   // A replica's link: everything from here on, both ways, is ignored.
   void EnterReplicaLink();
-  // Whether a key of the request just parsed was too large to hold.
+  // Whether a key of the request just parsed was too large to hold, or may
+  // lie among arguments past the element limit (Parser::tail_elided).
   bool KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const;
   // One such request (`ignoring`: as UnansweredWhileIgnored).
   void ReadBack(const Pending& p, bool ignoring, uint16_t extra_flags = kAfterGap);

@@ -244,6 +244,7 @@ void Parser::ReserveWanted() {
 
 void Parser::ForgetElisions() {
   skip_body_ = 0;
+  skip_bulks_ = 0;
   holes_.clear();
   hole_bytes_ = 0;
 }
@@ -447,7 +448,8 @@ void Parser::OnGap() {
 }
 
 bool Parser::AtBoundary() const {
-  return !in_message_ && !resyncing_ && error_ == ParseError::kNone && pos_ >= view_len() && skip_body_ == 0;
+  return !in_message_ && !resyncing_ && error_ == ParseError::kNone && pos_ >= view_len() &&
+         skip_body_ == 0 && skip_bulks_ == 0;
 }
 
 Parser::Candidate Parser::CheckCandidate(size_t at) const {
@@ -631,6 +633,47 @@ bool Parser::SkimNode(uint32_t count, bool attribute) {
     const Frame f = frames_.back();
     frames_.pop_back();
     if (f.attribute && !frames_.empty()) ++frames_.back().remaining;  // an attribute is no value
+  }
+  return true;
+}
+
+bool Parser::WalksOnly(Type type, bool attribute) const {
+  return skimming_ ||
+         (skim_ != nullptr && frames_.empty() && !attribute && type != Type::kPush && skim_(skim_ctx_));
+}
+
+bool Parser::SkipTail(const char* v, size_t len) {
+  // Each is "$<len>\r\n<body>\r\n", checked as the general path checks a
+  // bulk of a request; its body is skipped unread as it comes, as the rest
+  // of an elided bulk is (Feed).
+  while (skip_bulks_ > 0) {
+    if (skip_body_ > 0 || pos_ >= len) return false;
+    if (v[pos_] != '$') {
+      error_ = ParseError::kNotBulkInRequest;
+      return false;
+    }
+    size_t q = pos_ + 1;
+    int64_t bl = 0;
+    if (!ReadCount(v, len, &q, &bl)) {
+      // Incomplete, or malformed once the line is there ("$" and at most
+      // 18 digits: 21 bytes with its CRLF).
+      const size_t avail = len - pos_;
+      if (avail > 21 || std::memchr(v + pos_, '\n', avail) != nullptr) error_ = ParseError::kBadLength;
+      return false;
+    }
+    const uint64_t body = static_cast<uint64_t>(bl) + 2;
+    const size_t here = static_cast<size_t>(std::min<uint64_t>(len - q, body));
+    if ((here > body - 2 && v[q + body - 2] != '\r') || (here > body - 1 && v[q + body - 1] != '\n')) {
+      error_ = ParseError::kBadTerminator;
+      return false;
+    }
+    elided_bytes_ += here;
+    pos_ = q + here;
+    --skip_bulks_;
+    if (here < body) {
+      skip_body_ = body - here;
+      return false;
+    }
   }
   return true;
 }
@@ -892,8 +935,11 @@ ParseStatus Parser::Next() {
 
   for (;;) {
     if (!in_message_) {
+      if (skip_bulks_ > 0 && !SkipTail(v, len)) [[unlikely]]
+        return error_ != ParseError::kNone ? ParseStatus::kError : NeedMore();
       if (pos_ >= len) return NeedMore();
       elided_msg_ = false;
+      tail_elided_ = 0;
       skimming_ = false;
       if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
         trust_lengths_ = true;
@@ -1074,14 +1120,31 @@ ParseStatus Parser::Next() {
           break;
         }
         if (num < 0) return Fail(ParseError::kBadLength);
-        if (static_cast<uint64_t>(num) > limits_.max_elements) return Fail(ParseError::kTooManyElements);
-        if (frames_.size() + 1 > limits_.max_depth) return Fail(ParseError::kTooDeep);
-        const uint32_t count = static_cast<uint32_t>((t == '%' || t == '|') ? num * 2 : num);
         const Type type = t == '*'   ? Type::kArray
                           : t == '%' ? Type::kMap
                           : t == '~' ? Type::kSet
                           : t == '>' ? Type::kPush
                                      : Type::kMap;
+        uint64_t tail = 0;
+        if (static_cast<uint64_t>(num) > limits_.max_elements) [[unlikely]] {
+          // Redis 7 takes requests of up to INT_MAX arguments (a bulk load's
+          // SADD of millions of members was lost to this error, its key not
+          // even read back). On a stream whose framing was never in doubt,
+          // the first arguments are kept (the name, the keys of nearly every
+          // command) and the rest skipped unread; a reply nobody reads is
+          // walked, which holds no node. After a gap, a join or a resync it
+          // stays an error, as a length past max_bulk_len does.
+          if (num > INT32_MAX) return Fail(ParseError::kTooManyElements);
+          if (mode_ == Mode::kRequest && trust_lengths_ && resyncs_ == 0) {
+            const int64_t keep = std::min(limits_.max_elements, kTailKeptArgs);
+            tail = static_cast<uint64_t>(num - keep);
+            num = keep;
+          } else if (mode_ != Mode::kReply || !WalksOnly(type, t == '|')) {
+            return Fail(ParseError::kTooManyElements);
+          }
+        }
+        if (frames_.size() + 1 > limits_.max_depth) return Fail(ParseError::kTooDeep);
+        const uint32_t count = static_cast<uint32_t>((t == '%' || t == '|') ? num * 2 : num);
         // A push is out of band: one inside a reply (Redis 7.0 writes a
         // keyspace event it raised while running EXEC or a script into the
         // middle of that reply) is no element of it, and is dropped like an
@@ -1089,6 +1152,10 @@ ParseStatus Parser::Next() {
         const bool out_of_band = t == '|' || (t == '>' && mode_ == Mode::kReply && !frames_.empty());
         ok = AddNode(type, c_off, 0, 0, count, out_of_band);
         pos_ = next;
+        if (tail > 0 && ok) {
+          tail_elided_ = skip_bulks_ = tail;
+          elided_msg_ = true;
+        }
         break;
       }
       default: return Fail(ParseError::kBadType);

@@ -25,7 +25,10 @@ struct Limits {
   uint64_t max_bulk_len = 512ull << 20;
   // Elements of one aggregate: as many as one message may hold nodes.
   // Redis 7 takes requests of up to INT_MAX arguments (6.2 refused more than
-  // 1 Mi), and bulk loads send a million members in one SADD or MSET.
+  // 1 Mi), and bulk loads send a million members in one SADD or MSET. Where
+  // lengths are trusted, a request with more keeps its first arguments and
+  // skips the rest unread (Parser::tail_elided), and a skimmed reply is
+  // walked whatever its length.
   uint32_t max_elements = 4u << 20;
   uint32_t max_depth = 32;            // nesting of aggregates
   size_t max_inline_len = 64u << 10;  // one inline command / simple-string line
@@ -143,6 +146,14 @@ class Parser {
   // mode, the node says so.
   bool elided() const { return elided_msg_; }
   bool arg_elided(size_t i) const { return elided_msg_ && i + 1 < nodes_.size() && nodes_[i + 1].elided; }
+  // Request mode: the last message declared more arguments than
+  // max_elements on a stream whose framing was never in doubt (Redis 7 runs
+  // up to INT_MAX): args() holds its first kTailKeptArgs (or max_elements,
+  // if fewer), and the other tail_elided() were skipped unread as they came
+  // (elided() is true too). Zero otherwise. After a gap, a join or a resync
+  // such a count is an error: it may be a false start in a value's text.
+  uint64_t tail_elided() const { return tail_elided_; }
+  static constexpr uint32_t kTailKeptArgs = 1024;
   bool last_was_inline() const { return last_inline_; }
   // Reply mode: the reply tree, root first.
   std::span<const Node> nodes() const { return nodes_; }
@@ -213,7 +224,7 @@ class Parser {
   // sync read as garbled replies.
   void SkipNewlinesBetweenMessages(bool on) { skip_newlines_ = on; }
   // True while bytes of an unfinished message (or resync candidate) are held.
-  bool HasPartial() const { return in_message_ || !buf_.empty() || skip_body_ > 0; }
+  bool HasPartial() const { return in_message_ || !buf_.empty() || skip_body_ > 0 || skip_bulks_ > 0; }
 
   uint64_t skipped_bytes() const { return skipped_bytes_; }  // dropped by resyncs and gaps
   // Requests dropped for being empty (a blank inline line, `*0`): Redis runs
@@ -281,6 +292,11 @@ class Parser {
   // GapInsideBulk, with the bulk it found.
   size_t LocateGap(uint64_t n, HeldBulk* b) const;
   bool SkipToCandidate();
+  // Skips the bulks of an elided tail (tail_elided) that lie in the view.
+  // False when it needs more bytes, or failed (error_ set).
+  bool SkipTail(const char* v, size_t len);
+  // The aggregate whose header is at hand, in reply mode, is only walked.
+  bool WalksOnly(Type type, bool attribute) const;
 
   Mode mode_;
   Limits limits_;
@@ -324,8 +340,10 @@ class Parser {
   bool finish_after_gap_ = false;  // AbsorbGap ended the message in progress: Next() returns it
   SkimPredicate skim_ = nullptr;   // SetSkimPredicate
   const void* skim_ctx_ = nullptr;
-  bool skimming_ = false;   // the message being parsed is skimmed
-  uint64_t skip_body_ = 0;  // bytes of an elided bulk (CRLF included) still to come: Feed drops them
+  bool skimming_ = false;     // the message being parsed is skimmed
+  uint64_t skip_body_ = 0;    // bytes of an elided bulk (CRLF included) still to come: Feed drops them
+  uint64_t skip_bulks_ = 0;   // bulks of an elided tail still to skip, after skip_body_
+  uint64_t tail_elided_ = 0;  // see tail_elided()
   // Lengths are trusted (bulks past the limit elided, not failed) except in
   // the first message after a resync or gap, where a false start is likely.
   bool trust_lengths_ = true;

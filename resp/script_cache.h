@@ -74,6 +74,14 @@ class ScriptCache {
     library_servers_.erase(server);
     any_library_.store(!library_servers_.empty(), std::memory_order_relaxed);
   }
+  // Function names a FUNCTION LOAD's library registers (learned from its
+  // request, as bodies are: `redis.register_function('name', …)` or
+  // `{function_name = 'name', …}` with a literal name), kept up to
+  // kMaxFunctionNames, in lower case: Redis looks functions up in any case.
+  // An FCALL of another function ran a library the capture never saw loaded.
+  static constexpr size_t kMaxFunctionNames = 4096;
+  void LearnFunctions(std::string_view library);
+  bool FunctionKnown(std::string_view name) const;
   bool library_held_back(uint64_t server) const {
     if (libraries_pending_.load(std::memory_order_relaxed) > 0) return true;
     if (!any_library_.load(std::memory_order_relaxed)) return false;
@@ -92,8 +100,9 @@ class ScriptCache {
   std::deque<std::string> order_;                                               // shas, oldest first
   size_t bytes_ = 0;
   uint64_t evictions_ = 0;
-  std::set<uint64_t> library_servers_;    // holding a library held back; guarded by mu_
-  std::atomic<bool> any_library_{false};  // library_servers_ is not empty
+  std::set<uint64_t> library_servers_;            // holding a library held back; guarded by mu_
+  std::set<std::string, std::less<>> functions_;  // LearnFunctions; guarded by mu_
+  std::atomic<bool> any_library_{false};          // library_servers_ is not empty
   std::atomic<int64_t> libraries_pending_{0};
 };
 

@@ -136,6 +136,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Small, so that elided bulks (values too large to hold) are explored.
   o.request_limits.max_message_bytes = 700;
   o.reply_limits.max_message_bytes = 700;
+  // And requests past the element limit (their tails skipped), replies past it.
+  o.request_limits.max_elements = o.reply_limits.max_elements = 12;
   o.joined_mid_stream = size > 0 && (data[0] & 0x80);
   auto conn = std::make_unique<kvf::resp::Connection>(&tee, o);
   uint64_t ts = 1'000'000'000;

@@ -458,6 +458,39 @@ TEST_F(Pairing, ValuesPastTheBulkLimitAreReadBackWhenInStep) {
   ExpectPairedCleanly(refused.conn().stats());
 }
 
+// Redis 7 takes requests of up to INT_MAX arguments. Past max_elements (8
+// here, 4 Mi by default) a request keeps its head and skips the rest: a
+// write whose keys all lie in the head is read back (a review's SADD of
+// 4.4 M members was lost, its key never named); one whose keys may lie past
+// it (MSET, DEL) is counted lost. A reply past the limit that nobody reads
+// pairs; everything after stays in step.
+TEST_F(Pairing, RequestsPastTheElementLimitAreReadBackWhenInStep) {
+  ConnectionOptions o;
+  o.request_limits.max_elements = o.reply_limits.max_elements = 8;
+  MirroredClient big(kPort, &sink_, 31, o);
+  auto with = [](std::vector<std::string> head, const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i) head.push_back(prefix + std::to_string(i));
+    return head;
+  };
+  big.Do(Cmd(with({"SADD", "s"}, "m", 20)), 1);
+  big.Do(Cmd(with({"ZADD", "z"}, "", 20)), 1);  // scores and members alike: "0" … "19"
+  big.Do(Cmd(with({"XADD", "x", "*"}, "f", 20)), 1);
+  big.Do(Cmd(with({"ZUNIONSTORE", "dst", "10"}, "s", 10)), 1);
+  big.Do(Cmd(with({"MSET"}, "k", 20)), 1);
+  big.Do(Cmd(with({"DEL"}, "k", 12)), 1);
+  EXPECT_EQ(big.Do(Cmd(with({"SMISMEMBER", "s"}, "m", 12)), 1).substr(0, 5), "*12\r\n");
+  EXPECT_EQ(big.Do({"SMEMBERS", "s"}).substr(0, 5), "*20\r\n");
+  big.Do({"SET", "after", "1"});
+  const std::string rb =
+      std::string(RecordOpName(RecordOp::kReadback)) + " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + rb + " s:", "0 " + rb + " z:", "0 " + rb + " x:", "0 " + rb + " dst:",
+                       "0 " + kIdem + " after: SET after 1"}));
+  EXPECT_EQ(big.conn().stats().writes_oversized, 4u);
+  EXPECT_EQ(big.conn().stats().oversized_lost, 2u);
+  ExpectPairedCleanly(big.conn().stats());
+  EXPECT_EQ(c_->raw().Send(Cmd({"SCARD", "s"}), 1), ":20\r\n");
+}
+
 TEST_F(Pairing, XaddRecordsTheAssignedId) {
   const std::string reply = c_->Do({"XADD", "x", "*", "f", "v"});
   const std::string id = reply.substr(reply.find("\r\n") + 2, reply.size() - reply.find("\r\n") - 4);
@@ -2946,6 +2979,39 @@ TEST_F(Pairing, AFunctionRestoreIsNotShippedAndTheFcallsAfterItAreReadBack) {
 // FUNCTION FLUSH took away leaves nothing an FCALL could run (a review: a
 // refused RESTORE stopped every later FCALL from being shipped, and a
 // key-less FCALL's write was lost, unflagged).
+// An FCALL of a function no captured FUNCTION LOAD registered (its library
+// loaded before the capture) is shipped: a library deployed on every site
+// runs it. One that declares no keys is counted, so that decode can say so:
+// a replica without the library drops its write, and no key names it (a
+// review lost such a write unsaid). Function names match in any case, as
+// Redis looks them up; both forms of register_function are read.
+TEST_F(Pairing, KeylessFcallsOfLibrariesLoadedBeforeTheCaptureAreCounted) {
+  RawClient before(kPort);
+  const std::string pre =
+      "#!lua name=kvfpre\nredis.register_function('kvfpre_w', function(keys, args) "
+      "redis.call('SET', args[1], '1') return 1 end)";
+  ASSERT_EQ(before.Send(Cmd(std::vector<std::string>{"FUNCTION", "LOAD", "REPLACE", pre}), 1),
+            "$6\r\nkvfpre\r\n");
+  Take();
+  c_->Do({"FCALL", "kvfpre_w", "0", "pk"});
+  c_->Do({"FCALL", "KVFPRE_W", "1", "pk2", "pk2"});  // a key to read back: not counted
+  EXPECT_EQ(c_->conn().stats().fcall_unknown_keyless, 1u);
+  const V shipped = Take();
+  ASSERT_EQ(shipped.size(), 2u);
+  EXPECT_NE(shipped[0].find("FCALL kvfpre_w 0 pk"), std::string::npos) << shipped[0];
+  const std::string seen =
+      "#!lua name=kvfseen\nredis.register_function('kvfseen_a', function(keys, args) return 1 end)\n"
+      "redis.register_function{function_name = \"kvfseen_b\", callback = function(keys, args) "
+      "return redis.call('SET', args[1], '2') end}";
+  c_->Do({"FUNCTION", "LOAD", "REPLACE", seen});
+  c_->Do({"FCALL", "kvfseen_b", "0", "sk"});
+  c_->Do({"FCALL", "KVFSEEN_A", "0"});
+  EXPECT_EQ(c_->conn().stats().fcall_unknown_keyless, 1u);
+  EXPECT_EQ(c_->Do({"FCALL", "kvfnone", "0"}).substr(0, 4), "-ERR");  // refused: nothing
+  EXPECT_EQ(c_->conn().stats().fcall_unknown_keyless, 1u);
+  ExpectPairedCleanly(c_->conn().stats());
+}
+
 TEST_F(Pairing, FcallsAreShippedAgainOnceNoHeldBackLibraryMayBeLoaded) {
   const std::string code =
       "#!lua name=kvfok\nredis.register_function('kvfok_w0', function(keys, args) "

@@ -56,6 +56,7 @@ std::vector<std::string> ParseAll(Parser::Mode mode, const std::string& input, s
         std::string r = p.last_was_inline() ? "inline:" : "";
         for (size_t a = 0; a < p.args().size(); ++a)
           r += p.arg_elided(a) ? "<#elided>" : "<" + std::string(p.args()[a]) + ">";
+        if (p.tail_elided() > 0) r += "<+" + std::to_string(p.tail_elided()) + " elided>";
         out.push_back(r);
       } else {
         size_t i = 0;
@@ -465,7 +466,7 @@ TEST(RespParser, LimitsGiveClearErrors) {
     EXPECT_EQ(p.Next(), ParseStatus::kError);
     EXPECT_EQ(p.error(), ParseError::kBulkTooLong);
   }
-  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*4\r\n", 100, l),
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, "*4\r\n", 100, l),
             std::vector<std::string>{"ERROR:aggregate larger than the limit"});
   EXPECT_EQ(ParseAll(Parser::Mode::kReply, "*1\r\n*1\r\n*1\r\n:1\r\n", 100, l),
             std::vector<std::string>{"ERROR:aggregates nested deeper than the limit"});
@@ -479,6 +480,86 @@ TEST(RespParser, LimitsGiveClearErrors) {
             std::vector<std::string>{"ERROR:missing CRLF"});
   EXPECT_EQ(ParseAll(Parser::Mode::kReply, ":12a\r\n", 100, l),
             std::vector<std::string>{"ERROR:malformed integer, boolean or big number"});
+}
+
+// Redis 7 takes requests of up to INT_MAX arguments (a bulk load's SADD of
+// 4.4 M members was lost to a parse error, its key not read back): where
+// lengths are trusted, a request past max_elements keeps its head and skips
+// the rest unread, whatever the chunking, and the next request follows.
+// After a gap it is still an error, and so is a malformed bulk in the tail.
+TEST(RespParser, RequestsPastTheElementLimitKeepTheirHead) {
+  Limits l;
+  l.max_elements = 3;
+  const std::string big =
+      "*6\r\n$4\r\nSADD\r\n$1\r\nk\r\n$1\r\na\r\n$0\r\n\r\n$12\r\nbbbbbbbbbbbb\r\n$1\r\nc\r\n";
+  const std::string ping = "*1\r\n$4\r\nPING\r\n";
+  for (size_t chunk : {big.size() + ping.size(), size_t{1}, size_t{2}, size_t{5}, size_t{9}}) {
+    EXPECT_EQ(ParseAll(Parser::Mode::kRequest, big + ping, chunk, l),
+              (std::vector<std::string>{"<SADD><k><a><+3 elided>", "<PING>"}))
+        << "chunk " << chunk;
+  }
+  {
+    Parser p(Parser::Mode::kRequest, l);
+    const std::string both = big + ping;
+    p.Feed(both);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_TRUE(p.elided());
+    EXPECT_FALSE(p.arg_elided(2));
+    EXPECT_EQ(p.elided_bytes(), 0u);  // the tail is skipped on the way to the next message
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.elided_bytes(), 2u + 14 + 3);  // the bodies, CRLFs included
+    EXPECT_EQ(p.tail_elided(), 0u);
+    EXPECT_FALSE(p.elided());
+  }
+  {
+    // The tail's last body runs past the chunk: the message is out, the
+    // parser is not at a boundary until the body ends.
+    Parser p(Parser::Mode::kRequest, l);
+    const std::string head = big.substr(0, big.size() - 4);
+    p.Feed(head);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.tail_elided(), 3u);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    EXPECT_FALSE(p.AtBoundary());
+    EXPECT_TRUE(p.HasPartial());
+    const std::string rest = big.substr(big.size() - 4) + ping;
+    p.Feed(rest);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.args().size(), 1u);
+    EXPECT_EQ(p.Next(), ParseStatus::kNeedMore);
+    EXPECT_TRUE(p.AtBoundary());
+  }
+  {
+    Parser p(Parser::Mode::kRequest, l);
+    p.OnGap();
+    p.Feed(big);
+    EXPECT_EQ(p.Next(), ParseStatus::kError);
+    EXPECT_EQ(p.error(), ParseError::kTooManyElements);
+  }
+  EXPECT_EQ(
+      ParseAll(Parser::Mode::kRequest, "*5\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n:1\r\n", 100, l),
+      (std::vector<std::string>{"<DEL><a><b><+2 elided>", "ERROR:request element is not a bulk string"}));
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*5\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nxy\r\n", 100, l),
+            (std::vector<std::string>{"<DEL><a><b><+2 elided>", "ERROR:missing CRLF"}));
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*5\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n$01\r\nx\r\n", 100, l),
+            (std::vector<std::string>{"<DEL><a><b><+2 elided>", "ERROR:malformed length or count"}));
+  // Past INT_MAX Redis refuses the request itself.
+  EXPECT_EQ(ParseAll(Parser::Mode::kRequest, "*2147483648\r\n", 100, l),
+            std::vector<std::string>{"ERROR:aggregate larger than the limit"});
+  // A reply nobody reads is walked whatever its length; one read is not.
+  const std::string reply = "*4\r\n:1\r\n:2\r\n$1\r\nx\r\n*5\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n+OK\r\n";
+  {
+    Parser p(Parser::Mode::kReply, l);
+    p.SetSkimPredicate([](const void*) { return true; }, nullptr);
+    p.Feed(reply);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_TRUE(p.skimmed());
+    EXPECT_EQ(p.message_bytes(), reply.size() - 5);
+    ASSERT_EQ(p.Next(), ParseStatus::kMessage);
+    EXPECT_EQ(p.nodes()[0].str, "OK");
+  }
+  EXPECT_EQ(ParseAll(Parser::Mode::kReply, reply, 100, l),
+            std::vector<std::string>{"ERROR:aggregate larger than the limit"});
 }
 
 // Nesting past max_depth: the parser resyncs past the aggregate header that
