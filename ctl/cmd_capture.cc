@@ -5,6 +5,10 @@
 // bytes, flows, gaps, requests parsed per command, change records and the
 // drops of every layer (NIC, kernel/BPF, ring, decode, worker queues,
 // reassembly, RESP pairing); or, with --format records, the records.
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -742,6 +746,14 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const Counters empty;
   report("total", secs, &empty);
+  // A source that failed (the interface went away: a review's capture
+  // stopped, printed its totals and exited 0 without a reason).
+  int rc = 0;
+  if (const auto* pcap = dynamic_cast<const PcapSource*>(src.get()); pcap != nullptr && !pcap->error().ok()) {
+    std::fprintf(stderr, "kvferryctl capture: %s: the capture stopped there\n",
+                 pcap->error().ToString().c_str());
+    rc = 1;
+  }
   const uint64_t unknown = output.unknown_db();
   TellNotes(names, SumShards(shards), cfg.servers);
   if (resolver != nullptr) {
@@ -768,7 +780,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
                    "--resolve-db asks the server (CLIENT LIST) which db each one has selected\n",
                    (unsigned long long)unknown);
   }
-  return 0;
+  return rc;
 }
 
 // --source-auth-file: the password is the whole first line (spaces
@@ -790,6 +802,33 @@ bool ReadAuthFile(const std::string& path, kvf::ctl::DbResolverOptions* o) {
     return false;
   }
   return true;
+}
+
+// What makes `iface` more than a mirror port: it is the loopback, or has an
+// address beyond IPv6 link-local (empty: a mirror port, as far as can be told).
+std::string HostTrafficOn(const std::string& iface) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return {};
+  std::string found;
+  for (const ifaddrs* a = list; a != nullptr && found.empty(); a = a->ifa_next) {
+    if (a->ifa_name == nullptr || iface != a->ifa_name) continue;
+    if ((a->ifa_flags & IFF_LOOPBACK) != 0) {
+      found = "it is the loopback interface";
+    } else if (a->ifa_addr != nullptr &&
+               (a->ifa_addr->sa_family == AF_INET || a->ifa_addr->sa_family == AF_INET6)) {
+      char text[INET6_ADDRSTRLEN] = {};
+      if (a->ifa_addr->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+      } else {
+        const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr;
+        if (IN6_IS_ADDR_LINKLOCAL(&v6)) continue;
+        inet_ntop(AF_INET6, &v6, text, sizeof text);
+      }
+      found = std::string("it has the address ") + text;
+    }
+  }
+  freeifaddrs(list);
+  return found;
 }
 
 int RunCapture(const std::vector<std::string>& args) {
@@ -816,7 +855,8 @@ int RunCapture(const std::vector<std::string>& args) {
   app.add_option("--server", servers,
                  "HOST:PORT of a Redis server (repeatable; a name is looked up, *:PORT is any address)")
       ->required();
-  app.add_option("--seconds", seconds, "stop after N seconds (0: until the file ends or Ctrl-C)");
+  app.add_option("--seconds", seconds, "stop after N seconds (0: until the file ends or Ctrl-C)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--format", format,
                  "stats | json | records (one JSON change record per line; stats on stderr)")
       ->check(CLI::IsMember({"stats", "json", "records"}));
@@ -836,7 +876,7 @@ int RunCapture(const std::vector<std::string>& args) {
   wire.AddTo(app);
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
-      ->check(CLI::Range(0.0, 60000.0));
+      ->check(kvf::ctl::FiniteRange(0.0, 60000.0));
   judge.AddTo(app);
   app.add_flag("--pass", pass,
                "xdp: let frames go on to the stack (XDP_PASS) instead of dropping them after inspection; "
@@ -854,7 +894,7 @@ int RunCapture(const std::vector<std::string>& args) {
   try {
     app.parse(argv_rev);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return kvf::ctl::UsageExit(app, e);
   }
   if (iface.empty() == pcap_file.empty()) {
     std::fprintf(stderr, "kvferryctl capture: give exactly one of --iface or --pcap\n");
@@ -920,6 +960,18 @@ int RunCapture(const std::vector<std::string>& args) {
     src = std::move(*r);
   } else if (backend == "xdp") {
 #if KVF_CTL_HAVE_XDP
+    // Dropping after inspection suits a dedicated mirror port; on an
+    // interface of the host's own (a review ran it on lo, and the host lost
+    // its loopback traffic until the capture ended) it is an outage.
+    if (const std::string why = HostTrafficOn(iface); !pass && !why.empty()) {
+      std::fprintf(
+          stderr,
+          "kvferryctl capture: --backend xdp drops every frame on %s once inspected (for a dedicated "
+          "mirror port), but %s: it carries the host's own traffic. Give --pass to let frames go "
+          "on to the stack\n",
+          iface.c_str(), why.c_str());
+      return 2;
+    }
     XdpOptions o;
     o.iface = iface;
     o.servers = cfg.servers;

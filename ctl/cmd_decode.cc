@@ -2,11 +2,14 @@
 // pcap, reassembles the connections to the given Redis servers, pairs
 // requests with replies and prints the change records (json), the commands a
 // replica would apply (resp, for `redis-cli --pipe`), or counts (stats).
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -45,6 +48,19 @@ namespace {
 
 using namespace kvf;
 namespace dp = kvf::dataplane;
+
+// Ctrl-C or SIGTERM: decode stops reading frames and ends as at the end of
+// the capture, so that every record written is whole (a review's json and
+// resp output ended in half a record, a broken command for `redis-cli
+// --pipe`). A second one quits at once.
+std::atomic<bool> g_decode_interrupted{false};
+
+void OnDecodeSignal(int) {
+  if (!g_decode_interrupted.exchange(true)) return;
+  static constexpr char kQuit[] = "\nkvferryctl decode: interrupted again: quitting, the output cut short\n";
+  (void)!write(STDERR_FILENO, kQuit, sizeof(kQuit) - 1);
+  _exit(130);
+}
 
 // Prints records as they leave the ambiguity window; assigns the dense seq.
 class Printer : public resp::RecordSink {
@@ -171,7 +187,10 @@ class Printer : public resp::RecordSink {
   std::string line_;   // a json line, reused
   std::string upper_;  // a command name in upper case, reused
   uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0, database_doubts_ = 0;
-  uint16_t db_ = 0;
+  // The db the resp output last selected: none at first, so that its first
+  // record selects its own (a review piped it into `redis-cli -n 5 --pipe`,
+  // and the db-0 records before the first SELECT went to db 5).
+  uint32_t db_ = UINT32_MAX;
   std::map<std::string, CommandCount, std::less<>> per_command_;
   std::map<std::string, CommandCount, std::less<>>::iterator last_command_ = per_command_.end();
   std::array<uint64_t, 8> per_op_{};
@@ -673,7 +692,7 @@ Result<std::vector<std::string>> InCaptureOrder(const std::vector<std::string>& 
 constexpr uint64_t kMirrorDelayNs = 100'000'000;
 
 int RunDecode(const std::vector<std::string>& args) {
-  CLI::App app{"Decode a pcap of Redis traffic into change records"};
+  CLI::App app{"Decode a pcap of Redis traffic into change records", "kvferryctl decode"};
   std::vector<std::string> pcap_args;
   std::string format = "json";
   std::vector<std::string> servers;
@@ -695,7 +714,7 @@ int RunDecode(const std::vector<std::string>& args) {
   wire.AddTo(app);
   app.add_option("--ambiguity-window-ms", window_ms,
                  "writes to one key from two connections closer than this are flagged")
-      ->check(CLI::Range(0.001, 3'600'000.0));
+      ->check(kvf::ctl::FiniteRange(0.001, 3'600'000.0));
   judge.AddTo(app);
   app.add_option("--threads", threads,
                  "1: one thread; 2: packets+output | RESP; 3: packets | RESP | output (same output)")
@@ -704,8 +723,10 @@ int RunDecode(const std::vector<std::string>& args) {
   try {
     app.parse(argv_rev);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return kvf::ctl::UsageExit(app, e);
   }
+  signal(SIGINT, OnDecodeSignal);
+  signal(SIGTERM, OnDecodeSignal);
   dp::FlowTableConfig cfg;
   if (!wire.Apply("decode", &cfg)) return 2;
   for (const std::string& s : servers) {
@@ -869,7 +890,8 @@ int RunDecode(const std::vector<std::string>& args) {
         if (events) events->AddStable(sources.back()->mapped_file());
       }
       dp::PcapSource* src = sources.back().get();
-      while (!src->Exhausted()) {
+      if (g_decode_interrupted.load(std::memory_order_relaxed)) break;
+      while (!src->Exhausted() && !g_decode_interrupted.load(std::memory_order_relaxed)) {
         const size_t n = src->RxBurst(burst);
         for (size_t i = 0; i < n; ++i) {
           const dp::Packet& p = burst[i];
@@ -1150,6 +1172,13 @@ int RunDecode(const std::vector<std::string>& args) {
     std::fprintf(stderr, "kvferryctl decode: %s: %s\n", src->Describe().c_str(),
                  src->error().ToString().c_str());
     damaged = true;
+  }
+  if (g_decode_interrupted.load()) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: interrupted after %llu frame(s): their records were written whole, the "
+                 "connections still open ended as at a capture's end; the rest was not read\n",
+                 (unsigned long long)frames);
+    return 130;
   }
   if (damaged || missed_server) return 1;
   return 0;

@@ -1,6 +1,7 @@
 // `kvferryctl log dump|verify|stats --dir D [--from SEQ] [--format json]`:
 // offline inspection of a log directory. Read-only: safe on a live log
 // (it may then see a partly written tail). verify exits 1 on any damage.
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -21,11 +22,12 @@ struct LogArgs {
   std::string action;
   std::string dir;
   uint64_t from = 1;
+  bool from_given = false;
   bool json = false;
 };
 
-void Usage() {
-  std::fprintf(stderr,
+void Usage(std::FILE* out = stderr) {
+  std::fprintf(out,
                "usage: kvferryctl log dump|verify|stats --dir D [--from SEQ] [--format text|json]\n"
                "  dump    print records from --from on (json: one object per line)\n"
                "  verify  check every record of every segment; exit 1 on damage or gaps\n"
@@ -38,17 +40,30 @@ bool Parse(const std::vector<std::string>& args, LogArgs* out) {
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     const bool has_value = i + 1 < args.size();
-    if (a == "--dir" && has_value) {
+    if (a == "--dir" && has_value && out->dir.empty()) {
       out->dir = args[++i];
     } else if (a == "--from" && has_value) {
-      char* end = nullptr;
-      out->from = std::strtoull(args[++i].c_str(), &end, 10);
-      if (end == nullptr || *end != '\0') return false;
+      // Digits only: strtoull took "-1" (as 2^64-1), "" and overflows.
+      const std::string& v = args[++i];
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out->from);
+      if (v.empty() || ec != std::errc() || end != v.data() + v.size() || out->from == 0) {
+        std::fprintf(stderr, "kvferryctl log: --from %s: expected a sequence number (1 or more)\n",
+                     v.c_str());
+        return false;
+      }
+      out->from_given = true;
     } else if (a == "--format" && has_value) {
       const std::string f = args[++i];
-      if (f != "json" && f != "text") return false;
+      if (f != "json" && f != "text") {
+        std::fprintf(stderr, "kvferryctl log: --format %s: expected text or json\n", f.c_str());
+        return false;
+      }
       out->json = f == "json";
     } else {
+      std::fprintf(stderr, "kvferryctl log: %s: %s\n", a.c_str(),
+                   a == "--dir" && !out->dir.empty()     ? "given twice"
+                   : a.rfind("--", 0) == 0 && !has_value ? "needs a value"
+                                                         : "unknown argument");
       return false;
     }
   }
@@ -105,7 +120,22 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
     return 1;
   }
   kvf::ChangeRecord r;
+  // Records missing between two that were read (a segment deleted, damage
+  // the reader skipped): said, and the exit status says so too (a review's
+  // dump of a log missing a segment jumped 5,268 seqs and exited 0).
+  uint64_t prev = 0, missing = 0, stretches = 0;
   while ((*reader)->Next(&r)) {
+    if (prev == 0 && a.from_given && r.seq > a.from) {
+      std::fprintf(stderr, "kvferryctl log dump: the first record from --from %llu on is seq %llu\n",
+                   static_cast<unsigned long long>(a.from), static_cast<unsigned long long>(r.seq));
+    }
+    if (prev != 0 && r.seq != prev + 1) {
+      std::fprintf(stderr, "kvferryctl log dump: seqs %llu..%llu are missing\n",
+                   static_cast<unsigned long long>(prev + 1), static_cast<unsigned long long>(r.seq - 1));
+      missing += r.seq > prev ? r.seq - prev - 1 : 0;
+      ++stretches;
+    }
+    prev = r.seq;
     if (a.json) {
       Json j{{"seq", r.seq},
              {"hlc", r.hlc.packed()},
@@ -130,6 +160,14 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
     std::fprintf(stderr, "kvferryctl log dump: %s\n", (*reader)->status().ToString().c_str());
     return 1;
   }
+  if (missing > 0 || rep.count > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl log dump: incomplete: %llu record(s) missing in %llu stretch(es), %d damaged "
+                 "stretch(es) skipped; `kvferryctl log verify --dir %s` tells where\n",
+                 static_cast<unsigned long long>(missing), static_cast<unsigned long long>(stretches),
+                 rep.count, a.dir.c_str());
+    return 1;
+  }
   return 0;
 }
 
@@ -147,7 +185,7 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
            {"first_seq", sum->first_seq},           {"last_seq", sum->last_seq},
            {"recycled_files", sum->recycled_files}, {"disk_bytes", sum->disk_bytes}};
     if (full) {
-      j["ok"] = sum->ok();
+      j["ok"] = sum->ok() && cs.ok();
       j["contiguous_to"] = sum->contiguous_to;
       j["damage"] = Json::array();
       for (const auto& d : sum->damage) j["damage"].push_back(DropJson(d));
@@ -176,6 +214,20 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
     std::printf("seq: first %llu last %llu, records %llu\n", static_cast<unsigned long long>(sum->first_seq),
                 static_cast<unsigned long long>(sum->last_seq),
                 static_cast<unsigned long long>(sum->records));
+    if (!full) {
+      // stats reads headers only: what it can see of damage, it says
+      // (verify reads every record).
+      for (size_t i = 0; i < sum->segments.size(); ++i) {
+        const auto& seg = sum->segments[i];
+        if (!seg.header_ok)
+          std::printf("segment %llu: HEADER BAD\n", static_cast<unsigned long long>(seg.number));
+        if (i > 0 && seg.number != sum->segments[i - 1].number + 1) {
+          std::printf("segments %llu..%llu missing: records may be too (run verify)\n",
+                      static_cast<unsigned long long>(sum->segments[i - 1].number + 1),
+                      static_cast<unsigned long long>(seg.number - 1));
+        }
+      }
+    }
     if (full) {
       std::printf("durable and contiguous up to seq %llu\n",
                   static_cast<unsigned long long>(sum->contiguous_to));
@@ -196,7 +248,7 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
                     static_cast<unsigned long long>(d.bytes), static_cast<unsigned long long>(d.first_seq),
                     static_cast<unsigned long long>(d.last_seq), d.reason.c_str());
       }
-      std::printf("%s\n", sum->ok() ? "OK" : "DAMAGED");
+      std::printf("%s\n", sum->ok() && cs.ok() ? "OK" : "DAMAGED");
     }
     if (cs.ok()) {
       for (const auto& [dest, seq] : cursors.Snapshot()) {
@@ -206,10 +258,16 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
       std::printf("cursors: %s\n", cs.ToString().c_str());
     }
   }
-  return full && !sum->ok() ? 1 : 0;
+  // Cursors that cannot be read are damage too: a destination would resume
+  // from nowhere it acknowledged.
+  return full && (!sum->ok() || !cs.ok()) ? 1 : 0;
 }
 
 int RunLog(const std::vector<std::string>& args) {
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+    Usage(stdout);
+    return 0;
+  }
   LogArgs a;
   if (!Parse(args, &a)) {
     Usage();

@@ -1,11 +1,34 @@
 #include "ctl/wire_options.h"
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "resp/command_info.h"
 #include "resp/renames.h"
 
 namespace kvf::ctl {
+
+CLI::Validator FiniteRange(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size()) return "'" + text + "' is not a number";
+        if (!std::isfinite(v) || v < lo || v > hi) {
+          char range[96];
+          std::snprintf(range, sizeof range, "%g to %g", lo, hi);
+          return "'" + text + "' is not within " + range;
+        }
+        return {};
+      },
+      "FLOAT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
+
+int UsageExit(CLI::App& app, const CLI::ParseError& e) {
+  const int code = app.exit(e);
+  return code == 0 ? 0 : 2;
+}
 
 void WireOptions::AddTo(CLI::App& app) {
   app.add_option("--command-info", command_info,
@@ -14,7 +37,7 @@ void WireOptions::AddTo(CLI::App& app) {
   app.add_option("--reorder-window-ms", reorder_ms,
                  "how long a segment waits for the other direction's bytes its ACK covers, for a mirror "
                  "that delays one direction (then they are a gap); 0: never waits")
-      ->check(CLI::Range(0.0, 1000.0));
+      ->check(FiniteRange(0.0, 1000.0));
   app.add_option("--rename-command", renames,
                  "OLD NEW: the source's redis.conf renames command OLD to NEW (\"\" disables it), so that "
                  "requests naming NEW are read as OLD and replicated under OLD's name; repeat it, in the "
@@ -61,7 +84,7 @@ void JudgeOptions::AddTo(CLI::App& app) {
          "records are held this long past the window for later writes of their keys; a write answered "
          "longer than this after its request is checked against the keys remembered (kept longer "
          "while such writes come), and flagged when they do not reach back that far")
-      ->check(CLI::Range(0.001, 3'600'000.0));
+      ->check(FiniteRange(0.001, 3'600'000.0));
   app.add_flag("--ambiguity-fields-commute", fields_commute,
                "do not order writes of different fields of one key (HSET k f v, ZADD k score m, SADD k m) "
                "against each other: far fewer read-backs of hot hashes and sorted sets, but wrong if the key "

@@ -14,6 +14,15 @@
 
 namespace kvf::ctl {
 
+// CLI::Range for milliseconds given as a decimal: NaN and infinities, which
+// Range lets through (a window of "nan" held every record to the end), are
+// refused too.
+CLI::Validator FiniteRange(double lo, double hi);
+
+// A command's option errors as the tool's own usage errors: CLI11's message,
+// and exit status 2 (CLI11's own codes run from 100 up); 0 for --help.
+int UsageExit(CLI::App& app, const CLI::ParseError& e);
+
 struct WireOptions {
   double reorder_ms = 2.0;
   std::string command_info;

@@ -46,5 +46,7 @@ run_one() {  # $1 = label, rest = capture command
   grep -E "^total|dropped|captured|received" "$workdir/$label.out" || true
 }
 run_one baseline_no_capture sleep 1000
-run_one kvferryctl_$backend "$ctl" capture --backend "$backend" --iface lo --server 127.0.0.1:$port --workers 1
+# (xdp would drop lo's frames after inspection without --pass.)
+pass=(); [ "$backend" = xdp ] && pass=(--pass)
+run_one kvferryctl_$backend "$ctl" capture --backend "$backend" --iface lo --server 127.0.0.1:$port --workers 1 "${pass[@]}"
 run_one tcpdump tcpdump -i lo -w /dev/null -s 0 -B 65536 tcp port $port

@@ -872,6 +872,72 @@ TEST(CtlCaptureTest, DecodeKnowsTheDbOfEveryConnectionToAClusterNode) {
 // Redis 7 command table does not know: their writes cannot be replicated,
 // and decode says so, naming them, rather than only counting them. An
 // unknown command the server refuses is no news.
+// What an operator's shell sees (a review of the tool as an SRE runs it):
+// output that never reached its file fails the run; option errors exit 2
+// with the value named, NaN included; the resp output selects the db of
+// its first record, so that `redis-cli -n N --pipe` cannot shift it; the
+// xdp backend will not drop the frames of an interface the host uses.
+TEST(CtlCaptureTest, TheToolFailsLoudlyWhereAnOperatorWouldLoseData) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  Conversation conv(41011);
+  conv.Exchange("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n", "+OK\r\n");
+  conv.Exchange("*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n", "+OK\r\n");
+  conv.Exchange("*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n", "+OK\r\n");
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_operator_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, conv.frames, &err)) << err;
+  const std::string decode = ctl + " decode --pcap " + path + " --server 10.0.0.2:6379";
+
+  EXPECT_EQ(Shell(decode + " --format resp"),
+            "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n"
+            "*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n");
+  for (const char* format : {"json", "resp", "stats"}) {
+    const std::string full = Shell(decode + " --format " + format + " 2>&1 >/dev/full; echo rc=$?");
+    EXPECT_NE(full.find("writing the output failed"), std::string::npos) << format << ": " << full;
+    EXPECT_NE(full.find("rc=1"), std::string::npos) << format << ": " << full;
+    const std::string closed = Shell(decode + " --format " + format + " 2>&1 >&-; echo rc=$?");
+    EXPECT_NE(closed.find("writing the output failed"), std::string::npos) << format << ": " << closed;
+    EXPECT_NE(closed.find("rc=1"), std::string::npos) << format << ": " << closed;
+  }
+  const std::string nan = Shell(decode + " --ambiguity-window-ms nan 2>&1 >/dev/null; echo rc=$?");
+  EXPECT_NE(nan.find("'nan' is not within"), std::string::npos) << nan;
+  EXPECT_NE(nan.find("rc=2"), std::string::npos) << nan;
+  const std::string span = Shell(decode + " --ambiguity-max-span-ms inf 2>&1 >/dev/null; echo rc=$?");
+  EXPECT_NE(span.find("'inf' is not within"), std::string::npos) << span;
+  EXPECT_NE(span.find("rc=2"), std::string::npos) << span;
+  EXPECT_NE(Shell(decode + " --threads 0 2>&1 >/dev/null; echo rc=$?").find("rc=2"), std::string::npos);
+  EXPECT_NE(Shell(decode + " --bogus 2>&1 >/dev/null; echo rc=$?").find("rc=2"), std::string::npos);
+  EXPECT_NE(Shell(decode + " --help >/dev/null 2>&1; echo rc=$?").find("rc=0"), std::string::npos);
+  const std::string unknown = Shell(ctl + " nosuchcommand 2>/dev/null; echo rc=$?");
+  EXPECT_EQ(unknown, "rc=2\n");  // the usage goes to stderr
+
+  const std::string xdp =
+      Shell(ctl + " capture --backend xdp --iface lo --server 127.0.0.1:6379 --seconds 1 2>&1; echo rc=$?");
+  EXPECT_TRUE(xdp.find("but it is the loopback interface") != std::string::npos ||
+              xdp.find("no xdp backend") != std::string::npos)
+      << xdp;
+  EXPECT_NE(xdp.find("rc=2"), std::string::npos) << xdp;
+  EXPECT_NE(Shell(ctl + " capture --pcap " + path + " --server 10.0.0.2:6379 --seconds -5 2>&1; echo rc=$?")
+                .find("rc=2"),
+            std::string::npos);
+  // SIGBUS (a mapped capture file truncated by another process) is said.
+  const std::string bus = Shell("sleep 2 | " + ctl +
+                                " decode --pcap - --server 10.0.0.2:6379 2>&1 >/dev/null & p=$!; sleep 0.8; "
+                                "kill -BUS $p; wait $p; echo rc=$?");
+  EXPECT_NE(bus.find("a file being read shrank under it"), std::string::npos) << bus;
+  EXPECT_NE(bus.find("rc=1"), std::string::npos) << bus;
+  // Ctrl-C: what was read is decoded and written whole, and the status says so.
+  const std::string interrupted = Shell("(cat " + path + "; sleep 2) | " + ctl +
+                                        " decode --pcap - --server 10.0.0.2:6379 --format json 2>&1 & p=$!; "
+                                        "sleep 0.8; kill -INT $p; wait $p; echo rc=$?");
+  EXPECT_NE(interrupted.find("\"key\":\"b\""), std::string::npos) << interrupted;
+  EXPECT_NE(interrupted.find("kvferryctl decode: interrupted after"), std::string::npos) << interrupted;
+  EXPECT_NE(interrupted.find("rc=130"), std::string::npos) << interrupted;
+  std::remove(path.c_str());
+}
+
 TEST(CtlCaptureTest, DecodeNamesCommandsTheServerAcceptedButTheTableDoesNotKnow) {
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;

@@ -74,6 +74,42 @@ TEST(CtlLog, VerifyStatsDumpOnHealthyAndDamagedLogs) {
   ASSERT_EQ(jb["damage"].size(), 1u);
   EXPECT_LT(jb["contiguous_to"].get<uint64_t>(), last);
   EXPECT_EQ(Sh(ctl + " log bogus --dir " + dir).code, 2);
+  // dump skips the damaged stretch, says so, and fails.
+  ShellResult dd = Sh(ctl + " log dump --dir " + dir + " 2>&1 >/dev/null");
+  EXPECT_EQ(dd.code, 1) << dd.out;
+  EXPECT_NE(dd.out.find("incomplete:"), std::string::npos) << dd.out;
+}
+
+// A segment gone from the middle of a log (a review's dump skipped 5,268
+// seqs and exited 0; stats counted them): dump names the missing seqs and
+// fails, stats names the missing segment. --from takes a sequence number only.
+TEST(CtlLog, RecordsMissingFromTheMiddleAreSaidAndFailTheDump) {
+  kvf::logstore::testing::TempDir tmp;
+  const std::string dir = tmp.path() + "/log";
+  const std::string ctl = KVF_CTL_PATH;
+  ASSERT_EQ(Sh(std::string(KVF_LOGBENCH_PATH) + " --dir " + dir +
+               " --record-bytes 300 --fsync-ms 2 --seconds 0.3 --rate 40000 --segment-mb 1 --quiet")
+                .code,
+            0);
+  ShellResult v = Sh(ctl + " log verify --dir " + dir + " --format json");
+  ASSERT_EQ(v.code, 0) << v.out;
+  ASSERT_GE(nlohmann::json::parse(v.out)["segments"].get<uint64_t>(), 3u) << v.out;
+  ShellResult whole = Sh(ctl + " log dump --dir " + dir + " 2>&1 >/dev/null");
+  EXPECT_EQ(whole.code, 0) << whole.out;
+  EXPECT_EQ(whole.out, "");
+  ASSERT_EQ(std::remove((dir + "/" + kvf::logstore::SegmentFileName(2)).c_str()), 0);
+  ShellResult d = Sh(ctl + " log dump --dir " + dir + " 2>&1 >/dev/null");
+  EXPECT_EQ(d.code, 1) << d.out;
+  EXPECT_NE(d.out.find("are missing"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("incomplete: "), std::string::npos) << d.out;
+  ShellResult s = Sh(ctl + " log stats --dir " + dir);
+  EXPECT_NE(s.out.find("segments 2..2 missing"), std::string::npos) << s.out;
+  EXPECT_EQ(Sh(ctl + " log verify --dir " + dir + " >/dev/null").code, 1);
+  for (const char* from : {"-1", "99999999999999999999", "''", "0", "12x"}) {
+    ShellResult f = Sh(ctl + " log dump --dir " + dir + " --from " + from + " 2>&1");
+    EXPECT_EQ(f.code, 2) << from << ": " << f.out;
+    EXPECT_NE(f.out.find("--from"), std::string::npos) << from << ": " << f.out;
+  }
 }
 
 }  // namespace
