@@ -657,6 +657,18 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   Counters totals = Collect((*src)->Stats(), dec, table.stats(), 0, 0, resp_counters());
   Print(format, "total", totals, {}, static_cast<double>(last_ts - first_ts) / 1e9);
   TellNotes(names, shard.Snapshot(), cfg.servers);
+  // As decode: a --server that matches none of the file's connections is a
+  // mistake a script must see (a review: exit 0 and no word).
+  if (table.stats().flows_created == 0) {
+    std::string servers;
+    for (const Endpoint& e : cfg.servers) servers += (servers.empty() ? "" : ", ") + e.ToString();
+    std::fprintf(stderr,
+                 "kvferryctl capture: no connection to %s in %s (%llu TCP segments were to or from other "
+                 "endpoints; check --server)\n",
+                 servers.c_str(), (*src)->Describe().c_str(),
+                 (unsigned long long)table.stats().segments_not_for_server);
+    return 1;
+  }
   return (*src)->error().ok() ? 0 : 1;
 }
 

@@ -334,11 +334,21 @@ void Parser::Resync() {
 
 std::span<const std::string_view> Parser::PartialArgs() {
   partial_args_.clear();
-  // Held in our buffer (NeedMore stashed it), one multibulk level deep.
-  if (mode_ != Mode::kRequest || !in_message_ || inline_msg_ || !in_buf_ || ext_ != nullptr ||
-      frames_.size() != 1 || nodes_.size() < 2)
-    return {};
+  if (mode_ != Mode::kRequest || !in_message_ || !in_buf_ || ext_ != nullptr) return {};
   const char* base = view() + msg_start_;
+  if (inline_msg_) {
+    // The words of an inline line that ended before the hole: up to its
+    // last blank, unquoted as Redis splits them (a quote open there, or a
+    // NUL, and nothing is known). The word the hole cut may go on past it.
+    size_t cut = view_len() - msg_start_;
+    while (cut > 0 && base[cut - 1] != ' ' && base[cut - 1] != '\t') --cut;
+    if (cut == 0 || std::memchr(base, '\0', cut) != nullptr) return {};
+    inline_scratch_.resize(cut);  // (at most max_inline_len: a longer line failed)
+    if (!SplitArgs(base, base + cut, inline_scratch_.data(), &partial_args_)) partial_args_.clear();
+    return partial_args_;
+  }
+  // Held in our buffer (NeedMore stashed it), one multibulk level deep.
+  if (frames_.size() != 1 || nodes_.size() < 2) return {};
   for (size_t i = 1; i < nodes_.size(); ++i) {
     if (nodes_[i].elided) break;  // not held: what came before it is whole, nothing past it is known
     partial_args_.emplace_back(base + spans_[i].first, spans_[i].second);

@@ -922,6 +922,10 @@ TEST(CtlCaptureTest, TheToolFailsLoudlyWhereAnOperatorWouldLoseData) {
   EXPECT_NE(Shell(ctl + " capture --pcap " + path + " --server 10.0.0.2:6379 --seconds -5 2>&1; echo rc=$?")
                 .find("rc=2"),
             std::string::npos);
+  const std::string elsewhere =
+      Shell(ctl + " capture --pcap " + path + " --server 10.9.9.9:6379 2>&1 >/dev/null; echo rc=$?");
+  EXPECT_NE(elsewhere.find("no connection to 10.9.9.9:6379"), std::string::npos) << elsewhere;
+  EXPECT_NE(elsewhere.find("rc=1"), std::string::npos) << elsewhere;
   // SIGBUS (a mapped capture file truncated by another process) is said.
   const std::string bus = Shell("sleep 2 | " + ctl +
                                 " decode --pcap - --server 10.0.0.2:6379 2>&1 >/dev/null & p=$!; sleep 0.8; "

@@ -2098,6 +2098,33 @@ TEST_F(Pairing, AWriteCutByAGapIsReadBackWhenItsKeysCameWhole) {
   }
 }
 
+// The same for an inline client (telnet, nc, a script): the words of its
+// line that ended before the hole are its name and keys, split as Redis
+// splits them (a review's 20 KB inline SET past the snap length was lost,
+// unflagged). A word the hole may have cut, or a quote still open there,
+// tells nothing.
+TEST_F(Pairing, AnInlineWriteCutByAGapIsReadBackWhenItsKeysCameWhole) {
+  const std::string value(20'000, 'v');
+  RawClient& raw = c_->raw();
+  const std::string line = "SET \"in line\" " + value + "\r\n";
+  ASSERT_EQ(raw.Send(line, 1), "+OK\r\n");
+  Connection conn(&sink_, {});
+  conn.OnData(Direction::kClientToServer, std::string_view(line).substr(0, 400), 10);
+  conn.OnGap(Direction::kClientToServer, line.size() - 400);
+  conn.OnData(Direction::kServerToClient, "+OK\r\n", 12);
+  const V got = Take();
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got[0], "0 readback f" + std::to_string(kAfterGap | kNeedsReadback) + " in line:");
+  EXPECT_EQ(conn.stats().writes_cut, 1u);
+  for (const std::string& cut : {std::string("SET kkkkkkkk"), std::string("SET \"k v"), "SET '" + value}) {
+    Connection c(&sink_, {});
+    c.OnData(Direction::kClientToServer, cut, 30);
+    c.OnGap(Direction::kClientToServer, 100'000);
+    EXPECT_TRUE(Take().empty()) << cut.substr(0, 20);
+    EXPECT_EQ(c.stats().writes_cut, 0u);
+  }
+}
+
 // A gap wholly inside one value (a lost segment of a large SET, or of a
 // large reply) says exactly where the stream goes on: the value is taken as
 // one too large to hold (its write's keys read back, a read's answer
