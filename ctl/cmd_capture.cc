@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -819,6 +820,18 @@ bool ReadAuthFile(const std::string& path, kvf::ctl::DbResolverOptions* o) {
 // What makes `iface` more than a mirror port: it is the loopback, or has an
 // address beyond IPv6 link-local (empty: a mirror port, as far as can be told).
 std::string HostTrafficOn(const std::string& iface) {
+  // A port of a bridge or bond, or the lower device of a VLAN or macvlan:
+  // the host's traffic crosses it with no address of its own (a review
+  // dropped a bridge's pings through its port).
+  namespace fs = std::filesystem;
+  const fs::path dev = fs::path("/sys/class/net") / iface;
+  std::error_code ec;
+  if (const fs::path master = fs::read_symlink(dev / "master", ec); !ec)
+    return "it is a port of " + master.filename().string();
+  for (const fs::directory_entry& e : fs::directory_iterator(dev, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("upper_", 0) == 0) return "it is the lower device of " + name.substr(6);
+  }
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return {};
   std::string found;

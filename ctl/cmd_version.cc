@@ -7,7 +7,11 @@
 
 namespace {
 
-int RunVersion(const std::vector<std::string>&) {
+int RunVersion(const std::vector<std::string>& args) {
+  if (!args.empty()) {
+    std::fprintf(stderr, "kvferryctl version: takes no arguments (%s)\n", args[0].c_str());
+    return 2;
+  }
   std::printf("kvferry %s\n", KVF_VERSION);
   std::printf("crc32c: %s\n", kvf::Crc32cHardwareAvailable() ? "sse4.2" : "portable");
   std::printf("xdp backend: %s\n", KVF_HAVE_BPF ? "yes" : "no");

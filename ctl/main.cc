@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "help" || std::string(argv[1]) == "--help" ||
       std::string(argv[1]) == "-h") {
     PrintUsage(argc < 2 ? stderr : stdout);
+    if (argc >= 2 && (std::fflush(stdout) != 0 || std::ferror(stdout))) return 1;  // (--help >/dev/full)
     return argc < 2 ? 2 : 0;
   }
   auto& commands = kvf::ctl::Commands();

@@ -71,9 +71,10 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
              "FUNCTION FLUSH, FCALLs are read back instead of shipped");
   // (A review found large SETs lost this way with nothing said.)
   count_note(totals.parse_errors,
-             " RESP parse error(s): bytes that are not RESP, or a length past the parser's limits where "
-             "the capture joined a connection or after a gap; what lay up to the next message was "
-             "skipped (a write in it is not replicated) and the writes after it are flagged");
+             " RESP parse error(s): bytes that are not RESP, a length past the parser's limits on a "
+             "connection the capture joined or that lost bytes, or a reply of more than 4,194,304 "
+             "elements that had to be read (in a transaction, a write's); what lay up to the next message "
+             "was skipped (a write in it is not replicated) and the writes after it are flagged");
   // (A review's MSET of 2.2 M pairs was lost with nothing said.)
   count_note(totals.oversized_lost,
              " write(s) too large to replicate were not: a key too large to hold (past 64 MiB), a "
@@ -84,9 +85,10 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
   // every write, and nothing but `--format stats` said a word.)
   count_note(totals.unpaired_replies,
              " reply(ies) had no request to pair with: answers to requests sent before the capture "
-             "began (on connections it joined mid-stream), or to requests it did not see (an inline "
-             "client, such as telnet or nc, on such a connection; bytes lost to a gap): a write among "
-             "the latter is not replicated, and no record names its key");
+             "began (on connections it joined mid-stream), to requests it did not see (an inline "
+             "client, such as telnet or nc, on such a connection; bytes lost to a gap), or the elements "
+             "of a reply it could not parse (see the parse errors): a write among requests not seen is "
+             "not replicated, and no record names its key");
   count_note(totals.overflows,
              " time(s) a connection had more requests waiting for their replies than are held "
              "(1,048,576, or 64 MiB with their arguments): its replies could not be paired from there "

@@ -1186,7 +1186,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
       break;
     case Kind::kSubscribe:
     case Kind::kUnsubscribe:
-      p.param = static_cast<int64_t>(args.size() - 1);
+      // (Channels past the element limit too: one confirmation each.)
+      p.param = static_cast<int64_t>(args.size() - 1 + requests_.tail_elided());
       p.bare = p.param == 0;
       p.queued = req_in_multi_;
       if (spec->name[0] == 'p') p.family = Family::kPattern;  // psubscribe, punsubscribe
@@ -1340,14 +1341,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     scripts_->LearnBody(args[2]);
   } else if (args.size() >= 2 && !requests_.arg_elided(1) && IsEvalOfABody(spec)) [[unlikely]] {
     scripts_->LearnBody(args[1]);
-  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args)) [[unlikely]] {
-    if (EqualsIgnoreCase(args[1], "LOAD") && !requests_.arg_elided(args.size() - 1))
-      scripts_->LearnFunctions(args.back());  // (an FCALL answered first may run it)
-    if (CallsMigrate(args)) {
-      scripts_->NoteLibraryRequested();
-      p.holds_library = true;
-      ++library_holds_;
-    }
+  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args) && CallsMigrate(args))
+      [[unlikely]] {
+    scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
+    p.holds_library = true;
+    ++library_holds_;
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -1822,8 +1820,10 @@ void Connection::EnterIgnored() {
 bool Connection::KeyElided(const CommandSpec& spec, std::span<const std::string_view> args) const {
   // Key-less (here: EVAL … 0 too): shipped whole, or not at all.
   if (spec.num_specs == 0) return true;
-  // Arguments past the element limit were skipped unread.
-  if (requests_.tail_elided() > 0 && KeysMayLieBeyond(spec, args)) return true;
+  // Arguments past the element limit were skipped unread: a key among them,
+  // or a script's (which may write keys it does not declare, and can be
+  // shipped only whole: a review's EVAL lost its undeclared key unsaid).
+  if (requests_.tail_elided() > 0 && (IsScriptCall(spec) || KeysMayLieBeyond(spec, args))) return true;
   std::vector<KeyRef> keys;
   FindKeys(spec, args, &keys);
   return keys.empty() ||
@@ -2616,6 +2616,10 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     } else if (p.spec == FunctionFlushSpec() && !IsError(reply[0])) {
       scripts_->NoteFunctionsFlushed(opts_.server_key);
     }
+    // The functions a library the server took registers (one it refused,
+    // "already exists" at a restart's load, registers none: a review).
+    if (!IsError(reply[0]) && argv.size() >= 3 && IsLibraryLoad(argv) && EqualsIgnoreCase(argv[1], "LOAD"))
+      scripts_->LearnFunctions(RegisteredFunctionNames(argv.back()));
   }
   if (replayer_) {
     ++stats_.replayer_writes;

@@ -818,7 +818,55 @@ bool LiteralCall(const std::vector<LuaToken>& t, size_t i) {
          (IsOp(t, i + 2, ",") || IsOp(t, i + 2, ")"));
 }
 
+// The text of a string token: between its quotes, or its long brackets
+// (less the newline right after the opening, as Lua drops it).
+std::string_view StringText(const LuaToken& t) {
+  if (t.text.size() >= 2 && (t.text[0] == '\'' || t.text[0] == '"'))
+    return t.text.substr(1, t.text.size() - 2);
+  const int level = LongBracket(t.text, 0);
+  if (level < 0) return {};
+  const size_t open = static_cast<size_t>(level) + 2;
+  std::string_view inner = t.text.substr(open, t.text.size() - 2 * open);
+  if (!inner.empty() && inner[0] == '\n') inner.remove_prefix(1);
+  return inner;
+}
+
 }  // namespace
+
+std::vector<std::string> RegisteredFunctionNames(std::string_view library) {
+  // (The shebang line, "#!lua name=lib", is no Lua.)
+  if (library.substr(0, 2) == "#!") {
+    const size_t nl = library.find('\n');
+    library = nl == std::string_view::npos ? std::string_view() : library.substr(nl + 1);
+  }
+  std::vector<LuaToken> t;
+  std::vector<std::string> names;
+  if (!LuaTokens(library, &t)) return names;
+  auto add = [&](size_t i) {
+    if (i >= t.size() || t[i].kind != LuaToken::kString || !t[i].plain) return;
+    const std::string_view name = StringText(t[i]);
+    if (!name.empty() && name.size() <= 256 && std::all_of(name.begin(), name.end(), LuaWordByte))
+      names.emplace_back(name);
+  };
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i].kind != LuaToken::kName || t[i].text != "register_function") continue;
+    size_t j = i + 1;
+    if (IsOp(t, j, "(")) ++j;
+    if (!IsOp(t, j, "{")) {
+      add(j);
+      continue;
+    }
+    // A table: its function_name field, at its own level.
+    int depth = 0;
+    for (size_t k = j; k < t.size(); ++k) {
+      if (IsOp(t, k, "{")) ++depth;
+      if (IsOp(t, k, "}") && --depth == 0) break;
+      if (depth == 1 && t[k].kind == LuaToken::kName && t[k].text == "function_name" && IsOp(t, k + 1, "="))
+        add(k + 2);
+    }
+  }
+  return names;
+}
 
 // A body naming a command the source renamed, by its old or new name: on a
 // replica, whose records carry the commands' own names and which so has no

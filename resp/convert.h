@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "resp/command_table.h"
 #include "resp/parser.h"
@@ -95,6 +97,12 @@ const CommandSpec* SourceSpec(uint8_t id);
 bool IsFcall(const CommandSpec& spec);
 // FUNCTION LOAD or FUNCTION RESTORE: a library arrives.
 bool IsLibraryLoad(std::span<const std::string_view> argv);
+// The names a library's code registers with literal names, read as Lua
+// tokens (comments and strings are not code): `register_function('f', …)`,
+// `register_function[[f]]`, and the table forms `register_function{…,
+// function_name = 'f', …}` and `({…})`. A name given through a variable is
+// not found.
+std::vector<std::string> RegisteredFunctionNames(std::string_view library);
 // An EVAL (an EVALSHA made EVAL) or FUNCTION LOAD whose code may call
 // MIGRATE (ScriptCallsMigrate), or a FUNCTION RESTORE (its code cannot be read).
 bool CallsMigrate(std::span<const std::string_view> argv);

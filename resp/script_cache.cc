@@ -114,58 +114,14 @@ void ScriptCache::Learn(std::string_view sha, std::string_view body) {
   bodies_.emplace(std::move(key), std::move(value));
 }
 
-namespace {
-
-bool LuaSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-// The string literal ('…' or "…", no escapes: function names are letters,
-// digits and underscores) at `*at`, after blanks; empty if none.
-std::string_view LiteralAt(std::string_view code, size_t* at) {
-  size_t i = *at;
-  while (i < code.size() && LuaSpace(code[i])) ++i;
-  if (i >= code.size() || (code[i] != '\'' && code[i] != '"')) return {};
-  const size_t end = code.find(code[i], i + 1);
-  if (end == std::string_view::npos) return {};
-  *at = end + 1;
-  return code.substr(i + 1, end - i - 1);
-}
-
-}  // namespace
-
-void ScriptCache::LearnFunctions(std::string_view library) {
-  static constexpr std::string_view kRegister = "register_function";
-  std::vector<std::string> names;
-  for (size_t at = library.find(kRegister); at != std::string_view::npos;
-       at = library.find(kRegister, at + 1)) {
-    size_t i = at + kRegister.size();
-    while (i < library.size() && LuaSpace(library[i])) ++i;
-    if (i >= library.size()) break;
-    std::string_view name;
-    if (library[i] == '(') {
-      ++i;
-      name = LiteralAt(library, &i);
-    } else if (library[i] == '{') {
-      // A table: its function_name field, within the table's first bytes.
-      const size_t field = library.substr(i, 4096).find("function_name");
-      if (field == std::string_view::npos) continue;
-      i += field + 13;
-      while (i < library.size() && LuaSpace(library[i])) ++i;
-      if (i >= library.size() || library[i] != '=') continue;
-      ++i;
-      name = LiteralAt(library, &i);
-    }
-    if (name.empty() || name.size() > 256) continue;
-    std::string lower(name);
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    names.push_back(std::move(lower));
-  }
+void ScriptCache::LearnFunctions(const std::vector<std::string>& names) {
   if (names.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  for (std::string& n : names) {
+  for (const std::string& n : names) {
     if (functions_.size() >= kMaxFunctionNames) break;
-    functions_.insert(std::move(n));
+    std::string lower(n);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    functions_.insert(std::move(lower));
   }
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace kvf::resp {
 
@@ -74,13 +75,12 @@ class ScriptCache {
     library_servers_.erase(server);
     any_library_.store(!library_servers_.empty(), std::memory_order_relaxed);
   }
-  // Function names a FUNCTION LOAD's library registers (learned from its
-  // request, as bodies are: `redis.register_function('name', …)` or
-  // `{function_name = 'name', …}` with a literal name), kept up to
-  // kMaxFunctionNames, in lower case: Redis looks functions up in any case.
-  // An FCALL of another function ran a library the capture never saw loaded.
+  // Function names the libraries a server took register
+  // (RegisteredFunctionNames), kept up to kMaxFunctionNames, in lower case:
+  // Redis looks functions up in any case. An FCALL of another function ran
+  // a library the capture never saw loaded.
   static constexpr size_t kMaxFunctionNames = 4096;
-  void LearnFunctions(std::string_view library);
+  void LearnFunctions(const std::vector<std::string>& names);
   bool FunctionKnown(std::string_view name) const;
   bool library_held_back(uint64_t server) const {
     if (libraries_pending_.load(std::memory_order_relaxed) > 0) return true;

@@ -478,6 +478,11 @@ TEST_F(Pairing, RequestsPastTheElementLimitAreReadBackWhenInStep) {
   big.Do(Cmd(with({"ZUNIONSTORE", "dst", "10"}, "s", 10)), 1);
   big.Do(Cmd(with({"MSET"}, "k", 20)), 1);
   big.Do(Cmd(with({"DEL"}, "k", 12)), 1);
+  // A script may write keys it does not declare, and ships only whole.
+  big.Do(Cmd(with({"EVAL", "redis.call('SET', ARGV[1], 'x') return redis.call('SET', KEYS[1], 'y')", "1",
+                   "s0", "undeclared"},
+                  "a", 10)),
+         1);
   EXPECT_EQ(big.Do(Cmd(with({"SMISMEMBER", "s"}, "m", 12)), 1).substr(0, 5), "*12\r\n");
   EXPECT_EQ(big.Do({"SMEMBERS", "s"}).substr(0, 5), "*20\r\n");
   big.Do({"SET", "after", "1"});
@@ -486,9 +491,16 @@ TEST_F(Pairing, RequestsPastTheElementLimitAreReadBackWhenInStep) {
   EXPECT_EQ(Take(), (V{"0 " + rb + " s:", "0 " + rb + " z:", "0 " + rb + " x:", "0 " + rb + " dst:",
                        "0 " + kIdem + " after: SET after 1"}));
   EXPECT_EQ(big.conn().stats().writes_oversized, 4u);
-  EXPECT_EQ(big.conn().stats().oversized_lost, 2u);
+  EXPECT_EQ(big.conn().stats().oversized_lost, 3u);
   ExpectPairedCleanly(big.conn().stats());
   EXPECT_EQ(c_->raw().Send(Cmd({"SCARD", "s"}), 1), ":20\r\n");
+  // RESP2 confirms each channel, those past the limit too: pairing holds.
+  MirroredClient sub(kPort, &sink_, 32, o);
+  EXPECT_EQ(sub.Do(Cmd(with({"SUBSCRIBE"}, "ch", 12)), 12).substr(0, 4), "*3\r\n");
+  EXPECT_EQ(sub.Do(Cmd({"UNSUBSCRIBE"}), 12).substr(0, 4), "*3\r\n");
+  sub.Do({"SET", "after_sub", "1"});
+  EXPECT_EQ(Take(), (V{"0 " + kIdem + " after_sub: SET after_sub 1"}));
+  ExpectPairedCleanly(sub.conn().stats());
 }
 
 TEST_F(Pairing, XaddRecordsTheAssignedId) {
@@ -1203,6 +1215,30 @@ TEST_F(Pairing, ScriptsThatCallMigrateAreReadBackNotShipped) {
 
 // Scripts that may call MIGRATE without naming it are not shipped either
 // (a review shipped a password with `'MIG'..'RATE'`); ordinary scripts are.
+// The names a library registers, read as Lua tokens (a review: a name in a
+// comment was taken, and the table forms `({…})`, `[[name]]` and a table
+// whose callback holds the string 'function_name' were missed).
+TEST(RegisteredFunctionNames, LiteralNamesInEveryFormAndNothingElse) {
+  const std::string body =
+      "#!lua name=lib\n"
+      "redis.register_function('plain', function(k, a) return 1 end)\n"
+      "redis.register_function(\"dq\", function(k, a) return 1 end)\n"
+      "redis.register_function({function_name='paren_tbl', callback=function(k, a) return 1 end})\n"
+      "redis.register_function{callback=function(k, a) return redis.call('hset', 'h', 'function_name', 'v') "
+      "end, function_name = 'tbl_late', flags = {'no-writes'}}\n"
+      "redis.register_function([[long]], function(k, a) return 1 end)\n"
+      "redis.register_function([==[\nlonger]==], function(k, a) return 1 end)\n"
+      "-- old: redis.register_function('ghost', function(k, a) return 1 end)\n"
+      "--[[ redis.register_function('ghost2', f) ]]\n"
+      "local s = \"redis.register_function('ghost3', f)\"\n"
+      "local name = 'byvar'\n"
+      "redis.register_function(name, function(k, a) return 1 end)\n"
+      "redis.register_function('bad name', function(k, a) return 1 end)\n";
+  EXPECT_EQ(RegisteredFunctionNames(body),
+            (std::vector<std::string>{"plain", "dq", "paren_tbl", "tbl_late", "long", "longer"}));
+  EXPECT_TRUE(RegisteredFunctionNames("redis.register_function('unclosed").empty());
+}
+
 TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
   for (std::string_view body : {
            "return redis.call('MIG'..'RATE','127.0.0.1','7',KEYS[1],'0','5000','AUTH',ARGV[1])",
@@ -3036,6 +3072,11 @@ TEST_F(Pairing, KeylessFcallsOfLibrariesLoadedBeforeTheCaptureAreCounted) {
   EXPECT_EQ(c_->conn().stats().fcall_unknown_keyless, 1u);
   EXPECT_EQ(c_->Do({"FCALL", "kvfnone", "0"}).substr(0, 4), "-ERR");  // refused: nothing
   EXPECT_EQ(c_->conn().stats().fcall_unknown_keyless, 1u);
+  // A load the server refused (the library exists: a restart's load at
+  // startup) registers nothing: its functions stay unknown (a review).
+  EXPECT_EQ(c_->Do({"FUNCTION", "LOAD", pre}).substr(0, 4), "-ERR");
+  c_->Do({"FCALL", "kvfpre_w", "0", "pk"});
+  EXPECT_EQ(c_->conn().stats().fcall_unknown_keyless, 2u);
   ExpectPairedCleanly(c_->conn().stats());
 }
 
