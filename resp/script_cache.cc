@@ -3,9 +3,8 @@
 #include "resp/script_cache.h"
 
 #include <cctype>
-#include <vector>
-
 #include <cstring>
+#include <vector>
 
 namespace kvf::resp {
 
@@ -114,21 +113,28 @@ void ScriptCache::Learn(std::string_view sha, std::string_view body) {
   bodies_.emplace(std::move(key), std::move(value));
 }
 
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
 void ScriptCache::LearnFunctions(const std::vector<std::string>& names) {
   if (names.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   for (const std::string& n : names) {
     if (functions_.size() >= kMaxFunctionNames) break;
-    std::string lower(n);
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    functions_.insert(std::move(lower));
+    functions_.insert(Lower(n));
   }
 }
 
 bool ScriptCache::FunctionKnown(std::string_view name) const {
   if (name.size() > 256) return false;
-  std::string lower(name);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = Lower(name);
   std::lock_guard<std::mutex> lock(mu_);
   return functions_.count(lower) != 0;
 }
