@@ -10,19 +10,17 @@
 namespace kvf::ctl {
 
 CLI::Validator FiniteRange(double lo, double hi) {
+  char range[96];
+  std::snprintf(range, sizeof range, "%.10g to %.10g", lo, hi);
   return CLI::Validator(
-      [lo, hi](std::string& text) -> std::string {
+      [lo, hi, within = std::string(range)](std::string& text) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(text.c_str(), &end);
         if (text.empty() || end != text.c_str() + text.size()) return "'" + text + "' is not a number";
-        if (!std::isfinite(v) || v < lo || v > hi) {
-          char range[96];
-          std::snprintf(range, sizeof range, "%g to %g", lo, hi);
-          return "'" + text + "' is not within " + range;
-        }
+        if (!std::isfinite(v) || v < lo || v > hi) return "'" + text + "' is not within " + within;
         return {};
       },
-      "FLOAT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+      std::string("FLOAT, ") + range);
 }
 
 int UsageExit(CLI::App& app, const CLI::ParseError& e) {
