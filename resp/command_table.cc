@@ -264,6 +264,15 @@ int GeoRadiusStoreKey(std::span<const std::string_view> argv, int first) {
   return key;
 }
 
+// A keyword key spec searched forward: the argument after the first
+// `ks.keyword` from `ks.begin_arg` on, or -1.
+int AfterKeyword(std::span<const std::string_view> argv, const KeySpec& ks) {
+  for (size_t i = static_cast<size_t>(ks.begin_arg); i < argv.size(); ++i) {
+    if (EqualsIgnoreCase(argv[i], ks.keyword)) return static_cast<int>(i) + 1;
+  }
+  return -1;
+}
+
 }  // namespace
 
 bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, std::vector<KeyRef>* out) {
@@ -285,12 +294,7 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
       begin = ks.begin_arg;
     } else if (ks.begin == KeyBegin::kKeyword) {
       if (ks.begin_arg >= 0) {
-        for (int i = ks.begin_arg; i < argc; ++i) {
-          if (EqualsIgnoreCase(argv[i], ks.keyword)) {
-            begin = i + 1;
-            break;
-          }
-        }
+        begin = AfterKeyword(argv, ks);
       } else {
         for (int i = argc + ks.begin_arg; i > 0; --i) {
           if (EqualsIgnoreCase(argv[i], ks.keyword)) {
@@ -362,12 +366,7 @@ bool KeysMayLieBeyond(const CommandSpec& spec, std::span<const std::string_view>
     if (ks.begin == KeyBegin::kIndex) {
       begin = ks.begin_arg;
     } else if (ks.begin == KeyBegin::kKeyword && ks.begin_arg >= 0) {
-      for (int i = ks.begin_arg; i < argc; ++i) {
-        if (EqualsIgnoreCase(head[i], ks.keyword)) {
-          begin = i + 1;
-          break;
-        }
-      }
+      begin = AfterKeyword(head, ks);
     }
     if (begin < 0 || begin >= argc) return true;  // not found (yet), or searched from the end
     if (ks.find == KeyFind::kRange) {

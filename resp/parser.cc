@@ -245,6 +245,7 @@ void Parser::ReserveWanted() {
 void Parser::ForgetElisions() {
   skip_body_ = 0;
   skip_bulks_ = 0;
+  tail_elided_ = 0;
   holes_.clear();
   hole_bytes_ = 0;
 }
@@ -945,11 +946,12 @@ ParseStatus Parser::Next() {
 
   for (;;) {
     if (!in_message_) {
-      if (skip_bulks_ > 0 && !SkipTail(v, len)) [[unlikely]]
-        return error_ != ParseError::kNone ? ParseStatus::kError : NeedMore();
+      if (skip_bulks_ > 0) [[unlikely]] {
+        tail_elided_ = 0;  // (its message is done with; ForgetElisions clears it too)
+        if (!SkipTail(v, len)) return error_ != ParseError::kNone ? ParseStatus::kError : NeedMore();
+      }
       if (pos_ >= len) return NeedMore();
       elided_msg_ = false;
-      tail_elided_ = 0;
       skimming_ = false;
       if (mode_ == Mode::kRequest ? (v[pos_] == '*' && FastRequest(v, len)) : FastReply(v, len)) {
         trust_lengths_ = true;

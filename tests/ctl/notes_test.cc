@@ -11,11 +11,12 @@ std::vector<std::string> NotesFor(const resp::ConnectionStats& totals) {
   return names.Notes(totals, {});
 }
 
-// The one note that `totals` calls for.
-std::string OnlyNote(const resp::ConnectionStats& totals) {
+// `totals` calls for one note, which begins with `start` and says `fragment`.
+void ExpectOneNote(const resp::ConnectionStats& totals, std::string_view start, std::string_view fragment) {
   const std::vector<std::string> notes = NotesFor(totals);
-  EXPECT_EQ(notes.size(), 1u);
-  return notes.empty() ? std::string() : notes[0];
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].rfind(start, 0), 0u) << notes[0];
+  EXPECT_NE(notes[0].find(fragment), std::string::npos) << notes[0];
 }
 
 TEST(CtlNotes, NothingToSayOnACleanRun) {
@@ -27,25 +28,19 @@ TEST(CtlNotes, NothingToSayOnACleanRun) {
 TEST(CtlNotes, WritesTooLargeToReplicateAreTold) {
   resp::ConnectionStats totals;
   totals.oversized_lost = 2;
-  const std::string note = OnlyNote(totals);
-  EXPECT_EQ(note.rfind("2 write(s) too large to replicate were not", 0), 0u) << note;
-  EXPECT_NE(note.find("consistency check"), std::string::npos) << note;
+  ExpectOneNote(totals, "2 write(s) too large to replicate were not", "consistency check");
 }
 
 TEST(CtlNotes, KeylessFcallsOfLibrariesNotSeenLoadedAreTold) {
   resp::ConnectionStats totals;
   totals.fcall_unknown_keyless = 3;
-  const std::string note = OnlyNote(totals);
-  EXPECT_EQ(note.rfind("3 FCALL(s) that declared no keys", 0), 0u) << note;
-  EXPECT_NE(note.find("FUNCTION RESTORE"), std::string::npos) << note;
+  ExpectOneNote(totals, "3 FCALL(s) that declared no keys", "FUNCTION RESTORE");
 }
 
 TEST(CtlNotes, RepliesWithoutRequestsAreTold) {
   resp::ConnectionStats totals;
   totals.unpaired_replies = 20;
-  const std::string note = OnlyNote(totals);
-  EXPECT_EQ(note.rfind("20 reply(ies) had no request to pair with", 0), 0u) << note;
-  EXPECT_NE(note.find("inline client"), std::string::npos) << note;
+  ExpectOneNote(totals, "20 reply(ies) had no request to pair with", "inline client");
 }
 
 }  // namespace

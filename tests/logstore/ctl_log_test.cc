@@ -30,14 +30,20 @@ ShellResult Sh(const std::string& cmd) {
   return r;
 }
 
+// kvferry-logbench writes a log into `dir` for `seconds` at `rate` records/s
+// of `bytes` each, in 1 MiB segments.
+int WriteLog(const std::string& dir, int bytes, double seconds, int rate) {
+  return Sh(std::string(KVF_LOGBENCH_PATH) + " --dir " + dir + " --record-bytes " + std::to_string(bytes) +
+            " --fsync-ms 2 --seconds " + std::to_string(seconds) + " --rate " + std::to_string(rate) +
+            " --segment-mb 1 --quiet")
+      .code;
+}
+
 TEST(CtlLog, VerifyStatsDumpOnHealthyAndDamagedLogs) {
   kvf::logstore::testing::TempDir tmp;
   const std::string dir = tmp.path() + "/log";
   const std::string ctl = KVF_CTL_PATH;
-  ASSERT_EQ(Sh(std::string(KVF_LOGBENCH_PATH) + " --dir " + dir +
-               " --record-bytes 100 --fsync-ms 2 --seconds 0.2 --rate 20000 --segment-mb 1 --quiet")
-                .code,
-            0);
+  ASSERT_EQ(WriteLog(dir, 100, 0.2, 20000), 0);
   ShellResult v = Sh(ctl + " log verify --dir " + dir + " --format json");
   ASSERT_EQ(v.code, 0) << v.out;
   auto j = nlohmann::json::parse(v.out);
@@ -87,10 +93,7 @@ TEST(CtlLog, RecordsMissingFromTheMiddleAreSaidAndFailTheDump) {
   kvf::logstore::testing::TempDir tmp;
   const std::string dir = tmp.path() + "/log";
   const std::string ctl = KVF_CTL_PATH;
-  ASSERT_EQ(Sh(std::string(KVF_LOGBENCH_PATH) + " --dir " + dir +
-               " --record-bytes 300 --fsync-ms 2 --seconds 0.3 --rate 40000 --segment-mb 1 --quiet")
-                .code,
-            0);
+  ASSERT_EQ(WriteLog(dir, 300, 0.3, 40000), 0);
   ShellResult v = Sh(ctl + " log verify --dir " + dir + " --format json");
   ASSERT_EQ(v.code, 0) << v.out;
   ASSERT_GE(nlohmann::json::parse(v.out)["segments"].get<uint64_t>(), 3u) << v.out;
