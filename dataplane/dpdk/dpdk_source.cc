@@ -20,6 +20,7 @@
 
 #include "dataplane/decode.h"
 #include "dataplane/endpoint.h"
+#include "dataplane/promiscuous.h"
 
 namespace kvf::dataplane {
 namespace {
@@ -44,6 +45,7 @@ class DpdkSource final : public PacketSource {
  public:
   ~DpdkSource() override {
     FreeHeld();
+    if (promiscuous_set_) rte_eth_promiscuous_disable(port_);
     if (started_) rte_eth_dev_stop(port_);
     if (configured_) rte_eth_dev_close(port_);
     if (!vdev_name_.empty()) rte_eal_hotplug_remove("vdev", vdev_name_.c_str());
@@ -150,6 +152,8 @@ class DpdkSource final : public PacketSource {
   uint32_t workers_ = 1;
   bool configured_ = false;
   bool started_ = false;
+  bool promiscuous_set_ = false;      // turned on by us through the driver, off again on close
+  PromiscuousHold promiscuous_hold_;  // af_packet: a membership the kernel drops with us
   std::string vdev_name_;
   rte_mempool* pool_ = nullptr;
   static constexpr uint32_t kMaxFrameBytes = 65536 + 256;  // a GSO super-frame plus headers
@@ -200,10 +204,30 @@ Status DpdkSource::Open(const DpdkOptions& o) {
     rc = rte_eth_rx_queue_setup(port_, q, o.rx_ring_size, static_cast<unsigned>(socket), nullptr, pool_);
     if (rc != 0) return RteError(rc, "rx queue setup " + o.device);
   }
+  // A mirror port needs promiscuous mode. The af_packet PMD switches the
+  // kernel interface's own flag: it would leave it set behind us, and its
+  // start clears an operator's. So the operator's flag is put back, and ours
+  // is held as libpcap holds it, dropped by the kernel when we go. Other
+  // drivers own their device: what we turn on we turn off on close. Best
+  // effort there: vdevs may refuse.
+  const bool af_packet = std::strcmp(info.driver_name, "net_af_packet") == 0 && info.if_index != 0;
+  bool operator_flag = false;
+  if (af_packet) {
+    auto flag = PromiscuousFlagSet(static_cast<int>(info.if_index));
+    if (!flag.ok()) return flag.status();
+    operator_flag = *flag;
+  }
   rc = rte_eth_dev_start(port_);
   if (rc != 0) return RteError(rc, "start " + o.device);
   started_ = true;
-  rte_eth_promiscuous_enable(port_);  // best effort: a mirror port needs it, vdevs may refuse
+  if (af_packet) {
+    if (operator_flag) (void)rte_eth_promiscuous_enable(port_);
+    auto hold = PromiscuousHold::Take(static_cast<int>(info.if_index));
+    if (!hold.ok()) return hold.status();
+    promiscuous_hold_ = std::move(*hold);
+  } else if (rte_eth_promiscuous_get(port_) == 0) {
+    promiscuous_set_ = rte_eth_promiscuous_enable(port_) == 0;
+  }
   // net_pcap stamps each mbuf with the file's capture time, in
   // microseconds since the epoch (DPDK 22.11), through the standard dynamic
   // field. NIC timestamps run on the device clock and would need

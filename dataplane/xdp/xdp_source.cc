@@ -23,6 +23,7 @@
 
 #include "capture.skel.h"
 #include "capture_shared.h"
+#include "dataplane/promiscuous.h"
 
 namespace kvf::dataplane {
 
@@ -274,6 +275,7 @@ class XdpSource final : public PacketSource {
   RingReader ring_;
   int ifindex_ = 0;
   std::string iface_;
+  PromiscuousHold promiscuous_;  // a dedicated mirror port only, dropped when the source goes
   uint64_t rx_misses_at_open_ = 0;  // InterfaceRxMisses when opened: drops before are not ours
   int link_fd_ = -1;
   bool tc_attached_ = false;
@@ -391,6 +393,13 @@ Result<std::unique_ptr<PacketSource>> XdpSource::Open(const XdpOptions& o) {
 
   KVF_RETURN_IF_ERROR(src->LoadAndConfigure(o));  // open, configure, load
   KVF_RETURN_IF_ERROR(o.mode == XdpAttachMode::kTc ? src->AttachTc(o) : src->AttachXdp(o));  // attach
+  if (!o.pass_frames) {
+    // A mirror port's frames carry other hosts' addresses: a NIC that is
+    // not promiscuous filters them out before any program runs.
+    auto hold = PromiscuousHold::Take(src->ifindex_);
+    if (!hold.ok()) return hold.status();
+    src->promiscuous_ = std::move(*hold);
+  }
   return std::unique_ptr<PacketSource>(std::move(src));                                      // poll: RxBurst
 }
 

@@ -4,6 +4,7 @@
 // RxBurst on the other, non-matching ones counted and dropped; stale
 // kvferry programs are replaced, foreign ones left alone. Needs root.
 #include "dataplane/xdp/xdp_source.h"
+#include "tests/common/link_state.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -505,6 +508,63 @@ TEST_F(XdpAttachTest, ForeignProgramIsLeftAlone) {
     bpf_xdp_detach(ifindex, XDP_FLAGS_SKB_MODE, nullptr);
     close(fd);
   });
+}
+
+// A SPAN copy keeps the server's MAC: a NIC that is not promiscuous drops
+// it before XDP runs (a veth does not filter, so only the count shows it).
+// The interface is promiscuous while a mirror port is captured, and as it was
+// found afterwards, an operator's own flag included.
+TEST_F(XdpAttachTest, AMirrorPortIsPromiscuousWhileCapturedAndAsFoundAfter) {
+  const auto before = testing::ReadLinkState(lab_.b(), "vb");
+  ASSERT_TRUE(before.has_value());
+  for (const bool operator_flag : {false, true}) {
+    SCOPED_TRACE(operator_flag ? "the operator set promisc on" : "not promiscuous");
+    if (operator_flag) ASSERT_EQ(0, Sh("ip -n " + lab_.b() + " link set vb promisc on"));
+    const int base = before->promiscuity + (operator_flag ? 1 : 0);
+    for (const XdpAttachMode mode : {XdpAttachMode::kAuto, XdpAttachMode::kTc}) {
+      std::unique_ptr<PacketSource> src;
+      VethLab::In(lab_.b(), [&] {
+        auto r = OpenXdpSource(Options(mode));
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        src = std::move(*r);
+      });
+      ASSERT_TRUE(src);
+      EXPECT_EQ(base + 1, testing::ReadLinkState(lab_.b(), "vb")->promiscuity);
+      VethLab::In(lab_.b(), [&] { src.reset(); });
+      const auto after = testing::ReadLinkState(lab_.b(), "vb");
+      EXPECT_EQ(base, after->promiscuity);
+      EXPECT_EQ(operator_flag, after->promisc_flag);
+    }
+    // --pass: the host's own interface, whose frames are addressed to it.
+    std::unique_ptr<PacketSource> src;
+    VethLab::In(lab_.b(), [&] {
+      XdpOptions o = Options(XdpAttachMode::kAuto);
+      o.pass_frames = true;
+      auto r = OpenXdpSource(o);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      src = std::move(*r);
+    });
+    EXPECT_EQ(base, testing::ReadLinkState(lab_.b(), "vb")->promiscuity);
+    VethLab::In(lab_.b(), [&] { src.reset(); });
+  }
+  // A killed capture leaves nothing behind either: the kernel drops the
+  // membership with the process's socket.
+  ASSERT_EQ(0, Sh("ip -n " + lab_.b() + " link set vb promisc off"));
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int rc = 1;
+    VethLab::In(lab_.b(), [&] {
+      auto r = OpenXdpSource(Options(XdpAttachMode::kAuto));
+      if (r.ok()) rc = 0;
+      if (r.ok()) (void)r.value().release();  // never destroyed
+    });
+    std::_Exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(child, waitpid(child, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(before->promiscuity, testing::ReadLinkState(lab_.b(), "vb")->promiscuity);
 }
 
 TEST_F(XdpAttachTest, BadOptionsAreRefused) {

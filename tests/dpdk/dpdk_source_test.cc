@@ -28,6 +28,7 @@
 #include <pcap/pcap.h>
 
 #include "tests/bpf/frame_builder.h"
+#include "tests/common/link_state.h"
 
 namespace kvf::bpftest {
 namespace {
@@ -233,16 +234,27 @@ TEST_F(DpdkSourceTest, AfPacketVdevOnVethReceivesFrames) {
     close(self);
     close(target);
   };
-  std::unique_ptr<PacketSource> src;
-  in_ns(b, [&] {
-    DpdkOptions o;
-    o.device = "net_af_packet_kvf0";
-    o.vdev_args = o.device + ",iface=vb,qpairs=1";
-    auto r = OpenDpdkSource(o);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    src = std::move(r.value());
-  });
+  // The mirror port is promiscuous while captured, and as found after: the
+  // PMD's own switch would set the operator's flag and leave it set.
+  const auto before = testing::ReadLinkState(b, "vb");
+  ASSERT_TRUE(before.has_value());
+  ASSERT_FALSE(before->promisc_flag);
+  // An af_packet vdev on vb, opened in b (where the PMD's socket must be).
+  auto open_on_vb = [&](const std::string& device) {
+    std::unique_ptr<PacketSource> opened;
+    in_ns(b, [&] {
+      DpdkOptions o;
+      o.device = device;
+      o.vdev_args = o.device + ",iface=vb,qpairs=1";
+      auto r = OpenDpdkSource(o);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      opened = std::move(r.value());
+    });
+    return opened;
+  };
+  std::unique_ptr<PacketSource> src = open_on_vb("net_af_packet_kvf0");
   ASSERT_TRUE(src);
+  EXPECT_EQ(before->promiscuity + 1, testing::ReadLinkState(b, "vb")->promiscuity);
   int raw = -1;
   unsigned va = 0;
   in_ns(a, [&] {
@@ -280,7 +292,22 @@ TEST_F(DpdkSourceTest, AfPacketVdevOnVethReceivesFrames) {
   EXPECT_NE(std::string::npos, src->Describe().find("af_packet"));
   // Stamped when read, not when received: the operator is told.
   EXPECT_NE(std::string::npos, src->Describe().find("no receive timestamps")) << src->Describe();
-  src.reset();
+  in_ns(b, [&] { src.reset(); });
+  const auto after = testing::ReadLinkState(b, "vb");
+  EXPECT_EQ(before->promiscuity, after->promiscuity);
+  EXPECT_FALSE(after->promisc_flag);
+
+  // An operator's own flag outlives the capture.
+  ASSERT_EQ(0, Sh("ip -n " + b + " link set vb promisc on"));
+  src = open_on_vb("net_af_packet_kvf1");
+  ASSERT_TRUE(src);
+  const auto open = testing::ReadLinkState(b, "vb");  // the PMD's start cleared the flag once
+  EXPECT_EQ(before->promiscuity + 2, open->promiscuity);
+  EXPECT_TRUE(open->promisc_flag);
+  in_ns(b, [&] { src.reset(); });
+  const auto kept = testing::ReadLinkState(b, "vb");
+  EXPECT_EQ(before->promiscuity + 1, kept->promiscuity);
+  EXPECT_TRUE(kept->promisc_flag);
 }
 
 TEST_F(DpdkSourceTest, UnknownDeviceIsAnError) {
