@@ -1,109 +1,80 @@
-// Crafts frames for the BPF and backend tests: Ethernet (+VLAN tags),
-// IPv4/IPv6, TCP, UDP and the mirror encapsulations (VXLAN, GRE, ERSPAN
-// II/III). Each function returns one layer with its payload, so layers
-// compose: Eth(Ipv4(…, Udp(…, Vxlan(Eth(…))))). Checksums are left zero.
-// (tests/common/packet_builder.h, written in parallel for the decode tests,
-// covers the same ground; this one has its own namespace until they merge.)
+// The BPF and backend tests' spelling of tests/common/packet_builder.h:
+// one call per layer, so layers compose as
+// Eth(Ipv4(…, Udp(…, Vxlan(Eth(…))))), with the raw fields (fragment word,
+// GRE flag bits, option bytes) the filter's tests set by hand. Every layer is
+// built by packet_builder.h; only Ipv6Ext, a hand-made extension chain,
+// is its own.
 #pragma once
 
-#include <arpa/inet.h>
-
 #include <cstdint>
-#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tests/common/packet_builder.h"
+
 namespace kvf::bpftest {
 
-using Bytes = std::vector<uint8_t>;
+using testing::Append;
+using testing::Bytes;
+using testing::kEthArp;
+using testing::kEthIpv4;
+using testing::kEthIpv6;
+using testing::Put16;
+using testing::Put32;
+using testing::Udp;
+using testing::VlanTag;
 
-inline void Put16(Bytes* b, uint16_t v) {
-  b->push_back(static_cast<uint8_t>(v >> 8));
-  b->push_back(static_cast<uint8_t>(v));
-}
-inline void Put32(Bytes* b, uint32_t v) {
-  Put16(b, static_cast<uint16_t>(v >> 16));
-  Put16(b, static_cast<uint16_t>(v));
-}
-inline void Append(Bytes* b, const Bytes& tail) {
-  b->insert(b->end(), tail.begin(), tail.end());
-}
-inline Bytes Concat(Bytes a, const Bytes& b) {
-  Append(&a, b);
-  return a;
-}
-
-constexpr uint16_t kEthIpv4 = 0x0800;
-constexpr uint16_t kEthIpv6 = 0x86dd;
-constexpr uint16_t kEthArp = 0x0806;
-constexpr uint16_t kTpid8021Q = 0x8100;
-constexpr uint16_t kTpid8021AD = 0x88a8;
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint8_t kProtoGre = 47;
-
-// Ethernet with the given VLAN tags (outermost first: {TPID, VID} pairs).
-struct VlanTag {
-  uint16_t tpid;
-  uint16_t vid;
-};
-inline Bytes Eth(uint16_t ethertype, const Bytes& payload, std::vector<VlanTag> tags = {}) {
-  Bytes b = {0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01};
-  for (const VlanTag& t : tags) {
-    Put16(&b, t.tpid);
-    Put16(&b, t.vid);
-  }
-  Put16(&b, ethertype);
-  Append(&b, payload);
-  return b;
-}
+inline constexpr uint16_t kTpid8021Q = testing::kEthVlan;
+inline constexpr uint16_t kTpid8021AD = testing::kEthQinQ;
+inline constexpr uint8_t kProtoTcp = testing::kIpTcp;
+inline constexpr uint8_t kProtoUdp = testing::kIpUdp;
+inline constexpr uint8_t kProtoGre = testing::kIpGre;
+inline constexpr uint8_t kFin = testing::kTcpFin, kSyn = testing::kTcpSyn, kRst = testing::kTcpRst,
+                         kPsh = testing::kTcpPsh, kAck = testing::kTcpAck;
+inline constexpr uint16_t kGreCsum = 0x8000, kGreKey = 0x2000, kGreSeq = 0x1000;
 
 inline Bytes V4Addr(const char* text) {
-  Bytes b(4);
-  inet_pton(AF_INET, text, b.data());
-  return b;
+  return testing::Addr(text);
 }
 inline Bytes V6Addr(const char* text) {
-  Bytes b(16);
-  inet_pton(AF_INET6, text, b.data());
-  return b;
+  return testing::Addr(text);
 }
 
-// IPv4 header (IHL 5 unless `options` is given) + payload.
+// Ethernet with VLAN tags, outermost first.
+inline Bytes Eth(uint16_t ethertype, const Bytes& payload, const std::vector<VlanTag>& tags = {}) {
+  return testing::Ethernet(ethertype, payload, tags);
+}
+
+// NOP option bytes (1s) in whole words, as packet_builder writes them.
+inline uint8_t NopWords(const Bytes& options) {
+  for (uint8_t b : options) {
+    if (b != 1) throw std::invalid_argument("frame_builder: options are NOP bytes (1)");
+  }
+  if (options.size() % 4 != 0) throw std::invalid_argument("frame_builder: options in whole words");
+  return static_cast<uint8_t>(options.size() / 4);
+}
+
+// IPv4 (id 0x1234) + payload; `frag_off` is the flags and fragment-offset
+// word (0x2000: more fragments).
 inline Bytes Ipv4(const char* src, const char* dst, uint8_t proto, const Bytes& payload,
                   uint16_t frag_off = 0, const Bytes& options = {}) {
-  Bytes b;
-  const size_t hlen = 20 + options.size();
-  b.push_back(static_cast<uint8_t>(0x40 | (hlen / 4)));
-  b.push_back(0);
-  Put16(&b, static_cast<uint16_t>(hlen + payload.size()));
-  Put16(&b, 0x1234);    // id
-  Put16(&b, frag_off);  // flags + fragment offset
-  b.push_back(64);
-  b.push_back(proto);
-  Put16(&b, 0);  // checksum
-  Append(&b, V4Addr(src));
-  Append(&b, V4Addr(dst));
-  Append(&b, options);
-  Append(&b, payload);
-  return b;
+  testing::Ipv4Options o;
+  o.id = 0x1234;
+  o.more_fragments = (frag_off & 0x2000) != 0;
+  o.fragment_offset_units = frag_off & 0x1fff;
+  o.option_words = NopWords(options);
+  return testing::Ipv4(src, dst, proto, payload, o);
 }
 
-// IPv6 header + payload; `next` is the first next-header value.
+// IPv6 + payload; `next` is the first next-header value (build a chain of
+// extension headers with Ipv6Ext).
 inline Bytes Ipv6(const char* src, const char* dst, uint8_t next, const Bytes& payload) {
-  Bytes b;
-  Put32(&b, 0x60000000);
-  Put16(&b, static_cast<uint16_t>(payload.size()));
-  b.push_back(next);
-  b.push_back(64);
-  Append(&b, V6Addr(src));
-  Append(&b, V6Addr(dst));
-  Append(&b, payload);
-  return b;
+  return testing::Ipv6(src, dst, next, payload);
 }
 
-// An IPv6 extension header of 8 * (1 + hdrlen) bytes.
+// An IPv6 extension header of 8 * (1 + hdrlen) zero bytes, then `payload`.
 inline Bytes Ipv6Ext(uint8_t next, uint8_t hdrlen, const Bytes& payload) {
   Bytes b = {next, hdrlen};
   b.resize(8u * (1u + hdrlen), 0);
@@ -111,70 +82,39 @@ inline Bytes Ipv6Ext(uint8_t next, uint8_t hdrlen, const Bytes& payload) {
   return b;
 }
 
-constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAck = 0x10;
-
-// TCP header (data offset 5 + options/4) + payload.
+// TCP (seq 1000, ack 2000) + payload; `options` are NOP bytes.
 inline Bytes Tcp(uint16_t sport, uint16_t dport, uint8_t flags, std::string_view payload,
                  const Bytes& options = {}) {
-  Bytes b;
-  Put16(&b, sport);
-  Put16(&b, dport);
-  Put32(&b, 1000);  // seq
-  Put32(&b, 2000);  // ack
-  b.push_back(static_cast<uint8_t>(((20 + options.size()) / 4) << 4));
-  b.push_back(flags);
-  Put16(&b, 65535);  // window
-  Put32(&b, 0);      // checksum + urgent
-  Append(&b, options);
-  b.insert(b.end(), payload.begin(), payload.end());
-  return b;
+  testing::TcpSpec s;
+  s.sport = sport;
+  s.dport = dport;
+  s.ack = 2000;
+  s.flags = flags;
+  s.data_offset_words = static_cast<uint8_t>(5 + NopWords(options));
+  s.payload = std::string(payload);
+  return testing::Tcp(s);
 }
 
-inline Bytes Udp(uint16_t sport, uint16_t dport, const Bytes& payload) {
-  Bytes b;
-  Put16(&b, sport);
-  Put16(&b, dport);
-  Put16(&b, static_cast<uint16_t>(8 + payload.size()));
-  Put16(&b, 0);
-  Append(&b, payload);
-  return b;
-}
-
-// VXLAN header (I flag set unless `valid_vni` is false) + inner Ethernet.
+// VXLAN (I flag set unless `valid_vni` is false) + inner Ethernet.
 inline Bytes Vxlan(uint32_t vni, const Bytes& inner, bool valid_vni = true) {
-  Bytes b = {static_cast<uint8_t>(valid_vni ? 0x08 : 0x00), 0, 0, 0};
-  Put32(&b, vni << 8);
-  Append(&b, inner);
-  return b;
+  return testing::Vxlan(vni, inner, valid_vni ? 0x08 : 0x00);
 }
 
-constexpr uint16_t kGreCsum = 0x8000, kGreKey = 0x2000, kGreSeq = 0x1000;
-// GRE header with optional checksum/key/sequence words (zero-filled).
+// GRE with the optional words that `flags` (kGreCsum, kGreKey, kGreSeq) ask for.
 inline Bytes Gre(uint16_t flags, uint16_t proto, const Bytes& payload) {
-  Bytes b;
-  Put16(&b, flags);
-  Put16(&b, proto);
-  if (flags & kGreCsum) Put32(&b, 0);
-  if (flags & kGreKey) Put32(&b, 7);
-  if (flags & kGreSeq) Put32(&b, 1);
-  Append(&b, payload);
-  return b;
+  testing::GreOptions o;
+  o.checksum = (flags & kGreCsum) != 0;
+  o.key = (flags & kGreKey) != 0;
+  o.sequence = (flags & kGreSeq) != 0;
+  return testing::Gre(proto, payload, o);
 }
 
-// ERSPAN type II header (version 1, session 5) + mirrored frame.
+// ERSPAN type II / III (session 5) + mirrored frame.
 inline Bytes Erspan2(const Bytes& inner) {
-  Bytes b = {0x10, 0x00, 0x00, 0x05, 0, 0, 0, 0};
-  Append(&b, inner);
-  return b;
+  return testing::ErspanII(5, inner);
 }
-
-// ERSPAN type III header (version 2) + optional 8-byte platform subheader.
 inline Bytes Erspan3(const Bytes& inner, bool platform_subheader) {
-  Bytes b = {0x20, 0x00, 0x00, 0x05, 0x11, 0x22,
-             0x33, 0x44, 0,    0,    0,    static_cast<uint8_t>(platform_subheader ? 0x01 : 0x00)};
-  if (platform_subheader) b.insert(b.end(), 8, 0xee);
-  Append(&b, inner);
-  return b;
+  return testing::ErspanIII(5, inner, platform_subheader);
 }
 
 }  // namespace kvf::bpftest

@@ -871,8 +871,8 @@ def drive(conn, gen, count, fams, log, script_lines=None):
         if name == b"SCRIPT" and type(reply) is bytes:
             if bytes(reply) not in gen.shas:
                 gen.shas.append(bytes(reply))
-        if name == b"HELLO" and isinstance(reply, (list, dict)):
-            state["proto"] = int(cmd[1])
+        if name == b"HELLO" and isinstance(reply, (list, dict)) and len(cmd) > 1:
+            state["proto"] = int(cmd[1])  # a bare HELLO keeps the protocol
         if name == b"RESET" and reply == b"RESET":
             state.update(db=0, proto=2, multi=False, queue=[])
             return
