@@ -145,6 +145,38 @@ class XdpSourceTest : public ::testing::TestWithParam<XdpAttachMode> {
     return o;
   }
 
+  // A source on "vb", opened in namespace b; null after a failure.
+  std::unique_ptr<PacketSource> OpenOnVb(const XdpOptions& o) {
+    std::unique_ptr<PacketSource> src;
+    VethLab::In(lab_.b(), [&] {
+      auto r = OpenXdpSource(o);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      src = std::move(r.value());
+    });
+    return src;
+  }
+
+  // A TCP listener on ServerAddr() in namespace b.
+  int ListenOnB() {
+    int fd = -1;
+    VethLab::In(lab_.b(), [&] {
+      fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const sockaddr_in addr = ServerAddr();
+      ASSERT_EQ(0, bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
+      ASSERT_EQ(0, listen(fd, 4));
+    });
+    return fd;
+  }
+
+  // A client in namespace a, connected to ServerAddr().
+  int ConnectFromA() {
+    int fd = -1;
+    VethLab::In(lab_.a(), [&] { fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
+    const sockaddr_in addr = ServerAddr();
+    EXPECT_EQ(0, connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
+    return fd;
+  }
+
   // An AF_PACKET socket on "va" in namespace a.
   int RawSocket() {
     int fd = -1;
@@ -185,12 +217,7 @@ Bytes ToServer(int i, uint16_t port = 7000, uint8_t flags = kAck | kPsh) {
 }
 
 TEST_P(XdpSourceTest, MatchingFramesArriveInOrderOthersAreCountedAndDropped) {
-  std::unique_ptr<PacketSource> src;
-  VethLab::In(lab_.b(), [&] {
-    auto r = OpenXdpSource(Options(GetParam()));
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    src = std::move(r.value());
-  });
+  std::unique_ptr<PacketSource> src = OpenOnVb(Options(GetParam()));
   ASSERT_TRUE(src);
   if (GetParam() == XdpAttachMode::kAuto) {  // veth has driver XDP
     EXPECT_EQ("xdp:vb (native)", src->Describe());
@@ -258,14 +285,9 @@ TEST_P(XdpSourceTest, MatchingFramesArriveInOrderOthersAreCountedAndDropped) {
 // address and switches the any-address lookup on; segments to any address on
 // port 7002 arrive, those to port 7000 (not configured here) do not.
 TEST_P(XdpSourceTest, UnspecifiedServerAddressMatchesAnyAddress) {
-  std::unique_ptr<PacketSource> src;
   XdpOptions o = Options(GetParam());
   o.servers = {Endpoint::Parse("*:7002").value()};
-  VethLab::In(lab_.b(), [&] {
-    auto r = OpenXdpSource(o);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    src = std::move(r.value());
-  });
+  std::unique_ptr<PacketSource> src = OpenOnVb(o);
   ASSERT_TRUE(src);
   VethLab::In(lab_.a(), [&] { va_index_ = if_nametoindex("va"); });
   const int raw = RawSocket();
@@ -289,24 +311,13 @@ TEST_P(XdpSourceTest, UnspecifiedServerAddressMatchesAnyAddress) {
 }
 
 TEST_P(XdpSourceTest, RealTcpConnectionIsCapturedInPassMode) {
-  std::unique_ptr<PacketSource> src;
-  int listener = -1;
-  VethLab::In(lab_.b(), [&] {
-    XdpOptions o = Options(GetParam());
-    o.pass_frames = true;
-    auto r = OpenXdpSource(o);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    src = std::move(r.value());
-    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const sockaddr_in addr = ServerAddr();
-    ASSERT_EQ(0, bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
-    ASSERT_EQ(0, listen(listener, 4));
-  });
+  XdpOptions o = Options(GetParam());
+  o.pass_frames = true;
+  std::unique_ptr<PacketSource> src = OpenOnVb(o);
   ASSERT_TRUE(src);
-  int client = -1;
-  VethLab::In(lab_.a(), [&] { client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
-  const sockaddr_in addr = ServerAddr();
-  ASSERT_EQ(0, connect(client, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
+  const int listener = ListenOnB();
+  ASSERT_GE(listener, 0);
+  const int client = ConnectFromA();
   const std::string msg = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
   ASSERT_EQ(static_cast<ssize_t>(msg.size()), send(client, msg.data(), msg.size(), 0));
   const int conn = accept(listener, nullptr, nullptr);
@@ -346,25 +357,14 @@ TEST_P(XdpSourceTest, RealTcpConnectionIsCapturedInPassMode) {
 // program takes them (xdp.frags), delivers them whole, and their payload adds
 // up to exactly what the client sent: nothing lost, nothing mis-parsed.
 TEST_P(XdpSourceTest, GsoSuperFramesAreCountedAndNeverMisparsed) {
-  std::unique_ptr<PacketSource> src;
-  int listener = -1;
-  VethLab::In(lab_.b(), [&] {
-    XdpOptions o = Options(GetParam());
-    o.pass_frames = true;
-    o.ring_bytes = 8u << 20;
-    auto r = OpenXdpSource(o);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    src = std::move(r.value());
-    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const sockaddr_in addr = ServerAddr();
-    ASSERT_EQ(0, bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
-    ASSERT_EQ(0, listen(listener, 4));
-  });
+  XdpOptions o = Options(GetParam());
+  o.pass_frames = true;
+  o.ring_bytes = 8u << 20;
+  std::unique_ptr<PacketSource> src = OpenOnVb(o);
   ASSERT_TRUE(src);
-  int client = -1;
-  VethLab::In(lab_.a(), [&] { client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); });
-  const sockaddr_in addr = ServerAddr();
-  ASSERT_EQ(0, connect(client, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)));
+  const int listener = ListenOnB();
+  ASSERT_GE(listener, 0);
+  const int client = ConnectFromA();
   const int conn = accept(listener, nullptr, nullptr);
   ASSERT_GE(conn, 0);
   constexpr size_t kTotal = 512 * 1024;
@@ -522,12 +522,7 @@ TEST_F(XdpAttachTest, AMirrorPortIsPromiscuousWhileCapturedAndAsFoundAfter) {
     if (operator_flag) ASSERT_EQ(0, Sh("ip -n " + lab_.b() + " link set vb promisc on"));
     const int base = before->promiscuity + (operator_flag ? 1 : 0);
     for (const XdpAttachMode mode : {XdpAttachMode::kAuto, XdpAttachMode::kTc}) {
-      std::unique_ptr<PacketSource> src;
-      VethLab::In(lab_.b(), [&] {
-        auto r = OpenXdpSource(Options(mode));
-        ASSERT_TRUE(r.ok()) << r.status().ToString();
-        src = std::move(*r);
-      });
+      std::unique_ptr<PacketSource> src = OpenOnVb(Options(mode));
       ASSERT_TRUE(src);
       EXPECT_EQ(base + 1, testing::ReadLinkState(lab_.b(), "vb")->promiscuity);
       VethLab::In(lab_.b(), [&] { src.reset(); });
@@ -536,14 +531,10 @@ TEST_F(XdpAttachTest, AMirrorPortIsPromiscuousWhileCapturedAndAsFoundAfter) {
       EXPECT_EQ(operator_flag, after->promisc_flag);
     }
     // --pass: the host's own interface, whose frames are addressed to it.
-    std::unique_ptr<PacketSource> src;
-    VethLab::In(lab_.b(), [&] {
-      XdpOptions o = Options(XdpAttachMode::kAuto);
-      o.pass_frames = true;
-      auto r = OpenXdpSource(o);
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
-      src = std::move(*r);
-    });
+    XdpOptions o = Options(XdpAttachMode::kAuto);
+    o.pass_frames = true;
+    std::unique_ptr<PacketSource> src = OpenOnVb(o);
+    ASSERT_TRUE(src);
     EXPECT_EQ(base, testing::ReadLinkState(lab_.b(), "vb")->promiscuity);
     VethLab::In(lab_.b(), [&] { src.reset(); });
   }
