@@ -3,9 +3,10 @@
 // memberships) and whether the operator's PROMISC flag is set.
 #pragma once
 
-#include <cstdio>
 #include <optional>
 #include <string>
+
+#include "tests/common/shell.h"
 
 namespace kvf::testing {
 
@@ -16,12 +17,9 @@ struct LinkState {
 
 inline std::optional<LinkState> ReadLinkState(const std::string& netns, const std::string& dev) {
   const std::string cmd = "ip -d -n " + netns + " link show dev " + dev + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
-  if (pclose(p) != 0) return std::nullopt;
+  const ShellResult shell = RunShell(cmd);
+  if (shell.code != 0) return std::nullopt;
+  const std::string& out = shell.out;
   LinkState s;
   const size_t at = out.find(" promiscuity ");
   if (at == std::string::npos) return std::nullopt;

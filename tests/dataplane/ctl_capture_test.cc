@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dataplane/endpoint.h"
+#include "tests/common/shell.h"
 #include "tests/dataplane/pcap_writer.h"
 #include "tests/resp/live_redis.h"
 
@@ -29,14 +30,7 @@ namespace {
 namespace tb = kvf::testing;
 
 std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
+  return kvf::testing::RunShell(cmd).out;
 }
 
 // The built kvferryctl: $KVF_BINARY_DIR/ctl/kvferryctl when set, else next to

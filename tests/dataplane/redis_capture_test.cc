@@ -18,6 +18,7 @@
 
 #include "dataplane/dispatcher.h"
 #include "dataplane/pcap_source.h"
+#include "tests/common/shell.h"
 
 namespace kvf::dataplane {
 namespace {
@@ -25,14 +26,7 @@ namespace {
 constexpr int kPort = 27311;  // capture's test port range: 27311-27319
 
 std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
+  return kvf::testing::RunShell(cmd).out;
 }
 
 uint64_t SetCalls() {

@@ -1,7 +1,5 @@
 // `kvferryctl log verify|stats|dump` on a log kvferry-logbench wrote: exit
 // codes and machine-readable output, healthy and damaged.
-#include <sys/wait.h>
-
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -10,24 +8,14 @@
 #include <string>
 
 #include "test_util.h"
+#include "tests/common/shell.h"
 
 namespace {
 
-struct ShellResult {
-  int code = -1;
-  std::string out;
-};
+using kvf::testing::ShellResult;
 
 ShellResult Sh(const std::string& cmd) {
-  ShellResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return kvf::testing::RunShell(cmd);
 }
 
 // kvferry-logbench writes a log into `dir` for `seconds` at `rate` records/s

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "resp/command_info.h"
+#include "tests/common/shell.h"
 #include "tests/resp/live_redis.h"
 
 namespace kvf::resp {
@@ -256,12 +257,7 @@ TEST(CommandInfo, TheInstalledServersCommandsParseToTheGeneratedTable) {
     SCOPED_TRACE(protocol);
     const std::string cmd =
         std::string("redis-cli -p ") + std::to_string(kPort) + " " + protocol + " --json COMMAND";
-    std::string json;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(f, nullptr);
-    char buf[65536];
-    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) json.append(buf, n);
-    ::pclose(f);
+    const std::string json = kvf::testing::RunShell(cmd).out;
     auto parsed = ParseCommandInfoJson(json);
     ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
     size_t checked = 0;
