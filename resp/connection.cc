@@ -428,7 +428,7 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
       requests_.OnGap();
       requests_unsure_ = true;
       ForgetDb();
-      req_multi_keeps_db_ = false;
+      ForgetRequestTransaction();
     }
     return;
   }
@@ -436,8 +436,8 @@ void Connection::OnGap(Direction dir, uint64_t missing) {
     ReadBackCut();  // (out of step too: a false key, text inside a value, read back is harmless)
     requests_.OnGap();
     requests_unsure_ = true;
-    ForgetDb();                   // a SELECT may have been lost
-    req_multi_keeps_db_ = false;  // maybe queued in the transaction open
+    ForgetDb();  // a SELECT may have been lost
+    ForgetRequestTransaction();
     reply_off_ = skip_next_ = false;
   } else {
     replies_.OnGap();
@@ -1487,6 +1487,43 @@ bool Connection::BlocksClient(const CommandSpec* spec, std::span<const std::stri
                      [](std::string_view a) { return EqualsIgnoreCase(a, "BLOCK"); });
 }
 
+void Connection::HelloDidNotSwitch(int asked) {
+  // The protocol stays, though the requests after the HELLO were read under
+  // the one it asked for (a review: RESP3 SUBSCRIBEs taken for unanswered,
+  // the replies after them paired one off). With a (UN)SUBSCRIBE waiting,
+  // they are. (Not switched at all when refused as predicted: subscribed.)
+  if (asked <= 0 || asked == protocol_) return;
+  const bool another = std::any_of(pending_.begin(), pending_.end(),
+                                   [](const Pending& q) { return q.kind == Kind::kHello; });
+  if (!another && req_protocol_ == protocol_) return;
+  if (!another) req_protocol_ = protocol_;
+  const auto waiting = [this](auto is) { return std::any_of(pending_.begin(), pending_.end(), is); };
+  if (waiting([](const Pending& q) { return q.kind == Kind::kSubscribe && !q.queued; })) {
+    // Run in RESP2, a SUBSCRIBE put the connection in pub/sub mode, which
+    // refuses every write after it: shipped from a desync, a review's
+    // pipelined FLUSHALL emptied the replica. As for a subscription seen out
+    // of step: replies are not read until a RESET, writes are read back, a
+    // key-less one counted.
+    ++stats_.unpaired_replies;
+    EnterIgnored();
+  } else if (waiting([](const Pending& q) { return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe; })) {
+    ++stats_.unpaired_replies;
+    EnterDesync();
+  }
+}
+
+void Connection::ForgetRequestTransaction() {
+  // The hole may have held the EXEC (or DISCARD) of the transaction the
+  // requests had open: as the reply side, which starts from none at a
+  // desync and learns one from a +QUEUED, assume none. Kept open, a review's
+  // connection read a RESP3 SUBSCRIBE after a lost EXEC as queued and paired
+  // every later reply one off, and shipped a FLUSHDB pipelined behind a
+  // BLPOP that never returned (a command queued does not block).
+  req_in_multi_ = false;
+  req_multi_protocol_ = 0;
+  req_multi_keeps_db_ = false;
+}
+
 void Connection::ProveRequestsInStep() {
   requests_unsure_ = false;
   for (Pending& q : pending_) q.out_of_step = false;
@@ -1661,7 +1698,14 @@ bool Connection::DrainOneNoReply() {
         silenced_shutdown_ns_ = std::max<uint64_t>({p.ts, last_reply_ts_, 1});  // (replies before it ran)
       break;
     case Kind::kWrite:
-      if (in_multi_) {
+      if (pubsub_ && protocol_ == 2 && !desync_) {
+        // RESP2 pub/sub mode refuses every write ("only (P|S)SUBSCRIBE /
+        // (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed"), its error
+        // silenced here. A review: a FLUSHALL so refused was shipped and
+        // emptied the replica.
+        ++stats_.writes_rejected;
+        Observe(p.spec, Outcome::kRejected);
+      } else if (in_multi_) {
         multi_queue_.push_back(p);
       } else if (MayHaveEnded() && KeylessShipped(p.spec)) {
         // Silenced behind a silenced CLIENT KILL that may have killed this
@@ -1690,10 +1734,13 @@ bool Connection::DrainOneNoReply() {
       ApplyReset();
       break;
     case Kind::kHello:
+    case Kind::kSetName:
       if (in_multi_) {
         multi_queue_.push_back(p);
-      } else {
+      } else if (p.kind == Kind::kHello) {
         ApplyHello(p);
+      } else {
+        SetNameSilenced(p);
       }
       break;
     case Kind::kIgnoreMark:
@@ -1743,6 +1790,7 @@ bool Connection::DrainOneNoReply() {
                         std::none_of(multi_queue_.begin(), multi_queue_.end(), refused_at_queueing);
       const bool unsure = std::any_of(multi_queue_.begin(), multi_queue_.end(),
                                       [](const Pending& q) { return q.spec == nullptr; });
+      if (!runs && p.kind == Kind::kExec) HelloDidNotSwitch(QueuedProtocol(multi_queue_));
       for (const Pending& q : multi_queue_) {
         if (!runs) break;
         if (q.kind == Kind::kWrite) {
@@ -1754,6 +1802,7 @@ bool Connection::DrainOneNoReply() {
         }
         if (q.kind == Kind::kSelect) SelectUnanswered(q);
         if (q.kind == Kind::kHello) ApplyHello(q);
+        if (q.kind == Kind::kSetName) SetNameSilenced(q);
       }
       multi_queue_.clear();
       in_multi_ = false;
@@ -1776,6 +1825,22 @@ void Connection::DrainNoReply() {
     EnterDesync();
   }
   Reclaim();
+}
+
+void Connection::SetNameSilenced(const Pending& p) {
+  // Silenced, it ran unless Redis refused the name (a space or a character
+  // outside '!'..'~'). A review: a connection renamed from kvferry:x to app
+  // under CLIENT REPLY OFF had its writes taken for a replayer's.
+  const std::string_view name = Args(p)[2];
+  if (std::all_of(name.begin(), name.end(), [](char ch) { return ch >= '!' && ch <= '~'; }))
+    replayer_ = IsReplayerName(name);
+}
+
+int Connection::QueuedProtocol(std::span<const Pending> queue) {
+  int asked = 0;  // the last HELLO's: it wins
+  for (const Pending& q : queue)
+    if (q.kind == Kind::kHello && q.param > 0) asked = static_cast<int>(q.param);
+  return asked;
 }
 
 void Connection::ApplyHello(const Pending& p) {
@@ -2469,12 +2534,10 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
         EnterDesync();
         return;
       }
-      if (root.type == Type::kNull) {
-        ++stats_.watch_aborted;
+      if (root.type == Type::kNull || is_error) {
+        ++(is_error ? stats_.exec_aborted : stats_.watch_aborted);
         NeverLoaded(queue);
-      } else if (is_error) {
-        ++stats_.exec_aborted;
-        NeverLoaded(queue);
+        HelloDidNotSwitch(QueuedProtocol(queue));  // switched when the EXEC was read
       } else if (root.type == Type::kArray && root.children == queue.size()) {
         ++stats_.transactions;
         size_t i = 1;
@@ -2503,23 +2566,8 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     case Kind::kHello:
       if (!is_error) {
         ApplyHello(p);
-      } else if (p.param > 0 && p.param != protocol_) {
-        // Refused (a wrong password, NOAUTH): the protocol stays, though
-        // the requests after it were read under the one it asked for (a
-        // review: RESP3 SUBSCRIBEs taken for unanswered, the replies after
-        // them paired one off). With a (UN)SUBSCRIBE waiting, they are.
-        // (Not switched at all when refused as predicted: subscribed.)
-        const bool another = std::any_of(pending_.begin(), pending_.end(),
-                                         [](const Pending& q) { return q.kind == Kind::kHello; });
-        if (another || req_protocol_ != protocol_) {
-          if (!another) req_protocol_ = protocol_;
-          if (std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) {
-                return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe;
-              })) {
-            ++stats_.unpaired_replies;
-            EnterDesync();
-          }
-        }
+      } else {
+        HelloDidNotSwitch(static_cast<int>(p.param));  // a wrong password, NOAUTH
       }
       return;
     case Kind::kSetName:

@@ -438,6 +438,17 @@ class Connection {
   // Pairing proved the request parser in step (resumed at a quiet point, a
   // RESET answered): the requests parsed so far and from here on are real.
   void ProveRequestsInStep();
+  // Client bytes were lost: the transaction the requests had open is
+  // forgotten.
+  void ForgetRequestTransaction();
+  // A HELLO that asked for `asked` did not switch the protocol (refused, or
+  // dropped with its transaction), though the requests after it were read
+  // under `asked`.
+  void HelloDidNotSwitch(int asked);
+  // The protocol the last HELLO of a transaction's queue asks for (0: none).
+  static int QueuedProtocol(std::span<const Pending> queue);
+  // A CLIENT SETNAME whose reply was silenced (CLIENT REPLY OFF or SKIP).
+  void SetNameSilenced(const Pending& p);
   // A RESP2 (un)subscribe confirmation for `front`, a (UN)SUBSCRIBE-family
   // request: the subscription counts and pub/sub mode follow it. False when
   // the counts are not known or the reply is no confirmation (the caller

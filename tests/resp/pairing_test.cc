@@ -2385,6 +2385,152 @@ TEST_F(Pairing, AKeylessWriteBehindAnUnansweredBlockingCommandIsNotShipped) {
   }
 }
 
+// A hole in the client's bytes may hold the EXEC of the transaction the
+// requests had open (a client that writes each command in its own segment),
+// or the MULTI of one. Requests after it are not read as queued: the
+// replies say whether a transaction is open (+QUEUED). A review's RESP3 SUBSCRIBE
+// after a lost EXEC was read as queued, so every later reply paired one off
+// (a DEL lost, unflagged), and a FLUSHDB pipelined behind a BLPOP that never
+// returned was shipped (a queued command does not block).
+TEST_F(Pairing, AHoleThatHeldAnExecOrAMultiLeavesTheTransactionToTheReplies) {
+  uint64_t t = 100;
+  // Each request in its own chunk after the last reply: quiet points.
+  auto step = [&](RawClient& raw, Connection& conn, const std::string& req, int replies) {
+    const std::string rep = raw.Send(req, replies);
+    conn.OnData(Direction::kClientToServer, req, t += 10);
+    conn.OnData(Direction::kServerToClient, rep, t += 1);
+  };
+  auto lost = [&](RawClient& raw, Connection& conn, const std::string& req, int replies) {
+    const std::string rep = raw.Send(req, replies);
+    conn.OnGap(Direction::kClientToServer, req.size());
+    conn.OnData(Direction::kServerToClient, rep, t += 10);
+  };
+  auto keys_of = [](const V& records, const std::string& args) {
+    size_t n = 0;
+    for (const std::string& r : records) n += r.ends_with(": " + args);
+    return n;
+  };
+  {
+    RawClient raw(kPort);
+    Connection conn(&sink_, {});
+    step(raw, conn, Cmd({"HELLO", "3"}), 1);
+    step(raw, conn, Cmd({"SET", "a", "1"}), 1);
+    step(raw, conn, Cmd({"MULTI"}), 1);
+    step(raw, conn, Cmd({"SET", "z", "1"}), 1);
+    lost(raw, conn, Cmd({"EXEC"}), 1);
+    for (int i = 0; i < 3; ++i) step(raw, conn, Cmd({"PING"}), 1);
+    step(raw, conn, Cmd({"SUBSCRIBE", "ch"}), 1);  // its push
+    step(raw, conn, Cmd({"DEL", "a"}), 1);
+    step(raw, conn, Cmd({"DEL", "b"}), 1);
+    const V got = Take();
+    EXPECT_EQ(keys_of(got, "DEL a"), 1u) << ::testing::PrintToString(got);
+    EXPECT_EQ(conn.stats().unpaired_replies, 1u);  // the EXEC's
+  }
+  {
+    RawClient raw(kPort);
+    Connection conn(&sink_, {});
+    step(raw, conn, Cmd({"MULTI"}), 1);
+    step(raw, conn, Cmd({"SET", "z", "1"}), 1);
+    lost(raw, conn, Cmd({"EXEC"}), 1);
+    const std::string req = Cmd({"BLPOP", "kvf-no-such-list", "0"}) + Cmd({"FLUSHDB"});
+    EXPECT_EQ(raw.Send(req, 0), "");
+    conn.OnData(Direction::kClientToServer, req, t += 10);
+    conn.OnClose(CloseReason::kFin, t += 10);
+    EXPECT_EQ(keys_of(Take(), "FLUSHDB"), 0u);
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 1u);
+  }
+  {
+    // The MULTI lost: the +QUEUED answers say the transaction is open; a
+    // RESP3 SUBSCRIBE in it, answered +QUEUED rather than by a push, keeps
+    // pairing in step.
+    RawClient raw(kPort);
+    Connection conn(&sink_, {});
+    step(raw, conn, Cmd({"HELLO", "3"}), 1);
+    step(raw, conn, Cmd({"SET", "a", "1"}), 1);
+    lost(raw, conn, Cmd({"MULTI"}), 1);
+    for (int i = 0; i < 3; ++i) step(raw, conn, Cmd({"SET", "q" + std::to_string(i), "1"}), 1);
+    step(raw, conn, Cmd({"SUBSCRIBE", "ch"}), 1);  // +QUEUED
+    step(raw, conn, Cmd({"EXEC"}), 1);             // the subscription's push inside its array
+    step(raw, conn, Cmd({"UNSUBSCRIBE"}), 1);      // its push
+    step(raw, conn, Cmd({"DEL", "a"}), 1);
+    step(raw, conn, Cmd({"DEL", "b"}), 1);
+    const V got = Take();
+    EXPECT_EQ(keys_of(got, "DEL a"), 1u) << ::testing::PrintToString(got);
+    EXPECT_EQ(conn.stats().unpaired_replies, 2u);  // the MULTI's, the EXEC of an inferred one
+  }
+}
+
+// A HELLO 3 that did not switch (a wrong password; queued in a transaction
+// that aborted, answered or silenced) left a SUBSCRIBE pipelined behind it
+// to run in RESP2: the connection is then in pub/sub mode, which refuses
+// every write after it. A review's FLUSHALL there, refused by the server,
+// was shipped and emptied the replica; so was one whose refusal CLIENT REPLY
+// OFF silenced.
+TEST_F(Pairing, WritesBehindASubscribeAfterAHelloThatDidNotSwitchAreNotShipped) {
+  for (const bool in_transaction : {false, true}) {
+    SCOPED_TRACE(in_transaction ? "HELLO 3 in an aborted transaction" : "HELLO 3 refused");
+    RawClient raw(kPort);
+    Connection conn(&sink_, {});
+    std::string req;
+    int replies = 0;
+    if (in_transaction) {
+      req = Cmd({"MULTI"}) + Cmd({"HELLO", "3"}) + Cmd({"SET", "x"}) + Cmd({"EXEC"});  // -EXECABORT
+      replies = 4;
+    } else {
+      req = Cmd({"HELLO", "3", "AUTH", "nouser", "pw"});  // -WRONGPASS
+      replies = 1;
+    }
+    req += Cmd({"SUBSCRIBE", "ch"}) + Cmd({"FLUSHALL"}) + Cmd({"SET", "k", "1"});
+    replies += 3;
+    const std::string rep = raw.Send(req, replies);
+    ASSERT_NE(rep.find("only (P|S)SUBSCRIBE"), std::string::npos) << rep;  // FLUSHALL refused
+    conn.OnData(Direction::kClientToServer, req, 10);
+    conn.OnData(Direction::kServerToClient, rep, 11);
+    for (const std::string& r : Take()) EXPECT_FALSE(r.ends_with(": FLUSHALL")) << r;
+    EXPECT_EQ(conn.stats().keyless_unconfirmed, 1u);
+  }
+  for (const bool hello : {false, true}) {
+    SCOPED_TRACE(hello ? "HELLO 3 in a silenced transaction that aborted" : "replies off");
+    RawClient raw(kPort);
+    Connection conn(&sink_, {});
+    const std::string req =
+        Cmd({"CLIENT", "REPLY", "OFF"}) +
+        (hello ? Cmd({"MULTI"}) + Cmd({"HELLO", "3"}) + Cmd({"SET", "x"}) + Cmd({"EXEC"}) : "") +
+        Cmd({"SUBSCRIBE", "ch"}) + Cmd({"FLUSHALL"}) + Cmd({"RESET"}) + Cmd({"SET", "b", "2"});
+    const std::string rep = raw.Send(req, 3);  // the confirmation (never silenced), +RESET, +OK
+    ASSERT_TRUE(rep.ends_with("+RESET\r\n+OK\r\n")) << rep;
+    conn.OnData(Direction::kClientToServer, req, 10);
+    conn.OnData(Direction::kServerToClient, rep, 11);
+    EXPECT_EQ(Take(), (V{"0 " + kIdem + " b: SET b 2"}));
+    EXPECT_EQ(conn.stats().writes_rejected, 1u);
+  }
+}
+
+// A CLIENT SETNAME silenced by CLIENT REPLY OFF ran all the same: a
+// connection renamed away from kvferry:* is a client's again, and one
+// renamed to it a replayer's (a review: both the other way round).
+TEST_F(Pairing, ASilencedSetNameNamesTheConnection) {
+  for (const bool to_replayer : {false, true}) {
+    SCOPED_TRACE(to_replayer ? "renamed to kvferry:y" : "renamed to app");
+    RawClient raw(kPort);
+    Connection conn(&sink_, {});
+    const std::string first = Cmd({"CLIENT", "SETNAME", to_replayer ? "app" : "kvferry:x"});
+    Exchange(conn, first, 10);
+    const std::string silenced = Cmd({"CLIENT", "REPLY", "OFF"}) +
+                                 Cmd({"CLIENT", "SETNAME", to_replayer ? "kvferry:y" : "app"}) +
+                                 Cmd({"SET", "k", "1"});
+    EXPECT_EQ(raw.Send(silenced, 0), "");
+    conn.OnData(Direction::kClientToServer, silenced, 20);
+    const std::string on = Cmd({"CLIENT", "REPLY", "ON"}) + Cmd({"SET", "j", "2"});
+    const std::string rep = raw.Send(on, 2);
+    conn.OnData(Direction::kClientToServer, on, 30);
+    conn.OnData(Direction::kServerToClient, rep, 31);
+    const V got = Take();
+    EXPECT_EQ(got.size(), to_replayer ? 0u : 2u) << ::testing::PrintToString(got);
+    EXPECT_EQ(conn.stats().replayer_writes, to_replayer ? 2u : 0u);
+  }
+}
+
 // A RESP3 SUBSCRIBE is answered by pushes, or, refused (an ACL's -NOPERM for
 // a channel, -BUSY), by an error like any request's. A review paired that
 // -NOPERM with the next request, a MULTI, then the MULTI's +OK with a queued
