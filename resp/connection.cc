@@ -1493,8 +1493,8 @@ void Connection::HelloDidNotSwitch(int asked) {
   // the replies after them paired one off). With a (UN)SUBSCRIBE waiting,
   // they are. (Not switched at all when refused as predicted: subscribed.)
   if (asked <= 0 || asked == protocol_) return;
-  const bool another = std::any_of(pending_.begin(), pending_.end(),
-                                   [](const Pending& q) { return q.kind == Kind::kHello; });
+  const bool another =
+      std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) { return q.kind == Kind::kHello; });
   if (!another && req_protocol_ == protocol_) return;
   if (!another) req_protocol_ = protocol_;
   const auto waiting = [this](auto is) { return std::any_of(pending_.begin(), pending_.end(), is); };
@@ -1506,7 +1506,9 @@ void Connection::HelloDidNotSwitch(int asked) {
     // key-less one counted.
     ++stats_.unpaired_replies;
     EnterIgnored();
-  } else if (waiting([](const Pending& q) { return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe; })) {
+  } else if (waiting([](const Pending& q) {
+               return q.kind == Kind::kSubscribe || q.kind == Kind::kUnsubscribe;
+             })) {
     ++stats_.unpaired_replies;
     EnterDesync();
   }
