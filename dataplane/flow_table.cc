@@ -61,6 +61,7 @@ FlowTableStats& FlowTableStats::operator+=(const FlowTableStats& o) {
   segments_server_port_elsewhere += o.segments_server_port_elsewhere;
   ack_without_flow += o.ack_without_flow;
   rst_without_flow += o.rst_without_flow;
+  fin_out_of_window += o.fin_out_of_window;
   rst_out_of_window += o.rst_out_of_window;
   rst_waited_for_peer += o.rst_waited_for_peer;
   rst_waits_expired += o.rst_waits_expired;
@@ -100,6 +101,7 @@ std::vector<std::pair<std::string, uint64_t>> FlowTableStats::Named() const {
       {"segments_server_port_elsewhere", segments_server_port_elsewhere},
       {"ack_without_flow", ack_without_flow},
       {"rst_without_flow", rst_without_flow},
+      {"fin_out_of_window", fin_out_of_window},
       {"rst_out_of_window", rst_out_of_window},
       {"rst_waited_for_peer", rst_waited_for_peer},
       {"rst_waits_expired", rst_waits_expired},
@@ -501,7 +503,15 @@ void FlowTable::Process(const TcpSegment& seg) {
       h.base_seq = fin_seq;
     }
     int64_t off = 0;
-    if (!h.fin_seen && OffsetOf(h, fin_seq, &off)) {
+    if (!h.fin_seen && OffsetOf(h, fin_seq, &off) && off + 1 < static_cast<int64_t>(h.next_offset)) {
+      // Behind bytes the stream already delivered (its own sequence
+      // number at most acknowledged ahead of it, and so declared): a late
+      // FIN of an earlier connection on the 4-tuple, the port reused with a
+      // later ISN. A receiver ignores it (RFC 9293 3.10.7.4). Taken, it
+      // ended the new connection's stream at once: a review's writes that
+      // the server then answered were taken for never run, unrecorded.
+      ++stats_.fin_out_of_window;
+    } else if (!h.fin_seen && OffsetOf(h, fin_seq, &off)) {
       h.fin_seen = true;
       int64_t acked = 0;
       if (ack && f->half[Idx(Other(d))].synced && OffsetOf(f->half[Idx(Other(d))], seg.ack, &acked) &&

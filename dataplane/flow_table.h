@@ -175,6 +175,9 @@ struct FlowTableStats {
   // Of those, the ones whose wait ran out before the bytes came.
   uint64_t rst_waits_expired = 0;
   uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
+  // FINs behind bytes their sender's stream already delivered (a late FIN
+  // of an earlier connection on the 4-tuple): ignored.
+  uint64_t fin_out_of_window = 0;
   uint64_t segments_src_equals_dst = 0;  // a TCP self-connection has no direction: ignored
   // Segments of a flow closed moments before (closed_linger_ns): bytes it
   // already had, a reply in flight when the client reset, or a second copy

@@ -864,6 +864,34 @@ TEST_F(FlowTableTest, ARstFarFromItsSendersStreamIsIgnored) {
   EXPECT_EQ(table_->stats().rst_out_of_window, 2u);
 }
 
+// A late copy of an earlier connection's FIN on the same 4-tuple (the port
+// reused, Linux's next ISN 10 M further on) lies behind bytes the new
+// connection already delivered: it ends nothing (a review: the new server
+// stream ended at once, and every write after it was taken for never run).
+// The real FIN, and one whose sequence number the peer acknowledged before it
+// was captured, still end the stream.
+TEST_F(FlowTableTest, ALateFinOfAnEarlierConnectionOnThePortEndsNothing) {
+  Handshake(100, 5000);
+  Send(true, 101, "SET x 1");
+  Send(false, 5001, "+OK");
+  Send(false, 5000 - 10'000'000u + 200, "", kFin | kAck, 0, 90);  // the earlier connection's
+  Send(true, 108, "SET y 1", kAck, 0, 5004);
+  Send(false, 5004, "+OK");
+  EXPECT_FALSE(Flow().fin[1]);
+  EXPECT_EQ(table_->stats().fin_out_of_window, 1u);
+  Send(false, 5007, "", kFin | kAck, 0, 115);
+  EXPECT_TRUE(Flow().fin[1]);
+  EXPECT_EQ(Events(), "D0:SET x 1 D1:+OK D0:SET y 1 D1:+OK");
+  // The client's FIN acknowledged by the server before the capture has it.
+  Handshake(7000, 9000);
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  Send(true, 7001, "AB", kAck, 0, 9001);
+  Send(false, 9001, "", kAck, 0, 7004);  // acknowledges the FIN's sequence number
+  Send(true, 7003, "", kFin | kAck, 0, 9001);
+  EXPECT_TRUE(Flow(1).fin[0]);
+  EXPECT_EQ(table_->stats().fin_out_of_window, 1u);
+}
+
 // The remembered flows are bounded by max_flows, oldest forgotten first.
 TEST_F(FlowTableTest, RememberedFlowsAreBounded) {
   const char* servers[] = {"10.0.0.2:6379", "10.0.0.3:6379", "10.0.0.4:6379"};
