@@ -136,13 +136,15 @@ DecodeStatus Ipv4(Cursor c, int depth, TcpSegment* out) {
   const uint8_t proto = c.p[9];
   out->src.addr = IpAddress::FromV4(c.p + 12);
   out->dst.addr = IpAddress::FromV4(c.p + 16);
-  Cursor l4{c.p + ihl, 0, c.truncated};
+  Cursor l4{c.p + ihl, 0, true};
   if (c.n < total) {
     l4.n = c.n - ihl;
-    l4.truncated = true;
     l4.missing = total - c.n;
+    out->cut_in_tunnel = !c.truncated && depth > 0;
   } else {
+    // Whole, whatever an outer layer lost after it (an inner frame's FCS).
     l4.n = total - ihl;  // drops Ethernet padding
+    l4.truncated = false;
   }
   return Transport(proto, l4, depth, out);
 }
@@ -157,10 +159,14 @@ DecodeStatus Ipv6(Cursor c, int depth, TcpSegment* out) {
   out->dst.addr = IpAddress::FromV6(c.p + 24);
   c.Skip(40);
   if (c.n < payload_len) {
+    out->cut_in_tunnel = !c.truncated && depth > 0;
     c.truncated = true;
     c.missing = payload_len - c.n;
   } else {
+    // Whole, whatever an outer layer lost after it (an inner frame's FCS).
     c.n = payload_len;
+    c.truncated = false;
+    c.missing = 0;
   }
   for (int i = 0;; ++i) {
     size_t hlen = 0;
@@ -283,19 +289,23 @@ bool LinkTypeFromPcap(int linktype, LinkType* out) {
 bool Reassemblable(DecodeStatus status, const TcpSegment& seg, size_t captured, uint32_t wire_len) {
   constexpr size_t kMaxTrailer = 64;  // an FCS, a capture card's trailer
   if (status == DecodeStatus::kOk) return true;
-  if (status != DecodeStatus::kPayloadTruncated || seg.payload_cut == 0 || wire_len <= captured) return false;
+  if (status != DecodeStatus::kPayloadTruncated || seg.payload_cut == 0) return false;
+  if (seg.cut_in_tunnel) return true;  // at most 64 KiB: an IP length's
+  if (wire_len <= captured) return false;
   const size_t lost = wire_len - captured;
   return seg.payload_cut <= lost && lost - seg.payload_cut <= kMaxTrailer;
 }
 
 DecodeStatus DecodeFrame(const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out) {
   out->ts_ns = ts_ns;
+  out->cut_in_tunnel = false;
   return Ethernet(Cursor{data, len, false}, 0, out);
 }
 
 DecodeStatus DecodeFrame(LinkType link, const uint8_t* data, size_t len, uint64_t ts_ns, TcpSegment* out) {
   if (link == LinkType::kEthernet) return DecodeFrame(data, len, ts_ns, out);
   out->ts_ns = ts_ns;
+  out->cut_in_tunnel = false;
   const Cursor c{data, len, false};
   switch (link) {
     case LinkType::kRaw: return RawIp(c, out);

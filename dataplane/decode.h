@@ -76,6 +76,10 @@ struct TcpSegment {
   // On kPayloadTruncated: the payload bytes the snap length cut, after the
   // `payload_len` captured ones (as the IP header counts them).
   uint32_t payload_cut = 0;
+  // On kPayloadTruncated: cut inside a tunnel whose outer packet came whole,
+  // by a mirror session that truncates what it encapsulates (AWS Traffic
+  // Mirroring's packet length, an ERSPAN session's MTU), not by the capture.
+  bool cut_in_tunnel = false;
   uint64_t ts_ns = 0;
 
   bool Has(TcpFlags f) const { return (flags & f) != 0; }
@@ -95,7 +99,9 @@ DecodeStatus DecodeFrame(LinkType link, const uint8_t* data, size_t len, uint64_
 // hole known at once (FlowTable::Process). That is when the capture says the
 // frame lost (`wire_len` - `captured`) what the IP header says the payload
 // lost, give or take a trailer (an FCS); a header that claims more than the
-// frame lost is damage, not a snap length, and is not trusted.
+// frame lost is damage, not a snap length, and is not trusted. A cut inside a
+// tunnel whose outer packet came whole (`cut_in_tunnel`) is the mirror
+// session's: its outer packet cannot tell, and it goes to reassembly.
 bool Reassemblable(DecodeStatus status, const TcpSegment& seg, size_t captured, uint32_t wire_len);
 
 // One counter per DecodeStatus; index kOk counts decoded segments.

@@ -258,6 +258,54 @@ TEST(DecodeTest, SnapLengthCutKeepsWhatWasCapturedAndSaysWhatWasNot) {
   EXPECT_EQ(DecodeFrame(frame.data(), 40, 0, &seg), DecodeStatus::kTruncatedTcp);
 }
 
+// A mirror session that truncates what it encapsulates (AWS Traffic
+// Mirroring's packet length, an ERSPAN session's MTU) sends a whole outer
+// packet around a cut inner one: what it carries goes to reassembly, the
+// rest is the cut (a review: refused whole, the write it held never named).
+// And an inner packet that came whole is whole, whatever an outer layer lost
+// after it (its frame's FCS, past the capture's snap length; a review saw a
+// phantom gap over IPv6 and a whole segment refused over IPv4).
+TEST(DecodeTest, TunnelsCutInsideOrOnlyAfterTheInnerPacket) {
+  auto vxlan = [](bool outer_v6, const Bytes& inner_frame) {
+    const Bytes udp = tb::Udp(5555, 4789, tb::Vxlan(7, inner_frame));
+    return outer_v6 ? tb::Ethernet(tb::kEthIpv6, tb::Ipv6("fd00::a", "fd00::b", tb::kIpUdp, udp))
+                    : tb::Ethernet(tb::kEthIpv4, tb::Ipv4("192.168.0.1", "192.168.0.2", tb::kIpUdp, udp));
+  };
+  for (const bool outer_v6 : {false, true}) {
+    for (const bool inner_v6 : {false, true}) {
+      SCOPED_TRACE(std::string(outer_v6 ? "outer IPv6" : "outer IPv4") +
+                   (inner_v6 ? ", inner IPv6" : ", inner IPv4"));
+      const std::string src = inner_v6 ? "fd01::1" : "10.1.0.1", dst = inner_v6 ? "fd01::2" : "10.2.0.2";
+      const size_t headers = 14 + (inner_v6 ? 40 : 20) + 20;
+      const Bytes inner = tb::TcpFrame(src, dst, Spec(std::string(500, 'x')));
+      const Bytes frame = vxlan(outer_v6, Bytes(inner.begin(), inner.begin() + 120));  // the session's cut
+      TcpSegment seg;
+      const DecodeStatus st = Decode(frame, &seg);
+      ASSERT_EQ(st, DecodeStatus::kPayloadTruncated);
+      EXPECT_TRUE(seg.cut_in_tunnel);
+      EXPECT_EQ(seg.payload_len, 120 - headers);
+      EXPECT_EQ(seg.payload_cut, 500 - (120 - headers));
+      EXPECT_TRUE(Reassemblable(st, seg, frame.size(), static_cast<uint32_t>(frame.size())));
+      // The capture cut that frame too: the cut is the capture's, checked as any.
+      EXPECT_EQ(DecodeFrame(frame.data(), frame.size() - 10, 0, &seg), DecodeStatus::kPayloadTruncated);
+      EXPECT_FALSE(seg.cut_in_tunnel);
+      // A whole inner frame with a trailer, the trailer cut by the capture.
+      Bytes with_fcs = tb::TcpFrame(src, dst, Spec());
+      with_fcs.insert(with_fcs.end(), {0xde, 0xad, 0xbe, 0xef});
+      const Bytes trailed = vxlan(outer_v6, with_fcs);
+      ASSERT_EQ(DecodeFrame(trailed.data(), trailed.size() - 2, 0, &seg), DecodeStatus::kOk);
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(seg.payload), seg.payload_len),
+                "*1\r\n$4\r\nPING\r\n");
+    }
+  }
+  // Not in a tunnel: a cut the capture does not account for is damage.
+  const Bytes plain = tb::TcpFrame("10.1.0.1", "10.2.0.2", Spec(std::string(500, 'x')));
+  TcpSegment seg;
+  EXPECT_EQ(DecodeFrame(plain.data(), 120, 0, &seg), DecodeStatus::kPayloadTruncated);
+  EXPECT_FALSE(seg.cut_in_tunnel);
+  EXPECT_FALSE(Reassemblable(DecodeStatus::kPayloadTruncated, seg, 120, 120));
+}
+
 TEST(DecodeTest, TcpDataOffsetChecks) {
   TcpSegment seg;
   tb::TcpSpec s = Spec();
