@@ -223,6 +223,16 @@ void FlowTable::NoteElsewhere(const Endpoint& src, const Endpoint& dst) {
   }
 }
 
+void FlowTable::SyncAt(HalfStream* h, uint32_t first_seq) {
+  // Where the peer's ACK says the stream began, if that is earlier and not
+  // implausibly far: a review's connection whose SYN-ACK the capture missed
+  // started at its second reply (the first lost, or captured after it), and
+  // paired that reply with the first request.
+  const int64_t behind = static_cast<int32_t>(first_seq - h->start_acked_seq);
+  h->synced = true;
+  h->base_seq = h->start_acked && behind > 0 && behind <= kMaxSequenceJump ? h->start_acked_seq : first_seq;
+}
+
 bool FlowTable::OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset) {
   const int64_t diff = static_cast<int32_t>(seq - h.next_seq());
   if (diff > kMaxSequenceJump || diff < -kMaxSequenceJump) return false;
@@ -467,6 +477,13 @@ void FlowTable::Process(const TcpSegment& seg) {
 
   const Direction d = seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient;
   HalfStream& h = f->half[Idx(d)];
+  if (ack && !f->info.joined_mid_stream) {
+    HalfStream& peer = f->half[Idx(Other(d))];
+    if (!peer.synced && (!peer.start_acked || static_cast<int32_t>(seg.ack - peer.start_acked_seq) < 0)) {
+      peer.start_acked = true;
+      peer.start_acked_seq = seg.ack;
+    }
+  }
   uint32_t data_seq = seg.seq;
   if (syn) {
     data_seq = seg.seq + 1;
@@ -489,19 +506,13 @@ void FlowTable::Process(const TcpSegment& seg) {
       f->carried_data = true;
       quiet_.erase(f->quiet_it);
     }
-    if (!h.synced) {
-      h.synced = true;
-      h.base_seq = data_seq;
-    }
+    if (!h.synced) SyncAt(&h, data_seq);
     AddData(f, d, data_seq, seg.payload, seg.payload_len, seg.ts_ns, need_peer, seg.payload_cut);
     Settle(f);
   }
   if (fin) {
     const uint32_t fin_seq = data_seq + seg_len;
-    if (!h.synced) {
-      h.synced = true;
-      h.base_seq = fin_seq;
-    }
+    if (!h.synced) SyncAt(&h, fin_seq);
     int64_t off = 0;
     if (!h.fin_seen && OffsetOf(h, fin_seq, &off) && off + 1 < static_cast<int64_t>(h.next_offset)) {
       // Behind bytes the stream already delivered (its own sequence

@@ -316,6 +316,11 @@ class FlowTable {
     // ACK covered before its bytes were captured, and when (0: none).
     uint64_t lag_probe_offset = 0;
     uint64_t lag_probe_ns = 0;
+    // Before the stream syncs, on a connection seen from its SYN: the
+    // lowest sequence number the peer acknowledged, where it starts at the
+    // latest (its SYN-ACK missed, the peer's handshake ACK says ISN + 1).
+    bool start_acked = false;
+    uint32_t start_acked_seq = 0;
 
     uint32_t next_seq() const { return base_seq + static_cast<uint32_t>(next_offset); }
     bool finished() const { return fin_seen && next_offset >= fin_offset; }
@@ -437,6 +442,9 @@ class FlowTable {
   void EnforceCaps();
   // Stream offset of `seq` in `h`, or false when implausibly far from next_offset.
   static bool OffsetOf(const HalfStream& h, uint32_t seq, int64_t* offset);
+  // Syncs `h` at its first segment's sequence number, or earlier where the
+  // peer acknowledged its start (HalfStream::start_acked).
+  static void SyncAt(HalfStream* h, uint32_t first_seq);
 
   FlowTableConfig config_;
   StreamConsumerFactory* factory_;

@@ -892,6 +892,31 @@ TEST_F(FlowTableTest, ALateFinOfAnEarlierConnectionOnThePortEndsNothing) {
   EXPECT_EQ(table_->stats().fin_out_of_window, 1u);
 }
 
+// The SYN-ACK missed: the client's handshake ACK says where the server's
+// stream starts (its ISN + 1), not the first reply captured. A review: the
+// second reply, captured before the first (or the first lost), was taken
+// for the start, and paired with the first request.
+TEST_F(FlowTableTest, WithoutTheSynAckTheHandshakeAckSaysWhereTheServerStarts) {
+  Send(true, 100, "", kSyn);
+  Send(true, 101, "", kAck, 0, 5001);
+  Send(true, 101, "INCR x\r\n", kAck, 0, 5001);
+  Send(true, 109, "INCR y\r\n", kAck, 0, 5001);
+  Send(false, 5001 + 6, ":1\r\n", kAck, 0, 117);  // the second reply first
+  Send(false, 5001, "-ERR\r\n", kAck, 0, 117);
+  EXPECT_EQ(Events(), "D0:INCR x\r\n D0:INCR y\r\n D1:-ERR\r\n D1::1\r\n");
+  EXPECT_EQ(table_->stats().gaps, 0u);
+  // The first reply lost: a hole before the second, not its start.
+  Send(true, 200, "", kSyn);
+  ASSERT_EQ(rec_.flows.size(), 2u);
+  Send(true, 201, "INCR x\r\n", kAck, 0, 8001);
+  Send(true, 209, "INCR y\r\n", kAck, 0, 8001);
+  Send(false, 8001 + 6, ":1\r\n", kAck, 0, 217);
+  Send(true, 217, "", kAck, 0, 8011);
+  now_ += 200 * kMs;
+  Send(true, 217, "", kAck, 0, 8011);
+  EXPECT_EQ(Events(1), "D0:INCR x\r\n D0:INCR y\r\n G1:6 D1::1\r\n");
+}
+
 // The remembered flows are bounded by max_flows, oldest forgotten first.
 TEST_F(FlowTableTest, RememberedFlowsAreBounded) {
   const char* servers[] = {"10.0.0.2:6379", "10.0.0.3:6379", "10.0.0.4:6379"};
