@@ -741,8 +741,12 @@ void SwapReadbacks::Closure(uint16_t db, uint64_t lo, uint64_t hi, std::vector<u
     grew = false;
     // Newest first: swaps come in time order but for records taken late,
     // so past one older than the span by more than that, none is near.
-    for (auto it = swaps_.rbegin(); it != swaps_.rend() && it->capture_ns + near_ns_ + keep_ns_ >= lo; ++it) {
+    for (auto it = swaps_.rbegin(); it != swaps_.rend(); ++it) {
       const Swap& s = *it;
+      if (s.capture_ns + near_ns_ + keep_ns_ < lo) {
+        if (s.late) continue;
+        break;
+      }
       if (!Near(s.request_ns, s.capture_ns, lo, hi) || has(s.a) == has(s.b)) continue;
       dbs->push_back(has(s.a) ? s.b : s.a);
       grew = true;
@@ -770,7 +774,8 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     // Bounded: the oldest go first (only a long span reaches back to them).
     if (swaps_.size() >= kMaxSwaps) Forget();
     const uint64_t request_ns = RequestNs(r);
-    swaps_.push_back(Swap{a, b, request_ns, r.capture_ns});
+    swaps_.push_back(Swap{a, b, request_ns, r.capture_ns, r.capture_ns + keep_ns_ < newest_swap_ns_});
+    newest_swap_ns_ = std::max(newest_swap_ns_, r.capture_ns);
     for (const uint16_t db : {a, b}) {
       const auto at = std::lower_bound(swapped_dbs_.begin(), swapped_dbs_.end(), db);
       if (at == swapped_dbs_.end() || *at != db) swapped_dbs_.insert(at, db);
@@ -778,9 +783,12 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
     // Flagged keys near it (it ran anywhere in its span): read back in every
     // db they may now sit in. Newest first; flagged records come in time
     // order but for those taken late.
-    for (auto it = flagged_.rbegin();
-         it != flagged_.rend() && it->capture_ns + near_ns_ + keep_ns_ >= request_ns; ++it) {
+    for (auto it = flagged_.rbegin(); it != flagged_.rend(); ++it) {
       Flagged& f = *it;
+      if (f.capture_ns + near_ns_ + keep_ns_ < request_ns) {
+        if (f.late) continue;  // (a review missed a key flagged before one taken late)
+        break;
+      }
       if (!Near(request_ns, r.capture_ns, f.request_ns, f.capture_ns)) continue;
       // f.done is closed under the swaps kept before this one: only a swap
       // between a db in it and one outside can reach further. (Computing
@@ -801,7 +809,9 @@ void SwapReadbacks::Note(const RecordView& r, uint64_t connection_id) {
   Closure(r.db, request_ns, r.capture_ns, &dbs_);
   for (size_t i = 1; i < dbs_.size(); ++i) Readback(r, dbs_[i], r.key, connection_id);
   if (flagged_.size() >= kMaxFlagged) flagged_.pop_front();
-  flagged_.push_back(Flagged{r.db, std::string(r.key), request_ns, r.capture_ns, dbs_});
+  flagged_.push_back(Flagged{r.db, std::string(r.key), request_ns, r.capture_ns, dbs_,
+                             r.capture_ns + keep_ns_ < newest_flagged_ns_});
+  newest_flagged_ns_ = std::max(newest_flagged_ns_, r.capture_ns);
 }
 
 void SwapReadbacks::Emit(const RecordView& record, uint64_t connection_id) {

@@ -348,10 +348,15 @@ class SwapReadbacks : public RecordSink {
   uint64_t added() const { return added_; }
 
  private:
+  // Both lists are in time order within keep_ns_, but for records taken
+  // later than that (`late`: one unanswered at its connection's close
+  // carries its request's time, perhaps minutes old), which a newest-first
+  // walk steps over instead of stopping at.
   struct Swap {
     uint16_t a, b;
     uint64_t request_ns;  // it ran somewhere in [request_ns, capture_ns]
     uint64_t capture_ns;
+    bool late;
   };
   struct Flagged {
     uint16_t db;
@@ -359,6 +364,7 @@ class SwapReadbacks : public RecordSink {
     uint64_t request_ns;
     uint64_t capture_ns;
     std::vector<uint16_t> done;  // dbs it is read back in (its own first)
+    bool late;
   };
   // A record whose span is [t_lo, t_hi] may have run in the same window as
   // one whose span is [lo, hi].
@@ -387,6 +393,8 @@ class SwapReadbacks : public RecordSink {
   uint64_t forgotten_upto_ = 0;        // the newest swap forgotten (0: none)
   std::deque<Swap> swaps_;
   std::deque<Flagged> flagged_;
+  uint64_t newest_swap_ns_ = 0;     // the latest capture time among swaps_
+  uint64_t newest_flagged_ns_ = 0;  // and among flagged_
   std::vector<std::string_view> args_;
   std::vector<uint16_t> dbs_;
   uint64_t added_ = 0;

@@ -5053,6 +5053,40 @@ TEST(Ambiguity, AFlaggedWriteNearForgottenSwapsIsReadBackInEverySwappedDb) {
   EXPECT_EQ(dbs, (std::set<uint16_t>{0, 1, 2}));
 }
 
+// Records come to SwapReadbacks in time order but for those taken late: a
+// write unanswered when its connection closed carries its request's time,
+// which may be long past. A flagged key before such a record is still met
+// by a SWAPDB near it (a review: a BLPOP reset after 300 ms between a racing
+// SET and the SWAPDB; the SET's key was not read back in the other db).
+TEST(Ambiguity, AFlaggedKeyBeforeARecordTakenLateStillMeetsTheSwap) {
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.max_span_ns = 1000;
+  SwapReadbacks swaps(&out, o);
+  ChangeRecord k = SetRecord("k", 300'000'000);
+  k.flags = kNeedsReadback | kAmbiguousOrder;
+  EmitRecord(&swaps, k, 1, 299'999'900);
+  ChangeRecord late = ReadbackRecord("q", 1'000);  // a BLPOP requested 300 ms before
+  late.db = 3;
+  EmitRecord(&swaps, late, 2, 1'000);
+  EmitRecord(&swaps, DatabaseRecord({"SWAPDB", "0", "1"}, 300'000'500), 3, 299'999'800);
+  ASSERT_EQ(out.records.size(), 4u);
+  EXPECT_EQ(out.records[3].op, RecordOp::kReadback);
+  EXPECT_EQ(out.records[3].key, "k");
+  EXPECT_EQ(out.records[3].db, 1);
+  // So is a swap before a SWAPDB taken late, by a flagged key near it.
+  VectorSink out2;
+  SwapReadbacks swaps2(&out2, o);
+  EmitRecord(&swaps2, DatabaseRecord({"SWAPDB", "0", "1"}, 300'000'000), 3, 299'999'900);
+  EmitRecord(&swaps2, DatabaseRecord({"SWAPDB", "2", "3"}, 1'000), 4, 1'000);
+  EmitRecord(&swaps2, k, 1, 299'999'900);
+  ASSERT_EQ(out2.records.size(), 4u);
+  EXPECT_EQ(out2.records[3].op, RecordOp::kReadback);
+  EXPECT_EQ(out2.records[3].key, "k");
+  EXPECT_EQ(out2.records[3].db, 1);
+}
+
 // A key write with a long span, pipelined behind a FLUSHDB of its own
 // connection, must still meet another connection's FLUSHDB within its span:
 // the tracker keeps, per db, the latest database-wide write and the latest
