@@ -33,7 +33,9 @@ AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions opti
   // Spans of up to max_retain_ns plus max_span_ns fit Write's microseconds.
   opts_.max_retain_ns =
       std::clamp<uint64_t>(opts_.max_retain_ns, opts_.max_span_ns, uint64_t{600} * 1'000'000'000);
-  opts_.max_request_slack_ns = std::min<uint64_t>(opts_.max_request_slack_ns, opts_.max_span_ns);
+  // (Not bounded by max_span_ns: a review's mirror delayed requests by 20
+  // ms, and a window widened by 5 ms only left a race unflagged.)
+  opts_.max_request_slack_ns = std::min<uint64_t>(opts_.max_request_slack_ns, uint64_t{60} * 1'000'000'000);
   window_ns_ = opts_.window_ns;
   retain_ns_ = HoldNs();
 }
@@ -685,7 +687,8 @@ SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
       // The two records' replies come at most this far apart when their
       // spans come within the window (spans of max_span_ns at most).
       // (The window may widen by max_request_slack_ns.)
-      near_ns_(options.window_ns + std::min(options.max_request_slack_ns, options.max_span_ns) +
+      near_ns_(options.window_ns +
+               std::min<uint64_t>(options.max_request_slack_ns, uint64_t{60} * 1'000'000'000) +
                2 * options.max_span_ns),
       // Kept longer: records may come out of time order by the tracker's
       // slack for late arrivals.

@@ -5350,6 +5350,24 @@ TEST(Ambiguity, TheWindowWidensForAMirrorsDelayOfTheRequests) {
     EXPECT_EQ(out.records[1].flags, met);
     EXPECT_EQ(out.records[2].flags, 0);
   }
+  // Past max_span_ns too, as far as the hold (a review: a mirror delaying
+  // requests by 20 ms widened the window by max_span_ns's 5 ms only).
+  VectorSink out;
+  AmbiguityOptions o;
+  o.window_ns = 1000;
+  o.late_arrival_ns = 0;
+  o.max_span_ns = 1000;
+  o.max_request_slack_ns = 1500;
+  AmbiguityTracker t(&out, o);
+  t.Advance(9'000, 100'000);
+  t.Advance(9'100, 0);
+  EmitRecord(&t, SetRecord("k", 10'000), 1);
+  EmitRecord(&t, SetRecord("k", 12'300), 2);  // 2.3 us later: met in a 2.5 us window, not in 2 us
+  t.Flush();
+  EXPECT_EQ(t.stats().request_slack_ns, 1500u);
+  ASSERT_EQ(out.records.size(), 2u);
+  EXPECT_EQ(out.records[0].flags, kAmbiguousOrder | kNeedsReadback);
+  EXPECT_EQ(out.records[1].flags, kAmbiguousOrder | kNeedsReadback);
 }
 
 // Held records' strings live in the tracker's byte ring: they must come out
