@@ -99,6 +99,8 @@ void JudgeOptions::Apply(resp::AmbiguityOptions* ambiguity, resp::ExpiryOptions*
   ambiguity->max_span_ns = static_cast<uint64_t>(max_span_ms * 1e6);
   ambiguity->fields_commute = fields_commute;
   expiry->lag_budget_ms = expiry_lag_ms;
+  // (Callers set max_request_slack_ns first.)
+  expiry->request_slack_ms = static_cast<int64_t>((ambiguity->max_request_slack_ns + 999'999) / 1'000'000);
 }
 
 }  // namespace kvf::ctl

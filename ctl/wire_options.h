@@ -45,6 +45,7 @@ struct JudgeOptions {
   int64_t expiry_lag_ms = resp::ExpiryOptions{}.lag_budget_ms;
 
   void AddTo(CLI::App& app);
+  // After ambiguity->max_request_slack_ns is set: the expiry keeper takes it too.
   void Apply(resp::AmbiguityOptions* ambiguity, resp::ExpiryOptions* expiry) const;
 };
 

@@ -295,6 +295,10 @@ namespace {
 // counted from when it ran the command, a little earlier), and both are
 // whole milliseconds.
 constexpr int64_t kClockSlackMs = 2;
+// (Whether an expiry passed before a write ran is judged from the write's
+// request, which a mirror delaying the client's direction captures late, by
+// up to ExpiryOptions::request_slack_ms: a review's INCR, captured 30 ms
+// late, was judged to come after its key's expiry when it came before.)
 
 // When the write ran, in ms: between its request and its reply.
 int64_t RanFromMs(const RecordView& r) {
@@ -308,7 +312,7 @@ int64_t RanByMs(const RecordView& r) {
 
 void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   const int64_t from_ms = RanFromMs(r);
-  if (at_ms + kClockSlackMs <= from_ms && !opts_.shifted_clock) {
+  if (at_ms + kClockSlackMs + opts_.request_slack_ms <= from_ms && !opts_.shifted_clock) {
     Erase(r.db, r.key);  // expired at once: the key is gone
     return;
   }
@@ -331,7 +335,8 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
     const size_t spacing = std::max<size_t>(opts_.max_keys / 16, 1);
     if (!opts_.shifted_clock && (last_sweep_freed_ >= spacing || refused_since_sweep_ >= spacing)) {
       const size_t before = expiry_ms_.size();
-      expiry_ms_.EraseIf([&](uint16_t, const Known& k) { return k.hi + kClockSlackMs <= from_ms; });
+      expiry_ms_.EraseIf(
+          [&](uint16_t, const Known& k) { return k.hi + kClockSlackMs + opts_.request_slack_ms <= from_ms; });
       last_sweep_freed_ = before - expiry_ms_.size();
       refused_since_sweep_ = 0;
     }
@@ -367,7 +372,7 @@ void ExpiryKeeper::Refuse(uint16_t db, std::string_view key, int64_t until_ms) {
 
 bool ExpiryKeeper::MaybeRefused(uint16_t db, std::string_view key, int64_t from_ms) {
   if (refused_bits_.empty()) return false;
-  if (!opts_.shifted_clock && refused_until_ms_ + kClockSlackMs <= from_ms) {
+  if (!opts_.shifted_clock && refused_until_ms_ + kClockSlackMs + opts_.request_slack_ms <= from_ms) {
     refused_bits_.clear();  // every expiry turned away had passed before this write
     return false;
   }
@@ -400,7 +405,9 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
   };
   const int64_t from_ms = RanFromMs(r), by_ms = RanByMs(r);
   // Passed before the write ran, whatever happened to it since.
-  auto passed = [&](const Known& e) { return !opts_.shifted_clock && e.hi + kClockSlackMs <= from_ms; };
+  auto passed = [&](const Known& e) {
+    return !opts_.shifted_clock && e.hi + kClockSlackMs + opts_.request_slack_ms <= from_ms;
+  };
   int64_t at_ms;
   const bool set_pxat =
       IsSetPxat(command, r.args.size()) && EqualsIgnoreCase(r.args[3], "PXAT") && ParseMs(r.args[4], &at_ms);

@@ -55,6 +55,10 @@ struct ExpiryOptions {
   // When the records will be applied, if known (decode: now, on the
   // capture's clock): a record is then at least that far behind.
   int64_t apply_at_ms = 0;
+  // How much later than it reached the server a request may have been
+  // captured: a mirror delaying the client's direction (decode and capture:
+  // their --reorder-window-ms hold, widened as the ambiguity window is).
+  int64_t request_slack_ms = 0;
 };
 
 struct ExpiryStats {

@@ -416,6 +416,34 @@ TEST(ExpiryKeeper, WithAShiftedClockNoExpiryCountsAsPassed) {
   EXPECT_EQ(out.records[2].args, (std::vector<std::string>{"PEXPIREAT", "k", at}));
 }
 
+// A mirror that delays the client's direction captures requests late: an
+// expiry that passed before a request's capture may not have passed before
+// the server ran it, as far back as the delay the capture allows for
+// (request_slack_ms). A review: an INCR captured 30 ms late was taken for
+// one on a new key, `SET k 2 KEEPTTL` shipped, and the replica kept k forever.
+TEST(ExpiryKeeper, ARequestCapturedLateMayHaveRunBeforeTheExpiry) {
+  for (const int64_t slack : {int64_t{0}, int64_t{50}}) {
+    SCOPED_TRACE(slack);
+    VectorSink out;
+    ExpiryOptions o;
+    o.request_slack_ms = slack;
+    ExpiryKeeper keeper(&out, o);
+    const std::string at = std::to_string(kNowMs + 100);
+    EmitRecord(&keeper, Rec({"SET", "k", "1", "PXAT", at}), 1);
+    // Requested (captured) 30 ms after the expiry, answered at once.
+    EmitRecord(&keeper, Rec({"SET", "k", "2", "KEEPTTL"}, 0, RecordOp::kIdempotent, 0, kNowMs + 131), 1,
+               (kNowMs + 130) * 1'000'000);
+    ASSERT_EQ(out.records.size(), 2u);
+    if (slack == 0) {
+      EXPECT_EQ(out.records[1].args, (std::vector<std::string>{"SET", "k", "2", "KEEPTTL"}));
+      EXPECT_FALSE(out.records[1].HasFlag(kNeedsReadback));
+    } else {
+      EXPECT_EQ(out.records[1].args, (std::vector<std::string>{"SET", "k", "2", "PXAT", at}));
+      EXPECT_TRUE(out.records[1].HasFlag(kNeedsReadback));
+    }
+  }
+}
+
 TEST(ExpiryKeeper, RemembersAtMostMaxKeysDroppingPassedExpiriesFirst) {
   VectorSink out;
   ExpiryOptions o;
