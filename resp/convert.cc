@@ -844,6 +844,10 @@ std::vector<std::string> RegisteredFunctionNames(std::string_view library) {
   if (!LuaTokens(library, &t)) return names;
   auto add = [&](size_t i) {
     if (i >= t.size() || t[i].kind != LuaToken::kString || !t[i].plain) return;
+    // The whole expression, not the start of one ('fn' .. 'A', a review's:
+    // `fn` was taken for a name the library registered, and an FCALL of it
+    // went untold).
+    if (!IsOp(t, i + 1, ",") && !IsOp(t, i + 1, ")") && !IsOp(t, i + 1, "}") && !IsOp(t, i + 1, ";")) return;
     const std::string_view name = StringText(t[i]);
     if (!name.empty() && name.size() <= 256 && std::all_of(name.begin(), name.end(), LuaWordByte))
       names.emplace_back(name);

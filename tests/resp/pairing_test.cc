@@ -1228,7 +1228,8 @@ TEST_F(Pairing, ScriptsThatCallMigrateAreReadBackNotShipped) {
 // (a review shipped a password with `'MIG'..'RATE'`); ordinary scripts are.
 // The names a library registers, read as Lua tokens (a review: a name in a
 // comment was taken, and the table forms `({…})`, `[[name]]` and a table
-// whose callback holds the string 'function_name' were missed).
+// whose callback holds the string 'function_name' were missed; another
+// took `fnA` of `'fnA'..'B'`).
 TEST(RegisteredFunctionNames, LiteralNamesInEveryFormAndNothingElse) {
   const std::string body =
       "#!lua name=lib\n"
@@ -1244,7 +1245,9 @@ TEST(RegisteredFunctionNames, LiteralNamesInEveryFormAndNothingElse) {
       "local s = \"redis.register_function('ghost3', f)\"\n"
       "local name = 'byvar'\n"
       "redis.register_function(name, function(k, a) return 1 end)\n"
-      "redis.register_function('bad name', function(k, a) return 1 end)\n";
+      "redis.register_function('bad name', function(k, a) return 1 end)\n"
+      "redis.register_function('fnA'..'B', function(k, a) return 1 end)\n"
+      "redis.register_function{function_name='tblA'..'B', callback=function(k, a) return 1 end}\n";
   EXPECT_EQ(RegisteredFunctionNames(body),
             (std::vector<std::string>{"plain", "dq", "paren_tbl", "tbl_late", "long", "longer"}));
   EXPECT_TRUE(RegisteredFunctionNames("redis.register_function('unclosed").empty());
