@@ -264,7 +264,15 @@ void ExpiryKeeper::CarryExpiry(const RecordView& r) {
 
 void ExpiryKeeper::NoteDatabaseWide(const RecordView& r) {
   DbSet d;
-  if (expiry_ms_.empty() || !DbsChangedBy(r, &d) || d.functions) return;
+  if (NothingKnown() || !DbsChangedBy(r, &d) || d.functions) return;
+  if (!refused_bits_.empty() && d.swap) {
+    if (d.all) refused_any_db_ = true;
+    for (size_t i = 0; i < d.n && !d.all; ++i) {
+      const auto at = std::lower_bound(refused_swapped_.begin(), refused_swapped_.end(), d.dbs[i]);
+      if (at == refused_swapped_.end() || *at != d.dbs[i]) refused_swapped_.insert(at, d.dbs[i]);
+    }
+  }
+  if (expiry_ms_.empty()) return;
   // (A pass over the table only when the dbs it changes hold expiries: a
   // review's 2,000 FLUSHDBs of another db beside 500,000 kept took 28 s.)
   const auto holds = [&](uint16_t db) { return expiry_ms_.CountIn(db) > 0; };
@@ -374,12 +382,20 @@ bool ExpiryKeeper::MaybeRefused(uint16_t db, std::string_view key, int64_t from_
   if (refused_bits_.empty()) return false;
   if (!opts_.shifted_clock && refused_until_ms_ + kClockSlackMs + opts_.request_slack_ms <= from_ms) {
     refused_bits_.clear();  // every expiry turned away had passed before this write
+    refused_swapped_.clear();
+    refused_any_db_ = false;
     return false;
   }
-  for (const uint64_t bit : RefusedBits(db, key)) {
-    if ((refused_bits_[bit / 64] & (uint64_t{1} << (bit % 64))) == 0) return false;
-  }
-  return true;
+  if (refused_any_db_) return true;
+  auto in = [&](uint16_t d) {
+    for (const uint64_t bit : RefusedBits(d, key)) {
+      if ((refused_bits_[bit / 64] & (uint64_t{1} << (bit % 64))) == 0) return false;
+    }
+    return true;
+  };
+  if (in(db)) return true;
+  if (!std::binary_search(refused_swapped_.begin(), refused_swapped_.end(), db)) return false;
+  return std::any_of(refused_swapped_.begin(), refused_swapped_.end(), in);
 }
 
 ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
@@ -394,7 +410,7 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
     return {};
   }
   const std::string_view command = r.args[0];
-  if (expiry_ms_.empty() && !MaySetExpiry(command, r.args.size())) return {};
+  if (NothingKnown() && !MaySetExpiry(command, r.args.size())) return {};
   if (r.op == RecordOp::kReadback) {
     DoubtKeysOf(r);
     return {};
@@ -554,7 +570,7 @@ void ExpiryKeeper::EmitBatch(const RecordBatch& batch, size_t begin, size_t end)
   // With nothing remembered, only a record that may set an expiry needs a
   // look: bulk writes pass on whole.
   auto looked_at = [&](size_t i) {
-    return !expiry_ms_.empty() || MaySetExpiry(batch.first_arg(i), batch.argc(i));
+    return !NothingKnown() || MaySetExpiry(batch.first_arg(i), batch.argc(i));
   };
   // The table is larger than the cache: a record's key is hashed, and its
   // slot fetched, kAhead records before it is looked up.

@@ -232,6 +232,13 @@ class ExpiryKeeper : public RecordSink {
   static std::array<uint64_t, 2> RefusedBits(uint16_t db, std::string_view key);  // the filter's two
   std::vector<uint64_t> refused_bits_;
   int64_t refused_until_ms_ = 0;
+  // SWAPDBs since the filter began move its keys to other dbs, which its
+  // bits cannot follow: a key of one of these dbs is looked up under each
+  // (every db, after a SWAPDB of dbs not told). A review's INCR, after a swap,
+  // of a key whose expiry the full table had turned away went unflagged.
+  std::vector<uint16_t> refused_swapped_;
+  bool refused_any_db_ = false;
+  bool NothingKnown() const { return expiry_ms_.empty() && refused_bits_.empty(); }
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
 };

@@ -479,6 +479,36 @@ TEST(ExpiryKeeper, RemembersAtMostMaxKeysDroppingPassedExpiriesFirst) {
   EXPECT_EQ(keeper.stats().doubted_untracked, 1u);
 }
 
+// The keys whose expiry the full table turned away are still looked up
+// when the table has emptied since (a FLUSHDB of the db that filled it), and
+// after a SWAPDB moved them to another db. A review: an INCR of such a key
+// shipped as `SET … KEEPTTL` in both cases, the replica kept it forever.
+TEST(ExpiryKeeper, ExpiriesTurnedAwayAreFollowedThroughFlushesAndSwaps) {
+  for (const bool swap : {false, true}) {
+    SCOPED_TRACE(swap ? "SWAPDB 0 1" : "FLUSHDB of the full db");
+    VectorSink out;
+    ExpiryOptions o;
+    o.max_keys = 2;
+    ExpiryKeeper keeper(&out, o);
+    auto pass = [&](std::vector<std::string> args, uint16_t db, RecordOp op = RecordOp::kIdempotent) {
+      EmitRecord(&keeper, Rec(args, db, op, 0, kNowMs), 1);
+    };
+    pass({"PEXPIREAT", "a", std::to_string(kLater)}, 2);
+    pass({"PEXPIREAT", "b", std::to_string(kLater)}, 2);
+    pass({"SET", "k", "5", "PXAT", std::to_string(kLater)}, 0);  // turned away
+    ASSERT_EQ(keeper.stats().untracked, 1u);
+    if (swap) {
+      pass({"SWAPDB", "0", "1"}, 0, RecordOp::kDatabase);
+    } else {
+      pass({"FLUSHDB"}, 2, RecordOp::kDatabase);
+      ASSERT_EQ(keeper.tracked_keys(), 0u);
+    }
+    pass({"SET", "k", "6", "KEEPTTL"}, swap ? 1 : 0);
+    EXPECT_TRUE(out.records.back().HasFlag(kNeedsReadback));
+    EXPECT_EQ(keeper.stats().doubted_untracked, 1u);
+  }
+}
+
 // The keeper's table (open addressing, deletion by backward shift, growth)
 // against a std::map, through the keeper's own rules: random expiries set,
 // keys deleted, and adds that restore exactly the expiries the map holds.
