@@ -5056,6 +5056,33 @@ TEST(Ambiguity, AFlaggedWriteNearForgottenSwapsIsReadBackInEverySwappedDb) {
   EXPECT_EQ(dbs, (std::set<uint16_t>{0, 1, 2}));
 }
 
+// A script that declares no keys may write any key of any db, FLUSHDB
+// included: it is ordered against every key write near it, as a FLUSHALL is
+// (a review: a key-less EVAL running FLUSHDB, answered before a racing SET
+// that ran after it, left the SET's key on the replica, unflagged).
+TEST(Ambiguity, AScriptThatDeclaresNoKeysMeetsEveryKeyWriteNearIt) {
+  VectorSink out;
+  AmbiguityTracker t(&out, OneMicrosecond());
+  ChangeRecord script;
+  script.op = RecordOp::kOrdered;
+  script.flags = kNeedsReadback;
+  script.capture_ns = 10'000;
+  script.args = {"EVAL", "return redis.call('FLUSHDB')", "0"};
+  EmitRecord(&t, script, 2);
+  ChangeRecord near = SetRecord("k", 10'500);
+  near.db = 3;
+  EmitRecord(&t, near, 1);
+  EmitRecord(&t, SetRecord("j", 30'000), 1);  // far from it
+  ChangeRecord again = script;                // one of its own connection's: no race
+  again.capture_ns = 30'200;
+  EmitRecord(&t, again, 1);
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 4u);
+  EXPECT_TRUE(out.records[1].HasFlag(kAmbiguousOrder)) << "the SET near it";
+  EXPECT_FALSE(out.records[2].HasFlag(kAmbiguousOrder)) << "the SET far from it";
+  EXPECT_FALSE(out.records[3].HasFlag(kAmbiguousOrder)) << "its own connection's";
+}
+
 // Records come to SwapReadbacks in time order but for those taken late: a
 // write unanswered when its connection closed carries its request's time,
 // which may be long past. A flagged key before such a record is still met
