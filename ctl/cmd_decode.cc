@@ -72,7 +72,7 @@ class Printer : public resp::RecordSink {
 
   void Emit(const RecordView& r, uint64_t) override {
     const uint64_t seq = ++seq_;
-    Count(r.flags, r.op, r.args.empty() ? std::string_view() : r.args[0], r.source, r.key.empty());
+    Count(r.flags, r.op, r.args.empty() ? std::string_view() : r.args[0], r.source);
     if (format_ == Format::kJson) PrintJson(r, seq);
     if (format_ == Format::kResp) PrintResp(r);
   }
@@ -81,7 +81,7 @@ class Printer : public resp::RecordSink {
     if (format_ != Format::kStats) return resp::RecordSink::EmitBatch(batch, begin, end);
     seq_ += end - begin;
     for (size_t i = begin; i < end; ++i)
-      Count(batch.flags(i), batch.op(i), batch.first_arg(i), batch.source(i), batch.key(i).empty());
+      Count(batch.flags(i), batch.op(i), batch.first_arg(i), batch.source(i));
   }
   uint64_t records() const { return records_; }
   static char Upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
@@ -99,8 +99,6 @@ class Printer : public resp::RecordSink {
   // Database-wide records (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION …) flagged
   // for read-back: they name no key.
   uint64_t database_doubts() const { return database_doubts_; }
-  // Scripts shipped that declare no keys (EVAL … 0): they may write any key.
-  uint64_t keyless_scripts() const { return keyless_scripts_; }
   // Records that only ask for keys to be read back from the source.
   uint64_t readbacks() const { return readbacks_; }
   // Records per command the replica runs (an INCR's is a SET), and how many
@@ -125,7 +123,7 @@ class Printer : public resp::RecordSink {
 
  private:
   // `name` is the command (first argument), empty for a read-back.
-  void Count(uint16_t flags, RecordOp op, std::string_view name, uint8_t source, bool keyless) {
+  void Count(uint16_t flags, RecordOp op, std::string_view name, uint8_t source) {
     ++records_;
     // In a transaction, or creating the key, is a fact, not a doubt: not
     // counted as flagged.
@@ -136,10 +134,6 @@ class Printer : public resp::RecordSink {
     }
     if (op == RecordOp::kReadback) ++readbacks_;
     if (op == RecordOp::kDatabase && (flags & kNeedsReadback) != 0) ++database_doubts_;
-    if (keyless && op == RecordOp::kOrdered && !name.empty()) [[unlikely]] {
-      const resp::CommandSpec* spec = resp::LookupCommandName(name);
-      if (spec != nullptr && resp::IsScriptCall(*spec)) ++keyless_scripts_;
-    }
     ++per_op_[static_cast<size_t>(op) & 7];
     ++per_source_[source].records;
     per_source_[source].flagged += flagged;
@@ -192,8 +186,7 @@ class Printer : public resp::RecordSink {
   std::string out_;
   std::string line_;   // a json line, reused
   std::string upper_;  // a command name in upper case, reused
-  uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0, database_doubts_ = 0,
-           keyless_scripts_ = 0;
+  uint64_t seq_ = 0, records_ = 0, flagged_ = 0, unknown_db_ = 0, readbacks_ = 0, database_doubts_ = 0;
   // The db the resp output last selected: none at first, so that its first
   // record selects its own (a review piped it into `redis-cli -n 5 --pipe`,
   // and the db-0 records before the first SELECT went to db 5).
@@ -1159,7 +1152,7 @@ int RunDecode(const std::vector<std::string>& args) {
                  "whole against the source (the libraries, for FUNCTION)\n",
                  (unsigned long long)printer.database_doubts());
   }
-  if (printer.keyless_scripts() > 0) {
+  if (tracker.stats().keyless_scripts > 0) {
     // A review: a key-less EVAL running FLUSHDB, its keys named nowhere.
     std::fprintf(
         stderr,
@@ -1167,7 +1160,7 @@ int RunDecode(const std::vector<std::string>& args) {
         "have written any key of any db (FLUSHDB too), which no record names, and every key write "
         "near them is read back; verify the keys they write against the source, or have the "
         "scripts declare their keys\n",
-        (unsigned long long)printer.keyless_scripts());
+        (unsigned long long)tracker.stats().keyless_scripts);
   }
   if (printer.unknown_db() > 0) {
     std::fprintf(stderr,

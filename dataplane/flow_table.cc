@@ -477,9 +477,9 @@ void FlowTable::Process(const TcpSegment& seg) {
 
   const Direction d = seg.src == f->info.client ? Direction::kClientToServer : Direction::kServerToClient;
   HalfStream& h = f->half[Idx(d)];
-  if (ack && !f->info.joined_mid_stream) {
-    HalfStream& peer = f->half[Idx(Other(d))];
-    if (!peer.synced && (!peer.start_acked || static_cast<int32_t>(seg.ack - peer.start_acked_seq) < 0)) {
+  if (HalfStream& peer = f->half[Idx(Other(d))]; !peer.synced && ack && !f->info.joined_mid_stream)
+      [[unlikely]] {
+    if (!peer.start_acked || static_cast<int32_t>(seg.ack - peer.start_acked_seq) < 0) {
       peer.start_acked = true;
       peer.start_acked_seq = seg.ack;
     }

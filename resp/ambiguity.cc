@@ -317,7 +317,7 @@ namespace {
 // of any db, FLUSHDB included. Ordered against every key write near it, as a
 // FLUSHALL is (a review: a key-less EVAL running FLUSHDB, answered before a
 // racing SET that ran after it, left the SET's key on the replica unflagged).
-bool KeylessScript(RecordOp op, std::string_view key, std::string_view first_arg) {
+[[gnu::noinline]] bool KeylessScript(RecordOp op, std::string_view key, std::string_view first_arg) {
   if (!key.empty() || op == RecordOp::kDatabase || op == RecordOp::kHold || first_arg.empty()) return false;
   const CommandSpec* spec = LookupCommandName(first_arg);
   return spec != nullptr && IsScriptCall(*spec);
@@ -325,9 +325,8 @@ bool KeylessScript(RecordOp op, std::string_view key, std::string_view first_arg
 }  // namespace
 
 uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
-  if (b.op(i) >= RecordOp::kDatabase) return 0;
   const std::string_view key = b.key(i);
-  if (key.empty() && KeylessScript(b.op(i), key, b.first_arg(i))) [[unlikely]]
+  if (b.op(i) >= RecordOp::kDatabase || (key.empty() && KeylessScript(b.op(i), key, b.first_arg(i))))
     return 0;
   return MapKey(b.db(i), key);
 }
@@ -609,6 +608,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   }
   const uint64_t id = next_id_;
   if (k == 0 && !marker) {
+    if (c.batch.op(i) != RecordOp::kDatabase) ++stats_.keyless_scripts;
     uint64_t span_ns;
     Write w = WriteOf(c.batch, i, id, &span_ns);
     if (span_ns > opts_.max_span_ns) {
