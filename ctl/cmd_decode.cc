@@ -1152,16 +1152,6 @@ int RunDecode(const std::vector<std::string>& args) {
                  "whole against the source (the libraries, for FUNCTION)\n",
                  (unsigned long long)printer.database_doubts());
   }
-  if (tracker.stats().keyless_scripts > 0) {
-    // A review: a key-less EVAL running FLUSHDB, its keys named nowhere.
-    std::fprintf(
-        stderr,
-        "kvferryctl decode: %llu script(s) that declare no keys (EVAL/FCALL … 0) are flagged: they may "
-        "have written any key of any db (FLUSHDB too), which no record names, and every key write "
-        "near them is read back; verify the keys they write against the source, or have the "
-        "scripts declare their keys\n",
-        (unsigned long long)tracker.stats().keyless_scripts);
-  }
   if (printer.unknown_db() > 0) {
     std::fprintf(stderr,
                  "kvferryctl decode: %llu record(s) carry a guessed db (unknown_db): their connections were "

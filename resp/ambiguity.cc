@@ -312,23 +312,8 @@ void AmbiguityTracker::FlagPartner(const Write& w, const Write& me, uint16_t* fl
   ++stats_.late_partner;
 }
 
-namespace {
-// A script that declares no keys (EVAL … 0, FCALL … 0): it may write any key
-// of any db, FLUSHDB included. Ordered against every key write near it, as a
-// FLUSHALL is (a review: a key-less EVAL running FLUSHDB, answered before a
-// racing SET that ran after it, left the SET's key on the replica unflagged).
-[[gnu::noinline]] bool KeylessScript(RecordOp op, std::string_view key, std::string_view first_arg) {
-  if (!key.empty() || op == RecordOp::kDatabase || op == RecordOp::kHold || first_arg.empty()) return false;
-  const CommandSpec* spec = LookupCommandName(first_arg);
-  return spec != nullptr && IsScriptCall(*spec);
-}
-}  // namespace
-
 uint64_t AmbiguityTracker::KeyOf(const RecordBatch& b, size_t i) {
-  const std::string_view key = b.key(i);
-  if (b.op(i) >= RecordOp::kDatabase || (key.empty() && KeylessScript(b.op(i), key, b.first_arg(i))))
-    return 0;
-  return MapKey(b.db(i), key);
+  return b.op(i) >= RecordOp::kDatabase ? 0 : MapKey(b.db(i), b.key(i));
 }
 
 AmbiguityTracker::Write AmbiguityTracker::WriteOf(const RecordBatch& b, size_t i, uint64_t id,
@@ -361,11 +346,7 @@ bool AmbiguityTracker::LongSpanUnchecked(const Write& w, uint64_t span_ns) {
 
 bool DbsChangedBy(const RecordView& r, DbSet* out) {
   *out = DbSet{};
-  if (r.args.empty()) return false;
-  if (r.op != RecordOp::kDatabase) {
-    out->all = KeylessScript(r.op, r.key, r.args[0]);
-    return out->all;
-  }
+  if (r.op != RecordOp::kDatabase || r.args.empty()) return false;
   if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
     out->all = true;
   } else if (EqualsIgnoreCase(r.args[0], "FLUSHDB")) {
@@ -409,19 +390,18 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
       }
       if ((&c->batch == &b && j == i) || c->batch.op(j) == RecordOp::kHold) continue;
       DbSet theirs;
-      bool wide = false;  // database-wide, or a script that declares no keys
-      if (c->batch.op(j) == RecordOp::kDatabase || c->batch.key(j).empty()) {
-        wide = DbsChangedBy(c->batch.Get(j, &db_wide_args_), &theirs);
-        if (!wide && c->batch.op(j) == RecordOp::kDatabase) continue;
+      if (c->batch.op(j) == RecordOp::kDatabase) {
+        if (!DbsChangedBy(c->batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
+      } else if (!mine.Touches(c->batch.db(j))) {
+        continue;
       }
-      if (wide ? !theirs.Meets(mine) : !mine.Touches(c->batch.db(j))) continue;
       uint64_t span_ns;
       const Write x = WriteOf(c->batch, j, 0, &span_ns);
       if (x.connection == w.connection || !Overlap(x, w)) continue;
       uint16_t flags = c->batch.flags(j);
       MarkAmbiguous(&flags);
       c->batch.AddFlags(j, flags);
-      if (wide) MarkAmbiguous(&my_flags);
+      if (c->batch.op(j) == RecordOp::kDatabase) MarkAmbiguous(&my_flags);
     }
   }
   // Database-wide writes already released that it comes within the window of.
@@ -607,8 +587,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     max_late_ns_ = std::min(newest_ns_ - ts, opts_.max_retain_ns);
   }
   const uint64_t id = next_id_;
-  if (k == 0 && !marker) {
-    if (c.batch.op(i) != RecordOp::kDatabase) ++stats_.keyless_scripts;
+  if (k == 0 && c.batch.op(i) == RecordOp::kDatabase) {
     uint64_t span_ns;
     Write w = WriteOf(c.batch, i, id, &span_ns);
     if (span_ns > opts_.max_span_ns) {

@@ -104,8 +104,6 @@ struct AmbiguityStats {
   uint64_t forced_releases = 0;  // records released early by the hold caps
   // What the window was widened by for a mirror's delay (request_lag_ns).
   uint64_t request_slack_ns = 0;
-  // Scripts that declare no keys, ordered as database-wide writes.
-  uint64_t keyless_scripts = 0;
 };
 
 // Where a caller advances the window inside a batch (TakeBatch): before

@@ -1487,7 +1487,7 @@ bool Connection::BlocksClient(const CommandSpec* spec, std::span<const std::stri
                      [](std::string_view a) { return EqualsIgnoreCase(a, "BLOCK"); });
 }
 
-void Connection::HelloDidNotSwitch(int asked) {
+void Connection::HelloDidNotSwitch(int asked, bool unauthenticated) {
   // The protocol stays, though the requests after the HELLO were read under
   // the one it asked for (a review: RESP3 SUBSCRIBEs taken for unanswered,
   // the replies after them paired one off). With a (UN)SUBSCRIBE waiting,
@@ -1498,12 +1498,21 @@ void Connection::HelloDidNotSwitch(int asked) {
   if (!another && req_protocol_ == protocol_) return;
   if (!another) req_protocol_ = protocol_;
   const auto waiting = [this](auto is) { return std::any_of(pending_.begin(), pending_.end(), is); };
-  if (waiting([](const Pending& q) { return q.kind == Kind::kSubscribe && !q.queued; })) {
-    // Run in RESP2, a SUBSCRIBE put the connection in pub/sub mode, which
+  const auto subscribe = std::find_if(pending_.begin(), pending_.end(), [](const Pending& q) {
+    return q.kind == Kind::kSubscribe && !q.queued;
+  });
+  const bool leaves = std::any_of(subscribe, pending_.end(), [](const Pending& q) {
+    return q.kind == Kind::kUnsubscribe || q.kind == Kind::kReset;
+  });
+  if (protocol_ == 2 && !unauthenticated && subscribe != pending_.end() && !leaves) {
+    // Run in RESP2, the SUBSCRIBE put the connection in pub/sub mode, which
     // refuses every write after it: shipped from a desync, a review's
     // pipelined FLUSHALL emptied the replica. As for a subscription seen out
     // of step: replies are not read until a RESET, writes are read back, a
-    // key-less one counted.
+    // key-less one counted. (Not in RESP3, which takes writes while
+    // subscribed; not after -NOAUTH, which refused the SUBSCRIBE too; nor
+    // with an UNSUBSCRIBE or RESET behind it, which may end the mode: a
+    // second review lost a FLUSHALL that ran so. Those resynchronise.)
     ++stats_.unpaired_replies;
     EnterIgnored();
   } else if (waiting([](const Pending& q) {
@@ -1792,7 +1801,7 @@ bool Connection::DrainOneNoReply() {
                         std::none_of(multi_queue_.begin(), multi_queue_.end(), refused_at_queueing);
       const bool unsure = std::any_of(multi_queue_.begin(), multi_queue_.end(),
                                       [](const Pending& q) { return q.spec == nullptr; });
-      if (!runs && p.kind == Kind::kExec) HelloDidNotSwitch(QueuedProtocol(multi_queue_));
+      if (!runs && p.kind == Kind::kExec) HelloDidNotSwitch(QueuedProtocol(multi_queue_), false);
       for (const Pending& q : multi_queue_) {
         if (!runs) break;
         if (q.kind == Kind::kWrite) {
@@ -1833,6 +1842,8 @@ void Connection::SetNameSilenced(const Pending& p) {
   // Silenced, it ran unless Redis refused the name (a space or a character
   // outside '!'..'~'). A review: a connection renamed from kvferry:x to app
   // under CLIENT REPLY OFF had its writes taken for a replayer's.
+  // (Refused in RESP2 pub/sub mode too, its error silenced: a review.)
+  if (pubsub_ && protocol_ == 2) return;
   const std::string_view name = Args(p)[2];
   if (std::all_of(name.begin(), name.end(), [](char ch) { return ch >= '!' && ch <= '~'; }))
     replayer_ = IsReplayerName(name);
@@ -2539,7 +2550,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (root.type == Type::kNull || is_error) {
         ++(is_error ? stats_.exec_aborted : stats_.watch_aborted);
         NeverLoaded(queue);
-        HelloDidNotSwitch(QueuedProtocol(queue));  // switched when the EXEC was read
+        HelloDidNotSwitch(QueuedProtocol(queue), false);  // switched when the EXEC was read
       } else if (root.type == Type::kArray && root.children == queue.size()) {
         ++stats_.transactions;
         size_t i = 1;
@@ -2569,7 +2580,7 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
       if (!is_error) {
         ApplyHello(p);
       } else {
-        HelloDidNotSwitch(static_cast<int>(p.param));  // a wrong password, NOAUTH
+        HelloDidNotSwitch(static_cast<int>(p.param), root.str.starts_with("NOAUTH"));  // a wrong password
       }
       return;
     case Kind::kSetName:

@@ -444,7 +444,8 @@ class Connection {
   // A HELLO that asked for `asked` did not switch the protocol (refused, or
   // dropped with its transaction), though the requests after it were read
   // under `asked`.
-  void HelloDidNotSwitch(int asked);
+  // `unauthenticated`: refused with -NOAUTH (and so was every request after it).
+  void HelloDidNotSwitch(int asked, bool unauthenticated);
   // The protocol the last HELLO of a transaction's queue asks for (0: none).
   static int QueuedProtocol(std::span<const Pending> queue);
   // A CLIENT SETNAME whose reply was silenced (CLIENT REPLY OFF or SKIP).
