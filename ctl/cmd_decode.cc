@@ -956,11 +956,12 @@ int RunDecode(const std::vector<std::string>& args) {
                 (unsigned long long)printer.readbacks());
     std::printf(
         "ambiguity long_spans %llu long_checked %llu late_partner %llu keys_evicted %llu holds_expired "
-        "%llu request_slack_us %llu\n",
+        "%llu request_slack_us %llu late_unchecked %llu\n",
         (unsigned long long)tracker.stats().long_spans, (unsigned long long)tracker.stats().long_checked,
         (unsigned long long)tracker.stats().late_partner, (unsigned long long)tracker.stats().keys_evicted,
         (unsigned long long)tracker.stats().holds_expired,
-        (unsigned long long)(tracker.stats().request_slack_ns / 1000));
+        (unsigned long long)(tracker.stats().request_slack_ns / 1000),
+        (unsigned long long)tracker.stats().late_unchecked);
     std::printf("expiry restored %llu doubted %llu doubted_all %llu untracked %llu doubted_untracked %llu\n",
                 (unsigned long long)expiries.stats().restored, (unsigned long long)expiries.stats().doubted,
                 (unsigned long long)expiries.stats().doubted_all,

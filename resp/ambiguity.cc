@@ -615,7 +615,19 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     uint16_t flags = c.batch.flags(i);
     uint64_t span_ns;
     const Write w = WriteOf(c.batch, i, id, &span_ns);
-    if (span_ns > opts_.max_span_ns && LongSpanUnchecked(w, span_ns)) MarkAmbiguous(&flags);
+    if (span_ns > opts_.max_span_ns && LongSpanUnchecked(w, span_ns)) {
+      MarkAmbiguous(&flags);
+    } else if (ts + opts_.late_arrival_ns < horizon_ && w.request_ns() <= dropped_upto_ + window_ns_)
+        [[unlikely]] {
+      // Later than the window had been advanced to (a capture worker's
+      // record behind data its flow table held, merged after other
+      // workers' newer ones), and reaching back past an entry the table
+      // has dropped: a partner there is gone, unflagged, and this record is
+      // read back after it. A review: two workers' SETs of one key, the
+      // older shipped last, unflagged, and the replica kept its value.
+      ++stats_.late_unchecked;
+      MarkAmbiguous(&flags);
+    }
     if (!db_wide_.empty() || all_dbs_.map_key != 0) CheckDatabaseWide(c.batch.db(i), w, &flags);
     // The slot keeps the key's latest write (by time) and the latest by a
     // connection other than its writer's. Compared by the records' own

@@ -104,6 +104,9 @@ struct AmbiguityStats {
   uint64_t forced_releases = 0;  // records released early by the hold caps
   // What the window was widened by for a mirror's delay (request_lag_ns).
   uint64_t request_slack_ns = 0;
+  // Key writes that came after the window had passed them, reaching back
+  // past an entry the table dropped: flagged, as a partner may be gone.
+  uint64_t late_unchecked = 0;
 };
 
 // Where a caller advances the window inside a batch (TakeBatch): before

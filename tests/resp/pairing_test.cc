@@ -5089,6 +5089,36 @@ TEST(Ambiguity, AFlaggedWriteNearForgottenSwapsIsReadBackInEverySwappedDb) {
   EXPECT_EQ(dbs, (std::set<uint16_t>{0, 1, 2}));
 }
 
+// A key write that comes after the window was advanced past it (a capture
+// worker's record behind data its flow table held, merged after other
+// workers' newer ones) and whose window reaches back past an entry the table
+// dropped is flagged: its partner may be gone, released unflagged, and this
+// record is read back after it (a review: two workers' SETs of one key, the
+// older shipped last, unflagged). Where the entry is still there, the write
+// older than the key's latest is flagged as ever.
+TEST(Ambiguity, ALateWriteReachingPastADroppedEntryIsFlagged) {
+  for (const bool dropped : {true, false}) {
+    SCOPED_TRACE(dropped ? "its partner's entry dropped" : "nothing dropped");
+    VectorSink out;
+    AmbiguityOptions o = OneMicrosecond();
+    o.late_arrival_ns = 0;
+    o.max_keys = 4;
+    AmbiguityTracker t(&out, o);
+    EmitRecord(&t, SetRecord("k", 70'000), 2, 69'500);  // another connection's, answered first
+    t.Advance(300'000, 0);
+    if (dropped) {
+      for (int j = 0; j < 8; ++j) EmitRecord(&t, SetRecord("x" + std::to_string(j), 300'000 + j), 3);
+    }
+    EmitRecord(&t, SetRecord("other", 50'000), 1, 49'500);  // late: a partner may be gone
+    EmitRecord(&t, SetRecord("k", 50'000), 1, 49'500);      // late: ran before the first
+    t.Flush();
+    const ChangeRecord& late = out.records.back();
+    ASSERT_EQ(late.key, "k");
+    EXPECT_TRUE(late.HasFlag(kAmbiguousOrder));
+    EXPECT_EQ(t.stats().late_unchecked, dropped ? 2u : 0u);
+  }
+}
+
 // Records come to SwapReadbacks in time order but for those taken late: a
 // write unanswered when its connection closed carries its request's time,
 // which may be long past. A flagged key before such a record is still met
