@@ -591,6 +591,10 @@ int RunOffline(const std::string& path, const FlowTableConfig& cfg, const std::s
   kvf::resp::PriorKeeper priors(&swaps);
   kvf::resp::ExpiryKeeper expiries(&priors, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);  // one thread: no merge needed
+  // Driven by the flow table from the first record on, not by the records'
+  // own times until the first burst ends (a review: a write the first burst
+  // held behind a hole lost its flag, which decode kept).
+  tracker.Advance(0, 0);
   kvf::resp::ScriptCache scripts;
   kvf::ctl::DbAnswerBoard board;  // CLIENT LIST replies in the file
   kvf::ctl::Failovers failovers("capture");
@@ -694,6 +698,7 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   kvf::resp::PriorKeeper priors(&swaps);
   kvf::resp::ExpiryKeeper expiries(&priors, expiry);
   kvf::resp::AmbiguityTracker tracker(&expiries, ambiguity);
+  tracker.Advance(0, 0);           // driven by the merge's watermarks from the first record on
   kvf::resp::ScriptCache scripts;  // one for all workers; outlives the shards and the merge
   kvf::resp::MergeOptions merge_options;
   if (format == "records") merge_options.on_idle = [&printer] { printer.Flush(); };
