@@ -515,10 +515,10 @@ void FlowTable::Process(const TcpSegment& seg) {
     if (!h.synced) SyncAt(&h, fin_seq);
     int64_t off = 0;
     if (!h.fin_seen && OffsetOf(h, fin_seq, &off) && off + 1 < static_cast<int64_t>(h.next_offset)) {
-      // Behind bytes the stream already delivered (its own sequence
-      // number at most acknowledged ahead of it, and so declared): a late
-      // FIN of an earlier connection on the 4-tuple, the port reused with a
-      // later ISN. A receiver ignores it (RFC 9293 3.10.7.4). Taken, it
+      // Behind bytes the stream already delivered (by more than its own
+      // sequence number, which an ACK captured before it may have declared
+      // delivered): a late FIN of an earlier connection on the 4-tuple, the
+      // port reused with a later ISN. A receiver ignores it (RFC 9293 3.10.7.4). Taken, it
       // ended the new connection's stream at once: a review's writes that
       // the server then answered were taken for never run, unrecorded.
       ++stats_.fin_out_of_window;

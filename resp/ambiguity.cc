@@ -24,6 +24,9 @@ constexpr size_t kInitialSlots = 1024;
 constexpr size_t kOpenChunkRecords = 1024;
 constexpr size_t kOpenChunkBytes = 1u << 20;
 constexpr size_t kMaxSpare = 4;
+// The most a mirror's delay of the requests widens the window by (decode and
+// capture allow 1.25 × their hold, at most 1.25 s).
+constexpr uint64_t kMaxRequestSlackNs = uint64_t{60} * 1'000'000'000;
 }  // namespace
 
 AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions options)
@@ -35,7 +38,7 @@ AmbiguityTracker::AmbiguityTracker(RecordSink* downstream, AmbiguityOptions opti
       std::clamp<uint64_t>(opts_.max_retain_ns, opts_.max_span_ns, uint64_t{600} * 1'000'000'000);
   // (Not bounded by max_span_ns: a review's mirror delayed requests by 20
   // ms, and a window widened by 5 ms only left a race unflagged.)
-  opts_.max_request_slack_ns = std::min<uint64_t>(opts_.max_request_slack_ns, uint64_t{60} * 1'000'000'000);
+  opts_.max_request_slack_ns = std::min(opts_.max_request_slack_ns, kMaxRequestSlackNs);
   window_ns_ = opts_.window_ns;
   retain_ns_ = HoldNs();
 }
@@ -699,8 +702,7 @@ SwapReadbacks::SwapReadbacks(RecordSink* downstream, AmbiguityOptions options)
       // The two records' replies come at most this far apart when their
       // spans come within the window (spans of max_span_ns at most).
       // (The window may widen by max_request_slack_ns.)
-      near_ns_(options.window_ns +
-               std::min<uint64_t>(options.max_request_slack_ns, uint64_t{60} * 1'000'000'000) +
+      near_ns_(options.window_ns + std::min(options.max_request_slack_ns, kMaxRequestSlackNs) +
                2 * options.max_span_ns),
       // Kept longer: records may come out of time order by the tracker's
       // slack for late arrivals.

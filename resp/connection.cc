@@ -1493,11 +1493,10 @@ void Connection::HelloDidNotSwitch(int asked, bool unauthenticated) {
   // the replies after them paired one off). With a (UN)SUBSCRIBE waiting,
   // they are. (Not switched at all when refused as predicted: subscribed.)
   if (asked <= 0 || asked == protocol_) return;
-  const bool another =
-      std::any_of(pending_.begin(), pending_.end(), [](const Pending& q) { return q.kind == Kind::kHello; });
+  const auto waiting = [this](auto is) { return std::any_of(pending_.begin(), pending_.end(), is); };
+  const bool another = waiting([](const Pending& q) { return q.kind == Kind::kHello; });
   if (!another && req_protocol_ == protocol_) return;
   if (!another) req_protocol_ = protocol_;
-  const auto waiting = [this](auto is) { return std::any_of(pending_.begin(), pending_.end(), is); };
   const auto subscribe = std::find_if(pending_.begin(), pending_.end(), [](const Pending& q) {
     return q.kind == Kind::kSubscribe && !q.queued;
   });

@@ -303,11 +303,17 @@ namespace {
 // counted from when it ran the command, a little earlier), and both are
 // whole milliseconds.
 constexpr int64_t kClockSlackMs = 2;
-// (Whether an expiry passed before a write ran is judged from the write's
-// request, which a mirror delaying the client's direction captures late, by
-// up to ExpiryOptions::request_slack_ms: a review's INCR, captured 30 ms
-// late, was judged to come after its key's expiry when it came before.)
+}  // namespace
 
+// Whether an expiry passed before a write ran is judged from the write's
+// request, which a mirror delaying the client's direction captures late, by
+// up to ExpiryOptions::request_slack_ms (a review's INCR, captured 30 ms
+// late, was judged to come after its key's expiry when it came before).
+int64_t ExpiryKeeper::PassedSlackMs() const {
+  return kClockSlackMs + opts_.request_slack_ms;
+}
+
+namespace {
 // When the write ran, in ms: between its request and its reply.
 int64_t RanFromMs(const RecordView& r) {
   const bool known = r.request_ns != 0 && r.request_ns != RecordView::kUnansweredRequest;
@@ -320,7 +326,7 @@ int64_t RanByMs(const RecordView& r) {
 
 void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
   const int64_t from_ms = RanFromMs(r);
-  if (at_ms + kClockSlackMs + opts_.request_slack_ms <= from_ms && !opts_.shifted_clock) {
+  if (at_ms + PassedSlackMs() <= from_ms && !opts_.shifted_clock) {
     Erase(r.db, r.key);  // expired at once: the key is gone
     return;
   }
@@ -343,8 +349,7 @@ void ExpiryKeeper::Remember(const RecordView& r, int64_t at_ms) {
     const size_t spacing = std::max<size_t>(opts_.max_keys / 16, 1);
     if (!opts_.shifted_clock && (last_sweep_freed_ >= spacing || refused_since_sweep_ >= spacing)) {
       const size_t before = expiry_ms_.size();
-      expiry_ms_.EraseIf(
-          [&](uint16_t, const Known& k) { return k.hi + kClockSlackMs + opts_.request_slack_ms <= from_ms; });
+      expiry_ms_.EraseIf([&](uint16_t, const Known& k) { return k.hi + PassedSlackMs() <= from_ms; });
       last_sweep_freed_ = before - expiry_ms_.size();
       refused_since_sweep_ = 0;
     }
@@ -380,7 +385,7 @@ void ExpiryKeeper::Refuse(uint16_t db, std::string_view key, int64_t until_ms) {
 
 bool ExpiryKeeper::MaybeRefused(uint16_t db, std::string_view key, int64_t from_ms) {
   if (refused_bits_.empty()) return false;
-  if (!opts_.shifted_clock && refused_until_ms_ + kClockSlackMs + opts_.request_slack_ms <= from_ms) {
+  if (!opts_.shifted_clock && refused_until_ms_ + PassedSlackMs() <= from_ms) {
     refused_bits_.clear();  // every expiry turned away had passed before this write
     refused_swapped_.clear();
     refused_any_db_ = false;
@@ -421,9 +426,7 @@ ExpiryKeeper::Verdict ExpiryKeeper::Note(const RecordView& r) {
   };
   const int64_t from_ms = RanFromMs(r), by_ms = RanByMs(r);
   // Passed before the write ran, whatever happened to it since.
-  auto passed = [&](const Known& e) {
-    return !opts_.shifted_clock && e.hi + kClockSlackMs + opts_.request_slack_ms <= from_ms;
-  };
+  auto passed = [&](const Known& e) { return !opts_.shifted_clock && e.hi + PassedSlackMs() <= from_ms; };
   int64_t at_ms;
   const bool set_pxat =
       IsSetPxat(command, r.args.size()) && EqualsIgnoreCase(r.args[3], "PXAT") && ParseMs(r.args[4], &at_ms);

@@ -239,6 +239,9 @@ class ExpiryKeeper : public RecordSink {
   std::vector<uint16_t> refused_swapped_;
   bool refused_any_db_ = false;
   bool NothingKnown() const { return expiry_ms_.empty() && refused_bits_.empty(); }
+  // How long before a write's request an expiry must have passed for the
+  // write to have come after it: the clocks' slack and a mirror's delay.
+  int64_t PassedSlackMs() const;
   std::vector<std::string_view> args_;
   std::vector<KeyRef> keys_;
 };
