@@ -174,7 +174,7 @@ struct FlowTableStats {
   uint64_t rst_waited_for_peer = 0;
   // Of those, the ones whose wait ran out before the bytes came.
   uint64_t rst_waits_expired = 0;
-  uint64_t fin_without_flow = 0;         // a FIN of a flow already closed (retransmitted, or captured twice)
+  uint64_t fin_without_flow = 0;  // a FIN of a flow already closed (retransmitted, or captured twice)
   // FINs behind bytes their sender's stream already delivered (a late FIN
   // of an earlier connection on the 4-tuple): ignored.
   uint64_t fin_out_of_window = 0;

@@ -275,7 +275,7 @@ class XdpSource final : public PacketSource {
   RingReader ring_;
   int ifindex_ = 0;
   std::string iface_;
-  PromiscuousHold promiscuous_;  // a dedicated mirror port only, dropped when the source goes
+  PromiscuousHold promiscuous_;     // a dedicated mirror port only, dropped when the source goes
   uint64_t rx_misses_at_open_ = 0;  // InterfaceRxMisses when opened: drops before are not ours
   int link_fd_ = -1;
   bool tc_attached_ = false;
@@ -400,7 +400,7 @@ Result<std::unique_ptr<PacketSource>> XdpSource::Open(const XdpOptions& o) {
     if (!hold.ok()) return hold.status();
     src->promiscuous_ = std::move(*hold);
   }
-  return std::unique_ptr<PacketSource>(std::move(src));                                      // poll: RxBurst
+  return std::unique_ptr<PacketSource>(std::move(src));  // poll: RxBurst
 }
 
 }  // namespace
