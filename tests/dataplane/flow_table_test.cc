@@ -887,7 +887,7 @@ TEST_F(FlowTableTest, ALateFinOfAnEarlierConnectionOnThePortEndsNothing) {
   ASSERT_EQ(rec_.flows.size(), 2u);
   Send(true, 7001, "AB", kAck, 0, 9001);
   Send(false, 9001, "", kAck, 0, 7004);  // acknowledges the FIN's sequence number
-  now_ += 200 * kMs;  // long enough for that "byte" to be declared a hole (G0:1)
+  now_ += 200 * kMs;                     // long enough for that "byte" to be declared a hole (G0:1)
   Send(false, 9001, "+OK", kAck, 0, 7004);
   Send(true, 7003, "", kFin | kAck, 0, 9001);
   EXPECT_TRUE(Flow(1).fin[0]);
