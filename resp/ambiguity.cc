@@ -349,6 +349,8 @@ bool AmbiguityTracker::LongSpanUnchecked(const Write& w, uint64_t span_ns) {
 
 bool DbsChangedBy(const RecordView& r, DbSet* out) {
   *out = DbSet{};
+  if (r.op == RecordOp::kOrdered && r.args.size() >= 2 && EqualsIgnoreCase(r.args[0], "EVAL"))
+    return ScriptDbsChanged(r.args[1], r.db, out);
   if (r.op != RecordOp::kDatabase || r.args.empty()) return false;
   if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
     out->all = true;
@@ -369,9 +371,40 @@ bool DbsChangedBy(const RecordView& r, DbSet* out) {
   return true;
 }
 
-void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w) {
-  DbSet mine;
-  if (!DbsChangedBy(b.Get(i, &db_wide_args_), &mine)) return;
+bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out) {
+  *out = DbSet{};
+  bool flushdb = false, flushall = false, swapdb = false, select = false;
+  // One pass: bodies come with every EVAL.
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = static_cast<char>(body[i] | 0x20);
+    if (c != 'f' && c != 's') continue;
+    const std::string_view rest = body.substr(i);
+    if (c == 'f' && rest.size() >= 7 && EqualsIgnoreCase(rest.substr(0, 5), "flush")) {
+      flushdb = flushdb || EqualsIgnoreCase(rest.substr(5, 2), "db");
+      flushall = flushall || (rest.size() >= 8 && EqualsIgnoreCase(rest.substr(5, 3), "all"));
+    } else if (c == 's' && rest.size() >= 6) {
+      swapdb = swapdb || EqualsIgnoreCase(rest.substr(0, 6), "swapdb");
+      select = select || EqualsIgnoreCase(rest.substr(0, 6), "select");
+    }
+  }
+  if (!flushdb && !flushall && !swapdb) return false;
+  out->swap = swapdb;
+  if (flushall || swapdb || select) {
+    out->all = true;  // a swap's dbs, a flush after a SELECT: not told
+  } else {
+    out->dbs[out->n++] = db;
+  }
+  return true;
+}
+
+bool AmbiguityTracker::DbsOf(const RecordBatch& b, size_t i, DbSet* out) {
+  const RecordOp op = b.op(i);
+  if (op != RecordOp::kDatabase && (op != RecordOp::kOrdered || !EqualsIgnoreCase(b.first_arg(i), "EVAL")))
+    return false;
+  return DbsChangedBy(b.Get(i, &db_wide_args_), out);
+}
+
+void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const DbSet& mine, const Write& w) {
   uint16_t my_flags = b.flags(i);
   // Held writes of other connections it comes within the window of: key
   // writes in the dbs it touches, and database-wide writes of those dbs
@@ -393,18 +426,15 @@ void AmbiguityTracker::TakeDatabaseWide(RecordBatch& b, size_t i, const Write& w
       }
       if ((&c->batch == &b && j == i) || c->batch.op(j) == RecordOp::kHold) continue;
       DbSet theirs;
-      if (c->batch.op(j) == RecordOp::kDatabase) {
-        if (!DbsChangedBy(c->batch.Get(j, &db_wide_args_), &theirs) || !theirs.Meets(mine)) continue;
-      } else if (!mine.Touches(c->batch.db(j))) {
-        continue;
-      }
+      const bool wide = DbsOf(c->batch, j, &theirs);
+      if (wide ? !theirs.Meets(mine) : !mine.Touches(c->batch.db(j))) continue;
       uint64_t span_ns;
       const Write x = WriteOf(c->batch, j, 0, &span_ns);
       if (x.connection == w.connection || !Overlap(x, w)) continue;
       uint16_t flags = c->batch.flags(j);
       MarkAmbiguous(&flags);
       c->batch.AddFlags(j, flags);
-      if (c->batch.op(j) == RecordOp::kDatabase) MarkAmbiguous(&my_flags);
+      if (wide) MarkAmbiguous(&my_flags);
     }
   }
   // Database-wide writes already released that it comes within the window of.
@@ -590,7 +620,9 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
     max_late_ns_ = std::min(newest_ns_ - ts, opts_.max_retain_ns);
   }
   const uint64_t id = next_id_;
-  if (k == 0 && c.batch.op(i) == RecordOp::kDatabase) {
+  DbSet wide;
+  const bool changes_dbs = DbsOf(c.batch, i, &wide);
+  if (changes_dbs || c.batch.op(i) == RecordOp::kDatabase) {
     uint64_t span_ns;
     Write w = WriteOf(c.batch, i, id, &span_ns);
     if (span_ns > opts_.max_span_ns) {
@@ -610,7 +642,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
         c.batch.AddFlags(i, flags);
       }
     }
-    TakeDatabaseWide(c.batch, i, w);
+    if (changes_dbs) TakeDatabaseWide(c.batch, i, wide, w);
   } else if (marker) [[unlikely]] {
     TakeHold(c.batch, i);
   }

@@ -222,9 +222,14 @@ void ExpiryKeeper::DoubtKeysOf(const RecordView& r) {
   }
   const CommandSpec* spec = LookupCommand(r.args);
   keys_.clear();
-  if (spec == nullptr || !FindKeys(*spec, r.args, &keys_) || (IsScriptCall(*spec) && keys_.empty())) {
-    // An unknown command, or a script that declares no keys: any key.
+  DbSet d;
+  const bool script = spec != nullptr && IsScriptCall(*spec);
+  const bool database_wide = script && DbsChangedBy(r, &d);
+  if (spec == nullptr || !FindKeys(*spec, r.args, &keys_) || (script && keys_.empty()) || database_wide) {
+    // An unknown command, a script that declares no keys, or one that may
+    // flush or swap dbs (whose expiries the keeper then cannot follow): any key.
     DoubtAll();
+    if (d.swap && !refused_bits_.empty()) refused_any_db_ = true;
     return;
   }
   for (const KeyRef& k : keys_) DoubtKey(r, r.args[k.arg]);

@@ -611,6 +611,12 @@ class Gen:
             return [["EVALSHA", self.pre_sha, 1, self.key("str")]]
         if c == 6:
             return [["FUNCTION", "LOAD", "REPLACE", LIBRARY]] if r.random() < 0.3 else [["FUNCTION", "LOAD", LIBRARY]]
+        if c == 7 and r.random() < 0.1:
+            # Database-wide, with keys or without: ordered against the writes
+            # of other connections as a FLUSHDB is (docs/resp.md, Ambiguity).
+            if r.random() < 0.5:
+                return [["EVAL", "return redis.call('FLUSHDB')", 0]]
+            return [["EVAL", "redis.call('flushdb') return redis.call('set', KEYS[1], ARGV[1])", 1, k1, self.member()]]
         return [["FCALL", r.choice(["kvf_set", "kvf_push"]), 1, self.key(r.choice(["str", "list"])), self.member()]]
 
     FAMILIES = {"string": 20, "keyspace": 8, "hash": 8, "list": 14, "set": 7, "zset": 12, "stream": 9,

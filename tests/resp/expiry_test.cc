@@ -169,6 +169,11 @@ TEST_F(ExpiryKeeperTest, WhatMayChangeTheExpiryPutsItInDoubt) {
   script.key.clear();
   Pass(script);
   EXPECT_EQ(next("y"), "doubt");
+  // One that may flush or swap dbs, whatever keys it declares: every key.
+  expire("z");
+  Pass(Rec({"EVAL", "redis.call('FlushDB') return redis.call('set', KEYS[1], 1)", "1", "x"}, 0,
+           RecordOp::kOrdered));
+  EXPECT_EQ(next("z"), "doubt");
   // A record whose db is a guess: its key in every db.
   expire("g", 0);
   expire("g", 3);
@@ -198,7 +203,7 @@ TEST_F(ExpiryKeeperTest, WhatMayChangeTheExpiryPutsItInDoubt) {
   Pass(Rec({"FLUSHDB"}, 8, RecordOp::kDatabase));
   Pass(Rec({"SWAPDB", "8", "9"}, 0, RecordOp::kDatabase));
   EXPECT_EQ(next("k", 6), "restore");
-  EXPECT_EQ(keeper_.stats().doubted_all, 2u);  // (the script without keys and SWAPDB 2 3 above)
+  EXPECT_EQ(keeper_.stats().doubted_all, 3u);  // (the scripts without keys and with FLUSHDB, SWAPDB 2 3)
   // A record after a gap, and a command the table does not know: every key
   // known then; one set after it is sure again.
   expire("x");
@@ -211,7 +216,7 @@ TEST_F(ExpiryKeeperTest, WhatMayChangeTheExpiryPutsItInDoubt) {
   expire("x");
   Pass(Rec({"JSON.SET", "j", "$", "1"}, 0, RecordOp::kOrdered));
   EXPECT_EQ(next("x"), "doubt");
-  EXPECT_EQ(keeper_.stats().doubted_all, 4u);
+  EXPECT_EQ(keeper_.stats().doubted_all, 5u);
 }
 
 // RENAME, RENAMENX, COPY and MOVE make a key that carries the source key's

@@ -4848,6 +4848,84 @@ TEST(Ambiguity, ADatabaseWideWriteIsOrderedAgainstKeyWritesOfOtherConnections) {
   }
 }
 
+// A script whose body names FLUSHDB, FLUSHALL or SWAPDB is database-wide as
+// well as a write of the keys it declares (a review: a key-less EVAL that
+// ran FLUSHDB was not ordered against another connection's SET, and the
+// replica kept the key). A script that names none of them is ordered
+// against the keys it declares alone, as before (ordering every key-less
+// script so made harmless traffic 7× slower to decode).
+TEST(Ambiguity, AScriptThatMayFlushOrSwapIsOrderedAgainstKeyWritesOfOtherConnections) {
+  auto script = [](std::string body, std::vector<std::string> keys, uint16_t db, uint64_t ts) {
+    ChangeRecord r;
+    r.op = RecordOp::kOrdered;
+    r.flags = kNeedsReadback;
+    r.db = db;
+    r.capture_ns = ts;
+    if (!keys.empty()) r.key = keys[0];
+    r.args = {"EVAL", std::move(body), std::to_string(keys.size())};
+    for (std::string& k : keys) r.args.push_back(std::move(k));
+    return r;
+  };
+  struct Case {
+    const char* what;
+    std::string body;
+    std::vector<std::string> keys;
+    uint16_t script_db;
+    uint16_t key_db;
+    uint64_t key_ts;
+    bool flagged;
+  };
+  const Case cases[] = {
+      {"FLUSHDB, key write before", "return redis.call('FLUSHDB')", {}, 0, 0, 10'000, true},
+      {"flushdb, key write after", "return redis.call('flushdb')", {}, 0, 0, 10'700, true},
+      {"FLUSHDB of another db", "return redis.call('FLUSHDB')", {}, 1, 0, 10'000, false},
+      {"FLUSHDB a window apart", "return redis.call('FLUSHDB')", {}, 0, 0, 8'500, false},
+      {"SELECT, then FLUSHDB",
+       "redis.call('SELECT', 4) return redis.call('FLUSHDB')",
+       {},
+       1,
+       0,
+       10'000,
+       true},
+      {"FLUSHALL", "return redis.pcall('FlushAll', 'ASYNC')", {}, 2, 7, 10'700, true},
+      {"SWAPDB", "return redis.call('swapdb', ARGV[1], ARGV[2])", {}, 0, 3, 10'000, true},
+      {"FLUSHDB, with keys",
+       "redis.call('FLUSHDB') return redis.call('SET', KEYS[1], 1)",
+       {"j"},
+       0,
+       0,
+       10'000,
+       true},
+      {"a key-less script that flushes nothing", "return redis.call('SET', 'k', 1)", {}, 0, 0, 10'000, false},
+      {"a script of another key", "return redis.call('DEL', KEYS[1])", {"j"}, 0, 0, 10'700, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    VectorSink out;
+    AmbiguityTracker t(&out, OneMicrosecond());
+    const bool key_first = c.key_ts < 10'500;
+    ChangeRecord key = SetRecord("k", c.key_ts);
+    key.db = c.key_db;
+    if (key_first) EmitRecord(&t, key, 1);
+    EmitRecord(&t, script(c.body, c.keys, c.script_db, 10'500), 2);
+    if (!key_first) EmitRecord(&t, key, 1);
+    t.Flush();
+    ASSERT_EQ(out.records.size(), 2u);
+    const ChangeRecord& k = out.records[key_first ? 0 : 1];
+    EXPECT_EQ(k.HasFlag(kAmbiguousOrder) && k.HasFlag(kNeedsReadback), c.flagged);
+    EXPECT_EQ(out.records[key_first ? 1 : 0].flags, kNeedsReadback) << "the script itself";
+  }
+  // Two of them, or one and a FLUSHDB, are ordered against each other.
+  VectorSink out;
+  AmbiguityTracker t(&out, OneMicrosecond());
+  EmitRecord(&t, DatabaseRecord({"FLUSHDB"}, 10'000), 1);
+  EmitRecord(&t, script("return redis.call('FLUSHDB')", {}, 0, 10'500), 2);
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 2u);
+  EXPECT_TRUE(out.records[0].HasFlag(kAmbiguousOrder));
+  EXPECT_TRUE(out.records[1].HasFlag(kAmbiguousOrder));
+}
+
 // Two writes of the function libraries (FUNCTION LOAD, DELETE, FLUSH,
 // RESTORE) of different connections within the window: Redis may answer the
 // one that ran second first, and the replica then keeps the older library (a
