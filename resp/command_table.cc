@@ -264,6 +264,34 @@ int GeoRadiusStoreKey(std::span<const std::string_view> argv, int first) {
   return key;
 }
 
+// The keys MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH pw]
+// [AUTH2 user pw] [KEYS k…] moves, as redis 7.0 reads the options
+// (migrateCommand): from argument 6 on, COPY and REPLACE alone, AUTH taking
+// one argument and AUTH2 two, KEYS every argument after it (the key then
+// ""); anything else, or KEYS after a key, is refused and moves nothing.
+// Its key specs search KEYS backwards: a key named "keys" hid the keys
+// before it, and an AUTH2 user named "keys" made the password a key that
+// was read back, into the log (a review).
+void MigrateKeys(std::span<const std::string_view> argv, uint16_t flags, std::vector<KeyRef>* out) {
+  const size_t argc = argv.size();
+  if (argc < 6) return;
+  for (size_t i = 6; i < argc; ++i) {
+    const size_t more = argc - 1 - i;
+    if (EqualsIgnoreCase(argv[i], "copy") || EqualsIgnoreCase(argv[i], "replace")) continue;
+    if (EqualsIgnoreCase(argv[i], "auth") && more >= 1) {
+      i += 1;
+    } else if (EqualsIgnoreCase(argv[i], "auth2") && more >= 2) {
+      i += 2;
+    } else if (EqualsIgnoreCase(argv[i], "keys") && argv[3].empty()) {
+      for (size_t k = i + 1; k < argc; ++k) out->push_back({static_cast<uint32_t>(k), flags});
+      return;
+    } else {
+      return;
+    }
+  }
+  out->push_back({3, flags});
+}
+
 // A keyword key spec searched forward: the argument after the first
 // `ks.keyword` from `ks.begin_arg` on, or -1.
 int AfterKeyword(std::span<const std::string_view> argv, const KeySpec& ks) {
@@ -280,6 +308,11 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
   const int argc = static_cast<int>(argv.size());
   static const CommandSpec* const georadius = LookupCommandName("georadius");
   static const CommandSpec* const georadius_member = LookupCommandName("georadiusbymember");
+  static const CommandSpec* const migrate = LookupCommandName("migrate");
+  if (&spec == migrate && spec.num_specs == 2) {
+    MigrateKeys(argv, spec.specs[0].flags, out);
+    return true;
+  }
   if ((&spec == georadius || &spec == georadius_member) && spec.num_specs == 3 && argc >= 2) {
     // The source key, then the one STORE or STOREDIST names (if any).
     out->push_back({1, spec.specs[0].flags});
@@ -316,9 +349,6 @@ bool FindKeys(const CommandSpec& spec, std::span<const std::string_view> argv, s
     // (A spec learnt at run time may hold anything: nothing below reads
     // outside argv.)
     if (begin < 0 || begin >= argc) continue;
-    // MIGRATE host port "" db timeout … KEYS k…: the empty key means "see KEYS".
-    if (ks.begin == KeyBegin::kIndex && argv[begin].empty() && std::strcmp(spec.name, "migrate") == 0)
-      continue;
     if (ks.find == KeyFind::kRange) {
       int last;
       if (ks.a >= 0) {

@@ -1956,6 +1956,15 @@ void Connection::OnIgnoredRequest(std::span<const std::string_view> args, uint64
   }
   ++stats_.requests;
   first_request_of_chunk_ = false;  // (a RESET after it in its chunk is not the first of a write)
+  // A script body is learned from its request whatever becomes of it (see
+  // OnRequest): a MONITOR client may SCRIPT LOAD, which touches no key (a
+  // review: another connection's key-less EVALSHA of it was lost, taken for
+  // one of a script loaded before the capture).
+  if (kind == Kind::kScriptLoad && args.size() == 3 && !requests_.arg_elided(2)) [[unlikely]] {
+    scripts_->LearnBody(args[2]);
+  } else if (args.size() >= 2 && !requests_.arg_elided(1) && IsEvalOfABody(spec)) [[unlikely]] {
+    scripts_->LearnBody(args[1]);
+  }
   switch (kind) {
     case Kind::kSelect: {
       // Runs in MONITOR mode and after UNSUBSCRIBE down to no channel; its

@@ -1019,12 +1019,15 @@ size_t ReadbackWrite(const CommandSpec& spec, std::span<const std::string_view> 
         out.Readback(argv[2], static_cast<uint16_t>(db));
     }
   }
-  if (!any && spec.Has(kCmdWrite) && spec.num_specs == 0) {
+  if (!any && spec.Has(kCmdWrite) && spec.num_specs == 0 && !CallsMigrate(argv)) {
     // A keyless write with an unknown outcome (FLUSHDB, FLUSHALL, SWAPDB,
     // FUNCTION LOAD…): nothing to read back key by key; ship it
     // database-wide, flagged. A command that has keys but whose keys were
     // not found (MIGRATE with an empty KEYS list…) is never shipped as is:
-    // the server refuses it, and its arguments may hold a password.
+    // the server refuses it, and its arguments may hold a password. Nor is
+    // a library that may call MIGRATE (any FUNCTION RESTORE), as when
+    // answered (kFunctionLoad; a review shipped one, password and all,
+    // sent under CLIENT REPLY OFF); its connection holds FCALLs back.
     out.EmitArgs(RecordOp::kDatabase, kNeedsReadback, {}, argv);
   }
   return out.count();
@@ -1158,7 +1161,8 @@ ConvertOutcome ConvertWrite(const CommandSpec& spec, std::span<const std::string
       if (incr && rule == Rule::kZadd && std::string_view(spec.name) == "zadd") {
         if (IsNull(reply)) return ConvertOutcome::kNoEffect;
         std::string_view v;
-        if (root == nullptr || !Scalar(*root, &v) || i + 2 != argv.size()) return bad();
+        // (A number: a reply out of step may hold a password, a review.)
+        if (root == nullptr || !Scalar(*root, &v) || !IsNumber(v) || i + 2 != argv.size()) return bad();
         out.Emit(RecordOp::kIdempotent, 0, argv[1], {"ZADD", argv[1], v, argv[i + 1]});
         return ConvertOutcome::kRecorded;
       }

@@ -1184,6 +1184,30 @@ TEST_F(Pairing, AScriptIsKnownFromItsRequestBeforeItsReply) {
   }
 }
 
+// A MONITOR client may SCRIPT LOAD (it touches no key, so Redis runs it);
+// its replies are not read, but the body is learned from the request as on
+// any connection (a review: another connection's key-less EVALSHA of it was
+// lost, taken for one of a script loaded before the capture).
+TEST_F(Pairing, AScriptLoadedByAMonitorClientIsKnown) {
+  const std::string body = "return redis.call('SET', 'kvft:mon', 'fromscript')";
+  const std::string sha = Sha1Hex(body);
+  c_->Do({"SCRIPT", "FLUSH"});
+  ScriptCache cache;
+  ConnectionOptions o;
+  o.scripts = &cache;
+  MirroredClient monitor(kPort, &sink_, 32, o), runner(kPort, &sink_, 33, o);
+  ASSERT_EQ(monitor.Do({"MONITOR"}), "+OK\r\n");
+  monitor.SendOnly(Cmd({"SCRIPT", "LOAD", body}));
+  // Its SHA and the monitor's lines (mirrored, not read) once it ran.
+  std::string out;
+  for (int i = 0; i < 100 && out.find(sha) == std::string::npos; ++i) out += monitor.ReceiveMirroredFor(20);
+  ASSERT_NE(out.find(sha), std::string::npos) << out;
+  ASSERT_EQ(runner.Do({"EVALSHA", sha, "0"}), "+OK\r\n");
+  const std::string f = " f" + std::to_string(kNeedsReadback);
+  EXPECT_EQ(Take(), (V{"0 " + kOrd + f + " : EVAL " + body + " 0"}));
+  EXPECT_EQ(runner.conn().stats().script_unknown, 0u);
+}
+
 TEST_F(Pairing, FunctionLoadReplicatesWithReplaceAndFcallIsOrdered) {
   const std::string code =
       "#!lua name=kvftp\nredis.register_function('kvftp_set', function(keys, args) "
@@ -2962,6 +2986,7 @@ TEST(PairingOffline, RepliesThatDoNotFitTheirRequestGiveNoRecordTheirBytes) {
       {Cmd({"INCRBYFLOAT", "f", "1"}), bulk},
       {Cmd({"HINCRBYFLOAT", "h", "f", "1"}), bulk},
       {Cmd({"ZINCRBY", "z", "1", "m"}), bulk},
+      {Cmd({"ZADD", "z", "INCR", "1", "m"}), bulk},  // (a review)
       {Cmd({"LMOVE", "a", "b", "LEFT", "RIGHT"}), "+S3CRET\r\n"},
       {Cmd({"XADD", "x", "*", "f", "v"}), bulk},
   };
@@ -4236,26 +4261,36 @@ TEST(ScriptCacheTest, Sha1AndBounds) {
 // whose keys were not found, or with an argument count the server refuses,
 // produces nothing: it never ran, and MIGRATE's arguments may hold a
 // password. (Found by resp_pairing_fuzz: an unanswered inline `migrate`
-// used to be shipped whole.)
+// used to be shipped whole.) Nor is a library that may call MIGRATE, nor a
+// FUNCTION RESTORE (a review shipped both, sent under CLIENT REPLY OFF).
 TEST(PairingOffline, UnansweredWritesNeverShipArgumentsThatMayHoldSecrets) {
   VectorSink sink;
   Connection conn(&sink, {});
   conn.OnData(Direction::kClientToServer,
               Cmd({"MIGRATE", "10.0.0.9", "6379", "", "0", "5000", "AUTH", "s3cret-pw", "KEYS", "a", "b"}) +
                   Cmd({"MIGRATE", "10.0.0.9", "6379", "", "0", "5000", "AUTH2", "u", "s3cret-pw"}) +
-                  "migrate\r\n" + Cmd({"SET", "c"}) + Cmd({"FLUSHDB"}),
+                  Cmd({"MIGRATE", "10.0.0.9", "6379", "d", "0", "5000", "AUTH2", "keys", "s3cret-pw"}) +
+                  Cmd({"FUNCTION", "LOAD",
+                       "#!lua name=m\nredis.register_function('m', function(k) return "
+                       "redis.call('MIGRATE', 'h', '1', k[1], '0', '9', 'AUTH', 's3cret-pw') end)"}) +
+                  Cmd({"FUNCTION", "RESTORE", "payload with s3cret-pw"}) + "migrate\r\n" + Cmd({"SET", "c"}) +
+                  Cmd({"FLUSHDB"}),
               1000);
   conn.OnClose(CloseReason::kFin);
   std::vector<std::string> got;
   for (const ChangeRecord& r : sink.records) {
     std::string line = std::string(RecordOpName(r.op)) + ":" + r.key;
+    EXPECT_EQ(r.key.find("s3cret"), std::string::npos) << line;
     for (const auto& a : r.args) {
       line += " " + a;
       EXPECT_EQ(a.find("s3cret"), std::string::npos) << line;
     }
     got.push_back(line);
   }
-  EXPECT_EQ(got, (std::vector<std::string>{"readback:a", "readback:b", "database: FLUSHDB"}));
+  // (Without KEYS, "" is the key MIGRATE moves; an AUTH2 user "keys" is
+  // not the keyword: a review read the password back as a key.)
+  EXPECT_EQ(got, (std::vector<std::string>{"readback:a", "readback:b", "readback:", "readback:d",
+                                           "database: FLUSHDB"}));
   for (const ChangeRecord& r : sink.records) EXPECT_TRUE(r.HasFlag(kNeedsReadback));
 }
 
