@@ -2452,6 +2452,16 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // … ERROR says "client unblocked via": the client lives on.
     quit_ = quit_answered_ = true;
   }
+  if (is_error && root.str.starts_with("ERR Protocol error") && !(p.spec != nullptr && IsScriptCall(*p.spec)))
+      [[unlikely]] {
+    // A request the server could not read (more than 10 arguments or a
+    // bulk over 16 KiB before AUTH, a bulk over proto-max-bulk-len, an
+    // inline line too long…), which the parser read: Redis closes the
+    // connection after this reply and runs nothing sent behind (a review:
+    // a FLUSHALL pipelined behind an unauthenticated RPUSH of 10 elements
+    // was shipped). (A script may return such an error of its own.)
+    quit_ = quit_answered_ = true;
+  }
   switch (p.kind) {
     case Kind::kAuth:
     case Kind::kMulti:

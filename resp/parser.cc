@@ -15,6 +15,9 @@ namespace kvf::resp {
 
 namespace {
 
+// Inline scratch kept between lines (Parser::SplitQuoted).
+constexpr size_t kSmallScratch = 64u << 10;
+
 bool ParseInt64(const char* p, size_t n, int64_t* out) {
   if (n == 0 || n > 20) return false;
   auto r = std::from_chars(p, p + n, *out);
@@ -788,12 +791,14 @@ ParseStatus Parser::ParseInline(const char* v, size_t len) {
 
 // Splits [line, end) (no NUL inside) into args_, unescaping into
 // inline_scratch_. Every input byte yields at most one output byte, so the
-// scratch is sized once to the line (<= max_inline_len) and never moves while
-// views into it are taken. False when the quotes are unbalanced.
+// scratch is sized to the line (<= max_inline_len) before any view into it
+// is taken, so it never moves under them. False when the quotes are
+// unbalanced.
 bool Parser::SplitQuoted(const char* line, const char* end) {
-  // Reserved once at the cap so that resizing never reallocates past it.
-  if (inline_scratch_.capacity() < limits_.max_inline_len) inline_scratch_.reserve(limits_.max_inline_len);
-  inline_scratch_.resize(static_cast<size_t>(end - line));
+  const size_t n = static_cast<size_t>(end - line);
+  // (A long line's scratch is not kept for the short ones after it.)
+  if (n <= kSmallScratch && inline_scratch_.capacity() > kSmallScratch) std::string().swap(inline_scratch_);
+  inline_scratch_.resize(n);
   return SplitArgs(line, end, inline_scratch_.data(), &args_);
 }
 

@@ -30,8 +30,15 @@ struct Limits {
   // skips the rest unread (Parser::tail_elided), and a skimmed reply is
   // walked whatever its length.
   uint32_t max_elements = 4u << 20;
-  uint32_t max_depth = 32;            // nesting of aggregates
-  size_t max_inline_len = 64u << 10;  // one inline command / simple-string line
+  uint32_t max_depth = 32;  // nesting of aggregates
+  // One line: an inline command, a simple-string or error reply, a header.
+  // Redis refuses an inline command once 64 KiB have come without a line
+  // end, but runs a longer one whose end came in the same read (it reads
+  // 16 KiB at a time: a review's SETs of 70,000 and 80,000 bytes ran, and
+  // were lost here), and puts no limit on a status or error reply (a Lua
+  // error_reply of 70,000 bytes desynced the connection: the same review).
+  // A line Redis refused pairs with its protocol error.
+  size_t max_inline_len = 1u << 20;
   // Bytes held for one message: a bulk string that would take a message
   // past this is elided (Node::elided, Parser::elided()), not buffered.
   size_t max_message_bytes = 64u << 20;

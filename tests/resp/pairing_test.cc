@@ -3104,6 +3104,65 @@ TEST(PairingLive, RefusalsBeforeAuthenticationOrOfAHelloDoNotShiftThePairing) {
   }
 }
 
+// Redis closes a connection after a protocol error and runs nothing sent
+// behind the request it could not read; the parser reads requests Redis
+// refuses before AUTH (more than 10 arguments, a bulk over 16 KiB). A
+// review: a FLUSHALL pipelined behind an unauthenticated RPUSH of 10
+// elements was shipped, and the replica emptied. Lines longer than Redis's
+// inline limit that it runs or answers are paired (the same review lost a
+// 70,000-byte inline SET, and desynced on a 70,000-byte script error).
+TEST(PairingLive, NothingBehindAProtocolErrorRunsAndLongLinesArePaired) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kProtoPort = 16474;
+  LiveRedis redis(kProtoPort, {"--requirepass", "pw"});
+  ASSERT_TRUE(redis.ok());
+  RawClient admin(kProtoPort);
+  ASSERT_EQ(admin.Send(Cmd({"AUTH", "pw"}), 1), "+OK\r\n");
+  const std::vector<std::string> refused = {
+      Cmd({"RPUSH", "l", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}),
+      Cmd({"SET", "k", std::string(20'000, 'v')}),
+  };
+  for (const std::string& first : refused) {
+    ASSERT_EQ(admin.Send(Cmd({"SET", "keep", "1"}), 1), "+OK\r\n");
+    VectorSink sink;
+    {
+      MirroredClient c(kProtoPort, &sink, 40);
+      ASSERT_TRUE(c.ok());
+      const std::string got = c.Do(first + Cmd({"FLUSHALL"}) + Cmd({"SET", "x", "1"}), 1);
+      ASSERT_NE(got.find("Protocol error"), std::string::npos) << got;
+      c.ReceiveMirroredFor(50);
+      c.conn().OnClose(CloseReason::kFin);
+      EXPECT_EQ(c.conn().stats().never_ran, 2u);
+    }
+    EXPECT_EQ(admin.Send(Cmd({"EXISTS", "keep"}), 1), ":1\r\n");  // the FLUSHALL never ran
+    EXPECT_TRUE(sink.records.empty()) << sink.records[0].args[0];
+  }
+  // Authenticated: a script's error of 70,000 bytes, then writes in step;
+  // an inline SET of 70,000 bytes, recorded as the server answered it.
+  VectorSink sink;
+  MirroredClient c(kProtoPort, &sink, 41);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c.Do({"AUTH", "pw"}), "+OK\r\n");
+  const std::string error =
+      c.Do(Cmd({"EVAL", "redis.call('SET', KEYS[1], 'v') return redis.error_reply(string.rep('x', 70000))",
+                "1", "sk"}) +
+               Cmd({"SET", "after", "1"}),
+           2);
+  ASSERT_GT(error.size(), 70'000u);
+  const std::string inline_reply = c.Do("SET big " + std::string(70'000, 'b') + "\r\n", 1);
+  EXPECT_EQ(c.conn().stats().parse_errors, 0u);
+  EXPECT_EQ(c.conn().stats().desyncs, 0u);
+  bool after = false, big = false, sk = false;
+  for (const ChangeRecord& r : sink.records) {
+    if (r.key == "after") after = r.flags == 0;
+    if (r.key == "big") big = true;
+    if (r.key == "sk") sk = r.HasFlag(kNeedsReadback);
+  }
+  EXPECT_TRUE(after);
+  EXPECT_TRUE(sk);
+  EXPECT_EQ(big, inline_reply == "+OK\r\n") << inline_reply.substr(0, 80);
+}
+
 // The same across connections that share one script cache (as decode's and
 // capture's do): a held-back library load queued in a MULTI that a QUIT, a
 // RESET or the client's close ends, or that an ACL refuses at queueing,
