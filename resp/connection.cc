@@ -9,6 +9,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "resp/ambiguity.h"
 #include "resp/client_list.h"
 #include "resp/convert.h"
 #include "resp/renames.h"
@@ -69,6 +70,19 @@ ScriptKind ScriptKindOf(const CommandSpec* spec) {
   if (spec == eval) return ScriptKind::kEval;
   if (spec == evalsha) return ScriptKind::kEvalsha;
   return ScriptKind::kNone;
+}
+
+// An EVAL or EVALSHA whose body (its own, or the one `scripts` knows for
+// the digest) may run FLUSHDB, FLUSHALL or SWAPDB: database-wide, as its
+// record is (DbsChangedBy).
+bool ScriptChangesDbs(const CommandSpec* spec, std::span<const std::string_view> args,
+                      const ScriptCache& scripts) {
+  const ScriptKind kind = ScriptKindOf(spec);
+  if (kind == ScriptKind::kNone || args.size() < 2) return false;
+  DbSet d;
+  if (kind == ScriptKind::kEval) return ScriptDbsChanged(args[1], 0, &d);
+  const std::shared_ptr<const std::string> body = scripts.Find(args[1]);
+  return body != nullptr && ScriptDbsChanged(*body, 0, &d);
 }
 
 // EVAL or EVAL_RO: the server caches the body it names (OnRequest).
@@ -664,9 +678,8 @@ void Connection::UpdateHold(uint64_t ts) {
   // request once that is sent (as its record is timed). Requests wait in
   // the order they came, and those queued (answered +QUEUED) came first.
   uint64_t from = 0;
-  bool waits_for_exec = std::any_of(multi_queue_.begin(), multi_queue_.end(), [](const Pending& p) {
-    return p.spec != nullptr && IsDatabaseWide(*p.spec);
-  });
+  bool waits_for_exec =
+      std::any_of(multi_queue_.begin(), multi_queue_.end(), [](const Pending& p) { return p.database_wide; });
   for (const Pending& p : pending_) {
     if (p.kind == Kind::kExec && waits_for_exec) {
       from = p.ts;
@@ -674,7 +687,7 @@ void Connection::UpdateHold(uint64_t ts) {
     }
     if (p.kind == Kind::kExec || p.kind == Kind::kDiscard) {
       waits_for_exec = false;
-    } else if (p.spec != nullptr && IsDatabaseWide(*p.spec)) {
+    } else if (p.database_wide) {
       if (!p.queued) {
         from = p.ts;
         break;
@@ -1071,9 +1084,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
             .arg_begin = static_cast<uint32_t>(spans_.size()),
             .ts = ts,
             .seq = next_seq_++};
-  if (opts_.announce_holds && spec != nullptr && IsDatabaseWide(*spec)) [[unlikely]] {
+  if (opts_.announce_holds && spec != nullptr &&
+      (IsDatabaseWide(*spec) || ScriptChangesDbs(spec, args, *scripts_))) [[unlikely]] {
     hold_watch_ = true;
     p.queued = req_in_multi_;
+    p.database_wide = true;
   }
   // A request that may change the db while it is unknown: an answer from
   // the server settles it only if asked after this ran (ProveDb), whatever

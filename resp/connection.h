@@ -363,6 +363,7 @@ class Connection {
     bool blocks = false;               // may hold its client until served (BlocksClient; not queued)
     bool kills = false;                // a CLIENT KILL that may kill its own connection (KillsItself)
     bool holds_library = false;        // a library load held back: ScriptCache::NoteLibraryRequested
+    bool database_wide = false;  // with announce_holds: FLUSHDB…, a script that may run one (UpdateHold)
     // A RESP3 (P|S)SUBSCRIBE: unanswered, but confirmed by one push per
     // channel, or refused by one error unless `silenced` (sub_confirms_).
     bool confirmed_by_push = false;

@@ -736,6 +736,21 @@ TEST(PairingHolds, DatabaseWideWritesWaitingForTheirRepliesAreAnnounced) {
     expect({"HOLD 1000"});
     rep("-ERR invalid first DB index\r\n", 1100);
     expect({"RELEASE"});
+    // A script that may flush (its own body, or one known by digest); not
+    // one that names no FLUSHDB, FLUSHALL or SWAPDB.
+    const std::string flush = "return redis.call('FLUSHDB')";
+    req(Cmd({"EVAL", flush, "0"}), 1110);
+    expect({"HOLD 1110"});
+    rep("+OK\r\n", 1120);
+    expect({"EVAL", "RELEASE"});
+    req(Cmd({"EVALSHA", Sha1Hex(flush), "0"}), 1130);  // (learned from the EVAL)
+    expect({"HOLD 1130"});
+    rep("+OK\r\n", 1140);
+    expect({"EVAL", "RELEASE"});
+    req(Cmd({"EVAL", "return redis.call('SET', KEYS[1], 1)", "1", "k"}), 1150);
+    expect({});
+    rep("+OK\r\n", 1160);
+    expect({"EVAL"});
     // Never answered: read back at the close.
     req(Cmd({"FLUSHALL"}), 1200);
     expect({"HOLD 1200"});
@@ -6095,21 +6110,25 @@ TEST(AmbiguityLive, AWriteAnsweredBehindALargeReplyIsOrderedByItsRequest) {
 // FLUSHDB (announce_holds), so the tracker still holds B's SET when the
 // FLUSHDB's reply comes and flags it for read-back; without the
 // announcement the SET has left unflagged by then, and only the FLUSHDB is
-// flagged, for its length (found by a review).
+// flagged, for its length (found by a review). A script that runs FLUSHDB
+// is announced and flagged alike.
 TEST(AmbiguityLive, AFlushdbAnsweredBehindALargeReplyFlagsTheWritesOfItsSpan) {
   if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
   constexpr int kLivePort = 16439;
   BigReplyServer server(kLivePort);
   ASSERT_TRUE(server.ok());
-  for (const bool announce : {true, false}) {
-    SCOPED_TRACE(announce);
+  const std::vector<std::string> flushdb = {"FLUSHDB"},
+                                 script = {"EVAL", "return redis.call('FLUSHDB')", "0"};
+  for (const auto& [announce, flush] : {std::pair(true, flushdb), std::pair(false, flushdb),
+                                        std::pair(true, script), std::pair(false, script)}) {
+    SCOPED_TRACE(std::to_string(announce) + " " + flush[0]);
     VectorSink out;
     AmbiguityTracker t(&out, AmbiguityOptions{});  // max_span 5 ms: the FLUSHDB's span is long
     ConnectionOptions ao;
     ao.announce_holds = announce;
     MirroredClient a(kLivePort, &t, 51, ao), b(kLivePort, &t, 52);
     ASSERT_TRUE(a.ok() && b.ok());
-    a.SendOnly(Cmd({"GET", "big"}) + Cmd({"FLUSHDB"}));
+    a.SendOnly(Cmd({"GET", "big"}) + Cmd(flush));
     std::this_thread::sleep_for(std::chrono::milliseconds(5));  // A's FLUSHDB has run
     b.Do({"SET", "k", "B"});
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
@@ -6118,9 +6137,9 @@ TEST(AmbiguityLive, AFlushdbAnsweredBehindALargeReplyFlagsTheWritesOfItsSpan) {
     t.Flush();
     ASSERT_EQ(out.records.size(), 2u);
     EXPECT_EQ(out.records[0].key, "k");
-    EXPECT_EQ(out.records[1].op, RecordOp::kDatabase);
+    EXPECT_EQ(out.records[1].args[0], flush[0]);
     EXPECT_EQ(out.records[0].HasFlag(kNeedsReadback), announce);
-    EXPECT_EQ(out.records[1].HasFlag(kNeedsReadback), !announce);
+    EXPECT_EQ(out.records[1].HasFlag(kAmbiguousOrder), !announce);
     EXPECT_EQ(t.stats().long_spans, announce ? 0u : 1u) << "checked " << t.stats().long_checked;
     server.setup.Do({"SET", "big", std::string(4 << 20, 'x')});  // flushed
     server.setup.Do({"DEL", "k"});
