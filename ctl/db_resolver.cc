@@ -3,7 +3,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <vector>
@@ -73,7 +76,14 @@ void DbAnswerBoard::Publish(const dataplane::Endpoint& server, std::shared_ptr<c
   const auto at = std::upper_bound(list.begin(), list.end(), answer->asked_ns,
                                    [](uint64_t asked, const auto& a) { return asked < a->asked_ns; });
   list.insert(at, std::move(answer));
-  if (list.size() > DbAnswers::kKeep) list.erase(list.begin());
+  uint64_t newest_ns = 0;
+  for (const auto& a : list) newest_ns = std::max(newest_ns, a->answered_ns);
+  size_t applicable = 0;  // answered a margin or more before the newest
+  for (const auto& a : list) applicable += a->answered_ns + DbSettler::kMarginNs <= newest_ns;
+  while (list.size() > DbAnswers::kMaxKept || applicable > DbAnswers::kKeep) {
+    applicable -= list.front()->answered_ns + DbSettler::kMarginNs <= newest_ns;
+    list.erase(list.begin());
+  }
   answers_ = std::move(next);
   version_.fetch_add(1, std::memory_order_release);
 }
@@ -170,6 +180,14 @@ DbResolverStats DbResolver::stats() const {
 }
 
 void DbResolver::Run() {
+  // hiredis writes with write(): to a connection the server closed at
+  // once (maxclients, protected mode) that raised SIGPIPE, and the capture
+  // died (a review). Blocked on this thread, the signal stays pending and
+  // the write fails with EPIPE.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     // The servers wanted whose last question is old enough; the others wait.
@@ -232,19 +250,27 @@ bool DbResolver::Query(const dataplane::Endpoint& server) {
   if (c->err != 0) return fail(std::string("cannot connect: ") + c->errstr);
   redisSetTimeout(c.get(), tv);
   if (!opts_.password.empty()) {
-    std::vector<std::string> auth = {"AUTH"};
+    std::vector<std::string> auth = {opts_.auth_command};
     if (!opts_.username.empty()) auth.push_back(opts_.username);
     auth.push_back(opts_.password);
     Reply r = Command(c.get(), auth);
-    // The server's error names no password (WRONGPASS, NOAUTH…); ours neither.
     if (r == nullptr) return fail(std::string("AUTH: ") + c->errstr);
-    if (r->type == REDIS_REPLY_ERROR) return fail("AUTH refused: " + std::string(r->str, r->len));
+    // Its first word only (WRONGPASS, NOAUTH, ERR): Redis repeats the
+    // arguments of a command it does not know, the password among them (a
+    // review printed it so, with AUTH renamed).
+    if (r->type == REDIS_REPLY_ERROR) {
+      const std::string_view error(r->str, r->len);
+      return fail("AUTH refused: " + std::string(error.substr(0, error.find(' '))));
+    }
   }
   // Named like a replayer: a capture of this server sees this connection
   // too, and must not take it for an application's.
-  Command(c.get(), {"CLIENT", "SETNAME", "kvferry:dbresolver"});
+  Reply named = Command(c.get(), {opts_.client_command, "SETNAME", "kvferry:dbresolver"});
+  if (named == nullptr) return fail("CLIENT SETNAME: " + std::string(c->errstr));
+  if (named->type == REDIS_REPLY_ERROR)
+    return fail("CLIENT SETNAME refused: " + std::string(named->str, named->len));
   const uint64_t asked = RealtimeNs();
-  Reply r = Command(c.get(), {"CLIENT", "LIST", "TYPE", "normal"});
+  Reply r = Command(c.get(), {opts_.client_command, "LIST", "TYPE", "normal"});
   const uint64_t answered = RealtimeNs();
   if (r == nullptr) return fail(std::string("CLIENT LIST: ") + c->errstr);
   if (r->type == REDIS_REPLY_ERROR) return fail("CLIENT LIST refused: " + std::string(r->str, r->len));

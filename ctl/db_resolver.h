@@ -48,11 +48,16 @@ struct DbAnswer {
                                                   uint64_t asked_ns, uint64_t answered_ns);
 };
 
-// The latest answers of every server (kKeep each, by asked_ns ascending),
-// immutable once published. More than one: an agent that polls faster than
-// the margin would otherwise always show an answer not yet applicable.
+// The latest answers of every server (by asked_ns ascending), immutable
+// once published: every one answered within DbSettler::kMarginNs of the
+// newest (not yet applicable to a stream read up to it), and kKeep older
+// ones, at most kMaxKept in all. Not the kKeep newest alone: an agent
+// polling faster than the margin always showed answers not yet applicable,
+// and pushed out the one that was (a review: CLIENT LIST every 10 ms left
+// every connection's db unknown, --resolve-db too).
 struct DbAnswers {
   static constexpr size_t kKeep = 4;
+  static constexpr size_t kMaxKept = 256;
   using List = std::vector<std::shared_ptr<const DbAnswer>>;
   std::map<dataplane::Endpoint, List> by_server;
   // Servers shown to be Redis Cluster nodes: db 0 alone, for every client
@@ -68,7 +73,7 @@ struct DbAnswers {
 // and fetch the answers only when it moved.
 class DbAnswerBoard {
  public:
-  // Adds `answer` to `server`'s latest (dropping the oldest past kKeep).
+  // Adds `answer` to `server`'s latest (dropping the oldest: see DbAnswers).
   void Publish(const dataplane::Endpoint& server, std::shared_ptr<const DbAnswer> answer);
   // `server` is a Redis Cluster node (once; later calls change nothing).
   void PublishClusterNode(const dataplane::Endpoint& server);
@@ -82,8 +87,12 @@ class DbAnswerBoard {
 };
 
 struct DbResolverOptions {
-  std::string username;                          // AUTH username (empty: the default user)
-  std::string password;                          // empty: no AUTH. Never logged, printed or shipped.
+  std::string username;  // AUTH username (empty: the default user)
+  std::string password;  // empty: no AUTH. Never logged, printed or shipped.
+  // The names the source knows AUTH and CLIENT by (its rename-commands:
+  // resp::ServerCommandName).
+  std::string auth_command = "AUTH";
+  std::string client_command = "CLIENT";
   std::chrono::milliseconds min_interval{1000};  // between two CLIENT LISTs to one server
   std::chrono::milliseconds timeout{1000};       // connect, and each reply
 };

@@ -36,8 +36,9 @@ constexpr size_t kEntryBytes = 112;
 // Open addressing over 64-bit hashes of (db, key), at most half full: one
 // cache line a write while the set holds a hot key set (a std::set cost a
 // capture in a failover window four fifths of its rate; a review).
-bool Failovers::KeptKeys::Insert(uint16_t db, std::string_view key) {
-  uint64_t h = XXH3_64bits(key.data(), key.size()) ^ (uint64_t{db} * 0x9e3779b97f4a7c15ull);
+bool Failovers::KeptKeys::Insert(uint16_t db, std::string_view key, bool unknown_db) {
+  uint64_t h = XXH3_64bits(key.data(), key.size()) ^ (uint64_t{db} * 0x9e3779b97f4a7c15ull) ^
+               (unknown_db ? 0xc2b2ae3d27d4eb4full : 0);
   h = h == 0 ? 1 : h;
   if ((used + 1) * 2 > slots.size()) {
     std::vector<uint64_t> old(std::max<size_t>(64, slots.size() * 2), 0);
@@ -57,7 +58,7 @@ bool Failovers::KeptKeys::Insert(uint16_t db, std::string_view key) {
     if (slots[i] == 0) {
       slots[i] = h;
       ++used;
-      keys.emplace_back(db, std::string(key));
+      keys.push_back(KeptKey{db, std::string(key), unknown_db});
       return true;
     }
   }
@@ -65,7 +66,7 @@ bool Failovers::KeptKeys::Insert(uint16_t db, std::string_view key) {
 
 size_t Failovers::KeptKeys::Bytes() const {
   size_t n = 0;
-  for (const auto& k : keys) n += k.second.size() + kEntryBytes;
+  for (const KeptKey& k : keys) n += k.key.size() + kEntryBytes;
   return n;
 }
 
@@ -114,7 +115,8 @@ bool Failovers::KeptAtLocked(const std::string& server, uint64_t at_ns) const {
   return k == kept_since_.end() || at_ns > k->second;
 }
 
-bool Failovers::Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns) {
+bool Failovers::Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns,
+                     bool unknown_db) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!KeptAtLocked(server, at_ns)) return false;
   // Already demoted, after this write: its read-back went out without it.
@@ -131,7 +133,7 @@ bool Failovers::Note(const std::string& server, uint16_t db, std::string_view ke
     generation_.fetch_add(1, std::memory_order_release);
     return false;
   }
-  if (keys.Insert(db, key)) key_bytes_ += key.size() + kEntryBytes;
+  if (keys.Insert(db, key, unknown_db)) key_bytes_ += key.size() + kEntryBytes;
   return false;
 }
 
@@ -405,7 +407,9 @@ void FailoverWire::Emit(const RecordView& r, uint64_t id) {
     // master's FLUSHALL emptied the replica; a second, its EVAL … 0).
     failovers_->Unknowable(server_, r.capture_ns);
   } else {
-    if (failovers_->Note(server_, r.db, r.key, r.capture_ns)) ReadBack(r.db, r.key, r.capture_ns);
+    const bool unknown_db = (r.flags & kUnknownDb) != 0;
+    if (failovers_->Note(server_, r.db, r.key, r.capture_ns, unknown_db))
+      ReadBack(r.db, r.key, r.capture_ns, unknown_db);
   }
 }
 
@@ -428,8 +432,8 @@ void FailoverWire::OnReplicaLink(const resp::ReplicaLink& link, uint64_t reply_n
     // its writes until the new one had them all), and no REPLICAOF shows.
     failovers_->RoleChange(server_, "", reply_ns, true, true);
     if (failovers_->IsServer(replica)) {
-      for (const auto& [db, key] : failovers_->RoleChange(replica, server_, reply_ns, true, true))
-        ReadBack(db, key, reply_ns);
+      for (const Failovers::KeptKey& k : failovers_->RoleChange(replica, server_, reply_ns, true, true))
+        ReadBack(k.db, k.key, reply_ns, k.unknown_db);
     }
     return;
   }
@@ -440,17 +444,17 @@ void FailoverWire::OnRoleChange(std::string_view master, uint64_t reply_ns, bool
   const Failovers::Keys lost = failovers_->RoleChange(server_, master, reply_ns, answered);
   // What it took since another server was made master is gone from the
   // source: read back, after the writes that made them.
-  for (const auto& [db, key] : lost) ReadBack(db, key, reply_ns);
+  for (const Failovers::KeptKey& k : lost) ReadBack(k.db, k.key, reply_ns, k.unknown_db);
 }
 
-void FailoverWire::ReadBack(uint16_t db, std::string_view key, uint64_t at_ns) {
+void FailoverWire::ReadBack(uint16_t db, std::string_view key, uint64_t at_ns, bool unknown_db) {
   static const resp::CommandSpec* const replicaof = resp::LookupCommandName("replicaof");
   RecordView v;
   v.capture_ns = at_ns;
   v.request_ns = at_ns;
   v.db = db;
   v.op = RecordOp::kReadback;
-  v.flags = kNeedsReadback;
+  v.flags = static_cast<uint16_t>(unknown_db ? kNeedsReadback | kUnknownDb : kNeedsReadback);
   v.source = replicaof != nullptr ? resp::SourceIdOf(*replicaof) : 0;
   v.key = key;
   next_->Emit(v, connection_id_);

@@ -44,7 +44,16 @@ class Failovers {
     bool answered = true;      // else sent with its reply silenced (CLIENT REPLY OFF, SKIP)
     bool coordinated = false;  // FAILOVER's switch (PSYNC FAILOVER), not a REPLICAOF
   };
-  using Keys = std::set<std::pair<uint16_t, std::string>>;
+  // A key a server wrote; `unknown_db`: its db was a guess (kUnknownDb),
+  // and its read-back says so (a review: the read-back of a key written in
+  // db 3 on a connection joined mid-stream read db 0, unflagged).
+  struct KeptKey {
+    uint16_t db = 0;
+    std::string key;
+    bool unknown_db = false;
+    auto operator<=>(const KeptKey&) const = default;
+  };
+  using Keys = std::set<KeptKey>;
   static constexpr size_t kKeep = 256;                      // changes listed; later ones counted
   static constexpr size_t kMaxKeyBytes = size_t{64} << 20;  // keys kept, all servers
 
@@ -69,7 +78,8 @@ class Failovers {
   // `server` wrote `key` (a record captured at `at_ns`). True: read it back
   // now, after the write: the server's demotion was already seen, later
   // than the write (capture's workers see connections at their own pace).
-  bool Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns);
+  bool Note(const std::string& server, uint16_t db, std::string_view key, uint64_t at_ns,
+            bool unknown_db = false);
   // `server` wrote database-wide: no read-back undoes that.
   void Unknowable(const std::string& server, uint64_t at_ns);
   // `server` changed its role (`master` empty: made a master; else "host:port"
@@ -146,8 +156,8 @@ class Failovers {
   struct KeptKeys {
     std::vector<uint64_t> slots;  // hashes of (db, key); 0: free
     size_t used = 0;
-    std::vector<std::pair<uint16_t, std::string>> keys;  // each once
-    bool Insert(uint16_t db, std::string_view key);      // false: already kept
+    std::vector<KeptKey> keys;                                        // each once
+    bool Insert(uint16_t db, std::string_view key, bool unknown_db);  // false: already kept
     size_t Bytes() const;
   };
   std::map<std::string, KeptKeys, std::less<>> written_;
@@ -179,7 +189,7 @@ class FailoverWire : public resp::RecordSink, public WireClientLists {
  private:
   // Emits a read-back of `key` in `db` at `at_ns` (after the writes Redis
   // threw away), on this connection.
-  void ReadBack(uint16_t db, std::string_view key, uint64_t at_ns);
+  void ReadBack(uint16_t db, std::string_view key, uint64_t at_ns, bool unknown_db);
 
   std::string server_;
   dataplane::IpAddress client_ip_;

@@ -51,6 +51,16 @@ std::string CurrentCommand(const Renames& r, const std::string& lower) {
 
 }  // namespace
 
+std::string ServerCommandName(std::string_view own) {
+  const Renames& r = TheRenames();
+  const std::string upper = Upper(own);
+  for (const auto& [name, command] : r.added) {
+    if (command == upper) return name;
+  }
+  if (r.gone.count(Lower(own)) != 0) return "";
+  return std::string(own);
+}
+
 Status AddCommandRename(std::string_view old_name, std::string_view new_name) {
   Renames& r = TheRenames();
   const std::string old_lower = Lower(old_name);

@@ -48,6 +48,10 @@ std::optional<std::string_view> SourceCommandName(std::string_view sent);
 std::span<const std::string_view> WithSourceCommandName(std::span<const std::string_view> args,
                                                         std::vector<std::string_view>* scratch);
 
+// The name the source knows command `own` by (any case): its new name, lower
+// case, when renamed; "" when disabled; `own` as given otherwise.
+std::string ServerCommandName(std::string_view own);
+
 // Every name the renames touch, lower case: the new names, and the old ones
 // the source no longer knows. A script naming one runs differently on a
 // replica without the renames (records carry the commands' own names).

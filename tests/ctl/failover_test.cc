@@ -20,7 +20,8 @@ struct Collect : resp::RecordSink {
   void Emit(const RecordView& r, uint64_t connection_id) override {
     seen.push_back(std::string(r.op == RecordOp::kReadback ? "readback " : "write ") + std::to_string(r.db) +
                    " " + std::string(r.key) + " @" + std::to_string((r.capture_ns - kT0) / kMs) + " conn " +
-                   std::to_string(connection_id) + (r.HasFlag(kNeedsReadback) ? " flagged" : ""));
+                   std::to_string(connection_id) + (r.HasFlag(kNeedsReadback) ? " flagged" : "") +
+                   (r.HasFlag(kUnknownDb) ? " unknown_db" : ""));
   }
   std::vector<std::string> seen;
 };
@@ -75,6 +76,26 @@ TEST_F(FailoverTest, WritesOfTheOldMasterAfterThePromotionAreReadBackAtItsDemoti
             "10.0.0.2:6379 was made a replica of 10.0.0.3:6379 at 2023-11-14 22:13:20.500 UTC (REPLICAOF "
             "answered), 0.5 s after 10.0.0.3:6379 was made a master: Redis threw away the writes "
             "10.0.0.2:6379 took in between; 2 key(s) written there then are read back (flagged)");
+}
+
+// A write whose db was a guess (a connection joined mid-stream) is read back
+// flagged so, in its every db: the repair reads the key wherever it is (a
+// review: the read-back read db 0 for a key written in db 3, unflagged).
+// The same key written in a known db is read back too, once.
+TEST_F(FailoverTest, AWriteOfAGuessedDbIsReadBackWithTheDbInDoubt) {
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  RecordView guessed = Write(0, "k", 100);
+  guessed.flags = kNeedsReadback | kAfterGap | kUnknownDb;
+  old_a.Emit(guessed, 1);
+  old_b.Emit(Write(0, "k", 110), 2);
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 500 * kMs, true);
+  ASSERT_EQ(out.seen.size(), 4u);
+  EXPECT_EQ(out.seen[2], "readback 0 k @500 conn 1 flagged");
+  EXPECT_EQ(out.seen[3], "readback 0 k @500 conn 1 flagged unknown_db");
+  // Seen after the demotion that threw it away (another worker): at once.
+  old_b.Emit(guessed, 2);
+  ASSERT_EQ(out.seen.size(), 6u);
+  EXPECT_EQ(out.seen[5], "readback 0 k @100 conn 2 flagged unknown_db");
 }
 
 // Capture's workers: the demotion seen on one before a write it threw away

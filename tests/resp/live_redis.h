@@ -164,9 +164,12 @@ class LiveRedis {
     // too, while this child fails to bind and exits.
     const std::string mine = "process_id:" + std::to_string(pid_) + "\r\n";
     // (A server given --requirepass is asked after an AUTH.)
-    std::string auth;
+    std::string auth, auth_name = "AUTH";
+    for (size_t i = 0; i + 2 < extra.size(); ++i) {
+      if (extra[i] == "--rename-command" && extra[i + 1] == "AUTH") auth_name = extra[i + 2];
+    }
     for (size_t i = 0; i + 1 < extra.size(); ++i) {
-      if (extra[i] == "--requirepass") auth = Cmd({"AUTH", extra[i + 1]});
+      if (extra[i] == "--requirepass") auth = Cmd({auth_name, extra[i + 1]});
     }
     for (int i = 0; i < 200; ++i) {
       if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
