@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 
@@ -98,7 +100,14 @@ Status Log::Recover() {
       numbers.push_back(n);
     } else if (name.rfind(kRecyclePrefix, 0) == 0) {
       recycle_pool_.push_back(options_.dir + "/" + name);
-      ++recycle_counter_;
+      // The next name past the highest in use, not past how many there
+      // are: a name of the pool reused renamed a retired segment over a
+      // pooled file, and the writer failed for good when it took that
+      // file (a review).
+      const std::string_view hex = std::string_view(name).substr(std::strlen(kRecyclePrefix), 16);
+      uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), n, 16);
+      recycle_counter_ = std::max(recycle_counter_, ec == std::errc() ? n : uint64_t{0});
     } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
       (void)fs_->Remove(options_.dir + "/" + name);  // an interrupted atomic write
     }
@@ -107,7 +116,7 @@ Status Log::Recover() {
   TeeReporter reporter(options_.reporter, &recovery_);
 
   std::vector<Segment> segs;
-  std::vector<bool> header_ok;
+  std::vector<bool> header_ok, zeroed;
   for (uint64_t n : numbers) {
     Segment s;
     s.number = n;
@@ -138,6 +147,7 @@ Status Log::Recover() {
     }
     segs.push_back(s);
     header_ok.push_back(hs.ok());
+    zeroed.push_back(!hs.ok() && std::all_of(buf, buf + *got, [](uint8_t b) { return b == 0; }));
   }
   // Which segments to scan record by record: the tail (the last one, and
   // earlier ones while the later one gives no seq to anchor on, e.g. a file
@@ -174,6 +184,26 @@ Status Log::Recover() {
       KVF_RETURN_IF_ERROR(fs_->Truncate(path, s.end_offset));
       recovery_.truncated_bytes += *size - s.end_offset;
     }
+    if (tail[i]) {
+      // Counted durable below, so made durable here: a run that died
+      // before its fsync left its records in the page cache, where this
+      // scan read them; a power loss after this run acknowledged later
+      // records lost them, under a cursor already past them (a review).
+      WritableOptions wo;
+      wo.truncate = false;
+      auto w = fs_->OpenWritable(path, wo);
+      if (!w.ok()) return w.status();
+      KVF_RETURN_IF_ERROR((*w)->Sync());
+      KVF_RETURN_IF_ERROR((*w)->Close());
+    }
+    if (zeroed[i] && s.first_seq > 0) {
+      // Zeroed, not unwritten: records follow it.
+      DropReport r;
+      r.segment = s.number;
+      r.bytes = kSegmentHeaderSize;
+      r.reason = "segment header: zeroed, though records follow it";
+      reporter.Dropped(r);
+    }
     if (s.last_seq == 0 && s.first_seq > 0) s.last_seq = s.first_seq - 1;  // empty
     scanned[i] = true;
     return Status::Ok();
@@ -199,7 +229,10 @@ Status Log::Recover() {
     recycle_pool_.push_back(to);
     segs.pop_back();
     header_ok.pop_back();
+    zeroed.pop_back();
   }
+  // (The truncations and renames above, before anything is acknowledged.)
+  KVF_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
   uint64_t high = 0;
   for (const auto& s : segs) {
     if (s.last_known) high = std::max(high, s.last_seq);
@@ -435,6 +468,7 @@ Status Log::OpenSegmentFile(uint64_t number, bool at_open) {
     Status s;
     if (!from.empty()) {
       s = fs_->Rename(from, path);
+      if (s.sys_errno() == ENOENT) continue;  // gone from the pool (removed by hand): the next
       if (s.ok()) {
         WritableOptions wo;
         wo.truncate = false;
@@ -607,9 +641,13 @@ void Log::IoLoop() {
     io_sleeping_ = false;
     if (!error_.ok()) {
       // Stopped by an I/O error: never write or fsync again (a later fsync
-      // can succeed without the lost pages being on disk).
-      if (stop_) break;
-      continue;
+      // can succeed without the lost pages being on disk). Asleep until
+      // closed: a Sync waiting keeps the wake-up condition true, and the
+      // loop spun holding mu_, so that Sync never returned (a review).
+      progress_cv_.notify_all();
+      space_cv_.notify_all();
+      io_cv_.wait(lock, [&] { return stop_; });
+      break;
     }
     const auto now = Clock::now();
     if (options_.segment_max_age_ms != 0 && cur_segment_records_ > 0 &&

@@ -9,6 +9,7 @@ namespace kvf::logstore {
 
 namespace {
 constexpr size_t kChunk = 1u << 20;
+constexpr uint64_t kMinResyncBudget = uint64_t{64} << 20;
 
 bool AllZero(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
@@ -35,6 +36,8 @@ SegmentScanner::SegmentScanner(const RandomAccessFile* file, uint64_t segment, u
       any_seq_ok_(first_seq == 0) {}
 
 void SegmentScanner::SetLimit(uint64_t limit, uint64_t expected_last_seq, bool final) {
+  // Checksums a resync may compute: a few passes over the segment.
+  resync_budget_ = std::max(resync_budget_, 4 * limit + kMinResyncBudget);
   limit_ = limit;
   expected_last_seq_ = expected_last_seq;
   final_ = final;
@@ -103,19 +106,80 @@ SegmentScanner::Check SegmentScanner::CheckAt(uint64_t off, RecordHeader* h, con
 }
 
 uint64_t SegmentScanner::Resync(uint64_t off, uint64_t* zero_at) {
-  uint64_t q = off + 1;
   *zero_at = limit_;
-  while (q + kRecordHeaderSize <= limit_) {
+  // The damaged record's own header, when it looks whole (of this segment,
+  // of a known type, the seq expected): the search starts where its length
+  // ends, and the bytes inside it are searched only for records that
+  // something found after it shows missing (its length may be what was
+  // damaged). A client's value may hold a framed record: a review's torn
+  // write zeroed the last page of a SET whose value framed a FLUSHALL, and
+  // the search from the next byte found it there.
+  uint64_t after = 0;
+  if (const uint8_t* h = Ensure(off, kRecordHeaderSize); h != nullptr) {
+    const RecordHeader rh = DecodeRecordHeader(h);
+    if (rh.segment_low == segment_low_ && rh.type != kZeroType && rh.length <= kMaxRecordPayload &&
+        !any_seq_ok_ && rh.seq == last_seq_ + 1 && off + kRecordHeaderSize + rh.length <= limit_)
+      after = off + kRecordHeaderSize + rh.length;
+  }
+  if (!status_.ok()) return UINT64_MAX;
+  if (after == 0) return Search(off + 1, limit_, off, UINT64_MAX, zero_at);
+  const uint64_t found = Search(after, limit_, off, UINT64_MAX, zero_at);
+  if (!status_.ok()) return UINT64_MAX;
+  uint64_t below = UINT64_MAX;
+  if (found != UINT64_MAX) {
+    below = DecodeRecordHeader(buf_.data() + (found - buf_off_)).seq;
+    if (below <= last_seq_ + 2) return found;
+  } else {
+    // Nothing after it: the end of the log if its length ends at the end
+    // of the data, at zeros or at a stale record (a torn write), else the
+    // length may be damaged.
+    RecordHeader h;
+    const char* why = "";
+    const uint64_t saved_last = last_seq_;
+    last_seq_ = UINT64_MAX - 1;  // (only the kind of bytes there counts)
+    const Check c = after + kRecordHeaderSize <= limit_ ? CheckAt(after, &h, &why) : Check::kBad;
+    last_seq_ = saved_last;
+    if (!status_.ok()) return UINT64_MAX;
+    if (after == limit_ || c == Check::kZero || c == Check::kStale) {
+      *zero_at = std::min(*zero_at, after);
+      return UINT64_MAX;
+    }
+  }
+  uint64_t inner_zero = 0;
+  const uint64_t inner = Search(off + 1, after, off, below, &inner_zero);
+  if (!status_.ok()) return UINT64_MAX;
+  if (inner != UINT64_MAX) return inner;
+  if (found == UINT64_MAX) {
+    *zero_at = std::min(*zero_at, inner_zero);
+    return UINT64_MAX;
+  }
+  return Ensure(found, kRecordHeaderSize) != nullptr ? found : UINT64_MAX;  // (Next reads its header)
+}
+
+uint64_t SegmentScanner::Search(uint64_t q, uint64_t end, uint64_t off, uint64_t below_seq,
+                                uint64_t* zero_at) {
+  *zero_at = limit_;
+  while (q < end && q + kRecordHeaderSize <= limit_) {
     if (Ensure(q, kRecordHeaderSize) == nullptr) return UINT64_MAX;
-    const uint64_t avail_end = buf_off_ + buf_len_;
+    const uint64_t avail_end = std::min(buf_off_ + buf_len_, end + kRecordHeaderSize - 1);
     for (; q + kRecordHeaderSize <= avail_end; ++q) {
       const uint8_t* h = buf_.data() + (q - buf_off_);
       if (h[0] == 0 && *zero_at == limit_ && AllZero(h, kRecordHeaderSize)) *zero_at = q;
       if (LoadLE<uint32_t>(h + 12) != segment_low_) continue;
       const RecordHeader rh = DecodeRecordHeader(h);
-      if (rh.type == kZeroType || rh.length > kMaxRecordPayload) continue;
+      if (rh.type == kZeroType || rh.length > kMaxRecordPayload || rh.seq >= below_seq) continue;
       if (rh.seq <= last_seq_ && !(any_seq_ok_ && last_seq_ == 0)) continue;
+      // The damaged bytes held at most one record per header's worth: a
+      // seq further on is not one of this segment's.
+      if (last_seq_ != 0 && rh.seq > last_seq_ + 1 + (q - off) / kRecordHeaderSize) continue;
       if (q + kRecordHeaderSize + rh.length > limit_) continue;
+      // Bounded work: a file of headers that each claim megabytes and fail
+      // their checksum cost a checksum of megabytes per byte (a review's
+      // 8 MiB crafted segment kept verify busy for good). Past the budget
+      // the rest of the segment is damage.
+      const uint64_t cost = kRecordHeaderSize + rh.length;
+      if (cost > resync_budget_) return UINT64_MAX;
+      resync_budget_ -= cost;
       const uint8_t* full = Ensure(q, kRecordHeaderSize + rh.length);
       if (full != nullptr && RecordChecksumOk(full, rh)) return q;
       if (!status_.ok()) return UINT64_MAX;

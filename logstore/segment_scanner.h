@@ -88,10 +88,15 @@ class SegmentScanner {
   enum class Check { kGood, kZero, kStale, kBad };
   // Classifies the bytes at `off` as a record of this segment.
   Check CheckAt(uint64_t off, RecordHeader* h, const char** why);
-  // Searches (off, limit_) for the next valid record with seq > last_seq_.
-  // Returns its offset or UINT64_MAX; `*zero_at` gets the first position
-  // after off where 32 zero bytes start (or limit_).
+  // Searches (off, limit_) for the next valid record with seq > last_seq_:
+  // after the damaged record when its header is whole, else from off + 1.
+  // Returns its offset or UINT64_MAX (none, or the checksum budget spent);
+  // `*zero_at` gets the first position searched where 32 zero bytes start
+  // (or limit_).
   uint64_t Resync(uint64_t off, uint64_t* zero_at);
+  // Resync's search of [q, end) (record starts) for a record with a seq
+  // below `below_seq`, after damage at `off`.
+  uint64_t Search(uint64_t q, uint64_t end, uint64_t off, uint64_t below_seq, uint64_t* zero_at);
   void Report(uint64_t off, uint64_t bytes, uint64_t first_seq, uint64_t last_seq, std::string reason,
               bool torn);
 
@@ -108,6 +113,7 @@ class SegmentScanner {
   bool done_ = false;
   bool torn_tail_ = false;
   uint64_t records_ = 0;
+  uint64_t resync_budget_ = 0;  // bytes Resync may still checksum (SetLimit)
   Status status_;
 
   std::vector<uint8_t> buf_;

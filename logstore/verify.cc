@@ -66,6 +66,14 @@ Result<LogSummary> InspectLog(FileSystem* fs, const std::string& dir, bool full)
       }
       if (!sc.status().ok()) return sc.status();
       s.end_offset = sc.end_offset();
+      if (!s.header_ok && unwritten && s.records > 0) {
+        // Zeroed, not unwritten: records follow it (a review saw OK).
+        DropReport r;
+        r.segment = s.number;
+        r.bytes = *got;
+        r.reason = "segment header: zeroed, though records follow it";
+        rep.Dropped(r);
+      }
       out.records += s.records;
       if (first_found != 0) {
         if (out.first_seq == 0) out.first_seq = first_found;

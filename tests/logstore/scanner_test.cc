@@ -39,6 +39,72 @@ std::vector<uint64_t> Range(uint64_t a, uint64_t b) {
   return v;
 }
 
+// A client's value may hold bytes framed as a record of this segment. When
+// the record holding it is damaged (a torn write zeroed its last page), the
+// scan goes on after the damaged record's length, not into its bytes (a
+// review: the search found a FLUSHALL framed inside a SET's value and
+// accepted it as the next record).
+TEST(SegmentScanner, AFramedRecordInsideADamagedRecordIsNeverTakenForOne) {
+  ChangeRecord flushall;
+  flushall.op = RecordOp::kDatabase;
+  flushall.args = {"FLUSHALL"};
+  std::string forged_payload, forged;
+  EncodeChangePayload(flushall, &forged_payload);
+  AppendFramedRecord(&forged, kChangeType, 1, 5, 0, forged_payload);
+  for (const bool real_after : {false, true}) {
+    SCOPED_TRACE(real_after);
+    std::vector<uint64_t> offs;
+    std::string img = BuildSegment(1, 1, 3, &offs);
+    ChangeRecord set = testing::MakeRecord(4);
+    set.args[2] = forged + std::string(8192, 'x');
+    std::string payload;
+    EncodeChangePayload(set, &payload);
+    const size_t at = img.size();
+    AppendFramedRecord(&img, kChangeType, 1, 4, set.hlc.packed(), payload);
+    std::fill(img.end() - 4096, img.end(), '\0');  // its last page never written
+    const size_t real_at = img.size();
+    if (real_after) {
+      const ChangeRecord r = testing::MakeRecord(5);
+      std::string p;
+      EncodeChangePayload(r, &p);
+      AppendFramedRecord(&img, kChangeType, 1, 5, r.hlc.packed(), p);
+    }
+    MemFileSystem fs;
+    *fs.MutableContents("/x") = img;
+    auto f = fs.OpenReadable("/x");
+    CollectingReporter reporter;
+    SegmentScanner sc(f->get(), 1, kSegmentHeaderSize, 1, &reporter);
+    sc.SetLimit(img.size(), 0, true);
+    RecordView rv;
+    std::vector<uint64_t> offsets;
+    while (sc.Next(&rv)) offsets.push_back(rv.offset);
+    std::vector<uint64_t> want = {offs[0], offs[1], offs[2]};
+    if (real_after) want.push_back(real_at);
+    EXPECT_EQ(offsets, want);
+    ASSERT_FALSE(reporter.reports.empty());
+    EXPECT_EQ(reporter.reports[0].offset, at);
+    EXPECT_EQ(sc.torn_tail(), !real_after);
+  }
+}
+
+// A crafted file of headers that each claim megabytes and fail their
+// checksum: the search for the next record does bounded work and reports
+// the rest as damage (a review's 8 MiB such segment kept verify busy for
+// hours).
+TEST(SegmentScanner, TheSearchAfterDamageDoesBoundedWork) {
+  std::string img = BuildSegment(1, 1, 2, nullptr);
+  std::string fake(kRecordHeaderSize, '\0');
+  StoreLE<uint32_t>(reinterpret_cast<uint8_t*>(fake.data()), 0xdeadbeef);  // never the checksum
+  StoreLE<uint32_t>(reinterpret_cast<uint8_t*>(fake.data()) + 4, 4u << 20);
+  StoreLE<uint32_t>(reinterpret_cast<uint8_t*>(fake.data()) + 12, 1);  // this segment
+  StoreLE<uint64_t>(reinterpret_cast<uint8_t*>(fake.data()) + 16, 3);  // the next seq
+  fake[8] = static_cast<char>(kChangeType);
+  while (img.size() < (8u << 20)) img += fake;
+  Scan s = ScanImage(img, 1, 1);
+  EXPECT_EQ(s.seqs, Range(1, 2));
+  EXPECT_TRUE(s.torn);
+}
+
 TEST(SegmentScanner, ZeroedTailIsTheEndOfTheLog) {
   std::string img = BuildSegment(3, 10, 5, nullptr);
   const size_t end = img.size();

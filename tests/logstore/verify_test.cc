@@ -46,5 +46,27 @@ TEST(InspectLog, ReportsDamageAndGapsWithoutTouchingFiles) {
   EXPECT_EQ(*fs.MutableContents("/log/" + SegmentFileName(1)), seg1);  // read-only
 }
 
+// An all-zero header is a segment whose creator died before writing it,
+// unless records follow it: then it was destroyed (a review saw OK).
+TEST(InspectLog, AZeroedHeaderBeforeRecordsIsDamage) {
+  MemFileSystem fs;
+  *fs.MutableContents("/log/" + SegmentFileName(1)) = BuildSegment(1, 1, 5, nullptr);
+  std::string seg2 = BuildSegment(2, 6, 5, nullptr);
+  std::fill(seg2.begin(), seg2.begin() + kSegmentHeaderSize, '\0');
+  *fs.MutableContents("/log/" + SegmentFileName(2)) = seg2;
+  auto sum = InspectLog(&fs, "/log", true);
+  ASSERT_TRUE(sum.ok());
+  EXPECT_FALSE(sum->ok());
+  ASSERT_EQ(sum->damage.size(), 1u);
+  EXPECT_NE(sum->damage[0].reason.find("zeroed"), std::string::npos);
+  EXPECT_EQ(sum->records, 10u);  // its records are still read
+  // Unwritten (nothing follows): not damage.
+  *fs.MutableContents("/log/" + SegmentFileName(3)) = std::string(kSegmentHeaderSize + 64, '\0');
+  ASSERT_TRUE(fs.Remove("/log/" + SegmentFileName(2)).ok());
+  sum = InspectLog(&fs, "/log", true);
+  ASSERT_TRUE(sum.ok());
+  EXPECT_TRUE(sum->ok());
+}
+
 }  // namespace
 }  // namespace kvf::logstore
