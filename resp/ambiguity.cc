@@ -6,6 +6,7 @@
 #include "resp/ambiguity.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "resp/command_table.h"
@@ -371,25 +372,49 @@ bool DbsChangedBy(const RecordView& r, DbSet* out) {
   return true;
 }
 
-bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out) {
-  *out = DbSet{};
-  bool flushdb = false, flushall = false, swapdb = false, select = false;
-  // One pass: bodies come with every EVAL.
+namespace {
+// The database-wide commands a body names, as bits.
+enum : uint8_t { kNamesFlushdb = 1, kNamesFlushall = 2, kNamesSwapdb = 4, kNamesSelect = 8 };
+uint8_t DatabaseWideNames(std::string_view body) {
+  uint8_t names = 0;
   for (size_t i = 0; i < body.size(); ++i) {
     const char c = static_cast<char>(body[i] | 0x20);
     if (c != 'f' && c != 's') continue;
     const std::string_view rest = body.substr(i);
     if (c == 'f' && rest.size() >= 7 && EqualsIgnoreCase(rest.substr(0, 5), "flush")) {
-      flushdb = flushdb || EqualsIgnoreCase(rest.substr(5, 2), "db");
-      flushall = flushall || (rest.size() >= 8 && EqualsIgnoreCase(rest.substr(5, 3), "all"));
+      if (EqualsIgnoreCase(rest.substr(5, 2), "db")) names |= kNamesFlushdb;
+      if (rest.size() >= 8 && EqualsIgnoreCase(rest.substr(5, 3), "all")) names |= kNamesFlushall;
     } else if (c == 's' && rest.size() >= 6) {
-      swapdb = swapdb || EqualsIgnoreCase(rest.substr(0, 6), "swapdb");
-      select = select || EqualsIgnoreCase(rest.substr(0, 6), "select");
+      if (EqualsIgnoreCase(rest.substr(0, 6), "swapdb")) names |= kNamesSwapdb;
+      if (EqualsIgnoreCase(rest.substr(0, 6), "select")) names |= kNamesSelect;
     }
   }
-  if (!flushdb && !flushall && !swapdb) return false;
-  out->swap = swapdb;
-  if (flushall || swapdb || select) {
+  return names;
+}
+}  // namespace
+
+bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out) {
+  *out = DbSet{};
+  uint8_t names;
+  if (body.size() < 512) {
+    names = DatabaseWideNames(body);
+  } else {
+    // Once per body, per thread: every EVAL carries it (ScriptCallsMigrate).
+    struct Entry {
+      uint64_t low = 0, high = 0, size = 0;
+      uint8_t names = 0;
+      bool valid = false;
+    };
+    thread_local std::array<Entry, 256> memo;
+    const XXH128_hash_t h = XXH3_128bits(body.data(), body.size());
+    Entry& e = memo[h.low64 & (memo.size() - 1)];
+    if (!e.valid || e.low != h.low64 || e.high != h.high64 || e.size != body.size())
+      e = Entry{h.low64, h.high64, body.size(), DatabaseWideNames(body), true};
+    names = e.names;
+  }
+  if ((names & (kNamesFlushdb | kNamesFlushall | kNamesSwapdb)) == 0) return false;
+  out->swap = (names & kNamesSwapdb) != 0;
+  if ((names & (kNamesFlushall | kNamesSwapdb | kNamesSelect)) != 0) {
     out->all = true;  // a swap's dbs, a flush after a SELECT: not told
   } else {
     out->dbs[out->n++] = db;

@@ -10,7 +10,8 @@ namespace kvf::resp {
 
 namespace detail {
 bool g_have_renames = false;
-}
+uint64_t g_renames_generation = 0;
+}  // namespace detail
 
 namespace {
 
@@ -93,12 +94,14 @@ Status AddCommandRename(std::string_view old_name, std::string_view new_name) {
   for (const auto& [name, command] : r.added) r.names.push_back(name);
   for (const auto& [name, unknown] : r.gone) r.names.push_back(name);
   detail::g_have_renames = true;
+  ++detail::g_renames_generation;
   return Status::Ok();
 }
 
 void ClearCommandRenames() {
   TheRenames() = Renames{};
   detail::g_have_renames = false;
+  ++detail::g_renames_generation;
 }
 
 std::optional<std::string_view> SourceCommandName(std::string_view sent) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,6 +23,13 @@ namespace kvf::resp {
 
 namespace detail {
 extern bool g_have_renames;
+extern uint64_t g_renames_generation;
+}  // namespace detail
+
+// Grows with every change of the renames: what was judged of a script body
+// under the old ones (ScriptCallsMigrate's memo) is judged again.
+inline uint64_t RenamesGeneration() {
+  return detail::g_renames_generation;
 }
 
 // Whether any rename was set: one load per request when none was.

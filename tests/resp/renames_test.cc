@@ -86,6 +86,17 @@ TEST_F(CommandRenames, AreAppliedInOrderAsRedisAppliesThem) {
   EXPECT_EQ(read[1].data(), argv[1].data());
   const std::string_view plain[] = {"HSET", "h", "f", "v"};
   EXPECT_EQ(WithSourceCommandName(plain, &scratch).data(), plain);
+  // A long body's verdict is remembered (BullMQ's scripts are judged once,
+  // not at every call), but judged again once the renames change.
+  const std::string big = "redis.call('SADD', KEYS[1], 'm') -- " + std::string(4096, 'x') + "\nreturn 1";
+  const std::string big_calls = "return redis.call('ZADD', KEYS[1], 1, 'm') -- " + std::string(4096, 'y');
+  EXPECT_FALSE(ScriptCallsMigrate(big));
+  EXPECT_FALSE(ScriptCallsMigrate(big_calls));
+  ASSERT_TRUE(AddCommandRename("ZADD", "zadd_9").ok());
+  EXPECT_TRUE(ScriptCallsMigrate(big_calls));
+  EXPECT_FALSE(ScriptCallsMigrate(big));
+  ClearCommandRenames();
+  EXPECT_FALSE(ScriptCallsMigrate(big_calls));
 }
 
 TEST_F(CommandRenames, AreReadFromTheSourcesRedisConf) {
