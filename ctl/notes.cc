@@ -56,8 +56,9 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
              " script call(s) or function librarie(s) name MIGRATE or a command the source renamed, or "
              "call commands they do not name with a plain string (or are FUNCTION RESTOREs, whose "
              "code cannot be read, or FCALLs after such a library), and were not shipped (a MIGRATE's "
-             "password may be in them; replayed, it would act on a third server): their keys are read "
-             "back, and what one that declares no keys wrote is not replicated");
+             "password may be in them; replayed, it would act on a third server): the keys they declare "
+             "are read back, and what they wrote to keys they do not declare (a job queue's job keys, "
+             "BullMQ's among them) is not replicated: a consistency check finds it");
   count_note(totals.fcall_unknown_keyless,
              " FCALL(s) that declared no keys ran functions no FUNCTION LOAD in the capture registered "
              "(loaded before it?): they were shipped, but only a replica that has their library runs "
