@@ -646,7 +646,9 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   }
   const uint64_t id = next_id_;
   DbSet wide;
-  const bool changes_dbs = DbsOf(c.batch, i, &wide);
+  const RecordOp op = c.batch.op(i);
+  const bool changes_dbs =
+      (op == RecordOp::kDatabase || op == RecordOp::kOrdered) && DbsOf(c.batch, i, &wide);
   if (changes_dbs || c.batch.op(i) == RecordOp::kDatabase) {
     uint64_t span_ns;
     Write w = WriteOf(c.batch, i, id, &span_ns);

@@ -64,7 +64,8 @@ constexpr size_t kMaxPredictScan = 1024;
 
 enum class ScriptKind : uint8_t { kNone, kEval, kEvalsha };
 
-ScriptKind ScriptKindOf(const CommandSpec* spec) {
+[[gnu::always_inline]] inline ScriptKind ScriptKindOf(const CommandSpec* spec) {
+  if (spec == nullptr || spec->name[0] != 'e') return ScriptKind::kNone;  // (per request: no guard)
   static const CommandSpec* const eval = LookupCommandName("eval");
   static const CommandSpec* const evalsha = LookupCommandName("evalsha");
   if (spec == eval) return ScriptKind::kEval;
@@ -86,7 +87,8 @@ bool ScriptChangesDbs(const CommandSpec* spec, std::span<const std::string_view>
 }
 
 // EVAL or EVAL_RO: the server caches the body it names (OnRequest).
-bool IsEvalOfABody(const CommandSpec* spec) {
+[[gnu::always_inline]] inline bool IsEvalOfABody(const CommandSpec* spec) {
+  if (spec == nullptr || spec->name[0] != 'e') return false;  // (per request: no guard)
   static const CommandSpec* const eval = LookupCommandName("eval");
   static const CommandSpec* const eval_ro = LookupCommandName("eval_ro");
   return spec != nullptr && (spec == eval || spec == eval_ro);
