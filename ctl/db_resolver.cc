@@ -267,8 +267,14 @@ bool DbResolver::Query(const dataplane::Endpoint& server) {
   // too, and must not take it for an application's.
   Reply named = Command(c.get(), {opts_.client_command, "SETNAME", "kvferry:dbresolver"});
   if (named == nullptr) return fail("CLIENT SETNAME: " + std::string(c->errstr));
-  if (named->type == REDIS_REPLY_ERROR)
-    return fail("CLIENT SETNAME refused: " + std::string(named->str, named->len));
+  // Refused as it was accepted (maxclients, protected mode): the server
+  // closes it. Refused by an ACL that allows CLIENT LIST alone: unnamed
+  // does as well (its reads are no application's writes; the diff review).
+  if (named->type == REDIS_REPLY_ERROR) {
+    const std::string_view error(named->str, named->len);
+    if (error.starts_with("ERR max number of clients") || error.starts_with("DENIED"))
+      return fail("refused: " + std::string(error));
+  }
   const uint64_t asked = RealtimeNs();
   Reply r = Command(c.get(), {opts_.client_command, "LIST", "TYPE", "normal"});
   const uint64_t answered = RealtimeNs();

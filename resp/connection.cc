@@ -2134,6 +2134,20 @@ void Connection::DropInferredMulti() {
   multi_inferred_ = false;
 }
 
+bool Connection::IsProtocolError(std::string_view error) {
+  // Redis 7's messages (networking.c), exactly: a script may return an
+  // error that starts the same way of its own, and its connection lives on
+  // (the diff review: EVAL_RO returning "ERR Protocol error: mine").
+  if (!error.starts_with("ERR Protocol error: ")) return false;
+  const std::string_view what = error.substr(20);
+  static constexpr std::string_view kWhats[] = {
+      "too big inline request",   "unbalanced quotes in request",     "too big mbulk count string",
+      "invalid multibulk length", "unauthenticated multibulk length", "too big bulk count string",
+      "invalid bulk length",      "unauthenticated bulk length"};
+  return std::find(std::begin(kWhats), std::end(kWhats), what) != std::end(kWhats) ||
+         (what.starts_with("expected '$', got '") && what.size() == 21 && what.back() == '\'');
+}
+
 bool Connection::RefusedAtAccept(std::string_view error) {
   return error.starts_with("ERR max number of clients") ||
          error.starts_with("DENIED Redis is running in protected mode");
@@ -2408,6 +2422,16 @@ void Connection::ObserveReply(const CommandSpec* spec, const Node& root, bool in
 void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t ts, bool in_tx) {
   const Node& root = reply[0];
   const bool is_error = IsError(root);
+  if (is_error && IsProtocolError(root.str)) [[unlikely]] {
+    // A request the server could not read (more than 10 arguments or a
+    // bulk over 16 KiB before AUTH, a bulk over proto-max-bulk-len, an
+    // inline line too long…), which the parser read: Redis closes the
+    // connection after this reply and runs nothing sent behind, in a
+    // transaction too (a review: a FLUSHALL pipelined behind an
+    // unauthenticated RPUSH of 10 elements was shipped; the diff review,
+    // one behind a too long inline line inside MULTI).
+    quit_ = quit_answered_ = true;
+  }
   // (Refused at queueing too, or inside a script.)
   if (is_error && p.kind == Kind::kWrite && root.str.starts_with("OOM ")) [[unlikely]]
     ++stats_.oom_refused;
@@ -2467,16 +2491,6 @@ void Connection::Handle(const Pending& p, std::span<const Node> reply, uint64_t 
     // and closes them after the reply: nothing pipelined behind ran (a
     // review: a FLUSHDB behind a BLPOP emptied the replica). CLIENT UNBLOCK
     // … ERROR says "client unblocked via": the client lives on.
-    quit_ = quit_answered_ = true;
-  }
-  if (is_error && root.str.starts_with("ERR Protocol error") && !(p.spec != nullptr && IsScriptCall(*p.spec)))
-      [[unlikely]] {
-    // A request the server could not read (more than 10 arguments or a
-    // bulk over 16 KiB before AUTH, a bulk over proto-max-bulk-len, an
-    // inline line too long…), which the parser read: Redis closes the
-    // connection after this reply and runs nothing sent behind (a review:
-    // a FLUSHALL pipelined behind an unauthenticated RPUSH of 10 elements
-    // was shipped). (A script may return such an error of its own.)
     quit_ = quit_answered_ = true;
   }
   switch (p.kind) {

@@ -485,6 +485,8 @@ class Connection {
   // the connection (no EXEC): its script calls are read back.
   void DropInferredMulti();
   // An error Redis writes to a connection it refuses as it accepts it.
+  // One of the replies Redis closes a connection after: it could not read a request.
+  static bool IsProtocolError(std::string_view error);
   static bool RefusedAtAccept(std::string_view error);
   // A CLIENT KILL that may kill the connection sending it: the old form
   // (`CLIENT KILL addr`), or the new one with `SKIPME no` (redis 7.0

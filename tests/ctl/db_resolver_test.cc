@@ -174,5 +174,25 @@ TEST(DbResolver, AServerThatClosesOnItIsAFailureNotAnExit) {
   EXPECT_EQ(board.Answers(), nullptr);
 }
 
+// A minimal ACL user, allowed CLIENT LIST alone (as docs/capture.md asks):
+// its refused CLIENT SETNAME does not stop the question (the diff review).
+TEST(DbResolver, AUserAllowedClientListAloneIsEnough) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kPort = 16483;
+  LiveRedis redis(kPort);
+  ASSERT_TRUE(redis.ok());
+  RawClient admin(kPort);
+  ASSERT_EQ(admin.Send(Cmd({"ACL", "SETUSER", "resolver", "on", ">rpw", "+client|list"}), 1), "+OK\r\n");
+  DbAnswerBoard board;
+  DbResolverOptions o;
+  o.username = "resolver";
+  o.password = "rpw";
+  DbResolver resolver(&board, o);
+  resolver.Want(At("127.0.0.1:16483"), 0);
+  WaitForQuestions(resolver, 1);
+  EXPECT_EQ(resolver.stats().queries, 1u);
+  EXPECT_NE(board.Answers(), nullptr);
+}
+
 }  // namespace
 }  // namespace kvf::ctl

@@ -3162,6 +3162,26 @@ TEST(PairingLive, NothingBehindAProtocolErrorRunsAndLongLinesArePaired) {
     EXPECT_EQ(admin.Send(Cmd({"EXISTS", "keep"}), 1), ":1\r\n");  // the FLUSHALL never ran
     EXPECT_TRUE(sink.records.empty()) << sink.records[0].args[0];
   }
+  // A FLUSHALL behind a too long inline line inside MULTI, or behind an
+  // unauthenticated EVAL of a 20 KB body, never ran either (the diff review).
+  const std::vector<std::string> refused_too = {
+      Cmd({"MULTI"}) + Cmd({"SET", "a", "1"}) + "SET big " + std::string(200'000, 'b') + "\r\n" +
+          Cmd({"EXEC"}),
+      Cmd({"EVAL", "return 1 -- " + std::string(20'000, 'x'), "0"}) + Cmd({"AUTH", "pw"}),
+  };
+  for (const std::string& first : refused_too) {
+    VectorSink sink;
+    {
+      MirroredClient c(kProtoPort, &sink, 42);
+      ASSERT_TRUE(c.ok());
+      if (first.starts_with(Cmd({"MULTI"}))) ASSERT_EQ(c.Do({"AUTH", "pw"}), "+OK\r\n");
+      const std::string got = c.Do(first + Cmd({"FLUSHALL"}), 1);
+      c.ReceiveMirroredFor(100);
+      c.conn().OnClose(CloseReason::kFin);
+    }
+    EXPECT_EQ(admin.Send(Cmd({"EXISTS", "keep"}), 1), ":1\r\n");
+    for (const ChangeRecord& r : sink.records) EXPECT_NE(r.args.empty() ? "" : r.args[0], "FLUSHALL");
+  }
   // Authenticated: a script's error of 70,000 bytes, then writes in step;
   // an inline SET of 70,000 bytes, recorded as the server answered it.
   VectorSink sink;
@@ -3177,12 +3197,19 @@ TEST(PairingLive, NothingBehindAProtocolErrorRunsAndLongLinesArePaired) {
   const std::string inline_reply = c.Do("SET big " + std::string(70'000, 'b') + "\r\n", 1);
   EXPECT_EQ(c.conn().stats().parse_errors, 0u);
   EXPECT_EQ(c.conn().stats().desyncs, 0u);
-  bool after = false, big = false, sk = false;
+  // A script's own error that reads like a protocol error: the connection
+  // lives on (the diff review: EVAL_RO dropped every later write).
+  ASSERT_EQ(c.Do({"EVAL_RO", "return redis.error_reply('ERR Protocol error: mine')", "0"}),
+            "-ERR Protocol error: mine\r\n");
+  ASSERT_EQ(c.Do({"SET", "later", "2"}), "+OK\r\n");
+  bool after = false, big = false, sk = false, later = false;
   for (const ChangeRecord& r : sink.records) {
     if (r.key == "after") after = r.flags == 0;
     if (r.key == "big") big = true;
     if (r.key == "sk") sk = r.HasFlag(kNeedsReadback);
+    if (r.key == "later") later = true;
   }
+  EXPECT_TRUE(later);
   EXPECT_TRUE(after);
   EXPECT_TRUE(sk);
   EXPECT_EQ(big, inline_reply == "+OK\r\n") << inline_reply.substr(0, 80);
