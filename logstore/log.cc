@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
+#include <cstring>
 
 #include "core/hlc.h"
 

@@ -649,7 +649,7 @@ void AmbiguityTracker::Take(Chunk& c, size_t i, uint64_t k) {
   const RecordOp op = c.batch.op(i);
   const bool changes_dbs =
       (op == RecordOp::kDatabase || op == RecordOp::kOrdered) && DbsOf(c.batch, i, &wide);
-  if (changes_dbs || c.batch.op(i) == RecordOp::kDatabase) {
+  if (changes_dbs || op == RecordOp::kDatabase) {
     uint64_t span_ns;
     Write w = WriteOf(c.batch, i, id, &span_ns);
     if (span_ns > opts_.max_span_ns) {

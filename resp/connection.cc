@@ -91,7 +91,7 @@ bool ScriptChangesDbs(const CommandSpec* spec, std::span<const std::string_view>
   if (spec == nullptr || spec->name[0] != 'e') return false;  // (per request: no guard)
   static const CommandSpec* const eval = LookupCommandName("eval");
   static const CommandSpec* const eval_ro = LookupCommandName("eval_ro");
-  return spec != nullptr && (spec == eval || spec == eval_ro);
+  return spec == eval || spec == eval_ro;
 }
 
 }  // namespace
