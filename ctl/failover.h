@@ -56,6 +56,10 @@ class Failovers {
   using Keys = std::set<KeptKey>;
   static constexpr size_t kKeep = 256;                      // changes listed; later ones counted
   static constexpr size_t kMaxKeyBytes = size_t{64} << 20;  // keys kept, all servers
+  // What a kept key costs beside its bytes: its (db, string) in a vector
+  // that may be half empty, its slot in a table at most half full (a review
+  // measured 112 MiB of heap for 60.8 MiB counted at 48).
+  static constexpr size_t kEntryBytes = 112;
 
   // `tool` names the command in what is told ("decode", "capture").
   explicit Failovers(std::string tool) : tool_(std::move(tool)) {}

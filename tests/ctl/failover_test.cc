@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,41 @@ TEST_F(FailoverTest, AWriteOfAGuessedDbIsReadBackWithTheDbInDoubt) {
   old_b.Emit(guessed, 2);
   ASSERT_EQ(out.seen.size(), 6u);
   EXPECT_EQ(out.seen[5], "readback 0 k @100 conn 2 flagged unknown_db");
+}
+
+// A hot key written again when the keys kept are near the cap is kept
+// already, and costs nothing more: the failover reads back every key
+// rather than saying to resynchronise (a review's suspicion).
+TEST(Failovers, AKeyWrittenAgainNearTheCapOverflowsNothing) {
+  struct Count : resp::RecordSink {
+    void Emit(const RecordView& r, uint64_t) override { readbacks += r.op == RecordOp::kReadback; }
+    size_t readbacks = 0;
+  } out;
+  Failovers failovers("capture");
+  FailoverWire old_a{nullptr, Server("10.0.0.2:6379"), Server("10.0.0.99:50000"), &failovers, &out, 1};
+  FailoverWire made{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.99:50000"), &failovers, &out, 2};
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  const size_t n = Failovers::kMaxKeyBytes / (8 + Failovers::kEntryBytes);  // 8-byte keys, to the cap
+  char key[16];
+  for (size_t i = 0; i < n; ++i) {
+    std::snprintf(key, sizeof(key), "%08zu", i);
+    old_a.Emit(Write(0, key, 100), 1);
+  }
+  old_a.Emit(Write(0, "00000007", 200), 1);  // kept already
+  old_a.OnRoleChange("10.0.0.3:6379", kT0 + 500 * kMs, true);
+  EXPECT_EQ(out.readbacks, n);
+  EXPECT_EQ(failovers.readbacks(), n);
+  // One more distinct key would have overflowed: then nothing is read back.
+  Failovers full("capture");
+  FailoverWire a{nullptr, Server("10.0.0.2:6379"), Server("10.0.0.99:50000"), &full, &out, 1};
+  FailoverWire m{nullptr, Server("10.0.0.3:6379"), Server("10.0.0.99:50000"), &full, &out, 2};
+  m.OnRoleChange("", kT0 + 50 * kMs, true);
+  for (size_t i = 0; i <= n; ++i) {
+    std::snprintf(key, sizeof(key), "%08zu", i);
+    a.Emit(Write(0, key, 100), 1);
+  }
+  a.OnRoleChange("10.0.0.3:6379", kT0 + 500 * kMs, true);
+  EXPECT_EQ(full.readbacks(), 0u);
 }
 
 // Capture's workers: the demotion seen on one before a write it threw away
