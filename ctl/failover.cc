@@ -26,7 +26,6 @@ std::string CaptureTime(uint64_t ns) {
   return buf;
 }
 
-
 }  // namespace
 
 // Open addressing over 64-bit hashes of (db, key), at most half full: one
