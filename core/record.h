@@ -102,6 +102,11 @@ struct RecordView {
   // The captured command the record came from (resp::SourceIdOf; 0: none),
   // for counts per command. Not stored or shipped.
   uint8_t source = 0;
+  // An FCALL record: what the function's library names of FLUSHDB,
+  // FLUSHALL, SWAPDB and SELECT (resp::DatabaseWideNames bits, 0: none),
+  // as its connection knew the library. The record may then change whole
+  // dbs (resp::DbsChangedBy). Not stored or shipped.
+  uint8_t fcall_db_names = 0;
   std::string_view key;
   std::span<const std::string_view> args;
 
@@ -114,7 +119,7 @@ struct RecordView {
 
 // Copies the fixed fields (all but key and args) between record forms that
 // name them alike: ChangeRecord, RecordView, and the compact entries that
-// stages keep (RecordBatch, the ambiguity tracker).
+// stages keep.
 template <typename From, typename To>
 void CopyRecordFields(const From& from, To* to) {
   to->seq = from.seq;

@@ -8,7 +8,13 @@ namespace kvf {
 
 void RecordBatch::Add(const RecordView& r, uint64_t connection_id) {
   Entry e;
-  CopyRecordFields(r, &e);
+  e.seq = r.seq;
+  e.hlc = r.hlc;
+  e.capture_ns = r.capture_ns;
+  e.origin = r.origin;
+  e.db = r.db;
+  e.flags = r.flags;
+  e.op_bits = static_cast<uint8_t>(static_cast<uint8_t>(r.op) | (r.fcall_db_names << kFcallShift));
   e.source = r.source;
   e.connection_id = connection_id;
   e.offset = bytes_.size();
@@ -34,7 +40,14 @@ RecordView RecordBatch::Get(size_t i, std::vector<std::string_view>* args) const
   const Entry& e = entries_[i];
   const char* p = bytes_.data() + e.offset;
   RecordView v;
-  CopyRecordFields(e, &v);
+  v.seq = e.seq;
+  v.hlc = e.hlc;
+  v.capture_ns = e.capture_ns;
+  v.origin = e.origin;
+  v.db = e.db;
+  v.flags = e.flags;
+  v.op = op(i);
+  v.fcall_db_names = fcall_db_names(i);
   v.source = e.source;
   v.request_ns = unanswered(i) ? RecordView::kUnansweredRequest : request_ns(i);
   v.key = std::string_view(p, e.key_len);

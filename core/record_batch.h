@@ -43,7 +43,8 @@ class RecordBatch {
   }
   size_t argc(size_t i) const { return entries_[i].argc; }
   uint16_t db(size_t i) const { return entries_[i].db; }
-  RecordOp op(size_t i) const { return entries_[i].op; }
+  RecordOp op(size_t i) const { return static_cast<RecordOp>(entries_[i].op_bits & kOpMask); }
+  uint8_t fcall_db_names(size_t i) const { return entries_[i].op_bits >> kFcallShift; }
   uint16_t flags(size_t i) const { return entries_[i].flags; }
   uint8_t source(size_t i) const { return entries_[i].source; }
   void AddFlags(size_t i, uint16_t flags) { entries_[i].flags |= flags; }
@@ -83,9 +84,14 @@ class RecordBatch {
     SiteId origin;
     uint16_t db;
     uint16_t flags;
-    RecordOp op;
+    // RecordView::op in the low bits, RecordView::fcall_db_names above
+    // (so that the entry stays 64 bytes).
+    uint8_t op_bits;
     uint8_t source;  // RecordView::source (in what was padding)
   };
+  static_assert(sizeof(Entry) == 64);
+  static constexpr uint8_t kOpMask = 0x0f;
+  static constexpr int kFcallShift = 4;
   static constexpr uint32_t kUnansweredSpan = UINT32_MAX;
   std::vector<Entry> entries_;
   std::vector<uint32_t> lens_;  // argument lengths, all records in order

@@ -350,8 +350,12 @@ bool AmbiguityTracker::LongSpanUnchecked(const Write& w, uint64_t span_ns) {
 
 bool DbsChangedBy(const RecordView& r, DbSet* out) {
   *out = DbSet{};
-  if (r.op == RecordOp::kOrdered && r.args.size() >= 2 && EqualsIgnoreCase(r.args[0], "EVAL"))
-    return ScriptDbsChanged(r.args[1], r.db, out);
+  if (r.op == RecordOp::kOrdered && r.args.size() >= 2) {
+    if (EqualsIgnoreCase(r.args[0], "EVAL")) return ScriptDbsChanged(r.args[1], r.db, out);
+    if (r.fcall_db_names != 0 && EqualsIgnoreCase(r.args[0], "FCALL"))
+      return DbsChangedByNames(r.fcall_db_names, r.db, out);
+    return false;
+  }
   if (r.op != RecordOp::kDatabase || r.args.empty()) return false;
   if (EqualsIgnoreCase(r.args[0], "FLUSHALL")) {
     out->all = true;
@@ -372,9 +376,6 @@ bool DbsChangedBy(const RecordView& r, DbSet* out) {
   return true;
 }
 
-namespace {
-// The database-wide commands a body names, as bits.
-enum : uint8_t { kNamesFlushdb = 1, kNamesFlushall = 2, kNamesSwapdb = 4, kNamesSelect = 8 };
 uint8_t DatabaseWideNames(std::string_view body) {
   uint8_t names = 0;
   for (size_t i = 0; i < body.size(); ++i) {
@@ -391,7 +392,6 @@ uint8_t DatabaseWideNames(std::string_view body) {
   }
   return names;
 }
-}  // namespace
 
 bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out) {
   *out = DbSet{};
@@ -412,6 +412,11 @@ bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out) {
       e = Entry{h.low64, h.high64, body.size(), DatabaseWideNames(body), true};
     names = e.names;
   }
+  return DbsChangedByNames(names, db, out);
+}
+
+bool DbsChangedByNames(uint8_t names, uint16_t db, DbSet* out) {
+  *out = DbSet{};
   if ((names & (kNamesFlushdb | kNamesFlushall | kNamesSwapdb)) == 0) return false;
   out->swap = (names & kNamesSwapdb) != 0;
   if ((names & (kNamesFlushall | kNamesSwapdb | kNamesSelect)) != 0) {
@@ -424,8 +429,13 @@ bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out) {
 
 bool AmbiguityTracker::DbsOf(const RecordBatch& b, size_t i, DbSet* out) {
   const RecordOp op = b.op(i);
-  if (op != RecordOp::kDatabase && (op != RecordOp::kOrdered || !EqualsIgnoreCase(b.first_arg(i), "EVAL")))
+  if (op == RecordOp::kOrdered) {
+    const std::string_view first = b.first_arg(i);
+    if (!EqualsIgnoreCase(first, "EVAL") && (b.fcall_db_names(i) == 0 || !EqualsIgnoreCase(first, "FCALL")))
+      return false;
+  } else if (op != RecordOp::kDatabase) {
     return false;
+  }
   return DbsChangedBy(b.Get(i, &db_wide_args_), out);
 }
 

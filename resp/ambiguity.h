@@ -94,11 +94,20 @@ struct DbSet {
 // name them never runs them (a review: a key-less EVAL that ran FLUSHDB
 // was not ordered against another connection's SET, and the replica kept
 // the key). Ordering every key-less script so made harmless traffic 7×
-// slower to decode.
+// slower to decode. An FCALL's record is so when its connection learned
+// that the function's library names them (RecordView::fcall_db_names; a
+// function whose library the capture never saw is not: see docs/resp.md).
 bool DbsChangedBy(const RecordView& r, DbSet* out);
 // What a script body may change database-wide (see DbsChangedBy), run from
 // `db`.
 bool ScriptDbsChanged(std::string_view body, uint16_t db, DbSet* out);
+// The database-wide commands Lua code (a script's body, a function
+// library) names, as bits; 0: none.
+enum : uint8_t { kNamesFlushdb = 1, kNamesFlushall = 2, kNamesSwapdb = 4, kNamesSelect = 8 };
+uint8_t DatabaseWideNames(std::string_view code);
+// What code naming `names` may change database-wide, run from `db`; false
+// when it flushes and swaps nothing.
+bool DbsChangedByNames(uint8_t names, uint16_t db, DbSet* out);
 
 struct AmbiguityStats {
   uint64_t records = 0;

@@ -74,13 +74,15 @@ enum class ScriptKind : uint8_t { kNone, kEval, kEvalsha };
 }
 
 // An EVAL or EVALSHA whose body (its own, or the one `scripts` knows for
-// the digest) may run FLUSHDB, FLUSHALL or SWAPDB: database-wide, as its
-// record is (DbsChangedBy).
+// the digest), or an FCALL whose library, may run FLUSHDB, FLUSHALL or
+// SWAPDB: database-wide, as its record is (DbsChangedBy).
 bool ScriptChangesDbs(const CommandSpec* spec, std::span<const std::string_view> args,
                       const ScriptCache& scripts) {
+  DbSet d;
+  if (spec->name[0] == 'f' && args.size() >= 2 && IsFcall(*spec))
+    return DbsChangedByNames(scripts.DatabaseWideNamesOf(args[1]), 0, &d);
   const ScriptKind kind = ScriptKindOf(spec);
   if (kind == ScriptKind::kNone || args.size() < 2) return false;
-  DbSet d;
   if (kind == ScriptKind::kEval) return ScriptDbsChanged(args[1], 0, &d);
   const std::shared_ptr<const std::string> body = scripts.Find(args[1]);
   return body != nullptr && ScriptDbsChanged(*body, 0, &d);
@@ -1363,6 +1365,14 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
     p.holds_library = true;
     ++library_holds_;
+  }
+  // A library that may flush or swap: its FCALLs are database-wide from
+  // now on, pipelined behind it too (whatever becomes of it: see
+  // ScriptCache::LearnDatabaseWideFunctions).
+  if (p.kind == Kind::kWrite && spec->name[0] == 'f' && args.size() >= 3 && IsLibraryLoad(args) &&
+      !requests_.arg_elided(args.size() - 1)) [[unlikely]] {
+    const uint8_t names = DatabaseWideNames(args.back());
+    if (names != 0) scripts_->LearnDatabaseWideFunctions(RegisteredFunctionNames(args.back()), names);
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
@@ -2804,6 +2814,7 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   // that decode can say what that leaves out.
   if (p.spec->name[0] == 'f' && IsFcall(*p.spec)) [[unlikely]] {
     ctx.functions_held_back = scripts_->library_held_back(opts_.server_key);
+    if (argv.size() >= 2) ctx.fcall_db_names = scripts_->DatabaseWideNamesOf(argv[1]);
     // Shipped all the same (a library deployed on every site runs it), but
     // said: a review's FCALL of a library loaded before the capture, with no
     // key to read back, left the replica without its write, unsaid.

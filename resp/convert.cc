@@ -339,6 +339,7 @@ class Emitter {
     r.op = op;
     r.flags = static_cast<uint16_t>(ctx_.flags | extra_flags);
     r.source = source_;
+    r.fcall_db_names = ctx_.fcall_db_names;
     r.key = key;
     r.args = args;
     ++count_;

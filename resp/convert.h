@@ -25,6 +25,9 @@ struct ConvertContext {
   // A library was held back (it calls MIGRATE, or came serialised by
   // FUNCTION RESTORE): FCALLs, which may run it, are read back, not shipped.
   bool functions_held_back = false;
+  // An FCALL: what its function's library names of FLUSHDB, FLUSHALL,
+  // SWAPDB, SELECT (RecordView::fcall_db_names).
+  uint8_t fcall_db_names = 0;
 };
 
 enum class ConvertOutcome : uint8_t {

@@ -132,6 +132,30 @@ void ScriptCache::LearnFunctions(const std::vector<std::string>& names) {
   }
 }
 
+void ScriptCache::LearnDatabaseWideFunctions(const std::vector<std::string>& names, uint8_t names_bits) {
+  if (names_bits == 0 || names.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const std::string& n : names) {
+    std::string lower = Lower(n);
+    auto it = db_wide_functions_.find(lower);
+    if (it != db_wide_functions_.end()) {
+      it->second |= names_bits;
+    } else if (db_wide_functions_.size() < kMaxFunctionNames) {
+      db_wide_functions_.emplace(std::move(lower), names_bits);
+    } else {
+      db_wide_overflow_ |= names_bits;
+    }
+  }
+  any_db_wide_function_.store(true, std::memory_order_relaxed);
+}
+
+uint8_t ScriptCache::DatabaseWideNamesSlow(std::string_view function) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (function.size() > 256) return db_wide_overflow_;
+  const auto it = db_wide_functions_.find(Lower(function));
+  return db_wide_overflow_ | (it == db_wide_functions_.end() ? 0 : it->second);
+}
+
 bool ScriptCache::FunctionKnown(std::string_view name) const {
   if (name.size() > 256) return false;
   const std::string lower = Lower(name);

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -82,6 +83,19 @@ class ScriptCache {
   static constexpr size_t kMaxFunctionNames = 4096;
   void LearnFunctions(const std::vector<std::string>& names);
   bool FunctionKnown(std::string_view name) const;
+  // Functions whose library names FLUSHDB, FLUSHALL or SWAPDB (`names`, the
+  // bits of resp::DatabaseWideNames): an FCALL of one is database-wide, as
+  // an EVAL of such a body is (DbsChangedBy). Learned when the library is
+  // requested, so that an FCALL pipelined behind its FUNCTION LOAD is
+  // ordered too; never forgotten (a REPLACE, a FUNCTION DELETE or FLUSH
+  // before an FCALL taken later cannot be told from the FCALL's record):
+  // at worst an FCALL is ordered it need not be. Kept up to
+  // kMaxFunctionNames; past that, every FCALL is (all bits).
+  void LearnDatabaseWideFunctions(const std::vector<std::string>& names, uint8_t names_bits);
+  uint8_t DatabaseWideNamesOf(std::string_view function) const {
+    if (!any_db_wide_function_.load(std::memory_order_relaxed)) return 0;
+    return DatabaseWideNamesSlow(function);
+  }
   bool library_held_back(uint64_t server) const {
     if (libraries_pending_.load(std::memory_order_relaxed) > 0) return true;
     if (!any_library_.load(std::memory_order_relaxed)) return false;
@@ -92,6 +106,7 @@ class ScriptCache {
  private:
   // 40 lowercase hex digits, or false.
   static bool Normalize(std::string_view sha, std::array<char, 40>* out);
+  uint8_t DatabaseWideNamesSlow(std::string_view function) const;
 
   const ScriptCacheOptions opts_;
   mutable std::mutex mu_;
@@ -102,7 +117,11 @@ class ScriptCache {
   uint64_t evictions_ = 0;
   std::set<uint64_t> library_servers_;            // holding a library held back; guarded by mu_
   std::set<std::string, std::less<>> functions_;  // LearnFunctions; guarded by mu_
-  std::atomic<bool> any_library_{false};          // library_servers_ is not empty
+  // LearnDatabaseWideFunctions, lower case; guarded by mu_.
+  std::map<std::string, uint8_t, std::less<>> db_wide_functions_;
+  uint8_t db_wide_overflow_ = 0;  // bits of functions not kept (the map was full); guarded by mu_
+  std::atomic<bool> any_db_wide_function_{false};
+  std::atomic<bool> any_library_{false};  // library_servers_ is not empty
   std::atomic<int64_t> libraries_pending_{0};
 };
 

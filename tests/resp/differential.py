@@ -159,6 +159,9 @@ PRELOADED = "return redis.call('append', KEYS[1], 'pre')"  # loaded before the c
 LIBRARY = ("#!lua name=kvfdiff\n"
            "redis.register_function('kvf_set', function(keys, args) return redis.call('set', keys[1], args[1]) end)\n"
            "redis.register_function('kvf_push', function(keys, args) return redis.call('lpush', keys[1], args[1]) end)\n")
+# A library whose function flushes: its FCALLs are database-wide (docs/resp.md, Ambiguity).
+WIPE_LIBRARY = ("#!lua name=kvfwipe\n"
+                "redis.register_function('kvf_wipe', function(keys, args) return redis.call('flushdb') end)\n")
 
 
 class Gen:
@@ -610,12 +613,16 @@ class Gen:
         if c == 5:
             return [["EVALSHA", self.pre_sha, 1, self.key("str")]]
         if c == 6:
-            return [["FUNCTION", "LOAD", "REPLACE", LIBRARY]] if r.random() < 0.3 else [["FUNCTION", "LOAD", LIBRARY]]
+            lib = LIBRARY if r.random() < 0.8 else WIPE_LIBRARY
+            return [["FUNCTION", "LOAD", "REPLACE", lib]] if r.random() < 0.3 else [["FUNCTION", "LOAD", lib]]
         if c == 7 and r.random() < 0.1:
             # Database-wide, with keys or without: ordered against the writes
             # of other connections as a FLUSHDB is (docs/resp.md, Ambiguity).
-            if r.random() < 0.5:
+            x = r.random()
+            if x < 0.35:
                 return [["EVAL", "return redis.call('FLUSHDB')", 0]]
+            if x < 0.7:
+                return [["FCALL", "kvf_wipe", 0]]
             return [["EVAL", "redis.call('flushdb') return redis.call('set', KEYS[1], ARGV[1])", 1, k1, self.member()]]
         return [["FCALL", r.choice(["kvf_set", "kvf_push"]), 1, self.key(r.choice(["str", "list"])), self.member()]]
 

@@ -678,7 +678,9 @@ TEST(PairingHolds, DatabaseWideWritesWaitingForTheirRepliesAreAnnounced) {
   struct Seen : RecordSink {
     void Emit(const RecordView& r, uint64_t) override {
       if (r.op != RecordOp::kHold) {
-        seen.push_back(std::string(r.args.empty() ? "" : r.args[0]));
+        // (An FCALL's record says what its function's library may flush.)
+        seen.push_back(std::string(r.args.empty() ? "" : r.args[0]) +
+                       (r.fcall_db_names != 0 ? " " + std::to_string(r.fcall_db_names) : ""));
       } else {
         seen.push_back(r.args[0] == "HOLD" ? "HOLD " + std::to_string(r.request_ns) : std::string(r.args[0]));
       }
@@ -751,6 +753,35 @@ TEST(PairingHolds, DatabaseWideWritesWaitingForTheirRepliesAreAnnounced) {
     expect({});
     rep("+OK\r\n", 1160);
     expect({"EVAL"});
+    // An FCALL of a function whose library may flush (every function of
+    // it: which one calls what is not followed), pipelined behind the
+    // library's load too; not one of a library that names no FLUSHDB,
+    // FLUSHALL or SWAPDB, nor of one the capture never saw.
+    const std::string wipe =
+        "#!lua name=wiper\nredis.register_function('wipe', function() return redis.call('FLUSHDB') end)\n"
+        "redis.register_function{function_name='Also', callback=function() return 1 end}";
+    const std::string put =
+        "#!lua name=putter\nredis.register_function('put', function(k, a) return redis.call('SET', k[1], "
+        "a[1]) "
+        "end)";
+    req(Cmd({"FUNCTION", "LOAD", wipe}) + Cmd({"FCALL", "wipe", "0"}), 1170);
+    expect({"HOLD 1170"});
+    rep("$5\r\nwiper\r\n", 1175);
+    expect({"FUNCTION"});  // (a FUNCTION LOAD is not announced: key writes are not ordered against it)
+    rep("+OK\r\n", 1180);
+    expect({"FCALL " + std::to_string(kNamesFlushdb), "RELEASE"});
+    req(Cmd({"FCALL", "ALSO", "0"}), 1182);
+    expect({"HOLD 1182"});
+    rep(":1\r\n", 1184);
+    expect({"FCALL " + std::to_string(kNamesFlushdb), "RELEASE"});
+    req(Cmd({"FUNCTION", "LOAD", put}), 1186);
+    expect({});
+    rep("$6\r\nputter\r\n", 1187);
+    expect({"FUNCTION"});
+    req(Cmd({"FCALL", "put", "1", "k", "v"}) + Cmd({"FCALL", "unseen", "0"}), 1190);
+    expect({});
+    rep("+OK\r\n+OK\r\n", 1195);
+    expect({"FCALL", "FCALL"});
     // Never answered: read back at the close.
     req(Cmd({"FLUSHALL"}), 1200);
     expect({"HOLD 1200"});
@@ -4994,6 +5025,27 @@ TEST(Ambiguity, ADatabaseWideWriteIsOrderedAgainstKeyWritesOfOtherConnections) {
   }
 }
 
+// Runs a SET of "k" in `key_db` answered at `key_ts` (connection 1) and
+// `script`, a script's record answered at 10'500 ns (connection 2), through
+// a tracker in capture order: the SET is flagged for read-back when
+// `flagged`, and the script keeps its own flags.
+void ExpectScriptOrderedAgainstASet(const RecordView& script, uint16_t key_db, uint64_t key_ts,
+                                    bool flagged) {
+  VectorSink out;
+  AmbiguityTracker t(&out, OneMicrosecond());
+  const bool key_first = key_ts < script.capture_ns;
+  ChangeRecord key = SetRecord("k", key_ts);
+  key.db = key_db;
+  if (key_first) EmitRecord(&t, key, 1);
+  t.Emit(script, 2);
+  if (!key_first) EmitRecord(&t, key, 1);
+  t.Flush();
+  ASSERT_EQ(out.records.size(), 2u);
+  const ChangeRecord& k = out.records[key_first ? 0 : 1];
+  EXPECT_EQ(k.HasFlag(kAmbiguousOrder) && k.HasFlag(kNeedsReadback), flagged);
+  EXPECT_EQ(out.records[key_first ? 1 : 0].flags, script.flags) << "the script itself";
+}
+
 // A script whose body names FLUSHDB, FLUSHALL or SWAPDB is database-wide as
 // well as a write of the keys it declares (a review: a key-less EVAL that
 // ran FLUSHDB was not ordered against another connection's SET, and the
@@ -5047,19 +5099,9 @@ TEST(Ambiguity, AScriptThatMayFlushOrSwapIsOrderedAgainstKeyWritesOfOtherConnect
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
-    VectorSink out;
-    AmbiguityTracker t(&out, OneMicrosecond());
-    const bool key_first = c.key_ts < 10'500;
-    ChangeRecord key = SetRecord("k", c.key_ts);
-    key.db = c.key_db;
-    if (key_first) EmitRecord(&t, key, 1);
-    EmitRecord(&t, script(c.body, c.keys, c.script_db, 10'500), 2);
-    if (!key_first) EmitRecord(&t, key, 1);
-    t.Flush();
-    ASSERT_EQ(out.records.size(), 2u);
-    const ChangeRecord& k = out.records[key_first ? 0 : 1];
-    EXPECT_EQ(k.HasFlag(kAmbiguousOrder) && k.HasFlag(kNeedsReadback), c.flagged);
-    EXPECT_EQ(out.records[key_first ? 1 : 0].flags, kNeedsReadback) << "the script itself";
+    std::vector<std::string_view> args;
+    const ChangeRecord r = script(c.body, c.keys, c.script_db, 10'500);
+    ExpectScriptOrderedAgainstASet(RecordView::Of(r, &args), c.key_db, c.key_ts, c.flagged);
   }
   // Two of them, or one and a FLUSHDB, are ordered against each other.
   VectorSink out;
@@ -5070,6 +5112,46 @@ TEST(Ambiguity, AScriptThatMayFlushOrSwapIsOrderedAgainstKeyWritesOfOtherConnect
   ASSERT_EQ(out.records.size(), 2u);
   EXPECT_TRUE(out.records[0].HasFlag(kAmbiguousOrder));
   EXPECT_TRUE(out.records[1].HasFlag(kAmbiguousOrder));
+}
+
+// An FCALL's record carries what its function's library names of FLUSHDB,
+// FLUSHALL, SWAPDB and SELECT, as its connection knew the library
+// (RecordView::fcall_db_names): such an FCALL is database-wide as an EVAL of
+// such a body is (the last note left a function that ran FLUSHDB unordered
+// against another connection's SET, as the key-less EVAL had been). The
+// bits cross the tracker's batches.
+TEST(Ambiguity, AnFcallWhoseLibraryMayFlushOrSwapIsOrderedAgainstKeyWrites) {
+  struct Case {
+    const char* what;
+    uint8_t names;
+    uint16_t fcall_db;
+    uint16_t key_db;
+    uint64_t key_ts;
+    bool flagged;
+  };
+  const Case cases[] = {
+      {"FLUSHDB, key write before", kNamesFlushdb, 0, 0, 10'000, true},
+      {"FLUSHDB, key write after", kNamesFlushdb, 0, 0, 10'700, true},
+      {"FLUSHDB of another db", kNamesFlushdb, 1, 0, 10'000, false},
+      {"FLUSHDB after a SELECT", kNamesFlushdb | kNamesSelect, 1, 0, 10'000, true},
+      {"FLUSHALL", kNamesFlushall, 2, 7, 10'700, true},
+      {"SWAPDB", kNamesSwapdb, 0, 3, 10'000, true},
+      {"a library that names none", 0, 0, 0, 10'000, false},
+      {"SELECT alone", kNamesSelect, 0, 0, 10'000, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ChangeRecord fcall;
+    fcall.op = RecordOp::kOrdered;
+    fcall.flags = kNeedsReadback;
+    fcall.db = c.fcall_db;
+    fcall.capture_ns = 10'500;
+    fcall.args = {"fcall", "f", "0"};
+    std::vector<std::string_view> args;
+    RecordView v = RecordView::Of(fcall, &args);
+    v.fcall_db_names = c.names;
+    ExpectScriptOrderedAgainstASet(v, c.key_db, c.key_ts, c.flagged);
+  }
 }
 
 // Two writes of the function libraries (FUNCTION LOAD, DELETE, FLUSH,
@@ -6181,6 +6263,40 @@ TEST(AmbiguityLive, AFlushdbAnsweredBehindALargeReplyFlagsTheWritesOfItsSpan) {
     server.setup.Do({"SET", "big", std::string(4 << 20, 'x')});  // flushed
     server.setup.Do({"DEL", "k"});
   }
+}
+
+// The same with a function that runs FLUSHDB, loaded on a third
+// connection: B's SET ran after the FCALL's flush, and the source keeps k;
+// replayed in reply order, the replica would not.
+TEST(AmbiguityLive, AnFcallThatFlushesAnsweredBehindALargeReplyFlagsTheWritesOfItsSpan) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  constexpr int kLivePort = 16434;
+  BigReplyServer server(kLivePort);
+  ASSERT_TRUE(server.ok());
+  VectorSink out;
+  AmbiguityTracker t(&out, AmbiguityOptions{});  // max_span 5 ms: the FCALL's span is long
+  ScriptCache scripts;  // shared by the connections, as decode and capture share theirs
+  ConnectionOptions o;
+  o.scripts = &scripts;
+  o.announce_holds = true;
+  MirroredClient loader(kLivePort, &t, 50, o), a(kLivePort, &t, 51, o), b(kLivePort, &t, 52, o);
+  ASSERT_TRUE(loader.ok() && a.ok() && b.ok());
+  loader.Do(
+      {"FUNCTION", "LOAD",
+       "#!lua name=wiper\nredis.register_function('wipe', function() return redis.call('FLUSHDB') end)"});
+  a.SendOnly(Cmd({"GET", "big"}) + Cmd({"FCALL", "wipe", "0"}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // A's FCALL has run
+  b.Do({"SET", "k", "B"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  t.Advance(NowNs());  // past the SET's window
+  a.ReceiveMirrored(2);
+  t.Flush();
+  EXPECT_EQ(server.setup.Do({"EXISTS", "k"}), ":1\r\n") << "the SET ran after the flush";
+  ASSERT_EQ(out.records.size(), 3u);
+  EXPECT_EQ(out.records[0].args[0], "FUNCTION");
+  EXPECT_EQ(out.records[1].key, "k");
+  EXPECT_EQ(out.records[2].args[0], "FCALL");
+  EXPECT_TRUE(out.records[1].HasFlag(kNeedsReadback));
 }
 
 // A blocking pop that finds its list non-empty runs at once, like any
