@@ -40,6 +40,7 @@ const volatile __u8 cfg_any_address = 0;
 #define KVF_ETH_P_IPV6	     0x86DD
 #define KVF_ETH_P_8021Q	     0x8100
 #define KVF_ETH_P_8021AD     0x88A8
+#define KVF_ETH_P_QINQ_OLD   0x9100 /* pre-802.1ad QinQ, as user-space decode takes it */
 #define KVF_ETH_P_TEB	     0x6558 /* GRE: transparent Ethernet bridging */
 #define KVF_ETH_P_ERSPAN     0x88BE /* GRE: ERSPAN type I / II */
 #define KVF_ETH_P_ERSPAN3    0x22EB /* GRE: ERSPAN type III */
@@ -128,8 +129,8 @@ struct vlan_tag {
 	__be16 proto;
 };
 
-/* Ethernet plus up to two VLAN tags (802.1Q, QinQ 802.1ad). Stores the
- * EtherType that follows, network order.
+/* Ethernet plus up to two VLAN tags (802.1Q, QinQ 802.1ad or 0x9100).
+ * Stores the EtherType that follows, network order.
  */
 static __always_inline int parse_l2(struct cursor *c, __be16 *proto)
 {
@@ -143,7 +144,8 @@ static __always_inline int parse_l2(struct cursor *c, __be16 *proto)
 	for (int i = 0; i < 2; i++) {
 		struct vlan_tag *tag;
 
-		if (p != bpf_htons(KVF_ETH_P_8021Q) && p != bpf_htons(KVF_ETH_P_8021AD))
+		if (p != bpf_htons(KVF_ETH_P_8021Q) && p != bpf_htons(KVF_ETH_P_8021AD) &&
+		    p != bpf_htons(KVF_ETH_P_QINQ_OLD))
 			break;
 		tag = take(c, sizeof(*tag));
 		if (!tag)
@@ -156,10 +158,14 @@ static __always_inline int parse_l2(struct cursor *c, __be16 *proto)
 
 /* IPv4 or IPv6 header (with IPv6 extension headers). Fills addresses,
  * l4_proto and l4_len; `wire_len` is the whole frame's length, which the IP
- * length fields must not exceed.
+ * length fields must not exceed, but for an `inner` header: a mirror that
+ * truncates what it encapsulates (AWS Traffic Mirroring, ERSPAN sessions
+ * with a length limit) sends a whole outer packet around a cut inner one,
+ * which user space decodes and reads as a gap (a review: xdp refused the
+ * frames decode was mended to keep, and the write was lost whole).
  */
 static __always_inline int parse_l3(struct cursor *c, __be16 proto, __u32 wire_len,
-				    struct segment *seg)
+				    bool inner, struct segment *seg)
 {
 	__u32 off = c->pos - c->start;
 
@@ -175,7 +181,7 @@ static __always_inline int parse_l3(struct cursor *c, __be16 proto, __u32 wire_l
 		if (skip(c, ihl - sizeof(*ip), 40))
 			return KVF_PARSE_ERROR;
 		tot = bpf_ntohs(ip->tot_len);
-		if (tot < ihl || off + tot > wire_len)
+		if (tot < ihl || (!inner && off + tot > wire_len))
 			return KVF_PARSE_ERROR;
 		if (ip->frag_off & bpf_htons(0x3fff)) /* MF set or offset != 0 */
 			return KVF_FRAGMENT;
@@ -199,7 +205,7 @@ static __always_inline int parse_l3(struct cursor *c, __be16 proto, __u32 wire_l
 		if (ip6->version != 6)
 			return KVF_PARSE_ERROR;
 		len = bpf_ntohs(ip6->payload_len);
-		if (off + sizeof(*ip6) + len > wire_len)
+		if (!inner && off + sizeof(*ip6) + len > wire_len)
 			return KVF_PARSE_ERROR;
 		__builtin_memcpy(seg->src.addr, &ip6->saddr, 16);
 		__builtin_memcpy(seg->dst.addr, &ip6->daddr, 16);
@@ -337,7 +343,7 @@ static __always_inline int classify(void *data, void *data_end, __u32 wire_len, 
 	r = parse_l2(&c, &proto);
 	if (r)
 		return r;
-	r = parse_l3(&c, proto, wire_len, seg);
+	r = parse_l3(&c, proto, wire_len, false, seg);
 	if (r)
 		return r;
 	if (seg->l4_proto != KVF_IPPROTO_TCP) {
@@ -353,7 +359,7 @@ static __always_inline int classify(void *data, void *data_end, __u32 wire_len, 
 				return r;
 		}
 		__builtin_memset(seg, 0, sizeof(*seg));
-		r = parse_l3(&c, proto, wire_len, seg);
+		r = parse_l3(&c, proto, wire_len, true, seg);
 		if (r)
 			return r;
 		if (seg->l4_proto != KVF_IPPROTO_TCP)
@@ -461,6 +467,12 @@ static __always_inline void deliver(void *ctx, bool xdp, __u32 wire_len, __u32 r
 		r = submit(ctx, xdp, KVF_CAP_SNAP_LARGE, cap, wire_len, rx_queue, flags, cnt);
 	else if (cap <= KVF_CAP_SNAP_PAGE)
 		r = submit(ctx, xdp, KVF_CAP_SNAP_PAGE, cap, wire_len, rx_queue, flags, cnt);
+	else if (cap <= KVF_CAP_SNAP_JUMBO)
+		r = submit(ctx, xdp, KVF_CAP_SNAP_JUMBO, cap, wire_len, rx_queue, flags, cnt);
+	else if (cap <= KVF_CAP_SNAP_16K)
+		r = submit(ctx, xdp, KVF_CAP_SNAP_16K, cap, wire_len, rx_queue, flags, cnt);
+	else if (cap <= KVF_CAP_SNAP_32K)
+		r = submit(ctx, xdp, KVF_CAP_SNAP_32K, cap, wire_len, rx_queue, flags, cnt);
 	else
 		r = submit(ctx, xdp, KVF_CAP_SNAP_MAX, cap, wire_len, rx_queue, flags, cnt);
 	if (r)

@@ -16,16 +16,23 @@
 #define KVF_CAP_MAX_SERVERS 1024
 
 /* Snap classes: a matched frame is copied into the smallest reservation
- * whose data area holds it. The largest class takes a whole GSO/GRO
- * super-frame (generic XDP and TC see those on veth and on devices with GRO)
- * up to 65535 bytes, the most one bpf_xdp_load_bytes call copies. A longer
- * frame is "oversize": its first KVF_CAP_SNAP_MAX bytes are delivered with
+ * whose data area holds it. JUMBO takes a 9000-byte-MTU frame with tags and
+ * a tunnel around it, and 16 and 32 KiB what lies between (a review: with
+ * nothing between 4 KiB and 64 KiB, each jumbo frame took 64 KiB of the
+ * ring, which then held 255 of them, and writes were lost as ring drops at
+ * low rates). The largest class takes a whole GSO/GRO super-frame (generic
+ * XDP and TC see those on veth and on devices with GRO) up to 65535 bytes,
+ * the most one bpf_xdp_load_bytes call copies. A longer frame is
+ * "oversize": its first KVF_CAP_SNAP_MAX bytes are delivered with
  * KVF_CAP_F_TRUNCATED set and wire_len telling the true length.
  */
 #define KVF_CAP_SNAP_SMALL  128
 #define KVF_CAP_SNAP_MEDIUM 512
 #define KVF_CAP_SNAP_LARGE  2048
 #define KVF_CAP_SNAP_PAGE   4096
+#define KVF_CAP_SNAP_JUMBO  9216
+#define KVF_CAP_SNAP_16K    16384
+#define KVF_CAP_SNAP_32K    32768
 #define KVF_CAP_SNAP_MAX    65535
 
 /* A TCP endpoint of a KV server, the key of the `servers` map. IPv4

@@ -768,9 +768,8 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
   // A source that failed (the interface went away: a review's capture
   // stopped, printed its totals and exited 0 without a reason).
   int rc = 0;
-  if (const auto* pcap = dynamic_cast<const PcapSource*>(src.get()); pcap != nullptr && !pcap->error().ok()) {
-    std::fprintf(stderr, "kvferryctl capture: %s: the capture stopped there\n",
-                 pcap->error().ToString().c_str());
+  if (const kvf::Status error = src->error(); !error.ok()) {
+    std::fprintf(stderr, "kvferryctl capture: %s: the capture stopped there\n", error.ToString().c_str());
     rc = 1;
   }
   const uint64_t unknown = output.unknown_db();

@@ -64,8 +64,12 @@ class PacketSource {
   // Packet points to stay valid until the next RxBurst call on this source.
   // Returns 0 when nothing arrived within the backend's poll interval.
   virtual size_t RxBurst(std::span<Packet> out) = 0;
-  // True once an offline source (a pcap file) has delivered everything.
+  // True once an offline source (a pcap file) has delivered everything, or
+  // a source can deliver no more (error() then says why).
   virtual bool Exhausted() const { return false; }
+  // Why the source stopped early (a read error, the interface went away);
+  // Ok otherwise.
+  virtual Status error() const { return Status::Ok(); }
   virtual CaptureStats Stats() const = 0;
   virtual std::string Describe() const = 0;
 };

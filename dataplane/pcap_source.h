@@ -69,7 +69,7 @@ class PcapSource final : public PacketSource {
   // straddle the window's edge even in small files.
   void set_read_cap_for_testing(size_t bytes) { read_cap_ = bytes > 0 ? bytes : 1; }
   // Set when libpcap reported a read error; the source is then exhausted.
-  const Status& error() const { return error_; }
+  Status error() const override { return error_; }
   // A classic pcap file is read in place: its whole mapping, valid as long
   // as the source (frame data handed out lies in it). Empty otherwise.
   ByteSpan mapped_file() const {

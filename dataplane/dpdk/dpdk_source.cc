@@ -10,6 +10,7 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
+#include <net/if.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 #include "dataplane/decode.h"
 #include "dataplane/endpoint.h"
+#include "dataplane/interface_watch.h"
 #include "dataplane/promiscuous.h"
 
 namespace kvf::dataplane {
@@ -66,7 +68,10 @@ class DpdkSource final : public PacketSource {
       n = rte_eth_rx_burst(port_, q, held_.data(), static_cast<uint16_t>(want));
     }
     held_n_ = n;
-    if (n == 0) return 0;
+    if (n == 0) {
+      if (watch_.Gone()) exhausted_ = true;  // af_packet: its interface went away
+      return 0;
+    }
     const uint64_t now = RealtimeNs();
     // A frame larger than one mbuf (jumbo frames with scattered RX, net_pcap
     // reading a large frame) arrives as a chain of segments: such frames are
@@ -107,6 +112,9 @@ class DpdkSource final : public PacketSource {
     frames_ += n;
     return n;
   }
+
+  bool Exhausted() const override { return exhausted_; }
+  Status error() const override { return watch_.error(); }
 
   CaptureStats Stats() const override {
     CaptureStats s;
@@ -154,6 +162,8 @@ class DpdkSource final : public PacketSource {
   bool started_ = false;
   bool promiscuous_set_ = false;      // turned on by us through the driver, off again on close
   PromiscuousHold promiscuous_hold_;  // af_packet: a membership the kernel drops with us
+  InterfaceWatch watch_;              // af_packet: its kernel interface
+  bool exhausted_ = false;            // that interface went away
   std::string vdev_name_;
   rte_mempool* pool_ = nullptr;
   static constexpr uint32_t kMaxFrameBytes = 65536 + 256;  // a GSO super-frame plus headers
@@ -225,6 +235,9 @@ Status DpdkSource::Open(const DpdkOptions& o) {
     auto hold = PromiscuousHold::Take(static_cast<int>(info.if_index));
     if (!hold.ok()) return hold.status();
     promiscuous_hold_ = std::move(*hold);
+    char ifname[IF_NAMESIZE] = {};
+    if (if_indextoname(info.if_index, ifname) == nullptr) return Status::FromErrno(errno, o.device);
+    watch_ = InterfaceWatch(static_cast<int>(info.if_index), ifname);
   } else if (rte_eth_promiscuous_get(port_) == 0) {
     promiscuous_set_ = rte_eth_promiscuous_enable(port_) == 0;
   }

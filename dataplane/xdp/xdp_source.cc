@@ -23,6 +23,7 @@
 
 #include "capture.skel.h"
 #include "capture_shared.h"
+#include "dataplane/interface_watch.h"
 #include "dataplane/promiscuous.h"
 
 namespace kvf::dataplane {
@@ -211,11 +212,18 @@ class XdpSource final : public PacketSource {
     ring_.Release();  // the previous burst's bytes are now the kernel's again
     size_t n = Fill(out);
     if (n == 0 && !out.empty()) {
+      // What the ring held before the interface went is still delivered.
+      if (watch_.Gone()) {
+        exhausted_ = true;
+        return 0;
+      }
       ring_.Wait(poll_timeout_ms_);
       n = Fill(out);
     }
     return n;
   }
+  bool Exhausted() const override { return exhausted_; }
+  Status error() const override { return watch_.error(); }
 
   CaptureStats Stats() const override {
     CaptureStats s;
@@ -275,6 +283,8 @@ class XdpSource final : public PacketSource {
   RingReader ring_;
   int ifindex_ = 0;
   std::string iface_;
+  InterfaceWatch watch_;            // the interface, from the namespace it was opened in
+  bool exhausted_ = false;          // the interface went away and the ring is empty
   PromiscuousHold promiscuous_;     // a dedicated mirror port only, dropped when the source goes
   uint64_t rx_misses_at_open_ = 0;  // InterfaceRxMisses when opened: drops before are not ours
   int link_fd_ = -1;
@@ -383,6 +393,7 @@ Result<std::unique_ptr<PacketSource>> XdpSource::Open(const XdpOptions& o) {
   src->ifindex_ = static_cast<int>(if_nametoindex(o.iface.c_str()));
   if (src->ifindex_ == 0) return Status::FromErrno(errno, "interface " + o.iface);
   src->iface_ = o.iface;
+  src->watch_ = InterfaceWatch(src->ifindex_, o.iface);
   src->rx_misses_at_open_ = InterfaceRxMisses(o.iface);
   src->poll_timeout_ms_ = o.poll_timeout_ms;
   timespec mono{}, real{};

@@ -455,6 +455,33 @@ INSTANTIATE_TEST_SUITE_P(Modes, XdpSourceTest,
                            }
                          });
 
+// The interface goes away (deleted, or its peer taken down with it): the
+// source delivers what its ring held, then says so and stops, in either
+// attach mode (a review's capture read nothing for ever and exited 0). The
+// check runs in the namespace the source was opened in, wherever it is
+// called from.
+TEST_P(XdpSourceTest, AnInterfaceThatGoesAwayEndsTheCaptureWithAReason) {
+  std::unique_ptr<PacketSource> src = OpenOnVb(Options(GetParam()));
+  ASSERT_TRUE(src);
+  VethLab::In(lab_.a(), [&] { va_index_ = if_nametoindex("va"); });
+  const int raw = RawSocket();
+  ASSERT_GE(raw, 0);
+  for (int i = 0; i < 3; ++i) SendRaw(raw, ToServer(i));
+  close(raw);
+  Packet burst[8];
+  size_t got = 0;
+  for (int i = 0; i < 100 && got < 3; ++i) got += src->RxBurst(burst);
+  EXPECT_EQ(got, 3u);
+  EXPECT_FALSE(src->Exhausted());
+  EXPECT_TRUE(src->error().ok());
+  ASSERT_EQ(0, Sh("ip -n " + lab_.b() + " link del vb"));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!src->Exhausted() && std::chrono::steady_clock::now() < until) src->RxBurst(burst);
+  EXPECT_TRUE(src->Exhausted());
+  EXPECT_NE(std::string::npos, src->error().ToString().find("interface vb")) << src->error().ToString();
+  VethLab::In(lab_.b(), [&] { src.reset(); });
+}
+
 class XdpAttachTest : public XdpSourceTest {};
 
 TEST_F(XdpAttachTest, StaleKvferryProgramIsReplaced) {

@@ -308,6 +308,21 @@ TEST_F(DpdkSourceTest, AfPacketVdevOnVethReceivesFrames) {
   const auto kept = testing::ReadLinkState(b, "vb");
   EXPECT_EQ(before->promiscuity + 1, kept->promiscuity);
   EXPECT_TRUE(kept->promisc_flag);
+
+  // The interface goes away: the source says so and stops, instead of
+  // reading nothing for ever (a review's capture ran blind and exited 0).
+  src = open_on_vb("net_af_packet_kvf2");
+  ASSERT_TRUE(src);
+  Packet burst[8];
+  EXPECT_EQ(0u, src->RxBurst(burst));
+  EXPECT_FALSE(src->Exhausted());
+  EXPECT_TRUE(src->error().ok());
+  ASSERT_EQ(0, Sh("ip -n " + b + " link del vb"));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!src->Exhausted() && std::chrono::steady_clock::now() < until) src->RxBurst(burst);
+  EXPECT_TRUE(src->Exhausted());
+  EXPECT_NE(std::string::npos, src->error().ToString().find("vb (index")) << src->error().ToString();
+  in_ns(b, [&] { src.reset(); });
 }
 
 TEST_F(DpdkSourceTest, UnknownDeviceIsAnError) {
