@@ -50,4 +50,17 @@ Status InterfaceWatch::error() const {
                      ") went away; one re-created under its name is another interface");
 }
 
+Result<uint32_t> InterfaceMtu(const std::string& name) {
+  ifreq ifr{};
+  if (name.size() >= sizeof(ifr.ifr_name)) return InvalidArgument("interface name too long: " + name);
+  name.copy(ifr.ifr_name, name.size());
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno(errno, "socket for SIOCGIFMTU");
+  const int rc = ioctl(fd, SIOCGIFMTU, &ifr);
+  const int err = errno;
+  close(fd);
+  if (rc != 0) return Status::FromErrno(err, "MTU of " + name);
+  return static_cast<uint32_t>(ifr.ifr_mtu);
+}
+
 }  // namespace kvf::dataplane

@@ -42,4 +42,7 @@ class InterfaceWatch {
   bool gone_ = false;
 };
 
+// The MTU of interface `name` in the calling thread's network namespace.
+Result<uint32_t> InterfaceMtu(const std::string& name);
+
 }  // namespace kvf::dataplane

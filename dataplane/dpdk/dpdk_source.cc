@@ -14,9 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <numeric>
 #include <vector>
 
 #include "dataplane/decode.h"
@@ -208,7 +210,7 @@ Status DpdkSource::Open(const DpdkOptions& o) {
   const std::string pool_name = "kvfrx" + std::to_string(g_pool_seq.fetch_add(1));
   const int socket =
       rte_eth_dev_socket_id(port_) < 0 ? static_cast<int>(rte_socket_id()) : rte_eth_dev_socket_id(port_);
-  pool_ = rte_pktmbuf_pool_create(pool_name.c_str(), o.mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+  pool_ = rte_pktmbuf_pool_create(pool_name.c_str(), o.mbufs, 256, 0, o.mbuf_data_room, socket);
   if (pool_ == nullptr) return RteError(rte_errno, "mbuf pool of " + std::to_string(o.mbufs));
   for (uint16_t q = 0; q < nb_queues_; ++q) {
     rc = rte_eth_rx_queue_setup(port_, q, o.rx_ring_size, static_cast<unsigned>(socket), nullptr, pool_);
@@ -302,6 +304,32 @@ void ShutdownDpdkEal() {
   unlink((dir + "/dpdk_telemetry.v2").c_str());
   rmdir(dir.c_str());  // fails (ENOTEMPTY) and leaves it alone if others share it
   g_eal_status = Unavailable("DPDK EAL was shut down");
+}
+
+DpdkOptions AfPacketOptions(const std::string& device, const std::string& iface, uint32_t mtu,
+                            uint32_t* max_frame) {
+  // A TPACKET_V2 frame starts with 80 bytes of header and alignment
+  // (macoff 66 for Ethernet); the PMD needs the mbuf to hold the frame size
+  // less 32, after RTE_PKTMBUF_HEADROOM.
+  constexpr uint32_t kFrameOverhead = 96;
+  constexpr uint32_t kMaxFrameSize = 63 * 1024;  // with the headroom, within an mbuf's 16-bit size
+  const uint64_t want = uint64_t{mtu} + 14 + 8 + kFrameOverhead;
+  uint32_t frame_size = 2048;
+  while (frame_size < want && frame_size < kMaxFrameSize) frame_size += 1024;
+  // Blocks are whole pages holding whole frames.
+  const uint32_t per_block = 4096 / std::gcd(frame_size, 4096u);
+  const uint32_t block_size = frame_size * per_block;
+  uint32_t frame_count = std::max<uint32_t>(512, (32u << 20) / frame_size);
+  if (frame_size == 2048) frame_count = 16384;  // measured at lab rates (bench/RESULTS.md)
+  frame_count -= frame_count % per_block;
+  DpdkOptions o;
+  o.device = device;
+  o.vdev_args = device + ",iface=" + iface + ",framecnt=" + std::to_string(frame_count) +
+                ",framesz=" + std::to_string(frame_size) + ",blocksz=" + std::to_string(block_size);
+  o.mbuf_data_room = static_cast<uint16_t>(frame_size + 128);
+  o.mbufs = std::clamp<uint32_t>((64u << 20) / o.mbuf_data_room, 1023, 8191);
+  if (max_frame != nullptr) *max_frame = frame_size - kFrameOverhead;
+  return o;
 }
 
 Result<std::unique_ptr<PacketSource>> OpenDpdkSource(const DpdkOptions& options) {

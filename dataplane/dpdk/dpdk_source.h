@@ -35,13 +35,26 @@ struct DpdkOptions {
   std::string vdev_args;
   uint16_t rx_queues = 1;  // hardware RX queues, polled round-robin
   uint16_t rx_ring_size = 1024;
-  uint32_t mbufs = 8191;    // mbuf pool size (caps the frames in flight)
-  uint16_t max_burst = 64;  // frames taken from the NIC per RxBurst
+  uint32_t mbufs = 8191;  // mbuf pool size (caps the frames in flight)
+  // Bytes of each mbuf's buffer (headroom included): a PMD that copies a
+  // frame into one mbuf (net_af_packet) cuts what does not fit.
+  uint16_t mbuf_data_room = 2048 + 128;  // RTE_MBUF_DEFAULT_BUF_SIZE
+  uint16_t max_burst = 64;               // frames taken from the NIC per RxBurst
   // Worker fan-out: Packet::rx_queue is set to a worker in [0, workers),
   // the same for both directions of a TCP connection (symmetric hash of
   // the decoded inner endpoints; undecodable frames go to worker 0).
   uint32_t workers = 1;
 };
+
+// Options for the af_packet PMD on kernel interface `iface` whose MTU is
+// `mtu`: ring frames and mbufs that hold its largest frame (with two VLAN
+// tags), so that a jumbo-MTU mirror port is not cut to 2 KB (a review lost
+// every large write on a 9000-MTU port), with the ring kept near 32 MiB and
+// the pool near 64 MiB of EAL memory. `max_frame` receives the longest
+// frame delivered whole (less than the MTU's frame only past 64 KiB, where
+// an mbuf ends).
+DpdkOptions AfPacketOptions(const std::string& device, const std::string& iface, uint32_t mtu,
+                            uint32_t* max_frame);
 
 // NIC-level counters from rte_eth_stats_get.
 struct DpdkNicStats {
