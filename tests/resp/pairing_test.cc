@@ -1937,6 +1937,27 @@ TEST_F(Pairing, ACommandAnAclRefusesAtExecIsCountedNowhere) {
   ExpectPairedCleanly(lim.conn().stats());
 }
 
+// A subcommand the server does not know (Redis 7.0 refuses CLIENT SETINFO,
+// which node-redis and ioredis send on every connect) is counted under no
+// command, as INFO commandstats counts it (a review saw `client rejected=46`
+// where the server had no cmdstat_client), while queued in MULTI too; a
+// known subcommand's refusal still counts.
+TEST_F(Pairing, AnUnknownSubcommandIsCountedNowhereAsTheServerCountsIt) {
+  OutcomeLog seen;
+  MirroredClient c(kPort, &sink_, 25, ObservedBy(&seen));
+  c_->Do({"CONFIG", "RESETSTAT"});
+  c.Do({"CLIENT", "SETINFO", "lib-name", "kvf"});
+  c.Do(Cmd({"MULTI"}) + Cmd({"CLIENT", "SETINFO", "lib-ver", "1"}) + Cmd({"DISCARD"}), 3);
+  c.Do({"CLIENT", "NO-EVICT", "maybe"});  // known, refused for its argument
+  const std::string info = c_->Do({"INFO", "COMMANDSTATS"});
+  EXPECT_EQ(info.find("cmdstat_client:"), std::string::npos) << info;
+  EXPECT_NE(info.find("cmdstat_client|no-evict:calls=1,"), std::string::npos) << info;
+  EXPECT_EQ(seen.outcomes, (V{"multi " + std::string(OutcomeName(Outcome::kReadOnly)),
+                              "discard " + std::string(OutcomeName(Outcome::kReadOnly)),
+                              "client|no-evict " + std::string(OutcomeName(Outcome::kRejected))}));
+  ExpectPairedCleanly(c.conn().stats());
+}
+
 // An ACL refuses a SUBSCRIBE to a channel the user may not use (Redis 7: a
 // new user may use none): an unanswered SUBSCRIBE is no proof of pub/sub
 // mode. Here the CLIENT REPLY OFF after it runs, and the replies that come
