@@ -78,11 +78,14 @@ enum class ScriptKind : uint8_t { kNone, kEval, kEvalsha };
 // SWAPDB: database-wide, as its record is (DbsChangedBy).
 bool ScriptChangesDbs(const CommandSpec* spec, std::span<const std::string_view> args,
                       const ScriptCache& scripts) {
-  DbSet d;
-  if (spec->name[0] == 'f' && args.size() >= 2 && IsFcall(*spec))
+  if (spec->name[0] == 'f') [[unlikely]] {  // (per request: no guard)
+    if (args.size() < 2 || !IsFcall(*spec)) return false;
+    DbSet d;
     return DbsChangedByNames(scripts.DatabaseWideNamesOf(args[1]), 0, &d);
+  }
   const ScriptKind kind = ScriptKindOf(spec);
   if (kind == ScriptKind::kNone || args.size() < 2) return false;
+  DbSet d;
   if (kind == ScriptKind::kEval) return ScriptDbsChanged(args[1], 0, &d);
   const std::shared_ptr<const std::string> body = scripts.Find(args[1]);
   return body != nullptr && ScriptDbsChanged(*body, 0, &d);
@@ -1370,19 +1373,19 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     scripts_->LearnBody(args[2]);
   } else if (args.size() >= 2 && !requests_.arg_elided(1) && IsEvalOfABody(spec)) [[unlikely]] {
     scripts_->LearnBody(args[1]);
-  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args) && CallsMigrate(args))
-      [[unlikely]] {
-    scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
-    p.holds_library = true;
-    ++library_holds_;
-  }
-  // A library that may flush or swap: its FCALLs are database-wide from
-  // now on, pipelined behind it too (whatever becomes of it: see
-  // ScriptCache::LearnDatabaseWideFunctions).
-  if (p.kind == Kind::kWrite && spec->name[0] == 'f' && args.size() >= 3 && IsLibraryLoad(args) &&
-      !requests_.arg_elided(args.size() - 1)) [[unlikely]] {
-    const uint8_t names = DatabaseWideNames(args.back());
-    if (names != 0) scripts_->LearnDatabaseWideFunctions(RegisteredFunctionNames(args.back()), names);
+  } else if (p.kind == Kind::kWrite && spec->name[0] == 'f' && IsLibraryLoad(args)) [[unlikely]] {
+    if (CallsMigrate(args)) {
+      scripts_->NoteLibraryRequested();  // (an FCALL answered first may run it)
+      p.holds_library = true;
+      ++library_holds_;
+    }
+    // A library that may flush or swap: its FCALLs are database-wide from
+    // now on, pipelined behind it too (whatever becomes of it: see
+    // ScriptCache::LearnDatabaseWideFunctions).
+    if (args.size() >= 3 && !requests_.arg_elided(args.size() - 1)) {
+      const uint8_t names = DatabaseWideNames(args.back());
+      if (names != 0) scripts_->LearnDatabaseWideFunctions(RegisteredFunctionNames(args.back()), names);
+    }
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
   // uses up a pending SKIP all the same.
