@@ -1,6 +1,7 @@
 // Status formatting and errno conversion.
 #include "core/status.h"
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 
@@ -43,6 +44,9 @@ Result<std::string> ReadFileUpTo(const std::string& path, size_t max_bytes) {
   std::string text;
   text.resize(max_bytes + 1);
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  // A read that failed (a directory opens, then reads EISDIR) is not an
+  // empty file (a review's --redis-conf DIR read no renames, silently).
+  if (in.bad()) return Status::FromErrno(errno, "cannot read " + path);
   text.resize(static_cast<size_t>(in.gcount()));
   if (text.size() > max_bytes)
     return ResourceExhausted(path + ": larger than " + std::to_string(max_bytes >> 20) + " MiB");

@@ -740,6 +740,13 @@ int RunDecode(const std::vector<std::string>& args) {
   // Standard input, a pipe (<(zcat f.gz)) or a device can be read once
   // only: alone (the order of several files is read from them first), and
   // not with --rebase-time (which reads the capture twice).
+  for (const std::string& f : pcap_args) {
+    struct stat st;
+    if (f != "-" && ::stat(f.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      std::fprintf(stderr, "kvferryctl decode: --pcap %s is a directory\n", f.c_str());
+      return 2;
+    }
+  }
   const bool one_pass = std::any_of(pcap_args.begin(), pcap_args.end(), [](const std::string& f) {
     struct stat st;
     return f == "-" || (::stat(f.c_str(), &st) == 0 && !S_ISREG(st.st_mode));
@@ -1008,9 +1015,14 @@ int RunDecode(const std::vector<std::string>& args) {
   // --pipe would load nothing): the exit status says so.
   // (Or no frame could be read as TCP at all. Segments that reached the
   // server and opened no flow, keepalives of a quiet period, are no mistake.)
-  const bool missed_server = table.stats().flows_created == 0 && (table.stats().segments_not_for_server > 0 ||
-                                                                  (frames > 0 && dec.decoded() == 0));
-  if (table.stats().flows_created == 0) {
+  // A capture without a frame (tcpdump on the wrong interface, or stopped
+  // at once) is one too: capture --pcap fails on it as well (a review).
+  const bool missed_server = table.stats().flows_created == 0 &&
+                             (table.stats().segments_not_for_server > 0 || frames == 0 || dec.decoded() == 0);
+  if (frames == 0) {
+    std::fprintf(stderr,
+                 "kvferryctl decode: the capture holds no frame: was it taken on the right interface?\n");
+  } else if (table.stats().flows_created == 0) {
     std::string names;
     for (const dp::Endpoint& e : cfg.servers) names += (names.empty() ? "" : ", ") + e.ToString();
     std::fprintf(stderr,

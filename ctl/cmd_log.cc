@@ -10,12 +10,15 @@
 #include <vector>
 
 #include "ctl/command.h"
+#include "ctl/notes.h"
+#include "ctl/record_json.h"
 #include "logstore/cursors.h"
 #include "logstore/log.h"
 #include "logstore/verify.h"
 
 namespace {
 
+using kvf::ctl::Printable;
 using kvf::logstore::DropReport;
 using Json = nlohmann::json;
 
@@ -77,22 +80,6 @@ Json DropJson(const DropReport& d) {
               {"torn_tail", d.torn_tail}};
 }
 
-std::string Printable(const std::string& s, size_t max = 64) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < max; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > max) out += "...(" + std::to_string(s.size()) + " bytes)";
-  return out;
-}
-
 class PrintingReporter : public kvf::logstore::Reporter {
  public:
   explicit PrintingReporter(bool json) : json_(json) {}
@@ -124,7 +111,9 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
   // Records missing between two that were read (a segment deleted, damage
   // the reader skipped): said, and the exit status says so too (a review's
   // dump of a log missing a segment jumped 5,268 seqs and exited 0).
-  uint64_t prev = 0, missing = 0, stretches = 0;
+  uint64_t prev = 0, missing = 0, stretches = 0, repeated = 0;
+  std::string line;
+  std::vector<std::string_view> views;
   while ((*reader)->Next(&r)) {
     if (prev == 0 && a.from_given && r.seq > a.from) {
       // The records asked for are not in the log (a segment gone, or
@@ -135,7 +124,13 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
       missing += r.seq - a.from;
       ++stretches;
     }
-    if (prev != 0 && r.seq != prev + 1) {
+    if (prev != 0 && r.seq <= prev) {
+      // Two segments hold the same seqs, maybe different records (a review:
+      // verify said DAMAGED, dump nothing). One copy is printed.
+      std::fprintf(stderr, "kvferryctl log dump: seq %llu comes again after %llu: segments overlap\n",
+                   static_cast<unsigned long long>(r.seq), static_cast<unsigned long long>(prev));
+      ++repeated;
+    } else if (prev != 0 && r.seq != prev + 1) {
       std::fprintf(stderr, "kvferryctl log dump: seqs %llu..%llu are missing\n",
                    static_cast<unsigned long long>(prev + 1), static_cast<unsigned long long>(r.seq - 1));
       missing += r.seq > prev ? r.seq - prev - 1 : 0;
@@ -143,35 +138,32 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
     }
     prev = r.seq;
     if (a.json) {
-      Json j{{"seq", r.seq},
-             {"hlc", r.hlc.packed()},
-             {"capture_ns", r.capture_ns},
-             {"origin", r.origin},
-             {"db", r.db},
-             {"op", std::string(kvf::RecordOpName(r.op))},
-             {"flags", r.flags},
-             {"key", r.key},
-             {"args", r.args}};
-      std::printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+      // As decode prints records: exact bytes (key_b64, args_b64) where they
+      // are not UTF-8, flags by name (a review: k\xff and k\xfe both came out
+      // "k\ufffd"), and the origin site.
+      line.clear();
+      kvf::ctl::AppendJsonRecord(&line, kvf::RecordView::Of(r, &views), r.seq, /*with_origin=*/true);
+      std::fputs(line.c_str(), stdout);
     } else {
-      std::string line = std::to_string(r.seq) + " hlc=" + std::to_string(r.hlc.physical_ms()) + "." +
+      std::string text = std::to_string(r.seq) + " hlc=" + std::to_string(r.hlc.physical_ms()) + "." +
                          std::to_string(r.hlc.logical()) + " origin=" + std::to_string(r.origin) +
                          " db=" + std::to_string(r.db) + " " + std::string(kvf::RecordOpName(r.op)) +
                          " key=" + Printable(r.key);
-      for (const auto& arg : r.args) line += " " + Printable(arg);
-      std::printf("%s\n", line.c_str());
+      for (const auto& arg : r.args) text += " " + Printable(arg);
+      std::printf("%s\n", text.c_str());
     }
   }
   if (!(*reader)->status().ok()) {
     std::fprintf(stderr, "kvferryctl log dump: %s\n", (*reader)->status().ToString().c_str());
     return 1;
   }
-  if (missing > 0 || rep.count > 0) {
-    std::fprintf(stderr,
-                 "kvferryctl log dump: incomplete: %llu record(s) missing in %llu stretch(es), %d damaged "
-                 "stretch(es) skipped; `kvferryctl log verify --dir %s` tells where\n",
-                 static_cast<unsigned long long>(missing), static_cast<unsigned long long>(stretches),
-                 rep.count, a.dir.c_str());
+  if (missing > 0 || rep.count > 0 || repeated > 0) {
+    std::fprintf(
+        stderr,
+        "kvferryctl log dump: incomplete: %llu record(s) missing in %llu stretch(es), %d damaged "
+        "stretch(es) skipped, %llu seq(s) held twice; `kvferryctl log verify --dir %s` tells where\n",
+        static_cast<unsigned long long>(missing), static_cast<unsigned long long>(stretches), rep.count,
+        static_cast<unsigned long long>(repeated), a.dir.c_str());
     return 1;
   }
   return 0;
@@ -186,12 +178,40 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
   }
   kvf::logstore::CursorStore cursors(fs, a.dir);
   const kvf::Status cs = cursors.Load();
+  // A cursor is the last seq its destination acknowledged: the log must
+  // hold what comes after it, and cannot have acknowledged what it never
+  // held (a review's verify said OK with one cursor 3,406 records before the
+  // oldest and another 994,943 past the newest).
+  uint64_t next = sum->last_seq + 1;  // the seq the log would give next
+  if (sum->last_seq == 0) {
+    next = 1;
+    for (const auto& seg : sum->segments)
+      if (seg.header_ok && seg.first_seq > 0) next = std::max(next, seg.first_seq);
+  }
+  const uint64_t oldest = sum->first_seq != 0 ? sum->first_seq : next;
+  std::vector<std::string> cursor_problems;
+  if (cs.ok()) {
+    for (const auto& [dest, seq] : cursors.Snapshot()) {
+      if (seq + 1 < oldest) {
+        cursor_problems.push_back("cursor " + Printable(dest) + " acknowledged seq " + std::to_string(seq) +
+                                  ", but the log starts at " + std::to_string(oldest) + ": seqs " +
+                                  std::to_string(seq + 1) + ".." + std::to_string(oldest - 1) +
+                                  " it was never acknowledged are gone");
+      } else if (seq >= next) {
+        cursor_problems.push_back("cursor " + Printable(dest) + " acknowledged seq " + std::to_string(seq) +
+                                  ", past the log's last (" + std::to_string(next - 1) +
+                                  "): records it acknowledged are gone");
+      }
+    }
+  }
+  const bool ok = sum->ok() && cs.ok() && cursor_problems.empty();
   if (a.json) {
     Json j{{"segments", sum->segments.size()},      {"records", sum->records},
            {"first_seq", sum->first_seq},           {"last_seq", sum->last_seq},
            {"recycled_files", sum->recycled_files}, {"disk_bytes", sum->disk_bytes}};
+    j["cursor_problems"] = cursor_problems;
     if (full) {
-      j["ok"] = sum->ok() && cs.ok();
+      j["ok"] = ok;
       j["contiguous_to"] = sum->contiguous_to;
       j["damage"] = Json::array();
       for (const auto& d : sum->damage) j["damage"].push_back(DropJson(d));
@@ -249,19 +269,22 @@ int VerifyOrStats(kvf::logstore::FileSystem* fs, const LogArgs& a) {
                     static_cast<unsigned long long>(d.bytes), static_cast<unsigned long long>(d.first_seq),
                     static_cast<unsigned long long>(d.last_seq), d.reason.c_str());
       }
-      std::printf("%s\n", sum->ok() && cs.ok() ? "OK" : "DAMAGED");
+      for (const std::string& p : cursor_problems) std::printf("CURSOR: %s\n", p.c_str());
+      std::printf("%s\n", ok ? "OK" : "DAMAGED");
+    } else {
+      for (const std::string& p : cursor_problems) std::printf("CURSOR: %s\n", p.c_str());
     }
     if (cs.ok()) {
       for (const auto& [dest, seq] : cursors.Snapshot()) {
-        std::printf("cursor %s: %llu\n", dest.c_str(), static_cast<unsigned long long>(seq));
+        std::printf("cursor %s: %llu\n", Printable(dest).c_str(), static_cast<unsigned long long>(seq));
       }
     } else {
       std::printf("cursors: %s\n", cs.ToString().c_str());
     }
   }
-  // Cursors that cannot be read are damage too: a destination would resume
-  // from nowhere it acknowledged.
-  return full && (!sum->ok() || !cs.ok()) ? 1 : 0;
+  // Cursors that cannot be read, or that the log does not match, are damage
+  // too: a destination would resume from nowhere it acknowledged.
+  return full && !ok ? 1 : 0;
 }
 
 int RunLog(const std::vector<std::string>& args) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "ctl/notes.h"
 #include "resp/command_table.h"
 #include "resp/convert.h"
 
@@ -192,7 +193,9 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
   // host name stays as given (no lookup here) until the replica's link
   // tells which server it is (ReplicaLink): till then its replicas are not
   // known to replicate it, and more is kept and read back than need be.
-  std::string master(named_master);
+  // Printable: the name came off the wire and is printed (a review forged a
+  // line of decode's stderr with escape sequences in a REPLICAOF host).
+  std::string master = Printable(named_master, 256);
   bool by_name = !master.empty();
   if (const size_t colon = master.rfind(':'); colon != std::string::npos) {
     const Result<dataplane::IpAddress> ip = dataplane::IpAddress::Parse(master.substr(0, colon));

@@ -1,10 +1,27 @@
 #include "ctl/notes.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "resp/command_table.h"
 
 namespace kvf::ctl {
+
+std::string Printable(std::string_view s, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > max) out += "...(" + std::to_string(s.size()) + " bytes)";
+  return out;
+}
 
 void ConnectionNames::Add(const resp::Connection& conn) {
   std::lock_guard<std::mutex> lock(mu_);

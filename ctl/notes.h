@@ -7,12 +7,20 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dataplane/endpoint.h"
 #include "resp/connection.h"
 
 namespace kvf::ctl {
+
+// `s` for a terminal: bytes outside printable ASCII (and the backslash) as
+// \xNN, at most `max` of them, then its length. For names and values that
+// come off the wire or the disk, whose escape sequences would otherwise
+// reach the operator's terminal (a review forged a line of decode's output
+// with a REPLICAOF host name).
+std::string Printable(std::string_view s, size_t max = 64);
 
 // Names of the commands the server accepted that the table does not know,
 // and of the nodes -MOVED and -ASK sent requests to, from every connection

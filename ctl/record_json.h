@@ -114,8 +114,9 @@ inline bool AppendJsonString(std::string* out, std::string_view s) {
   return true;
 }
 
-// Appends record `r`, numbered `seq`, and a newline.
-inline void AppendJsonRecord(std::string* out, const RecordView& r, uint64_t seq) {
+// Appends record `r`, numbered `seq`, and a newline; `with_origin`: its
+// origin site too (a stored record's; decode's and capture's are all 0).
+inline void AppendJsonRecord(std::string* out, const RecordView& r, uint64_t seq, bool with_origin = false) {
   out->append("{\"args\":[");
   bool args_utf8 = true;
   for (size_t i = 0; i < r.args.size(); ++i) {
@@ -156,6 +157,7 @@ inline void AppendJsonRecord(std::string* out, const RecordView& r, uint64_t seq
   }
   out->append(",\"op\":");
   AppendJsonString(out, RecordOpName(r.op));
+  if (with_origin) out->append(",\"origin\":").append(std::to_string(r.origin));
   out->append(",\"seq\":").append(std::to_string(seq)).append("}\n");
 }
 

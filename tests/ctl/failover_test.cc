@@ -361,5 +361,18 @@ TEST_F(FailoverTest, AReplicaMadeWithoutAPromotionSaysToResynchroniseIt) {
   EXPECT_NE(told[0].find("it replaced its dataset with the master's"), std::string::npos) << told[0];
 }
 
+// The master a REPLICAOF names came off the wire and is printed: its
+// control bytes are escaped (a review forged a line of decode's stderr,
+// and cleared the screen, with a host name).
+TEST_F(FailoverTest, AMasterNamedWithControlBytesIsPrintedEscaped) {
+  made.OnRoleChange("", kT0 + 50 * kMs, true);
+  old_a.OnRoleChange("\x1b[2J\nkvferryctl decode: all good:6379", kT0 + 500 * kMs, true);
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[1].find('\x1b'), std::string::npos) << told[1];
+  EXPECT_EQ(told[1].find('\n'), std::string::npos) << told[1];
+  EXPECT_NE(told[1].find("a replica of \\x1b[2J\\x0akvferryctl decode: all good:6379"), std::string::npos)
+      << told[1];
+}
+
 }  // namespace
 }  // namespace kvf::ctl

@@ -2,11 +2,15 @@
 // codes and machine-readable output, healthy and damaged.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "logstore/cursors.h"
+#include "logstore/log.h"
 #include "test_util.h"
 #include "tests/common/shell.h"
 
@@ -109,3 +113,103 @@ TEST(CtlLog, RecordsMissingFromTheMiddleAreSaidAndFailTheDump) {
 }
 
 }  // namespace
+
+// A log of `keys.size()` records written through the library (SET key v), closed.
+void WriteRecords(const std::string& dir, const std::vector<std::string>& keys,
+                  uint64_t segment_bytes = 64ull << 20) {
+  kvf::logstore::LogOptions o;
+  o.dir = dir;
+  o.preallocate = false;
+  o.segment_bytes = segment_bytes;
+  auto log = kvf::logstore::Log::Open(o);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  for (const std::string& k : keys) {
+    kvf::ChangeRecord r;
+    r.op = kvf::RecordOp::kIdempotent;
+    r.flags = kvf::kNeedsReadback;
+    r.origin = 7;
+    r.key = k;
+    r.args = {"SET", k, "v"};
+    ASSERT_TRUE((*log)->Append(r).ok());
+  }
+  ASSERT_TRUE((*log)->Close().ok());
+}
+
+// dump --format json prints records as decode does: exact bytes where they
+// are not UTF-8 (a review: k\xff and k\xfe both came out "k\ufffd"), flags
+// by name, and the origin site.
+TEST(CtlLog, JsonDumpKeepsTheBytesOfBinaryKeys) {
+  kvf::logstore::testing::TempDir tmp;
+  const std::string dir = tmp.path() + "/log";
+  WriteRecords(dir, {"k\xff", "k\xfe"});
+  ShellResult d = Sh(std::string(KVF_CTL_PATH) + " log dump --dir " + dir + " --format json");
+  ASSERT_EQ(d.code, 0) << d.out;
+  std::vector<nlohmann::json> recs;
+  for (size_t pos = 0, nl; (nl = d.out.find('\n', pos)) != std::string::npos; pos = nl + 1)
+    recs.push_back(nlohmann::json::parse(d.out.substr(pos, nl - pos)));
+  ASSERT_EQ(recs.size(), 2u) << d.out;
+  EXPECT_EQ(recs[0]["key_b64"], "a/8=");  // "k\xff"
+  EXPECT_EQ(recs[1]["key_b64"], "a/4=");  // "k\xfe"
+  EXPECT_EQ(recs[0]["args_b64"][1], "a/8=");
+  EXPECT_EQ(recs[0]["flags"], nlohmann::json::array({"needs_readback"}));
+  EXPECT_EQ(recs[0]["origin"], 7);
+  EXPECT_EQ(recs[1]["seq"], 2);
+}
+
+// The newest segment created and never written (a crash right after a
+// rotation): stats takes the last record from the newest segment that
+// holds any (a review's said "last 0, records 0").
+TEST(CtlLog, StatsLooksPastAnUnwrittenNewestSegment) {
+  kvf::logstore::testing::TempDir tmp;
+  const std::string dir = tmp.path() + "/log";
+  WriteRecords(dir, {"a", "b", "c"});
+  ShellResult v = Sh(std::string(KVF_CTL_PATH) + " log verify --dir " + dir + " --format json");
+  ASSERT_EQ(v.code, 0) << v.out;
+  const auto segs = nlohmann::json::parse(v.out)["segment_list"];
+  ASSERT_FALSE(segs.empty());
+  const uint64_t next = segs.back()["number"].get<uint64_t>() + 1;
+  {
+    std::ofstream f(dir + "/" + kvf::logstore::SegmentFileName(next), std::ios::binary);
+    f << std::string(4096, '\0');
+  }
+  ShellResult s = Sh(std::string(KVF_CTL_PATH) + " log stats --dir " + dir + " --format json");
+  ASSERT_EQ(s.code, 0) << s.out;
+  const auto j = nlohmann::json::parse(s.out);
+  EXPECT_EQ(j["last_seq"], 3) << s.out;
+  EXPECT_EQ(j["records"], 3) << s.out;
+}
+
+// A cursor is the last seq its destination acknowledged: one before the
+// oldest record kept (what it never acknowledged is gone) or past the
+// newest (what it acknowledged is gone) is damage (a review's verify said
+// OK of both).
+TEST(CtlLog, VerifyChecksTheCursorsAgainstTheLog) {
+  kvf::logstore::testing::TempDir tmp;
+  const std::string dir = tmp.path() + "/log";
+  std::vector<std::string> keys;
+  for (int i = 0; i < 200; ++i) keys.push_back("key" + std::to_string(i));
+  WriteRecords(dir, keys, 4096);
+  const std::string verify = std::string(KVF_CTL_PATH) + " log verify --dir " + dir;
+  // The oldest segment retired, as retention does.
+  ShellResult before = Sh(verify + " --format json");
+  ASSERT_EQ(before.code, 0) << before.out;
+  const auto segs = nlohmann::json::parse(before.out)["segment_list"];
+  ASSERT_GE(segs.size(), 3u) << before.out;
+  ASSERT_EQ(std::remove((dir + "/" + kvf::logstore::SegmentFileName(segs[0]["number"])).c_str()), 0);
+  const uint64_t oldest = segs[1]["first_seq"].get<uint64_t>();
+  auto fs = kvf::logstore::NewPosixFileSystem(kvf::logstore::IoBackend::kPosix);
+  ASSERT_TRUE(fs.ok());
+  for (const auto& [seq, ok] :
+       {std::pair<uint64_t, bool>{oldest - 1, true}, {200, true}, {oldest - 2, false}, {201, false}}) {
+    SCOPED_TRACE(seq);
+    {
+      ASSERT_EQ(std::remove((dir + "/cursors").c_str()) == 0 || errno == ENOENT, true);
+      kvf::logstore::CursorStore c(fs->get(), dir);
+      ASSERT_TRUE(c.Advance("replica", seq).ok());
+      ASSERT_TRUE(c.Persist().ok());
+    }
+    ShellResult v = Sh(verify + " 2>&1");
+    EXPECT_EQ(v.code, ok ? 0 : 1) << v.out;
+    EXPECT_EQ(v.out.find("CURSOR: cursor replica acknowledged seq") != std::string::npos, !ok) << v.out;
+  }
+}
