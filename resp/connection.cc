@@ -98,7 +98,9 @@ bool ScriptChangesDbs(const CommandSpec* spec, std::span<const std::string_view>
 // it rejected under CLIENT where the server had no cmdstat_client). (An
 // unknown command is counted under `unknown`, which no server row has.)
 bool CountedNowhere(std::string_view error) {
-  return error.starts_with("ERR unknown subcommand");
+  // ("ERR unknown subcommand or wrong number of arguments for 'GET'" is
+  // what a subcommand that ran answers: a failed call, counted. A review.)
+  return error.starts_with("ERR unknown subcommand '");
 }
 
 // EVAL or EVAL_RO: the server caches the body it names (OnRequest).
@@ -1384,7 +1386,11 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     // ScriptCache::LearnDatabaseWideFunctions).
     if (args.size() >= 3 && !requests_.arg_elided(args.size() - 1)) {
       const uint8_t names = DatabaseWideNames(args.back());
-      if (names != 0) scripts_->LearnDatabaseWideFunctions(RegisteredFunctionNames(args.back()), names);
+      if (names != 0) {
+        bool complete = true;
+        std::vector<std::string> functions = RegisteredFunctionNames(args.back(), &complete);
+        scripts_->LearnDatabaseWideFunctions(functions, names, /*every_fcall=*/!complete);
+      }
     }
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
@@ -2771,16 +2777,26 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     c.connection_id = opts_.connection_id;
     return c;
   };
+  // A script that may flush or swap dbs, failing after it ran: what it did
+  // before failing stays, a flush included, which no read-back of keys can
+  // redo. It is shipped as if it had succeeded (the replica runs it to the
+  // same error; its keys are read back, as a script's are) (the diff
+  // review: a function that ran FLUSHDB, then returned an error, left the
+  // replica every key the source had flushed, unflagged).
+  bool failed_script = false;
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
     ObserveReply(p.spec, reply[0], in_tx);
+    const bool ran = MayHaveWrittenDespite(*p.spec, reply[0].str);
+    failed_script = ran && (script != ScriptKind::kNone || (p.spec->name[0] == 'f' && IsFcall(*p.spec))) &&
+                    ScriptChangesDbs(p.spec, argv, *scripts_);
     // A script is not rolled back, and a MIGRATE of several keys may have
     // moved some: read their keys back (refusals before running cost a
     // needless read).
-    if (MayHaveWrittenDespite(*p.spec, reply[0].str)) {
-      stats_.records += ReadbackWrite(*p.spec, argv, context(), sink_);
+    if (!failed_script) {
+      if (ran) stats_.records += ReadbackWrite(*p.spec, argv, context(), sink_);
+      return;
     }
-    return;
   }
   ConvertContext ctx = context();
   if (p.elided || (replies_.elided() &&
@@ -2841,10 +2857,12 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   stats_.records += counting.n;
   switch (outcome) {
     case ConvertOutcome::kRecorded:
+      if (failed_script) break;  // (counted rejected above)
       ++stats_.writes_applied;
       Observe(p.spec, Outcome::kApplied);
       break;
     case ConvertOutcome::kNoEffect:
+      if (failed_script) break;
       ++stats_.writes_no_effect;
       Observe(p.spec, Outcome::kNoEffect);
       break;

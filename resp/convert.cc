@@ -837,7 +837,8 @@ std::string_view StringText(const LuaToken& t) {
 
 }  // namespace
 
-std::vector<std::string> RegisteredFunctionNames(std::string_view library) {
+std::vector<std::string> RegisteredFunctionNames(std::string_view library, bool* complete) {
+  bool all = true;  // every registration named by a plain literal
   // (The shebang line, "#!lua name=lib", is no Lua.)
   if (library.substr(0, 2) == "#!") {
     const size_t nl = library.find('\n');
@@ -845,16 +846,26 @@ std::vector<std::string> RegisteredFunctionNames(std::string_view library) {
   }
   std::vector<LuaToken> t;
   std::vector<std::string> names;
-  if (!LuaTokens(library, &t)) return names;
+  if (!LuaTokens(library, &t)) {
+    if (complete != nullptr) *complete = false;
+    return names;
+  }
   auto add = [&](size_t i) {
-    if (i >= t.size() || t[i].kind != LuaToken::kString || !t[i].plain) return;
     // The whole expression, not the start of one ('fn' .. 'A', a review's:
     // `fn` was taken for a name the library registered, and an FCALL of it
     // went untold).
-    if (!IsOp(t, i + 1, ",") && !IsOp(t, i + 1, ")") && !IsOp(t, i + 1, "}") && !IsOp(t, i + 1, ";")) return;
+    if (i >= t.size() || t[i].kind != LuaToken::kString || !t[i].plain ||
+        (!IsOp(t, i + 1, ",") && !IsOp(t, i + 1, ")") && !IsOp(t, i + 1, "}") && !IsOp(t, i + 1, ";"))) {
+      all = false;
+      return false;
+    }
     const std::string_view name = StringText(t[i]);
-    if (!name.empty() && name.size() <= 256 && std::all_of(name.begin(), name.end(), LuaWordByte))
-      names.emplace_back(name);
+    if (name.empty() || name.size() > 256 || !std::all_of(name.begin(), name.end(), LuaWordByte)) {
+      all = false;
+      return false;
+    }
+    names.emplace_back(name);
+    return true;
   };
   for (size_t i = 0; i < t.size(); ++i) {
     if (t[i].kind != LuaToken::kName || t[i].text != "register_function") continue;
@@ -866,13 +877,16 @@ std::vector<std::string> RegisteredFunctionNames(std::string_view library) {
     }
     // A table: its function_name field, at its own level.
     int depth = 0;
+    bool named = false;
     for (size_t k = j; k < t.size(); ++k) {
       if (IsOp(t, k, "{")) ++depth;
       if (IsOp(t, k, "}") && --depth == 0) break;
       if (depth == 1 && t[k].kind == LuaToken::kName && t[k].text == "function_name" && IsOp(t, k + 1, "="))
-        add(k + 2);
+        named = add(k + 2) || named;
     }
+    if (!named) all = false;
   }
+  if (complete != nullptr) *complete = all;
   return names;
 }
 

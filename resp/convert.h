@@ -104,8 +104,9 @@ bool IsLibraryLoad(std::span<const std::string_view> argv);
 // tokens (comments and strings are not code): `register_function('f', …)`,
 // `register_function[[f]]`, and the table forms `register_function{…,
 // function_name = 'f', …}` and `({…})`. A name given through a variable is
-// not found.
-std::vector<std::string> RegisteredFunctionNames(std::string_view library);
+// not found: `complete`, if given, says whether every registration was
+// named by a literal (false too for code that does not lex).
+std::vector<std::string> RegisteredFunctionNames(std::string_view library, bool* complete = nullptr);
 // An EVAL (an EVALSHA made EVAL) or FUNCTION LOAD whose code may call
 // MIGRATE (ScriptCallsMigrate), or a FUNCTION RESTORE (its code cannot be read).
 bool CallsMigrate(std::span<const std::string_view> argv);

@@ -132,9 +132,11 @@ void ScriptCache::LearnFunctions(const std::vector<std::string>& names) {
   }
 }
 
-void ScriptCache::LearnDatabaseWideFunctions(const std::vector<std::string>& names, uint8_t names_bits) {
-  if (names_bits == 0 || names.empty()) return;
+void ScriptCache::LearnDatabaseWideFunctions(const std::vector<std::string>& names, uint8_t names_bits,
+                                             bool every_fcall) {
+  if (names_bits == 0 || (names.empty() && !every_fcall)) return;
   std::lock_guard<std::mutex> lock(mu_);
+  if (every_fcall) db_wide_overflow_ |= names_bits;
   for (const std::string& n : names) {
     std::string lower = Lower(n);
     auto it = db_wide_functions_.find(lower);

@@ -90,8 +90,12 @@ class ScriptCache {
   // ordered too; never forgotten (a REPLACE, a FUNCTION DELETE or FLUSH
   // before an FCALL taken later cannot be told from the FCALL's record):
   // at worst an FCALL is ordered it need not be. Kept up to
-  // kMaxFunctionNames; past that, every FCALL is (all bits).
-  void LearnDatabaseWideFunctions(const std::vector<std::string>& names, uint8_t names_bits);
+  // kMaxFunctionNames; past that, every FCALL is (all bits). So is every
+  // FCALL when `every_fcall`: the library registers a function whose name
+  // is not a literal (a review: `redis.register_function(n, …)` with
+  // `local n = 'wipe'`, and a SET racing its flush stayed on the replica).
+  void LearnDatabaseWideFunctions(const std::vector<std::string>& names, uint8_t names_bits,
+                                  bool every_fcall = false);
   uint8_t DatabaseWideNamesOf(std::string_view function) const {
     if (!any_db_wide_function_.load(std::memory_order_relaxed)) return 0;
     return DatabaseWideNamesSlow(function);

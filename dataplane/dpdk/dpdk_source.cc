@@ -69,11 +69,15 @@ class DpdkSource final : public PacketSource {
       next_queue_ = static_cast<uint16_t>((next_queue_ + 1) % nb_queues_);
       n = rte_eth_rx_burst(port_, q, held_.data(), static_cast<uint16_t>(want));
     }
-    held_n_ = n;
-    if (n == 0) {
-      if (watch_.Gone()) exhausted_ = true;  // af_packet: its interface went away
-      return 0;
+    if (n == 0 && watch_.Gone()) {
+      // af_packet: its interface went away. What its ring held is still
+      // read: once more after seeing it gone (the diff review).
+      for (uint16_t q = 0; q < nb_queues_ && n == 0; ++q)
+        n = rte_eth_rx_burst(port_, q, held_.data(), static_cast<uint16_t>(want));
+      exhausted_ = n == 0;
     }
+    held_n_ = n;
+    if (n == 0) return 0;
     const uint64_t now = RealtimeNs();
     // A frame larger than one mbuf (jumbo frames with scattered RX, net_pcap
     // reading a large frame) arrives as a chain of segments: such frames are

@@ -212,10 +212,12 @@ class XdpSource final : public PacketSource {
     ring_.Release();  // the previous burst's bytes are now the kernel's again
     size_t n = Fill(out);
     if (n == 0 && !out.empty()) {
-      // What the ring held before the interface went is still delivered.
+      // What the ring held before the interface went is still delivered:
+      // read once more after seeing it gone (the diff review).
       if (watch_.Gone()) {
-        exhausted_ = true;
-        return 0;
+        n = Fill(out);
+        exhausted_ = n == 0;
+        return n;
       }
       ring_.Wait(poll_timeout_ms_);
       n = Fill(out);

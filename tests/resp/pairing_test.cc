@@ -782,6 +782,19 @@ TEST(PairingHolds, DatabaseWideWritesWaitingForTheirRepliesAreAnnounced) {
     expect({});
     rep("+OK\r\n+OK\r\n", 1195);
     expect({"FCALL", "FCALL"});
+    // A library that may flush and registers a function by a name that is
+    // no literal (a review's `local n = 'w2'`): which FCALL runs it cannot
+    // be told, so every FCALL is database-wide from then on.
+    req(Cmd({"FUNCTION", "LOAD",
+             "#!lua name=varlib\nlocal n = 'w2'\nredis.register_function(n, function() return "
+             "redis.call('FLUSHALL') end)"}),
+        1196);
+    rep("$6\r\nvarlib\r\n", 1197);
+    expect({"FUNCTION"});
+    req(Cmd({"FCALL", "w2", "0"}), 1198);
+    expect({"HOLD 1198"});
+    rep("+OK\r\n", 1199);
+    expect({"FCALL " + std::to_string(kNamesFlushall), "RELEASE"});
     // Never answered: read back at the close.
     req(Cmd({"FLUSHALL"}), 1200);
     expect({"HOLD 1200"});
@@ -823,10 +836,12 @@ TEST(PairingReplica, QueueWorkloadNeedsNoReadback) {
 // `clean` expects no difference even before the repair; `readbacks`, if
 // given, receives the keys read back; `check`, if given, runs before the
 // repair (source on 16514, replica on 16515); `instant` mirrors every reply
-// 0.1 ms after its request (no XREADGROUP counts as late).
+// 0.1 ms after its request (no XREADGROUP counts as late); `scripts_may_fail`
+// lets scripts fail on the replica as they failed on the source.
 void RoundTrip(const std::vector<std::pair<std::string, int>>& steps, bool clean, int dbs = 2,
                std::set<std::pair<uint16_t, std::string>>* readbacks = nullptr,
-               const std::function<void()>& check = nullptr, bool instant = false) {
+               const std::function<void()>& check = nullptr, bool instant = false,
+               bool scripts_may_fail = false) {
   LiveRedis source(16514), replica(16515);
   ASSERT_TRUE(source.ok() && replica.ok());
   VectorSink sink;
@@ -845,6 +860,7 @@ void RoundTrip(const std::vector<std::pair<std::string, int>>& steps, bool clean
   }
   Replica r(16515);
   ASSERT_TRUE(r.ok());
+  r.scripts_may_fail = scripts_may_fail;
   r.Apply(sink.records);
   if (readbacks != nullptr) *readbacks = r.readback_keys();
   std::string records;
@@ -869,6 +885,37 @@ TEST(PairingReplica, PfcountOfOneKeyIsReplicated) {
              {Cmd({"PFADD", "h2", "x"}), 1},
              {Cmd({"PFCOUNT", "h", "h2"}), 1}},  // merged in a scratch copy: stores nothing
             true);
+}
+
+// A script or function that runs FLUSHDB and then fails: the flush stays
+// (a script is not rolled back), which no read-back of keys can redo. It is
+// shipped as if it had succeeded, and the replica runs it to the same error
+// (the diff review: nothing was shipped, and the replica kept every key the
+// source had flushed, unflagged). One that may not flush is read back, as
+// before.
+TEST(PairingReplica, AScriptThatFlushesThenFailsIsShipped) {
+  if (!HaveRedisServer()) GTEST_SKIP() << "needs redis-server";
+  const std::string body = "redis.call('flushdb') return redis.error_reply('boom')";
+  RoundTrip({{Cmd({"SET", "k1", "1"}), 1},
+             {Cmd({"SET", "k2", "2"}), 1},
+             {Cmd({"EVAL", body, "0"}), 1},
+             {Cmd({"SET", "k3", "3"}), 1},
+             {Cmd({"FUNCTION", "LOAD",
+                   "#!lua name=failing\nredis.register_function('wipe', function() redis.call('flushdb') "
+                   "return redis.error_reply('boom') end)"}),
+              1},
+             {Cmd({"SET", "k4", "4"}), 1},
+             {Cmd({"FCALL", "wipe", "0"}), 1},
+             {Cmd({"SET", "k5", "5"}), 1},
+             {Cmd({"EVALSHA", Sha1Hex(body), "0"}), 1},
+             {Cmd({"SET", "k6", "6"}), 1}},
+            true, 2, nullptr, nullptr, false, /*scripts_may_fail=*/true);
+  // One that may not flush: its keys are read back, as before.
+  std::set<std::pair<uint16_t, std::string>> readbacks;
+  RoundTrip(
+      {{Cmd({"EVAL", "redis.call('set', KEYS[1], 'x') return redis.error_reply('boom')", "1", "k7"}), 1}},
+      false, 2, &readbacks);
+  EXPECT_EQ(readbacks, (std::set<std::pair<uint16_t, std::string>>{{0, "k7"}}));
 }
 
 // RESTORE (DUMP's payload: migration tools, a cluster's MIGRATE target)
@@ -1318,9 +1365,17 @@ TEST(RegisteredFunctionNames, LiteralNamesInEveryFormAndNothingElse) {
       "redis.register_function('bad name', function(k, a) return 1 end)\n"
       "redis.register_function('fnA'..'B', function(k, a) return 1 end)\n"
       "redis.register_function{function_name='tblA'..'B', callback=function(k, a) return 1 end}\n";
-  EXPECT_EQ(RegisteredFunctionNames(body),
+  bool complete = true;
+  EXPECT_EQ(RegisteredFunctionNames(body, &complete),
             (std::vector<std::string>{"plain", "dq", "paren_tbl", "tbl_late", "long", "longer"}));
-  EXPECT_TRUE(RegisteredFunctionNames("redis.register_function('unclosed").empty());
+  EXPECT_FALSE(complete) << "byvar, 'bad name', 'fnA'..'B' and 'tblA'..'B' are not literal names";
+  EXPECT_TRUE(RegisteredFunctionNames("redis.register_function('unclosed", &complete).empty());
+  EXPECT_FALSE(complete);
+  RegisteredFunctionNames(
+      "#!lua name=l\nredis.register_function('a', f)\nredis.register_function{function_name='b'}", &complete);
+  EXPECT_TRUE(complete);
+  RegisteredFunctionNames("#!lua name=l\nredis.register_function{callback=f}", &complete);
+  EXPECT_FALSE(complete) << "a table without a literal function_name";
 }
 
 TEST(ScriptCallsMigrate, CommandNamesMustBeSpelledOut) {
@@ -1949,12 +2004,17 @@ TEST_F(Pairing, AnUnknownSubcommandIsCountedNowhereAsTheServerCountsIt) {
   c.Do({"CLIENT", "SETINFO", "lib-name", "kvf"});
   c.Do(Cmd({"MULTI"}) + Cmd({"CLIENT", "SETINFO", "lib-ver", "1"}) + Cmd({"DISCARD"}), 3);
   c.Do({"CLIENT", "NO-EVICT", "maybe"});  // known, refused for its argument
+  // A subcommand that ran and answered "unknown subcommand or wrong number
+  // of arguments": a failed call, counted (the diff review).
+  c.Do({"SLOWLOG", "GET", "x", "y"});
   const std::string info = c_->Do({"INFO", "COMMANDSTATS"});
   EXPECT_EQ(info.find("cmdstat_client:"), std::string::npos) << info;
   EXPECT_NE(info.find("cmdstat_client|no-evict:calls=1,"), std::string::npos) << info;
+  EXPECT_NE(info.find("cmdstat_slowlog|get:calls=1,"), std::string::npos) << info;
   EXPECT_EQ(seen.outcomes, (V{"multi " + std::string(OutcomeName(Outcome::kReadOnly)),
                               "discard " + std::string(OutcomeName(Outcome::kReadOnly)),
-                              "client|no-evict " + std::string(OutcomeName(Outcome::kRejected))}));
+                              "client|no-evict " + std::string(OutcomeName(Outcome::kRejected)),
+                              "slowlog|get " + std::string(OutcomeName(Outcome::kRejected))}));
   ExpectPairedCleanly(c.conn().stats());
 }
 
