@@ -973,6 +973,14 @@ int RunCapture(const std::vector<std::string>& args) {
       std::fprintf(stderr, "kvferryctl capture: --pcap needs --backend pcap\n");
       return 2;
     }
+    // Options of a live capture, which a file would silently ignore (a review).
+    for (const char* live : {"--workers", "--queue-slots", "--queue-mb", "--pass", "--eal", "--dpdk-port",
+                             "--source-user", "--source-auth-file"}) {
+      if (app.count(live) > 0) {
+        std::fprintf(stderr, "kvferryctl capture: %s is for a live capture (--iface), not --pcap\n", live);
+        return 2;
+      }
+    }
     if (resolve_db) {
       std::fprintf(stderr,
                    "kvferryctl capture: --resolve-db needs a live capture (--iface): a file's servers "

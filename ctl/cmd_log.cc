@@ -46,7 +46,7 @@ bool Parse(const std::vector<std::string>& args, LogArgs* out) {
     const bool has_value = i + 1 < args.size();
     if (a == "--dir" && has_value && out->dir.empty()) {
       out->dir = args[++i];
-    } else if (a == "--from" && has_value) {
+    } else if (a == "--from" && has_value && !out->from_given) {
       // Digits only: strtoull took "-1" (as 2^64-1), "" and overflows.
       const std::string& v = args[++i];
       const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out->from);
@@ -65,11 +65,16 @@ bool Parse(const std::vector<std::string>& args, LogArgs* out) {
       out->json = f == "json";
     } else {
       std::fprintf(stderr, "kvferryctl log: %s: %s\n", a.c_str(),
-                   a == "--dir" && !out->dir.empty()     ? "given twice"
-                   : a.rfind("--", 0) == 0 && !has_value ? "needs a value"
+                   (a == "--dir" && !out->dir.empty()) || (a == "--from" && out->from_given) ? "given twice"
+                   : a.rfind("--", 0) == 0 && !has_value                                     ? "needs a value"
                                                          : "unknown argument");
       return false;
     }
+  }
+  // (verify and stats read the whole log: a review's --from was taken and ignored.)
+  if (out->from_given && out->action != "dump") {
+    std::fprintf(stderr, "kvferryctl log: --from is for dump\n");
+    return false;
   }
   return !out->dir.empty() && (out->action == "dump" || out->action == "verify" || out->action == "stats");
 }

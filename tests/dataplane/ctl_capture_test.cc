@@ -1005,6 +1005,11 @@ TEST(CtlCaptureTest, TheToolFailsLoudlyWhereAnOperatorWouldLoseData) {
       Shell(ctl + " decode --pcap " + empty + " --server 10.0.0.2:6379 2>&1 >/dev/null; echo rc=$?");
   EXPECT_NE(none.find("the capture holds no frame"), std::string::npos) << none;
   EXPECT_NE(none.find("rc=1"), std::string::npos) << none;
+  // Options of a live capture given with a file are refused, not ignored.
+  const std::string workers = Shell(ctl + " capture --pcap " + path +
+                                    " --server 10.0.0.2:6379 --workers 2 2>&1 >/dev/null; echo rc=$?");
+  EXPECT_NE(workers.find("--workers is for a live capture"), std::string::npos) << workers;
+  EXPECT_NE(workers.find("rc=2"), std::string::npos) << workers;
   Shell("rm -rf " + dir);
   std::remove(path.c_str());
 }

@@ -105,6 +105,9 @@ TEST(CtlLog, RecordsMissingFromTheMiddleAreSaidAndFailTheDump) {
   EXPECT_EQ(in.code, 1) << in.out;
   EXPECT_NE(in.out.find("seqs " + inside + ".."), std::string::npos) << in.out;
   EXPECT_EQ(Sh(ctl + " log dump --help >/dev/null 2>&1").code, 0);
+  // verify and stats read the whole log; --from twice is a mistake (a review).
+  EXPECT_EQ(Sh(ctl + " log verify --dir " + dir + " --from 3 2>/dev/null").code, 2);
+  EXPECT_EQ(Sh(ctl + " log dump --dir " + dir + " --from 3 --from 4 2>/dev/null").code, 2);
   for (const char* from : {"-1", "99999999999999999999", "''", "0", "12x"}) {
     ShellResult f = Sh(ctl + " log dump --dir " + dir + " --from " + from + " 2>&1");
     EXPECT_EQ(f.code, 2) << from << ": " << f.out;
