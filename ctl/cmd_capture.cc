@@ -693,6 +693,9 @@ int RunLive(std::unique_ptr<PacketSource> src, const FlowTableConfig& cfg, const
             const kvf::resp::AmbiguityOptions& ambiguity, const kvf::resp::ExpiryOptions& expiry,
             kvf::ctl::DbAnswerBoard* board, kvf::ctl::DbResolver* resolver) {
   DispatcherConfig dc;
+  // A file replayed (dpdk net_pcap) ticks on its own times: on the wall
+  // clock every flow of an old capture was idle at once (a review).
+  dc.wall_clock_ticks = !src->FileTimestamps();
   dc.workers = workers;
   dc.flow_table = cfg;
   dc.max_segment_payload = 65536;

@@ -116,7 +116,7 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
   // Records missing between two that were read (a segment deleted, damage
   // the reader skipped): said, and the exit status says so too (a review's
   // dump of a log missing a segment jumped 5,268 seqs and exited 0).
-  uint64_t prev = 0, missing = 0, stretches = 0, repeated = 0;
+  uint64_t prev = 0, missing = 0, stretches = 0;
   std::string line;
   std::vector<std::string_view> views;
   while ((*reader)->Next(&r)) {
@@ -129,13 +129,7 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
       missing += r.seq - a.from;
       ++stretches;
     }
-    if (prev != 0 && r.seq <= prev) {
-      // Two segments hold the same seqs, maybe different records (a review:
-      // verify said DAMAGED, dump nothing). One copy is printed.
-      std::fprintf(stderr, "kvferryctl log dump: seq %llu comes again after %llu: segments overlap\n",
-                   static_cast<unsigned long long>(r.seq), static_cast<unsigned long long>(prev));
-      ++repeated;
-    } else if (prev != 0 && r.seq != prev + 1) {
+    if (prev != 0 && r.seq != prev + 1) {
       std::fprintf(stderr, "kvferryctl log dump: seqs %llu..%llu are missing\n",
                    static_cast<unsigned long long>(prev + 1), static_cast<unsigned long long>(r.seq - 1));
       missing += r.seq > prev ? r.seq - prev - 1 : 0;
@@ -162,13 +156,12 @@ int Dump(kvf::logstore::FileSystem* fs, const LogArgs& a) {
     std::fprintf(stderr, "kvferryctl log dump: %s\n", (*reader)->status().ToString().c_str());
     return 1;
   }
-  if (missing > 0 || rep.count > 0 || repeated > 0) {
-    std::fprintf(
-        stderr,
-        "kvferryctl log dump: incomplete: %llu record(s) missing in %llu stretch(es), %d damaged "
-        "stretch(es) skipped, %llu seq(s) held twice; `kvferryctl log verify --dir %s` tells where\n",
-        static_cast<unsigned long long>(missing), static_cast<unsigned long long>(stretches), rep.count,
-        static_cast<unsigned long long>(repeated), a.dir.c_str());
+  if (missing > 0 || rep.count > 0) {
+    std::fprintf(stderr,
+                 "kvferryctl log dump: incomplete: %llu record(s) missing in %llu stretch(es), %d damaged "
+                 "stretch(es) skipped; `kvferryctl log verify --dir %s` tells where\n",
+                 static_cast<unsigned long long>(missing), static_cast<unsigned long long>(stretches),
+                 rep.count, a.dir.c_str());
     return 1;
   }
   return 0;

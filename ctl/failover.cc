@@ -195,7 +195,9 @@ Failovers::Keys Failovers::RoleChange(const std::string& server, std::string_vie
   // known to replicate it, and more is kept and read back than need be.
   // Printable: the name came off the wire and is printed (a review forged a
   // line of decode's stderr with escape sequences in a REPLICAOF host).
-  std::string master = Printable(named_master, 256);
+  // (Room for any host name, 255 bytes, and its port: a review's 252-byte
+  // name, cut, never matched its server.)
+  std::string master = Printable(named_master, 512);
   bool by_name = !master.empty();
   if (const size_t colon = master.rfind(':'); colon != std::string::npos) {
     const Result<dataplane::IpAddress> ip = dataplane::IpAddress::Parse(master.substr(0, colon));

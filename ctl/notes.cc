@@ -81,6 +81,10 @@ std::vector<std::string> ConnectionNames::Notes(const resp::ConnectionStats& tot
              "(loaded before it?): they were shipped, but only a replica that has their library runs "
              "them (copy it: FUNCTION DUMP on the source, FUNCTION RESTORE on each replica); where it "
              "does not, what they wrote is not replicated, and no record names a key to read back");
+  count_note(totals.scripts_failed_may_flush,
+             " script call(s) that may flush or swap dbs (their code names FLUSHDB, FLUSHALL or SWAPDB) "
+             "failed: whether they did so before failing the wire does not say, so they were not shipped "
+             "and their declared keys are read back; check the dbs they ran in (a consistency check)");
   count_note(totals.libraries_held_back,
              " function librar(ies) the server loaded were not shipped (FUNCTION LOAD of code that names "
              "MIGRATE or a command the source renamed, or a FUNCTION RESTORE, whose code cannot be read: "

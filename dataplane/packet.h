@@ -70,6 +70,9 @@ class PacketSource {
   // Why the source stopped early (a read error, the interface went away);
   // Ok otherwise.
   virtual Status error() const { return Status::Ok(); }
+  // Frames carry the times a file recorded (DPDK's net_pcap), not the time
+  // they arrive: timeouts must run on those, not on the wall clock.
+  virtual bool FileTimestamps() const { return false; }
   virtual CaptureStats Stats() const = 0;
   virtual std::string Describe() const = 0;
 };

@@ -159,6 +159,7 @@ constexpr StatField kStatFields[] = {
     {"scripts_not_shipped", &ConnectionStats::scripts_not_shipped},
     {"libraries_held_back", &ConnectionStats::libraries_held_back},
     {"fcall_unknown_keyless", &ConnectionStats::fcall_unknown_keyless},
+    {"scripts_failed_may_flush", &ConnectionStats::scripts_failed_may_flush},
     {"records", &ConnectionStats::records},
     {"transactions", &ConnectionStats::transactions},
     {"exec_aborted", &ConnectionStats::exec_aborted},
@@ -1386,11 +1387,10 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
     // ScriptCache::LearnDatabaseWideFunctions).
     if (args.size() >= 3 && !requests_.arg_elided(args.size() - 1)) {
       const uint8_t names = DatabaseWideNames(args.back());
-      if (names != 0) {
-        bool complete = true;
-        std::vector<std::string> functions = RegisteredFunctionNames(args.back(), &complete);
-        scripts_->LearnDatabaseWideFunctions(functions, names, /*every_fcall=*/!complete);
-      }
+      // (Its functions named by no literal make every FCALL database-wide,
+      // but only once the server took it: HandleWrite. A review's refused
+      // load made every FCALL of the capture so.)
+      if (names != 0) scripts_->LearnDatabaseWideFunctions(RegisteredFunctionNames(args.back()), names);
     }
   }
   // A request Redis runs without replying (a RESP3 SUBSCRIBE, REPLCONF ACK)
@@ -2758,8 +2758,16 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     }
     // The functions a library the server took registers (one it refused,
     // "already exists" at a restart's load, registers none: a review).
-    if (!IsError(reply[0]) && argv.size() >= 3 && IsLibraryLoad(argv) && EqualsIgnoreCase(argv[1], "LOAD"))
-      scripts_->LearnFunctions(RegisteredFunctionNames(argv.back()));
+    if (!IsError(reply[0]) && argv.size() >= 3 && IsLibraryLoad(argv) && EqualsIgnoreCase(argv[1], "LOAD")) {
+      bool complete = true;
+      scripts_->LearnFunctions(RegisteredFunctionNames(argv.back(), &complete));
+      // A library that may flush, with a function named by no literal:
+      // which FCALL runs it cannot be told (the diff review's `local n`).
+      if (!complete && !p.elided) [[unlikely]] {
+        if (const uint8_t names = DatabaseWideNames(argv.back()); names != 0)
+          scripts_->LearnDatabaseWideFunctions({}, names, /*every_fcall=*/true);
+      }
+    }
   }
   if (replayer_) {
     ++stats_.replayer_writes;
@@ -2777,26 +2785,27 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
     c.connection_id = opts_.connection_id;
     return c;
   };
-  // A script that may flush or swap dbs, failing after it ran: what it did
-  // before failing stays, a flush included, which no read-back of keys can
-  // redo. It is shipped as if it had succeeded (the replica runs it to the
-  // same error; its keys are read back, as a script's are) (the diff
-  // review: a function that ran FLUSHDB, then returned an error, left the
-  // replica every key the source had flushed, unflagged).
-  bool failed_script = false;
   if (IsError(reply[0])) {
     ++stats_.writes_rejected;
     ObserveReply(p.spec, reply[0], in_tx);
-    const bool ran = MayHaveWrittenDespite(*p.spec, reply[0].str);
-    failed_script = ran && (script != ScriptKind::kNone || (p.spec->name[0] == 'f' && IsFcall(*p.spec))) &&
-                    ScriptChangesDbs(p.spec, argv, *scripts_);
     // A script is not rolled back, and a MIGRATE of several keys may have
     // moved some: read their keys back (refusals before running cost a
     // needless read).
-    if (!failed_script) {
-      if (ran) stats_.records += ReadbackWrite(*p.spec, argv, context(), sink_);
-      return;
+    if (MayHaveWrittenDespite(*p.spec, reply[0].str)) {
+      stats_.records += ReadbackWrite(*p.spec, argv, context(), sink_);
+      // One that may flush or swap dbs may have done so before it failed,
+      // which no read-back of keys redoes; nor can shipping it: whether it
+      // got that far (refused before it ran, an ACL refusing its FLUSHDB,
+      // SCRIPT KILL) the wire does not say (the diff review: a failing
+      // flush left the replica the keys the source had flushed; shipping
+      // such scripts then flushed the replica where the source had refused
+      // them). Counted and said: a consistency check settles those dbs.
+      const bool script =
+          ScriptKindOf(p.spec) != ScriptKind::kNone || (p.spec->name[0] == 'f' && IsFcall(*p.spec));
+      if (script && ScriptChangesDbs(p.spec, argv, *scripts_)) [[unlikely]]
+        ++stats_.scripts_failed_may_flush;
     }
+    return;
   }
   ConvertContext ctx = context();
   if (p.elided || (replies_.elided() &&
@@ -2857,12 +2866,10 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
   stats_.records += counting.n;
   switch (outcome) {
     case ConvertOutcome::kRecorded:
-      if (failed_script) break;  // (counted rejected above)
       ++stats_.writes_applied;
       Observe(p.spec, Outcome::kApplied);
       break;
     case ConvertOutcome::kNoEffect:
-      if (failed_script) break;
       ++stats_.writes_no_effect;
       Observe(p.spec, Outcome::kNoEffect);
       break;

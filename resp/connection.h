@@ -148,6 +148,9 @@ struct ConnectionStats {
   // FCALLs declaring no keys of a function no captured FUNCTION LOAD
   // registered: shipped, but only a replica given its library runs them.
   uint64_t fcall_unknown_keyless = 0;
+  // Scripts (EVAL, EVALSHA, FCALL) that may flush or swap dbs and failed:
+  // whether they did before failing the wire does not say.
+  uint64_t scripts_failed_may_flush = 0;
   uint64_t records = 0;
   uint64_t db_proven_by_server = 0;  // dbs settled (or corrected) by the server's word: ProveDb, CLIENT INFO
   uint64_t transactions = 0;         // EXEC that applied

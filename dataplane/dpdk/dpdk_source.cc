@@ -121,6 +121,8 @@ class DpdkSource final : public PacketSource {
 
   bool Exhausted() const override { return exhausted_; }
   Status error() const override { return watch_.error(); }
+  // net_pcap: the file's (or, reading an interface, libpcap's) times.
+  bool FileTimestamps() const override { return ts_offset_ >= 0; }
 
   CaptureStats Stats() const override {
     CaptureStats s;

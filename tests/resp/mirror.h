@@ -90,9 +90,6 @@ class Replica {
  public:
   explicit Replica(int port) : client_(port) {}
   bool ok() const { return client_.ok(); }
-  // A script shipped though it failed on the source (it may have flushed
-  // before failing) fails on the replica too.
-  bool scripts_may_fail = false;
 
   void Apply(const std::vector<ChangeRecord>& records) {
     for (const ChangeRecord& r : records) {
@@ -100,9 +97,7 @@ class Replica {
       if (r.op == RecordOp::kReadback) continue;
       Select(r.db);
       const std::string rep = client_.Send(Cmd(r.args), 1);
-      const bool script = r.args[0] == "EVAL" || r.args[0] == "FCALL";
-      EXPECT_TRUE(!IsErrorReply(rep) || (script && scripts_may_fail))
-          << "applying " << Describe(r) << " -> " << rep;
+      EXPECT_FALSE(IsErrorReply(rep)) << "applying " << Describe(r) << " -> " << rep;
       if (r.op == RecordOp::kIdempotent) {
         const std::string again = client_.Send(Cmd(r.args), 1);
         // XADD with an explicit id refuses a duplicate: that is its idempotence.
