@@ -733,6 +733,39 @@ struct Conversation {
   uint32_t cseq = 100, sseq = 500;
 };
 
+// DPDK's net_pcap replays a file with the times it recorded: the flow table
+// ticks on those, not on the wall clock, on which every flow of an old
+// capture was idle at once and a long connection was cut in two (a review:
+// a desync, flows evicted as idle).
+TEST(CtlCaptureTest, ADpdkReplayOfAnOldCaptureRunsOnTheFilesClock) {
+  const std::string ctl = CtlPath();
+  if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
+  if (geteuid() != 0) GTEST_SKIP() << "needs root: DPDK's EAL";
+  Conversation conv(41012);  // in November 2023, a frame every 100 us
+  for (int i = 0; i < 30000; ++i)
+    conv.Exchange(kvf::resp::testing::Cmd({"SET", "k" + std::to_string(i), "v"}), "+OK\r\n");
+  for (size_t i = 0; i < conv.frames.size(); ++i) conv.frames[i].ts_ns = conv.ts + i * 100'000;
+  const std::string path =
+      std::string(::testing::TempDir()) + "kvf_ctl_replay_" + std::to_string(getpid()) + ".pcap";
+  std::string err;
+  ASSERT_TRUE(tb::WritePcap(path, conv.frames, &err)) << err;
+  const std::string out =
+      Shell(ctl +
+            " capture --backend dpdk --dpdk-port net_pcap0 --eal '--no-huge --no-shconf -m 256 -l 0 "
+            "--no-pci --file-prefix=kvfreplay" +
+            std::to_string(getpid()) + " --vdev=net_pcap0,rx_pcap=" + path +
+            "' --server 10.0.0.2:6379 --seconds 3 --queue-slots 65536 2>&1");
+  std::remove(path.c_str());
+  if (out.find("no dpdk backend") != std::string::npos) GTEST_SKIP() << out;
+  const size_t total = out.find("\ntotal ");
+  ASSERT_NE(total, std::string::npos) << out;
+  const std::string line = out.substr(total, out.find('\n', total + 1) - total);
+  EXPECT_NE(line.find(" flows=0(+1) "), std::string::npos) << line;
+  EXPECT_NE(line.find(" resp_desyncs=0 "), std::string::npos) << line;
+  EXPECT_NE(line.find(" records=30.0K "), std::string::npos) << line;
+  EXPECT_NE(line.find(" unknown_db=0 "), std::string::npos) << line;
+}
+
 // A failover seen whole (Sentinel's REPLICAOF NO ONE to the new master, then
 // REPLICAOF to the old one): decode names both servers and the times, and
 // says that the old master's writes in between were thrown away by Redis
