@@ -1105,7 +1105,8 @@ void Connection::OnRequest(std::span<const std::string_view> args, uint64_t ts) 
             .ts = ts,
             .seq = next_seq_++};
   if (opts_.announce_holds && spec != nullptr &&
-      (IsDatabaseWide(*spec) || ScriptChangesDbs(spec, args, *scripts_))) [[unlikely]] {
+      (IsDatabaseWide(*spec) || ((spec->name[0] == 'e' || spec->name[0] == 'f') &&
+                                 ScriptChangesDbs(spec, args, *scripts_)))) [[unlikely]] {
     hold_watch_ = true;
     p.queued = req_in_multi_;
     p.database_wide = true;
