@@ -1,3 +1,4 @@
+// InterfaceWatch and InterfaceMtu: see interface_watch.h.
 #include "dataplane/interface_watch.h"
 
 #include <net/if.h>

@@ -2801,9 +2801,8 @@ void Connection::HandleWrite(const Pending& p, std::span<const Node> reply, uint
       // flush left the replica the keys the source had flushed; shipping
       // such scripts then flushed the replica where the source had refused
       // them). Counted and said: a consistency check settles those dbs.
-      const bool script =
-          ScriptKindOf(p.spec) != ScriptKind::kNone || (p.spec->name[0] == 'f' && IsFcall(*p.spec));
-      if (script && ScriptChangesDbs(p.spec, argv, *scripts_)) [[unlikely]]
+      const bool script_call = script != ScriptKind::kNone || (p.spec->name[0] == 'f' && IsFcall(*p.spec));
+      if (script_call && ScriptChangesDbs(p.spec, argv, *scripts_)) [[unlikely]]
         ++stats_.scripts_failed_may_flush;
     }
     return;

@@ -87,10 +87,9 @@ class ScriptCache {
   // bits of resp::DatabaseWideNames): an FCALL of one is database-wide, as
   // an EVAL of such a body is (DbsChangedBy). Learned when the library is
   // requested, so that an FCALL pipelined behind its FUNCTION LOAD is
-  // ordered too; never forgotten (a REPLACE, a FUNCTION DELETE or FLUSH
-  // before an FCALL taken later cannot be told from the FCALL's record):
-  // at worst an FCALL is ordered it need not be. Kept up to
-  // kMaxFunctionNames; past that, every FCALL is (all bits). So is every
+  // ordered too (`every_fcall` only once the server took it); never forgotten (a REPLACE, a FUNCTION DELETE
+  // or FLUSH before an FCALL taken later cannot be told from the FCALL's record): at worst an FCALL is
+  // ordered it need not be. Kept up to kMaxFunctionNames; past that, every FCALL is (all bits). So is every
   // FCALL when `every_fcall`: the library registers a function whose name
   // is not a literal (a review: `redis.register_function(n, …)` with
   // `local n = 'wipe'`, and a SET racing its flush stayed on the replica).
@@ -123,7 +122,9 @@ class ScriptCache {
   std::set<std::string, std::less<>> functions_;  // LearnFunctions; guarded by mu_
   // LearnDatabaseWideFunctions, lower case; guarded by mu_.
   std::map<std::string, uint8_t, std::less<>> db_wide_functions_;
-  uint8_t db_wide_overflow_ = 0;  // bits of functions not kept (the map was full); guarded by mu_
+  // Bits every FCALL gets: of functions not kept (the map was full), and of
+  // libraries with a function named by no literal; guarded by mu_.
+  uint8_t db_wide_overflow_ = 0;
   std::atomic<bool> any_db_wide_function_{false};
   std::atomic<bool> any_library_{false};  // library_servers_ is not empty
   std::atomic<int64_t> libraries_pending_{0};
