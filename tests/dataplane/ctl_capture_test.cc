@@ -288,6 +288,15 @@ struct TwoClients {
                                            t0 + us * 1000, 6379, "10.0.0.1", "10.0.0.2"));
     s += static_cast<uint32_t>(payload.size()) + ((flags & (tb::kTcpSyn | tb::kTcpFin)) != 0);
   }
+  // Writes the frames to a pcap file named after `name` in the test's temp
+  // directory; returns its path.
+  std::string Write(const std::string& name) const {
+    const std::string path =
+        std::string(::testing::TempDir()) + "kvf_ctl_" + name + "_" + std::to_string(getpid()) + ".pcap";
+    std::string err;
+    EXPECT_TRUE(tb::WritePcap(path, frames, &err)) << err;
+    return path;
+  }
   static constexpr uint64_t t0 = 1'700'000'000'000'000'000ull;
   std::vector<tb::TimedFrame> frames;
   uint32_t seq[2][2] = {{100, 500}, {100, 500}};  // [client][c2s ? 0 : 1]
@@ -301,17 +310,11 @@ TEST(CtlCaptureTest, DecodeSaysFlaggedDatabaseWideWritesPutTheirDbsInDoubt) {
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
   TwoClients two;
-  auto add = [&](int c, bool c2s, uint8_t flags, const std::string& payload, uint64_t us) {
-    two.Add(c, c2s, flags, payload, us);
-  };
-  add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
-  add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "1", "2"}), 1100);
-  add(1, false, tb::kTcpAck, "+OK\r\n", 1200);
-  add(0, false, tb::kTcpAck, "+OK\r\n", 1300);
-  const std::string path =
-      std::string(::testing::TempDir()) + "kvf_ctl_swaps_" + std::to_string(getpid()) + ".pcap";
-  std::string err;
-  ASSERT_TRUE(tb::WritePcap(path, two.frames, &err)) << err;
+  two.Add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
+  two.Add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "1", "2"}), 1100);
+  two.Add(1, false, tb::kTcpAck, "+OK\r\n", 1200);
+  two.Add(0, false, tb::kTcpAck, "+OK\r\n", 1300);
+  const std::string path = two.Write("swaps");
   const std::string out =
       Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
   EXPECT_NE(out.find("2 database-wide record(s) (FLUSHDB, FLUSHALL, SWAPDB, FUNCTION) are flagged"),
@@ -321,11 +324,11 @@ TEST(CtlCaptureTest, DecodeSaysFlaggedDatabaseWideWritesPutTheirDbsInDoubt) {
   two.frames.resize(4);
   two.seq[0][0] = two.seq[1][0] = 101;
   two.seq[0][1] = two.seq[1][1] = 501;
-  add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
-  add(0, false, tb::kTcpAck, "+OK\r\n", 1100);
-  add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "1", "2"}), 900'000);
-  add(1, false, tb::kTcpAck, "+OK\r\n", 900'100);
-  ASSERT_TRUE(tb::WritePcap(path, two.frames, &err)) << err;
+  two.Add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
+  two.Add(0, false, tb::kTcpAck, "+OK\r\n", 1100);
+  two.Add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "1", "2"}), 900'000);
+  two.Add(1, false, tb::kTcpAck, "+OK\r\n", 900'100);
+  two.Write("swaps");
   const std::string apart =
       Shell(ctl + " decode --pcap " + path + " --server 10.0.0.2:6379 --format json 2>&1");
   EXPECT_EQ(apart.find("database-wide record(s)"), std::string::npos) << apart;
@@ -340,17 +343,11 @@ TEST(CtlCaptureTest, CaptureCountsTheRecordsItPrints) {
   const std::string ctl = CtlPath();
   if (access(ctl.c_str(), X_OK) != 0) GTEST_SKIP() << "kvferryctl not built at " << ctl;
   TwoClients two;
-  auto add = [&](int c, bool c2s, uint8_t flags, const std::string& payload, uint64_t us) {
-    two.Add(c, c2s, flags, payload, us);
-  };
-  add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
-  add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SET", "k", "v"}), 1050);
-  add(1, false, tb::kTcpAck, "+OK\r\n", 1100);
-  add(0, false, tb::kTcpAck, "+OK\r\n", 1200);
-  const std::string path =
-      std::string(::testing::TempDir()) + "kvf_ctl_counted_" + std::to_string(getpid()) + ".pcap";
-  std::string err;
-  ASSERT_TRUE(tb::WritePcap(path, two.frames, &err)) << err;
+  two.Add(0, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SWAPDB", "0", "1"}), 1000);
+  two.Add(1, true, tb::kTcpAck, kvf::resp::testing::Cmd({"SET", "k", "v"}), 1050);
+  two.Add(1, false, tb::kTcpAck, "+OK\r\n", 1100);
+  two.Add(0, false, tb::kTcpAck, "+OK\r\n", 1200);
+  const std::string path = two.Write("counted");
   const std::string out =
       Shell(ctl + " capture --pcap " + path + " --server 10.0.0.2:6379 --format records 2>" + path + ".err");
   const std::string stats = Shell("cat " + path + ".err");
